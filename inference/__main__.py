@@ -1,0 +1,54 @@
+"""``python -m inference [--json] [--model NAME_OR_DIR] FILE...``: classify pictures from the command line.
+
+Prints one line per file, in order. A file that is not a readable picture gets an error line, the others are
+still classified, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from inference.images import ImageError, open_image
+from inference.loader import load_classifier, resolve_model_dir
+from inference.manifest import ModelLoadError
+from inference.runtime import configure_torch_threads
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inference", description="Does each picture show a phone?")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="pictures to classify")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--model", default=None, help="version name under trained_models/ or a model directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_torch_threads()
+    try:
+        classifier = load_classifier(resolve_model_dir(args.model))
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failed = False
+    for path in args.files:
+        try:
+            image = open_image(path, draft_size=classifier.manifest.preprocessing.draft_size)
+        except (ImageError, OSError) as error:
+            failed = True
+            message = str(error) if isinstance(error, ImageError) else f"cannot read file: {error.strerror}"
+            print(json.dumps({"path": path, "error": message}) if args.json else f"{path}\terror: {message}")
+            continue
+        prediction = classifier.predict([image])[0]
+        if args.json:
+            print(json.dumps({"path": path, **prediction.to_dict()}))
+        else:
+            print(f"{path}\t{prediction.label}\t{prediction.probability:.3f}\t{prediction.model_version}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The phone classifier interface and the ImageNet zero-shot implementation.
+
+A classifier turns pictures into :class:`Prediction` objects. Subclasses only say how a preprocessed batch
+becomes phone logits; thresholds, temperature and labelling live here so every model kind applies them alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from inference.backbone import build_efficientnet_lite
+from inference.manifest import ModelManifest
+from inference.preprocessing import images_to_batch
+
+PHONE = "phone"
+NOT_PHONE = "not_phone"
+
+# ImageNet classes that are telephones: 487 cellular telephone, 528 dial telephone, 707 pay-phone.
+IMAGENET_PHONE_CLASSES = (487, 528, 707)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One verdict: the label, the probability that the picture shows a phone, and the model that said so."""
+
+    label: str
+    probability: float
+    model_version: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"label": self.label, "probability": self.probability, "model_version": self.model_version}
+
+
+class PhoneClassifier:
+    """Base class: subclasses implement :meth:`phone_logits` for a preprocessed batch."""
+
+    def __init__(self, manifest: ModelManifest, model_dir: Path) -> None:
+        self.manifest = manifest
+        self.model_dir = model_dir
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def phone_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated log-odds of "phone", shape (N,)."""
+        raise NotImplementedError
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return images_to_batch(list(images), self.manifest.preprocessing)
+
+    @torch.inference_mode()
+    def phone_probabilities(self, images: Sequence[Image.Image]) -> list[float]:
+        """Calibrated probability of "phone" for each picture (temperature from the manifest applied)."""
+        if not images:
+            return []
+        logits = self.phone_logits(self.preprocess(images))
+        return torch.sigmoid(logits / self.manifest.temperature).tolist()
+
+    def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
+        """Verdicts for upright RGB pictures, in the same order."""
+        threshold = self.manifest.threshold
+        return [
+            Prediction(
+                label=PHONE if probability >= threshold else NOT_PHONE,
+                probability=round(float(probability), 6),
+                model_version=self.version,
+            )
+            for probability in self.phone_probabilities(images)
+        ]
+
+
+class ImageNetZeroShotClassifier(PhoneClassifier):
+    """EfficientNet-Lite's own ImageNet head: phone probability = softmax mass on the telephone classes.
+
+    No training on phone pictures at all, hence "zero-shot"; the probability is returned as log-odds so the
+    base class can treat it like any other model.
+    """
+
+    def __init__(self, manifest: ModelManifest, model_dir: Path) -> None:
+        super().__init__(manifest, model_dir)
+        self.network: nn.Module = build_efficientnet_lite(manifest.architecture).eval()
+        self.phone_classes = list(manifest.options.get("phone_classes", IMAGENET_PHONE_CLASSES))
+
+    def phone_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.softmax(self.network(batch), dim=1)
+        phone_mass = probabilities[:, self.phone_classes].sum(dim=1).clamp(1e-7, 1 - 1e-7)
+        return torch.logit(phone_mass)

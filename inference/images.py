@@ -1,0 +1,95 @@
+"""Decoding untrusted pictures safely, in one place.
+
+Everything that opens a user's picture (the upload validator, the worker, the CLI, training) goes through
+:func:`open_image`, so the pixel limit, EXIF orientation and colour conversion are applied the same way
+everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# 40 megapixels is far above any phone camera's output once EXIF-rotated, yet a 20000x20000 "bomb" is refused
+# before its pixels are allocated.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+# Formats a user may upload. Pillow would open many more (EPS, ICO, PSD, ...), each one extra attack surface.
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+
+ImageSource = str | os.PathLike[str] | bytes | BinaryIO
+
+
+class ImageError(ValueError):
+    """The input is not a picture we accept; the message is safe to show to the person who sent it."""
+
+
+def _as_file(source: ImageSource) -> BinaryIO | str | os.PathLike[str]:
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    return source
+
+
+def open_image(
+    source: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode a picture fully and return it as an upright RGB image.
+
+    Raises :class:`ImageError` for anything that is not a whole picture in an accepted format, including
+    truncated files and pictures over ``max_pixels`` (decompression bombs). ``draft_size`` lets JPEG decoding
+    skip detail that a later downscale would throw away (Pillow's ``draft``), which makes it several times
+    faster for big photos.
+    """
+    file = _as_file(source)
+    if isinstance(file, (str, os.PathLike)) and Path(file).stat().st_size == 0:
+        raise ImageError("The file is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(file)
+            if image.format not in ACCEPTED_FORMATS:
+                raise ImageError(f"Unsupported picture format {image.format!r}; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"The picture is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
+                )
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("RGB", draft_size)
+            # Truncated files must fail here, not later in a worker, so load with truncation disallowed.
+            previous = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+            try:
+                image.load()
+            finally:
+                ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError("The picture has too many pixels to be processed safely.") from error
+    except UnidentifiedImageError as error:
+        raise ImageError("The file is not a picture in a format we can read.") from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError("The picture is damaged or incomplete and cannot be read.") from error
+    upright = ImageOps.exif_transpose(image)
+    return _to_rgb(upright)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten transparency onto white, as the training pictures were, and return RGB."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
