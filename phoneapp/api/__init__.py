@@ -1,0 +1,1 @@
+"""The JSON API: ``/api/uploads/`` (session or token authentication)."""

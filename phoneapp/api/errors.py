@@ -1,0 +1,20 @@
+"""The one place that maps domain errors to HTTP responses for the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from phoneapp.services.errors import DomainError
+
+
+def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
+    """Domain errors become ``{"error": message}`` with their status; the rest is DRF's usual handling."""
+    if isinstance(error, DomainError):
+        return Response({"error": error.message}, status=error.status_code)
+    response = drf_exception_handler(error, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"error": str(response.data["detail"])}
+    return response

@@ -1,0 +1,47 @@
+"""Log formatters: one line per event, with the event's fields (upload id, timings, model version) attached.
+
+Call sites log with ``extra={...}``; these formatters print those fields as ``key=value`` pairs or as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+# Attributes every LogRecord has; anything else came from ``extra=`` and belongs to the event.
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def event_fields(record: logging.LogRecord) -> dict[str, object]:
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD_ATTRIBUTES}
+
+
+class PlainFormatter(logging.Formatter):
+    """``2026-11-26T19:00:00Z INFO phoneapp.tasks upload classified upload_id=3 model_ms=21.4``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        timestamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fields = " ".join(f"{key}={value}" for key, value in event_fields(record).items())
+        line = f"{timestamp} {record.levelname} {record.name} {record.getMessage()}"
+        if fields:
+            line = f"{line} {fields}"
+        if record.exc_info:
+            line = f"{line} exception={self.formatException(record.exc_info)!r}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **event_fields(record),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)

@@ -1,0 +1,130 @@
+"""Data: uploads with their verdicts and reviews, and the registry of model versions.
+
+Models hold data, constraints and small derived properties; the work happens in ``phoneapp/services``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Label(models.TextChoices):
+    PHONE = "phone", "Phone"
+    NOT_PHONE = "not_phone", "Not a phone"
+
+
+class UploadStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+def upload_image_path(instance: Upload, filename: str) -> str:
+    """A random name under a date folder; the client's file name never reaches the disk."""
+    extension = PurePosixPath(filename).suffix.lower()
+    return timezone.now().strftime(f"uploads/%Y/%m/%d/{uuid.uuid4().hex}{extension}")
+
+
+def thumbnail_path(instance: Upload, filename: str) -> str:
+    return timezone.now().strftime(f"thumbnails/%Y/%m/%d/{uuid.uuid4().hex}.jpg")
+
+
+class ModelVersion(models.Model):
+    """One trained (or zero-shot) model that can classify uploads; at most one is active at a time."""
+
+    name = models.CharField(max_length=100, unique=True)
+    # Directory of the model under settings.MODELS_DIR, holding manifest.json and the files it lists.
+    path = models.CharField(max_length=255)
+    checksum = models.CharField(max_length=64, help_text="sha256 of the manifest, which pins every file's sha256")
+    created = models.DateTimeField(default=timezone.now)
+    metrics = models.JSONField(default=dict, blank=True)
+    data_summary = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_model"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Upload(models.Model):
+    """A picture someone sent, and what the model and a reviewer said about it."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    image = models.ImageField(upload_to=upload_image_path, width_field="width", height_field="height")
+    thumbnail = models.ImageField(upload_to=thumbnail_path, blank=True)
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    content_type = models.CharField(max_length=50)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    status = models.CharField(max_length=12, choices=UploadStatus.choices, default=UploadStatus.PENDING)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    processing_started = models.DateTimeField(null=True, blank=True)
+
+    predicted_label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    probability = models.FloatField(null=True, blank=True, help_text="Probability that the picture shows a phone")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="uploads"
+    )
+    processed = models.DateTimeField(null=True, blank=True)
+    inference_ms = models.FloatField(null=True, blank=True)
+
+    reviewed_label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created"]),
+            models.Index(fields=["status", "created"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(probability__isnull=True) | Q(probability__gte=0, probability__lte=1),
+                name="probability_between_0_and_1",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=UploadStatus.DONE) | (Q(probability__isnull=False) & ~Q(predicted_label="")),
+                name="done_upload_has_verdict",
+            ),
+            models.CheckConstraint(
+                condition=Q(reviewed_label="") | Q(reviewed_at__isnull=False),
+                name="review_has_timestamp",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Upload {self.pk} ({self.original_name})"
+
+    @property
+    def is_reviewed(self) -> bool:
+        return bool(self.reviewed_label)
+
+    @property
+    def final_label(self) -> str:
+        """What we believe now: the reviewer's label if there is one, else the model's."""
+        return self.reviewed_label or self.predicted_label
+
+    @property
+    def is_unsure(self) -> bool:
+        low, high = settings.UNSURE_BAND
+        return self.probability is not None and low <= self.probability <= high

@@ -1,0 +1,80 @@
+"""The model kept loaded in a worker (or web) process, switched when another version becomes active.
+
+Loading takes a fraction of a second and tens of MB; doing it per request was the prototype's main cost.
+This module loads a version once per process, checks at most every ``ACTIVE_MODEL_CHECK_SECONDS`` whether
+another version became active, and swaps the whole classifier object so a prediction already running keeps
+the version it started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from inference.classifier import PhoneClassifier
+from inference.loader import load_classifier
+from inference.manifest import ModelLoadError, manifest_checksum
+from inference.runtime import configure_torch_threads
+from phoneapp.models import ModelVersion
+from phoneapp.services.model_versions import model_dir_of, model_version_active
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: ModelVersion
+    classifier: PhoneClassifier
+
+
+class ResidentModel:
+    """Holds at most one loaded classifier per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: LoadedModel | None = None
+        self._checked_at = 0.0
+
+    def current(self) -> LoadedModel:
+        """The active version's classifier, loading or switching it if the active version changed."""
+        with self._lock:
+            now = time.monotonic()
+            loaded = self._loaded
+            if loaded is not None and now - self._checked_at < settings.ACTIVE_MODEL_CHECK_SECONDS:
+                return loaded
+            active = model_version_active()
+            self._checked_at = now
+            if loaded is None or (loaded.version.pk, loaded.version.checksum) != (active.pk, active.checksum):
+                self._loaded = self._load(active)
+            return self._loaded  # type: ignore[return-value]
+
+    def forget(self) -> None:
+        """Drop the loaded model (tests; or to free memory)."""
+        with self._lock:
+            self._loaded = None
+            self._checked_at = 0.0
+
+    @staticmethod
+    def _load(version: ModelVersion) -> LoadedModel:
+        configure_torch_threads(settings.TORCH_THREADS)
+        started = time.perf_counter()
+        model_dir = model_dir_of(version)
+        classifier = load_classifier(model_dir)
+        if manifest_checksum(model_dir) != version.checksum:
+            raise ModelLoadError(f"Model {version.name}: manifest on disk differs from the registered checksum.")
+        if classifier.version != version.name:
+            raise ModelLoadError(
+                f"Model directory of {version.name} holds version {classifier.version}; refusing to mix them up."
+            )
+        logger.info(
+            "model loaded",
+            extra={"model_version": version.name, "load_ms": round((time.perf_counter() - started) * 1000, 1)},
+        )
+        return LoadedModel(version=version, classifier=classifier)
+
+
+resident_model = ResidentModel()

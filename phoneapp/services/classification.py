@@ -1,0 +1,149 @@
+"""Classifying uploads: sending them to the worker, and the work the worker (or the web process) does."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from inference.images import ImageError, open_image
+from inference.manifest import ModelLoadError
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.resident_model import resident_model
+
+logger = logging.getLogger(__name__)
+
+
+class ClassificationUnavailable(RuntimeError):
+    """The model cannot be used right now (missing, corrupt, no active version); worth retrying later."""
+
+
+def broker_configured() -> bool:
+    return bool(settings.CELERY_BROKER_URL)
+
+
+def classification_enqueue(*, upload_ids: Sequence[int]) -> int:
+    """Hand uploads to the worker, or classify them here when no broker is configured.
+
+    Returns how many were handed over. A broker that is down is logged, not raised: the uploads stay
+    ``pending`` and :func:`uploads_requeue_stale` sends them again once it is back.
+    """
+    if not broker_configured():
+        for upload_id in upload_ids:
+            upload_classify_or_fail(upload_id=upload_id)
+        return len(upload_ids)
+    from phoneapp.tasks import classify_upload
+
+    sent = 0
+    for upload_id in upload_ids:
+        try:
+            classify_upload.apply_async(args=(upload_id,))
+        except Exception as error:
+            logger.warning("broker unavailable, upload left pending", extra={"upload_id": upload_id, "error": error})
+            continue
+        sent += 1
+    return sent
+
+
+def upload_classify(*, upload_id: int) -> Upload | None:
+    """Classify one upload and store the verdict. Idempotent: a finished upload is left as it is.
+
+    Returns the upload, or ``None`` when there was nothing to do (already done or failed, or deleted).
+    Raises :class:`ClassificationUnavailable` when the model cannot be loaded, leaving the upload for a retry.
+    """
+    claimed = Upload.objects.filter(pk=upload_id, status__in=[UploadStatus.PENDING, UploadStatus.PROCESSING]).update(
+        status=UploadStatus.PROCESSING, processing_started=timezone.now(), attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return None
+    upload = Upload.objects.get(pk=upload_id)
+    try:
+        loaded = resident_model.current()
+    except ModelLoadError as error:
+        Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING).update(
+            status=UploadStatus.PENDING, error=f"Model unavailable: {error}"
+        )
+        raise ClassificationUnavailable(str(error)) from error
+    started = time.perf_counter()
+    try:
+        with upload.image.open("rb") as handle:
+            picture = open_image(
+                handle,
+                max_pixels=settings.UPLOAD_MAX_PIXELS,
+                draft_size=loaded.classifier.manifest.preprocessing.draft_size,
+            )
+    except (ImageError, OSError) as error:
+        _mark_failed(upload_id, f"The stored picture cannot be read: {error}")
+        return Upload.objects.get(pk=upload_id)
+    prediction = loaded.classifier.predict([picture])[0]
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    written = (
+        Upload.objects.filter(pk=upload_id)
+        .exclude(status=UploadStatus.DONE)
+        .update(
+            status=UploadStatus.DONE,
+            predicted_label=prediction.label,
+            probability=prediction.probability,
+            model_version=loaded.version,
+            processed=timezone.now(),
+            inference_ms=round(elapsed_ms, 2),
+            error="",
+        )
+    )
+    logger.info(
+        "upload classified",
+        extra={
+            "upload_id": upload_id,
+            "label": prediction.label,
+            "probability": prediction.probability,
+            "model_version": loaded.version.name,
+            "inference_ms": round(elapsed_ms, 1),
+            "written": bool(written),
+        },
+    )
+    return Upload.objects.get(pk=upload_id)
+
+
+def upload_classify_or_fail(*, upload_id: int) -> Upload | None:
+    """Classify in-process (no broker): a model problem marks the upload failed with the reason."""
+    try:
+        return upload_classify(upload_id=upload_id)
+    except ClassificationUnavailable as error:
+        _mark_failed(upload_id, f"The model is unavailable: {error}")
+        return Upload.objects.get(pk=upload_id)
+
+
+def upload_mark_failed(*, upload_id: int, reason: str) -> None:
+    """Give up on an upload (the worker's retries ran out) with a reason the owner can read."""
+    _mark_failed(upload_id, reason)
+
+
+def _mark_failed(upload_id: int, reason: str) -> None:
+    Upload.objects.filter(pk=upload_id).exclude(status=UploadStatus.DONE).update(
+        status=UploadStatus.FAILED, error=reason[:2000], processed=timezone.now()
+    )
+    logger.warning("upload failed", extra={"upload_id": upload_id, "error": reason})
+
+
+def uploads_requeue_stale(*, pending_older_than: timedelta = timedelta(seconds=30)) -> int:
+    """Send again what the broker may have lost: pending uploads, and ones stuck in processing.
+
+    An upload stays ``processing`` only while a worker works on it; past ``PROCESSING_TIMEOUT_SECONDS`` its
+    worker is presumed dead and it goes back to ``pending``. Sending an upload twice is harmless because
+    classification is idempotent. Returns how many uploads were sent.
+    """
+    now = timezone.now()
+    stuck_before = now - timedelta(seconds=settings.PROCESSING_TIMEOUT_SECONDS)
+    Upload.objects.filter(status=UploadStatus.PROCESSING, processing_started__lt=stuck_before).update(
+        status=UploadStatus.PENDING
+    )
+    waiting = Upload.objects.filter(status=UploadStatus.PENDING).filter(
+        Q(created__lt=now - pending_older_than) | Q(attempts__gt=0)
+    )
+    upload_ids = list(waiting.order_by("created").values_list("pk", flat=True)[:5000])
+    return classification_enqueue(upload_ids=upload_ids) if upload_ids else 0

@@ -1,0 +1,31 @@
+"""Domain errors. Each carries a message that is safe to show to the user; one place maps them to HTTP."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class; ``status_code`` is the HTTP status the web layer answers with."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidUpload(DomainError):
+    """A file in an upload request is not a picture we accept (the whole request is refused)."""
+
+    def __init__(self, message: str, *, file_name: str = "") -> None:
+        super().__init__(f"{file_name}: {message}" if file_name else message)
+        self.file_name = file_name
+
+
+class UploadTooLarge(InvalidUpload):
+    status_code = 413
+
+
+class NoActiveModel(DomainError):
+    """No model version is registered and active, so nothing can be classified."""
+
+    status_code = 503

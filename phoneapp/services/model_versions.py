@@ -1,0 +1,104 @@
+"""The registry of model versions: which exist, which one is active, registering and activating them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from inference.loader import read_active_pointer
+from inference.manifest import MANIFEST_NAME, ModelLoadError, manifest_checksum, read_manifest
+from phoneapp.models import ModelVersion
+from phoneapp.services.errors import NoActiveModel
+
+logger = logging.getLogger(__name__)
+
+
+def model_dir_of(version: ModelVersion) -> Path:
+    """Absolute directory of a version; stored paths are relative to ``settings.MODELS_DIR``."""
+    path = Path(version.path)
+    return path if path.is_absolute() else Path(settings.MODELS_DIR) / path
+
+
+def model_version_register(
+    *,
+    model_dir: Path,
+    metrics: dict[str, Any] | None = None,
+    data_summary: dict[str, Any] | None = None,
+    activate: bool = False,
+) -> ModelVersion:
+    """Record the model in ``model_dir`` (its manifest names it) and optionally make it the active one."""
+    manifest = read_manifest(model_dir)
+    models_root = Path(settings.MODELS_DIR).resolve()
+    resolved = model_dir.resolve()
+    stored_path = str(resolved.relative_to(models_root)) if resolved.is_relative_to(models_root) else str(resolved)
+    version = ModelVersion.objects.create(
+        name=manifest.version,
+        path=stored_path,
+        checksum=manifest_checksum(model_dir),
+        metrics=metrics if metrics is not None else manifest.metrics,
+        data_summary=data_summary or {},
+    )
+    logger.info("model version registered", extra={"model_version": version.name, "path": stored_path})
+    if activate:
+        version = model_version_activate(version=version)
+    return version
+
+
+@transaction.atomic
+def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the only active model; workers switch to it before their next prediction."""
+    ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+    ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.refresh_from_db()
+    logger.info("model version activated", extra={"model_version": version.name})
+    return version
+
+
+def model_versions_sync_from_disk() -> list[ModelVersion]:
+    """Register every model directory under ``MODELS_DIR`` not yet known, and activate the shipped default.
+
+    The default (named in ``MODELS_DIR/ACTIVE``) is activated when nothing is active yet, or when it was
+    registered just now, i.e. a deploy shipped a new default model. Versions activated by people are kept.
+    """
+    root = Path(settings.MODELS_DIR)
+    known = set(ModelVersion.objects.values_list("name", flat=True))
+    registered: list[ModelVersion] = []
+    for manifest_path in sorted(root.glob(f"*/{MANIFEST_NAME}")):
+        try:
+            manifest = read_manifest(manifest_path.parent)
+        except ModelLoadError as error:
+            logger.warning("skipping unreadable model directory", extra={"path": str(manifest_path), "error": error})
+            continue
+        if manifest.version in known:
+            continue
+        try:
+            registered.append(model_version_register(model_dir=manifest_path.parent))
+        except IntegrityError:  # another process registered it at the same moment
+            continue
+        known.add(manifest.version)
+    try:
+        default_name = read_active_pointer(root)
+    except ModelLoadError:
+        return registered
+    nothing_active = not ModelVersion.objects.filter(is_active=True).exists()
+    newly_shipped = any(version.name == default_name for version in registered)
+    if nothing_active or newly_shipped:
+        default = ModelVersion.objects.filter(name=default_name).first()
+        if default is not None:
+            model_version_activate(version=default)
+    return registered
+
+
+def model_version_active() -> ModelVersion:
+    """The active version; registers the shipped models first on a fresh database."""
+    version = ModelVersion.objects.filter(is_active=True).first()
+    if version is None:
+        model_versions_sync_from_disk()
+        version = ModelVersion.objects.filter(is_active=True).first()
+    if version is None:
+        raise NoActiveModel("No model version is active; run `python manage.py retrain` or activate one.")
+    return version

@@ -1,0 +1,200 @@
+"""Settings for phone-check, read from the environment (and an optional ``.env``) with django-environ.
+
+Every variable and its default is documented in ``.env.example``. With nothing set, the app runs on embedded
+defaults: SQLite, files under ``media/``, and classification in-process (no broker). ``DEBUG=0`` switches to
+production mode, which requires ``SECRET_KEY`` and ``ALLOWED_HOSTS`` and turns on secure cookies and HSTS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG: bool = env.bool("DEBUG", default=True)
+
+_DEV_SECRET_KEY = "insecure-development-key-never-use-in-production"
+SECRET_KEY: str = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0.")
+
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "phoneapp",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "phoneapp.urls"
+WSGI_APPLICATION = "phoneapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+# Uploaded pictures are never served from MEDIA_URL directly: views check ownership first.
+MEDIA_URL = "/media-not-served/"
+STORAGES = {
+    "default": {"BACKEND": env.str("STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "upload"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Uploads -------------------------------------------------------------------------------------------------
+UPLOAD_MAX_BYTES: int = env.int("UPLOAD_MAX_BYTES", default=15 * 1024 * 1024)
+UPLOAD_MAX_FILES: int = env.int("UPLOAD_MAX_FILES", default=20)
+UPLOAD_MAX_PIXELS: int = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+UPLOAD_RATE_LIMIT: str = env.str("UPLOAD_RATE_LIMIT", default="120/minute")
+# Django refuses request bodies larger than this before any view runs.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1
+# Probabilities inside this band are shown as "unsure" and offered first for review.
+UNSURE_BAND: tuple[float, float] = tuple(env.list("UNSURE_BAND", cast=float, default=[0.3, 0.7]))  # type: ignore[assignment]
+HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
+
+# --- Model ----------------------------------------------------------------------------------------------------
+MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
+TORCH_THREADS: int = env.int("TORCH_THREADS", default=2)
+# A worker re-reads which model version is active at most this often (seconds); 0 = before every prediction.
+ACTIVE_MODEL_CHECK_SECONDS: float = env.float("ACTIVE_MODEL_CHECK_SECONDS", default=2.0)
+# An upload stuck in "processing" longer than this is handed back to the queue (its worker died).
+PROCESSING_TIMEOUT_SECONDS: int = env.int("PROCESSING_TIMEOUT_SECONDS", default=300)
+
+# --- Celery ---------------------------------------------------------------------------------------------------
+# Unset: no broker, classification runs in the web process right after the upload is saved.
+CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "classify"
+CELERY_TASK_ROUTES = {"phoneapp.tasks.retrain_model": {"queue": "training"}}
+# With acks_late a task whose worker died is redelivered after this many seconds; keep it above the longest
+# task so a slow but alive worker is not doubled up.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+# Sending must not hang a web request when Redis is down: the upload stays pending and is swept up later.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "requeue-pending-uploads": {"task": "phoneapp.tasks.requeue_pending", "schedule": 60.0},
+}
+
+# --- REST framework -------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": HISTORY_PAGE_SIZE,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "phoneapp.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"uploads": UPLOAD_RATE_LIMIT},
+}
+
+# --- Security (production mode) -------------------------------------------------------------------------------
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging --------------------------------------------------------------------------------------------------
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT: str = env.str("LOG_FORMAT", default="plain")  # "plain" or "json"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"()": "phoneapp.log_format.PlainFormatter"},
+        "json": {"()": "phoneapp.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": "INFO"},
+        "celery": {"level": "INFO"},
+        "phoneapp": {"level": LOG_LEVEL, "propagate": True},
+        "inference": {"level": LOG_LEVEL, "propagate": True},
+    },
+}

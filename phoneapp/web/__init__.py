@@ -1,0 +1,1 @@
+"""Server-rendered pages: upload, history, detail, and the permission-checked picture files."""

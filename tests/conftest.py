@@ -1,0 +1,69 @@
+"""Shared fixtures: every test gets its own media and models folders, and users to act as."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODELS = REPO_ROOT / "trained_models"
+DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
+
+
+@pytest.fixture(autouse=True)
+def isolated_storage(settings: object, tmp_path: Path) -> Iterator[Path]:
+    """Uploads and model versions written by a test land in a temporary folder, never in the repo."""
+    media = tmp_path / "media"
+    models = tmp_path / "trained_models"
+    media.mkdir()
+    shutil.copytree(SHIPPED_MODELS, models, ignore=shutil.ignore_patterns("*.md", "*.svg", "*.png", "reports"))
+    settings.MEDIA_ROOT = str(media)  # type: ignore[attr-defined]
+    settings.MODELS_DIR = models  # type: ignore[attr-defined]
+    settings.ACTIVE_MODEL_CHECK_SECONDS = 0  # type: ignore[attr-defined]
+    settings.CELERY_BROKER_URL = ""  # type: ignore[attr-defined]
+    yield tmp_path
+    from phoneapp.resident_model import resident_model
+
+    resident_model.forget()
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    return User.objects.create_user("alice", password="alice-password-1")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    return User.objects.create_user("bob", password="bob-password-1")
+
+
+@pytest.fixture
+def reviewer(db: None) -> User:
+    return User.objects.create_user("rita", password="rita-password-1", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def bob_client(bob: User) -> Client:
+    client = Client()
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def dataset_dir() -> Path:
+    """The shared labelled pictures; tests that need them are skipped where they are absent."""
+    if not (DATASET_DIR / "manifest.csv").is_file():
+        pytest.skip(f"labelled dataset not present at {DATASET_DIR}")
+    return DATASET_DIR
