@@ -36,6 +36,10 @@ def thumbnail_path(instance: Upload, filename: str) -> str:
     return timezone.now().strftime(f"thumbnails/%Y/%m/%d/{uuid.uuid4().hex}.jpg")
 
 
+def heatmap_path(instance: Upload, filename: str) -> str:
+    return timezone.now().strftime(f"heatmaps/%Y/%m/%d/{uuid.uuid4().hex}.png")
+
+
 class ModelVersion(models.Model):
     """One trained (or zero-shot) model that can classify uploads; at most one is active at a time."""
 
@@ -64,6 +68,8 @@ class Upload(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
     image = models.ImageField(upload_to=upload_image_path, width_field="width", height_field="height")
     thumbnail = models.ImageField(upload_to=thumbnail_path, blank=True)
+    # "Where is the phone": an overlay of the evidence for the verdict, written by the worker.
+    heatmap = models.ImageField(upload_to=heatmap_path, blank=True)
     original_name = models.CharField(max_length=255)
     sha256 = models.CharField(max_length=64, db_index=True)
     size_bytes = models.PositiveBigIntegerField()
