@@ -1,0 +1,207 @@
+"""The real services the heavyweight tests talk to: PostgreSQL, Redis, Chromium and a celery worker process.
+
+On a developer's machine a missing service skips those tests with the reason. In CI (``CI=true``) or with
+``REQUIRE_SERVICES=1`` (set by ``.ci/run``) it fails them instead: a CI machine without Redis must not go green
+by skipping the very tests that prove uploads reach a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+# Database 0 is what a developer's own worker uses; the tests take one nobody else does, and flush it.
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
+
+T = TypeVar("T")
+
+
+def services_required() -> bool:
+    """True in CI, where a missing service is a broken machine rather than a developer's choice."""
+    ci = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+    return ci or os.environ.get("REQUIRE_SERVICES", "").strip() == "1"
+
+
+def service_unavailable(reason: str) -> NoReturn:
+    """Skip the test on a developer's machine; fail it in CI."""
+    if services_required():
+        pytest.fail(f"{reason} (a failure, not a skip, because CI or REQUIRE_SERVICES=1 is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+def port_open(host: str, port: int, *, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def redis_url(*, db: int = TEST_REDIS_DB) -> str:
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+def redis_require_empty(url: str) -> None:
+    """Make sure Redis answers at ``url`` and holds nothing from an earlier run (skips or fails otherwise)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.flushdb()
+    except redis.RedisError as error:
+        service_unavailable(f"Redis is not reachable at {url} ({error}); start it or see README 'Tests'")
+    finally:
+        client.close()
+
+
+def postgres_require(connection: Any) -> None:
+    """The test database must be PostgreSQL: a worker process cannot see a SQLite in-memory test database."""
+    if connection.vendor != "postgresql":
+        service_unavailable(
+            f"needs the suite to run on PostgreSQL (it runs on {connection.vendor}); "
+            "`make test` uses PostgreSQL when one answers on 127.0.0.1:5432"
+        )
+
+
+def database_url_of(settings_dict: Mapping[str, Any]) -> str:
+    """A ``DATABASE_URL`` for another process to open the same PostgreSQL database as this one."""
+    user = quote(settings_dict.get("USER") or "", safe="")
+    password = quote(settings_dict.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "localhost"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{credentials}{host}:{port}/{quote(settings_dict['NAME'], safe='')}"
+
+
+def chromium_require() -> None:
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if missing:
+        service_unavailable(
+            f"{' and '.join(missing)} missing; install Debian's chromium and chromium-driver (.ci/run does)"
+        )
+
+
+def wait_until(probe: Callable[[], T | None], *, timeout: float, interval: float = 0.2, what: str) -> T:
+    """Call ``probe`` until it returns something other than ``None``; raise ``TimeoutError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@contextmanager
+def celery_app_sending_to(broker_url: str) -> Iterator[Any]:
+    """Point this process's Celery app at a real broker for the duration, then put it back.
+
+    The app copies Django settings into ``app.conf`` once, so overriding ``settings.CELERY_BROKER_URL`` alone
+    does not move it. ``app.close()`` drops the connection pool built for the old URL, before and after.
+    """
+    from phoneapp.celery import app
+
+    saved = {"broker_url": app.conf.broker_url, "task_always_eager": app.conf.task_always_eager}
+    app.close()
+    app.conf.broker_url = broker_url
+    app.conf.task_always_eager = False
+    try:
+        yield app
+    finally:
+        app.close()
+        app.conf.update(saved)
+
+
+@dataclass
+class CeleryWorker:
+    """A ``celery -A phoneapp worker`` child process, and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    node_name: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def wait_ready(self, app: Any, *, timeout: float) -> None:
+        """Block until the worker answers a control ping (Django set up, model loaded, consuming)."""
+
+        def answered() -> bool | None:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            replies = app.control.ping(destination=[self.node_name], timeout=1.0)
+            return True if replies else None
+
+        try:
+            wait_until(answered, timeout=timeout, interval=0.5, what=f"celery worker {self.node_name}")
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; its log:\n{self.log_tail()}") from error
+
+    def stop(self, *, timeout: float = 20.0) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL to the whole process group if it lingers."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def celery_worker_start(*, env: Mapping[str, str], log_path: Path, queue: str = "classify") -> CeleryWorker:
+    """Start a one-at-a-time worker with this interpreter, in its own process group, logging to ``log_path``."""
+    node_name = f"phonecheck-test-{os.getpid()}@{socket.gethostname()}"
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "phoneapp",
+        "worker",
+        "-Q",
+        queue,
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "-n",
+        node_name,
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "phoneapp.settings", **env}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return CeleryWorker(process=process, node_name=node_name, log_path=log_path)

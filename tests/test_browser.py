@@ -1,0 +1,96 @@
+"""A person's path through the site in a real browser: log in, pick a picture, watch its verdict appear.
+
+Headless Debian Chromium against pytest-django's live server. No broker is configured, so the upload is
+classified in the live server's thread and the page's script picks the verdict up by polling the API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from phoneapp.models import Upload, UploadStatus
+from tests import live_services
+from tests.images import draw_picture
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    # The machine has no internet: without these Chromium keeps trying to reach Google's services.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--window-size=1280,900",
+)
+# The first upload loads the model in the live server's thread; generous for a busy 2-core machine.
+VERDICT_TIMEOUT = 90
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    """Headless Chromium with a fresh profile, driven through Debian's chromedriver (nothing downloaded)."""
+    live_services.chromium_require()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(live_services.CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(executable_path=str(live_services.CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
+    live_server: object, browser: object, alice: User, tmp_path: Path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    picture = tmp_path / "kitchen-table.jpg"
+    draw_picture(width=480, height=360).save(picture, "JPEG")
+
+    browser.get(f"{live_server.url}/accounts/login/")
+    browser.find_element(By.ID, "id_username").send_keys("alice")
+    browser.find_element(By.ID, "id_password").send_keys("alice-password-1")
+    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "upload-form")))
+    # A marker that a page load would wipe out: proves the verdict arrives without a reload.
+    browser.execute_script("window.phoneCheckTestMarker = 'same page';")
+
+    browser.find_element(By.ID, "id_image").send_keys(str(picture))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+
+    verdict_selector = (By.CSS_SELECTOR, "#results [data-verdict-for][data-status=done]")
+    try:
+        verdict = WebDriverWait(browser, VERDICT_TIMEOUT).until(
+            expected_conditions.visibility_of_element_located(verdict_selector)
+        )
+    finally:
+        live_services.ARTIFACTS_DIR.mkdir(exist_ok=True)
+        browser.save_screenshot(str(live_services.ARTIFACTS_DIR / "browser-upload-verdict.png"))
+
+    assert browser.execute_script("return window.phoneCheckTestMarker") == "same page"
+    match = re.match(r"(Phone|Not a phone|Unsure) — (\d+)% phone", verdict.text)
+    assert match, verdict.text
+    upload = Upload.objects.get(owner=alice)
+    assert upload.status == UploadStatus.DONE
+    assert upload.original_name == "kitchen-table.jpg"
+    assert int(match.group(2)) == round(upload.probability * 100)
+    assert browser.find_element(By.CSS_SELECTOR, "#results .result a").text == "kitchen-table.jpg"
