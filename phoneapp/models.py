@@ -66,7 +66,8 @@ class Upload(models.Model):
     """A picture someone sent, and what the model and a reviewer said about it."""
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
-    image = models.ImageField(upload_to=upload_image_path, width_field="width", height_field="height")
+    # width and height are set from the decoded, EXIF-rotated picture, not re-read from the file by Django.
+    image = models.ImageField(upload_to=upload_image_path)
     thumbnail = models.ImageField(upload_to=thumbnail_path, blank=True)
     # "Where is the phone": an overlay of the evidence for the verdict, written by the worker.
     heatmap = models.ImageField(upload_to=heatmap_path, blank=True)

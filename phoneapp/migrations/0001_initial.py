@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
                 (
                     "image",
                     models.ImageField(
-                        height_field="height", upload_to=phoneapp.models.upload_image_path, width_field="width"
+                        upload_to=phoneapp.models.upload_image_path
                     ),
                 ),
                 ("thumbnail", models.ImageField(blank=True, upload_to=phoneapp.models.thumbnail_path)),

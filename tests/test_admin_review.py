@@ -1,0 +1,119 @@
+"""Reviewers in the Django admin: staff only, filters that find what needs a look, bulk review actions."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from phoneapp.models import ModelVersion, Upload, UploadStatus
+from phoneapp.services.model_versions import model_version_active
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/phoneapp/upload/"
+
+
+def make_upload(owner: User, name: str, *, label: str, probability: float, reviewed: str = "") -> Upload:
+    """A finished upload row; the picture file is irrelevant to the admin list."""
+    return Upload.objects.create(
+        owner=owner,
+        image=f"uploads/{name}",
+        original_name=name,
+        sha256=name.ljust(64, "0")[:64],
+        size_bytes=100,
+        width=10,
+        height=10,
+        content_type="image/jpeg",
+        status=UploadStatus.DONE,
+        predicted_label=label,
+        probability=probability,
+        model_version=model_version_active(),
+        processed=timezone.now(),
+        reviewed_label=reviewed,
+        reviewed_at=timezone.now() if reviewed else None,
+    )
+
+
+@pytest.fixture
+def staff_client(reviewer: User) -> Client:
+    client = Client()
+    client.force_login(reviewer)
+    return client
+
+
+def listed_names(client: Client, query: str = "") -> set[str]:
+    response = client.get(f"{CHANGELIST}?{query}")
+    assert response.status_code == 200
+    return {upload.original_name for upload in response.context["cl"].result_list}
+
+
+def test_non_staff_user_cannot_reach_the_admin(alice_client: Client) -> None:
+    response = alice_client.get(CHANGELIST)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_anonymous_cannot_reach_the_admin(client: Client) -> None:
+    assert client.get(CHANGELIST).status_code == 302
+
+
+def test_filters_find_unsure_unreviewed_and_disagreements(staff_client: Client, alice: User) -> None:
+    make_upload(alice, "sure-phone.jpg", label="phone", probability=0.98)
+    make_upload(alice, "unsure.jpg", label="not_phone", probability=0.45)
+    make_upload(alice, "disputed.jpg", label="phone", probability=0.9, reviewed="not_phone")
+    make_upload(alice, "agreed.jpg", label="not_phone", probability=0.02, reviewed="not_phone")
+
+    assert listed_names(staff_client, "confidence=unsure") == {"unsure.jpg"}
+    assert listed_names(staff_client, "reviewed=no") == {"sure-phone.jpg", "unsure.jpg"}
+    assert listed_names(staff_client, "agreement=disagree") == {"disputed.jpg"}
+    assert listed_names(staff_client, "agreement=agree") == {"agreed.jpg"}
+    assert listed_names(staff_client, "predicted_label__exact=phone") == {"sure-phone.jpg", "disputed.jpg"}
+    version = ModelVersion.objects.get(is_active=True)
+    assert len(listed_names(staff_client, f"model_version__id__exact={version.pk}")) == 4
+
+
+def test_search_by_original_name_and_sha256(staff_client: Client, alice: User) -> None:
+    upload = make_upload(alice, "beach.jpg", label="not_phone", probability=0.1)
+    make_upload(alice, "office.jpg", label="phone", probability=0.9)
+    assert listed_names(staff_client, "q=beach") == {"beach.jpg"}
+    assert listed_names(staff_client, f"q={upload.sha256}") == {"beach.jpg"}
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [("mark_as_phone", ["phone", "phone"]), ("mark_as_not_phone", ["not_phone", "not_phone"])],
+)
+def test_bulk_relabel_records_reviewer_and_time(
+    staff_client: Client, reviewer: User, alice: User, action: str, expected: list[str]
+) -> None:
+    uploads = [
+        make_upload(alice, "a.jpg", label="phone", probability=0.8),
+        make_upload(alice, "b.jpg", label="not_phone", probability=0.3),
+    ]
+    response = staff_client.post(CHANGELIST, {"action": action, "_selected_action": [u.pk for u in uploads]})
+    assert response.status_code == 302
+    refreshed = list(Upload.objects.filter(pk__in=[u.pk for u in uploads]).order_by("original_name"))
+    assert [u.reviewed_label for u in refreshed] == expected
+    assert all(u.reviewed_by == reviewer and u.reviewed_at is not None for u in refreshed)
+
+
+def test_confirm_model_verdict_copies_the_prediction(staff_client: Client, reviewer: User, alice: User) -> None:
+    done = make_upload(alice, "done.jpg", label="phone", probability=0.9)
+    pending = make_upload(alice, "pending.jpg", label="not_phone", probability=0.2)
+    Upload.objects.filter(pk=pending.pk).update(status=UploadStatus.PENDING, predicted_label="", probability=None)
+    staff_client.post(CHANGELIST, {"action": "confirm_model_verdict", "_selected_action": [done.pk, pending.pk]})
+    done.refresh_from_db()
+    pending.refresh_from_db()
+    assert (done.reviewed_label, done.reviewed_by) == ("phone", reviewer)
+    assert pending.reviewed_label == ""  # nothing to confirm yet
+
+
+def test_model_version_admin_shows_metrics_read_only(staff_client: Client) -> None:
+    version = model_version_active()
+    ModelVersion.objects.filter(pk=version.pk).update(metrics={"accuracy": 0.987})
+    listing = staff_client.get("/admin/phoneapp/modelversion/").content.decode()
+    assert "0.987" in listing
+    change = staff_client.get(f"/admin/phoneapp/modelversion/{version.pk}/change/").content.decode()
+    assert 'name="metrics"' not in change  # shown, not editable

@@ -1,0 +1,106 @@
+"""Server-rendered pages: upload form, history with filters and pages, detail, and the picture files."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from phoneapp.models import Upload
+from tests.images import uploaded_file
+
+# Transactional: uploads are classified in on_commit hooks, which a rolled-back test transaction never runs.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def upload_via_form(client: Client, *names: str) -> list[Upload]:
+    response = client.post("/", {"image": [uploaded_file(name) for name in names]})
+    assert response.status_code == 302
+    return list(Upload.objects.order_by("pk"))[-len(names) :]
+
+
+def test_pages_require_login(client: Client) -> None:
+    for url in ["/", "/history/", "/uploads/1/", "/uploads/1/image", "/uploads/1/thumbnail"]:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/accounts/login/")
+
+
+def test_login_page_logs_a_user_in(alice: User) -> None:
+    client = Client()
+    response = client.post("/accounts/login/", {"username": "alice", "password": "alice-password-1"})
+    assert response.status_code == 302
+    assert client.get("/history/").status_code == 200
+
+
+def test_upload_form_without_javascript_shows_the_verdicts(alice_client: Client) -> None:
+    response = alice_client.post("/", {"image": [uploaded_file("a.jpg"), uploaded_file("b.jpg")]}, follow=True)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "a.jpg" in page and "b.jpg" in page
+    assert page.count('data-status="done"') == 2
+    assert "% phone" in page
+
+
+def test_upload_form_reports_a_bad_file(alice_client: Client) -> None:
+    response = alice_client.post("/", {"image": uploaded_file("notes.jpg", b"plain text")})
+    assert response.status_code == 400
+    assert "notes.jpg: The file is not a picture" in response.content.decode()
+    assert Upload.objects.count() == 0
+
+
+def test_history_shows_thumbnails_verdicts_and_only_my_uploads(alice_client: Client, bob_client: Client) -> None:
+    upload_via_form(alice_client, "mine.jpg")
+    upload_via_form(bob_client, "bobs-secret.jpg")
+    page = alice_client.get("/history/").content.decode()
+    assert "mine.jpg" in page
+    assert "bobs-secret.jpg" not in page
+    mine = Upload.objects.get(original_name="mine.jpg")
+    assert f"/uploads/{mine.pk}/thumbnail" in page
+
+
+def test_history_filters_by_verdict_status_and_review(alice_client: Client, reviewer: User) -> None:
+    phone, other = upload_via_form(alice_client, "phone.jpg", "other.jpg")
+    Upload.objects.filter(pk=phone.pk).update(predicted_label="phone", probability=0.9)
+    Upload.objects.filter(pk=other.pk).update(predicted_label="not_phone", probability=0.1)
+    Upload.objects.filter(pk=other.pk).update(reviewed_label="phone", reviewed_by=reviewer, reviewed_at=other.created)
+
+    def names(query: str) -> set[str]:
+        return {u.original_name for u in alice_client.get(f"/history/?{query}").context["page"].object_list}
+
+    # The reviewer's label wins over the model's when filtering by verdict.
+    assert names("label=phone") == {"phone.jpg", "other.jpg"}
+    assert names("label=not_phone") == set()
+    assert names("reviewed=no") == {"phone.jpg"}
+    assert names("reviewed=yes") == {"other.jpg"}
+    assert names("status=done") == {"phone.jpg", "other.jpg"}
+    assert names("status=failed") == set()
+    assert names("label=bogus") == {"phone.jpg", "other.jpg"}
+
+
+def test_history_paginates(alice_client: Client, settings: object) -> None:
+    settings.HISTORY_PAGE_SIZE = 2  # type: ignore[attr-defined]
+    upload_via_form(alice_client, "1.jpg", "2.jpg", "3.jpg")
+    first = alice_client.get("/history/")
+    assert len(first.context["page"].object_list) == 2
+    assert first.context["page"].paginator.num_pages == 2
+    second = alice_client.get("/history/?page=2")
+    assert [u.original_name for u in second.context["page"].object_list] == ["1.jpg"]
+
+
+def test_detail_page_and_picture_are_only_for_the_owner(alice_client: Client, bob_client: Client) -> None:
+    [upload] = upload_via_form(alice_client, "mine.jpg")
+    assert alice_client.get(f"/uploads/{upload.pk}/").status_code == 200
+    image = alice_client.get(f"/uploads/{upload.pk}/image")
+    assert image.status_code == 200
+    assert image["Content-Type"] == "image/jpeg"
+    assert image["X-Content-Type-Options"] == "nosniff"
+    for url in [f"/uploads/{upload.pk}/", f"/uploads/{upload.pk}/image", f"/uploads/{upload.pk}/thumbnail"]:
+        assert bob_client.get(url).status_code == 404, url
+
+
+def test_staff_can_see_any_picture_for_review(alice_client: Client, reviewer: User) -> None:
+    [upload] = upload_via_form(alice_client, "mine.jpg")
+    staff = Client()
+    staff.force_login(reviewer)
+    assert staff.get(f"/uploads/{upload.pk}/thumbnail").status_code == 200
