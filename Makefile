@@ -1,0 +1,58 @@
+# phone-check: `make run` sets everything up and serves the app on http://127.0.0.1:8000; `make test` runs the tests.
+# Both create .venv and install requirements-dev.txt the first time (and again whenever a requirements file changes).
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+# Tests run on PostgreSQL when one answers here (pytest-django creates and drops test_<name>), else on SQLite.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/phonecheck
+PYTEST_ARGS ?=
+# In CI a missing PostgreSQL is an error, not a reason to fall back to SQLite.
+services_required := $(filter 1 true TRUE True yes,$(CI) $(REQUIRE_SERVICES))
+
+.PHONY: help install run test lint worker beat clean
+
+help:
+	@echo "make run     set up .venv, migrate the SQLite database, serve http://127.0.0.1:8000"
+	@echo "make test    run the tests (on PostgreSQL when it answers on 127.0.0.1:5432)"
+	@echo "make lint    ruff check and ruff format --check"
+	@echo "make worker  a celery worker (needs CELERY_BROKER_URL); make beat: the periodic pending sweep"
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	@test -x $(PY) || { echo "==> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing requirements-dev.txt into $(VENV) (torch is large: the first time takes minutes)"
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt
+	@touch $@
+
+run: $(INSTALLED)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@echo ""
+	@echo "First time? Create a user to log in with:  $(PY) manage.py createsuperuser"
+	@echo ""
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+test: $(INSTALLED)
+	@if [ -n "$(services_required)" ] || $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 1)' 2>/dev/null; then \
+		echo "==> tests on PostgreSQL: $(TEST_DATABASE_URL) (test database test_$(notdir $(TEST_DATABASE_URL)))"; \
+		DATABASE_URL='$(TEST_DATABASE_URL)' $(VENV)/bin/pytest $(PYTEST_ARGS); \
+	else \
+		echo "==> PostgreSQL does not answer on 127.0.0.1:5432: tests on SQLite; the worker integration test skips"; \
+		$(VENV)/bin/pytest $(PYTEST_ARGS); \
+	fi
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+worker: $(INSTALLED)
+	$(VENV)/bin/celery -A phoneapp worker -Q classify --concurrency 1 --loglevel INFO
+
+beat: $(INSTALLED)
+	$(VENV)/bin/celery -A phoneapp beat --loglevel INFO --schedule $(VENV)/celerybeat-schedule
+
+clean:
+	rm -rf staticfiles test-artifacts .pytest_cache
