@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from inference.backbone import build_efficientnet_lite
+from inference.heatmap import grad_cam, occlusion_evidence
 from inference.manifest import ModelManifest
 from inference.preprocessing import images_to_batch
 
@@ -63,6 +64,15 @@ class PhoneClassifier:
         logits = self.phone_logits(self.preprocess(images))
         return torch.sigmoid(logits / self.manifest.temperature).tolist()
 
+    def evidence_map(self, image: Image.Image) -> torch.Tensor:
+        """Where the phone evidence is in ``image``: a small (H, W) map over the region the model sees.
+
+        Positive cells pushed the verdict towards "phone". The default greys out patches and measures the drop
+        in :meth:`phone_logits` (occlusion), which works for every subclass; a subclass whose network exposes
+        its last feature map should override this with something cheaper (Grad-CAM or its own cell logits).
+        """
+        return occlusion_evidence(self, image)
+
     def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
         """Verdicts for upright RGB pictures, in the same order."""
         threshold = self.manifest.threshold
@@ -89,6 +99,17 @@ class ImageNetZeroShotClassifier(PhoneClassifier):
         self.phone_classes = list(manifest.options.get("phone_classes", IMAGENET_PHONE_CLASSES))
 
     def phone_logits(self, batch: torch.Tensor) -> torch.Tensor:
-        probabilities = torch.softmax(self.network(batch), dim=1)
+        return self._phone_logits_from_features(self.network.extract_features(batch))
+
+    def _phone_logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        # The library's forward() after extract_features: average pooling, (eval-mode) dropout, the ImageNet head.
+        pooled = self.network._avg_pooling(features).flatten(1)
+        probabilities = torch.softmax(self.network._fc(self.network._dropout(pooled)), dim=1)
         phone_mass = probabilities[:, self.phone_classes].sum(dim=1).clamp(1e-7, 1 - 1e-7)
         return torch.logit(phone_mass)
+
+    def evidence_map(self, image: Image.Image) -> torch.Tensor:
+        """Grad-CAM on the last feature map (7x7 for 224 px): one forward and one backward pass."""
+        with torch.no_grad():
+            features = self.network.extract_features(self.preprocess([image]))
+        return grad_cam(features, self._phone_logits_from_features)[0]

@@ -137,7 +137,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "classify"
-CELERY_TASK_ROUTES = {"phoneapp.tasks.retrain_model": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "phoneapp.tasks.retrain_model": {"queue": "training"},
+    # Overlays wait behind verdicts: run a worker with `-Q classify,heatmaps` or a separate `-Q heatmaps` one.
+    "phoneapp.tasks.compute_heatmap": {"queue": "heatmaps"},
+}
 # With acks_late a task whose worker died is redelivered after this many seconds; keep it above the longest
 # task so a slow but alive worker is not doubled up.
 CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -11,6 +11,7 @@ from phoneapp.services.classification import (
     upload_mark_failed,
     uploads_requeue_stale,
 )
+from phoneapp.services.heatmaps import upload_heatmap_compute
 
 MAX_RETRIES = 5
 
@@ -41,3 +42,11 @@ def classify_upload(self, upload_id: int) -> str:
 def requeue_pending() -> int:
     """Periodic sweep (celery beat, and at worker start): re-send pending and stuck uploads."""
     return uploads_requeue_stale()
+
+
+@shared_task(ignore_result=True)
+def compute_heatmap(upload_id: int) -> str:
+    """Store the "where is the phone" overlay of a classified upload; routed to the low-priority ``heatmaps``
+    queue so it never waits in front of a verdict."""
+    upload = upload_heatmap_compute(upload_id=upload_id)
+    return "stored" if upload is not None else "skipped"

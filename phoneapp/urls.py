@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from phoneapp.web import views
+from phoneapp.web import dashboard, review, views
 from phoneapp.web.health import healthz
 
 urlpatterns = [
@@ -11,6 +11,11 @@ urlpatterns = [
     path("uploads/<int:upload_id>/", views.upload_detail_page, name="upload-detail"),
     path("uploads/<int:upload_id>/image", views.upload_image, name="upload-image"),
     path("uploads/<int:upload_id>/thumbnail", views.upload_thumbnail, name="upload-thumbnail"),
+    path("uploads/<int:upload_id>/heatmap", views.upload_heatmap, name="upload-heatmap"),
+    path("review/", review.review_start, name="review"),
+    path("review/<int:upload_id>/", review.review_item, name="review-item"),
+    path("review/<int:upload_id>/decide", review.review_decide, name="review-decide"),
+    path("dashboard/", dashboard.dashboard_page, name="dashboard"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include("phoneapp.api.urls")),

@@ -15,6 +15,7 @@ from inference.images import ImageError, open_image
 from inference.manifest import ModelLoadError
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
+from phoneapp.services.heatmaps import heatmap_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ def upload_classify(*, upload_id: int) -> Upload | None:
             "written": bool(written),
         },
     )
+    if written:
+        # After the verdict, on its own low-priority task: the overlay must never delay a verdict.
+        heatmap_enqueue(upload_id=upload_id)
     return Upload.objects.get(pk=upload_id)
 
 

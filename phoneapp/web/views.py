@@ -75,6 +75,14 @@ def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
     return _picture_response(upload.thumbnail, "image/jpeg")
 
 
+@login_required
+@require_GET
+def upload_heatmap(request: HttpRequest, upload_id: int) -> FileResponse:
+    """The "where is the phone" overlay (transparent PNG); same permission as the picture it explains."""
+    upload = _viewable_upload(request, upload_id)
+    return _picture_response(upload.heatmap, "image/png")
+
+
 def _viewable_upload(request: HttpRequest, upload_id: int) -> Upload:
     """Owners see their pictures; staff see every picture (they review them in the admin)."""
     if request.user.is_staff:

@@ -1,40 +1,73 @@
-// Uploads pictures through the JSON API and shows each verdict as soon as the worker writes it.
-// Without JavaScript the form posts normally and the page lists the new uploads.
+// Live uploads: drag and drop (or paste, or choose) many pictures, see each one's preview and upload progress,
+// and its verdict appear in place as soon as the worker writes it. Also refreshes pending verdicts on the
+// history and detail pages. Without JavaScript the form posts normally and the page lists the new uploads.
 (function () {
   "use strict";
 
-  const POLL_MS = 700;
-  const UNSURE = [0.3, 0.7];
+  const POLL_MS = 600;
+  const PARALLEL_UPLOADS = 3;
+  const root = document.documentElement;
+  root.classList.remove("no-js");
+  root.classList.add("js");
 
   function csrfToken() {
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
   }
 
-  function verdictText(upload) {
-    if (upload.status === "done") {
-      const percent = Math.round(upload.probability * 100);
-      let word = upload.label === "phone" ? "Phone" : "Not a phone";
-      if (upload.unsure) word = "Unsure";
-      return word + " — " + percent + "% phone";
-    }
-    if (upload.status === "failed") return "Failed: " + (upload.error || "unknown error");
-    return upload.status.charAt(0).toUpperCase() + upload.status.slice(1) + "…";
+  function el(tag, attributes, children) {
+    const node = document.createElement(tag);
+    Object.entries(attributes || {}).forEach(([name, value]) => {
+      if (name === "text") node.textContent = value;
+      else node.setAttribute(name, value);
+    });
+    (children || []).forEach((child) => node.append(child));
+    return node;
+  }
+
+  // --- Verdicts: the same markup as _verdict.html -------------------------------------------------------------
+  function verdictState(upload) {
+    if (upload.status !== "done") return upload.status;
+    if (upload.unsure) return "unsure";
+    return upload.label;
+  }
+
+  function bar(percent) {
+    const fill = el("span");
+    fill.style.width = percent + "%";
+    return el("span", { class: "bar", "aria-hidden": "true" }, [fill]);
   }
 
   function renderVerdict(element, upload) {
+    const state = verdictState(upload);
+    element.className = "verdict verdict-" + state;
     element.dataset.status = upload.status;
-    element.className = "verdict verdict-" + upload.status + (upload.label ? " verdict-" + upload.label : "");
-    element.textContent = verdictText(upload);
+    element.replaceChildren();
     if (upload.status === "done") {
-      const meter = document.createElement("meter");
-      meter.min = 0; meter.max = 1; meter.value = upload.probability;
-      meter.setAttribute("aria-label", "Probability of phone");
-      const model = document.createElement("small");
-      model.className = "model";
-      model.textContent = upload.model_version || "";
-      element.append(" ", meter, " ", model);
+      const phonePercent = Math.round(upload.probability * 100);
+      const confidence = upload.label === "phone" ? phonePercent : 100 - phonePercent;
+      const word = state === "unsure" ? "Unsure" : upload.label === "phone" ? "Phone" : "Not a phone";
+      const shown = state === "unsure" ? phonePercent : confidence;
+      element.append(
+        el("span", { class: "verdict-word", text: word }),
+        el("span", { class: "verdict-pct", text: state === "unsure" ? " — " + phonePercent + "% phone" : " — " + confidence + "%" }),
+        bar(shown),
+        el("small", { class: "verdict-meta", text: phonePercent + "% phone · model " + (upload.model_version || "unknown") }),
+      );
+    } else if (upload.status === "failed") {
+      element.append(el("span", { class: "verdict-word", text: "Failed" }), " ",
+        el("small", { class: "verdict-meta", text: upload.error || "unknown error" }));
+    } else {
+      const name = upload.status.charAt(0).toUpperCase() + upload.status.slice(1);
+      element.append(el("span", { class: "verdict-word", text: name + "…" }));
     }
+  }
+
+  function renderError(element, message) {
+    element.className = "verdict verdict-failed";
+    element.dataset.status = "failed";
+    element.replaceChildren(el("span", { class: "verdict-word", text: "Not uploaded" }), " ",
+      el("small", { class: "verdict-meta", text: message }));
   }
 
   function poll(element) {
@@ -48,64 +81,108 @@
       .catch(() => setTimeout(() => poll(element), POLL_MS * 4));
   }
 
-  function watchPending(root) {
-    root.querySelectorAll("[data-verdict-for]").forEach((element) => {
+  function watchPending(scope) {
+    scope.querySelectorAll("[data-verdict-for]").forEach((element) => {
       const status = element.dataset.status;
       if (status === "pending" || status === "processing") poll(element);
     });
   }
 
-  function addResult(list, created, file) {
-    const item = document.createElement("li");
-    item.className = "result";
-    item.dataset.uploadId = created.id;
-    const image = document.createElement("img");
-    image.src = "/uploads/" + created.id + "/thumbnail";
-    image.alt = file ? file.name : "";
-    image.width = 96;
-    const link = document.createElement("a");
-    link.href = "/uploads/" + created.id + "/";
-    link.textContent = file ? file.name : "upload " + created.id;
-    const verdict = document.createElement("span");
-    verdict.dataset.verdictFor = created.id;
-    verdict.dataset.status = created.status;
-    verdict.className = "verdict verdict-" + created.status;
-    verdict.textContent = "Pending…";
-    item.append(image, " ", link, " ", verdict);
-    list.prepend(item);
-    return verdict;
-  }
+  // --- Upload queue: one request per file, so each has its own progress bar and verdict ----------------------
+  const waiting = [];
+  let running = 0;
 
-  function showError(message) {
-    let box = document.getElementById("upload-error");
-    if (!box) {
-      box = document.createElement("p");
-      box.id = "upload-error";
-      box.className = "error";
-      box.setAttribute("role", "alert");
-      document.getElementById("upload-form").after(box);
-    }
-    box.textContent = message;
-  }
-
-  function send(files) {
+  function addCard(file) {
     const list = document.getElementById("results");
+    const preview = el("img", { alt: "" });
+    preview.src = URL.createObjectURL(file);
+    const thumb = el("span", { class: "result-thumb" }, [preview]);
+    const name = el("span", { class: "name", text: file.name });
+    const progress = el("progress", { class: "upload-progress", max: "100", value: "0", "aria-label": "Uploading " + file.name });
+    const verdict = el("div", { class: "verdict verdict-uploading", "data-status": "uploading" },
+      [el("span", { class: "verdict-word", text: "Waiting to upload…" })]);
+    const item = el("li", { class: "result" }, [thumb, el("div", { class: "result-body" }, [name, progress, verdict])]);
+    list.prepend(item);
+    return { item, thumb, name, progress, verdict, preview };
+  }
+
+  function linkCard(card, created) {
+    const href = "/uploads/" + created.id + "/";
+    card.item.dataset.uploadId = created.id;
+    const link = el("a", { href: href, class: "name", text: card.name.textContent });
+    card.name.replaceWith(link);
+    const thumbLink = el("a", { href: href, class: "result-thumb", tabindex: "-1", "aria-hidden": "true" }, [card.preview]);
+    card.thumb.replaceWith(thumbLink);
+    card.verdict.dataset.verdictFor = created.id;
+  }
+
+  function errorMessage(xhr) {
+    try {
+      const data = JSON.parse(xhr.responseText);
+      if (data && data.error) return data.error;
+    } catch (ignored) { /* not JSON: fall through */ }
+    if (xhr.status === 0) return "The server could not be reached.";
+    return "The upload was refused (HTTP " + xhr.status + ").";
+  }
+
+  function upload(job) {
+    const { file, card } = job;
+    running += 1;
+    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Uploading…" }));
     const body = new FormData();
-    Array.from(files).forEach((file) => body.append("image", file));
-    return fetch("/api/uploads/", {
-      method: "POST",
-      body: body,
-      credentials: "same-origin",
-      headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
-    })
-      .then((response) => response.json().then((data) => ({ ok: response.ok, data: data })))
-      .then(({ ok, data }) => {
-        if (!ok) return showError(data.error || "The upload was refused.");
-        const existing = document.getElementById("upload-error");
-        if (existing) existing.remove();
-        data.forEach((created, index) => poll(addResult(list, created, files[index])));
-      })
-      .catch(() => showError("The upload failed: the server could not be reached."));
+    body.append("image", file, file.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/uploads/");
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) card.progress.value = Math.round((event.loaded / event.total) * 100);
+    });
+    xhr.addEventListener("loadend", () => {
+      running -= 1;
+      card.progress.value = 100;
+      card.progress.remove();
+      if (xhr.status === 201) {
+        const [created] = JSON.parse(xhr.responseText);
+        linkCard(card, created);
+        renderVerdict(card.verdict, { status: created.status });
+        poll(card.verdict);
+      } else {
+        renderError(card.verdict, errorMessage(xhr));
+      }
+      next();
+    });
+    xhr.send(body);
+  }
+
+  function next() {
+    while (running < PARALLEL_UPLOADS && waiting.length) upload(waiting.shift());
+  }
+
+  function enqueue(files, form) {
+    const maxBytes = Number(form.dataset.maxBytes || 0);
+    Array.from(files).forEach((file) => {
+      const card = addCard(file);
+      if (maxBytes && file.size > maxBytes) {
+        card.progress.remove();
+        renderError(card.verdict, "The file is larger than the limit of " + Math.round(maxBytes / 1048576) + " MB.");
+        return;
+      }
+      waiting.push({ file, card });
+    });
+    next();
+  }
+
+  function pastedFiles(event) {
+    const items = event.clipboardData ? Array.from(event.clipboardData.items) : [];
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    return items
+      .filter((item) => item.kind === "file" && item.type.startsWith("image/"))
+      .map((item, index) => {
+        const file = item.getAsFile();
+        const extension = (file.type.split("/")[1] || "png").replace("jpeg", "jpg");
+        return new File([file], "pasted-" + stamp + (index ? "-" + index : "") + "." + extension, { type: file.type });
+      });
   }
 
   function setUpForm() {
@@ -113,23 +190,49 @@
     if (!form) return;
     const input = form.querySelector("input[type=file]");
     const zone = document.getElementById("drop-zone");
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      if (input.files.length) send(input.files).then(() => form.reset());
+    input.required = false;
+    input.addEventListener("change", () => {
+      if (input.files.length) enqueue(input.files, form);
+      input.value = "";
     });
-    ["dragenter", "dragover"].forEach((name) =>
-      zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("dragging"); }));
-    ["dragleave", "drop"].forEach((name) =>
-      zone.addEventListener(name, () => zone.classList.remove("dragging")));
+    form.addEventListener("submit", (event) => event.preventDefault());
+    let depth = 0;
+    zone.addEventListener("dragenter", (event) => { event.preventDefault(); depth += 1; zone.classList.add("dragging"); });
+    zone.addEventListener("dragover", (event) => { event.preventDefault(); });
+    zone.addEventListener("dragleave", () => { depth -= 1; if (depth <= 0) { depth = 0; zone.classList.remove("dragging"); } });
     zone.addEventListener("drop", (event) => {
       event.preventDefault();
-      if (event.dataTransfer && event.dataTransfer.files.length) send(event.dataTransfer.files);
+      depth = 0;
+      zone.classList.remove("dragging");
+      if (event.dataTransfer && event.dataTransfer.files.length) enqueue(event.dataTransfer.files, form);
+    });
+    // A picture dropped next to the zone must not make the browser navigate away to it.
+    window.addEventListener("dragover", (event) => event.preventDefault());
+    window.addEventListener("drop", (event) => event.preventDefault());
+    document.addEventListener("paste", (event) => {
+      const files = pastedFiles(event);
+      if (files.length) {
+        event.preventDefault();
+        enqueue(files, form);
+      }
+    });
+  }
+
+  // --- Heat map toggle: H on any page with the picture overlay ------------------------------------------------
+  function setUpHeatmapKey() {
+    const toggle = document.getElementById("show-heatmap");
+    if (!toggle || document.getElementById("review")) return; // review.js handles keys on the review page
+    document.addEventListener("keydown", (event) => {
+      if (event.key.toLowerCase() !== "h" || event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.target.closest("input[type=text], textarea, select")) return;
+      toggle.checked = !toggle.checked;
     });
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     setUpForm();
+    setUpHeatmapKey();
     watchPending(document);
   });
-  window.phoneCheckUnsureBand = UNSURE;
+  window.phoneCheck = { enqueue: enqueue };
 })();

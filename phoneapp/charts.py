@@ -1,0 +1,202 @@
+"""Small server-rendered SVG charts for the dashboard: no JavaScript, no charting library, no CDN.
+
+Each function returns a complete ``<svg>`` element as a string (every text escaped here), scaled by its
+``viewBox`` so it fills its container on a desktop and on a phone. Charts carry ``role="img"`` and a title;
+the page puts the same numbers in a table next to each chart for screen readers and for copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+WIDTH = 480
+FONT = 'font-family="system-ui, sans-serif" font-size="13"'
+TEXT = "#1d2430"
+MUTED = "#5b6472"
+GRID = "#dde1e6"
+ACCENT = "#1f5fbf"
+PHONE = "#17703a"
+NOT_PHONE = "#a23b3b"
+UNSURE = "#b7791f"
+WAITING = "#8a94a3"
+FAILED = "#3b3f46"
+
+
+@dataclass(frozen=True)
+class Segment:
+    label: str
+    value: float
+    color: str
+
+
+def _svg(height: int, title: str, body: list[str], chart_id: str) -> str:
+    title_id = f"{chart_id}-title"
+    return (
+        f'<svg class="chart" id="{escape(chart_id)}" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-labelledby="{escape(title_id)}" xmlns="http://www.w3.org/2000/svg" {FONT}>'
+        f'<title id="{escape(title_id)}">{escape(title)}</title>' + "".join(body) + "</svg>"
+    )
+
+
+def _nice_max(value: float) -> float:
+    """A round axis maximum at or above ``value`` (1, 2, 5 times a power of ten)."""
+    if value <= 0:
+        return 1
+    magnitude = 1.0
+    while magnitude * 10 <= value:
+        magnitude *= 10
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return 10 * magnitude
+
+
+def column_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str,
+    chart_id: str,
+    color: str = ACCENT,
+    label_every: int = 1,
+    height: int = 200,
+    bands: Sequence[tuple[float, float, str, str]] = (),
+) -> str:
+    """Vertical bars with a light grid; ``bands`` shade (start, end, colour, caption) spans of the x axis given as
+    fractions of its width (the histogram's unsure band)."""
+    left, right, top, bottom = 36, 8, 12, 28
+    plot_w, plot_h = WIDTH - left - right, height - top - bottom
+    peak = _nice_max(max(values, default=0))
+    slot = plot_w / max(1, len(values))
+    body: list[str] = []
+    for start, end, band_color, caption in bands:
+        x = left + start * plot_w
+        body.append(
+            f'<rect x="{x:.1f}" y="{top}" width="{(end - start) * plot_w:.1f}" height="{plot_h}" '
+            f'fill="{band_color}" fill-opacity="0.14"/>'
+            f'<text x="{x + 4:.1f}" y="{top + 12}" fill="{MUTED}" font-size="11">{escape(caption)}</text>'
+        )
+    for fraction in (0, 0.5, 1):
+        y = top + plot_h * (1 - fraction)
+        body.append(f'<line x1="{left}" x2="{WIDTH - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
+        body.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{MUTED}">{_number(peak * fraction)}</text>'
+        )
+    for index, (label, value) in enumerate(zip(labels, values, strict=True)):
+        bar_h = plot_h * value / peak
+        x = left + index * slot + slot * 0.12
+        body.append(
+            f'<rect x="{x:.1f}" y="{top + plot_h - bar_h:.1f}" width="{slot * 0.76:.1f}" height="{bar_h:.1f}" '
+            f'fill="{color}" rx="1.5"><title>{escape(label)}: {_number(value)}</title></rect>'
+        )
+        if index % label_every == 0:
+            body.append(
+                f'<text x="{x + slot * 0.38:.1f}" y="{height - 10}" text-anchor="middle" fill="{MUTED}" '
+                f'font-size="11">{escape(label)}</text>'
+            )
+    return _svg(height, title, body, chart_id)
+
+
+def stacked_bar(segments: Sequence[Segment], *, title: str, chart_id: str) -> str:
+    """One horizontal bar split into coloured parts, with a legend giving each part's count and share."""
+    total = sum(segment.value for segment in segments)
+    legend_rows = (len(segments) + 1) // 2
+    height = 56 + legend_rows * 22
+    body: list[str] = []
+    x = 0.0
+    if total <= 0:
+        body.append(f'<rect x="0" y="8" width="{WIDTH}" height="32" fill="{GRID}" rx="4"/>')
+        body.append(f'<text x="{WIDTH / 2}" y="29" text-anchor="middle" fill="{MUTED}">No uploads yet</text>')
+    for segment in segments:
+        if total <= 0 or segment.value <= 0:
+            continue
+        width = WIDTH * segment.value / total
+        body.append(
+            f'<rect x="{x:.1f}" y="8" width="{width:.1f}" height="32" fill="{segment.color}">'
+            f"<title>{escape(segment.label)}: {_number(segment.value)}</title></rect>"
+        )
+        x += width
+    for index, segment in enumerate(segments):
+        column, row = index % 2, index // 2
+        lx, ly = column * WIDTH / 2, 62 + row * 22
+        share = f" ({segment.value / total:.0%})" if total > 0 else ""
+        body.append(
+            f'<rect x="{lx:.1f}" y="{ly - 11}" width="12" height="12" fill="{segment.color}" rx="2"/>'
+            f'<text x="{lx + 18:.1f}" y="{ly}" fill="{TEXT}">{escape(segment.label)}: '
+            f"{_number(segment.value)}{share}</text>"
+        )
+    return _svg(height, title, body, chart_id)
+
+
+def percent_bars(rows: Sequence[tuple[str, float, str]], *, title: str, chart_id: str) -> str:
+    """Horizontal 0-100 % bars, one per row of (label, fraction, caption)."""
+    label_w, row_h = 150, 30
+    height = max(1, len(rows)) * row_h + 8
+    plot_w = WIDTH - label_w - 8
+    body: list[str] = []
+    if not rows:
+        body.append(f'<text x="{WIDTH / 2}" y="22" text-anchor="middle" fill="{MUTED}">Nothing reviewed yet</text>')
+    for index, (label, fraction, caption) in enumerate(rows):
+        y = 4 + index * row_h
+        body.append(
+            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" fill="{TEXT}">{escape(_shorten(label, 20))}'
+            f"<title>{escape(label)}</title></text>"
+            f'<rect x="{label_w}" y="{y + 3}" width="{plot_w}" height="20" fill="{GRID}" rx="3"/>'
+            f'<rect x="{label_w}" y="{y + 3}" width="{plot_w * max(0.0, min(1.0, fraction)):.1f}" height="20" '
+            f'fill="{PHONE}" rx="3"/>'
+            f'<text x="{label_w + 6}" y="{y + 17}" fill="#fff" font-weight="600">{escape(caption)}</text>'
+        )
+    return _svg(height, title, body, chart_id)
+
+
+def confusion_grid(
+    labels: Sequence[tuple[str, str]], counts: dict[tuple[str, str], int], *, title: str, chart_id: str
+) -> str:
+    """A square grid: rows are the reviewers' labels, columns the model's; diagonal cells (agreement) in green,
+    the others in red, shaded by their share of all reviewed uploads."""
+    size = len(labels)
+    label_w, head_h = 120, 44
+    cell = (WIDTH - label_w) / max(1, size)
+    cell_h = 64
+    height = head_h + size * cell_h + 4
+    total = sum(counts.values())
+    body = [
+        f'<text x="{label_w + (WIDTH - label_w) / 2:.1f}" y="14" text-anchor="middle" fill="{MUTED}" '
+        'font-size="12">model said</text>',
+        f'<text x="8" y="{head_h - 10}" fill="{MUTED}" font-size="12">reviewer said</text>',
+    ]
+    for column, (_, name) in enumerate(labels):
+        body.append(
+            f'<text x="{label_w + column * cell + cell / 2:.1f}" y="{head_h - 10}" text-anchor="middle" '
+            f'fill="{TEXT}" font-weight="600">{escape(name)}</text>'
+        )
+    for row, (actual, actual_name) in enumerate(labels):
+        y = head_h + row * cell_h
+        body.append(
+            f'<text x="{label_w - 8}" y="{y + cell_h / 2 + 5:.1f}" text-anchor="end" fill="{TEXT}" '
+            f'font-weight="600">{escape(actual_name)}</text>'
+        )
+        for column, (predicted, _) in enumerate(labels):
+            value = counts.get((actual, predicted), 0)
+            share = value / total if total else 0.0
+            color = PHONE if actual == predicted else NOT_PHONE
+            opacity = 0.12 + 0.78 * share
+            ink = "#fff" if opacity > 0.5 else TEXT
+            x = label_w + column * cell
+            body.append(
+                f'<rect x="{x + 2:.1f}" y="{y + 2}" width="{cell - 4:.1f}" height="{cell_h - 4}" fill="{color}" '
+                f'fill-opacity="{opacity:.2f}" rx="4"/>'
+                f'<text x="{x + cell / 2:.1f}" y="{y + cell_h / 2 + 6:.1f}" text-anchor="middle" fill="{ink}" '
+                f'font-size="18" font-weight="700">{value}</text>'
+            )
+    return _svg(height, title, body, chart_id)
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,165 @@
+"""Reading the numbers behind the staff dashboard: volume, verdicts, and how often reviewers agreed with the model.
+
+Every figure is computed in the database (grouped counts), so the page stays fast with many uploads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.db.models import Count, F, IntegerField, Q, QuerySet
+from django.db.models.functions import Cast, Floor, Least, TruncDate
+from django.utils import timezone
+
+from phoneapp.models import Label, Upload, UploadStatus
+
+HISTOGRAM_BINS = 20
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: date
+    count: int
+
+
+@dataclass(frozen=True)
+class VerdictSplit:
+    """Done uploads by what the model said (unsure = probability inside the unsure band), and the rest."""
+
+    phone: int = 0
+    not_phone: int = 0
+    unsure: int = 0
+    waiting: int = 0  # pending or processing
+    failed: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.phone + self.not_phone + self.unsure
+
+
+@dataclass(frozen=True)
+class ModelAccuracy:
+    """Reviewed uploads of one model version and how many of its verdicts the reviewers kept."""
+
+    model_version: str
+    reviewed: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.reviewed if self.reviewed else 0.0
+
+
+@dataclass(frozen=True)
+class ConfusionMatrix:
+    """Counts of reviewed uploads by (reviewer's label, model's label)."""
+
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def count(self, actual: str, predicted: str) -> int:
+        return self.counts.get((actual, predicted), 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    days: list[DayCount]
+    split: VerdictSplit
+    accuracy: list[ModelAccuracy]
+    confusion: ConfusionMatrix
+    histogram: list[int]  # HISTOGRAM_BINS counts of done uploads' probabilities, from 0 to 1
+    model_versions: list[str]
+    model_version: str  # the version the confusion matrix is restricted to ("" = all)
+
+
+def uploads_per_day(*, days: int = 30, today: date | None = None) -> list[DayCount]:
+    """Uploads created on each of the last ``days`` days (today included), zeros for empty days."""
+    today = today or timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, time.min))
+    rows = (
+        Upload.objects.filter(created__gte=start)
+        .annotate(day=TruncDate("created"))
+        .values("day")
+        .annotate(count=Count("id"))
+    )
+    counts = {row["day"]: row["count"] for row in rows}
+    every_day = [first + timedelta(days=offset) for offset in range(days)]
+    return [DayCount(day=day, count=counts.get(day, 0)) for day in every_day]
+
+
+def verdict_split() -> VerdictSplit:
+    low, high = settings.UNSURE_BAND
+    done = Q(status=UploadStatus.DONE)
+    unsure = done & Q(probability__gte=low, probability__lte=high)
+    totals = Upload.objects.aggregate(
+        unsure=Count("id", filter=unsure),
+        phone=Count("id", filter=done & ~unsure & Q(predicted_label=Label.PHONE)),
+        not_phone=Count("id", filter=done & ~unsure & Q(predicted_label=Label.NOT_PHONE)),
+        waiting=Count("id", filter=Q(status__in=[UploadStatus.PENDING, UploadStatus.PROCESSING])),
+        failed=Count("id", filter=Q(status=UploadStatus.FAILED)),
+    )
+    return VerdictSplit(**totals)
+
+
+def _reviewed() -> QuerySet[Upload]:
+    return Upload.objects.filter(status=UploadStatus.DONE).exclude(reviewed_label="").exclude(predicted_label="")
+
+
+def reviewed_accuracy_by_model() -> list[ModelAccuracy]:
+    """Per model version: reviewed uploads and how many verdicts the reviewer agreed with, by version name."""
+    rows = (
+        _reviewed()
+        .filter(model_version__isnull=False)
+        .values("model_version__name")
+        .annotate(reviewed=Count("id"), correct=Count("id", filter=Q(reviewed_label=F("predicted_label"))))
+        .order_by("model_version__name")
+    )
+    return [
+        ModelAccuracy(model_version=row["model_version__name"], reviewed=row["reviewed"], correct=row["correct"])
+        for row in rows
+    ]
+
+
+def confusion_matrix(*, model_version: str = "") -> ConfusionMatrix:
+    """Reviewed uploads by (truth, verdict), optionally of one model version only."""
+    reviewed = _reviewed()
+    if model_version:
+        reviewed = reviewed.filter(model_version__name=model_version)
+    rows = reviewed.values("reviewed_label", "predicted_label").annotate(count=Count("id"))
+    return ConfusionMatrix(counts={(row["reviewed_label"], row["predicted_label"]): row["count"] for row in rows})
+
+
+def probability_histogram(*, bins: int = HISTOGRAM_BINS) -> list[int]:
+    """How many done uploads fall in each of ``bins`` equal slices of [0, 1] (1.0 goes in the last)."""
+    rows = (
+        Upload.objects.filter(status=UploadStatus.DONE, probability__isnull=False)
+        .annotate(bucket=Least(Cast(Floor(F("probability") * bins), IntegerField()), bins - 1))
+        .values("bucket")
+        .annotate(count=Count("id"))
+    )
+    counts = [0] * bins
+    for row in rows:
+        counts[max(0, min(bins - 1, int(row["bucket"])))] += row["count"]
+    return counts
+
+
+def dashboard_data(*, days: int = 30, model_version: str = "") -> DashboardData:
+    """Everything the dashboard shows; an unknown ``model_version`` filter is ignored (it comes from the URL)."""
+    accuracy = reviewed_accuracy_by_model()
+    versions = [row.model_version for row in accuracy]
+    chosen = model_version if model_version in versions else ""
+    return DashboardData(
+        days=uploads_per_day(days=days),
+        split=verdict_split(),
+        accuracy=accuracy,
+        confusion=confusion_matrix(model_version=chosen),
+        histogram=probability_histogram(),
+        model_versions=versions,
+        model_version=chosen,
+    )

@@ -1,0 +1,85 @@
+""" "Where is the phone" overlays: computed after the verdict, never on the way to it.
+
+The verdict is what people wait for; the overlay costs several times a prediction (a backward pass, a bicubic
+upsample and a PNG encode, or ~50 forward passes for a model without Grad-CAM). So it runs as its own task on
+the low-priority ``heatmaps`` queue, after the verdict is written. Without a broker it runs in-process right
+after the verdict, and a failure there is logged, never raised: a missing overlay must not fail an upload.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+
+from inference.heatmap import heatmap_png
+from inference.images import ImageError, open_image
+from inference.manifest import ModelLoadError
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.resident_model import resident_model
+
+logger = logging.getLogger(__name__)
+
+
+def heatmap_enqueue(*, upload_id: int) -> None:
+    """Ask for the overlay of a classified upload: a low-priority task, or in-process when there is no broker."""
+    if not settings.CELERY_BROKER_URL:
+        try:
+            upload_heatmap_compute(upload_id=upload_id)
+        except Exception:
+            logger.exception("heat map failed", extra={"upload_id": upload_id})
+        return
+    from phoneapp.tasks import compute_heatmap
+
+    try:
+        compute_heatmap.apply_async(args=(upload_id,))
+    except Exception as error:
+        logger.warning("broker unavailable, heat map skipped", extra={"upload_id": upload_id, "error": error})
+
+
+def upload_heatmap_compute(*, upload_id: int) -> Upload | None:
+    """Store the overlay for a done upload, computed by the model version that gave its verdict.
+
+    Returns the upload, or ``None`` when there is nothing to do: not done, already has an overlay, deleted, or
+    the verdict came from a version that is no longer the loaded one (another model's evidence would explain a
+    verdict it never gave).
+    """
+    upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.DONE).first()
+    if upload is None or upload.heatmap:
+        return None
+    try:
+        loaded = resident_model.current()
+    except ModelLoadError as error:
+        logger.warning("heat map skipped: model unavailable", extra={"upload_id": upload_id, "error": error})
+        return None
+    if loaded.version.pk != upload.model_version_id:
+        logger.info("heat map skipped: verdict from another model version", extra={"upload_id": upload_id})
+        return None
+    started = time.perf_counter()
+    try:
+        with upload.image.open("rb") as handle:
+            picture = open_image(
+                handle,
+                max_pixels=settings.UPLOAD_MAX_PIXELS,
+                draft_size=loaded.classifier.manifest.preprocessing.draft_size,
+            )
+    except (ImageError, OSError) as error:
+        logger.warning("heat map skipped: picture unreadable", extra={"upload_id": upload_id, "error": error})
+        return None
+    png = heatmap_png(loaded.classifier, picture)
+    upload.heatmap.save("heatmap.png", ContentFile(png), save=False)
+    written = Upload.objects.filter(pk=upload_id, heatmap="").update(heatmap=upload.heatmap.name)
+    if not written:  # a concurrent run stored one first; keep theirs
+        upload.heatmap.storage.delete(upload.heatmap.name)
+    logger.info(
+        "heat map stored",
+        extra={
+            "upload_id": upload_id,
+            "model_version": loaded.version.name,
+            "heatmap_ms": round((time.perf_counter() - started) * 1000, 1),
+            "bytes": len(png),
+        },
+    )
+    return Upload.objects.get(pk=upload_id)

@@ -1,0 +1,71 @@
+"""The staff dashboard: volume, verdicts and reviewed accuracy as server-rendered SVG charts plus tables."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET
+
+from phoneapp import charts
+from phoneapp.dashboard_selectors import HISTOGRAM_BINS, DashboardData, dashboard_data
+from phoneapp.models import Label
+
+DAYS = 30
+
+
+@staff_member_required
+@require_GET
+def dashboard_page(request: HttpRequest) -> HttpResponse:
+    data = dashboard_data(days=DAYS, model_version=request.GET.get("model", ""))
+    return render(request, "phoneapp/dashboard.html", {"data": data, "charts": _charts(data), "days": DAYS})
+
+
+def _charts(data: DashboardData) -> dict[str, str]:
+    """Every chart as SVG markup; :mod:`phoneapp.charts` escapes all text, so marking it safe is sound."""
+    low, high = settings.UNSURE_BAND
+    split = data.split
+    bin_edges = [index / HISTOGRAM_BINS for index in range(HISTOGRAM_BINS)]
+    rendered = {
+        "per_day": charts.column_chart(
+            [day.day.strftime("%d %b") for day in data.days],
+            [day.count for day in data.days],
+            title=f"Uploads per day, last {len(data.days)} days",
+            chart_id="chart-per-day",
+            label_every=7,
+        ),
+        "split": charts.stacked_bar(
+            [
+                charts.Segment("Phone", split.phone, charts.PHONE),
+                charts.Segment("Not a phone", split.not_phone, charts.NOT_PHONE),
+                charts.Segment("Unsure", split.unsure, charts.UNSURE),
+                charts.Segment("Waiting", split.waiting, charts.WAITING),
+                charts.Segment("Failed", split.failed, charts.FAILED),
+            ],
+            title="Verdict split of all uploads",
+            chart_id="chart-split",
+        ),
+        "accuracy": charts.percent_bars(
+            [(row.model_version, row.accuracy, f"{row.accuracy:.0%} of {row.reviewed}") for row in data.accuracy],
+            title="Reviewed accuracy per model version",
+            chart_id="chart-accuracy",
+        ),
+        "confusion": charts.confusion_grid(
+            [(Label.PHONE, "Phone"), (Label.NOT_PHONE, "Not a phone")],
+            data.confusion.counts,
+            title="Confusion matrix of reviewed uploads",
+            chart_id="chart-confusion",
+        ),
+        "histogram": charts.column_chart(
+            [f"{edge:.1f}" for edge in bin_edges],
+            data.histogram,
+            title="Probability of phone, done uploads",
+            chart_id="chart-histogram",
+            color=charts.ACCENT,
+            label_every=4,
+            bands=[(low, high, charts.UNSURE, "unsure")],
+        ),
+    }
+    return {name: mark_safe(svg) for name, svg in rendered.items()}

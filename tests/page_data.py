@@ -1,0 +1,57 @@
+"""Uploads in a chosen state, written straight to the database (no model run), for page and selector tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from phoneapp.models import Label, ModelVersion, Upload, UploadStatus
+from tests.images import draw_picture, encode
+
+
+def model_version(name: str = "model-a") -> ModelVersion:
+    version, _ = ModelVersion.objects.get_or_create(name=name, defaults={"path": name, "checksum": "0" * 64})
+    return version
+
+
+def make_upload(
+    owner: User,
+    *,
+    probability: float | None = 0.9,
+    status: str = UploadStatus.DONE,
+    reviewed: str = "",
+    reviewer: User | None = None,
+    version: str = "model-a",
+    name: str = "picture.jpg",
+    created: datetime | None = None,
+    threshold: float = 0.5,
+) -> Upload:
+    """An upload whose verdict follows ``probability`` (label by ``threshold``), optionally reviewed."""
+    picture = draw_picture(width=320, height=240)
+    upload = Upload(
+        owner=owner,
+        original_name=name,
+        sha256="0" * 64,
+        size_bytes=1000,
+        width=320,
+        height=240,
+        content_type="image/jpeg",
+        status=status,
+        created=created or timezone.now(),
+    )
+    upload.image.save("upload.jpg", ContentFile(encode(picture)), save=False)
+    upload.thumbnail.save("thumbnail.jpg", ContentFile(encode(picture.resize((160, 120)))), save=False)
+    if status == UploadStatus.DONE:
+        upload.probability = probability
+        upload.predicted_label = Label.PHONE if probability >= threshold else Label.NOT_PHONE
+        upload.model_version = model_version(version)
+        upload.processed = timezone.now()
+    if reviewed:
+        upload.reviewed_label = reviewed
+        upload.reviewed_by = reviewer
+        upload.reviewed_at = timezone.now()
+    upload.save()
+    return upload

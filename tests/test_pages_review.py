@@ -1,0 +1,147 @@
+"""The staff review queue outside the admin: order, navigation, decisions saved at once, permissions."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from phoneapp.models import UploadStatus
+from tests.page_data import make_upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(reviewer: User) -> Client:
+    client = Client()
+    client.force_login(reviewer)
+    return client
+
+
+def walk_queue(client: Client) -> list[int]:
+    """Follow "next" from the start of the queue, as the right-arrow key does."""
+    seen = []
+    response = client.get("/review/")
+    url = response["Location"]
+    while url:
+        page = client.get(url)
+        seen.append(page.context["upload"].pk)
+        next_id = page.context["place"].next_id
+        url = f"/review/{next_id}/" if next_id else ""
+    return seen
+
+
+def test_queue_starts_with_the_most_uncertain_and_walks_outwards(staff_client: Client, alice: User) -> None:
+    sure_phone = make_upload(alice, probability=0.95)
+    coin_flip = make_upload(alice, probability=0.52)
+    sure_not = make_upload(alice, probability=0.2)
+    leaning_not = make_upload(alice, probability=0.45)
+    assert walk_queue(staff_client) == [coin_flip.pk, leaning_not.pk, sure_not.pk, sure_phone.pk]
+
+
+def test_queue_leaves_out_reviewed_and_unfinished_uploads(staff_client: Client, alice: User, reviewer: User) -> None:
+    waiting = make_upload(alice, status=UploadStatus.PENDING)
+    failed = make_upload(alice, status=UploadStatus.FAILED)
+    reviewed = make_upload(alice, probability=0.5, reviewed="phone", reviewer=reviewer)
+    open_one = make_upload(alice, probability=0.9)
+    assert walk_queue(staff_client) == [open_one.pk]
+    assert staff_client.get(f"/review/{waiting.pk}/").status_code == 404
+    assert staff_client.get(f"/review/{failed.pk}/").status_code == 404
+    # A reviewed picture can still be opened (to change one's mind), and says so.
+    page = staff_client.get(f"/review/{reviewed.pk}/").content.decode()
+    assert "Reviewed as <strong>phone</strong>" in page
+
+
+def test_empty_queue_says_there_is_nothing_to_review(staff_client: Client) -> None:
+    response = staff_client.get("/review/")
+    assert response.status_code == 200
+    assert "Nothing left to review" in response.content.decode()
+
+
+def test_phone_key_decision_is_saved_and_answers_with_the_next_picture(
+    staff_client: Client, alice: User, reviewer: User
+) -> None:
+    first = make_upload(alice, probability=0.5)
+    second = make_upload(alice, probability=0.6)
+    response = staff_client.post(
+        f"/review/{first.pk}/decide", {"decision": "not_phone"}, headers={"Accept": "application/json"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": first.pk,
+        "reviewed_label": "not_phone",
+        "next_id": second.pk,
+        "next_url": f"/review/{second.pk}/",
+    }
+    first.refresh_from_db()
+    assert (first.reviewed_label, first.reviewed_by) == ("not_phone", reviewer)
+    assert first.reviewed_at is not None
+
+
+def test_confirm_keeps_the_models_verdict(staff_client: Client, alice: User) -> None:
+    upload = make_upload(alice, probability=0.35)
+    response = staff_client.post(f"/review/{upload.pk}/decide", {"decision": "confirm"})
+    upload.refresh_from_db()
+    assert upload.reviewed_label == "not_phone"
+    # The last picture reviewed: back to the queue's start, which now says it is empty.
+    assert response.status_code == 302
+    assert response["Location"] == "/review/"
+
+
+def test_form_post_without_javascript_moves_to_the_next_picture(staff_client: Client, alice: User) -> None:
+    first = make_upload(alice, probability=0.5, name="first.jpg")
+    second = make_upload(alice, probability=0.7)
+    response = staff_client.post(f"/review/{first.pk}/decide", {"decision": "phone"}, follow=True)
+    assert response.redirect_chain == [(f"/review/{second.pk}/", 302)]
+    assert "Saved: first.jpg is phone." in response.content.decode()
+
+
+def test_deciding_on_a_skipped_picture_returns_to_the_one_skipped_first(staff_client: Client, alice: User) -> None:
+    first = make_upload(alice, probability=0.5)
+    last = make_upload(alice, probability=0.99)
+    response = staff_client.post(
+        f"/review/{last.pk}/decide", {"decision": "phone"}, headers={"Accept": "application/json"}
+    )
+    assert response.json()["next_id"] == first.pk
+
+
+def test_unknown_decision_is_refused_and_nothing_saved(staff_client: Client, alice: User) -> None:
+    upload = make_upload(alice, probability=0.5)
+    response = staff_client.post(
+        f"/review/{upload.pk}/decide", {"decision": "maybe"}, headers={"Accept": "application/json"}
+    )
+    assert response.status_code == 400
+    upload.refresh_from_db()
+    assert upload.reviewed_label == ""
+
+
+def test_decisions_need_a_csrf_token(reviewer: User, alice: User) -> None:
+    upload = make_upload(alice, probability=0.5)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reviewer)
+    assert client.post(f"/review/{upload.pk}/decide", {"decision": "phone"}).status_code == 403
+    upload.refresh_from_db()
+    assert upload.reviewed_label == ""
+
+
+def test_review_pages_are_for_staff_only(alice_client: Client, alice: User) -> None:
+    upload = make_upload(alice, probability=0.5)
+    for url in ["/review/", f"/review/{upload.pk}/"]:
+        response = alice_client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+    alice_client.post(f"/review/{upload.pk}/decide", {"decision": "phone"})
+    upload.refresh_from_db()
+    assert upload.reviewed_label == ""
+
+
+def test_review_page_shows_picture_verdict_keys_and_position(staff_client: Client, alice: User) -> None:
+    make_upload(alice, probability=0.9)
+    upload = make_upload(alice, probability=0.55, name="desk.jpg")
+    page = staff_client.get(f"/review/{upload.pk}/").content.decode()
+    assert f'src="/uploads/{upload.pk}/image"' in page
+    assert "Unsure" in page and "55% phone" in page
+    assert "1 of 2 left" in page
+    for key in ("P", "N", "C"):
+        assert f'aria-keyshortcuts="{key}"' in page
