@@ -26,6 +26,8 @@ def isolated_storage(settings: object, tmp_path: Path) -> Iterator[Path]:
     settings.MODELS_DIR = models  # type: ignore[attr-defined]
     settings.ACTIVE_MODEL_CHECK_SECONDS = 0  # type: ignore[attr-defined]
     settings.CELERY_BROKER_URL = ""  # type: ignore[attr-defined]
+    # PBKDF2's deliberate slowness costs over a second per test user on this box; tests need no real hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
     yield tmp_path
     from phoneapp.resident_model import resident_model
 
