@@ -75,6 +75,13 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", defau
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The upload rate limit counts in this cache. The default (LocMemCache) counts per process; a deployment with
+# several web processes sets CACHE_URL (redis://host:6379/1, or dbcache://phonecheck_cache after
+# `manage.py createcachetable`) so the limit holds across them. A cache that is down never blocks an upload.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    CACHES["default"].setdefault("OPTIONS", {}).update({"socket_connect_timeout": 1, "socket_timeout": 1})
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -121,10 +128,15 @@ HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
 # --- Model ----------------------------------------------------------------------------------------------------
 MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
 TORCH_THREADS: int = env.int("TORCH_THREADS", default=2)
+# Labelled pictures the shipped model was trained on (folders phone/ and not_phone/, or a manifest.csv); the
+# retrain command adds them to the reviewed uploads when the folder exists. Never copied into the repository.
+TRAINING_DATA_DIR: str = env.str("TRAINING_DATA_DIR", default="")
 # A worker re-reads which model version is active at most this often (seconds); 0 = before every prediction.
 ACTIVE_MODEL_CHECK_SECONDS: float = env.float("ACTIVE_MODEL_CHECK_SECONDS", default=2.0)
 # An upload stuck in "processing" longer than this is handed back to the queue (its worker died).
 PROCESSING_TIMEOUT_SECONDS: int = env.int("PROCESSING_TIMEOUT_SECONDS", default=300)
+# After this many tries (worker killed, database errors, ...) an upload is marked failed instead of retried again.
+CLASSIFY_MAX_ATTEMPTS: int = env.int("CLASSIFY_MAX_ATTEMPTS", default=8)
 
 # --- Celery ---------------------------------------------------------------------------------------------------
 # Unset: no broker, classification runs in the web process right after the upload is saved.

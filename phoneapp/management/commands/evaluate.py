@@ -1,0 +1,65 @@
+"""``manage.py evaluate``: metrics of a model version on reviewed uploads or a folder of labelled pictures."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from inference.loader import load_classifier
+from inference.manifest import ModelLoadError
+from ml_training.data import load_samples
+from phoneapp.models import ModelVersion
+from phoneapp.services.evaluation import decode_labelled, measure_classifier, reviewed_upload_samples
+from phoneapp.services.model_versions import model_dir_of, model_version_active
+from phoneapp.services.reporting import format_metrics
+
+
+class Command(BaseCommand):
+    help = "Measure a model version (default: the active one) on reviewed uploads, or on --data-dir."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        # `--version V` names a model version here; Django's own --version (print Django's version) gives way.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--version", dest="model_version", help="model version name (default: active)")
+        parser.add_argument("--data-dir", type=Path, help="phone/ and not_phone/ folders, or a manifest.csv")
+        parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        version = self._version(options["model_version"])
+        with tempfile.TemporaryDirectory() as workdir:
+            if options["data_dir"]:
+                try:
+                    samples = load_samples(options["data_dir"])
+                except (FileNotFoundError, KeyError, ValueError) as error:
+                    raise CommandError(f"{options['data_dir']}: {error}") from error
+            else:
+                samples = reviewed_upload_samples(workdir=Path(workdir))
+            pictures = decode_labelled(samples)
+            if not pictures.samples:
+                raise CommandError("No readable labelled pictures: review some uploads or pass --data-dir.")
+            try:
+                classifier = load_classifier(model_dir_of(version))
+            except ModelLoadError as error:
+                raise CommandError(str(error)) from error
+            metrics = measure_classifier(classifier, pictures)
+        metrics["unreadable_skipped"] = len(pictures.unreadable)
+        metrics["data"] = str(options["data_dir"]) if options["data_dir"] else "reviewed uploads"
+        if options["json"]:
+            self.stdout.write(json.dumps(metrics, indent=2, sort_keys=True))
+        else:
+            self.stdout.write(format_metrics(metrics))
+
+    def _version(self, name: str | None) -> ModelVersion:
+        if name is None:
+            return model_version_active()
+        try:
+            return ModelVersion.objects.get(name=name)
+        except ModelVersion.DoesNotExist as error:
+            known = ", ".join(ModelVersion.objects.values_list("name", flat=True))
+            raise CommandError(f"No model version {name!r}. Known: {known}.") from error

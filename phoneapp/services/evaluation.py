@@ -1,0 +1,95 @@
+"""Measuring a model version on labelled pictures, the same way for the retrain and evaluate commands."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from inference.classifier import PhoneClassifier
+from inference.images import ImageError, open_image
+from ml_training.data import Sample
+from ml_training.metrics import binary_metrics
+from phoneapp.models import Upload
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 16
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class LabelledPictures:
+    """Decoded pictures with their labels; what could not be read is counted, not silently dropped."""
+
+    samples: list[Sample]
+    images: list[Image.Image]
+    unreadable: list[str]
+
+
+def decode_labelled(samples: Sequence[Sample], *, advance: ProgressCallback | None = None) -> LabelledPictures:
+    """Decode every sample's picture with the same safe decoder as uploads; skip and count unreadable ones."""
+    kept: list[Sample] = []
+    images: list[Image.Image] = []
+    unreadable: list[str] = []
+    for sample in samples:
+        try:
+            images.append(open_image(sample.path))
+            kept.append(sample)
+        except (ImageError, OSError) as error:
+            unreadable.append(sample.path)
+            logger.warning("unreadable training picture skipped", extra={"path": sample.path, "error": error})
+        if advance is not None:
+            advance(1)
+    return LabelledPictures(samples=kept, images=images, unreadable=unreadable)
+
+
+def measure_classifier(
+    classifier: PhoneClassifier, pictures: LabelledPictures, *, advance: ProgressCallback | None = None
+) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1, ROC-AUC, ECE and confusion matrix at the model's own threshold."""
+    probabilities: list[float] = []
+    for start in range(0, len(pictures.images), BATCH_SIZE):
+        batch = pictures.images[start : start + BATCH_SIZE]
+        probabilities.extend(classifier.phone_probabilities(batch))
+        if advance is not None:
+            advance(len(batch))
+    targets = np.array([sample.target for sample in pictures.samples], dtype=np.int64)
+    metrics = binary_metrics(np.array(probabilities, dtype=np.float64), targets, classifier.manifest.threshold)
+    return {"model_version": classifier.version, **metrics.to_dict()}
+
+
+def reviewed_upload_samples(*, workdir: Path) -> list[Sample]:
+    """Every upload a reviewer labelled, as training samples; the reviewer's label is the truth.
+
+    Uploads with only a predicted label are never used: training on the model's own guesses would teach it its
+    mistakes. Identical pictures (same sha256) share a group, so they never straddle train and test.
+    """
+    reviewed = Upload.objects.exclude(reviewed_label="").order_by("pk")
+    return [
+        Sample(
+            path=str(_local_copy(upload, workdir)),
+            label=upload.reviewed_label,
+            group=f"sha256:{upload.sha256}",
+            source="reviewed-upload",
+        )
+        for upload in reviewed
+    ]
+
+
+def _local_copy(upload: Upload, workdir: Path) -> Path:
+    """A local file for the upload's picture: the storage's own path when it has one, else a copy (e.g. S3)."""
+    storage = upload.image.storage
+    try:
+        return Path(storage.path(upload.image.name))
+    except NotImplementedError:
+        target = workdir / f"upload-{upload.pk}{Path(upload.image.name).suffix}"
+        with storage.open(upload.image.name, "rb") as source, target.open("wb") as destination:
+            shutil.copyfileobj(source, destination)
+        return target
