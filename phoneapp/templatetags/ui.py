@@ -1,11 +1,11 @@
-"""Template helpers: a verdict as words and a confidence bar ("Phone — 97%"), and the upload limits."""
+"""Template helpers: a verdict as words and a probability bar ("Phone — 97% phone"), and the form's limits."""
 
 from __future__ import annotations
 
 from django import template
 from django.conf import settings
 
-from phoneapp.models import Label, Upload, UploadStatus
+from phoneapp.models import Upload, UploadStatus
 
 register = template.Library()
 
@@ -21,15 +21,6 @@ def verdict_state(upload: Upload) -> str:
 
 
 @register.filter
-def verdict_confidence(upload: Upload) -> int:
-    """How sure the model is of the label it gave, in percent: p for "phone", 1 - p for "not a phone"."""
-    if upload.probability is None:
-        return 0
-    probability = upload.probability if upload.predicted_label == Label.PHONE else 1 - upload.probability
-    return round(probability * 100)
-
-
-@register.filter
 def phone_percent(upload: Upload) -> int:
     return round((upload.probability or 0) * 100)
 
@@ -38,3 +29,10 @@ def phone_percent(upload: Upload) -> int:
 def upload_limits() -> dict[str, int]:
     """The limits the upload form announces (and upload.js checks before sending)."""
     return {"max_files": settings.UPLOAD_MAX_FILES, "max_bytes": settings.UPLOAD_MAX_BYTES}
+
+
+@register.simple_tag
+def unsure_band() -> dict[str, int]:
+    """The unsure band in percent, for shading it on the probability bar."""
+    low, high = settings.UNSURE_BAND
+    return {"low": round(low * 100), "width": round((high - low) * 100)}

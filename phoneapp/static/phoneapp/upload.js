@@ -33,9 +33,12 @@
   }
 
   function bar(percent) {
-    const fill = el("span");
+    const band = el("span", { class: "bar-band" });
+    band.style.left = (root.dataset.unsureLow || 30) + "%";
+    band.style.width = (root.dataset.unsureWidth || 40) + "%";
+    const fill = el("span", { class: "bar-fill" });
     fill.style.width = percent + "%";
-    return el("span", { class: "bar", "aria-hidden": "true" }, [fill]);
+    return el("span", { class: "bar", "aria-hidden": "true" }, [band, fill]);
   }
 
   function renderVerdict(element, upload) {
@@ -44,15 +47,12 @@
     element.dataset.status = upload.status;
     element.replaceChildren();
     if (upload.status === "done") {
-      const phonePercent = Math.round(upload.probability * 100);
-      const confidence = upload.label === "phone" ? phonePercent : 100 - phonePercent;
+      const percent = Math.round(upload.probability * 100);
       const word = state === "unsure" ? "Unsure" : upload.label === "phone" ? "Phone" : "Not a phone";
-      const shown = state === "unsure" ? phonePercent : confidence;
       element.append(
-        el("span", { class: "verdict-word", text: word }),
-        el("span", { class: "verdict-pct", text: state === "unsure" ? " — " + phonePercent + "% phone" : " — " + confidence + "%" }),
-        bar(shown),
-        el("small", { class: "verdict-meta", text: phonePercent + "% phone · model " + (upload.model_version || "unknown") }),
+        el("span", { class: "verdict-word", text: word + " — " + percent + "% phone" }),
+        bar(percent),
+        el("small", { class: "verdict-meta", text: "model " + (upload.model_version || "unknown") }),
       );
     } else if (upload.status === "failed") {
       element.append(el("span", { class: "verdict-word", text: "Failed" }), " ",
@@ -111,8 +111,6 @@
     card.item.dataset.uploadId = created.id;
     const link = el("a", { href: href, class: "name", text: card.name.textContent });
     card.name.replaceWith(link);
-    const thumbLink = el("a", { href: href, class: "result-thumb", tabindex: "-1", "aria-hidden": "true" }, [card.preview]);
-    card.thumb.replaceWith(thumbLink);
     card.verdict.dataset.verdictFor = created.id;
   }
 
@@ -190,12 +188,13 @@
     if (!form) return;
     const input = form.querySelector("input[type=file]");
     const zone = document.getElementById("drop-zone");
-    input.required = false;
-    input.addEventListener("change", () => {
-      if (input.files.length) enqueue(input.files, form);
+    // Chosen files go when the form is submitted (as without JavaScript); dropped and pasted ones at once.
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!input.files.length) return;
+      enqueue(input.files, form);
       input.value = "";
     });
-    form.addEventListener("submit", (event) => event.preventDefault());
     let depth = 0;
     zone.addEventListener("dragenter", (event) => { event.preventDefault(); depth += 1; zone.classList.add("dragging"); });
     zone.addEventListener("dragover", (event) => { event.preventDefault(); });

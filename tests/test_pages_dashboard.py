@@ -1,0 +1,121 @@
+"""The staff dashboard: the numbers behind each chart, the charts themselves, and who may see them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from phoneapp import charts
+from phoneapp.dashboard_selectors import (
+    confusion_matrix,
+    probability_histogram,
+    reviewed_accuracy_by_model,
+    uploads_per_day,
+    verdict_split,
+)
+from phoneapp.models import UploadStatus
+from tests.page_data import make_upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(reviewer: User) -> Client:
+    client = Client()
+    client.force_login(reviewer)
+    return client
+
+
+def test_uploads_per_day_counts_each_day_and_fills_quiet_days_with_zero(alice: User) -> None:
+    today = timezone.localdate()
+    now = timezone.now()
+    make_upload(alice, created=now)
+    make_upload(alice, created=now)
+    make_upload(alice, created=now - timedelta(days=2))
+    make_upload(alice, created=now - timedelta(days=40))  # outside the window
+    days = uploads_per_day(days=7, today=today)
+    assert [day.day for day in days] == [today - timedelta(days=offset) for offset in range(6, -1, -1)]
+    assert [day.count for day in days] == [0, 0, 0, 0, 1, 0, 2]
+
+
+def test_verdict_split_separates_unsure_from_confident_verdicts(alice: User, settings: object) -> None:
+    settings.UNSURE_BAND = (0.3, 0.7)  # type: ignore[attr-defined]
+    for probability in (0.95, 0.8, 0.1, 0.5, 0.69):
+        make_upload(alice, probability=probability)
+    make_upload(alice, status=UploadStatus.PENDING)
+    make_upload(alice, status=UploadStatus.FAILED)
+    split = verdict_split()
+    assert (split.phone, split.not_phone, split.unsure, split.waiting, split.failed) == (2, 1, 2, 1, 1)
+
+
+def test_reviewed_accuracy_and_confusion_matrix_per_model_version(alice: User, reviewer: User) -> None:
+    # model-a: right twice (phone, not phone), wrong once (said phone, was not).
+    make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer, version="model-a")
+    make_upload(alice, probability=0.1, reviewed="not_phone", reviewer=reviewer, version="model-a")
+    make_upload(alice, probability=0.8, reviewed="not_phone", reviewer=reviewer, version="model-a")
+    # model-b: wrong once (missed a phone); one unreviewed upload does not count.
+    make_upload(alice, probability=0.2, reviewed="phone", reviewer=reviewer, version="model-b")
+    make_upload(alice, probability=0.2, version="model-b")
+    accuracy = {row.model_version: (row.reviewed, row.correct) for row in reviewed_accuracy_by_model()}
+    assert accuracy == {"model-a": (3, 2), "model-b": (1, 0)}
+    everything = confusion_matrix()
+    assert everything.count("phone", "phone") == 1
+    assert everything.count("not_phone", "phone") == 1
+    assert everything.count("not_phone", "not_phone") == 1
+    assert everything.count("phone", "not_phone") == 1
+    assert confusion_matrix(model_version="model-b").counts == {("phone", "not_phone"): 1}
+
+
+def test_probability_histogram_puts_each_done_upload_in_its_bin(alice: User) -> None:
+    for probability in (0.0, 0.04, 0.05, 0.5, 0.999, 1.0):
+        make_upload(alice, probability=probability)
+    make_upload(alice, status=UploadStatus.PENDING)
+    counts = probability_histogram(bins=20)
+    assert sum(counts) == 6
+    assert counts[0] == 2 and counts[1] == 1 and counts[10] == 1 and counts[19] == 2
+
+
+def test_dashboard_draws_every_chart_as_inline_svg(staff_client: Client, alice: User, reviewer: User) -> None:
+    make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer, version="zero-shot-v1")
+    make_upload(alice, probability=0.6)
+    response = staff_client.get("/dashboard/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    for chart_id in ("chart-per-day", "chart-split", "chart-histogram", "chart-accuracy", "chart-confusion"):
+        assert f'<svg class="chart" id="{chart_id}"' in page, chart_id
+    assert "100% of 1" in page  # accuracy bar caption of zero-shot-v1
+    assert "Unsure: 1 (50%)" in page
+    assert "<script" not in page.split("<main", 1)[1].split("</main>", 1)[0]
+
+
+def test_dashboard_filters_the_confusion_matrix_by_model_version(
+    staff_client: Client, alice: User, reviewer: User
+) -> None:
+    make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer, version="model-a")
+    make_upload(alice, probability=0.9, reviewed="not_phone", reviewer=reviewer, version="model-b")
+    assert staff_client.get("/dashboard/?model=model-b").context["data"].confusion.total == 1
+    assert staff_client.get("/dashboard/?model=no-such-model").context["data"].confusion.total == 2
+
+
+def test_chart_text_is_escaped(staff_client: Client, alice: User, reviewer: User) -> None:
+    make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer, version="<img src=x onerror=alert(1)>")
+    page = staff_client.get("/dashboard/").content.decode()
+    assert "<img src=x" not in page
+    assert "&lt;img src=x" in page
+
+
+def test_dashboard_is_for_staff_only(alice_client: Client) -> None:
+    response = alice_client.get("/dashboard/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_column_chart_scales_bars_to_a_round_maximum() -> None:
+    svg = charts.column_chart(["a", "b"], [3, 6], title="t", chart_id="c", height=200)
+    # Axis top is 10 (the round number above 6): the bars are 30% and 60% of the 160 px plot.
+    assert 'height="48.0"' in svg and 'height="96.0"' in svg
+    assert ">10</text>" in svg

@@ -1,0 +1,83 @@
+"""The heat map's life in the app: drawn after the verdict, served only to who may see the picture, toggled."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from PIL import Image
+
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.services import heatmaps
+from phoneapp.services.heatmaps import upload_heatmap_compute
+from tests.images import uploaded_file
+from tests.page_data import make_upload
+
+# Transactional: uploads are classified in on_commit hooks, which a rolled-back test transaction never runs.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_classified_upload_gets_an_overlay_the_owner_can_see_and_toggle(alice_client: Client) -> None:
+    alice_client.post("/", {"image": uploaded_file("desk.jpg")})
+    upload = Upload.objects.get()
+    assert upload.status == UploadStatus.DONE
+    assert upload.heatmap.name.startswith("heatmaps/")
+
+    response = alice_client.get(f"/uploads/{upload.pk}/heatmap")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    overlay = Image.open(io.BytesIO(b"".join(response.streaming_content)))
+    assert overlay.mode == "RGBA"
+    assert overlay.width / overlay.height == pytest.approx(upload.width / upload.height, abs=0.01)
+
+    page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    assert 'id="show-heatmap"' in page
+    assert f'src="/uploads/{upload.pk}/heatmap"' in page
+
+
+def test_overlay_is_hidden_from_other_users_but_not_from_staff(alice: User, bob_client: Client, reviewer: User) -> None:
+    upload = make_upload(alice)
+    upload.heatmap.save("heatmap.png", io.BytesIO(b"\x89PNG fake"), save=True)
+    assert bob_client.get(f"/uploads/{upload.pk}/heatmap").status_code == 404
+    staff = Client()
+    staff.force_login(reviewer)
+    assert staff.get(f"/uploads/{upload.pk}/heatmap").status_code == 200
+
+
+def test_upload_without_overlay_answers_404_and_its_page_says_it_is_not_drawn_yet(alice: User) -> None:
+    upload = make_upload(alice)
+    client = Client()
+    client.force_login(alice)
+    assert client.get(f"/uploads/{upload.pk}/heatmap").status_code == 404
+    page = client.get(f"/uploads/{upload.pk}/").content.decode()
+    assert "has not been drawn yet" in page
+    assert 'id="show-heatmap"' not in page
+
+
+def test_a_failing_overlay_never_costs_the_verdict(alice_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("out of memory while drawing")
+
+    monkeypatch.setattr(heatmaps, "heatmap_png", broken)
+    alice_client.post("/", {"image": uploaded_file("desk.jpg")})
+    upload = Upload.objects.get()
+    assert upload.status == UploadStatus.DONE
+    assert not upload.heatmap
+
+
+def test_overlay_is_not_drawn_by_a_different_model_than_the_verdicts(alice: User) -> None:
+    upload = make_upload(alice, version="an-older-model")
+    assert upload_heatmap_compute(upload_id=upload.pk) is None
+    upload.refresh_from_db()
+    assert not upload.heatmap
+
+
+def test_overlay_task_goes_to_the_low_priority_queue_not_the_verdicts_one() -> None:
+    from phoneapp.celery import app
+
+    router = app.amqp.router
+    assert router.route({}, "phoneapp.tasks.compute_heatmap")["queue"].name == "heatmaps"
+    assert router.route({}, "phoneapp.tasks.classify_upload")["queue"].name == "classify"
