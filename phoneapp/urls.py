@@ -22,3 +22,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]
+
+# Requests Django refuses before any view (e.g. too many files) get a readable reason, not a bare 400 page.
+handler400 = "phoneapp.web.errors.bad_request"

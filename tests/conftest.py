@@ -28,6 +28,10 @@ def isolated_storage(settings: object, tmp_path: Path) -> Iterator[Path]:
     settings.CELERY_BROKER_URL = ""  # type: ignore[attr-defined]
     # PBKDF2's deliberate slowness costs over a second per test user on this box; tests need no real hashing.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
+    # Upload rate-limit counters live in the cache; a test must not inherit another test's budget.
+    from django.core.cache import cache
+
+    cache.clear()
     yield tmp_path
     from phoneapp.resident_model import resident_model
 

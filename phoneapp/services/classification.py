@@ -15,6 +15,7 @@ from inference.images import ImageError, open_image
 from inference.manifest import ModelLoadError
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
+from phoneapp.services.errors import NoActiveModel
 from phoneapp.services.heatmaps import heatmap_enqueue
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def upload_classify(*, upload_id: int) -> Upload | None:
     upload = Upload.objects.get(pk=upload_id)
     try:
         loaded = resident_model.current()
-    except ModelLoadError as error:
+    except (ModelLoadError, NoActiveModel) as error:
         Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING).update(
             status=UploadStatus.PENDING, error=f"Model unavailable: {error}"
         )
@@ -138,14 +139,22 @@ def uploads_requeue_stale(*, pending_older_than: timedelta = timedelta(seconds=3
     """Send again what the broker may have lost: pending uploads, and ones stuck in processing.
 
     An upload stays ``processing`` only while a worker works on it; past ``PROCESSING_TIMEOUT_SECONDS`` its
-    worker is presumed dead and it goes back to ``pending``. Sending an upload twice is harmless because
-    classification is idempotent. Returns how many uploads were sent.
+    worker is presumed dead and it goes back to ``pending`` -- or to ``failed`` once it has been tried
+    ``CLASSIFY_MAX_ATTEMPTS`` times, so a picture that kills its worker every time cannot loop forever.
+    Sending an upload twice is harmless because classification is idempotent. Pending uploads younger than
+    ``pending_older_than`` and never tried are left alone: their own task is most likely on its way.
+    Returns how many uploads were sent.
     """
     now = timezone.now()
     stuck_before = now - timedelta(seconds=settings.PROCESSING_TIMEOUT_SECONDS)
-    Upload.objects.filter(status=UploadStatus.PROCESSING, processing_started__lt=stuck_before).update(
-        status=UploadStatus.PENDING
+    max_attempts = settings.CLASSIFY_MAX_ATTEMPTS
+    stuck = Upload.objects.filter(status=UploadStatus.PROCESSING, processing_started__lt=stuck_before)
+    exhausted = Upload.objects.filter(attempts__gte=max_attempts).filter(
+        Q(status=UploadStatus.PENDING) | Q(pk__in=stuck.values("pk"))
     )
+    for upload_id in list(exhausted.values_list("pk", flat=True)[:5000]):
+        _mark_failed(upload_id, f"Classification was interrupted {max_attempts} times; giving up on this picture.")
+    stuck.update(status=UploadStatus.PENDING)
     waiting = Upload.objects.filter(status=UploadStatus.PENDING).filter(
         Q(created__lt=now - pending_older_than) | Q(attempts__gt=0)
     )

@@ -1,4 +1,11 @@
-"""Checking an uploaded file before anything is stored: size, extension, and a full decode under a pixel limit."""
+"""Checking an uploaded file before anything is stored: size, extension, and a full decode under a pixel limit.
+
+Storage decision: JPEG, PNG, WebP, GIF, BMP and TIFF are stored byte for byte as uploaded (the owner gets back
+exactly the file they sent; the worker decodes it again with the same :func:`inference.images.open_image`).
+HEIC/HEIF (iPhone photos) is the exception: it is decoded here with ``pillow-heif`` and stored re-encoded as
+JPEG, because only Safari can display HEIC and because the worker's decoder accepts only the common formats.
+Either way the content type we serve comes from the decoded format, never from the client.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,16 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from PIL import Image
+from PIL import Image, ImageOps
 
 from inference.images import ImageError, open_image
 from phoneapp.services.errors import InvalidUpload, UploadTooLarge
 
-ALLOWED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+ALLOWED_EXTENSIONS = (
+    frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}) | HEIF_EXTENSIONS
+)
+ACCEPTED_DESCRIPTION = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
 
 # Pillow format name -> (extension we store under, content type we serve with).
 _FORMAT_TYPES: dict[str, tuple[str, str]] = {
@@ -28,6 +39,7 @@ _FORMAT_TYPES: dict[str, tuple[str, str]] = {
 }
 
 THUMBNAIL_SIZE = (320, 320)
+HEIF_REENCODE_QUALITY = 92
 
 
 @dataclass(frozen=True)
@@ -35,21 +47,24 @@ class ValidatedImage:
     """Facts about an uploaded picture that passed every check, and its thumbnail."""
 
     original_name: str
+    # sha256 of the bytes the client sent: two uploads of the same file have the same digest.
     sha256: str
     size_bytes: int
+    # Upright (EXIF-rotated) size, i.e. what the owner sees.
     width: int
     height: int
     extension: str
     content_type: str
     thumbnail_jpeg: bytes
+    # Bytes to store instead of the uploaded ones (HEIC re-encoded as JPEG); None = store as uploaded.
+    replacement_bytes: bytes | None = None
 
 
 def validate_image_file(file: UploadedFile) -> ValidatedImage:
     """Return what we need to store ``file``, or raise :class:`InvalidUpload` with a message for the user.
 
     The whole file is decoded (not just its header), so truncated pictures and decompression bombs are refused
-    here rather than failing later in a worker. Stored bytes stay exactly as uploaded; the extension and the
-    content type we serve come from the decoded format, never from the client.
+    here rather than failing later in a worker.
     """
     name = PurePosixPath(file.name or "upload").name[:255]
     size = file.size or 0
@@ -61,20 +76,23 @@ def validate_image_file(file: UploadedFile) -> ValidatedImage:
     extension = PurePosixPath(name).suffix.lower()
     if extension not in ALLOWED_EXTENSIONS:
         raise InvalidUpload(
-            f"Files ending in {extension or '(no extension)'!r} are not accepted; send JPEG, PNG, WebP, GIF, BMP "
-            "or TIFF pictures.",
+            f"Files ending in {extension or '(no extension)'!r} are not accepted; send {ACCEPTED_DESCRIPTION} "
+            "pictures.",
             file_name=name,
         )
     data = _read_all(file)
+    if _is_heif(data):
+        return _validate_heif(data, name=name)
     try:
+        # open_image first: it turns bombs, truncation and unknown formats into messages for the user.
+        picture = open_image(data, max_pixels=settings.UPLOAD_MAX_PIXELS)
         with Image.open(io.BytesIO(data)) as probe:
             image_format = probe.format or ""
-        picture = open_image(data, max_pixels=settings.UPLOAD_MAX_PIXELS)
+        stored_extension, content_type = _FORMAT_TYPES[image_format]
     except ImageError as error:
         raise InvalidUpload(str(error), file_name=name) from error
-    except Exception as error:
+    except Exception as error:  # any decoder failure on hostile input is the client's problem, not a 500
         raise InvalidUpload("The file is not a picture in a format we can read.", file_name=name) from error
-    stored_extension, content_type = _FORMAT_TYPES[image_format]
     return ValidatedImage(
         original_name=name,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -92,6 +110,47 @@ def _read_all(file: UploadedFile) -> bytes:
     data = file.read()
     file.seek(0)
     return data
+
+
+def _is_heif(data: bytes) -> bool:
+    # ISO base media file: a 'ftyp' box whose brand is one of HEIF's. Checked here rather than by extension,
+    # so a JPEG named .heic is still treated as JPEG and a HEIC named .jpg still decodes.
+    return data[4:8] == b"ftyp" and data[8:12] in {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1"}
+
+
+def _validate_heif(data: bytes, *, name: str) -> ValidatedImage:
+    try:
+        import pillow_heif
+    except ImportError as error:  # the optional plugin is not installed
+        raise InvalidUpload("HEIC pictures are not accepted here; send JPEG or PNG.", file_name=name) from error
+    try:
+        heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
+        width, height = heif.size
+        if width * height > settings.UPLOAD_MAX_PIXELS:
+            raise ImageError(
+                f"The picture is {width}x{height} pixels; the limit is {settings.UPLOAD_MAX_PIXELS // 1_000_000} "
+                "megapixels."
+            )
+        # libheif applies the container's rotation itself; exif_transpose covers files that only carry EXIF.
+        picture = ImageOps.exif_transpose(heif.to_pillow()).convert("RGB")
+    except ImageError as error:
+        raise InvalidUpload(str(error), file_name=name) from error
+    except Exception as error:
+        raise InvalidUpload("The picture is damaged or incomplete and cannot be read.", file_name=name) from error
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=HEIF_REENCODE_QUALITY)
+    jpeg = buffer.getvalue()
+    return ValidatedImage(
+        original_name=name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(jpeg),
+        width=picture.width,
+        height=picture.height,
+        extension=".jpg",
+        content_type="image/jpeg",
+        thumbnail_jpeg=_thumbnail_jpeg(picture),
+        replacement_bytes=jpeg,
+    )
 
 
 def _thumbnail_jpeg(picture: Image.Image) -> bytes:

@@ -11,8 +11,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils import timezone
 
-from phoneapp.models import Upload, UploadStatus
+from phoneapp.models import ModelVersion, Upload, UploadStatus
 from phoneapp.services.classification import classification_enqueue
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.image_validation import ValidatedImage, validate_image_file
@@ -21,12 +22,16 @@ logger = logging.getLogger(__name__)
 
 
 def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) -> list[Upload]:
-    """Store every file as a pending upload of ``owner`` and queue each for classification.
+    """Store every file as an upload of ``owner`` and queue the new ones for classification.
 
     All files are validated before anything is written, so one bad file refuses the whole request and leaves
     no trace. The rows and files are committed before any task is sent: a worker never sees an upload that is
     not in the database, and an upload is never lost because the broker was down (it stays ``pending`` and the
     periodic sweep sends it again).
+
+    The same file sent again by the same owner becomes a second upload (both are listed in the history) that
+    shares the first one's stored picture and thumbnail; when the first already has a verdict from the model
+    version active now, that verdict is copied and nothing is queued.
     """
     if not files:
         raise InvalidUpload("No picture was sent: attach one or more files in the 'image' field.")
@@ -34,26 +39,48 @@ def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) ->
         raise InvalidUpload(f"Too many files: at most {settings.UPLOAD_MAX_FILES} per upload.")
     validated = [(file, validate_image_file(file)) for file in files]
     uploads: list[Upload] = []
+    written: list[Upload] = []
     try:
         with transaction.atomic():
+            active_version = ModelVersion.objects.filter(is_active=True).first()
             for file, image in validated:
-                uploads.append(_store(owner=owner, file=file, image=image))
-            upload_ids = [upload.pk for upload in uploads]
-            transaction.on_commit(partial(classification_enqueue, upload_ids=upload_ids))
+                twin = _twin_of(owner=owner, sha256=image.sha256)
+                if twin is None:
+                    upload = _store(owner=owner, file=file, image=image, written=written)
+                else:
+                    upload = _store_duplicate(owner=owner, image=image, twin=twin, active_version=active_version)
+                uploads.append(upload)
+            to_classify = [upload.pk for upload in uploads if upload.status == UploadStatus.PENDING]
+            if to_classify:
+                transaction.on_commit(partial(classification_enqueue, upload_ids=to_classify))
     except Exception:
-        # The rows rolled back; remove their files too, so storage never holds a file without a row.
-        for upload in uploads:
+        # The rows rolled back; remove the files this call wrote too, so storage never holds a file without a
+        # row. Files shared with an earlier upload belong to that upload and stay.
+        for upload in written:
             _delete_files(upload)
         raise
     for upload in uploads:
         logger.info(
             "upload stored",
-            extra={"upload_id": upload.pk, "owner_id": owner.pk, "size_bytes": upload.size_bytes},
+            extra={
+                "upload_id": upload.pk,
+                "owner_id": owner.pk,
+                "size_bytes": upload.size_bytes,
+                "status": upload.status,
+            },
         )
     return uploads
 
 
-def _store(*, owner: AbstractBaseUser, file: UploadedFile, image: ValidatedImage) -> Upload:
+def _twin_of(*, owner: AbstractBaseUser, sha256: str) -> Upload | None:
+    """The owner's earliest upload of the same file whose picture is still in storage."""
+    for twin in Upload.objects.filter(owner=owner, sha256=sha256).exclude(image="").order_by("created", "id")[:3]:
+        if twin.image.storage.exists(twin.image.name):
+            return twin
+    return None
+
+
+def _store(*, owner: AbstractBaseUser, file: UploadedFile, image: ValidatedImage, written: list[Upload]) -> Upload:
     upload = Upload(
         owner=owner,
         original_name=image.original_name,
@@ -64,14 +91,43 @@ def _store(*, owner: AbstractBaseUser, file: UploadedFile, image: ValidatedImage
         content_type=image.content_type,
         status=UploadStatus.PENDING,
     )
-    file.seek(0)
-    try:
-        upload.image.save(f"upload{image.extension}", file, save=False)
-        upload.thumbnail.save("thumbnail.jpg", ContentFile(image.thumbnail_jpeg), save=False)
-        upload.save()
-    except Exception:
-        _delete_files(upload)
-        raise
+    content = ContentFile(image.replacement_bytes) if image.replacement_bytes is not None else file
+    content.seek(0)
+    written.append(upload)
+    upload.image.save(f"upload{image.extension}", content, save=False)
+    upload.thumbnail.save("thumbnail.jpg", ContentFile(image.thumbnail_jpeg), save=False)
+    # Saving the file made ImageField re-read the size from its header, which ignores EXIF rotation.
+    upload.width, upload.height = image.width, image.height
+    upload.save()
+    return upload
+
+
+def _store_duplicate(
+    *, owner: AbstractBaseUser, image: ValidatedImage, twin: Upload, active_version: ModelVersion | None
+) -> Upload:
+    upload = Upload(
+        owner=owner,
+        image=twin.image.name,
+        thumbnail=twin.thumbnail.name,
+        original_name=image.original_name,
+        sha256=image.sha256,
+        size_bytes=twin.size_bytes,
+        width=twin.width,
+        height=twin.height,
+        content_type=twin.content_type,
+        status=UploadStatus.PENDING,
+    )
+    verdict_is_current = active_version is not None and twin.model_version_id == active_version.pk
+    if twin.status == UploadStatus.DONE and verdict_is_current:
+        # Only the model's verdict is reused; a reviewer's label belongs to the upload that was reviewed.
+        upload.status = UploadStatus.DONE
+        upload.predicted_label = twin.predicted_label
+        upload.probability = twin.probability
+        upload.model_version = active_version
+        upload.heatmap = twin.heatmap.name
+        upload.processed = timezone.now()
+        upload.inference_ms = 0.0
+    upload.save()
     return upload
 
 

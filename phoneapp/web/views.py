@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from phoneapp.api.throttling import UploadRateThrottle
 from phoneapp.models import Upload
 from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many
 from phoneapp.services.errors import InvalidUpload
@@ -27,6 +28,9 @@ from phoneapp.services.uploads import uploads_create
 def upload_page(request: HttpRequest) -> HttpResponse:
     """The upload form; without JavaScript it posts here and lands back on this page with the new uploads."""
     if request.method == "POST":
+        throttle = UploadRateThrottle()
+        if not throttle.allow_request(request, None):
+            return _too_many_requests(request, retry_after=throttle.retry_after_seconds())
         try:
             uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
         except InvalidUpload as error:
@@ -105,6 +109,14 @@ def _picture_response(field: Model, content_type: str) -> FileResponse:
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:
+    """The web form's 429: the upload page again, saying how long to wait (same budget as the API's)."""
+    messages.error(request, f"Too many uploads in a short time; try again in {retry_after} seconds.")
+    response = render(request, "phoneapp/upload.html", {"recent": []}, status=429)
+    response["Retry-After"] = str(retry_after)
     return response
 
 

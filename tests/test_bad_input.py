@@ -1,0 +1,215 @@
+"""Bad input through the web form and the API: a clear 4xx, nothing stored, nothing queued.
+
+Each case is sent to both doors (``POST /api/uploads/`` and the upload form at ``/``), then the test checks
+what a user or an operator would notice: the status code, the message, no row, no file in storage.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import zlib
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from PIL import Image
+
+from phoneapp.models import Upload
+from tests.images import draw_picture, encode, picture_bytes, uploaded_file
+
+# Not transactional: a refused request must not even register an on-commit hook, which
+# ``django_capture_on_commit_callbacks`` proves (that hook is what sends an upload to the queue).
+pytestmark = pytest.mark.django_db
+
+DOORS = ["/api/uploads/", "/"]
+
+
+def stored_files(isolated_storage: Path) -> list[Path]:
+    return [path for path in (isolated_storage / "media").rglob("*") if path.is_file()]
+
+
+def message_of(response: object) -> str:
+    """The API answers ``{"error": ...}``; the form answers the upload page with the message in it."""
+    if response["Content-Type"].startswith("application/json"):  # type: ignore[index]
+        return response.json()["error"]  # type: ignore[attr-defined]
+    return response.content.decode()  # type: ignore[attr-defined]
+
+
+@functools.cache
+def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A valid PNG header for a huge greyscale picture whose zero rows compress to a few hundred kilobytes."""
+    rows = b"\x00" * ((width + 1) * 500)
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(rows) for _ in range(height // 500)) + compressor.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+BAD_FILES: dict[str, tuple[str, bytes, str, str]] = {
+    # case: (file name, bytes, client content type, words the message must contain)
+    "text file": ("notes.txt", b"just some words\n", "text/plain", "not accepted"),
+    "text renamed .jpg": ("notes.jpg", b"just some words\n" * 20, "image/jpeg", "not a picture"),
+    "pdf renamed .png": (
+        "scan.png",
+        b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
+        "image/png",
+        "not a picture",
+    ),
+    "html renamed .jpg": ("page.jpg", b"<!doctype html><script>alert(1)</script>", "image/jpeg", "not a picture"),
+    "svg": (
+        "logo.svg",
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "image/svg+xml",
+        "not accepted",
+    ),
+    "svg renamed .png": ("logo.png", b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "image/png", "not a picture"),
+    "shell script renamed .jpg": ("run.jpg", b"#!/bin/sh\nrm -rf /\n", "image/jpeg", "not a picture"),
+    "truncated jpeg": ("cut.jpg", picture_bytes("JPEG", width=640, height=480)[:3000], "image/jpeg", "damaged"),
+    "truncated png": ("cut.png", picture_bytes("PNG", width=640, height=480)[:2000], "image/png", "damaged"),
+    "zero bytes": ("empty.jpg", b"", "image/jpeg", "empty"),
+    "decompression bomb 20000x20000 png": ("bomb.png", png_bomb(), "image/png", "pixels"),
+    "icon format (decodable, not accepted)": (
+        "icon.png",
+        encode(draw_picture(width=32, height=32), "ICO"),
+        "image/png",
+        "format",
+    ),
+}
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_file_is_refused_with_a_reason_and_leaves_no_trace(
+    case: str, door: str, alice_client: Client, isolated_storage: Path, django_capture_on_commit_callbacks
+) -> None:
+    name, data, content_type, expected_words = BAD_FILES[case]
+    with django_capture_on_commit_callbacks() as queued:
+        response = alice_client.post(door, {"image": SimpleUploadedFile(name, data, content_type=content_type)})
+
+    assert response.status_code == 400, response.content[:300]
+    assert expected_words in message_of(response).lower()
+    assert Upload.objects.count() == 0
+    assert stored_files(isolated_storage) == []
+    assert queued == []
+
+
+def test_decompression_bomb_is_only_a_few_kilobytes() -> None:
+    """The bomb case above is the real thing: tiny on the wire, 400 megapixels once decoded."""
+    bomb = png_bomb()
+    assert len(bomb) < 600_000
+    assert (int.from_bytes(bomb[16:20], "big"), int.from_bytes(bomb[20:24], "big")) == (20_000, 20_000)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(bomb))
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_file_over_the_size_limit_gets_413(door: str, alice_client: Client, isolated_storage: Path, settings) -> None:
+    settings.UPLOAD_MAX_BYTES = 50_000
+    big = encode(Image.effect_noise((400, 400), 60).convert("RGB"), "PNG")
+    assert len(big) > 50_000
+
+    response = alice_client.post(door, {"image": uploaded_file("big.png", big, "image/png")})
+
+    assert response.status_code == 413
+    assert "limit" in message_of(response)
+    assert Upload.objects.count() == 0
+    assert stored_files(isolated_storage) == []
+
+
+def test_default_size_limit_is_15_megabytes(settings) -> None:
+    from phoneapp import settings as project_settings
+
+    assert project_settings.env.int("UPLOAD_MAX_BYTES", default=15 * 1024 * 1024) == settings.UPLOAD_MAX_BYTES
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_more_files_than_the_limit_refuses_the_request(
+    door: str, alice_client: Client, isolated_storage: Path, settings
+) -> None:
+    settings.UPLOAD_MAX_FILES = 2
+    files = [uploaded_file(f"p{i}.jpg", picture_bytes(color=(i * 40, 10, 10))) for i in range(3)]
+
+    response = alice_client.post(door, {"image": files})
+
+    assert response.status_code == 400
+    assert "too many files" in message_of(response).lower()
+    assert Upload.objects.count() == 0
+    assert stored_files(isolated_storage) == []
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_far_too_many_files_are_refused_before_parsing_with_a_reason(
+    door: str, alice_client: Client, isolated_storage: Path, settings
+) -> None:
+    """Past DATA_UPLOAD_MAX_NUMBER_FILES Django stops reading the body; the answer still says why."""
+    settings.UPLOAD_MAX_FILES = 2
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+    files = [uploaded_file(f"p{i}.jpg") for i in range(6)]
+
+    response = alice_client.post(door, {"image": files})
+
+    assert response.status_code == 400
+    assert "too many files" in message_of(response).lower()
+    assert Upload.objects.count() == 0
+    assert stored_files(isolated_storage) == []
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_one_bad_file_among_good_ones_refuses_all(door: str, alice_client: Client, isolated_storage: Path) -> None:
+    files = [uploaded_file("good.jpg"), uploaded_file("bad.jpg", b"not a picture at all")]
+
+    response = alice_client.post(door, {"image": files})
+
+    assert response.status_code == 400
+    assert "bad.jpg" in message_of(response)
+    assert Upload.objects.count() == 0
+    assert stored_files(isolated_storage) == []
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_missing_image_field_is_a_400(door: str, alice_client: Client) -> None:
+    response = alice_client.post(door, {"picture": uploaded_file()})
+
+    assert response.status_code == 400
+    assert "no picture was sent" in message_of(response).lower()
+    assert Upload.objects.count() == 0
+
+
+def test_api_refuses_a_json_body_with_415(alice_client: Client) -> None:
+    response = alice_client.post("/api/uploads/", {"image": "aGVsbG8="}, content_type="application/json")
+
+    assert response.status_code == 415
+    assert "unsupported media type" in response.json()["error"].lower()
+    assert Upload.objects.count() == 0
+
+
+def test_web_form_posted_without_multipart_says_no_picture(alice_client: Client) -> None:
+    response = alice_client.post("/", "image=hello", content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert "No picture was sent" in response.content.decode()
+    assert Upload.objects.count() == 0
+
+
+def test_client_content_type_and_name_are_ignored(
+    alice_client: Client, alice: User, django_capture_on_commit_callbacks
+) -> None:
+    """A PNG sent as ``photo.jpg`` with ``text/html`` is stored and served as what it really is."""
+    data = picture_bytes("PNG")
+    with django_capture_on_commit_callbacks() as queued:
+        response = alice_client.post("/api/uploads/", {"image": uploaded_file("photo.jpg", data, "text/html")})
+
+    assert response.status_code == 201
+    assert len(queued) == 1  # the control case: a good picture does get queued
+    upload = Upload.objects.get(owner=alice)
+    assert upload.content_type == "image/png"
+    assert upload.image.name.endswith(".png")
+    served = alice_client.get(f"/uploads/{upload.pk}/image")
+    assert served["Content-Type"] == "image/png"
