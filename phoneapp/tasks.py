@@ -50,3 +50,18 @@ def compute_heatmap(upload_id: int) -> str:
     queue so it never waits in front of a verdict."""
     upload = upload_heatmap_compute(upload_id=upload_id)
     return "stored" if upload is not None else "skipped"
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def retrain_model(*, data_dir: str | None = None, epochs: int | None = None, seed: int = 0) -> str:
+    """``manage.py retrain`` on a worker of the ``training`` queue, so a long retrain never delays verdicts.
+
+    Not acknowledged late: a retrain that dies half-way should be started again by a person, not redelivered.
+    """
+    from pathlib import Path
+
+    from phoneapp.services.retraining import RetrainRequest, retrain
+
+    request = RetrainRequest(data_dir=Path(data_dir) if data_dir else None, epochs=epochs, seed=seed)
+    report = retrain(request=request)
+    return report.decision

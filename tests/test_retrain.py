@@ -168,3 +168,13 @@ def test_evaluate_command_on_reviewed_uploads(alice: User) -> None:
 def test_evaluate_unknown_version_is_a_clear_error() -> None:
     with pytest.raises(CommandError, match="No model version 'nope'"):
         call_command("evaluate", "--version", "nope", stdout=io.StringIO())
+
+
+def test_retraining_runs_on_its_own_queue_so_verdicts_never_wait_behind_it() -> None:
+    from phoneapp.celery import app
+
+    def queue_of(task: str) -> str:
+        return app.amqp.router.route({}, task, args=(), kwargs={})["queue"].name
+
+    assert queue_of("phoneapp.tasks.retrain_model") == "training"
+    assert queue_of("phoneapp.tasks.classify_upload") == "classify"
