@@ -1,0 +1,495 @@
+"""Fine-tuning EfficientNet-Lite0 to tell phones from everything else.
+
+Recipe (every knob is a :class:`TrainConfig` field and a ``python -m ml_training train`` flag):
+
+1. Decode every picture once; group near-duplicates by perceptual hash; spread groups over ``folds`` folds.
+2. Render ``views_per_image`` augmented views of each picture and of small-phone composites made within each
+   fold; run the frozen trunk over them once (:mod:`ml_training.views`).
+3. Train the tail (last blocks, head conv, pooled phone head) on the cached features with class-balanced loss,
+   early stopping on the validation fold.
+4. Fit temperature and threshold on the validation fold; measure on the test fold (never seen before).
+5. Optionally repeat 3-4 for every rotation of (test, validation) folds: grouped k-fold cross-validation.
+
+The shipped model is rotation 0 (test fold ``test_fold``, validation fold the next one).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from inference.backbone import imagenet_weights_path
+from inference.finetuned import KIND, WEIGHTS_FILE, FineTunedPhoneNet
+from inference.manifest import ModelManifest, sha256_file
+from inference.preprocessing import PreprocessConfig
+from ml_training.augment import AugmentConfig
+from ml_training.calibration import choose_threshold, fit_temperature
+from ml_training.checkpoint import write_json_file, write_model_manifest, write_state_dict
+from ml_training.data import Sample, decode_samples
+from ml_training.metrics import binary_metrics, format_metrics
+from ml_training.splits import DEFAULT_MAX_DISTANCE, grouped_kfold
+from ml_training.views import COMPOSITE_DISTRACTOR, COMPOSITE_PHONE, REAL, ViewBank, build_view_bank
+
+Log = Callable[[str], None]
+
+PREDICTIONS_FILE = "predictions.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run; saved in the model directory so the run can be repeated."""
+
+    architecture: str = "efficientnet-lite0"
+    image_size: int = 224
+    # Blocks 0..freeze_blocks-1 stay ImageNet's; 16 (all of Lite0's) trains the head convolution and head only.
+    freeze_blocks: int = 12
+    head_dropout: float = 0.2
+    epochs: int = 12
+    patience: int = 3
+    batch_size: int = 32
+    head_lr: float = 1e-3
+    tail_lr: float = 3e-4
+    weight_decay: float = 1e-4
+    views_per_image: int = 2
+    # Phone composites per fold (and as many distractor composites); 0 turns composites off.
+    composites_per_fold: int = 80
+    folds: int = 5
+    test_fold: int = 0
+    cross_validate: bool = False
+    max_false_positive_rate: float = 0.01
+    max_hash_distance: int = DEFAULT_MAX_DISTANCE
+    seed: int = 0
+    threads: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def preprocessing(self) -> PreprocessConfig:
+        # Squeeze the whole picture to a square, no centre crop: a phone at the border must stay in view.
+        return PreprocessConfig(image_size=self.image_size, resize_size=self.image_size, center_crop=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RotationResult:
+    """One (test fold, validation fold) run: the trained tail, its calibration and what it scored."""
+
+    test_fold: int
+    val_fold: int
+    state: dict[str, torch.Tensor]
+    temperature: float
+    threshold: float
+    sharpness: float
+    epochs: list[dict[str, float]]
+    test_indices: torch.Tensor
+    test_probabilities: np.ndarray
+    metrics: dict[str, Any]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` produced: the model directory, its manifest, and every figure measured."""
+
+    model_dir: Path
+    manifest: ModelManifest
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from log-odds without overflow warnings for confident logits."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def class_weights(targets: torch.Tensor) -> torch.Tensor:
+    """Per-item loss weights that give both classes equal total weight."""
+    positives = targets.sum().clamp(min=1)
+    negatives = (len(targets) - targets.sum()).clamp(min=1)
+    return torch.where(targets == 1, len(targets) / (2 * positives), len(targets) / (2 * negatives))
+
+
+def train_one_epoch(
+    network: FineTunedPhoneNet,
+    bank: ViewBank,
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batch_size: int,
+    generator: torch.Generator,
+) -> float:
+    """One pass over ``indices`` in random order, one random cached view per item; returns the mean loss."""
+    network.set_train_mode()
+    order = indices[torch.randperm(len(indices), generator=generator)]
+    views_per_item = bank.views.shape[1]
+    total, seen = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        view = torch.randint(views_per_item, (len(batch),), generator=generator)
+        logits = network.tail(bank.views[batch, view])
+        losses = F.binary_cross_entropy_with_logits(logits, bank.targets[batch], reduction="none")
+        loss = (losses * weights[batch]).sum() / weights[batch].sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(batch)
+        seen += len(batch)
+    return total / max(1, seen)
+
+
+@torch.inference_mode()
+def evaluate(network: FineTunedPhoneNet, features: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Uncalibrated phone logits for cached trunk features (the clean views)."""
+    network.eval()
+    return torch.cat([network.tail(features[i : i + batch_size]) for i in range(0, len(features), batch_size)])
+
+
+def _log_loss(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    weights = class_weights(targets)
+    losses = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return float((losses * weights).sum() / weights.sum())
+
+
+def summarise(
+    bank: ViewBank, indices: torch.Tensor, probabilities: np.ndarray, threshold: float | np.ndarray
+) -> dict[str, Any]:
+    """Metrics on the real pictures (overall and per source) and on the composites of the given items."""
+    kinds = np.array([bank.kinds[i] for i in indices.tolist()])
+    sources = np.array([bank.sources[i] for i in indices.tolist()])
+    targets = bank.targets[indices].numpy()
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), probabilities.shape)
+
+    def part(mask: np.ndarray) -> dict[str, Any]:
+        return binary_metrics(probabilities[mask], targets[mask], thresholds[mask]).to_dict()
+
+    real = kinds == REAL
+    composite = (kinds == COMPOSITE_PHONE) | (kinds == COMPOSITE_DISTRACTOR)
+    summary: dict[str, Any] = {
+        "shared_set": part(real),
+        "by_source": {source: part(real & (sources == source)) for source in sorted(set(sources[real]))},
+    }
+    if composite.any():
+        composite_metrics = part(composite)
+        composite_metrics["small_phone_recall"] = composite_metrics["recall"]
+        composite_metrics["distractor_false_positive_rate"] = composite_metrics["false_positive_rate"]
+        summary["composites"] = composite_metrics
+    return summary
+
+
+def fit_rotation(
+    bank: ViewBank, config: TrainConfig, test_fold: int, log: Log, generator: torch.Generator
+) -> RotationResult:
+    """Train the tail with the test fold held out and the next fold for validation; calibrate; measure."""
+    val_fold = (test_fold + 1) % config.folds
+    train_folds = [f for f in range(config.folds) if f not in (test_fold, val_fold)]
+    train_idx, val_idx, test_idx = bank.select(train_folds), bank.select([val_fold]), bank.select([test_fold])
+    network = FineTunedPhoneNet(
+        config.architecture, freeze_blocks=config.freeze_blocks, head_dropout=config.head_dropout
+    )
+    head_parameters = list(network.head.parameters())
+    head_ids = {id(p) for p in head_parameters}
+    tail_parameters = [p for m in network.tail_modules() for p in m.parameters() if id(p) not in head_ids]
+    optimizer = torch.optim.AdamW(
+        [{"params": head_parameters, "lr": config.head_lr}, {"params": tail_parameters, "lr": config.tail_lr}],
+        weight_decay=config.weight_decay,
+    )
+    steps = config.epochs * max(1, -(-len(train_idx) // config.batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+    weights = torch.zeros(len(bank.targets))
+    weights[train_idx] = class_weights(bank.targets[train_idx])
+    best_loss, best_state, best_epoch, epochs = float("inf"), network.trained_state_dict(), 0, []
+    for epoch in range(config.epochs):
+        started = time.monotonic()
+        train_loss = train_one_epoch(
+            network, bank, train_idx, weights, optimizer, scheduler, config.batch_size, generator
+        )
+        val_logits = evaluate(network, bank.clean[val_idx])
+        val_loss = _log_loss(val_logits, bank.targets[val_idx])
+        val_accuracy = float(((val_logits > 0).float() == bank.targets[val_idx]).float().mean())
+        epochs.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "seconds": time.monotonic() - started,
+            }
+        )
+        log(
+            f"rotation {test_fold} epoch {epoch}: train_loss={train_loss:.4f} val_loss={val_loss:.4f} "
+            f"val_acc={val_accuracy:.4f} ({epochs[-1]['seconds']:.0f}s)"
+        )
+        if val_loss < best_loss:
+            best_loss, best_state, best_epoch = val_loss, network.trained_state_dict(), epoch
+        elif epoch - best_epoch >= config.patience:
+            log(f"rotation {test_fold}: early stop, best epoch {best_epoch}")
+            break
+    network.load_trained_state_dict(best_state)
+    val_logits = evaluate(network, bank.clean[val_idx]).numpy()
+    val_targets = bank.targets[val_idx].numpy()
+    temperature = fit_temperature(val_logits, val_targets)
+    threshold = choose_threshold(
+        sigmoid(val_logits / temperature), val_targets, max_false_positive_rate=config.max_false_positive_rate
+    )
+    test_probabilities = sigmoid(evaluate(network, bank.clean[test_idx]).numpy() / temperature)
+    metrics = summarise(bank, test_idx, test_probabilities, threshold)
+    metrics["validation"] = summarise(bank, val_idx, sigmoid(val_logits / temperature), threshold)
+    log(
+        format_metrics(
+            f"rotation {test_fold} test shared_set",
+            binary_metrics(
+                test_probabilities[[bank.kinds[i] == REAL for i in test_idx.tolist()]],
+                bank.targets[test_idx].numpy()[[bank.kinds[i] == REAL for i in test_idx.tolist()]],
+                threshold,
+            ),
+        )
+    )
+    return RotationResult(
+        test_fold=test_fold,
+        val_fold=val_fold,
+        state=best_state,
+        temperature=temperature,
+        threshold=threshold,
+        sharpness=network.head.sharpness.item(),
+        epochs=epochs,
+        test_indices=test_idx,
+        test_probabilities=test_probabilities,
+        metrics=metrics,
+    )
+
+
+def cross_validation_summary(bank: ViewBank, rotations: Sequence[RotationResult]) -> dict[str, Any]:
+    """Out-of-fold metrics pooled over all rotations (each picture scored once, by the model that never saw it)."""
+    indices = torch.cat([r.test_indices for r in rotations])
+    probabilities = np.concatenate([r.test_probabilities for r in rotations])
+    thresholds = np.concatenate([np.full(len(r.test_indices), r.threshold) for r in rotations])
+    pooled = summarise(bank, indices, probabilities, thresholds)
+    accuracies = [r.metrics["shared_set"]["accuracy"] for r in rotations]
+    pooled["folds"] = len(rotations)
+    pooled["shared_set_accuracy_per_fold"] = [round(a, 4) for a in accuracies]
+    pooled["per_fold"] = [
+        {
+            "test_fold": r.test_fold,
+            "temperature": round(r.temperature, 4),
+            "threshold": round(r.threshold, 4),
+            "shared_set": r.metrics["shared_set"],
+            "composites": r.metrics.get("composites"),
+        }
+        for r in rotations
+    ]
+    return pooled
+
+
+def train_model(
+    samples: Sequence[Sample],
+    config: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+    version: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    log: Log = print,
+) -> TrainResult:
+    """Train, calibrate and measure a fine-tuned model and write it to ``out_dir`` as a loadable model version.
+
+    ``samples`` may mix the shared set with reviewed uploads; ``Sample.group`` keeps related pictures in one
+    fold. ``data_root`` only shortens paths in the saved split. ``cache_dir`` keeps the rendered views' trunk
+    features between runs with the same pictures and view settings (the slow part on a CPU), so trying other
+    tail settings costs only the tail's training. The manifest is written last, so ``out_dir`` becomes loadable
+    only once everything else is in place.
+    """
+    started = time.monotonic()
+    if config.folds < 3:
+        raise ValueError("Need at least 3 folds: one to test, one to validate, the rest to train.")
+    if len({sample.target for sample in samples}) < 2:
+        raise ValueError("Training needs pictures of both phone and not_phone.")
+    torch.set_num_threads(config.threads)
+    generator = seed_everything(config.seed)
+    log("config: " + json.dumps(config.to_dict(), sort_keys=True))
+    cache_path = Path(cache_dir) / f"views-{_bank_key(samples, config)}.pt" if cache_dir else None
+    if cache_path is not None and cache_path.is_file():
+        folds, bank = torch.load(cache_path, weights_only=False)
+        log(f"view bank loaded from {cache_path}")
+    else:
+        folds, bank = _build_folds_and_views(samples, config, log)
+        if cache_path is not None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save((folds, bank), cache_path)
+    log(
+        f"view bank: {len(bank.targets)} items, features {tuple(bank.views.shape[2:])} "
+        f"({time.monotonic() - started:.0f}s)"
+    )
+    rotation_folds = range(config.folds) if config.cross_validate else [config.test_fold]
+    rotations = {fold: fit_rotation(bank, config, fold, log, generator) for fold in rotation_folds}
+    shipped = rotations[config.test_fold]
+    metrics: dict[str, Any] = {
+        "test": {key: value for key, value in shipped.metrics.items() if key != "validation"},
+        "validation": shipped.metrics["validation"],
+        "head_sharpness": round(shipped.sharpness, 4),
+        "training_seconds": round(time.monotonic() - started, 1),
+    }
+    if config.cross_validate:
+        metrics["cross_validation"] = cross_validation_summary(bank, list(rotations.values()))
+    predictions = {"test": _predictions(bank, samples, [shipped], data_root)}
+    if config.cross_validate:
+        predictions["cross_validation"] = _predictions(bank, samples, list(rotations.values()), data_root)
+    result = _write_model(
+        Path(out_dir), version or Path(out_dir).name, samples, folds, shipped, config, metrics, predictions, data_root
+    )
+    log(f"wrote {result} ({time.monotonic() - started:.0f}s)")
+    return TrainResult(model_dir=Path(out_dir), manifest=result, metrics=metrics, seconds=time.monotonic() - started)
+
+
+def _build_folds_and_views(samples: Sequence[Sample], config: TrainConfig, log: Log) -> tuple[list[int], ViewBank]:
+    preprocess = config.preprocessing()
+    images = decode_samples(samples, preprocess)
+    fold_lists = grouped_kfold(samples, images, config.folds, seed=config.seed, max_distance=config.max_hash_distance)
+    folds = [0] * len(samples)
+    for fold, members in enumerate(fold_lists):
+        for index in members:
+            folds[index] = fold
+    log(f"{len(samples)} pictures in {config.folds} grouped folds of sizes {[len(m) for m in fold_lists]}")
+    trunk_network = FineTunedPhoneNet(config.architecture, freeze_blocks=config.freeze_blocks)
+    bank = build_view_bank(
+        trunk_network,
+        samples,
+        images,
+        folds,
+        preprocess=preprocess,
+        augment=config.augment,
+        views_per_image=config.views_per_image,
+        composites_per_fold=config.composites_per_fold,
+        seed=config.seed,
+        log=log,
+    )
+    return folds, bank
+
+
+def _bank_key(samples: Sequence[Sample], config: TrainConfig) -> str:
+    """Everything the cached views depend on, hashed: the pictures and the view and split settings."""
+    relevant = {
+        name: getattr(config, name)
+        for name in (
+            "architecture",
+            "image_size",
+            "freeze_blocks",
+            "views_per_image",
+            "composites_per_fold",
+            "folds",
+            "seed",
+            "max_hash_distance",
+        )
+    }
+    relevant["augment"] = dataclasses.asdict(config.augment)
+    relevant["samples"] = [[s.path, s.label, s.group, os.path.getsize(s.path)] for s in samples]
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _predictions(
+    bank: ViewBank,
+    samples: Sequence[Sample],
+    rotations: Sequence[RotationResult],
+    data_root: str | os.PathLike[str] | None,
+) -> list[dict[str, Any]]:
+    """Every held-out item's calibrated probability, for the report's plots and for looking at the errors."""
+    rows = []
+    for rotation in rotations:
+        for index, probability in zip(
+            rotation.test_indices.tolist(), rotation.test_probabilities.tolist(), strict=True
+        ):
+            sample_index = bank.sample_indices[index]
+            rows.append(
+                {
+                    "kind": bank.kinds[index],
+                    "source": bank.sources[index],
+                    "path": None if sample_index is None else _relative(samples[sample_index].path, data_root),
+                    "target": int(bank.targets[index]),
+                    "probability": round(probability, 6),
+                    "threshold": round(rotation.threshold, 6),
+                    "fold": rotation.test_fold,
+                }
+            )
+    return rows
+
+
+def _relative(path: str, root: str | os.PathLike[str] | None) -> str:
+    if root is None:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return path
+
+
+def _write_model(
+    out_dir: Path,
+    version: str,
+    samples: Sequence[Sample],
+    folds: Sequence[int],
+    shipped: RotationResult,
+    config: TrainConfig,
+    metrics: dict[str, Any],
+    predictions: dict[str, list[dict[str, Any]]],
+    data_root: str | os.PathLike[str] | None,
+) -> ModelManifest:
+    split = {
+        "test_fold": shipped.test_fold,
+        "val_fold": shipped.val_fold,
+        "folds": config.folds,
+        "pictures": [
+            {
+                "path": _relative(s.path, data_root),
+                "label": s.label,
+                "fold": f,
+                "part": "test" if f == shipped.test_fold else "validation" if f == shipped.val_fold else "train",
+            }
+            for s, f in zip(samples, folds, strict=True)
+        ],
+    }
+    files = {
+        WEIGHTS_FILE: write_state_dict(out_dir, WEIGHTS_FILE, copy.deepcopy(shipped.state)),
+        "split.json": write_json_file(out_dir, "split.json", split),
+        "training.json": write_json_file(
+            out_dir, "training.json", {"config": config.to_dict(), "epochs": shipped.epochs}
+        ),
+        PREDICTIONS_FILE: write_json_file(out_dir, PREDICTIONS_FILE, predictions),
+    }
+    manifest = ModelManifest(
+        version=version,
+        kind=KIND,
+        architecture=config.architecture,
+        preprocessing=config.preprocessing(),
+        threshold=round(shipped.threshold, 6),
+        temperature=round(shipped.temperature, 6),
+        files=files,
+        metrics=metrics,
+        options={
+            "freeze_blocks": config.freeze_blocks,
+            "head_dropout": config.head_dropout,
+            "base_weights_sha256": sha256_file(imagenet_weights_path(config.architecture)),
+            "multiscale_grid": 0,
+        },
+    )
+    write_model_manifest(out_dir, manifest)
+    return manifest

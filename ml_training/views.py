@@ -1,0 +1,176 @@
+"""Rendering every picture's training views once and caching the frozen trunk's features for them.
+
+The trunk (stem and early blocks) is frozen, so its output for a given view never changes: computing it once
+per view and training the tail on the cache makes each epoch several times cheaper on a CPU. Augmentation
+variety comes from several random views per picture, of which each epoch draws one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from inference.finetuned import FineTunedPhoneNet
+from inference.preprocessing import PreprocessConfig, image_to_tensor
+from ml_training.augment import AugmentConfig, augmented_tensor, build_augmentation
+from ml_training.composites import DEFAULT_COMPOSITES, CompositeConfig, CompositeFactory, phone_cutouts
+from ml_training.data import Sample
+
+REAL, COMPOSITE_PHONE, COMPOSITE_DISTRACTOR = "real", "composite_phone", "composite_distractor"
+
+
+def clean_view(image: Image.Image, preprocess: PreprocessConfig) -> torch.Tensor:
+    """The un-augmented view used for validation and test: inference's own preprocessing, nothing else."""
+    return image_to_tensor(image, preprocess)
+
+
+@dataclass
+class ViewBank:
+    """Trunk features for every item (real picture or composite), plus its label, fold and kind.
+
+    ``views`` is (N, K, C, H, W): K augmented views for training. ``clean`` is (N, C, H, W): the picture as
+    inference sees it (for a composite: one more composite made the same way, never augmented).
+    """
+
+    views: torch.Tensor
+    clean: torch.Tensor
+    targets: torch.Tensor
+    folds: torch.Tensor
+    kinds: list[str]
+    sample_indices: list[int | None]
+    sources: list[str] = field(default_factory=list)
+
+    def select(self, folds: Sequence[int]) -> torch.Tensor:
+        """Item indices whose fold is in ``folds``."""
+        return torch.nonzero(torch.isin(self.folds, torch.tensor(list(folds)))).flatten()
+
+
+def _render_item(
+    make: Callable[[], Image.Image],
+    augment: Callable[[Image.Image], torch.Tensor],
+    clean: Callable[[Image.Image], torch.Tensor],
+    views_per_image: int,
+    *,
+    fresh: bool,
+) -> list[torch.Tensor]:
+    """K augmented tensors then one clean tensor; ``fresh`` makes a new picture per view (composites)."""
+    picture = make()
+    tensors = [augment(make() if fresh and index else picture) for index in range(views_per_image)]
+    tensors.append(clean(make() if fresh else picture))
+    return tensors
+
+
+def build_view_bank(
+    network: FineTunedPhoneNet,
+    samples: Sequence[Sample],
+    images: Sequence[Image.Image],
+    folds: Sequence[int],
+    *,
+    preprocess: PreprocessConfig,
+    augment: AugmentConfig,
+    views_per_image: int,
+    composites_per_fold: int,
+    composite_config: CompositeConfig = DEFAULT_COMPOSITES,
+    seed: int = 0,
+    batch_size: int = 64,
+    log: Callable[[str], None] = print,
+) -> ViewBank:
+    """Render views of the real pictures and of ``composites_per_fold`` phone and distractor composites per fold.
+
+    Composites of fold f are made only from fold f's pictures (cut-outs from its phones, scenes from its
+    not_phone pictures), so a held-out fold's composites share no picture with the training folds.
+    """
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    crop_aug = build_augmentation(augment, preprocess, crop=True)
+    plain_aug = build_augmentation(augment, preprocess, crop=False)
+
+    def augmented(transform: Callable) -> Callable[[Image.Image], torch.Tensor]:
+        return lambda image: augmented_tensor(image, transform, preprocess)
+
+    def clean(image: Image.Image) -> torch.Tensor:
+        return clean_view(image, preprocess)
+
+    jobs: list[tuple[Callable[[], list[torch.Tensor]], int, int, str, int | None, str]] = []
+    for index, (sample, image) in enumerate(zip(samples, images, strict=True)):
+        jobs.append(
+            (
+                lambda image=image: _render_item(
+                    lambda: image, augmented(crop_aug), clean, views_per_image, fresh=False
+                ),
+                sample.target,
+                folds[index],
+                REAL,
+                index,
+                sample.source,
+            )
+        )
+    for fold in sorted(set(folds)) if composites_per_fold else []:
+        members = [i for i, f in enumerate(folds) if f == fold]
+        cutouts = phone_cutouts([images[i] for i in members if samples[i].target == 1])
+        scenes = [images[i] for i in members if samples[i].target == 0]
+        if not cutouts or not scenes:
+            log(f"fold {fold}: no phone cut-outs or scenes, no composites")
+            continue
+        factory = CompositeFactory(cutouts, scenes, scenes, composite_config)
+        log(f"fold {fold}: {len(cutouts)} phone cut-outs, {len(factory.distractor_cutouts)} distractor cut-outs")
+        for _ in range(composites_per_fold):
+            for kind, make, target in (
+                (COMPOSITE_PHONE, factory.phone, 1),
+                (COMPOSITE_DISTRACTOR, factory.distractor, 0),
+            ):
+                item_rng = random.Random(rng.random())
+                jobs.append(
+                    (
+                        lambda make=make, item_rng=item_rng: _render_item(
+                            lambda: make(item_rng), augmented(plain_aug), clean, views_per_image, fresh=True
+                        ),
+                        target,
+                        fold,
+                        kind,
+                        None,
+                        kind,
+                    )
+                )
+    views, cleans = [], []
+    for features in _trunk_features_in_batches(network, (job[0]() for job in jobs), views_per_image + 1, batch_size):
+        views.append(features[:, :views_per_image])
+        cleans.append(features[:, views_per_image])
+        if len(views) % 10 == 0:
+            log(f"views: {sum(len(v) for v in views)}/{len(jobs)} items")
+    return ViewBank(
+        views=torch.cat(views),
+        clean=torch.cat(cleans),
+        targets=torch.tensor([job[1] for job in jobs], dtype=torch.float32),
+        folds=torch.tensor([job[2] for job in jobs]),
+        kinds=[job[3] for job in jobs],
+        sample_indices=[job[4] for job in jobs],
+        sources=[job[5] for job in jobs],
+    )
+
+
+@torch.inference_mode()
+def _trunk_features_in_batches(
+    network: FineTunedPhoneNet, items: Iterator[list[torch.Tensor]], per_item: int, batch_size: int
+) -> Iterator[torch.Tensor]:
+    """Trunk features, (items, per_item, C, H, W) per chunk, for a stream of per-item tensor lists."""
+    network.eval()
+    items_per_batch = max(1, batch_size // per_item)
+    chunk: list[list[torch.Tensor]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == items_per_batch:
+            yield _run_trunk(network, chunk, per_item)
+            chunk = []
+    if chunk:
+        yield _run_trunk(network, chunk, per_item)
+
+
+def _run_trunk(network: FineTunedPhoneNet, chunk: list[list[torch.Tensor]], per_item: int) -> torch.Tensor:
+    batch = torch.stack([tensor for item in chunk for tensor in item])
+    features = network.trunk(batch)
+    return features.view(len(chunk), per_item, *features.shape[1:]).clone()

@@ -1,0 +1,52 @@
+"""Pictures the ML tests draw for themselves, so no test needs the shared data set."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+
+def draw_phone_like(rng: random.Random, size: int = 96) -> Image.Image:
+    """A dark rounded slab with a bright screen on a light, plain background."""
+    image = Image.new("RGB", (size, size), (235 + rng.randint(0, 20), 235, 235))
+    draw = ImageDraw.Draw(image)
+    w, h = rng.randint(size // 4, size // 3), rng.randint(size // 2, int(size * 0.7))
+    x, y = rng.randint(4, size - w - 4), rng.randint(4, size - h - 4)
+    draw.rounded_rectangle((x, y, x + w, y + h), radius=w // 5, fill=(20, 20, 25))
+    draw.rectangle((x + 3, y + 6, x + w - 3, y + h - 8), fill=(60 + rng.randint(0, 60), 140, 230))
+    return image
+
+
+def draw_not_phone(rng: random.Random, size: int = 96) -> Image.Image:
+    """Green-brown noise with a few yellow discs: nothing like a phone."""
+    image = Image.effect_noise((size, size), 40).convert("RGB")
+    image = Image.blend(image, Image.new("RGB", (size, size), (60, 140 + rng.randint(0, 40), 50)), 0.6)
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        cx, cy, r = rng.randint(0, size), rng.randint(0, size), rng.randint(6, 16)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(230, 200, 40))
+    return image
+
+
+def write_tiny_dataset(root: Path, per_class: int = 12, seed: int = 0) -> Path:
+    """``root/phone`` and ``root/not_phone`` with ``per_class`` drawn JPEGs each."""
+    rng = random.Random(seed)
+    for label, draw in (("phone", draw_phone_like), ("not_phone", draw_not_phone)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            draw(rng).save(root / label / f"{label}_{index:03d}.jpg", quality=90)
+    return root
+
+
+def draw_scene(rng: random.Random, size: int = 128) -> Image.Image:
+    """Random large shapes on a coloured background: a distinct, photo-like picture per call (no pixel noise)."""
+    image = Image.new("RGB", (size, size), tuple(rng.randint(0, 255) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x0, y0 = rng.randint(-size // 4, size), rng.randint(-size // 4, size)
+        x1, y1 = x0 + rng.randint(size // 6, size // 2), y0 + rng.randint(size // 6, size // 2)
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
+    return image
