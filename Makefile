@@ -8,13 +8,14 @@ INSTALLED := $(VENV)/.installed
 # Tests run on PostgreSQL when one answers here (pytest-django creates and drops test_<name>), else on SQLite.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/phonecheck
 PYTEST_ARGS ?=
+ADDRESS ?= 127.0.0.1:8000
 # In CI a missing PostgreSQL is an error, not a reason to fall back to SQLite.
 services_required := $(filter 1 true TRUE True yes,$(CI) $(REQUIRE_SERVICES))
 
 .PHONY: help install run test lint worker beat clean
 
 help:
-	@echo "make run     set up .venv, migrate the SQLite database, serve http://127.0.0.1:8000"
+	@echo "make run     set up .venv, migrate the SQLite database, serve http://127.0.0.1:8000 (ADDRESS=host:port)"
 	@echo "make test    run the tests (on PostgreSQL when it answers on 127.0.0.1:5432)"
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make worker  a celery worker (needs CELERY_BROKER_URL); make beat: the periodic pending sweep"
@@ -33,7 +34,7 @@ run: $(INSTALLED)
 	@echo ""
 	@echo "First time? Create a user to log in with:  $(PY) manage.py createsuperuser"
 	@echo ""
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py runserver $(ADDRESS)
 
 test: $(INSTALLED)
 	@if [ -n "$(services_required)" ] || $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 1)' 2>/dev/null; then \
