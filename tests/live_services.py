@@ -99,6 +99,40 @@ def chromium_require() -> None:
         )
 
 
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    # The machine has no internet: without these Chromium keeps trying to reach Google's services.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--window-size=1280,900",
+)
+
+
+def chromium_start(*, profile_dir: Path) -> Any:
+    """Headless Debian Chromium through Debian's chromedriver (Selenium downloads nothing), fresh profile.
+
+    Skips or fails (see :func:`service_unavailable`) when Chromium is not installed. The caller quits it.
+    """
+    chromium_require()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile_dir}")
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
 def wait_until(probe: Callable[[], T | None], *, timeout: float, interval: float = 0.2, what: str) -> T:
     """Call ``probe`` until it returns something other than ``None``; raise ``TimeoutError`` after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -19,37 +19,13 @@ from tests.images import draw_picture
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    # The machine has no internet: without these Chromium keeps trying to reach Google's services.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--window-size=1280,900",
-)
 # The first upload loads the model in the live server's thread; generous for a busy 2-core machine.
 VERDICT_TIMEOUT = 90
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
-    """Headless Chromium with a fresh profile, driven through Debian's chromedriver (nothing downloaded)."""
-    live_services.chromium_require()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(live_services.CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(executable_path=str(live_services.CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
+    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile")
     try:
         yield driver
     finally:
@@ -77,15 +53,16 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
     browser.find_element(By.ID, "id_image").send_keys(str(picture))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
 
-    verdict_selector = (By.CSS_SELECTOR, "#results [data-verdict-for][data-status=done]")
+    finished = "#results [data-verdict-for][data-status=done], #results [data-verdict-for][data-status=failed]"
     try:
         verdict = WebDriverWait(browser, VERDICT_TIMEOUT).until(
-            expected_conditions.visibility_of_element_located(verdict_selector)
+            expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, finished))
         )
     finally:
         live_services.ARTIFACTS_DIR.mkdir(exist_ok=True)
         browser.save_screenshot(str(live_services.ARTIFACTS_DIR / "browser-upload-verdict.png"))
 
+    assert verdict.get_attribute("data-status") == "done", verdict.text
     assert browser.execute_script("return window.phoneCheckTestMarker") == "same page"
     match = re.match(r"(Phone|Not a phone|Unsure) — (\d+)% phone", verdict.text)
     assert match, verdict.text

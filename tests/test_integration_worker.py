@@ -57,7 +57,6 @@ def celery_worker(
             yield worker
         finally:
             worker.stop()
-            live_services.redis_require_empty(broker_url)
 
 
 def test_worker_process_writes_verdict_of_api_upload(celery_worker: live_services.CeleryWorker, alice_client: Client):
