@@ -1,0 +1,128 @@
+"""The good side of input checking: every accepted format is stored and served as decided.
+
+Decision (docs/reliability.md): JPEG, PNG, WebP, GIF, BMP and TIFF are stored byte for byte; HEIC is stored
+re-encoded as JPEG. Sizes are the upright (EXIF-rotated) ones, what the owner sees.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pillow_heif
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from PIL import Image
+
+from phoneapp.models import Upload, UploadStatus
+from tests.images import draw_picture, encode, uploaded_file
+
+ACCEPTED = {
+    # format: (file name, Pillow format, content type served)
+    "JPEG": ("a.jpg", "JPEG", "image/jpeg"),
+    "PNG": ("a.png", "PNG", "image/png"),
+    "WebP": ("a.webp", "WEBP", "image/webp"),
+    "BMP": ("a.bmp", "BMP", "image/bmp"),
+    "TIFF": ("a.tiff", "TIFF", "image/tiff"),
+    "GIF": ("a.gif", "GIF", "image/gif"),
+}
+
+
+def heic_bytes(width: int = 160, height: int = 120) -> bytes:
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(draw_picture(width=width, height=height)).save(buffer, quality=80)
+    return buffer.getvalue()
+
+
+def animated_gif() -> bytes:
+    frames = [draw_picture(width=120, height=90, color=(i * 60, 20, 20)) for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", list(ACCEPTED))
+def test_accepted_format_is_stored_byte_for_byte_and_served_with_its_type(
+    kind: str, alice_client: Client, alice: User
+) -> None:
+    name, pillow_format, content_type = ACCEPTED[kind]
+    data = animated_gif() if kind == "GIF" else encode(draw_picture(width=200, height=150), pillow_format)
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file(name, data, "application/octet-stream")})
+
+    assert response.status_code == 201, response.content
+    upload = Upload.objects.get(owner=alice)
+    assert upload.content_type == content_type
+    assert upload.image.open("rb").read() == data
+    served = alice_client.get(f"/uploads/{upload.pk}/image")
+    assert served["Content-Type"] == content_type
+    assert b"".join(served.streaming_content) == data
+    thumbnail = alice_client.get(f"/uploads/{upload.pk}/thumbnail")
+    assert thumbnail["Content-Type"] == "image/jpeg"
+
+
+@pytest.mark.django_db
+def test_heic_is_accepted_and_stored_as_jpeg(alice_client: Client, alice: User) -> None:
+    data = heic_bytes(160, 120)
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("IMG_0001.HEIC", data, "image/heic")})
+
+    assert response.status_code == 201, response.content
+    upload = Upload.objects.get(owner=alice)
+    assert (upload.content_type, upload.width, upload.height) == ("image/jpeg", 160, 120)
+    assert upload.image.name.endswith(".jpg")
+    with Image.open(upload.image.open("rb")) as stored:
+        assert stored.format == "JPEG"
+    served = alice_client.get(f"/uploads/{upload.pk}/image")
+    assert served["Content-Type"] == "image/jpeg"
+
+
+@pytest.mark.django_db
+def test_truncated_heic_is_refused(alice_client: Client) -> None:
+    data = heic_bytes(640, 480)
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("cut.heic", data[: len(data) // 2])})
+    assert response.status_code == 400
+    assert "cut.heic" in response.json()["error"]
+    assert Upload.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heic_upload_gets_a_verdict(alice_client: Client) -> None:
+    """The worker decodes what was stored (a JPEG), so a HEIC upload is classified like any other."""
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("IMG_0002.heic", heic_bytes())})
+    upload = Upload.objects.get(pk=response.json()[0]["id"])
+    assert upload.status == UploadStatus.DONE, upload.error
+
+
+@pytest.mark.django_db
+def test_exif_rotated_photo_is_recorded_upright(alice_client: Client, alice: User) -> None:
+    """A phone photo stored sideways with EXIF orientation 6 (rotate 90°) is 150 wide and 200 tall to a person."""
+    picture = draw_picture(width=200, height=150)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    data = encode(picture, "JPEG", exif=exif.tobytes())
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("sideways.jpg", data)})
+
+    assert response.status_code == 201
+    upload = Upload.objects.get(owner=alice)
+    assert (upload.width, upload.height) == (150, 200)
+    assert upload.image.open("rb").read() == data  # stored as sent: the orientation tag travels with it
+    with Image.open(upload.thumbnail.open("rb")) as thumbnail:
+        assert thumbnail.height > thumbnail.width  # the thumbnail is already upright
+
+
+@pytest.mark.django_db
+def test_picture_at_the_pixel_limit_is_accepted_and_one_pixel_more_is_not(alice_client: Client, settings) -> None:
+    settings.UPLOAD_MAX_PIXELS = 200 * 150
+    exact = encode(draw_picture(width=200, height=150), "PNG")
+    wider = encode(draw_picture(width=201, height=150), "PNG")
+
+    accepted = alice_client.post("/api/uploads/", {"image": uploaded_file("exact.png", exact)})
+    refused = alice_client.post("/api/uploads/", {"image": uploaded_file("wider.png", wider)})
+
+    assert accepted.status_code == 201
+    assert refused.status_code == 400
+    assert "pixels" in refused.json()["error"]
+    assert Upload.objects.count() == 1

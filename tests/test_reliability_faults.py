@@ -1,0 +1,143 @@
+"""Faults handled inside one process: a missing or corrupt model, uploads stuck in processing, a picture that
+keeps killing its worker, a task delivered twice. (Faults that need real processes -- a broker that goes away,
+a worker killed with SIGKILL, a database that refuses connections -- are in test_reliability_live.py.)"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.utils import timezone
+
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.services.classification import upload_classify
+from phoneapp.services.uploads import uploads_create
+from tests.images import picture_bytes, uploaded_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_heatmaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a broker the 'where is the phone' overlay is computed in-process after every verdict (dozens of
+    forward passes); it plays no part in what these tests prove, so it is switched off to keep them fast."""
+    monkeypatch.setattr("phoneapp.services.classification.heatmap_enqueue", lambda *, upload_id: None)
+
+
+def manifest_of(settings) -> Path:
+    return Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json"
+
+
+def register_model(alice: User) -> None:
+    """Register the shipped model first (as ``migrate`` does in a deployment), then break it."""
+    uploads_create(owner=alice, files=[uploaded_file("warm-up.jpg", picture_bytes(color=(1, 2, 3)))])
+
+
+def test_missing_model_file_fails_the_upload_with_a_readable_reason(alice: User, settings) -> None:
+    register_model(alice)
+    from phoneapp.resident_model import resident_model
+
+    resident_model.forget()
+    manifest_of(settings).unlink()
+
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.FAILED
+    assert "model is unavailable" in upload.error.lower()
+
+
+def test_corrupt_model_file_fails_the_upload_with_a_readable_reason(alice: User, settings) -> None:
+    register_model(alice)
+    from phoneapp.resident_model import resident_model
+
+    resident_model.forget()
+    manifest_of(settings).write_text("{ this is not json")
+
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.FAILED
+    assert "model is unavailable" in upload.error.lower()
+
+
+def test_upload_stuck_in_processing_is_requeued_after_the_timeout(alice: User, settings) -> None:
+    settings.PROCESSING_TIMEOUT_SECONDS = 60
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+    # As left by a worker that died mid-task two minutes ago: claimed, never finished.
+    Upload.objects.filter(pk=upload.pk).update(
+        status=UploadStatus.PROCESSING,
+        processing_started=timezone.now() - timedelta(minutes=2),
+        attempts=1,
+        predicted_label="",
+        probability=None,
+        model_version=None,
+        processed=None,
+    )
+    out = StringIO()
+
+    call_command("requeue_pending", stdout=out)
+
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.DONE
+    assert upload.attempts == 2
+    assert "1 upload(s) queued" in out.getvalue()
+
+
+def test_upload_processing_within_the_timeout_is_left_to_its_worker(alice: User, settings) -> None:
+    settings.PROCESSING_TIMEOUT_SECONDS = 600
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+    Upload.objects.filter(pk=upload.pk).update(
+        status=UploadStatus.PROCESSING, processing_started=timezone.now(), predicted_label="", probability=None
+    )
+
+    call_command("requeue_pending", stdout=StringIO())
+
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.PROCESSING
+
+
+def test_picture_that_keeps_killing_its_worker_ends_failed_not_looping(alice: User, settings) -> None:
+    settings.PROCESSING_TIMEOUT_SECONDS = 60
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+    Upload.objects.filter(pk=upload.pk).update(
+        status=UploadStatus.PROCESSING,
+        processing_started=timezone.now() - timedelta(minutes=5),
+        attempts=settings.CLASSIFY_MAX_ATTEMPTS,
+        predicted_label="",
+        probability=None,
+    )
+
+    call_command("requeue_pending", stdout=StringIO())
+
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.FAILED
+    assert "interrupted" in upload.error
+
+
+def test_pending_upload_left_by_a_broker_outage_is_sent_by_the_command(alice: User, settings) -> None:
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+    Upload.objects.filter(pk=upload.pk).update(
+        status=UploadStatus.PENDING, predicted_label="", probability=None, model_version=None, processed=None
+    )
+
+    call_command("requeue_pending", "--older-than", "0", stdout=StringIO())
+
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.DONE
+
+
+def test_a_task_delivered_twice_keeps_the_first_verdict(alice: User) -> None:
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+    upload.refresh_from_db()
+    first = (upload.status, upload.predicted_label, upload.probability, upload.processed, upload.attempts)
+
+    again = upload_classify(upload_id=upload.pk)
+
+    upload.refresh_from_db()
+    assert again is None
+    assert (upload.status, upload.predicted_label, upload.probability, upload.processed, upload.attempts) == first

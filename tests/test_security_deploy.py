@@ -1,0 +1,143 @@
+"""Production settings: ``check --deploy`` passes, secrets come only from the environment, /healthz says little."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.db.utils import load_backend
+from django.test import Client
+
+from phoneapp.services.health import health_report
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env={**keep, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def production_env() -> dict[str, str]:
+    return {"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "example.com"}
+
+
+def test_check_deploy_passes_with_production_settings() -> None:
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key() -> None:
+    env = production_env()
+    del env["SECRET_KEY"]
+    result = run_manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_settings_are_secure_and_read_from_the_environment() -> None:
+    env = production_env()
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({"
+        "'debug': s.DEBUG, 'key': s.SECRET_KEY, 'hosts': s.ALLOWED_HOSTS, 'session': s.SESSION_COOKIE_SECURE,"
+        "'csrf': s.CSRF_COOKIE_SECURE, 'hsts': s.SECURE_HSTS_SECONDS, 'ssl': s.SECURE_SSL_REDIRECT}))"
+    )
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env={**keep, **env, "DJANGO_SETTINGS_MODULE": "phoneapp.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    assert values == {
+        "debug": False,
+        "key": env["SECRET_KEY"],
+        "hosts": ["example.com"],
+        "session": True,
+        "csrf": True,
+        "hsts": 31_536_000,
+        "ssl": True,
+    }
+
+
+def test_no_secret_is_written_in_the_settings_file() -> None:
+    text = (REPO_ROOT / "phoneapp" / "settings.py").read_text()
+    assert "postgres://" not in text and "PASSWORD" not in text.replace("AUTH_PASSWORD_VALIDATORS", "")
+    # The one literal key is the development fallback, refused when DEBUG=0 (test above).
+    assert text.count("SECRET_KEY: str = env.str(") == 1
+
+
+# --- /healthz -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_healthz_is_200_when_database_and_model_are_usable(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert (body["database"], body["broker"], body["model"]) == ("ok", "not configured", "ok")
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_for_a_corrupt_model_without_saying_where(client: Client, settings) -> None:
+    client.get("/healthz")  # registers the shipped model
+    manifest = Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("imagenet", "tampered"))
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["model"] == "unavailable"
+    assert str(settings.MODELS_DIR) not in response.content.decode()
+    assert "manifest" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_the_broker_is_down_without_leaking_its_address(client: Client, settings) -> None:
+    from tests import live_services
+
+    with live_services.celery_app_sending_to("redis://127.0.0.1:1/0"):
+        settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["broker"] == "down"
+    assert "127.0.0.1" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_health_report_says_database_down_for_an_unreachable_database(tmp_path: Path) -> None:
+    """A connection to a database that cannot be opened (a real failed connect, not a mock)."""
+    broken = dict(connection.settings_dict)
+    if connection.vendor == "sqlite":
+        broken["NAME"] = str(tmp_path / "missing-dir" / "db.sqlite3")
+    else:
+        broken["PORT"] = "1"
+    wrapper = load_backend(broken["ENGINE"]).DatabaseWrapper(broken, alias="unreachable")
+    try:
+        report = health_report(connection=wrapper)
+    finally:
+        wrapper.close()
+
+    assert report.database == "down"
+    assert not report.healthy
+    assert report.as_dict()["status"] == "unavailable"

@@ -1,0 +1,84 @@
+"""The per-user upload rate limit: one budget for the API and the web form, a clear 429, and never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from phoneapp.models import Upload
+from tests.images import picture_bytes, uploaded_file
+
+# Not transactional: nothing here needs a verdict, only the answer to each request.
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def two_uploads_per_minute(settings) -> None:
+    settings.UPLOAD_RATE_LIMIT = "2/minute"
+
+
+def picture(index: int) -> object:
+    return uploaded_file(f"p{index}.jpg", picture_bytes(color=(index * 30 % 256, 90, 160)))
+
+
+def test_api_answers_429_with_retry_after_past_the_limit(alice_client: Client) -> None:
+    statuses = [alice_client.post("/api/uploads/", {"image": picture(i)}).status_code for i in range(2)]
+    refused = alice_client.post("/api/uploads/", {"image": picture(3)})
+
+    assert statuses == [201, 201]
+    assert refused.status_code == 429
+    assert "throttled" in refused.json()["error"].lower()
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert Upload.objects.count() == 2
+
+
+def test_web_form_answers_429_with_a_message_past_the_limit(alice_client: Client) -> None:
+    statuses = [alice_client.post("/", {"image": picture(i)}).status_code for i in range(2)]
+    refused = alice_client.post("/", {"image": picture(3)})
+
+    assert statuses == [302, 302]
+    assert refused.status_code == 429
+    assert "Too many uploads" in refused.content.decode()
+    assert int(refused["Retry-After"]) >= 1
+    assert Upload.objects.count() == 2
+
+
+def test_api_and_web_form_share_one_budget(alice_client: Client) -> None:
+    assert alice_client.post("/api/uploads/", {"image": picture(1)}).status_code == 201
+    assert alice_client.post("/", {"image": picture(2)}).status_code == 302
+    assert alice_client.post("/api/uploads/", {"image": picture(3)}).status_code == 429
+    assert alice_client.post("/", {"image": picture(4)}).status_code == 429
+
+
+def test_one_users_limit_does_not_touch_another_user(alice_client: Client, bob_client: Client) -> None:
+    for i in range(3):
+        alice_client.post("/api/uploads/", {"image": picture(i)})
+    assert bob_client.post("/api/uploads/", {"image": picture(9)}).status_code == 201
+
+
+def test_reading_is_not_limited(alice_client: Client) -> None:
+    for i in range(2):
+        alice_client.post("/api/uploads/", {"image": picture(i)})
+    assert all(alice_client.get("/api/uploads/").status_code == 200 for _ in range(5))
+
+
+def test_limit_is_configurable(alice_client: Client, settings) -> None:
+    settings.UPLOAD_RATE_LIMIT = "4/minute"
+    statuses = [alice_client.post("/api/uploads/", {"image": picture(i)}).status_code for i in range(5)]
+    assert statuses == [201, 201, 201, 201, 429]
+
+
+def test_unreachable_cache_lets_uploads_through_instead_of_failing(alice: User, settings) -> None:
+    """A Redis cache that is down (nothing listens on port 1) must not turn uploads into 500s."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    client = Client()
+    client.force_login(alice)  # sessions live in the database, not the cache
+    statuses = [client.post("/api/uploads/", {"image": picture(i)}).status_code for i in range(3)]
+    assert statuses == [201, 201, 201]
