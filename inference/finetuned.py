@@ -249,5 +249,14 @@ class FineTunedClassifier(PhoneClassifier):
         logits = self.network(batch)
         return logits.view(-1, self.views_per_image).max(dim=1).values
 
+    @torch.inference_mode()
+    def evidence_map(self, image: Image.Image) -> torch.Tensor:
+        """The head's own per-cell phone logits for the whole picture (one forward pass, no gradients).
+
+        These are exactly what the pooled verdict is made of, so the map shows what the model decided on.
+        """
+        batch = image_to_tensor(image, self.manifest.preprocessing).unsqueeze(0)
+        return self.network.head.cell_map(self.network.tail_features(self.network.trunk(batch)))[0]
+
 
 register_model_kind(KIND, FineTunedClassifier)

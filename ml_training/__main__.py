@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="test",
         help="pictures of this part of the model's saved split (all: every picture in --data-dir)",
     )
+    evaluate.add_argument(
+        "--split-from", default=None, help="take --part from this model's split (compare models on one test set)"
+    )
     evaluate.add_argument("--composites", type=int, default=200, help="small-phone composites (and distractors)")
     evaluate.add_argument("--multiscale-grid", type=int, default=None, help="override the manifest's crop grid")
     evaluate.add_argument("--report", default=None, help="Markdown report path (default: next to the checkpoint)")

@@ -106,6 +106,7 @@ def run_evaluation(
     multiscale_grid: int | None = None,
     report_path: str | None = None,
     seed: int = 0,
+    split_from: str | None = None,
 ) -> dict[str, Any]:
     """The ``evaluate`` command: print figures for the split part, per source and for composites; write a report."""
     configure_torch_threads()
@@ -115,7 +116,8 @@ def run_evaluation(
         if not hasattr(classifier, "multiscale_grid"):
             raise ValueError(f"Model {classifier.version} does not support multi-scale inference.")
         classifier.multiscale_grid = multiscale_grid
-    samples = samples_in_part(model_dir, load_samples(data_dir), data_dir, part)
+    split_dir = resolve_model_dir(split_from) if split_from else model_dir
+    samples = samples_in_part(split_dir, load_samples(data_dir), data_dir, part)
     draft = classifier.manifest.preprocessing.draft_size
     images = [open_image(sample.path, draft_size=draft) for sample in samples]
     shared = evaluate_images(classifier, images, [s.target for s in samples])

@@ -214,3 +214,15 @@ def test_cut_out_finds_an_object_on_a_plain_background_and_pastes_it_small() -> 
     # JPEG re-encoding touches every pixel a little; the pasted object changes a small region a lot.
     strongly = np.abs(np.asarray(composite, dtype=int) - np.asarray(scene, dtype=int)).sum(2) > 90
     assert changed.any() and 0.005 < strongly.mean() < 0.15
+
+
+def test_fine_tuned_evidence_map_is_the_heads_cell_logits(tiny_model) -> None:
+    model_dir, _ = tiny_model
+    classifier = load_classifier(model_dir)
+    picture = draw_phone_like(random.Random(5), size=64)
+    evidence = classifier.evidence_map(picture)
+    # 64-pixel inputs end in a 2x2 feature map; the pooled verdict lies between the weakest and strongest cell.
+    assert evidence.shape == (2, 2)
+    with torch.no_grad():
+        logit = classifier.phone_logits(classifier.preprocess([picture]))[0]
+    assert float(evidence.min()) - 1e-4 <= float(logit) <= float(evidence.max()) + 1e-4
