@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH = 480
-FONT = 'font-family="system-ui, sans-serif" font-size="13"'
+WIDTH = 400
+FONT = 'font-family="system-ui, sans-serif" font-size="14"'
 TEXT = "#1d2430"
 MUTED = "#5b6472"
 GRID = "#dde1e6"
@@ -63,10 +63,12 @@ def column_chart(
     label_every: int = 1,
     height: int = 200,
     bands: Sequence[tuple[float, float, str, str]] = (),
+    labels_at_edges: bool = False,
 ) -> str:
     """Vertical bars with a light grid; ``bands`` shade (start, end, colour, caption) spans of the x axis given as
-    fractions of its width (the histogram's unsure band)."""
-    left, right, top, bottom = 36, 8, 12, 28
+    fractions of its width (the histogram's unsure band). ``labels_at_edges`` puts each label under the left edge
+    of its bar (a histogram's bin boundaries) instead of its middle."""
+    left, right, top, bottom = 34, 8, 12, 28
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     peak = _nice_max(max(values, default=0))
     slot = plot_w / max(1, len(values))
@@ -76,7 +78,7 @@ def column_chart(
         body.append(
             f'<rect x="{x:.1f}" y="{top}" width="{(end - start) * plot_w:.1f}" height="{plot_h}" '
             f'fill="{band_color}" fill-opacity="0.14"/>'
-            f'<text x="{x + 4:.1f}" y="{top + 12}" fill="{MUTED}" font-size="11">{escape(caption)}</text>'
+            f'<text x="{x + 4:.1f}" y="{top + 12}" fill="{MUTED}" font-size="12">{escape(caption)}</text>'
         )
     for fraction in (0, 0.5, 1):
         y = top + plot_h * (1 - fraction)
@@ -92,9 +94,10 @@ def column_chart(
             f'fill="{color}" rx="1.5"><title>{escape(label)}: {_number(value)}</title></rect>'
         )
         if index % label_every == 0:
+            label_x = left + index * slot if labels_at_edges else x + slot * 0.38
             body.append(
-                f'<text x="{x + slot * 0.38:.1f}" y="{height - 10}" text-anchor="middle" fill="{MUTED}" '
-                f'font-size="11">{escape(label)}</text>'
+                f'<text x="{label_x:.1f}" y="{height - 10}" text-anchor="middle" fill="{MUTED}" '
+                f'font-size="12">{escape(label)}</text>'
             )
     return _svg(height, title, body, chart_id)
 
@@ -131,22 +134,22 @@ def stacked_bar(segments: Sequence[Segment], *, title: str, chart_id: str) -> st
 
 
 def percent_bars(rows: Sequence[tuple[str, float, str]], *, title: str, chart_id: str) -> str:
-    """Horizontal 0-100 % bars, one per row of (label, fraction, caption)."""
-    label_w, row_h = 150, 30
-    height = max(1, len(rows)) * row_h + 8
-    plot_w = WIDTH - label_w - 8
+    """Horizontal 0-100 % bars, one per row of (label, fraction, caption): the label above its bar (model
+    version names are long), the caption after it."""
+    caption_w, row_h = 92, 46
+    height = max(1, len(rows)) * row_h + 4
+    plot_w = WIDTH - caption_w
     body: list[str] = []
     if not rows:
         body.append(f'<text x="{WIDTH / 2}" y="22" text-anchor="middle" fill="{MUTED}">Nothing reviewed yet</text>')
     for index, (label, fraction, caption) in enumerate(rows):
         y = 4 + index * row_h
         body.append(
-            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" fill="{TEXT}">{escape(_shorten(label, 20))}'
-            f"<title>{escape(label)}</title></text>"
-            f'<rect x="{label_w}" y="{y + 3}" width="{plot_w}" height="20" fill="{GRID}" rx="3"/>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{plot_w * max(0.0, min(1.0, fraction)):.1f}" height="20" '
+            f'<text x="0" y="{y + 13}" fill="{TEXT}">{escape(_shorten(label, 44))}<title>{escape(label)}</title></text>'
+            f'<rect x="0" y="{y + 20}" width="{plot_w}" height="18" fill="{GRID}" rx="3"/>'
+            f'<rect x="0" y="{y + 20}" width="{plot_w * max(0.0, min(1.0, fraction)):.1f}" height="18" '
             f'fill="{PHONE}" rx="3"/>'
-            f'<text x="{label_w + 6}" y="{y + 17}" fill="#fff" font-weight="600">{escape(caption)}</text>'
+            f'<text x="{plot_w + 8}" y="{y + 34}" fill="{TEXT}" font-weight="600">{escape(caption)}</text>'
         )
     return _svg(height, title, body, chart_id)
 
@@ -157,7 +160,7 @@ def confusion_grid(
     """A square grid: rows are the reviewers' labels, columns the model's; diagonal cells (agreement) in green,
     the others in red, shaded by their share of all reviewed uploads."""
     size = len(labels)
-    label_w, head_h = 120, 44
+    label_w, head_h = 104, 44
     cell = (WIDTH - label_w) / max(1, size)
     cell_h = 64
     height = head_h + size * cell_h + 4
@@ -165,7 +168,7 @@ def confusion_grid(
     body = [
         f'<text x="{label_w + (WIDTH - label_w) / 2:.1f}" y="14" text-anchor="middle" fill="{MUTED}" '
         'font-size="12">model said</text>',
-        f'<text x="8" y="{head_h - 10}" fill="{MUTED}" font-size="12">reviewer said</text>',
+        f'<text x="4" y="{head_h - 10}" fill="{MUTED}" font-size="12">reviewer said</text>',
     ]
     for column, (_, name) in enumerate(labels):
         body.append(

@@ -7,6 +7,7 @@ from datetime import datetime
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.utils import timezone
+from PIL import Image
 
 from phoneapp.models import Label, ModelVersion, Upload, UploadStatus
 from tests.images import draw_picture, encode
@@ -28,16 +29,17 @@ def make_upload(
     name: str = "picture.jpg",
     created: datetime | None = None,
     threshold: float = 0.5,
+    picture: Image.Image | None = None,
 ) -> Upload:
     """An upload whose verdict follows ``probability`` (label by ``threshold``), optionally reviewed."""
-    picture = draw_picture(width=320, height=240)
+    picture = picture or draw_picture(width=320, height=240)
     upload = Upload(
         owner=owner,
         original_name=name,
         sha256="0" * 64,
         size_bytes=1000,
-        width=320,
-        height=240,
+        width=picture.width,
+        height=picture.height,
         content_type="image/jpeg",
         status=status,
         created=created or timezone.now(),

@@ -66,6 +66,7 @@ def _charts(data: DashboardData) -> dict[str, str]:
             color=charts.ACCENT,
             label_every=4,
             bands=[(low, high, charts.UNSURE, "unsure")],
+            labels_at_edges=True,
         ),
     }
     return {name: mark_safe(svg) for name, svg in rendered.items()}

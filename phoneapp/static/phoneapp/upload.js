@@ -154,7 +154,9 @@
   }
 
   function next() {
-    while (running < PARALLEL_UPLOADS && waiting.length) upload(waiting.shift());
+    const form = document.getElementById("upload-form");
+    const parallel = Number((form && form.dataset.parallel) || PARALLEL_UPLOADS);
+    while (running < parallel && waiting.length) upload(waiting.shift());
   }
 
   function enqueue(files, form) {

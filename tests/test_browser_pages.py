@@ -1,0 +1,365 @@
+"""The pages in a real browser: drag-and-drop and paste uploads with live verdicts, the heat-map toggle, the
+keyboard review queue and the dashboard's charts, on a desktop window and on a phone-sized one.
+
+Headless Debian Chromium against pytest-django's live server; no broker, so uploads are classified (and their
+heat maps drawn) in the live server's thread. Each test saves screenshots to ``docs/screenshots/`` (shown in
+``docs/ui.md`` and the README), so a change that breaks a page's look shows up in the diff.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from PIL import Image, ImageDraw, ImageFilter
+
+from inference.heatmap import heatmap_overlay
+from inference.preprocessing import PreprocessConfig
+from phoneapp.models import Upload, UploadStatus
+from tests import live_services
+from tests.page_data import make_upload
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+DESKTOP, PHONE = 1000, 390
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--window-size=1000,900",
+)
+# The first upload loads the model in the live server's thread; generous for a busy 2-core machine.
+VERDICT_TIMEOUT = 120
+VERDICT_TEXT = re.compile(r"^(Phone|Not a phone|Unsure) — \d+% phone")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    """Headless Chromium with a fresh profile through Debian's chromedriver (nothing downloaded)."""
+    live_services.chromium_require()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(live_services.CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(executable_path=str(live_services.CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def log_in(browser: object, live_server: object, user: User) -> None:
+    """Reuse a Django session instead of typing into the login form (tested elsewhere)."""
+    client = Client()
+    client.force_login(user)
+    browser.get(f"{live_server.url}/accounts/login/")
+    browser.add_cookie(
+        {"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value}
+    )
+
+
+def wait(browser: object, condition: object, timeout: float = 30) -> object:
+    """Wait for ``condition``; a page being replaced meanwhile (stale elements) just means "not yet"."""
+    from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ignored = (StaleElementReferenceException, JavascriptException)
+    return WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(condition)
+
+
+def screenshot(browser: object, name: str, *, width: int, max_height: int = 1600) -> Path:
+    """A full-page PNG at a CSS ``width`` (a phone's 390 px is emulated as a mobile viewport), kept small."""
+    metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 600}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    # A phone has a touch screen: pages that adapt to a coarse pointer should show it.
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": width < 600, "maxTouchPoints": 5})
+    browser.execute_script("return new Promise((done) => requestAnimationFrame(() => setTimeout(done, 250)))")
+    height = min(max_height, browser.execute_script("return document.documentElement.scrollHeight"))
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})
+    browser.execute_script("return new Promise((done) => requestAnimationFrame(() => setTimeout(done, 250)))")
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+    image = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    return path
+
+
+def draw_phone_scene(width: int = 640, height: int = 480, *, seed: int = 0) -> Image.Image:
+    """A desk with a smartphone on it (dark body, lit screen with app tiles), drawn so no photo is needed."""
+    scene = Image.new("RGB", (width, height), (176, 132, 92))
+    draw = ImageDraw.Draw(scene)
+    for stripe in range(0, height, 18):  # wood grain
+        shade = 150 + (stripe * 7 + seed * 13) % 40
+        draw.line([(0, stripe), (width, stripe + 30)], fill=(shade + 20, shade - 20, shade - 60), width=3)
+    left, top = int(width * (0.38 + 0.1 * seed)), int(height * 0.18)
+    phone_w, phone_h = int(width * 0.24), int(height * 0.64)
+    draw.rounded_rectangle([left + 8, top + 10, left + phone_w + 8, top + phone_h + 10], 28, fill=(70, 50, 35))
+    draw.rounded_rectangle([left, top, left + phone_w, top + phone_h], 28, fill=(24, 24, 28))
+    screen = [left + 10, top + 26, left + phone_w - 10, top + phone_h - 26]
+    draw.rounded_rectangle(screen, 10, fill=(40, 110, 200))
+    tile = (screen[2] - screen[0] - 40) // 4
+    for row in range(4):
+        for column in range(4):
+            x = screen[0] + 8 + column * (tile + 8)
+            y = screen[1] + 40 + row * (tile + 12)
+            color = [(240, 90, 80), (250, 200, 60), (90, 200, 120), (240, 240, 250)][(row + column + seed) % 4]
+            draw.rounded_rectangle([x, y, x + tile, y + tile], 6, fill=color)
+    draw.ellipse([left + phone_w // 2 - 5, top + 8, left + phone_w // 2 + 5, top + 18], fill=(10, 10, 10))
+    return scene.filter(ImageFilter.GaussianBlur(0.6))
+
+
+def draw_mug_scene(width: int = 640, height: int = 480) -> Image.Image:
+    scene = Image.new("RGB", (width, height), (214, 220, 226))
+    draw = ImageDraw.Draw(scene)
+    draw.rectangle([0, int(height * 0.7), width, height], fill=(150, 120, 95))
+    draw.rounded_rectangle([220, 150, 380, 360], 18, fill=(200, 60, 50))
+    draw.ellipse([360, 200, 450, 300], outline=(200, 60, 50), width=18)
+    return scene
+
+
+def save_pictures(tmp_path: Path) -> list[Path]:
+    paths = []
+    for name, picture in [("phone-on-desk.jpg", draw_phone_scene()), ("red-mug.jpg", draw_mug_scene())]:
+        path = tmp_path / name
+        picture.save(path, "JPEG", quality=90)
+        paths.append(path)
+    return paths
+
+
+DROP_FILES = """
+const [selector, inputId] = arguments;
+const transfer = new DataTransfer();
+for (const file of document.getElementById(inputId).files) transfer.items.add(file);
+const zone = document.querySelector(selector);
+zone.dispatchEvent(new DragEvent("dragenter", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+"""
+
+WATCH_PROGRESS = """
+window.progressSeen = {};
+new MutationObserver((changes) => changes.forEach((change) => {
+  const nodes = change.type === "attributes" ? [change.target] : Array.from(change.addedNodes);
+  nodes.forEach((node) => {
+    const inside = node.querySelectorAll ? Array.from(node.querySelectorAll("progress")) : [];
+    const bars = node.matches && node.matches("progress") ? [node] : inside;
+    bars.forEach((bar) => {
+      const name = bar.getAttribute("aria-label");
+      window.progressSeen[name] = Math.max(window.progressSeen[name] || 0, Number(bar.value));
+    });
+  });
+})).observe(document.getElementById("results"),
+  {subtree: true, childList: true, attributes: true, attributeFilter: ["value"]});
+"""
+
+
+def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_place(
+    live_server: object, browser: object, alice: User, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    phone_path, mug_path = save_pictures(tmp_path)
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/")
+    browser.execute_script("window.samePage = true;" + WATCH_PROGRESS)
+    if connection.vendor == "sqlite":
+        # SQLite's shared in-memory test database refuses concurrent writers ("table is locked").
+        browser.execute_script("document.getElementById('upload-form').dataset.parallel = '1';")
+
+    # Drag and drop: files reach the page the way the OS would hand them over, as a drop event's DataTransfer.
+    browser.execute_script(
+        "const input = document.createElement('input'); input.type = 'file'; input.multiple = true;"
+        "input.id = 'test-drop-source'; input.hidden = true; document.body.append(input);"
+    )
+    browser.find_element(By.ID, "test-drop-source").send_keys(f"{phone_path}\n{mug_path}")
+    browser.execute_script(DROP_FILES, "#drop-zone", "test-drop-source")
+
+    cards = wait(
+        browser,
+        lambda b: (
+            len(b.find_elements(By.CSS_SELECTOR, "#results .result")) == 2
+            and b.find_elements(By.CSS_SELECTOR, "#results .result")
+        ),
+    )
+    previews = [card.find_element(By.CSS_SELECTOR, "img").get_attribute("src") for card in cards]
+    assert all(src.startswith("blob:") for src in previews), previews
+    done = "#results .verdict[data-status=done]"
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, done)) == 2, VERDICT_TIMEOUT)
+
+    # Paste: an image on the clipboard goes up as a third upload.
+    browser.execute_script(
+        "const input = document.createElement('input'); input.type = 'file'; input.id = 'test-paste-source';"
+        "input.hidden = true; document.body.append(input);"
+    )
+    browser.find_element(By.ID, "test-paste-source").send_keys(str(mug_path))
+    browser.execute_script(
+        "const transfer = new DataTransfer();"
+        "transfer.items.add(new File([document.getElementById('test-paste-source').files[0]], 'image.jpg',"
+        " {type: 'image/jpeg'}));"
+        "document.dispatchEvent(new ClipboardEvent('paste',"
+        " {clipboardData: transfer, bubbles: true, cancelable: true}));"
+    )
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, done)) == 3, VERDICT_TIMEOUT)
+
+    assert browser.execute_script("return window.samePage") is True  # no reload: verdicts arrived in place
+    progress = browser.execute_script("return window.progressSeen")
+    assert progress.get("Uploading phone-on-desk.jpg") == 100 and progress.get("Uploading red-mug.jpg") == 100
+    uploads = {upload.original_name: upload for upload in Upload.objects.filter(owner=alice)}
+    assert set(uploads) >= {"phone-on-desk.jpg", "red-mug.jpg"}
+    assert any(name.startswith("pasted-") for name in uploads)
+    for card in browser.find_elements(By.CSS_SELECTOR, "#results .result"):
+        name = card.find_element(By.CSS_SELECTOR, ".name").text
+        verdict = card.find_element(By.CSS_SELECTOR, ".verdict-word").text
+        assert VERDICT_TEXT.match(verdict), verdict
+        upload = uploads[name]
+        assert upload.status == UploadStatus.DONE
+        assert f"{round(upload.probability * 100)}% phone" in verdict
+        assert card.find_element(By.CSS_SELECTOR, ".verdict-meta").text == f"model {upload.model_version.name}"
+    screenshot(browser, "upload", width=DESKTOP)
+    screenshot(browser, "upload-phone", width=PHONE)
+
+    # Where is the phone: the worker drew the overlay; the switch shows and hides it.
+    phone_upload = uploads["phone-on-desk.jpg"]
+    assert phone_upload.heatmap
+    browser.get(f"{live_server.url}/uploads/{phone_upload.pk}/")
+    overlay = browser.find_element(By.CSS_SELECTOR, ".picture-stack .heatmap")
+    assert overlay.value_of_css_property("opacity") == "0"
+    browser.find_element(By.CSS_SELECTOR, "label[for=show-heatmap]").click()
+    wait(browser, lambda b: overlay.value_of_css_property("opacity") == "1", 5)
+    screenshot(browser, "detail-heatmap", width=DESKTOP)
+    screenshot(browser, "detail-heatmap-phone", width=PHONE)
+    browser.find_element(By.TAG_NAME, "body").send_keys("h")
+    wait(browser, lambda b: overlay.value_of_css_property("opacity") == "0", 5)
+
+
+def overlay_for(upload: Upload, centre: tuple[float, float]) -> None:
+    """A made-up heat map peaking at ``centre`` (fractions of width and height), stored like the worker's."""
+    rows = torch.arange(7).float().view(7, 1)
+    columns = torch.arange(7).float().view(1, 7)
+    evidence = torch.exp(-((columns - centre[0] * 6) ** 2 + (rows - centre[1] * 6) ** 2) / 2.5)
+    overlay = heatmap_overlay(evidence, image_size=(upload.width, upload.height), config=PreprocessConfig())
+    buffer = io.BytesIO()
+    overlay.save(buffer, "PNG")
+    upload.heatmap.save("heatmap.png", ContentFile(buffer.getvalue()), save=True)
+
+
+def test_review_queue_runs_on_the_keyboard_and_saves_each_decision_at_once(
+    live_server: object, browser: object, alice: User, reviewer: User
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    coin_flip = make_upload(alice, probability=0.52, name="phone-on-desk.jpg", picture=draw_phone_scene())
+    overlay_for(coin_flip, (0.5, 0.5))
+    leaning = make_upload(alice, probability=0.64, name="desk-2.jpg", picture=draw_phone_scene(seed=1))
+    sure = make_upload(alice, probability=0.08, name="red-mug.jpg", picture=draw_mug_scene())
+    log_in(browser, live_server, reviewer)
+
+    def current_id() -> int | None:
+        shown = browser.execute_script("const r = document.getElementById('review'); return r && r.dataset.uploadId;")
+        return int(shown) if shown else None
+
+    def press(key: str, *, expect: int | None) -> None:
+        before = current_id()
+        browser.find_element(By.TAG_NAME, "body").send_keys(key)
+        if expect is None:
+            wait(browser, lambda b: "Nothing left to review" in b.page_source)
+        else:
+            wait(
+                browser,
+                lambda b: b.find_elements(By.ID, "review") and current_id() == expect and current_id() != before,
+            )
+
+    browser.get(f"{live_server.url}/review/")
+    assert current_id() == coin_flip.pk  # most uncertain first
+    browser.find_element(By.TAG_NAME, "body").send_keys("h")
+    overlay = browser.find_element(By.CSS_SELECTOR, ".picture-stack .heatmap")
+    wait(browser, lambda b: overlay.value_of_css_property("opacity") == "1", 5)
+    screenshot(browser, "review", width=DESKTOP)
+    screenshot(browser, "review-phone", width=PHONE)
+
+    press("p", expect=leaning.pk)
+    coin_flip.refresh_from_db()
+    assert (coin_flip.reviewed_label, coin_flip.reviewed_by) == ("phone", reviewer)
+    press(Keys.ARROW_RIGHT, expect=sure.pk)
+    press(Keys.ARROW_LEFT, expect=leaning.pk)
+    press("c", expect=sure.pk)  # confirm: the model said phone (0.64)
+    leaning.refresh_from_db()
+    assert leaning.reviewed_label == "phone"
+    press("n", expect=None)
+    sure.refresh_from_db()
+    assert sure.reviewed_label == "not_phone"
+
+
+def test_dashboard_draws_its_charts_on_desktop_and_phone(
+    live_server: object, browser: object, alice: User, bob: User, reviewer: User
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    now = timezone.now()
+    probabilities = [0.97, 0.91, 0.88, 0.12, 0.05, 0.03, 0.45, 0.62, 0.76, 0.33, 0.02, 0.99, 0.81, 0.18]
+    for index, probability in enumerate(probabilities):
+        owner = alice if index % 3 else bob
+        truth = "phone" if probability > 0.4 else "not_phone"
+        if index == 3:
+            truth = "phone"  # one the model missed
+        reviewed = truth if index % 4 else ""
+        make_upload(
+            owner,
+            probability=probability,
+            reviewed=reviewed,
+            reviewer=reviewer if reviewed else None,
+            version="imagenet-zero-shot" if index < 8 else "finetuned-2026-11-26",
+            created=now - timedelta(days=(index * 5) % 23),
+        )
+    make_upload(alice, status=UploadStatus.PENDING)
+    log_in(browser, live_server, reviewer)
+    browser.get(f"{live_server.url}/dashboard/")
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert [chart.get_attribute("id") for chart in charts] == [
+        "chart-per-day",
+        "chart-histogram",
+        "chart-split",
+        "chart-accuracy",
+        "chart-confusion",
+    ]
+    for chart in charts:
+        assert chart.size["width"] > 300 and chart.size["height"] > 50, chart.get_attribute("id")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-per-day rect")) == 30
+    screenshot(browser, "dashboard", width=DESKTOP, max_height=2200)
+    screenshot(browser, "dashboard-phone", width=PHONE, max_height=3200)
+    # On a phone the charts stack and still fit the screen.
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": PHONE, "height": 800, "deviceScaleFactor": 1, "mobile": True}
+    )
+    widths = browser.execute_script(
+        "return [...document.querySelectorAll('svg.chart')].map((c) => c.getBoundingClientRect().right)"
+    )
+    assert max(widths) <= PHONE
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE
