@@ -243,6 +243,9 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
         assert card.find_element(By.CSS_SELECTOR, ".verdict-meta").text == f"model {upload.model_version.name}"
     screenshot(browser, "upload", width=DESKTOP)
     screenshot(browser, "upload-phone", width=PHONE)
+    browser.get(f"{live_server.url}/history/")
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".history-grid .card")) == 3
+    screenshot(browser, "history", width=DESKTOP)
 
     # Where is the phone: the worker drew the overlay; the switch shows and hides it.
     phone_upload = uploads["phone-on-desk.jpg"]
