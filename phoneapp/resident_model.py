@@ -12,9 +12,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 
+from inference.acceleration import TORCH, accelerate, default_cache_dir
 from inference.classifier import PhoneClassifier
 from inference.loader import load_classifier
 from inference.manifest import ModelLoadError, manifest_checksum
@@ -70,9 +72,19 @@ class ResidentModel:
             raise ModelLoadError(
                 f"Model directory of {version.name} holds version {classifier.version}; refusing to mix them up."
             )
+        classifier = accelerate(
+            classifier,
+            engine=settings.INFERENCE_ENGINE or None,
+            threads=settings.INFERENCE_THREADS,
+            cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
+        )
         logger.info(
             "model loaded",
-            extra={"model_version": version.name, "load_ms": round((time.perf_counter() - started) * 1000, 1)},
+            extra={
+                "model_version": version.name,
+                "engine": getattr(classifier, "engine", TORCH),
+                "load_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
         )
         return LoadedModel(version=version, classifier=classifier)
 

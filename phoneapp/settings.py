@@ -7,6 +7,7 @@ production mode, which requires ``SECRET_KEY`` and ``ALLOWED_HOSTS`` and turns o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -18,6 +19,10 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG: bool = env.bool("DEBUG", default=True)
+# Idle OpenMP threads (torch) sleep instead of spinning. Read once when torch loads, which is after settings in
+# every process; spinning threads on a 2-core box shared with the database and web server made eager torch
+# predictions 4x slower under load (docs/performance.md).
+os.environ.setdefault("OMP_WAIT_POLICY", env.str("OMP_WAIT_POLICY", default="PASSIVE"))
 
 _DEV_SECRET_KEY = "insecure-development-key-never-use-in-production"
 SECRET_KEY: str = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
@@ -128,6 +133,13 @@ HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
 # --- Model ----------------------------------------------------------------------------------------------------
 MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
 TORCH_THREADS: int = env.int("TORCH_THREADS", default=2)
+# The fast path (inference/acceleration.py, docs/performance.md): "onnxruntime", "torch" (eager fp32), or empty for
+# the model manifest's `options.engine`, else ONNX Runtime when installed. A fast path that fails its check against
+# torch at load time falls back to torch by itself. Exported graphs are cached in INFERENCE_CACHE_DIR.
+INFERENCE_ENGINE: str = env.str("INFERENCE_ENGINE", default="")
+INFERENCE_THREADS: int = env.int("INFERENCE_THREADS", default=TORCH_THREADS)
+# Empty: $PHONECHECK_CACHE_DIR, else ~/.cache/phonecheck (per machine; entries are keyed by weights and code).
+INFERENCE_CACHE_DIR: str = env.str("INFERENCE_CACHE_DIR", default="")
 # Labelled pictures the shipped model was trained on (folders phone/ and not_phone/, or a manifest.csv); the
 # retrain command adds them to the reviewed uploads when the folder exists. Never copied into the repository.
 TRAINING_DATA_DIR: str = env.str("TRAINING_DATA_DIR", default="")
