@@ -2,6 +2,10 @@
 
 The configuration is plain data saved in every model's manifest, so a checkpoint always travels with the exact
 preprocessing it was trained with (timm's habit).
+
+Written with Pillow and torch alone, giving the same numbers bit for bit as torchvision's ``resize``,
+``center_crop``, ``pil_to_tensor`` and ``normalize`` (a test proves it): importing torchvision cost every worker
+process 176 MB of memory for these four functions (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -9,10 +13,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as F
+
+# Pillow resampling filters by the names torchvision's InterpolationMode uses (the manifests store these names).
+_RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 
 
 @dataclass(frozen=True)
@@ -59,22 +72,56 @@ def resize_for_model(image: Image.Image, config: PreprocessConfig) -> Image.Imag
 
     Without centre-cropping the picture is squeezed to a square, so nothing at its edges is cut away.
     """
-    interpolation = InterpolationMode(config.interpolation)
+    resample = _resampling(config.interpolation)
     if config.center_crop:
-        resized = F.resize(image, config.resize_size, interpolation=interpolation)
-        return F.center_crop(resized, [config.image_size, config.image_size])
-    return F.resize(image, [config.image_size, config.image_size], interpolation=interpolation)
+        width, height = image.size
+        short, long = min(width, height), max(width, height)
+        new_short, new_long = config.resize_size, int(config.resize_size * long / short)
+        size = (new_short, new_long) if width <= height else (new_long, new_short)
+        return _center_crop(_resize(image, size, resample), config.image_size)
+    return _resize(image, (config.image_size, config.image_size), resample)
 
 
 def normalize_tensor(tensor: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
-    """Scale a [0, 1] CHW tensor with the model's mean and standard deviation."""
-    return F.normalize(tensor, mean=list(config.mean), std=list(config.std))
+    """Scale a [0, 1] (..., C, H, W) tensor with the model's mean and standard deviation."""
+    mean = torch.as_tensor(config.mean, dtype=tensor.dtype).view(-1, 1, 1)
+    std = torch.as_tensor(config.std, dtype=tensor.dtype).view(-1, 1, 1)
+    return (tensor - mean) / std
 
 
 def image_to_tensor(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
     """The model input (C, H, W, float32) for one upright RGB picture."""
-    resized = resize_for_model(image, config)
-    return normalize_tensor(F.pil_to_tensor(resized).float().div_(255.0), config)
+    pixels = np.array(resize_for_model(image, config))  # a writable (H, W, C) uint8 copy of 150 kB
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, np.newaxis]
+    return normalize_tensor(torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0), config)
+
+
+def _resampling(name: str) -> Image.Resampling:
+    try:
+        return _RESAMPLING[name]
+    except KeyError as error:
+        raise ValueError(f"Unknown interpolation {name!r}; choose one of {', '.join(_RESAMPLING)}.") from error
+
+
+def _resize(image: Image.Image, size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
+    """``image`` at ``size`` (width, height); a picture already that size is returned as it is, not resampled."""
+    return image if image.size == size else image.resize(size, resample)
+
+
+def _center_crop(image: Image.Image, side: int) -> Image.Image:
+    """The centred ``side`` x ``side`` square; a smaller picture is first padded with black, as torchvision does."""
+    width, height = image.size
+    if side > width or side > height:
+        padded = Image.new(image.mode, (max(width, side), max(height, side)))
+        padded.paste(image, ((side - width) // 2 if side > width else 0, (side - height) // 2 if side > height else 0))
+        image = padded
+        width, height = image.size
+        if (width, height) == (side, side):
+            return image
+    top = round((height - side) / 2.0)
+    left = round((width - side) / 2.0)
+    return image.crop((left, top, left + side, top + side))
 
 
 def images_to_batch(images: list[Image.Image], config: PreprocessConfig) -> torch.Tensor:
