@@ -18,6 +18,7 @@ the caller (the Django setting ``INFERENCE_ENGINE``); the default is ONNX Runtim
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import io
@@ -51,6 +52,8 @@ ONNX_OPSET = 17
 DEFAULT_MAX_BATCH = 8
 # The exported graph must give the PyTorch logits to within this (observed: ~1e-5).
 AGREEMENT_TOLERANCE = 1e-3
+# Exports kept in the cache directory, most recently used first.
+CACHE_KEEP = 8
 
 
 class AccelerationUnavailable(RuntimeError):
@@ -224,6 +227,7 @@ class OnnxRuntimeRunner:
         if path is not None and path.is_file():
             # The key covers everything the graph depends on, and this graph passed the check when it was written.
             runner = cls(_session(str(path), threads=threads), from_cache=True)
+            _touch(path)
             runner(probe)  # warm-up: the first run allocates the session's buffers
             return runner
         model = _export(classifier, probe)
@@ -302,5 +306,18 @@ def _write_atomically(path: Path, data: bytes) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
             handle.write(data)
         os.replace(handle.name, path)
+        _prune(path.parent, keep=CACHE_KEEP)
     except OSError as error:  # a read-only cache only costs the next start an export
         logger.warning("cannot cache exported model", extra={"path": str(path), "error": str(error)})
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        os.utime(path)
+
+
+def _prune(directory: Path, *, keep: int) -> None:
+    """Keep the ``keep`` most recently used exports (each ~20 MB); retrained versions would otherwise pile up."""
+    exports = sorted(directory.glob("*.onnx"), key=lambda file: file.stat().st_mtime, reverse=True)
+    for stale in exports[keep:]:
+        stale.unlink(missing_ok=True)
