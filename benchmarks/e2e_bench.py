@@ -1,0 +1,375 @@
+"""End to end on real services: gunicorn serving the API, PostgreSQL, Redis and one celery worker process.
+
+Everything runs in its own corner so nobody else's work is disturbed: database ``phonecheck_bench`` (dropped and
+created again), Redis database 14 (flushed), a temporary media folder. The web server and the worker run in
+production mode (``DEBUG=0``), as deployed.
+
+A verdict's time is read from the database: the worker stamps ``processed`` as it writes the verdict, so the
+latency of an upload is ``processed`` minus the moment the client started sending it, with no polling delay in
+the figure (this process polls only to know when to go on).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_DATABASE = "phonecheck_bench"
+BENCH_REDIS_DB = 14
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident (VmRSS), peak resident (VmHWM) and proportional (Pss: shared pages split) memory of a process."""
+    figures: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            figures[key] = int(value.split()[0]) / 1024
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            figures["Pss"] = int(line.split()[1]) / 1024
+    return figures
+
+
+def child_pids(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.extend(int(child) for child in (task / "children").read_text().split())
+    return children
+
+
+@dataclass
+class Bench:
+    """The running services and what the client needs to talk to them."""
+
+    env: dict[str, str]
+    media: Path
+    base_port: int
+    token: str = ""
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="phonecheck-bench-logs-")))
+
+    def start(self, name: str, command: list[str], *, python: str = sys.executable) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [python, *command],
+            cwd=REPO_ROOT,
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        self.processes.clear()
+
+
+def _reset_database() -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+
+
+def _reset_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@contextmanager
+def services(*, web_workers: int = 2) -> Iterator[Bench]:
+    """A fresh database, broker and media folder, migrated, with gunicorn serving the API; stops it all after."""
+    media = Path(tempfile.mkdtemp(prefix="phonecheck-bench-media-"))
+    broker = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
+    port = free_port()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "phoneapp.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}",
+        "CELERY_BROKER_URL": broker,
+        "MEDIA_ROOT": str(media),
+        "DEBUG": "0",
+        "SECRET_KEY": "benchmark-only-" + uuid.uuid4().hex,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",
+        "UPLOAD_RATE_LIMIT": "1000000/minute",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    _reset_database()
+    _reset_redis(broker)
+    bench = Bench(env=env, media=media, base_port=port)
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    if migrate.returncode:
+        raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+    os.environ.update(env)  # this process reads the same database to see the verdicts
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    from phoneapp.services.model_versions import model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+    user = User.objects.create_user("bench", password=uuid.uuid4().hex)
+    bench.token = Token.objects.create(user=user).key
+    try:
+        bench.start(
+            "web",
+            [
+                "-m",
+                "gunicorn",
+                "phoneapp.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(web_workers),
+                "--timeout",
+                "60",
+            ],
+        )
+        _wait_for_port(port, timeout=60)
+        yield bench
+    finally:
+        bench.stop_all()
+        _reset_redis(broker)
+        shutil.rmtree(media, ignore_errors=True)
+
+
+def _wait_for_port(port: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout:.0f}s")
+
+
+class ApiClient:
+    """One client: a keep-alive-if-possible HTTP connection that sends pictures to ``POST /api/uploads/``."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.token = token
+
+    def upload(self, data: bytes, name: str) -> int:
+        boundary = uuid.uuid4().hex
+        body = b"".join(
+            [
+                f"--{boundary}\r\n".encode(),
+                f'Content-Disposition: form-data; name="image"; filename="{name}"\r\n'.encode(),
+                b"Content-Type: image/jpeg\r\n\r\n",
+                data,
+                f"\r\n--{boundary}--\r\n".encode(),
+            ]
+        )
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Authorization": f"Token {self.token}",
+            "Host": "127.0.0.1",
+        }
+        self.connection.request("POST", "/api/uploads/", body=body, headers=headers)
+        response = self.connection.getresponse()
+        payload = response.read()
+        if response.status != 201:
+            raise RuntimeError(f"upload refused: HTTP {response.status} {payload[:300]!r}")
+        return int(json.loads(payload)[0]["id"])
+
+
+def _verdicts(upload_ids: list[int]) -> dict[int, tuple[str, float | None]]:
+    from phoneapp.models import Upload
+
+    rows = Upload.objects.filter(pk__in=upload_ids).values_list("pk", "status", "processed")
+    return {pk: (status, processed.timestamp() if processed else None) for pk, status, processed in rows}
+
+
+def _wait_finished(upload_ids: list[int], *, timeout: float, interval: float) -> dict[int, tuple[str, float | None]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        verdicts = _verdicts(upload_ids)
+        if len(verdicts) == len(upload_ids) and all(status in ("done", "failed") for status, _ in verdicts.values()):
+            return verdicts
+        if time.monotonic() > deadline:
+            return verdicts
+        time.sleep(interval)
+
+
+def start_worker(bench: Bench, *, pool: str, python: str) -> subprocess.Popen[bytes]:
+    return bench.start(
+        "worker",
+        [
+            "-m",
+            "celery",
+            "-A",
+            "phoneapp",
+            "worker",
+            "-Q",
+            "classify",
+            "--pool",
+            pool,
+            "--concurrency",
+            "1",
+            "-n",
+            f"bench-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ],
+        python=python,
+    )
+
+
+def measure_e2e(
+    pictures: list[bytes],
+    *,
+    sequential: int = 40,
+    concurrent: int = 500,
+    clients: int = 8,
+    pool: str = "solo",
+    worker_python: str = sys.executable,
+) -> dict[str, Any]:
+    """Worker start-up, single uploads one after another, then ``concurrent`` uploads from ``clients`` clients."""
+    needed = 1 + sequential + concurrent
+    if len(pictures) < needed:
+        raise ValueError(f"need {needed} distinct pictures, got {len(pictures)}")
+    result: dict[str, Any] = {"worker_pool": pool, "worker_python": worker_python}
+    with services() as bench:
+        client = ApiClient(bench.base_port, bench.token)
+        # Start-up: an upload is already waiting when the worker process starts; ready = its verdict is in.
+        first = client.upload(pictures[0], "first.jpg")
+        started = time.time()
+        worker = start_worker(bench, pool=pool, python=worker_python)
+        verdicts = _wait_finished([first], timeout=180, interval=0.05)
+        status, processed = verdicts.get(first, ("missing", None))
+        if status != "done" or processed is None:
+            raise RuntimeError(f"worker never classified the first upload ({status}); log in {bench.logs}")
+        result["worker_ready_s"] = round(processed - started, 2)
+
+        latencies = []
+        for index in range(sequential):
+            sent = time.time()
+            upload_id = client.upload(pictures[1 + index], f"seq-{index}.jpg")
+            status, processed = _wait_finished([upload_id], timeout=60, interval=0.005)[upload_id]
+            if status != "done" or processed is None:
+                raise RuntimeError(f"upload {upload_id} ended {status}; log in {bench.logs}")
+            latencies.append((processed - sent) * 1000)
+        result["e2e_ms_p50"] = round(percentile(latencies, 0.5), 1)
+        result["e2e_ms_p95"] = round(percentile(latencies, 0.95), 1)
+
+        result.update(_concurrent(bench, pictures[1 + sequential : needed], clients=clients))
+        result.update(_worker_memory(worker.pid, pool=pool))
+        result["logs"] = str(bench.logs)
+    return result
+
+
+def _concurrent(bench: Bench, pictures: list[bytes], *, clients: int) -> dict[str, Any]:
+    upload_ids: list[int] = []
+    sent_at: dict[int, float] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+    shares = [pictures[index::clients] for index in range(clients)]
+
+    def send(share: list[bytes], number: int) -> None:
+        client = ApiClient(bench.base_port, bench.token)
+        for index, data in enumerate(share):
+            sent = time.time()
+            try:
+                upload_id = client.upload(data, f"c{number}-{index}.jpg")
+            except Exception as error:  # counted as lost, reported below
+                with lock:
+                    errors.append(str(error))
+                continue
+            with lock:
+                upload_ids.append(upload_id)
+                sent_at[upload_id] = sent
+
+    started = time.time()
+    threads = [threading.Thread(target=send, args=(share, number)) for number, share in enumerate(shares)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sending_s = time.time() - started
+    verdicts = _wait_finished(upload_ids, timeout=600, interval=0.2)
+    done = {pk: processed for pk, (status, processed) in verdicts.items() if status == "done" and processed}
+    failed = sum(1 for status, _ in verdicts.values() if status == "failed")
+    finished = max(done.values()) if done else time.time()
+    latencies = [(done[pk] - sent_at[pk]) * 1000 for pk in done]
+    return {
+        "e2e_images_per_s": round(len(done) / (finished - started), 1),
+        "e2e_uploads_sent": len(pictures),
+        "e2e_uploads_done": len(done),
+        "e2e_uploads_failed": failed,
+        "e2e_uploads_lost": len(pictures) - len(done) - failed,
+        "e2e_upload_errors": errors[:5],
+        "e2e_concurrent_sending_s": round(sending_s, 1),
+        "e2e_concurrent_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
+    }
+
+
+def _worker_memory(pid: int, *, pool: str) -> dict[str, Any]:
+    """The worker's memory; with prefork, the parent plus the child that holds the model."""
+    pids = [pid, *child_pids(pid)] if pool == "prefork" else [pid]
+    per_process = {str(p): {k: round(v, 1) for k, v in memory_mb(p).items()} for p in pids}
+    return {
+        "worker_rss_mb": round(sum(figures["VmRSS"] for figures in per_process.values()), 1),
+        "worker_peak_rss_mb": round(sum(figures["VmHWM"] for figures in per_process.values()), 1),
+        "worker_pss_mb": round(sum(figures["Pss"] for figures in per_process.values()), 1),
+        "worker_memory_by_process": per_process,
+    }

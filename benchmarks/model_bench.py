@@ -1,0 +1,148 @@
+"""In-process figures: one picture on the warm model, the batch API, and the prototype's load-per-request loop.
+
+Every single-picture figure starts from the JPEG bytes (decode with Pillow's draft, one resize, tensor, model):
+what a worker does for an upload once it has the file. The fast path and eager fp32 torch are timed in alternating
+rounds on the same pictures, so both see the same load from whatever else runs on the machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from inference.acceleration import accelerate, default_cache_dir
+from inference.classifier import PhoneClassifier
+from inference.images import open_image
+from inference.loader import load_classifier, resolve_model_dir
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _timed(function: Callable[[], object]) -> tuple[float, float]:
+    """(wall ms, CPU ms of this process) for one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+
+
+def classify_bytes(classifier: PhoneClassifier, data: bytes) -> None:
+    picture = open_image(data, draft_size=classifier.manifest.preprocessing.draft_size)
+    classifier.predict([picture])
+
+
+def measure_model(pictures: list[bytes], *, threads: int, iterations: int = 200, rounds: int = 4) -> dict[str, Any]:
+    """Single-picture latency of the fast path and of eager fp32 torch, the batch API, and the per-load loop."""
+    torch.set_num_threads(threads)
+    model_dir = resolve_model_dir()
+    started = time.perf_counter()
+    reference = load_classifier(model_dir)
+    load_s = time.perf_counter() - started
+    started = time.perf_counter()
+    fast = accelerate(reference, threads=threads, cache_dir=default_cache_dir())
+    prepare_s = time.perf_counter() - started
+    engines: dict[str, PhoneClassifier] = {getattr(fast, "engine", "torch"): fast, "torch-fp32": reference}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
+    for classifier in engines.values():  # warm-up
+        for data in pictures[:10]:
+            classify_bytes(classifier, data)
+    per_round = max(1, iterations // rounds)
+    for round_index in range(rounds):
+        for name, classifier in engines.items():
+            for index in range(per_round):
+                data = pictures[(round_index * per_round + index) % len(pictures)]
+                samples[name].append(_timed(lambda c=classifier, d=data: classify_bytes(c, d)))
+    fast_name = next(iter(engines))
+    result: dict[str, Any] = {
+        "model_version": reference.version,
+        "engine": fast_name,
+        "model_load_s": round(load_s, 3),
+        "engine_prepare_s": round(prepare_s, 3),
+    }
+    for name, values in samples.items():
+        walls, cpus = [wall for wall, _ in values], [cpu for _, cpu in values]
+        key = "model" if name == fast_name else "torch_fp32"
+        result[f"{key}_ms_p50"] = round(percentile(walls, 0.5), 2)
+        result[f"{key}_ms_p95"] = round(percentile(walls, 0.95), 2)
+        result[f"{key}_cpu_ms_p50"] = round(percentile(cpus, 0.5), 2)
+    result["stages_ms_p50"] = _stages(fast, pictures[:50])
+    result.update(_batch(fast, pictures))
+    result["batch_sweep_ms_per_image"] = _batch_sweep(fast, pictures)
+    result.update(_per_request_load(model_dir, pictures, result["model_ms_p50"]))
+    return result
+
+
+def _stages(classifier: PhoneClassifier, pictures: list[bytes]) -> dict[str, float]:
+    """Where a single picture's time goes (median ms): decode, resize + tensor, model."""
+    draft = classifier.manifest.preprocessing.draft_size
+    decode, preprocess, model = [], [], []
+    for data in pictures:
+        started = time.perf_counter()
+        picture = open_image(data, draft_size=draft)
+        decoded = time.perf_counter()
+        batch = classifier.preprocess([picture])
+        prepared = time.perf_counter()
+        with torch.inference_mode():
+            classifier.phone_logits(batch)
+        done = time.perf_counter()
+        decode.append((decoded - started) * 1000)
+        preprocess.append((prepared - decoded) * 1000)
+        model.append((done - prepared) * 1000)
+    return {
+        name: round(statistics.median(values), 2)
+        for name, values in [("decode", decode), ("preprocess", preprocess), ("model", model)]
+    }
+
+
+def _batch(classifier: PhoneClassifier, pictures: list[bytes], *, count: int = 256, repeats: int = 3) -> dict[str, Any]:
+    """Pictures per second through ``predict`` on a list of 256 (decoding included), median of ``repeats``."""
+    chosen = [pictures[index % len(pictures)] for index in range(count)]
+    draft = classifier.manifest.preprocessing.draft_size
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predictions = classifier.predict([open_image(data, draft_size=draft) for data in chosen])
+        rates.append(len(predictions) / (time.perf_counter() - started))
+    return {
+        "batch_images_per_s": round(statistics.median(rates), 1),
+        "batch_images_per_s_all": [round(r, 1) for r in rates],
+    }
+
+
+def _batch_sweep(
+    classifier: PhoneClassifier, pictures: list[bytes], sizes: tuple[int, ...] = (1, 4, 8, 16, 32)
+) -> dict[str, float]:
+    """Model-only milliseconds per picture at each batch size: does batching pay on this CPU?"""
+    draft = classifier.manifest.preprocessing.draft_size
+    tensors = classifier.preprocess([open_image(data, draft_size=draft) for data in pictures[:32]])
+    sweep = {}
+    with torch.inference_mode():
+        for size in sizes:
+            batch = tensors[:size].contiguous()
+            classifier.phone_logits(batch)
+            times = []
+            for _ in range(max(3, 64 // size)):
+                started = time.perf_counter()
+                classifier.phone_logits(batch)
+                times.append((time.perf_counter() - started) * 1000 / size)
+            sweep[str(size)] = round(statistics.median(times), 2)
+    return sweep
+
+
+def _per_request_load(model_dir: Any, pictures: list[bytes], resident_ms: float, *, repeats: int = 8) -> dict[str, Any]:
+    """The prototype: read the checkpoint and build the network for every request, then classify in eager fp32."""
+    times = []
+    for index in range(repeats):
+        data = pictures[index % len(pictures)]
+        times.append(_timed(lambda d=data: classify_bytes(load_classifier(model_dir), d))[0])
+    reference_ms = statistics.median(times)
+    return {
+        "reference_per_request_load_ms": round(reference_ms, 1),
+        "speedup_vs_per_request_load": round(reference_ms / resident_ms, 1),
+    }

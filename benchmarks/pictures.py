@@ -1,0 +1,55 @@
+"""The pictures the benchmarks send: the shared labelled photos when present, else drawn ones.
+
+Every picture is distinct (uploads of the same file by the same owner are de-duplicated and would not reach the
+worker), and kept in memory as the JPEG bytes a client would send. The shared photos are read where they lie,
+never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
+
+
+def dataset_available() -> bool:
+    return (DATASET_DIR / "manifest.csv").is_file()
+
+
+def labelled_files() -> list[tuple[Path, str]]:
+    """Every labelled photo as (path, label), in the manifest's order."""
+    with (DATASET_DIR / "manifest.csv").open(newline="") as handle:
+        return [(DATASET_DIR / row["file"], row["label"]) for row in csv.DictReader(handle)]
+
+
+def drawn_picture(rng: random.Random, width: int = 640, height: int = 480) -> bytes:
+    """A photo-sized JPEG with random shapes, different for every draw."""
+    image = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x0, y0 = rng.randrange(width), rng.randrange(height)
+        box = [x0, y0, x0 + rng.randrange(20, width // 2), y0 + rng.randrange(20, height // 2)]
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def sample_pictures(count: int, *, seed: int = 0) -> tuple[list[bytes], str]:
+    """``count`` distinct JPEGs and a description of where they came from."""
+    rng = random.Random(seed)
+    if dataset_available():
+        files = [path for path, _ in labelled_files()]
+        rng.shuffle(files)
+        chosen = [files[index % len(files)].read_bytes() for index in range(min(count, len(files)))]
+        while len(chosen) < count:
+            chosen.append(drawn_picture(rng))
+        return chosen, f"{DATASET_DIR} (JPEG, longest side <= 512 px)"
+    return [drawn_picture(rng) for _ in range(count)], "drawn 640x480 JPEGs (labelled set not present)"
