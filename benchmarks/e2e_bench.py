@@ -59,6 +59,12 @@ def memory_mb(pid: int) -> dict[str, float]:
     return figures
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_pids(pid: int) -> list[int]:
     children: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -312,7 +318,19 @@ def measure_e2e(
         result["e2e_ms_p50"] = round(percentile(latencies, 0.5), 1)
         result["e2e_ms_p95"] = round(percentile(latencies, 0.95), 1)
 
+        web = bench.processes[0].pid
+        roles = {
+            "worker": [worker.pid, *child_pids(worker.pid)],
+            "web": [web, *child_pids(web)],
+            "clients": [os.getpid()],
+        }
+        before = {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in roles.items()}
         result.update(_concurrent(bench, pictures[1 + sequential : needed], clients=clients))
+        # CPU per upload does not depend on what else the machine runs: it says what 2 idle cores could carry.
+        result["e2e_cpu_ms_per_upload"] = {
+            role: round((sum(cpu_seconds(pid) for pid in pids) - before[role]) * 1000 / concurrent, 1)
+            for role, pids in roles.items()
+        }
         result.update(_worker_memory(worker.pid, pool=pool))
         result["logs"] = str(bench.logs)
     return result

@@ -151,6 +151,7 @@ def print_table(result: dict[str, Any]) -> None:
             f"failed, {extra['e2e_uploads_lost']} lost; worker PSS {extra['worker_pss_mb']} MB, "
             f"peak RSS {extra['worker_peak_rss_mb']} MB ({extra['worker_pool']} pool)"
         )
+        print(f"CPU ms per upload (load-independent): {extra['e2e_cpu_ms_per_upload']}")
     print(
         f"model {extra['model_version']}; {context['date_utc']} UTC on {context['host']} ({context['cpu']}, "
         f"{context['cores']} cores), torch {context['torch']}, onnxruntime {context['onnxruntime']}, "

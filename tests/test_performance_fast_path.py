@@ -1,0 +1,167 @@
+"""The fast CPU path gives the verdicts of the eager fp32 model, for every model kind, and falls back safely.
+
+Correctness only: timings live in ``benchmarks/run.py``, where a busy machine cannot fail a test.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from inference import load_classifier, resolve_model_dir
+from inference.acceleration import AcceleratedClassifier, accelerate
+from inference.classifier import PhoneClassifier
+from inference.finetuned import WEIGHTS_FILE, FineTunedPhoneNet
+from inference.manifest import ModelManifest, sha256_file, write_manifest
+from inference.preprocessing import PreprocessConfig, image_to_tensor
+from tests.ml_drawing import draw_not_phone, draw_phone_like
+
+pytest.importorskip("onnxruntime")
+
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "trained_models"
+
+
+def drawn_pictures(seed: int = 0) -> list[Image.Image]:
+    rng = random.Random(seed)
+    sizes = [(320, 240), (200, 300), (224, 224), (640, 480)]
+    pictures = []
+    for index, (width, height) in enumerate(sizes):
+        square = (draw_phone_like if index % 2 else draw_not_phone)(rng, max(width, height))
+        pictures.append(square.resize((width, height)))
+    return pictures
+
+
+def fine_tuned_model_dir(root: Path, *, multiscale_grid: int) -> Path:
+    """A fine-tuned model version with a randomly initialised head, as training would write it."""
+    torch.manual_seed(0)
+    directory = root / "fine-tuned-test"
+    directory.mkdir()
+    network = FineTunedPhoneNet(freeze_blocks=12)
+    torch.nn.init.normal_(network.head.cell_logits.weight, std=0.05)
+    torch.save(network.trained_state_dict(), directory / WEIGHTS_FILE)
+    manifest = ModelManifest(
+        version="fine-tuned-test",
+        kind="fine-tuned",
+        files={WEIGHTS_FILE: sha256_file(directory / WEIGHTS_FILE)},
+        options={"multiscale_grid": multiscale_grid},
+    )
+    write_manifest(directory, manifest)
+    return directory
+
+
+def test_fast_path_gives_the_zero_shot_models_probabilities(tmp_path: Path) -> None:
+    reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
+    fast = accelerate(reference, cache_dir=tmp_path)
+    assert isinstance(fast, AcceleratedClassifier) and fast.engine == "onnxruntime"
+    pictures = drawn_pictures()
+    expected = reference.phone_probabilities(pictures)
+    actual = fast.phone_probabilities(pictures)
+    assert actual == pytest.approx(expected, abs=1e-4)
+    assert [p.label for p in fast.predict(pictures)] == [p.label for p in reference.predict(pictures)]
+
+
+def test_fast_path_covers_multiscale_fine_tuned_models(tmp_path: Path) -> None:
+    reference = load_classifier(fine_tuned_model_dir(tmp_path, multiscale_grid=1))
+    fast = accelerate(reference, cache_dir=tmp_path / "cache")
+    assert isinstance(fast, AcceleratedClassifier)
+    pictures = drawn_pictures(seed=1)
+    assert fast.phone_probabilities(pictures) == pytest.approx(reference.phone_probabilities(pictures), abs=1e-4)
+
+
+def test_a_long_list_is_scored_in_chunks_with_the_same_results(tmp_path: Path) -> None:
+    reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
+    fast = accelerate(reference, cache_dir=tmp_path, max_batch=3)
+    pictures = drawn_pictures() + drawn_pictures(seed=2)
+    probabilities = fast.phone_probabilities(pictures)
+    assert len(probabilities) == len(pictures)
+    assert probabilities == pytest.approx(reference.phone_probabilities(pictures), abs=1e-4)
+
+
+def test_a_restarted_process_reuses_the_checked_export(tmp_path: Path) -> None:
+    model_dir = resolve_model_dir(root=SHIPPED_MODELS)
+    first = accelerate(load_classifier(model_dir), cache_dir=tmp_path)
+    exports = list(tmp_path.glob("*.onnx"))
+    second = accelerate(load_classifier(model_dir), cache_dir=tmp_path)
+    assert len(exports) == 1 and list(tmp_path.glob("*.onnx")) == exports
+    assert not first.runner.from_cache and second.runner.from_cache
+    pictures = drawn_pictures()
+    assert second.phone_probabilities(pictures) == pytest.approx(first.phone_probabilities(pictures), abs=1e-6)
+
+
+def test_torch_engine_chosen_by_setting_or_manifest_keeps_the_eager_model(tmp_path: Path) -> None:
+    reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
+    assert accelerate(reference, engine="torch", cache_dir=tmp_path) is reference
+    reference.manifest.options["engine"] = "torch"
+    assert accelerate(reference, cache_dir=tmp_path) is reference
+    assert isinstance(accelerate(reference, engine="onnxruntime", cache_dir=tmp_path), AcceleratedClassifier)
+
+
+def test_a_classifier_without_an_exportable_network_stays_on_torch(tmp_path: Path) -> None:
+    class BrightnessClassifier(PhoneClassifier):
+        def phone_logits(self, batch: torch.Tensor) -> torch.Tensor:
+            return batch.mean(dim=(1, 2, 3))
+
+    classifier = BrightnessClassifier(ModelManifest(version="brightness", kind="test"), tmp_path)
+    assert accelerate(classifier, cache_dir=tmp_path) is classifier
+    assert len(classifier.predict(drawn_pictures())) == 4
+
+
+def test_preprocessing_gives_torchvisions_numbers_bit_for_bit() -> None:
+    functional = pytest.importorskip("torchvision.transforms.functional")
+    from torchvision.transforms import InterpolationMode
+
+    configs = [
+        PreprocessConfig(),
+        PreprocessConfig(resize_size=256, center_crop=True),
+        PreprocessConfig(resize_size=200, center_crop=True),  # crop larger than the resized picture: padding
+        PreprocessConfig(interpolation="bicubic", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+    ]
+    for width, height in [(320, 240), (240, 320), (224, 224), (101, 57), (999, 1000)]:
+        picture = Image.effect_noise((width, height), 60).convert("RGB")
+        for config in configs:
+            mode = InterpolationMode(config.interpolation)
+            if config.center_crop:
+                resized = functional.center_crop(
+                    functional.resize(picture, config.resize_size, interpolation=mode), [config.image_size] * 2
+                )
+            else:
+                resized = functional.resize(picture, [config.image_size] * 2, interpolation=mode)
+            expected = functional.normalize(
+                functional.pil_to_tensor(resized).float().div_(255.0), mean=list(config.mean), std=list(config.std)
+            )
+            assert torch.equal(image_to_tensor(picture, config), expected), (width, height, config)
+
+
+@pytest.mark.django_db
+def test_worker_classifies_through_the_fast_path_from_a_non_filesystem_storage(alice, settings) -> None:
+    """Several worker machines share an S3-compatible store: the worker must only use Django's storage API."""
+    from django.core.files.base import ContentFile
+
+    from phoneapp.models import Upload, UploadStatus
+    from phoneapp.resident_model import resident_model
+    from phoneapp.services.classification import upload_classify
+    from tests.images import picture_bytes
+
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    settings.INFERENCE_ENGINE = ""
+    upload = Upload(
+        owner=alice,
+        original_name="p.jpg",
+        sha256="1" * 64,
+        size_bytes=1,
+        width=320,
+        height=240,
+        content_type="image/jpeg",
+    )
+    upload.image.save("p.jpg", ContentFile(picture_bytes()), save=False)
+    upload.save()
+    assert not any(Path(settings.MEDIA_ROOT).rglob("*.jpg"))  # nothing on a local disk to fall back on
+
+    result = upload_classify(upload_id=upload.pk)
+
+    assert result is not None and result.status == UploadStatus.DONE
+    assert resident_model.current().classifier.engine == "onnxruntime"
