@@ -113,6 +113,23 @@ STORAGES = {
     },
 }
 
+# Several worker machines share one S3-compatible store (docs/performance.md, "Scale out"): pip install
+# django-storages[s3], STORAGE_BACKEND=storages.backends.s3.S3Storage and the S3_* variables below. Web and workers
+# reach pictures only through the storage API, never through a local path.
+if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
+    STORAGES["default"]["OPTIONS"] = {
+        "bucket_name": env.str("S3_BUCKET"),
+        "endpoint_url": env.str("S3_ENDPOINT_URL", default=None),
+        "region_name": env.str("S3_REGION", default=None),
+        "access_key": env.str("S3_ACCESS_KEY_ID", default=None),
+        "secret_key": env.str("S3_SECRET_ACCESS_KEY", default=None),
+        "location": env.str("S3_PREFIX", default=""),
+        # Pictures are private: never public-read, and never overwritten (names are random anyway).
+        "default_acl": None,
+        "file_overwrite": False,
+        "querystring_auth": True,
+    }
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "upload"
 LOGOUT_REDIRECT_URL = "login"
