@@ -235,5 +235,4 @@
     setUpHeatmapKey();
     watchPending(document);
   });
-  window.phoneCheck = { enqueue: enqueue };
 })();
