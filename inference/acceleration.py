@@ -230,7 +230,7 @@ class OnnxRuntimeRunner:
             _touch(path)
             runner(probe)  # warm-up: the first run allocates the session's buffers
             return runner
-        model = _export(classifier, probe)
+        model = export_onnx(classifier, probe)
         runner = cls(_session(model, threads=threads), from_cache=False)
         with torch.inference_mode():
             expected = classifier.phone_logits(probe)
@@ -260,7 +260,8 @@ def export_key(classifier: PhoneClassifier, input_shape: Sequence[int]) -> str:
     return f"{classifier.version}-{digest.hexdigest()[:20]}"
 
 
-def _export(classifier: PhoneClassifier, probe: torch.Tensor) -> bytes:
+def export_onnx(classifier: PhoneClassifier, probe: torch.Tensor) -> bytes:
+    """The ONNX graph of ``classifier.phone_logits`` traced on ``probe``, with a variable batch size."""
     buffer = io.BytesIO()
     module = _PhoneLogitsModule(classifier).eval()
     try:
