@@ -151,5 +151,5 @@ def heatmap_png(classifier: PhoneClassifier, image: Image.Image, *, max_side: in
         max_side=max_side,
     )
     buffer = io.BytesIO()
-    overlay.save(buffer, "PNG", optimize=True)
+    overlay.save(buffer, "PNG")  # optimize=True costs several times the encode for a few per cent
     return buffer.getvalue()
