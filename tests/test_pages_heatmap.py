@@ -81,3 +81,20 @@ def test_overlay_task_goes_to_the_low_priority_queue_not_the_verdicts_one() -> N
     router = app.amqp.router
     assert router.route({}, "phoneapp.tasks.compute_heatmap")["queue"].name == "heatmaps"
     assert router.route({}, "phoneapp.tasks.classify_upload")["queue"].name == "classify"
+
+
+def test_draw_heatmaps_command_fills_in_missing_overlays_of_the_active_model(alice: User) -> None:
+    from django.core.management import call_command
+
+    from phoneapp.services.model_versions import model_version_active
+
+    active = model_version_active()
+    missing = make_upload(alice, version=active.name)
+    older = make_upload(alice, version="an-older-model")
+    output = io.StringIO()
+    call_command("draw_heatmaps", stdout=output)
+    assert output.getvalue().strip() == "Asked for 1 heat map(s)."
+    missing.refresh_from_db()
+    older.refresh_from_db()
+    assert missing.heatmap
+    assert not older.heatmap

@@ -83,3 +83,19 @@ def upload_heatmap_compute(*, upload_id: int) -> Upload | None:
         },
     )
     return Upload.objects.get(pk=upload_id)
+
+
+def uploads_heatmap_enqueue_missing(*, limit: int = 1000) -> int:
+    """Ask for the overlays that were never drawn (the broker was down after the verdict, or the uploads were
+    classified before heat maps existed), for uploads whose verdict came from the active model version.
+
+    Returns how many were asked for; uploads of other versions are left alone (see :func:`upload_heatmap_compute`).
+    """
+    from phoneapp.services.model_versions import model_version_active
+
+    active = model_version_active()
+    missing = Upload.objects.filter(status=UploadStatus.DONE, heatmap="", model_version=active).order_by("-created")
+    upload_ids = list(missing.values_list("pk", flat=True)[:limit])
+    for upload_id in upload_ids:
+        heatmap_enqueue(upload_id=upload_id)
+    return len(upload_ids)

@@ -1,0 +1,23 @@
+"""``manage.py draw_heatmaps``: ask for the "where is the phone" overlays that are missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from phoneapp.services.heatmaps import uploads_heatmap_enqueue_missing
+
+
+class Command(BaseCommand):
+    help = (
+        "Queue a heat map for every classified upload without one whose verdict came from the active model "
+        "version, newest first (on the low-priority 'heatmaps' queue; drawn here when no broker is configured)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--limit", type=int, default=1000, help="At most this many uploads (default 1000).")
+
+    def handle(self, *args: Any, limit: int, **options: Any) -> None:
+        count = uploads_heatmap_enqueue_missing(limit=limit)
+        self.stdout.write(f"Asked for {count} heat map(s).")
