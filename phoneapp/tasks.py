@@ -6,6 +6,7 @@ from celery import shared_task
 from django.db import DatabaseError
 
 from phoneapp.services.classification import (
+    MODEL_UNAVAILABLE_REASON,
     ClassificationUnavailable,
     upload_classify,
     upload_mark_failed,
@@ -30,9 +31,9 @@ def classify_upload(self, upload_id: int) -> str:
     """Classify one upload; safe to run twice for the same id (the second run finds it done)."""
     try:
         upload = upload_classify(upload_id=upload_id)
-    except ClassificationUnavailable as error:
+    except ClassificationUnavailable:
         if self.request.retries >= MAX_RETRIES:
-            upload_mark_failed(upload_id=upload_id, reason=f"The model is unavailable: {error}")
+            upload_mark_failed(upload_id=upload_id, reason=MODEL_UNAVAILABLE_REASON)
             return "failed"
         raise
     return upload.status if upload is not None else "skipped"

@@ -155,14 +155,28 @@ def celery_app_sending_to(broker_url: str) -> Iterator[Any]:
     from phoneapp.celery import app
 
     saved = {"broker_url": app.conf.broker_url, "task_always_eager": app.conf.task_always_eager}
-    app.close()
+    celery_app_drop_connections(app)
     app.conf.broker_url = broker_url
     app.conf.task_always_eager = False
     try:
         yield app
     finally:
-        app.close()
+        celery_app_drop_connections(app)
         app.conf.update(saved)
+
+
+def celery_app_drop_connections(app: Any) -> None:
+    """Forget every broker connection of ``app`` so the next send connects afresh (to a new URL, or to a
+    broker that was restarted).
+
+    ``app.close()`` alone drops the connection pool but not the producer pool that ``app.amqp`` keeps, which
+    ``send_task``/``apply_async`` and ``control.ping`` use: a second test would still publish to the first
+    test's broker and hang in connection retries.
+    """
+    # Not force_close_all(): kombu keeps one producer pool per broker URL process-wide and would hand the
+    # closed pool back for the same URL.
+    app.amqp._producer_pool = None
+    app.close()
 
 
 @dataclass

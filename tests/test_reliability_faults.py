@@ -49,6 +49,7 @@ def test_missing_model_file_fails_the_upload_with_a_readable_reason(alice: User,
     upload.refresh_from_db()
     assert upload.status == UploadStatus.FAILED
     assert "model is unavailable" in upload.error.lower()
+    assert str(settings.MODELS_DIR) not in upload.error and "manifest" not in upload.error  # no internals
 
 
 def test_corrupt_model_file_fails_the_upload_with_a_readable_reason(alice: User, settings) -> None:
@@ -63,6 +64,7 @@ def test_corrupt_model_file_fails_the_upload_with_a_readable_reason(alice: User,
     upload.refresh_from_db()
     assert upload.status == UploadStatus.FAILED
     assert "model is unavailable" in upload.error.lower()
+    assert str(settings.MODELS_DIR) not in upload.error and "manifest" not in upload.error  # no internals
 
 
 def test_upload_stuck_in_processing_is_requeued_after_the_timeout(alice: User, settings) -> None:

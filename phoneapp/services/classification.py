@@ -25,6 +25,10 @@ class ClassificationUnavailable(RuntimeError):
     """The model cannot be used right now (missing, corrupt, no active version); worth retrying later."""
 
 
+# What the owner reads when an upload gives up on the model; the cause itself is logged, never shown.
+MODEL_UNAVAILABLE_REASON = "The model is unavailable, so this picture could not be classified; upload it again later."
+
+
 def broker_configured() -> bool:
     return bool(settings.CELERY_BROKER_URL)
 
@@ -67,8 +71,10 @@ def upload_classify(*, upload_id: int) -> Upload | None:
     try:
         loaded = resident_model.current()
     except (ModelLoadError, NoActiveModel) as error:
+        # The owner sees ``error``; the detail (paths, checksums) goes to the log only.
+        logger.warning("model unavailable, upload will be retried", extra={"upload_id": upload_id, "error": error})
         Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING).update(
-            status=UploadStatus.PENDING, error=f"Model unavailable: {error}"
+            status=UploadStatus.PENDING, error="Model unavailable; the picture will be classified when it is back."
         )
         raise ClassificationUnavailable(str(error)) from error
     started = time.perf_counter()
@@ -80,7 +86,10 @@ def upload_classify(*, upload_id: int) -> Upload | None:
                 draft_size=loaded.classifier.manifest.preprocessing.draft_size,
             )
     except (ImageError, OSError) as error:
-        _mark_failed(upload_id, f"The stored picture cannot be read: {error}")
+        # ImageError messages are written for users; an OSError's may hold storage paths.
+        detail = str(error) if isinstance(error, ImageError) else "the file is missing or unreadable"
+        logger.warning("stored picture unreadable", extra={"upload_id": upload_id, "error": error})
+        _mark_failed(upload_id, f"The stored picture cannot be read: {detail}")
         return Upload.objects.get(pk=upload_id)
     prediction = loaded.classifier.predict([picture])[0]
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -118,8 +127,8 @@ def upload_classify_or_fail(*, upload_id: int) -> Upload | None:
     """Classify in-process (no broker): a model problem marks the upload failed with the reason."""
     try:
         return upload_classify(upload_id=upload_id)
-    except ClassificationUnavailable as error:
-        _mark_failed(upload_id, f"The model is unavailable: {error}")
+    except ClassificationUnavailable:
+        _mark_failed(upload_id, MODEL_UNAVAILABLE_REASON)
         return Upload.objects.get(pk=upload_id)
 
 
