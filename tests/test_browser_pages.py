@@ -366,3 +366,21 @@ def test_dashboard_draws_its_charts_on_desktop_and_phone(
     )
     assert max(widths) <= PHONE
     assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE
+
+
+def test_upload_form_works_with_javascript_switched_off(
+    live_server: object, browser: object, alice: User, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    phone_path, mug_path = save_pictures(tmp_path)
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/")
+    assert "no-js" in browser.find_element(By.TAG_NAME, "html").get_attribute("class")
+    browser.find_element(By.ID, "id_image").send_keys(f"{phone_path}\n{mug_path}")
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser, lambda b: "?batch=" in b.current_url, VERDICT_TIMEOUT)
+    verdicts = browser.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done] .verdict-word")
+    assert len(verdicts) == 2
+    assert all(VERDICT_TEXT.match(verdict.text) for verdict in verdicts), [verdict.text for verdict in verdicts]

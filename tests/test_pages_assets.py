@@ -1,0 +1,46 @@
+"""Everything the pages need is served by the app itself: no CDN, no web font, no third-party script."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from tests.page_data import make_upload
+
+pytestmark = pytest.mark.django_db
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "phoneapp" / "static" / "phoneapp"
+EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["'](?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""", re.I)
+
+
+def test_pages_reference_nothing_outside_the_site(alice: User, reviewer: User) -> None:
+    upload = make_upload(alice, probability=0.5)
+    staff = Client()
+    staff.force_login(reviewer)
+    owner = Client()
+    owner.force_login(alice)
+    pages = {
+        "upload": owner.get("/"),
+        "history": owner.get("/history/"),
+        "detail": owner.get(f"/uploads/{upload.pk}/"),
+        "review": staff.get(f"/review/{upload.pk}/"),
+        "dashboard": staff.get("/dashboard/"),
+        "login": Client().get("/accounts/login/"),
+    }
+    for name, response in pages.items():
+        assert response.status_code == 200, name
+        assert not EXTERNAL.findall(response.content.decode()), name
+
+
+def test_static_files_load_nothing_from_elsewhere() -> None:
+    files = [path for path in STATIC_DIR.iterdir() if path.suffix in {".css", ".js", ".svg"}]
+    assert {path.name for path in files} >= {"app.css", "upload.js", "review.js"}
+    for path in files:
+        # An SVG's xmlns is a name, not a download; anything else with a scheme would be fetched.
+        text = path.read_text().replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert "http://" not in text and "https://" not in text, path.name
+        assert not EXTERNAL.findall(text), path.name
