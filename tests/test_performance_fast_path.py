@@ -35,6 +35,12 @@ def drawn_pictures(seed: int = 0) -> list[Image.Image]:
     return pictures
 
 
+@pytest.fixture(scope="module")
+def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export cache for the module: each export costs seconds, and the key keeps models apart."""
+    return tmp_path_factory.mktemp("exports")
+
+
 def fine_tuned_model_dir(root: Path, *, multiscale_grid: int) -> Path:
     """A fine-tuned model version with a randomly initialised head, as training would write it."""
     torch.manual_seed(0)
@@ -53,9 +59,9 @@ def fine_tuned_model_dir(root: Path, *, multiscale_grid: int) -> Path:
     return directory
 
 
-def test_fast_path_gives_the_zero_shot_models_probabilities(tmp_path: Path) -> None:
+def test_fast_path_gives_the_zero_shot_models_probabilities(export_cache: Path) -> None:
     reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
-    fast = accelerate(reference, cache_dir=tmp_path)
+    fast = accelerate(reference, cache_dir=export_cache)
     assert isinstance(fast, AcceleratedClassifier) and fast.engine == "onnxruntime"
     pictures = drawn_pictures()
     expected = reference.phone_probabilities(pictures)
@@ -72,9 +78,9 @@ def test_fast_path_covers_multiscale_fine_tuned_models(tmp_path: Path) -> None:
     assert fast.phone_probabilities(pictures) == pytest.approx(reference.phone_probabilities(pictures), abs=1e-4)
 
 
-def test_a_long_list_is_scored_in_chunks_with_the_same_results(tmp_path: Path) -> None:
+def test_a_long_list_is_scored_in_chunks_with_the_same_results(export_cache: Path) -> None:
     reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
-    fast = accelerate(reference, cache_dir=tmp_path, max_batch=3)
+    fast = accelerate(reference, cache_dir=export_cache, max_batch=3)
     pictures = drawn_pictures() + drawn_pictures(seed=2)
     probabilities = fast.phone_probabilities(pictures)
     assert len(probabilities) == len(pictures)
@@ -92,12 +98,12 @@ def test_a_restarted_process_reuses_the_checked_export(tmp_path: Path) -> None:
     assert second.phone_probabilities(pictures) == pytest.approx(first.phone_probabilities(pictures), abs=1e-6)
 
 
-def test_torch_engine_chosen_by_setting_or_manifest_keeps_the_eager_model(tmp_path: Path) -> None:
+def test_torch_engine_chosen_by_setting_or_manifest_keeps_the_eager_model(export_cache: Path) -> None:
     reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
-    assert accelerate(reference, engine="torch", cache_dir=tmp_path) is reference
+    assert accelerate(reference, engine="torch", cache_dir=export_cache) is reference
+    assert isinstance(accelerate(reference, engine="onnxruntime", cache_dir=export_cache), AcceleratedClassifier)
     reference.manifest.options["engine"] = "torch"
-    assert accelerate(reference, cache_dir=tmp_path) is reference
-    assert isinstance(accelerate(reference, engine="onnxruntime", cache_dir=tmp_path), AcceleratedClassifier)
+    assert accelerate(reference, cache_dir=export_cache) is reference
 
 
 def test_a_classifier_without_an_exportable_network_stays_on_torch(tmp_path: Path) -> None:
