@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/load_test.py                  # 2,000 uploads, 8 concurrent clients
     .venv/bin/python benchmarks/load_test.py --uploads 200    # a quick look
+    .venv/bin/python benchmarks/load_test.py --uploads 600 --rate 6   # steady arrivals below capacity
 
 Everything it starts is its own and on loopback only: a fresh PostgreSQL database (created, migrated, dropped
 at the end), a throwaway ``redis-server`` on a free port (no persistence), gunicorn for the web app and one
@@ -232,11 +233,15 @@ class Stack:
             print(f"warning: could not drop {self.database}: {error}", file=sys.stderr)
 
 
-def upload_all(port: int, token: str, bodies: list[bytes], clients: int, deadline: float) -> list[Sent]:
-    """Send every picture once with ``clients`` threads, each on its own keep-alive connection."""
+def upload_all(
+    port: int, token: str, bodies: list[bytes], clients: int, deadline: float, rate: float | None = None
+) -> list[Sent]:
+    """Send every picture once with ``clients`` threads, each on its own keep-alive connection; with ``rate``,
+    upload ``i`` is not sent before ``i / rate`` seconds (a steady arrival rate instead of a burst)."""
     sent: list[Sent] = []
     lock = threading.Lock()
     next_index = iter(range(len(bodies)))
+    schedule_start = time.time()
 
     def client_loop() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -246,6 +251,8 @@ def upload_all(port: int, token: str, bodies: list[bytes], clients: int, deadlin
                     index = next(next_index, None)
                 if index is None:
                     return
+                if rate:
+                    time.sleep(max(0.0, schedule_start + index / rate - time.time()))
                 body, content_type = multipart(f"load-{index}.jpg", bodies[index])
                 headers = {"Authorization": f"Token {token}", "Content-Type": content_type}
                 started = time.time()
@@ -302,7 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
         print(f"uploading {args.uploads} pictures with {args.clients} concurrent clients ...")
         upload_started = time.time()
-        sent = upload_all(stack.web_port, token, bodies, args.clients, hard_deadline)
+        sent = upload_all(stack.web_port, token, bodies, args.clients, hard_deadline, args.rate)
         upload_seconds = time.time() - upload_started
         print(f"  all accepted in {upload_seconds:.1f}s; waiting for verdicts ...")
 
@@ -332,6 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     return {
         "uploads": args.uploads,
         "clients": args.clients,
+        "arrival_rate": args.rate or "burst (as fast as possible)",
         "web": f"gunicorn {args.web_workers} workers x 4 threads",
         "worker": f"1 celery worker, concurrency {args.worker_concurrency} (prefork)",
         "upload_seconds": round(upload_seconds, 1),
@@ -355,6 +363,9 @@ def main() -> int:
     parser.add_argument("--worker-concurrency", type=int, default=2, help="prefork processes of the one worker")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--max-seconds", type=float, default=1800, help="the whole run stops by then, whatever")
+    parser.add_argument(
+        "--rate", type=float, help="uploads per second in total (default: as fast as the clients can send)"
+    )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
