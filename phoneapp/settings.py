@@ -138,6 +138,7 @@ LOGOUT_REDIRECT_URL = "login"
 UPLOAD_MAX_BYTES: int = env.int("UPLOAD_MAX_BYTES", default=15 * 1024 * 1024)
 UPLOAD_MAX_FILES: int = env.int("UPLOAD_MAX_FILES", default=20)
 UPLOAD_MAX_PIXELS: int = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+# Pictures per user and period (each file of a request counts), API and web form together.
 UPLOAD_RATE_LIMIT: str = env.str("UPLOAD_RATE_LIMIT", default="120/minute")
 # Django refuses request bodies larger than this before any view runs.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

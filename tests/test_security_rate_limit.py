@@ -82,3 +82,16 @@ def test_unreachable_cache_lets_uploads_through_instead_of_failing(alice: User, 
     client.force_login(alice)  # sessions live in the database, not the cache
     statuses = [client.post("/api/uploads/", {"image": picture(i)}).status_code for i in range(3)]
     assert statuses == [201, 201, 201]
+
+
+def test_each_picture_of_a_request_counts_toward_the_limit(alice_client: Client, settings) -> None:
+    """The limit protects the worker's time, so a request with three files spends three of the budget."""
+    settings.UPLOAD_RATE_LIMIT = "3/minute"
+    two = alice_client.post("/api/uploads/", {"image": [picture(1), picture(2)]})
+    two_more = alice_client.post("/api/uploads/", {"image": [picture(3), picture(4)]})
+    one_more = alice_client.post("/api/uploads/", {"image": [picture(5)]})
+    one_too_many = alice_client.post("/", {"image": [picture(6)]})
+
+    assert (two.status_code, two_more.status_code, one_more.status_code) == (201, 429, 201)
+    assert one_too_many.status_code == 429
+    assert Upload.objects.count() == 3

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 
 class UploadRateThrottle(SimpleRateThrottle):
-    """``UPLOAD_RATE_LIMIT`` upload requests per user (per client address when anonymous)."""
+    """``UPLOAD_RATE_LIMIT`` pictures per user (per client address when anonymous): each file of a request
+    counts, so one request with 20 files spends 20 of the budget -- it is the worker's time we protect."""
 
     scope = "uploads"
 
@@ -33,11 +34,28 @@ class UploadRateThrottle(SimpleRateThrottle):
     def allow_request(self, request: Any, view: Any) -> bool:
         """Fail open: when the cache (often the broker's Redis) is down, uploads must still be accepted and
         left pending, not answered with a 500."""
+        # Reading the files may refuse the request (too many files): that answer is handler400's, not ours.
+        cost = max(1, len(request.FILES.getlist("image")))
         try:
-            return super().allow_request(request, view)
+            return self._allow(request, view, cost=cost)
         except Exception as error:
             logger.warning("rate limit cache unavailable; request allowed", extra={"error": error})
             return True
+
+    def _allow(self, request: Any, view: Any, *, cost: int) -> bool:
+        # SimpleRateThrottle.allow_request, with a request costing ``cost`` entries instead of one.
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        if len(self.history) + cost > self.num_requests:
+            return self.throttle_failure()
+        self.history[:0] = [self.now] * cost
+        self.cache.set(self.key, self.history, self.duration)
+        return True
 
     def retry_after_seconds(self) -> int:
         wait = self.wait()
