@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--split-from", default=None, help="take --part from this model's split (compare models on one test set)"
     )
+    evaluate.add_argument("--limit", type=int, default=None, help="at most this many pictures (seeded sample)")
     evaluate.add_argument("--composites", type=int, default=200, help="small-phone composites (and distractors)")
     evaluate.add_argument("--multiscale-grid", type=int, default=None, help="override the manifest's crop grid")
     evaluate.add_argument("--report", default=None, help="Markdown report path (default: next to the checkpoint)")
@@ -98,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         multiscale_grid=args.multiscale_grid,
         report_path=args.report,
         seed=args.seed,
+        split_from=args.split_from,
+        limit=args.limit,
     )
     if args.json:
         print(json.dumps(metrics, indent=2, sort_keys=True))

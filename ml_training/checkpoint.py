@@ -28,6 +28,8 @@ def write_file_atomically(directory: Path, name: str, write: Callable[[Path], No
     temporary_path = Path(temporary)
     try:
         write(temporary_path)
+        # mkstemp creates 0600; model files are read by other processes (web app, worker) and other users.
+        os.chmod(temporary_path, 0o644)
         with open(temporary_path, "rb") as file:
             os.fsync(file.fileno())
         digest = sha256_file(temporary_path)

@@ -107,6 +107,7 @@ def run_evaluation(
     report_path: str | None = None,
     seed: int = 0,
     split_from: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """The ``evaluate`` command: print figures for the split part, per source and for composites; write a report."""
     configure_torch_threads()
@@ -118,6 +119,8 @@ def run_evaluation(
         classifier.multiscale_grid = multiscale_grid
     split_dir = resolve_model_dir(split_from) if split_from else model_dir
     samples = samples_in_part(split_dir, load_samples(data_dir), data_dir, part)
+    if limit is not None and limit < len(samples):
+        samples = sorted(random.Random(seed).sample(samples, limit), key=lambda sample: sample.path)
     draft = classifier.manifest.preprocessing.draft_size
     images = [open_image(sample.path, draft_size=draft) for sample in samples]
     shared = evaluate_images(classifier, images, [s.target for s in samples])
