@@ -83,6 +83,8 @@ class Upload(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     processing_started = models.DateTimeField(null=True, blank=True)
+    # When its task was last handed to the broker; the sweep re-sends only uploads never or long ago sent.
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     predicted_label = models.CharField(max_length=10, choices=Label.choices, blank=True)
     probability = models.FloatField(null=True, blank=True, help_text="Probability that the picture shows a phone")

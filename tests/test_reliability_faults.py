@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from phoneapp.models import Upload, UploadStatus
-from phoneapp.services.classification import upload_classify
+from phoneapp.services.classification import upload_classify, uploads_requeue_stale
 from phoneapp.services.uploads import uploads_create
 from tests.images import picture_bytes, uploaded_file
 
@@ -143,3 +143,28 @@ def test_a_task_delivered_twice_keeps_the_first_verdict(alice: User) -> None:
     upload.refresh_from_db()
     assert again is None
     assert (upload.status, upload.predicted_label, upload.probability, upload.processed, upload.attempts) == first
+
+
+def test_sweep_does_not_resend_uploads_waiting_in_the_queue_but_does_resend_lost_ones(alice: User, settings) -> None:
+    """A long backlog is not multiplied by the periodic sweep; a message lost long ago is sent again."""
+    settings.PROCESSING_TIMEOUT_SECONDS = 300
+    [waiting, lost, never_sent] = uploads_create(
+        owner=alice, files=[uploaded_file(f"{i}.jpg", picture_bytes(color=(i, 50, 50))) for i in range(3)]
+    )
+    now = timezone.now()
+    not_classified = {"status": UploadStatus.PENDING, "predicted_label": "", "probability": None, "attempts": 0}
+    Upload.objects.filter(pk__in=[waiting.pk, lost.pk, never_sent.pk]).update(
+        created=now - timedelta(minutes=20), model_version=None, processed=None, **not_classified
+    )
+    Upload.objects.filter(pk=waiting.pk).update(queued_at=now - timedelta(minutes=1))  # in the queue
+    Upload.objects.filter(pk=lost.pk).update(queued_at=now - timedelta(minutes=15))  # message lost
+    Upload.objects.filter(pk=never_sent.pk).update(queued_at=None)  # broker was down
+
+    sent = uploads_requeue_stale()
+
+    assert sent == 2
+    statuses = dict(Upload.objects.values_list("pk", "status"))
+    assert statuses == {waiting.pk: UploadStatus.PENDING, lost.pk: UploadStatus.DONE, never_sent.pk: UploadStatus.DONE}
+
+    call_command("requeue_pending", "--all", stdout=StringIO())  # the operator's "send everything"
+    assert Upload.objects.get(pk=waiting.pk).status == UploadStatus.DONE

@@ -173,6 +173,7 @@ def test_upload_while_broker_is_down_is_kept_pending_then_classified_when_it_ret
         first_id = response.json()[0]["id"]
         assert answer_seconds < 15
         assert alice_client.get(f"/api/uploads/{first_id}/").json()["status"] == "pending"
+        assert Upload.objects.get(pk=first_id).queued_at is None  # never reached the broker: the sweep's to send
         # The outage lasted a while: the upload is older than the sweep's grace period.
         Upload.objects.filter(pk=first_id).update(created=timezone.now() - timezone.timedelta(minutes=2))
 
@@ -223,6 +224,7 @@ def test_worker_killed_with_sigkill_mid_task_the_upload_is_redelivered_and_done_
         killed_mid_task = Upload.objects.get(pk=upload_id)
         assert killed_mid_task.status == UploadStatus.PROCESSING
         assert killed_mid_task.predicted_label == ""
+        assert killed_mid_task.queued_at is not None  # its message did reach the broker
 
         # A new worker gets the unacknowledged task back once the visibility timeout has passed.
         with running_worker(worker_env, isolated_storage / "worker-2.log", app) as second:

@@ -45,15 +45,18 @@ def classification_enqueue(*, upload_ids: Sequence[int]) -> int:
         return len(upload_ids)
     from phoneapp.tasks import classify_upload
 
-    sent = 0
+    sent: list[int] = []
     for upload_id in upload_ids:
         try:
             classify_upload.apply_async(args=(upload_id,))
         except Exception as error:
             logger.warning("broker unavailable, upload left pending", extra={"upload_id": upload_id, "error": error})
             continue
-        sent += 1
-    return sent
+        sent.append(upload_id)
+    if sent:
+        # Lets the sweep tell "never reached the broker" from "waiting in a long queue" (not to be sent again).
+        Upload.objects.filter(pk__in=sent).update(queued_at=timezone.now())
+    return len(sent)
 
 
 def upload_classify(*, upload_id: int) -> Upload | None:
@@ -144,18 +147,26 @@ def _mark_failed(upload_id: int, reason: str) -> None:
     logger.warning("upload failed", extra={"upload_id": upload_id, "error": reason})
 
 
-def uploads_requeue_stale(*, pending_older_than: timedelta = timedelta(seconds=30)) -> int:
+def uploads_requeue_stale(
+    *, pending_older_than: timedelta = timedelta(seconds=30), resend_queued_after: timedelta | None = None
+) -> int:
     """Send again what the broker may have lost: pending uploads, and ones stuck in processing.
 
     An upload stays ``processing`` only while a worker works on it; past ``PROCESSING_TIMEOUT_SECONDS`` its
     worker is presumed dead and it goes back to ``pending`` -- or to ``failed`` once it has been tried
     ``CLASSIFY_MAX_ATTEMPTS`` times, so a picture that kills its worker every time cannot loop forever.
-    Sending an upload twice is harmless because classification is idempotent. Pending uploads younger than
-    ``pending_older_than`` and never tried are left alone: their own task is most likely on its way.
-    Returns how many uploads were sent.
+
+    A pending upload is sent when it is not in the broker's queue (``queued_at`` empty: the broker was down, or
+    it was just taken back from a dead worker) unless it is younger than ``pending_older_than`` and untried
+    (its own task is most likely on its way); or when it was sent longer than ``resend_queued_after`` ago
+    (default ``PROCESSING_TIMEOUT_SECONDS``) and still waits: its message was probably lost, e.g. by a Redis
+    restarted without persistence. Uploads merely waiting in a long queue are not sent again at every sweep.
+    Sending twice is harmless anyway, because classification is idempotent. Returns how many were sent.
     """
     now = timezone.now()
     stuck_before = now - timedelta(seconds=settings.PROCESSING_TIMEOUT_SECONDS)
+    if resend_queued_after is None:
+        resend_queued_after = timedelta(seconds=settings.PROCESSING_TIMEOUT_SECONDS)
     max_attempts = settings.CLASSIFY_MAX_ATTEMPTS
     stuck = Upload.objects.filter(status=UploadStatus.PROCESSING, processing_started__lt=stuck_before)
     exhausted = Upload.objects.filter(attempts__gte=max_attempts).filter(
@@ -163,9 +174,10 @@ def uploads_requeue_stale(*, pending_older_than: timedelta = timedelta(seconds=3
     )
     for upload_id in list(exhausted.values_list("pk", flat=True)[:5000]):
         _mark_failed(upload_id, f"Classification was interrupted {max_attempts} times; giving up on this picture.")
-    stuck.update(status=UploadStatus.PENDING)
+    stuck.update(status=UploadStatus.PENDING, queued_at=None)
+    never_sent = Q(queued_at__isnull=True) & (Q(created__lt=now - pending_older_than) | Q(attempts__gt=0))
     waiting = Upload.objects.filter(status=UploadStatus.PENDING).filter(
-        Q(created__lt=now - pending_older_than) | Q(attempts__gt=0)
+        never_sent | Q(queued_at__lt=now - resend_queued_after)
     )
     upload_ids = list(waiting.order_by("created").values_list("pk", flat=True)[:5000])
     return classification_enqueue(upload_ids=upload_ids) if upload_ids else 0

@@ -12,9 +12,10 @@ from phoneapp.services.classification import uploads_requeue_stale
 
 class Command(BaseCommand):
     help = (
-        "Queue again every upload left pending (the broker was down when it was sent) or stuck in processing "
-        "past PROCESSING_TIMEOUT_SECONDS (its worker died). Safe to run at any time: classification is "
-        "idempotent. Without a broker configured the uploads are classified here, in this process."
+        "Queue again every upload left pending because the broker was down when it was sent, or stuck in "
+        "processing past PROCESSING_TIMEOUT_SECONDS (its worker died). With --all, also the pending uploads that "
+        "did reach the broker (after a Redis restart that lost its queue). Safe to run at any time: "
+        "classification is idempotent. Without a broker configured the uploads are classified here."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,7 +26,15 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="Only pending uploads created at least this long ago (default 0: all of them).",
         )
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            dest="resend_all",
+            help="Also re-send pending uploads whose task reached the broker (their message may have been lost).",
+        )
 
-    def handle(self, *args: Any, older_than: float, **options: Any) -> None:
-        sent = uploads_requeue_stale(pending_older_than=timedelta(seconds=older_than))
+    def handle(self, *args: Any, older_than: float, resend_all: bool, **options: Any) -> None:
+        sent = uploads_requeue_stale(
+            pending_older_than=timedelta(seconds=older_than), resend_queued_after=timedelta(0) if resend_all else None
+        )
         self.stdout.write(f"{sent} upload(s) queued for classification.")
