@@ -79,8 +79,9 @@ def open_image(
         raise ImageError("The file is not a picture in a format we can read.") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError("The picture is damaged or incomplete and cannot be read.") from error
-    upright = ImageOps.exif_transpose(image)
-    return _to_rgb(upright)
+    # In place: without it Pillow returns a full copy of every picture that needs no rotation (most of them).
+    ImageOps.exif_transpose(image, in_place=True)
+    return _to_rgb(image)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
