@@ -171,3 +171,25 @@ def test_worker_classifies_through_the_fast_path_from_a_non_filesystem_storage(a
 
     assert result is not None and result.status == UploadStatus.DONE
     assert resident_model.current().classifier.engine == "onnxruntime"
+
+
+def test_batch_api_keeps_order_and_reports_unreadable_pictures(export_cache: Path) -> None:
+    from inference.images import ImageError
+    from inference.runtime import predict_files
+    from tests.images import encode
+
+    fast = accelerate(load_classifier(resolve_model_dir(root=SHIPPED_MODELS)), cache_dir=export_cache)
+    pictures = drawn_pictures()
+    sources = [encode(pictures[0]), b"not a picture", *[encode(picture) for picture in pictures[1:]]]
+
+    results = predict_files(fast, sources, workers=2, chunk=2)
+
+    assert isinstance(results[1], ImageError)
+    one_by_one = [fast.predict([picture])[0] for picture in _decoded(fast, sources[:1] + sources[2:])]
+    assert [result for result in results if not isinstance(result, ImageError)] == one_by_one
+
+
+def _decoded(classifier: PhoneClassifier, sources: list[bytes]) -> list[Image.Image]:
+    from inference.images import open_image
+
+    return [open_image(data, draft_size=classifier.manifest.preprocessing.draft_size) for data in sources]
