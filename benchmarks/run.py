@@ -141,6 +141,8 @@ def print_table(result: dict[str, Any]) -> None:
         f"engine {extra['engine']} vs eager fp32 torch, one picture: {result['model_ms_p50']} vs "
         f"{extra['torch_fp32_ms_p50']} ms wall, {extra['model_cpu_ms_p50']} vs {extra['torch_fp32_cpu_ms_p50']} ms CPU"
     )
+    one_thread = extra["batch_images_per_s_one_thread"]
+    print(f"batch API (predict_files, 2 threads): {result['batch_images_per_s']} img/s; one thread: {one_thread}")
     print(
         f"stages (ms, median): {extra['stages_ms_p50']}; "
         f"batch sweep (model ms/picture): {extra['batch_sweep_ms_per_image']}"
