@@ -41,6 +41,27 @@ def upload_routes() -> list[str]:
 ROUTES = upload_routes()
 
 
+def plain_routes() -> list[str]:
+    """Every URL pattern outside the admin that takes no argument (pages, lists, the API root of uploads)."""
+    found: list[str] = []
+
+    def walk(patterns: list, prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                if not route.startswith("admin/"):
+                    walk(pattern.url_patterns, route)
+            elif "<" not in route and "(" not in route:
+                found.append("/" + route.lstrip("^").rstrip("$"))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+# Pages anyone may open: the login form and the health probe (which says nothing about anyone's data).
+PUBLIC = {"/accounts/login/", "/healthz"}
+
+
 @pytest.fixture
 def alices_upload(alice: User, isolated_storage: Path) -> Upload:
     """A finished upload of alice's, written through the real upload service (file, thumbnail and row)."""
@@ -86,6 +107,21 @@ def test_anonymous_visitor_gets_nothing_of_an_upload_from_any_route(
         assert response.status_code in (401, 403, 405), (route, response.status_code)
     body = b"".join(response) if response.streaming else response.content
     assert b"alice-secret-holiday" not in body
+
+
+@pytest.mark.parametrize("route", sorted(set(plain_routes()) - PUBLIC))
+def test_anonymous_visitor_is_sent_to_login_from_every_page(route: str, alices_upload: Upload, client: Client) -> None:
+    response = client.get(route)
+
+    if response.status_code == 302:
+        assert "login" in response["Location"], (route, response["Location"])
+    else:
+        assert response.status_code in (401, 403, 405), (route, response.status_code)
+    assert b"alice-secret-holiday" not in response.content
+
+
+def test_every_page_was_tried_anonymously() -> None:
+    assert {"/", "/history/", "/api/uploads/"} <= set(plain_routes()) - PUBLIC
 
 
 def test_owner_fetches_own_picture_and_it_is_never_interpreted_as_html(
