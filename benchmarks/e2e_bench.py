@@ -129,7 +129,7 @@ def _reset_redis(url: str) -> None:
 
 
 @contextmanager
-def services(*, web_workers: int = 2) -> Iterator[Bench]:
+def services(*, model: str | None = None, web_workers: int = 2) -> Iterator[Bench]:
     """A fresh database, broker and media folder, migrated, with gunicorn serving the API; stops it all after."""
     media = Path(tempfile.mkdtemp(prefix="phonecheck-bench-media-"))
     broker = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
@@ -166,9 +166,12 @@ def services(*, web_workers: int = 2) -> Iterator[Bench]:
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
-    from phoneapp.services.model_versions import model_versions_sync_from_disk
+    from phoneapp.models import ModelVersion
+    from phoneapp.services.model_versions import model_version_activate, model_versions_sync_from_disk
 
     model_versions_sync_from_disk()
+    if model:
+        model_version_activate(version=ModelVersion.objects.get(name=model))
     user = User.objects.create_user("bench", password=uuid.uuid4().hex)
     bench.token = Token.objects.create(user=user).key
     try:
@@ -289,13 +292,14 @@ def measure_e2e(
     clients: int = 8,
     pool: str = "solo",
     worker_python: str = sys.executable,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Worker start-up, single uploads one after another, then ``concurrent`` uploads from ``clients`` clients."""
     needed = 1 + sequential + concurrent
     if len(pictures) < needed:
         raise ValueError(f"need {needed} distinct pictures, got {len(pictures)}")
     result: dict[str, Any] = {"worker_pool": pool, "worker_python": worker_python}
-    with services() as bench:
+    with services(model=model) as bench:
         client = ApiClient(bench.base_port, bench.token)
         # Start-up: an upload is already waiting when the worker process starts; ready = its verdict is in.
         first = client.upload(pictures[0], "first.jpg")

@@ -38,10 +38,12 @@ def classify_bytes(classifier: PhoneClassifier, data: bytes) -> None:
     classifier.predict([picture])
 
 
-def measure_model(pictures: list[bytes], *, threads: int, iterations: int = 200, rounds: int = 4) -> dict[str, Any]:
+def measure_model(
+    pictures: list[bytes], *, threads: int, model: str | None = None, iterations: int = 200, rounds: int = 4
+) -> dict[str, Any]:
     """Single-picture latency of the fast path and of eager fp32 torch, the batch API, and the per-load loop."""
     torch.set_num_threads(threads)
-    model_dir = resolve_model_dir()
+    model_dir = resolve_model_dir(model)
     started = time.perf_counter()
     reference = load_classifier(model_dir)
     load_s = time.perf_counter() - started

@@ -46,6 +46,7 @@ TARGETS: dict[str, tuple[float | None, str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--model", default=None, help="version name under trained_models/ (default: ACTIVE)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("INFERENCE_THREADS", "2")))
     parser.add_argument("--iterations", type=int, default=200, help="single-picture runs per engine")
     parser.add_argument("--skip-e2e", action="store_true", help="only the in-process figures (no services needed)")
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     context["loadavg_before"] = [round(value, 2) for value in os.getloadavg()]
     figures: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    model = measure_model(pictures, threads=args.threads, iterations=args.iterations)
+    model = measure_model(pictures, threads=args.threads, model=args.model, iterations=args.iterations)
     context["loadavg_after_model"] = [round(value, 2) for value in os.getloadavg()]
     for name in ("model_ms_p50", "model_ms_p95", "batch_images_per_s", "reference_per_request_load_ms"):
         figures[name] = model.pop(name)
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             clients=args.clients,
             pool=args.pool,
             worker_python=args.worker_python,
+            model=args.model,
         )
         for name in ("e2e_ms_p50", "e2e_ms_p95", "e2e_images_per_s", "worker_rss_mb", "worker_ready_s"):
             figures[name] = e2e.pop(name)
