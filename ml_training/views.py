@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from PIL import Image
@@ -47,6 +48,22 @@ class ViewBank:
     def select(self, folds: Sequence[int]) -> torch.Tensor:
         """Item indices whose fold is in ``folds``."""
         return torch.nonzero(torch.isin(self.folds, torch.tensor(list(folds)))).flatten()
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One row of the bank before rendering: how to render it and what it is."""
+
+    render: Callable[[], list[torch.Tensor]]
+    target: int
+    fold: int
+    kind: str
+    sample_index: int | None
+    source: str
+
+
+def _same(image: Image.Image) -> Image.Image:
+    return image
 
 
 def _render_item(
@@ -95,20 +112,10 @@ def build_view_bank(
     def clean(image: Image.Image) -> torch.Tensor:
         return clean_view(image, preprocess)
 
-    jobs: list[tuple[Callable[[], list[torch.Tensor]], int, int, str, int | None, str]] = []
+    jobs: list[_Item] = []
     for index, (sample, image) in enumerate(zip(samples, images, strict=True)):
-        jobs.append(
-            (
-                lambda image=image: _render_item(
-                    lambda: image, augmented(crop_aug), clean, views_per_image, fresh=False
-                ),
-                sample.target,
-                folds[index],
-                REAL,
-                index,
-                sample.source,
-            )
-        )
+        render = partial(_render_item, partial(_same, image), augmented(crop_aug), clean, views_per_image, fresh=False)
+        jobs.append(_Item(render, sample.target, folds[index], REAL, index, sample.source))
     for fold in sorted(set(folds)) if composites_per_fold else []:
         members = [i for i, f in enumerate(folds) if f == fold]
         cutouts = phone_cutouts([images[i] for i in members if samples[i].target == 1])
@@ -123,21 +130,14 @@ def build_view_bank(
                 (COMPOSITE_PHONE, factory.phone, 1),
                 (COMPOSITE_DISTRACTOR, factory.distractor, 0),
             ):
-                item_rng = random.Random(rng.random())
-                jobs.append(
-                    (
-                        lambda make=make, item_rng=item_rng: _render_item(
-                            lambda: make(item_rng), augmented(plain_aug), clean, views_per_image, fresh=True
-                        ),
-                        target,
-                        fold,
-                        kind,
-                        None,
-                        kind,
-                    )
-                )
+                # Each item has its own generator, so its pictures do not depend on rendering order.
+                make_one = partial(make, random.Random(rng.random()))
+                render = partial(_render_item, make_one, augmented(plain_aug), clean, views_per_image, fresh=True)
+                jobs.append(_Item(render, target, fold, kind, None, kind))
     views, cleans = [], []
-    for features in _trunk_features_in_batches(network, (job[0]() for job in jobs), views_per_image + 1, batch_size):
+    for features in _trunk_features_in_batches(
+        network, (job.render() for job in jobs), views_per_image + 1, batch_size
+    ):
         views.append(features[:, :views_per_image])
         cleans.append(features[:, views_per_image])
         if len(views) % 10 == 0:
@@ -145,11 +145,11 @@ def build_view_bank(
     return ViewBank(
         views=torch.cat(views),
         clean=torch.cat(cleans),
-        targets=torch.tensor([job[1] for job in jobs], dtype=torch.float32),
-        folds=torch.tensor([job[2] for job in jobs]),
-        kinds=[job[3] for job in jobs],
-        sample_indices=[job[4] for job in jobs],
-        sources=[job[5] for job in jobs],
+        targets=torch.tensor([job.target for job in jobs], dtype=torch.float32),
+        folds=torch.tensor([job.fold for job in jobs]),
+        kinds=[job.kind for job in jobs],
+        sample_indices=[job.sample_index for job in jobs],
+        sources=[job.source for job in jobs],
     )
 
 

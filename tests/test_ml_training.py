@@ -241,3 +241,26 @@ def test_evaluate_command_prints_figures_and_writes_a_report(tiny_model, tmp_pat
     figures = json.loads(output[output.index("{") :])
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "ece", "confusion"} <= set(figures["shared_set"])
     assert report.is_file() and (tmp_path / "report-shared-confusion.svg").is_file()
+
+
+def test_view_bank_renders_composites_from_each_folds_own_pictures() -> None:
+    from inference.finetuned import FineTunedPhoneNet
+    from inference.preprocessing import PreprocessConfig
+    from ml_training.augment import AugmentConfig
+    from ml_training.views import COMPOSITE_DISTRACTOR, COMPOSITE_PHONE, build_view_bank
+
+    rng = random.Random(4)
+    images = [draw_phone_like(rng, 96) for _ in range(4)] + [draw_not_phone(rng, 96) for _ in range(4)]
+    samples = [Sample(f"{i}.jpg", "phone" if i < 4 else "not_phone") for i in range(8)]
+    folds = [0, 0, 1, 1, 0, 0, 1, 1]
+    bank = build_view_bank(
+        FineTunedPhoneNet(freeze_blocks=16).eval(), samples, images, folds,
+        preprocess=PreprocessConfig(image_size=64, resize_size=64), augment=AugmentConfig(),
+        views_per_image=1, composites_per_fold=2, log=lambda message: None,
+    )  # fmt: skip
+    # 8 pictures, then per fold 2 phone and 2 distractor composites.
+    assert len(bank.targets) == 8 + 2 * 4
+    assert bank.views.shape[:2] == (16, 1) and bank.clean.shape[0] == 16
+    assert bank.kinds.count(COMPOSITE_PHONE) == 4 and bank.kinds.count(COMPOSITE_DISTRACTOR) == 4
+    composite_folds = [int(f) for f, kind in zip(bank.folds, bank.kinds, strict=True) if kind != "real"]
+    assert sorted(composite_folds) == [0, 0, 0, 0, 1, 1, 1, 1]
