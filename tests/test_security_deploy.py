@@ -36,39 +36,42 @@ def production_env() -> dict[str, str]:
     return {"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "example.com"}
 
 
-def test_check_deploy_passes_with_production_settings() -> None:
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "no issues" in result.stdout
-
-
-def test_production_refuses_to_start_without_a_secret_key() -> None:
-    env = production_env()
-    del env["SECRET_KEY"]
-    result = run_manage("check", env=env)
-    assert result.returncode != 0
-    assert "SECRET_KEY must be set" in result.stderr
-
-
-def test_production_settings_are_secure_and_read_from_the_environment() -> None:
+@pytest.fixture(scope="module")
+def production_process() -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """One fresh process in production mode runs ``check --deploy`` and reports its settings (one start-up,
+    which imports torch through the URLconf, is enough for both tests below)."""
     env = production_env()
     code = (
-        "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({"
-        "'debug': s.DEBUG, 'key': s.SECRET_KEY, 'hosts': s.ALLOWED_HOSTS, 'session': s.SESSION_COOKIE_SECURE,"
-        "'csrf': s.CSRF_COOKIE_SECURE, 'hsts': s.SECURE_HSTS_SECONDS, 'ssl': s.SECURE_SSL_REDIRECT}))"
+        "import django, json; django.setup(); from django.core.management import call_command;"
+        "call_command('check', deploy=True, fail_level='WARNING'); from django.conf import settings as s;"
+        "print('SETTINGS=' + json.dumps({'debug': s.DEBUG, 'key': s.SECRET_KEY, 'hosts': s.ALLOWED_HOSTS,"
+        "'session': s.SESSION_COOKIE_SECURE, 'csrf': s.CSRF_COOKIE_SECURE, 'hsts': s.SECURE_HSTS_SECONDS,"
+        "'ssl': s.SECURE_SSL_REDIRECT}))"
     )
-    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO_ROOT,
         env={**keep, **env, "DJANGO_SETTINGS_MODULE": "phoneapp.settings"},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
+    return result, env
+
+
+def test_check_deploy_passes_with_production_settings(production_process) -> None:
+    """``manage.py check --deploy --fail-level WARNING`` with DEBUG=0, a random 64-character key, one host."""
+    result, _ = production_process
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_settings_are_secure_and_read_from_the_environment(production_process) -> None:
+    result, env = production_process
     assert result.returncode == 0, result.stderr
-    values = json.loads(result.stdout.strip().splitlines()[-1])
-    assert values == {
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("SETTINGS=")]
+    assert json.loads(line.removeprefix("SETTINGS=")) == {
         "debug": False,
         "key": env["SECRET_KEY"],
         "hosts": ["example.com"],
@@ -77,6 +80,14 @@ def test_production_settings_are_secure_and_read_from_the_environment() -> None:
         "hsts": 31_536_000,
         "ssl": True,
     }
+
+
+def test_production_refuses_to_start_without_a_secret_key() -> None:
+    env = production_env()
+    del env["SECRET_KEY"]
+    result = run_manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
 
 
 def test_settings_file_holds_no_credentials() -> None:
