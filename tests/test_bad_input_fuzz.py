@@ -1,10 +1,10 @@
 """Fuzzing the upload endpoint with generated files: never a 500, never a row without its files or a file
 without its row.
 
-Inputs are random bytes and mutations of real pictures (bit flips, truncation, inserted junk, one format's
-header on another's body), under every accepted extension. ``FUZZ_EXAMPLES`` raises the count for a longer
-run; the default keeps the suite fast and the run is derandomized so CI is reproducible (``FUZZ_RANDOM=1``
-explores new inputs on each run).
+Inputs are random bytes and mutations of real pictures, HEIC included (bit flips, truncation, inserted junk,
+one format's header on another's body), under every accepted extension. ``FUZZ_EXAMPLES`` raises the count for
+a longer run; the default keeps the suite fast and the run is derandomized so CI is reproducible
+(``FUZZ_RANDOM=1`` explores new inputs on each run).
 """
 
 from __future__ import annotations
@@ -25,10 +25,23 @@ pytestmark = pytest.mark.django_db
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 EXTENSIONS = [".jpg", ".png", ".gif", ".webp", ".bmp", ".tif", ".heic", ".jpeg"]
+
+
+def heic_seed() -> bytes:
+    import io
+
+    import pillow_heif
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(draw_picture(width=64, height=48)).save(buffer, quality=60)
+    return buffer.getvalue()
+
+
+# HEIC is among the seeds because its decoder (libheif, native code) is the newest attack surface we added.
 SEEDS = [
     encode(draw_picture(width=64, height=48), image_format)
     for image_format in ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
-]
+] + [heic_seed()]
 
 
 @st.composite
