@@ -178,6 +178,9 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Keep Django's LOGGING in workers too: Celery's own root handler would drop the events' fields (upload id,
+# timings, model version) and ignore LOG_FORMAT=json.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = "classify"
 CELERY_TASK_ROUTES = {
     "phoneapp.tasks.retrain_model": {"queue": "training"},

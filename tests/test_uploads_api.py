@@ -112,3 +112,8 @@ def test_token_authentication_works_for_scripts(alice: User) -> None:
     response = client.post("/api/uploads/", {"image": uploaded_file()})
     assert response.status_code == 201
     assert client.get("/api/uploads/").json()["count"] == 1
+
+
+def test_without_a_broker_the_created_response_already_says_done(alice_client: Client) -> None:
+    [created] = alice_client.post("/api/uploads/", {"image": uploaded_file("quick.jpg")}).json()
+    assert created["status"] == "done"

@@ -59,6 +59,7 @@ def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) ->
         for upload in written:
             _delete_files(upload)
         raise
+    _refresh_statuses(uploads)
     for upload in uploads:
         logger.info(
             "upload stored",
@@ -70,6 +71,13 @@ def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) ->
             },
         )
     return uploads
+
+
+def _refresh_statuses(uploads: list[Upload]) -> None:
+    """Without a broker the uploads were classified while the transaction committed: report what they are now."""
+    current = dict(Upload.objects.filter(pk__in=[upload.pk for upload in uploads]).values_list("pk", "status"))
+    for upload in uploads:
+        upload.status = current.get(upload.pk, upload.status)
 
 
 def _twin_of(*, owner: AbstractBaseUser, sha256: str) -> Upload | None:
