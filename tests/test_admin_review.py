@@ -117,3 +117,27 @@ def test_model_version_admin_shows_metrics_read_only(staff_client: Client) -> No
     assert "0.987" in listing
     change = staff_client.get(f"/admin/phoneapp/modelversion/{version.pk}/change/").content.decode()
     assert 'name="metrics"' not in change  # shown, not editable
+
+
+def test_activate_action_rolls_back_to_an_older_version(staff_client: Client) -> None:
+    from phoneapp.services.model_versions import model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+    versions = list(ModelVersion.objects.order_by("name"))
+    assert len(versions) >= 2, "the shipped models include at least two versions"
+    inactive = next(version for version in versions if not version.is_active)
+
+    response = staff_client.post(
+        "/admin/phoneapp/modelversion/", {"action": "activate_version", "_selected_action": [inactive.pk]}
+    )
+
+    assert response.status_code == 302
+    assert model_version_active() == inactive
+    assert ModelVersion.objects.filter(is_active=True).count() == 1
+
+
+def test_activate_action_refuses_more_than_one_version(staff_client: Client) -> None:
+    before = model_version_active()
+    pks = list(ModelVersion.objects.values_list("pk", flat=True))
+    staff_client.post("/admin/phoneapp/modelversion/", {"action": "activate_version", "_selected_action": pks})
+    assert model_version_active() == before
