@@ -115,3 +115,12 @@ def test_inference_package_does_not_import_django() -> None:
     code = "import sys, inference, inference.__main__; print('django' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_shipped_default_model_loads_and_classifies() -> None:
+    """Whatever trained_models/ACTIVE names must load from a clean checkout and give sane verdicts."""
+    model_dir = resolve_model_dir(root=REPO_ROOT / "trained_models")
+    classifier = load_classifier(model_dir)
+    predictions = classifier.predict([draw_picture(), draw_picture(color=(250, 250, 250))])
+    assert [p.model_version for p in predictions] == [model_dir.name] * 2
+    assert all(0.0 <= p.probability <= 1.0 for p in predictions)
