@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.test import Client
 
@@ -16,17 +19,22 @@ TEST_DEFAULT_MODEL = "imagenet-zero-shot"
 DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def test_default_model_is_active(django_db_setup: None, django_db_blocker: object) -> None:
-    """The test database was migrated (and the shipped models registered) before any test's own settings applied,
-    so the shipped ACTIVE won there: make the tests' default model the active one for the whole session."""
-    from phoneapp.models import ModelVersion
-    from phoneapp.services.model_versions import model_version_activate
+def _session_models_dir() -> Path:
+    """A copy of the shipped models with the tests' default active, used whenever no test has its own copy.
 
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        version = ModelVersion.objects.filter(name=TEST_DEFAULT_MODEL).first()
-        if version is not None:
-            model_version_activate(version=version)
+    Database flushes between transactional tests run ``post_migrate`` (which registers models and activates
+    the default) after a test's own settings were already restored; pointing the process-wide setting at this
+    copy makes those flushes pick the tests' default too, never the repository's ACTIVE.
+    """
+    root = Path(tempfile.mkdtemp(prefix="phonecheck-test-models-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    models = root / "trained_models"
+    shutil.copytree(SHIPPED_MODELS, models, ignore=shutil.ignore_patterns("*.md", "*.svg", "*.png", "reports"))
+    (models / "ACTIVE").write_text(f"{TEST_DEFAULT_MODEL}\n")
+    return models
+
+
+django_settings.MODELS_DIR = _session_models_dir()
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,13 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from inference.images import ImageError, open_image
+from inference.images import ImageError
 from inference.manifest import ModelLoadError
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
 from phoneapp.services.errors import NoActiveModel
 from phoneapp.services.heatmaps import heatmap_enqueue
+from phoneapp.services.stored_pictures import stored_picture_for
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +83,7 @@ def upload_classify(*, upload_id: int) -> Upload | None:
         raise ClassificationUnavailable(str(error)) from error
     started = time.perf_counter()
     try:
-        with upload.image.open("rb") as handle:
-            picture = open_image(
-                handle,
-                max_pixels=settings.UPLOAD_MAX_PIXELS,
-                draft_size=loaded.classifier.manifest.preprocessing.draft_size,
-            )
+        picture = stored_picture_for(upload, loaded.classifier)
     except (ImageError, OSError) as error:
         # ImageError messages are written for users; an OSError's may hold storage paths.
         detail = str(error) if isinstance(error, ImageError) else "the file is missing or unreadable"

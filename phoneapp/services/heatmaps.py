@@ -15,10 +15,11 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 
 from inference.heatmap import heatmap_png
-from inference.images import ImageError, open_image
+from inference.images import ImageError
 from inference.manifest import ModelLoadError
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
+from phoneapp.services.stored_pictures import stored_picture_for
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,7 @@ def upload_heatmap_compute(*, upload_id: int) -> Upload | None:
         return None
     started = time.perf_counter()
     try:
-        with upload.image.open("rb") as handle:
-            picture = open_image(
-                handle,
-                max_pixels=settings.UPLOAD_MAX_PIXELS,
-                draft_size=loaded.classifier.manifest.preprocessing.draft_size,
-            )
+        picture = stored_picture_for(upload, loaded.classifier)
     except (ImageError, OSError) as error:
         logger.warning("heat map skipped: picture unreadable", extra={"upload_id": upload_id, "error": error})
         return None
