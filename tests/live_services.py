@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +114,7 @@ CHROMIUM_FLAGS = (
 )
 
 
-def chromium_start(*, profile_dir: Path) -> Any:
+def chromium_start(*, profile_dir: Path, extra_flags: Sequence[str] = ()) -> Any:
     """Headless Debian Chromium through Debian's chromedriver (Selenium downloads nothing), fresh profile.
 
     Skips or fails (see :func:`service_unavailable`) when Chromium is not installed. The caller quits it.
@@ -125,7 +125,7 @@ def chromium_start(*, profile_dir: Path) -> Any:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *extra_flags):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile_dir}")
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)

@@ -35,18 +35,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 DESKTOP, PHONE = 1000, 390
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--window-size=1000,900",
-)
+# Screenshots without scrollbars, at the desktop width; the offline-safe flags come from live_services.
+SCREENSHOT_FLAGS = ("--hide-scrollbars", f"--window-size={DESKTOP},900")
 # The first upload loads the model in the live server's thread; generous for a busy 2-core machine.
 VERDICT_TIMEOUT = 120
 VERDICT_TEXT = re.compile(r"^(Phone|Not a phone|Unsure) — \d+% phone")
@@ -55,17 +45,7 @@ VERDICT_TEXT = re.compile(r"^(Phone|Not a phone|Unsure) — \d+% phone")
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
     """Headless Chromium with a fresh profile through Debian's chromedriver (nothing downloaded)."""
-    live_services.chromium_require()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(live_services.CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(executable_path=str(live_services.CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
+    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile", extra_flags=SCREENSHOT_FLAGS)
     try:
         yield driver
     finally:
