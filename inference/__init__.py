@@ -1,21 +1,36 @@
-"""Phone-or-not inference: loading model versions and classifying pictures. Knows nothing of Django."""
+"""Phone-or-not inference: loading model versions and classifying pictures. Knows nothing of Django.
 
-from inference.classifier import NOT_PHONE, PHONE, PhoneClassifier, Prediction
-from inference.images import ImageError, open_image
-from inference.loader import default_models_root, load_classifier, read_active_pointer, resolve_model_dir
-from inference.manifest import ModelLoadError, ModelManifest
+Names are imported on first use (PEP 562), so ``import inference.images`` in the web process or the serving
+path in a worker never pulls in torch; only the PyTorch classifiers import it.
+"""
 
-__all__ = [
-    "NOT_PHONE",
-    "PHONE",
-    "ImageError",
-    "ModelLoadError",
-    "ModelManifest",
-    "PhoneClassifier",
-    "Prediction",
-    "default_models_root",
-    "load_classifier",
-    "open_image",
-    "read_active_pointer",
-    "resolve_model_dir",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "NOT_PHONE": "inference.prediction",
+    "PHONE": "inference.prediction",
+    "Prediction": "inference.prediction",
+    "PhoneClassifier": "inference.classifier",
+    "ImageError": "inference.images",
+    "open_image": "inference.images",
+    "default_models_root": "inference.loader",
+    "load_classifier": "inference.loader",
+    "read_active_pointer": "inference.loader",
+    "resolve_model_dir": "inference.loader",
+    "ModelLoadError": "inference.manifest",
+    "ModelManifest": "inference.manifest",
+    "load_serving_classifier": "inference.serving",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError as error:
+        raise AttributeError(f"module 'inference' has no attribute {name!r}") from error
+    return getattr(importlib.import_module(module), name)

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from inference.images import ImageError, open_image
-from inference.loader import load_classifier, resolve_model_dir
+from inference.loader import resolve_model_dir
 from inference.manifest import ModelLoadError
-from inference.runtime import configure_torch_threads
+from inference.serving import load_serving_classifier
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,14 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("files", nargs="+", metavar="FILE", help="pictures to classify")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--model", default=None, help="version name under trained_models/ or a model directory")
+    parser.add_argument(
+        "--engine", default=None, choices=["onnxruntime", "torch"], help="default: the fastest installed engine"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_torch_threads()
     try:
-        classifier = load_classifier(resolve_model_dir(args.model))
+        classifier = load_serving_classifier(resolve_model_dir(args.model), engine=args.engine)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

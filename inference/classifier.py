@@ -7,7 +7,6 @@ becomes phone logits; thresholds, temperature and labelling live here so every m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,26 +15,15 @@ from torch import nn
 
 from inference.backbone import build_efficientnet_lite
 from inference.heatmap import grad_cam, occlusion_evidence
+from inference.loader import register_model_kind
 from inference.manifest import ModelManifest
+from inference.prediction import NOT_PHONE, PHONE, Prediction, calibrated_probabilities, verdicts
 from inference.preprocessing import images_to_batch
 
-PHONE = "phone"
-NOT_PHONE = "not_phone"
+__all__ = ["NOT_PHONE", "PHONE", "ImageNetZeroShotClassifier", "PhoneClassifier", "Prediction"]
 
 # ImageNet classes that are telephones: 487 cellular telephone, 528 dial telephone, 707 pay-phone.
 IMAGENET_PHONE_CLASSES = (487, 528, 707)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One verdict: the label, the probability that the picture shows a phone, and the model that said so."""
-
-    label: str
-    probability: float
-    model_version: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {"label": self.label, "probability": self.probability, "model_version": self.model_version}
 
 
 class PhoneClassifier:
@@ -61,8 +49,7 @@ class PhoneClassifier:
         """Calibrated probability of "phone" for each picture (temperature from the manifest applied)."""
         if not images:
             return []
-        logits = self.phone_logits(self.preprocess(images))
-        return torch.sigmoid(logits / self.manifest.temperature).tolist()
+        return calibrated_probabilities(self.phone_logits(self.preprocess(images)).numpy(), self.manifest)
 
     def evidence_map(self, image: Image.Image) -> torch.Tensor:
         """Where the phone evidence is in ``image``: a small (H, W) map over the region the model sees.
@@ -75,15 +62,7 @@ class PhoneClassifier:
 
     def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
         """Verdicts for upright RGB pictures, in the same order."""
-        threshold = self.manifest.threshold
-        return [
-            Prediction(
-                label=PHONE if probability >= threshold else NOT_PHONE,
-                probability=round(float(probability), 6),
-                model_version=self.version,
-            )
-            for probability in self.phone_probabilities(images)
-        ]
+        return verdicts(self.phone_probabilities(images), self.manifest)
 
 
 class ImageNetZeroShotClassifier(PhoneClassifier):
@@ -113,3 +92,6 @@ class ImageNetZeroShotClassifier(PhoneClassifier):
         with torch.no_grad():
             features = self.network.extract_features(self.preprocess([image]))
         return grad_cam(features, self._phone_logits_from_features)[0]
+
+
+register_model_kind("imagenet-zero-shot", ImageNetZeroShotClassifier)

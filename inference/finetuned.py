@@ -24,10 +24,12 @@ from inference.backbone import build_efficientnet_lite, imagenet_weights_path
 from inference.classifier import PhoneClassifier
 from inference.loader import register_model_kind
 from inference.manifest import ModelLoadError, ModelManifest, sha256_file
-from inference.preprocessing import image_to_tensor
+from inference.preprocessing import crop_boxes, image_to_tensor, multiscale_views_array
 
 KIND = "fine-tuned"
 WEIGHTS_FILE = "weights.pt"
+
+__all__ = ["KIND", "WEIGHTS_FILE", "FineTunedClassifier", "FineTunedPhoneNet", "PooledLogitHead", "crop_boxes"]
 
 
 class PooledLogitHead(nn.Module):
@@ -53,7 +55,11 @@ class PooledLogitHead(nn.Module):
         return self.cell_logits(self.dropout(features)).squeeze(1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        cells = self.cell_map(features).flatten(1)
+        return self.pool(self.cell_map(features))
+
+    def pool(self, cell_map: torch.Tensor) -> torch.Tensor:
+        """Phone log-odds (N,) from per-cell logits (N, H, W)."""
+        cells = cell_map.flatten(1)
         r = self.sharpness
         return (torch.logsumexp(r * cells, dim=1) - math.log(cells.shape[1])) / r
 
@@ -179,24 +185,6 @@ def network_options(manifest: ModelManifest) -> dict[str, Any]:
     }
 
 
-def crop_boxes(width: int, height: int, grid: int, fraction: float) -> list[tuple[int, int, int, int]]:
-    """Overlapping crops covering the picture on a ``grid`` x ``grid`` lattice, each ``fraction`` of a side."""
-    if grid <= 0:
-        return []
-    crop_w, crop_h = max(1, round(width * fraction)), max(1, round(height * fraction))
-    steps = [0.0] if grid == 1 else [i / (grid - 1) for i in range(grid)]
-    return [
-        (
-            round((width - crop_w) * sx),
-            round((height - crop_h) * sy),
-            round((width - crop_w) * sx) + crop_w,
-            round((height - crop_h) * sy) + crop_h,
-        )
-        for sy in steps
-        for sx in steps
-    ]
-
-
 class FineTunedClassifier(PhoneClassifier):
     """A checkpoint from ``ml_training`` on top of the packaged ImageNet trunk.
 
@@ -237,17 +225,24 @@ class FineTunedClassifier(PhoneClassifier):
         return 1 + self.multiscale_grid**2
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        config = self.manifest.preprocessing
-        tensors = []
-        for image in images:
-            tensors.append(image_to_tensor(image, config))
-            for box in crop_boxes(image.width, image.height, self.multiscale_grid, self.multiscale_fraction):
-                tensors.append(image_to_tensor(image.crop(box), config))
-        return torch.stack(tensors)
+        return torch.from_numpy(
+            multiscale_views_array(
+                images, self.manifest.preprocessing, grid=self.multiscale_grid, fraction=self.multiscale_fraction
+            )
+        )
 
     def phone_logits(self, batch: torch.Tensor) -> torch.Tensor:
-        logits = self.network(batch)
-        return logits.view(-1, self.views_per_image).max(dim=1).values
+        return self.phone_logits_and_evidence(batch)[0]
+
+    def phone_logits_and_evidence(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phone log-odds per picture (N,) and the head's per-cell logits of every view (N * views, H, W).
+
+        One pass gives both, so the exported graph (``inference/acceleration.py``) serves verdicts and heat maps
+        alike; a picture's evidence map is its first view's cells (the whole picture).
+        """
+        cells = self.network.head.cell_map(self.network.tail_features(self.network.trunk(batch)))
+        logits = self.network.head.pool(cells)
+        return logits.view(-1, self.views_per_image).max(dim=1).values, cells
 
     @torch.inference_mode()
     def evidence_map(self, image: Image.Image) -> torch.Tensor:

@@ -6,21 +6,29 @@ used when nobody asks for a specific one (the command-line tool; the web app's d
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from inference.classifier import ImageNetZeroShotClassifier, PhoneClassifier
 from inference.manifest import ModelLoadError, ModelManifest, read_manifest, verify_files
+
+if TYPE_CHECKING:
+    from inference.classifier import PhoneClassifier
 
 ACTIVE_POINTER = "ACTIVE"
 MODELS_DIR_ENV = "PHONECHECK_MODELS_DIR"
 
-ClassifierBuilder = Callable[[ModelManifest, Path], PhoneClassifier]
+ClassifierBuilder = Callable[[ModelManifest, Path], "PhoneClassifier"]
 
-_BUILDERS: dict[str, ClassifierBuilder] = {
-    "imagenet-zero-shot": ImageNetZeroShotClassifier,
+# Model kinds by the module that defines them, imported only when a model of that kind is loaded: the serving
+# path reads manifests and paths from here without importing torch.
+_KIND_MODULES = {
+    "imagenet-zero-shot": "inference.classifier",
+    "fine-tuned": "inference.finetuned",
 }
+_BUILDERS: dict[str, ClassifierBuilder] = {}
 
 
 def register_model_kind(kind: str, builder: ClassifierBuilder) -> None:
@@ -69,11 +77,7 @@ def load_classifier(model_dir: str | os.PathLike[str]) -> PhoneClassifier:
         raise ModelLoadError(f"Model directory {directory} does not exist.")
     manifest = read_manifest(directory)
     verify_files(directory, manifest)
-    _import_optional_kinds()
-    try:
-        builder = _BUILDERS[manifest.kind]
-    except KeyError as error:
-        raise ModelLoadError(f"Model {manifest.version} has unknown kind {manifest.kind!r}.") from error
+    builder = _builder_for(manifest)
     try:
         return builder(manifest, directory)
     except ModelLoadError:
@@ -82,10 +86,11 @@ def load_classifier(model_dir: str | os.PathLike[str]) -> PhoneClassifier:
         raise ModelLoadError(f"Model {manifest.version} could not be loaded: {error}") from error
 
 
-def _import_optional_kinds() -> None:
-    """Model kinds defined in their own modules register themselves on import."""
+def _builder_for(manifest: ModelManifest) -> ClassifierBuilder:
+    """The class that builds ``manifest.kind``; its module registers it when first imported."""
+    if manifest.kind not in _BUILDERS and manifest.kind in _KIND_MODULES:
+        importlib.import_module(_KIND_MODULES[manifest.kind])
     try:
-        import inference.finetuned  # noqa: F401
-    except ModuleNotFoundError as error:
-        if error.name != "inference.finetuned":
-            raise
+        return _BUILDERS[manifest.kind]
+    except KeyError as error:
+        raise ModelLoadError(f"Model {manifest.version} has unknown kind {manifest.kind!r}.") from error

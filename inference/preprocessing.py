@@ -3,19 +3,24 @@
 The configuration is plain data saved in every model's manifest, so a checkpoint always travels with the exact
 preprocessing it was trained with (timm's habit).
 
-Written with Pillow and torch alone, giving the same numbers bit for bit as torchvision's ``resize``,
-``center_crop``, ``pil_to_tensor`` and ``normalize`` (a test proves it): importing torchvision cost every worker
-process 176 MB of memory for these four functions (docs/performance.md).
+Written with Pillow and NumPy alone, giving the same numbers bit for bit as torchvision's ``resize``,
+``center_crop``, ``pil_to_tensor`` and ``normalize`` (a test proves it). Serving never imports torch: the worker
+runs exported graphs in ONNX Runtime on NumPy arrays, and ``import torch`` alone costs a process ~500 MB
+(docs/performance.md). The torch-tensor helpers at the end import torch only when called (training, the eager
+fallback).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 # Pillow resampling filters by the names torchvision's InterpolationMode uses (the manifests store these names).
 _RESAMPLING = {
@@ -82,25 +87,73 @@ def resize_for_model(image: Image.Image, config: PreprocessConfig) -> Image.Imag
     return _resize(image, (config.image_size, config.image_size), resample)
 
 
-def normalize_tensor(tensor: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
-    """Scale a [0, 1] (..., C, H, W) tensor with the model's mean and standard deviation."""
-    return _normalize_in_place(tensor.clone(), config)
-
-
-def image_to_tensor(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
-    """The model input (C, H, W, float32) for one upright RGB picture."""
-    pixels = np.array(resize_for_model(image, config))  # a writable (H, W, C) uint8 copy of 150 kB
+def image_to_array(image: Image.Image, config: PreprocessConfig) -> np.ndarray:
+    """The model input (C, H, W, float32) for one upright RGB picture, as a NumPy array."""
+    pixels = np.asarray(resize_for_model(image, config))
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
     # Channels-first in memory before the float maths: half the time of working through permuted strides.
-    tensor = torch.from_numpy(pixels).permute(2, 0, 1).contiguous().float().div_(255.0)
-    return _normalize_in_place(tensor, config)
+    array = np.ascontiguousarray(pixels.transpose(2, 0, 1)).astype(np.float32)
+    array /= np.float32(255.0)
+    return _normalize_array_in_place(array, config)
 
 
-def _normalize_in_place(tensor: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
-    mean = torch.as_tensor(config.mean, dtype=tensor.dtype).view(-1, 1, 1)
-    std = torch.as_tensor(config.std, dtype=tensor.dtype).view(-1, 1, 1)
-    return tensor.sub_(mean).div_(std)
+def images_to_array(images: Sequence[Image.Image], config: PreprocessConfig) -> np.ndarray:
+    """Stack pictures into one (N, C, H, W) float32 batch."""
+    return np.stack([image_to_array(image, config) for image in images])
+
+
+def crop_boxes(width: int, height: int, grid: int, fraction: float) -> list[tuple[int, int, int, int]]:
+    """Overlapping crops covering the picture on a ``grid`` x ``grid`` lattice, each ``fraction`` of a side."""
+    if grid <= 0:
+        return []
+    crop_w, crop_h = max(1, round(width * fraction)), max(1, round(height * fraction))
+    steps = [0.0] if grid == 1 else [i / (grid - 1) for i in range(grid)]
+    return [
+        (
+            round((width - crop_w) * sx),
+            round((height - crop_h) * sy),
+            round((width - crop_w) * sx) + crop_w,
+            round((height - crop_h) * sy) + crop_h,
+        )
+        for sy in steps
+        for sx in steps
+    ]
+
+
+def multiscale_views_array(
+    images: Sequence[Image.Image], config: PreprocessConfig, *, grid: int = 0, fraction: float = 0.6
+) -> np.ndarray:
+    """Each picture followed by its ``grid`` x ``grid`` overlapping crops, as one (N * (1 + grid**2), C, H, W) batch.
+
+    With ``grid`` 0 this is :func:`images_to_array`: one view per picture.
+    """
+    views = []
+    for image in images:
+        views.append(image_to_array(image, config))
+        views.extend(image_to_array(image.crop(box), config) for box in crop_boxes(*image.size, grid, fraction))
+    return np.stack(views)
+
+
+def _normalize_array_in_place(array: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    channels = array.shape[-3]
+    array -= np.asarray(config.mean, dtype=np.float32)[:channels].reshape(-1, 1, 1)
+    array /= np.asarray(config.std, dtype=np.float32)[:channels].reshape(-1, 1, 1)
+    return array
+
+
+def normalize_tensor(tensor: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
+    """Scale a [0, 1] (..., C, H, W) float32 tensor with the model's mean and standard deviation (a new tensor)."""
+    normalized = tensor.detach().clone().contiguous()
+    _normalize_array_in_place(normalized.numpy(), config)  # the NumPy view shares the tensor's memory
+    return normalized
+
+
+def image_to_tensor(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
+    """:func:`image_to_array` as a torch tensor (training and the eager fallback)."""
+    import torch  # only the torch paths pay for it; serving stays torch-free
+
+    return torch.from_numpy(image_to_array(image, config))
 
 
 def _resampling(name: str) -> Image.Resampling:
@@ -130,6 +183,8 @@ def _center_crop(image: Image.Image, side: int) -> Image.Image:
     return image.crop((left, top, left + side, top + side))
 
 
-def images_to_batch(images: list[Image.Image], config: PreprocessConfig) -> torch.Tensor:
-    """Stack pictures into one (N, C, H, W) batch."""
-    return torch.stack([image_to_tensor(image, config) for image in images])
+def images_to_batch(images: Sequence[Image.Image], config: PreprocessConfig) -> torch.Tensor:
+    """:func:`images_to_array` as a torch tensor."""
+    import torch
+
+    return torch.from_numpy(images_to_array(images, config))

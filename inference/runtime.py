@@ -1,16 +1,20 @@
-"""Serving on a small shared machine: process-wide torch settings, and the batch API."""
+"""Serving on a small shared machine: process-wide torch settings (for the torch paths), and the batch API."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
 
-from inference.classifier import PhoneClassifier, Prediction
 from inference.images import DEFAULT_MAX_PIXELS, ImageError, ImageSource, open_image
+from inference.prediction import Prediction
+
+if TYPE_CHECKING:
+    from inference.classifier import PhoneClassifier
+    from inference.serving import OnnxClassifier
 
 THREADS_ENV = "PHONECHECK_TORCH_THREADS"
 
@@ -21,6 +25,8 @@ def configure_torch_threads(threads: int | None = None) -> int:
     Default: ``$PHONECHECK_TORCH_THREADS`` or 2. The box has two cores shared with the web server, the
     database and the broker; more threads than cores only adds contention.
     """
+    import torch  # only processes that run torch models call this
+
     count = threads or int(os.environ.get(THREADS_ENV, "2"))
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
@@ -28,7 +34,7 @@ def configure_torch_threads(threads: int | None = None) -> int:
 
 
 def predict_files(
-    classifier: PhoneClassifier,
+    classifier: PhoneClassifier | OnnxClassifier,
     sources: Sequence[ImageSource],
     *,
     workers: int = 2,

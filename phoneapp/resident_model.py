@@ -13,16 +13,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from inference.acceleration import TORCH, accelerate, default_cache_dir
-from inference.classifier import PhoneClassifier
-from inference.loader import load_classifier
+from inference.export_cache import default_cache_dir
 from inference.manifest import ModelLoadError, manifest_checksum
-from inference.runtime import configure_torch_threads
+from inference.serving import TORCH, OnnxClassifier, load_serving_classifier
 from phoneapp.models import ModelVersion
 from phoneapp.services.model_versions import model_dir_of, model_version_active
+
+if TYPE_CHECKING:
+    from inference.classifier import PhoneClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LoadedModel:
     version: ModelVersion
-    classifier: PhoneClassifier
+    classifier: OnnxClassifier | PhoneClassifier
 
 
 class ResidentModel:
@@ -62,22 +64,20 @@ class ResidentModel:
 
     @staticmethod
     def _load(version: ModelVersion) -> LoadedModel:
-        configure_torch_threads(settings.TORCH_THREADS)
         started = time.perf_counter()
         model_dir = model_dir_of(version)
-        classifier = load_classifier(model_dir)
+        classifier = load_serving_classifier(
+            model_dir,
+            engine=settings.INFERENCE_ENGINE or None,
+            threads=settings.INFERENCE_THREADS,
+            cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
+        )
         if manifest_checksum(model_dir) != version.checksum:
             raise ModelLoadError(f"Model {version.name}: manifest on disk differs from the registered checksum.")
         if classifier.version != version.name:
             raise ModelLoadError(
                 f"Model directory of {version.name} holds version {classifier.version}; refusing to mix them up."
             )
-        classifier = accelerate(
-            classifier,
-            engine=settings.INFERENCE_ENGINE or None,
-            threads=settings.INFERENCE_THREADS,
-            cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
-        )
         logger.info(
             "model loaded",
             extra={

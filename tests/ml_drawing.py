@@ -50,3 +50,14 @@ def draw_scene(rng: random.Random, size: int = 128) -> Image.Image:
         colour = tuple(rng.randint(0, 255) for _ in range(3))
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
     return image
+
+
+def drawn_pictures(seed: int = 0) -> list[Image.Image]:
+    """Four drawn pictures of different sizes and aspect ratios, phone-like and not (torch-free, for any process)."""
+    rng = random.Random(seed)
+    sizes = [(320, 240), (200, 300), (224, 224), (640, 480)]
+    pictures = []
+    for index, (width, height) in enumerate(sizes):
+        square = (draw_phone_like if index % 2 else draw_not_phone)(rng, max(width, height))
+        pictures.append(square.resize((width, height)))
+    return pictures

@@ -5,7 +5,6 @@ Correctness only: timings live in ``benchmarks/run.py``, where a busy machine ca
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
@@ -13,26 +12,17 @@ import torch
 from PIL import Image
 
 from inference import load_classifier, resolve_model_dir
-from inference.acceleration import AcceleratedClassifier, accelerate
+from inference.acceleration import accelerate
 from inference.classifier import PhoneClassifier
 from inference.finetuned import WEIGHTS_FILE, FineTunedPhoneNet
 from inference.manifest import ModelManifest, sha256_file, write_manifest
 from inference.preprocessing import PreprocessConfig, image_to_tensor
-from tests.ml_drawing import draw_not_phone, draw_phone_like
+from inference.serving import OnnxClassifier
+from tests.ml_drawing import drawn_pictures
 
 pytest.importorskip("onnxruntime")
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "trained_models"
-
-
-def drawn_pictures(seed: int = 0) -> list[Image.Image]:
-    rng = random.Random(seed)
-    sizes = [(320, 240), (200, 300), (224, 224), (640, 480)]
-    pictures = []
-    for index, (width, height) in enumerate(sizes):
-        square = (draw_phone_like if index % 2 else draw_not_phone)(rng, max(width, height))
-        pictures.append(square.resize((width, height)))
-    return pictures
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +52,7 @@ def fine_tuned_model_dir(root: Path, *, multiscale_grid: int) -> Path:
 def test_fast_path_gives_the_zero_shot_models_probabilities(export_cache: Path) -> None:
     reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
     fast = accelerate(reference, cache_dir=export_cache)
-    assert isinstance(fast, AcceleratedClassifier) and fast.engine == "onnxruntime"
+    assert isinstance(fast, OnnxClassifier) and fast.engine == "onnxruntime"
     pictures = drawn_pictures()
     expected = reference.phone_probabilities(pictures)
     actual = fast.phone_probabilities(pictures)
@@ -73,7 +63,7 @@ def test_fast_path_gives_the_zero_shot_models_probabilities(export_cache: Path) 
 def test_fast_path_covers_multiscale_fine_tuned_models(tmp_path: Path) -> None:
     reference = load_classifier(fine_tuned_model_dir(tmp_path, multiscale_grid=1))
     fast = accelerate(reference, cache_dir=tmp_path / "cache")
-    assert isinstance(fast, AcceleratedClassifier)
+    assert isinstance(fast, OnnxClassifier)
     pictures = drawn_pictures(seed=1)
     assert fast.phone_probabilities(pictures) == pytest.approx(reference.phone_probabilities(pictures), abs=1e-4)
 
@@ -93,7 +83,7 @@ def test_a_restarted_process_reuses_the_checked_export(tmp_path: Path) -> None:
     exports = list(tmp_path.glob("*.onnx"))
     second = accelerate(load_classifier(model_dir), cache_dir=tmp_path)
     assert len(exports) == 1 and list(tmp_path.glob("*.onnx")) == exports
-    assert not first.runner.from_cache and second.runner.from_cache
+    assert not first.from_cache and second.from_cache
     pictures = drawn_pictures()
     assert second.phone_probabilities(pictures) == pytest.approx(first.phone_probabilities(pictures), abs=1e-6)
 
@@ -101,7 +91,7 @@ def test_a_restarted_process_reuses_the_checked_export(tmp_path: Path) -> None:
 def test_torch_engine_chosen_by_setting_or_manifest_keeps_the_eager_model(export_cache: Path) -> None:
     reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
     assert accelerate(reference, engine="torch", cache_dir=export_cache) is reference
-    assert isinstance(accelerate(reference, engine="onnxruntime", cache_dir=export_cache), AcceleratedClassifier)
+    assert isinstance(accelerate(reference, engine="onnxruntime", cache_dir=export_cache), OnnxClassifier)
     reference.manifest.options["engine"] = "torch"
     assert accelerate(reference, cache_dir=export_cache) is reference
 

@@ -14,9 +14,9 @@ import time
 from django.conf import settings
 from django.core.files.base import ContentFile
 
-from inference.heatmap import heatmap_png
 from inference.images import ImageError
 from inference.manifest import ModelLoadError
+from inference.overlay import heatmap_png
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
 from phoneapp.services.stored_pictures import stored_picture_for

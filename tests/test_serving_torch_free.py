@@ -1,0 +1,122 @@
+"""Serving processes run the checked ONNX export without ever importing torch, and fall back to torch safely."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.acceleration import accelerate
+from inference.loader import load_classifier
+from inference.serving import AccelerationUnavailable, OnnxClassifier, load_serving_classifier
+from tests.ml_drawing import drawn_pictures
+from tests.test_performance_fast_path import fine_tuned_model_dir
+
+pytest.importorskip("onnxruntime")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# What a worker does with a model: load it for serving, classify a picture, draw its heat map.
+SERVING_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from inference.images import open_image
+    from inference.overlay import heatmap_png
+    from inference.serving import load_serving_classifier
+
+    classifier = load_serving_classifier(Path(sys.argv[1]), cache_dir=Path(sys.argv[2]))
+    pictures = [open_image(path) for path in sys.argv[3:]]
+    probabilities = classifier.phone_probabilities(pictures)
+    png = heatmap_png(classifier, pictures[0])
+    print(json.dumps({
+        "engine": getattr(classifier, "engine", "torch"),
+        "from_cache": getattr(classifier, "from_cache", None),
+        "probabilities": probabilities,
+        "heatmap_bytes": len(png),
+        "torch_imported": "torch" in sys.modules,
+    }))
+    """
+)
+
+
+def run_serving_process(model_dir: Path, cache_dir: Path, pictures: list[Path]) -> dict:
+    finished = subprocess.run(
+        [sys.executable, "-c", SERVING_SCRIPT, str(model_dir), str(cache_dir), *map(str, pictures)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def test_a_serving_process_classifies_and_explains_without_importing_torch(tmp_path: Path) -> None:
+    model_dir = fine_tuned_model_dir(tmp_path, multiscale_grid=0)
+    cache_dir = tmp_path / "cache"
+    pictures = drawn_pictures()
+    paths = [tmp_path / f"picture-{index}.png" for index in range(len(pictures))]
+    for picture, path in zip(pictures, paths, strict=True):
+        picture.save(path)
+
+    cold = run_serving_process(model_dir, cache_dir, paths)  # the export is made by a child process
+    warm = run_serving_process(model_dir, cache_dir, paths)
+
+    expected = load_classifier(model_dir).phone_probabilities(pictures)
+    for run in (cold, warm):
+        assert run["engine"] == "onnxruntime"
+        assert run["torch_imported"] is False
+        assert run["heatmap_bytes"] > 100
+        assert run["probabilities"] == pytest.approx(expected, abs=1e-4)
+    assert (cold["from_cache"], warm["from_cache"]) == (False, True)
+    assert len(list(cache_dir.glob("*.onnx"))) == 1
+
+
+def test_the_exported_evidence_map_is_the_torch_models(tmp_path: Path) -> None:
+    reference = load_classifier(fine_tuned_model_dir(tmp_path, multiscale_grid=0))
+    fast = accelerate(reference, cache_dir=tmp_path / "cache")
+    assert isinstance(fast, OnnxClassifier) and fast.explains_without_torch
+    picture = drawn_pictures(seed=3)[1]
+    expected = reference.evidence_map(picture).numpy()
+    actual = fast.evidence_map(picture)
+    assert actual.shape == expected.shape == (7, 7)
+    assert np.abs(actual - expected).max() < 1e-3
+
+
+def test_a_failed_export_falls_back_to_the_torch_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_export(model_dir: Path, cache_dir: Path) -> None:
+        raise AccelerationUnavailable("the export process failed: simulated")
+
+    monkeypatch.setattr("inference.serving.export_in_child_process", failing_export)
+    model_dir = fine_tuned_model_dir(tmp_path, multiscale_grid=0)
+
+    classifier = load_serving_classifier(model_dir, cache_dir=tmp_path / "cache")
+
+    assert not isinstance(classifier, OnnxClassifier)
+    pictures = drawn_pictures()
+    assert classifier.phone_probabilities(pictures) == pytest.approx(
+        load_classifier(model_dir).phone_probabilities(pictures), abs=1e-6
+    )
+
+
+def test_a_corrupted_export_in_the_cache_is_not_served(tmp_path: Path) -> None:
+    """A damaged cached file (disk full mid-copy, say) must not take the worker down: torch serves instead."""
+    from inference.export_cache import cached_export_path
+    from inference.manifest import read_manifest
+
+    model_dir = fine_tuned_model_dir(tmp_path, multiscale_grid=0)
+    cache_dir = tmp_path / "cache"
+    path = cached_export_path(cache_dir, read_manifest(model_dir))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an onnx graph")
+
+    classifier = load_serving_classifier(model_dir, cache_dir=cache_dir)
+
+    assert not isinstance(classifier, OnnxClassifier)
+    assert len(classifier.predict(drawn_pictures())) == 4
