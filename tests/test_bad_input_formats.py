@@ -114,6 +114,25 @@ def test_exif_rotated_photo_is_recorded_upright(alice_client: Client, alice: Use
 
 
 @pytest.mark.django_db
+def test_big_sideways_camera_photo_gets_its_full_upright_size_and_a_sharp_thumbnail(
+    alice_client: Client, alice: User
+) -> None:
+    """The web process decodes a big JPEG only at thumbnail scale; the sizes it records must still be the real ones."""
+    picture = draw_picture(width=2400, height=1800)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    data = encode(picture, "JPEG", exif=exif.tobytes())
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("camera.jpg", data)})
+
+    assert response.status_code == 201
+    upload = Upload.objects.get(owner=alice)
+    assert (upload.width, upload.height) == (1800, 2400)
+    with Image.open(upload.thumbnail.open("rb")) as thumbnail:
+        assert thumbnail.size == (240, 320)  # upright, and filling the 320-pixel box exactly
+
+
+@pytest.mark.django_db
 def test_picture_at_the_pixel_limit_is_accepted_and_one_pixel_more_is_not(alice_client: Client, settings) -> None:
     settings.UPLOAD_MAX_PIXELS = 200 * 150
     exact = encode(draw_picture(width=200, height=150), "PNG")
