@@ -83,12 +83,14 @@ class Bench:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="phonecheck-bench-logs-")))
 
-    def start(self, name: str, command: list[str], *, python: str = sys.executable) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, command: list[str], *, python: str = sys.executable, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("wb")
         process = subprocess.Popen(
             [python, *command],
             cwd=REPO_ROOT,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -257,7 +259,10 @@ def _wait_finished(upload_ids: list[int], *, timeout: float, interval: float) ->
         time.sleep(interval)
 
 
-def start_worker(bench: Bench, *, pool: str, python: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    bench: Bench, *, pool: str, python: str, concurrency: int = 1, threads: int | None = None
+) -> subprocess.Popen[bytes]:
+    """One celery worker node on the classify queue; ``threads`` sets each process's ONNX Runtime threads."""
     return bench.start(
         "worker",
         [
@@ -271,7 +276,7 @@ def start_worker(bench: Bench, *, pool: str, python: str) -> subprocess.Popen[by
             "--pool",
             pool,
             "--concurrency",
-            "1",
+            str(concurrency),
             "-n",
             f"bench-{os.getpid()}@%h",
             "--without-gossip",
@@ -281,6 +286,7 @@ def start_worker(bench: Bench, *, pool: str, python: str) -> subprocess.Popen[by
             "INFO",
         ],
         python=python,
+        env={"INFERENCE_THREADS": str(threads)} if threads else None,
     )
 
 
@@ -293,18 +299,25 @@ def measure_e2e(
     pool: str = "solo",
     worker_python: str = sys.executable,
     model: str | None = None,
+    concurrency: int = 1,
+    worker_threads: int | None = None,
 ) -> dict[str, Any]:
     """Worker start-up, single uploads one after another, then ``concurrent`` uploads from ``clients`` clients."""
     needed = 1 + sequential + concurrent
     if len(pictures) < needed:
         raise ValueError(f"need {needed} distinct pictures, got {len(pictures)}")
-    result: dict[str, Any] = {"worker_pool": pool, "worker_python": worker_python}
+    result: dict[str, Any] = {
+        "worker_pool": pool,
+        "worker_concurrency": concurrency,
+        "worker_threads": worker_threads or int(os.environ.get("INFERENCE_THREADS", "2")),
+        "worker_python": worker_python,
+    }
     with services(model=model) as bench:
         client = ApiClient(bench.base_port, bench.token)
         # Start-up: an upload is already waiting when the worker process starts; ready = its verdict is in.
         first = client.upload(pictures[0], "first.jpg")
         started = time.time()
-        worker = start_worker(bench, pool=pool, python=worker_python)
+        worker = start_worker(bench, pool=pool, python=worker_python, concurrency=concurrency, threads=worker_threads)
         verdicts = _wait_finished([first], timeout=180, interval=0.05)
         status, processed = verdicts.get(first, ("missing", None))
         if status != "done" or processed is None:

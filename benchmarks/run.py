@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--uploads", type=int, default=500, help="uploads sent by the concurrent clients")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--pool", choices=["solo", "prefork"], default="solo", help="the worker's celery pool")
+    parser.add_argument("--worker-concurrency", type=int, default=1, help="worker processes (prefork pool)")
+    parser.add_argument(
+        "--worker-threads", type=int, default=None, help="ONNX Runtime threads per worker process (default: --threads)"
+    )
     parser.add_argument(
         "--worker-python", default=sys.executable, help="interpreter for the worker (e.g. a venv with CPU-only torch)"
     )
@@ -114,6 +118,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pool=args.pool,
             worker_python=args.worker_python,
             model=args.model,
+            concurrency=args.worker_concurrency,
+            worker_threads=args.worker_threads or args.threads,
         )
         for name in ("e2e_ms_p50", "e2e_ms_p95", "e2e_images_per_s", "worker_rss_mb", "worker_ready_s"):
             figures[name] = e2e.pop(name)

