@@ -6,7 +6,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import task_prerun, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoneapp.settings")
 
@@ -24,6 +24,21 @@ def _load_model_at_process_start(**_: object) -> None:
         resident_model.current()
     except Exception:
         logging.getLogger(__name__).exception("model could not be preloaded")
+
+
+@task_prerun.connect
+def _check_database_connections(task: object = None, **_: object) -> None:
+    """Before each task, what Django does before each request: drop connections that broke or grew too old.
+
+    Celery no longer closes them per task (``CELERY_DB_REUSE_MAX``); with ``CONN_HEALTH_CHECKS`` the next query
+    first checks the kept connection and reconnects if the database went away in between. Eager tasks (no broker:
+    they run inside a web request's transaction) are left alone, as Celery's own fixup leaves them.
+    """
+    if getattr(getattr(task, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @worker_ready.connect
