@@ -12,7 +12,14 @@ from PIL import Image
 
 from inference import load_classifier
 from inference.classifier import PhoneClassifier
-from inference.heatmap import grad_cam, heatmap_overlay, heatmap_png, model_input_box, occlusion_evidence
+from inference.heatmap import (
+    OVERLAY_MAX_SIDE,
+    grad_cam,
+    heatmap_overlay,
+    heatmap_png,
+    model_input_box,
+    occlusion_evidence,
+)
 from inference.manifest import ModelManifest
 from inference.preprocessing import PreprocessConfig
 from tests.images import draw_picture
@@ -67,7 +74,7 @@ def test_zero_shot_classifier_keeps_its_verdicts_and_explains_them_with_grad_cam
     png = heatmap_png(classifier, picture)
     overlay = Image.open(io.BytesIO(png))
     assert overlay.mode == "RGBA"
-    assert overlay.size == (320, 240)
+    assert overlay.size == (OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE * 3 // 4)  # the picture's 4:3, small
 
 
 def test_model_input_box_is_the_centre_crop_the_model_sees() -> None:
@@ -82,19 +89,21 @@ def test_overlay_is_transparent_where_there_is_no_evidence_and_red_where_it_peak
     evidence[5, 1] = -4.0  # negative evidence shows as none
     overlay = heatmap_overlay(evidence, image_size=(700, 700), config=PreprocessConfig(center_crop=False))
     pixels = np.asarray(overlay)
-    assert overlay.size == (640, 640)  # capped at OVERLAY_MAX_SIDE, aspect kept
-    top_right = pixels[150, 485]
+    side = OVERLAY_MAX_SIDE
+    assert overlay.size == (side, side)  # capped at OVERLAY_MAX_SIDE, aspect kept
+    top_right = pixels[round(side * 0.23), round(side * 0.76)]
     assert top_right[3] > 150 and top_right[0] > top_right[2]
-    assert pixels[485, 150, 3] == 0
-    assert pixels[10, 10, 3] == 0
+    assert pixels[round(side * 0.76), round(side * 0.23), 3] == 0
+    assert pixels[2, 2, 3] == 0
 
 
 def test_overlay_of_a_centre_cropping_model_leaves_the_cut_edges_clear() -> None:
     evidence = torch.ones(7, 7)
     config = PreprocessConfig(image_size=224, resize_size=256, center_crop=True)
     pixels = np.asarray(heatmap_overlay(evidence, image_size=(600, 300), config=config))
-    assert pixels[150, 5, 3] == 0  # left edge, outside the crop
-    assert pixels[150, 300, 3] > 150
+    height, width = pixels.shape[:2]
+    assert pixels[height // 2, 1, 3] == 0  # left edge, outside the crop
+    assert pixels[height // 2, width // 2, 3] > 150
 
 
 def test_occlusion_patches_grey_out_only_the_region_the_model_sees() -> None:
