@@ -64,6 +64,10 @@ class PhoneClassifier:
         """Verdicts for upright RGB pictures, in the same order."""
         return verdicts(self.phone_probabilities(images), self.manifest)
 
+    def predict_and_explain(self, image: Image.Image) -> tuple[Prediction, None]:
+        """The verdict for one picture; the evidence map is left to :meth:`evidence_map` (its own pass)."""
+        return self.predict([image])[0], None
+
 
 class ImageNetZeroShotClassifier(PhoneClassifier):
     """EfficientNet-Lite's own ImageNet head: phone probability = softmax mass on the telephone classes.

@@ -97,12 +97,19 @@ def heatmap_overlay(
 
 def heatmap_png(classifier: ExplainsVerdicts, image: Image.Image, *, max_side: int = OVERLAY_MAX_SIDE) -> bytes:
     """The overlay for ``image`` as PNG bytes, using the classifier's own evidence map."""
-    overlay = heatmap_overlay(
+    return overlay_png(
         classifier.evidence_map(image),
         image_size=image.size,
         config=classifier.manifest.preprocessing,
         max_side=max_side,
     )
+
+
+def overlay_png(
+    evidence: Any, *, image_size: tuple[int, int], config: PreprocessConfig, max_side: int = OVERLAY_MAX_SIDE
+) -> bytes:
+    """:func:`heatmap_overlay` as PNG bytes, for an evidence map computed earlier (e.g. with the verdict)."""
+    overlay = heatmap_overlay(evidence, image_size=image_size, config=config, max_side=max_side)
     buffer = io.BytesIO()
     overlay.save(buffer, "PNG")  # optimize=True costs several times the encode for a few per cent
     return buffer.getvalue()

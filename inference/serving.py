@@ -152,6 +152,16 @@ class OnnxClassifier:
         """Verdicts for upright RGB pictures, in the same order."""
         return verdicts(self.phone_probabilities(images), self.manifest)
 
+    def predict_and_explain(self, image: Image.Image) -> tuple[Prediction, np.ndarray | None]:
+        """The verdict for one picture and, when the graph has it, its evidence map from the same forward pass.
+
+        The map costs nothing extra here, while computing it later means decoding and running the model again.
+        """
+        if not self.explains_without_torch:
+            return self.predict([image])[0], None
+        logits, cells = self.session.run([LOGITS_OUTPUT, EVIDENCE_OUTPUT], {self._input_name: self.preprocess([image])})
+        return verdicts(calibrated_probabilities(logits, self.manifest), self.manifest)[0], cells[0]
+
     @property
     def explains_without_torch(self) -> bool:
         """Whether heat maps come from the graph itself (fine-tuned models) rather than from PyTorch."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from celery import shared_task
 from django.db import DatabaseError
 
@@ -46,10 +47,10 @@ def requeue_pending() -> int:
 
 
 @shared_task(ignore_result=True)
-def compute_heatmap(upload_id: int) -> str:
+def compute_heatmap(upload_id: int, evidence: list[list[float]] | None = None) -> str:
     """Store the "where is the phone" overlay of a classified upload; routed to the low-priority ``heatmaps``
-    queue so it never waits in front of a verdict."""
-    upload = upload_heatmap_compute(upload_id=upload_id)
+    queue so it never waits in front of a verdict. ``evidence``: the map the verdict's forward pass gave, if any."""
+    upload = upload_heatmap_compute(upload_id=upload_id, evidence=None if evidence is None else np.asarray(evidence))
     return "stored" if upload is not None else "skipped"
 
 

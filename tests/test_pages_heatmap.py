@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -98,3 +99,61 @@ def test_draw_heatmaps_command_fills_in_missing_overlays_of_the_active_model(ali
     older.refresh_from_db()
     assert missing.heatmap
     assert not older.heatmap
+
+
+@pytest.mark.django_db
+def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
+    alice: User, settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exported fine-tuned graph gives the evidence map with the verdict; the overlay task only draws it."""
+    import numpy as np
+
+    from inference.overlay import overlay_png
+    from inference.serving import OnnxClassifier
+    from phoneapp.resident_model import resident_model
+    from phoneapp.services.classification import upload_classify
+    from phoneapp.services.model_versions import model_version_activate, model_version_register
+    from phoneapp.services.stored_pictures import stored_picture_for
+    from tests.test_classification_service import pending_upload
+    from tests.test_performance_fast_path import fine_tuned_model_dir
+
+    pytest.importorskip("onnxruntime")
+    model_dir = fine_tuned_model_dir(Path(settings.MODELS_DIR), multiscale_grid=0)  # type: ignore[attr-defined]
+    model_version_activate(version=model_version_register(model_dir=model_dir))
+    upload = pending_upload(alice)
+    Upload.objects.filter(pk=upload.pk).update(width=320, height=240)
+    second_passes: list[object] = []
+    monkeypatch.setattr(OnnxClassifier, "evidence_map", lambda self, image: second_passes.append(image))
+
+    result = upload_classify(upload_id=upload.pk)
+
+    assert result is not None and result.status == UploadStatus.DONE
+    result.refresh_from_db()
+    assert result.heatmap, "the overlay was not stored"
+    assert second_passes == []  # drawn from the verdict's own evidence: no decode, no second model pass
+    classifier = resident_model.current().classifier
+    assert isinstance(classifier, OnnxClassifier)
+    _, evidence = classifier.predict_and_explain(stored_picture_for(result, classifier))
+    expected = overlay_png(evidence, image_size=(320, 240), config=classifier.manifest.preprocessing)
+    with result.heatmap.open("rb") as stored:
+        assert np.array_equal(np.asarray(Image.open(stored)), np.asarray(Image.open(io.BytesIO(expected))))
+
+
+def test_heat_map_task_draws_the_evidence_sent_with_it(alice: User) -> None:
+    """Through the broker the map travels as plain lists; the task draws it where the evidence peaks."""
+    import numpy as np
+
+    from phoneapp.tasks import compute_heatmap
+
+    upload = make_upload(alice, version="imagenet-zero-shot")  # the verdict of the loaded model
+    evidence = [[0.0] * 7 for _ in range(7)]
+    evidence[3][3] = 2.0  # the centre
+
+    assert compute_heatmap.apply(args=(upload.pk,), kwargs={"evidence": evidence}).get() == "stored"
+
+    upload.refresh_from_db()
+    with upload.heatmap.open("rb") as stored:
+        pixels = np.asarray(Image.open(stored))
+    height, width = pixels.shape[:2]
+    assert pixels[height // 2, width // 2, 3] > 150
+    assert pixels[1, 1, 3] == 0

@@ -90,7 +90,7 @@ def upload_classify(*, upload_id: int) -> Upload | None:
         logger.warning("stored picture unreadable", extra={"upload_id": upload_id, "error": error})
         _mark_failed(upload_id, f"The stored picture cannot be read: {detail}")
         return Upload.objects.get(pk=upload_id)
-    prediction = loaded.classifier.predict([picture])[0]
+    prediction, evidence = loaded.classifier.predict_and_explain(picture)
     elapsed_ms = (time.perf_counter() - started) * 1000
     verdict = {
         "status": UploadStatus.DONE,
@@ -116,7 +116,7 @@ def upload_classify(*, upload_id: int) -> Upload | None:
     if not written:  # a concurrent run stored its verdict first: report that one
         return Upload.objects.get(pk=upload_id)
     # After the verdict, on its own low-priority task: the overlay must never delay a verdict.
-    heatmap_enqueue(upload_id=upload_id)
+    heatmap_enqueue(upload_id=upload_id, evidence=evidence)
     # The row is exactly what was just written; reading it back cost the worker a query per upload.
     for field, value in verdict.items():
         setattr(upload, field, value)

@@ -1,9 +1,11 @@
 """ "Where is the phone" overlays: computed after the verdict, never on the way to it.
 
-The verdict is what people wait for; the overlay costs several times a prediction (a backward pass, a bicubic
-upsample and a PNG encode, or ~50 forward passes for a model without Grad-CAM). So it runs as its own task on
-the low-priority ``heatmaps`` queue, after the verdict is written. Without a broker it runs in-process right
-after the verdict, and a failure there is logged, never raised: a missing overlay must not fail an upload.
+The verdict is what people wait for, so the overlay runs as its own task on the low-priority ``heatmaps`` queue,
+after the verdict is written. Models whose exported graph gives their evidence map with the verdict (the
+fine-tuned ones) send that 7x7 map along with the task, which then only draws it (~5 ms); for the others the task
+decodes the picture and asks the model for its evidence (Grad-CAM: a forward and a backward pass). Without a broker
+it runs in-process right after the verdict, and a failure there is logged, never raised: a missing overlay must
+not fail an upload.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 
 from inference.images import ImageError
 from inference.manifest import ModelLoadError
-from inference.overlay import heatmap_png
+from inference.overlay import heatmap_png, overlay_png
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
 from phoneapp.services.stored_pictures import stored_picture_for
@@ -24,28 +27,36 @@ from phoneapp.services.stored_pictures import stored_picture_for
 logger = logging.getLogger(__name__)
 
 
-def heatmap_enqueue(*, upload_id: int) -> None:
-    """Ask for the overlay of a classified upload: a low-priority task, or in-process when there is no broker."""
+def heatmap_enqueue(*, upload_id: int, evidence: np.ndarray | None = None) -> None:
+    """Ask for the overlay of a classified upload: a low-priority task, or in-process when there is no broker.
+
+    ``evidence``, when the model gave it with the verdict, travels with the task (49 numbers for a 7x7 map).
+    """
     if not settings.CELERY_BROKER_URL:
         try:
-            upload_heatmap_compute(upload_id=upload_id)
+            upload_heatmap_compute(upload_id=upload_id, evidence=evidence)
         except Exception:
             logger.exception("heat map failed", extra={"upload_id": upload_id})
         return
     from phoneapp.tasks import compute_heatmap
 
     try:
-        compute_heatmap.apply_async(args=(upload_id,))
+        compute_heatmap.apply_async(args=(upload_id,), kwargs=_evidence_kwargs(evidence))
     except Exception as error:
         logger.warning("broker unavailable, heat map skipped", extra={"upload_id": upload_id, "error": error})
 
 
-def upload_heatmap_compute(*, upload_id: int) -> Upload | None:
+def _evidence_kwargs(evidence: np.ndarray | None) -> dict[str, list[list[float]]]:
+    return {} if evidence is None else {"evidence": np.asarray(evidence, dtype=np.float32).round(4).tolist()}
+
+
+def upload_heatmap_compute(*, upload_id: int, evidence: np.ndarray | None = None) -> Upload | None:
     """Store the overlay for a done upload, computed by the model version that gave its verdict.
 
-    Returns the upload, or ``None`` when there is nothing to do: not done, already has an overlay, deleted, or
-    the verdict came from a version that is no longer the loaded one (another model's evidence would explain a
-    verdict it never gave).
+    ``evidence`` is that version's map from the verdict's own forward pass, if it gave one; otherwise the picture
+    is decoded and the model asked again. Returns the upload, or ``None`` when there is nothing to do: not done,
+    already has an overlay, deleted, or the verdict came from a version that is no longer the loaded one
+    (another model's evidence would explain a verdict it never gave).
     """
     upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.DONE).first()
     if upload is None or upload.heatmap:
@@ -59,12 +70,18 @@ def upload_heatmap_compute(*, upload_id: int) -> Upload | None:
         logger.info("heat map skipped: verdict from another model version", extra={"upload_id": upload_id})
         return None
     started = time.perf_counter()
-    try:
-        picture = stored_picture_for(upload, loaded.classifier)
-    except (ImageError, OSError) as error:
-        logger.warning("heat map skipped: picture unreadable", extra={"upload_id": upload_id, "error": error})
-        return None
-    png = heatmap_png(loaded.classifier, picture)
+    if evidence is not None:
+        # The overlay only needs the picture's proportions, which the upload row has (upright, as shown).
+        png = overlay_png(
+            evidence, image_size=(upload.width, upload.height), config=loaded.classifier.manifest.preprocessing
+        )
+    else:
+        try:
+            picture = stored_picture_for(upload, loaded.classifier)
+        except (ImageError, OSError) as error:
+            logger.warning("heat map skipped: picture unreadable", extra={"upload_id": upload_id, "error": error})
+            return None
+        png = heatmap_png(loaded.classifier, picture)
     upload.heatmap.save("heatmap.png", ContentFile(png), save=False)
     written = Upload.objects.filter(pk=upload_id, heatmap="").update(heatmap=upload.heatmap.name)
     if not written:  # a concurrent run stored one first; keep theirs
@@ -75,6 +92,7 @@ def upload_heatmap_compute(*, upload_id: int) -> Upload | None:
             "upload_id": upload_id,
             "model_version": loaded.version.name,
             "heatmap_ms": round((time.perf_counter() - started) * 1000, 1),
+            "from_verdict_pass": evidence is not None,
             "bytes": len(png),
         },
     )
