@@ -33,7 +33,7 @@ def format_side_by_side(candidate: dict[str, Any], active: dict[str, Any] | None
     return "\n".join(lines)
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
+def format_metrics_table(metrics: dict[str, Any]) -> str:
     """One model's metrics as a two-column table."""
     lines = [f"{'model':<12} {metrics.get('model_version', '')}"]
     lines += [f"{row:<12} {_cell(metrics.get(row))}" for row in ROWS]

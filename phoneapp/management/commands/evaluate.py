@@ -15,7 +15,7 @@ from ml_training.data import load_samples
 from phoneapp.models import ModelVersion
 from phoneapp.services.evaluation import decode_labelled, measure_classifier, reviewed_upload_samples
 from phoneapp.services.model_versions import model_dir_of, model_version_active
-from phoneapp.services.reporting import format_metrics
+from phoneapp.services.reporting import format_metrics_table
 
 
 class Command(BaseCommand):
@@ -53,7 +53,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(metrics, indent=2, sort_keys=True))
         else:
-            self.stdout.write(format_metrics(metrics))
+            self.stdout.write(format_metrics_table(metrics))
 
     def _version(self, name: str | None) -> ModelVersion:
         if name is None:
