@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 
@@ -21,7 +22,9 @@ def draw_phone_like(rng: random.Random, size: int = 96) -> Image.Image:
 
 def draw_not_phone(rng: random.Random, size: int = 96) -> Image.Image:
     """Green-brown noise with a few yellow discs: nothing like a phone."""
-    image = Image.effect_noise((size, size), 40).convert("RGB")
+    # Noise from the caller's seeded generator (Pillow's effect_noise is unseeded: every call differed).
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(128, 40, (size, size))
+    image = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8), "L").convert("RGB")
     image = Image.blend(image, Image.new("RGB", (size, size), (60, 140 + rng.randint(0, 40), 50)), 0.6)
     draw = ImageDraw.Draw(image)
     for _ in range(3):
