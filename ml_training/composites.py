@@ -36,9 +36,25 @@ class CompositeConfig:
     # How far the object's colours are pulled towards the scene's average colour (ambient light).
     max_tint: float = 0.25
     jpeg_quality: tuple[int, int] = (60, 95)
+    # Variety added for v2 (0 keeps v1's composites exactly, random draws included):
+    # share of objects narrowed to 20-100% of their width (seen edge-on or in perspective),
+    squash_probability: float = 0.0
+    # share of objects partly hidden: skin-toned "fingers" over an edge, or one end cut off by the frame of view,
+    occlusion_probability: float = 0.0
+    # share of objects darkened further, down to ``dark_brightness`` (a phone in shadow or in a dim room).
+    dark_probability: float = 0.0
+    dark_brightness: float = 0.25
 
 
 DEFAULT_COMPOSITES = CompositeConfig()
+# The varied composites: darker, edge-on, partly hidden by fingers or cut off.
+VARIED_COMPOSITES = CompositeConfig(squash_probability=0.3, occlusion_probability=0.4, dark_probability=0.25)
+# Pictures of hands holding a phone (or a look-alike) pasted as a small framed patch: the whole patch covers
+# 3-15% of the frame, so the phone itself covers roughly 1-8%.
+HAND_COMPOSITES = CompositeConfig(min_area=0.03, max_area=0.15, max_rotation=30.0, dark_probability=0.2)
+
+# Skin tones (RGB) for the fingers drawn over an object's edge.
+SKIN_TONES = ((241, 194, 167), (224, 172, 135), (198, 134, 96), (160, 105, 72), (111, 70, 48), (79, 50, 35))
 
 
 def _border_pixels(array: np.ndarray, width: int) -> np.ndarray:
@@ -104,6 +120,76 @@ def phone_shaped_patch(image: Image.Image, rng: random.Random) -> Image.Image:
     return patch
 
 
+def framed_patch(image: Image.Image, rng: random.Random) -> Image.Image:
+    """A random central crop of a whole picture with soft rounded or oval edges, as RGBA.
+
+    Used for pictures of hands holding a phone (phone composites) or a look-alike (distractors): pasted small,
+    the hand and what it holds appear as a small part of another scene, as in a street or room photo.
+    """
+    picture = image.convert("RGB")
+    picture.thumbnail((CUTOUT_SIDE, CUTOUT_SIDE))
+    width, height = picture.size
+    crop_w, crop_h = round(width * rng.uniform(0.55, 0.95)), round(height * rng.uniform(0.55, 0.95))
+    left = round((width - crop_w) * rng.uniform(0.2, 0.8))
+    top = round((height - crop_h) * rng.uniform(0.2, 0.8))
+    patch = picture.crop((left, top, left + crop_w, top + crop_h))
+    alpha = Image.new("L", patch.size, 0)
+    inset = max(2, round(0.06 * min(patch.size)))
+    box = (inset, inset, patch.width - 1 - inset, patch.height - 1 - inset)
+    if rng.random() < 0.5:
+        ImageDraw.Draw(alpha).ellipse(box, fill=255)
+    else:
+        ImageDraw.Draw(alpha).rounded_rectangle(box, radius=min(patch.size) // 5, fill=255)
+    patch.putalpha(alpha.filter(ImageFilter.GaussianBlur(inset / 2)))
+    return patch
+
+
+def _squash(obj: Image.Image, rng: random.Random) -> Image.Image:
+    """The object narrowed along its shorter side, as a phone seen edge-on or in perspective."""
+    factor = rng.uniform(0.2, 1.0)
+    if obj.width <= obj.height:
+        return obj.resize((max(2, round(obj.width * factor)), obj.height), Image.Resampling.BICUBIC)
+    return obj.resize((obj.width, max(2, round(obj.height * factor))), Image.Resampling.BICUBIC)
+
+
+def _occlude(obj: Image.Image, rng: random.Random) -> Image.Image:
+    """Part of the object hidden: skin-toned fingers over one long edge, or one end cut off."""
+    width, height = obj.size
+    if rng.random() < 0.4:
+        keep = rng.uniform(0.55, 0.85)
+        if height >= width:
+            top = 0 if rng.random() < 0.5 else round(height * (1 - keep))
+            return obj.crop((0, top, width, top + max(2, round(height * keep))))
+        left = 0 if rng.random() < 0.5 else round(width * (1 - keep))
+        return obj.crop((left, 0, left + max(2, round(width * keep)), height))
+    # Fingers: ellipses reaching over the edge, drawn on a canvas with room for the part outside the object.
+    margin = max(2, round(0.25 * min(width, height)))
+    canvas = Image.new("RGBA", (width + 2 * margin, height + 2 * margin), (0, 0, 0, 0))
+    canvas.paste(obj, (margin, margin), obj)
+    draw = ImageDraw.Draw(canvas)
+    tone = rng.choice(SKIN_TONES)
+    shade = rng.uniform(0.8, 1.1)
+    colour = (*(min(255, round(c * shade)) for c in tone), 255)
+    vertical = height >= width
+    length, thickness = (height, width) if vertical else (width, height)
+    finger = max(2, round(length * rng.uniform(0.08, 0.14)))
+    reach = round(thickness * rng.uniform(0.2, 0.45))
+    side = rng.random() < 0.5
+    start = rng.uniform(0.2, 0.6) * length
+    for index in range(rng.randint(1, 4)):
+        along = round(start + index * finger * 1.1)
+        if along + finger > length:
+            break
+        if vertical:
+            x0 = 0 if side else margin + width - reach
+            box = (x0, margin + along, x0 + margin + reach, margin + along + finger)
+        else:
+            y0 = 0 if side else margin + height - reach
+            box = (margin + along, y0, margin + along + finger, y0 + margin + reach)
+        draw.ellipse(box, fill=colour)
+    return canvas.crop(canvas.getbbox() or (0, 0, *canvas.size))
+
+
 def paste_small(
     background: Image.Image, cutout: Image.Image, rng: random.Random, config: CompositeConfig = DEFAULT_COMPOSITES
 ) -> Image.Image:
@@ -111,6 +197,11 @@ def paste_small(
     scene = background.convert("RGB")
     scene.thumbnail((COMPOSITE_SIDE, COMPOSITE_SIDE))
     scene = scene.copy()
+    # (each extra draw only when its probability is set, so v1's composites keep their random sequence)
+    if config.squash_probability and rng.random() < config.squash_probability:
+        cutout = _squash(cutout, rng)
+    if config.occlusion_probability and rng.random() < config.occlusion_probability:
+        cutout = _occlude(cutout, rng)
     obj = cutout.rotate(
         rng.uniform(-config.max_rotation, config.max_rotation), expand=True, resample=Image.Resampling.BICUBIC
     )
@@ -122,7 +213,10 @@ def paste_small(
     size = (min(size[0], scene.width), min(size[1], scene.height))
     obj = obj.resize(size, Image.Resampling.LANCZOS)
     rgb, alpha = obj.convert("RGB"), obj.getchannel("A")
-    rgb = ImageEnhance.Brightness(rgb).enhance(rng.uniform(*config.brightness))
+    brightness = rng.uniform(*config.brightness)
+    if config.dark_probability and rng.random() < config.dark_probability:
+        brightness = rng.uniform(config.dark_brightness, config.brightness[0])
+    rgb = ImageEnhance.Brightness(rgb).enhance(brightness)
     rgb = ImageEnhance.Contrast(rgb).enhance(rng.uniform(*config.contrast))
     ambient = Image.new("RGB", rgb.size, tuple(int(c) for c in np.asarray(scene).reshape(-1, 3).mean(0)))
     rgb = Image.blend(rgb, ambient, rng.uniform(0, config.max_tint))
@@ -147,11 +241,15 @@ class CompositeFactory:
         distractor_sources: Sequence[Image.Image],
         scenes: Sequence[Image.Image],
         config: CompositeConfig = DEFAULT_COMPOSITES,
+        *,
+        distractor_cutouts: Sequence[Image.Image] | None = None,
     ) -> None:
         if not phone_cutouts or not scenes:
             raise ValueError("Composites need at least one phone cut-out and one scene.")
         self.phone_cutouts = list(phone_cutouts)
-        self.distractor_cutouts = [c for c in (cut_out(image) for image in distractor_sources) if c is not None]
+        if distractor_cutouts is None:
+            distractor_cutouts = [c for c in (cut_out(image) for image in distractor_sources) if c is not None]
+        self.distractor_cutouts = list(distractor_cutouts)
         self.distractor_sources = list(distractor_sources) or list(scenes)
         self.scenes = list(scenes)
         self.config = config
@@ -171,3 +269,33 @@ class CompositeFactory:
 def phone_cutouts(images: Sequence[Image.Image]) -> list[Image.Image]:
     """Cut-outs of every picture that has a plain background (product shots)."""
     return [c for c in (cut_out(image) for image in images) if c is not None]
+
+
+class HandCompositeFactory:
+    """Small framed patches of hands holding a phone (phone composites) or a look-alike (distractors).
+
+    The patches come from whole pictures (no plain background needed), so the in-hand phone pictures, which the
+    cut-outs cannot use, show up small in scenes; the look-alike pictures get exactly the same treatment, so a
+    small hand is no evidence of a phone.
+    """
+
+    def __init__(
+        self,
+        phone_pictures: Sequence[Image.Image],
+        look_alike_pictures: Sequence[Image.Image],
+        scenes: Sequence[Image.Image],
+        config: CompositeConfig = HAND_COMPOSITES,
+    ) -> None:
+        if not phone_pictures or not look_alike_pictures or not scenes:
+            raise ValueError("Hand composites need phone pictures, look-alike pictures and scenes.")
+        self.phone_pictures, self.look_alikes = list(phone_pictures), list(look_alike_pictures)
+        self.scenes = list(scenes)
+        self.config = config
+
+    def phone(self, rng: random.Random) -> Image.Image:
+        patch = framed_patch(rng.choice(self.phone_pictures), rng)
+        return paste_small(rng.choice(self.scenes), patch, rng, self.config)
+
+    def distractor(self, rng: random.Random) -> Image.Image:
+        patch = framed_patch(rng.choice(self.look_alikes), rng)
+        return paste_small(rng.choice(self.scenes), patch, rng, self.config)

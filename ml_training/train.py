@@ -41,7 +41,24 @@ from ml_training.checkpoint import write_json_file, write_model_manifest, write_
 from ml_training.data import Sample, decode_samples
 from ml_training.metrics import binary_metrics, format_metrics
 from ml_training.splits import DEFAULT_MAX_DISTANCE, grouped_kfold
-from ml_training.views import COMPOSITE_DISTRACTOR, COMPOSITE_PHONE, REAL, ViewBank, build_view_bank
+from ml_training.views import (
+    COMPOSITE_DISTRACTOR,
+    COMPOSITE_PHONE,
+    HAND_DISTRACTOR,
+    HAND_PHONE,
+    REAL,
+    VARIED_DISTRACTOR,
+    VARIED_PHONE,
+    ViewBank,
+    build_view_bank,
+)
+
+# Composite families reported on their own; "composites" is v1's family, so its figures compare across versions.
+COMPOSITE_FAMILIES = {
+    "composites": (COMPOSITE_PHONE, COMPOSITE_DISTRACTOR),
+    "composites_varied": (VARIED_PHONE, VARIED_DISTRACTOR),
+    "composites_hand": (HAND_PHONE, HAND_DISTRACTOR),
+}
 
 Log = Callable[[str], None]
 
@@ -56,6 +73,9 @@ class TrainConfig:
     image_size: int = 224
     # Blocks 0..freeze_blocks-1 stay ImageNet's; 16 (all of Lite0's) trains the head convolution and head only.
     freeze_blocks: int = 12
+    # Render (and cache) the views' features after this many blocks instead (-1: freeze_blocks), then run the
+    # remaining frozen blocks over them: a cache made at 10 also serves runs that freeze 10, 11 or 12 blocks.
+    cache_freeze_blocks: int = -1
     head_dropout: float = 0.2
     epochs: int = 8
     patience: int = 2
@@ -66,10 +86,19 @@ class TrainConfig:
     views_per_image: int = 1
     # Phone composites per fold (and as many distractor composites); 0 turns composites off.
     composites_per_fold: int = 80
+    # More pairs per fold of varied cut-out composites (darker, edge-on, partly hidden by fingers or cut off) and
+    # of small in-hand patches (hands holding a phone / a look-alike); see ml_training.composites.
+    varied_composites_per_fold: int = 0
+    hand_composites_per_fold: int = 0
     folds: int = 5
     test_fold: int = 0
     cross_validate: bool = False
     max_false_positive_rate: float = 0.01
+    # Which validation items the temperature is fitted on: "all" (real pictures and composites, as v1) or "real".
+    calibrate_on: str = "all"
+    # Composite families left out of training and validation (comma-separated: "varied", "hand"); the test fold
+    # still reports them. For ablations on one cached view bank.
+    train_without: str = ""
     max_hash_distance: int = DEFAULT_MAX_DISTANCE
     seed: int = 0
     threads: int = 2
@@ -97,6 +126,9 @@ class RotationResult:
     test_indices: torch.Tensor
     test_probabilities: np.ndarray
     metrics: dict[str, Any]
+    val_indices: torch.Tensor | None = None
+    val_logits: np.ndarray | None = None
+    test_logits: np.ndarray | None = None
 
 
 @dataclass
@@ -190,16 +222,17 @@ def summarise(
         return binary_metrics(probabilities[mask], targets[mask], thresholds[mask]).to_dict()
 
     real = kinds == REAL
-    composite = (kinds == COMPOSITE_PHONE) | (kinds == COMPOSITE_DISTRACTOR)
     summary: dict[str, Any] = {
         "shared_set": part(real),
         "by_source": {source: part(real & (sources == source)) for source in sorted(set(sources[real]))},
     }
-    if composite.any():
-        composite_metrics = part(composite)
-        composite_metrics["small_phone_recall"] = composite_metrics["recall"]
-        composite_metrics["distractor_false_positive_rate"] = composite_metrics["false_positive_rate"]
-        summary["composites"] = composite_metrics
+    for name, family in COMPOSITE_FAMILIES.items():
+        composite = np.isin(sources, family) & (kinds != REAL)
+        if composite.any():
+            composite_metrics = part(composite)
+            composite_metrics["small_phone_recall"] = composite_metrics["recall"]
+            composite_metrics["distractor_false_positive_rate"] = composite_metrics["false_positive_rate"]
+            summary[name] = composite_metrics
     return summary
 
 
@@ -210,6 +243,13 @@ def fit_rotation(
     val_fold = (test_fold + 1) % config.folds
     train_folds = [f for f in range(config.folds) if f not in (test_fold, val_fold)]
     train_idx, val_idx, test_idx = bank.select(train_folds), bank.select([val_fold]), bank.select([test_fold])
+    if config.train_without:
+        families = [COMPOSITE_FAMILIES[f"composites_{family}"] for family in config.train_without.split(",")]
+        excluded = {source for family in families for source in family}
+        train_idx, val_idx = (
+            idx[torch.tensor([bank.sources[i] not in excluded for i in idx.tolist()], dtype=torch.bool)]
+            for idx in (train_idx, val_idx)
+        )
     network = FineTunedPhoneNet(
         config.architecture, freeze_blocks=config.freeze_blocks, head_dropout=config.head_dropout
     )
@@ -254,16 +294,22 @@ def fit_rotation(
     network.load_trained_state_dict(best_state)
     val_logits = evaluate(network, bank.clean[val_idx]).numpy()
     val_targets = bank.targets[val_idx].numpy()
-    temperature = fit_temperature(val_logits, val_targets)
     # The false-positive limit is about real pictures (product photos, look-alikes); pasted distractors are
     # reported on their own rather than allowed to push the threshold up for everyone.
     real = np.array([bank.kinds[i] == REAL for i in val_idx.tolist()])
+    if config.calibrate_on == "real":
+        temperature = fit_temperature(val_logits[real], val_targets[real])
+    elif config.calibrate_on == "all":
+        temperature = fit_temperature(val_logits, val_targets)
+    else:
+        raise ValueError(f"calibrate_on must be 'all' or 'real', not {config.calibrate_on!r}.")
     threshold = choose_threshold(
         sigmoid(val_logits[real] / temperature),
         val_targets[real],
         max_false_positive_rate=config.max_false_positive_rate,
     )
-    test_probabilities = sigmoid(evaluate(network, bank.clean[test_idx]).numpy() / temperature)
+    test_logits = evaluate(network, bank.clean[test_idx]).numpy()
+    test_probabilities = sigmoid(test_logits / temperature)
     metrics = summarise(bank, test_idx, test_probabilities, threshold)
     metrics["validation"] = summarise(bank, val_idx, sigmoid(val_logits / temperature), threshold)
     log(
@@ -287,6 +333,9 @@ def fit_rotation(
         test_indices=test_idx,
         test_probabilities=test_probabilities,
         metrics=metrics,
+        val_indices=val_idx,
+        val_logits=val_logits,
+        test_logits=test_logits,
     )
 
 
@@ -305,7 +354,7 @@ def cross_validation_summary(bank: ViewBank, rotations: Sequence[RotationResult]
             "temperature": round(r.temperature, 4),
             "threshold": round(r.threshold, 4),
             "shared_set": r.metrics["shared_set"],
-            "composites": r.metrics.get("composites"),
+            **{name: r.metrics.get(name) for name in COMPOSITE_FAMILIES if name in r.metrics},
         }
         for r in rotations
     ]
@@ -368,6 +417,25 @@ def train_model(
         )
         result = _write_model(Path(out_dir), name, samples, folds, shipped, config, metrics, predictions, data_root)
         log(f"wrote {result.version} with cross-validation ({time.monotonic() - started:.0f}s)")
+    if cache_dir is not None:
+        # Raw logits of every rotation, for trying calibration and threshold policies without retraining.
+        torch.save(
+            {
+                "bank": {"targets": bank.targets, "kinds": bank.kinds, "sources": bank.sources, "folds": bank.folds},
+                "rotations": {
+                    fold: {
+                        "val_indices": r.val_indices,
+                        "val_logits": r.val_logits,
+                        "test_indices": r.test_indices,
+                        "test_logits": r.test_logits,
+                        "temperature": r.temperature,
+                        "threshold": r.threshold,
+                    }
+                    for fold, r in rotations.items()
+                },
+            },
+            Path(cache_dir) / f"logits-{name}.pt",
+        )
     return TrainResult(model_dir=Path(out_dir), manifest=result, metrics=metrics, seconds=time.monotonic() - started)
 
 
@@ -386,12 +454,15 @@ def _cached_or_new_views(
                 folds, bank = torch.load(path, weights_only=False)
                 log(f"view bank loaded from {path} (features after {freeze} blocks)")
                 return folds, advance_bank(bank, config, freeze)
-    folds, bank = _build_folds_and_views(samples, config, log)
+    render_config = config
+    if 0 <= config.cache_freeze_blocks < config.freeze_blocks:
+        render_config = dataclasses.replace(config, freeze_blocks=config.cache_freeze_blocks)
+    folds, bank = _build_folds_and_views(samples, render_config, log)
     if cache_dir is not None:
-        path = Path(cache_dir) / f"views-{_bank_key(samples, config)}.pt"
+        path = Path(cache_dir) / f"views-{_bank_key(samples, render_config)}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save((folds, bank), path)
-    return folds, bank
+    return folds, advance_bank(bank, config, render_config.freeze_blocks)
 
 
 @torch.inference_mode()
@@ -437,6 +508,8 @@ def _build_folds_and_views(samples: Sequence[Sample], config: TrainConfig, log: 
         augment=config.augment,
         views_per_image=config.views_per_image,
         composites_per_fold=config.composites_per_fold,
+        varied_composites_per_fold=config.varied_composites_per_fold,
+        hand_composites_per_fold=config.hand_composites_per_fold,
         seed=config.seed,
         log=log,
     )
@@ -458,6 +531,10 @@ def _bank_key(samples: Sequence[Sample], config: TrainConfig) -> str:
             "max_hash_distance",
         )
     }
+    # Added after v1: only in the key when used, so caches made without them keep their names.
+    for name in ("varied_composites_per_fold", "hand_composites_per_fold"):
+        if getattr(config, name):
+            relevant[name] = getattr(config, name)
     relevant["augment"] = dataclasses.asdict(config.augment)
     relevant["samples"] = [[s.path, s.label, s.group, os.path.getsize(s.path)] for s in samples]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -18,10 +18,22 @@ from PIL import Image
 from inference.finetuned import FineTunedPhoneNet
 from inference.preprocessing import PreprocessConfig, image_to_tensor
 from ml_training.augment import AugmentConfig, augmented_tensor, build_augmentation
-from ml_training.composites import DEFAULT_COMPOSITES, CompositeConfig, CompositeFactory, phone_cutouts
+from ml_training.composites import (
+    DEFAULT_COMPOSITES,
+    HAND_COMPOSITES,
+    VARIED_COMPOSITES,
+    CompositeConfig,
+    CompositeFactory,
+    HandCompositeFactory,
+    phone_cutouts,
+)
 from ml_training.data import Sample
 
 REAL, COMPOSITE_PHONE, COMPOSITE_DISTRACTOR = "real", "composite_phone", "composite_distractor"
+# Composite families (an item's ``source``): v1's pasted cut-outs keep the kind names as their source; the varied
+# cut-outs (darker, edge-on, partly hidden) and the small in-hand patches are reported on their own.
+VARIED_PHONE, VARIED_DISTRACTOR = "varied_phone", "varied_distractor"
+HAND_PHONE, HAND_DISTRACTOR = "hand_phone", "hand_distractor"
 
 
 def clean_view(image: Image.Image, preprocess: PreprocessConfig) -> torch.Tensor:
@@ -76,8 +88,11 @@ def _render_item(
 ) -> list[torch.Tensor]:
     """K augmented tensors then one clean tensor; ``fresh`` makes a new picture per view (composites)."""
     picture = make()
+    # A composite's clean picture is always its generator's second one, whatever the number of views, so the
+    # held-out composites are the same pictures for every ``views_per_image`` (and the same as v1's).
+    clean_picture = make() if fresh else picture
     tensors = [augment(make() if fresh and index else picture) for index in range(views_per_image)]
-    tensors.append(clean(make() if fresh else picture))
+    tensors.append(clean(clean_picture))
     return tensors
 
 
@@ -92,6 +107,8 @@ def build_view_bank(
     views_per_image: int,
     composites_per_fold: int,
     composite_config: CompositeConfig = DEFAULT_COMPOSITES,
+    varied_composites_per_fold: int = 0,
+    hand_composites_per_fold: int = 0,
     seed: int = 0,
     batch_size: int = 64,
     log: Callable[[str], None] = print,
@@ -100,6 +117,11 @@ def build_view_bank(
 
     Composites of fold f are made only from fold f's pictures (cut-outs from its phones, scenes from its
     not_phone pictures), so a held-out fold's composites share no picture with the training folds.
+
+    ``varied_composites_per_fold`` more pairs use :data:`VARIED_COMPOSITES` (darker, edge-on, partly hidden), and
+    ``hand_composites_per_fold`` pairs paste small patches of whole pictures from the sources that have both
+    labels (hands holding a phone / hands holding a look-alike). Both draw from their own random generators, so
+    adding them leaves the v1 composites (and so the held-out composite test sets) unchanged.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -116,24 +138,47 @@ def build_view_bank(
     for index, (sample, image) in enumerate(zip(samples, images, strict=True)):
         render = partial(_render_item, partial(_same, image), augmented(crop_aug), clean, views_per_image, fresh=False)
         jobs.append(_Item(render, sample.target, folds[index], REAL, index, sample.source))
-    for fold in sorted(set(folds)) if composites_per_fold else []:
+
+    def add_pairs(factory, count: int, generator: random.Random, fold: int, sources: tuple[str, str]) -> None:
+        for _ in range(count):
+            for kind, make, target, source in (
+                (COMPOSITE_PHONE, factory.phone, 1, sources[0]),
+                (COMPOSITE_DISTRACTOR, factory.distractor, 0, sources[1]),
+            ):
+                # Each item has its own generator, so its pictures do not depend on rendering order.
+                make_one = partial(make, random.Random(generator.random()))
+                render = partial(_render_item, make_one, augmented(plain_aug), clean, views_per_image, fresh=True)
+                jobs.append(_Item(render, target, fold, kind, None, source))
+
+    any_composites = composites_per_fold or varied_composites_per_fold or hand_composites_per_fold
+    varied_rng, hand_rng = random.Random(f"varied-{seed}"), random.Random(f"hand-{seed}")
+    # Sources with both labels hold look-alikes of their own phone pictures (hands holding either).
+    by_label: dict[int, set[str]] = {0: set(), 1: set()}
+    for sample in samples:
+        by_label[sample.target].add(sample.source)
+    hand_sources = by_label[0] & by_label[1]
+    for fold in sorted(set(folds)) if any_composites else []:
         members = [i for i, f in enumerate(folds) if f == fold]
-        cutouts = phone_cutouts([images[i] for i in members if samples[i].target == 1])
+        phone_images = [images[i] for i in members if samples[i].target == 1]
+        cutouts = phone_cutouts(phone_images)
         scenes = [images[i] for i in members if samples[i].target == 0]
         if not cutouts or not scenes:
             log(f"fold {fold}: no phone cut-outs or scenes, no composites")
             continue
         factory = CompositeFactory(cutouts, scenes, scenes, composite_config)
         log(f"fold {fold}: {len(cutouts)} phone cut-outs, {len(factory.distractor_cutouts)} distractor cut-outs")
-        for _ in range(composites_per_fold):
-            for kind, make, target in (
-                (COMPOSITE_PHONE, factory.phone, 1),
-                (COMPOSITE_DISTRACTOR, factory.distractor, 0),
-            ):
-                # Each item has its own generator, so its pictures do not depend on rendering order.
-                make_one = partial(make, random.Random(rng.random()))
-                render = partial(_render_item, make_one, augmented(plain_aug), clean, views_per_image, fresh=True)
-                jobs.append(_Item(render, target, fold, kind, None, kind))
+        add_pairs(factory, composites_per_fold, rng, fold, (COMPOSITE_PHONE, COMPOSITE_DISTRACTOR))
+        if varied_composites_per_fold:
+            varied = CompositeFactory(
+                cutouts, scenes, scenes, VARIED_COMPOSITES, distractor_cutouts=factory.distractor_cutouts
+            )
+            add_pairs(varied, varied_composites_per_fold, varied_rng, fold, (VARIED_PHONE, VARIED_DISTRACTOR))
+        in_hand = [images[i] for i in members if samples[i].target == 1 and samples[i].source in hand_sources]
+        look_alikes = [images[i] for i in members if samples[i].target == 0 and samples[i].source in hand_sources]
+        if hand_composites_per_fold and in_hand and look_alikes:
+            hands = HandCompositeFactory(in_hand, look_alikes, scenes, HAND_COMPOSITES)
+            log(f"fold {fold}: {len(in_hand)} in-hand phone pictures, {len(look_alikes)} look-alike pictures")
+            add_pairs(hands, hand_composites_per_fold, hand_rng, fold, (HAND_PHONE, HAND_DISTRACTOR))
     views, cleans = [], []
     for features in _trunk_features_in_batches(
         network, (job.render() for job in jobs), views_per_image + 1, batch_size
