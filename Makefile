@@ -50,7 +50,7 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff format --check .
 
 worker: $(INSTALLED)
-	$(VENV)/bin/celery -A phoneapp worker -Q classify,heatmaps --pool solo --loglevel INFO
+	INFERENCE_THREADS=$${INFERENCE_THREADS:-1} $(VENV)/bin/celery -A phoneapp worker -Q classify,heatmaps --pool prefork --concurrency 2 --loglevel INFO
 
 beat: $(INSTALLED)
 	$(VENV)/bin/celery -A phoneapp beat --loglevel INFO --schedule $(VENV)/celerybeat-schedule

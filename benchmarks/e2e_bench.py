@@ -309,7 +309,7 @@ def measure_e2e(
     result: dict[str, Any] = {
         "worker_pool": pool,
         "worker_concurrency": concurrency,
-        "worker_threads": worker_threads or int(os.environ.get("INFERENCE_THREADS", "2")),
+        "worker_threads": worker_threads or int(os.environ.get("INFERENCE_THREADS", "1")),
         "worker_python": worker_python,
     }
     with services(model=model) as bench:

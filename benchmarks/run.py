@@ -47,17 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--model", default=None, help="version name under trained_models/ (default: ACTIVE)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("INFERENCE_THREADS", "2")))
+    parser.add_argument("--threads", type=int, default=2, help="threads of the in-process model figures")
     parser.add_argument("--iterations", type=int, default=200, help="single-picture runs per engine")
     parser.add_argument("--skip-e2e", action="store_true", help="only the in-process figures (no services needed)")
     parser.add_argument("--sequential", type=int, default=40, help="single uploads one after another")
     parser.add_argument("--uploads", type=int, default=500, help="uploads sent by the concurrent clients")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--pool", choices=["solo", "prefork"], default="solo", help="the worker's celery pool")
-    parser.add_argument("--worker-concurrency", type=int, default=1, help="worker processes (prefork pool)")
-    parser.add_argument(
-        "--worker-threads", type=int, default=None, help="ONNX Runtime threads per worker process (default: --threads)"
-    )
+    # Defaults: the Procfile's worker (prefork, two processes of one thread each).
+    parser.add_argument("--pool", choices=["solo", "prefork"], default="prefork", help="the worker's celery pool")
+    parser.add_argument("--worker-concurrency", type=int, default=2, help="worker processes (prefork pool)")
+    parser.add_argument("--worker-threads", type=int, default=1, help="ONNX Runtime threads per worker process")
     parser.add_argument(
         "--worker-python", default=sys.executable, help="interpreter for the worker (e.g. a venv with CPU-only torch)"
     )
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             worker_python=args.worker_python,
             model=args.model,
             concurrency=args.worker_concurrency,
-            worker_threads=args.worker_threads or args.threads,
+            worker_threads=args.worker_threads,
         )
         for name in ("e2e_ms_p50", "e2e_ms_p95", "e2e_images_per_s", "worker_rss_mb", "worker_ready_s"):
             figures[name] = e2e.pop(name)
