@@ -99,3 +99,10 @@ def dataset_dir() -> Path:
     if not (DATASET_DIR / "manifest.csv").is_file():
         pytest.skip(f"labelled dataset not present at {DATASET_DIR}")
     return DATASET_DIR
+
+
+@pytest.fixture
+def heatmaps_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a broker the 'where is the phone' overlay is drawn in-process after every verdict; tests that do not
+    look at overlays switch it off to stay fast."""
+    monkeypatch.setattr("phoneapp.services.classification.heatmap_enqueue", lambda **_: None)

@@ -22,10 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def no_heatmaps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without a broker the 'where is the phone' overlay is computed in-process after every verdict (dozens of
-    forward passes); it plays no part in what these tests prove, so it is switched off to keep them fast."""
-    monkeypatch.setattr("phoneapp.services.classification.heatmap_enqueue", lambda **_: None)
+def _no_heatmaps(heatmaps_off: None) -> None:
+    """Overlays play no part in what these tests prove (see ``heatmaps_off``)."""
 
 
 def manifest_of(settings) -> Path:
