@@ -213,14 +213,21 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
     uploads = {upload.original_name: upload for upload in Upload.objects.filter(owner=alice)}
     assert set(uploads) >= {"phone-on-desk.jpg", "red-mug.jpg"}
     assert any(name.startswith("pasted-") for name in uploads)
-    for card in browser.find_elements(By.CSS_SELECTOR, "#results .result"):
-        name = card.find_element(By.CSS_SELECTOR, ".name").text
-        verdict = card.find_element(By.CSS_SELECTOR, ".verdict-word").text
-        assert VERDICT_TEXT.match(verdict), verdict
-        upload = uploads[name]
+    # Read every card in one script: the page may still re-render a card (a late poll), which would leave a
+    # Selenium element reference pointing at a node that is gone.
+    cards = browser.execute_script(
+        "return [...document.querySelectorAll('#results .result')].map(card => ({"
+        " name: card.querySelector('.name').innerText,"
+        " verdict: card.querySelector('.verdict-word').innerText,"
+        " meta: card.querySelector('.verdict-meta').innerText}));"
+    )
+    assert len(cards) == 3
+    for card in cards:
+        assert VERDICT_TEXT.match(card["verdict"]), card["verdict"]
+        upload = uploads[card["name"]]
         assert upload.status == UploadStatus.DONE
-        assert f"{round(upload.probability * 100)}% phone" in verdict
-        assert card.find_element(By.CSS_SELECTOR, ".verdict-meta").text == f"model {upload.model_version.name}"
+        assert f"{round(upload.probability * 100)}% phone" in card["verdict"]
+        assert card["meta"] == f"model {upload.model_version.name}"
     screenshot(browser, "upload", width=DESKTOP)
     screenshot(browser, "upload-phone", width=PHONE)
     browser.get(f"{live_server.url}/history/")
