@@ -135,26 +135,14 @@ def test_preprocessing_gives_torchvisions_numbers_bit_for_bit() -> None:
 @pytest.mark.django_db
 def test_worker_classifies_through_the_fast_path_from_a_non_filesystem_storage(alice, settings) -> None:
     """Several worker machines share an S3-compatible store: the worker must only use Django's storage API."""
-    from django.core.files.base import ContentFile
-
-    from phoneapp.models import Upload, UploadStatus
+    from phoneapp.models import UploadStatus
     from phoneapp.resident_model import resident_model
     from phoneapp.services.classification import upload_classify
-    from tests.images import picture_bytes
+    from tests.test_classification_service import pending_upload
 
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
     settings.INFERENCE_ENGINE = ""
-    upload = Upload(
-        owner=alice,
-        original_name="p.jpg",
-        sha256="1" * 64,
-        size_bytes=1,
-        width=320,
-        height=240,
-        content_type="image/jpeg",
-    )
-    upload.image.save("p.jpg", ContentFile(picture_bytes()), save=False)
-    upload.save()
+    upload = pending_upload(alice)  # saved through the storage API, so into memory
     assert not any(Path(settings.MEDIA_ROOT).rglob("*.jpg"))  # nothing on a local disk to fall back on
 
     result = upload_classify(upload_id=upload.pk)
