@@ -248,7 +248,7 @@ class CompositeFactory:
             raise ValueError("Composites need at least one phone cut-out and one scene.")
         self.phone_cutouts = list(phone_cutouts)
         if distractor_cutouts is None:
-            distractor_cutouts = [c for c in (cut_out(image) for image in distractor_sources) if c is not None]
+            distractor_cutouts = plain_background_cutouts(distractor_sources)
         self.distractor_cutouts = list(distractor_cutouts)
         self.distractor_sources = list(distractor_sources) or list(scenes)
         self.scenes = list(scenes)
@@ -266,8 +266,8 @@ class CompositeFactory:
         return paste_small(rng.choice(self.scenes), cutout, rng, self.config)
 
 
-def phone_cutouts(images: Sequence[Image.Image]) -> list[Image.Image]:
-    """Cut-outs of every picture that has a plain background (product shots)."""
+def plain_background_cutouts(images: Sequence[Image.Image]) -> list[Image.Image]:
+    """Cut-outs of every picture that has a plain background (product shots, or not_phone objects)."""
     return [c for c in (cut_out(image) for image in images) if c is not None]
 
 

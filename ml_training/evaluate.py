@@ -21,7 +21,7 @@ from inference.classifier import PhoneClassifier
 from inference.images import open_image
 from inference.loader import load_classifier, resolve_model_dir
 from inference.runtime import configure_torch_threads
-from ml_training.composites import CompositeFactory, phone_cutouts
+from ml_training.composites import CompositeFactory, plain_background_cutouts
 from ml_training.data import Sample, load_samples
 from ml_training.metrics import Metrics, binary_metrics, format_metrics
 from ml_training.report import Section, write_report
@@ -84,7 +84,9 @@ def composite_test_set(
     samples: Sequence[Sample], images: Sequence[Image.Image], count: int, *, seed: int = 0
 ) -> tuple[list[Image.Image], list[int]]:
     """``count`` small-phone composites and ``count`` distractor composites made only from the given pictures."""
-    cutouts = phone_cutouts([image for sample, image in zip(samples, images, strict=True) if sample.target == 1])
+    cutouts = plain_background_cutouts(
+        [image for sample, image in zip(samples, images, strict=True) if sample.target == 1]
+    )
     scenes = [image for sample, image in zip(samples, images, strict=True) if sample.target == 0]
     if count <= 0 or not cutouts or not scenes:
         return [], []

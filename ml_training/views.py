@@ -25,7 +25,7 @@ from ml_training.composites import (
     CompositeConfig,
     CompositeFactory,
     HandCompositeFactory,
-    phone_cutouts,
+    plain_background_cutouts,
 )
 from ml_training.data import Sample
 
@@ -160,7 +160,7 @@ def build_view_bank(
     for fold in sorted(set(folds)) if any_composites else []:
         members = [i for i, f in enumerate(folds) if f == fold]
         phone_images = [images[i] for i in members if samples[i].target == 1]
-        cutouts = phone_cutouts(phone_images)
+        cutouts = plain_background_cutouts(phone_images)
         scenes = [images[i] for i in members if samples[i].target == 0]
         if not cutouts or not scenes:
             log(f"fold {fold}: no phone cut-outs or scenes, no composites")
