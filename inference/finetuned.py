@@ -24,7 +24,7 @@ from inference.backbone import build_efficientnet_lite, imagenet_weights_path
 from inference.classifier import PhoneClassifier
 from inference.loader import register_model_kind
 from inference.manifest import ModelLoadError, ModelManifest, sha256_file
-from inference.preprocessing import crop_boxes, image_to_tensor, multiscale_views_array
+from inference.preprocessing import crop_boxes, image_to_tensor, multiscale_settings, multiscale_views_array
 
 KIND = "fine-tuned"
 WEIGHTS_FILE = "weights.pt"
@@ -217,8 +217,7 @@ class FineTunedClassifier(PhoneClassifier):
         except ValueError as error:
             raise ModelLoadError(f"Model {manifest.version}: {error}.") from error
         self.network.eval()
-        self.multiscale_grid = int(manifest.options.get("multiscale_grid", 0))
-        self.multiscale_fraction = float(manifest.options.get("multiscale_fraction", 0.6))
+        self.multiscale_grid, self.multiscale_fraction = multiscale_settings(manifest.options)
 
     @property
     def views_per_image(self) -> int:

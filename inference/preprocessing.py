@@ -12,7 +12,7 @@ fallback).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,14 @@ def crop_boxes(width: int, height: int, grid: int, fraction: float) -> list[tupl
         for sy in steps
         for sx in steps
     ]
+
+
+def multiscale_settings(options: Mapping[str, Any]) -> tuple[int, float]:
+    """(grid, crop fraction) from a manifest's options: what every engine reads, with the same defaults.
+
+    Grid 0 (the default) means the whole picture only.
+    """
+    return int(options.get("multiscale_grid", 0)), float(options.get("multiscale_fraction", 0.6))
 
 
 def multiscale_views_array(

@@ -27,7 +27,7 @@ from PIL import Image
 from inference.export_cache import cached_export_path, default_cache_dir, touch
 from inference.manifest import ModelLoadError, ModelManifest, read_manifest, verify_files
 from inference.prediction import Prediction, calibrated_probabilities, verdicts
-from inference.preprocessing import multiscale_views_array
+from inference.preprocessing import multiscale_settings, multiscale_views_array
 
 if TYPE_CHECKING:
     from inference.classifier import PhoneClassifier
@@ -119,8 +119,7 @@ class OnnxClassifier:
         self._reference = reference
         self._input_name = session.get_inputs()[0].name
         self._outputs = [output.name for output in session.get_outputs()]
-        self.multiscale_grid = int(manifest.options.get("multiscale_grid", 0))
-        self.multiscale_fraction = float(manifest.options.get("multiscale_fraction", 0.6))
+        self.multiscale_grid, self.multiscale_fraction = multiscale_settings(manifest.options)
 
     @property
     def version(self) -> str:
