@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 def heatmap_enqueue(*, upload_id: int, evidence: np.ndarray | None = None) -> None:
     """Ask for the overlay of a classified upload: a low-priority task, or in-process when there is no broker.
 
-    ``evidence``, when the model gave it with the verdict, travels with the task (49 numbers for a 7x7 map).
+    ``evidence``, when the model gave it with the verdict, travels with the task: one logit per cell of the
+    feature map (7x7 for a 224-pixel input, 9x9 for 288, 10x10 for 320).
     """
     if not settings.CELERY_BROKER_URL:
         try:
