@@ -67,12 +67,18 @@ PREDICTIONS_FILE = "predictions.json"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every knob of a training run; saved in the model directory so the run can be repeated."""
+    """Every knob of a training run; saved in the model directory so the run can be repeated.
 
-    architecture: str = "efficientnet-lite0"
+    The defaults are the shipped model's recipe (finetuned-lite2-v2, docs/model.md), so ``manage.py retrain``
+    trains candidates like the active version; only cross-validation and the pooled threshold, which need five
+    trainings instead of one, are left to the command line.
+    """
+
+    architecture: str = "efficientnet-lite2"
     image_size: int = 224
-    # Blocks 0..freeze_blocks-1 stay ImageNet's; 16 (all of Lite0's) trains the head convolution and head only.
-    freeze_blocks: int = 12
+    # Blocks 0..freeze_blocks-1 stay ImageNet's. Lite2 has 21 blocks: 16 trains its last stage of 7x7 blocks (16-20)
+    # and the head; Lite0 has 16 (v1 froze 12; 16 trains the head convolution and head only).
+    freeze_blocks: int = 16
     # Render (and cache) the views' features after this many blocks instead (-1: freeze_blocks), then run the
     # remaining frozen blocks over them: a cache made at 10 also serves runs that freeze 10, 11 or 12 blocks.
     cache_freeze_blocks: int = -1
@@ -94,8 +100,9 @@ class TrainConfig:
     test_fold: int = 0
     cross_validate: bool = False
     max_false_positive_rate: float = 0.01
-    # Which validation items the temperature is fitted on: "all" (real pictures and composites, as v1) or "real".
-    calibrate_on: str = "all"
+    # Which validation items the temperature is fitted on: "all" (real pictures and composites, as v1) or "real"
+    # (composites are harder than real pictures and made the temperature too soft for them: docs/model.md).
+    calibrate_on: str = "real"
     # Where the decision threshold is chosen: "fold" (each rotation's own validation fold, as v1) or "pooled"
     # (the calibrated validation pictures of every rotation that did not validate on the test fold; needs
     # cross_validate). One high-scoring look-alike among ~166 validation negatives decides a "fold" threshold.

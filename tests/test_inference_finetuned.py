@@ -18,7 +18,7 @@ from inference.finetuned import FineTunedClassifier, crop_boxes
 from tests.ml_drawing import draw_not_phone, draw_phone_like
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "phone-images"
-SHIPPED = "finetuned-lite0-v1"
+SHIPPED = "finetuned-lite2-v2"
 
 
 def test_crop_boxes_cover_the_picture_with_overlapping_crops() -> None:

@@ -25,6 +25,7 @@ from tests.ml_drawing import draw_not_phone, draw_phone_like, draw_scene, write_
 
 # Head-only, small pictures, one epoch per fold: the knobs the retrain command's own tests use.
 TINY_CONFIG = TrainConfig(
+    architecture="efficientnet-lite0",
     image_size=64,
     freeze_blocks=16,
     epochs=4,

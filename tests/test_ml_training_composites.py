@@ -97,7 +97,8 @@ def test_varied_composite_options_keep_v1_draws_and_paste_small_objects() -> Non
 def test_training_with_extra_composites_and_real_calibration_reports_each_family(tmp_path) -> None:
     data = write_tiny_dataset(tmp_path / "data")
     config = TrainConfig(
-        image_size=64, freeze_blocks=16, epochs=1, batch_size=8, views_per_image=1, composites_per_fold=1,
+        architecture="efficientnet-lite0", image_size=64, freeze_blocks=16, epochs=1, batch_size=8,
+        views_per_image=1, composites_per_fold=1,
         varied_composites_per_fold=1, hand_composites_per_fold=1, calibrate_on="real", train_without="hand",
         folds=3, threads=1,
     )  # fmt: skip

@@ -81,7 +81,8 @@ def test_each_rotation_pools_the_validation_folds_that_are_not_its_test_fold() -
 def test_training_with_pooled_thresholds_ships_rotation_zeros_pooled_threshold(tmp_path) -> None:
     data = write_tiny_dataset(tmp_path / "data")
     config = TrainConfig(
-        image_size=64, freeze_blocks=16, epochs=1, batch_size=8, views_per_image=1, composites_per_fold=0,
+        architecture="efficientnet-lite0", image_size=64, freeze_blocks=16, epochs=1, batch_size=8,
+        views_per_image=1, composites_per_fold=0,
         folds=FOLDS, threads=1, cross_validate=True, threshold_from="pooled", calibrate_on="real",
     )  # fmt: skip
     samples = load_samples(data)
