@@ -220,6 +220,11 @@ def _log_loss(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float((losses * weights).sum() / weights.sum())
 
 
+def real_mask(bank: ViewBank, indices: torch.Tensor) -> np.ndarray:
+    """Which of ``indices`` are real pictures (not composites): calibration and false-positive limits use those."""
+    return np.array([bank.kinds[i] == REAL for i in indices.tolist()], dtype=bool)
+
+
 def summarise(
     bank: ViewBank, indices: torch.Tensor, probabilities: np.ndarray, threshold: float | np.ndarray
 ) -> dict[str, Any]:
@@ -307,7 +312,7 @@ def fit_rotation(
     val_targets = bank.targets[val_idx].numpy()
     # The false-positive limit is about real pictures (product photos, look-alikes); pasted distractors are
     # reported on their own rather than allowed to push the threshold up for everyone.
-    real = np.array([bank.kinds[i] == REAL for i in val_idx.tolist()])
+    real = real_mask(bank, val_idx)
     if config.calibrate_on == "real":
         temperature = fit_temperature(val_logits[real], val_targets[real])
     elif config.calibrate_on == "all":
@@ -327,8 +332,8 @@ def fit_rotation(
         format_metrics(
             f"rotation {test_fold} test shared_set",
             binary_metrics(
-                test_probabilities[[bank.kinds[i] == REAL for i in test_idx.tolist()]],
-                bank.targets[test_idx].numpy()[[bank.kinds[i] == REAL for i in test_idx.tolist()]],
+                test_probabilities[real_mask(bank, test_idx)],
+                bank.targets[test_idx].numpy()[real_mask(bank, test_idx)],
                 threshold,
             ),
         )
@@ -360,7 +365,7 @@ def pooled_thresholds(bank: ViewBank, rotations: Sequence[RotationResult], confi
     pooled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for rotation in rotations:
         assert rotation.val_indices is not None and rotation.val_logits is not None
-        real = np.array([bank.kinds[i] == REAL for i in rotation.val_indices.tolist()])
+        real = real_mask(bank, rotation.val_indices)
         probabilities = sigmoid(rotation.val_logits[real] / rotation.temperature)
         pooled[rotation.val_fold] = (probabilities, bank.targets[rotation.val_indices].numpy()[real])
     thresholds = {}
@@ -382,6 +387,14 @@ def rescore(bank: ViewBank, rotation: RotationResult, threshold: float) -> Rotat
         bank, rotation.val_indices, sigmoid(rotation.val_logits / rotation.temperature), threshold
     )
     return dataclasses.replace(rotation, threshold=threshold, metrics=metrics)
+
+
+def shipped_figures(rotation: RotationResult) -> dict[str, Any]:
+    """The manifest's ``test`` and ``validation`` figures: the shipped rotation's, at its threshold."""
+    return {
+        "test": {key: value for key, value in rotation.metrics.items() if key != "validation"},
+        "validation": rotation.metrics["validation"],
+    }
 
 
 def cross_validation_summary(bank: ViewBank, rotations: Sequence[RotationResult]) -> dict[str, Any]:
@@ -444,8 +457,7 @@ def train_model(
     shipped = fit_rotation(bank, config, config.test_fold, log, generator)
     rotations = {config.test_fold: shipped}
     metrics: dict[str, Any] = {
-        "test": {key: value for key, value in shipped.metrics.items() if key != "validation"},
-        "validation": shipped.metrics["validation"],
+        **shipped_figures(shipped),
         "head_sharpness": round(shipped.sharpness, 4),
         "training_seconds": round(time.monotonic() - started, 1),
     }
@@ -464,8 +476,7 @@ def train_model(
                 rotations[fold] = rescore(bank, rotations[fold], threshold)
                 log(f"rotation {fold}: pooled validation threshold {threshold:.3f}")
             shipped = rotations[config.test_fold]
-            metrics["test"] = {key: value for key, value in shipped.metrics.items() if key != "validation"}
-            metrics["validation"] = shipped.metrics["validation"]
+            metrics.update(shipped_figures(shipped))
             predictions["test"] = _predictions(bank, samples, [shipped], data_root)
         metrics["cross_validation"] = cross_validation_summary(bank, [rotations[f] for f in sorted(rotations)])
         metrics["cross_validation_seconds"] = round(time.monotonic() - started, 1)
