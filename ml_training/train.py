@@ -328,14 +328,11 @@ def fit_rotation(
     test_probabilities = sigmoid(test_logits / temperature)
     metrics = summarise(bank, test_idx, test_probabilities, threshold)
     metrics["validation"] = summarise(bank, val_idx, sigmoid(val_logits / temperature), threshold)
+    test_real = real_mask(bank, test_idx)
     log(
         format_metrics(
             f"rotation {test_fold} test shared_set",
-            binary_metrics(
-                test_probabilities[real_mask(bank, test_idx)],
-                bank.targets[test_idx].numpy()[real_mask(bank, test_idx)],
-                threshold,
-            ),
+            binary_metrics(test_probabilities[test_real], bank.targets[test_idx].numpy()[test_real], threshold),
         )
     )
     return RotationResult(
