@@ -110,6 +110,15 @@ class TrainConfig:
     # Composite families left out of training and validation (comma-separated: "varied", "hand"); the test fold
     # still reports them. For ablations on one cached view bank.
     train_without: str = ""
+    # Multi-scale inference: the whole picture plus a grid x grid lattice of overlapping crops (each
+    # ``multiscale_fraction`` of a side), the strongest phone evidence kept. With a grid, validation and test are
+    # scored that way, so temperature, threshold and every figure are the multi-scale model's own; the manifest
+    # tells inference to do the same.
+    multiscale_grid: int = 0
+    multiscale_fraction: float = 0.6
+    # Crops of not_phone pictures are not_phone too: with a grid, training also draws them as views of negative
+    # items, so the tail learns that a zoomed-in look-alike is no phone (multi-scale scores every crop).
+    train_on_negative_crops: bool = True
     max_hash_distance: int = DEFAULT_MAX_DISTANCE
     seed: int = 0
     threads: int = 2
@@ -140,6 +149,9 @@ class RotationResult:
     val_indices: torch.Tensor | None = None
     val_logits: np.ndarray | None = None
     test_logits: np.ndarray | None = None
+    # Per view (whole picture, then each crop) before taking the strongest: for trying other view sets offline.
+    val_view_logits: np.ndarray | None = None
+    test_view_logits: np.ndarray | None = None
 
 
 @dataclass
@@ -180,21 +192,27 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     batch_size: int,
     generator: torch.Generator,
+    *,
+    negative_crops: bool = False,
 ) -> float:
     """One pass over ``indices`` in random order, one random cached view per item; returns the mean loss.
 
     The clean view is one of the choices: it is a legitimate training picture too, and with few augmented
-    views (rendering them is the slow part on a CPU) it adds variety for free.
+    views (rendering them is the slow part on a CPU) it adds variety for free. With ``negative_crops`` (and a
+    bank with crops), a not_phone item's view is half the time one of its crops instead.
     """
     network.set_train_mode()
     order = indices[torch.randperm(len(indices), generator=generator)]
     views_per_item = bank.views.shape[1] + 1
+    crops = bank.crops if negative_crops else None
     total, seen = 0.0, 0
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         view = torch.randint(views_per_item, (len(batch),), generator=generator)
         augmented = bank.views[batch, view.clamp(max=views_per_item - 2)]
         features = torch.where((view == views_per_item - 1).view(-1, 1, 1, 1), bank.clean[batch], augmented)
+        if crops is not None:
+            features = _with_negative_crops(features, crops, batch, bank.targets[batch], generator)
         logits = network.tail(features)
         losses = F.binary_cross_entropy_with_logits(logits, bank.targets[batch], reduction="none")
         loss = (losses * weights[batch]).sum() / weights[batch].sum()
@@ -207,11 +225,40 @@ def train_one_epoch(
     return total / max(1, seen)
 
 
+def _with_negative_crops(
+    features: torch.Tensor,
+    crops: torch.Tensor,
+    batch: torch.Tensor,
+    targets: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``features`` with half the not_phone items' views swapped for one of their crops (a phone picture's crop
+    may have cut the phone away, so positives keep their whole-picture views)."""
+    swap = (targets == 0) & (torch.rand(len(batch), generator=generator) < 0.5)
+    crop = crops[batch, torch.randint(crops.shape[1], (len(batch),), generator=generator)]
+    return torch.where(swap.view(-1, 1, 1, 1), crop, features)
+
+
 @torch.inference_mode()
 def evaluate(network: FineTunedPhoneNet, features: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     """Uncalibrated phone logits for cached trunk features (the clean views)."""
     network.eval()
     return torch.cat([network.tail(features[i : i + batch_size]) for i in range(0, len(features), batch_size)])
+
+
+def view_logits(network: FineTunedPhoneNet, bank: ViewBank, indices: torch.Tensor) -> torch.Tensor:
+    """Logits (N, 1 + crops) of each item's whole picture and, when the bank has them, of its crops."""
+    logits = evaluate(network, bank.clean[indices]).unsqueeze(1)
+    if bank.crops is None:
+        return logits
+    crops = bank.crops[indices]
+    crop_logits = evaluate(network, crops.flatten(0, 1)).view(len(indices), crops.shape[1])
+    return torch.cat([logits, crop_logits], dim=1)
+
+
+def picture_logits(network: FineTunedPhoneNet, bank: ViewBank, indices: torch.Tensor) -> torch.Tensor:
+    """Each item's logit as inference computes it: the whole picture's, or the strongest of it and its crops."""
+    return view_logits(network, bank, indices).max(dim=1).values
 
 
 def _log_loss(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -284,9 +331,17 @@ def fit_rotation(
     for epoch in range(config.epochs):
         started = time.monotonic()
         train_loss = train_one_epoch(
-            network, bank, train_idx, weights, optimizer, scheduler, config.batch_size, generator
+            network,
+            bank,
+            train_idx,
+            weights,
+            optimizer,
+            scheduler,
+            config.batch_size,
+            generator,
+            negative_crops=config.train_on_negative_crops,
         )
-        val_logits = evaluate(network, bank.clean[val_idx])
+        val_logits = picture_logits(network, bank, val_idx)
         val_loss = _log_loss(val_logits, bank.targets[val_idx])
         val_accuracy = float(((val_logits > 0).float() == bank.targets[val_idx]).float().mean())
         epochs.append(
@@ -308,7 +363,8 @@ def fit_rotation(
             log(f"rotation {test_fold}: early stop, best epoch {best_epoch}")
             break
     network.load_trained_state_dict(best_state)
-    val_logits = evaluate(network, bank.clean[val_idx]).numpy()
+    val_views = view_logits(network, bank, val_idx).numpy()
+    val_logits = val_views.max(axis=1)
     val_targets = bank.targets[val_idx].numpy()
     # The false-positive limit is about real pictures (product photos, look-alikes); pasted distractors are
     # reported on their own rather than allowed to push the threshold up for everyone.
@@ -324,7 +380,8 @@ def fit_rotation(
         val_targets[real],
         max_false_positive_rate=config.max_false_positive_rate,
     )
-    test_logits = evaluate(network, bank.clean[test_idx]).numpy()
+    test_views = view_logits(network, bank, test_idx).numpy()
+    test_logits = test_views.max(axis=1)
     test_probabilities = sigmoid(test_logits / temperature)
     metrics = summarise(bank, test_idx, test_probabilities, threshold)
     metrics["validation"] = summarise(bank, val_idx, sigmoid(val_logits / temperature), threshold)
@@ -349,6 +406,8 @@ def fit_rotation(
         val_indices=val_idx,
         val_logits=val_logits,
         test_logits=test_logits,
+        val_view_logits=val_views,
+        test_view_logits=test_views,
     )
 
 
@@ -441,6 +500,11 @@ def train_model(
         raise ValueError("Training needs pictures of both phone and not_phone.")
     if config.threshold_from not in ("fold", "pooled"):
         raise ValueError(f"threshold_from must be 'fold' or 'pooled', not {config.threshold_from!r}.")
+    if config.multiscale_grid < 0 or not 0 < config.multiscale_fraction <= 1:
+        raise ValueError(
+            f"multiscale_grid must be 0 or more and multiscale_fraction in (0, 1], not {config.multiscale_grid} "
+            f"and {config.multiscale_fraction}."
+        )
     if config.threshold_from == "pooled" and not config.cross_validate:
         raise ValueError("threshold_from='pooled' needs cross_validate: it pools the rotations' validation folds.")
     torch.set_num_threads(config.threads)
@@ -483,7 +547,8 @@ def train_model(
         result = _write_model(Path(out_dir), name, samples, folds, shipped, config, metrics, predictions, data_root)
         log(f"wrote {result.version} with cross-validation ({time.monotonic() - started:.0f}s)")
     if cache_dir is not None:
-        # Raw logits of every rotation, for trying calibration and threshold policies without retraining.
+        # Raw logits (and weights) of every rotation, for trying calibration, threshold and view-set policies
+        # without retraining.
         torch.save(
             {
                 "bank": {"targets": bank.targets, "kinds": bank.kinds, "sources": bank.sources, "folds": bank.folds},
@@ -493,8 +558,11 @@ def train_model(
                         "val_logits": r.val_logits,
                         "test_indices": r.test_indices,
                         "test_logits": r.test_logits,
+                        "val_view_logits": r.val_view_logits,
+                        "test_view_logits": r.test_view_logits,
                         "temperature": r.temperature,
                         "threshold": r.threshold,
+                        "state": r.state,
                     }
                     for fold, r in rotations.items()
                 },
@@ -547,10 +615,16 @@ def advance_bank(bank: ViewBank, config: TrainConfig, frozen_in_bank: int) -> Vi
             chunks.append(x)
         return torch.cat(chunks)
 
-    count, views = bank.views.shape[:2]
-    advanced_views = run(bank.views.flatten(0, 1))
+    def run_per_item(features: torch.Tensor) -> torch.Tensor:
+        count, per_item = features.shape[:2]
+        advanced = run(features.flatten(0, 1))
+        return advanced.view(count, per_item, *advanced.shape[1:])
+
     return dataclasses.replace(
-        bank, views=advanced_views.view(count, views, *advanced_views.shape[1:]), clean=run(bank.clean)
+        bank,
+        views=run_per_item(bank.views),
+        clean=run(bank.clean),
+        crops=None if bank.crops is None else run_per_item(bank.crops),
     )
 
 
@@ -575,6 +649,8 @@ def _build_folds_and_views(samples: Sequence[Sample], config: TrainConfig, log: 
         composites_per_fold=config.composites_per_fold,
         varied_composites_per_fold=config.varied_composites_per_fold,
         hand_composites_per_fold=config.hand_composites_per_fold,
+        multiscale_grid=config.multiscale_grid,
+        multiscale_fraction=config.multiscale_fraction,
         seed=config.seed,
         log=log,
     )
@@ -597,9 +673,11 @@ def _bank_key(samples: Sequence[Sample], config: TrainConfig) -> str:
         )
     }
     # Added after v1: only in the key when used, so caches made without them keep their names.
-    for name in ("varied_composites_per_fold", "hand_composites_per_fold"):
+    for name in ("varied_composites_per_fold", "hand_composites_per_fold", "multiscale_grid"):
         if getattr(config, name):
             relevant[name] = getattr(config, name)
+    if config.multiscale_grid:
+        relevant["multiscale_fraction"] = config.multiscale_fraction
     relevant["augment"] = dataclasses.asdict(config.augment)
     relevant["samples"] = [[s.path, s.label, s.group, os.path.getsize(s.path)] for s in samples]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
@@ -687,7 +765,8 @@ def _write_model(
             "freeze_blocks": config.freeze_blocks,
             "head_dropout": config.head_dropout,
             "base_weights_sha256": sha256_file(imagenet_weights_path(config.architecture)),
-            "multiscale_grid": 0,
+            "multiscale_grid": config.multiscale_grid,
+            "multiscale_fraction": config.multiscale_fraction,
         },
     )
     write_model_manifest(out_dir, manifest)

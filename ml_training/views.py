@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from inference.finetuned import FineTunedPhoneNet
-from inference.preprocessing import PreprocessConfig, image_to_tensor
+from inference.preprocessing import PreprocessConfig, crop_boxes, image_to_tensor
 from ml_training.augment import AugmentConfig, augmented_tensor, build_augmentation
 from ml_training.composites import (
     DEFAULT_COMPOSITES,
@@ -41,12 +41,18 @@ def clean_view(image: Image.Image, preprocess: PreprocessConfig) -> torch.Tensor
     return image_to_tensor(image, preprocess)
 
 
+def clean_crops(image: Image.Image, preprocess: PreprocessConfig, grid: int, fraction: float) -> list[torch.Tensor]:
+    """The overlapping crops multi-scale inference adds to the whole picture, preprocessed exactly as it does."""
+    return [image_to_tensor(image.crop(box), preprocess) for box in crop_boxes(*image.size, grid, fraction)]
+
+
 @dataclass
 class ViewBank:
     """Trunk features for every item (real picture or composite), plus its label, fold and kind.
 
     ``views`` is (N, K, C, H, W): K augmented views for training. ``clean`` is (N, C, H, W): the picture as
-    inference sees it (for a composite: one more composite made the same way, never augmented).
+    inference sees it (for a composite: one more composite made the same way, never augmented). ``crops`` is
+    (N, G, C, H, W) or None: the G overlapping crops of the clean picture that multi-scale inference also scores.
     """
 
     views: torch.Tensor
@@ -56,6 +62,7 @@ class ViewBank:
     kinds: list[str]
     sample_indices: list[int | None]
     sources: list[str] = field(default_factory=list)
+    crops: torch.Tensor | None = None
 
     def select(self, folds: Sequence[int]) -> torch.Tensor:
         """Item indices whose fold is in ``folds``."""
@@ -82,17 +89,20 @@ def _render_item(
     make: Callable[[], Image.Image],
     augment: Callable[[Image.Image], torch.Tensor],
     clean: Callable[[Image.Image], torch.Tensor],
+    crops: Callable[[Image.Image], list[torch.Tensor]],
     views_per_image: int,
     *,
     fresh: bool,
 ) -> list[torch.Tensor]:
-    """K augmented tensors then one clean tensor; ``fresh`` makes a new picture per view (composites)."""
+    """K augmented tensors, one clean tensor, then the clean picture's crops; ``fresh`` makes a new picture per
+    view (composites)."""
     picture = make()
     # A composite's clean picture is always its generator's second one, whatever the number of views, so the
     # held-out composites are the same pictures for every ``views_per_image`` (and the same as v1's).
     clean_picture = make() if fresh else picture
     tensors = [augment(make() if fresh and index else picture) for index in range(views_per_image)]
     tensors.append(clean(clean_picture))
+    tensors.extend(crops(clean_picture))
     return tensors
 
 
@@ -109,6 +119,8 @@ def build_view_bank(
     composite_config: CompositeConfig = DEFAULT_COMPOSITES,
     varied_composites_per_fold: int = 0,
     hand_composites_per_fold: int = 0,
+    multiscale_grid: int = 0,
+    multiscale_fraction: float = 0.6,
     seed: int = 0,
     batch_size: int = 64,
     log: Callable[[str], None] = print,
@@ -122,6 +134,9 @@ def build_view_bank(
     ``hand_composites_per_fold`` pairs paste small patches of whole pictures from the sources that have both
     labels (hands holding a phone / hands holding a look-alike). Both draw from their own random generators, so
     adding them leaves the v1 composites (and so the held-out composite test sets) unchanged.
+
+    With ``multiscale_grid`` > 0 every item also keeps the trunk features of its clean picture's
+    ``multiscale_grid``**2 crops, so validation and test are scored the way multi-scale inference scores a picture.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -134,9 +149,14 @@ def build_view_bank(
     def clean(image: Image.Image) -> torch.Tensor:
         return clean_view(image, preprocess)
 
+    def crops(image: Image.Image) -> list[torch.Tensor]:
+        return clean_crops(image, preprocess, multiscale_grid, multiscale_fraction)
+
     jobs: list[_Item] = []
     for index, (sample, image) in enumerate(zip(samples, images, strict=True)):
-        render = partial(_render_item, partial(_same, image), augmented(crop_aug), clean, views_per_image, fresh=False)
+        render = partial(
+            _render_item, partial(_same, image), augmented(crop_aug), clean, crops, views_per_image, fresh=False
+        )
         jobs.append(_Item(render, sample.target, folds[index], REAL, index, sample.source))
 
     def add_pairs(factory, count: int, generator: random.Random, fold: int, sources: tuple[str, str]) -> None:
@@ -147,7 +167,9 @@ def build_view_bank(
             ):
                 # Each item has its own generator, so its pictures do not depend on rendering order.
                 make_one = partial(make, random.Random(generator.random()))
-                render = partial(_render_item, make_one, augmented(plain_aug), clean, views_per_image, fresh=True)
+                render = partial(
+                    _render_item, make_one, augmented(plain_aug), clean, crops, views_per_image, fresh=True
+                )
                 jobs.append(_Item(render, target, fold, kind, None, source))
 
     any_composites = composites_per_fold or varied_composites_per_fold or hand_composites_per_fold
@@ -179,12 +201,12 @@ def build_view_bank(
             hands = HandCompositeFactory(in_hand, look_alikes, scenes, HAND_COMPOSITES)
             log(f"fold {fold}: {len(in_hand)} in-hand phone pictures, {len(look_alikes)} look-alike pictures")
             add_pairs(hands, hand_composites_per_fold, hand_rng, fold, (HAND_PHONE, HAND_DISTRACTOR))
-    views, cleans = [], []
-    for features in _trunk_features_in_batches(
-        network, (job.render() for job in jobs), views_per_image + 1, batch_size
-    ):
+    views, cleans, crop_features = [], [], []
+    per_item = views_per_image + 1 + multiscale_grid**2
+    for features in _trunk_features_in_batches(network, (job.render() for job in jobs), per_item, batch_size):
         views.append(features[:, :views_per_image])
         cleans.append(features[:, views_per_image])
+        crop_features.append(features[:, views_per_image + 1 :])
         if len(views) % 10 == 0:
             log(f"views: {sum(len(v) for v in views)}/{len(jobs)} items")
     return ViewBank(
@@ -195,6 +217,7 @@ def build_view_bank(
         kinds=[job.kind for job in jobs],
         sample_indices=[job.sample_index for job in jobs],
         sources=[job.source for job in jobs],
+        crops=torch.cat(crop_features) if multiscale_grid else None,
     )
 
 
