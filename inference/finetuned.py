@@ -22,9 +22,10 @@ from torch.nn import functional as F
 
 from inference.backbone import build_efficientnet_lite, imagenet_weights_path
 from inference.classifier import PhoneClassifier
+from inference.evidence import merged_evidence
 from inference.loader import register_model_kind
 from inference.manifest import ModelLoadError, ModelManifest, sha256_file
-from inference.preprocessing import crop_boxes, image_to_tensor, multiscale_settings, multiscale_views_array
+from inference.preprocessing import crop_boxes, multiscale_settings, multiscale_views_array
 
 KIND = "fine-tuned"
 WEIGHTS_FILE = "weights.pt"
@@ -245,12 +246,18 @@ class FineTunedClassifier(PhoneClassifier):
 
     @torch.inference_mode()
     def evidence_map(self, image: Image.Image) -> torch.Tensor:
-        """The head's own per-cell phone logits for the whole picture (one forward pass, no gradients).
+        """The head's own per-cell phone logits for the picture (one forward pass, no gradients).
 
-        These are exactly what the pooled verdict is made of, so the map shows what the model decided on.
+        These are exactly what the pooled verdict is made of, so the map shows what the model decided on; a
+        multi-scale model's crops are laid over the whole picture's map (:func:`inference.evidence.merged_evidence`).
         """
-        batch = image_to_tensor(image, self.manifest.preprocessing).unsqueeze(0)
-        return self.network.head.cell_map(self.network.tail_features(self.network.trunk(batch)))[0]
+        cells = self.network.head.cell_map(self.network.tail_features(self.network.trunk(self.preprocess([image]))))
+        if self.multiscale_grid == 0:
+            return cells[0]
+        merged = merged_evidence(
+            cells.numpy(), image.size, grid=self.multiscale_grid, fraction=self.multiscale_fraction
+        )
+        return torch.from_numpy(merged)
 
 
 register_model_kind(KIND, FineTunedClassifier)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from inference.evidence import merged_evidence
 from inference.export_cache import cached_export_path, default_cache_dir, touch
 from inference.manifest import ModelLoadError, ModelManifest, read_manifest, verify_files
 from inference.prediction import Prediction, calibrated_probabilities, verdicts
@@ -159,7 +160,9 @@ class OnnxClassifier:
         if not self.explains_without_torch:
             return self.predict([image])[0], None
         logits, cells = self.session.run([LOGITS_OUTPUT, EVIDENCE_OUTPUT], {self._input_name: self.preprocess([image])})
-        return verdicts(calibrated_probabilities(logits, self.manifest), self.manifest)[0], cells[0]
+        return verdicts(calibrated_probabilities(logits, self.manifest), self.manifest)[0], self._picture_evidence(
+            cells, image
+        )
 
     @property
     def explains_without_torch(self) -> bool:
@@ -167,7 +170,8 @@ class OnnxClassifier:
         return EVIDENCE_OUTPUT in self._outputs
 
     def evidence_map(self, image: Image.Image) -> np.ndarray:
-        """Where the phone evidence is in ``image``: the head's per-cell logits of the whole picture.
+        """Where the phone evidence is in ``image``: the head's per-cell logits of the whole picture (merged with
+        its crops' for a multi-scale model, :mod:`inference.evidence`).
 
         Model kinds whose graph carries no evidence (the zero-shot model explains itself with Grad-CAM, which needs
         gradients) are explained by the PyTorch classifier, loaded on first use.
@@ -175,7 +179,11 @@ class OnnxClassifier:
         if not self.explains_without_torch:
             return np.asarray(self.reference.evidence_map(image))
         (cells,) = self.session.run([EVIDENCE_OUTPUT], {self._input_name: self.preprocess([image])})
-        return cells[0]
+        return self._picture_evidence(cells, image)
+
+    def _picture_evidence(self, view_cells: np.ndarray, image: Image.Image) -> np.ndarray:
+        """One picture's map from its views' cells: the whole picture's, merged with its crops' when multi-scale."""
+        return merged_evidence(view_cells, image.size, grid=self.multiscale_grid, fraction=self.multiscale_fraction)
 
     @property
     def reference(self) -> PhoneClassifier:

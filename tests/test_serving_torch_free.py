@@ -78,15 +78,18 @@ def test_a_serving_process_classifies_and_explains_without_importing_torch(tmp_p
     assert len(list(cache_dir.glob("*.onnx"))) == 1
 
 
-def test_the_exported_evidence_map_is_the_torch_models(tmp_path: Path) -> None:
-    reference = load_classifier(fine_tuned_model_dir(tmp_path, multiscale_grid=0))
+@pytest.mark.parametrize(("grid", "shape"), [(0, (7, 7)), (2, (28, 28))])
+def test_the_exported_evidence_map_is_the_torch_models(tmp_path: Path, grid: int, shape: tuple[int, int]) -> None:
+    reference = load_classifier(fine_tuned_model_dir(tmp_path, multiscale_grid=grid))
     fast = accelerate(reference, cache_dir=tmp_path / "cache")
     assert isinstance(fast, OnnxClassifier) and fast.explains_without_torch
     picture = drawn_pictures(seed=3)[1]
     expected = reference.evidence_map(picture).numpy()
     actual = fast.evidence_map(picture)
-    assert actual.shape == expected.shape == (7, 7)
+    _, verdict_pass_map = fast.predict_and_explain(picture)
+    assert actual.shape == expected.shape == shape  # a multi-scale map has its crops laid over the picture
     assert np.abs(actual - expected).max() < 1e-3
+    assert np.array_equal(verdict_pass_map, actual)
 
 
 def test_a_failed_export_falls_back_to_the_torch_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
