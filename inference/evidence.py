@@ -25,6 +25,12 @@ def _stretch(cells: np.ndarray, rows: int, columns: int) -> np.ndarray:
     return cells[np.ix_(row_index, column_index)]
 
 
+def _span(start: int, end: int, side: int, cells: int) -> slice:
+    """Output cells covering pixels ``start``..``end`` of a ``side``-pixel side cut into ``cells`` (at least one)."""
+    first = round(start / side * cells)
+    return slice(first, max(round(end / side * cells), first + 1))
+
+
 def merged_evidence(
     view_cells: Sequence[np.ndarray] | np.ndarray, image_size: tuple[int, int], *, grid: int, fraction: float
 ) -> np.ndarray:
@@ -45,11 +51,6 @@ def merged_evidence(
     rows, columns = views.shape[1] * UPSAMPLING, views.shape[2] * UPSAMPLING
     merged = _stretch(views[0], rows, columns)
     for cells, (left, top, right, bottom) in zip(views[1:], boxes, strict=True):
-        row0, row1 = round(top / height * rows), max(round(bottom / height * rows), round(top / height * rows) + 1)
-        col0, col1 = (
-            round(left / width * columns),
-            max(round(right / width * columns), round(left / width * columns) + 1),
-        )
-        region = merged[row0:row1, col0:col1]
+        region = merged[_span(top, bottom, height, rows), _span(left, right, width, columns)]
         np.maximum(region, _stretch(cells, *region.shape), out=region)
     return merged

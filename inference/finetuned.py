@@ -252,12 +252,9 @@ class FineTunedClassifier(PhoneClassifier):
         multi-scale model's crops are laid over the whole picture's map (:func:`inference.evidence.merged_evidence`).
         """
         cells = self.network.head.cell_map(self.network.tail_features(self.network.trunk(self.preprocess([image]))))
-        if self.multiscale_grid == 0:
-            return cells[0]
-        merged = merged_evidence(
-            cells.numpy(), image.size, grid=self.multiscale_grid, fraction=self.multiscale_fraction
+        return torch.from_numpy(
+            merged_evidence(cells.numpy(), image.size, grid=self.multiscale_grid, fraction=self.multiscale_fraction)
         )
-        return torch.from_numpy(merged)
 
 
 register_model_kind(KIND, FineTunedClassifier)

@@ -129,6 +129,11 @@ def multiscale_settings(options: Mapping[str, Any]) -> tuple[int, float]:
     return int(options.get("multiscale_grid", 0)), float(options.get("multiscale_fraction", 0.6))
 
 
+def crop_arrays(image: Image.Image, config: PreprocessConfig, *, grid: int, fraction: float) -> list[np.ndarray]:
+    """The ``grid`` x ``grid`` overlapping crops of ``image`` (:func:`crop_boxes`), each preprocessed as a picture."""
+    return [image_to_array(image.crop(box), config) for box in crop_boxes(*image.size, grid, fraction)]
+
+
 def multiscale_views_array(
     images: Sequence[Image.Image], config: PreprocessConfig, *, grid: int = 0, fraction: float = 0.6
 ) -> np.ndarray:
@@ -139,7 +144,7 @@ def multiscale_views_array(
     views = []
     for image in images:
         views.append(image_to_array(image, config))
-        views.extend(image_to_array(image.crop(box), config) for box in crop_boxes(*image.size, grid, fraction))
+        views.extend(crop_arrays(image, config, grid=grid, fraction=fraction))
     return np.stack(views)
 
 

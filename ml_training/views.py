@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from inference.finetuned import FineTunedPhoneNet
-from inference.preprocessing import PreprocessConfig, crop_boxes, image_to_tensor
+from inference.preprocessing import PreprocessConfig, crop_arrays, image_to_tensor
 from ml_training.augment import AugmentConfig, augmented_tensor, build_augmentation
 from ml_training.composites import (
     DEFAULT_COMPOSITES,
@@ -43,7 +43,7 @@ def clean_view(image: Image.Image, preprocess: PreprocessConfig) -> torch.Tensor
 
 def clean_crops(image: Image.Image, preprocess: PreprocessConfig, grid: int, fraction: float) -> list[torch.Tensor]:
     """The overlapping crops multi-scale inference adds to the whole picture, preprocessed exactly as it does."""
-    return [image_to_tensor(image.crop(box), preprocess) for box in crop_boxes(*image.size, grid, fraction)]
+    return [torch.from_numpy(array) for array in crop_arrays(image, preprocess, grid=grid, fraction=fraction)]
 
 
 @dataclass
