@@ -91,6 +91,9 @@ class Upload(models.Model):
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="uploads"
     )
+    # Where the model found phones: [{"box": [x1, y1, x2, y2], "score": s}, ...], normalised to the picture as
+    # shown (after EXIF rotation), best first; empty when the model found none or cannot localise.
+    predicted_boxes = models.JSONField(default=list, blank=True)
     processed = models.DateTimeField(null=True, blank=True)
     inference_ms = models.FloatField(null=True, blank=True)
 
