@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
-from inference.acceleration import accelerate, default_cache_dir
-from inference.classifier import PhoneClassifier
+from inference.contract import Classifier
+from inference.export_cache import default_cache_dir
 from inference.images import open_image
-from inference.loader import load_classifier, resolve_model_dir
+from inference.loader import load, resolve_model_dir
 from inference.runtime import predict_files
 
 
@@ -33,7 +34,7 @@ def _timed(function: Callable[[], object]) -> tuple[float, float]:
     return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
 
 
-def classify_bytes(classifier: PhoneClassifier, data: bytes) -> None:
+def classify_bytes(classifier: Classifier, data: bytes) -> None:
     picture = open_image(data, draft_size=classifier.manifest.preprocessing.draft_size)
     classifier.predict([picture])
 
@@ -45,12 +46,12 @@ def measure_model(
     torch.set_num_threads(threads)
     model_dir = resolve_model_dir(model)
     started = time.perf_counter()
-    reference = load_classifier(model_dir)
+    reference = load(model_dir, engine="torch", threads=threads)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
-    fast = accelerate(reference, threads=threads, cache_dir=default_cache_dir())
+    fast = load(model_dir, threads=threads, cache_dir=default_cache_dir())
     prepare_s = time.perf_counter() - started
-    engines: dict[str, PhoneClassifier] = {getattr(fast, "engine", "torch"): fast, "torch-fp32": reference}
+    engines: dict[str, Classifier] = {fast.engine: fast, "torch-fp32": reference}
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
     for classifier in engines.values():  # warm-up
         for data in pictures[:10]:
@@ -78,10 +79,23 @@ def measure_model(
     result.update(_batch(fast, pictures))
     result["batch_sweep_ms_per_image"] = _batch_sweep(fast, pictures)
     result.update(_per_request_load(model_dir, pictures, result["model_ms_p50"]))
+    result["model_cpu_ms_mean_one_thread"] = _model_cpu_one_thread(model_dir, pictures)
     return result
 
 
-def _stages(classifier: PhoneClassifier, pictures: list[bytes]) -> dict[str, float]:
+def _model_cpu_one_thread(model_dir: Any, pictures: list[bytes]) -> float:
+    """Mean CPU ms of the serving engine's forward pass alone, one thread, one picture at a time (issue 13's cost)."""
+    classifier = load(model_dir, threads=1, cache_dir=default_cache_dir())
+    draft = classifier.manifest.preprocessing.draft_size
+    batches = [classifier.preprocess_array([open_image(data, draft_size=draft)]) for data in pictures[:200]]
+    classifier.run(batches[0])
+    cpu = []
+    for batch in batches:
+        cpu.append(_timed(lambda b=batch: classifier.run(b))[1])
+    return round(float(np.mean(cpu)), 2)
+
+
+def _stages(classifier: Classifier, pictures: list[bytes]) -> dict[str, float]:
     """Where a single picture's time goes (median ms): decode, resize + tensor, model."""
     draft = classifier.manifest.preprocessing.draft_size
     decode, preprocess, model = [], [], []
@@ -89,10 +103,9 @@ def _stages(classifier: PhoneClassifier, pictures: list[bytes]) -> dict[str, flo
         started = time.perf_counter()
         picture = open_image(data, draft_size=draft)
         decoded = time.perf_counter()
-        batch = classifier.preprocess([picture])
+        batch = classifier.preprocess_array([picture])
         prepared = time.perf_counter()
-        with torch.inference_mode():
-            classifier.phone_logits(batch)
+        classifier.run(batch)
         done = time.perf_counter()
         decode.append((decoded - started) * 1000)
         preprocess.append((prepared - decoded) * 1000)
@@ -103,7 +116,7 @@ def _stages(classifier: PhoneClassifier, pictures: list[bytes]) -> dict[str, flo
     }
 
 
-def _batch(classifier: PhoneClassifier, pictures: list[bytes], *, count: int = 256, repeats: int = 3) -> dict[str, Any]:
+def _batch(classifier: Classifier, pictures: list[bytes], *, count: int = 256, repeats: int = 3) -> dict[str, Any]:
     """Pictures per second, JPEG bytes to verdicts, for 256 pictures: the batch API (``predict_files``, two
     threads) and, for comparison, one thread decoding then calling ``predict`` on the list. Medians of ``repeats``.
     """
@@ -121,22 +134,21 @@ def _batch(classifier: PhoneClassifier, pictures: list[bytes], *, count: int = 2
 
 
 def _batch_sweep(
-    classifier: PhoneClassifier, pictures: list[bytes], sizes: tuple[int, ...] = (1, 4, 8, 16, 32)
+    classifier: Classifier, pictures: list[bytes], sizes: tuple[int, ...] = (1, 4, 8, 16, 32)
 ) -> dict[str, float]:
     """Model-only milliseconds per picture at each batch size: does batching pay on this CPU?"""
     draft = classifier.manifest.preprocessing.draft_size
-    tensors = classifier.preprocess([open_image(data, draft_size=draft) for data in pictures[:32]])
+    arrays = classifier.preprocess_array([open_image(data, draft_size=draft) for data in pictures[:32]])
     sweep = {}
-    with torch.inference_mode():
-        for size in sizes:
-            batch = tensors[:size]  # a leading-axis slice of a contiguous batch is contiguous
-            classifier.phone_logits(batch)
-            times = []
-            for _ in range(max(3, 64 // size)):
-                started = time.perf_counter()
-                classifier.phone_logits(batch)
-                times.append((time.perf_counter() - started) * 1000 / size)
-            sweep[str(size)] = round(statistics.median(times), 2)
+    for size in sizes:
+        batch = arrays[:size]  # a leading-axis slice of a contiguous batch is contiguous
+        classifier.run(batch)
+        times = []
+        for _ in range(max(3, 64 // size)):
+            started = time.perf_counter()
+            classifier.run(batch)
+            times.append((time.perf_counter() - started) * 1000 / size)
+        sweep[str(size)] = round(statistics.median(times), 2)
     return sweep
 
 
@@ -145,7 +157,7 @@ def _per_request_load(model_dir: Any, pictures: list[bytes], resident_ms: float,
     times = []
     for index in range(repeats):
         data = pictures[index % len(pictures)]
-        times.append(_timed(lambda d=data: classify_bytes(load_classifier(model_dir), d))[0])
+        times.append(_timed(lambda d=data: classify_bytes(load(model_dir, engine="torch"), d))[0])
     reference_ms = statistics.median(times)
     return {
         "reference_per_request_load_ms": round(reference_ms, 1),

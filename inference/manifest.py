@@ -37,8 +37,17 @@ class ModelManifest:
     files: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    # Calibrated probabilities (low, high) around the threshold where this model's validation verdicts were
+    # unreliable: shown as "unsure" and reviewed first. None for models trained before it was measured.
+    unsure_band: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        data = self._fields_dict()
+        if self.unsure_band is not None:
+            data["unsure_band"] = list(self.unsure_band)
+        return data
+
+    def _fields_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "kind": self.kind,
@@ -64,9 +73,19 @@ class ModelManifest:
                 files={str(k): str(v) for k, v in data.get("files", {}).items()},
                 metrics=dict(data.get("metrics", {})),
                 options=dict(data.get("options", {})),
+                unsure_band=_band(data.get("unsure_band")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelLoadError(f"Malformed model manifest: {error}") from error
+
+
+def _band(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    low, high = (float(item) for item in value)
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"unsure_band must be two probabilities, low <= high, not {value!r}")
+    return low, high
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -4,7 +4,7 @@
 verdict towards "phone") over the region the model saw, with the upload's aspect ratio, transparent where there is
 no evidence, so the web page can stack it over the photo and switch it on and off. NumPy and Pillow only: the
 serving worker draws overlays without torch. How the evidence is found is :mod:`inference.heatmap`'s business
-(or the exported graph's, see :mod:`inference.serving`). Knows nothing of Django.
+(or the exported graph's, see :mod:`inference.onnx_engine`). Knows nothing of Django.
 """
 
 from __future__ import annotations

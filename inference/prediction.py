@@ -6,11 +6,12 @@ logits into verdicts here, so temperature and threshold are applied the same way
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from inference.boxes import Box
 from inference.manifest import ModelManifest
 
 PHONE = "phone"
@@ -19,14 +20,24 @@ NOT_PHONE = "not_phone"
 
 @dataclass(frozen=True)
 class Prediction:
-    """One verdict: the label, the probability that the picture shows a phone, and the model that said so."""
+    """One verdict: the label, the probability that the picture shows a phone, the model that said so, and where.
+
+    ``boxes`` are the phones found, best first (empty for a "not a phone" verdict and for models that do not
+    localise).
+    """
 
     label: str
     probability: float
     model_version: str
+    boxes: tuple[Box, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
-        return {"label": self.label, "probability": self.probability, "model_version": self.model_version}
+        return {
+            "label": self.label,
+            "probability": self.probability,
+            "model_version": self.model_version,
+            "boxes": [box.to_dict() for box in self.boxes],
+        }
 
 
 def calibrated_probabilities(logits: Iterable[float] | np.ndarray, manifest: ModelManifest) -> list[float]:
@@ -40,14 +51,19 @@ def calibrated_probabilities(logits: Iterable[float] | np.ndarray, manifest: Mod
         return (np.float32(1.0) / (np.float32(1.0) + np.exp(-scaled))).tolist()
 
 
-def verdicts(probabilities: Iterable[float], manifest: ModelManifest) -> list[Prediction]:
-    """One :class:`Prediction` per probability, labelled by the manifest's decision threshold."""
+def verdicts(
+    probabilities: Iterable[float], manifest: ModelManifest, boxes: Sequence[Sequence[Box]] | None = None
+) -> list[Prediction]:
+    """One :class:`Prediction` per probability, labelled by the manifest's decision threshold, with its boxes."""
     threshold = manifest.threshold
+    probabilities = list(probabilities)
+    found = boxes if boxes is not None else [()] * len(probabilities)
     return [
         Prediction(
             label=PHONE if probability >= threshold else NOT_PHONE,
             probability=round(float(probability), 6),
             model_version=manifest.version,
+            boxes=tuple(picture_boxes) if probability >= threshold else (),
         )
-        for probability in probabilities
+        for probability, picture_boxes in zip(probabilities, found, strict=True)
     ]

@@ -13,8 +13,7 @@ from inference.images import DEFAULT_MAX_PIXELS, ImageError, ImageSource, open_i
 from inference.prediction import Prediction
 
 if TYPE_CHECKING:
-    from inference.classifier import PhoneClassifier
-    from inference.serving import OnnxClassifier
+    from inference.contract import Classifier
 
 THREADS_ENV = "PHONECHECK_TORCH_THREADS"
 
@@ -34,7 +33,7 @@ def configure_torch_threads(threads: int | None = None) -> int:
 
 
 def predict_files(
-    classifier: PhoneClassifier | OnnxClassifier,
+    classifier: Classifier,
     sources: Sequence[ImageSource],
     *,
     workers: int = 2,

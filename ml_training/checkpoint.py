@@ -1,4 +1,4 @@
-"""Writing a model directory that :func:`inference.load_classifier` accepts, without ever exposing half of it.
+"""Writing a model directory that :func:`inference.load` accepts, without ever exposing half of it.
 
 Each file is written under a temporary name, checksummed, then renamed into place; the manifest, which names
 every file with its sha256, is written last and atomically. A reader that sees the new manifest therefore finds

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from inference.classifier import NOT_PHONE, PHONE
 from inference.images import open_image
+from inference.prediction import NOT_PHONE, PHONE
 from inference.preprocessing import PreprocessConfig
 
 LABELS = (NOT_PHONE, PHONE)

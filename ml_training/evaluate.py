@@ -1,6 +1,6 @@
 """Measuring a loaded classifier on pictures: figures, timing, and the report with plots.
 
-Works on any :class:`inference.PhoneClassifier` (zero-shot or fine-tuned) through its public prediction path,
+Works on any :class:`inference.Classifier` (zero-shot or fine-tuned) through its public prediction path,
 so the figures are what the CLI and the web app would produce.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from inference.classifier import PhoneClassifier
+from inference.contract import Classifier
 from inference.images import open_image
-from inference.loader import load_classifier, resolve_model_dir
+from inference.loader import load, resolve_model_dir
 from inference.runtime import configure_torch_threads
 from ml_training.composites import CompositeFactory, plain_background_cutouts
 from ml_training.data import Sample, load_samples
@@ -41,7 +41,7 @@ class EvaluationResult:
 
 
 def evaluate_images(
-    classifier: PhoneClassifier, images: Sequence[Image.Image], targets: Sequence[int], *, batch_size: int = 16
+    classifier: Classifier, images: Sequence[Image.Image], targets: Sequence[int], *, batch_size: int = 16
 ) -> EvaluationResult:
     """Score decoded pictures with ``classifier`` and measure them against 0/1 ``targets``."""
     started = time.perf_counter()
@@ -58,9 +58,7 @@ def evaluate_images(
     )
 
 
-def evaluate_classifier(
-    classifier: PhoneClassifier, samples: Sequence[Sample], *, batch_size: int = 16
-) -> EvaluationResult:
+def evaluate_classifier(classifier: Classifier, samples: Sequence[Sample], *, batch_size: int = 16) -> EvaluationResult:
     """Decode ``samples`` as inference does and measure ``classifier`` on them (decoding is not timed)."""
     draft = classifier.manifest.preprocessing.draft_size
     images = [open_image(sample.path, draft_size=draft) for sample in samples]
@@ -114,7 +112,7 @@ def run_evaluation(
     """The ``evaluate`` command: print figures for the split part, per source and for composites; write a report."""
     configure_torch_threads()
     model_dir = resolve_model_dir(model)
-    classifier = load_classifier(model_dir)
+    classifier = load(model_dir, engine="torch")
     if multiscale_grid is not None:
         if not hasattr(classifier, "multiscale_grid"):
             raise ValueError(f"Model {classifier.version} does not support multi-scale inference.")

@@ -32,7 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from inference.backbone import imagenet_weights_path
-from inference.finetuned import KIND, WEIGHTS_FILE, FineTunedPhoneNet
+from inference.finetuned_network import KIND, WEIGHTS_FILE, FineTunedPhoneNet
 from inference.manifest import ModelManifest, sha256_file
 from inference.preprocessing import PreprocessConfig
 from ml_training.augment import AugmentConfig

@@ -15,7 +15,7 @@ from functools import partial
 import torch
 from PIL import Image
 
-from inference.finetuned import FineTunedPhoneNet
+from inference.finetuned_network import FineTunedPhoneNet
 from inference.preprocessing import PreprocessConfig, crop_arrays, image_to_tensor
 from ml_training.augment import AugmentConfig, augmented_tensor, build_augmentation
 from ml_training.composites import (

@@ -13,18 +13,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from inference.contract import Classifier
 from inference.export_cache import default_cache_dir
+from inference.loader import load
 from inference.manifest import ModelLoadError, manifest_checksum
-from inference.serving import TORCH, OnnxClassifier, load_serving_classifier
 from phoneapp.models import ModelVersion
 from phoneapp.services.model_versions import model_dir_of, model_version_active
-
-if TYPE_CHECKING:
-    from inference.classifier import PhoneClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +29,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LoadedModel:
     version: ModelVersion
-    classifier: OnnxClassifier | PhoneClassifier
+    classifier: Classifier
 
 
 class ResidentModel:
@@ -66,7 +63,7 @@ class ResidentModel:
     def _load(version: ModelVersion) -> LoadedModel:
         started = time.perf_counter()
         model_dir = model_dir_of(version)
-        classifier = load_serving_classifier(
+        classifier = load(
             model_dir,
             engine=settings.INFERENCE_ENGINE or None,
             threads=settings.INFERENCE_THREADS,
@@ -82,7 +79,7 @@ class ResidentModel:
             "model loaded",
             extra={
                 "model_version": version.name,
-                "engine": getattr(classifier, "engine", TORCH),
+                "engine": classifier.engine,
                 "load_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )

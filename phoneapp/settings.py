@@ -151,7 +151,7 @@ HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
 # --- Model ----------------------------------------------------------------------------------------------------
 MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
 TORCH_THREADS: int = env.int("TORCH_THREADS", default=2)
-# The fast path (inference/acceleration.py, docs/performance.md): "onnxruntime", "torch" (eager fp32), or empty for
+# The fast path (inference/export.py, docs/performance.md): "onnxruntime", "torch" (eager fp32), or empty for
 # the model manifest's `options.engine`, else ONNX Runtime when installed. A fast path that fails its check against
 # torch at load time falls back to torch by itself. Exported graphs are cached in INFERENCE_CACHE_DIR.
 INFERENCE_ENGINE: str = env.str("INFERENCE_ENGINE", default="")

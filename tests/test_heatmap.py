@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inference import load_classifier
-from inference.classifier import PhoneClassifier
+from inference import load
 from inference.heatmap import (
     OVERLAY_MAX_SIDE,
     grad_cam,
@@ -22,20 +21,21 @@ from inference.heatmap import (
 )
 from inference.manifest import ModelManifest
 from inference.preprocessing import PreprocessConfig
+from inference.torch_engine import TorchClassifier
 from tests.images import draw_picture
 
 ZERO_SHOT_DIR = Path(__file__).resolve().parent.parent / "trained_models" / "imagenet-zero-shot"
 
 
-class BrightTopLeftClassifier(PhoneClassifier):
+class BrightTopLeftClassifier(TorchClassifier):
     """A stand-in model whose "phone" evidence is the brightness of the top-left quarter of its input."""
 
     def __init__(self) -> None:
         super().__init__(ModelManifest(version="toy", kind="toy"), Path("."))
 
-    def phone_logits(self, batch: torch.Tensor) -> torch.Tensor:
+    def network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         half = batch.shape[-1] // 2
-        return batch[:, :, :half, :half].mean(dim=(1, 2, 3)) * 10
+        return (batch[:, :, :half, :half].mean(dim=(1, 2, 3)) * 10,)
 
 
 def test_occlusion_finds_the_region_the_model_depends_on() -> None:
@@ -60,7 +60,7 @@ def test_grad_cam_peaks_where_the_score_reads_the_features() -> None:
 
 
 def test_zero_shot_classifier_keeps_its_verdicts_and_explains_them_with_grad_cam() -> None:
-    classifier = load_classifier(ZERO_SHOT_DIR)
+    classifier = load(ZERO_SHOT_DIR, engine="torch")
     picture = draw_picture(width=320, height=240)
     batch = classifier.preprocess([picture])
     with torch.inference_mode():
@@ -70,7 +70,7 @@ def test_zero_shot_classifier_keeps_its_verdicts_and_explains_them_with_grad_cam
         # It also works when a caller is in inference mode, as the worker's prediction path is.
         evidence = classifier.evidence_map(picture)
     assert evidence.shape == (7, 7)
-    assert torch.isfinite(evidence).all()
+    assert np.isfinite(evidence).all()
     png = heatmap_png(classifier, picture)
     overlay = Image.open(io.BytesIO(png))
     assert overlay.mode == "RGBA"
@@ -113,7 +113,7 @@ def test_occlusion_patches_grey_out_only_the_region_the_model_sees() -> None:
     class Cropping(BrightTopLeftClassifier):
         def __init__(self) -> None:
             config = PreprocessConfig(image_size=224, resize_size=256, center_crop=True)
-            PhoneClassifier.__init__(self, ModelManifest(version="toy", kind="toy", preprocessing=config), Path("."))
+            TorchClassifier.__init__(self, ModelManifest(version="toy", kind="toy", preprocessing=config), Path("."))
 
         def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
             seen.extend(images)

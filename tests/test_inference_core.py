@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from inference import ImageError, ModelLoadError, load_classifier, open_image, resolve_model_dir
+from inference import ImageError, ModelLoadError, load, open_image, resolve_model_dir
 from inference.manifest import read_manifest, sha256_file, verify_files, write_manifest
 from tests.images import draw_picture, encode
 
@@ -53,7 +53,7 @@ def test_open_image_refuses_text() -> None:
 
 
 def test_zero_shot_classifier_returns_one_prediction_per_picture_in_order() -> None:
-    classifier = load_classifier(ZERO_SHOT_DIR)
+    classifier = load(ZERO_SHOT_DIR, engine="torch")
     pictures = [draw_picture(color=(200, 20, 20)), draw_picture(color=(20, 200, 20), width=200, height=400)]
     predictions = classifier.predict(pictures)
     assert [p.model_version for p in predictions] == ["imagenet-zero-shot"] * 2
@@ -74,13 +74,13 @@ def test_loader_refuses_a_file_whose_checksum_differs(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="corrupt or was replaced"):
         verify_files(model_dir, read_manifest(model_dir))
     with pytest.raises(ModelLoadError, match="corrupt or was replaced"):
-        load_classifier(model_dir)
+        load(model_dir, engine="torch")
     assert sha256_file(model_dir / "weights.bin") != "0" * 64
 
 
 def test_loader_refuses_a_missing_model_directory(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
-        load_classifier(tmp_path / "nowhere")
+        load(tmp_path / "nowhere", engine="torch")
 
 
 def test_loader_resolves_the_active_pointer() -> None:
@@ -120,7 +120,7 @@ def test_inference_package_does_not_import_django() -> None:
 def test_shipped_default_model_loads_and_classifies() -> None:
     """Whatever trained_models/ACTIVE names must load from a clean checkout and give sane verdicts."""
     model_dir = resolve_model_dir(root=REPO_ROOT / "trained_models")
-    classifier = load_classifier(model_dir)
+    classifier = load(model_dir, engine="torch")
     predictions = classifier.predict([draw_picture(), draw_picture(color=(250, 250, 250))])
     assert [p.model_version for p in predictions] == [model_dir.name] * 2
     assert all(0.0 <= p.probability <= 1.0 for p in predictions)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from inference import PHONE, load_classifier, resolve_model_dir
+from inference import PHONE, load, resolve_model_dir
 from inference.__main__ import main as inference_main
 from inference.finetuned import FineTunedClassifier, crop_boxes
 from tests.ml_drawing import draw_not_phone, draw_phone_like
@@ -28,7 +28,7 @@ def test_crop_boxes_cover_the_picture_with_overlapping_crops() -> None:
 
 
 def test_shipped_model_is_fine_tuned_and_gives_probabilities(tmp_path: Path) -> None:
-    classifier = load_classifier(resolve_model_dir(SHIPPED))
+    classifier = load(resolve_model_dir(SHIPPED), engine="torch")
     assert isinstance(classifier, FineTunedClassifier)
     rng = random.Random(0)
     predictions = classifier.predict([draw_phone_like(rng, 224), draw_not_phone(rng, 224)])
@@ -36,7 +36,7 @@ def test_shipped_model_is_fine_tuned_and_gives_probabilities(tmp_path: Path) -> 
 
 
 def test_multiscale_inference_scores_every_picture_once(tmp_path: Path) -> None:
-    classifier = load_classifier(resolve_model_dir(SHIPPED))
+    classifier = load(resolve_model_dir(SHIPPED), engine="torch")
     classifier.multiscale_grid = 2
     rng = random.Random(1)
     pictures = [draw_phone_like(rng, 160), draw_not_phone(rng, 200), draw_not_phone(rng, 120)]
@@ -61,5 +61,5 @@ def test_shipped_model_recognises_held_out_phone_photos() -> None:
     model_dir = resolve_model_dir(SHIPPED)
     samples = samples_in_part(model_dir, load_samples(DATASET), DATASET, "test")
     phones = [s for s in samples if s.label == PHONE and s.source == "sam-dev007"][:40]
-    result = evaluate_classifier(load_classifier(model_dir), phones)
+    result = evaluate_classifier(load(model_dir, engine="torch"), phones)
     assert result.metrics.recall >= 0.95

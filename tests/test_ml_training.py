@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
-from inference import ModelLoadError, load_classifier, open_image
+from inference import ModelLoadError, load, open_image
 from inference.manifest import read_manifest, sha256_file, write_manifest
 from ml_training.calibration import choose_threshold, fit_temperature
 from ml_training.composites import cut_out, paste_small
@@ -50,7 +50,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Sam
 
 def test_training_on_a_tiny_drawn_set_beats_chance(tiny_model: tuple[Path, list[Sample]]) -> None:
     model_dir, samples = tiny_model
-    classifier = load_classifier(model_dir)
+    classifier = load(model_dir, engine="torch")
     result = evaluate_classifier(classifier, samples)
     assert result.metrics.accuracy >= 0.9
     assert result.metrics.roc_auc is not None and result.metrics.roc_auc > 0.95
@@ -81,7 +81,7 @@ def test_corrupted_checkpoint_is_refused_with_a_clear_error(tiny_model, tmp_path
     weights[len(weights) // 2] ^= 0xFF
     (copy / "weights.pt").write_bytes(bytes(weights))
     with pytest.raises(ModelLoadError, match=r"weights\.pt is corrupt"):
-        load_classifier(copy)
+        load(copy, engine="torch")
 
 
 def test_checkpoint_that_does_not_fit_the_network_is_refused(tiny_model, tmp_path: Path) -> None:
@@ -98,7 +98,7 @@ def test_checkpoint_that_does_not_fit_the_network_is_refused(tiny_model, tmp_pat
     files = {**manifest.files, "weights.pt": sha256_file(copy / "weights.pt")}
     write_manifest(copy, type(manifest)(**{**manifest.__dict__, "files": files}))
     with pytest.raises(ModelLoadError, match="does not match the network"):
-        load_classifier(copy)
+        load(copy, engine="torch")
 
 
 def test_checkpoint_trained_on_other_base_weights_is_refused(tiny_model, tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_checkpoint_trained_on_other_base_weights_is_refused(tiny_model, tmp_pat
     options = {**manifest.options, "base_weights_sha256": "0" * 64}
     write_manifest(copy, type(manifest)(**{**manifest.__dict__, "options": options}))
     with pytest.raises(ModelLoadError, match="different efficientnet-lite0 ImageNet weights"):
-        load_classifier(copy)
+        load(copy, engine="torch")
 
 
 def test_training_preprocessing_gives_the_same_tensor_as_inference(tiny_model, tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_training_preprocessing_gives_the_same_tensor_as_inference(tiny_model, t
     model_dir, _ = tiny_model
     path = tmp_path / "photo.jpg"
     draw_phone_like(random.Random(3), size=301).save(path, quality=85)
-    classifier = load_classifier(model_dir)
+    classifier = load(model_dir, engine="torch")
     config = classifier.manifest.preprocessing
     training_tensor = clean_view(decode_samples([Sample(str(path), "phone")], config)[0], config)
     inference_tensor = classifier.preprocess([open_image(path, draft_size=config.draft_size)])[0]
@@ -219,7 +219,7 @@ def test_cut_out_finds_an_object_on_a_plain_background_and_pastes_it_small() -> 
 
 def test_fine_tuned_evidence_map_is_the_heads_cell_logits(tiny_model) -> None:
     model_dir, _ = tiny_model
-    classifier = load_classifier(model_dir)
+    classifier = load(model_dir, engine="torch")
     picture = draw_phone_like(random.Random(5), size=64)
     evidence = classifier.evidence_map(picture)
     # 64-pixel inputs end in a 2x2 feature map; the pooled verdict lies between the weakest and strongest cell.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import load_classifier
+from inference import load
 from ml_training.data import load_samples
 from ml_training.evaluate import evaluate_classifier, samples_in_part
 from ml_training.train import TrainConfig, _with_negative_crops, train_model
@@ -40,7 +40,7 @@ def test_multiscale_model_is_calibrated_on_and_ships_with_its_crops(tmp_path: Pa
     assert result.manifest.options["multiscale_grid"] == GRID
     assert result.manifest.options["multiscale_fraction"] == FRACTION
 
-    classifier = load_classifier(tmp_path / "model")
+    classifier = load(tmp_path / "model", engine="torch")
     assert classifier.views_per_image == 1 + GRID * GRID
     # The inference path (whole picture and four crops, strongest evidence kept) gives the probabilities that
     # training measured, so the manifest's threshold and figures are about what the app will run.
@@ -51,7 +51,7 @@ def test_multiscale_model_is_calibrated_on_and_ships_with_its_crops(tmp_path: Pa
     expected = [recorded[str(Path(s.path).relative_to(data))] for s in test_samples]
     assert np.allclose(measured, expected, atol=1e-4)
 
-    single = load_classifier(tmp_path / "model")
+    single = load(tmp_path / "model", engine="torch")
     single.multiscale_grid = 0
     assert not np.allclose(evaluate_classifier(single, test_samples).probabilities, expected, atol=1e-4)
 

@@ -107,9 +107,9 @@ def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
 ) -> None:
     """The exported fine-tuned graph gives the evidence map with the verdict; the overlay task only draws it."""
     import numpy as np
+    from inference.onnx_engine import OnnxClassifier
 
     from inference.overlay import overlay_png
-    from inference.serving import OnnxClassifier
     from phoneapp.resident_model import resident_model
     from phoneapp.services.classification import upload_classify
     from phoneapp.services.model_versions import model_version_activate, model_version_register

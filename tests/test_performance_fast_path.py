@@ -5,19 +5,18 @@ Correctness only: timings live in ``benchmarks/run.py``, where a busy machine ca
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from inference import load_classifier, resolve_model_dir
-from inference.acceleration import accelerate
-from inference.classifier import PhoneClassifier
-from inference.finetuned import WEIGHTS_FILE, FineTunedPhoneNet
-from inference.manifest import ModelManifest, sha256_file, write_manifest
+from inference import Classifier, load, resolve_model_dir
+from inference.finetuned_network import WEIGHTS_FILE, FineTunedPhoneNet
+from inference.manifest import ModelManifest, read_manifest, sha256_file, write_manifest
+from inference.onnx_engine import OnnxClassifier
 from inference.preprocessing import PreprocessConfig, image_to_tensor
-from inference.serving import OnnxClassifier
 from tests.ml_drawing import drawn_pictures
 
 pytest.importorskip("onnxruntime")
@@ -50,8 +49,9 @@ def fine_tuned_model_dir(root: Path, *, multiscale_grid: int) -> Path:
 
 
 def test_fast_path_gives_the_zero_shot_models_probabilities(export_cache: Path) -> None:
-    reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
-    fast = accelerate(reference, cache_dir=export_cache)
+    zero_shot = SHIPPED_MODELS / "imagenet-zero-shot"
+    reference = load(zero_shot, engine="torch")
+    fast = load(zero_shot, engine="onnxruntime", cache_dir=export_cache)
     assert isinstance(fast, OnnxClassifier) and fast.engine == "onnxruntime"
     pictures = drawn_pictures()
     expected = reference.phone_probabilities(pictures)
@@ -61,16 +61,18 @@ def test_fast_path_gives_the_zero_shot_models_probabilities(export_cache: Path) 
 
 
 def test_fast_path_covers_multiscale_fine_tuned_models(tmp_path: Path) -> None:
-    reference = load_classifier(fine_tuned_model_dir(tmp_path, multiscale_grid=1))
-    fast = accelerate(reference, cache_dir=tmp_path / "cache")
+    model_dir = fine_tuned_model_dir(tmp_path, multiscale_grid=1)
+    reference = load(model_dir, engine="torch")
+    fast = load(model_dir, engine="onnxruntime", cache_dir=tmp_path / "cache")
     assert isinstance(fast, OnnxClassifier)
     pictures = drawn_pictures(seed=1)
     assert fast.phone_probabilities(pictures) == pytest.approx(reference.phone_probabilities(pictures), abs=1e-4)
 
 
 def test_a_long_list_is_scored_in_chunks_with_the_same_results(export_cache: Path) -> None:
-    reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
-    fast = accelerate(reference, cache_dir=export_cache, max_batch=3)
+    model_dir = resolve_model_dir(root=SHIPPED_MODELS)
+    reference = load(model_dir, engine="torch")
+    fast = load(model_dir, engine="onnxruntime", cache_dir=export_cache, max_batch=3)
     pictures = drawn_pictures() + drawn_pictures(seed=2)
     probabilities = fast.phone_probabilities(pictures)
     assert len(probabilities) == len(pictures)
@@ -79,31 +81,31 @@ def test_a_long_list_is_scored_in_chunks_with_the_same_results(export_cache: Pat
 
 def test_a_restarted_process_reuses_the_checked_export(tmp_path: Path) -> None:
     model_dir = resolve_model_dir(root=SHIPPED_MODELS)
-    first = accelerate(load_classifier(model_dir), cache_dir=tmp_path)
+    first = load(model_dir, engine="onnxruntime", cache_dir=tmp_path)
     exports = list(tmp_path.glob("*.onnx"))
-    second = accelerate(load_classifier(model_dir), cache_dir=tmp_path)
+    second = load(model_dir, engine="onnxruntime", cache_dir=tmp_path)
     assert len(exports) == 1 and list(tmp_path.glob("*.onnx")) == exports
     assert not first.from_cache and second.from_cache
     pictures = drawn_pictures()
     assert second.phone_probabilities(pictures) == pytest.approx(first.phone_probabilities(pictures), abs=1e-6)
 
 
-def test_torch_engine_chosen_by_setting_or_manifest_keeps_the_eager_model(export_cache: Path) -> None:
-    reference = load_classifier(resolve_model_dir(root=SHIPPED_MODELS))
-    assert accelerate(reference, engine="torch", cache_dir=export_cache) is reference
-    assert isinstance(accelerate(reference, engine="onnxruntime", cache_dir=export_cache), OnnxClassifier)
-    reference.manifest.options["engine"] = "torch"
-    assert accelerate(reference, cache_dir=export_cache) is reference
+def test_torch_engine_chosen_by_argument_or_manifest_runs_the_eager_model(tmp_path: Path) -> None:
+    model_dir = fine_tuned_model_dir(tmp_path, multiscale_grid=0)
+    assert load(model_dir, engine="torch", cache_dir=tmp_path / "cache").engine == "torch"
+    assert load(model_dir, engine="onnxruntime", cache_dir=tmp_path / "cache").engine == "onnxruntime"
+    manifest = read_manifest(model_dir)
+    write_manifest(model_dir, dataclasses.replace(manifest, options={**manifest.options, "engine": "torch"}))
+    assert load(model_dir, cache_dir=tmp_path / "cache").engine == "torch"
 
 
-def test_a_classifier_without_an_exportable_network_stays_on_torch(tmp_path: Path) -> None:
-    class BrightnessClassifier(PhoneClassifier):
-        def phone_logits(self, batch: torch.Tensor) -> torch.Tensor:
-            return batch.mean(dim=(1, 2, 3))
-
-    classifier = BrightnessClassifier(ModelManifest(version="brightness", kind="test"), tmp_path)
-    assert accelerate(classifier, cache_dir=tmp_path) is classifier
-    assert len(classifier.predict(drawn_pictures())) == 4
+def test_every_engine_and_kind_meets_the_one_classifier_contract(tmp_path: Path, export_cache: Path) -> None:
+    model_dir = fine_tuned_model_dir(tmp_path, multiscale_grid=0)
+    for engine in ("torch", "onnxruntime"):
+        classifier = load(model_dir, engine=engine, cache_dir=export_cache)
+        assert isinstance(classifier, Classifier)
+        prediction, evidence = classifier.predict_and_explain(drawn_pictures()[0])
+        assert prediction.model_version == "fine-tuned-test" and evidence is not None
 
 
 def test_preprocessing_gives_torchvisions_numbers_bit_for_bit() -> None:
@@ -156,7 +158,7 @@ def test_batch_api_keeps_order_and_reports_unreadable_pictures(export_cache: Pat
     from inference.runtime import predict_files
     from tests.images import encode
 
-    fast = accelerate(load_classifier(resolve_model_dir(root=SHIPPED_MODELS)), cache_dir=export_cache)
+    fast = load(resolve_model_dir(root=SHIPPED_MODELS), engine="onnxruntime", cache_dir=export_cache)
     pictures = drawn_pictures()
     sources = [encode(pictures[0]), b"not a picture", *[encode(picture) for picture in pictures[1:]]]
 
@@ -167,7 +169,7 @@ def test_batch_api_keeps_order_and_reports_unreadable_pictures(export_cache: Pat
     assert [result for result in results if not isinstance(result, ImageError)] == one_by_one
 
 
-def _decoded(classifier: PhoneClassifier, sources: list[bytes]) -> list[Image.Image]:
+def _decoded(classifier: Classifier, sources: list[bytes]) -> list[Image.Image]:
     from inference.images import open_image
 
     return [open_image(data, draft_size=classifier.manifest.preprocessing.draft_size) for data in sources]

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.acceleration import accelerate
-from inference.loader import load_classifier
-from inference.serving import AccelerationUnavailable, OnnxClassifier, load_serving_classifier
+from inference.loader import load
+from inference.onnx_engine import AccelerationUnavailable, OnnxClassifier
 from tests.ml_drawing import drawn_pictures
 from tests.test_performance_fast_path import fine_tuned_model_dir
 
@@ -28,14 +27,14 @@ SERVING_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from inference.images import open_image
     from inference.overlay import heatmap_png
-    from inference.serving import load_serving_classifier
+    from inference.loader import load
 
-    classifier = load_serving_classifier(Path(sys.argv[1]), cache_dir=Path(sys.argv[2]))
+    classifier = load(Path(sys.argv[1]), cache_dir=Path(sys.argv[2]))
     pictures = [open_image(path) for path in sys.argv[3:]]
     probabilities = classifier.phone_probabilities(pictures)
     png = heatmap_png(classifier, pictures[0])
     print(json.dumps({
-        "engine": getattr(classifier, "engine", "torch"),
+        "engine": classifier.engine,
         "from_cache": getattr(classifier, "from_cache", None),
         "probabilities": probabilities,
         "heatmap_bytes": len(png),
@@ -68,7 +67,7 @@ def test_a_serving_process_classifies_and_explains_without_importing_torch(tmp_p
     cold = run_serving_process(model_dir, cache_dir, paths)  # the export is made by a child process
     warm = run_serving_process(model_dir, cache_dir, paths)
 
-    expected = load_classifier(model_dir).phone_probabilities(pictures)
+    expected = load(model_dir, engine="torch").phone_probabilities(pictures)
     for run in (cold, warm):
         assert run["engine"] == "onnxruntime"
         assert run["torch_imported"] is False
@@ -80,11 +79,12 @@ def test_a_serving_process_classifies_and_explains_without_importing_torch(tmp_p
 
 @pytest.mark.parametrize(("grid", "shape"), [(0, (7, 7)), (2, (28, 28))])
 def test_the_exported_evidence_map_is_the_torch_models(tmp_path: Path, grid: int, shape: tuple[int, int]) -> None:
-    reference = load_classifier(fine_tuned_model_dir(tmp_path, multiscale_grid=grid))
-    fast = accelerate(reference, cache_dir=tmp_path / "cache")
-    assert isinstance(fast, OnnxClassifier) and fast.explains_without_torch
+    model_dir = fine_tuned_model_dir(tmp_path, multiscale_grid=grid)
+    reference = load(model_dir, engine="torch")
+    fast = load(model_dir, engine="onnxruntime", cache_dir=tmp_path / "cache")
+    assert isinstance(fast, OnnxClassifier) and "evidence" in fast.output_names
     picture = drawn_pictures(seed=3)[1]
-    expected = reference.evidence_map(picture).numpy()
+    expected = reference.evidence_map(picture)
     actual = fast.evidence_map(picture)
     _, verdict_pass_map = fast.predict_and_explain(picture)
     assert actual.shape == expected.shape == shape  # a multi-scale map has its crops laid over the picture
@@ -96,15 +96,15 @@ def test_a_failed_export_falls_back_to_the_torch_model(tmp_path: Path, monkeypat
     def failing_export(model_dir: Path, cache_dir: Path) -> None:
         raise AccelerationUnavailable("the export process failed: simulated")
 
-    monkeypatch.setattr("inference.serving.export_in_child_process", failing_export)
+    monkeypatch.setattr("inference.loader.export_to_cache", failing_export)
     model_dir = fine_tuned_model_dir(tmp_path, multiscale_grid=0)
 
-    classifier = load_serving_classifier(model_dir, cache_dir=tmp_path / "cache")
+    classifier = load(model_dir, cache_dir=tmp_path / "cache")
 
     assert not isinstance(classifier, OnnxClassifier)
     pictures = drawn_pictures()
     assert classifier.phone_probabilities(pictures) == pytest.approx(
-        load_classifier(model_dir).phone_probabilities(pictures), abs=1e-6
+        load(model_dir, engine="torch").phone_probabilities(pictures), abs=1e-6
     )
 
 
@@ -119,7 +119,7 @@ def test_a_corrupted_export_in_the_cache_is_not_served(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an onnx graph")
 
-    classifier = load_serving_classifier(model_dir, cache_dir=cache_dir)
+    classifier = load(model_dir, cache_dir=cache_dir)
 
     assert not isinstance(classifier, OnnxClassifier)
     assert len(classifier.predict(drawn_pictures())) == 4

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from inference.classifier import PhoneClassifier
+from inference.contract import Classifier
 from inference.images import ImageError, open_image
 from ml_training.data import Sample
 from ml_training.metrics import binary_metrics
@@ -51,7 +51,7 @@ def decode_labelled(samples: Sequence[Sample], *, advance: ProgressCallback | No
 
 
 def measure_classifier(
-    classifier: PhoneClassifier, pictures: LabelledPictures, *, advance: ProgressCallback | None = None
+    classifier: Classifier, pictures: LabelledPictures, *, advance: ProgressCallback | None = None
 ) -> dict[str, Any]:
     """Accuracy, precision, recall, F1, ROC-AUC, ECE and confusion matrix at the model's own threshold."""
     probabilities: list[float] = []

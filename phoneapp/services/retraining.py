@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from inference.loader import load_classifier
+from inference.loader import load
 from inference.manifest import ModelLoadError
 from ml_training.data import LABELS, Sample, load_samples
 from phoneapp.models import ModelVersion
@@ -210,7 +210,7 @@ def _progress(factory: ProgressFactory | None, label: str, total: int) -> Callab
 def _measure(
     model_dir: Path, held_out: LabelledPictures, progress: ProgressFactory | None, label: str
 ) -> dict[str, Any]:
-    classifier = load_classifier(model_dir)
+    classifier = load(model_dir, engine="torch")
     return measure_classifier(classifier, held_out, advance=_progress(progress, label, len(held_out.images)))
 
 

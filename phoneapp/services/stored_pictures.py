@@ -11,11 +11,10 @@ from inference.images import open_image
 from phoneapp.models import Upload
 
 if TYPE_CHECKING:
-    from inference.classifier import PhoneClassifier
-    from inference.serving import OnnxClassifier
+    from inference.contract import Classifier
 
 
-def stored_picture_for(upload: Upload, classifier: OnnxClassifier | PhoneClassifier) -> Image.Image:
+def stored_picture_for(upload: Upload, classifier: Classifier) -> Image.Image:
     """Decode the stored picture with the upload pixel limit, JPEG-drafted to the classifier's input size.
 
     Raises :class:`inference.images.ImageError` or :class:`OSError` when the stored file is damaged or gone.

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from inference.loader import load_classifier
+from inference.loader import load
 from inference.manifest import ModelLoadError
 from ml_training.data import load_samples
 from phoneapp.models import ModelVersion
@@ -44,7 +44,7 @@ class Command(BaseCommand):
             if not pictures.samples:
                 raise CommandError("No readable labelled pictures: review some uploads or pass --data-dir.")
             try:
-                classifier = load_classifier(model_dir_of(version))
+                classifier = load(model_dir_of(version), engine="torch")
             except ModelLoadError as error:
                 raise CommandError(str(error)) from error
             metrics = measure_classifier(classifier, pictures)

@@ -1,0 +1,46 @@
+"""The scene model on eager PyTorch: :class:`~inference.scene_network.ScenePhoneNet` behind the classifier base.
+
+Its graph gives the picture's log-odds (its best cell), every cell's log-odds (the evidence map, which is what
+the boxes are read from, so the heat map and the boxes always agree) and every cell's box; the shared base
+calibrates them and :mod:`inference.boxes` turns the peaks into the verdict's boxes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from inference.base import DEFAULT_MAX_BATCH
+from inference.contract import BOXES_OUTPUT, EVIDENCE_OUTPUT, LOGITS_OUTPUT
+from inference.manifest import ModelLoadError, ModelManifest
+from inference.scene_network import ScenePhoneNet
+from inference.torch_engine import TorchClassifier, check_base_weights, load_checkpoint
+
+KIND = "scene-detector"
+WEIGHTS_FILE = "weights.pt"
+
+
+class SceneClassifier(TorchClassifier):
+    """A trained scene head on the packaged ImageNet trunk."""
+
+    output_names = (LOGITS_OUTPUT, EVIDENCE_OUTPUT, BOXES_OUTPUT)
+
+    def __init__(self, manifest: ModelManifest, model_dir: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        super().__init__(manifest, model_dir, max_batch=max_batch)
+        if self.multiscale_grid:
+            raise ModelLoadError(f"Model {manifest.version}: a scene model scores cells, not multi-scale crops.")
+        state = load_checkpoint(manifest, model_dir, WEIGHTS_FILE)
+        check_base_weights(manifest)
+        self.network = ScenePhoneNet(
+            manifest.architecture,
+            head_width=int(manifest.options.get("head_width", 96)),
+        )
+        try:
+            self.network.load_trained_state_dict(state)
+        except ValueError as error:
+            raise ModelLoadError(f"Model {manifest.version}: {error}.") from error
+        self.network.eval()
+
+    def network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.network(batch)

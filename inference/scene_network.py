@@ -1,0 +1,139 @@
+"""The scene model's network: a frozen EfficientNet-Lite trunk and a small head that scores every grid cell.
+
+Why this shape: people photograph phones in scenes (at a desk, at the ear, on a table), where the phone is a few
+percent of the frame. A whole-picture classifier averages it away; a head that scores each cell of a 1/16-scale
+grid, trained with the phone boxes, sees a phone a few cells wide and says where it is. The trunk (stem and the
+first ``TRUNK_BLOCKS`` blocks, through the stride-16 stage) keeps its ImageNet weights, so training can compute its
+features once per picture and train the head on the cache (2 CPU cores); the head adds context from a half-scale
+branch so a phone at an ear or in a hand is judged with its surroundings.
+
+Outputs, for a batch of N pictures at S x S (grid G = S / 16):
+- ``phone_logits`` (N,): the best cell's log-odds, the picture's verdict before calibration;
+- ``cell_logits`` (N, G, G): every cell's log-odds (the evidence map);
+- ``cell_boxes`` (N, 4, G, G): for every cell, the box (x1, y1, x2, y2, normalised) of the phone it sees.
+
+Boxes are predicted CenterNet-style, as the phone centre's offset from the cell centre and the phone's log width
+and height in cells: a phone narrower than a cell still gets a box around its own centre.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from inference.backbone import build_efficientnet_lite
+
+# Stem and blocks 0-10 of Lite0: the stride-16 stages end there (112 channels).
+TRUNK_BLOCKS = 11
+STRIDE = 16
+# Phone centres within this many cells of the cell's centre; sizes exp(raw) cells. The clamps keep boxes finite.
+OFFSET_RANGE = (-1.5, 1.5)
+LOG_SIZE_RANGE = (-4.0, 4.0)
+
+
+class SeparableBlock(nn.Module):
+    """Depthwise 3x3 then pointwise convolution with a residual: cheap spatial context at full grid resolution."""
+
+    def __init__(self, channels: int, *, stride: int = 1) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(channels, channels, 3, stride=stride, padding=1, groups=channels)
+        self.pointwise = nn.Conv2d(channels, channels, 1)
+        self.residual = stride == 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self.pointwise(F.relu6(self.depthwise(x))))
+        return x + y if self.residual else y
+
+
+class SceneHead(nn.Module):
+    """Per-cell phone log-odds and box geometry from stride-16 trunk features."""
+
+    def __init__(self, in_channels: int = 112, width: int = 96, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout2d(dropout)
+        self.reduce = nn.Conv2d(in_channels, width, 1)
+        self.local = nn.Sequential(SeparableBlock(width), SeparableBlock(width))
+        self.context = nn.Sequential(SeparableBlock(width, stride=2), SeparableBlock(width), SeparableBlock(width))
+        self.mix = SeparableBlock(width)
+        self.objectness = nn.Conv2d(width, 1, 1)
+        self.geometry = nn.Conv2d(width, 4, 1)
+        # Start out saying "no phone" everywhere (focal-loss practice): most cells of most pictures have none.
+        nn.init.constant_(self.objectness.bias, -4.0)
+        nn.init.zeros_(self.geometry.weight)
+        nn.init.zeros_(self.geometry.bias)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cell log-odds (N, G, G), box geometry in cells (N, 4, G, G): centre offset x, y; log width, height)."""
+        x = F.relu6(self.reduce(self.dropout(features)))
+        x = self.local(x)
+        context = F.interpolate(self.context(x), size=x.shape[-2:], mode="nearest")
+        x = self.mix(x + context)
+        geometry = self.geometry(x)
+        offsets = geometry[:, :2].clamp(*OFFSET_RANGE)
+        log_sizes = geometry[:, 2:].clamp(*LOG_SIZE_RANGE)
+        return self.objectness(x).squeeze(1), torch.cat([offsets, log_sizes], dim=1)
+
+
+def cell_boxes(geometry: torch.Tensor) -> torch.Tensor:
+    """Boxes (N, 4, G, G) as normalised corners (x1, y1, x2, y2) from each cell's predicted centre and size."""
+    grid_h, grid_w = geometry.shape[-2:]
+    centres_x = (torch.arange(grid_w, dtype=geometry.dtype) + 0.5).view(1, 1, grid_w) + geometry[:, 0]
+    centres_y = (torch.arange(grid_h, dtype=geometry.dtype) + 0.5).view(1, grid_h, 1) + geometry[:, 1]
+    half_w, half_h = torch.exp(geometry[:, 2]) / 2, torch.exp(geometry[:, 3]) / 2
+    corners = [(centres_x - half_w) / grid_w, (centres_y - half_h) / grid_h]
+    corners += [(centres_x + half_w) / grid_w, (centres_y + half_h) / grid_h]
+    return torch.stack(corners, dim=1).clamp(0.0, 1.0)
+
+
+class ScenePhoneNet(nn.Module):
+    """Frozen Lite trunk + :class:`SceneHead`; ``forward`` gives picture logits, cell logits and cell boxes."""
+
+    def __init__(
+        self,
+        architecture: str = "efficientnet-lite0",
+        *,
+        head_width: int = 96,
+        head_dropout: float = 0.1,
+        imagenet_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        self.backbone = build_efficientnet_lite(architecture, imagenet_weights=imagenet_weights)
+        # Only the trunk is used; the later blocks and the ImageNet head are dropped from the graph and checkpoints.
+        self.backbone._blocks = self.backbone._blocks[:TRUNK_BLOCKS]
+        for name in ("_conv_head", "_bn1", "_fc"):
+            setattr(self.backbone, name, nn.Identity())
+        for parameter in self.backbone.parameters():
+            parameter.requires_grad_(False)
+        self.head = SceneHead(self.backbone._blocks[-1]._project_conv.out_channels, head_width, head_dropout)
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen stride-16 features: computed once per training view and cached."""
+        backbone = self.backbone
+        x = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
+        for block in backbone._blocks:
+            x = block(x)
+        return x
+
+    def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cells, geometry = self.head(features)
+        return cells.flatten(1).max(dim=1).values, cells, cell_boxes(geometry)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.from_features(self.trunk(images))
+
+    def set_train_mode(self) -> None:
+        """Train the head; the trunk stays in eval mode (frozen batch-norm statistics, as cached)."""
+        self.train()
+        self.backbone.eval()
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores: the head only (the trunk is the pip package's ImageNet weights)."""
+        return {name: tensor.detach().clone() for name, tensor in self.head.state_dict().items()}
+
+    def load_trained_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`trained_state_dict` output; refuses missing, extra or misshapen tensors with a reason."""
+        try:
+            self.head.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"checkpoint does not match the scene head: {error}") from error

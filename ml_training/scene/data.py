@@ -1,0 +1,89 @@
+"""Labelled pictures for the scene model: label, source, the group it may not be split from, and phone boxes.
+
+Two manifest layouts are read: ``phone-scenes`` (columns ``group`` and ``phone_boxes``) and ``phone-images``
+(no boxes; frames of one video share a group). Pictures are never copied: a sample is a path and its labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference.prediction import NOT_PHONE, PHONE
+from ml_training.data import Sample, video_group
+
+BoxCorners = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class SceneSample:
+    """One labelled picture; ``boxes`` are the phones in it (normalised x1, y1, x2, y2), empty when unknown."""
+
+    path: str
+    label: str
+    source: str
+    group: str | None = None
+    boxes: tuple[BoxCorners, ...] = field(default_factory=tuple)
+
+    @property
+    def target(self) -> int:
+        return int(self.label == PHONE)
+
+    @property
+    def has_boxes(self) -> bool:
+        return bool(self.boxes)
+
+    def as_sample(self) -> Sample:
+        """The plain :class:`ml_training.data.Sample` the shared split code groups."""
+        return Sample(path=self.path, label=self.label, group=self.group, source=self.source)
+
+
+def parse_boxes(text: str) -> tuple[BoxCorners, ...]:
+    """``"x1 y1 x2 y2;x1 y1 x2 y2"`` to corner tuples, each checked to lie inside the picture."""
+    boxes = []
+    for part in filter(None, (chunk.strip() for chunk in (text or "").split(";"))):
+        values = tuple(float(value) for value in part.split())
+        if len(values) != 4:
+            raise ValueError(f"A box needs four numbers, got {part!r}.")
+        x1, y1, x2, y2 = values
+        if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+            raise ValueError(f"Box {part!r} is not inside the picture (normalised x1 < x2, y1 < y2).")
+        boxes.append((x1, y1, x2, y2))
+    return tuple(boxes)
+
+
+def read_manifest(manifest_csv: str | os.PathLike[str]) -> list[SceneSample]:
+    """Samples from a ``manifest.csv``, paths made relative to its folder; groups prefixed by the folder name."""
+    path = Path(manifest_csv)
+    prefix = path.parent.name
+    samples = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            label = row["label"]
+            if label not in (PHONE, NOT_PHONE):
+                raise ValueError(f"{path}: label must be {PHONE} or {NOT_PHONE}, not {label!r} ({row['file']}).")
+            group = row.get("group") or video_group(row.get("origin", ""))
+            samples.append(
+                SceneSample(
+                    path=str(path.parent / row["file"]),
+                    label=label,
+                    source=row.get("source") or prefix,
+                    group=f"{prefix}:{group}" if group else None,
+                    boxes=parse_boxes(row.get("phone_boxes", "")),
+                )
+            )
+    return samples
+
+
+def load_data_dirs(data_dirs: Sequence[str | os.PathLike[str]]) -> list[SceneSample]:
+    """Every picture listed by the ``manifest.csv`` of each folder, in the order given."""
+    samples: list[SceneSample] = []
+    for data_dir in data_dirs:
+        manifest = Path(data_dir) / "manifest.csv"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{data_dir} has no manifest.csv.")
+        samples.extend(read_manifest(manifest))
+    return samples

@@ -1,0 +1,89 @@
+"""Calibration, the decision threshold and the unsure band of a scene model, from out-of-fold picture logits.
+
+- Calibration is Platt scaling, ``p = sigmoid((z - shift) / T)``: the max over cells is biased upwards (the
+  more cells, the higher the best one by chance), so a temperature alone cannot centre it. The shift is folded
+  into the head's objectness bias when the model is written, so serving applies a temperature only.
+- The threshold keeps every phone-free source's false-positive rate within a limit (look-alikes in hands,
+  CCTV desks and everyday photos each count) and, within that, finds the most phones on average over phone
+  sources: a source with few pictures weighs as much as one with many, which favours what generalises.
+- The unsure band is where this model's out-of-fold verdicts are unreliable: the narrowest interval around
+  the threshold outside which each side's verdicts are at least ``RELIABLE`` correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+RELIABLE = 0.97
+
+
+def fit_platt(logits: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """(temperature, shift) minimising log-loss of ``sigmoid((logits - shift) / temperature)``."""
+    z = torch.tensor(np.asarray(logits, dtype=np.float64))
+    y = torch.tensor(np.asarray(targets, dtype=np.float64))
+    scale = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # log(1 / T)
+    bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([scale, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.exp(scale) * z + bias, y)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    a, b = float(torch.exp(scale)), float(bias)
+    return 1.0 / a, -b / a
+
+
+def calibrate(logits: np.ndarray, temperature: float, shift: float) -> np.ndarray:
+    """Calibrated probabilities in float32, the way serving computes them after the shift is folded in."""
+    scaled = (np.asarray(logits, dtype=np.float32) - np.float32(shift)) / np.float32(temperature)
+    with np.errstate(over="ignore"):
+        return np.float32(1.0) / (np.float32(1.0) + np.exp(-scaled))
+
+
+def choose_threshold(
+    probabilities: np.ndarray, targets: np.ndarray, sources: Sequence[str], *, max_false_positive_rate: float
+) -> float:
+    """The threshold with the best mean recall over phone sources, every negative source within the FP limit."""
+    probabilities, targets = np.asarray(probabilities, dtype=np.float64), np.asarray(targets)
+    source_array = np.asarray(sources)
+    negative_sources = sorted(set(source_array[targets == 0]))
+    phone_sources = sorted(set(source_array[targets == 1]))
+    values = np.unique(probabilities)
+    candidates = np.concatenate([[0.5], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
+    best, best_key = float(candidates[-1]), None
+    for threshold in candidates:
+        predicted = probabilities >= threshold
+        fp_rates = [np.mean(predicted[(targets == 0) & (source_array == s)]) for s in negative_sources]
+        if fp_rates and max(fp_rates) > max_false_positive_rate:
+            continue
+        recalls = [np.mean(predicted[(targets == 1) & (source_array == s)]) for s in phone_sources]
+        key = (float(np.mean(recalls)) if recalls else 0.0, -abs(threshold - 0.5))
+        if best_key is None or key > best_key:
+            best, best_key = float(threshold), key
+    return best
+
+
+def unsure_band(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(low, high) around ``threshold``: below ``low`` and from ``high`` up, verdicts are ``RELIABLE`` correct."""
+    probabilities, targets = np.asarray(probabilities, dtype=np.float64), np.asarray(targets)
+    below = np.sort(np.unique(probabilities[probabilities < threshold]))[::-1]
+    low = threshold
+    for value in below:
+        outside = probabilities < value
+        if not outside.any() or np.mean(targets[outside] == 0) >= RELIABLE:
+            low = float(value)
+            break
+    above = np.sort(np.unique(probabilities[probabilities >= threshold]))
+    high = threshold
+    for value in above:
+        outside = probabilities > value
+        if not outside.any() or np.mean(targets[outside] == 1) >= RELIABLE:
+            high = float(value)
+            break
+    return round(min(low, threshold), 4), round(max(high, threshold), 4)

@@ -1,0 +1,140 @@
+"""The scene head's training loop and scoring, on cached trunk features.
+
+Loss, per view:
+- cells: sigmoid focal loss on every cell with a target (phones' centres positive, the rest of a boxed or
+  phone-free picture negative, cells at a phone's edge ignored), normalised by the number of positive cells;
+- picture: binary cross-entropy on the best cell's logit, for every view (this is what trains phone pictures
+  without boxes, and it is the verdict the product shows);
+- boxes: L1 on the centre offset and log size at the positive cells.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from inference.scene_network import ScenePhoneNet
+from ml_training.scene.targets import IGNORE
+from ml_training.scene.views import CLEAN, FeatureBank
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The optimisation recipe; every field is printed and saved with the model."""
+
+    epochs: int = 14
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    # Scene pictures (those with boxes or from a scene source) are drawn this many times per epoch.
+    scene_repeats: int = 2
+    box_loss_weight: float = 1.0
+    picture_loss_weight: float = 1.0
+    seed: int = 0
+
+
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Summed sigmoid focal loss (Lin et al., 2017) over cells whose target is 0 or 1."""
+    known = targets != IGNORE
+    logits, targets = logits[known], targets[known]
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_true = torch.exp(-bce)
+    return ((1 - p_true) ** gamma * bce).sum()
+
+
+def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
+    cells, geometry = network.head(bank.features[views].float())
+    objectness, target_geometry = bank.objectness[views], bank.geometry[views]
+    positives = objectness == 1
+    cell_loss = focal_loss(cells, objectness) / max(1, int(positives.sum()))
+    picture_logits = cells.flatten(1).max(dim=1).values
+    picture_loss = F.binary_cross_entropy_with_logits(picture_logits, bank.targets[views].float())
+    if positives.any():
+        predicted = geometry.permute(0, 2, 3, 1)[positives]
+        wanted = target_geometry.permute(0, 2, 3, 1)[positives]
+        box_loss = F.smooth_l1_loss(predicted, wanted, beta=0.1)
+    else:
+        box_loss = cells.sum() * 0.0
+    return cell_loss + settings.picture_loss_weight * picture_loss + settings.box_loss_weight * box_loss
+
+
+def epoch_draws(
+    pictures: Sequence[int],
+    views_of: dict[int, list[int]],
+    scene: set[int],
+    settings: TrainSettings,
+    rng: random.Random,
+) -> list[int]:
+    """One random view per picture (scene pictures ``scene_repeats`` times), shuffled."""
+    draws = []
+    for picture in pictures:
+        for _ in range(settings.scene_repeats if picture in scene else 1):
+            draws.append(rng.choice(views_of[picture]))
+    rng.shuffle(draws)
+    return draws
+
+
+def train_head(
+    bank: FeatureBank, train_pictures: Sequence[int], scene_pictures: set[int], settings: TrainSettings
+) -> ScenePhoneNet:
+    """A fresh head trained on every view of ``train_pictures``; cosine learning-rate decay, fixed epoch count."""
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    network = ScenePhoneNet(imagenet_weights=False)
+    wanted = set(train_pictures)
+    views_of: dict[int, list[int]] = {}
+    for view, picture in enumerate(bank.picture.tolist()):
+        if picture in wanted:
+            views_of.setdefault(picture, []).append(view)
+    optimiser = torch.optim.AdamW(
+        network.head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    steps_per_epoch = math.ceil(
+        sum(settings.scene_repeats if p in scene_pictures else 1 for p in views_of) / settings.batch_size
+    )
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, settings.epochs * steps_per_epoch))
+    for epoch in range(settings.epochs):
+        network.set_train_mode()
+        draws = epoch_draws(sorted(views_of), views_of, scene_pictures, settings, rng)
+        total = 0.0
+        for start in range(0, len(draws), settings.batch_size):
+            views = torch.tensor(draws[start : start + settings.batch_size])
+            loss = batch_loss(network, bank, views, settings)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += float(loss) * len(views)
+        logger.info("epoch %2d/%d  loss %.4f", epoch + 1, settings.epochs, total / max(1, len(draws)))
+    network.eval()
+    return network
+
+
+@torch.inference_mode()
+def score_views(
+    network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(picture logits (V,), cell logits (V, G, G), cell boxes (V, 4, G, G)) for the given views."""
+    network.eval()
+    parts = [
+        network.from_features(bank.features[views[i : i + batch_size]].float())
+        for i in range(0, len(views), batch_size)
+    ]
+    return tuple(torch.cat([part[k] for part in parts]) for k in range(3))  # type: ignore[return-value]
+
+
+def clean_views(bank: FeatureBank, pictures: Sequence[int]) -> torch.Tensor:
+    """The clean view of each picture, in the order given."""
+    index = bank.clean_view_of(int(bank.picture.max()) + 1)
+    chosen = index[torch.tensor(list(pictures), dtype=torch.long)]
+    if (chosen < 0).any() or not bool((bank.kind[chosen] == CLEAN).all()):
+        raise ValueError("Every picture needs a clean view in the bank.")
+    return chosen

@@ -1,0 +1,64 @@
+"""Writing a scene model version: head weights with the calibration shift folded in, manifest last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference.backbone import imagenet_weights_path
+from inference.manifest import ModelManifest, sha256_file
+from inference.scene_network import ScenePhoneNet
+from ml_training.checkpoint import write_json_file, write_model_manifest, write_state_dict
+
+KIND = "scene-detector"
+WEIGHTS_FILE = "weights.pt"
+
+
+def fold_shift_into_head(network: ScenePhoneNet, shift: float) -> None:
+    """Subtract ``shift`` from every cell's logit (and so from the best cell's): Platt's bias, inside the graph."""
+    with torch.no_grad():
+        network.head.objectness.bias -= shift
+
+
+def write_scene_model(
+    out_dir: Path,
+    *,
+    version: str,
+    network: ScenePhoneNet,
+    image_size: int,
+    temperature: float,
+    threshold: float,
+    band: tuple[float, float],
+    metrics: dict[str, Any],
+    extra_files: dict[str, Any],
+    options: dict[str, Any],
+) -> Path:
+    """A loadable model directory: weights and JSON files first, the manifest naming their checksums last."""
+    files = {WEIGHTS_FILE: write_state_dict(out_dir, WEIGHTS_FILE, network.trained_state_dict())}
+    for name, data in extra_files.items():
+        files[name] = write_json_file(out_dir, name, data)
+    manifest = ModelManifest(
+        version=version,
+        kind=KIND,
+        architecture="efficientnet-lite0",
+        preprocessing=ModelManifest.from_dict(
+            {
+                "version": version,
+                "kind": KIND,
+                "preprocessing": {"image_size": image_size, "resize_size": image_size, "center_crop": False},
+            }
+        ).preprocessing,
+        threshold=threshold,
+        temperature=temperature,
+        files=files,
+        unsure_band=band,
+        metrics=metrics,
+        options={
+            **options,
+            "base_weights_sha256": sha256_file(imagenet_weights_path("efficientnet-lite0")),
+        },
+    )
+    write_model_manifest(out_dir, manifest)
+    return out_dir

@@ -1,0 +1,165 @@
+"""``python -m ml_training.scene.train``: train, cross-validate and write a scene model version.
+
+The story: read the labelled folders -> decode every picture once -> grouped folds -> render views and cache the
+frozen trunk's features -> one head per fold, scoring the pictures it never saw -> calibration, threshold and
+unsure band from those out-of-fold scores -> figures per source -> one head on every picture -> write the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.images import open_image
+from inference.scene_network import ScenePhoneNet
+from ml_training.allocator import ensure_allocator_settings
+from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
+from ml_training.scene.data import SceneSample, load_data_dirs
+from ml_training.scene.decision import calibrate, choose_threshold, fit_platt, unsure_band
+from ml_training.scene.engine import TrainSettings, train_head
+from ml_training.scene.figures import box_hits, figures_by_slice
+from ml_training.scene.model_writer import fold_shift_into_head, write_scene_model
+from ml_training.scene.views import ViewConfig, build_bank
+
+logger = logging.getLogger("ml_training.scene")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--data-dir", action="append", required=True, type=Path, help="a folder with manifest.csv (repeatable)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="model directory to write (its name is the version)")
+    parser.add_argument("--folds", type=int, default=4, help="grouped cross-validation folds for the figures (>= 2)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="where the rendered views' trunk features are kept"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--image-size", type=int, default=ViewConfig.image_size, help="input side in pixels (multiple of 16)"
+    )
+    parser.add_argument(
+        "--augmented-views", type=int, default=ViewConfig.augmented_views, help="augmented views per picture"
+    )
+    parser.add_argument(
+        "--pasted-views",
+        type=int,
+        default=ViewConfig.pasted_views,
+        help="views with a pasted real phone per phone-free scene",
+    )
+    parser.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="passes over the pictures per head")
+    parser.add_argument(
+        "--learning-rate", type=float, default=TrainSettings.learning_rate, help="peak AdamW learning rate"
+    )
+    parser.add_argument(
+        "--max-false-positive-rate", type=float, default=0.02, help="per phone-free source, out of fold"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="folds, views and training draws")
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse a bad option before anything expensive is built."""
+    if args.folds < 2:
+        raise SystemExit("--folds must be at least 2.")
+    if args.image_size % 16 or args.image_size < 64:
+        raise SystemExit("--image-size must be a multiple of 16, at least 64.")
+    if not 0 < args.max_false_positive_rate < 1:
+        raise SystemExit("--max-false-positive-rate must be between 0 and 1.")
+    for data_dir in args.data_dir:
+        if not (data_dir / "manifest.csv").is_file():
+            raise SystemExit(f"{data_dir} has no manifest.csv.")
+
+
+def predictions_file(samples: Sequence[SceneSample], folds: Sequence[int], probabilities: np.ndarray) -> list[dict]:
+    return [
+        {
+            "path": sample.path,
+            "label": sample.label,
+            "source": sample.source,
+            "fold": fold,
+            "probability": round(float(p), 6),
+        }
+        for sample, fold, p in zip(samples, folds, probabilities, strict=True)
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    check_args(args)
+    ensure_allocator_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    view_config = ViewConfig(
+        image_size=args.image_size, augmented_views=args.augmented_views, pasted_views=args.pasted_views, seed=args.seed
+    )
+    settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
+    logger.info("configuration: %s %s", dataclasses.asdict(view_config), dataclasses.asdict(settings))
+
+    samples = load_data_dirs(args.data_dir)
+    images = [open_image(sample.path) for sample in samples]
+    folds = assign_folds(samples, images, args.folds, seed=args.seed)
+    bank = build_bank(samples, images, folds, view_config, network=ScenePhoneNet().eval(), cache_dir=args.cache_dir)
+    del images
+    logger.info("views ready after %.0f s: %d", time.time() - started, len(bank.targets))
+
+    oof = out_of_fold(bank, samples, folds, settings)
+    targets = np.array([sample.target for sample in samples])
+    sources = [sample.source for sample in samples]
+    temperature, shift = fit_platt(oof.logits, targets)
+    probabilities = calibrate(oof.logits, temperature, shift)
+    threshold = choose_threshold(probabilities, targets, sources, max_false_positive_rate=args.max_false_positive_rate)
+    band = unsure_band(probabilities, targets, threshold)
+    figures = figures_by_slice(samples, probabilities, threshold)
+    hits, phone_verdicts = box_hits(
+        samples, oof.cells, oof.boxes, temperature=temperature, shift=shift, threshold=threshold
+    )
+    figures["boxes"] = {"best_box_hits": hits, "phone_verdicts_on_boxed_pictures": phone_verdicts}
+    for name, values in figures.items():
+        logger.info("%-28s %s", name, json.dumps(values))
+
+    logger.info("training the shipped head on all %d pictures", len(samples))
+    network = ScenePhoneNet().eval()
+    final_head = train_head(
+        bank, list(range(len(samples))), {i for i, s in enumerate(samples) if is_scene(s)}, settings
+    )
+    network.head.load_state_dict(final_head.head.state_dict())
+    fold_shift_into_head(network, shift)
+    write_scene_model(
+        args.out,
+        version=args.out.name,
+        network=network,
+        image_size=args.image_size,
+        temperature=temperature,
+        threshold=threshold,
+        band=band,
+        metrics={"cross_validation": figures, "folds": args.folds},
+        extra_files={
+            "predictions.json": predictions_file(samples, folds, probabilities),
+            "split.json": {"folds": {sample.path: fold for sample, fold in zip(samples, folds, strict=True)}},
+            "training.json": {
+                "views": dataclasses.asdict(view_config),
+                "settings": dataclasses.asdict(settings),
+                "data_dirs": [str(path) for path in args.data_dir],
+                "max_false_positive_rate": args.max_false_positive_rate,
+                "calibration": {"temperature": temperature, "shift": shift},
+                "seconds": round(time.time() - started),
+            },
+        },
+        options={"engine": "onnxruntime"},
+    )
+    logger.info("wrote %s in %.0f s", args.out, time.time() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,284 @@
+"""Training views of every picture and the frozen trunk's features for them, computed once and cached.
+
+Each picture gives a clean view (inference's own preprocessing: the whole picture squeezed to S x S) used to
+score it, and augmented views (crop, flip, colour) used to train. Phone-free scenes also get **pasted** views:
+a real phone cut from a boxed scene picture of the same fold, rescaled and pasted at a random place, which
+teaches "a small phone among other things" far better than product cut-outs did (docs/experiments.md).
+Donors come from the recipient's own fold, so a fold's test pictures never lend phones to its training views.
+
+The trunk is frozen, so its output for a view never changes; the bank holds it in float16 (175 KB a view at
+448 px) and the head trains on it for many epochs at a fraction of a full forward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance, ImageFilter
+
+from inference.preprocessing import PreprocessConfig, image_to_array
+from inference.scene_network import STRIDE, ScenePhoneNet
+from ml_training.scene.data import BoxCorners, SceneSample
+from ml_training.scene.targets import cell_targets
+
+logger = logging.getLogger(__name__)
+
+CLEAN, AUGMENTED, PASTED = 0, 1, 2
+VIEW_KIND_NAMES = {CLEAN: "clean", AUGMENTED: "augmented", PASTED: "pasted"}
+# Sources whose phone-free pictures receive pasted phones: scenes, and everyday photos (ImageNet classes).
+PASTE_RECIPIENT_SOURCES = frozenset({"office-cctv", "webcam-held", "imagenet-sample"})
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """How many views of which kind each picture gets; saved with the bank so a changed recipe rebuilds it."""
+
+    image_size: int = 448
+    augmented_views: int = 2
+    pasted_views: int = 2
+    # Fraction of ImageNet-sample pictures (everyday photos) that receive pasted phones.
+    imagenet_paste_fraction: float = 0.3
+    seed: int = 0
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // STRIDE
+
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig(image_size=self.image_size, resize_size=self.image_size, center_crop=False)
+
+
+@dataclass
+class FeatureBank:
+    """Every view's trunk features and targets; ``picture`` maps a view to its sample, ``kind`` to its recipe."""
+
+    features: torch.Tensor  # (V, C, G, G) float16
+    objectness: torch.Tensor  # (V, G, G): 1, 0 or IGNORE
+    geometry: torch.Tensor  # (V, 4, G, G)
+    targets: torch.Tensor  # (V,): 1 = the view shows a phone
+    picture: torch.Tensor  # (V,) sample index
+    kind: torch.Tensor  # (V,) CLEAN, AUGMENTED or PASTED
+
+    def clean_view_of(self, pictures: int) -> torch.Tensor:
+        """Index of each picture's clean view (the one scored for figures), in sample order."""
+        index = torch.full((pictures,), -1, dtype=torch.long)
+        clean = (self.kind == CLEAN).nonzero().flatten()
+        index[self.picture[clean]] = clean
+        return index
+
+
+@dataclass(frozen=True)
+class Donor:
+    """A real phone to paste: its crop (with a margin of background) and the phone's box inside the crop."""
+
+    crop: Image.Image
+    box_in_crop: BoxCorners
+    width: float  # the phone's width as a fraction of its own picture's width
+    fold: int
+
+
+def donors_from(samples: Sequence[SceneSample], images: Sequence[Image.Image], folds: Sequence[int]) -> list[Donor]:
+    """Every boxed phone of every scene picture, cut with a margin of 20% of its size on each side."""
+    donors = []
+    for sample, image, fold in zip(samples, images, folds, strict=True):
+        for x1, y1, x2, y2 in sample.boxes:
+            width, height = image.size
+            margin_x, margin_y = 0.2 * (x2 - x1), 0.2 * (y2 - y1)
+            left, top = max(0.0, x1 - margin_x), max(0.0, y1 - margin_y)
+            right, bottom = min(1.0, x2 + margin_x), min(1.0, y2 + margin_y)
+            crop = image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
+            if min(crop.size) < 4:
+                continue
+            span_x, span_y = right - left, bottom - top
+            inside = ((x1 - left) / span_x, (y1 - top) / span_y, (x2 - left) / span_x, (y2 - top) / span_y)
+            donors.append(Donor(crop=crop, box_in_crop=inside, width=x2 - x1, fold=fold))
+    return donors
+
+
+def random_crop(
+    image: Image.Image, boxes: tuple[BoxCorners, ...], rng: random.Random, *, must_keep_a_box: bool
+) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
+    """A crop of 55-100% of the area; boxes whose centre falls outside are dropped, the rest clipped to it."""
+    for _ in range(10):
+        scale, aspect = rng.uniform(0.55, 1.0), rng.uniform(0.75, 1.33)
+        crop_w, crop_h = min(1.0, (scale * aspect) ** 0.5), min(1.0, (scale / aspect) ** 0.5)
+        left, top = rng.uniform(0, 1 - crop_w), rng.uniform(0, 1 - crop_h)
+        kept = []
+        for x1, y1, x2, y2 in boxes:
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            if left <= cx <= left + crop_w and top <= cy <= top + crop_h:
+                clipped = (
+                    max(0.0, (x1 - left) / crop_w),
+                    max(0.0, (y1 - top) / crop_h),
+                    min(1.0, (x2 - left) / crop_w),
+                    min(1.0, (y2 - top) / crop_h),
+                )
+                kept.append(clipped)
+        if must_keep_a_box and not kept:
+            continue
+        width, height = image.size
+        region = (
+            round(left * width),
+            round(top * height),
+            round((left + crop_w) * width),
+            round((top + crop_h) * height),
+        )
+        return image.crop(region), tuple(kept)
+    return image, boxes
+
+
+def flip(image: Image.Image, boxes: tuple[BoxCorners, ...]) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
+    mirrored = tuple((1 - x2, y1, 1 - x1, y2) for x1, y1, x2, y2 in boxes)
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), mirrored
+
+
+def jitter_colour(image: Image.Image, rng: random.Random) -> Image.Image:
+    for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        image = enhancer(image).enhance(rng.uniform(0.7, 1.3))
+    return image
+
+
+def augmented(
+    image: Image.Image, sample: SceneSample, rng: random.Random
+) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
+    """Crop, flip and colour changes; a boxed phone picture always keeps at least one phone."""
+    picture, boxes = random_crop(image, sample.boxes, rng, must_keep_a_box=sample.has_boxes)
+    if rng.random() < 0.5:
+        picture, boxes = flip(picture, boxes)
+    return jitter_colour(picture, rng), boxes
+
+
+def paste(
+    scene: Image.Image, donor: Donor, rng: random.Random, *, size: int
+) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
+    """``scene`` squeezed to ``size`` with ``donor``'s phone pasted at a random place and scale; its box."""
+    canvas = scene.resize((size, size), Image.Resampling.BILINEAR)
+    phone_width = min(0.35, max(0.015, donor.width * rng.uniform(0.7, 1.4)))
+    bx1, by1, bx2, by2 = donor.box_in_crop
+    crop_width_px = max(4, round(size * phone_width / max(bx2 - bx1, 1e-3)))
+    crop_height_px = max(4, round(crop_width_px * donor.crop.height / donor.crop.width))
+    crop_height_px = min(crop_height_px, size - 1)
+    crop_width_px = min(crop_width_px, size - 1)
+    patch = donor.crop.resize((crop_width_px, crop_height_px), Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        patch = patch.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        bx1, bx2 = 1 - bx2, 1 - bx1
+    left, top = rng.randint(0, size - crop_width_px), rng.randint(0, size - crop_height_px)
+    mask = Image.new("L", patch.size, 0)
+    inset = max(1, min(patch.size) // 10)
+    mask.paste(255, (inset, inset, patch.width - inset, patch.height - inset))
+    canvas.paste(patch, (left, top), mask.filter(ImageFilter.GaussianBlur(inset / 2)))
+    box = (
+        (left + bx1 * crop_width_px) / size,
+        (top + by1 * crop_height_px) / size,
+        (left + bx2 * crop_width_px) / size,
+        (top + by2 * crop_height_px) / size,
+    )
+    return canvas, (box,)
+
+
+def is_paste_recipient(sample: SceneSample, index: int, config: ViewConfig) -> bool:
+    if sample.target == 1 or sample.source not in PASTE_RECIPIENT_SOURCES:
+        return False
+    if sample.source == "imagenet-sample":
+        return random.Random(f"{config.seed}:{index}").random() < config.imagenet_paste_fraction
+    return True
+
+
+@dataclass(frozen=True)
+class RenderedView:
+    picture: Image.Image
+    boxes: tuple[BoxCorners, ...]
+    is_phone: bool
+    index: int
+    kind: int
+
+
+def rendered_views(
+    samples: Sequence[SceneSample],
+    images: Sequence[Image.Image],
+    folds: Sequence[int],
+    config: ViewConfig,
+    donors_by_fold: dict[int, list[Donor]],
+    rng: random.Random,
+) -> Iterator[RenderedView]:
+    """Every view of every picture, made one at a time (holding ~9,000 rendered pictures at once took 7 GB)."""
+    for index, (sample, image) in enumerate(zip(samples, images, strict=True)):
+        is_phone = sample.target == 1
+        yield RenderedView(image, sample.boxes, is_phone, index, CLEAN)
+        for _ in range(config.augmented_views):
+            picture, boxes = augmented(image, sample, rng)
+            yield RenderedView(picture, boxes, is_phone, index, AUGMENTED)
+        fold_donors = donors_by_fold.get(folds[index], [])
+        if fold_donors and is_paste_recipient(sample, index, config):
+            for _ in range(config.pasted_views):
+                scene, _ = augmented(image, sample, rng)
+                picture, boxes = paste(scene, rng.choice(fold_donors), rng, size=config.image_size)
+                yield RenderedView(picture, boxes, True, index, PASTED)
+
+
+def bank_key(samples: Sequence[SceneSample], folds: Sequence[int], config: ViewConfig) -> str:
+    """A name for the bank that changes with the pictures, their labels and boxes, the folds and the recipe."""
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    for sample, fold in zip(samples, folds, strict=True):
+        digest.update(f"{sample.path}|{sample.label}|{sample.boxes}|{fold}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def build_bank(
+    samples: Sequence[SceneSample],
+    images: Sequence[Image.Image],
+    folds: Sequence[int],
+    config: ViewConfig,
+    *,
+    network: ScenePhoneNet,
+    cache_dir: Path | None = None,
+    batch_size: int = 16,
+) -> FeatureBank:
+    """Render every view, run the frozen trunk on it, keep features and targets (read from ``cache_dir`` if there)."""
+    cache_path = cache_dir / f"scene-bank-{bank_key(samples, folds, config)}.pt" if cache_dir else None
+    if cache_path and cache_path.is_file():
+        logger.info("reading cached views from %s", cache_path)
+        return FeatureBank(**torch.load(cache_path, weights_only=True))
+    rng = random.Random(config.seed)
+    donors = donors_from(samples, images, folds)
+    donors_by_fold: dict[int, list[Donor]] = {}
+    for donor in donors:
+        donors_by_fold.setdefault(donor.fold, []).append(donor)
+    preprocess, grid = config.preprocess(), config.grid
+    features, objectness, geometry, targets, pictures, kinds = [], [], [], [], [], []
+    views = rendered_views(samples, images, folds, config, donors_by_fold, rng)
+    with torch.inference_mode():
+        while chunk := list(itertools.islice(views, batch_size)):
+            batch = torch.from_numpy(np.stack([image_to_array(view.picture, preprocess) for view in chunk]))
+            features.append(network.trunk(batch).to(torch.float16))
+            for view in chunk:
+                cells, shapes = cell_targets(view.boxes, grid, is_phone=view.is_phone)
+                objectness.append(torch.from_numpy(cells))
+                geometry.append(torch.from_numpy(shapes))
+                targets.append(int(view.is_phone))
+                pictures.append(view.index)
+                kinds.append(view.kind)
+            if len(features) % 50 == 1:
+                logger.info("  %d views of %d pictures encoded", len(targets), len(samples))
+    bank = FeatureBank(
+        features=torch.cat(features),
+        objectness=torch.stack(objectness),
+        geometry=torch.stack(geometry),
+        targets=torch.tensor(targets),
+        picture=torch.tensor(pictures),
+        kind=torch.tensor(kinds),
+    )
+    if cache_path:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(asdict(bank), cache_path)
+    return bank
