@@ -107,8 +107,8 @@ def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
 ) -> None:
     """The exported fine-tuned graph gives the evidence map with the verdict; the overlay task only draws it."""
     import numpy as np
-    from inference.onnx_engine import OnnxClassifier
 
+    from inference.onnx_engine import OnnxClassifier
     from inference.overlay import overlay_png
     from phoneapp.resident_model import resident_model
     from phoneapp.services.classification import upload_classify
