@@ -161,6 +161,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1
 # Probabilities inside this band are shown as "unsure" and offered first for review.
 UNSURE_BAND: tuple[float, float] = tuple(env.list("UNSURE_BAND", cast=float, default=[0.3, 0.7]))  # type: ignore[assignment]
 HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
+# Uploads older than this many days are deleted, rows and files (celery beat, hourly; or
+# `manage.py delete_expired_uploads` from cron). 0 = keep forever.
+RETENTION_DAYS: int = env.int("RETENTION_DAYS", default=0)
 
 # --- Model ----------------------------------------------------------------------------------------------------
 MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
@@ -223,6 +226,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "requeue-pending-uploads": {"task": "phoneapp.tasks.requeue_pending", "schedule": 60.0},
+    # Does nothing unless RETENTION_DAYS is set.
+    "delete-expired-uploads": {"task": "phoneapp.tasks.delete_expired_uploads", "schedule": 3600.0},
 }
 
 # --- REST framework -------------------------------------------------------------------------------------------
