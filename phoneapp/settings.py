@@ -80,7 +80,7 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", defau
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # SQLite, the embedded default, set up for concurrent web use: with Django's default (deferred transactions, no
 # WAL) a transaction that read first and then wrote failed at once with "database is locked" instead of waiting,
-# and readers blocked the writer: 323 of 400 uploads from 8 parallel clients answered 500. WAL lets readers run
+# and readers blocked the writer: 313-323 of 400 uploads from 8 parallel clients answered 500. WAL lets readers run
 # beside the one writer; IMMEDIATE takes the write lock when a transaction begins, so it waits its turn (up to the
 # busy timeout) rather than failing half-way; synchronous=NORMAL is the durable-on-commit setting WAL is meant
 # for. With it: 0 errors in 400 (tests/test_reliability_sqlite_concurrency.py, docs/reliability.md).
