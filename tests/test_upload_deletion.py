@@ -123,8 +123,8 @@ def test_deleting_from_every_door_removes_the_row_and_every_file(
 ) -> None:
     upload = stored_upload(alice)
     names = file_names(upload)
-    if storage_kind == "filesystem":
-        assert len(files_on_disk(isolated_storage)) == 3
+    # On disk only with the filesystem storage; the S3-style one is reached through the storage API alone.
+    assert len(files_on_disk(isolated_storage)) == (3 if storage_kind == "filesystem" else 0)
     client = alice_client
     if door in STAFF_DOORS:
         client = Client()
