@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from phoneapp.models import Label, ModelVersion, Upload
 from phoneapp.services.model_versions import model_version_activate
 from phoneapp.services.reviews import uploads_confirm_predictions, uploads_set_reviewed_label
+from phoneapp.services.upload_deletion import upload_delete, uploads_delete
 
 
 class ReviewedFilter(admin.SimpleListFilter):
@@ -136,6 +137,13 @@ class UploadAdmin(admin.ModelAdmin):
             )
         else:
             Upload.objects.filter(pk=obj.pk).update(reviewed_label="", reviewed_by=None, reviewed_at=None)
+
+    def delete_model(self, request: HttpRequest, obj: Upload) -> None:
+        # The files go with the row (unless a duplicate upload still shows them), as from the page and the API.
+        upload_delete(upload=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+        uploads_delete(uploads=queryset)
 
     @admin.action(description="Confirm model verdict")
     def confirm_model_verdict(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:

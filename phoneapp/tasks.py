@@ -47,6 +47,14 @@ def requeue_pending() -> int:
 
 
 @shared_task(ignore_result=True)
+def delete_expired_uploads() -> int:
+    """Periodic retention sweep (celery beat, hourly): uploads older than ``RETENTION_DAYS`` go; 0 = off."""
+    from phoneapp.services.upload_deletion import uploads_delete_expired
+
+    return uploads_delete_expired()
+
+
+@shared_task(ignore_result=True)
 def compute_heatmap(upload_id: int, evidence: list[list[float]] | None = None) -> str:
     """Store the "where is the phone" overlay of a classified upload; routed to the low-priority ``heatmaps``
     queue so it never waits in front of a verdict. ``evidence``: the map the verdict's forward pass gave, if any."""

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.upload_page, name="upload"),
     path("history/", views.history_page, name="history"),
     path("uploads/<int:upload_id>/", views.upload_detail_page, name="upload-detail"),
+    path("uploads/<int:upload_id>/delete", views.upload_delete_page, name="upload-delete"),
     path("uploads/<int:upload_id>/image", views.upload_image, name="upload-image"),
     path("uploads/<int:upload_id>/thumbnail", views.upload_thumbnail, name="upload-thumbnail"),
     path("uploads/<int:upload_id>/heatmap", views.upload_heatmap, name="upload-heatmap"),

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from phoneapp.api.serializers import UploadCreatedSerializer, UploadSerializer
 from phoneapp.api.throttling import UploadRateThrottle
 from phoneapp.selectors import UploadFilters, upload_get, upload_list
+from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 
 
@@ -37,7 +38,11 @@ class UploadListCreateApi(APIView):
 
 
 class UploadDetailApi(APIView):
-    """``GET``: one of the caller's uploads; someone else's answers 404."""
+    """``GET``: one of the caller's uploads; ``DELETE``: delete it with its files (204). Someone else's: 404."""
 
     def get(self, request: Request, upload_id: int) -> Response:
         return Response(UploadSerializer(upload_get(owner=request.user, upload_id=upload_id)).data)
+
+    def delete(self, request: Request, upload_id: int) -> Response:
+        upload_delete(upload=upload_get(owner=request.user, upload_id=upload_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -71,7 +71,9 @@ def upload_classify(*, upload_id: int) -> Upload | None:
     )
     if not claimed:
         return None
-    upload = Upload.objects.get(pk=upload_id)
+    upload = Upload.objects.filter(pk=upload_id).first()
+    if upload is None:  # deleted by its owner just now
+        return None
     try:
         loaded = resident_model.current()
     except (ModelLoadError, NoActiveModel) as error:
@@ -89,7 +91,7 @@ def upload_classify(*, upload_id: int) -> Upload | None:
         detail = str(error) if isinstance(error, ImageError) else "the file is missing or unreadable"
         logger.warning("stored picture unreadable", extra={"upload_id": upload_id, "error": error})
         _mark_failed(upload_id, f"The stored picture cannot be read: {detail}")
-        return Upload.objects.get(pk=upload_id)
+        return Upload.objects.filter(pk=upload_id).first()
     prediction, evidence = loaded.classifier.predict_and_explain(picture)
     elapsed_ms = (time.perf_counter() - started) * 1000
     verdict = {
@@ -114,7 +116,7 @@ def upload_classify(*, upload_id: int) -> Upload | None:
         },
     )
     if not written:  # a concurrent run stored its verdict first: report that one
-        return Upload.objects.get(pk=upload_id)
+        return Upload.objects.filter(pk=upload_id).first()
     # After the verdict, on its own low-priority task: the overlay must never delay a verdict.
     heatmap_enqueue(upload_id=upload_id, evidence=evidence)
     # The row is exactly what was just written; reading it back cost the worker a query per upload.
@@ -129,7 +131,7 @@ def upload_classify_or_fail(*, upload_id: int) -> Upload | None:
         return upload_classify(upload_id=upload_id)
     except ClassificationUnavailable:
         _mark_failed(upload_id, MODEL_UNAVAILABLE_REASON)
-        return Upload.objects.get(pk=upload_id)
+        return Upload.objects.filter(pk=upload_id).first()
 
 
 def upload_mark_failed(*, upload_id: int, reason: str) -> None:

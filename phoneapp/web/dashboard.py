@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
@@ -12,11 +11,12 @@ from django.views.decorators.http import require_GET
 from phoneapp import charts
 from phoneapp.dashboard_selectors import HISTOGRAM_BINS, DashboardData, dashboard_data
 from phoneapp.models import Label
+from phoneapp.web.access import staff_required
 
 DAYS = 30
 
 
-@staff_member_required
+@staff_required
 @require_GET
 def dashboard_page(request: HttpRequest) -> HttpResponse:
     data = dashboard_data(days=DAYS, model_version=request.GET.get("model", ""))

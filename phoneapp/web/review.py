@@ -8,7 +8,6 @@ with ``fetch`` and answered with JSON naming the next picture.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,12 +16,13 @@ from django.views.decorators.http import require_GET, require_POST
 from phoneapp.models import Label, Upload
 from phoneapp.review_selectors import review_next_after, review_place, review_queue_first, review_upload_get
 from phoneapp.services.reviews import upload_review, uploads_confirm_predictions
+from phoneapp.web.access import staff_required
 
 CONFIRM = "confirm"
 DECISIONS = (*Label.values, CONFIRM)
 
 
-@staff_member_required
+@staff_required
 @require_GET
 def review_start(request: HttpRequest) -> HttpResponse:
     """The most uncertain unreviewed picture, or a page saying the queue is empty."""
@@ -32,7 +32,7 @@ def review_start(request: HttpRequest) -> HttpResponse:
     return redirect("review-item", upload_id=first.pk)
 
 
-@staff_member_required
+@staff_required
 @require_GET
 def review_item(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
@@ -40,7 +40,7 @@ def review_item(request: HttpRequest, upload_id: int) -> HttpResponse:
     return render(request, "phoneapp/review.html", {"upload": upload, "place": place})
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def review_decide(request: HttpRequest, upload_id: int) -> HttpResponse:
     """Save one decision (``phone``, ``not_phone`` or ``confirm``) and move on to the next picture."""

@@ -14,12 +14,14 @@ from django.db.models import Model
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.api.throttling import UploadRateThrottle
 from phoneapp.models import Upload
 from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many
 from phoneapp.services.errors import InvalidUpload
+from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 
 
@@ -63,6 +65,21 @@ def history_page(request: HttpRequest) -> HttpResponse:
 def upload_detail_page(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = upload_get(owner=request.user, upload_id=upload_id)
     return render(request, "phoneapp/detail.html", {"upload": upload})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """``GET``: ask to confirm (works without JavaScript); ``POST``: delete the upload and its files for good."""
+    upload = upload_get(owner=request.user, upload_id=upload_id)
+    back = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = ""
+    if request.method == "POST":
+        upload_delete(upload=upload)
+        messages.success(request, f"Deleted {upload.original_name}: the picture and everything made from it are gone.")
+        return redirect(back or reverse("history"))
+    return render(request, "phoneapp/delete.html", {"upload": upload, "next": back})
 
 
 @login_required

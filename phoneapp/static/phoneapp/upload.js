@@ -120,7 +120,31 @@
       if (data && data.error) return data.error;
     } catch (ignored) { /* not JSON: fall through */ }
     if (xhr.status === 0) return "The server could not be reached.";
+    if (serverFailed(xhr)) return "The picture was not saved (HTTP " + xhr.status + ").";
     return "The upload was refused (HTTP " + xhr.status + ").";
+  }
+
+  // 5xx and no answer at all are the server's trouble, worth another try; a 4xx is a refusal with its reason.
+  function serverFailed(xhr) {
+    return xhr.status === 0 || xhr.status >= 500;
+  }
+
+  function renderRetry(job, message) {
+    const { card } = job;
+    const retry = el("button", { type: "button", class: "small retry", text: "Retry" });
+    retry.addEventListener("click", () => {
+      card.progress.value = 0;
+      card.verdict.before(card.progress);
+      card.verdict.className = "verdict verdict-uploading";
+      card.verdict.dataset.status = "uploading";
+      card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Waiting to upload…" }));
+      waiting.push(job);
+      next();
+    });
+    card.verdict.className = "verdict verdict-failed";
+    card.verdict.dataset.status = "failed";
+    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Server error — try again" }), retry, " ",
+      el("small", { class: "verdict-meta", text: message }));
   }
 
   function upload(job) {
@@ -145,6 +169,8 @@
         linkCard(card, created);
         renderVerdict(card.verdict, { status: created.status });
         poll(card.verdict);
+      } else if (serverFailed(xhr)) {
+        renderRetry(job, errorMessage(xhr));
       } else {
         renderError(card.verdict, errorMessage(xhr));
       }

@@ -1,0 +1,49 @@
+"""``manage.py clean_orphans``: list (and with ``--delete`` remove) stored files no upload names, and uploads whose
+picture is gone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from phoneapp.services.storage_audit import storage_audit, storage_clean
+
+
+class Command(BaseCommand):
+    help = (
+        "Find stored files (pictures, thumbnails, heat maps) that no upload names, and uploads whose picture is "
+        "missing from storage. Lists them and changes nothing unless --delete is given."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--delete",
+            action="store_true",
+            help="Remove the orphan files, and delete the uploads whose picture is missing (with their other files).",
+        )
+        parser.add_argument(
+            "--min-age",
+            type=float,
+            default=60.0,
+            metavar="MINUTES",
+            help="Only files older than this count as orphans (default 60): an upload being saved writes its "
+            "files just before its row.",
+        )
+
+    def handle(self, *args: Any, delete: bool, min_age: float, **options: Any) -> None:
+        audit = storage_audit(min_age=timedelta(minutes=min_age))
+        for name in audit.orphan_files:
+            self.stdout.write(f"orphan file: {name}")
+        for upload_id in audit.uploads_missing_picture:
+            self.stdout.write(f"upload without its picture: {upload_id}")
+        orphans, missing = len(audit.orphan_files), len(audit.uploads_missing_picture)
+        found = f"{orphans} orphan file(s), {missing} upload(s) without a picture"
+        if not delete:
+            self.stdout.write(f"{found}. Dry run: nothing changed; run with --delete to remove them.")
+            return
+        failed = storage_clean(audit=audit)
+        self.stdout.write(f"{found}: removed.")
+        if failed.orphan_files:
+            self.stderr.write(f"{len(failed.orphan_files)} file(s) could not be removed (see the log).")

@@ -1,0 +1,104 @@
+"""Deleting uploads: the row and its stored files go together, from every door (page, API, admin, retention).
+
+Files shared by a duplicate (the same picture sent twice by its owner shares one stored picture, thumbnail and
+heat map: ``phoneapp/services/uploads.py``) stay until the last upload using them is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.core.files.storage import Storage
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from phoneapp.models import Upload
+
+logger = logging.getLogger(__name__)
+
+# Every field of an upload that names a file in storage.
+FILE_FIELDS = ("image", "thumbnail", "heatmap")
+# Rows deleted per transaction: keeps each write short (SQLite has one writer at a time) and the IN lists small.
+BATCH_SIZE = 500
+
+
+def upload_storage() -> Storage:
+    """The storage every upload file lives in (local disk, S3, ...): always reached through its API."""
+    return Upload._meta.get_field("image").storage
+
+
+def upload_delete(*, upload: Upload) -> None:
+    """Delete one upload, and its files once the deletion is committed (see :func:`uploads_delete`)."""
+    uploads_delete(uploads=Upload.objects.filter(pk=upload.pk))
+
+
+def uploads_delete(*, uploads: QuerySet[Upload]) -> int:
+    """Delete these uploads; once each deletion is committed, remove their files that no remaining upload uses.
+
+    Files go only after the commit, so a rollback leaves rows and files as they were; a file that cannot be
+    removed then is logged and left for ``manage.py clean_orphans``, and never leaves a row without its picture.
+    Reviewed labels go with their rows, so they leave the evaluation and training sets. Returns how many uploads
+    were deleted.
+    """
+    upload_ids = list(uploads.order_by().values_list("pk", flat=True))
+    deleted = 0
+    for start in range(0, len(upload_ids), BATCH_SIZE):
+        batch = upload_ids[start : start + BATCH_SIZE]
+        with transaction.atomic():
+            rows = Upload.objects.filter(pk__in=batch).values_list(*FILE_FIELDS)
+            names = {name for row in rows for name in row if name}
+            count, _ = Upload.objects.filter(pk__in=batch).delete()
+            deleted += count
+            transaction.on_commit(partial(_files_delete_unused, names=names))
+    if deleted:
+        logger.info("uploads deleted", extra={"count": deleted})
+    return deleted
+
+
+def uploads_delete_expired(*, now: datetime | None = None) -> int:
+    """Delete every upload older than ``RETENTION_DAYS`` days (through :func:`uploads_delete`); 0 = keep forever.
+
+    Returns how many were deleted.
+    """
+    days = settings.RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    deleted = uploads_delete(uploads=Upload.objects.filter(created__lt=cutoff))
+    logger.info("retention: old uploads deleted", extra={"count": deleted, "retention_days": days})
+    return deleted
+
+
+def file_names_in_use(names: Iterable[str]) -> set[str]:
+    """Which of ``names`` an upload row still names (as its picture, thumbnail or heat map)."""
+    names = list(names)
+    in_use: set[str] = set()
+    for start in range(0, len(names), BATCH_SIZE):
+        batch = names[start : start + BATCH_SIZE]
+        for field in FILE_FIELDS:
+            in_use.update(Upload.objects.filter(**{f"{field}__in": batch}).values_list(field, flat=True))
+    return in_use
+
+
+def stored_files_delete(*, names: Sequence[str]) -> list[str]:
+    """Remove these files from storage; returns the ones that could not be removed (logged, left in place)."""
+    storage = upload_storage()
+    failed = []
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception:
+            logger.exception("stored file could not be deleted", extra={"file_name": name})
+            failed.append(name)
+    return failed
+
+
+def _files_delete_unused(*, names: set[str]) -> None:
+    # Checked after the commit, not before: a duplicate of this picture uploaded meanwhile keeps the file.
+    unused = sorted(names - file_names_in_use(names))
+    stored_files_delete(names=unused)

@@ -1,0 +1,135 @@
+"""Errors in a real browser: the app's 403, 404 and 500 pages render in its own style, and an upload card that
+met a server error offers a retry (a refused file keeps its reason and no retry).
+
+Headless Debian Chromium against pytest-django's live server, as in ``test_browser_pages.py``; screenshots go to
+``test-artifacts/`` (never into tracked files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from phoneapp.models import Upload
+from tests import live_services
+from tests.images import picture_bytes
+from tests.page_data import make_upload
+from tests.test_browser_pages import log_in, wait
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+VERDICT_TIMEOUT = 120
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def save_screenshot(browser: object, name: str) -> None:
+    live_services.ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(live_services.ARTIFACTS_DIR / f"{name}.png"))
+
+
+def page_text(browser: object) -> str:
+    from selenium.webdriver.common.by import By
+
+    return browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_403_404_and_500_pages_render_in_the_apps_style(
+    live_server: object, browser: object, alice: User, bob: User, settings: object
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    alices = make_upload(alice, probability=0.9)
+    settings.ROOT_URLCONF = "tests.failing_urls"  # type: ignore[attr-defined]
+    log_in(browser, live_server, bob)
+
+    browser.get(f"{live_server.url}/review/")
+    assert "This page is not open to you" in page_text(browser)
+    assert "ask an administrator" in page_text(browser)
+    assert browser.find_element(By.CSS_SELECTOR, ".site-header .brand").is_displayed()
+    assert "/admin/login" not in browser.current_url
+    save_screenshot(browser, "error-403")
+
+    browser.get(f"{live_server.url}/uploads/{alices.pk}/")
+    assert "Nothing here" in page_text(browser)
+    assert alices.original_name not in browser.page_source
+    browser.find_element(By.LINK_TEXT, "Your uploads")  # says where to look instead
+    save_screenshot(browser, "error-404")
+
+    browser.get(f"{live_server.url}/test-failure/")
+    assert "Something went wrong on our side" in page_text(browser)
+    assert "Try again" in page_text(browser)
+    assert browser.find_element(By.CSS_SELECTOR, "link[rel=stylesheet]")  # styled, not Django's bare page
+    background = browser.execute_script(
+        "return getComputedStyle(document.querySelector('.error-page')).backgroundColor"
+    )
+    assert background == "rgb(255, 255, 255)"
+    save_screenshot(browser, "error-500")
+
+
+def test_upload_card_offers_a_retry_after_a_server_error_and_the_retry_gets_a_verdict(
+    live_server: object, browser: object, alice: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from phoneapp.api import views
+
+    real_create = views.uploads_create
+    calls = []
+
+    def fails_once(**kwargs: object) -> list[Upload]:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("a deliberate server failure on the first try")
+        return real_create(**kwargs)
+
+    monkeypatch.setattr(views, "uploads_create", fails_once)
+    monkeypatch.setattr("phoneapp.services.classification.heatmap_enqueue", lambda **_: None)
+    picture = tmp_path / "desk.jpg"
+    picture.write_bytes(picture_bytes("JPEG", width=320, height=240))
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/")
+
+    browser.find_element(By.ID, "id_image").send_keys(str(picture))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+
+    retry = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict button.retry"))[0]
+    card_text = browser.find_element(By.CSS_SELECTOR, "#results .result").text
+    assert "Server error — try again" in card_text and "refused" not in card_text
+    assert Upload.objects.count() == 0
+    save_screenshot(browser, "upload-server-error-retry")
+
+    retry.click()
+
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done]"), VERDICT_TIMEOUT)
+    assert Upload.objects.count() == 1
+    assert not browser.find_elements(By.CSS_SELECTOR, "#results button.retry")
+
+
+def test_refused_file_keeps_the_servers_reason_and_offers_no_retry(
+    live_server: object, browser: object, alice: User, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a picture at all")
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/")
+
+    browser.find_element(By.ID, "id_image").send_keys(str(fake))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+
+    verdict = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=failed]"))[0]
+    assert "Not uploaded" in verdict.text
+    assert "not a picture in a format we can read" in verdict.text
+    assert not verdict.find_elements(By.CSS_SELECTOR, "button.retry")

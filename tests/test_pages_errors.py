@@ -1,0 +1,72 @@
+"""Error pages in the app's own style, saying what to do: 403 for non-staff on staff pages (not the admin's
+login form), 404 for what is missing or someone else's, 500 when the server fails, 503 for an outage."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.template.loader import render_to_string
+from django.test import Client
+
+from tests.page_data import make_upload
+
+pytestmark = pytest.mark.django_db
+
+BRAND = 'class="brand"'
+
+
+@pytest.mark.parametrize("path", ["/review/", "/dashboard/"])
+def test_non_staff_user_gets_the_apps_403_page_on_staff_pages(path: str, bob_client: Client) -> None:
+    response = bob_client.get(path)
+
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert BRAND in page and "This page is not open to you" in page
+    assert "ask an administrator to give your account staff access" in page
+    assert "admin/login" not in page and "not authorized" not in page
+
+
+@pytest.mark.parametrize("path", ["/review/", "/dashboard/"])
+def test_anonymous_visitor_is_sent_to_the_login_page_of_the_app(path: str, client: Client) -> None:
+    response = client.get(path)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next={path}"
+
+
+def test_another_users_upload_gets_the_apps_404_page(alice: User, bob_client: Client) -> None:
+    upload = make_upload(alice, probability=0.9)
+
+    response = bob_client.get(f"/uploads/{upload.pk}/")
+
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert BRAND in page and "Nothing here" in page
+    assert 'href="/history/"' in page  # where to look instead
+    assert upload.original_name not in page
+
+
+def test_unknown_address_gets_the_apps_404_page(alice_client: Client) -> None:
+    response = alice_client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert "Nothing here" in response.content.decode()
+
+
+def test_server_failure_gets_the_apps_500_page(settings: object, alice: User) -> None:
+    settings.ROOT_URLCONF = "tests.failing_urls"  # type: ignore[attr-defined]
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+
+    response = client.get("/test-failure/")
+
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert BRAND in page and "Something went wrong on our side" in page and "Try again" in page
+    assert "deliberate failure" not in page  # the cause goes to the log, never to the page
+
+
+def test_outage_page_says_when_to_try_again() -> None:
+    page = render_to_string("503.html", {"retry_after": 30})
+
+    assert BRAND in page and "try again in 30 seconds" in page

@@ -1,0 +1,311 @@
+"""Delete means gone: an owner's delete (page, history, API), an admin's (one or many) and the retention sweep
+remove the row and its picture, thumbnail and heat map, on disk and in S3-style storage alike; a file a
+duplicate upload still shows stays until the last upload using it goes; ``clean_orphans`` finds the rest.
+
+Files are removed after the deletion commits, so the tests run the on-commit hooks
+(``django_capture_on_commit_callbacks(execute=True)``) the way a real request's commit does.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.db import transaction
+from django.test import Client
+from django.utils import timezone
+
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.services.evaluation import reviewed_upload_samples
+from phoneapp.services.upload_deletion import upload_delete, uploads_delete_expired
+from phoneapp.services.uploads import uploads_create
+from tests.images import picture_bytes, uploaded_file
+
+pytestmark = pytest.mark.django_db
+
+FILE_FIELDS = ("image", "thumbnail", "heatmap")
+
+
+def stored_upload(owner: User, name: str = "holiday.jpg", data: bytes | None = None) -> Upload:
+    """An upload written by the real service (picture and thumbnail), with a heat map file as the worker adds."""
+    [upload] = uploads_create(owner=owner, files=[uploaded_file(name, data)])
+    upload.heatmap.save("heatmap.png", ContentFile(b"\x89PNG overlay"), save=False)
+    Upload.objects.filter(pk=upload.pk).update(heatmap=upload.heatmap.name)
+    upload = Upload.objects.get(pk=upload.pk)
+    assert all(default_storage.exists(name) for name in file_names(upload))
+    return upload
+
+
+def file_names(upload: Upload) -> list[str]:
+    names = [getattr(upload, field).name for field in FILE_FIELDS]
+    assert all(names), names
+    return names
+
+
+def files_on_disk(root: Path) -> list[Path]:
+    media = root / "media"
+    return sorted(path for path in media.rglob("*") if path.is_file())
+
+
+@pytest.fixture(params=["filesystem", "s3-style"])
+def storage_kind(request: pytest.FixtureRequest, settings: object) -> str:
+    """Local disk, and a storage that has no local paths at all (as S3): reached only through the storage API."""
+    if request.param == "s3-style":
+        settings.STORAGES = {  # type: ignore[attr-defined]
+            **settings.STORAGES,  # type: ignore[attr-defined]
+            "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+        }
+    return request.param
+
+
+def delete_from_detail_page(client: Client, upload: Upload) -> None:
+    detail = client.get(f"/uploads/{upload.pk}/").content.decode()
+    assert f'href="/uploads/{upload.pk}/delete"' in detail
+    confirm = client.get(f"/uploads/{upload.pk}/delete")
+    assert confirm.status_code == 200 and "Delete for good" in confirm.content.decode()
+    assert Upload.objects.filter(pk=upload.pk).exists()  # asking is not deleting
+    response = client.post(f"/uploads/{upload.pk}/delete")
+    assert response.status_code == 302 and response["Location"] == "/history/"
+
+
+def delete_from_history(client: Client, upload: Upload) -> None:
+    history = client.get("/history/?status=pending").content.decode()
+    assert f'href="/uploads/{upload.pk}/delete?next=/history/%3Fstatus%3Dpending"' in history
+    response = client.post(f"/uploads/{upload.pk}/delete", {"next": "/history/?status=pending"})
+    assert response.status_code == 302 and response["Location"] == "/history/?status=pending"
+
+
+def delete_through_the_api(client: Client, upload: Upload) -> None:
+    response = client.delete(f"/api/uploads/{upload.pk}/")
+    assert response.status_code == 204
+    assert client.get(f"/api/uploads/{upload.pk}/").status_code == 404
+
+
+def delete_in_the_admin(staff: Client, upload: Upload) -> None:
+    response = staff.post(f"/admin/phoneapp/upload/{upload.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+
+
+def delete_in_bulk_in_the_admin(staff: Client, upload: Upload) -> None:
+    response = staff.post(
+        "/admin/phoneapp/upload/", {"action": "delete_selected", "_selected_action": [upload.pk], "post": "yes"}
+    )
+    assert response.status_code == 302
+
+
+OWNER_DOORS: dict[str, Callable[[Client, Upload], None]] = {
+    "detail page": delete_from_detail_page,
+    "history": delete_from_history,
+    "api": delete_through_the_api,
+}
+STAFF_DOORS: dict[str, Callable[[Client, Upload], None]] = {
+    "admin": delete_in_the_admin,
+    "admin bulk": delete_in_bulk_in_the_admin,
+}
+
+
+@pytest.mark.parametrize("door", [*OWNER_DOORS, *STAFF_DOORS])
+def test_deleting_from_every_door_removes_the_row_and_every_file(
+    door: str,
+    storage_kind: str,
+    alice: User,
+    alice_client: Client,
+    reviewer: User,
+    isolated_storage: Path,
+    django_capture_on_commit_callbacks: object,
+) -> None:
+    upload = stored_upload(alice)
+    names = file_names(upload)
+    # On disk only with the filesystem storage; the S3-style one is reached through the storage API alone.
+    assert len(files_on_disk(isolated_storage)) == (3 if storage_kind == "filesystem" else 0)
+    client = alice_client
+    if door in STAFF_DOORS:
+        client = Client()
+        client.force_login(reviewer)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        (OWNER_DOORS | STAFF_DOORS)[door](client, upload)
+
+    assert not Upload.objects.filter(pk=upload.pk).exists()
+    assert [name for name in names if default_storage.exists(name)] == []
+    assert files_on_disk(isolated_storage) == []
+
+
+def test_another_users_delete_is_a_404_and_keeps_everything(
+    alice: User, bob_client: Client, isolated_storage: Path, django_capture_on_commit_callbacks: object
+) -> None:
+    upload = stored_upload(alice)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bob_client.delete(f"/api/uploads/{upload.pk}/").status_code == 404
+        assert bob_client.post(f"/uploads/{upload.pk}/delete").status_code == 404
+        assert bob_client.get(f"/uploads/{upload.pk}/delete").status_code == 404
+
+    assert Upload.objects.filter(pk=upload.pk).exists()
+    assert len(files_on_disk(isolated_storage)) == 3
+
+
+def test_delete_page_refuses_to_send_the_owner_to_another_site(
+    alice: User, alice_client: Client, django_capture_on_commit_callbacks: object
+) -> None:
+    upload = stored_upload(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.post(f"/uploads/{upload.pk}/delete", {"next": "https://evil.example/"})
+    assert response["Location"] == "/history/"
+
+
+def test_a_duplicates_shared_file_survives_the_first_delete_and_goes_with_the_last(
+    alice: User, alice_client: Client, isolated_storage: Path, django_capture_on_commit_callbacks: object
+) -> None:
+    photo = picture_bytes("JPEG", width=300, height=200, color=(200, 40, 90))
+    first = stored_upload(alice, "IMG_1.jpg", photo)
+    [second] = uploads_create(owner=alice, files=[uploaded_file("IMG_1 copy.jpg", photo)])
+    # A duplicate of a classified picture shows the first one's heat map too (uploads._store_duplicate).
+    Upload.objects.filter(pk=second.pk).update(heatmap=first.heatmap.name)
+    second.refresh_from_db()
+    assert file_names(second) == file_names(first)
+    assert len(files_on_disk(isolated_storage)) == 3
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_client.delete(f"/api/uploads/{first.pk}/").status_code == 204
+
+    assert len(files_on_disk(isolated_storage)) == 3
+    assert alice_client.get(f"/uploads/{second.pk}/image").status_code == 200
+    assert alice_client.get(f"/uploads/{second.pk}/heatmap").status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_client.delete(f"/api/uploads/{second.pk}/").status_code == 204
+
+    assert files_on_disk(isolated_storage) == []
+
+
+def test_a_delete_that_rolls_back_keeps_the_files(
+    alice: User, isolated_storage: Path, django_capture_on_commit_callbacks: object
+) -> None:
+    upload = stored_upload(alice)
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        upload_delete(upload=upload)
+        raise RuntimeError("something later in the same transaction failed")
+
+    assert Upload.objects.filter(pk=upload.pk).exists()
+    assert len(files_on_disk(isolated_storage)) == 3
+
+
+def test_a_deleted_reviewed_upload_leaves_the_training_and_evaluation_set(
+    alice: User, reviewer: User, tmp_path: Path, django_capture_on_commit_callbacks: object
+) -> None:
+    upload = stored_upload(alice)
+    Upload.objects.filter(pk=upload.pk).update(reviewed_label="phone", reviewed_by=reviewer, reviewed_at=timezone.now())
+    assert len(reviewed_upload_samples(workdir=tmp_path)) == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        upload_delete(upload=upload)
+
+    assert reviewed_upload_samples(workdir=tmp_path) == []
+
+
+# --- Retention -----------------------------------------------------------------------------------------------
+
+
+def test_retention_deletes_uploads_older_than_the_setting_with_their_files(
+    settings: object, alice: User, isolated_storage: Path, django_capture_on_commit_callbacks: object
+) -> None:
+    settings.RETENTION_DAYS = 30  # type: ignore[attr-defined]
+    old = stored_upload(alice, "old.jpg", picture_bytes(color=(1, 2, 3)))
+    recent = stored_upload(alice, "recent.jpg", picture_bytes(color=(200, 2, 3)))
+    Upload.objects.filter(pk=old.pk).update(created=timezone.now() - timedelta(days=31))
+    Upload.objects.filter(pk=recent.pk).update(created=timezone.now() - timedelta(days=29))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        from phoneapp.tasks import delete_expired_uploads
+
+        assert delete_expired_uploads() == 1
+
+    assert list(Upload.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert sorted(str(path.relative_to(isolated_storage / "media")) for path in files_on_disk(isolated_storage)) == (
+        sorted(file_names(recent))
+    )
+
+
+def test_retention_is_off_by_default_and_keeps_everything(
+    settings: object, alice: User, django_capture_on_commit_callbacks: object
+) -> None:
+    assert settings.RETENTION_DAYS == 0  # type: ignore[attr-defined]
+    ancient = stored_upload(alice)
+    Upload.objects.filter(pk=ancient.pk).update(created=timezone.now() - timedelta(days=3650))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert uploads_delete_expired() == 0
+        call_command("delete_expired_uploads", stdout=io.StringIO())
+
+    assert Upload.objects.filter(pk=ancient.pk).exists()
+
+
+def test_retention_sweep_is_on_the_beat_schedule(settings: object) -> None:
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}  # type: ignore[attr-defined]
+    assert "phoneapp.tasks.delete_expired_uploads" in tasks
+
+
+# --- Orphans ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage_kind", ["filesystem", "s3-style"], indirect=True)
+def test_clean_orphans_lists_in_a_dry_run_and_removes_with_delete(
+    storage_kind: str, alice: User, django_capture_on_commit_callbacks: object
+) -> None:
+    kept = stored_upload(alice, "kept.jpg", picture_bytes(color=(9, 9, 9)))
+    broken = stored_upload(alice, "broken.jpg", picture_bytes(color=(250, 9, 9)))
+    default_storage.delete(broken.image.name)  # its picture vanished; thumbnail and heat map are left
+    orphan = default_storage.save("uploads/2020/01/01/left-behind.jpg", ContentFile(b"orphan"))
+    orphan_heatmap = default_storage.save("heatmaps/2020/01/01/left-behind.png", ContentFile(b"orphan"))
+
+    dry_run = io.StringIO()
+    call_command("clean_orphans", "--min-age", "0", stdout=dry_run)
+
+    report = dry_run.getvalue()
+    assert f"orphan file: {orphan}" in report and f"orphan file: {orphan_heatmap}" in report
+    assert f"upload without its picture: {broken.pk}" in report
+    assert "2 orphan file(s), 1 upload(s) without a picture. Dry run" in report
+    assert default_storage.exists(orphan) and Upload.objects.filter(pk=broken.pk).exists()
+    assert not any(name in report for name in file_names(kept))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("clean_orphans", "--min-age", "0", "--delete", stdout=io.StringIO())
+
+    assert not default_storage.exists(orphan) and not default_storage.exists(orphan_heatmap)
+    assert list(Upload.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert not default_storage.exists(broken.thumbnail.name) and not default_storage.exists(broken.heatmap.name)
+    assert all(default_storage.exists(name) for name in file_names(kept))
+
+
+def test_clean_orphans_leaves_files_younger_than_min_age(alice: User) -> None:
+    """An upload being saved writes its files a moment before its row commits: not an orphan."""
+    fresh = default_storage.save("uploads/2026/01/01/being-saved.jpg", ContentFile(b"half-way"))
+
+    out = io.StringIO()
+    call_command("clean_orphans", "--delete", stdout=out)
+
+    assert default_storage.exists(fresh)
+    assert "0 orphan file(s)" in out.getvalue()
+
+
+def test_pending_upload_deleted_before_classification_is_skipped_quietly(
+    alice: User, django_capture_on_commit_callbacks: object
+) -> None:
+    """A worker that receives a deleted upload's id finds nothing to do (no error, nothing recreated)."""
+    from phoneapp.services.classification import upload_classify
+
+    upload = stored_upload(alice)
+    assert upload.status == UploadStatus.PENDING
+    with django_capture_on_commit_callbacks(execute=True):
+        upload_delete(upload=upload)
+
+    assert upload_classify(upload_id=upload.pk) is None
