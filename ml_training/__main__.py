@@ -75,9 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ml_training.allocator import ensure_allocator_settings
-
-    ensure_allocator_settings()  # before torch allocates: see ml_training/allocator.py
     if args.command == "train":
         from ml_training.data import load_samples
         from ml_training.report import write_training_report
@@ -111,4 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from ml_training.allocator import ensure_allocator_settings
+
+    ensure_allocator_settings()  # eager torch on these VMs: see ml_training/allocator.py
     sys.exit(main())

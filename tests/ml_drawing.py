@@ -64,3 +64,39 @@ def drawn_pictures(seed: int = 0) -> list[Image.Image]:
         square = (draw_phone_like if index % 2 else draw_not_phone)(rng, max(width, height))
         pictures.append(square.resize((width, height)))
     return pictures
+
+
+def draw_scene_phone(
+    rng: random.Random, *, size: int = 224, phone: bool = True
+) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
+    """A busy drawn scene with, when ``phone``, one small phone (dark slab, lit screen) at a random spot.
+
+    Returns the picture and the phone's box (normalised x1, y1, x2, y2), or None. Without a phone, a light
+    rectangle of the same size stands where a phone could be, so "small rectangle" alone is not the answer.
+    """
+    image = draw_scene(rng, size)
+    draw = ImageDraw.Draw(image)
+    w, h = rng.randint(size // 12, size // 8), rng.randint(size // 7, size // 5)
+    x, y = rng.randint(2, size - w - 2), rng.randint(2, size - h - 2)
+    if not phone:
+        draw.rectangle((x, y, x + w, y + h), fill=(240, 240, 200))
+        return image, None
+    draw.rounded_rectangle((x, y, x + w, y + h), radius=max(1, w // 5), fill=(15, 15, 20))
+    draw.rectangle((x + 2, y + 3, x + w - 2, y + h - 4), fill=(80 + rng.randint(0, 40), 170, 250))
+    return image, (x / size, y / size, (x + w) / size, (y + h) / size)
+
+
+def write_scene_dataset(root: Path, *, per_label: int = 24, seed: int = 0, size: int = 224) -> Path:
+    """A ``phone-scenes``-style folder: JPEGs and a manifest.csv with groups and phone boxes."""
+    rng = random.Random(seed)
+    rows = ["file,label,source,group,phone_boxes"]
+    for label in ("phone", "not_phone"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for index in range(per_label):
+            picture, box = draw_scene_phone(rng, size=size, phone=label == "phone")
+            name = f"{label}/{label}_{index:03d}.jpg"
+            picture.save(root / name, quality=92)
+            boxes = "" if box is None else " ".join(f"{value:.4f}" for value in box)
+            rows.append(f"{name},{label},drawn-{label},{label}-{index},{boxes}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -112,7 +112,7 @@ def train_head(
             loss.backward()
             optimiser.step()
             schedule.step()
-            total += float(loss) * len(views)
+            total += float(loss.detach()) * len(views)
         logger.info("epoch %2d/%d  loss %.4f", epoch + 1, settings.epochs, total / max(1, len(draws)))
     network.eval()
     return network

@@ -95,7 +95,6 @@ def predictions_file(samples: Sequence[SceneSample], folds: Sequence[int], proba
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     check_args(args)
-    ensure_allocator_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -162,4 +161,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    ensure_allocator_settings()  # eager torch on these VMs: see ml_training/allocator.py
     raise SystemExit(main())
