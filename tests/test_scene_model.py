@@ -76,7 +76,7 @@ def test_boxes_survive_the_onnx_export(scene_model: Path, tmp_path: Path) -> Non
 
 
 def test_the_command_line_prints_the_boxes(scene_model: Path, tmp_path: Path) -> None:
-    picture, truth = draw_scene_phone(random.Random(3), size=SIZE)
+    picture, _ = draw_scene_phone(random.Random(3), size=SIZE)
     path = tmp_path / "scene.jpg"
     picture.save(path, quality=95)
     finished = subprocess.run(
