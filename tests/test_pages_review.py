@@ -71,6 +71,7 @@ def test_phone_key_decision_is_saved_and_answers_with_the_next_picture(
     assert response.json() == {
         "id": first.pk,
         "reviewed_label": "not_phone",
+        "labelled": 1,
         "next_id": second.pk,
         "next_url": f"/review/{second.pk}/",
     }
@@ -80,7 +81,7 @@ def test_phone_key_decision_is_saved_and_answers_with_the_next_picture(
 
 
 def test_confirm_keeps_the_models_verdict(staff_client: Client, alice: User) -> None:
-    upload = make_upload(alice, probability=0.35)
+    upload = make_upload(alice, probability=0.2)
     response = staff_client.post(f"/review/{upload.pk}/decide", {"decision": "confirm"})
     upload.refresh_from_db()
     assert upload.reviewed_label == "not_phone"
@@ -143,5 +144,8 @@ def test_review_page_shows_picture_verdict_keys_and_position(staff_client: Clien
     assert f'src="/uploads/{upload.pk}/image"' in page
     assert "Unsure" in page and "55% phone" in page
     assert "1 of 2 left" in page
-    for key in ("P", "N", "C"):
+    for key in ("P", "N", "S", "Z"):
         assert f'aria-keyshortcuts="{key}"' in page
+    # The model is unsure: there is no verdict to confirm, the reviewer has to choose.
+    assert 'aria-keyshortcuts="C"' not in page
+    assert "The model is unsure about this picture" in page
