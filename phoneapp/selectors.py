@@ -112,5 +112,3 @@ def uploads_get_many(*, owner: AbstractBaseUser, upload_ids: list[int]) -> list[
 def uploads_recent(*, owner: AbstractBaseUser, limit: int = 12) -> list[Upload]:
     """The owner's latest uploads, newest first: what the upload page shows again after a reload."""
     return list(Upload.objects.filter(owner=owner).select_related("model_version").order_by("-created", "-id")[:limit])
-
-

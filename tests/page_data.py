@@ -66,9 +66,7 @@ def make_upload(
     return upload
 
 
-def model_version_with_manifest(
-    name: str, *, threshold: float, unsure_band: list[float] | None = None
-) -> ModelVersion:
+def model_version_with_manifest(name: str, *, threshold: float, unsure_band: list[float] | None = None) -> ModelVersion:
     """A model version whose manifest (in the test's ``MODELS_DIR``) sets ``threshold`` and maybe ``unsure_band``."""
     import hashlib
     import json

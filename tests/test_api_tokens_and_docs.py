@@ -54,7 +54,9 @@ def test_token_page_shows_the_key_once_then_only_its_prefix(alice_client: Client
     assert key not in later and key[:6] in later
 
 
-def test_regenerating_stops_the_old_key_and_revoking_stops_all(alice_client: Client, client: Client, alice: User) -> None:
+def test_regenerating_stops_the_old_key_and_revoking_stops_all(
+    alice_client: Client, client: Client, alice: User
+) -> None:
     alice_client.post("/account/api-token/", {"action": "regenerate"})
     old = Token.objects.get(user=alice).key
     alice_client.post("/account/api-token/", {"action": "regenerate"})

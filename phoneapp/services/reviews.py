@@ -21,7 +21,7 @@ CONFIRM = "confirm"
 
 
 class ReviewNeedsChoice(DomainError):
-    """"Confirm the model" on a picture the model is unsure about: there is no verdict to confirm."""
+    """ "Confirm the model" on a picture the model is unsure about: there is no verdict to confirm."""
 
 
 @dataclass(frozen=True)

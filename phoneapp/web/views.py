@@ -136,7 +136,7 @@ def _csv_safe(text: str) -> str:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def api_token_page(request: HttpRequest) -> HttpResponse:
-    """"Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it."""
+    """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it."""
     new_key = ""
     if request.method == "POST":
         action = request.POST.get("action", "")
