@@ -78,18 +78,26 @@ def _after(upload: Upload) -> Q:
 def review_place(*, upload: Upload, history: Sequence[int] = ()) -> ReviewPlace:
     """The queue's neighbours of ``upload`` (annotated by :func:`review_upload_get`) and the count left.
 
-    ``history`` is the ids this reviewer decided in this session, oldest first: "previous" is the one decided
-    before ``upload`` (or the last one decided, when ``upload`` is not among them), so a reviewer can always go
-    back to what they just did.
+    ``history`` is the ids this reviewer decided in this session, oldest first. "Previous" walks back through it:
+    from a decided picture to the one decided before it; from an undecided one to the unreviewed picture before it
+    in the queue (one passed over with "next"), else to the last one decided -- so a reviewer can always go back
+    to what they just did.
     """
     queue = review_queue().exclude(pk=upload.pk)
     following = queue.filter(_after(upload)).values_list("pk", flat=True).first()
     remaining = review_queue().count()
     in_queue = not upload.reviewed_label
     position = queue.exclude(_after(upload)).count() + 1 if in_queue else 0
-    earlier = list(history[: history.index(upload.pk)]) if upload.pk in history else list(history)
+    if upload.pk in history:
+        earlier = list(history[: history.index(upload.pk)])
+        previous_id = earlier[-1] if earlier else None
+    else:
+        passed_over = queue.exclude(_after(upload)).order_by("-uncertainty", "-id").values_list("pk", flat=True)
+        previous_id = passed_over.first() if in_queue else None
+        if previous_id is None and history:
+            previous_id = history[-1]
     return ReviewPlace(
-        previous_id=earlier[-1] if earlier else None,
+        previous_id=previous_id,
         next_id=following,
         position=position,
         remaining=remaining,
