@@ -129,3 +129,19 @@ def test_pending_result_has_no_verdict_and_no_probability(alice_client: Client, 
     data = alice_client.get(f"/api/uploads/{upload.pk}/").json()
     assert (data["status"], data["verdict"], data["probability"], data["label"]) == ("pending", None, None, None)
     assert Upload.objects.get(pk=upload.pk).status == "pending"
+
+
+def test_the_same_picture_sent_again_carries_the_first_ones_boxes(alice_client: Client) -> None:
+    [first] = alice_client.post("/api/uploads/", {"image": uploaded_file("desk.jpg")}).json()
+    from phoneapp.services.model_versions import model_version_active
+
+    boxes = [{"box": [0.2, 0.2, 0.6, 0.9], "score": 0.9}]
+    Upload.objects.filter(pk=first["id"]).update(
+        status="done",
+        predicted_label="phone",
+        probability=0.9,
+        model_version=model_version_active(),
+        predicted_boxes=boxes,
+    )
+    [again] = alice_client.post("/api/uploads/", {"image": uploaded_file("desk.jpg")}).json()
+    assert again["id"] != first["id"] and again["boxes"] == boxes
