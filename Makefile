@@ -12,12 +12,13 @@ ADDRESS ?= 127.0.0.1:8000
 # In CI a missing PostgreSQL is an error, not a reason to fall back to SQLite.
 services_required := $(filter 1 true TRUE True yes,$(CI) $(REQUIRE_SERVICES))
 
-.PHONY: help install run test lint worker beat clean
+.PHONY: help install run test lint worker beat screenshots clean
 
 help:
 	@echo "make run     set up .venv, migrate the SQLite database, serve http://127.0.0.1:8000 (ADDRESS=host:port)"
 	@echo "make test    run the tests (on PostgreSQL when it answers on 127.0.0.1:5432)"
 	@echo "make lint    ruff check and ruff format --check"
+	@echo "make screenshots  refresh docs/screenshots/ (README, docs/ui.md) with the browser tests"
 	@echo "make worker  a celery worker (needs CELERY_BROKER_URL); make beat: the periodic pending sweep"
 
 install: $(INSTALLED)
@@ -48,6 +49,10 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The only command that rewrites the tracked screenshots; plain test runs write theirs to test-artifacts/.
+screenshots: $(INSTALLED)
+	PHONECHECK_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(VENV)/bin/pytest tests/test_browser_pages.py -m browser -p no:cacheprovider
 
 worker: $(INSTALLED)
 	INFERENCE_THREADS=$${INFERENCE_THREADS:-1} $(VENV)/bin/celery -A phoneapp worker -Q classify,heatmaps --pool prefork --concurrency 2 --loglevel INFO

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from django.conf import settings
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
+from phoneapp.decision_selectors import model_version_decision_rule, uncertainty_expression, unsure_q, upload_verdict
 from phoneapp.models import Label, ModelVersion, Upload
+from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.model_versions import model_version_activate
 from phoneapp.services.reviews import uploads_confirm_predictions, uploads_set_reviewed_label
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
@@ -31,23 +38,21 @@ class ReviewedFilter(admin.SimpleListFilter):
 
 
 class ConfidenceFilter(admin.SimpleListFilter):
+    """Unsure = inside the unsure band of the model version that judged the upload (the pages' "Unsure")."""
+
     title = "confidence"
     parameter_name = "confidence"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        low, high = settings.UNSURE_BAND
-        return [
-            ("unsure", f"Low confidence ({low:.0%}–{high:.0%} phone)"),
-            ("confident", "Confident"),
-        ]
+        return [("unsure", "Low confidence (inside its model's unsure band)"), ("confident", "Confident")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> QuerySet[Upload]:
-        low, high = settings.UNSURE_BAND
+        if self.value() not in ("unsure", "confident"):
+            return queryset
+        judged = queryset.exclude(probability=None).annotate(uncertainty=uncertainty_expression())
         if self.value() == "unsure":
-            return queryset.filter(probability__gte=low, probability__lte=high)
-        if self.value() == "confident":
-            return queryset.exclude(probability__gte=low, probability__lte=high).exclude(probability=None)
-        return queryset
+            return judged.filter(unsure_q())
+        return judged.exclude(unsure_q())
 
 
 class DisagreementFilter(admin.SimpleListFilter):
@@ -68,19 +73,19 @@ class DisagreementFilter(admin.SimpleListFilter):
 
 @admin.register(Upload)
 class UploadAdmin(admin.ModelAdmin):
+    # Eight narrow columns: the list fits a 1366 px window without scrolling sideways.
     list_display = [
-        "id",
         "thumbnail_tag",
-        "original_name",
+        "name_display",
         "owner",
         "status",
-        "predicted_label",
-        "probability_display",
+        "verdict_display",
         "reviewed_label",
         "model_version",
         "created",
     ]
-    list_display_links = ["id", "original_name"]
+    list_display_links = ["thumbnail_tag", "name_display"]
+    date_hierarchy = "created"
     list_filter = [
         "predicted_label",
         ReviewedFilter,
@@ -90,12 +95,12 @@ class UploadAdmin(admin.ModelAdmin):
         "model_version",
         "reviewed_label",
     ]
-    search_fields = ["original_name", "sha256"]
+    search_fields = ["original_name", "sha256", "owner__username", "owner__email"]
     list_select_related = ["owner", "model_version"]
     list_per_page = 50
     actions = ["confirm_model_verdict", "mark_as_phone", "mark_as_not_phone"]
     readonly_fields = [
-        "thumbnail_tag",
+        "picture_full",
         "owner",
         "original_name",
         "sha256",
@@ -117,17 +122,35 @@ class UploadAdmin(admin.ModelAdmin):
     ]
     fields = [*readonly_fields[:13], "reviewed_label", *readonly_fields[13:]]
 
+    class Media:
+        css = {"all": ["phoneapp/admin.css"]}
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # uploads come from users, through the upload service
 
     @admin.display(description="picture")
     def thumbnail_tag(self, upload: Upload) -> str:
         url = reverse("upload-thumbnail", args=[upload.pk])
-        return format_html('<img src="{}" alt="" style="max-height:64px;max-width:96px" loading="lazy">', url)
+        return format_html('<img src="{}" alt="" class="admin-thumb" height="48" loading="lazy">', url)
 
-    @admin.display(description="P(phone)", ordering="probability")
-    def probability_display(self, upload: Upload) -> str:
-        return "—" if upload.probability is None else f"{upload.probability:.1%}"
+    @admin.display(description="name", ordering="original_name")
+    def name_display(self, upload: Upload) -> str:
+        name = upload.original_name
+        return name if len(name) <= 32 else f"{name[:30]}…"
+
+    @admin.display(description="verdict", ordering="probability")
+    def verdict_display(self, upload: Upload) -> str:
+        """The word and the number of the pages ("Unsure 81%"), judged by the upload's own model version."""
+        if upload.probability is None:
+            return "—"
+        word = {"phone": "Phone", "not_phone": "Not a phone", "unsure": "Unsure"}.get(upload_verdict(upload=upload))
+        return f"{word or '—'} {upload.probability:.0%}"
+
+    @admin.display(description="picture")
+    def picture_full(self, upload: Upload) -> SafeString:
+        """The whole picture with the model's boxes and heat map, and a link to decide on it in the review queue."""
+        context = {"upload": upload, "verdict": upload_verdict(upload=upload)}
+        return render_to_string("admin/phoneapp/upload_picture.html", context)
 
     def save_model(self, request: HttpRequest, obj: Upload, form: object, change: bool) -> None:
         # Editing the reviewed label by hand records who and when, exactly like the bulk actions.
@@ -163,9 +186,10 @@ class UploadAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "created", "accuracy", "f1", "roc_auc", "checksum_short"]
+    list_display = ["name", "is_active", "created", "accuracy", "f1", "roc_auc", "threshold", "checksum_short"]
     list_filter = ["is_active"]
-    readonly_fields = ["name", "path", "checksum", "created", "metrics", "data_summary", "is_active"]
+    readonly_fields = ["name", "path", "checksum", "created", "is_active", "decision", "figures", "metrics"]
+    exclude = ["data_summary"]
     actions = ["activate_version"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -176,8 +200,25 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return version.checksum[:12]
 
     def _metric(self, version: ModelVersion, name: str) -> str:
-        value = version.metrics.get(name) if isinstance(version.metrics, dict) else None
+        value = headline_figures(version.metrics).get(name)
         return f"{value:.3f}" if isinstance(value, int | float) else "—"
+
+    @admin.display(description="threshold")
+    def threshold(self, version: ModelVersion) -> str:
+        return f"{model_version_decision_rule(version=version).threshold:.3f}"
+
+    @admin.display(description="verdict rule")
+    def decision(self, version: ModelVersion) -> str:
+        rule = model_version_decision_rule(version=version)
+        source = {"manifest": "from the manifest", "derived": "derived from the threshold", "setting": "UNSURE_BAND"}
+        return (
+            f"phone when P(phone) ≥ {rule.threshold:.3f}; unsure between {rule.unsure_low:.3f} and "
+            f"{rule.unsure_high:.3f} ({source.get(rule.source, rule.source)})"
+        )
+
+    @admin.display(description="figures")
+    def figures(self, version: ModelVersion) -> SafeString:
+        return render_to_string("admin/phoneapp/model_figures.html", {"rows": figure_rows(version.metrics)})
 
     @admin.display(description="accuracy")
     def accuracy(self, version: ModelVersion) -> str:
@@ -198,3 +239,65 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         version = model_version_activate(version=queryset.get())
         self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
+
+
+FIGURE_COLUMNS = ("count", "accuracy", "precision", "recall", "f1", "roc_auc", "false_positive_rate", "ece")
+
+
+def _figure_sets(metrics: Any, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every dict of figures (one with an ``accuracy``) inside a version's metrics, named by its path."""
+    if not isinstance(metrics, dict):
+        return []
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(metrics.get("accuracy"), int | float):
+        found.append((prefix or "overall", metrics))
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            found.extend(_figure_sets(value, f"{prefix} › {key}" if prefix else key))
+    return found
+
+
+def headline_figures(metrics: Any) -> dict[str, Any]:
+    """The figures the version list shows: cross-validation on the shared set when measured, else the test set's,
+    else whichever set comes first (older manifests keep them at the top)."""
+    sets = dict(_figure_sets(metrics))
+    for name in ("overall", "cross_validation › shared_set", "test › shared_set", "validation › shared_set"):
+        if name in sets:
+            return sets[name]
+    return next(iter(sets.values()), {})
+
+
+def figure_rows(metrics: Any) -> list[dict[str, Any]]:
+    """One table row per measured set, each figure formatted, for the version's change page."""
+    rows = []
+    for name, figures in _figure_sets(metrics):
+        cells = []
+        for column in FIGURE_COLUMNS:
+            value = figures.get(column)
+            cells.append(str(value) if column == "count" and value is not None else _format_figure(value))
+        rows.append({"name": name, "cells": cells})
+    return rows
+
+
+def _format_figure(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "—"
+
+
+# API tokens: the admin lists who has one and when it was made, never the whole key.
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class ApiTokenAdmin(TokenAdmin):
+    list_display = ["key_prefix", "user", "created"]
+    fields = ["user", "key_prefix", "created"]
+    readonly_fields = ["user", "key_prefix", "created"]
+    search_fields = ["user__username"]
+    ordering = ["-created"]
+
+    @admin.display(description="key")
+    def key_prefix(self, token: TokenProxy) -> str:
+        return api_token_prefix(token) if token.pk else "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # people make their own on "Your API token"; a key made here could never be shown to them

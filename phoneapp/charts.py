@@ -63,11 +63,15 @@ def column_chart(
     label_every: int = 1,
     height: int = 200,
     bands: Sequence[tuple[float, float, str, str]] = (),
+    markers: Sequence[tuple[float, str, str]] = (),
     labels_at_edges: bool = False,
+    end_label: str = "",
 ) -> str:
     """Vertical bars with a light grid; ``bands`` shade (start, end, colour, caption) spans of the x axis given as
-    fractions of its width (the histogram's unsure band). ``labels_at_edges`` puts each label under the left edge
-    of its bar (a histogram's bin boundaries) instead of its middle."""
+    fractions of its width (the histogram's unsure band), ``markers`` draw (position, colour, caption) vertical
+    lines (the threshold). ``labels_at_edges`` puts each label under the left edge of its bar (a histogram's bin
+    boundaries) instead of its middle, and ``end_label`` under the axis' right end (the last boundary). Labels are
+    counted from the last bar, so the latest one (today) is always labelled, with a tick under its bar."""
     left, right, top, bottom = 34, 8, 12, 28
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     peak = _nice_max(max(values, default=0))
@@ -93,12 +97,32 @@ def column_chart(
             f'<rect x="{x:.1f}" y="{top + plot_h - bar_h:.1f}" width="{slot * 0.76:.1f}" height="{bar_h:.1f}" '
             f'fill="{color}" rx="1.5"><title>{escape(label)}: {_number(value)}</title></rect>'
         )
-        if index % label_every == 0:
+        labelled = index % label_every == 0 if labels_at_edges else (len(values) - 1 - index) % label_every == 0
+        if labelled:
             label_x = left + index * slot if labels_at_edges else x + slot * 0.38
+            last = index == len(values) - 1 and not labels_at_edges
             body.append(
-                f'<text x="{label_x:.1f}" y="{height - 10}" text-anchor="middle" fill="{MUTED}" '
-                f'font-size="12">{escape(label)}</text>'
+                f'<line x1="{label_x:.1f}" x2="{label_x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" '
+                f'stroke="{MUTED}"/>'
+                f'<text x="{label_x + (slot * 0.5 if last else 0):.1f}" y="{height - 10}" '
+                f'text-anchor="{"end" if last else "middle"}" fill="{MUTED}" font-size="12">{escape(label)}</text>'
             )
+    if end_label:
+        body.append(
+            f'<line x1="{left + plot_w:.1f}" x2="{left + plot_w:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" '
+            f'stroke="{MUTED}"/><text x="{left + plot_w:.1f}" y="{height - 10}" text-anchor="end" fill="{MUTED}" '
+            f'font-size="12">{escape(end_label)}</text>'
+        )
+    for position, marker_color, caption in markers:
+        x = left + position * plot_w
+        anchor = "end" if position > 0.5 else "start"
+        offset = -4 if position > 0.5 else 4
+        body.append(
+            f'<line class="chart-marker" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
+            f'stroke="{marker_color}" stroke-width="2" stroke-dasharray="4 3"/>'
+            f'<text x="{x + offset:.1f}" y="{top + 28}" text-anchor="{anchor}" fill="{marker_color}" '
+            f'font-size="12">{escape(caption)}</text>'
+        )
     return _svg(height, title, body, chart_id)
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.conf import settings
 from django.db.models import Count, F, IntegerField, Q, QuerySet
 from django.db.models.functions import Cast, Floor, Least, TruncDate
 from django.utils import timezone
 
-from phoneapp.models import Label, Upload, UploadStatus
+from phoneapp.decision_selectors import uncertainty_expression, unsure_q
+from phoneapp.models import Label, ModelVersion, Upload, UploadStatus
 
 HISTOGRAM_BINS = 20
 
@@ -26,7 +26,8 @@ class DayCount:
 
 @dataclass(frozen=True)
 class VerdictSplit:
-    """Done uploads by what the model said (unsure = probability inside the unsure band), and the rest."""
+    """Done uploads by what the model said (unsure = inside the unsure band of the version that judged it), and the
+    rest."""
 
     phone: int = 0
     not_phone: int = 0
@@ -67,6 +68,15 @@ class ConfusionMatrix:
 
 
 @dataclass(frozen=True)
+class ReviewerCount:
+    """How many uploads one reviewer has labelled (in all, and in the last 7 days)."""
+
+    reviewer: str
+    total: int
+    last_week: int
+
+
+@dataclass(frozen=True)
 class DashboardData:
     days: list[DayCount]
     split: VerdictSplit
@@ -75,6 +85,8 @@ class DashboardData:
     histogram: list[int]  # HISTOGRAM_BINS counts of done uploads' probabilities, from 0 to 1
     model_versions: list[str]
     model_version: str  # the version the confusion matrix is restricted to ("" = all)
+    active_version: ModelVersion | None = None  # whose threshold and unsure band the histogram marks
+    reviewers: list[ReviewerCount] = field(default_factory=list)
 
 
 def uploads_per_day(*, days: int = 30, today: date | None = None) -> list[DayCount]:
@@ -94,10 +106,9 @@ def uploads_per_day(*, days: int = 30, today: date | None = None) -> list[DayCou
 
 
 def verdict_split() -> VerdictSplit:
-    low, high = settings.UNSURE_BAND
     done = Q(status=UploadStatus.DONE)
-    unsure = done & Q(probability__gte=low, probability__lte=high)
-    totals = Upload.objects.aggregate(
+    unsure = done & unsure_q()
+    totals = Upload.objects.annotate(uncertainty=uncertainty_expression()).aggregate(
         unsure=Count("id", filter=unsure),
         phone=Count("id", filter=done & ~unsure & Q(predicted_label=Label.PHONE)),
         not_phone=Count("id", filter=done & ~unsure & Q(predicted_label=Label.NOT_PHONE)),
@@ -162,4 +173,22 @@ def dashboard_data(*, days: int = 30, model_version: str = "") -> DashboardData:
         histogram=probability_histogram(),
         model_versions=versions,
         model_version=chosen,
+        active_version=ModelVersion.objects.filter(is_active=True).first(),
+        reviewers=reviewer_counts(),
     )
+
+
+def reviewer_counts() -> list[ReviewerCount]:
+    """Reviewed uploads per reviewer, most active first (the reviewer's current label is what counts)."""
+    week_ago = timezone.now() - timedelta(days=7)
+    rows = (
+        Upload.objects.exclude(reviewed_label="")
+        .filter(reviewed_by__isnull=False)
+        .values("reviewed_by__username")
+        .annotate(total=Count("id"), last_week=Count("id", filter=Q(reviewed_at__gte=week_ago)))
+        .order_by("-total", "reviewed_by__username")
+    )
+    return [
+        ReviewerCount(reviewer=row["reviewed_by__username"], total=row["total"], last_week=row["last_week"])
+        for row in rows
+    ]

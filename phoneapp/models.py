@@ -138,5 +138,7 @@ class Upload(models.Model):
 
     @property
     def is_unsure(self) -> bool:
-        low, high = settings.UNSURE_BAND
-        return self.probability is not None and low <= self.probability <= high
+        """Inside the unsure band of the model version that judged it (phoneapp/decision_selectors.py)."""
+        from phoneapp.decision_selectors import upload_verdict
+
+        return upload_verdict(upload=self) == "unsure"

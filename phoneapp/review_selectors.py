@@ -1,44 +1,57 @@
 """Reading the review queue: classified uploads nobody has reviewed yet, the ones the model is least sure of first.
 
-The order is by distance of the probability from 0.5, then by id, so it is total and stable: "next" and
-"previous" are well defined even for an upload that has just left the queue because it was reviewed.
+"Least sure" is judged by each upload's own model version (:mod:`phoneapp.decision_selectors`): the distance of
+its probability from that version's threshold in log-odds, scaled so the unsure band is 0 to 1 -- the band comes
+first, closest to the threshold first. Ties are broken by id, so the order is total and stable: "next" is well
+defined even for an upload that has just left the queue because it was reviewed.
+
+The same picture sent several times (same ``sha256``) is one item: the queue shows the group's oldest unreviewed
+upload, and a decision on it labels the whole group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db.models import F, FloatField, Q, QuerySet
-from django.db.models.functions import Abs
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
+from phoneapp.decision_selectors import uncertainty_expression
 from phoneapp.models import Upload, UploadStatus
-
-UNCERTAINTY = Abs(F("probability") - 0.5, output_field=FloatField())
 
 
 @dataclass(frozen=True)
 class ReviewPlace:
     """Where an upload sits in the queue: its neighbours and how much is left."""
 
-    previous_id: int | None
+    previous_id: int | None  # the picture decided before this one in the reviewer's session (back / undo)
     next_id: int | None
     position: int  # 1-based among unreviewed uploads; 0 when the upload itself is no longer in the queue
     remaining: int
+    duplicates: int = 0  # other uploads of the same picture that one decision labels too
+
+
+def _unreviewed() -> QuerySet[Upload]:
+    return Upload.objects.filter(status=UploadStatus.DONE, reviewed_label="")
 
 
 def review_queue() -> QuerySet[Upload]:
-    """Done, not-yet-reviewed uploads of every user, most uncertain first."""
+    """Done, not-yet-reviewed uploads of every user, one per picture, most uncertain first."""
+    earlier_twin = _unreviewed().filter(sha256=OuterRef("sha256"), pk__lt=OuterRef("pk"))
     return (
-        Upload.objects.filter(status=UploadStatus.DONE, reviewed_label="")
+        _unreviewed()
+        .exclude(Exists(earlier_twin))
         .select_related("model_version", "owner")
-        .annotate(uncertainty=UNCERTAINTY)
+        .annotate(uncertainty=uncertainty_expression())
         .order_by("uncertainty", "id")
     )
 
 
-def review_queue_first() -> Upload | None:
-    return review_queue().first()
+def review_queue_first(*, skipped: Sequence[int] = ()) -> Upload | None:
+    """The head of the queue, leaving out what this reviewer skipped while anything else is left."""
+    queue = review_queue()
+    return queue.exclude(pk__in=list(skipped)).first() or queue.first()
 
 
 def review_upload_get(*, upload_id: int) -> Upload:
@@ -46,29 +59,58 @@ def review_upload_get(*, upload_id: int) -> Upload:
     try:
         return (
             Upload.objects.select_related("model_version", "owner", "reviewed_by")
-            .annotate(uncertainty=UNCERTAINTY)
+            .annotate(uncertainty=uncertainty_expression())
             .get(pk=upload_id, status=UploadStatus.DONE)
         )
     except Upload.DoesNotExist as error:
         raise Http404("No such classified upload.") from error
 
 
-def review_place(*, upload: Upload) -> ReviewPlace:
-    """The queue's neighbours of ``upload`` (annotated by :func:`review_upload_get`) and the count left."""
+def review_duplicates(*, upload: Upload) -> QuerySet[Upload]:
+    """The other classified, unreviewed uploads of the same picture (a decision on ``upload`` labels them too)."""
+    return _unreviewed().filter(sha256=upload.sha256).exclude(pk=upload.pk)
+
+
+def _after(upload: Upload) -> Q:
+    return Q(uncertainty__gt=upload.uncertainty) | Q(uncertainty=upload.uncertainty, pk__gt=upload.pk)
+
+
+def review_place(*, upload: Upload, history: Sequence[int] = ()) -> ReviewPlace:
+    """The queue's neighbours of ``upload`` (annotated by :func:`review_upload_get`) and the count left.
+
+    ``history`` is the ids this reviewer decided in this session, oldest first. "Previous" walks back through it:
+    from a decided picture to the one decided before it; from an undecided one to the unreviewed picture before it
+    in the queue (one passed over with "next"), else to the last one decided -- so a reviewer can always go back
+    to what they just did.
+    """
     queue = review_queue().exclude(pk=upload.pk)
-    after = Q(uncertainty__gt=upload.uncertainty) | Q(uncertainty=upload.uncertainty, pk__gt=upload.pk)
-    following = queue.filter(after).values_list("pk", flat=True).first()
-    preceding = queue.exclude(after).order_by("-uncertainty", "-id").values_list("pk", flat=True).first()
+    following = queue.filter(_after(upload)).values_list("pk", flat=True).first()
     remaining = review_queue().count()
     in_queue = not upload.reviewed_label
-    position = queue.exclude(after).count() + 1 if in_queue else 0
-    return ReviewPlace(previous_id=preceding, next_id=following, position=position, remaining=remaining)
+    position = queue.exclude(_after(upload)).count() + 1 if in_queue else 0
+    if upload.pk in history:
+        earlier = list(history[: history.index(upload.pk)])
+        previous_id = earlier[-1] if earlier else None
+    else:
+        passed_over = queue.exclude(_after(upload)).order_by("-uncertainty", "-id").values_list("pk", flat=True)
+        previous_id = passed_over.first() if in_queue else None
+        if previous_id is None and history:
+            previous_id = history[-1]
+    return ReviewPlace(
+        previous_id=previous_id,
+        next_id=following,
+        position=position,
+        remaining=remaining,
+        duplicates=review_duplicates(upload=upload).count(),
+    )
 
 
-def review_next_after(*, upload: Upload) -> int | None:
-    """What to show after deciding on ``upload``: the next in the queue, else the first left (skipped earlier)."""
-    place = review_place(upload=upload)
-    if place.next_id is not None:
-        return place.next_id
-    first = review_queue().exclude(pk=upload.pk).values_list("pk", flat=True).first()
-    return first
+def review_next_after(*, upload: Upload, skipped: Sequence[int] = ()) -> int | None:
+    """What to show after deciding on (or skipping) ``upload``: the next in the queue not skipped, else the first
+    left (skipped earlier)."""
+    queue = review_queue().exclude(pk=upload.pk)
+    following = queue.filter(_after(upload)).exclude(pk__in=list(skipped)).values_list("pk", flat=True).first()
+    if following is not None:
+        return following
+    first = queue.exclude(pk__in=list(skipped)).values_list("pk", flat=True).first()
+    return first if first is not None else queue.values_list("pk", flat=True).first()

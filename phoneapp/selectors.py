@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils import timezone
 
+from phoneapp.decision_selectors import uncertainty_expression, unsure_q
 from phoneapp.models import Label, Upload, UploadStatus
+
+VERDICTS = ("phone", "not_phone", "unsure")
+
+
+def _parse_date(raw: str) -> date | None:
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
 class UploadFilters:
-    """Filters of the history page and the API; empty strings mean "any"."""
+    """Filters of the history page, its CSV export and the API; empty values mean "any"."""
 
     label: str = ""  # phone / not_phone (the final label: reviewer's if any, else model's)
     status: str = ""  # pending / processing / done / failed
     reviewed: str = ""  # yes / no
+    verdict: str = ""  # phone / not_phone / unsure: what the model said, as the pages show it
+    name: str = ""  # part of the original file name, any case
+    date_from: date | None = None  # upload day, inclusive, in the site's time zone
+    date_to: date | None = None
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> UploadFilters:
@@ -25,10 +41,15 @@ class UploadFilters:
         label = query.get("label", "")
         status = query.get("status", "")
         reviewed = query.get("reviewed", "")
+        verdict = query.get("verdict", "")
         return cls(
             label=label if label in Label.values else "",
             status=status if status in UploadStatus.values else "",
             reviewed=reviewed if reviewed in ("yes", "no") else "",
+            verdict=verdict if verdict in VERDICTS else "",
+            name=query.get("q", "").strip()[:100],
+            date_from=_parse_date(query.get("from", "")),
+            date_to=_parse_date(query.get("to", "")),
         )
 
 
@@ -44,13 +65,33 @@ def upload_list(*, owner: AbstractBaseUser, filters: UploadFilters | None = None
         queryset = queryset.exclude(reviewed_label="")
     elif filters.reviewed == "no":
         queryset = queryset.filter(reviewed_label="")
+    if filters.verdict:
+        queryset = _with_verdict(queryset, filters.verdict)
+    if filters.name:
+        queryset = queryset.filter(original_name__icontains=filters.name)
+    if filters.date_from:
+        queryset = queryset.filter(created__gte=_day_start(filters.date_from))
+    if filters.date_to:
+        queryset = queryset.filter(created__lt=_day_start(filters.date_to + timedelta(days=1)))
     return queryset.order_by("-created", "-id")
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def _with_final_label(queryset: QuerySet[Upload], label: str) -> QuerySet[Upload]:
     reviewed_as = queryset.filter(reviewed_label=label)
     predicted_as = queryset.filter(reviewed_label="", predicted_label=label)
     return reviewed_as | predicted_as
+
+
+def _with_verdict(queryset: QuerySet[Upload], verdict: str) -> QuerySet[Upload]:
+    """Done uploads the pages show as ``verdict``, each judged by its own model version's unsure band."""
+    judged = queryset.filter(status=UploadStatus.DONE).annotate(uncertainty=uncertainty_expression())
+    if verdict == "unsure":
+        return judged.filter(unsure_q())
+    return judged.exclude(unsure_q()).filter(predicted_label=verdict)
 
 
 def upload_get(*, owner: AbstractBaseUser, upload_id: int) -> Upload:
@@ -63,5 +104,11 @@ def upload_get(*, owner: AbstractBaseUser, upload_id: int) -> Upload:
 
 def uploads_get_many(*, owner: AbstractBaseUser, upload_ids: list[int]) -> list[Upload]:
     """The owner's uploads among ``upload_ids`` (others silently left out), in the order asked."""
-    found = {upload.pk: upload for upload in Upload.objects.filter(owner=owner, pk__in=upload_ids)}
+    rows = Upload.objects.filter(owner=owner, pk__in=upload_ids).select_related("model_version")
+    found = {upload.pk: upload for upload in rows}
     return [found[upload_id] for upload_id in upload_ids if upload_id in found]
+
+
+def uploads_recent(*, owner: AbstractBaseUser, limit: int = 12) -> list[Upload]:
+    """The owner's latest uploads, newest first: what the upload page shows again after a reload."""
+    return list(Upload.objects.filter(owner=owner).select_related("model_version").order_by("-created", "-id")[:limit])

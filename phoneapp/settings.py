@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "phoneapp",
 ]
 
@@ -158,8 +160,9 @@ UPLOAD_RATE_LIMIT: str = env.str("UPLOAD_RATE_LIMIT", default="120/minute")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1
-# Probabilities inside this band are shown as "unsure" and offered first for review.
-UNSURE_BAND: tuple[float, float] = tuple(env.list("UNSURE_BAND", cast=float, default=[0.3, 0.7]))  # type: ignore[assignment]
+# Each model version's threshold and unsure band come from its manifest (phoneapp/decision_selectors.py); set
+# UNSURE_BAND (e.g. "0.2,0.8") only to override the band of every version. Empty = the models' own bands.
+UNSURE_BAND: tuple[float, ...] = tuple(env.list("UNSURE_BAND", cast=float, default=[]))
 HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
 # Uploads older than this many days are deleted, rows and files (celery beat, hourly; or
 # `manage.py delete_expired_uploads` from cron). 0 = keep forever.
@@ -232,16 +235,40 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- REST framework -------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated request gets 401 with "WWW-Authenticate: Token" (DRF answers 403 when the
+    # first class is session authentication, which has no such header).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": HISTORY_PAGE_SIZE,
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON for programs; a browser asking for HTML gets DRF's browsable API.
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "phoneapp.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"uploads": UPLOAD_RATE_LIMIT},
+}
+
+# OpenAPI 3 schema at /api/schema/, Swagger UI at /api/docs/ and ReDoc at /api/redoc/, their JavaScript served from
+# this app's static files (drf-spectacular-sidecar), never from a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "phone-check API",
+    "DESCRIPTION": (
+        "Upload pictures and read whether each shows a mobile phone. Authenticate with "
+        "`Authorization: Token <key>` (get a key from `POST /api/token/` or the 'Your API token' page) or with a "
+        "logged-in browser session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Security (production mode) -------------------------------------------------------------------------------

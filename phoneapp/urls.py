@@ -8,6 +8,8 @@ from phoneapp.web.health import healthz
 urlpatterns = [
     path("", views.upload_page, name="upload"),
     path("history/", views.history_page, name="history"),
+    path("history/export.csv", views.history_csv, name="history-csv"),
+    path("account/api-token/", views.api_token_page, name="api-token-page"),
     path("uploads/<int:upload_id>/", views.upload_detail_page, name="upload-detail"),
     path("uploads/<int:upload_id>/delete", views.upload_delete_page, name="upload-delete"),
     path("uploads/<int:upload_id>/image", views.upload_image, name="upload-image"),
@@ -16,6 +18,8 @@ urlpatterns = [
     path("review/", review.review_start, name="review"),
     path("review/<int:upload_id>/", review.review_item, name="review-item"),
     path("review/<int:upload_id>/decide", review.review_decide, name="review-decide"),
+    path("review/<int:upload_id>/skip", review.review_skip, name="review-skip"),
+    path("review/undo", review.review_undo, name="review-undo"),
     path("dashboard/", dashboard.dashboard_page, name="dashboard"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -141,3 +141,39 @@ def test_activate_action_refuses_more_than_one_version(staff_client: Client) -> 
     pks = list(ModelVersion.objects.values_list("pk", flat=True))
     staff_client.post("/admin/phoneapp/modelversion/", {"action": "activate_version", "_selected_action": pks})
     assert model_version_active() == before
+
+
+def test_upload_list_searches_by_owner_and_has_a_date_drilldown(staff_client: Client, alice: User, bob: User) -> None:
+    make_upload(alice, "alices.jpg", label="phone", probability=0.9)
+    make_upload(bob, "bobs.jpg", label="phone", probability=0.9)
+    assert listed_names(staff_client, "q=bob") == {"bobs.jpg"}
+    page = staff_client.get(CHANGELIST).content.decode()
+    assert "created__year=" in page  # the date drill-down
+
+
+def test_upload_change_page_shows_the_full_picture_with_boxes_and_a_review_link(
+    staff_client: Client, alice: User
+) -> None:
+    from tests.page_data import make_upload as make_done_upload
+
+    upload = make_done_upload(alice, probability=0.97, boxes=[{"box": [0.1, 0.2, 0.5, 0.9], "score": 0.97}])
+    page = staff_client.get(f"/admin/phoneapp/upload/{upload.pk}/change/").content.decode()
+    assert f'src="/uploads/{upload.pk}/image"' in page
+    assert '<rect class="box" x="10.0" y="20.0" width="40.0" height="70.0"' in page
+    assert f'href="/review/{upload.pk}/"' in page
+
+
+def test_model_version_list_shows_headline_figures_from_the_manifest(staff_client: Client) -> None:
+    from phoneapp.models import ModelVersion
+
+    ModelVersion.objects.create(
+        name="measured",
+        path="measured",
+        checksum="0" * 64,
+        metrics={"cross_validation": {"shared_set": {"accuracy": 0.976, "f1": 0.97, "roc_auc": 0.995, "count": 9}}},
+    )
+    page = staff_client.get("/admin/phoneapp/modelversion/").content.decode()
+    assert "0.976" in page and "0.970" in page and "0.995" in page
+    version = ModelVersion.objects.get(name="measured")
+    change = staff_client.get(f"/admin/phoneapp/modelversion/{version.pk}/change/").content.decode()
+    assert '<th scope="row">cross_validation › shared_set</th>' in change

@@ -2,14 +2,16 @@
 keyboard review queue and the dashboard's charts, on a desktop window and on a phone-sized one.
 
 Headless Debian Chromium against pytest-django's live server; no broker, so uploads are classified (and their
-heat maps drawn) in the live server's thread. Each test saves screenshots to ``docs/screenshots/`` (shown in
-``docs/ui.md`` and the README), so a change that breaks a page's look shows up in the diff.
+heat maps drawn) in the live server's thread. Each test saves screenshots to ``test-artifacts/screenshots/``;
+``make screenshots`` runs these tests with ``PHONECHECK_SCREENSHOTS_DIR=docs/screenshots`` to refresh the pictures
+in ``docs/ui.md`` and the README (tests never rewrite tracked files otherwise).
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -33,7 +35,7 @@ from tests.page_data import make_upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("PHONECHECK_SCREENSHOTS_DIR") or live_services.ARTIFACTS_DIR / "screenshots")
 DESKTOP, PHONE = 1000, 390
 # Screenshots without scrollbars, at the desktop width; the offline-safe flags come from live_services.
 SCREENSHOT_FLAGS = ("--hide-scrollbars", f"--window-size={DESKTOP},900")
@@ -267,7 +269,7 @@ def test_review_queue_runs_on_the_keyboard_and_saves_each_decision_at_once(
 
     coin_flip = make_upload(alice, probability=0.52, name="phone-on-desk.jpg", picture=draw_phone_scene())
     overlay_for(coin_flip, (0.5, 0.5))
-    leaning = make_upload(alice, probability=0.64, name="desk-2.jpg", picture=draw_phone_scene(seed=1))
+    leaning = make_upload(alice, probability=0.8, name="desk-2.jpg", picture=draw_phone_scene(seed=1))
     sure = make_upload(alice, probability=0.08, name="red-mug.jpg", picture=draw_mug_scene())
     log_in(browser, live_server, reviewer)
 
@@ -299,7 +301,7 @@ def test_review_queue_runs_on_the_keyboard_and_saves_each_decision_at_once(
     assert (coin_flip.reviewed_label, coin_flip.reviewed_by) == ("phone", reviewer)
     press(Keys.ARROW_RIGHT, expect=sure.pk)
     press(Keys.ARROW_LEFT, expect=leaning.pk)
-    press("c", expect=sure.pk)  # confirm: the model said phone (0.64)
+    press("c", expect=sure.pk)  # confirm: the model said phone (0.8, outside its unsure band)
     leaning.refresh_from_db()
     assert leaning.reviewed_label == "phone"
     press("n", expect=None)

@@ -120,3 +120,16 @@ def test_column_chart_scales_bars_to_a_round_maximum() -> None:
     # Axis top is 10 (the round number above 6): the bars are 30% and 60% of the 160 px plot.
     assert 'height="48.0"' in svg and 'height="96.0"' in svg
     assert ">10</text>" in svg
+
+
+def test_dashboard_counts_reviews_per_reviewer(staff_client: Client, alice: User, reviewer: User) -> None:
+    other = User.objects.create_user("omar", password="omar-password-1", is_staff=True)
+    for _ in range(3):
+        make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer)
+    make_upload(alice, probability=0.1, reviewed="not_phone", reviewer=other)
+    make_upload(alice, probability=0.5)
+    page = staff_client.get("/dashboard/").content.decode()
+    table = page[page.index('<table class="reviewers">') :]
+    assert "<tr><td>rita</td><td>3</td><td>3</td></tr>" in table
+    assert "<tr><td>omar</td><td>1</td><td>1</td></tr>" in table
+    assert table.index("rita") < table.index("omar")

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from phoneapp.models import UploadStatus
+from phoneapp.models import Upload, UploadStatus
 from tests.page_data import make_upload
 
 pytestmark = pytest.mark.django_db
@@ -71,6 +71,7 @@ def test_phone_key_decision_is_saved_and_answers_with_the_next_picture(
     assert response.json() == {
         "id": first.pk,
         "reviewed_label": "not_phone",
+        "labelled": 1,
         "next_id": second.pk,
         "next_url": f"/review/{second.pk}/",
     }
@@ -80,7 +81,7 @@ def test_phone_key_decision_is_saved_and_answers_with_the_next_picture(
 
 
 def test_confirm_keeps_the_models_verdict(staff_client: Client, alice: User) -> None:
-    upload = make_upload(alice, probability=0.35)
+    upload = make_upload(alice, probability=0.2)
     response = staff_client.post(f"/review/{upload.pk}/decide", {"decision": "confirm"})
     upload.refresh_from_db()
     assert upload.reviewed_label == "not_phone"
@@ -144,5 +145,83 @@ def test_review_page_shows_picture_verdict_keys_and_position(staff_client: Clien
     assert f'src="/uploads/{upload.pk}/image"' in page
     assert "Unsure" in page and "55% phone" in page
     assert "1 of 2 left" in page
-    for key in ("P", "N", "C"):
+    for key in ("P", "N", "S", "Z"):
         assert f'aria-keyshortcuts="{key}"' in page
+    # The model is unsure: there is no verdict to confirm, the reviewer has to choose.
+    assert 'aria-keyshortcuts="C"' not in page
+    assert "The model is unsure about this picture" in page
+
+
+def decide(client: Client, upload_id: int, decision: str) -> dict:
+    response = client.post(
+        f"/review/{upload_id}/decide", {"decision": decision}, headers={"Accept": "application/json"}
+    )
+    return response.json() | {"status": response.status_code}
+
+
+def test_confirm_on_an_unsure_picture_is_refused_and_nothing_saved(staff_client: Client, alice: User) -> None:
+    upload = make_upload(alice, probability=0.55)
+    answer = decide(staff_client, upload.pk, "confirm")
+    assert answer["status"] == 400 and "choose phone or not a phone" in answer["error"]
+    upload.refresh_from_db()
+    assert upload.reviewed_label == ""
+
+
+def test_previous_goes_back_to_the_picture_just_decided(staff_client: Client, alice: User) -> None:
+    first = make_upload(alice, probability=0.5)
+    second = make_upload(alice, probability=0.6)
+    answer = decide(staff_client, first.pk, "phone")
+    page = staff_client.get(answer["next_url"])
+    assert page.context["upload"].pk == second.pk
+    assert page.context["place"].previous_id == first.pk
+    assert f'href="/review/{first.pk}/" rel="prev"' in page.content.decode()
+
+
+def test_undo_restores_the_last_decision_and_returns_to_its_picture(
+    staff_client: Client, alice: User, reviewer: User
+) -> None:
+    first = make_upload(alice, probability=0.5)
+    make_upload(alice, probability=0.6)
+    decide(staff_client, first.pk, "not_phone")
+    response = staff_client.post("/review/undo", headers={"Accept": "application/json"})
+    assert response.json()["url"] == f"/review/{first.pk}/"
+    first.refresh_from_db()
+    assert (first.reviewed_label, first.reviewed_by, first.reviewed_at) == ("", None, None)
+    # Nothing left to undo: said plainly, nothing changed.
+    again = staff_client.post("/review/undo", headers={"Accept": "application/json"})
+    assert again.status_code == 400
+
+
+def test_undo_of_a_changed_mind_puts_back_the_earlier_label(staff_client: Client, alice: User, reviewer: User) -> None:
+    upload = make_upload(alice, probability=0.5, reviewed="phone", reviewer=reviewer)
+    decide(staff_client, upload.pk, "not_phone")
+    staff_client.post("/review/undo")
+    upload.refresh_from_db()
+    assert upload.reviewed_label == "phone"
+
+
+def test_skip_moves_on_and_leaves_the_picture_for_the_end(staff_client: Client, alice: User) -> None:
+    first = make_upload(alice, probability=0.5)
+    second = make_upload(alice, probability=0.6)
+    answer = staff_client.post(f"/review/{first.pk}/skip", headers={"Accept": "application/json"}).json()
+    assert answer["next_id"] == second.pk
+    assert staff_client.get("/review/")["Location"] == f"/review/{second.pk}/"
+    first.refresh_from_db()
+    assert first.reviewed_label == ""
+    # Once the rest is decided, the skipped picture comes back.
+    assert decide(staff_client, second.pk, "phone")["next_id"] == first.pk
+
+
+def test_the_same_picture_sent_four_times_is_one_item_and_one_decision_labels_all(
+    staff_client: Client, alice: User, bob: User
+) -> None:
+    copies = [make_upload(owner, probability=0.5, sha256="a" * 64) for owner in (alice, alice, bob, alice)]
+    other = make_upload(alice, probability=0.6)
+    page = staff_client.get(f"/review/{copies[0].pk}/")
+    assert page.context["place"].remaining == 2
+    assert "Sent 4 times" in page.content.decode()
+    answer = decide(staff_client, copies[0].pk, "phone")
+    assert answer["labelled"] == 4 and answer["next_id"] == other.pk
+    assert {copy.reviewed_label for copy in Upload.objects.filter(sha256="a" * 64)} == {"phone"}
+    staff_client.post("/review/undo")
+    assert {copy.reviewed_label for copy in Upload.objects.filter(sha256="a" * 64)} == {""}

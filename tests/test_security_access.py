@@ -58,8 +58,9 @@ def plain_routes() -> list[str]:
     return found
 
 
-# Pages anyone may open: the login form and the health probe (which says nothing about anyone's data).
-PUBLIC = {"/accounts/login/", "/healthz"}
+# Pages anyone may open: the login form, the health probe and the API's documentation (none says anything about
+# anyone's data).
+PUBLIC = {"/accounts/login/", "/healthz", "/api/schema/", "/api/docs/", "/api/redoc/"}
 
 
 @pytest.fixture

@@ -1,36 +1,67 @@
-"""JSON shapes of uploads."""
+"""JSON shapes of uploads.
+
+A result carries everything a page or a program needs to show the verdict without knowing the model: ``verdict``
+(``phone``, ``not_phone`` or ``unsure`` -- judged by the rule of the model version that produced it), the
+probability, that version's ``threshold`` and ``unsure_band``, the ``boxes`` where it found phones, and URLs of
+the picture, its thumbnail and its heat map that only the owner can fetch (with the same token or session).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from phoneapp.models import Upload
+from phoneapp.decision_selectors import upload_decision_rule, upload_verdict
+from phoneapp.models import Upload, UploadStatus
 
 
-class UploadCreatedSerializer(serializers.ModelSerializer):
-    url = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Upload
-        fields = ["id", "status", "url"]
-
-    def get_url(self, upload: Upload) -> str:
-        return self.context["request"].build_absolute_uri(f"/api/uploads/{upload.pk}/")
+class BoxSerializer(serializers.Serializer):
+    box = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=4,
+        max_length=4,
+        help_text="[x1, y1, x2, y2] as fractions of the picture's width and height (as shown, after EXIF rotation)",
+    )
+    score = serializers.FloatField(help_text="how sure the model is that this box holds a phone, 0 to 1")
 
 
 class UploadSerializer(serializers.ModelSerializer):
-    label = serializers.CharField(source="predicted_label", allow_blank=True)
+    url = serializers.SerializerMethodField(help_text="this result in the API")
+    label = serializers.CharField(
+        source="predicted_label", allow_blank=True, help_text="the model's label (phone / not_phone) once done"
+    )
+    verdict = serializers.SerializerMethodField(
+        help_text="what to show: phone, not_phone or unsure (probability inside the model's unsure band); "
+        "null until the upload is done"
+    )
+    threshold = serializers.SerializerMethodField(help_text="the deciding model version's threshold on probability")
+    unsure_band = serializers.SerializerMethodField(
+        help_text="[low, high]: probabilities the deciding model version calls unsure (contains the threshold)"
+    )
     model_version = serializers.CharField(source="model_version.name", default=None)
     reviewed_label = serializers.CharField(allow_blank=True)
-    unsure = serializers.BooleanField(source="is_unsure")
+    unsure = serializers.SerializerMethodField(help_text="verdict == 'unsure' (kept for older clients)")
+    boxes = serializers.SerializerMethodField(help_text="where the model found phones, best first; may be empty")
+    image = serializers.SerializerMethodField(help_text="the picture; only its owner can fetch it")
+    thumbnail = serializers.SerializerMethodField(help_text="a small JPEG of the picture; only its owner can fetch it")
+    heatmap = serializers.SerializerMethodField(
+        help_text="transparent PNG of where the phone is, once drawn; only its owner can fetch it"
+    )
 
     class Meta:
         model = Upload
         fields = [
             "id",
+            "url",
             "status",
+            "verdict",
             "label",
             "probability",
+            "threshold",
+            "unsure_band",
             "model_version",
             "created",
             "processed",
@@ -40,11 +71,86 @@ class UploadSerializer(serializers.ModelSerializer):
             "error",
             "reviewed_label",
             "unsure",
+            "boxes",
+            "image",
+            "thumbnail",
+            "heatmap",
         ]
         read_only_fields = fields
+
+    def _absolute(self, name: str, upload: Upload) -> str:
+        path = reverse(name, args=[upload.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    def _is_done(self, upload: Upload) -> bool:
+        return upload.status == UploadStatus.DONE and upload.probability is not None
+
+    def get_url(self, upload: Upload) -> str:
+        return self._absolute("api-upload-detail", upload)
+
+    @extend_schema_field(serializers.ChoiceField(choices=["phone", "not_phone", "unsure"], allow_null=True))
+    def get_verdict(self, upload: Upload) -> str | None:
+        return upload_verdict(upload=upload) if self._is_done(upload) else None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_threshold(self, upload: Upload) -> float | None:
+        return upload_decision_rule(upload=upload).threshold if self._is_done(upload) else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.FloatField(), allow_null=True))
+    def get_unsure_band(self, upload: Upload) -> list[float] | None:
+        if not self._is_done(upload):
+            return None
+        rule = upload_decision_rule(upload=upload)
+        return [rule.unsure_low, rule.unsure_high]
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_unsure(self, upload: Upload) -> bool:
+        return self.get_verdict(upload) == "unsure"
+
+    @extend_schema_field(BoxSerializer(many=True))
+    def get_boxes(self, upload: Upload) -> list[dict[str, Any]]:
+        return list(upload.predicted_boxes or []) if self._is_done(upload) else []
+
+    @extend_schema_field(serializers.URLField())
+    def get_image(self, upload: Upload) -> str:
+        return self._absolute("api-upload-image", upload)
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_thumbnail(self, upload: Upload) -> str | None:
+        return self._absolute("api-upload-thumbnail", upload) if upload.thumbnail else None
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_heatmap(self, upload: Upload) -> str | None:
+        return self._absolute("api-upload-heatmap", upload) if upload.heatmap else None
 
     def to_representation(self, upload: Upload) -> dict[str, object]:
         data = super().to_representation(upload)
         data["label"] = data["label"] or None
         data["reviewed_label"] = data["reviewed_label"] or None
+        if data["verdict"] is None:
+            # Never half a verdict: without a stored probability there is no label to show either.
+            data["label"] = None
+            data["probability"] = None
         return data
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    """The multipart form of ``POST /api/uploads/`` (for the schema)."""
+
+    image = serializers.ListField(
+        child=serializers.ImageField(), help_text="one or more pictures, each in its own 'image' part"
+    )
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="send it as 'Authorization: Token <token>'")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()

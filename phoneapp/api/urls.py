@@ -1,8 +1,24 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from phoneapp.api.views import UploadDetailApi, UploadListCreateApi
+from phoneapp.api.views import (
+    TokenObtainApi,
+    UploadDetailApi,
+    UploadHeatmapApi,
+    UploadImageApi,
+    UploadListCreateApi,
+    UploadThumbnailApi,
+)
 
 urlpatterns = [
     path("uploads/", UploadListCreateApi.as_view(), name="api-uploads"),
     path("uploads/<int:upload_id>/", UploadDetailApi.as_view(), name="api-upload-detail"),
+    path("uploads/<int:upload_id>/image", UploadImageApi.as_view(), name="api-upload-image"),
+    path("uploads/<int:upload_id>/thumbnail", UploadThumbnailApi.as_view(), name="api-upload-thumbnail"),
+    path("uploads/<int:upload_id>/heatmap", UploadHeatmapApi.as_view(), name="api-upload-heatmap"),
+    # The login throttle (issue 19) belongs on this view: it takes a password.
+    path("token/", TokenObtainApi.as_view(), name="api-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]

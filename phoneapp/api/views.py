@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import authenticate
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from phoneapp.api.serializers import UploadCreatedSerializer, UploadSerializer
+from phoneapp.api.serializers import (
+    ErrorSerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+    UploadRequestSerializer,
+    UploadSerializer,
+)
 from phoneapp.api.throttling import UploadRateThrottle
-from phoneapp.selectors import UploadFilters, upload_get, upload_list
+from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many
+from phoneapp.services.api_tokens import api_token_get_or_create
+from phoneapp.services.errors import InvalidCredentials
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
+from phoneapp.web.views import picture_response
+
+BATCH_RULE = (
+    "Send one or more files, each as an `image` part (at most `UPLOAD_MAX_FILES`, 20 by default). **All or "
+    "nothing:** every file is checked before anything is stored, so one bad file refuses the whole request "
+    "(400, with the reason naming the file) and stores none of them; send files one per request to have each "
+    "judged on its own. The answer (201) lists one result per file, in the order sent: with the full verdict when "
+    "it is already known (no broker configured, or the same picture judged before by the active model), else "
+    "`status: pending` -- poll its `url` until `status` is `done` or `failed`. Each picture counts against the "
+    "upload rate limit (429 with `Retry-After` past it)."
+)
 
 
 class UploadListCreateApi(APIView):
@@ -25,24 +51,111 @@ class UploadListCreateApi(APIView):
         # Only sending pictures costs work; reading the list is not limited.
         return [UploadRateThrottle()] if self.request.method == "POST" else []
 
+    @extend_schema(
+        summary="List your uploads",
+        description="Newest first, paginated (`?page=`). Filters: `label` (phone / not_phone, the reviewer's "
+        "label when there is one), `status`, `reviewed` (yes / no), `verdict` (phone / not_phone / unsure), `q` "
+        "(part of the file name), `from` and `to` (YYYY-MM-DD, upload date).",
+        responses={200: UploadSerializer(many=True)},
+    )
     def get(self, request: Request) -> Response:
         paginator = PageNumberPagination()
         uploads = upload_list(owner=request.user, filters=UploadFilters.from_query(request.query_params))
         page = paginator.paginate_queryset(uploads, request, view=self)
-        return paginator.get_paginated_response(UploadSerializer(page, many=True).data)
+        data = UploadSerializer(page, many=True, context={"request": request}).data
+        return paginator.get_paginated_response(data)
 
+    @extend_schema(
+        summary="Upload pictures",
+        description=BATCH_RULE,
+        request={"multipart/form-data": UploadRequestSerializer},
+        responses={
+            201: UploadSerializer(many=True),
+            400: OpenApiResponse(ErrorSerializer, description="a file was refused; nothing was stored"),
+            401: OpenApiResponse(ErrorSerializer, description="no or bad credentials"),
+            429: OpenApiResponse(ErrorSerializer, description="too many pictures in a short time"),
+        },
+    )
     def post(self, request: Request) -> Response:
-        uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
-        data = UploadCreatedSerializer(uploads, many=True, context={"request": request}).data
+        created = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
+        # Read back: without a broker the verdicts were written while the transaction committed.
+        uploads = uploads_get_many(owner=request.user, upload_ids=[upload.pk for upload in created])
+        data = UploadSerializer(uploads, many=True, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
 
 
 class UploadDetailApi(APIView):
     """``GET``: one of the caller's uploads; ``DELETE``: delete it with its files (204). Someone else's: 404."""
 
+    @extend_schema(summary="One of your uploads", responses={200: UploadSerializer, 404: ErrorSerializer})
     def get(self, request: Request, upload_id: int) -> Response:
-        return Response(UploadSerializer(upload_get(owner=request.user, upload_id=upload_id)).data)
+        upload = upload_get(owner=request.user, upload_id=upload_id)
+        return Response(UploadSerializer(upload, context={"request": request}).data)
 
+    @extend_schema(summary="Delete one of your uploads with its files", responses={204: None, 404: ErrorSerializer})
     def delete(self, request: Request, upload_id: int) -> Response:
         upload_delete(upload=upload_get(owner=request.user, upload_id=upload_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AnyContentNegotiation(DefaultContentNegotiation):
+    """Picture endpoints answer bytes, whatever ``Accept`` says (an ``<img>`` asks for ``image/*``); errors are
+    JSON."""
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
+        return renderers[0], renderers[0].media_type
+
+
+class _UploadPictureApi(APIView):
+    content_negotiation_class = AnyContentNegotiation
+    field = ""
+    content_type = ""
+
+    @extend_schema(
+        responses={(200, "image/*"): OpenApiTypes.BINARY, 404: ErrorSerializer},
+        description="Only the upload's owner can fetch it; anyone else gets 404.",
+    )
+    def get(self, request: Request, upload_id: int) -> FileResponse:
+        upload = upload_get(owner=request.user, upload_id=upload_id)
+        field_file: FieldFile = getattr(upload, self.field)
+        return picture_response(field_file, self.content_type or upload.content_type)
+
+
+class UploadImageApi(_UploadPictureApi):
+    """The picture as uploaded (HEIC is stored as JPEG)."""
+
+    field = "image"
+
+
+class UploadThumbnailApi(_UploadPictureApi):
+    field = "thumbnail"
+    content_type = "image/jpeg"
+
+
+class UploadHeatmapApi(_UploadPictureApi):
+    field = "heatmap"
+    content_type = "image/png"
+
+
+class TokenObtainApi(APIView):
+    """``POST`` username and password, get the user's API token (the same one until it is regenerated or revoked
+    on the "Your API token" page)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        summary="Get your API token",
+        request=TokenRequestSerializer,
+        responses={200: TokenSerializer, 400: OpenApiResponse(ErrorSerializer, description="wrong credentials")},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        form = TokenRequestSerializer(data=request.data)
+        if not form.is_valid():
+            return Response({"error": "Send 'username' and 'password'."}, status=status.HTTP_400_BAD_REQUEST)
+        user = authenticate(request._request, **form.validated_data)
+        if user is None or not user.is_active:
+            raise InvalidCredentials("Unable to log in with the username and password given.")
+        return Response({"token": api_token_get_or_create(user=user).key})

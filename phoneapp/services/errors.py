@@ -29,3 +29,7 @@ class NoActiveModel(DomainError):
     """No model version is registered and active, so nothing can be classified."""
 
     status_code = 503
+
+
+class InvalidCredentials(DomainError):
+    """A username and password that do not log anyone in (``POST /api/token/``)."""

@@ -138,6 +138,7 @@ def _store_duplicate(
         upload.probability = twin.probability
         upload.model_version = active_version
         upload.heatmap = twin.heatmap.name
+        upload.predicted_boxes = twin.predicted_boxes
         upload.processed = timezone.now()
         upload.inference_ms = 0.0
     upload.save()

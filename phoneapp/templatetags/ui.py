@@ -1,23 +1,31 @@
-"""Template helpers: a verdict as words and a probability bar ("Phone — 97% phone"), and the form's limits."""
+"""Template helpers: a verdict as words and a probability bar ("Phone — 97% phone"), and the form's limits.
+
+The verdict word, the bar's unsure band and its threshold mark all come from the rule of the model version that
+judged the upload (:mod:`phoneapp.decision_selectors`), so the word and the number cannot contradict each other.
+"""
 
 from __future__ import annotations
 
 from django import template
 from django.conf import settings
 
-from phoneapp.models import Upload, UploadStatus
+from phoneapp.decision_selectors import upload_decision_rule, upload_verdict
+from phoneapp.models import Upload
 
 register = template.Library()
+
+VERDICT_WORDS = {"phone": "Phone", "not_phone": "Not a phone", "unsure": "Unsure"}
 
 
 @register.filter
 def verdict_state(upload: Upload) -> str:
     """One word for styling and for upload.js: phone, not_phone, unsure, pending, processing or failed."""
-    if upload.status != UploadStatus.DONE:
-        return upload.status
-    if upload.is_unsure:
-        return "unsure"
-    return upload.predicted_label
+    return upload_verdict(upload=upload)
+
+
+@register.filter
+def verdict_word(upload: Upload) -> str:
+    return VERDICT_WORDS.get(upload_verdict(upload=upload), upload.get_status_display())
 
 
 @register.filter
@@ -32,7 +40,40 @@ def upload_limits() -> dict[str, int]:
 
 
 @register.simple_tag
-def unsure_band() -> dict[str, int]:
-    """The unsure band in percent, for shading it on the probability bar."""
-    low, high = settings.UNSURE_BAND
-    return {"low": round(low * 100), "width": round((high - low) * 100)}
+def decision_bar(upload: Upload) -> dict[str, float]:
+    """The bar's geometry in percent: the unsure band of the upload's model version and its threshold."""
+    rule = upload_decision_rule(upload=upload)
+    low, high = rule.unsure_low * 100, rule.unsure_high * 100
+    return {"low": round(low, 1), "width": round(high - low, 1), "threshold": round(rule.threshold * 100, 1)}
+
+
+@register.filter
+def verdict_alt(upload: Upload) -> str:
+    """Alt text of the picture: what it is and what the model said, for people who cannot see it."""
+    state = upload_verdict(upload=upload)
+    if state in VERDICT_WORDS:
+        return f"{upload.original_name}: judged {VERDICT_WORDS[state].lower()}, {phone_percent(upload)}% phone"
+    return f"{upload.original_name} ({upload.get_status_display().lower()})"
+
+
+@register.filter
+def box_rects(upload: Upload) -> list[dict[str, float]]:
+    """The model's boxes in percent of the picture (x, y, width, height, score); malformed entries are skipped."""
+    rects = []
+    for entry in upload.predicted_boxes or []:
+        try:
+            x1, y1, x2, y2 = (min(max(float(value), 0.0), 1.0) for value in entry["box"])
+            score = float(entry.get("score", 0.0))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if x2 > x1 and y2 > y1:
+            rects.append(
+                {
+                    "x": round(x1 * 100, 2),
+                    "y": round(y1 * 100, 2),
+                    "width": round((x2 - x1) * 100, 2),
+                    "height": round((y2 - y1) * 100, 2),
+                    "percent": round(score * 100),
+                }
+            )
+    return rects

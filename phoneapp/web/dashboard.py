@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
@@ -10,6 +9,7 @@ from django.views.decorators.http import require_GET
 
 from phoneapp import charts
 from phoneapp.dashboard_selectors import HISTOGRAM_BINS, DashboardData, dashboard_data
+from phoneapp.decision_selectors import model_version_decision_rule
 from phoneapp.models import Label
 from phoneapp.web.access import staff_required
 
@@ -20,12 +20,17 @@ DAYS = 30
 @require_GET
 def dashboard_page(request: HttpRequest) -> HttpResponse:
     data = dashboard_data(days=DAYS, model_version=request.GET.get("model", ""))
-    return render(request, "phoneapp/dashboard.html", {"data": data, "charts": _charts(data), "days": DAYS})
+    context = {"data": data, "charts": _charts(data), "days": DAYS, "rule": _active_rule(data)}
+    return render(request, "phoneapp/dashboard.html", context)
+
+
+def _active_rule(data: DashboardData) -> object:
+    return model_version_decision_rule(version=data.active_version) if data.active_version else None
 
 
 def _charts(data: DashboardData) -> dict[str, str]:
     """Every chart as SVG markup; :mod:`phoneapp.charts` escapes all text, so marking it safe is sound."""
-    low, high = settings.UNSURE_BAND
+    rule = _active_rule(data)
     split = data.split
     bin_edges = [index / HISTOGRAM_BINS for index in range(HISTOGRAM_BINS)]
     rendered = {
@@ -61,12 +66,14 @@ def _charts(data: DashboardData) -> dict[str, str]:
         "histogram": charts.column_chart(
             [f"{edge:.1f}" for edge in bin_edges],
             data.histogram,
-            title="Probability of phone, done uploads",
+            title="Probability of phone, done uploads, with the active model's threshold and unsure band",
             chart_id="chart-histogram",
             color=charts.ACCENT,
             label_every=4,
-            bands=[(low, high, charts.UNSURE, "unsure")],
+            bands=[(rule.unsure_low, rule.unsure_high, charts.UNSURE, "unsure")] if rule else [],
+            markers=[(rule.threshold, charts.TEXT, f"threshold {rule.threshold:.2f}")] if rule else [],
             labels_at_edges=True,
+            end_label="1.0",
         ),
     }
     return {name: mark_safe(svg) for name, svg in rendered.items()}

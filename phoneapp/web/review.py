@@ -1,8 +1,12 @@
 """The review queue for staff: one picture at a time, most uncertain first, every decision saved at once.
 
 Works as plain forms (each button posts and lands on the next picture); ``review.js`` adds the keyboard:
-P = phone, N = not a phone, C = confirm the model, arrow keys to move. With JavaScript the decision is posted
-with ``fetch`` and answered with JSON naming the next picture.
+P = phone, N = not a phone, C = confirm the model (not offered when the model is unsure), S = skip, U or Ctrl+Z =
+undo, arrow keys to move, Z = zoom. With JavaScript a decision is posted with ``fetch`` and answered with JSON
+naming the next picture.
+
+The reviewer's session remembers what they decided (for "← Previous" and undo, up to ``HISTORY_LENGTH``
+decisions) and what they skipped (left to the end of the queue).
 """
 
 from __future__ import annotations
@@ -13,22 +17,48 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from phoneapp.models import Label, Upload
+from phoneapp.decision_selectors import upload_verdict
+from phoneapp.models import Label
 from phoneapp.review_selectors import review_next_after, review_place, review_queue_first, review_upload_get
-from phoneapp.services.reviews import upload_review, uploads_confirm_predictions
+from phoneapp.services.reviews import (
+    CONFIRM,
+    PriorReview,
+    ReviewNeedsChoice,
+    upload_group_review,
+    uploads_review_restore,
+)
 from phoneapp.web.access import staff_required
 
-CONFIRM = "confirm"
 DECISIONS = (*Label.values, CONFIRM)
+HISTORY_LENGTH = 200
+SESSION_LOG = "review_log"  # [{"id": shown upload, "prior": [PriorReview dicts]}], oldest first
+SESSION_SKIPPED = "review_skipped"
+
+
+def _log(request: HttpRequest) -> list[dict]:
+    return list(request.session.get(SESSION_LOG, []))
+
+
+def _history(request: HttpRequest) -> list[int]:
+    return [int(entry["id"]) for entry in _log(request)]
+
+
+def _skipped(request: HttpRequest) -> list[int]:
+    return [int(pk) for pk in request.session.get(SESSION_SKIPPED, [])]
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
 
 
 @staff_required
 @require_GET
 def review_start(request: HttpRequest) -> HttpResponse:
     """The most uncertain unreviewed picture, or a page saying the queue is empty."""
-    first = review_queue_first()
+    first = review_queue_first(skipped=_skipped(request))
     if first is None:
-        return render(request, "phoneapp/review_empty.html")
+        history = _history(request)
+        return render(request, "phoneapp/review_empty.html", {"last_id": history[-1] if history else None})
     return redirect("review-item", upload_id=first.pk)
 
 
@@ -36,37 +66,89 @@ def review_start(request: HttpRequest) -> HttpResponse:
 @require_GET
 def review_item(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
-    place = review_place(upload=upload)
-    return render(request, "phoneapp/review.html", {"upload": upload, "place": place})
+    place = review_place(upload=upload, history=_history(request))
+    context = {
+        "upload": upload,
+        "place": place,
+        "unsure": upload_verdict(upload=upload) == "unsure",
+        "can_undo": bool(_log(request)),
+    }
+    return render(request, "phoneapp/review.html", context)
 
 
 @staff_required
 @require_POST
 def review_decide(request: HttpRequest, upload_id: int) -> HttpResponse:
-    """Save one decision (``phone``, ``not_phone`` or ``confirm``) and move on to the next picture."""
+    """Save one decision (``phone``, ``not_phone`` or ``confirm``) for the picture and its duplicates, move on."""
     upload = review_upload_get(upload_id=upload_id)
     decision = request.POST.get("decision", "")
-    wants_json = "application/json" in request.headers.get("Accept", "")
     if decision not in DECISIONS:
-        message = "Unknown decision: use phone, not_phone or confirm."
-        if wants_json:
-            return JsonResponse({"error": message}, status=400)
-        messages.error(request, message)
-        return redirect("review-item", upload_id=upload.pk)
-    _decide(upload=upload, decision=decision, reviewer=request.user)
+        return _refuse(request, upload.pk, "Unknown decision: use phone, not_phone or confirm.")
+    try:
+        prior = upload_group_review(upload=upload, decision=decision, reviewer=request.user)
+    except ReviewNeedsChoice as error:
+        return _refuse(request, upload.pk, error.message)
+    log = [entry for entry in _log(request) if int(entry["id"]) != upload.pk]
+    log.append({"id": upload.pk, "prior": [before.to_dict() for before in prior]})
+    request.session[SESSION_LOG] = log[-HISTORY_LENGTH:]
     decided = review_upload_get(upload_id=upload.pk)
-    next_id = review_next_after(upload=decided)
+    next_id = review_next_after(upload=decided, skipped=_skipped(request))
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
-    if wants_json:
+    if _wants_json(request):
         return JsonResponse(
-            {"id": decided.pk, "reviewed_label": decided.reviewed_label, "next_id": next_id, "next_url": next_url}
+            {
+                "id": decided.pk,
+                "reviewed_label": decided.reviewed_label,
+                "labelled": len(prior),
+                "next_id": next_id,
+                "next_url": next_url,
+            }
         )
-    messages.success(request, f"Saved: {decided.original_name} is {decided.get_reviewed_label_display().lower()}.")
+    also = f" (and {len(prior) - 1} more upload(s) of the same picture)" if len(prior) > 1 else ""
+    messages.success(
+        request, f"Saved: {decided.original_name} is {decided.get_reviewed_label_display().lower()}{also}."
+    )
     return redirect(next_url)
 
 
-def _decide(*, upload: Upload, decision: str, reviewer: object) -> None:
-    if decision == CONFIRM:
-        uploads_confirm_predictions(uploads=Upload.objects.filter(pk=upload.pk), reviewer=reviewer)
-    else:
-        upload_review(upload=upload, label=decision, reviewer=reviewer)
+@staff_required
+@require_POST
+def review_skip(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """Leave a picture for later: it moves behind everything not skipped, for this reviewer's session."""
+    upload = review_upload_get(upload_id=upload_id)
+    skipped = [pk for pk in _skipped(request) if pk != upload.pk] + [upload.pk]
+    request.session[SESSION_SKIPPED] = skipped[-HISTORY_LENGTH:]
+    next_id = review_next_after(upload=upload, skipped=skipped)
+    next_url = reverse("review-item", args=[next_id]) if next_id and next_id != upload.pk else reverse("review")
+    if _wants_json(request):
+        return JsonResponse({"id": upload.pk, "next_id": next_id, "next_url": next_url})
+    return redirect(next_url)
+
+
+@staff_required
+@require_POST
+def review_undo(request: HttpRequest) -> HttpResponse:
+    """Take back this reviewer's last decision (every upload it labelled) and show that picture again."""
+    log = _log(request)
+    if not log:
+        message = "Nothing to undo in this session."
+        if _wants_json(request):
+            return JsonResponse({"error": message}, status=400)
+        messages.error(request, message)
+        return redirect("review")
+    entry = log.pop()
+    request.session[SESSION_LOG] = log
+    prior = [PriorReview.from_dict(item) for item in entry["prior"]]
+    restored = uploads_review_restore(prior=prior, reviewer=request.user)
+    url = reverse("review-item", args=[int(entry["id"])])
+    if _wants_json(request):
+        return JsonResponse({"id": int(entry["id"]), "restored": restored, "url": url})
+    messages.success(request, "Undone: the picture is back as it was before your decision.")
+    return redirect(url)
+
+
+def _refuse(request: HttpRequest, upload_id: int, message: str) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"error": message}, status=400)
+    messages.error(request, message)
+    return redirect("review-item", upload_id=upload_id)

@@ -6,20 +6,26 @@ picture's URL is useless to anyone but its owner (and staff reviewers).
 
 from __future__ import annotations
 
+import csv
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Model
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.api.throttling import UploadRateThrottle
+from phoneapp.decision_selectors import upload_decision_rule, upload_verdict
 from phoneapp.models import Upload
-from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many
+from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many, uploads_recent
+from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
@@ -41,8 +47,15 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         ids = ",".join(str(upload.pk) for upload in uploads)
         return redirect(f"{reverse('upload')}?batch={ids}")
     batch_ids = _parse_ids(request.GET.get("batch", ""))
-    recent = uploads_get_many(owner=request.user, upload_ids=batch_ids)
+    if batch_ids:
+        recent = uploads_get_many(owner=request.user, upload_ids=batch_ids)
+    else:
+        # A reload (or coming back later) shows the latest uploads again, their verdicts still updating.
+        recent = uploads_recent(owner=request.user, limit=RECENT_ON_UPLOAD_PAGE)
     return render(request, "phoneapp/upload.html", {"recent": recent})
+
+
+RECENT_ON_UPLOAD_PAGE = 12
 
 
 @login_required
@@ -58,6 +71,94 @@ def history_page(request: HttpRequest) -> HttpResponse:
         "phoneapp/history.html",
         {"page": page, "filters": filters, "query_without_page": query_without_page.urlencode()},
     )
+
+
+CSV_COLUMNS = [
+    "id",
+    "original_name",
+    "created",
+    "status",
+    "verdict",
+    "probability",
+    "threshold",
+    "model_version",
+    "reviewed_label",
+    "width",
+    "height",
+    "size_bytes",
+]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@login_required
+@require_GET
+def history_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """The history's filtered rows (every page of them) as CSV, streamed so a long history costs no memory."""
+    filters = UploadFilters.from_query(request.GET)
+    uploads = upload_list(owner=request.user, filters=filters)
+    writer = csv.writer(_Echo())
+
+    def rows() -> object:
+        yield writer.writerow(CSV_COLUMNS)
+        for upload in uploads.iterator(chunk_size=500):
+            done = upload.probability is not None and upload.status == "done"
+            yield writer.writerow(
+                [
+                    upload.pk,
+                    _csv_safe(upload.original_name),
+                    timezone.localtime(upload.created).isoformat(timespec="seconds"),
+                    upload.status,
+                    upload_verdict(upload=upload) if done else "",
+                    f"{upload.probability:.4f}" if done else "",
+                    f"{upload_decision_rule(upload=upload).threshold:.4f}" if done else "",
+                    upload.model_version.name if upload.model_version else "",
+                    upload.reviewed_label,
+                    upload.width,
+                    upload.height,
+                    upload.size_bytes,
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    stamp = timezone.localdate().isoformat()
+    response["Content-Disposition"] = f'attachment; filename="phone-check-uploads-{stamp}.csv"'
+    return response
+
+
+def _csv_safe(text: str) -> str:
+    """A file name that a spreadsheet would run as a formula ("=HYPERLINK(...)") is prefixed with a quote."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def api_token_page(request: HttpRequest) -> HttpResponse:
+    """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it."""
+    new_key = ""
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        if action == "regenerate":
+            new_key = api_token_regenerate(user=request.user).key
+        elif action == "revoke":
+            revoked = api_token_revoke(user=request.user)
+            messages.success(request, "Your API token was revoked." if revoked else "You had no API token.")
+            return redirect("api-token-page")
+        else:
+            messages.error(request, "Unknown action: use regenerate or revoke.")
+            return redirect("api-token-page")
+    token = api_token_get(user=request.user)
+    context = {
+        "token": token,
+        "prefix": api_token_prefix(token) if token else "",
+        "new_key": new_key,
+        "api_root": request.build_absolute_uri("/api/"),
+    }
+    return render(request, "phoneapp/api_token.html", context)
 
 
 @login_required
@@ -86,14 +187,14 @@ def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
 @require_GET
 def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
     upload = _viewable_upload(request, upload_id)
-    return _picture_response(upload.image, upload.content_type)
+    return picture_response(upload.image, upload.content_type)
 
 
 @login_required
 @require_GET
 def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
     upload = _viewable_upload(request, upload_id)
-    return _picture_response(upload.thumbnail, "image/jpeg")
+    return picture_response(upload.thumbnail, "image/jpeg")
 
 
 @login_required
@@ -101,7 +202,7 @@ def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
 def upload_heatmap(request: HttpRequest, upload_id: int) -> FileResponse:
     """The "where is the phone" overlay (transparent PNG); same permission as the picture it explains."""
     upload = _viewable_upload(request, upload_id)
-    return _picture_response(upload.heatmap, "image/png")
+    return picture_response(upload.heatmap, "image/png")
 
 
 def _viewable_upload(request: HttpRequest, upload_id: int) -> Upload:
@@ -114,7 +215,8 @@ def _viewable_upload(request: HttpRequest, upload_id: int) -> Upload:
     return upload_get(owner=request.user, upload_id=upload_id)
 
 
-def _picture_response(field: Model, content_type: str) -> FileResponse:
+def picture_response(field: Model, content_type: str) -> FileResponse:
+    """The bytes of a stored picture with headers that keep a browser from running them (pages and API)."""
     if not field.name:
         raise Http404("No picture.")
     try:

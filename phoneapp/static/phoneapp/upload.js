@@ -26,39 +26,59 @@
   }
 
   // --- Verdicts: the same markup as _verdict.html -------------------------------------------------------------
-  function verdictState(upload) {
-    if (upload.status !== "done") return upload.status;
-    if (upload.unsure) return "unsure";
-    return upload.label;
+  // The API says what to show (verdict: phone / not_phone / unsure, judged by the deciding model version's own
+  // threshold and unsure band); this page never decides a verdict itself, and never shows one without a number.
+  const VERDICT_WORDS = { phone: "Phone", not_phone: "Not a phone", unsure: "Unsure" };
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function hasVerdict(upload) {
+    return upload.status === "done" && typeof upload.probability === "number" && Boolean(VERDICT_WORDS[upload.verdict]);
   }
 
-  function bar(percent) {
-    const band = el("span", { class: "bar-band" });
-    band.style.left = (root.dataset.unsureLow || 30) + "%";
-    band.style.width = (root.dataset.unsureWidth || 40) + "%";
-    const fill = el("span", { class: "bar-fill" });
-    fill.style.width = percent + "%";
-    return el("span", { class: "bar", "aria-hidden": "true" }, [band, fill]);
+  function verdictState(upload) {
+    if (upload.status === "done") return hasVerdict(upload) ? upload.verdict : "processing";
+    return upload.status;
+  }
+
+  function svgRect(className, x, y, width, height) {
+    const rect = document.createElementNS(SVG, "rect");
+    [["class", className], ["x", x], ["y", y], ["width", width], ["height", height]]
+      .forEach(([name, value]) => rect.setAttribute(name, String(value)));
+    return rect;
+  }
+
+  // The probability bar: the model's unsure band shaded and its threshold marked, as SVG attributes (no inline
+  // styles, which a Content-Security-Policy may forbid).
+  function bar(upload, percent) {
+    const svg = document.createElementNS(SVG, "svg");
+    [["class", "bar"], ["aria-hidden", "true"], ["viewBox", "0 0 100 10"], ["preserveAspectRatio", "none"],
+      ["focusable", "false"]].forEach(([name, value]) => svg.setAttribute(name, value));
+    const band = upload.unsure_band || [upload.threshold, upload.threshold];
+    const low = Math.round(band[0] * 1000) / 10;
+    const high = Math.round(band[1] * 1000) / 10;
+    svg.append(svgRect("bar-track", 0, 0, 100, 10), svgRect("bar-band", low, 0, Math.round((high - low) * 10) / 10, 10),
+      svgRect("bar-fill", 0, 2, percent, 6), svgRect("bar-threshold", Math.round(upload.threshold * 1000) / 10, 0, 0.8, 10));
+    return svg;
   }
 
   function renderVerdict(element, upload) {
     const state = verdictState(upload);
     element.className = "verdict verdict-" + state;
-    element.dataset.status = upload.status;
+    // "done" only once the verdict is really there: tests and styles key on it.
+    element.dataset.status = hasVerdict(upload) || upload.status !== "done" ? upload.status : "processing";
     element.replaceChildren();
-    if (upload.status === "done") {
+    if (hasVerdict(upload)) {
       const percent = Math.round(upload.probability * 100);
-      const word = state === "unsure" ? "Unsure" : upload.label === "phone" ? "Phone" : "Not a phone";
       element.append(
-        el("span", { class: "verdict-word", text: word + " — " + percent + "% phone" }),
-        bar(percent),
+        el("span", { class: "verdict-word", text: VERDICT_WORDS[upload.verdict] + " — " + percent + "% phone" }),
+        bar(upload, percent),
         el("small", { class: "verdict-meta", text: "model " + (upload.model_version || "unknown") }),
       );
     } else if (upload.status === "failed") {
       element.append(el("span", { class: "verdict-word", text: "Failed" }), " ",
         el("small", { class: "verdict-meta", text: upload.error || "unknown error" }));
     } else {
-      const name = upload.status.charAt(0).toUpperCase() + upload.status.slice(1);
+      const name = state.charAt(0).toUpperCase() + state.slice(1);
       element.append(el("span", { class: "verdict-word", text: name + "…" }));
     }
   }
@@ -76,9 +96,13 @@
       .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
       .then((upload) => {
         renderVerdict(element, upload);
-        if (upload.status === "pending" || upload.status === "processing") setTimeout(() => poll(element), POLL_MS);
+        if (needsPolling(upload)) setTimeout(() => poll(element), POLL_MS);
       })
       .catch(() => setTimeout(() => poll(element), POLL_MS * 4));
+  }
+
+  function needsPolling(upload) {
+    return upload.status === "pending" || upload.status === "processing" || (upload.status === "done" && !hasVerdict(upload));
   }
 
   function watchPending(scope) {
@@ -92,16 +116,45 @@
   const waiting = [];
   let running = 0;
 
+  function formatSize(bytes) {
+    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1) + " MB";
+    return Math.max(1, Math.round(bytes / 1024)) + " KB";
+  }
+
+  // A local preview of a chosen file; when the browser cannot draw it (HEIC, TIFF), a label says so until the
+  // server's thumbnail replaces it (see useServerThumbnail).
+  function localPreview(file) {
+    const preview = el("img", { alt: "", "data-source": "local" });
+    preview.addEventListener("error", () => {
+      if (preview.dataset.source !== "local") return;
+      preview.dataset.source = "none";
+      preview.removeAttribute("src");
+      preview.closest(".result-thumb, .chosen-thumb").classList.add("no-preview");
+    }, { once: true });
+    preview.src = URL.createObjectURL(file);
+    return preview;
+  }
+
+  function useServerThumbnail(card, created) {
+    if (!created.thumbnail) return;
+    const drawn = card.preview.dataset.source === "local" && card.preview.complete && card.preview.naturalWidth > 0;
+    if (drawn) return;
+    card.preview.dataset.source = "server";
+    card.thumb.classList.remove("no-preview");
+    card.preview.src = created.thumbnail;
+  }
+
   function addCard(file) {
     const list = document.getElementById("results");
-    const preview = el("img", { alt: "" });
-    preview.src = URL.createObjectURL(file);
-    const thumb = el("span", { class: "result-thumb" }, [preview]);
+    const preview = localPreview(file);
+    const thumb = el("span", { class: "result-thumb" }, [preview, el("span", { class: "no-preview-text", text: "no preview" })]);
     const name = el("span", { class: "name", text: file.name });
+    const size = el("small", { class: "muted result-size", text: formatSize(file.size) });
     const progress = el("progress", { class: "upload-progress", max: "100", value: "0", "aria-label": "Uploading " + file.name });
+    // Not inside the live region's announcements until there is something true to say.
     const verdict = el("div", { class: "verdict verdict-uploading", "data-status": "uploading" },
       [el("span", { class: "verdict-word", text: "Waiting to upload…" })]);
-    const item = el("li", { class: "result" }, [thumb, el("div", { class: "result-body" }, [name, progress, verdict])]);
+    const item = el("li", { class: "result" }, [thumb, el("div", { class: "result-body" }, [name, size, progress, verdict])]);
     list.prepend(item);
     return { item, thumb, name, progress, verdict, preview };
   }
@@ -112,6 +165,14 @@
     const link = el("a", { href: href, class: "name", text: card.name.textContent });
     card.name.replaceWith(link);
     card.verdict.dataset.verdictFor = created.id;
+  }
+
+  // The 201 carries the full verdict when it is already known; otherwise the card says "Pending…" and polls.
+  function showCreated(card, created) {
+    linkCard(card, created);
+    useServerThumbnail(card, created);
+    renderVerdict(card.verdict, created);
+    if (needsPolling(created)) poll(card.verdict);
   }
 
   function errorMessage(xhr) {
@@ -165,10 +226,7 @@
       card.progress.value = 100;
       card.progress.remove();
       if (xhr.status === 201) {
-        const [created] = JSON.parse(xhr.responseText);
-        linkCard(card, created);
-        renderVerdict(card.verdict, { status: created.status });
-        poll(card.verdict);
+        showCreated(card, JSON.parse(xhr.responseText)[0]);
       } else if (serverFailed(xhr)) {
         renderRetry(job, errorMessage(xhr));
       } else {
@@ -211,17 +269,37 @@
       });
   }
 
+  function showChosen(files) {
+    const list = document.getElementById("chosen");
+    const summary = document.getElementById("chosen-summary");
+    if (!list || !summary) return;
+    list.replaceChildren();
+    const chosen = Array.from(files);
+    const total = chosen.reduce((sum, file) => sum + file.size, 0);
+    summary.textContent = chosen.length
+      ? chosen.length + (chosen.length === 1 ? " picture" : " pictures") + " chosen, " + formatSize(total) + ": press Upload to send."
+      : "";
+    chosen.forEach((file) => {
+      const thumb = el("span", { class: "chosen-thumb" }, [localPreview(file), el("span", { class: "no-preview-text", text: "no preview" })]);
+      list.append(el("li", { class: "chosen-file" }, [thumb, el("span", { class: "name", text: file.name }),
+        el("small", { class: "muted", text: formatSize(file.size) })]));
+    });
+  }
+
   function setUpForm() {
     const form = document.getElementById("upload-form");
     if (!form) return;
     const input = form.querySelector("input[type=file]");
     const zone = document.getElementById("drop-zone");
     // Chosen files go when the form is submitted (as without JavaScript); dropped and pasted ones at once.
+    // Until then the chosen files are listed with previews, names and sizes.
+    input.addEventListener("change", () => showChosen(input.files));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       if (!input.files.length) return;
       enqueue(input.files, form);
       input.value = "";
+      showChosen([]);
     });
     let depth = 0;
     zone.addEventListener("dragenter", (event) => { event.preventDefault(); depth += 1; zone.classList.add("dragging"); });

@@ -1,0 +1,181 @@
+"""How a model version turns a probability into a verdict: its threshold and its unsure band.
+
+Every place that shows or sorts verdicts (the verdict words and bar, the API, the review order, the admin's
+confidence filter, the dashboard) reads them through :func:`model_version_decision_rule`, and each upload is judged
+by the rule of the model version that produced it, so the word and the number never contradict each other.
+
+Where the figures come from, in order:
+
+1. the version's ``manifest.json``: ``threshold`` (a calibrated probability) and, when the training run wrote one,
+   ``unsure_band: [low, high]`` -- the probabilities where the model was least reliable on its validation data;
+2. without ``unsure_band``, a band derived from the threshold: the probabilities whose log-odds are within
+   ``DERIVED_BAND_LOGIT_MARGIN`` (1.0) of the threshold's, i.e. odds within a factor e (about 2.7) of the odds at the
+   threshold. For a threshold of 0.5 that is 27%-73%; for 0.93, 83%-97%;
+3. the ``UNSURE_BAND`` setting, when set (an operator's override, e.g. ``0.2,0.8``), replaces the band of every
+   version.
+
+Whatever the source, the band is widened to contain the threshold, so that outside it the verdict word (the
+model's label, decided by that threshold) always agrees with the side of the band the probability is on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Case, F, FloatField, Q, Value, When
+from django.db.models.expressions import Combinable
+from django.db.models.functions import Greatest, Least, Ln
+
+from inference.manifest import MANIFEST_NAME
+from phoneapp.models import ModelVersion, Upload, UploadStatus
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5
+DERIVED_BAND_LOGIT_MARGIN = 1.0
+# Probabilities are clipped to this distance from 0 and 1 before taking log-odds (a stored 1.0 is infinite odds).
+_EPSILON = 1e-6
+
+
+def logit(probability: float) -> float:
+    """Log-odds of ``probability``, clipped so 0 and 1 stay finite."""
+    clipped = min(max(probability, _EPSILON), 1 - _EPSILON)
+    return math.log(clipped / (1 - clipped))
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """A model version's threshold and unsure band (calibrated probabilities, ``low <= threshold <= high``)."""
+
+    threshold: float
+    unsure_low: float
+    unsure_high: float
+    source: str  # "manifest", "derived" (from the threshold) or "setting" (UNSURE_BAND override)
+
+    def is_unsure(self, probability: float | None) -> bool:
+        return probability is not None and self.unsure_low <= probability <= self.unsure_high
+
+    def verdict(self, *, probability: float | None, predicted_label: str) -> str:
+        """``phone``, ``not_phone`` or ``unsure``; ``""`` without a probability (there is no verdict to show)."""
+        if probability is None or not predicted_label:
+            return ""
+        return "unsure" if self.is_unsure(probability) else predicted_label
+
+    def uncertainty(self, probability: float) -> float:
+        """Distance from the threshold in log-odds, in units of the band's half on that side: 0 at the threshold,
+        1 at the band's edge, above 1 outside it. Sorting by it puts the band first, closest to the threshold
+        first."""
+        return _scaled_distance(logit(probability), self)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"threshold": self.threshold, "unsure_band": [self.unsure_low, self.unsure_high]}
+
+
+def _scaled_distance(log_odds: float, rule: DecisionRule) -> float:
+    centre = logit(rule.threshold)
+    if log_odds >= centre:
+        return (log_odds - centre) / max(logit(rule.unsure_high) - centre, 1e-3)
+    return (centre - log_odds) / max(centre - logit(rule.unsure_low), 1e-3)
+
+
+def model_version_decision_rule(*, version: ModelVersion | None) -> DecisionRule:
+    """The threshold and unsure band that judge uploads of ``version`` (see the module docstring for the rule).
+
+    An unreadable or missing manifest (a version whose folder was removed) gives the default threshold 0.5
+    and its derived band; it never raises, because pages must render whatever happened to the model files.
+    """
+    if version is None:
+        threshold, band = DEFAULT_THRESHOLD, None
+    else:
+        threshold, band = _manifest_decision(str(_manifest_path(version)), version.checksum)
+    return _rule(threshold=threshold, band=band)
+
+
+def _rule(*, threshold: float, band: tuple[float, float] | None) -> DecisionRule:
+    override = tuple(settings.UNSURE_BAND or ())
+    if len(override) == 2:
+        low, high, source = float(override[0]), float(override[1]), "setting"
+    elif band is not None:
+        low, high, source = band[0], band[1], "manifest"
+    else:
+        centre = logit(threshold)
+        low = 1 / (1 + math.exp(-(centre - DERIVED_BAND_LOGIT_MARGIN)))
+        high = 1 / (1 + math.exp(-(centre + DERIVED_BAND_LOGIT_MARGIN)))
+        source = "derived"
+    return DecisionRule(
+        threshold=threshold, unsure_low=min(low, threshold), unsure_high=max(high, threshold), source=source
+    )
+
+
+def _manifest_path(version: ModelVersion) -> Path:
+    from phoneapp.services.model_versions import model_dir_of
+
+    return model_dir_of(version) / MANIFEST_NAME
+
+
+@lru_cache(maxsize=64)
+def _manifest_decision(path: str, checksum: str) -> tuple[float, tuple[float, float] | None]:
+    """(threshold, unsure band or None) from a manifest; cached per file and checksum (a manifest never changes
+    under the same checksum, and a retrained version gets a new one)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        threshold = float(data.get("threshold", DEFAULT_THRESHOLD))
+        raw_band = data.get("unsure_band")
+        band = (float(raw_band[0]), float(raw_band[1])) if raw_band else None
+    except (OSError, ValueError, TypeError, IndexError, AttributeError) as error:
+        logger.warning("model manifest unreadable; default threshold used", extra={"path": path, "error": error})
+        return DEFAULT_THRESHOLD, None
+    if not 0 < threshold < 1:
+        return DEFAULT_THRESHOLD, None
+    if band is not None and not (0 <= band[0] <= band[1] <= 1):
+        band = None
+    return threshold, band
+
+
+def upload_decision_rule(*, upload: Upload) -> DecisionRule:
+    """The rule of the model version that judged ``upload`` (the active one's figures do not apply to it)."""
+    return model_version_decision_rule(version=upload.model_version)
+
+
+def upload_verdict(*, upload: Upload) -> str:
+    """``phone``, ``not_phone``, ``unsure``, or the status (``pending``, ``processing``, ``failed``) while there is no
+    verdict. A done upload always has a probability (a database constraint), so a verdict is never shown without
+    one."""
+    if upload.status != UploadStatus.DONE or upload.probability is None:
+        return upload.status
+    rule = upload_decision_rule(upload=upload)
+    return rule.verdict(probability=upload.probability, predicted_label=upload.predicted_label) or upload.status
+
+
+def _log_odds_expression() -> Combinable:
+    clipped = Least(Greatest(F("probability"), Value(_EPSILON)), Value(1 - _EPSILON))
+    return Ln(clipped / (Value(1.0) - clipped), output_field=FloatField())
+
+
+def uncertainty_expression() -> Case:
+    """:meth:`DecisionRule.uncertainty` in SQL, each upload by its own model version's rule, for ordering and
+    filtering querysets of uploads (``<= 1`` = inside the unsure band). Null for uploads without a probability."""
+    log_odds = _log_odds_expression()
+    whens: list[When] = []
+    rules = [(version.pk, model_version_decision_rule(version=version)) for version in ModelVersion.objects.all()]
+    rules.append((None, model_version_decision_rule(version=None)))
+    for version_id, rule in rules:
+        centre = logit(rule.threshold)
+        above = max(logit(rule.unsure_high) - centre, 1e-3)
+        below = max(centre - logit(rule.unsure_low), 1e-3)
+        same_version = Q(model_version__isnull=True) if version_id is None else Q(model_version_id=version_id)
+        threshold_q = Q(probability__gte=rule.threshold)
+        whens.append(When(same_version & threshold_q, then=(log_odds - Value(centre)) / Value(above)))
+        whens.append(When(same_version & ~threshold_q, then=(Value(centre) - log_odds) / Value(below)))
+    return Case(*whens, default=Value(None), output_field=FloatField())
+
+
+def unsure_q() -> Q:
+    """Uploads inside their own model version's unsure band; use on a queryset annotated ``uncertainty``."""
+    return Q(probability__isnull=False, uncertainty__lte=1.0)

@@ -1,0 +1,147 @@
+"""The API as DRF users expect it: a token from username and password, a token page, 401 with a challenge, a
+browsable API, an OpenAPI schema with offline Swagger UI and ReDoc, picture URLs only the owner can fetch."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from phoneapp.models import Upload
+from tests.images import uploaded_file
+from tests.page_data import make_upload
+
+pytestmark = pytest.mark.django_db
+
+
+def test_username_and_password_get_a_token_that_works_for_uploads(client: Client, alice: User) -> None:
+    response = client.post("/api/token/", {"username": "alice", "password": "alice-password-1"})
+    assert response.status_code == 200
+    key = response.json()["token"]
+    listed = client.get("/api/uploads/", headers={"Authorization": f"Token {key}"})
+    assert listed.status_code == 200
+    # The same key again until it is regenerated.
+    credentials = {"username": "alice", "password": "alice-password-1"}
+    again = client.post("/api/token/", credentials, content_type="application/json")
+    assert again.json()["token"] == key
+
+
+def test_wrong_password_gets_no_token(client: Client, alice: User) -> None:
+    response = client.post("/api/token/", {"username": "alice", "password": "guess"})
+    assert response.status_code == 400
+    assert "Unable to log in" in response.json()["error"]
+    assert not Token.objects.exists()
+
+
+@pytest.mark.parametrize("header", [None, "Token not-a-real-key"])
+def test_missing_or_bad_credentials_answer_401_with_a_token_challenge(client: Client, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = client.get("/api/uploads/", headers={**headers, "Accept": "application/json"})
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert response.json()["error"]
+
+
+def test_token_page_shows_the_key_once_then_only_its_prefix(alice_client: Client, alice: User) -> None:
+    page = alice_client.get("/account/api-token/").content.decode()
+    assert "You have no API token yet" in page
+    created = alice_client.post("/account/api-token/", {"action": "regenerate"})
+    key = Token.objects.get(user=alice).key
+    assert key in created.content.decode()
+    assert "shown only this once" in created.content.decode()
+    later = alice_client.get("/account/api-token/").content.decode()
+    assert key not in later and key[:6] in later
+
+
+def test_regenerating_stops_the_old_key_and_revoking_stops_all(
+    alice_client: Client, client: Client, alice: User
+) -> None:
+    alice_client.post("/account/api-token/", {"action": "regenerate"})
+    old = Token.objects.get(user=alice).key
+    alice_client.post("/account/api-token/", {"action": "regenerate"})
+    new = Token.objects.get(user=alice).key
+    assert new != old
+    assert client.get("/api/uploads/", headers={"Authorization": f"Token {old}"}).status_code == 401
+    assert client.get("/api/uploads/", headers={"Authorization": f"Token {new}"}).status_code == 200
+    alice_client.post("/account/api-token/", {"action": "revoke"})
+    assert client.get("/api/uploads/", headers={"Authorization": f"Token {new}"}).status_code == 401
+
+
+def test_admin_lists_tokens_by_prefix_only(alice: User, reviewer: User) -> None:
+    key = Token.objects.create(user=alice).key
+    staff = Client()
+    staff.force_login(reviewer)
+    page = staff.get("/admin/authtoken/tokenproxy/").content.decode()
+    assert "alice" in page and key[:6] in page
+    assert key not in page
+
+
+def test_a_browser_gets_the_browsable_api(alice_client: Client) -> None:
+    response = alice_client.get("/api/uploads/", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert 'class="response-info"' in response.content.decode()  # DRF's browsable page, not raw JSON
+
+
+def test_openapi_schema_documents_uploads_tokens_and_the_batch_rule(client: Client) -> None:
+    response = client.get("/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"})
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert {"/api/uploads/", "/api/uploads/{upload_id}/", "/api/token/"} <= set(schema["paths"])
+    post = schema["paths"]["/api/uploads/"]["post"]
+    assert "All or nothing" in post["description"]
+    result = schema["components"]["schemas"]["Upload"]["properties"]
+    assert {"verdict", "threshold", "unsure_band", "boxes", "image", "thumbnail", "heatmap"} <= set(result)
+
+
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_api_docs_load_their_scripts_from_this_site_only(client: Client, page: str) -> None:
+    html = client.get(page).content.decode()
+    assert "/static/drf_spectacular_sidecar/" in html
+    assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
+
+
+def test_result_carries_picture_urls_that_only_the_owner_can_fetch(
+    alice_client: Client, bob_client: Client, client: Client, alice: User
+) -> None:
+    [created] = alice_client.post("/api/uploads/", {"image": uploaded_file("cat.jpg")}).json()
+    for field in ("image", "thumbnail"):
+        url = created[field]
+        assert url.startswith("http://testserver/api/uploads/")
+        owner = alice_client.get(url, headers={"Accept": "image/*"})
+        assert owner.status_code == 200 and owner["Content-Type"].startswith("image/")
+        assert bob_client.get(url).status_code == 404
+        assert client.get(url).status_code == 401
+    key = Token.objects.create(user=alice).key
+    assert client.get(created["image"], headers={"Authorization": f"Token {key}"}).status_code == 200
+
+
+def test_result_carries_the_models_boxes(alice_client: Client, alice: User) -> None:
+    boxes = [{"box": [0.1, 0.2, 0.4, 0.8], "score": 0.97}, {"box": [0.6, 0.1, 0.9, 0.3], "score": 0.55}]
+    upload = make_upload(alice, probability=0.97, boxes=boxes)
+    assert alice_client.get(f"/api/uploads/{upload.pk}/").json()["boxes"] == boxes
+
+
+def test_pending_result_has_no_verdict_and_no_probability(alice_client: Client, alice: User) -> None:
+    upload = make_upload(alice, status="pending")
+    data = alice_client.get(f"/api/uploads/{upload.pk}/").json()
+    assert (data["status"], data["verdict"], data["probability"], data["label"]) == ("pending", None, None, None)
+    assert Upload.objects.get(pk=upload.pk).status == "pending"
+
+
+def test_the_same_picture_sent_again_carries_the_first_ones_boxes(alice_client: Client) -> None:
+    [first] = alice_client.post("/api/uploads/", {"image": uploaded_file("desk.jpg")}).json()
+    from phoneapp.services.model_versions import model_version_active
+
+    boxes = [{"box": [0.2, 0.2, 0.6, 0.9], "score": 0.9}]
+    Upload.objects.filter(pk=first["id"]).update(
+        status="done",
+        predicted_label="phone",
+        probability=0.9,
+        model_version=model_version_active(),
+        predicted_boxes=boxes,
+    )
+    [again] = alice_client.post("/api/uploads/", {"image": uploaded_file("desk.jpg")}).json()
+    assert again["id"] != first["id"] and again["boxes"] == boxes

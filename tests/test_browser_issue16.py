@@ -1,0 +1,237 @@
+"""In a real browser: verdicts never flash before they are known and agree with the model's own threshold, the
+review queue's undo and duplicate grouping, the API token page used from curl, Swagger UI offline, previews of
+chosen files, and the history's CSV export.
+
+Headless Debian Chromium against pytest-django's live server (no broker: uploads are classified in its thread).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from phoneapp.models import Upload, UploadStatus
+from tests import live_services
+from tests.page_data import make_upload, model_version_with_manifest
+from tests.test_browser_pages import (
+    DESKTOP,
+    PHONE,
+    SCREENSHOT_FLAGS,
+    VERDICT_TIMEOUT,
+    draw_mug_scene,
+    draw_phone_scene,
+    log_in,
+    save_pictures,
+    screenshot,
+    wait,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile", extra_flags=SCREENSHOT_FLAGS)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# Every text the verdict of a card shows, recorded as it changes: a flash of a made-up verdict would be caught.
+RECORD_VERDICT_TEXTS = """
+window.verdictTexts = [];
+new MutationObserver(() => {
+  document.querySelectorAll("#results .verdict").forEach((verdict) => {
+    const text = verdict.innerText.trim();
+    if (window.verdictTexts[window.verdictTexts.length - 1] !== text) window.verdictTexts.push(text);
+  });
+}).observe(document.getElementById("results"), {subtree: true, childList: true, characterData: true});
+"""
+
+
+def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_probability(
+    live_server: object, browser: object, alice: User, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    phone_path, _ = save_pictures(tmp_path)
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/")
+    browser.execute_script(RECORD_VERDICT_TEXTS)
+    browser.find_element(By.ID, "id_image").send_keys(str(phone_path))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done]"), VERDICT_TIMEOUT)
+
+    upload = Upload.objects.get(owner=alice)
+    final = browser.find_element(By.CSS_SELECTOR, "#results .verdict .verdict-word").text
+    assert f"— {round(upload.probability * 100)}% phone" in final
+    texts = browser.execute_script("return window.verdictTexts")
+    assert not any("NaN" in text or "model unknown" in text for text in texts), texts
+    # Before the final verdict only progress words were shown, never a verdict.
+    before = [text for text in texts if "% phone" not in text]
+    assert texts.index(next(text for text in texts if "% phone" in text)) == len(before)
+    assert all(
+        text.rstrip("…").split("\n")[0] in {"Waiting to upload", "Uploading", "Pending", "Processing"}
+        for text in before
+    ), before
+
+
+def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_page(
+    live_server: object, browser: object, alice: User
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    model_version_with_manifest("strict", threshold=0.93)
+    waiting = make_upload(alice, status=UploadStatus.PENDING, name="borderline.jpg", picture=draw_phone_scene())
+    log_in(browser, live_server, alice)
+    # The upload page lists it pending and polls; the verdict is then written as a worker would write it.
+    browser.get(f"{live_server.url}/")
+    card = f"#results .verdict[data-verdict-for='{waiting.pk}']"
+    assert browser.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "pending"
+    Upload.objects.filter(pk=waiting.pk).update(
+        status=UploadStatus.DONE,
+        probability=0.85,
+        predicted_label="not_phone",
+        model_version=model_version_with_manifest("strict", threshold=0.93),
+    )
+    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
+    assert browser.find_element(By.CSS_SELECTOR, f"{card} .verdict-word").text == "Unsure — 85% phone"
+    for page in (f"/uploads/{waiting.pk}/", "/history/"):
+        browser.get(f"{live_server.url}{page}")
+        assert browser.find_element(By.CSS_SELECTOR, ".verdict .verdict-word").text == "Unsure — 85% phone"
+    # The bar marks the threshold at 93%.
+    assert browser.find_element(By.CSS_SELECTOR, ".verdict .bar-threshold").get_attribute("x") == "93.0"
+
+
+def test_review_undo_and_duplicates_in_the_browser(
+    live_server: object, browser: object, alice: User, bob: User, reviewer: User
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    copies = [
+        make_upload(owner, probability=0.5, sha256="b" * 64, name="same.jpg", picture=draw_phone_scene())
+        for owner in (alice, bob, alice)
+    ]
+    other = make_upload(
+        alice,
+        probability=0.9,
+        name="mug.jpg",
+        picture=draw_mug_scene(),
+        boxes=[{"box": [0.3, 0.3, 0.7, 0.75], "score": 0.9}],
+    )
+    log_in(browser, live_server, reviewer)
+
+    def current_id() -> int | None:
+        shown = browser.execute_script("const r = document.getElementById('review'); return r && r.dataset.uploadId;")
+        return int(shown) if shown else None
+
+    browser.get(f"{live_server.url}/review/")
+    assert current_id() == copies[0].pk
+    assert "Sent 3 times" in browser.find_element(By.ID, "duplicates-note").text
+    # Unsure: no confirm button; C does nothing but say so.
+    assert not browser.find_elements(By.CSS_SELECTOR, "button[value=confirm]")
+    browser.find_element(By.TAG_NAME, "body").send_keys("c")
+    wait(browser, lambda b: "press P or N" in b.find_element(By.ID, "review-status").text, 5)
+    browser.find_element(By.TAG_NAME, "body").send_keys("n")
+    wait(browser, lambda b: current_id() == other.pk)
+    assert {upload.reviewed_label for upload in Upload.objects.filter(sha256="b" * 64)} == {"not_phone"}
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".picture-stack svg.boxes rect.box")) == 1
+    # Zoom: the picture at full resolution in a scrolling frame.
+    browser.find_element(By.TAG_NAME, "body").send_keys("z")
+    wait(browser, lambda b: "zoomed" in b.find_element(By.ID, "zoom-frame").get_attribute("class"), 5)
+    width = browser.execute_script(
+        "return document.querySelector('#zoom-frame img.picture').getBoundingClientRect().width"
+    )
+    assert round(width) == other.width
+    screenshot(browser, "review-zoomed-boxes", width=DESKTOP)
+    # Undo (Ctrl+Z) goes back to the grouped picture and clears all three labels.
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.CONTROL, "z")
+    wait(browser, lambda b: current_id() == copies[0].pk)
+    assert {upload.reviewed_label for upload in Upload.objects.filter(sha256="b" * 64)} == {""}
+    screenshot(browser, "review-phone-after-undo", width=PHONE)
+
+
+def test_token_page_gives_a_key_that_works_from_curl(live_server: object, browser: object, alice: User) -> None:
+    from selenium.webdriver.common.by import By
+
+    make_upload(alice, probability=0.97, name="from-curl.jpg")
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/account/api-token/")
+    browser.find_element(By.ID, "regenerate-token").click()
+    key = wait(browser, lambda b: b.find_element(By.ID, "api-token").get_attribute("value"), 10)
+    assert key and key in browser.find_element(By.ID, "curl-example").text
+    screenshot(browser, "api-token", width=DESKTOP)
+    answer = subprocess.run(
+        ["curl", "-s", "-H", f"Authorization: Token {key}", f"{live_server.url}/api/uploads/"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    [result] = json.loads(answer.stdout)["results"]
+    assert (result["original_name"], result["verdict"]) == ("from-curl.jpg", "phone")
+    # Leaving the page: the key is not shown again.
+    browser.get(f"{live_server.url}/account/api-token/")
+    assert key not in browser.page_source and key[:6] in browser.find_element(By.ID, "token-prefix").text
+
+
+def test_swagger_ui_renders_from_local_files_only(live_server: object, browser: object, alice: User) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{live_server.url}/api/docs/")
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock")) >= 3, 30)
+    assert "/api/uploads/" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui").text
+    hosts = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((entry) => new URL(entry.name).host)"
+    )
+    assert set(hosts) <= {live_server.url.split("//")[1]}, hosts
+    screenshot(browser, "api-docs", width=DESKTOP, max_height=1400)
+
+
+def test_chosen_files_are_previewed_with_names_and_sizes_before_upload(
+    live_server: object, browser: object, alice: User, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    phone_path, mug_path = save_pictures(tmp_path)
+    broken = tmp_path / "iphone.heic"
+    broken.write_bytes(b"not drawable by a browser")
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/")
+    browser.find_element(By.ID, "id_image").send_keys(f"{phone_path}\n{mug_path}\n{broken}")
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#chosen .chosen-file")) == 3, 5)
+    names = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#chosen .chosen-file")]
+    assert any("phone-on-desk.jpg" in name and "KB" in name for name in names), names
+    assert "3 pictures chosen" in browser.find_element(By.ID, "chosen-summary").text
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#chosen .no-preview"), 5)  # the undrawable one
+    assert not Upload.objects.exists()  # nothing sent until Upload is pressed
+    screenshot(browser, "upload-chosen", width=DESKTOP)
+
+
+def test_history_csv_exports_the_filtered_rows(live_server: object, browser: object, alice: User) -> None:
+    from selenium.webdriver.common.by import By
+
+    make_upload(alice, probability=0.97, name="desk-phone.jpg")
+    make_upload(alice, probability=0.5, name="desk-blur.jpg")
+    make_upload(alice, probability=0.02, name="mug.jpg")
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/history/")
+    browser.find_element(By.NAME, "q").send_keys("desk")
+    browser.find_element(By.CSS_SELECTOR, ".filters button[type=submit]").click()
+    wait(browser, lambda b: "q=desk" in b.current_url, 10)
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".history-grid .card")) == 2
+    href = browser.find_element(By.ID, "export-csv").get_attribute("href")
+    body = browser.execute_async_script(
+        "const done = arguments[1]; fetch(arguments[0]).then((r) => r.text()).then(done);", href
+    )
+    lines = body.strip().splitlines()
+    assert lines[0].startswith("id,original_name,created,status,verdict,probability")
+    assert sorted(line.split(",")[1] for line in lines[1:]) == ["desk-blur.jpg", "desk-phone.jpg"]
+    screenshot(browser, "history-filtered", width=DESKTOP)

@@ -1,0 +1,122 @@
+"""Verdicts judged by each model version's own threshold and unsure band: the word never contradicts the number."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from phoneapp.decision_selectors import model_version_decision_rule
+from tests.page_data import make_upload, model_version_with_manifest
+
+pytestmark = pytest.mark.django_db
+
+
+def shown_verdict(client: Client, upload_id: int) -> str:
+    page = client.get(f"/uploads/{upload_id}/").content.decode()
+    match = re.search(r'<span class="verdict-word">([^<]+)</span>', page)
+    assert match, page
+    return match.group(1)
+
+
+def test_probability_between_the_old_band_and_the_threshold_reads_unsure_not_a_confident_no(
+    alice: User, alice_client: Client
+) -> None:
+    model_version_with_manifest("strict", threshold=0.93)
+    upload = make_upload(alice, probability=0.85, threshold=0.93, version="strict")
+    assert shown_verdict(alice_client, upload.pk) == "Unsure — 85% phone"
+    api = alice_client.get(f"/api/uploads/{upload.pk}/").json()
+    assert (api["verdict"], api["threshold"]) == ("unsure", 0.93)
+    assert api["unsure_band"][0] < 0.85 < api["unsure_band"][1]
+
+
+def test_a_picture_scored_at_the_threshold_is_never_shown_as_not_a_phone(alice: User, alice_client: Client) -> None:
+    model_version_with_manifest("strict", threshold=0.93)
+    at_threshold = make_upload(alice, probability=0.93, threshold=0.93, version="strict")
+    clear = make_upload(alice, probability=0.995, threshold=0.93, version="strict")
+    low = make_upload(alice, probability=0.4, threshold=0.93, version="strict")
+    assert shown_verdict(alice_client, at_threshold.pk).startswith("Unsure")
+    assert shown_verdict(alice_client, clear.pk) == "Phone — 100% phone"
+    assert shown_verdict(alice_client, low.pk) == "Not a phone — 40% phone"
+
+
+def test_manifest_unsure_band_is_used_as_written(alice: User, alice_client: Client) -> None:
+    version = model_version_with_manifest("banded", threshold=0.8, unsure_band=[0.6, 0.9])
+    rule = model_version_decision_rule(version=version)
+    assert (rule.threshold, rule.unsure_low, rule.unsure_high, rule.source) == (0.8, 0.6, 0.9, "manifest")
+    inside = make_upload(alice, probability=0.62, threshold=0.8, version="banded")
+    outside = make_upload(alice, probability=0.55, threshold=0.8, version="banded")
+    assert shown_verdict(alice_client, inside.pk).startswith("Unsure")
+    assert shown_verdict(alice_client, outside.pk).startswith("Not a phone")
+
+
+def test_band_derived_from_the_threshold_when_the_manifest_has_none() -> None:
+    rule = model_version_decision_rule(version=model_version_with_manifest("plain", threshold=0.5))
+    assert rule.source == "derived"
+    assert rule.unsure_low == pytest.approx(0.269, abs=0.001) and rule.unsure_high == pytest.approx(0.731, abs=0.001)
+    strict = model_version_decision_rule(version=model_version_with_manifest("strict", threshold=0.93))
+    assert strict.unsure_low < 0.93 < strict.unsure_high
+
+
+def test_override_setting_still_contains_the_threshold(settings: object) -> None:
+    settings.UNSURE_BAND = (0.3, 0.7)  # type: ignore[attr-defined]
+    rule = model_version_decision_rule(version=model_version_with_manifest("strict", threshold=0.93))
+    assert (rule.unsure_low, rule.unsure_high, rule.source) == (0.3, 0.93, "setting")
+
+
+def test_each_upload_is_judged_by_the_version_that_produced_it(alice: User, alice_client: Client) -> None:
+    model_version_with_manifest("strict", threshold=0.93)
+    model_version_with_manifest("lenient", threshold=0.5)
+    by_strict = make_upload(alice, probability=0.85, threshold=0.93, version="strict")
+    by_lenient = make_upload(alice, probability=0.85, threshold=0.5, version="lenient")
+    assert shown_verdict(alice_client, by_strict.pk).startswith("Unsure")
+    assert shown_verdict(alice_client, by_lenient.pk) == "Phone — 85% phone"
+
+
+def test_missing_manifest_falls_back_to_the_default_threshold_without_error(alice: User, alice_client: Client) -> None:
+    upload = make_upload(alice, probability=0.99, version="folder-removed")
+    assert shown_verdict(alice_client, upload.pk) == "Phone — 99% phone"
+
+
+def test_review_queue_puts_the_band_first_closest_to_the_threshold(alice: User, reviewer: User) -> None:
+    model_version_with_manifest("strict", threshold=0.93)
+    near = make_upload(alice, probability=0.9, threshold=0.93, version="strict")
+    coin_flip = make_upload(alice, probability=0.5, threshold=0.93, version="strict")
+    sure_yes = make_upload(alice, probability=0.999, threshold=0.93, version="strict")
+    client = Client()
+    client.force_login(reviewer)
+    seen = []
+    url = client.get("/review/")["Location"]
+    while url:
+        page = client.get(url)
+        seen.append(page.context["upload"].pk)
+        url = f"/review/{page.context['place'].next_id}/" if page.context["place"].next_id else ""
+    # |p - 0.5| would have put the coin flip first; against a 0.93 threshold, 0.9 is the borderline case.
+    assert seen == [near.pk, coin_flip.pk, sure_yes.pk]
+
+
+def test_admin_low_confidence_filter_uses_each_versions_band(alice: User, reviewer: User) -> None:
+    model_version_with_manifest("strict", threshold=0.93)
+    make_upload(alice, probability=0.85, threshold=0.93, version="strict", name="borderline.jpg")
+    make_upload(alice, probability=0.5, threshold=0.93, version="strict", name="clear-no.jpg")
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get("/admin/phoneapp/upload/?confidence=unsure").content.decode()
+    assert "borderline.jpg" in page and "clear-no.jpg" not in page
+
+
+def test_dashboard_histogram_marks_the_active_models_threshold(reviewer: User, alice: User) -> None:
+    from phoneapp.services.model_versions import model_version_activate
+
+    model_version_activate(version=model_version_with_manifest("strict", threshold=0.93))
+    make_upload(alice, probability=0.85, threshold=0.93, version="strict")
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get("/dashboard/").content.decode()
+    histogram = page[page.index('id="chart-histogram"') :]
+    histogram = histogram[: histogram.index("</svg>")]
+    assert "threshold 0.93" in histogram and 'class="chart-marker"' in histogram
+    assert ">1.0</text>" in histogram  # the axis reaches 1
+    assert '<span class="kpi-value">1</span> unsure' in page

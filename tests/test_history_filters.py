@@ -1,0 +1,81 @@
+"""History: filter by verdict (unsure too), name and date range; export the filtered rows as CSV; the upload page
+shows the latest uploads again after a reload."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from tests.page_data import make_upload
+
+pytestmark = pytest.mark.django_db
+
+
+def listed(client: Client, query: str) -> set[str]:
+    page = client.get(f"/history/?{query}")
+    return {upload.original_name for upload in page.context["page"].object_list}
+
+
+def csv_rows(client: Client, query: str) -> list[dict[str, str]]:
+    response = client.get(f"/history/export.csv?{query}")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    body = b"".join(response.streaming_content).decode()
+    return list(csv.DictReader(io.StringIO(body)))
+
+
+@pytest.fixture
+def history(alice: User, bob: User) -> None:
+    now = timezone.now()
+    make_upload(alice, probability=0.97, name="phone-on-desk.jpg", created=now - timedelta(days=1))
+    make_upload(alice, probability=0.52, name="blurry-desk.jpg", created=now - timedelta(days=3))
+    make_upload(alice, probability=0.03, name="red-mug.jpg", created=now - timedelta(days=10))
+    make_upload(bob, probability=0.5, name="bobs-desk.jpg")
+
+
+def test_verdict_filter_finds_unsure_uploads(alice_client: Client, history: None) -> None:
+    assert listed(alice_client, "verdict=unsure") == {"blurry-desk.jpg"}
+    assert listed(alice_client, "verdict=phone") == {"phone-on-desk.jpg"}
+    assert listed(alice_client, "verdict=not_phone") == {"red-mug.jpg"}
+
+
+def test_search_by_name_and_date_range(alice_client: Client, history: None) -> None:
+    assert listed(alice_client, "q=DESK") == {"phone-on-desk.jpg", "blurry-desk.jpg"}
+    since = (timezone.localdate() - timedelta(days=5)).isoformat()
+    until = (timezone.localdate() - timedelta(days=2)).isoformat()
+    assert listed(alice_client, f"from={since}") == {"phone-on-desk.jpg", "blurry-desk.jpg"}
+    assert listed(alice_client, f"from={since}&to={until}") == {"blurry-desk.jpg"}
+    assert listed(alice_client, "from=not-a-date") == {"phone-on-desk.jpg", "blurry-desk.jpg", "red-mug.jpg"}
+
+
+def test_csv_exports_exactly_the_filtered_rows_of_the_owner(alice_client: Client, history: None) -> None:
+    rows = csv_rows(alice_client, "q=desk")
+    assert {row["original_name"] for row in rows} == {"phone-on-desk.jpg", "blurry-desk.jpg"}
+    by_name = {row["original_name"]: row for row in rows}
+    assert by_name["blurry-desk.jpg"]["verdict"] == "unsure"
+    assert by_name["phone-on-desk.jpg"]["probability"] == "0.9700"
+    everything = csv_rows(alice_client, "")
+    assert "bobs-desk.jpg" not in {row["original_name"] for row in everything}
+    assert len(everything) == 3
+
+
+def test_csv_neutralises_names_a_spreadsheet_would_run(alice_client: Client, alice: User) -> None:
+    make_upload(alice, probability=0.9, name="=HYPERLINK(1).jpg")
+    [row] = csv_rows(alice_client, "")
+    assert row["original_name"] == "'=HYPERLINK(1).jpg"
+
+
+def test_history_page_links_the_csv_of_the_current_filters(alice_client: Client, history: None) -> None:
+    page = alice_client.get("/history/?verdict=unsure&q=desk").content.decode()
+    assert 'href="/history/export.csv?verdict=unsure&amp;q=desk"' in page
+
+
+def test_upload_page_shows_the_latest_uploads_again_after_a_reload(alice_client: Client, history: None) -> None:
+    page = alice_client.get("/").content.decode()
+    assert "phone-on-desk.jpg" in page and "red-mug.jpg" in page
+    assert "bobs-desk.jpg" not in page
