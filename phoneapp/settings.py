@@ -147,6 +147,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1
 # Probabilities inside this band are shown as "unsure" and offered first for review.
 UNSURE_BAND: tuple[float, float] = tuple(env.list("UNSURE_BAND", cast=float, default=[0.3, 0.7]))  # type: ignore[assignment]
 HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
+# Stored pictures lose their location, camera and free-text metadata (EXIF orientation kept) unless this is on.
+KEEP_PICTURE_METADATA: bool = env.bool("KEEP_PICTURE_METADATA", default=False)
 
 # --- Model ----------------------------------------------------------------------------------------------------
 MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
