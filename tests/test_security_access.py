@@ -58,8 +58,9 @@ def plain_routes() -> list[str]:
     return found
 
 
-# Pages anyone may open: the login form and the health probe (which says nothing about anyone's data).
-PUBLIC = {"/accounts/login/", "/healthz"}
+# Pages anyone may open: the login forms (ours, and the admin's, routed through the login throttle) and the
+# health probe (which says nothing about anyone's data).
+PUBLIC = {"/accounts/login/", "/admin/login/", "/healthz"}
 
 
 @pytest.fixture

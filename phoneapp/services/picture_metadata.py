@@ -205,5 +205,9 @@ def _reencoded(data: bytes, image_format: str) -> bytes:
     elif image_format == "TIFF":
         clean.save(buffer, "TIFF", compression="tiff_lzw")
     else:
-        clean.save(buffer, "WEBP" if image_format == "WEBP" else "PNG", **({"lossless": True} if image_format == "WEBP" else {}))
+        clean.save(
+            buffer,
+            "WEBP" if image_format == "WEBP" else "PNG",
+            **({"lossless": True} if image_format == "WEBP" else {}),
+        )
     return buffer.getvalue()
