@@ -187,6 +187,14 @@ TRAINING_DATA_DIR: str = env.str("TRAINING_DATA_DIR", default="")
 ACTIVE_MODEL_CHECK_SECONDS: float = env.float("ACTIVE_MODEL_CHECK_SECONDS", default=2.0)
 # An upload stuck in "processing" longer than this is handed back to the queue (its worker died).
 PROCESSING_TIMEOUT_SECONDS: int = env.int("PROCESSING_TIMEOUT_SECONDS", default=300)
+# With a Redis broker, workers write heartbeats listing the uploads they classify: an upload "processing" for
+# longer than this that no live worker lists is handed back at the next sweep (a killed worker's uploads are
+# done again within ~30 s instead of PROCESSING_TIMEOUT_SECONDS).
+ORPHAN_AFTER_SECONDS: int = env.int("ORPHAN_AFTER_SECONDS", default=10)
+# /healthz answers 503 ("storage": "low") when the media volume has less free space than this (local storage).
+HEALTH_MIN_FREE_MB: int = env.int("HEALTH_MIN_FREE_MB", default=200)
+# How often celery beat sweeps pending and orphaned uploads (a lock keeps two sweeps from running at once).
+SWEEP_INTERVAL_SECONDS: float = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
 # After this many tries (worker killed, database errors, ...) an upload is marked failed instead of retried again.
 CLASSIFY_MAX_ATTEMPTS: int = env.int("CLASSIFY_MAX_ATTEMPTS", default=8)
 
@@ -227,7 +235,12 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "requeue-pending-uploads": {"task": "phoneapp.tasks.requeue_pending", "schedule": 60.0},
+    "requeue-pending-uploads": {
+        "task": "phoneapp.tasks.requeue_pending",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+        # A sweep not started by the next one's turn is dropped: sweeps never pile up behind a slow worker.
+        "options": {"expires": SWEEP_INTERVAL_SECONDS},
+    },
 }
 
 # --- REST framework -------------------------------------------------------------------------------------------

@@ -85,7 +85,11 @@ def upload_heatmap_compute(*, upload_id: int, evidence: np.ndarray | None = None
         png = heatmap_png(loaded.classifier, picture)
     # A failed write leaves no partial overlay and raises StorageUnavailable: the task retries it later.
     stored_file_write(field_file=upload.heatmap, filename="heatmap.png", content=ContentFile(png))
-    written = Upload.objects.filter(pk=upload_id, heatmap="").update(heatmap=upload.heatmap.name)
+    try:
+        written = Upload.objects.filter(pk=upload_id, heatmap="").update(heatmap=upload.heatmap.name)
+    except Exception:  # the database went away: no row names the file, so it must not stay (the task retries)
+        upload.heatmap.storage.delete(upload.heatmap.name)
+        raise
     if not written:  # a concurrent run stored one first; keep theirs
         upload.heatmap.storage.delete(upload.heatmap.name)
     logger.info(
