@@ -57,7 +57,9 @@ def classify_upload(self, upload_id: int) -> str:
 def requeue_pending(resend_all: bool = False) -> int:
     """Periodic sweep (celery beat, and at worker start): re-send pending and orphaned uploads. ``resend_all``
     (sent by a worker when the broker comes back): also the pending uploads whose message the broker may have lost."""
-    return uploads_requeue_stale(resend_queued_after=timedelta(0) if resend_all else None)
+    if resend_all:
+        return uploads_requeue_stale(pending_older_than=timedelta(0), resend_queued_after=timedelta(0))
+    return uploads_requeue_stale()
 
 
 @shared_task(

@@ -171,7 +171,7 @@ def _orphaned(*, worker: str | None = None) -> Q:
 
 
 def uploads_requeue_stale(
-    *, pending_older_than: timedelta = timedelta(seconds=30), resend_queued_after: timedelta | None = None
+    *, pending_older_than: timedelta = timedelta(seconds=10), resend_queued_after: timedelta | None = None
 ) -> int:
     """Run :func:`_requeue_stale` unless another sweep is running right now (then return 0): two sweeps at once
     (beat's and a restarted worker's) used to send the same uploads twice. Same arguments and result."""
