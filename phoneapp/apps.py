@@ -9,6 +9,8 @@ class PhoneappConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_register_shipped_models, sender=self)
+        # Connects the receiver that counts failed logins (the login throttle), whichever door was used.
+        from phoneapp import auth_backends  # noqa: F401
 
 
 def _register_shipped_models(**_: object) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from celery import Celery
-from celery.signals import task_prerun, worker_process_init, worker_ready
+from celery.signals import task_prerun, worker_process_init, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoneapp.settings")
 
@@ -45,3 +46,93 @@ def _check_database_connections(task: object = None, **_: object) -> None:
 def _sweep_pending_at_worker_start(sender: object = None, **_: object) -> None:
     """Uploads saved while no worker (or no broker) was up are sent again as soon as a worker is ready."""
     app.send_task("phoneapp.tasks.requeue_pending")
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: object = None, **_: object) -> None:
+    """The main process writes the heartbeat (phoneapp/services/worker_presence.py) from a thread of its own."""
+    hostname = getattr(sender, "hostname", None) or "worker"
+    threading.Thread(target=_heartbeat_loop, args=(hostname,), name="phonecheck-heartbeat", daemon=True).start()
+
+
+_heartbeat_stop = threading.Event()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(sender: object = None, **_: object) -> None:
+    _heartbeat_stop.set()
+    from phoneapp.services.worker_presence import worker_heartbeat_clear
+
+    try:
+        worker_heartbeat_clear(hostname=getattr(sender, "hostname", None) or "worker")
+    except Exception:
+        logging.getLogger(__name__).info("heartbeat not cleared (broker unreachable)")
+
+
+def _heartbeat_loop(hostname: str) -> None:
+    """Every HEARTBEAT_INTERVAL: "alive, classifying these uploads". When the broker comes back after writes
+    failed, ask for a sweep of every pending upload: a Redis restarted without its data lost their messages."""
+    from phoneapp.services.worker_presence import HEARTBEAT_INTERVAL, worker_heartbeat_write
+
+    log = logging.getLogger(__name__)
+    broker_was_down = False
+    while not _heartbeat_stop.is_set():
+        try:
+            worker_heartbeat_write(hostname=hostname, upload_ids=_uploads_in_hand())
+            if broker_was_down:
+                log.warning("broker back: sweeping every pending upload")
+                app.send_task("phoneapp.tasks.requeue_pending", kwargs={"resend_all": True})
+            broker_was_down = False
+        except Exception as error:
+            if not broker_was_down:
+                log.warning("heartbeat not written: broker unreachable", extra={"error": error})
+            broker_was_down = True
+        _heartbeat_stop.wait(HEARTBEAT_INTERVAL)
+
+
+def _uploads_in_hand() -> list[int]:
+    """Ids of the uploads this worker's processes are classifying (the main process tracks its pool's tasks)."""
+    from celery.worker import state
+
+    ids = []
+    for request in list(state.active_requests):
+        if getattr(request, "name", "") == "phoneapp.tasks.classify_upload":
+            try:
+                ids.append(int(request.args[0]))
+            except (IndexError, TypeError, ValueError):
+                continue
+    return ids
+
+
+def _survive_broker_connection_loss() -> None:
+    """Work around kombu 5.7.0 killing the worker when Redis goes away with tasks in flight.
+
+    On a lost connection Celery 5.7 closes the broker connection (``Consumer.on_connection_error_after_connected``),
+    which sets the transport's ``client`` to ``None``; a task finishing afterwards acknowledges (or its message
+    is handed back) through the old channel, whose ``_connparams`` then reads ``None.hostname``. That
+    ``AttributeError`` is not one of the transport's connection errors, so instead of "could not ack, the
+    broker is gone" it reached the event loop as ``Unrecoverable error`` and the worker exited for good (seen
+    once in 9 outages under load; docs/reliability.md). Here it becomes the connection error it is: the ack is
+    skipped (the message comes back after the visibility timeout; the upload is already done, so that delivery
+    does nothing) and the consumer reconnects as usual. Celery 5.7.0 requires kombu >= 5.7.0, so pinning an older
+    kombu is not an option; tests/test_reliability_live.py stops Redis under load to prove the worker lives on.
+    """
+    try:
+        from kombu.transport import redis as kombu_redis
+        from redis.exceptions import ConnectionError as RedisConnectionError
+    except ImportError:
+        return
+    original = kombu_redis.Channel._connparams
+    if getattr(original, "_phonecheck_patched", False):
+        return
+
+    def _connparams(self: object, *args: object, **kwargs: object) -> object:
+        if getattr(getattr(self, "connection", None), "client", None) is None:
+            raise RedisConnectionError("broker connection already closed")
+        return original(self, *args, **kwargs)
+
+    _connparams._phonecheck_patched = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
+
+
+_survive_broker_connection_loss()

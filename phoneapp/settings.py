@@ -28,6 +28,18 @@ _DEV_SECRET_KEY = "insecure-development-key-never-use-in-production"
 SECRET_KEY: str = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0.")
+# Production refuses a key anyone could guess or brute-force: Django's own deploy check (security.W009) only
+# warns, and a 3-character key was seen starting fine. Same rule as W009: 50+ characters, 5+ distinct ones.
+if not DEBUG and (
+    SECRET_KEY == _DEV_SECRET_KEY
+    or SECRET_KEY.startswith("django-insecure")
+    or len(SECRET_KEY) < 50
+    or len(set(SECRET_KEY)) < 5
+):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too short or a default: with DEBUG=0 use 50 or more random characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
 
 ALLOWED_HOSTS: list[str] = env.list(
     "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
@@ -57,7 +69,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # CSP on pages, no-store for logged-in users; outages (database, broker, storage) answer 503 + Retry-After.
+    "phoneapp.web.security_headers.SecurityHeadersMiddleware",
+    "phoneapp.web.outages.OutageMiddleware",
 ]
+# Every password check goes through the login throttle (LOGIN_FAILURE_LIMIT per account and per address).
+AUTHENTICATION_BACKENDS = ["phoneapp.auth_backends.ThrottledModelBackend"]
 
 ROOT_URLCONF = "phoneapp.urls"
 WSGI_APPLICATION = "phoneapp.wsgi.application"
@@ -167,6 +184,8 @@ HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
 # Uploads older than this many days are deleted, rows and files (celery beat, hourly; or
 # `manage.py delete_expired_uploads` from cron). 0 = keep forever.
 RETENTION_DAYS: int = env.int("RETENTION_DAYS", default=0)
+# Stored pictures lose their location, camera and free-text metadata (EXIF orientation kept) unless this is on.
+KEEP_PICTURE_METADATA: bool = env.bool("KEEP_PICTURE_METADATA", default=False)
 
 # --- Model ----------------------------------------------------------------------------------------------------
 MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
@@ -188,6 +207,14 @@ TRAINING_DATA_DIR: str = env.str("TRAINING_DATA_DIR", default="")
 ACTIVE_MODEL_CHECK_SECONDS: float = env.float("ACTIVE_MODEL_CHECK_SECONDS", default=2.0)
 # An upload stuck in "processing" longer than this is handed back to the queue (its worker died).
 PROCESSING_TIMEOUT_SECONDS: int = env.int("PROCESSING_TIMEOUT_SECONDS", default=300)
+# With a Redis broker, workers write heartbeats listing the uploads they classify: an upload "processing" for
+# longer than this that no live worker lists is handed back at the next sweep (a killed worker's uploads are
+# done again within ~30 s instead of PROCESSING_TIMEOUT_SECONDS).
+ORPHAN_AFTER_SECONDS: int = env.int("ORPHAN_AFTER_SECONDS", default=10)
+# /healthz answers 503 ("storage": "low") when the media volume has less free space than this (local storage).
+HEALTH_MIN_FREE_MB: int = env.int("HEALTH_MIN_FREE_MB", default=200)
+# How often celery beat sweeps pending and orphaned uploads (a lock keeps two sweeps from running at once).
+SWEEP_INTERVAL_SECONDS: float = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
 # After this many tries (worker killed, database errors, ...) an upload is marked failed instead of retried again.
 CLASSIFY_MAX_ATTEMPTS: int = env.int("CLASSIFY_MAX_ATTEMPTS", default=8)
 
@@ -231,6 +258,12 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-pending-uploads": {"task": "phoneapp.tasks.requeue_pending", "schedule": 60.0},
     # Does nothing unless RETENTION_DAYS is set.
     "delete-expired-uploads": {"task": "phoneapp.tasks.delete_expired_uploads", "schedule": 3600.0},
+    "requeue-pending-uploads": {
+        "task": "phoneapp.tasks.requeue_pending",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+        # A sweep not started by the next one's turn is dropped: sweeps never pile up behind a slow worker.
+        "options": {"expires": SWEEP_INTERVAL_SECONDS},
+    },
 }
 
 # --- REST framework -------------------------------------------------------------------------------------------
@@ -272,6 +305,15 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Security (production mode) -------------------------------------------------------------------------------
+# Wrong passwords allowed per account and per client address in a window, on every login door (page, admin, API
+# token); past it every attempt is refused with 429 until the window ends. Counted in the default cache.
+LOGIN_FAILURE_LIMIT: str = env.str("LOGIN_FAILURE_LIMIT", default="10/minute")
+# The pages load only their own scripts, styles and pictures (previews of chosen files are blob: URLs).
+CONTENT_SECURITY_POLICY: str = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 from celery import shared_task
 from django.db import DatabaseError
@@ -13,9 +15,19 @@ from phoneapp.services.classification import (
     upload_mark_failed,
     uploads_requeue_stale,
 )
+from phoneapp.services.errors import StorageUnavailable
 from phoneapp.services.heatmaps import upload_heatmap_compute
 
-MAX_RETRIES = 5
+# Waits of 2, 4, 8, 16, 32, 60, 60, 60 s: a database or model outage of up to ~4 minutes is ridden out (a 30-s one
+# by the 5th try). No jitter: Celery's is "full" (a random wait between 0 and the backoff), which squeezed 5
+# retries into ~7 s and gave up on a 10-s database restart.
+MAX_RETRIES = 8
+RETRY_POLICY: dict[str, object] = {
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": False,
+    "max_retries": MAX_RETRIES,
+}
 
 
 @shared_task(
@@ -23,15 +35,16 @@ MAX_RETRIES = 5
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(ClassificationUnavailable, DatabaseError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
+    **RETRY_POLICY,
 )
 def classify_upload(self, upload_id: int) -> str:
-    """Classify one upload; safe to run twice for the same id (the second run finds it done)."""
+    """Classify one upload; safe to run twice for the same id (the second run finds it done, or being done)."""
+    # A retry of this task, or a message handed back because its worker process died, continues an attempt that
+    # is over; any other second delivery (e.g. two sweeps sending the same upload) must not classify it again.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    takeover = self.request.retries > 0 or redelivered
     try:
-        upload = upload_classify(upload_id=upload_id)
+        upload = upload_classify(upload_id=upload_id, takeover=takeover, worker=self.request.hostname)
     except ClassificationUnavailable:
         if self.request.retries >= MAX_RETRIES:
             upload_mark_failed(upload_id=upload_id, reason=MODEL_UNAVAILABLE_REASON)
@@ -41,8 +54,11 @@ def classify_upload(self, upload_id: int) -> str:
 
 
 @shared_task
-def requeue_pending() -> int:
-    """Periodic sweep (celery beat, and at worker start): re-send pending and stuck uploads."""
+def requeue_pending(resend_all: bool = False) -> int:
+    """Periodic sweep (celery beat, and at worker start): re-send pending and orphaned uploads. ``resend_all``
+    (sent by a worker when the broker comes back): also the pending uploads whose message the broker may have lost."""
+    if resend_all:
+        return uploads_requeue_stale(pending_older_than=timedelta(0), resend_queued_after=timedelta(0))
     return uploads_requeue_stale()
 
 
@@ -54,7 +70,13 @@ def delete_expired_uploads() -> int:
     return uploads_delete_expired()
 
 
-@shared_task(ignore_result=True)
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(DatabaseError, StorageUnavailable),
+    **RETRY_POLICY,
+)
 def compute_heatmap(upload_id: int, evidence: list[list[float]] | None = None) -> str:
     """Store the "where is the phone" overlay of a classified upload; routed to the low-priority ``heatmaps``
     queue so it never waits in front of a verdict. ``evidence``: the map the verdict's forward pass gave, if any."""

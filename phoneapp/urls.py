@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from phoneapp.web import dashboard, review, views
 from phoneapp.web.health import healthz
+from phoneapp.web.login_throttle import login_throttled
 
 urlpatterns = [
     path("", views.upload_page, name="upload"),
@@ -21,12 +22,16 @@ urlpatterns = [
     path("review/<int:upload_id>/skip", review.review_skip, name="review-skip"),
     path("review/undo", review.review_undo, name="review-undo"),
     path("dashboard/", dashboard.dashboard_page, name="dashboard"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", login_throttled(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include("phoneapp.api.urls")),
+    # Before admin.site.urls, so the admin's own login goes through the same throttle ("admin:login" still reverses).
+    path("admin/login/", login_throttled(admin.site.login)),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]
 
 # Requests Django refuses before any view (e.g. too many files) get a readable reason, not a bare 400 page.
 handler400 = "phoneapp.web.errors.bad_request"
+# Outages raised outside a view (e.g. while saving the session) answer 503 like the others; the rest stay 500s.
+handler500 = "phoneapp.web.outages.server_error"

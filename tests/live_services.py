@@ -218,9 +218,19 @@ class CeleryWorker:
                 self.process.wait(timeout=10)
 
 
-def celery_worker_start(*, env: Mapping[str, str], log_path: Path, queue: str = "classify") -> CeleryWorker:
-    """Start a one-at-a-time worker with this interpreter, in its own process group, logging to ``log_path``."""
-    node_name = f"phonecheck-test-{os.getpid()}@{socket.gethostname()}"
+def celery_worker_start(
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    queue: str = "classify",
+    pool: str = "solo",
+    concurrency: int = 1,
+    name: str = "",
+) -> CeleryWorker:
+    """Start a worker with this interpreter, in its own process group, logging to ``log_path``: one-at-a-time
+    (``--pool solo``) by default, or the Procfile's ``pool="prefork"`` with ``concurrency`` processes. ``name``
+    tells several workers of one test apart."""
+    node_name = f"phonecheck-test-{os.getpid()}{name}@{socket.gethostname()}"
     command = [
         sys.executable,
         "-m",
@@ -231,9 +241,9 @@ def celery_worker_start(*, env: Mapping[str, str], log_path: Path, queue: str = 
         "-Q",
         queue,
         "--pool",
-        "solo",
+        pool,
         "--concurrency",
-        "1",
+        str(concurrency),
         "-n",
         node_name,
         "--without-gossip",
@@ -253,3 +263,19 @@ def celery_worker_start(*, env: Mapping[str, str], log_path: Path, queue: str = 
             start_new_session=True,
         )
     return CeleryWorker(process=process, node_name=node_name, log_path=log_path)
+
+
+def celery_beat_start(*, env: Mapping[str, str], log_path: Path, schedule_path: Path) -> subprocess.Popen[bytes]:
+    """``celery -A phoneapp beat`` (the periodic sweep) in its own process group; the caller stops it."""
+    command = [sys.executable, "-m", "celery", "-A", "phoneapp", "beat", "--schedule", str(schedule_path)]
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "phoneapp.settings", **env}
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [*command, "--loglevel", "INFO"],
+            cwd=REPO_ROOT,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -58,9 +58,9 @@ def plain_routes() -> list[str]:
     return found
 
 
-# Pages anyone may open: the login form, the health probe and the API's documentation (none says anything about
-# anyone's data).
-PUBLIC = {"/accounts/login/", "/healthz", "/api/schema/", "/api/docs/", "/api/redoc/"}
+# Pages anyone may open: the login forms (ours, and the admin's, routed through the login throttle), the health
+# probe and the API's documentation (none says anything about anyone's data).
+PUBLIC = {"/accounts/login/", "/admin/login/", "/healthz", "/api/schema/", "/api/docs/", "/api/redoc/"}
 
 
 @pytest.fixture

@@ -90,6 +90,19 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
     assert "SECRET_KEY must be set" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "key",
+    ["abc", "insecure-development-key-never-use-in-production", "django-insecure-" + "x1y2z3" * 10, "ab" * 40],
+    ids=["3 characters", "the development key", "django's insecure default", "too few distinct characters"],
+)
+def test_production_refuses_to_start_with_a_short_or_default_secret_key(key: str) -> None:
+    result = run_manage("check", env={**production_env(), "SECRET_KEY": key})
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is too short or a default" in result.stderr
+    assert key not in result.stderr  # the refused key is not echoed into logs
+
+
 def test_settings_file_holds_no_credentials() -> None:
     text = (REPO_ROOT / "phoneapp" / "settings.py").read_text()
     assert not re.search(r"\w+://[^\s\"']*:[^\s\"'@]*@", text)  # no user:password@ in any URL

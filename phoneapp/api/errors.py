@@ -13,7 +13,12 @@ from phoneapp.services.errors import DomainError
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
     """Domain errors become ``{"error": message}`` with their status; the rest is DRF's usual handling."""
     if isinstance(error, DomainError):
-        return Response({"error": error.message}, status=error.status_code)
+        response = Response({"error": error.message}, status=error.status_code)
+        if error.status_code == 503:
+            from phoneapp.web.outages import RETRY_AFTER_SECONDS
+
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     response = drf_exception_handler(error, context)
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"error": str(response.data["detail"])}

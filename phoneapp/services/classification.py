@@ -18,6 +18,7 @@ from phoneapp.resident_model import resident_model
 from phoneapp.services.errors import NoActiveModel
 from phoneapp.services.heatmaps import heatmap_enqueue
 from phoneapp.services.stored_pictures import stored_picture_for
+from phoneapp.services.worker_presence import sweep_lock, uploads_being_classified
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +61,26 @@ def classification_enqueue(*, upload_ids: Sequence[int]) -> int:
     return len(sent)
 
 
-def upload_classify(*, upload_id: int) -> Upload | None:
-    """Classify one upload and store the verdict. Idempotent: a finished upload is left as it is.
+def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | None = None) -> Upload | None:
+    """Classify one upload and store the verdict. Idempotent: a finished upload is left as it is, and an upload
+    another live worker is classifying is left to it (a second delivery of the same upload does nothing).
 
-    Returns the upload, or ``None`` when there was nothing to do (already done or failed, or deleted).
-    Raises :class:`ClassificationUnavailable` when the model cannot be loaded, leaving the upload for a retry.
+    ``takeover``: this run continues an attempt known to be over (a retry of the same task, or a message handed
+    back because its worker process died), so an upload still marked ``processing`` is taken. Otherwise it is
+    taken only when orphaned (see :func:`_orphaned`). ``worker`` is the calling worker's name (its own heartbeat
+    does not count as someone else's claim).
+
+    Returns the upload, or ``None`` when there was nothing to do (already done or failed, deleted, or being
+    classified elsewhere). Raises :class:`ClassificationUnavailable` when the model cannot be loaded, leaving the
+    upload for a retry.
     """
-    claimed = Upload.objects.filter(pk=upload_id, status__in=[UploadStatus.PENDING, UploadStatus.PROCESSING]).update(
-        status=UploadStatus.PROCESSING, processing_started=timezone.now(), attempts=F("attempts") + 1
-    )
+    claim = {"status": UploadStatus.PROCESSING, "processing_started": timezone.now(), "attempts": F("attempts") + 1}
+    claimed = Upload.objects.filter(pk=upload_id, status=UploadStatus.PENDING).update(**claim)
+    if not claimed:
+        processing = Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING)
+        if not takeover:
+            processing = processing.filter(_orphaned(worker=worker))
+        claimed = processing.update(**claim)
     if not claimed:
         return None
     upload = Upload.objects.filter(pk=upload_id).first()
@@ -148,14 +160,39 @@ def _mark_failed(upload_id: int, reason: str) -> None:
     logger.warning("upload failed", extra={"upload_id": upload_id, "error": reason})
 
 
+def _orphaned(*, worker: str | None = None) -> Q:
+    """``processing`` uploads whose worker is gone: no live worker (other than ``worker``) lists them in its
+    heartbeat and they were claimed over ``ORPHAN_AFTER_SECONDS`` ago (a claim younger than a few heartbeats may
+    not be listed yet). Without heartbeats to read (no Redis broker, Redis unreachable), only those claimed over
+    ``PROCESSING_TIMEOUT_SECONDS`` ago."""
+    now = timezone.now()
+    timed_out = Q(processing_started__lt=now - timedelta(seconds=settings.PROCESSING_TIMEOUT_SECONDS))
+    busy = uploads_being_classified(except_worker=worker)
+    if busy is None:
+        return timed_out
+    unlisted = Q(processing_started__lt=now - timedelta(seconds=settings.ORPHAN_AFTER_SECONDS)) & ~Q(pk__in=busy)
+    return timed_out | unlisted
+
+
 def uploads_requeue_stale(
-    *, pending_older_than: timedelta = timedelta(seconds=30), resend_queued_after: timedelta | None = None
+    *, pending_older_than: timedelta = timedelta(seconds=10), resend_queued_after: timedelta | None = None
 ) -> int:
+    """Run :func:`_requeue_stale` unless another sweep is running right now (then return 0): two sweeps at once
+    (beat's and a restarted worker's) used to send the same uploads twice. Same arguments and result."""
+    with sweep_lock() as acquired:
+        if not acquired:
+            logger.info("sweep skipped: another one is running")
+            return 0
+        return _requeue_stale(pending_older_than=pending_older_than, resend_queued_after=resend_queued_after)
+
+
+def _requeue_stale(*, pending_older_than: timedelta, resend_queued_after: timedelta | None) -> int:
     """Send again what the broker may have lost: pending uploads, and ones stuck in processing.
 
-    An upload stays ``processing`` only while a worker works on it; past ``PROCESSING_TIMEOUT_SECONDS`` its
-    worker is presumed dead and it goes back to ``pending`` -- or to ``failed`` once it has been tried
-    ``CLASSIFY_MAX_ATTEMPTS`` times, so a picture that kills its worker every time cannot loop forever.
+    An upload stays ``processing`` only while a worker works on it; once orphaned (its worker's heartbeat is gone,
+    see :func:`_orphaned`; without heartbeats, past ``PROCESSING_TIMEOUT_SECONDS``) it goes back to ``pending``
+    -- or to ``failed`` once it has been tried ``CLASSIFY_MAX_ATTEMPTS`` times, so a picture that kills its
+    worker every time cannot loop forever.
 
     A pending upload is sent when it is not in the broker's queue (``queued_at`` empty: the broker was down, or
     it was just taken back from a dead worker) unless it is younger than ``pending_older_than`` and untried
@@ -165,11 +202,10 @@ def uploads_requeue_stale(
     Sending twice is harmless anyway, because classification is idempotent. Returns how many were sent.
     """
     now = timezone.now()
-    stuck_before = now - timedelta(seconds=settings.PROCESSING_TIMEOUT_SECONDS)
     if resend_queued_after is None:
         resend_queued_after = timedelta(seconds=settings.PROCESSING_TIMEOUT_SECONDS)
     max_attempts = settings.CLASSIFY_MAX_ATTEMPTS
-    stuck = Upload.objects.filter(status=UploadStatus.PROCESSING, processing_started__lt=stuck_before)
+    stuck = Upload.objects.filter(status=UploadStatus.PROCESSING).filter(_orphaned())
     exhausted = Upload.objects.filter(attempts__gte=max_attempts).filter(
         Q(status=UploadStatus.PENDING) | Q(pk__in=stuck.values("pk"))
     )

@@ -33,3 +33,19 @@ class NoActiveModel(DomainError):
 
 class InvalidCredentials(DomainError):
     """A username and password that do not log anyone in (``POST /api/token/``)."""
+
+
+class ServiceUnavailable(DomainError):
+    """A service the request needs (storage, database) is failing right now; the request changed nothing and can
+    be sent again later. The web layer answers 503 with ``Retry-After``."""
+
+    status_code = 503
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """Pictures cannot be written (disk full, folder not writable, object store down)."""
+
+    def __init__(
+        self, message: str = "Pictures cannot be stored right now; nothing was saved. Try again shortly."
+    ) -> None:
+        super().__init__(message)

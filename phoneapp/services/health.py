@@ -1,46 +1,139 @@
-"""Checking the services an upload needs: the database, the broker (when configured) and the model."""
+"""Checking what an upload needs: the database, the broker and a live worker (when configured), the model, and
+storage with room to write."""
 
 from __future__ import annotations
 
 import logging
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from inference.manifest import ModelLoadError, manifest_checksum, read_manifest, verify_files
 from phoneapp.models import ModelVersion
 from phoneapp.services.model_versions import model_dir_of
+from phoneapp.services.worker_presence import queue_depth, workers_alive
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class HealthReport:
+    """One word per part (``ok``, ``down``, ``unavailable``, ``unwritable``, ``low``, ``not configured``, ...),
+    never an error text, host or path. ``failing`` names the parts that make the deployment unhealthy."""
+
     database: str
     broker: str
     model: str
     model_version: str | None
+    worker: str = "not checked"
+    workers_alive: int | None = None
+    storage: str = "not checked"
+    free_space_mb: int | None = None
+    queue_depth: dict[str, int] | None = None
+
+    @property
+    def failing(self) -> list[str]:
+        failing = []
+        if self.database != "ok":
+            failing.append("database")
+        if self.broker not in ("ok", "not configured"):
+            failing.append("broker")
+        if self.model != "ok":
+            failing.append("model")
+        if self.worker not in ("ok", "not configured", "not checked", "unknown"):
+            failing.append("worker")
+        if self.storage not in ("ok", "not checked"):
+            failing.append("storage")
+        return failing
 
     @property
     def healthy(self) -> bool:
-        return self.database == "ok" and self.broker in ("ok", "not configured") and self.model == "ok"
+        return not self.failing
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        report: dict[str, object] = {
             "status": "ok" if self.healthy else "unavailable",
+            "failing": self.failing,
             "database": self.database,
             "broker": self.broker,
             "model": self.model,
             "model_version": self.model_version,
+            "worker": self.worker,
+            "workers_alive": self.workers_alive,
+            "storage": self.storage,
+            "free_space_mb": self.free_space_mb,
         }
+        if self.queue_depth is not None:
+            report["queue_depth"] = self.queue_depth
+        return report
 
 
-def health_report(*, connection: BaseDatabaseWrapper) -> HealthReport:
+def health_report(*, connection: BaseDatabaseWrapper, deep: bool = False) -> HealthReport:
+    """Can this deployment take and classify uploads? The quick form (what a load balancer polls every few
+    seconds) checks the database, the broker, the model's files, the workers' heartbeats and local storage by
+    metadata; ``deep`` also writes and deletes a probe file through the storage API (S3 included) and reads the
+    queue depth."""
     database = _check_database(connection)
     model, version = _check_model() if database == "ok" else ("unknown", None)
-    return HealthReport(database=database, broker=_check_broker(), model=model, model_version=version)
+    broker = _check_broker()
+    worker, alive = (
+        _check_worker()
+        if broker == "ok"
+        else (("not configured", None) if broker == "not configured" else ("unknown", None))
+    )
+    storage, free_mb = _check_storage(deep=deep)
+    return HealthReport(
+        database=database,
+        broker=broker,
+        model=model,
+        model_version=version,
+        worker=worker,
+        workers_alive=alive,
+        storage=storage,
+        free_space_mb=free_mb,
+        queue_depth=queue_depth() if deep and broker == "ok" else None,
+    )
+
+
+def _check_worker() -> tuple[str, int | None]:
+    """``ok`` when at least one worker's heartbeat is fresh (phoneapp/services/worker_presence.py), ``down``
+    when none is; ``unknown`` on a broker that is not Redis (no heartbeats there)."""
+    alive = workers_alive()
+    if alive is None:
+        return "unknown", None
+    return ("ok" if alive else "down"), len(alive)
+
+
+def _check_storage(*, deep: bool) -> tuple[str, int | None]:
+    """``unwritable`` when a picture could not be stored now, ``low`` when the media volume has less than
+    ``HEALTH_MIN_FREE_MB`` left; the free space itself in MB (local storage only)."""
+    from django.core.files.storage import FileSystemStorage, default_storage
+
+    free_mb: int | None = None
+    local = isinstance(default_storage, FileSystemStorage)
+    if local:
+        root = Path(settings.MEDIA_ROOT)
+        try:
+            usage = shutil.disk_usage(root)
+        except OSError:
+            return "unwritable", None
+        free_mb = usage.free // (1024 * 1024)
+    if local or deep:
+        # A real write: os.access says nothing about a read-only mount, a full disk, or root's rights.
+        try:
+            name = default_storage.save(f"healthz/{uuid.uuid4().hex}.probe", ContentFile(b"ok"))
+            default_storage.delete(name)
+        except Exception:
+            logger.exception("health check: storage unwritable")
+            return "unwritable", free_mb
+    if free_mb is not None and free_mb < settings.HEALTH_MIN_FREE_MB:
+        return "low", free_mb
+    return "ok", free_mb
 
 
 def _check_database(connection: BaseDatabaseWrapper) -> str:

@@ -22,7 +22,7 @@ from inference.manifest import ModelLoadError
 from inference.overlay import heatmap_png, overlay_png
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
-from phoneapp.services.stored_pictures import stored_picture_for
+from phoneapp.services.stored_pictures import stored_file_write, stored_picture_for
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,13 @@ def upload_heatmap_compute(*, upload_id: int, evidence: np.ndarray | None = None
             logger.warning("heat map skipped: picture unreadable", extra={"upload_id": upload_id, "error": error})
             return None
         png = heatmap_png(loaded.classifier, picture)
-    upload.heatmap.save("heatmap.png", ContentFile(png), save=False)
-    written = Upload.objects.filter(pk=upload_id, heatmap="").update(heatmap=upload.heatmap.name)
+    # A failed write leaves no partial overlay and raises StorageUnavailable: the task retries it later.
+    stored_file_write(field_file=upload.heatmap, filename="heatmap.png", content=ContentFile(png))
+    try:
+        written = Upload.objects.filter(pk=upload_id, heatmap="").update(heatmap=upload.heatmap.name)
+    except Exception:  # the database went away: no row names the file, so it must not stay (the task retries)
+        upload.heatmap.storage.delete(upload.heatmap.name)
+        raise
     if not written:  # a concurrent run stored one first; keep theirs
         upload.heatmap.storage.delete(upload.heatmap.name)
     logger.info(

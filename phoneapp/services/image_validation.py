@@ -1,10 +1,12 @@
 """Checking an uploaded file before anything is stored: size, extension, and a full decode under a pixel limit.
 
-Storage decision: JPEG, PNG, WebP, GIF, BMP and TIFF are stored byte for byte as uploaded (the owner gets back
-exactly the file they sent; the worker decodes it again with the same :func:`inference.images.open_image`).
-HEIC/HEIF (iPhone photos) is the exception: it is decoded here with ``pillow-heif`` and stored re-encoded as
-JPEG, because only Safari can display HEIC and because the worker's decoder accepts only the common formats.
-Either way the content type we serve comes from the decoded format, never from the client.
+Storage decision: JPEG, PNG, WebP, GIF, BMP and TIFF keep their format and their pixels as uploaded (the worker
+decodes them again with the same :func:`inference.images.open_image`), minus personal metadata -- location,
+camera serial and maker notes, free text -- which :mod:`phoneapp.services.picture_metadata` removes without
+re-encoding unless ``KEEP_PICTURE_METADATA`` is set (then the file is stored byte for byte). HEIC/HEIF (iPhone
+photos) is decoded here with ``pillow-heif`` and stored re-encoded as JPEG, because only Safari can display HEIC
+and because the worker's decoder accepts only the common formats. Either way the content type we serve comes
+from the decoded format, never from the client.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PIL import Image, ImageOps
 
 from inference.images import ImageError, open_image
 from phoneapp.services.errors import InvalidUpload, UploadTooLarge
+from phoneapp.services.picture_metadata import metadata_stripped
 
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 ALLOWED_EXTENSIONS = (
@@ -57,7 +60,7 @@ class ValidatedImage:
     extension: str
     content_type: str
     thumbnail_jpeg: bytes
-    # Bytes to store instead of the uploaded ones (HEIC re-encoded as JPEG); None = store as uploaded.
+    # Bytes to store instead of the uploaded ones (HEIC re-encoded as JPEG, metadata removed); None = as uploaded.
     replacement_bytes: bytes | None = None
 
 
@@ -101,16 +104,25 @@ def validate_image_file(file: UploadedFile) -> ValidatedImage:
         raise InvalidUpload(str(error), file_name=name) from error
     except Exception as error:  # any decoder failure on hostile input is the client's problem, not a 500
         raise InvalidUpload("The file is not a picture in a format we can read.", file_name=name) from error
+    stored = data if settings.KEEP_PICTURE_METADATA else _without_metadata(data, header.format, name=name)
     return ValidatedImage(
         original_name=name,
         sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
+        size_bytes=len(stored),
         width=header.upright_size[0],
         height=header.upright_size[1],
         extension=stored_extension,
         content_type=content_type,
         thumbnail_jpeg=_thumbnail_jpeg(picture),
+        replacement_bytes=None if stored is data else stored,
     )
+
+
+def _without_metadata(data: bytes, image_format: str, *, name: str) -> bytes:
+    try:
+        return metadata_stripped(data, image_format=image_format)
+    except Exception as error:  # it decoded, yet cannot be re-encoded clean: refuse rather than store it as is
+        raise InvalidUpload("The picture is damaged or incomplete and cannot be read.", file_name=name) from error
 
 
 def _read_all(file: UploadedFile) -> bytes:

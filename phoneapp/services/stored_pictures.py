@@ -1,14 +1,21 @@
-"""Reading an upload's stored picture back for a model, through Django's storage API (local disk or S3 alike)."""
+"""Writing an upload's files, and reading its picture back for a model, through Django's storage API (local disk
+or S3 alike)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.files.base import File
+from django.db.models.fields.files import FieldFile
 from PIL import Image
 
 from inference.images import open_image
 from phoneapp.models import Upload
+from phoneapp.services.errors import StorageUnavailable
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from inference.contract import Classifier
@@ -25,3 +32,27 @@ def stored_picture_for(upload: Upload, classifier: Classifier) -> Image.Image:
             max_pixels=settings.UPLOAD_MAX_PIXELS,
             draft_size=classifier.manifest.preprocessing.draft_size,
         )
+
+
+def stored_file_write(*, field_file: FieldFile, filename: str, content: File) -> str:
+    """Write ``content`` under a new name for ``field_file`` (its ``upload_to`` decides it) and point the field at it.
+
+    Either the whole file is written and named by the field, or nothing is left in storage: a write that fails
+    part-way (disk full, quota, storage gone) used to leave a created-but-partial file whose name the caller never
+    learnt, so no clean-up could remove it. Raises :class:`StorageUnavailable` then. Returns the stored name.
+    """
+    field = field_file.field
+    # upload_to gives a fresh random name, so a file already under it cannot exist: if it does now, it is ours.
+    name = field.generate_filename(field_file.instance, filename)
+    storage = field_file.storage
+    try:
+        stored_name = storage.save(name, content, max_length=field.max_length)
+    except Exception as error:
+        logger.error("storage write failed", extra={"file_name": name, "error": error})
+        try:
+            storage.delete(name)
+        except Exception:
+            logger.exception("could not remove the partly written file", extra={"file_name": name})
+        raise StorageUnavailable() from error
+    setattr(field_file.instance, field.attname, stored_name)
+    return stored_name

@@ -17,6 +17,7 @@ from phoneapp.models import ModelVersion, Upload, UploadStatus
 from phoneapp.services.classification import classification_enqueue
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.image_validation import ValidatedImage, validate_image_file
+from phoneapp.services.stored_pictures import stored_file_write
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) ->
     All files are validated before anything is written, so one bad file refuses the whole request and leaves
     no trace. The rows and files are committed before any task is sent: a worker never sees an upload that is
     not in the database, and an upload is never lost because the broker was down (it stays ``pending`` and the
-    periodic sweep sends it again).
+    periodic sweep sends it again). When storage or the database fails part-way, nothing stays behind: no file
+    without a row, no row without a file (:class:`StorageUnavailable` or the database error is raised; the web
+    layer answers 503 with ``Retry-After``).
 
     The same file sent again by the same owner becomes a second upload (both are listed in the history) that
     shares the first one's stored picture and thumbnail; when the first already has a verdict from the model
@@ -107,8 +110,8 @@ def _store(*, owner: AbstractBaseUser, file: UploadedFile, image: ValidatedImage
     content = ContentFile(image.replacement_bytes) if image.replacement_bytes is not None else file
     content.seek(0)
     written.append(upload)
-    upload.image.save(f"upload{image.extension}", content, save=False)
-    upload.thumbnail.save("thumbnail.jpg", ContentFile(image.thumbnail_jpeg), save=False)
+    stored_file_write(field_file=upload.image, filename=f"upload{image.extension}", content=content)
+    stored_file_write(field_file=upload.thumbnail, filename="thumbnail.jpg", content=ContentFile(image.thumbnail_jpeg))
     # Saving the file made ImageField re-read the size from its header, which ignores EXIF rotation.
     upload.width, upload.height = image.width, image.height
     upload.save()
@@ -148,4 +151,7 @@ def _store_duplicate(
 def _delete_files(upload: Upload) -> None:
     for field in (upload.image, upload.thumbnail):
         if field.name:
-            field.storage.delete(field.name)
+            try:
+                field.storage.delete(field.name)
+            except Exception:  # the original error is the one to report; this one is logged
+                logger.exception("could not remove a file of a refused upload", extra={"file_name": field.name})

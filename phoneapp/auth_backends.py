@@ -1,0 +1,62 @@
+"""Authentication backends: Django's model backend behind the login throttle (phoneapp/services/login_attempts.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import PermissionDenied
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from phoneapp.services.login_attempts import login_attempt_wait, login_failure_record
+
+# Set on a request whose attempt the throttle refused: such attempts are not counted again as failures, so the
+# lock ends when the window does, not a minute after the guesser's last try.
+REFUSED_ATTRIBUTE = "login_refused_for_seconds"
+
+
+def client_address(request: Any) -> str | None:
+    """The address a login attempt came from: the peer, or behind the TLS proxy (``BEHIND_TLS_PROXY``) the last
+    ``X-Forwarded-For`` entry, the one our own proxy appended (the ones before it are the client's to invent)."""
+    if request is None:
+        return None
+    from django.conf import settings
+
+    meta = request.META
+    if settings.SECURE_PROXY_SSL_HEADER and meta.get("HTTP_X_FORWARDED_FOR"):
+        return meta["HTTP_X_FORWARDED_FOR"].split(",")[-1].strip() or None
+    return meta.get("REMOTE_ADDR") or None
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Refuses every attempt -- a right password too -- for an account or address past ``LOGIN_FAILURE_LIMIT``.
+
+    Being the backend, it covers every door that calls ``authenticate()``: the login page, the admin's login,
+    DRF's token endpoint. Those doors answer "wrong credentials" when refused; wrapping the view in
+    :func:`phoneapp.web.login_throttle.login_throttled` turns that into a 429 with ``Retry-After`` and spares
+    the password hashing.
+    """
+
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> AbstractBaseUser | None:
+        if username is None:
+            username = kwargs.get(get_user_model().USERNAME_FIELD)
+        wait = login_attempt_wait(username=username, address=client_address(request))
+        if wait is not None:
+            if request is not None:
+                setattr(request, REFUSED_ATTRIBUTE, wait)
+            raise PermissionDenied(f"too many failed logins; retry in {wait} s")
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+@receiver(user_login_failed)
+def _count_failed_login(sender: object, credentials: dict[str, Any], request: Any = None, **_: object) -> None:
+    if request is not None and getattr(request, REFUSED_ATTRIBUTE, None) is not None:
+        return
+    username = credentials.get(get_user_model().USERNAME_FIELD) or credentials.get("username")
+    login_failure_record(username=username, address=client_address(request))

@@ -1,0 +1,136 @@
+"""What the processes share through the broker's Redis: worker heartbeats and the sweep lock.
+
+Each worker's main process writes a heartbeat every ``HEARTBEAT_INTERVAL`` seconds: a key that expires after
+``HEARTBEAT_TTL`` seconds and holds the ids of the uploads its processes are classifying right now. From it,
+``/healthz`` tells whether any worker is alive, and the sweep tells an upload whose worker died (``processing``,
+listed by no live worker) from one a live worker is still on -- so a killed worker's uploads are sent again
+within seconds instead of after ``PROCESSING_TIMEOUT_SECONDS``, and a second delivery of an upload a live worker
+is on does nothing.
+
+Without a Redis broker (no broker: classification in the web process) there are no workers to watch; every
+function here then answers ``None``/does nothing, and the callers fall back to the timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = "phonecheck:worker-heartbeat:"
+HEARTBEAT_INTERVAL = 2.0
+# Long enough to survive a few missed beats of a busy main process, short enough to notice a dead worker fast.
+HEARTBEAT_TTL = 8
+SWEEP_LOCK_KEY = "phonecheck:sweep-lock"
+# Longer than a sweep ever takes (5,000 sends); a sweeper that died releases it by expiry.
+SWEEP_LOCK_SECONDS = 120
+
+
+@lru_cache(maxsize=4)
+def _client_for(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=10)
+
+
+def broker_redis() -> Any | None:
+    """A Redis client on the broker, or ``None`` when the broker is not Redis (or there is none)."""
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    return _client_for(url)
+
+
+def worker_heartbeat_write(*, hostname: str, upload_ids: Iterable[int]) -> None:
+    """Say ``hostname`` is alive and classifying ``upload_ids``; raises the client's error if Redis is down."""
+    client = broker_redis()
+    if client is None:
+        return
+    payload = json.dumps({"at": time.time(), "uploads": sorted(set(upload_ids))})
+    client.set(HEARTBEAT_PREFIX + hostname, payload, ex=HEARTBEAT_TTL)
+
+
+def worker_heartbeat_clear(*, hostname: str) -> None:
+    """A worker stopping cleanly says so at once (``/healthz`` need not wait for the key to expire)."""
+    client = broker_redis()
+    if client is not None:
+        client.delete(HEARTBEAT_PREFIX + hostname)
+
+
+def workers_alive() -> dict[str, list[int]] | None:
+    """Live workers and the uploads each is classifying; ``None`` when that cannot be known (no Redis broker,
+    or Redis unreachable)."""
+    client = broker_redis()
+    if client is None:
+        return None
+    try:
+        keys = list(client.scan_iter(match=HEARTBEAT_PREFIX + "*", count=100))
+        values = client.mget(keys) if keys else []
+    except Exception as error:
+        logger.warning("worker heartbeats unreadable", extra={"error": error})
+        return None
+    alive: dict[str, list[int]] = {}
+    for key, value in zip(keys, values, strict=True):
+        if value is None:  # expired between SCAN and MGET
+            continue
+        name = (key.decode() if isinstance(key, bytes) else key)[len(HEARTBEAT_PREFIX) :]
+        try:
+            alive[name] = [int(upload_id) for upload_id in json.loads(value)["uploads"]]
+        except (ValueError, KeyError, TypeError):
+            alive[name] = []
+    return alive
+
+
+def uploads_being_classified(*, except_worker: str | None = None) -> set[int] | None:
+    """Ids of uploads some live worker (other than ``except_worker``) is classifying; ``None`` if unknown."""
+    alive = workers_alive()
+    if alive is None:
+        return None
+    return {upload_id for name, ids in alive.items() if name != except_worker for upload_id in ids}
+
+
+@contextmanager
+def sweep_lock() -> Iterator[bool]:
+    """Hold the one sweep lock if nobody does; yields whether it was taken. With no Redis broker (no workers,
+    nothing concurrent to guard against) it is always taken. A Redis error lets the sweep run unlocked:
+    sending twice costs a duplicate message, which classification ignores, while not sweeping could strand
+    uploads."""
+    client = broker_redis()
+    if client is None:
+        yield True
+        return
+    lock = client.lock(SWEEP_LOCK_KEY, timeout=SWEEP_LOCK_SECONDS, blocking=False)
+    try:
+        acquired = lock.acquire()
+    except Exception as error:
+        logger.warning("sweep lock unavailable; sweeping unlocked", extra={"error": error})
+        yield True
+        return
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            try:
+                lock.release()
+            except Exception:  # expired or Redis gone: it lapses by itself
+                logger.info("sweep lock already released", exc_info=True)
+
+
+def queue_depth(queues: Iterable[str] = ("classify", "heatmaps")) -> dict[str, int] | None:
+    """Messages waiting in each Celery queue on the Redis broker; ``None`` when unknown."""
+    client = broker_redis()
+    if client is None:
+        return None
+    try:
+        return {queue: int(client.llen(queue)) for queue in queues}
+    except Exception as error:
+        logger.warning("queue depth unreadable", extra={"error": error})
+        return None

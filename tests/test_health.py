@@ -1,0 +1,79 @@
+"""``/healthz`` tells the truth about the worker and the disk, and names what fails."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import FileSystemStorage
+from django.test import Client
+
+from phoneapp.services import worker_presence
+from tests import live_services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def redis_broker(settings) -> str:
+    url = live_services.redis_url()
+    live_services.redis_require_empty(url)
+    settings.CELERY_BROKER_URL = url
+    return url
+
+
+def test_healthz_names_every_part_when_all_is_well(client: Client) -> None:
+    body = client.get("/healthz").json()
+
+    assert body["status"] == "ok" and body["failing"] == []
+    assert (body["worker"], body["storage"]) == ("not configured", "ok")  # no broker: classified in-process
+    assert body["free_space_mb"] > 0
+
+
+def test_healthz_is_503_naming_the_worker_when_no_worker_is_alive(client: Client, redis_broker: str) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["worker"]
+    assert (response.json()["broker"], response.json()["worker"], response.json()["workers_alive"]) == ("ok", "down", 0)
+
+
+def test_healthz_is_200_while_a_worker_heartbeat_is_fresh(client: Client, redis_broker: str) -> None:
+    worker_presence.worker_heartbeat_write(hostname="worker-a", upload_ids=[])
+
+    response = client.get("/healthz?deep=1")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["workers_alive"] == 1
+    assert response.json()["queue_depth"] == {"classify": 0, "heatmaps": 0}
+
+
+def test_healthz_is_503_naming_storage_when_pictures_cannot_be_written(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(self: FileSystemStorage, name: str, content: object) -> str:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(FileSystemStorage, "_save", read_only)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["storage"]
+    assert response.json()["storage"] == "unwritable"
+
+
+def test_healthz_is_503_when_the_media_volume_is_nearly_full(client: Client, settings) -> None:
+    settings.HEALTH_MIN_FREE_MB = 10**12  # more than any disk has free
+
+    body = client.get("/healthz").json()
+
+    assert body["failing"] == ["storage"] and body["storage"] == "low"
+
+
+def test_the_write_probe_leaves_nothing_behind(client: Client, isolated_storage: Path) -> None:
+    client.get("/healthz?deep=1")
+
+    assert [path for path in (isolated_storage / "media").rglob("*") if path.is_file()] == []

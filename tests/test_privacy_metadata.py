@@ -1,0 +1,159 @@
+"""Stored pictures do not keep where they were taken, nor the camera's or the author's details (README "Privacy")."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from PIL import Image, ImageChops, PngImagePlugin
+
+from phoneapp.models import Upload
+from phoneapp.services.picture_metadata import metadata_stripped
+from tests.images import draw_picture, encode, uploaded_file
+
+GPS_IFD = 0x8825
+EXIF_IFD = 0x8769
+MAKER_NOTE = 0x927C
+ORIENTATION = 0x0112
+MAKE, MODEL = 0x010F, 0x0110
+XMP_WITH_LOCATION = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="48,51.5N"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+def phone_photo_exif(*, orientation: int) -> Image.Exif:
+    """What a phone writes: GPS position, camera make/model, maker notes, and the orientation."""
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    exif[MAKE] = "PhoneMaker"
+    exif[MODEL] = "Phone 12 serial 0042"
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)})
+    exif.get_ifd(EXIF_IFD).update({MAKER_NOTE: b"secret maker data, owner serial 0042"})
+    return exif
+
+
+def jpeg_with_gps(*, width: int = 200, height: int = 150, orientation: int = 6) -> bytes:
+    return encode(
+        draw_picture(width=width, height=height),
+        "JPEG",
+        exif=phone_photo_exif(orientation=orientation).tobytes(),
+        comment=b"taken at 12 Example Street",
+        xmp=XMP_WITH_LOCATION,
+    )
+
+
+def stored_bytes(upload: Upload) -> bytes:
+    with upload.image.open("rb") as handle:
+        return handle.read()
+
+
+@pytest.mark.django_db
+def test_uploaded_jpeg_with_gps_is_stored_without_location_camera_or_text(alice_client: Client, alice: User) -> None:
+    sent = jpeg_with_gps()
+    assert b"PhoneMaker" in sent and b"12 Example Street" in sent and b"GPSLatitude" in sent  # the test's own check
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("holiday.jpg", sent)})
+
+    assert response.status_code == 201
+    upload = Upload.objects.get(owner=alice)
+    stored = stored_bytes(upload)
+    for secret in (b"PhoneMaker", b"serial 0042", b"secret maker data", b"12 Example Street", b"GPSLatitude"):
+        assert secret not in stored
+    with Image.open(io.BytesIO(stored)) as picture:
+        exif = picture.getexif()
+        assert not exif.get_ifd(GPS_IFD)
+        assert not exif.get_ifd(EXIF_IFD)
+        assert dict(exif) == {ORIENTATION: 6}  # the orientation, and nothing else, travels with the picture
+        picture.load()
+        with Image.open(io.BytesIO(sent)) as original:
+            # Not re-encoded: the same compressed data, so the very same pixels.
+            assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+    # Still shown upright: recorded upright, thumbnail upright, and what the owner downloads turns the same way.
+    assert (upload.width, upload.height) == (150, 200)
+    with Image.open(upload.thumbnail.open("rb")) as thumbnail:
+        assert thumbnail.size == (150, 200)
+    served = alice_client.get(f"/uploads/{upload.pk}/image")
+    assert served.status_code == 200
+    assert b"".join(served.streaming_content) == stored
+    assert upload.size_bytes == len(stored)
+
+
+@pytest.mark.django_db
+def test_png_text_chunks_and_exif_location_are_dropped(alice_client: Client, alice: User) -> None:
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", "Alice Example")
+    text.add_text("Location", "12 Example Street", zip=True)
+    text.add_itxt("Comment", "home, second floor")
+    sent = encode(draw_picture(), "PNG", pnginfo=text, exif=phone_photo_exif(orientation=1).tobytes())
+    assert b"Alice Example" in sent
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("screen.png", sent)})
+
+    assert response.status_code == 201
+    stored = stored_bytes(Upload.objects.get(owner=alice))
+    assert b"Alice Example" not in stored and b"home, second floor" not in stored
+    with Image.open(io.BytesIO(stored)) as picture:
+        assert picture.text == {}
+        assert not picture.getexif()
+        with Image.open(io.BytesIO(sent)) as original:
+            assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+
+
+@pytest.mark.django_db
+def test_webp_exif_location_is_dropped_and_orientation_kept(alice_client: Client, alice: User) -> None:
+    sent = encode(draw_picture(), "WEBP", exif=phone_photo_exif(orientation=8).tobytes(), xmp=XMP_WITH_LOCATION)
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("shot.webp", sent)})
+
+    assert response.status_code == 201
+    upload = Upload.objects.get(owner=alice)
+    stored = stored_bytes(upload)
+    assert b"PhoneMaker" not in stored and b"GPSLatitude" not in stored
+    with Image.open(io.BytesIO(stored)) as picture:
+        assert dict(picture.getexif()) == {ORIENTATION: 8}
+        assert picture.size == (320, 240)
+    assert (upload.width, upload.height) == (240, 320)
+
+
+@pytest.mark.django_db
+def test_tiff_with_camera_tags_is_stored_without_them_pixels_unchanged(alice_client: Client, alice: User) -> None:
+    sent = encode(draw_picture(width=200, height=150), "TIFF", exif=phone_photo_exif(orientation=1).tobytes())
+    assert b"PhoneMaker" in sent
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("scan.tif", sent)})
+
+    assert response.status_code == 201
+    stored = stored_bytes(Upload.objects.get(owner=alice))
+    assert b"PhoneMaker" not in stored
+    with Image.open(io.BytesIO(stored)) as picture:
+        assert not {GPS_IFD, MAKE, MODEL} & set(picture.getexif())
+        with Image.open(io.BytesIO(sent)) as original:  # re-encoded losslessly
+            assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+
+
+@pytest.mark.django_db
+def test_keep_picture_metadata_stores_the_file_byte_for_byte(alice_client: Client, alice: User, settings) -> None:
+    settings.KEEP_PICTURE_METADATA = True
+    sent = jpeg_with_gps()
+
+    assert alice_client.post("/api/uploads/", {"image": uploaded_file("holiday.jpg", sent)}).status_code == 201
+
+    assert stored_bytes(Upload.objects.get(owner=alice)) == sent
+
+
+def test_picture_without_metadata_is_left_as_it_is() -> None:
+    plain = encode(draw_picture(), "JPEG")
+    assert metadata_stripped(plain, image_format="JPEG") is plain
+
+
+def test_a_container_that_cannot_be_walked_is_reencoded_clean_and_upright() -> None:
+    data = jpeg_with_gps(orientation=6)
+    first_segment_end = 4 + int.from_bytes(data[4:6], "big")
+    # A stray byte between two segments: Pillow skips it, the segment walk stops there.
+    damaged = data[:first_segment_end] + b"\x00" + data[first_segment_end:]
+    with Image.open(io.BytesIO(metadata_stripped(damaged, image_format="JPEG"))) as picture:
+        assert not picture.getexif()
+        assert picture.size == (150, 200)

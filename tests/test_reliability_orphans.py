@@ -1,0 +1,160 @@
+"""A second delivery of an upload a live worker is on does nothing; an upload whose worker died is taken back
+within seconds (worker heartbeats, phoneapp/services/worker_presence.py); two sweeps never run at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.services import worker_presence
+from phoneapp.services.classification import upload_classify, uploads_requeue_stale
+from phoneapp.services.uploads import uploads_create
+from tests import live_services
+from tests.images import picture_bytes, uploaded_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_heatmaps(heatmaps_off: None) -> None:
+    """Overlays play no part here."""
+
+
+def processing_upload(alice: User, *, claimed_seconds_ago: float, color: int = 10) -> Upload:
+    """An upload a worker claimed ``claimed_seconds_ago`` and has not finished (as if it is on it, or died)."""
+    [upload] = uploads_create(owner=alice, files=[uploaded_file(f"{color}.jpg", picture_bytes(color=(color, 9, 9)))])
+    Upload.objects.filter(pk=upload.pk).update(
+        status=UploadStatus.PROCESSING,
+        processing_started=timezone.now() - timedelta(seconds=claimed_seconds_ago),
+        attempts=1,
+        predicted_label="",
+        probability=None,
+        model_version=None,
+        processed=None,
+    )
+    return Upload.objects.get(pk=upload.pk)
+
+
+@pytest.fixture
+def heartbeats(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """The live workers' heartbeats, as the services read them (edit the dict to say who is on what)."""
+    alive: dict[str, list[int]] = {}
+    monkeypatch.setattr(worker_presence, "workers_alive", lambda: alive)
+    return alive
+
+
+def test_second_delivery_of_an_upload_a_live_worker_is_on_does_nothing(
+    alice: User, heartbeats: dict[str, list[int]]
+) -> None:
+    upload = processing_upload(alice, claimed_seconds_ago=60)
+    heartbeats["worker-a"] = [upload.pk]
+
+    assert upload_classify(upload_id=upload.pk, worker="worker-b") is None
+
+    upload.refresh_from_db()
+    assert (upload.status, upload.attempts) == (UploadStatus.PROCESSING, 1)
+
+
+def test_second_delivery_right_after_the_claim_does_nothing_even_before_the_heartbeat_lists_it(
+    alice: User, heartbeats: dict[str, list[int]]
+) -> None:
+    upload = processing_upload(alice, claimed_seconds_ago=1)
+
+    assert upload_classify(upload_id=upload.pk, worker="worker-b") is None
+    assert Upload.objects.get(pk=upload.pk).attempts == 1
+
+
+def test_upload_whose_worker_died_is_taken_by_the_next_delivery(alice: User, heartbeats: dict[str, list[int]]) -> None:
+    upload = processing_upload(alice, claimed_seconds_ago=15)
+    heartbeats["worker-b"] = []  # alive, on nothing: worker-a's heartbeat expired
+
+    done = upload_classify(upload_id=upload.pk, worker="worker-b")
+
+    assert done is not None and done.status == UploadStatus.DONE
+    assert Upload.objects.get(pk=upload.pk).attempts == 2
+
+
+def test_a_retry_or_a_handed_back_message_continues_its_own_attempt(
+    alice: User, heartbeats: dict[str, list[int]]
+) -> None:
+    upload = processing_upload(alice, claimed_seconds_ago=1)
+
+    done = upload_classify(upload_id=upload.pk, takeover=True, worker="worker-a")
+
+    assert done is not None and done.status == UploadStatus.DONE
+
+
+def test_sweep_takes_back_orphans_within_seconds_and_leaves_live_workers_alone(
+    alice: User, heartbeats: dict[str, list[int]], settings
+) -> None:
+    settings.PROCESSING_TIMEOUT_SECONDS = 300
+    orphan = processing_upload(alice, claimed_seconds_ago=12, color=1)
+    busy = processing_upload(alice, claimed_seconds_ago=12, color=2)
+    fresh = processing_upload(alice, claimed_seconds_ago=2, color=3)
+    heartbeats["worker-a"] = [busy.pk]
+
+    sent = uploads_requeue_stale()
+
+    assert sent == 1
+    assert Upload.objects.get(pk=orphan.pk).status == UploadStatus.DONE
+    assert Upload.objects.get(pk=busy.pk).status == UploadStatus.PROCESSING
+    assert Upload.objects.get(pk=fresh.pk).status == UploadStatus.PROCESSING
+
+
+def test_without_heartbeats_to_read_only_the_processing_timeout_takes_uploads_back(
+    alice: User, monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    monkeypatch.setattr(worker_presence, "workers_alive", lambda: None)  # no Redis broker, or Redis unreachable
+    settings.PROCESSING_TIMEOUT_SECONDS = 300
+    recent = processing_upload(alice, claimed_seconds_ago=60, color=1)
+    timed_out = processing_upload(alice, claimed_seconds_ago=400, color=2)
+
+    assert uploads_requeue_stale() == 1
+    assert Upload.objects.get(pk=recent.pk).status == UploadStatus.PROCESSING
+    assert Upload.objects.get(pk=timed_out.pk).status == UploadStatus.DONE
+
+
+@pytest.fixture
+def redis_broker(settings) -> str:
+    """The services pointed at the test Redis database (as a broker URL); skipped without Redis."""
+    url = live_services.redis_url()
+    live_services.redis_require_empty(url)
+    settings.CELERY_BROKER_URL = url
+    return url
+
+
+def test_heartbeats_round_trip_through_redis_and_expire(redis_broker: str) -> None:
+    worker_presence.worker_heartbeat_write(hostname="worker-a", upload_ids=[3, 1])
+    worker_presence.worker_heartbeat_write(hostname="worker-b", upload_ids=[])
+
+    assert worker_presence.workers_alive() == {"worker-a": [1, 3], "worker-b": []}
+    assert worker_presence.uploads_being_classified(except_worker="worker-a") == set()
+    ttl = worker_presence.broker_redis().ttl(worker_presence.HEARTBEAT_PREFIX + "worker-a")
+    assert 0 < ttl <= worker_presence.HEARTBEAT_TTL
+    worker_presence.worker_heartbeat_clear(hostname="worker-a")
+    assert set(worker_presence.workers_alive() or {}) == {"worker-b"}
+
+
+def test_a_sweep_does_nothing_while_another_holds_the_lock(alice: User, redis_broker: str, monkeypatch) -> None:
+    sends: list[list[int]] = []
+    monkeypatch.setattr(
+        "phoneapp.services.classification.classification_enqueue",
+        lambda *, upload_ids: sends.append(list(upload_ids)) or len(upload_ids),
+    )
+    Upload.objects.all().delete()
+    processing_upload(alice, claimed_seconds_ago=400)
+    client = worker_presence.broker_redis()
+    other_sweep = client.lock(worker_presence.SWEEP_LOCK_KEY, timeout=30)
+    assert other_sweep.acquire(blocking=False)
+    try:
+        assert uploads_requeue_stale() == 0
+        assert sends == []
+    finally:
+        other_sweep.release()
+
+    assert uploads_requeue_stale() == 1
+    assert len(sends) == 1

@@ -1,0 +1,89 @@
+"""Password guessing is throttled per account and per address on every login door (page, admin, backend)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+GUESSER = "203.0.113.7"
+OTHER_ADDRESS = "198.51.100.20"
+
+
+def try_login(path: str, username: str, password: str, *, address: str = GUESSER) -> int:
+    return Client(REMOTE_ADDR=address).post(path, {"username": username, "password": password}).status_code
+
+
+@pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/"])
+def test_eleventh_wrong_password_in_a_minute_is_refused(path: str, reviewer: User) -> None:
+    wrong = [try_login(path, "rita", f"guess-{n}") for n in range(10)]
+    eleventh = Client(REMOTE_ADDR=GUESSER).post(path, {"username": "rita", "password": "guess-11"})
+
+    assert wrong == [200] * 10  # the form again, "didn't match"
+    assert eleventh.status_code == 429
+    assert "Too many failed logins" in eleventh.content.decode()
+    assert 1 <= int(eleventh["Retry-After"]) <= 60
+
+
+def test_while_refused_even_the_right_password_from_elsewhere_does_not_log_in(alice: User) -> None:
+    for n in range(10):
+        try_login("/accounts/login/", "alice", f"guess-{n}")
+    client = Client(REMOTE_ADDR=OTHER_ADDRESS)
+
+    response = client.post("/accounts/login/", {"username": "alice", "password": "alice-password-1"})
+
+    assert response.status_code == 429  # per account: another address does not help the guesser
+    assert "_auth_user_id" not in client.session
+
+
+def test_one_address_guessing_many_accounts_is_refused_too(alice: User, bob: User) -> None:
+    statuses = [try_login("/accounts/login/", f"user{n}", "guess") for n in range(10)]
+
+    assert statuses == [200] * 10
+    assert try_login("/accounts/login/", "bob", "bob-password-1") == 429
+    # Bob himself, from his own address, is not affected.
+    assert try_login("/accounts/login/", "bob", "bob-password-1", address=OTHER_ADDRESS) == 302
+
+
+def test_a_few_mistakes_do_not_lock_anyone_out(alice: User) -> None:
+    for n in range(9):
+        try_login("/accounts/login/", "alice", f"typo-{n}")
+
+    assert try_login("/accounts/login/", "alice", "alice-password-1") == 302
+
+
+def test_every_password_check_is_throttled_even_without_the_decorator(alice: User, rf) -> None:
+    """A door that calls authenticate() directly (DRF's token endpoint does) is covered by the backend."""
+    request = rf.post("/any-door/", REMOTE_ADDR=GUESSER)
+    for n in range(10):
+        assert authenticate(request, username="alice", password=f"guess-{n}") is None
+
+    assert (
+        authenticate(rf.post("/any-door/", REMOTE_ADDR=GUESSER), username="alice", password="alice-password-1") is None
+    )
+    assert authenticate(rf.post("/any-door/"), username="bob", password="whatever") is None  # counted, not refused
+
+
+def test_limit_is_configurable(alice: User, settings) -> None:
+    settings.LOGIN_FAILURE_LIMIT = "3/minute"
+    statuses = [try_login("/accounts/login/", "alice", f"guess-{n}") for n in range(4)]
+
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw(alice: User, settings) -> None:
+    """The client may prepend anything to X-Forwarded-For; only the last entry (our proxy's) counts."""
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    for n in range(10):
+        forged = f"10.0.0.{n}, {GUESSER}"
+        Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forged, HTTP_X_FORWARDED_PROTO="https").post(
+            "/accounts/login/", {"username": f"user{n}", "password": "guess"}, secure=True
+        )
+
+    refused = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=f"10.9.9.9, {GUESSER}").post(
+        "/accounts/login/", {"username": "alice", "password": "alice-password-1"}, secure=True
+    )
+    assert refused.status_code == 429
