@@ -255,7 +255,6 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "requeue-pending-uploads": {"task": "phoneapp.tasks.requeue_pending", "schedule": 60.0},
     # Does nothing unless RETENTION_DAYS is set.
     "delete-expired-uploads": {"task": "phoneapp.tasks.delete_expired_uploads", "schedule": 3600.0},
     "requeue-pending-uploads": {

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ml_training.scene.data import SceneSample
@@ -46,7 +47,12 @@ class OutOfFold:
 
 
 def out_of_fold(
-    bank: FeatureBank, samples: Sequence[SceneSample], folds: Sequence[int], settings: TrainSettings
+    bank: FeatureBank,
+    samples: Sequence[SceneSample],
+    folds: Sequence[int],
+    settings: TrainSettings,
+    *,
+    initial_head: dict[str, torch.Tensor] | None = None,
 ) -> OutOfFold:
     count = len(samples)
     scene = {index for index, sample in enumerate(samples) if is_scene(sample)}
@@ -60,7 +66,7 @@ def out_of_fold(
         held_out = [index for index in range(count) if folds[index] == fold]
         trained = [index for index in range(count) if folds[index] != fold]
         logger.info("fold %d: training on %d pictures, scoring %d", fold, len(trained), len(held_out))
-        network = train_head(bank, trained, scene, settings)
+        network = train_head(bank, trained, scene, settings, initial_head=initial_head)
         logits, cells, boxes = score_views(network, bank, clean_views(bank, held_out))
         result.logits[held_out] = logits.numpy()
         result.cells[held_out] = cells.numpy()

@@ -83,12 +83,20 @@ def epoch_draws(
 
 
 def train_head(
-    bank: FeatureBank, train_pictures: Sequence[int], scene_pictures: set[int], settings: TrainSettings
+    bank: FeatureBank,
+    train_pictures: Sequence[int],
+    scene_pictures: set[int],
+    settings: TrainSettings,
+    *,
+    initial_head: dict[str, torch.Tensor] | None = None,
 ) -> ScenePhoneNet:
-    """A fresh head trained on every view of ``train_pictures``; cosine learning-rate decay, fixed epoch count."""
+    """A head trained on every view of ``train_pictures`` (from ``initial_head`` when given, else fresh); cosine
+    learning-rate decay, fixed epoch count."""
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     network = ScenePhoneNet(imagenet_weights=False)
+    if initial_head is not None:
+        network.load_trained_state_dict(initial_head)
     wanted = set(train_pictures)
     views_of: dict[int, list[int]] = {}
     for view, picture in enumerate(bank.picture.tolist()):

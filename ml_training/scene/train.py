@@ -13,7 +13,9 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,33 +94,54 @@ def predictions_file(samples: Sequence[SceneSample], folds: Sequence[int], proba
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    check_args(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
-    started = time.time()
-    view_config = ViewConfig(
-        image_size=args.image_size, augmented_views=args.augmented_views, pasted_views=args.pasted_views, seed=args.seed
-    )
-    settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
-    logger.info("configuration: %s %s", dataclasses.asdict(view_config), dataclasses.asdict(settings))
+@dataclass(frozen=True)
+class SceneRecipe:
+    """Everything that decides what a scene model learns, besides its pictures; saved in ``training.json``."""
 
-    samples = load_data_dirs(args.data_dir)
+    views: ViewConfig = field(default_factory=ViewConfig)
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    folds: int = 4
+    max_false_positive_rate: float = 0.02
+
+
+@dataclass(frozen=True)
+class SceneTrainResult:
+    model_dir: Path
+    metrics: dict[str, Any]
+
+
+def train_scene_model(
+    samples: Sequence[SceneSample],
+    out_dir: Path,
+    *,
+    version: str,
+    recipe: SceneRecipe,
+    cache_dir: Path | None = None,
+    initial_head: dict[str, torch.Tensor] | None = None,
+) -> SceneTrainResult:
+    """Cross-validate, calibrate, train on everything and write a loadable model version to ``out_dir``.
+
+    ``initial_head``: the head weights to start every training from (a warm start from the active model, so a
+    retrain adds to what it knows); None starts from a fresh head.
+    """
+    started = time.time()
+    logger.info("configuration: %s", json.dumps(dataclasses.asdict(recipe)))
     images = [open_image(sample.path) for sample in samples]
-    folds = assign_folds(samples, images, args.folds, seed=args.seed)
-    bank = build_bank(samples, images, folds, view_config, network=ScenePhoneNet().eval(), cache_dir=args.cache_dir)
+    folds = assign_folds(samples, images, recipe.folds, seed=recipe.settings.seed)
+    bank = build_bank(samples, images, folds, recipe.views, network=ScenePhoneNet().eval(), cache_dir=cache_dir)
     del images
     logger.info("views ready after %.0f s: %d", time.time() - started, len(bank.targets))
 
-    oof = out_of_fold(bank, samples, folds, settings)
+    oof = out_of_fold(bank, samples, folds, recipe.settings, initial_head=initial_head)
     targets = np.array([sample.target for sample in samples])
     sources = [sample.source for sample in samples]
     temperature, shift = fit_platt(oof.logits, targets)
     probabilities = calibrate(oof.logits, temperature, shift)
-    threshold = choose_threshold(probabilities, targets, sources, max_false_positive_rate=args.max_false_positive_rate)
+    threshold = choose_threshold(
+        probabilities, targets, sources, max_false_positive_rate=recipe.max_false_positive_rate
+    )
     band = unsure_band(probabilities, targets, threshold)
-    figures = figures_by_slice(samples, probabilities, threshold)
+    figures: dict[str, Any] = figures_by_slice(samples, probabilities, threshold)
     hits, phone_verdicts = box_hits(
         samples, oof.cells, oof.boxes, temperature=temperature, shift=shift, threshold=threshold
     )
@@ -127,36 +150,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("%-28s %s", name, json.dumps(values))
 
     logger.info("training the shipped head on all %d pictures", len(samples))
+    scene = {index for index, sample in enumerate(samples) if is_scene(sample)}
+    final_head = train_head(bank, list(range(len(samples))), scene, recipe.settings, initial_head=initial_head)
     network = ScenePhoneNet().eval()
-    final_head = train_head(
-        bank, list(range(len(samples))), {i for i, s in enumerate(samples) if is_scene(s)}, settings
-    )
     network.head.load_state_dict(final_head.head.state_dict())
     fold_shift_into_head(network, shift)
+    metrics = {"cross_validation": figures, "folds": recipe.folds}
     write_scene_model(
-        args.out,
-        version=args.out.name,
+        out_dir,
+        version=version,
         network=network,
-        image_size=args.image_size,
+        image_size=recipe.views.image_size,
         temperature=temperature,
         threshold=threshold,
         band=band,
-        metrics={"cross_validation": figures, "folds": args.folds},
+        metrics=metrics,
         extra_files={
             "predictions.json": predictions_file(samples, folds, probabilities),
             "split.json": {"folds": {sample.path: fold for sample, fold in zip(samples, folds, strict=True)}},
             "training.json": {
-                "views": dataclasses.asdict(view_config),
-                "settings": dataclasses.asdict(settings),
-                "data_dirs": [str(path) for path in args.data_dir],
-                "max_false_positive_rate": args.max_false_positive_rate,
+                "recipe": dataclasses.asdict(recipe),
+                "pictures": len(samples),
+                "boxed_pictures": sum(sample.has_boxes for sample in samples),
+                "warm_start": initial_head is not None,
                 "calibration": {"temperature": temperature, "shift": shift},
                 "seconds": round(time.time() - started),
             },
         },
         options={"engine": "onnxruntime"},
     )
-    logger.info("wrote %s in %.0f s", args.out, time.time() - started)
+    logger.info("wrote %s in %.0f s", out_dir, time.time() - started)
+    return SceneTrainResult(model_dir=out_dir, metrics=metrics)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    check_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    recipe = SceneRecipe(
+        views=ViewConfig(
+            image_size=args.image_size,
+            augmented_views=args.augmented_views,
+            pasted_views=args.pasted_views,
+            seed=args.seed,
+        ),
+        settings=TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed),
+        folds=args.folds,
+        max_false_positive_rate=args.max_false_positive_rate,
+    )
+    samples = load_data_dirs(args.data_dir)
+    train_scene_model(samples, args.out, version=args.out.name, recipe=recipe, cache_dir=args.cache_dir)
     return 0
 
 
