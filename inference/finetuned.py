@@ -14,9 +14,9 @@ import torch
 from inference.base import DEFAULT_MAX_BATCH
 from inference.contract import EVIDENCE_OUTPUT, LOGITS_OUTPUT
 from inference.finetuned_network import KIND, WEIGHTS_FILE, FineTunedPhoneNet, PooledLogitHead, network_options
-from inference.manifest import ModelLoadError, ModelManifest
+from inference.manifest import ModelManifest
 from inference.preprocessing import crop_boxes
-from inference.torch_engine import TorchClassifier, check_base_weights, load_checkpoint
+from inference.torch_engine import TorchClassifier, load_trained_network
 
 __all__ = ["KIND", "WEIGHTS_FILE", "FineTunedClassifier", "FineTunedPhoneNet", "PooledLogitHead", "crop_boxes"]
 
@@ -28,14 +28,8 @@ class FineTunedClassifier(TorchClassifier):
 
     def __init__(self, manifest: ModelManifest, model_dir: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         super().__init__(manifest, model_dir, max_batch=max_batch)
-        state = load_checkpoint(manifest, model_dir, WEIGHTS_FILE)
-        check_base_weights(manifest)
-        self.network = FineTunedPhoneNet(manifest.architecture, **network_options(manifest))
-        try:
-            self.network.load_trained_state_dict(state)
-        except ValueError as error:
-            raise ModelLoadError(f"Model {manifest.version}: {error}.") from error
-        self.network.eval()
+        network = FineTunedPhoneNet(manifest.architecture, **network_options(manifest))
+        self.network = load_trained_network(network, manifest, model_dir, WEIGHTS_FILE)
 
     def network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Phone log-odds per picture (N,) and the head's per-cell logits of every view (N * views, H, W).

@@ -15,7 +15,7 @@ from inference.base import DEFAULT_MAX_BATCH
 from inference.contract import BOXES_OUTPUT, EVIDENCE_OUTPUT, LOGITS_OUTPUT
 from inference.manifest import ModelLoadError, ModelManifest
 from inference.scene_network import ScenePhoneNet
-from inference.torch_engine import TorchClassifier, check_base_weights, load_checkpoint
+from inference.torch_engine import TorchClassifier, load_trained_network
 
 KIND = "scene-detector"
 WEIGHTS_FILE = "weights.pt"
@@ -30,17 +30,11 @@ class SceneClassifier(TorchClassifier):
         super().__init__(manifest, model_dir, max_batch=max_batch)
         if self.multiscale_grid:
             raise ModelLoadError(f"Model {manifest.version}: a scene model scores cells, not multi-scale crops.")
-        state = load_checkpoint(manifest, model_dir, WEIGHTS_FILE)
-        check_base_weights(manifest)
-        self.network = ScenePhoneNet(
+        network = ScenePhoneNet(
             manifest.architecture,
             head_width=int(manifest.options.get("head_width", 96)),
         )
-        try:
-            self.network.load_trained_state_dict(state)
-        except ValueError as error:
-            raise ModelLoadError(f"Model {manifest.version}: {error}.") from error
-        self.network.eval()
+        self.network = load_trained_network(network, manifest, model_dir, WEIGHTS_FILE)
 
     def network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.network(batch)

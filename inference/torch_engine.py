@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from abc import abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from inference.contract import LOGITS_OUTPUT, ModelOutputs
 from inference.manifest import ModelLoadError, ModelManifest, sha256_file
 
 TORCH = "torch"
+N = TypeVar("N", bound="TrainedNetwork")
 
 # Model kind -> "module:class" of its PyTorch classifier.
 KIND_MODULES = {
@@ -90,6 +91,29 @@ def build_torch_classifier(
         raise
     except (RuntimeError, KeyError, ValueError, OSError, EOFError) as error:
         raise ModelLoadError(f"Model {manifest.version} could not be loaded: {error}") from error
+
+
+class TrainedNetwork(Protocol):
+    """A network whose trained part is saved and loaded as a state dict (fine-tuned and scene networks)."""
+
+    def load_trained_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+    def eval(self) -> nn.Module: ...
+
+
+def load_trained_network(network: N, manifest: ModelManifest, model_dir: Path, weights_file: str) -> N:
+    """``network`` with the checkpoint the manifest lists, checked against the installed ImageNet base, in eval mode.
+
+    Every failure (missing or damaged file, another base, a checkpoint of another shape) is a ModelLoadError.
+    """
+    state = load_checkpoint(manifest, model_dir, weights_file)
+    check_base_weights(manifest)
+    try:
+        network.load_trained_state_dict(state)
+    except ValueError as error:
+        raise ModelLoadError(f"Model {manifest.version}: {error}.") from error
+    network.eval()
+    return network
 
 
 def load_checkpoint(manifest: ModelManifest, model_dir: Path, name: str) -> dict[str, torch.Tensor]:
