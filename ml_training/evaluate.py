@@ -22,8 +22,9 @@ import numpy as np
 from inference.contract import Classifier
 from inference.images import open_image
 from inference.loader import load, resolve_model_dir
-from inference.prediction import Prediction
-from ml_training.metrics import Metrics, format_metrics
+from inference.prediction import PHONE, Prediction
+from ml_training.data import Sample
+from ml_training.metrics import Metrics, binary_metrics, format_metrics
 from ml_training.scene.data import SceneSample, load_data_dirs
 from ml_training.scene.figures import best_box_hits, figures_by_slice
 
@@ -49,11 +50,20 @@ class Evaluation:
     def targets(self) -> np.ndarray:
         return np.array([sample.target for sample in self.samples], dtype=np.int64)
 
+    @property
+    def metrics(self) -> Metrics:
+        """The figures over every picture, at the model's threshold."""
+        return binary_metrics(self.probabilities, self.targets, self.threshold)
+
     def figures(self) -> dict[str, Any]:
         """Metrics for ``all``, ``scenes``, ``close-ups`` and every ``source:NAME``; ``boxes`` when any are known."""
         figures: dict[str, Any] = figures_by_slice(self.samples, self.probabilities, self.threshold)
         if any(sample.has_boxes for sample in self.samples):
-            figures["boxes"] = best_box_hits(self.samples, [prediction.boxes for prediction in self.predictions])
+            figures["boxes"] = best_box_hits(
+                self.samples,
+                [prediction.boxes for prediction in self.predictions],
+                [prediction.label == PHONE for prediction in self.predictions],
+            )
         return figures
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,11 +76,20 @@ class Evaluation:
         }
 
 
-def evaluate_classifier(classifier: Classifier, samples: Sequence[SceneSample], *, batch_size: int = 16) -> Evaluation:
+def evaluate_classifier(
+    classifier: Classifier, samples: Sequence[SceneSample | Sample], *, batch_size: int = 16
+) -> Evaluation:
     """Decode ``samples`` as inference does, a batch at a time, and judge them with ``classifier``.
 
-    Only prediction is timed (decoding is the web process's cost, not the model's).
+    Plain :class:`~ml_training.data.Sample` lists (no boxes) are accepted too. Only prediction is timed (decoding
+    is the web process's cost, not the model's).
     """
+    samples = [
+        sample
+        if isinstance(sample, SceneSample)
+        else SceneSample(path=sample.path, label=sample.label, source=sample.source, group=sample.group)
+        for sample in samples
+    ]
     draft = classifier.manifest.preprocessing.draft_size
     predictions: list[Prediction] = []
     elapsed = 0.0
@@ -83,7 +102,7 @@ def evaluate_classifier(classifier: Classifier, samples: Sequence[SceneSample], 
         model=classifier.version,
         engine=classifier.engine,
         threshold=classifier.manifest.threshold,
-        samples=list(samples),
+        samples=samples,
         predictions=predictions,
         milliseconds_per_image=1000 * elapsed / max(1, len(samples)),
     )

@@ -23,17 +23,21 @@ def hits_a_phone(box: Box, truths: Sequence[BoxCorners]) -> bool:
     return any(box.x1 <= (a + c) / 2 <= box.x2 and box.y1 <= (b + d) / 2 <= box.y2 for a, b, c, d in truths)
 
 
-def best_box_hits(samples: Sequence[SceneSample], found: Sequence[Sequence[Box]]) -> dict[str, Any]:
+def best_box_hits(
+    samples: Sequence[SceneSample], found: Sequence[Sequence[Box]], phone: Sequence[bool] | None = None
+) -> dict[str, Any]:
     """How often a phone verdict's best box hits a real phone, over the pictures with known phone boxes.
 
-    ``found``: each picture's boxes, best first (empty for a "not a phone" verdict).
+    ``found``: each picture's boxes, best first. ``phone``: each picture's verdict (default: it has boxes); a
+    phone verdict without a box (a model that does not localise) counts as a miss.
     """
+    verdicts_of = phone if phone is not None else [bool(boxes) for boxes in found]
     hits = verdicts = 0
-    for sample, boxes in zip(samples, found, strict=True):
-        if not sample.has_boxes or not boxes:
+    for sample, boxes, is_phone in zip(samples, found, verdicts_of, strict=True):
+        if not sample.has_boxes or not is_phone:
             continue
         verdicts += 1
-        hits += hits_a_phone(boxes[0], sample.boxes)
+        hits += bool(boxes) and hits_a_phone(boxes[0], sample.boxes)
     return {
         "best_box_hits": hits,
         "phone_verdicts_on_boxed_pictures": verdicts,
