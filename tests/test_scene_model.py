@@ -203,3 +203,20 @@ def test_bad_training_options_are_refused_before_anything_is_built(
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_box_hit_rate_counts_a_missed_or_absent_best_box_against_the_model() -> None:
+    from ml_training.scene.data import SceneSample
+    from ml_training.scene.figures import best_box_hits
+
+    phone = (0.40, 0.40, 0.50, 0.60)  # centre (0.45, 0.50)
+    samples = [SceneSample(f"{i}.jpg", "phone", "s", boxes=(phone,)) for i in range(4)]
+    samples.append(SceneSample("plain.jpg", "phone", "s"))  # no known position: not counted
+    around = Box(0.42, 0.45, 0.48, 0.55, 0.9)
+    elsewhere = Box(0.0, 0.0, 0.2, 0.2, 0.8)
+    found = [[around, elsewhere], [elsewhere, around], [], [], [around]]
+    phone_verdicts = [True, True, True, False, True]  # the third: a phone verdict with no box at all
+    figures = best_box_hits(samples, found, phone_verdicts)
+    assert figures["best_box_hits"] == 1  # only the best box counts, not a later one
+    assert figures["phone_verdicts_on_boxed_pictures"] == 3 and figures["boxed_pictures"] == 4
+    assert figures["best_box_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
