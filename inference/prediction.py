@@ -40,15 +40,21 @@ class Prediction:
         }
 
 
-def calibrated_probabilities(logits: Iterable[float] | np.ndarray, manifest: ModelManifest) -> list[float]:
-    """Probability of "phone" from uncalibrated log-odds, with the manifest's temperature applied.
+def logistic(logits: Iterable[float] | np.ndarray, temperature: float) -> np.ndarray:
+    """``sigmoid(logits / temperature)`` in float32: the one sigmoid serving applies and training calibrates with.
 
-    The logistic function in float32, as ``torch.sigmoid`` computes it on the network's own output; a very
-    confident logit overflows ``exp`` to infinity, which correctly gives 0.
+    Float32, as ``torch.sigmoid`` computes it on the network's own output, so a threshold chosen in training
+    splits served probabilities at the same place; a very confident logit overflows ``exp`` to infinity, which
+    correctly gives 0.
     """
-    scaled = np.asarray(logits, dtype=np.float32) / np.float32(manifest.temperature)
+    scaled = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
     with np.errstate(over="ignore"):
-        return (np.float32(1.0) / (np.float32(1.0) + np.exp(-scaled))).tolist()
+        return np.float32(1.0) / (np.float32(1.0) + np.exp(-scaled))
+
+
+def calibrated_probabilities(logits: Iterable[float] | np.ndarray, manifest: ModelManifest) -> list[float]:
+    """Probability of "phone" from uncalibrated log-odds, with the manifest's temperature applied (:func:`logistic`)."""
+    return logistic(logits, manifest.temperature).tolist()
 
 
 def verdicts(

@@ -1,7 +1,10 @@
-"""Measuring a loaded classifier on pictures: figures, timing, and the report with plots.
+"""``python -m ml_training evaluate``: measure any model version on labelled folders, per source and per slice.
 
-Works on any :class:`inference.Classifier` (zero-shot or fine-tuned) through its public prediction path,
-so the figures are what the CLI and the web app would produce.
+The model is loaded through :func:`inference.loader.load` and judged through its public ``predict``, so the
+figures are what the CLI, the API and the workers would produce: calibrated probabilities at the model's own
+threshold, per source (``manifest.csv``'s ``source`` column, or the folder's name), for scenes and close-ups,
+and, on pictures with known phone boxes, how often a phone verdict's best box contains a true phone's centre.
+Works for every model kind (zero-shot, fine-tuned, scene detector).
 """
 
 from __future__ import annotations
@@ -15,161 +18,162 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from inference.contract import Classifier
 from inference.images import open_image
 from inference.loader import load, resolve_model_dir
-from inference.runtime import configure_torch_threads
-from ml_training.composites import CompositeFactory, plain_background_cutouts
-from ml_training.data import Sample, load_samples
+from inference.prediction import PHONE, Prediction
+from ml_training.data import Sample
 from ml_training.metrics import Metrics, binary_metrics, format_metrics
-from ml_training.report import Section, write_report
+from ml_training.scene.data import SceneSample, load_data_dirs
+from ml_training.scene.figures import best_box_hits, figures_by_slice
+
+PARTS = ("all", "test", "validation", "train")
 
 
 @dataclass
-class EvaluationResult:
-    """Calibrated probabilities per picture, the figures at the model's threshold, and the time it took."""
+class Evaluation:
+    """Every picture's verdict from one model, and the figures they give at the model's threshold."""
 
-    metrics: Metrics
-    probabilities: np.ndarray
-    targets: np.ndarray
+    model: str
+    engine: str
+    threshold: float
+    samples: list[SceneSample]
+    predictions: list[Prediction]
     milliseconds_per_image: float
 
+    @property
+    def probabilities(self) -> np.ndarray:
+        return np.array([prediction.probability for prediction in self.predictions], dtype=np.float64)
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.array([sample.target for sample in self.samples], dtype=np.int64)
+
+    @property
+    def metrics(self) -> Metrics:
+        """The figures over every picture, at the model's threshold."""
+        return binary_metrics(self.probabilities, self.targets, self.threshold)
+
+    def figures(self) -> dict[str, Any]:
+        """Metrics for ``all``, ``scenes``, ``close-ups`` and every ``source:NAME``; ``boxes`` when any are known."""
+        figures: dict[str, Any] = figures_by_slice(self.samples, self.probabilities, self.threshold)
+        if any(sample.has_boxes for sample in self.samples):
+            figures["boxes"] = best_box_hits(
+                self.samples,
+                [prediction.boxes for prediction in self.predictions],
+                [prediction.label == PHONE for prediction in self.predictions],
+            )
+        return figures
+
     def to_dict(self) -> dict[str, Any]:
-        return {**self.metrics.to_dict(), "milliseconds_per_image": round(self.milliseconds_per_image, 1)}
+        return {
+            "model": self.model,
+            "engine": self.engine,
+            "pictures": len(self.samples),
+            "milliseconds_per_image": round(self.milliseconds_per_image, 1),
+            "figures": self.figures(),
+        }
 
 
-def evaluate_images(
-    classifier: Classifier, images: Sequence[Image.Image], targets: Sequence[int], *, batch_size: int = 16
-) -> EvaluationResult:
-    """Score decoded pictures with ``classifier`` and measure them against 0/1 ``targets``."""
-    started = time.perf_counter()
-    probabilities: list[float] = []
-    for start in range(0, len(images), batch_size):
-        probabilities.extend(classifier.phone_probabilities(images[start : start + batch_size]))
-    elapsed = time.perf_counter() - started
-    scores, truth = np.array(probabilities, dtype=np.float64), np.array(targets, dtype=np.int64)
-    return EvaluationResult(
-        metrics=binary_metrics(scores, truth, classifier.manifest.threshold),
-        probabilities=scores,
-        targets=truth,
-        milliseconds_per_image=1000 * elapsed / max(1, len(images)),
+def evaluate_classifier(
+    classifier: Classifier, samples: Sequence[SceneSample | Sample], *, batch_size: int = 16
+) -> Evaluation:
+    """Decode ``samples`` as inference does, a batch at a time, and judge them with ``classifier``.
+
+    Plain :class:`~ml_training.data.Sample` lists (no boxes) are accepted too. Only prediction is timed (decoding
+    is the web process's cost, not the model's).
+    """
+    samples = [
+        sample
+        if isinstance(sample, SceneSample)
+        else SceneSample(path=sample.path, label=sample.label, source=sample.source, group=sample.group)
+        for sample in samples
+    ]
+    draft = classifier.manifest.preprocessing.draft_size
+    predictions: list[Prediction] = []
+    elapsed = 0.0
+    for start in range(0, len(samples), batch_size):
+        images = [open_image(sample.path, draft_size=draft) for sample in samples[start : start + batch_size]]
+        started = time.perf_counter()
+        predictions.extend(classifier.predict(images))
+        elapsed += time.perf_counter() - started
+    return Evaluation(
+        model=classifier.version,
+        engine=classifier.engine,
+        threshold=classifier.manifest.threshold,
+        samples=samples,
+        predictions=predictions,
+        milliseconds_per_image=1000 * elapsed / max(1, len(samples)),
     )
 
 
-def evaluate_classifier(classifier: Classifier, samples: Sequence[Sample], *, batch_size: int = 16) -> EvaluationResult:
-    """Decode ``samples`` as inference does and measure ``classifier`` on them (decoding is not timed)."""
-    draft = classifier.manifest.preprocessing.draft_size
-    images = [open_image(sample.path, draft_size=draft) for sample in samples]
-    return evaluate_images(classifier, images, [sample.target for sample in samples], batch_size=batch_size)
+def samples_in_part(
+    model_dir: Path, samples: Sequence[SceneSample], data_dirs: Sequence[Path], part: str
+) -> list[SceneSample]:
+    """The samples of one part of the train/validation/test split saved with the model (``all``: every sample).
 
-
-def samples_in_part(model_dir: Path, samples: Sequence[Sample], data_dir: Path, part: str) -> list[Sample]:
-    """The samples of one part of the split saved with the model (``all``: every sample)."""
+    Only models trained with a held-out split have parts; a cross-validated model (the scene detector) has
+    out-of-fold figures in its manifest instead, and asking it for a part is refused.
+    """
     if part == "all":
         return list(samples)
+    if part not in PARTS:
+        raise ValueError(f"--part must be one of {', '.join(PARTS)}, not {part!r}.")
     split_path = model_dir / "split.json"
-    if not split_path.is_file():
-        raise FileNotFoundError(f"{model_dir} has no split.json; use --part all.")
-    wanted = {row["path"] for row in json.loads(split_path.read_text())["pictures"] if row["part"] == part}
-    return [
-        s for s in samples if str(Path(s.path).resolve().relative_to(data_dir.resolve())) in wanted or s.path in wanted
-    ]
+    split = json.loads(split_path.read_text()) if split_path.is_file() else {}
+    if "pictures" not in split:
+        raise ValueError(
+            f"{model_dir.name} has no train/validation/test split (its figures are cross-validated, in its "
+            "manifest); use --part all."
+        )
+    wanted = {row["path"] for row in split["pictures"] if row["part"] == part}
+    roots = [Path(data_dir).resolve() for data_dir in data_dirs]
+
+    def names(sample: SceneSample) -> set[str]:
+        path = Path(sample.path).resolve()
+        return {sample.path} | {str(path.relative_to(root)) for root in roots if path.is_relative_to(root)}
+
+    return [sample for sample in samples if names(sample) & wanted]
 
 
-def composite_test_set(
-    samples: Sequence[Sample], images: Sequence[Image.Image], count: int, *, seed: int = 0
-) -> tuple[list[Image.Image], list[int]]:
-    """``count`` small-phone composites and ``count`` distractor composites made only from the given pictures."""
-    cutouts = plain_background_cutouts(
-        [image for sample, image in zip(samples, images, strict=True) if sample.target == 1]
-    )
-    scenes = [image for sample, image in zip(samples, images, strict=True) if sample.target == 0]
-    if count <= 0 or not cutouts or not scenes:
-        return [], []
-    factory = CompositeFactory(cutouts, scenes, scenes)
-    rng = random.Random(seed)
-    pictures, targets = [], []
-    for _ in range(count):
-        pictures += [factory.phone(rng), factory.distractor(rng)]
-        targets += [1, 0]
-    return pictures, targets
+def print_figures(evaluation: Evaluation, *, title: str) -> None:
+    """One fixed-format line per slice, then the box hits."""
+    figures = evaluation.figures()
+    print(f"{title}: {len(evaluation.samples)} pictures, {evaluation.milliseconds_per_image:.1f} ms/picture")
+    for name, values in figures.items():
+        if name != "boxes":
+            print("  " + format_metrics(name, Metrics(**values)))
+    if "boxes" in figures:
+        boxes = figures["boxes"]
+        rate = "n/a" if boxes["best_box_hit_rate"] is None else f"{boxes['best_box_hit_rate']:.4f}"
+        print(
+            f"  boxes: best box holds a true phone centre in {boxes['best_box_hits']} of "
+            f"{boxes['phone_verdicts_on_boxed_pictures']} phone verdicts on {boxes['boxed_pictures']} boxed "
+            f"pictures (rate {rate})"
+        )
 
 
 def run_evaluation(
     *,
     model: str | None,
-    data_dir: Path,
-    part: str = "test",
-    composites: int = 200,
-    multiscale_grid: int | None = None,
-    report_path: str | None = None,
-    seed: int = 0,
-    split_from: str | None = None,
+    data_dirs: Sequence[Path],
+    part: str = "all",
+    engine: str | None = None,
     limit: int | None = None,
+    seed: int = 0,
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """The ``evaluate`` command: print figures for the split part, per source and for composites; write a report."""
-    configure_torch_threads()
+    """The ``evaluate`` command: load the model, pick the pictures, judge them, print and return the figures."""
     model_dir = resolve_model_dir(model)
-    classifier = load(model_dir, engine="torch")
-    if multiscale_grid is not None:
-        if not hasattr(classifier, "multiscale_grid"):
-            raise ValueError(f"Model {classifier.version} does not support multi-scale inference.")
-        classifier.multiscale_grid = multiscale_grid
-    split_dir = resolve_model_dir(split_from) if split_from else model_dir
-    samples = samples_in_part(split_dir, load_samples(data_dir), data_dir, part)
+    # Pictures first: a wrong folder or part is reported before the model is loaded.
+    samples = samples_in_part(model_dir, load_data_dirs(data_dirs), data_dirs, part)
+    if not samples:
+        raise ValueError(f"No pictures to evaluate in {', '.join(map(str, data_dirs))} (part {part}).")
+    classifier = load(model_dir, engine=engine)
     if limit is not None and limit < len(samples):
         samples = sorted(random.Random(seed).sample(samples, limit), key=lambda sample: sample.path)
-    draft = classifier.manifest.preprocessing.draft_size
-    images = [open_image(sample.path, draft_size=draft) for sample in samples]
-    shared = evaluate_images(classifier, images, [s.target for s in samples])
-    results: dict[str, Any] = {
-        "model": classifier.version,
-        "part": part,
-        "shared_set": shared.to_dict(),
-        "by_source": {},
-    }
-    print(format_metrics(f"shared_set[{part}]", shared.metrics) + f" ms/img={shared.milliseconds_per_image:.1f}")
-    sources = np.array([s.source for s in samples])
-    for source in sorted(set(sources)):
-        mask = sources == source
-        metrics = binary_metrics(shared.probabilities[mask], shared.targets[mask], classifier.manifest.threshold)
-        results["by_source"][source] = metrics.to_dict()
-        print(format_metrics(f"  {source}", metrics))
-    sections = [
-        Section(
-            f"Shared set ({part})",
-            "shared",
-            shared.probabilities,
-            shared.targets,
-            np.full(len(shared.targets), classifier.manifest.threshold),
-        )
-    ]
-    pictures, targets = composite_test_set(samples, images, composites, seed=seed)
-    if pictures:
-        composite = evaluate_images(classifier, pictures, targets)
-        results["composites"] = composite.to_dict()
-        print(format_metrics("composites", composite.metrics) + f" ms/img={composite.milliseconds_per_image:.1f}")
-        sections.append(
-            Section(
-                "Small-phone composites",
-                "composites",
-                composite.probabilities,
-                composite.targets,
-                np.full(len(composite.targets), classifier.manifest.threshold),
-            )
-        )
-    path = Path(report_path) if report_path else model_dir / f"evaluation-{part}.md"
-    write_report(
-        path,
-        f"Evaluation of {classifier.version} on {data_dir.name} ({part})",
-        sections,
-        [
-            f"Command: `python -m ml_training evaluate --model {model or classifier.version} --data-dir DIR "
-            f"--part {part} --composites {composites}`"
-            + (f" --multiscale-grid {multiscale_grid}" if multiscale_grid is not None else "")
-        ],
-    )
-    print(f"report: {path}")
-    return results
+    evaluation = evaluate_classifier(classifier, samples)
+    if not quiet:
+        print_figures(evaluation, title=f"{classifier.version} on {classifier.engine} ({part})")
+    return {**evaluation.to_dict(), "part": part}

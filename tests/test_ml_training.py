@@ -229,21 +229,6 @@ def test_fine_tuned_evidence_map_is_the_heads_cell_logits(tiny_model) -> None:
     assert float(evidence.min()) - 1e-4 <= float(logit) <= float(evidence.max()) + 1e-4
 
 
-def test_evaluate_command_prints_figures_and_writes_a_report(tiny_model, tmp_path: Path, capsys) -> None:
-    from ml_training.__main__ import main
-
-    model_dir, samples = tiny_model
-    data_dir = Path(samples[0].path).parent.parent
-    report = tmp_path / "report.md"
-    argv = ["evaluate", "--model", str(model_dir), "--data-dir", str(data_dir), "--part", "all", "--limit", "10"]
-    assert main([*argv, "--composites", "0", "--report", str(report), "--json"]) == 0
-    output = capsys.readouterr().out
-    assert "shared_set[all]: n=10 acc=" in output
-    figures = json.loads(output[output.index("{") :])
-    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "ece", "confusion"} <= set(figures["shared_set"])
-    assert report.is_file() and (tmp_path / "report-shared-confusion.svg").is_file()
-
-
 def test_view_bank_renders_composites_from_each_folds_own_pictures() -> None:
     from inference.finetuned import FineTunedPhoneNet
     from inference.preprocessing import PreprocessConfig

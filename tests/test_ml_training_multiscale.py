@@ -44,7 +44,7 @@ def test_multiscale_model_is_calibrated_on_and_ships_with_its_crops(tmp_path: Pa
     assert classifier.views_per_image == 1 + GRID * GRID
     # The inference path (whole picture and four crops, strongest evidence kept) gives the probabilities that
     # training measured, so the manifest's threshold and figures are about what the app will run.
-    test_samples = samples_in_part(tmp_path / "model", samples, data, "test")
+    test_samples = samples_in_part(tmp_path / "model", samples, [data], "test")
     measured = evaluate_classifier(classifier, test_samples).probabilities
     predictions = json.loads((tmp_path / "model" / "predictions.json").read_text())["test"]
     recorded = {row["path"]: row["probability"] for row in predictions}

@@ -19,7 +19,7 @@ import pytest
 from inference.boxes import Box, decode_boxes
 from inference.loader import load
 from inference.manifest import read_manifest
-from ml_training.scene import train
+from ml_training.__main__ import main as ml_training_main
 from ml_training.scene.targets import IGNORE, cell_targets
 from tests.ml_drawing import draw_scene_phone, write_scene_dataset
 
@@ -32,9 +32,9 @@ def scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("scene")
     data = write_scene_dataset(root / "drawn-scenes", per_label=24, size=SIZE)
     out = root / "models" / "scene-test"
-    arguments = ["--data-dir", str(data), "--out", str(out), "--folds", "2", "--epochs", "40"]
+    arguments = ["train", "--data-dir", str(data), "--out", str(out), "--folds", "2", "--epochs", "40"]
     arguments += ["--image-size", str(SIZE), "--augmented-views", "1", "--pasted-views", "0"]
-    assert train.main(arguments) == 0
+    assert ml_training_main(arguments) == 0
     return out
 
 
@@ -132,11 +132,91 @@ def test_overlapping_peaks_of_one_phone_give_one_box() -> None:
     assert len(found) == 1 and found[0].x1 == pytest.approx(0.1)
 
 
+def test_the_training_configuration_is_saved_with_the_model(scene_model: Path) -> None:
+    training = json.loads((scene_model / "training.json").read_text())
+    assert training["recipe"]["folds"] == 2
+    assert training["recipe"]["views"]["image_size"] == SIZE
+    assert training["recipe"]["settings"]["epochs"] == 40
+    assert training["pictures"] == 48 and training["boxed_pictures"] == 24
+
+
+def test_evaluate_gives_figures_per_source_and_slice_and_the_box_hit_rate(
+    scene_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_scene_dataset(tmp_path / "held-out", per_label=6, seed=99, size=SIZE)
+    arguments = ["evaluate", "--model", str(scene_model), "--data-dir", str(data), "--engine", "torch", "--json"]
+    assert ml_training_main(arguments) == 0
+    result = json.loads(capsys.readouterr().out)
+    figures = result["figures"]
+    assert result["model"] == "scene-test" and result["pictures"] == 12
+    assert {"all", "scenes", "close-ups", "source:drawn-phone", "source:drawn-not_phone"} <= set(figures)
+    assert figures["source:drawn-phone"]["count"] == 6
+    boxes = figures["boxes"]
+    assert boxes["boxed_pictures"] == 6
+    assert boxes["phone_verdicts_on_boxed_pictures"] >= 4
+    assert boxes["best_box_hit_rate"] >= 0.75
+
+
+def test_evaluate_reads_plain_phone_and_not_phone_folders_and_prints_one_line_per_slice(
+    scene_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = random.Random(4)
+    for label in ("phone", "not_phone"):
+        (tmp_path / "folders" / label).mkdir(parents=True)
+        for index in range(3):
+            picture, _ = draw_scene_phone(rng, size=SIZE, phone=label == "phone")
+            picture.save(tmp_path / "folders" / label / f"{index}.jpg")
+    arguments = ["evaluate", "--model", str(scene_model), "--data-dir", str(tmp_path / "folders")]
+    assert ml_training_main([*arguments, "--engine", "torch"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("scene-test on torch (all): 6 pictures")
+    assert any(line.strip().startswith("all: n=6 acc=") for line in lines)
+    assert any(line.strip().startswith("source:folders: n=6") for line in lines)
+    assert not any("boxes:" in line for line in lines)  # no known phone positions, no box figure
+
+
+def test_asking_a_cross_validated_model_for_its_test_part_is_refused_clearly(
+    scene_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_scene_dataset(tmp_path / "data", per_label=1, size=64)
+    with pytest.raises(SystemExit) as exited:
+        ml_training_main(["evaluate", "--model", str(scene_model), "--data-dir", str(data), "--part", "test"])
+    assert exited.value.code == 2
+    assert "no train/validation/test split" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
-    "arguments",
-    [["--folds", "1"], ["--image-size", "100"], ["--max-false-positive-rate", "2"]],
+    ("arguments", "message"),
+    [
+        (["--folds", "1"], "folds must be at least 2"),
+        (["--image-size", "100"], "image_size must be a multiple of 16"),
+        (["--max-false-positive-rate", "2"], "max_false_positive_rate must be between 0 and 1"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+    ],
 )
-def test_bad_training_options_are_refused_before_anything_is_built(tmp_path: Path, arguments: list[str]) -> None:
+def test_bad_training_options_are_refused_before_anything_is_built(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
     data = write_scene_dataset(tmp_path / "data", per_label=2, size=64)
-    with pytest.raises(SystemExit, match="must"):
-        train.main(["--data-dir", str(data), "--out", str(tmp_path / "out"), *arguments])
+    with pytest.raises(SystemExit) as exited:
+        ml_training_main(["train", "--data-dir", str(data), "--out", str(tmp_path / "out"), *arguments])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_box_hit_rate_counts_a_missed_or_absent_best_box_against_the_model() -> None:
+    from ml_training.scene.data import SceneSample
+    from ml_training.scene.figures import best_box_hits
+
+    phone = (0.40, 0.40, 0.50, 0.60)  # centre (0.45, 0.50)
+    samples = [SceneSample(f"{i}.jpg", "phone", "s", boxes=(phone,)) for i in range(4)]
+    samples.append(SceneSample("plain.jpg", "phone", "s"))  # no known position: not counted
+    around = Box(0.42, 0.45, 0.48, 0.55, 0.9)
+    elsewhere = Box(0.0, 0.0, 0.2, 0.2, 0.8)
+    found = [[around, elsewhere], [elsewhere, around], [], [], [around]]
+    phone_verdicts = [True, True, True, False, True]  # the third: a phone verdict with no box at all
+    figures = best_box_hits(samples, found, phone_verdicts)
+    assert figures["best_box_hits"] == 1  # only the best box counts, not a later one
+    assert figures["phone_verdicts_on_boxed_pictures"] == 3 and figures["boxed_pictures"] == 4
+    assert figures["best_box_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)

@@ -1,7 +1,8 @@
 """Labelled pictures for the scene model: label, source, the group it may not be split from, and phone boxes.
 
 Two manifest layouts are read: ``phone-scenes`` (columns ``group`` and ``phone_boxes``) and ``phone-images``
-(no boxes; frames of one video share a group). Pictures are never copied: a sample is a path and its labels.
+(no boxes; frames of one video share a group); a folder without a manifest is read as ``phone/`` and
+``not_phone/``. Pictures are never copied: a sample is a path and its labels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.prediction import NOT_PHONE, PHONE
-from ml_training.data import Sample, video_group
+from ml_training.data import LABELS, Sample, samples_from_folders, video_group
 
 BoxCorners = tuple[float, float, float, float]
 
@@ -78,12 +79,26 @@ def read_manifest(manifest_csv: str | os.PathLike[str]) -> list[SceneSample]:
     return samples
 
 
+def has_pictures_listed(data_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``data_dir`` has a ``manifest.csv`` or both ``phone/`` and ``not_phone/`` folders."""
+    root = Path(data_dir)
+    return (root / "manifest.csv").is_file() or all((root / label).is_dir() for label in LABELS)
+
+
 def load_data_dirs(data_dirs: Sequence[str | os.PathLike[str]]) -> list[SceneSample]:
-    """Every picture listed by the ``manifest.csv`` of each folder, in the order given."""
+    """Every picture of each folder, in the order given: its ``manifest.csv`` if it has one, else the pictures
+    under ``phone/`` and ``not_phone/`` (no boxes; the folder's name is their source)."""
     samples: list[SceneSample] = []
     for data_dir in data_dirs:
-        manifest = Path(data_dir) / "manifest.csv"
-        if not manifest.is_file():
-            raise FileNotFoundError(f"{data_dir} has no manifest.csv.")
-        samples.extend(read_manifest(manifest))
+        root = Path(data_dir)
+        manifest = root / "manifest.csv"
+        if manifest.is_file():
+            samples.extend(read_manifest(manifest))
+        elif has_pictures_listed(root):
+            samples.extend(
+                SceneSample(path=sample.path, label=sample.label, source=root.name)
+                for sample in samples_from_folders(root)
+            )
+        else:
+            raise FileNotFoundError(f"{data_dir} has no manifest.csv and no phone/ and not_phone/ folders.")
     return samples

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from inference.prediction import logistic
+
 RELIABLE = 0.97
 
 
@@ -35,15 +37,17 @@ def fit_platt(logits: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
         return loss
 
     optimiser.step(closure)
-    a, b = float(torch.exp(scale)), float(bias)
+    a, b = float(torch.exp(scale).detach()), float(bias.detach())
     return 1.0 / a, -b / a
 
 
 def calibrate(logits: np.ndarray, temperature: float, shift: float) -> np.ndarray:
-    """Calibrated probabilities in float32, the way serving computes them after the shift is folded in."""
-    scaled = (np.asarray(logits, dtype=np.float32) - np.float32(shift)) / np.float32(temperature)
-    with np.errstate(over="ignore"):
-        return np.float32(1.0) / (np.float32(1.0) + np.exp(-scaled))
+    """Calibrated probabilities exactly as serving computes them once the shift is folded into the head.
+
+    The shift is subtracted in float32 (what the head's bias does inside the graph), then serving's own
+    :func:`inference.prediction.logistic` applies the temperature: one sigmoid for training and serving.
+    """
+    return logistic(np.asarray(logits, dtype=np.float32) - np.float32(shift), temperature)
 
 
 def choose_threshold(

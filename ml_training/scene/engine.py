@@ -14,31 +14,16 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
 from inference.scene_network import ScenePhoneNet
+from ml_training.scene.config import TrainSettings
 from ml_training.scene.targets import IGNORE
 from ml_training.scene.views import CLEAN, FeatureBank
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The optimisation recipe; every field is printed and saved with the model."""
-
-    epochs: int = 14
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    # Scene pictures (those with boxes or from a scene source) are drawn this many times per epoch.
-    scene_repeats: int = 2
-    box_loss_weight: float = 1.0
-    picture_loss_weight: float = 1.0
-    seed: int = 0
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""``python -m ml_training.scene.train``: train, cross-validate and write a scene model version.
+"""``python -m ml_training train``: train, cross-validate and write a scene model version.
 
 The story: read the labelled folders -> decode every picture once -> grouped folds -> render views and cache the
 frozen trunk's features -> one head per fold, scoring the pictures it never saw -> calibration, threshold and
@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,62 +23,56 @@ import torch
 from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
 from ml_training.allocator import ensure_allocator_settings
+from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
 from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
-from ml_training.scene.data import SceneSample, load_data_dirs
+from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs
 from ml_training.scene.decision import calibrate, choose_threshold, fit_platt, unsure_band
-from ml_training.scene.engine import TrainSettings, train_head
+from ml_training.scene.engine import train_head
 from ml_training.scene.figures import box_hits, figures_by_slice
 from ml_training.scene.model_writer import fold_shift_into_head, write_scene_model
-from ml_training.scene.views import ViewConfig, build_bank
+from ml_training.scene.views import build_bank
 
 logger = logging.getLogger("ml_training.scene")
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--data-dir", action="append", required=True, type=Path, help="a folder with manifest.csv (repeatable)"
+def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The training command's options: where the pictures and the model go, then every recipe knob."""
+    parser = parser or argparse.ArgumentParser(
+        prog="python -m ml_training train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", required=True, type=Path, help="model directory to write (its name is the version)")
-    parser.add_argument("--folds", type=int, default=4, help="grouped cross-validation folds for the figures (>= 2)")
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="where the rendered views' trunk features are kept"
+    where = parser.add_argument_group("pictures and output")
+    where.add_argument(
+        "--data-dir",
+        action="append",
+        required=True,
+        type=Path,
+        help="a folder with manifest.csv (file,label[,source,group,phone_boxes]) or phone/ and not_phone/ "
+        "sub-folders; repeat for several",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument(
-        "--image-size", type=int, default=ViewConfig.image_size, help="input side in pixels (multiple of 16)"
+    where.add_argument("--out", required=True, type=Path, help="model directory to write; its name is the version")
+    where.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="keep the rendered views' trunk features here, so a rerun with the same pictures and views is fast",
     )
-    parser.add_argument(
-        "--augmented-views", type=int, default=ViewConfig.augmented_views, help="augmented views per picture"
-    )
-    parser.add_argument(
-        "--pasted-views",
-        type=int,
-        default=ViewConfig.pasted_views,
-        help="views with a pasted real phone per phone-free scene",
-    )
-    parser.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="passes over the pictures per head")
-    parser.add_argument(
-        "--learning-rate", type=float, default=TrainSettings.learning_rate, help="peak AdamW learning rate"
-    )
-    parser.add_argument(
-        "--max-false-positive-rate", type=float, default=0.02, help="per phone-free source, out of fold"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="folds, views and training draws")
+    where.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: %(default)s)")
+    add_recipe_arguments(parser)
     return parser
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Refuse a bad option before anything expensive is built."""
-    if args.folds < 2:
-        raise SystemExit("--folds must be at least 2.")
-    if args.image_size % 16 or args.image_size < 64:
-        raise SystemExit("--image-size must be a multiple of 16, at least 64.")
-    if not 0 < args.max_false_positive_rate < 1:
-        raise SystemExit("--max-false-positive-rate must be between 0 and 1.")
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SceneRecipe:
+    """The recipe, or the parser's error (exit status 2) for a bad option, before anything expensive is built."""
+    try:
+        recipe = recipe_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.threads < 1:
+        parser.error("--threads must be at least 1.")
     for data_dir in args.data_dir:
-        if not (data_dir / "manifest.csv").is_file():
-            raise SystemExit(f"{data_dir} has no manifest.csv.")
+        if not has_pictures_listed(data_dir):
+            parser.error(f"{data_dir} has no manifest.csv and no phone/ and not_phone/ folders.")
+    return recipe
 
 
 def predictions_file(samples: Sequence[SceneSample], folds: Sequence[int], probabilities: np.ndarray) -> list[dict]:
@@ -92,16 +86,6 @@ def predictions_file(samples: Sequence[SceneSample], folds: Sequence[int], proba
         }
         for sample, fold, p in zip(samples, folds, probabilities, strict=True)
     ]
-
-
-@dataclass(frozen=True)
-class SceneRecipe:
-    """Everything that decides what a scene model learns, besides its pictures; saved in ``training.json``."""
-
-    views: ViewConfig = field(default_factory=ViewConfig)
-    settings: TrainSettings = field(default_factory=TrainSettings)
-    folds: int = 4
-    max_false_positive_rate: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -125,7 +109,7 @@ def train_scene_model(
     retrain adds to what it knows); None starts from a fresh head.
     """
     started = time.time()
-    logger.info("configuration: %s", json.dumps(dataclasses.asdict(recipe)))
+    logger.info("configuration:\n  %s", "\n  ".join(describe(recipe)))
     images = [open_image(sample.path) for sample in samples]
     folds = assign_folds(samples, images, recipe.folds, seed=recipe.settings.seed)
     bank = build_bank(samples, images, folds, recipe.views, network=ScenePhoneNet().eval(), cache_dir=cache_dir)
@@ -142,10 +126,9 @@ def train_scene_model(
     )
     band = unsure_band(probabilities, targets, threshold)
     figures: dict[str, Any] = figures_by_slice(samples, probabilities, threshold)
-    hits, phone_verdicts = box_hits(
+    figures["boxes"] = box_hits(
         samples, oof.cells, oof.boxes, temperature=temperature, shift=shift, threshold=threshold
     )
-    figures["boxes"] = {"best_box_hits": hits, "phone_verdicts_on_boxed_pictures": phone_verdicts}
     for name, values in figures.items():
         logger.info("%-28s %s", name, json.dumps(values))
 
@@ -184,21 +167,15 @@ def train_scene_model(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    check_args(args)
+    """``python -m ml_training train``: check the options, print the configuration, train and write the model."""
+    parser = get_args_parser()
+    return run(parser, parser.parse_args(argv))
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    recipe = check_args(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    recipe = SceneRecipe(
-        views=ViewConfig(
-            image_size=args.image_size,
-            augmented_views=args.augmented_views,
-            pasted_views=args.pasted_views,
-            seed=args.seed,
-        ),
-        settings=TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed),
-        folds=args.folds,
-        max_false_positive_rate=args.max_false_positive_rate,
-    )
     samples = load_data_dirs(args.data_dir)
     train_scene_model(samples, args.out, version=args.out.name, recipe=recipe, cache_dir=args.cache_dir)
     return 0

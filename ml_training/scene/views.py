@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
-from inference.preprocessing import PreprocessConfig, image_to_array
-from inference.scene_network import STRIDE, ScenePhoneNet
+from inference.preprocessing import image_to_array
+from inference.scene_network import ScenePhoneNet
+from ml_training.scene.config import ViewConfig
 from ml_training.scene.data import BoxCorners, SceneSample
 from ml_training.scene.targets import cell_targets
 
@@ -36,25 +37,6 @@ CLEAN, AUGMENTED, PASTED = 0, 1, 2
 VIEW_KIND_NAMES = {CLEAN: "clean", AUGMENTED: "augmented", PASTED: "pasted"}
 # Sources whose phone-free pictures receive pasted phones: scenes, and everyday photos (ImageNet classes).
 PASTE_RECIPIENT_SOURCES = frozenset({"office-cctv", "webcam-held", "imagenet-sample"})
-
-
-@dataclass(frozen=True)
-class ViewConfig:
-    """How many views of which kind each picture gets; saved with the bank so a changed recipe rebuilds it."""
-
-    image_size: int = 448
-    augmented_views: int = 2
-    pasted_views: int = 2
-    # Fraction of ImageNet-sample pictures (everyday photos) that receive pasted phones.
-    imagenet_paste_fraction: float = 0.3
-    seed: int = 0
-
-    @property
-    def grid(self) -> int:
-        return self.image_size // STRIDE
-
-    def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig(image_size=self.image_size, resize_size=self.image_size, center_crop=False)
 
 
 @dataclass
