@@ -97,3 +97,51 @@ def review_agreement() -> ReviewAgreement:
         ground_truth_reviewed=len(truth),
         agreed_with_ground_truth=sum(upload.reviewed_label == upload.ground_truth_label for upload in truth),
     )
+
+
+@dataclass(frozen=True)
+class TrustedScore:
+    correct: int
+    count: int
+    accuracy: float
+    pictures: str  # a letter per distinct picture set on the page: same letter, same pictures
+
+
+@dataclass(frozen=True)
+class VersionHistoryRow:
+    """One model version's latest scores on the trusted pictures (None when it was never scored)."""
+
+    name: str
+    is_active: bool
+    created: object
+    ground_truth: TrustedScore | None
+    eval: TrustedScore | None
+
+
+def version_score_history() -> list[VersionHistoryRow]:
+    """Every scored version, newest first, with its latest ground-truth and eval scores (slice "all"); the
+    ``pictures`` letter tells which rows were scored on the same pictures."""
+    from phoneapp.models import ModelVersion, VersionScore
+
+    latest: dict[tuple[int, str], VersionScore] = {}
+    for score in VersionScore.objects.filter(slice="all").order_by("created", "pk"):
+        latest[(score.version_id, score.picture_set)] = score
+    letters: dict[str, str] = {}
+
+    def trusted(score: VersionScore | None) -> TrustedScore | None:
+        if score is None:
+            return None
+        letter = letters.setdefault(score.pictures_digest, chr(ord("A") + len(letters) % 26))
+        return TrustedScore(score.correct, score.count, score.accuracy, letter)
+
+    scored = {version_id for version_id, _ in latest}
+    return [
+        VersionHistoryRow(
+            name=version.name,
+            is_active=version.is_active,
+            created=version.created,
+            ground_truth=trusted(latest.get((version.pk, VersionScore.Set.GROUND_TRUTH))),
+            eval=trusted(latest.get((version.pk, VersionScore.Set.EVAL))),
+        )
+        for version in ModelVersion.objects.filter(pk__in=scored).order_by("-created")
+    ]
