@@ -274,6 +274,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "eval_score",
         "accuracy",
         "f1",
+        "roc_auc",
         "threshold",
         "checksum_short",
     ]

@@ -112,9 +112,6 @@ def review_decide(request: HttpRequest, upload_id: int) -> HttpResponse:
             {
                 "id": decided.pk,
                 "reviewed_label": decided.reviewed_label,
-                "reviewed_boxes": decided.reviewed_boxes,
-                "second_review": decided.second_review,
-                "ground_truth_label": decided.ground_truth_label,
                 "labelled": len(prior),
                 "next_id": next_id,
                 "next_url": next_url,
