@@ -296,7 +296,7 @@ def _recipe(request: RetrainRequest) -> Any:
         parts["settings"]["epochs"] = request.epochs
     try:
         return SceneRecipe(views=ViewConfig(**parts["views"]), settings=TrainSettings(**parts["settings"]), **parts[""])
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise RetrainError(f"Bad training setting: {error}") from error
 
 
