@@ -12,12 +12,14 @@ import hashlib
 import io
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
 from phoneapp.models import ModelVersion, ReviewSplit, Upload, UploadStatus, VersionScore
@@ -153,6 +155,14 @@ def test_two_retrains_are_scored_on_the_same_trusted_pictures_which_never_train(
 
     assert set(digests(first["version"])) == {("ground_truth", "all"), ("eval", "all")}
     assert digests(first["version"]) == digests(second["version"])
+    staff = Client()
+    staff.force_login(reviewer)
+    history = staff.get("/dashboard/").content.decode().split('id="version-history"')[1].split("</table>")[0]
+    assert first["version"] in history and second["version"] in history
+    assert "imagenet-zero-shot <strong>(active)</strong>" in history
+    assert history.count("set A") == 3 and history.count("set B") == 3  # three versions, the same two sets
+    versions_admin = staff.get("/admin/phoneapp/modelversion/").content.decode()
+    assert re.search(r"<td class=\"field-ground_truth_score\">\d/4 \(\d+\.\d%\)</td>", versions_admin)
 
     trusted_paths = {str(Path(u.image.path).resolve()) for u in [*truth, *eval_pictures]}
     models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
