@@ -15,10 +15,16 @@ from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from phoneapp.decision_selectors import model_version_decision_rule, uncertainty_expression, unsure_q, upload_verdict
-from phoneapp.models import Label, ModelVersion, Upload
+from phoneapp.models import Label, ModelVersion, Upload, VersionScore
 from phoneapp.services.api_tokens import api_token_prefix
+from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
 from phoneapp.services.model_versions import model_version_activate
-from phoneapp.services.reviews import uploads_confirm_predictions, uploads_set_reviewed_label
+from phoneapp.services.reviews import (
+    BadBoxes,
+    review_boxes_parse,
+    uploads_confirm_predictions,
+    uploads_set_reviewed_label,
+)
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
 
 
@@ -94,11 +100,22 @@ class UploadAdmin(admin.ModelAdmin):
         "status",
         "model_version",
         "reviewed_label",
+        "ground_truth_label",
+        "second_review",
+        "review_split",
     ]
     search_fields = ["original_name", "sha256", "owner__username", "owner__email"]
     list_select_related = ["owner", "model_version"]
     list_per_page = 50
-    actions = ["confirm_model_verdict", "mark_as_phone", "mark_as_not_phone"]
+    actions = [
+        "confirm_model_verdict",
+        "mark_as_phone",
+        "mark_as_not_phone",
+        "confirm_as_ground_truth",
+        "ground_truth_phone",
+        "ground_truth_not_phone",
+        "remove_from_ground_truth",
+    ]
     readonly_fields = [
         "picture_full",
         "owner",
@@ -119,8 +136,15 @@ class UploadAdmin(admin.ModelAdmin):
         "inference_ms",
         "reviewed_by",
         "reviewed_at",
+        "review_split",
+        "second_review",
+        "second_label",
+        "second_reviewed_by",
+        "ground_truth_label",
+        "ground_truth_by",
+        "ground_truth_at",
     ]
-    fields = [*readonly_fields[:13], "reviewed_label", *readonly_fields[13:]]
+    fields = [*readonly_fields[:13], "reviewed_label", "reviewed_boxes", *readonly_fields[13:]]
 
     class Media:
         css = {"all": ["phoneapp/admin.css"]}
@@ -152,8 +176,24 @@ class UploadAdmin(admin.ModelAdmin):
         context = {"upload": upload, "verdict": upload_verdict(upload=upload)}
         return render_to_string("admin/phoneapp/upload_picture.html", context)
 
-    def save_model(self, request: HttpRequest, obj: Upload, form: object, change: bool) -> None:
+    def get_form(self, request: HttpRequest, obj: Upload | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "reviewed_boxes" in form.base_fields:
+            form.base_fields["reviewed_boxes"].help_text = (
+                'Where the phones are: [{"box": [x1, y1, x2, y2]}, ...] as fractions of the picture; empty = none '
+                "drawn. To draw with the mouse or keyboard, open the picture in the review queue (link above)."
+            )
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Upload, form: Any, change: bool) -> None:
         # Editing the reviewed label by hand records who and when, exactly like the bulk actions.
+        if "reviewed_boxes" in form.changed_data:
+            try:
+                boxes = None if obj.reviewed_boxes is None else review_boxes_parse(raw=obj.reviewed_boxes)
+            except BadBoxes as error:
+                self.message_user(request, f"Boxes not saved: {error.message}", messages.ERROR)
+            else:
+                Upload.objects.filter(pk=obj.pk).update(reviewed_boxes=boxes)
         if obj.reviewed_label:
             uploads_set_reviewed_label(
                 uploads=Upload.objects.filter(pk=obj.pk), label=obj.reviewed_label, reviewer=request.user
@@ -183,12 +223,74 @@ class UploadAdmin(admin.ModelAdmin):
         count = uploads_set_reviewed_label(uploads=queryset, label=Label.NOT_PHONE, reviewer=request.user)
         self.message_user(request, f"Marked {count} upload(s) as not phone.", messages.SUCCESS)
 
+    @admin.action(description="Ground truth: confirm the reviewed label (scores every version, never trains)")
+    def confirm_as_ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+        count = uploads_mark_ground_truth(uploads=queryset, by=request.user)
+        skipped = queryset.filter(reviewed_label="").count()
+        note = f"; {skipped} unreviewed upload(s) left alone" if skipped else ""
+        self.message_user(request, f"{count} picture(s) are now ground truth{note}.", messages.SUCCESS)
+
+    @admin.action(description="Ground truth: phone")
+    def ground_truth_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+        count = uploads_mark_ground_truth(uploads=queryset, by=request.user, label=Label.PHONE)
+        self.message_user(request, f"{count} picture(s) are now ground truth: phone.", messages.SUCCESS)
+
+    @admin.action(description="Ground truth: not phone")
+    def ground_truth_not_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+        count = uploads_mark_ground_truth(uploads=queryset, by=request.user, label=Label.NOT_PHONE)
+        self.message_user(request, f"{count} picture(s) are now ground truth: not phone.", messages.SUCCESS)
+
+    @admin.action(description="Remove from ground truth")
+    def remove_from_ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+        count = uploads_unmark_ground_truth(uploads=queryset)
+        self.message_user(request, f"{count} upload(s) removed from ground truth.", messages.SUCCESS)
+
+
+class VersionScoreInline(admin.TabularInline):
+    """Each retrain's scores of this version on the trusted pictures (same digest = same pictures)."""
+
+    model = VersionScore
+    fields = ["created", "picture_set", "slice", "correct", "count", "accuracy", "false_positives", "false_negatives"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def _latest_score(version: ModelVersion, picture_set: str) -> str:
+    score = version.scores.filter(picture_set=picture_set, slice="all").order_by("-created").first()
+    return f"{score.correct}/{score.count} ({score.accuracy:.1%})" if score else "—"
+
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "created", "accuracy", "f1", "roc_auc", "threshold", "checksum_short"]
+    list_display = [
+        "name",
+        "is_active",
+        "created",
+        "ground_truth_score",
+        "eval_score",
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "threshold",
+        "checksum_short",
+    ]
     list_filter = ["is_active"]
-    readonly_fields = ["name", "path", "checksum", "created", "is_active", "decision", "figures", "metrics"]
+    readonly_fields = [
+        "name",
+        "path",
+        "checksum",
+        "created",
+        "is_active",
+        "decision",
+        "retrain_decision",
+        "figures",
+        "metrics",
+    ]
+    inlines = [VersionScoreInline]
     exclude = ["data_summary"]
     actions = ["activate_version"]
 
@@ -215,6 +317,22 @@ class ModelVersionAdmin(admin.ModelAdmin):
             f"phone when P(phone) ≥ {rule.threshold:.3f}; unsure between {rule.unsure_low:.3f} and "
             f"{rule.unsure_high:.3f} ({source.get(rule.source, rule.source)})"
         )
+
+    @admin.display(description="ground truth (latest)")
+    def ground_truth_score(self, version: ModelVersion) -> str:
+        return _latest_score(version, VersionScore.Set.GROUND_TRUTH)
+
+    @admin.display(description="eval split (latest)")
+    def eval_score(self, version: ModelVersion) -> str:
+        return _latest_score(version, VersionScore.Set.EVAL)
+
+    @admin.display(description="promotion")
+    def retrain_decision(self, version: ModelVersion) -> str:
+        """The retrain's decision and the rule it applied (empty for shipped versions)."""
+        from phoneapp.services.retraining import PROMOTION_RULE
+
+        decision = (version.metrics or {}).get("decision") if isinstance(version.metrics, dict) else None
+        return f"{decision} Rule: {PROMOTION_RULE}" if decision else "—"
 
     @admin.display(description="figures")
     def figures(self, version: ModelVersion) -> SafeString:
@@ -261,7 +379,8 @@ def headline_figures(metrics: Any) -> dict[str, Any]:
     """The figures the version list shows: cross-validation on the shared set when measured, else the test set's,
     else whichever set comes first (older manifests keep them at the top)."""
     sets = dict(_figure_sets(metrics))
-    for name in ("overall", "cross_validation › shared_set", "test › shared_set", "validation › shared_set"):
+    names = ("overall", "cross_validation › shared_set", "cross_validation › all", "test › shared_set")
+    for name in (*names, "validation › shared_set"):
         if name in sets:
             return sets[name]
     return next(iter(sets.values()), {})

@@ -40,6 +40,22 @@ def heatmap_path(instance: Upload, filename: str) -> str:
     return timezone.now().strftime(f"heatmaps/%Y/%m/%d/{uuid.uuid4().hex}.png")
 
 
+class ReviewSplit(models.TextChoices):
+    """Where a reviewed picture serves: training the next version, or measuring every version (never trained on)."""
+
+    TRAIN = "train", "Train"
+    EVAL = "eval", "Eval"
+
+
+class SecondReview(models.TextChoices):
+    """A review that contradicts a confident verdict waits for a second reviewer before it trains anything."""
+
+    NOT_NEEDED = "", "Not needed"
+    WAITING = "waiting", "Waiting for a second reviewer"
+    AGREED = "agreed", "Second reviewer agreed"
+    DISAGREED = "disagreed", "Second reviewer disagreed"
+
+
 class ModelVersion(models.Model):
     """One trained (or zero-shot) model that can classify uploads; at most one is active at a time."""
 
@@ -102,6 +118,23 @@ class Upload(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews"
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    # Where the reviewer says the phones are ([[x1, y1, x2, y2], ...], normalised like predicted_boxes); null when
+    # the reviewer did not draw or correct boxes (a phone is then trained through its best cell).
+    reviewed_boxes = models.JSONField(null=True, blank=True)
+    # Set once, at the first review, from a stable hash of the picture (sha256): duplicates land together, and
+    # eval pictures never train (phoneapp/services/review_splits.py).
+    review_split = models.CharField(max_length=5, choices=ReviewSplit.choices, blank=True)
+    second_review = models.CharField(max_length=10, choices=SecondReview.choices, blank=True)
+    second_label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    second_reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="second_reviews"
+    )
+    # Staff-confirmed labels every version is scored on; never trained on (Label Studio's ground truth).
+    ground_truth_label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    ground_truth_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="ground_truths"
+    )
+    ground_truth_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -132,9 +165,13 @@ class Upload(models.Model):
         return bool(self.reviewed_label)
 
     @property
+    def is_ground_truth(self) -> bool:
+        return bool(self.ground_truth_label)
+
+    @property
     def final_label(self) -> str:
-        """What we believe now: the reviewer's label if there is one, else the model's."""
-        return self.reviewed_label or self.predicted_label
+        """What we believe now: ground truth if staff confirmed one, else the reviewer's label, else the model's."""
+        return self.ground_truth_label or self.reviewed_label or self.predicted_label
 
     @property
     def is_unsure(self) -> bool:
@@ -142,3 +179,33 @@ class Upload(models.Model):
         from phoneapp.decision_selectors import upload_verdict
 
         return upload_verdict(upload=self) == "unsure"
+
+
+class VersionScore(models.Model):
+    """How one model version scored on one trusted picture set (ground truth or the eval split), per slice.
+
+    ``pictures_digest`` (sha256 over the sorted picture hashes) tells whether two versions were scored on the same
+    pictures, so the dashboard compares like with like.
+    """
+
+    class Set(models.TextChoices):
+        GROUND_TRUTH = "ground_truth", "Ground truth"
+        EVAL = "eval", "Eval split"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scores")
+    picture_set = models.CharField(max_length=12, choices=Set.choices)
+    slice = models.CharField(max_length=60, default="all")
+    count = models.PositiveIntegerField()
+    correct = models.PositiveIntegerField()
+    accuracy = models.FloatField()
+    false_positives = models.PositiveIntegerField(default=0)
+    false_negatives = models.PositiveIntegerField(default=0)
+    pictures_digest = models.CharField(max_length=64)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "picture_set", "slice"]
+        indexes = [models.Index(fields=["version", "picture_set", "slice", "-created"])]
+
+    def __str__(self) -> str:
+        return f"{self.version} on {self.picture_set}/{self.slice}: {self.correct}/{self.count}"

@@ -7,6 +7,9 @@ defined even for an upload that has just left the queue because it was reviewed.
 
 The same picture sent several times (same ``sha256``) is one item: the queue shows the group's oldest unreviewed
 upload, and a decision on it labels the whole group.
+
+Reviews waiting for a second reviewer (they contradicted a confident verdict, :mod:`phoneapp.services.reviews`)
+come before everything else, for every reviewer except the one who made them.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.http import Http404
 
 from phoneapp.decision_selectors import uncertainty_expression
-from phoneapp.models import Upload, UploadStatus
+from phoneapp.models import SecondReview, Upload, UploadStatus
 
 
 @dataclass(frozen=True)
@@ -36,21 +39,41 @@ def _unreviewed() -> QuerySet[Upload]:
     return Upload.objects.filter(status=UploadStatus.DONE, reviewed_label="")
 
 
-def review_queue() -> QuerySet[Upload]:
-    """Done, not-yet-reviewed uploads of every user, one per picture, most uncertain first."""
-    earlier_twin = _unreviewed().filter(sha256=OuterRef("sha256"), pk__lt=OuterRef("pk"))
+def _waiting_q(reviewer_id: int | None) -> Q:
+    """Reviews waiting for a second opinion that ``reviewer_id`` may give (not their own)."""
+    return Q(second_review=SecondReview.WAITING) & ~Q(reviewed_by_id=reviewer_id) & ~Q(reviewed_label="")
+
+
+def _needs_review(reviewer_id: int | None) -> QuerySet[Upload]:
+    return Upload.objects.filter(Q(reviewed_label="") | _waiting_q(reviewer_id), status=UploadStatus.DONE)
+
+
+def _priority() -> Case:
+    """0 for reviews waiting for a second reviewer (they hold training back), 1 for the rest."""
+    return Case(When(second_review=SecondReview.WAITING, then=Value(0)), default=Value(1), output_field=IntegerField())
+
+
+def review_queue(*, reviewer_id: int | None = None) -> QuerySet[Upload]:
+    """Done uploads of every user that need ``reviewer_id``'s decision, one per picture: reviews waiting for a
+    second reviewer first, then unreviewed ones most uncertain first."""
+    candidates = _needs_review(reviewer_id)
+    earlier_twin = candidates.filter(sha256=OuterRef("sha256"), pk__lt=OuterRef("pk"))
     return (
-        _unreviewed()
-        .exclude(Exists(earlier_twin))
-        .select_related("model_version", "owner")
-        .annotate(uncertainty=uncertainty_expression())
-        .order_by("uncertainty", "id")
+        candidates.exclude(Exists(earlier_twin))
+        .select_related("model_version", "owner", "reviewed_by")
+        .annotate(priority=_priority(), uncertainty=uncertainty_expression())
+        .order_by("priority", "uncertainty", "id")
     )
 
 
-def review_queue_first(*, skipped: Sequence[int] = ()) -> Upload | None:
+def review_upload_in_queue(*, upload: Upload, reviewer_id: int | None) -> bool:
+    """Whether ``upload`` still needs this reviewer's decision."""
+    return _needs_review(reviewer_id).filter(pk=upload.pk).exists()
+
+
+def review_queue_first(*, skipped: Sequence[int] = (), reviewer_id: int | None = None) -> Upload | None:
     """The head of the queue, leaving out what this reviewer skipped while anything else is left."""
-    queue = review_queue()
+    queue = review_queue(reviewer_id=reviewer_id)
     return queue.exclude(pk__in=list(skipped)).first() or queue.first()
 
 
@@ -59,7 +82,7 @@ def review_upload_get(*, upload_id: int) -> Upload:
     try:
         return (
             Upload.objects.select_related("model_version", "owner", "reviewed_by")
-            .annotate(uncertainty=uncertainty_expression())
+            .annotate(priority=_priority(), uncertainty=uncertainty_expression())
             .get(pk=upload_id, status=UploadStatus.DONE)
         )
     except Upload.DoesNotExist as error:
@@ -72,10 +95,15 @@ def review_duplicates(*, upload: Upload) -> QuerySet[Upload]:
 
 
 def _after(upload: Upload) -> Q:
-    return Q(uncertainty__gt=upload.uncertainty) | Q(uncertainty=upload.uncertainty, pk__gt=upload.pk)
+    priority, uncertainty = upload.priority, upload.uncertainty  # type: ignore[attr-defined]
+    return (
+        Q(priority__gt=priority)
+        | Q(priority=priority, uncertainty__gt=uncertainty)
+        | Q(priority=priority, uncertainty=uncertainty, pk__gt=upload.pk)
+    )
 
 
-def review_place(*, upload: Upload, history: Sequence[int] = ()) -> ReviewPlace:
+def review_place(*, upload: Upload, history: Sequence[int] = (), reviewer_id: int | None = None) -> ReviewPlace:
     """The queue's neighbours of ``upload`` (annotated by :func:`review_upload_get`) and the count left.
 
     ``history`` is the ids this reviewer decided in this session, oldest first. "Previous" walks back through it:
@@ -83,16 +111,18 @@ def review_place(*, upload: Upload, history: Sequence[int] = ()) -> ReviewPlace:
     in the queue (one passed over with "next"), else to the last one decided -- so a reviewer can always go back
     to what they just did.
     """
-    queue = review_queue().exclude(pk=upload.pk)
+    queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
     following = queue.filter(_after(upload)).values_list("pk", flat=True).first()
-    remaining = review_queue().count()
-    in_queue = not upload.reviewed_label
+    remaining = review_queue(reviewer_id=reviewer_id).count()
+    in_queue = review_upload_in_queue(upload=upload, reviewer_id=reviewer_id)
     position = queue.exclude(_after(upload)).count() + 1 if in_queue else 0
     if upload.pk in history:
         earlier = list(history[: history.index(upload.pk)])
         previous_id = earlier[-1] if earlier else None
     else:
-        passed_over = queue.exclude(_after(upload)).order_by("-uncertainty", "-id").values_list("pk", flat=True)
+        passed_over = (
+            queue.exclude(_after(upload)).order_by("-priority", "-uncertainty", "-id").values_list("pk", flat=True)
+        )
         previous_id = passed_over.first() if in_queue else None
         if previous_id is None and history:
             previous_id = history[-1]
@@ -105,10 +135,10 @@ def review_place(*, upload: Upload, history: Sequence[int] = ()) -> ReviewPlace:
     )
 
 
-def review_next_after(*, upload: Upload, skipped: Sequence[int] = ()) -> int | None:
+def review_next_after(*, upload: Upload, skipped: Sequence[int] = (), reviewer_id: int | None = None) -> int | None:
     """What to show after deciding on (or skipping) ``upload``: the next in the queue not skipped, else the first
     left (skipped earlier)."""
-    queue = review_queue().exclude(pk=upload.pk)
+    queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
     following = queue.filter(_after(upload)).exclude(pk__in=list(skipped)).values_list("pk", flat=True).first()
     if following is not None:
         return following

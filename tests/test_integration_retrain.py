@@ -44,12 +44,12 @@ def test_running_worker_uses_the_retrained_version_for_the_next_upload(
 
     data = write_synthetic_folder(tmp_path / "data", per_label=12)
     out = io.StringIO()
-    quick = ["--set", "image_size=64", "--set", "views_per_image=1", "--set", "composites_per_fold=0"]
+    quick = ["--set", "image_size=96", "--set", "augmented_views=1", "--set", "pasted_views=0"]
     call_command(
         "retrain",
         *quick,
         "--set",
-        "folds=3",
+        "folds=2",
         "--epochs",
         "2",
         "--data-dir",

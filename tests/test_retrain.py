@@ -1,27 +1,41 @@
-"""``manage.py retrain`` and ``manage.py evaluate``: reviewed labels in, a measured model version out."""
+"""``manage.py retrain`` and ``manage.py evaluate``: settled reviewed labels in, a scene-model version out, promoted
+only on trusted evidence (ground truth and the eval split, never trained on).
+
+Pictures are drawn here (close-up phone-like slabs and green-noise non-phones, 96 px): the zero-shot test default
+calls them all "not a phone", the shipped model gets them nearly all right, and a tiny scene model learns them
+in seconds -- enough to tell a candidate that learnt the truth from one that learnt flipped labels.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
-from phoneapp.models import ModelVersion, Upload, UploadStatus
-from phoneapp.services.classification import upload_classify
-from phoneapp.services.model_versions import model_version_active
+from phoneapp.models import ModelVersion, ReviewSplit, Upload, UploadStatus, VersionScore
+from phoneapp.services.ground_truth import uploads_mark_ground_truth
+from phoneapp.services.model_versions import model_version_activate, model_version_active
+from phoneapp.services.retraining import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion, paired_test
+from phoneapp.services.reviews import uploads_set_reviewed_label
 from tests.images import encode
-from tests.synthetic import synthetic_picture, write_synthetic_folder
+from tests.ml_drawing import draw_not_phone, draw_phone_like
+from tests.synthetic import write_synthetic_folder
 
 pytestmark = pytest.mark.django_db
 
-# Small and quick: 64 px inputs, one augmented view, no composites, three folds.
-QUICK = ["--set", "image_size=64", "--set", "views_per_image=1", "--set", "composites_per_fold=0", "--set", "folds=3"]
+# Small and quick: 96 px inputs, one augmented view, no pasted phones, two folds, few epochs.
+QUICK = ["--set", "image_size=96", "--set", "augmented_views=1", "--set", "pasted_views=0", "--set", "folds=2"]
+QUICK += ["--epochs", "12"]
 
 
 def run_retrain(*args: str) -> dict:
@@ -30,87 +44,174 @@ def run_retrain(*args: str) -> dict:
     return json.loads(out.getvalue())
 
 
-def reviewed_upload(owner: User, label: str, rng: random.Random, *, reviewer: User | None = None) -> Upload:
-    from django.core.files.base import ContentFile
-
-    data = encode(synthetic_picture(label, rng), "PNG")
+def drawn_upload(owner: User, label: str, rng: random.Random) -> Upload:
+    """A classified upload of a freshly drawn picture whose truth is ``label`` (nobody has reviewed it yet)."""
+    picture = (draw_phone_like if label == "phone" else draw_not_phone)(rng, 96)
+    data = encode(picture, "PNG")
     upload = Upload(
         owner=owner,
         original_name=f"{label}.png",
-        sha256=str(rng.random()),
+        sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
-        width=160,
-        height=120,
+        width=96,
+        height=96,
         content_type="image/png",
-        reviewed_label=label,
-        reviewed_by=reviewer,
-        reviewed_at=timezone.now(),
+        status=UploadStatus.DONE,
+        predicted_label="not_phone",
+        probability=0.1,
     )
     upload.image.save("x.png", ContentFile(data), save=False)
     upload.save()
     return upload
 
 
-def test_retrain_from_reviewed_uploads_registers_a_better_version_and_next_prediction_uses_it(
+def reviewed_uploads(owner: User, reviewer: User, count: int, rng: random.Random, *, flip: bool = False) -> list:
+    """``count`` uploads, half phones, reviewed through the review service (which assigns the split); with
+    ``flip`` every label the reviewer gives is the wrong one."""
+    made = []
+    for index in range(count):
+        truth = "phone" if index % 2 else "not_phone"
+        upload = drawn_upload(owner, truth, rng)
+        given = {"phone": "not_phone", "not_phone": "phone"}[truth] if flip else truth
+        uploads_set_reviewed_label(uploads=Upload.objects.filter(pk=upload.pk), label=given, reviewer=reviewer)
+        made.append(upload)
+    return made
+
+
+def ground_truth(owner: User, reviewer: User, per_label: int, rng: random.Random) -> list[Upload]:
+    made = []
+    for label in ("phone", "not_phone"):
+        for _ in range(per_label):
+            upload = drawn_upload(owner, label, rng)
+            uploads_mark_ground_truth(uploads=Upload.objects.filter(pk=upload.pk), by=reviewer, label=label)
+            made.append(upload)
+    return made
+
+
+def test_wrong_labels_are_not_promoted_over_the_shipped_model(alice: User, reviewer: User) -> None:
+    shipped = ModelVersion.objects.get(name="finetuned-lite2-v2")
+    model_version_activate(version=shipped)
+    rng = random.Random(11)
+    ground_truth(alice, reviewer, 15, rng)
+    reviewed_uploads(alice, reviewer, 40, rng, flip=True)
+
+    report = run_retrain()
+
+    assert report["data_summary"]["ground_truth"]["pictures"] == 30
+    assert report["registered"] is True
+    assert report["promoted"] is False, report["decision"]
+    assert "worse than the active model on ground_truth" in report["decision"]
+    assert report["paired_tests"]["ground_truth"]["candidate_worse"] is True
+    assert model_version_active() == shipped
+    candidate = ModelVersion.objects.get(name=report["version"])
+    assert candidate.is_active is False
+    assert candidate.metrics["decision"] == report["decision"]
+
+
+def test_correct_labels_on_a_slice_the_active_model_misses_are_promoted_by_the_paired_test(
     alice: User, reviewer: User
 ) -> None:
-    rng = random.Random(1)
-    for index in range(40):
-        reviewed_upload(alice, "phone" if index % 2 else "not_phone", rng, reviewer=reviewer)
-    # A prediction nobody reviewed must never become a training label.
-    unreviewed = reviewed_upload(alice, "phone", rng)
-    Upload.objects.filter(pk=unreviewed.pk).update(reviewed_label="", reviewed_at=None, predicted_label="phone")
+    rng = random.Random(12)
+    ground_truth(alice, reviewer, MIN_GROUND_TRUTH_PER_LABEL, rng)
+    reviewed_uploads(alice, reviewer, 36, rng)
 
-    report = run_retrain("--epochs", "4")
+    report = run_retrain()
 
-    assert report["data_summary"]["per_label"] == {"not_phone": 20, "phone": 20}
-    assert report["data_summary"]["per_source"] == {"reviewed-upload": {"not_phone": 20, "phone": 20}}
-    assert report["registered"] is True
-    assert report["promoted"] is True, report["decision"]
-    assert report["candidate"]["accuracy"] >= 0.9
+    gt = report["paired_tests"]["ground_truth"]
     assert report["active"]["model_version"] == "imagenet-zero-shot"
-    version = ModelVersion.objects.get(name=report["version"])
-    assert version.is_active
-    assert version.metrics["accuracy"] == report["candidate"]["accuracy"]
-    assert version.data_summary["pictures"] == 40
-    assert len(version.checksum) == 64
-
-    new_upload = reviewed_upload(alice, "phone", rng)
-    Upload.objects.filter(pk=new_upload.pk).update(reviewed_label="", reviewed_at=None, status=UploadStatus.PENDING)
-    classified = upload_classify(upload_id=new_upload.pk)
-    assert classified is not None
-    assert classified.model_version == version
-    assert classified.predicted_label == "phone"
+    assert gt["candidate_only_right"] > gt["active_only_right"], gt
+    assert report["promoted"] is True, report["decision"]
+    assert model_version_active().name == report["version"]
+    assert report["candidate"]["ground_truth"]["all"]["accuracy"] >= 0.8
+    assert report["warm_start"] is None  # the zero-shot model is not a scene model: the head started fresh
 
 
-def test_candidate_that_is_worse_is_not_promoted_unless_forced(tmp_path: Path) -> None:
-    data = write_synthetic_folder(tmp_path / "data", per_label=20)
-    good = run_retrain("--data-dir", str(data), "--epochs", "4")
-    assert good["promoted"] is True
-    # Learning rates of zero leave the new head untrained: the candidate can only be worse.
-    untrained = ["--set", "head_lr=0", "--set", "tail_lr=0", "--epochs", "1", "--data-dir", str(data)]
+def test_two_retrains_are_scored_on_the_same_trusted_pictures_which_never_train(
+    alice: User, reviewer: User, settings: object
+) -> None:
+    rng = random.Random(13)
+    truth = ground_truth(alice, reviewer, 2, rng)  # too few to judge: nothing may be promoted automatically
+    reviewed = reviewed_uploads(alice, reviewer, 36, rng)
+    reviewed = [Upload.objects.get(pk=u.pk) for u in reviewed]
+    boxed = [u for u in reviewed if u.reviewed_label == "phone" and u.review_split == ReviewSplit.TRAIN][:3]
+    Upload.objects.filter(pk__in=[u.pk for u in boxed]).update(reviewed_boxes=[{"box": [0.2, 0.1, 0.6, 0.8]}])
+    eval_pictures = [u for u in reviewed if u.review_split == ReviewSplit.EVAL]
+    assert eval_pictures, "the stable hash put no picture in the eval split; draw a few more"
 
-    refused = run_retrain(*untrained)
+    first = run_retrain()
+    second = run_retrain("--seed", "1")
 
-    assert refused["promoted"] is False
-    assert "not promoted" in refused["decision"]
-    assert refused["registered"] is True
-    assert model_version_active().name == good["version"]
-    assert ModelVersion.objects.get(name=refused["version"]).is_active is False
+    for report in (first, second):
+        assert report["promoted"] is False
+        assert "too little ground truth" in report["decision"]
+        assert report["data_summary"]["boxed_pictures"] == 3
+        assert report["data_summary"]["eval"]["pictures"] == len(eval_pictures)
+        assert not ModelVersion.objects.get(name=report["version"]).is_active
+    assert model_version_active().name == "imagenet-zero-shot"
 
-    forced = run_retrain(*untrained, "--activate")
-    assert forced["promoted"] is True
-    assert model_version_active().name == forced["version"]
+    def digests(version: str) -> dict[tuple[str, str], str]:
+        scores = VersionScore.objects.filter(version__name=version, slice="all")
+        return {(score.picture_set, score.slice): score.pictures_digest for score in scores}
+
+    assert set(digests(first["version"])) == {("ground_truth", "all"), ("eval", "all")}
+    assert digests(first["version"]) == digests(second["version"])
+    staff = Client()
+    staff.force_login(reviewer)
+    history = staff.get("/dashboard/").content.decode().split('id="version-history"')[1].split("</table>")[0]
+    assert first["version"] in history and second["version"] in history
+    assert "imagenet-zero-shot <strong>(active)</strong>" in history
+    assert history.count("set A") == 3 and history.count("set B") == 3  # three versions, the same two sets
+    versions_admin = staff.get("/admin/phoneapp/modelversion/").content.decode()
+    assert re.search(r"<td class=\"field-ground_truth_score\">\d/4 \(\d+\.\d%\)</td>", versions_admin)
+
+    trusted_paths = {str(Path(u.image.path).resolve()) for u in [*truth, *eval_pictures]}
+    models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
+    for report in (first, second):
+        split = json.loads((models_dir / report["version"] / "split.json").read_text())
+        trained = {str(Path(path).resolve()) for path in split["folds"]}
+        assert len(trained) == report["data_summary"]["pictures"]
+        assert not trained & trusted_paths
+
+
+def test_activate_is_a_persons_decision_even_without_ground_truth(tmp_path: Path) -> None:
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+    report = run_retrain("--data-dir", str(data), "--activate")
+    assert report["promoted"] is True
+    assert "--activate" in report["decision"]
+    assert model_version_active().name == report["version"]
+
+
+def test_the_paired_test_refuses_only_a_candidate_that_is_significantly_worse() -> None:
+    enough = {"phone": 10, "not_phone": 10}
+    # 8 pictures only the active model gets right, none only the candidate: p = 1/256, refused.
+    clearly_worse = paired_test(candidate=[False] * 8 + [True] * 12, active=[True] * 20)
+    assert clearly_worse.candidate_worse
+    promoted, why = decide_promotion(
+        ground_truth_per_label=enough, tests={"ground_truth": clearly_worse}, has_active=True, force=False
+    )
+    assert not promoted and "worse than the active model on ground_truth" in why
+    # One picture worse, two better: not significantly worse, promoted.
+    close = paired_test(candidate=[False, True, True] + [True] * 17, active=[True, False, False] + [True] * 17)
+    assert not close.candidate_worse
+    assert decide_promotion(ground_truth_per_label=enough, tests={"ground_truth": close}, has_active=True, force=False)[
+        0
+    ]
+    # Not enough ground truth: never automatic, whatever the scores.
+    promoted, why = decide_promotion(
+        ground_truth_per_label={"phone": 30, "not_phone": 3}, tests={}, has_active=True, force=False
+    )
+    assert not promoted and "7 more not_phone" in why
 
 
 def test_dry_run_trains_and_reports_but_registers_nothing(tmp_path: Path, settings: object) -> None:
-    data = write_synthetic_folder(tmp_path / "data", per_label=12)
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
     before = set(ModelVersion.objects.values_list("name", flat=True))
-    report = run_retrain("--data-dir", str(data), "--epochs", "1", "--dry-run")
+    report = run_retrain("--data-dir", str(data), "--dry-run")
     assert report["registered"] is False
     assert report["promoted"] is False
-    assert "accuracy" in report["candidate"]
+    assert "ground_truth" in report["candidate"]
     assert set(ModelVersion.objects.values_list("name", flat=True)) == before
+    assert not VersionScore.objects.exists()
     models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
     assert not (models_dir / report["version"]).exists()
     assert not [p for p in models_dir.iterdir() if p.name.startswith(".incoming")]
@@ -120,6 +221,28 @@ def test_no_reviewed_uploads_and_no_data_dir_is_a_clear_error() -> None:
     with pytest.raises(CommandError, match="No training data"):
         call_command("retrain", *QUICK, stdout=io.StringIO())
     assert not ModelVersion.objects.filter(name__startswith="retrain-").exists()
+
+
+def test_reviews_waiting_for_a_second_reviewer_and_trusted_pictures_never_train(alice: User, reviewer: User) -> None:
+    from phoneapp.models import SecondReview
+    from phoneapp.training_selectors import eval_uploads, ground_truth_uploads, training_uploads
+
+    rng = random.Random(14)
+    reviewed = reviewed_uploads(alice, reviewer, 20, rng)
+    waiting, disagreed = reviewed[0], reviewed[1]
+    Upload.objects.filter(pk=waiting.pk).update(second_review=SecondReview.WAITING)
+    Upload.objects.filter(pk=disagreed.pk).update(second_review=SecondReview.DISAGREED)
+    truth = ground_truth(alice, reviewer, 1, rng)
+    # A duplicate of a ground-truth picture, reviewed: it must not train either.
+    twin = drawn_upload(alice, "phone", rng)
+    Upload.objects.filter(pk=twin.pk).update(sha256=truth[0].sha256, reviewed_label="phone", reviewed_at=timezone.now())
+
+    trained = {u.pk for u in training_uploads()}
+    measured = {u.pk for u in eval_uploads()}
+    assert waiting.pk not in trained | measured and disagreed.pk not in trained | measured
+    assert twin.pk not in trained | measured
+    assert not trained & measured
+    assert {u.pk for u in ground_truth_uploads()} == {u.pk for u in truth}
 
 
 def test_only_one_label_is_a_clear_error(tmp_path: Path) -> None:
@@ -146,6 +269,12 @@ def test_unknown_training_setting_is_refused() -> None:
         call_command("retrain", "--set", "learning_speed=11", stdout=io.StringIO())
 
 
+def test_help_states_the_promotion_rule() -> None:
+    from phoneapp.management.commands.retrain import Command
+
+    assert "McNemar" in Command.help and "ground-truth" in Command.help and "--activate" in Command.help
+
+
 def test_evaluate_command_reports_metrics_of_a_version_on_a_folder(tmp_path: Path) -> None:
     data = write_synthetic_folder(tmp_path / "data", per_label=5)
     out = io.StringIO()
@@ -156,10 +285,8 @@ def test_evaluate_command_reports_metrics_of_a_version_on_a_folder(tmp_path: Pat
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "ece", "confusion"} <= set(metrics)
 
 
-def test_evaluate_command_on_reviewed_uploads(alice: User) -> None:
-    rng = random.Random(3)
-    for label in ("phone", "not_phone", "phone"):
-        reviewed_upload(alice, label, rng)
+def test_evaluate_command_on_reviewed_uploads(alice: User, reviewer: User) -> None:
+    reviewed_uploads(alice, reviewer, 3, random.Random(3))
     out = io.StringIO()
     call_command("evaluate", stdout=out)
     assert "count        3" in out.getvalue()

@@ -28,6 +28,15 @@ class BoxSerializer(serializers.Serializer):
     score = serializers.FloatField(help_text="how sure the model is that this box holds a phone, 0 to 1")
 
 
+class ReviewedBoxSerializer(serializers.Serializer):
+    box = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=4,
+        max_length=4,
+        help_text="[x1, y1, x2, y2] as fractions of the picture as shown, drawn or corrected by a reviewer",
+    )
+
+
 class UploadSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField(help_text="this result in the API")
     label = serializers.CharField(
@@ -45,6 +54,9 @@ class UploadSerializer(serializers.ModelSerializer):
     reviewed_label = serializers.CharField(allow_blank=True)
     unsure = serializers.SerializerMethodField(help_text="verdict == 'unsure' (kept for older clients)")
     boxes = serializers.SerializerMethodField(help_text="where the model found phones, best first; may be empty")
+    reviewed_boxes = serializers.SerializerMethodField(
+        help_text="where a reviewer says the phones are ([x1, y1, x2, y2] fractions); null when no reviewer drew any"
+    )
     image = serializers.SerializerMethodField(help_text="the picture; only its owner can fetch it")
     thumbnail = serializers.SerializerMethodField(help_text="a small JPEG of the picture; only its owner can fetch it")
     heatmap = serializers.SerializerMethodField(
@@ -72,6 +84,7 @@ class UploadSerializer(serializers.ModelSerializer):
             "reviewed_label",
             "unsure",
             "boxes",
+            "reviewed_boxes",
             "image",
             "thumbnail",
             "heatmap",
@@ -111,6 +124,10 @@ class UploadSerializer(serializers.ModelSerializer):
     @extend_schema_field(BoxSerializer(many=True))
     def get_boxes(self, upload: Upload) -> list[dict[str, Any]]:
         return list(upload.predicted_boxes or []) if self._is_done(upload) else []
+
+    @extend_schema_field(ReviewedBoxSerializer(many=True, allow_null=True))
+    def get_reviewed_boxes(self, upload: Upload) -> list[dict[str, Any]] | None:
+        return None if upload.reviewed_boxes is None else list(upload.reviewed_boxes)
 
     @extend_schema_field(serializers.URLField())
     def get_image(self, upload: Upload) -> str:

@@ -74,7 +74,7 @@ def reviewed_upload_samples(*, workdir: Path) -> list[Sample]:
     reviewed = Upload.objects.exclude(reviewed_label="").order_by("pk")
     return [
         Sample(
-            path=str(_local_copy(upload, workdir)),
+            path=str(local_picture_path(upload, workdir)),
             label=upload.reviewed_label,
             group=f"sha256:{upload.sha256}",
             source="reviewed-upload",
@@ -83,7 +83,7 @@ def reviewed_upload_samples(*, workdir: Path) -> list[Sample]:
     ]
 
 
-def _local_copy(upload: Upload, workdir: Path) -> Path:
+def local_picture_path(upload: Upload, workdir: Path) -> Path:
     """A local file for the upload's picture: the storage's own path when it has one, else a copy (e.g. S3)."""
     storage = upload.image.storage
     try:

@@ -22,15 +22,23 @@ def _confusion(metrics: dict[str, Any] | None) -> str:
     return f"TN={tn} FP={fp} FN={fn} TP={tp}"
 
 
-def format_side_by_side(candidate: dict[str, Any], active: dict[str, Any] | None) -> str:
-    """Candidate and active model metrics in two columns (the active column is empty without one)."""
+def format_trusted_scores(candidate: dict[str, Any], active: dict[str, Any] | None) -> str:
+    """Candidate and active model on the same trusted pictures (ground truth, eval), one row per set and slice:
+    right / pictures and accuracy."""
     left = f"candidate {candidate.get('model_version', '')}"
     right = f"active {active.get('model_version', '')}" if active else "active (none)"
-    lines = [f"{'metric':<12} {left:<32} {right:<32}"]
-    for row in ROWS:
-        lines.append(f"{row:<12} {_cell(candidate.get(row)):<32} {_cell((active or {}).get(row)):<32}")
-    lines.append(f"{'confusion':<12} {_confusion(candidate):<32} {_confusion(active):<32}")
+    lines = [f"{'pictures':<28} {left:<32} {right:<32}"]
+    for set_name in ("ground_truth", "eval"):
+        for slice_name, row in candidate.get(set_name, {}).items():
+            other = ((active or {}).get(set_name) or {}).get(slice_name)
+            lines.append(f"{set_name + ' ' + slice_name:<28} {_score(row):<32} {_score(other):<32}")
     return "\n".join(lines)
+
+
+def _score(row: dict[str, Any] | None) -> str:
+    if not row or not row.get("count"):
+        return "—"
+    return f"{row['correct']}/{row['count']} ({_cell(row['accuracy'])})"
 
 
 def format_metrics_table(metrics: dict[str, Any]) -> str:

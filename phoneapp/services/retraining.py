@@ -1,43 +1,77 @@
-"""Turning reviewers' corrections into a new model version, promoted only when it is not worse.
+"""Turning reviewers' corrections into a new scene-model version, promoted only on trusted evidence.
 
-Used by ``manage.py retrain`` (and the ``retrain_model`` task on the training queue). Steps: collect labelled
-pictures (reviewed uploads, an optional folder, the base training folder), check they decode, train a candidate
-into a temporary directory, measure it and the active model on the same held-out pictures, then register it
-(moved into place with one atomic rename) and activate it if the promotion rule allows.
+Used by ``manage.py retrain`` (and the ``retrain_model`` task on the training queue). Steps:
+
+1. collect the training pictures: reviewed uploads of the ``train`` split whose label is settled (a review that
+   contradicted a confident verdict counts only once a second reviewer agreed), with the reviewers' boxes, plus
+   ``--data-dir`` / ``TRAINING_DATA_DIR``; ground-truth and eval pictures are never among them;
+2. train a scene-detector candidate (``ml_training.scene.train.train_scene_model``) into a temporary directory,
+   warm-started from the active model's head when the active model is a scene model;
+3. score the candidate and the active model on the same trusted pictures -- the ground-truth set and the eval
+   split -- per picture, and apply :data:`PROMOTION_RULE`;
+4. register the candidate (moved into place with one atomic rename), activate it if the rule allows, and store
+   both versions' scores (``VersionScore``) so the dashboard compares versions on the same pictures.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
+from PIL import Image
 
+from inference.images import ImageError, open_image
 from inference.loader import load
-from inference.manifest import ModelLoadError
-from ml_training.data import LABELS, Sample, load_samples
-from phoneapp.models import ModelVersion
+from inference.manifest import ModelLoadError, read_manifest
+from inference.prediction import NOT_PHONE, PHONE
+from ml_training.data import load_samples
+from ml_training.scene.data import SceneSample
+from ml_training.scene.data import read_manifest as read_scene_manifest
+from phoneapp.models import ModelVersion, Upload, VersionScore
 from phoneapp.services.errors import DomainError
-from phoneapp.services.evaluation import LabelledPictures, decode_labelled, measure_classifier, reviewed_upload_samples
+from phoneapp.services.evaluation import local_picture_path
 from phoneapp.services.model_versions import model_dir_of, model_version_register
+from phoneapp.training_selectors import (
+    eval_uploads,
+    ground_truth_uploads,
+    training_uploads,
+    uploads_held_for_second_review_count,
+)
 
 logger = logging.getLogger(__name__)
 
-# Below this many readable pictures of a label, a grouped train/validation/test split cannot be trusted.
+LABELS = (NOT_PHONE, PHONE)
+# Below this many readable pictures of a label, the candidate's grouped cross-validation cannot be trusted.
 MIN_PICTURES_PER_LABEL = 6
+# Ground truth needs this many pictures of each label before any automatic promotion: with fewer, a paired test
+# cannot tell a worse model from a lucky one.
+MIN_GROUND_TRUTH_PER_LABEL = 10
+# One-sided significance of "the candidate is worse" in the paired test.
+SIGNIFICANCE = 0.05
+# A phone box covering less than this fraction of the picture makes it a "scene" (a small phone among things).
+SCENE_BOX_AREA = 0.1
+SCENE_KIND = "scene-detector"
 
 PROMOTION_RULE = (
-    "The candidate becomes active only if, on the held-out pictures, its accuracy and its F1 are both at least "
-    "the active model's (ties promote: a retrain on more reviewed data is preferred when it is not worse)."
+    "The candidate becomes active automatically only when (1) the ground-truth set (staff-confirmed labels, never "
+    f"trained on) has at least {MIN_GROUND_TRUTH_PER_LABEL} pictures of each label, (2) on the ground-truth set a "
+    "paired McNemar test on the pictures where candidate and active model disagree does not find the candidate "
+    f"worse (one-sided exact p < {SIGNIFICANCE}), and (3) the same test on the eval split (a fixed 20% of reviewed "
+    "pictures, never trained on) does not find it worse either. Otherwise it is registered inactive with the "
+    "reason; --activate is a person's decision to activate it anyway."
 )
 
 Log = Callable[[str], None]
@@ -53,21 +87,51 @@ class RetrainRequest:
     data_dir: Path | None = None
     epochs: int | None = None
     seed: int = 0
-    # Any other ml_training TrainConfig field (e.g. {"image_size": 96}); unknown names are refused.
+    # Any field of the scene recipe's ViewConfig, TrainSettings or SceneRecipe (e.g. {"image_size": 96}).
     config_overrides: dict[str, Any] = field(default_factory=dict)
     force_activate: bool = False
     dry_run: bool = False
 
 
+@dataclass(frozen=True)
+class TrustedPicture:
+    """A picture every version is scored on: its label, the slices it counts in and its content hash."""
+
+    sha256: str
+    label: str
+    slices: tuple[str, ...]
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """McNemar's exact test on the pictures where exactly one of the two models is right."""
+
+    pictures: int
+    candidate_only_right: int
+    active_only_right: int
+    p_candidate_worse: float
+
+    @property
+    def candidate_worse(self) -> bool:
+        return self.p_candidate_worse < SIGNIFICANCE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "candidate_worse": self.candidate_worse}
+
+
 @dataclass
 class RetrainReport:
     version: str
+    rule: str
     data_summary: dict[str, Any]
     candidate: dict[str, Any]
     active: dict[str, Any] | None
+    paired_tests: dict[str, Any]
     promoted: bool
     decision: str
     registered: bool
+    warm_start: str | None
     training_metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,39 +141,61 @@ class RetrainReport:
 def retrain(
     *, request: RetrainRequest, log: Log = logger.info, progress: ProgressFactory | None = None
 ) -> RetrainReport:
-    """Run one retrain as described in the module docstring; raises :class:`RetrainError` when it cannot."""
-    from ml_training.train import TrainConfig, train_model
+    """Run one retrain as described in the module docstring; raises :class:`RetrainError` when it cannot, having
+    registered nothing. A dry run trains and scores but registers and stores nothing."""
+    from ml_training.scene.train import train_scene_model
 
-    config = _train_config(TrainConfig, request)
+    recipe = _recipe(request)
     models_root = Path(settings.MODELS_DIR)
     models_root.mkdir(parents=True, exist_ok=True)
     version = timezone.now().strftime("retrain-%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory(prefix=f".incoming-{version}-", dir=models_root) as scratch:
         scratch_dir = Path(scratch)
-        samples = _collect_samples(request, workdir=scratch_dir / "uploads")
-        pictures = decode_labelled(samples, advance=_progress(progress, "checking pictures", len(samples)))
-        summary = _data_summary(samples, pictures)
+        workdir = scratch_dir / "uploads"
+        workdir.mkdir()
+        offered = _collect_samples(request, workdir=workdir)
+        samples, unreadable = _readable(offered, _progress(progress, "checking pictures", len(offered)))
+        ground_truth = _trusted([(u, u.ground_truth_label) for u in ground_truth_uploads()], workdir)
+        evaluation = _trusted([(u, u.reviewed_label) for u in eval_uploads()], workdir)
+        summary = _data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
         _check_enough(summary)
         log(f"training data: {json.dumps(summary, sort_keys=True)}")
+        active_version = ModelVersion.objects.filter(is_active=True).first()
+        initial_head, warm_start = _warm_start(active_version, log)
         candidate_dir = scratch_dir / version
         try:
-            result = train_model(pictures.samples, config, candidate_dir, version=version, log=log)
+            result = train_scene_model(
+                samples, candidate_dir, version=version, recipe=recipe, initial_head=initial_head
+            )
         except (ValueError, RuntimeError) as error:
             raise RetrainError(f"Training failed: {error}") from error
-        held_out = _held_out(candidate_dir, pictures)
-        log(f"held-out pictures: {len(held_out.samples)}")
-        candidate_metrics = _measure(candidate_dir, held_out, progress, "evaluating candidate")
-        active_version = ModelVersion.objects.filter(is_active=True).first()
-        active_metrics = _measure_active(active_version, held_out, progress, log)
-        promoted, decision = _decide(candidate_metrics, active_metrics, force=request.force_activate)
+        candidate_right = _score(candidate_dir, ground_truth, evaluation, progress, "scoring candidate")
+        active_right = _score_active(active_version, ground_truth, evaluation, progress, log)
+        tests = {
+            name: paired_test(candidate=candidate_right[name], active=active_right[name])
+            for name in ("ground_truth", "eval")
+            if active_right is not None
+        }
+        promoted, decision = decide_promotion(
+            ground_truth_per_label=summary["ground_truth"]["per_label"],
+            tests=tests,
+            has_active=active_right is not None,
+            force=request.force_activate,
+        )
+        trusted = {"ground_truth": ground_truth, "eval": evaluation}
+        candidate_figures = _figures(candidate_right, trusted)
+        active_figures = _figures(active_right, trusted) if active_right is not None else None
         report = RetrainReport(
             version=version,
+            rule=PROMOTION_RULE,
             data_summary=summary,
-            candidate=candidate_metrics,
-            active=active_metrics,
+            candidate={"model_version": version, **candidate_figures},
+            active={"model_version": active_version.name, **active_figures} if active_figures else None,
+            paired_tests={name: test.to_dict() for name, test in tests.items()},
             promoted=promoted and not request.dry_run,
             decision="dry run: nothing registered. " + decision if request.dry_run else decision,
             registered=not request.dry_run,
+            warm_start=warm_start,
             training_metrics=result.metrics,
         )
         if request.dry_run:
@@ -118,31 +204,119 @@ def retrain(
         # One rename makes the whole directory appear at once: no worker can see a half-written version.
         os.replace(candidate_dir, final_dir)
     metrics = {
-        **{key: candidate_metrics[key] for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "ece")},
-        "held_out": candidate_metrics,
-        "active_on_held_out": active_metrics,
-        "training": result.metrics,
+        **result.metrics,
+        "ground_truth": candidate_figures["ground_truth"],
+        "eval": candidate_figures["eval"],
+        "active_on_same_pictures": active_figures,
+        "paired_tests": report.paired_tests,
         "decision": report.decision,
+        "warm_start": warm_start,
     }
-    model_version_register(model_dir=final_dir, metrics=metrics, data_summary=summary, activate=promoted)
+    with transaction.atomic():
+        registered = model_version_register(
+            model_dir=final_dir, metrics=metrics, data_summary=summary, activate=promoted
+        )
+        _store_scores(registered, candidate_figures, trusted)
+        if active_version is not None and active_figures is not None:
+            _store_scores(active_version, active_figures, trusted)
     log(f"registered {version} ({'active' if promoted else 'not active'})")
     return report
 
 
-def _train_config(config_class: type, request: RetrainRequest) -> Any:
-    known = {f.name for f in dataclasses.fields(config_class)}
-    unknown = set(request.config_overrides) - known
+# --- The rule ---------------------------------------------------------------------------------------------------
+
+
+def paired_test(*, candidate: Sequence[bool], active: Sequence[bool]) -> PairedTest:
+    """McNemar's exact test of "the candidate is worse" from per-picture correctness on the same pictures: the
+    binomial tail of the active model being the only one right on at least as many pictures as observed."""
+    if len(candidate) != len(active):
+        raise ValueError("Both models must be scored on the same pictures.")
+    only_active = sum(a and not c for c, a in zip(candidate, active, strict=True))
+    only_candidate = sum(c and not a for c, a in zip(candidate, active, strict=True))
+    disagreeing = only_active + only_candidate
+    tail = sum(math.comb(disagreeing, k) for k in range(only_active, disagreeing + 1)) / 2**disagreeing
+    return PairedTest(
+        pictures=len(candidate),
+        candidate_only_right=only_candidate,
+        active_only_right=only_active,
+        p_candidate_worse=round(min(1.0, tail), 6),
+    )
+
+
+def decide_promotion(
+    *, ground_truth_per_label: dict[str, int], tests: dict[str, PairedTest], has_active: bool, force: bool
+) -> tuple[bool, str]:
+    """(promote?, the reason in words) by :data:`PROMOTION_RULE`; ``force`` is ``--activate``."""
+    if force:
+        return True, "activated because --activate was given (a person's decision; the rule was not applied)."
+    missing = {label: MIN_GROUND_TRUTH_PER_LABEL - ground_truth_per_label.get(label, 0) for label in LABELS}
+    missing = {label: count for label, count in missing.items() if count > 0}
+    if missing:
+        needed = " and ".join(f"{count} more {label}" for label, count in missing.items())
+        return False, (
+            f"not promoted: too little ground truth to judge ({ground_truth_per_label}; {needed} picture(s) needed, "
+            f"at least {MIN_GROUND_TRUTH_PER_LABEL} of each label). Registered inactive: mark reviewed uploads as "
+            "ground truth (admin action or G in the review queue), or activate it yourself with --activate."
+        )
+    if not has_active:
+        return True, "promoted: there is no usable active model to compare with."
+    worse = [name for name, test in tests.items() if test.candidate_worse]
+    details = "; ".join(
+        f"{name}: candidate alone right on {test.candidate_only_right}, active alone on {test.active_only_right}, "
+        f"p(candidate worse) = {test.p_candidate_worse:.4f}"
+        for name, test in tests.items()
+    )
+    if worse:
+        return False, f"not promoted: worse than the active model on {' and '.join(worse)} ({details})."
+    return True, f"promoted: not worse than the active model on ground truth or eval ({details})."
+
+
+# --- Collecting pictures ----------------------------------------------------------------------------------------
+
+
+def _recipe(request: RetrainRequest) -> Any:
+    from ml_training.scene.engine import TrainSettings
+    from ml_training.scene.train import SceneRecipe
+    from ml_training.scene.views import ViewConfig
+
+    parts: dict[str, dict[str, Any]] = {"views": {"seed": request.seed}, "settings": {"seed": request.seed}, "": {}}
+    owners = {
+        **{f.name: "views" for f in dataclasses.fields(ViewConfig)},
+        **{f.name: "settings" for f in dataclasses.fields(TrainSettings)},
+        **{f.name: "" for f in dataclasses.fields(SceneRecipe) if f.name not in ("views", "settings")},
+    }
+    unknown = set(request.config_overrides) - set(owners)
     if unknown:
-        raise RetrainError(f"Unknown training setting(s): {', '.join(sorted(unknown))}.")
-    values: dict[str, Any] = {**request.config_overrides, "seed": request.seed}
+        raise RetrainError(
+            f"Unknown training setting(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(owners))}."
+        )
+    for name, value in request.config_overrides.items():
+        parts[owners[name]][name] = value
     if request.epochs is not None:
-        values["epochs"] = request.epochs
-    return config_class(**values)
+        parts["settings"]["epochs"] = request.epochs
+    try:
+        return SceneRecipe(views=ViewConfig(**parts["views"]), settings=TrainSettings(**parts["settings"]), **parts[""])
+    except (TypeError, ValueError) as error:
+        raise RetrainError(f"Bad training setting: {error}") from error
 
 
-def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[Sample]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    samples = reviewed_upload_samples(workdir=workdir)
+def _upload_boxes(upload: Upload) -> tuple[tuple[float, float, float, float], ...]:
+    if upload.reviewed_label != PHONE or not upload.reviewed_boxes:
+        return ()
+    return tuple(tuple(item["box"]) for item in upload.reviewed_boxes)  # type: ignore[misc]
+
+
+def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[SceneSample]:
+    samples = [
+        SceneSample(
+            path=str(local_picture_path(upload, workdir)),
+            label=upload.reviewed_label,
+            source="reviewed-upload",
+            group=f"sha256:{upload.sha256}",
+            boxes=_upload_boxes(upload),
+        )
+        for upload in training_uploads()
+    ]
     folders = [request.data_dir] if request.data_dir else []
     base = settings.TRAINING_DATA_DIR
     if base and Path(base).is_dir() and (not request.data_dir or Path(base).resolve() != request.data_dir.resolve()):
@@ -151,28 +325,86 @@ def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[Sample]:
         if not folder.is_dir():
             raise RetrainError(f"--data-dir {folder} is not a folder.")
         try:
-            found = load_samples(folder)
+            samples.extend(_folder_samples(folder))
         except (FileNotFoundError, KeyError, ValueError) as error:
             raise RetrainError(f"{folder}: {error}") from error
-        samples.extend(dataclasses.replace(sample, source=f"{folder.name}:{sample.source}") for sample in found)
     if not samples:
-        raise RetrainError("No training data: no upload has a reviewed label, and no --data-dir was given.")
+        raise RetrainError(
+            "No training data: no upload has a settled reviewed label in the train split, and no --data-dir was given."
+        )
     return samples
 
 
-def _data_summary(samples: list[Sample], pictures: LabelledPictures) -> dict[str, Any]:
-    by_label = Counter(sample.label for sample in pictures.samples)
-    by_source: dict[str, dict[str, int]] = {}
-    for sample in pictures.samples:
+def _folder_samples(folder: Path) -> list[SceneSample]:
+    """A folder's pictures: a ``manifest.csv`` (with phone boxes when it has them) or ``phone/`` + ``not_phone/``."""
+    if (folder / "manifest.csv").is_file():
+        found = read_scene_manifest(folder / "manifest.csv")
+    else:
+        found = [SceneSample(path=s.path, label=s.label, source=s.source, group=s.group) for s in load_samples(folder)]
+    return [dataclasses.replace(sample, source=f"{folder.name}:{sample.source}") for sample in found]
+
+
+def _readable(samples: list[SceneSample], advance: Callable[[int], None] | None) -> tuple[list[SceneSample], list[str]]:
+    """The samples whose picture decodes with the uploads' safe decoder; the others are counted, not trained on."""
+    kept, unreadable = [], []
+    for sample in samples:
+        try:
+            open_image(sample.path).close()
+            kept.append(sample)
+        except (ImageError, OSError) as error:
+            unreadable.append(sample.path)
+            logger.warning("unreadable training picture skipped", extra={"path": sample.path, "error": error})
+        if advance is not None:
+            advance(1)
+    return kept, unreadable
+
+
+def _trusted(labelled: list[tuple[Upload, str]], workdir: Path) -> list[TrustedPicture]:
+    pictures = []
+    for upload, label in labelled:
+        try:
+            image = open_image(local_picture_path(upload, workdir))
+        except (ImageError, OSError) as error:
+            logger.warning("unreadable trusted picture skipped", extra={"upload_id": upload.pk, "error": error})
+            continue
+        slices = ["all", f"label:{label}"]
+        boxes = upload.reviewed_boxes or []
+        if label == PHONE and boxes:
+            largest = max((b["box"][2] - b["box"][0]) * (b["box"][3] - b["box"][1]) for b in boxes)
+            slices.append("scenes" if largest < SCENE_BOX_AREA else "close-ups")
+        pictures.append(TrustedPicture(sha256=upload.sha256, label=label, slices=tuple(slices), image=image))
+    return pictures
+
+
+def _data_summary(
+    offered: list[SceneSample],
+    samples: list[SceneSample],
+    unreadable: list[str],
+    *,
+    ground_truth: list[TrustedPicture],
+    evaluation: list[TrustedPicture],
+) -> dict[str, Any]:
+    by_label = Counter(sample.label for sample in samples)
+    by_source: dict[str, Counter[str]] = {}
+    for sample in samples:
         source = sample.source.split(":", 1)[0] if sample.source != "reviewed-upload" else sample.source
-        by_source.setdefault(source, Counter())[sample.label] += 1  # type: ignore[index]
+        by_source.setdefault(source, Counter())[sample.label] += 1
     return {
-        "pictures": len(pictures.samples),
-        "unreadable_skipped": len(pictures.unreadable),
+        "pictures": len(samples),
+        "boxed_pictures": sum(sample.has_boxes for sample in samples),
+        "unreadable_skipped": len(unreadable),
         "per_label": {label: by_label.get(label, 0) for label in LABELS},
         "per_source": {source: dict(counts) for source, counts in sorted(by_source.items())},
-        "offered": len(samples),
+        "offered": len(offered),
+        "held_for_second_review": uploads_held_for_second_review_count(),
+        "ground_truth": _set_summary(ground_truth),
+        "eval": _set_summary(evaluation),
     }
+
+
+def _set_summary(pictures: list[TrustedPicture]) -> dict[str, Any]:
+    counts = Counter(picture.label for picture in pictures)
+    return {"pictures": len(pictures), "per_label": {label: counts.get(label, 0) for label in LABELS}}
 
 
 def _check_enough(summary: dict[str, Any]) -> None:
@@ -191,51 +423,129 @@ def _check_enough(summary: dict[str, Any]) -> None:
         )
 
 
-def _held_out(candidate_dir: Path, pictures: LabelledPictures) -> LabelledPictures:
-    """The pictures the candidate's own split kept out of training and validation."""
-    split = json.loads((candidate_dir / "split.json").read_text())
-    test_paths = {entry["path"] for entry in split["pictures"] if entry["part"] == "test"}
-    keep = [i for i, sample in enumerate(pictures.samples) if sample.path in test_paths]
-    if not keep:
-        raise RetrainError("The held-out part is empty; add more labelled pictures.")
-    return LabelledPictures(
-        samples=[pictures.samples[i] for i in keep], images=[pictures.images[i] for i in keep], unreadable=[]
-    )
+# --- Warm start and scoring -------------------------------------------------------------------------------------
+
+
+def _warm_start(active: ModelVersion | None, log: Log) -> tuple[dict[str, Any] | None, str | None]:
+    """The active scene model's head weights, to continue from; (None, None) when the active model is another
+    kind (the candidate's head then starts fresh).
+
+    The shipped ``weights.pt`` has the calibration shift folded into ``head.objectness.bias`` (model_writer.py);
+    it is added back here so training continues from the raw head, and the candidate is re-calibrated by its own
+    cross-validation.
+    """
+    if active is None:
+        return None, None
+    model_dir = model_dir_of(active)
+    try:
+        manifest = read_manifest(model_dir)
+    except ModelLoadError:
+        return None, None
+    if manifest.kind != SCENE_KIND:
+        log(f"active model {active.name} is a {manifest.kind}, not a scene model: the candidate starts fresh")
+        return None, None
+    import torch
+
+    state = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
+    try:
+        shift = float(json.loads((model_dir / "training.json").read_text())["calibration"]["shift"])
+    except (OSError, KeyError, TypeError, ValueError):
+        shift = 0.0
+    state["objectness.bias"] = state["objectness.bias"] + shift
+    log(f"warm start from {active.name} (calibration shift {shift:+.4f} unfolded)")
+    return state, active.name
 
 
 def _progress(factory: ProgressFactory | None, label: str, total: int) -> Callable[[int], None] | None:
     return factory(label, total) if factory is not None else None
 
 
-def _measure(
-    model_dir: Path, held_out: LabelledPictures, progress: ProgressFactory | None, label: str
-) -> dict[str, Any]:
+def _right_answers(
+    model_dir: Path, pictures: list[TrustedPicture], advance: Callable[[int], None] | None
+) -> list[bool]:
     classifier = load(model_dir, engine="torch")
-    return measure_classifier(classifier, held_out, advance=_progress(progress, label, len(held_out.images)))
+    threshold = classifier.manifest.threshold
+    right: list[bool] = []
+    for start in range(0, len(pictures), 16):
+        batch = pictures[start : start + 16]
+        for picture, probability in zip(batch, classifier.phone_probabilities([p.image for p in batch]), strict=True):
+            right.append((probability >= threshold) == (picture.label == PHONE))
+        if advance is not None:
+            advance(len(batch))
+    return right
 
 
-def _measure_active(
-    active: ModelVersion | None, held_out: LabelledPictures, progress: ProgressFactory | None, log: Log
-) -> dict[str, Any] | None:
+def _score(
+    model_dir: Path,
+    ground_truth: list[TrustedPicture],
+    evaluation: list[TrustedPicture],
+    progress: ProgressFactory | None,
+    label: str,
+) -> dict[str, list[bool]]:
+    both = ground_truth + evaluation
+    right = _right_answers(model_dir, both, _progress(progress, label, len(both)))
+    return {"ground_truth": right[: len(ground_truth)], "eval": right[len(ground_truth) :]}
+
+
+def _score_active(
+    active: ModelVersion | None,
+    ground_truth: list[TrustedPicture],
+    evaluation: list[TrustedPicture],
+    progress: ProgressFactory | None,
+    log: Log,
+) -> dict[str, list[bool]] | None:
     if active is None:
         return None
     try:
-        return _measure(model_dir_of(active), held_out, progress, f"evaluating active {active.name}")
+        return _score(model_dir_of(active), ground_truth, evaluation, progress, f"scoring active {active.name}")
     except ModelLoadError as error:
         log(f"active model {active.name} cannot be loaded ({error}); comparing against nothing")
         return None
 
 
-def _decide(candidate: dict[str, Any], active: dict[str, Any] | None, *, force: bool) -> tuple[bool, str]:
-    if force:
-        return True, "activated because --activate was given."
-    if active is None:
-        return True, "promoted: there is no usable active model to compare with."
-    not_worse = candidate["accuracy"] >= active["accuracy"] and candidate["f1"] >= active["f1"]
-    comparison = (
-        f"candidate accuracy {candidate['accuracy']:.4f} / F1 {candidate['f1']:.4f} vs active "
-        f"{active['model_version']} accuracy {active['accuracy']:.4f} / F1 {active['f1']:.4f}"
+def _digest(pictures: Sequence[TrustedPicture]) -> str:
+    return hashlib.sha256("\n".join(sorted(picture.sha256 for picture in pictures)).encode()).hexdigest()
+
+
+def _figures(right: dict[str, list[bool]], trusted: dict[str, list[TrustedPicture]]) -> dict[str, Any]:
+    """Per picture set and slice: count, correct, accuracy, false positives and negatives, the pictures' digest."""
+    figures: dict[str, Any] = {}
+    for set_name, pictures in trusted.items():
+        by_slice: dict[str, list[tuple[TrustedPicture, bool]]] = {}
+        for picture, is_right in zip(pictures, right[set_name], strict=True):
+            for name in picture.slices:
+                by_slice.setdefault(name, []).append((picture, is_right))
+        by_slice.setdefault("all", [])
+        figures[set_name] = {
+            name: {
+                "count": len(rows),
+                "correct": sum(is_right for _, is_right in rows),
+                "accuracy": round(sum(is_right for _, is_right in rows) / len(rows), 4) if rows else None,
+                "false_positives": sum(not r and p.label == NOT_PHONE for p, r in rows),
+                "false_negatives": sum(not r and p.label == PHONE for p, r in rows),
+                "pictures_digest": _digest([p for p, _ in rows]),
+            }
+            for name, rows in sorted(by_slice.items())
+        }
+    return figures
+
+
+def _store_scores(version: ModelVersion, figures: dict[str, Any], trusted: dict[str, list[TrustedPicture]]) -> None:
+    now = timezone.now()
+    VersionScore.objects.bulk_create(
+        VersionScore(
+            version=version,
+            picture_set=set_name,
+            slice=slice_name,
+            count=row["count"],
+            correct=row["correct"],
+            accuracy=row["accuracy"] if row["accuracy"] is not None else 0.0,
+            false_positives=row["false_positives"],
+            false_negatives=row["false_negatives"],
+            pictures_digest=row["pictures_digest"],
+            created=now,
+        )
+        for set_name in trusted
+        for slice_name, row in figures[set_name].items()
+        if row["count"]
     )
-    if not_worse:
-        return True, f"promoted: {comparison}."
-    return False, f"not promoted (worse on held-out pictures): {comparison}."

@@ -1,10 +1,23 @@
-"""Reviewers' decisions: confirming or correcting what the model said, and taking a decision back."""
+"""Reviewers' decisions: confirming or correcting what the model said, where the phones are, and taking a decision
+back.
+
+Two rules keep wrong labels out of training (docs/retraining.md):
+
+- at the first review each picture is put, once and for good, in the ``train`` or the ``eval`` split by a stable
+  hash of its sha256 (:func:`review_split_of`), so duplicates land together and eval pictures never train;
+- a review that contradicts a *confident* verdict (the model outside its unsure band, on the other side) waits
+  for a second reviewer (``second_review = waiting``); retraining uses it only once a second reviewer agrees.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -12,16 +25,60 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from phoneapp.decision_selectors import upload_verdict
-from phoneapp.models import Label, Upload, UploadStatus
+from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadStatus
 from phoneapp.services.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
 CONFIRM = "confirm"
+# One picture in five measures every version instead of training the next one.
+EVAL_PERCENT = 20
+MAX_BOXES = 20
 
 
 class ReviewNeedsChoice(DomainError):
     """ "Confirm the model" on a picture the model is unsure about: there is no verdict to confirm."""
+
+
+class BadBoxes(DomainError):
+    """Boxes a reviewer sent that are not inside the picture; nothing was saved."""
+
+
+def review_split_of(*, sha256: str) -> str:
+    """``eval`` for a stable ``EVAL_PERCENT`` of pictures, else ``train``: a hash of the picture's sha256, so every
+    upload of the same picture, now or later, gets the same split."""
+    bucket = int(hashlib.sha256(f"review-split:{sha256}".encode()).hexdigest()[:8], 16) % 100
+    return ReviewSplit.EVAL if bucket < EVAL_PERCENT else ReviewSplit.TRAIN
+
+
+def review_boxes_parse(*, raw: Any) -> list[dict[str, list[float]]]:
+    """Reviewer's boxes as stored (``[{"box": [x1, y1, x2, y2]}, ...]``) from JSON text or a list of boxes or
+    ``{"box": ...}`` objects; raises :class:`BadBoxes` naming the problem."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else []
+        except json.JSONDecodeError as error:
+            raise BadBoxes(f"Boxes must be JSON: {error.msg}.") from error
+    if not isinstance(raw, list):
+        raise BadBoxes("Boxes must be a list of [x1, y1, x2, y2].")
+    if len(raw) > MAX_BOXES:
+        raise BadBoxes(f"At most {MAX_BOXES} boxes per picture.")
+    boxes = []
+    for item in raw:
+        corners = item.get("box") if isinstance(item, dict) else item
+        try:
+            x1, y1, x2, y2 = (round(float(value), 4) for value in corners)
+        except (TypeError, ValueError) as error:
+            raise BadBoxes(f"A box is four numbers x1, y1, x2, y2, not {corners!r}.") from error
+        if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+            raise BadBoxes(f"Box {[x1, y1, x2, y2]} is not inside the picture (fractions, x1 < x2, y1 < y2).")
+        boxes.append({"box": [x1, y1, x2, y2]})
+    return boxes
+
+
+def _contradicts_confident_verdict(upload: Upload, label: str) -> bool:
+    verdict = upload_verdict(upload=upload)
+    return verdict in Label.values and verdict != label
 
 
 @dataclass(frozen=True)
@@ -33,6 +90,7 @@ class PriorReview:
     label: str
     reviewer_id: int | None
     reviewed_at: str | None  # ISO 8601
+    extra: dict[str, Any] = field(default_factory=dict)  # boxes, split and second-review fields, as they were
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -44,7 +102,12 @@ class PriorReview:
             label=str(data.get("label") or ""),
             reviewer_id=int(data["reviewer_id"]) if data.get("reviewer_id") else None,  # type: ignore[arg-type]
             reviewed_at=str(data["reviewed_at"]) if data.get("reviewed_at") else None,
+            extra=dict(data.get("extra") or {}),  # type: ignore[call-overload]
         )
+
+
+# What an undo puts back besides the label (see PriorReview.extra).
+_EXTRA_FIELDS = ("reviewed_boxes", "review_split", "second_review", "second_label", "second_reviewed_by_id")
 
 
 def uploads_set_reviewed_label(*, uploads: QuerySet[Upload], label: str, reviewer: AbstractBaseUser) -> int:
@@ -52,6 +115,7 @@ def uploads_set_reviewed_label(*, uploads: QuerySet[Upload], label: str, reviewe
     if label not in Label.values:
         raise ValueError(f"Unknown label {label!r}.")
     updated = uploads.update(reviewed_label=label, reviewed_by=reviewer, reviewed_at=timezone.now())
+    _assign_splits(uploads)
     logger.info("uploads reviewed", extra={"count": updated, "label": label, "reviewer_id": reviewer.pk})
     return updated
 
@@ -60,8 +124,15 @@ def uploads_confirm_predictions(*, uploads: QuerySet[Upload], reviewer: Abstract
     """Accept the model's verdict as the truth; uploads without a verdict yet are left alone."""
     done = uploads.filter(status=UploadStatus.DONE).exclude(predicted_label="")
     updated = done.update(reviewed_label=F("predicted_label"), reviewed_by=reviewer, reviewed_at=timezone.now())
+    _assign_splits(done)
     logger.info("predictions confirmed", extra={"count": updated, "reviewer_id": reviewer.pk})
     return updated
+
+
+def _assign_splits(uploads: QuerySet[Upload]) -> None:
+    """Give each newly reviewed picture its split, once: a split already set is never changed."""
+    for sha256 in set(uploads.filter(review_split="").exclude(reviewed_label="").values_list("sha256", flat=True)):
+        Upload.objects.filter(sha256=sha256, review_split="").update(review_split=review_split_of(sha256=sha256))
 
 
 def upload_review(*, upload: Upload, label: str, reviewer: AbstractBaseUser) -> Upload:
@@ -72,12 +143,23 @@ def upload_review(*, upload: Upload, label: str, reviewer: AbstractBaseUser) -> 
 
 
 @transaction.atomic
-def upload_group_review(*, upload: Upload, decision: str, reviewer: AbstractBaseUser) -> list[PriorReview]:
+def upload_group_review(
+    *,
+    upload: Upload,
+    decision: str,
+    reviewer: AbstractBaseUser,
+    boxes: Sequence[dict[str, list[float]]] | None = None,
+) -> list[PriorReview]:
     """Decide on ``upload`` and every other unreviewed, classified upload of the same picture (same sha256).
 
     ``decision`` is ``phone``, ``not_phone`` or ``confirm`` (the model's label). Confirming is refused on a picture
-    the model is unsure about (:class:`ReviewNeedsChoice`): the reviewer must say which it is. Returns what the
-    labelled uploads held before, for :func:`uploads_review_restore` (undo).
+    the model is unsure about (:class:`ReviewNeedsChoice`): the reviewer must say which it is. ``boxes`` (already
+    parsed by :func:`review_boxes_parse`) are where the reviewer says the phones are; None keeps what was stored.
+
+    A first review that contradicts a confident verdict is stored as *waiting* for a second reviewer. When a
+    different reviewer then decides on a waiting picture, their label is recorded as the second opinion (the first
+    label stays): ``agreed`` makes the picture usable for training, ``disagreed`` keeps it out until staff settle
+    it (e.g. as ground truth). Returns what the labelled uploads held before, for :func:`uploads_review_restore`.
     """
     if decision == CONFIRM:
         if upload_verdict(upload=upload) == "unsure":
@@ -87,21 +169,53 @@ def upload_group_review(*, upload: Upload, decision: str, reviewer: AbstractBase
         label = decision
     if label not in Label.values:
         raise ValueError(f"Unknown decision {decision!r}.")
-    group = Upload.objects.filter(
-        Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE, reviewed_label="")
-    ).select_for_update()
+    current = Upload.objects.select_for_update().get(pk=upload.pk)
+    second_opinion = (
+        current.second_review == SecondReview.WAITING
+        and current.reviewed_label
+        and current.reviewed_by_id != reviewer.pk
+    )
+    if second_opinion:
+        group = Upload.objects.filter(
+            Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE, second_review=SecondReview.WAITING)
+        ).select_for_update()
+    else:
+        group = Upload.objects.filter(
+            Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE, reviewed_label="")
+        ).select_for_update()
+    columns = ("pk", "reviewed_label", "reviewed_by_id", "reviewed_at", *_EXTRA_FIELDS)
     prior = [
         PriorReview(
             upload_id=row["pk"],
             label=row["reviewed_label"],
             reviewer_id=row["reviewed_by_id"],
             reviewed_at=row["reviewed_at"].isoformat() if row["reviewed_at"] else None,
+            extra={name: row[name] for name in _EXTRA_FIELDS},
         )
-        for row in group.values("pk", "reviewed_label", "reviewed_by_id", "reviewed_at")
+        for row in group.values(*columns)
     ]
-    uploads_set_reviewed_label(
-        uploads=Upload.objects.filter(pk__in=[p.upload_id for p in prior]), label=label, reviewer=reviewer
+    ids = [p.upload_id for p in prior]
+    changes: dict[str, Any] = {}
+    if boxes is not None:
+        changes["reviewed_boxes"] = list(boxes) if label == Label.PHONE else []
+    if second_opinion:
+        agreed = label == current.reviewed_label
+        changes.update(
+            second_label=label,
+            second_reviewed_by=reviewer,
+            second_review=SecondReview.AGREED if agreed else SecondReview.DISAGREED,
+        )
+        Upload.objects.filter(pk__in=ids).update(**changes)
+        logger.info("second review", extra={"count": len(ids), "agreed": agreed, "reviewer_id": reviewer.pk})
+        return prior
+    waiting = _contradicts_confident_verdict(current, label)
+    changes.update(
+        second_review=SecondReview.WAITING if waiting else SecondReview.NOT_NEEDED,
+        second_label="",
+        second_reviewed_by=None,
     )
+    Upload.objects.filter(pk__in=ids).update(**changes)
+    uploads_set_reviewed_label(uploads=Upload.objects.filter(pk__in=ids), label=label, reviewer=reviewer)
     return prior
 
 
@@ -112,8 +226,10 @@ def uploads_review_restore(*, prior: list[PriorReview], reviewer: AbstractBaseUs
     with transaction.atomic():
         for before in prior:
             reviewed_at = datetime.fromisoformat(before.reviewed_at) if before.reviewed_at else None
-            restored += Upload.objects.filter(pk=before.upload_id, reviewed_by=reviewer).update(
-                reviewed_label=before.label, reviewed_by_id=before.reviewer_id, reviewed_at=reviewed_at
+            extra = {name: value for name, value in before.extra.items() if name in _EXTRA_FIELDS}
+            mine = Q(reviewed_by=reviewer) | Q(second_reviewed_by=reviewer)
+            restored += Upload.objects.filter(mine, pk=before.upload_id).update(
+                reviewed_label=before.label, reviewed_by_id=before.reviewer_id, reviewed_at=reviewed_at, **extra
             )
     logger.info("review undone", extra={"count": restored, "reviewer_id": reviewer.pk})
     return restored

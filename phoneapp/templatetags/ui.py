@@ -6,6 +6,8 @@ judged the upload (:mod:`phoneapp.decision_selectors`), so the word and the numb
 
 from __future__ import annotations
 
+import json
+
 from django import template
 from django.conf import settings
 
@@ -77,3 +79,18 @@ def box_rects(upload: Upload) -> list[dict[str, float]]:
                 }
             )
     return rects
+
+
+@register.filter
+def box_corners_json(boxes: object) -> str:
+    """Boxes (``[{"box": [x1, y1, x2, y2], ...}, ...]``) as a JSON list of corner lists for the review page's box
+    editor; malformed entries are skipped (the template escapes it into an attribute)."""
+    corners = []
+    for entry in boxes if isinstance(boxes, list) else []:
+        try:
+            x1, y1, x2, y2 = (min(max(float(value), 0.0), 1.0) for value in entry["box"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if x2 > x1 and y2 > y1:
+            corners.append([round(x1, 4), round(y1, 4), round(x2, 4), round(y2, 4)])
+    return json.dumps(corners)

@@ -11,6 +11,7 @@ from phoneapp import charts
 from phoneapp.dashboard_selectors import HISTOGRAM_BINS, DashboardData, dashboard_data
 from phoneapp.decision_selectors import model_version_decision_rule
 from phoneapp.models import Label
+from phoneapp.training_selectors import review_agreement, version_score_history
 from phoneapp.web.access import staff_required
 
 DAYS = 30
@@ -20,7 +21,14 @@ DAYS = 30
 @require_GET
 def dashboard_page(request: HttpRequest) -> HttpResponse:
     data = dashboard_data(days=DAYS, model_version=request.GET.get("model", ""))
-    context = {"data": data, "charts": _charts(data), "days": DAYS, "rule": _active_rule(data)}
+    context = {
+        "data": data,
+        "charts": _charts(data),
+        "days": DAYS,
+        "rule": _active_rule(data),
+        "versions": version_score_history(),
+        "agreement": review_agreement(),
+    }
     return render(request, "phoneapp/dashboard.html", context)
 
 

@@ -2,7 +2,9 @@
 
 Works as plain forms (each button posts and lands on the next picture); ``review.js`` adds the keyboard:
 P = phone, N = not a phone, C = confirm the model (not offered when the model is unsure), S = skip, U or Ctrl+Z =
-undo, arrow keys to move, Z = zoom. With JavaScript a decision is posted with ``fetch`` and answered with JSON
+undo, arrow keys to move, Z = zoom, B = draw a box around a phone (arrows move it, Shift+arrows size it, Enter
+saves it), G = the decision is ground truth. Boxes (drawn, corrected or deleted; the mouse and touch drag too) are
+posted with the decision as ``boxes`` (JSON). With JavaScript a decision is posted with ``fetch`` and answered with JSON
 naming the next picture.
 
 The reviewer's session remembers what they decided (for "← Previous" and undo, up to ``HISTORY_LENGTH``
@@ -18,12 +20,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from phoneapp.decision_selectors import upload_verdict
-from phoneapp.models import Label
+from phoneapp.models import Label, Upload
 from phoneapp.review_selectors import review_next_after, review_place, review_queue_first, review_upload_get
+from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.reviews import (
     CONFIRM,
+    BadBoxes,
     PriorReview,
     ReviewNeedsChoice,
+    review_boxes_parse,
     upload_group_review,
     uploads_review_restore,
 )
@@ -55,7 +60,7 @@ def _wants_json(request: HttpRequest) -> bool:
 @require_GET
 def review_start(request: HttpRequest) -> HttpResponse:
     """The most uncertain unreviewed picture, or a page saying the queue is empty."""
-    first = review_queue_first(skipped=_skipped(request))
+    first = review_queue_first(skipped=_skipped(request), reviewer_id=request.user.pk)
     if first is None:
         history = _history(request)
         return render(request, "phoneapp/review_empty.html", {"last_id": history[-1] if history else None})
@@ -66,12 +71,14 @@ def review_start(request: HttpRequest) -> HttpResponse:
 @require_GET
 def review_item(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
-    place = review_place(upload=upload, history=_history(request))
+    place = review_place(upload=upload, history=_history(request), reviewer_id=request.user.pk)
     context = {
         "upload": upload,
         "place": place,
         "unsure": upload_verdict(upload=upload) == "unsure",
         "can_undo": bool(_log(request)),
+        "second_opinion": upload.second_review == "waiting" and upload.reviewed_by_id != request.user.pk,
+        "boxes_json": upload.reviewed_boxes if upload.reviewed_boxes is not None else upload.predicted_boxes,
     }
     return render(request, "phoneapp/review.html", context)
 
@@ -79,20 +86,26 @@ def review_item(request: HttpRequest, upload_id: int) -> HttpResponse:
 @staff_required
 @require_POST
 def review_decide(request: HttpRequest, upload_id: int) -> HttpResponse:
-    """Save one decision (``phone``, ``not_phone`` or ``confirm``) for the picture and its duplicates, move on."""
+    """Save one decision (``phone``, ``not_phone`` or ``confirm``) for the picture and its duplicates, with the
+    reviewer's ``boxes`` when posted and as ground truth when ``ground_truth`` is on; move on."""
     upload = review_upload_get(upload_id=upload_id)
     decision = request.POST.get("decision", "")
     if decision not in DECISIONS:
         return _refuse(request, upload.pk, "Unknown decision: use phone, not_phone or confirm.")
     try:
-        prior = upload_group_review(upload=upload, decision=decision, reviewer=request.user)
-    except ReviewNeedsChoice as error:
+        boxes = review_boxes_parse(raw=request.POST["boxes"]) if "boxes" in request.POST else None
+        prior = upload_group_review(upload=upload, decision=decision, reviewer=request.user, boxes=boxes)
+    except (ReviewNeedsChoice, BadBoxes) as error:
         return _refuse(request, upload.pk, error.message)
+    if request.POST.get("ground_truth"):
+        label = upload.predicted_label if decision == CONFIRM else decision
+        uploads_mark_ground_truth(uploads=Upload.objects.filter(pk=upload.pk), by=request.user, label=label)
     log = [entry for entry in _log(request) if int(entry["id"]) != upload.pk]
     log.append({"id": upload.pk, "prior": [before.to_dict() for before in prior]})
     request.session[SESSION_LOG] = log[-HISTORY_LENGTH:]
     decided = review_upload_get(upload_id=upload.pk)
-    next_id = review_next_after(upload=decided, skipped=_skipped(request))
+    # The place before the decision: a review now waiting for a second reviewer must not jump the queue's order.
+    next_id = review_next_after(upload=upload, skipped=_skipped(request), reviewer_id=request.user.pk)
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     if _wants_json(request):
         return JsonResponse(
@@ -118,7 +131,7 @@ def review_skip(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
     skipped = [pk for pk in _skipped(request) if pk != upload.pk] + [upload.pk]
     request.session[SESSION_SKIPPED] = skipped[-HISTORY_LENGTH:]
-    next_id = review_next_after(upload=upload, skipped=skipped)
+    next_id = review_next_after(upload=upload, skipped=skipped, reviewer_id=request.user.pk)
     next_url = reverse("review-item", args=[next_id]) if next_id and next_id != upload.pk else reverse("review")
     if _wants_json(request):
         return JsonResponse({"id": upload.pk, "next_id": next_id, "next_url": next_url})

@@ -10,24 +10,30 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from phoneapp.progress import Progress
-from phoneapp.services.reporting import format_side_by_side
+from phoneapp.services.reporting import format_trusted_scores
 from phoneapp.services.retraining import PROMOTION_RULE, RetrainError, RetrainRequest, retrain
 
 
 class Command(BaseCommand):
     help = (
-        "Train a candidate model from every upload with a reviewed label (reviewed labels only; the model's own "
-        "guesses are never used), plus --data-dir and TRAINING_DATA_DIR when set. The candidate and the active "
-        "model are measured on the same held-out pictures (split by image content, near-duplicates kept "
-        f"together) and shown side by side. Promotion rule: {PROMOTION_RULE} --activate forces activation; "
-        "--dry-run trains and reports without registering anything."
+        "Train a scene-model candidate from reviewed uploads of the train split (reviewed labels and boxes only; "
+        "the model's own guesses are never used, and a review contradicting a confident verdict waits for a "
+        "second reviewer), plus --data-dir and TRAINING_DATA_DIR when set; warm-started from the active model "
+        "when it is a scene model. The candidate and the active model are scored on the same trusted pictures: "
+        "the ground-truth set and the eval split, which never train. "
+        f"Promotion rule: {PROMOTION_RULE} --dry-run trains and reports without registering anything. "
+        "See docs/retraining.md."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--data-dir", type=Path, help="extra pictures: phone/ and not_phone/, or manifest.csv")
-        parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: ml_training's)")
+        parser.add_argument(
+            "--epochs", type=int, default=None, help="head training epochs (default: the scene recipe's)"
+        )
         parser.add_argument("--seed", type=int, default=0, help="random seed for splits and training")
-        parser.add_argument("--activate", action="store_true", help="activate the candidate even if it is worse")
+        parser.add_argument(
+            "--activate", action="store_true", help="activate the candidate whatever the rule says (your decision)"
+        )
         parser.add_argument("--dry-run", action="store_true", help="train and report, register nothing")
         parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
         parser.add_argument(
@@ -35,7 +41,8 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="NAME=VALUE",
-            help="any other training setting of ml_training's TrainConfig, e.g. --set image_size=128",
+            help="any other setting of the scene recipe (ViewConfig, TrainSettings, SceneRecipe), "
+            "e.g. --set image_size=224 --set folds=3",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -56,7 +63,11 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
             return
-        self.stdout.write(format_side_by_side(report.candidate, report.active))
+        self.stdout.write(format_trusted_scores(report.candidate, report.active))
+        self.stdout.write(
+            f"training data: {report.data_summary['pictures']} pictures, "
+            f"{report.data_summary['boxed_pictures']} with reviewers' boxes"
+        )
         self.stdout.write(report.decision)
 
     def _log_to_stdout(self, line: str) -> None:

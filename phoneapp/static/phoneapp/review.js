@@ -2,6 +2,9 @@
 // U or Ctrl+Z = undo the last decision, arrow keys = previous (what was decided before) / next, Z = zoom to full
 // resolution (the wheel zooms further), H = heat map. Each action is posted at once (with the CSRF token) and the
 // next picture opened; the buttons do the same without JavaScript as ordinary form posts.
+// Boxes: drag on the picture (mouse or touch) or press B (arrows move the box, Shift+arrows size it, Enter saves it,
+// Esc drops it) to draw a box around a phone; click a box and press X or Delete to remove it (the model's boxes
+// too). Once the boxes were touched, they are posted with the decision; G makes the decision ground truth.
 (function () {
   "use strict";
 
@@ -58,6 +61,177 @@
     return toggle;
   }
 
+  // --- Boxes: where the phones are, as fractions of the picture (x1, y1, x2, y2) ---------------------------------
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const STEP = 0.02;
+  const MIN_SIDE = 0.01;
+
+  function clamp(value) {
+    return Math.min(1, Math.max(0, value));
+  }
+
+  function setUpBoxes(review, form) {
+    const stack = document.querySelector("#zoom-frame .picture-stack");
+    const field = document.getElementById("boxes-field");
+    const drawButton = document.getElementById("draw-box-button");
+    const deleteButton = document.getElementById("delete-box-button");
+    const count = document.getElementById("box-count");
+    if (!stack || !field) return null;
+    let boxes = [];
+    try {
+      boxes = JSON.parse(review.dataset.boxes || "[]");
+    } catch (error) {
+      boxes = [];
+    }
+    let selected = -1;
+    let draft = null; // [x1, y1, x2, y2] while drawing
+    let dragStart = null;
+    const editor = document.createElementNS(SVG_NS, "svg");
+    editor.setAttribute("class", "box-editor");
+    editor.setAttribute("viewBox", "0 0 100 100");
+    editor.setAttribute("preserveAspectRatio", "none");
+    editor.setAttribute("role", "img");
+    editor.id = "box-editor";
+    stack.appendChild(editor);
+
+    function rect(box, className) {
+      const element = document.createElementNS(SVG_NS, "rect");
+      element.setAttribute("class", className);
+      element.setAttribute("x", (box[0] * 100).toFixed(2));
+      element.setAttribute("y", (box[1] * 100).toFixed(2));
+      element.setAttribute("width", ((box[2] - box[0]) * 100).toFixed(2));
+      element.setAttribute("height", ((box[3] - box[1]) * 100).toFixed(2));
+      element.setAttribute("vector-effect", "non-scaling-stroke");
+      return element;
+    }
+
+    function render() {
+      while (editor.firstChild) editor.removeChild(editor.firstChild);
+      boxes.forEach((box, index) => {
+        const element = rect(box, "user-box" + (index === selected ? " selected" : ""));
+        element.dataset.index = String(index);
+        editor.appendChild(element);
+      });
+      if (draft) editor.appendChild(rect(normalised(draft), "draft-box"));
+      editor.setAttribute("aria-label", boxes.length + " phone box" + (boxes.length === 1 ? "" : "es"));
+      count.textContent = boxes.length + " box" + (boxes.length === 1 ? "" : "es") + (draft ? " · drawing: Enter saves" : "");
+      deleteButton.disabled = selected < 0;
+    }
+
+    function normalised(box) {
+      return [Math.min(box[0], box[2]), Math.min(box[1], box[3]), Math.max(box[0], box[2]), Math.max(box[1], box[3])].map(clamp);
+    }
+
+    function touched() {
+      field.disabled = false;
+      field.value = JSON.stringify(boxes.map((box) => box.map((value) => Number(value.toFixed(4)))));
+      review.dataset.boxesEdited = "true";
+    }
+
+    function commitDraft() {
+      if (!draft) return false;
+      const box = normalised(draft);
+      draft = null;
+      if (box[2] - box[0] >= MIN_SIDE && box[3] - box[1] >= MIN_SIDE) {
+        boxes.push(box);
+        selected = boxes.length - 1;
+        touched();
+      }
+      render();
+      return true;
+    }
+
+    function startKeyboardDraft() {
+      draft = [0.4, 0.35, 0.6, 0.65];
+      selected = -1;
+      render();
+    }
+
+    function deleteSelected() {
+      if (selected < 0) return false;
+      boxes.splice(selected, 1);
+      selected = -1;
+      touched();
+      render();
+      return true;
+    }
+
+    function point(event) {
+      const bounds = editor.getBoundingClientRect();
+      return [clamp((event.clientX - bounds.left) / bounds.width), clamp((event.clientY - bounds.top) / bounds.height)];
+    }
+
+    editor.addEventListener("pointerdown", (event) => {
+      if (event.button !== undefined && event.button !== 0) return;
+      event.preventDefault();
+      const index = event.target.dataset ? event.target.dataset.index : undefined;
+      if (index !== undefined) {
+        selected = Number(index);
+        render();
+        return;
+      }
+      dragStart = point(event);
+      draft = [dragStart[0], dragStart[1], dragStart[0], dragStart[1]];
+      editor.setPointerCapture(event.pointerId);
+      render();
+    });
+    editor.addEventListener("pointermove", (event) => {
+      if (!dragStart) return;
+      const here = point(event);
+      draft = [dragStart[0], dragStart[1], here[0], here[1]];
+      render();
+    });
+    function endDrag() {
+      if (!dragStart) return;
+      dragStart = null;
+      commitDraft();
+    }
+    editor.addEventListener("pointerup", endDrag);
+    editor.addEventListener("pointercancel", () => {
+      dragStart = null;
+      draft = null;
+      render();
+    });
+    drawButton.addEventListener("click", startKeyboardDraft);
+    deleteButton.addEventListener("click", deleteSelected);
+    render();
+
+    // Returns true when the key was the box editor's.
+    return function onKey(event, key) {
+      if (draft && !dragStart) {
+        const move = { ArrowLeft: [-STEP, 0], ArrowRight: [STEP, 0], ArrowUp: [0, -STEP], ArrowDown: [0, STEP] }[key];
+        if (move) {
+          if (event.shiftKey) {
+            draft[2] = clamp(draft[2] + move[0]);
+            draft[3] = clamp(draft[3] + move[1]);
+          } else {
+            const width = draft[2] - draft[0];
+            const height = draft[3] - draft[1];
+            draft[0] = Math.min(1 - width, Math.max(0, draft[0] + move[0]));
+            draft[1] = Math.min(1 - height, Math.max(0, draft[1] + move[1]));
+            draft[2] = draft[0] + width;
+            draft[3] = draft[1] + height;
+          }
+          render();
+          return true;
+        }
+        if (key === "Enter") return commitDraft();
+        if (key === "Escape") {
+          draft = null;
+          render();
+          return true;
+        }
+        return true; // while drawing, other keys do nothing (no decision by accident)
+      }
+      if (key === "b") {
+        startKeyboardDraft();
+        return true;
+      }
+      if (key === "x" || key === "Delete" || key === "Backspace") return deleteSelected();
+      return false;
+    };
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const review = document.getElementById("review");
     const undoButton = document.getElementById("undo-button");
@@ -78,6 +252,9 @@
     const status = document.getElementById("review-status");
     const toggle = document.getElementById("show-heatmap");
     const zoom = setUpZoom(review);
+    const boxKey = setUpBoxes(review, form);
+    const groundTruth = document.getElementById("ground-truth");
+    const boxesField = document.getElementById("boxes-field");
     let busy = false;
 
     function say(message, isError) {
@@ -109,7 +286,10 @@
         say("The model is unsure about this picture: press P or N.", true);
         return;
       }
-      act(review.dataset.decideUrl, { decision: decision }, button, "Saving…");
+      const fields = { decision: decision };
+      if (boxesField && !boxesField.disabled) fields.boxes = boxesField.value;
+      if (groundTruth && groundTruth.checked) fields.ground_truth = "1";
+      act(review.dataset.decideUrl, fields, button, "Saving…");
     }
 
     form.addEventListener("submit", (event) => {
@@ -123,6 +303,10 @@
       if (event.altKey || event.repeat) return;
       if (event.target.closest("input[type=text], textarea, select")) return;
       const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+      if (!event.ctrlKey && !event.metaKey && boxKey && boxKey(event, key)) {
+        event.preventDefault();
+        return;
+      }
       if (event.ctrlKey || event.metaKey) {
         if (key === "z" && undoButton && !undoButton.disabled) {
           event.preventDefault();
@@ -150,6 +334,8 @@
         window.location.assign(review.dataset.previousUrl);
       } else if (key === "h" && toggle) {
         toggle.checked = !toggle.checked;
+      } else if (key === "g" && groundTruth) {
+        groundTruth.checked = !groundTruth.checked;
       }
     });
   });

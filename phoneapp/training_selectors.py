@@ -1,0 +1,147 @@
+"""Reading which reviewed pictures train, which measure, and how much reviewers agree.
+
+Three disjoint sets, one picture (sha256) each however often it was sent:
+
+- **ground truth**: a staff-confirmed label (``ground_truth_label``); scores every version, never trains;
+- **eval**: reviewed pictures whose stable split is ``eval``; scores every version, never trains;
+- **train**: reviewed pictures whose split is ``train``.
+
+A review waiting for a second reviewer, or one a second reviewer disagreed with, is in none of them: a label two
+people do not share is not evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from phoneapp.models import ReviewSplit, SecondReview, Upload
+
+_SETTLED = Q(second_review__in=[SecondReview.NOT_NEEDED, SecondReview.AGREED])
+
+
+def _one_per_picture(uploads: QuerySet[Upload]) -> list[Upload]:
+    seen: set[str] = set()
+    kept = []
+    for upload in uploads.order_by("pk"):
+        if upload.sha256 not in seen:
+            seen.add(upload.sha256)
+            kept.append(upload)
+    return kept
+
+
+def _ground_truth_hashes() -> QuerySet[Upload]:
+    return Upload.objects.exclude(ground_truth_label="").values("sha256")
+
+
+def ground_truth_uploads() -> list[Upload]:
+    """One upload per ground-truth picture (its ``ground_truth_label`` is the truth), oldest first."""
+    return _one_per_picture(Upload.objects.exclude(ground_truth_label=""))
+
+
+def _reviewed_in(split: str) -> QuerySet[Upload]:
+    return (
+        Upload.objects.exclude(reviewed_label="")
+        .filter(_SETTLED, review_split=split)
+        .exclude(sha256__in=_ground_truth_hashes())
+    )
+
+
+def eval_uploads() -> list[Upload]:
+    """One upload per reviewed eval-split picture that is not ground truth and whose label is settled."""
+    return _one_per_picture(_reviewed_in(ReviewSplit.EVAL))
+
+
+def training_uploads() -> list[Upload]:
+    """One upload per reviewed train-split picture that is not ground truth and whose label is settled."""
+    return _one_per_picture(_reviewed_in(ReviewSplit.TRAIN))
+
+
+def uploads_held_for_second_review_count() -> int:
+    """Reviewed pictures kept out of training because a second reviewer has not agreed (waiting or disagreed)."""
+    held = Upload.objects.exclude(reviewed_label="").filter(
+        second_review__in=[SecondReview.WAITING, SecondReview.DISAGREED]
+    )
+    return held.values("sha256").distinct().count()
+
+
+@dataclass(frozen=True)
+class ReviewAgreement:
+    """How often reviewers agree with each other and with ground truth (pictures, not uploads)."""
+
+    second_reviews: int
+    agreed: int
+    waiting: int
+    ground_truth_reviewed: int  # ground-truth pictures that also have a reviewer's label
+    agreed_with_ground_truth: int
+
+    @property
+    def agreement_rate(self) -> float | None:
+        return self.agreed / self.second_reviews if self.second_reviews else None
+
+    @property
+    def ground_truth_agreement_rate(self) -> float | None:
+        return self.agreed_with_ground_truth / self.ground_truth_reviewed if self.ground_truth_reviewed else None
+
+
+def review_agreement() -> ReviewAgreement:
+    """Agreement between first and second reviewers, and between reviewers and ground truth."""
+    second = _one_per_picture(Upload.objects.filter(second_review__in=[SecondReview.AGREED, SecondReview.DISAGREED]))
+    truth = _one_per_picture(Upload.objects.exclude(ground_truth_label="").exclude(reviewed_label=""))
+    waiting = Upload.objects.filter(second_review=SecondReview.WAITING).values("sha256").distinct().count()
+    return ReviewAgreement(
+        second_reviews=len(second),
+        agreed=sum(upload.second_review == SecondReview.AGREED for upload in second),
+        waiting=waiting,
+        ground_truth_reviewed=len(truth),
+        agreed_with_ground_truth=sum(upload.reviewed_label == upload.ground_truth_label for upload in truth),
+    )
+
+
+@dataclass(frozen=True)
+class TrustedScore:
+    correct: int
+    count: int
+    accuracy: float
+    pictures: str  # a letter per distinct picture set on the page: same letter, same pictures
+
+
+@dataclass(frozen=True)
+class VersionHistoryRow:
+    """One model version's latest scores on the trusted pictures (None when it was never scored)."""
+
+    name: str
+    is_active: bool
+    created: object
+    ground_truth: TrustedScore | None
+    eval: TrustedScore | None
+
+
+def version_score_history() -> list[VersionHistoryRow]:
+    """Every scored version, newest first, with its latest ground-truth and eval scores (slice "all"); the
+    ``pictures`` letter tells which rows were scored on the same pictures."""
+    from phoneapp.models import ModelVersion, VersionScore
+
+    latest: dict[tuple[int, str], VersionScore] = {}
+    for score in VersionScore.objects.filter(slice="all").order_by("created", "pk"):
+        latest[(score.version_id, score.picture_set)] = score
+    letters: dict[str, str] = {}
+
+    def trusted(score: VersionScore | None) -> TrustedScore | None:
+        if score is None:
+            return None
+        letter = letters.setdefault(score.pictures_digest, chr(ord("A") + len(letters) % 26))
+        return TrustedScore(score.correct, score.count, score.accuracy, letter)
+
+    scored = {version_id for version_id, _ in latest}
+    return [
+        VersionHistoryRow(
+            name=version.name,
+            is_active=version.is_active,
+            created=version.created,
+            ground_truth=trusted(latest.get((version.pk, VersionScore.Set.GROUND_TRUTH))),
+            eval=trusted(latest.get((version.pk, VersionScore.Set.EVAL))),
+        )
+        for version in ModelVersion.objects.filter(pk__in=scored).order_by("-created")
+    ]

@@ -1,0 +1,111 @@
+"""In a real browser: a reviewer draws a box around the phone with the mouse and another with the keyboard, deletes
+the model's wrong box, and decides; the boxes are stored, the API returns them, and a retrain trains on them.
+
+Headless Debian Chromium against pytest-django's live server.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
+
+from phoneapp.models import Upload
+from phoneapp.services.reviews import review_split_of
+from tests import live_services
+from tests.page_data import make_upload
+from tests.test_browser_pages import DESKTOP, SCREENSHOT_FLAGS, draw_phone_scene, log_in, screenshot, wait
+from tests.test_retrain import QUICK, reviewed_uploads
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile", extra_flags=SCREENSHOT_FLAGS)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def train_split_sha256() -> str:
+    """A picture hash the stable split sends to training (an eval picture would, rightly, never train)."""
+    return next(f"{n:064x}" for n in range(100) if review_split_of(sha256=f"{n:064x}") == "train")
+
+
+def test_reviewer_draws_boxes_with_mouse_and_keyboard_and_a_retrain_trains_on_them(
+    live_server: object, browser: object, alice: User, reviewer: User
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    target = make_upload(
+        alice,
+        probability=0.5,
+        name="desk.jpg",
+        picture=draw_phone_scene(),
+        sha256=train_split_sha256(),
+        boxes=[{"box": [0.05, 0.05, 0.2, 0.2], "score": 0.5}],  # the model's box, in the wrong place
+    )
+    following = make_upload(alice, probability=0.9, name="next.jpg")
+    log_in(browser, live_server, reviewer)
+    browser.get(f"{live_server.url}/review/{target.pk}/")
+    editor = wait(browser, lambda b: b.find_element(By.ID, "box-editor"), 10)
+    assert len(editor.find_elements(By.CSS_SELECTOR, "rect.user-box")) == 1  # the model's box, editable
+
+    # Mouse: click the model's box and delete it, then drag a new one from (20%, 30%) to (50%, 70%).
+    ActionChains(browser).move_to_element(editor.find_element(By.CSS_SELECTOR, "rect.user-box")).click().perform()
+    browser.find_element(By.TAG_NAME, "body").send_keys("x")
+    wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box"), 5)
+    size = editor.size
+    width, height = size["width"], size["height"]
+    start = (round(-width / 2 + 0.2 * width), round(-height / 2 + 0.3 * height))
+    chain = ActionChains(browser).move_to_element_with_offset(editor, *start).click_and_hold()
+    chain.move_by_offset(round(0.15 * width), round(0.2 * height)).move_by_offset(
+        round(0.15 * width), round(0.2 * height)
+    )
+    chain.release().perform()
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box")) == 1, 5)
+
+    # Keyboard: B starts a box in the middle, two steps right, one taller, Enter saves it.
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("b")
+    body.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+    body.send_keys(Keys.SHIFT, Keys.ARROW_DOWN)
+    body.send_keys(Keys.ENTER)
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box")) == 2, 5)
+    assert "2 boxes" in browser.find_element(By.ID, "box-count").text
+    screenshot(browser, "review-boxes-drawn", width=DESKTOP)
+    body.send_keys("p")
+    wait(
+        browser,
+        lambda b: b.execute_script("return document.getElementById('review').dataset.uploadId") == str(following.pk),
+        15,
+    )
+
+    target.refresh_from_db()
+    assert target.reviewed_label == "phone"
+    drawn = [entry["box"] for entry in target.reviewed_boxes]
+    assert len(drawn) == 2
+    assert drawn[0] == pytest.approx([0.2, 0.3, 0.5, 0.7], abs=0.03)
+    assert drawn[1] == pytest.approx([0.44, 0.35, 0.64, 0.67], abs=0.011)
+
+    api = Client()
+    api.force_login(alice)
+    assert [entry["box"] for entry in api.get(f"/api/uploads/{target.pk}/").json()["reviewed_boxes"]] == drawn
+
+    reviewed_uploads(alice, reviewer, 24, random.Random(21))
+    out = io.StringIO()
+    call_command("retrain", *QUICK, "--json", "--dry-run", stdout=out, stderr=io.StringIO())
+    summary = json.loads(out.getvalue())["data_summary"]
+    assert summary["boxed_pictures"] == 1
+    assert Upload.objects.get(pk=target.pk).review_split == "train"

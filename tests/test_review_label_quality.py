@@ -1,0 +1,152 @@
+"""Labels that train the next model: second opinions on contradicted confident verdicts, a stable eval split,
+ground truth, and reviewers' boxes -- in the review queue, the admin, the API and the dashboard."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from phoneapp.models import ReviewSplit, SecondReview, Upload
+from phoneapp.services.reviews import review_split_of
+from phoneapp.training_selectors import training_uploads
+from tests.page_data import make_upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def second_reviewer(db: None) -> User:
+    return User.objects.create_user("sam", password="sam-password-1", is_staff=True)
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def decide(client: Client, upload: Upload, decision: str, **extra: str) -> object:
+    return client.post(f"/review/{upload.pk}/decide", {"decision": decision, **extra}, HTTP_ACCEPT="application/json")
+
+
+def test_a_review_against_a_confident_verdict_waits_for_a_second_reviewer_before_it_trains(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    confident_phone = make_upload(alice, probability=0.99)
+    assert decide(client_for(reviewer), confident_phone, "not_phone").status_code == 200
+    confident_phone.refresh_from_db()
+    assert confident_phone.second_review == SecondReview.WAITING
+    assert confident_phone not in training_uploads()
+
+    # The first reviewer does not see it again; another reviewer gets it first, ahead of unsure pictures.
+    unsure = make_upload(alice, probability=0.5)
+    assert client_for(reviewer).get("/review/")["Location"] == f"/review/{unsure.pk}/"
+    other = client_for(second_reviewer)
+    assert other.get("/review/")["Location"] == f"/review/{confident_phone.pk}/"
+    assert "Second opinion needed" in other.get(f"/review/{confident_phone.pk}/").content.decode()
+
+    decide(other, confident_phone, "not_phone")
+    confident_phone.refresh_from_db()
+    assert confident_phone.second_review == SecondReview.AGREED
+    assert confident_phone.second_reviewed_by == second_reviewer
+    assert confident_phone.reviewed_label == "not_phone"
+    if confident_phone.review_split == ReviewSplit.TRAIN:
+        assert confident_phone in training_uploads()
+    dashboard = client_for(reviewer).get("/dashboard/").content.decode()
+    assert "1 of 1 (100%)" in dashboard
+
+
+def test_a_second_reviewer_who_disagrees_keeps_the_picture_out_of_training(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    confident_phone = make_upload(alice, probability=0.99)
+    decide(client_for(reviewer), confident_phone, "not_phone")
+    decide(client_for(second_reviewer), confident_phone, "phone")
+    confident_phone.refresh_from_db()
+    assert confident_phone.second_review == SecondReview.DISAGREED
+    assert confident_phone.reviewed_label == "not_phone" and confident_phone.second_label == "phone"
+    assert confident_phone not in training_uploads()
+
+
+def test_agreeing_with_a_confident_verdict_or_deciding_an_unsure_one_needs_no_second_opinion(
+    alice: User, reviewer: User
+) -> None:
+    confident = make_upload(alice, probability=0.99)
+    unsure = make_upload(alice, probability=0.5)
+    decide(client_for(reviewer), confident, "confirm")
+    decide(client_for(reviewer), unsure, "not_phone")
+    assert set(Upload.objects.values_list("second_review", flat=True)) == {SecondReview.NOT_NEEDED}
+
+
+def test_the_split_is_fixed_at_review_time_by_the_picture_and_duplicates_share_it(
+    alice: User, bob: User, reviewer: User
+) -> None:
+    copies = [make_upload(owner, probability=0.5, sha256="c" * 64) for owner in (alice, bob)]
+    decide(client_for(reviewer), copies[0], "phone")
+    splits = set(Upload.objects.filter(sha256="c" * 64).values_list("review_split", flat=True))
+    assert splits == {review_split_of(sha256="c" * 64)}
+    eval_share = sum(review_split_of(sha256=f"{index:064x}") == ReviewSplit.EVAL for index in range(2000)) / 2000
+    assert 0.17 < eval_share < 0.23
+
+
+def test_boxes_posted_with_a_decision_are_stored_and_returned_by_the_api(alice: User, reviewer: User) -> None:
+    upload = make_upload(alice, probability=0.5, boxes=[{"box": [0.1, 0.1, 0.3, 0.3], "score": 0.5}])
+    response = decide(client_for(reviewer), upload, "phone", boxes="[[0.2, 0.25, 0.5, 0.75]]")
+    assert response.status_code == 200
+    upload.refresh_from_db()
+    assert upload.reviewed_boxes == [{"box": [0.2, 0.25, 0.5, 0.75]}]
+    data = client_for(alice).get(f"/api/uploads/{upload.pk}/").json()
+    assert data["reviewed_boxes"] == [{"box": [0.2, 0.25, 0.5, 0.75]}]
+    assert data["boxes"] == [{"box": [0.1, 0.1, 0.3, 0.3], "score": 0.5}]  # the model's stay as they were
+
+
+@pytest.mark.parametrize("boxes", ["[[0.5, 0.5, 0.2, 0.9]]", "[[0, 0, 1.5, 1]]", "not json", '[["a", 1, 2, 3]]'])
+def test_bad_boxes_are_refused_with_a_reason_and_nothing_is_saved(alice: User, reviewer: User, boxes: str) -> None:
+    upload = make_upload(alice, probability=0.5)
+    response = decide(client_for(reviewer), upload, "phone", boxes=boxes)
+    assert response.status_code == 400
+    assert "ox" in response.json()["error"]
+    upload.refresh_from_db()
+    assert upload.reviewed_label == "" and upload.reviewed_boxes is None
+
+
+def test_ground_truth_from_the_review_queue_and_the_admin(alice: User, reviewer: User) -> None:
+    from_queue = make_upload(alice, probability=0.5)
+    decide(client_for(reviewer), from_queue, "phone", ground_truth="1")
+    from_queue.refresh_from_db()
+    assert from_queue.ground_truth_label == "phone" and from_queue.ground_truth_by == reviewer
+
+    reviewed = make_upload(alice, probability=0.2, reviewed="not_phone", reviewer=reviewer)
+    twin = make_upload(alice, probability=0.2, sha256=reviewed.sha256)
+    client_for(reviewer).post(
+        "/admin/phoneapp/upload/",
+        {"action": "confirm_as_ground_truth", "_selected_action": [reviewed.pk]},
+    )
+    assert Upload.objects.get(pk=reviewed.pk).ground_truth_label == "not_phone"
+    assert Upload.objects.get(pk=twin.pk).ground_truth_label == "not_phone"  # the same picture, sent again
+
+
+def test_undo_of_a_second_opinion_puts_the_picture_back_to_waiting(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    confident_phone = make_upload(alice, probability=0.99)
+    decide(client_for(reviewer), confident_phone, "not_phone")
+    other = client_for(second_reviewer)
+    decide(other, confident_phone, "phone")
+    other.post("/review/undo", HTTP_ACCEPT="application/json")
+    confident_phone.refresh_from_db()
+    assert confident_phone.second_review == SecondReview.WAITING
+    assert confident_phone.second_label == "" and confident_phone.reviewed_label == "not_phone"
+
+
+def test_admin_edits_boxes_as_json_and_refuses_bad_ones(alice: User, reviewer: User) -> None:
+    upload = make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer)
+    url = f"/admin/phoneapp/upload/{upload.pk}/change/"
+    client = client_for(reviewer)
+    client.post(url, {"reviewed_label": "phone", "reviewed_boxes": '[{"box": [0.1, 0.2, 0.3, 0.4]}]'})
+    upload.refresh_from_db()
+    assert upload.reviewed_boxes == [{"box": [0.1, 0.2, 0.3, 0.4]}]
+    client.post(url, {"reviewed_label": "phone", "reviewed_boxes": "[[0.5, 0.2, 0.3, 0.4]]"})
+    upload.refresh_from_db()
+    assert upload.reviewed_boxes == [{"box": [0.1, 0.2, 0.3, 0.4]}]
