@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,6 +14,7 @@ from django.utils import timezone
 
 from phoneapp.models import ModelVersion, Upload, UploadStatus
 from phoneapp.services.classification import classification_enqueue
+from phoneapp.services.dispatch import broker_configured
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.image_validation import ValidatedImage, validate_image_file
 from phoneapp.services.stored_pictures import stored_file_write
@@ -55,7 +55,7 @@ def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) ->
                 uploads.append(upload)
             to_classify = [upload.pk for upload in uploads if upload.status == UploadStatus.PENDING]
             if to_classify:
-                transaction.on_commit(partial(classification_enqueue, upload_ids=to_classify))
+                classification_enqueue(upload_ids=to_classify)  # sent once this transaction commits
     except Exception:
         # The rows rolled back; remove the files this call wrote too, so storage never holds a file without a
         # row. Files shared with an earlier upload belong to that upload and stay.
@@ -81,7 +81,7 @@ def _refresh_statuses(uploads: list[Upload]) -> None:
 
     With a broker they are as written (the worker has barely received them), so no query is spent on it.
     """
-    if settings.CELERY_BROKER_URL:
+    if broker_configured():
         return
     current = dict(Upload.objects.filter(pk__in=[upload.pk for upload in uploads]).values_list("pk", "status"))
     for upload in uploads:
