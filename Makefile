@@ -31,6 +31,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 run: $(INSTALLED)
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py sync_models
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo ""
 	@echo "First time? Create a user to log in with:  $(PY) manage.py createsuperuser"

@@ -344,4 +344,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("all checks passed")
     return 0
-

@@ -29,7 +29,7 @@ from typing import Any
 # torch at load time; the figures' modules are imported inside run()).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from benchmarks.pictures import sample_pictures  # noqa: E402
+from benchmarks.pictures import sample_pictures
 
 # name -> (target, "<=" or ">=", unit)
 TARGETS: dict[str, tuple[float | None, str, str]] = {
