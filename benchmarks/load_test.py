@@ -338,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    failed = [name for name, ok in report["checks"].items() if not ok]  # type: ignore[union-attr]
+    checks = report["checks"]
+    assert isinstance(checks, dict)
+    failed = [name for name, ok in checks.items() if not ok]
     if failed:
         print("FAILED: " + "; ".join(failed), file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from celery import Celery
 from celery.signals import task_prerun, worker_process_init, worker_ready, worker_shutdown
@@ -126,7 +127,7 @@ def _survive_broker_connection_loss() -> None:
     if getattr(original, "_phonecheck_patched", False):
         return
 
-    def _connparams(self: object, *args: object, **kwargs: object) -> object:
+    def _connparams(self: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(getattr(self, "connection", None), "client", None) is None:
             raise RedisConnectionError("broker connection already closed")
         return original(self, *args, **kwargs)

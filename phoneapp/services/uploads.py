@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -22,7 +22,7 @@ from phoneapp.services.stored_pictures import stored_file_write
 logger = logging.getLogger(__name__)
 
 
-def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) -> list[Upload]:
+def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload]:
     """Store every file as an upload of ``owner`` and queue the new ones for classification.
 
     All files are validated before anything is written, so one bad file refuses the whole request and leaves
@@ -88,7 +88,7 @@ def _refresh_statuses(uploads: list[Upload]) -> None:
         upload.status = current.get(upload.pk, upload.status)
 
 
-def _twin_of(*, owner: AbstractBaseUser, sha256: str) -> Upload | None:
+def _twin_of(*, owner: User, sha256: str) -> Upload | None:
     """The owner's earliest upload of the same file whose picture is still in storage."""
     for twin in Upload.objects.filter(owner=owner, sha256=sha256).exclude(image="").order_by("created", "id")[:3]:
         if twin.image.storage.exists(twin.image.name):
@@ -96,7 +96,7 @@ def _twin_of(*, owner: AbstractBaseUser, sha256: str) -> Upload | None:
     return None
 
 
-def _store(*, owner: AbstractBaseUser, file: UploadedFile, image: ValidatedImage, written: list[Upload]) -> Upload:
+def _store(*, owner: User, file: UploadedFile, image: ValidatedImage, written: list[Upload]) -> Upload:
     upload = Upload(
         owner=owner,
         original_name=image.original_name,
@@ -119,7 +119,7 @@ def _store(*, owner: AbstractBaseUser, file: UploadedFile, image: ValidatedImage
 
 
 def _store_duplicate(
-    *, owner: AbstractBaseUser, image: ValidatedImage, twin: Upload, active_version: ModelVersion | None
+    *, owner: User, image: ValidatedImage, twin: Upload, active_version: ModelVersion | None
 ) -> Upload:
     upload = Upload(
         owner=owner,
