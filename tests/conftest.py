@@ -44,6 +44,15 @@ def isolated_storage(settings: object, tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
+def deployed_models(isolated_storage: Path) -> None:
+    """The database as a deploy leaves it: ``manage.py sync_models`` registered the shipped models (the test's
+    MODELS_DIR copy) and activated the tests' default. Needs a test with database access."""
+    from phoneapp.services.model_versions import model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+
+
+@pytest.fixture
 def alice(db: None) -> User:
     return User.objects.create_user("alice", password="alice-password-1")
 

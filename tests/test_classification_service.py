@@ -61,6 +61,7 @@ def test_unreadable_stored_file_fails_with_a_reason(alice: User) -> None:
     assert "cannot be read" in result.error
 
 
+@pytest.mark.usefixtures("deployed_models")
 def test_verdict_records_the_version_that_made_it(alice: User, settings: object, tmp_path: Path) -> None:
     models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
     copy = models_dir / "zero-shot-copy"

@@ -141,6 +141,7 @@ def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
         assert np.array_equal(np.asarray(Image.open(stored)), np.asarray(Image.open(io.BytesIO(expected))))
 
 
+@pytest.mark.usefixtures("deployed_models")
 def test_heat_map_task_draws_the_evidence_sent_with_it(alice: User) -> None:
     """Through the broker the map travels as plain lists; the task draws it where the evidence peaks."""
     import numpy as np

@@ -51,6 +51,7 @@ def reviewed_upload(owner: User, label: str, rng: random.Random, *, reviewer: Us
     return upload
 
 
+@pytest.mark.usefixtures("deployed_models")
 def test_retrain_from_reviewed_uploads_registers_a_better_version_and_next_prediction_uses_it(
     alice: User, reviewer: User
 ) -> None:
@@ -146,6 +147,7 @@ def test_unknown_training_setting_is_refused() -> None:
         call_command("retrain", "--set", "learning_speed=11", stdout=io.StringIO())
 
 
+@pytest.mark.usefixtures("deployed_models")
 def test_evaluate_command_reports_metrics_of_a_version_on_a_folder(tmp_path: Path) -> None:
     data = write_synthetic_folder(tmp_path / "data", per_label=5)
     out = io.StringIO()
