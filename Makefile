@@ -12,12 +12,13 @@ ADDRESS ?= 127.0.0.1:8000
 # In CI a missing PostgreSQL is an error, not a reason to fall back to SQLite.
 services_required := $(filter 1 true TRUE True yes,$(CI) $(REQUIRE_SERVICES))
 
-.PHONY: help install run test lint worker beat screenshots clean
+.PHONY: help install run test lint typecheck worker beat screenshots clean
 
 help:
 	@echo "make run     set up .venv, migrate the SQLite database, serve http://127.0.0.1:8000 (ADDRESS=host:port)"
 	@echo "make test    run the tests (on PostgreSQL when it answers on 127.0.0.1:5432)"
 	@echo "make lint    ruff check and ruff format --check"
+	@echo "make typecheck  mypy (what it checks: [tool.mypy] in pyproject.toml)"
 	@echo "make screenshots  refresh docs/screenshots/ (README, docs/ui.md) with the browser tests"
 	@echo "make worker  a celery worker (needs CELERY_BROKER_URL); make beat: the periodic pending sweep"
 
@@ -31,6 +32,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 run: $(INSTALLED)
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py sync_models
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo ""
 	@echo "First time? Create a user to log in with:  $(PY) manage.py createsuperuser"
@@ -49,6 +51,9 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(VENV)/bin/mypy
 
 # The only command that rewrites the tracked screenshots; plain test runs write theirs to test-artifacts/.
 screenshots: $(INSTALLED)

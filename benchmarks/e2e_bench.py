@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,21 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks._stack import free_port, wait_for_port
+from benchmarks._stats import percentile
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_DATABASE = "phonecheck_bench"
 BENCH_REDIS_DB = 14
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -191,23 +182,12 @@ def services(*, model: str | None = None, web_workers: int = 2) -> Iterator[Benc
                 "60",
             ],
         )
-        _wait_for_port(port, timeout=60)
+        wait_for_port(port, timeout=60, what="gunicorn")
         yield bench
     finally:
         bench.stop_all()
         _reset_redis(broker)
         shutil.rmtree(media, ignore_errors=True)
-
-
-def _wait_for_port(port: int, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout:.0f}s")
 
 
 class ApiClient:

@@ -1,8 +1,8 @@
 """Bounded load test: thousands of uploads through the API into PostgreSQL + Redis + one celery worker.
 
-    .venv/bin/python benchmarks/load_test.py                  # 2,000 uploads, 8 concurrent clients
-    .venv/bin/python benchmarks/load_test.py --uploads 200    # a quick look
-    .venv/bin/python benchmarks/load_test.py --uploads 600 --rate 6   # steady arrivals below capacity
+    .venv/bin/python -m benchmarks.run load                    # 2,000 uploads, 8 concurrent clients
+    .venv/bin/python -m benchmarks.run load --uploads 200      # a quick look
+    .venv/bin/python -m benchmarks.run load --uploads 600 --rate 6   # steady arrivals below capacity
 
 Everything it starts is its own and on loopback only: a fresh PostgreSQL database (created, migrated, dropped
 at the end), a throwaway ``redis-server`` on a free port (no persistence), gunicorn for the web app and one
@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import json
 import os
 import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +39,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from benchmarks._stack import free_port, port_open
+from benchmarks._stats import percentile
+from benchmarks.pictures import drawn_picture
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -58,49 +58,12 @@ class Sent:
     answered: float
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
 def wait_for(what: str, probe, *, timeout: float, interval: float = 0.25) -> None:
     deadline = time.monotonic() + timeout
     while not probe():
         if time.monotonic() > deadline:
             raise LoadTestError(f"gave up waiting {timeout:.0f}s for {what}")
         time.sleep(interval)
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def pictures(count: int, seed: int) -> list[bytes]:
-    """Distinct small JPEGs (the same file twice would be de-duplicated and never reach the worker)."""
-    rng = random.Random(seed)
-    result = []
-    for index in range(count):
-        image = Image.new("RGB", (320, 240), tuple(rng.randrange(256) for _ in range(3)))
-        draw = ImageDraw.Draw(image)
-        for _ in range(6):
-            x, y = rng.randrange(320), rng.randrange(240)
-            colour = tuple(rng.randrange(256) for _ in range(3))
-            draw.rectangle([x, y, x + rng.randrange(10, 160), y + rng.randrange(10, 120)], fill=colour)
-        draw.text((5, 5), str(index), fill=(255, 255, 255))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=85)
-        result.append(buffer.getvalue())
-    return result
 
 
 def multipart(name: str, data: bytes) -> tuple[bytes, str]:
@@ -297,7 +260,8 @@ def rows_of_load_user(stack: Stack) -> list[tuple[int, str, int, float | None, s
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     hard_deadline = time.monotonic() + args.max_seconds
-    bodies = pictures(args.uploads, args.seed)
+    rng = random.Random(args.seed)
+    bodies = [drawn_picture(rng, 320, 240, quality=85) for _ in range(args.uploads)]
     with ExitStack() as cleanup:
         workdir = Path(tempfile.mkdtemp(prefix="phonecheck-load-"))
         cleanup.callback(shutil.rmtree, workdir, True)
@@ -356,8 +320,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run load", description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8, help="concurrent API clients")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="prefork processes of the one worker")
@@ -368,19 +332,17 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the report here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     report = run(args)
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    failed = [name for name, ok in report["checks"].items() if not ok]  # type: ignore[union-attr]
+    checks = report["checks"]
+    assert isinstance(checks, dict)
+    failed = [name for name, ok in checks.items() if not ok]
     if failed:
         print("FAILED: " + "; ".join(failed), file=sys.stderr)
         return 1
     print("all checks passed")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

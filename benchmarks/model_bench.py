@@ -15,16 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks._stats import percentile
 from inference.contract import Classifier
 from inference.export_cache import default_cache_dir
 from inference.images import open_image
 from inference.loader import load, resolve_model_dir
 from inference.runtime import predict_files
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def _timed(function: Callable[[], object]) -> tuple[float, float]:

@@ -1,4 +1,8 @@
-"""``python benchmarks/run.py [--json]``: every performance figure of issue 6, measured on this machine in one run.
+"""``python -m benchmarks.run [--json]``: every performance figure of issue 6, measured on this machine in one run.
+
+``python -m benchmarks.run load [--uploads N ...]``: the bounded load test instead (``benchmarks/load_test.py``:
+thousands of uploads through its own PostgreSQL database, Redis, gunicorn and worker; every upload must end done,
+none lost or duplicated). Every benchmark runs from the repository root this way; none patches ``sys.path``.
 
 In-process (``benchmarks/model_bench.py``): one picture on the warm model (decode and preprocessing included),
 256 pictures through the batch API, and the prototype's loop that loads the checkpoint for every request.
@@ -21,12 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-# As in the web and worker processes (phoneapp/settings.py): must be set before torch loads.
+# As in the web and worker processes (phoneapp/settings.py): must be set before torch loads (nothing here imports
+# torch at load time; the figures' modules are imported inside run()).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from benchmarks.pictures import sample_pictures  # noqa: E402
+from benchmarks.pictures import sample_pictures
 
 # name -> (target, "<=" or ">=", unit)
 TARGETS: dict[str, tuple[float | None, str, str]] = {
@@ -45,7 +48,7 @@ TARGETS: dict[str, tuple[float | None, str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--model", default=None, help="version name under trained_models/ (default: ACTIVE)")
     parser.add_argument("--threads", type=int, default=2, help="threads of the in-process model figures")
@@ -178,6 +181,11 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["load"]:
+        from benchmarks.load_test import main as load_test
+
+        return load_test(argv[1:])
     args = build_parser().parse_args(argv)
     result = run(args)
     if args.json:

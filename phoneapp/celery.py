@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from celery import Celery
 from celery.signals import task_prerun, worker_process_init, worker_ready, worker_shutdown
@@ -45,7 +46,7 @@ def _check_database_connections(task: object = None, **_: object) -> None:
 @worker_ready.connect
 def _sweep_pending_at_worker_start(sender: object = None, **_: object) -> None:
     """Uploads saved while no worker (or no broker) was up are sent again as soon as a worker is ready."""
-    app.send_task("phoneapp.tasks.requeue_pending")
+    app.send_task("phoneapp.tasks.uploads_requeue_stale_task")
 
 
 @worker_ready.connect
@@ -81,7 +82,7 @@ def _heartbeat_loop(hostname: str) -> None:
             worker_heartbeat_write(hostname=hostname, upload_ids=_uploads_in_hand())
             if broker_was_down:
                 log.warning("broker back: sweeping every pending upload")
-                app.send_task("phoneapp.tasks.requeue_pending", kwargs={"resend_all": True})
+                app.send_task("phoneapp.tasks.uploads_requeue_stale_task", kwargs={"resend_all": True})
             broker_was_down = False
         except Exception as error:
             if not broker_was_down:
@@ -96,7 +97,7 @@ def _uploads_in_hand() -> list[int]:
 
     ids = []
     for request in list(state.active_requests):
-        if getattr(request, "name", "") == "phoneapp.tasks.classify_upload":
+        if getattr(request, "name", "") == "phoneapp.tasks.upload_classify_task":
             try:
                 ids.append(int(request.args[0]))
             except (IndexError, TypeError, ValueError):
@@ -126,7 +127,7 @@ def _survive_broker_connection_loss() -> None:
     if getattr(original, "_phonecheck_patched", False):
         return
 
-    def _connparams(self: object, *args: object, **kwargs: object) -> object:
+    def _connparams(self: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(getattr(self, "connection", None), "client", None) is None:
             raise RedisConnectionError("broker connection already closed")
         return original(self, *args, **kwargs)

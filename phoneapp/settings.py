@@ -219,10 +219,9 @@ SWEEP_INTERVAL_SECONDS: float = env.float("SWEEP_INTERVAL_SECONDS", default=10.0
 CLASSIFY_MAX_ATTEMPTS: int = env.int("CLASSIFY_MAX_ATTEMPTS", default=8)
 
 # --- Celery ---------------------------------------------------------------------------------------------------
-# Unset: no broker, classification runs in the web process right after the upload is saved.
+# Unset: no broker, classification runs in the web process right after the upload is saved. The one switch:
+# phoneapp/services/dispatch.py decides from it where every task runs (no eager mode on top of it).
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
-CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -238,9 +237,9 @@ CELERY_DB_REUSE_MAX: int = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = "classify"
 CELERY_TASK_ROUTES = {
-    "phoneapp.tasks.retrain_model": {"queue": "training"},
+    "phoneapp.tasks.retrain_task": {"queue": "training"},
     # Overlays wait behind verdicts: run a worker with `-Q classify,heatmaps` or a separate `-Q heatmaps` one.
-    "phoneapp.tasks.compute_heatmap": {"queue": "heatmaps"},
+    "phoneapp.tasks.upload_heatmap_compute_task": {"queue": "heatmaps"},
 }
 # With acks_late a task whose worker died is redelivered after this many seconds; keep it above the longest
 # task so a slow but alive worker is not doubled up.
@@ -256,9 +255,9 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # Does nothing unless RETENTION_DAYS is set.
-    "delete-expired-uploads": {"task": "phoneapp.tasks.delete_expired_uploads", "schedule": 3600.0},
+    "delete-expired-uploads": {"task": "phoneapp.tasks.uploads_delete_expired_task", "schedule": 3600.0},
     "requeue-pending-uploads": {
-        "task": "phoneapp.tasks.requeue_pending",
+        "task": "phoneapp.tasks.uploads_requeue_stale_task",
         "schedule": SWEEP_INTERVAL_SECONDS,
         # A sweep not started by the next one's turn is dropped: sweeps never pile up behind a slow worker.
         "options": {"expires": SWEEP_INTERVAL_SECONDS},

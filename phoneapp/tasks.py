@@ -1,28 +1,30 @@
-"""Celery tasks: thin wrappers that call the classification services."""
+"""Celery tasks: one more way in to the services, thin and named after the service they run (``<service>_task``).
+
+The import direction is fixed (HackSoft's rule): services import these ``*_task`` names at module level and send
+them through :func:`phoneapp.services.dispatch.enqueue`; a task imports its service inside its body. So this
+module imports no service at load time (only the error types its decorators name), and there is no import circle.
+
+A task takes an id, loads the row again, and returns quietly when there is nothing left to do. Retries and the
+give-up are declared on the decorator (``autoretry_for``, ``max_retries``, ``on_failure``), not written in the body.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Any
 
-import numpy as np
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
-from phoneapp.services.classification import (
-    MODEL_UNAVAILABLE_REASON,
-    ClassificationUnavailable,
-    upload_classify,
-    upload_mark_failed,
-    uploads_requeue_stale,
-)
-from phoneapp.services.errors import StorageUnavailable
-from phoneapp.services.heatmaps import upload_heatmap_compute
+from phoneapp.services.errors import ClassificationUnavailable, StorageUnavailable
 
-# Waits of 2, 4, 8, 16, 32, 60, 60, 60 s: a database or model outage of up to ~4 minutes is ridden out (a 30-s one
-# by the 5th try). No jitter: Celery's is "full" (a random wait between 0 and the backoff), which squeezed 5
-# retries into ~7 s and gave up on a 10-s database restart.
-MAX_RETRIES = 8
-RETRY_POLICY: dict[str, object] = {
+# One attempts budget for an upload: the sweep fails an upload tried CLASSIFY_MAX_ATTEMPTS times (each claim counts
+# one attempt), and the task gives up after the same number of tries (1 + MAX_RETRIES). With the default of 8: waits
+# of 2, 4, 8, 16, 32, 60, 60 s, so a database or model outage of up to ~3 minutes is ridden out (a 30-s one by the
+# 5th try). No jitter: Celery's is "full" (a random wait between 0 and the backoff), which squeezed 5 retries into
+# ~7 s and gave up on a 10-s database restart.
+MAX_RETRIES = max(settings.CLASSIFY_MAX_ATTEMPTS - 1, 0)
+RETRY_POLICY: dict[str, Any] = {
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "retry_jitter": False,
@@ -30,40 +32,54 @@ RETRY_POLICY: dict[str, object] = {
 }
 
 
+def _classification_given_up(
+    task: Any, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
+) -> None:
+    """``on_failure`` of :func:`upload_classify_task`: the model stayed unavailable for the whole budget, so the
+    owner is told (other failures leave the upload to the sweep, which counts its attempts)."""
+    if not isinstance(exc, ClassificationUnavailable):
+        return
+    from phoneapp.services.classification import MODEL_UNAVAILABLE_REASON, upload_mark_failed
+
+    upload_mark_failed(upload_id=int(args[0]), reason=MODEL_UNAVAILABLE_REASON)
+
+
 @shared_task(
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(ClassificationUnavailable, DatabaseError),
+    on_failure=_classification_given_up,
     **RETRY_POLICY,
 )
-def classify_upload(self, upload_id: int) -> str:
+def upload_classify_task(self: Any, upload_id: int) -> str:
     """Classify one upload; safe to run twice for the same id (the second run finds it done, or being done)."""
+    from phoneapp.services.classification import upload_classify
+
     # A retry of this task, or a message handed back because its worker process died, continues an attempt that
     # is over; any other second delivery (e.g. two sweeps sending the same upload) must not classify it again.
+    # A run in-process (no broker) starts with its retries at the budget (one attempt) but continues nothing.
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    takeover = self.request.retries > 0 or redelivered
-    try:
-        upload = upload_classify(upload_id=upload_id, takeover=takeover, worker=self.request.hostname)
-    except ClassificationUnavailable:
-        if self.request.retries >= MAX_RETRIES:
-            upload_mark_failed(upload_id=upload_id, reason=MODEL_UNAVAILABLE_REASON)
-            return "failed"
-        raise
+    takeover = (self.request.retries > 0 and not self.request.is_eager) or redelivered
+    upload = upload_classify(upload_id=upload_id, takeover=takeover, worker=self.request.hostname)
     return upload.status if upload is not None else "skipped"
 
 
 @shared_task
-def requeue_pending(resend_all: bool = False) -> int:
+def uploads_requeue_stale_task(resend_all: bool = False) -> int:
     """Periodic sweep (celery beat, and at worker start): re-send pending and orphaned uploads. ``resend_all``
     (sent by a worker when the broker comes back): also the pending uploads whose message the broker may have lost."""
+    from datetime import timedelta
+
+    from phoneapp.services.classification import uploads_requeue_stale
+
     if resend_all:
         return uploads_requeue_stale(pending_older_than=timedelta(0), resend_queued_after=timedelta(0))
     return uploads_requeue_stale()
 
 
 @shared_task(ignore_result=True)
-def delete_expired_uploads() -> int:
+def uploads_delete_expired_task() -> int:
     """Periodic retention sweep (celery beat, hourly): uploads older than ``RETENTION_DAYS`` go; 0 = off."""
     from phoneapp.services.upload_deletion import uploads_delete_expired
 
@@ -77,15 +93,19 @@ def delete_expired_uploads() -> int:
     autoretry_for=(DatabaseError, StorageUnavailable),
     **RETRY_POLICY,
 )
-def compute_heatmap(upload_id: int, evidence: list[list[float]] | None = None) -> str:
+def upload_heatmap_compute_task(upload_id: int, evidence: list[list[float]] | None = None) -> str:
     """Store the "where is the phone" overlay of a classified upload; routed to the low-priority ``heatmaps``
     queue so it never waits in front of a verdict. ``evidence``: the map the verdict's forward pass gave, if any."""
+    import numpy as np
+
+    from phoneapp.services.heatmaps import upload_heatmap_compute
+
     upload = upload_heatmap_compute(upload_id=upload_id, evidence=None if evidence is None else np.asarray(evidence))
     return "stored" if upload is not None else "skipped"
 
 
 @shared_task(acks_late=False, ignore_result=True)
-def retrain_model(*, data_dir: str | None = None, epochs: int | None = None, seed: int = 0) -> str:
+def retrain_task(*, data_dir: str | None = None, epochs: int | None = None, seed: int = 0) -> str:
     """``manage.py retrain`` on a worker of the ``training`` queue, so a long retrain never delays verdicts.
 
     Not acknowledged late: a retrain that dies half-way should be started again by a person, not redelivered.

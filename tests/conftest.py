@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.test import Client
 
@@ -17,24 +14,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"
 TEST_DEFAULT_MODEL = "imagenet-zero-shot"
 DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
-
-
-def _session_models_dir() -> Path:
-    """A copy of the shipped models with the tests' default active, used whenever no test has its own copy.
-
-    Database flushes between transactional tests run ``post_migrate`` (which registers models and activates
-    the default) after a test's own settings were already restored; pointing the process-wide setting at this
-    copy makes those flushes pick the tests' default too, never the repository's ACTIVE.
-    """
-    root = Path(tempfile.mkdtemp(prefix="phonecheck-test-models-"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    models = root / "trained_models"
-    shutil.copytree(SHIPPED_MODELS, models, ignore=shutil.ignore_patterns("*.md", "*.svg", "*.png", "reports"))
-    (models / "ACTIVE").write_text(f"{TEST_DEFAULT_MODEL}\n")
-    return models
-
-
-django_settings.MODELS_DIR = _session_models_dir()
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +41,15 @@ def isolated_storage(settings: object, tmp_path: Path) -> Iterator[Path]:
     from phoneapp.resident_model import resident_model
 
     resident_model.forget()
+
+
+@pytest.fixture
+def deployed_models(isolated_storage: Path) -> None:
+    """The database as a deploy leaves it: ``manage.py sync_models`` registered the shipped models (the test's
+    MODELS_DIR copy) and activated the tests' default. Needs a test with database access."""
+    from phoneapp.services.model_versions import model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
 
 
 @pytest.fixture

@@ -5,16 +5,9 @@ from __future__ import annotations
 import io
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image, ImageDraw
+from PIL import Image
 
-
-def draw_picture(*, width: int = 320, height: int = 240, color: tuple[int, int, int] = (40, 120, 200)) -> Image.Image:
-    """A picture with some structure (a rectangle and a circle), so it is not a flat colour."""
-    image = Image.new("RGB", (width, height), color)
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([width // 4, height // 4, width // 2, height * 3 // 4], fill=(230, 230, 230))
-    draw.ellipse([width // 2, height // 3, width * 4 // 5, height * 2 // 3], fill=(20, 20, 20))
-    return image
+from benchmarks.pictures import draw_picture  # the one drawer of tests and benchmarks
 
 
 def encode(image: Image.Image, image_format: str = "JPEG", **options: object) -> bytes:
@@ -23,8 +16,10 @@ def encode(image: Image.Image, image_format: str = "JPEG", **options: object) ->
     return buffer.getvalue()
 
 
-def picture_bytes(image_format: str = "JPEG", **kwargs: object) -> bytes:
-    return encode(draw_picture(**kwargs), image_format)  # type: ignore[arg-type]
+def picture_bytes(
+    image_format: str = "JPEG", *, width: int = 320, height: int = 240, color: tuple[int, int, int] = (40, 120, 200)
+) -> bytes:
+    return encode(draw_picture(width=width, height=height, color=color), image_format)
 
 
 def uploaded_file(

@@ -15,7 +15,7 @@ from django.utils import timezone
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.services.classification import upload_classify, uploads_requeue_stale
 from phoneapp.services.model_versions import model_version_activate, model_version_register
-from phoneapp.tasks import classify_upload
+from phoneapp.tasks import upload_classify_task
 from tests.images import picture_bytes
 
 pytestmark = pytest.mark.django_db
@@ -49,8 +49,8 @@ def test_classifying_twice_gives_one_verdict(alice: User) -> None:
 
 def test_task_runs_the_service(alice: User) -> None:
     upload = pending_upload(alice)
-    assert classify_upload.apply(args=(upload.pk,)).get() == "done"
-    assert classify_upload.apply(args=(upload.pk,)).get() == "skipped"
+    assert upload_classify_task.apply(args=(upload.pk,)).get() == "done"
+    assert upload_classify_task.apply(args=(upload.pk,)).get() == "skipped"
 
 
 def test_unreadable_stored_file_fails_with_a_reason(alice: User) -> None:
@@ -61,6 +61,7 @@ def test_unreadable_stored_file_fails_with_a_reason(alice: User) -> None:
     assert "cannot be read" in result.error
 
 
+@pytest.mark.usefixtures("deployed_models")
 def test_verdict_records_the_version_that_made_it(alice: User, settings: object, tmp_path: Path) -> None:
     models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
     copy = models_dir / "zero-shot-copy"
@@ -80,13 +81,16 @@ def test_verdict_records_the_version_that_made_it(alice: User, settings: object,
     assert after.model_version.name == "zero-shot-copy"
 
 
-def test_upload_stuck_in_processing_goes_back_to_pending_and_is_finished(alice: User, settings: object) -> None:
+def test_upload_stuck_in_processing_goes_back_to_pending_and_is_finished(
+    alice: User, settings: object, django_capture_on_commit_callbacks
+) -> None:
     settings.PROCESSING_TIMEOUT_SECONDS = 60  # type: ignore[attr-defined]
     upload = pending_upload(alice)
     Upload.objects.filter(pk=upload.pk).update(
         status=UploadStatus.PROCESSING, processing_started=timezone.now() - timedelta(minutes=5), attempts=1
     )
-    sent = uploads_requeue_stale()  # no broker configured: classified right here
+    with django_capture_on_commit_callbacks(execute=True):  # the sweep's own transaction, here the test's
+        sent = uploads_requeue_stale()  # no broker configured: classified right here
     upload.refresh_from_db()
     assert sent == 1
     assert upload.status == UploadStatus.DONE

@@ -1,7 +1,8 @@
-"""The layers stay layers: ``inference`` ← ``ml_training`` ← ``phoneapp``, and ``inference`` has no import cycle.
+"""The import direction the code promises: no module imports, at load time, one that imports it back.
 
-Module-level imports are read from the source (imports inside functions and under ``TYPE_CHECKING`` are the
-deliberate lazy ones and do not form cycles at import time).
+Import circles are what made ``tasks.py`` and the services import each other inside functions; this reads every
+module's top-level imports (not the ones inside functions, which are how a task reaches its service on purpose,
+nor ``if TYPE_CHECKING:`` blocks) and fails on any circle, naming it.
 """
 
 from __future__ import annotations
@@ -12,64 +13,114 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("inference", "ml_training", "phoneapp", "benchmarks")
 
 
-def module_level_imports(path: Path) -> set[str]:
-    """Names of the modules ``path`` imports when it is imported."""
-    tree = ast.parse(path.read_text())
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _top_level_imports(path: Path, known: set[str] | None) -> set[str]:
+    """The known modules ``path`` imports when it is loaded (``known`` None: every module name, third-party too)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
     found: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
-        for child in [node] if not isinstance(node, ast.Try) else node.body:
+        for child in ast.walk(node) if isinstance(node, ast.If | ast.Try) else [node]:
             if isinstance(child, ast.Import):
-                found.update(alias.name for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                found.add(child.module)
-                found.update(f"{child.module}.{alias.name}" for alias in child.names)
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (child.level - 1)]
+                    base = ".".join([*anchor, base] if base else anchor)
+                names = [base] + [f"{base}.{alias.name}" for alias in child.names]
+            else:
+                continue
+            for name in names:
+                while known is not None and name and name not in known:
+                    name = name.rpartition(".")[0]
+                if name:
+                    found.add(name)
     return found
 
 
-def package_modules(package: str) -> dict[str, set[str]]:
-    modules = {}
-    for path in sorted((REPO_ROOT / package).rglob("*.py")):
-        name = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
-        modules[name] = module_level_imports(path)
-    return modules
+def _import_graph() -> dict[str, set[str]]:
+    files = {_module_name(path): path for package in PACKAGES for path in (REPO_ROOT / package).rglob("*.py")}
+    known = set(files)
+    return {name: _top_level_imports(path, known) - {name} for name, path in files.items()}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle per strongly connected group of modules (Tarjan), as a readable path."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    circles = _circles(_import_graph())
+    assert circles == [], f"import circles: {circles}"
+
+
+def test_tasks_reach_their_services_only_from_inside_the_task() -> None:
+    """HackSoft's direction: services import the ``*_task`` names; a task imports its service in its body."""
+    graph = _import_graph()
+    services_at_load = {name for name in graph["phoneapp.tasks"] if name.startswith("phoneapp.services.")}
+    assert services_at_load <= {"phoneapp.services.errors", "phoneapp.services"}, services_at_load
+
+
+@pytest.mark.parametrize("service", ["phoneapp.services.classification", "phoneapp.services.heatmaps"])
+def test_services_that_dispatch_import_their_tasks_at_load_time(service: str) -> None:
+    graph = _import_graph()
+    assert {"phoneapp.tasks", "phoneapp.services.dispatch"} <= graph[service]
 
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("inference", ("django", "phoneapp", "ml_training", "rest_framework", "celery")),
-        ("ml_training", ("django", "phoneapp")),
+        ("inference", {"django", "rest_framework", "celery", "phoneapp", "ml_training", "benchmarks"}),
+        ("ml_training", {"django", "rest_framework", "celery", "phoneapp", "benchmarks"}),
+        ("phoneapp", {"benchmarks"}),
     ],
 )
-def test_a_lower_layer_never_imports_a_higher_one(package: str, forbidden: tuple[str, ...]) -> None:
-    offending = {
-        module: sorted(name for name in imports if name.split(".")[0] in forbidden)
-        for module, imports in package_modules(package).items()
-    }
-    assert {module: names for module, names in offending.items() if names} == {}
-
-
-def test_inference_has_no_import_cycle() -> None:
-    modules = package_modules("inference")
-    graph = {
-        module: {name for name in imports if name in modules and name != module} for module, imports in modules.items()
-    }
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(module: str, path: list[str]) -> list[str] | None:
-        state[module] = 1
-        for target in sorted(graph[module]):
-            if state.get(target) == 1:
-                return [*path, module, target]
-            if target not in state and (cycle := visit(target, [*path, module])):
-                return cycle
-        state[module] = 2
-        return None
-
-    for module in sorted(graph):
-        if module not in state:
-            assert visit(module, []) is None, "import cycle"
+def test_a_lower_layer_never_imports_a_higher_one(package: str, forbidden: set[str]) -> None:
+    """``inference`` <- ``ml_training`` <- ``phoneapp`` <- ``benchmarks``, even through a lazy import in a function."""
+    offending = {}
+    for path in sorted((REPO_ROOT / package).rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        if bad := sorted(name for name in names if name.split(".")[0] in forbidden):
+            offending[_module_name(path)] = bad
+    assert offending == {}

@@ -78,7 +78,7 @@ def test_worker_process_writes_verdict_of_api_upload(celery_worker: live_service
     assert upload.predicted_label in ("phone", "not_phone")
     assert upload.model_version.name == read_active_pointer(django_settings.MODELS_DIR)
     # The verdict came from the worker process, not from this one classifying in-process.
-    assert re.search(r"Task phoneapp\.tasks\.classify_upload\[[^]]+\] succeeded .*'done'", celery_worker.log())
+    assert re.search(r"Task phoneapp\.tasks\.upload_classify_task\[[^]]+\] succeeded .*'done'", celery_worker.log())
     shown = alice_client.get(f"/api/uploads/{upload_id}/").json()
     assert (shown["status"], shown["probability"]) == ("done", upload.probability)
 

@@ -80,8 +80,8 @@ def test_overlay_task_goes_to_the_low_priority_queue_not_the_verdicts_one() -> N
     from phoneapp.celery import app
 
     router = app.amqp.router
-    assert router.route({}, "phoneapp.tasks.compute_heatmap")["queue"].name == "heatmaps"
-    assert router.route({}, "phoneapp.tasks.classify_upload")["queue"].name == "classify"
+    assert router.route({}, "phoneapp.tasks.upload_heatmap_compute_task")["queue"].name == "heatmaps"
+    assert router.route({}, "phoneapp.tasks.upload_classify_task")["queue"].name == "classify"
 
 
 def test_draw_heatmaps_command_fills_in_missing_overlays_of_the_active_model(alice: User) -> None:
@@ -103,7 +103,7 @@ def test_draw_heatmaps_command_fills_in_missing_overlays_of_the_active_model(ali
 
 @pytest.mark.django_db
 def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
-    alice: User, settings: object, monkeypatch: pytest.MonkeyPatch
+    alice: User, settings: object, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
 ) -> None:
     """The exported fine-tuned graph gives the evidence map with the verdict; the overlay task only draws it."""
     import numpy as np
@@ -125,7 +125,8 @@ def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
     second_passes: list[object] = []
     monkeypatch.setattr(OnnxClassifier, "evidence_map", lambda self, image: second_passes.append(image))
 
-    result = upload_classify(upload_id=upload.pk)
+    with django_capture_on_commit_callbacks(execute=True):  # the overlay is asked for once the verdict commits
+        result = upload_classify(upload_id=upload.pk)
 
     assert result is not None and result.status == UploadStatus.DONE
     result.refresh_from_db()
@@ -134,22 +135,24 @@ def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
     classifier = resident_model.current().classifier
     assert isinstance(classifier, OnnxClassifier)
     _, evidence = classifier.predict_and_explain(stored_picture_for(result, classifier))
-    expected = overlay_png(evidence, image_size=(320, 240), config=classifier.manifest.preprocessing)
+    as_sent = np.asarray(np.asarray(evidence, dtype=np.float32).round(4).tolist())  # as the task carries it
+    expected = overlay_png(as_sent, image_size=(320, 240), config=classifier.manifest.preprocessing)
     with result.heatmap.open("rb") as stored:
         assert np.array_equal(np.asarray(Image.open(stored)), np.asarray(Image.open(io.BytesIO(expected))))
 
 
+@pytest.mark.usefixtures("deployed_models")
 def test_heat_map_task_draws_the_evidence_sent_with_it(alice: User) -> None:
     """Through the broker the map travels as plain lists; the task draws it where the evidence peaks."""
     import numpy as np
 
-    from phoneapp.tasks import compute_heatmap
+    from phoneapp.tasks import upload_heatmap_compute_task
 
     upload = make_upload(alice, version="imagenet-zero-shot")  # the verdict of the loaded model
     evidence = [[0.0] * 7 for _ in range(7)]
     evidence[3][3] = 2.0  # the centre
 
-    assert compute_heatmap.apply(args=(upload.pk,), kwargs={"evidence": evidence}).get() == "stored"
+    assert upload_heatmap_compute_task.apply(args=(upload.pk,), kwargs={"evidence": evidence}).get() == "stored"
 
     upload.refresh_from_db()
     with upload.heatmap.open("rb") as stored:

@@ -31,7 +31,7 @@ def manifest_of(settings) -> Path:
 
 
 def register_model(alice: User) -> None:
-    """Register the shipped model first (as ``migrate`` does in a deployment), then break it."""
+    """Register the shipped model first (as ``manage.py sync_models`` does at a deploy), then break it."""
     uploads_create(owner=alice, files=[uploaded_file("warm-up.jpg", picture_bytes(color=(1, 2, 3)))])
 
 

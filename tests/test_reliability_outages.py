@@ -142,7 +142,7 @@ def test_broker_down_during_an_upload_keeps_the_upload_pending_with_201(
     def broker_refuses(*_: object, **__: object) -> None:
         raise BrokerError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
 
-    monkeypatch.setattr("phoneapp.tasks.classify_upload.apply_async", broker_refuses)
+    monkeypatch.setattr("phoneapp.tasks.upload_classify_task.apply_async", broker_refuses)
 
     response = alice_client.post("/api/uploads/", {"image": uploaded_file()})
 

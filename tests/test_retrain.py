@@ -303,5 +303,5 @@ def test_retraining_runs_on_its_own_queue_so_verdicts_never_wait_behind_it() -> 
     def queue_of(task: str) -> str:
         return app.amqp.router.route({}, task, args=(), kwargs={})["queue"].name
 
-    assert queue_of("phoneapp.tasks.retrain_model") == "training"
-    assert queue_of("phoneapp.tasks.classify_upload") == "classify"
+    assert queue_of("phoneapp.tasks.retrain_task") == "training"
+    assert queue_of("phoneapp.tasks.upload_classify_task") == "classify"

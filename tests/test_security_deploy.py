@@ -113,6 +113,7 @@ def test_settings_file_holds_no_credentials() -> None:
 # --- /healthz -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("deployed_models")
 @pytest.mark.django_db
 def test_healthz_is_200_when_database_and_model_are_usable(client: Client) -> None:
     response = client.get("/healthz")
@@ -122,6 +123,7 @@ def test_healthz_is_200_when_database_and_model_are_usable(client: Client) -> No
     assert (body["database"], body["broker"], body["model"]) == ("ok", "not configured", "ok")
 
 
+@pytest.mark.usefixtures("deployed_models")
 @pytest.mark.django_db
 def test_healthz_is_503_for_a_corrupt_model_without_saying_where(client: Client, settings) -> None:
     client.get("/healthz")  # registers the shipped model

@@ -225,9 +225,9 @@ def test_retention_deletes_uploads_older_than_the_setting_with_their_files(
     Upload.objects.filter(pk=recent.pk).update(created=timezone.now() - timedelta(days=29))
 
     with django_capture_on_commit_callbacks(execute=True):
-        from phoneapp.tasks import delete_expired_uploads
+        from phoneapp.tasks import uploads_delete_expired_task
 
-        assert delete_expired_uploads() == 1
+        assert uploads_delete_expired_task() == 1
 
     assert list(Upload.objects.values_list("pk", flat=True)) == [recent.pk]
     assert sorted(str(path.relative_to(isolated_storage / "media")) for path in files_on_disk(isolated_storage)) == (
@@ -251,7 +251,7 @@ def test_retention_is_off_by_default_and_keeps_everything(
 
 def test_retention_sweep_is_on_the_beat_schedule(settings: object) -> None:
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}  # type: ignore[attr-defined]
-    assert "phoneapp.tasks.delete_expired_uploads" in tasks
+    assert "phoneapp.tasks.uploads_delete_expired_task" in tasks
 
 
 # --- Orphans ---------------------------------------------------------------------------------------------------

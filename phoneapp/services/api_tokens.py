@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -18,12 +18,12 @@ logger = logging.getLogger(__name__)
 PREFIX_LENGTH = 6
 
 
-def api_token_get(*, user: AbstractBaseUser) -> Token | None:
+def api_token_get(*, user: User) -> Token | None:
     """The user's token, or ``None`` when they have none."""
     return Token.objects.filter(user=user).first()
 
 
-def api_token_get_or_create(*, user: AbstractBaseUser) -> Token:
+def api_token_get_or_create(*, user: User) -> Token:
     """The user's token, created if they have none (a script logging in for the first time)."""
     token, created = Token.objects.get_or_create(user=user)
     if created:
@@ -32,7 +32,7 @@ def api_token_get_or_create(*, user: AbstractBaseUser) -> Token:
 
 
 @transaction.atomic
-def api_token_regenerate(*, user: AbstractBaseUser) -> Token:
+def api_token_regenerate(*, user: User) -> Token:
     """A new key for the user; the old one stops working at once."""
     Token.objects.filter(user=user).delete()
     token = Token.objects.create(user=user)
@@ -40,7 +40,7 @@ def api_token_regenerate(*, user: AbstractBaseUser) -> Token:
     return token
 
 
-def api_token_revoke(*, user: AbstractBaseUser) -> bool:
+def api_token_revoke(*, user: User) -> bool:
     """Remove the user's token; returns whether there was one. Scripts using it get 401 from then on."""
     deleted, _ = Token.objects.filter(user=user).delete()
     if deleted:

@@ -6,8 +6,10 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -15,50 +17,39 @@ from inference.images import ImageError
 from inference.manifest import ModelLoadError
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
-from phoneapp.services.errors import NoActiveModel
+from phoneapp.services.dispatch import enqueue
+from phoneapp.services.errors import ClassificationUnavailable, NoActiveModel
 from phoneapp.services.heatmaps import heatmap_enqueue
 from phoneapp.services.stored_pictures import stored_picture_for
 from phoneapp.services.worker_presence import sweep_lock, uploads_being_classified
+from phoneapp.tasks import upload_classify_task
 
 logger = logging.getLogger(__name__)
-
-
-class ClassificationUnavailable(RuntimeError):
-    """The model cannot be used right now (missing, corrupt, no active version); worth retrying later."""
 
 
 # What the owner reads when an upload gives up on the model; the cause itself is logged, never shown.
 MODEL_UNAVAILABLE_REASON = "The model is unavailable, so this picture could not be classified; upload it again later."
 
 
-def broker_configured() -> bool:
-    return bool(settings.CELERY_BROKER_URL)
-
-
 def classification_enqueue(*, upload_ids: Sequence[int]) -> int:
-    """Hand uploads to the worker, or classify them here when no broker is configured.
+    """Ask for each upload to be classified once the current transaction commits: by a worker, or here when no
+    broker is configured (see :func:`phoneapp.services.dispatch.enqueue`).
 
-    Returns how many were handed over. A broker that is down is logged, not raised: the uploads stay
-    ``pending`` and :func:`uploads_requeue_stale` sends them again once it is back.
+    Returns how many were asked for. A broker that is down is logged, not raised: the uploads stay ``pending``
+    (``queued_at`` empty) and :func:`uploads_requeue_stale` sends them again once it is back.
     """
-    if not broker_configured():
-        for upload_id in upload_ids:
-            upload_classify_or_fail(upload_id=upload_id)
-        return len(upload_ids)
-    from phoneapp.tasks import classify_upload
-
     sent: list[int] = []
     for upload_id in upload_ids:
-        try:
-            classify_upload.apply_async(args=(upload_id,))
-        except Exception as error:
-            logger.warning("broker unavailable, upload left pending", extra={"upload_id": upload_id, "error": error})
-            continue
-        sent.append(upload_id)
-    if sent:
-        # Lets the sweep tell "never reached the broker" from "waiting in a long queue" (not to be sent again).
-        Upload.objects.filter(pk__in=sent).update(queued_at=timezone.now())
-    return len(sent)
+        enqueue(upload_classify_task, args=(upload_id,), on_sent=partial(sent.append, upload_id))
+    # Registered after the sends, so it runs after them (Django keeps the order of commit callbacks). Lets the
+    # sweep tell "never reached the broker" from "waiting in a long queue" (not to be sent again).
+    transaction.on_commit(partial(_mark_queued, sent))
+    return len(upload_ids)
+
+
+def _mark_queued(upload_ids: list[int]) -> None:
+    if upload_ids:
+        Upload.objects.filter(pk__in=upload_ids).update(queued_at=timezone.now())
 
 
 def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | None = None) -> Upload | None:
@@ -139,17 +130,8 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
     return upload
 
 
-def upload_classify_or_fail(*, upload_id: int) -> Upload | None:
-    """Classify in-process (no broker): a model problem marks the upload failed with the reason."""
-    try:
-        return upload_classify(upload_id=upload_id)
-    except ClassificationUnavailable:
-        _mark_failed(upload_id, MODEL_UNAVAILABLE_REASON)
-        return Upload.objects.filter(pk=upload_id).first()
-
-
 def upload_mark_failed(*, upload_id: int, reason: str) -> None:
-    """Give up on an upload (the worker's retries ran out) with a reason the owner can read."""
+    """Give up on an upload (the task's attempts ran out) with a reason the owner can read."""
     _mark_failed(upload_id, reason)
 
 

@@ -31,6 +31,12 @@ class NoActiveModel(DomainError):
     status_code = 503
 
 
+class ClassificationUnavailable(RuntimeError):
+    """The model cannot be used right now (missing, corrupt, no active version); worth retrying later.
+
+    Not a :class:`DomainError`: no user request sees it; the classification task retries on it, then gives up."""
+
+
 class InvalidCredentials(DomainError):
     """A username and password that do not log anyone in (``POST /api/token/``)."""
 

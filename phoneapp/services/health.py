@@ -15,6 +15,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from inference.manifest import ModelLoadError, manifest_checksum, read_manifest, verify_files
 from phoneapp.models import ModelVersion
+from phoneapp.services.dispatch import broker_configured
 from phoneapp.services.model_versions import model_dir_of
 from phoneapp.services.worker_presence import queue_depth, workers_alive
 
@@ -147,7 +148,7 @@ def _check_database(connection: BaseDatabaseWrapper) -> str:
 
 
 def _check_broker() -> str:
-    if not settings.CELERY_BROKER_URL:
+    if not broker_configured():
         return "not configured"
     from phoneapp.celery import app
 

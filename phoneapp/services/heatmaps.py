@@ -14,7 +14,6 @@ import logging
 import time
 
 import numpy as np
-from django.conf import settings
 from django.core.files.base import ContentFile
 
 from inference.images import ImageError
@@ -22,29 +21,22 @@ from inference.manifest import ModelLoadError
 from inference.overlay import heatmap_png, overlay_png
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
+from phoneapp.services.dispatch import enqueue
 from phoneapp.services.stored_pictures import stored_file_write, stored_picture_for
+from phoneapp.tasks import upload_heatmap_compute_task
 
 logger = logging.getLogger(__name__)
 
 
 def heatmap_enqueue(*, upload_id: int, evidence: np.ndarray | None = None) -> None:
-    """Ask for the overlay of a classified upload: a low-priority task, or in-process when there is no broker.
+    """Ask for the overlay of a classified upload: a low-priority task, or in-process when there is no broker
+    (:func:`phoneapp.services.dispatch.enqueue`). A failure is logged, never raised: a missing overlay must not
+    fail an upload (``manage.py draw_heatmaps`` asks again for the missing ones).
 
     ``evidence``, when the model gave it with the verdict, travels with the task: one logit per cell of the
     feature map (7x7 for a 224-pixel input, 9x9 for 288, 10x10 for 320).
     """
-    if not settings.CELERY_BROKER_URL:
-        try:
-            upload_heatmap_compute(upload_id=upload_id, evidence=evidence)
-        except Exception:
-            logger.exception("heat map failed", extra={"upload_id": upload_id})
-        return
-    from phoneapp.tasks import compute_heatmap
-
-    try:
-        compute_heatmap.apply_async(args=(upload_id,), kwargs=_evidence_kwargs(evidence))
-    except Exception as error:
-        logger.warning("broker unavailable, heat map skipped", extra={"upload_id": upload_id, "error": error})
+    enqueue(upload_heatmap_compute_task, args=(upload_id,), kwargs=_evidence_kwargs(evidence))
 
 
 def _evidence_kwargs(evidence: np.ndarray | None) -> dict[str, list[list[float]]]:

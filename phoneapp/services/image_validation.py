@@ -129,6 +129,8 @@ def _read_all(file: UploadedFile) -> bytes:
     file.seek(0)
     data = file.read()
     file.seek(0)
+    if not isinstance(data, bytes):  # uploads are read in binary mode; anything else is a caller's mistake
+        raise TypeError(f"expected the upload's bytes, got {type(data).__name__}")
     return data
 
 

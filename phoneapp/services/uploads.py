@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import partial
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -15,6 +14,7 @@ from django.utils import timezone
 
 from phoneapp.models import ModelVersion, Upload, UploadStatus
 from phoneapp.services.classification import classification_enqueue
+from phoneapp.services.dispatch import broker_configured
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.image_validation import ValidatedImage, validate_image_file
 from phoneapp.services.stored_pictures import stored_file_write
@@ -22,7 +22,7 @@ from phoneapp.services.stored_pictures import stored_file_write
 logger = logging.getLogger(__name__)
 
 
-def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) -> list[Upload]:
+def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload]:
     """Store every file as an upload of ``owner`` and queue the new ones for classification.
 
     All files are validated before anything is written, so one bad file refuses the whole request and leaves
@@ -55,7 +55,7 @@ def uploads_create(*, owner: AbstractBaseUser, files: Sequence[UploadedFile]) ->
                 uploads.append(upload)
             to_classify = [upload.pk for upload in uploads if upload.status == UploadStatus.PENDING]
             if to_classify:
-                transaction.on_commit(partial(classification_enqueue, upload_ids=to_classify))
+                classification_enqueue(upload_ids=to_classify)  # sent once this transaction commits
     except Exception:
         # The rows rolled back; remove the files this call wrote too, so storage never holds a file without a
         # row. Files shared with an earlier upload belong to that upload and stay.
@@ -81,14 +81,14 @@ def _refresh_statuses(uploads: list[Upload]) -> None:
 
     With a broker they are as written (the worker has barely received them), so no query is spent on it.
     """
-    if settings.CELERY_BROKER_URL:
+    if broker_configured():
         return
     current = dict(Upload.objects.filter(pk__in=[upload.pk for upload in uploads]).values_list("pk", "status"))
     for upload in uploads:
         upload.status = current.get(upload.pk, upload.status)
 
 
-def _twin_of(*, owner: AbstractBaseUser, sha256: str) -> Upload | None:
+def _twin_of(*, owner: User, sha256: str) -> Upload | None:
     """The owner's earliest upload of the same file whose picture is still in storage."""
     for twin in Upload.objects.filter(owner=owner, sha256=sha256).exclude(image="").order_by("created", "id")[:3]:
         if twin.image.storage.exists(twin.image.name):
@@ -96,7 +96,7 @@ def _twin_of(*, owner: AbstractBaseUser, sha256: str) -> Upload | None:
     return None
 
 
-def _store(*, owner: AbstractBaseUser, file: UploadedFile, image: ValidatedImage, written: list[Upload]) -> Upload:
+def _store(*, owner: User, file: UploadedFile, image: ValidatedImage, written: list[Upload]) -> Upload:
     upload = Upload(
         owner=owner,
         original_name=image.original_name,
@@ -119,7 +119,7 @@ def _store(*, owner: AbstractBaseUser, file: UploadedFile, image: ValidatedImage
 
 
 def _store_duplicate(
-    *, owner: AbstractBaseUser, image: ValidatedImage, twin: Upload, active_version: ModelVersion | None
+    *, owner: User, image: ValidatedImage, twin: Upload, active_version: ModelVersion | None
 ) -> Upload:
     upload = Upload(
         owner=owner,

@@ -1,0 +1,62 @@
+"""Handing work to the Celery workers: the one place that knows what happens without a broker, or with one that is down.
+
+Every service that dispatches a task calls :func:`enqueue`; none of them looks at the broker setting itself.
+
+- **After commit.** A task is sent (or run) only once the caller's transaction commits, so a worker never looks
+  for a row that is not written yet, and a rolled-back request sends nothing.
+- **No broker** (``CELERY_BROKER_URL`` empty, :func:`broker_configured`): the task runs here, in this process, as
+  one attempt. There is nobody to wait for between retries, so the first failure is the give-up, and the task's
+  own ``on_failure`` says what giving up means (e.g. the upload is marked failed with a reason).
+- **Broker down**: the error is logged, never raised. The row the task was about keeps its state (an upload stays
+  ``pending``) and the periodic sweep sends it again once the broker is back: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from celery import Task
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def broker_configured() -> bool:
+    """The one switch: with a broker URL workers run the tasks; without one, the process that asks runs them."""
+    return bool(settings.CELERY_BROKER_URL)
+
+
+def enqueue(
+    task: Task,
+    *,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    on_sent: Callable[[], object] | None = None,
+) -> None:
+    """Have ``task`` run once the current transaction commits (at once outside a transaction).
+
+    ``on_sent`` is called when the message reached the broker (not when it ran here, nor when the broker refused
+    it): callers record "sent" with it so the sweep can tell a queued row from one whose message never left.
+    Never raises because of the broker; see the module docstring for what happens without one or when it is down.
+    """
+    transaction.on_commit(partial(_dispatch, task, args, kwargs or {}, on_sent))
+
+
+def _dispatch(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], on_sent: Callable[[], object] | None) -> None:
+    if not broker_configured():
+        # One attempt (``retries`` already at the budget): a failure runs the task's give-up at once, instead of
+        # retrying back to back with nothing to wait for. ``throw=False``: a failing task must not fail the
+        # request that asked for it; Celery logs it.
+        task.apply(args=args, kwargs=kwargs, retries=task.max_retries or 0, throw=False)
+        return
+    try:
+        task.apply_async(args=args, kwargs=kwargs)
+    except Exception as error:
+        logger.warning("broker unavailable, task left for the sweep", extra={"task": task.name, "error": error})
+        return
+    if on_sent is not None:
+        on_sent()

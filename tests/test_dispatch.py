@@ -1,0 +1,90 @@
+"""Sending tasks (phoneapp/services/dispatch.py and the tasks' give-up): after commit, here without a broker,
+left for the sweep when the broker refuses, and one attempts budget shared by the task and the sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.services.classification import MODEL_UNAVAILABLE_REASON
+from phoneapp.services.uploads import uploads_create
+from phoneapp.tasks import upload_classify_task
+from tests.images import picture_bytes, uploaded_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_heatmaps(heatmaps_off: None) -> None:
+    """Overlays play no part in what these tests prove (see ``heatmaps_off``)."""
+
+
+@pytest.fixture
+def broker_accepts(settings, monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+    """A configured broker that takes every message; the messages sent, in order."""
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    sent: list[tuple[object, ...]] = []
+    monkeypatch.setattr(upload_classify_task, "apply_async", lambda args=(), kwargs=None: sent.append(tuple(args)))
+    return sent
+
+
+def test_an_upload_sent_to_the_broker_is_marked_queued_and_left_to_the_worker(
+    alice: User, broker_accepts: list[tuple[object, ...]]
+) -> None:
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+
+    upload.refresh_from_db()
+    assert broker_accepts == [(upload.pk,)]
+    assert upload.status == UploadStatus.PENDING and upload.queued_at is not None
+
+
+def test_nothing_is_sent_for_uploads_whose_transaction_rolled_back(
+    alice: User, broker_accepts: list[tuple[object, ...]]
+) -> None:
+    class Abandon(Exception):
+        pass
+
+    with pytest.raises(Abandon), transaction.atomic():
+        uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+        raise Abandon
+
+    assert broker_accepts == []
+    assert not Upload.objects.exists()
+
+
+def test_without_a_broker_the_upload_is_classified_in_the_request(alice: User) -> None:
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+
+    assert upload.status == UploadStatus.DONE
+    upload.refresh_from_db()
+    assert upload.predicted_label and upload.model_version_id and upload.queued_at is None
+
+
+def test_the_task_gives_up_after_as_many_tries_as_the_sweep_allows() -> None:
+    """One budget: the sweep fails an upload after CLASSIFY_MAX_ATTEMPTS claims; the task tries as often."""
+    assert upload_classify_task.max_retries + 1 == django_settings.CLASSIFY_MAX_ATTEMPTS
+
+
+def test_a_worker_whose_last_try_finds_no_model_fails_the_upload_with_a_reason(alice: User, settings) -> None:
+    uploads_create(owner=alice, files=[uploaded_file("warm-up.jpg", picture_bytes(color=(1, 2, 3)))])  # registers it
+    from phoneapp.resident_model import resident_model
+
+    resident_model.forget()
+    (Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json").unlink()
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(upload_classify_task, "apply_async", lambda **_: None)
+        [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+
+    # The worker's last retry, as it arrives after the backoff: its failure is the give-up on the decorator.
+    upload_classify_task.apply(args=(upload.pk,), retries=upload_classify_task.max_retries, throw=False)
+
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.FAILED
+    assert upload.error == MODEL_UNAVAILABLE_REASON
+    assert upload.attempts == 1
