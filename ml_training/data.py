@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
-from inference.images import open_image
 from inference.prediction import NOT_PHONE, PHONE
-from inference.preprocessing import PreprocessConfig
 
 LABELS = (NOT_PHONE, PHONE)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -96,12 +92,3 @@ def load_samples(data_dir: str | os.PathLike[str]) -> list[Sample]:
     if manifest.is_file():
         return samples_from_manifest(manifest)
     return samples_from_folders(data_dir)
-
-
-def decode_samples(samples: Sequence[Sample], config: PreprocessConfig) -> list[Image.Image]:
-    """Decode every picture once, exactly as inference does (same :func:`open_image`, same draft size).
-
-    Keeping the decoded pictures in memory makes every later epoch and fold free of JPEG decoding, and decoding
-    like inference is what makes a clean training view the same tensor that inference computes.
-    """
-    return [open_image(sample.path, draft_size=config.draft_size) for sample in samples]
