@@ -57,6 +57,7 @@ def write_scene_model(
         metrics=metrics,
         options={
             **options,
+            "head_width": network.head.reduce.out_channels,
             "base_weights_sha256": sha256_file(imagenet_weights_path("efficientnet-lite0")),
         },
     )

@@ -275,27 +275,14 @@ def decide_promotion(
 
 
 def _recipe(request: RetrainRequest) -> Any:
-    from ml_training.scene.engine import TrainSettings
-    from ml_training.scene.train import SceneRecipe
-    from ml_training.scene.views import ViewConfig
+    """The scene recipe with the request's overrides (``--set``, ``--epochs``, ``--seed``); bad ones refused."""
+    from ml_training.scene.config import recipe_from_flat
 
-    parts: dict[str, dict[str, Any]] = {"views": {"seed": request.seed}, "settings": {"seed": request.seed}, "": {}}
-    owners = {
-        **{f.name: "views" for f in dataclasses.fields(ViewConfig)},
-        **{f.name: "settings" for f in dataclasses.fields(TrainSettings)},
-        **{f.name: "" for f in dataclasses.fields(SceneRecipe) if f.name not in ("views", "settings")},
-    }
-    unknown = set(request.config_overrides) - set(owners)
-    if unknown:
-        raise RetrainError(
-            f"Unknown training setting(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(owners))}."
-        )
-    for name, value in request.config_overrides.items():
-        parts[owners[name]][name] = value
+    values: dict[str, Any] = {**request.config_overrides, "seed": request.seed}
     if request.epochs is not None:
-        parts["settings"]["epochs"] = request.epochs
+        values["epochs"] = request.epochs
     try:
-        return SceneRecipe(views=ViewConfig(**parts["views"]), settings=TrainSettings(**parts["settings"]), **parts[""])
+        return recipe_from_flat(values)
     except (TypeError, ValueError) as error:
         raise RetrainError(f"Bad training setting: {error}") from error
 
