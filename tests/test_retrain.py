@@ -31,7 +31,8 @@ from tests.images import encode
 from tests.ml_drawing import draw_not_phone, draw_phone_like
 from tests.synthetic import write_synthetic_folder
 
-pytestmark = pytest.mark.django_db
+# A deployed database: sync_models registered the shipped versions, the tests' default active.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
 
 # Small and quick: 96 px inputs, one augmented view, no pasted phones, two folds, few epochs.
 QUICK = ["--set", "image_size=96", "--set", "augmented_views=1", "--set", "pasted_views=0", "--set", "folds=2"]
