@@ -130,8 +130,9 @@ class SceneRecipe:
     settings: TrainSettings = field(default_factory=TrainSettings)
     folds: int = knob(4, "grouped cross-validation folds: out-of-fold scores give calibration and figures", at_least(2))
     max_false_positive_rate: float = knob(
-        0.02,
-        "highest out-of-fold false-positive rate allowed on each phone-free source when choosing the threshold",
+        0.03,
+        "highest out-of-fold false-positive rate allowed on the phone-free pictures of each slice (scenes, close-ups)"
+        " when choosing the threshold",
         between(0, 1, include_low=False, include_high=False),
     )
 

@@ -121,8 +121,9 @@ def train_scene_model(
     sources = [sample.source for sample in samples]
     temperature, shift = fit_platt(oof.logits, targets)
     probabilities = calibrate(oof.logits, temperature, shift)
+    slices = ["scenes" if is_scene(sample) else "close-ups" for sample in samples]
     threshold = choose_threshold(
-        probabilities, targets, sources, max_false_positive_rate=recipe.max_false_positive_rate
+        probabilities, targets, sources, slices, max_false_positive_rate=recipe.max_false_positive_rate
     )
     band = unsure_band(probabilities, targets, threshold)
     figures: dict[str, Any] = figures_by_slice(samples, probabilities, threshold)
