@@ -27,6 +27,9 @@ from phoneapp.services.reviews import (
 )
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
 
+# The words the admin actions and their messages use for each label ("Marked 3 upload(s) as not phone.").
+_LABEL_WORDS = {Label.PHONE: "phone", Label.NOT_PHONE: "not phone"}
+
 
 class ReviewedFilter(admin.SimpleListFilter):
     title = "review"
@@ -215,13 +218,16 @@ class UploadAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark as phone")
     def mark_as_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
-        count = uploads_set_reviewed_label(uploads=queryset, label=Label.PHONE, reviewer=request.user)
-        self.message_user(request, f"Marked {count} upload(s) as phone.", messages.SUCCESS)
+        self._mark(request, queryset, label=Label.PHONE)
 
     @admin.action(description="Mark as not phone")
     def mark_as_not_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
-        count = uploads_set_reviewed_label(uploads=queryset, label=Label.NOT_PHONE, reviewer=request.user)
-        self.message_user(request, f"Marked {count} upload(s) as not phone.", messages.SUCCESS)
+        self._mark(request, queryset, label=Label.NOT_PHONE)
+
+    def _mark(self, request: HttpRequest, queryset: QuerySet[Upload], *, label: Label) -> None:
+        """One reviewed label on every selected upload, and the count in the words the action's name uses."""
+        count = uploads_set_reviewed_label(uploads=queryset, label=label, reviewer=request.user)
+        self.message_user(request, f"Marked {count} upload(s) as {_LABEL_WORDS[label]}.", messages.SUCCESS)
 
     @admin.action(description="Ground truth: confirm the reviewed label (scores every version, never trains)")
     def confirm_as_ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
@@ -232,13 +238,16 @@ class UploadAdmin(admin.ModelAdmin):
 
     @admin.action(description="Ground truth: phone")
     def ground_truth_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
-        count = uploads_mark_ground_truth(uploads=queryset, by=request.user, label=Label.PHONE)
-        self.message_user(request, f"{count} picture(s) are now ground truth: phone.", messages.SUCCESS)
+        self._ground_truth(request, queryset, label=Label.PHONE)
 
     @admin.action(description="Ground truth: not phone")
     def ground_truth_not_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
-        count = uploads_mark_ground_truth(uploads=queryset, by=request.user, label=Label.NOT_PHONE)
-        self.message_user(request, f"{count} picture(s) are now ground truth: not phone.", messages.SUCCESS)
+        self._ground_truth(request, queryset, label=Label.NOT_PHONE)
+
+    def _ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload], *, label: Label) -> None:
+        """Every selected upload becomes ground truth with ``label``; the message counts them."""
+        count = uploads_mark_ground_truth(uploads=queryset, by=request.user, label=label)
+        self.message_user(request, f"{count} picture(s) are now ground truth: {_LABEL_WORDS[label]}.", messages.SUCCESS)
 
     @admin.action(description="Remove from ground truth")
     def remove_from_ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:

@@ -53,6 +53,35 @@ def deployed_models(isolated_storage: Path) -> None:
 
 
 @pytest.fixture
+def redis_broker(settings: object) -> str:
+    """The services pointed at the test Redis database (as a broker URL); skipped without Redis."""
+    from tests import live_services
+
+    url = live_services.redis_url()
+    live_services.redis_require_empty(url)
+    settings.CELERY_BROKER_URL = url  # type: ignore[attr-defined]
+    return url
+
+
+@pytest.fixture
+def browser_flags() -> tuple[str, ...]:
+    """Chromium flags on top of the offline-safe ones; a module that takes screenshots overrides this fixture."""
+    return ()
+
+
+@pytest.fixture
+def browser(tmp_path: Path, browser_flags: tuple[str, ...]) -> Iterator[object]:
+    """Headless Chromium with a fresh profile through Debian's chromedriver (nothing downloaded), quit after."""
+    from tests import live_services
+
+    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile", extra_flags=browser_flags)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
 def alice(db: None) -> User:
     return User.objects.create_user("alice", password="alice-password-1")
 

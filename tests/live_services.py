@@ -218,6 +218,26 @@ class CeleryWorker:
                 self.process.wait(timeout=10)
 
 
+def process_start(command: Sequence[str], *, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``command`` from the repository root in its own process group (so a stuck one can be killed with its
+    children), output and errors to ``log_path``, no stdin; the caller stops it."""
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            list(command),
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def celery_env(env: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment for a Celery child: unbuffered output, the app's settings, ``env`` on top."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "phoneapp.settings", **env}
+
+
 def celery_worker_start(
     *,
     env: Mapping[str, str],
@@ -251,31 +271,11 @@ def celery_worker_start(
         "--loglevel",
         "INFO",
     ]
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "phoneapp.settings", **env}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = process_start(command, env=celery_env(env), log_path=log_path)
     return CeleryWorker(process=process, node_name=node_name, log_path=log_path)
 
 
 def celery_beat_start(*, env: Mapping[str, str], log_path: Path, schedule_path: Path) -> subprocess.Popen[bytes]:
     """``celery -A phoneapp beat`` (the periodic sweep) in its own process group; the caller stops it."""
     command = [sys.executable, "-m", "celery", "-A", "phoneapp", "beat", "--schedule", str(schedule_path)]
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "phoneapp.settings", **env}
-    with log_path.open("wb") as log_file:
-        return subprocess.Popen(
-            [*command, "--loglevel", "INFO"],
-            cwd=REPO_ROOT,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return process_start([*command, "--loglevel", "INFO"], env=celery_env(env), log_path=log_path)

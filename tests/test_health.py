@@ -11,18 +11,9 @@ from django.core.files.storage import FileSystemStorage
 from django.test import Client
 
 from phoneapp.services import worker_presence
-from tests import live_services
 
 # /healthz reports "no active version" until `manage.py sync_models` ran, as it does at every deploy.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
-
-
-@pytest.fixture
-def redis_broker(settings) -> str:
-    url = live_services.redis_url()
-    live_services.redis_require_empty(url)
-    settings.CELERY_BROKER_URL = url
-    return url
 
 
 def test_healthz_names_every_part_when_all_is_well(client: Client) -> None:

@@ -13,7 +13,6 @@ from phoneapp.models import Upload, UploadStatus
 from phoneapp.services import worker_presence
 from phoneapp.services.classification import upload_classify, uploads_requeue_stale
 from phoneapp.services.uploads import uploads_create
-from tests import live_services
 from tests.images import picture_bytes, uploaded_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,15 +115,6 @@ def test_without_heartbeats_to_read_only_the_processing_timeout_takes_uploads_ba
     assert uploads_requeue_stale() == 1
     assert Upload.objects.get(pk=recent.pk).status == UploadStatus.PROCESSING
     assert Upload.objects.get(pk=timed_out.pk).status == UploadStatus.DONE
-
-
-@pytest.fixture
-def redis_broker(settings) -> str:
-    """The services pointed at the test Redis database (as a broker URL); skipped without Redis."""
-    url = live_services.redis_url()
-    live_services.redis_require_empty(url)
-    settings.CELERY_BROKER_URL = url
-    return url
 
 
 def test_heartbeats_round_trip_through_redis_and_expire(redis_broker: str) -> None:

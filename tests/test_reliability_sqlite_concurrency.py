@@ -99,11 +99,15 @@ def sqlite_server(tmp_path: Path, *, broker_url: str = "") -> Iterator[Server]:
     )
     tokens = json.loads(created.stdout.strip().splitlines()[-1])
     port = free_port()
-    processes = [start([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"], env=env, log=log)]
+    processes = [
+        live_services.process_start([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"], env=env, log_path=log)
+    ]
     if broker_url:
         worker = [sys.executable, "-m", "celery", "-A", "phoneapp", "worker", "-Q", "classify,heatmaps"]
         worker += ["--pool", "prefork", "--concurrency", "2", "--without-gossip", "--without-mingle"]
-        processes.append(start(worker, env={**env, "INFERENCE_THREADS": "1"}, log=tmp_path / "worker.log"))
+        processes.append(
+            live_services.process_start(worker, env={**env, "INFERENCE_THREADS": "1"}, log_path=tmp_path / "worker.log")
+        )
     server = Server(url=f"http://127.0.0.1:{port}", database=database, media=media, log=log, tokens=tokens)
     try:
 
@@ -127,20 +131,6 @@ def sqlite_server(tmp_path: Path, *, broker_url: str = "") -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-
-
-def start(command: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """A child process in its own process group (so a stuck one can be killed with its children)."""
-    with log.open("wb") as log_file:
-        return subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def post_picture(server: Server, token: str, name: str, data: bytes, *, timeout: float = 60) -> tuple[int, str]:

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -33,20 +33,43 @@ class LabelledPictures:
     unreadable: list[str]
 
 
-def decode_labelled(samples: Sequence[Sample], *, advance: ProgressCallback | None = None) -> LabelledPictures:
-    """Decode every sample's picture with the same safe decoder as uploads; skip and count unreadable ones."""
-    kept: list[Sample] = []
+class _HasPicturePath(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+SampleT = TypeVar("SampleT", bound=_HasPicturePath)
+
+
+def pictures_decode(
+    samples: Sequence[SampleT], *, keep_images: bool, advance: ProgressCallback | None = None
+) -> tuple[list[SampleT], list[Image.Image], list[str]]:
+    """Decode every sample's picture with the same safe decoder as uploads: the readable samples (with their open
+    images when ``keep_images``, else each is closed at once and the list is empty) and the unreadable paths, each
+    logged, so a bad picture is counted, never silently dropped and never fatal."""
+    kept: list[SampleT] = []
     images: list[Image.Image] = []
     unreadable: list[str] = []
     for sample in samples:
         try:
-            images.append(open_image(sample.path))
+            image = open_image(sample.path)
             kept.append(sample)
         except (ImageError, OSError) as error:
             unreadable.append(sample.path)
             logger.warning("unreadable training picture skipped", extra={"path": sample.path, "error": error})
+        else:
+            if keep_images:
+                images.append(image)
+            else:
+                image.close()
         if advance is not None:
             advance(1)
+    return kept, images, unreadable
+
+
+def decode_labelled(samples: Sequence[Sample], *, advance: ProgressCallback | None = None) -> LabelledPictures:
+    """Decode every sample's picture with the same safe decoder as uploads; skip and count unreadable ones."""
+    kept, images, unreadable = pictures_decode(samples, keep_images=True, advance=advance)
     return LabelledPictures(samples=kept, images=images, unreadable=unreadable)
 
 

@@ -42,7 +42,7 @@ from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
 from phoneapp.models import ModelVersion, Upload, VersionScore
 from phoneapp.services.errors import DomainError
-from phoneapp.services.evaluation import local_picture_path
+from phoneapp.services.evaluation import local_picture_path, pictures_decode
 from phoneapp.services.model_versions import model_dir_of, model_version_register
 from phoneapp.training_selectors import (
     eval_uploads,
@@ -154,7 +154,9 @@ def retrain(
         workdir = scratch_dir / "uploads"
         workdir.mkdir()
         offered = _collect_samples(request, workdir=workdir)
-        samples, unreadable = _readable(offered, _progress(progress, "checking pictures", len(offered)))
+        samples, _, unreadable = pictures_decode(
+            offered, keep_images=False, advance=_progress(progress, "checking pictures", len(offered))
+        )
         ground_truth = _trusted([(u, u.ground_truth_label) for u in ground_truth_uploads()], workdir)
         evaluation = _trusted([(u, u.reviewed_label) for u in eval_uploads()], workdir)
         summary = _data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
@@ -329,21 +331,6 @@ def _folder_samples(folder: Path) -> list[SceneSample]:
     else:
         found = [SceneSample(path=s.path, label=s.label, source=s.source, group=s.group) for s in load_samples(folder)]
     return [dataclasses.replace(sample, source=f"{folder.name}:{sample.source}") for sample in found]
-
-
-def _readable(samples: list[SceneSample], advance: Callable[[int], None] | None) -> tuple[list[SceneSample], list[str]]:
-    """The samples whose picture decodes with the uploads' safe decoder; the others are counted, not trained on."""
-    kept, unreadable = [], []
-    for sample in samples:
-        try:
-            open_image(sample.path).close()
-            kept.append(sample)
-        except (ImageError, OSError) as error:
-            unreadable.append(sample.path)
-            logger.warning("unreadable training picture skipped", extra={"path": sample.path, "error": error})
-        if advance is not None:
-            advance(1)
-    return kept, unreadable
 
 
 def _trusted(labelled: list[tuple[Upload, str]], workdir: Path) -> list[TrustedPicture]:
