@@ -7,7 +7,6 @@ classified in the live server's thread and the page's script picks the verdict u
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.browser
 
 # The first upload loads the model in the live server's thread; generous for a busy 2-core machine.
 VERDICT_TIMEOUT = 90
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile")
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(

@@ -7,7 +7,6 @@ Headless Debian Chromium against pytest-django's live server, as in ``test_brows
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,11 @@ from phoneapp.models import Upload
 from tests import live_services
 from tests.images import picture_bytes
 from tests.page_data import make_upload
-from tests.test_browser_pages import log_in, wait
+from tests.test_browser_pages import log_in, open_logged_in, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 VERDICT_TIMEOUT = 120
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile")
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def save_screenshot(browser: object, name: str) -> None:
@@ -97,8 +87,7 @@ def test_upload_card_offers_a_retry_after_a_server_error_and_the_retry_gets_a_ve
     monkeypatch.setattr("phoneapp.services.classification.heatmap_enqueue", lambda **_: None)
     picture = tmp_path / "desk.jpg"
     picture.write_bytes(picture_bytes("JPEG", width=320, height=240))
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/")
+    open_logged_in(browser, live_server, alice)
 
     browser.find_element(By.ID, "id_image").send_keys(str(picture))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
@@ -123,8 +112,7 @@ def test_refused_file_keeps_the_servers_reason_and_offers_no_retry(
 
     fake = tmp_path / "notes.jpg"
     fake.write_text("not a picture at all")
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/")
+    open_logged_in(browser, live_server, alice)
 
     browser.find_element(By.ID, "id_image").send_keys(str(fake))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()

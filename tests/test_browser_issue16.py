@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 
 from phoneapp.models import Upload, UploadStatus
-from tests import live_services
 from tests.page_data import make_upload, model_version_with_manifest
 from tests.test_browser_pages import (
     DESKTOP,
@@ -26,6 +24,7 @@ from tests.test_browser_pages import (
     draw_mug_scene,
     draw_phone_scene,
     log_in,
+    open_logged_in,
     save_pictures,
     screenshot,
     wait,
@@ -35,12 +34,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile", extra_flags=SCREENSHOT_FLAGS)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser_flags() -> tuple[str, ...]:
+    """Screenshots without scrollbars, at the desktop width (the ``browser`` fixture is in conftest.py)."""
+    return SCREENSHOT_FLAGS
 
 
 # Every text the verdict of a card shows, recorded as it changes: a flash of a made-up verdict would be caught.
@@ -61,8 +57,7 @@ def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_p
     from selenium.webdriver.common.by import By
 
     phone_path, _ = save_pictures(tmp_path)
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/")
+    open_logged_in(browser, live_server, alice)
     browser.execute_script(RECORD_VERDICT_TEXTS)
     browser.find_element(By.ID, "id_image").send_keys(str(phone_path))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
@@ -203,8 +198,7 @@ def test_chosen_files_are_previewed_with_names_and_sizes_before_upload(
     phone_path, mug_path = save_pictures(tmp_path)
     broken = tmp_path / "iphone.heic"
     broken.write_bytes(b"not drawable by a browser")
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/")
+    open_logged_in(browser, live_server, alice)
     browser.find_element(By.ID, "id_image").send_keys(f"{phone_path}\n{mug_path}\n{broken}")
     wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#chosen .chosen-file")) == 3, 5)
     names = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#chosen .chosen-file")]

@@ -13,7 +13,6 @@ import base64
 import io
 import os
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -45,13 +44,9 @@ VERDICT_TEXT = re.compile(r"^(Phone|Not a phone|Unsure) — \d+% phone")
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    """Headless Chromium with a fresh profile through Debian's chromedriver (nothing downloaded)."""
-    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile", extra_flags=SCREENSHOT_FLAGS)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser_flags() -> tuple[str, ...]:
+    """Screenshots without scrollbars, at the desktop width (the ``browser`` fixture is in conftest.py)."""
+    return SCREENSHOT_FLAGS
 
 
 def log_in(browser: object, live_server: object, user: User) -> None:
@@ -62,6 +57,12 @@ def log_in(browser: object, live_server: object, user: User) -> None:
     browser.add_cookie(
         {"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value}
     )
+
+
+def open_logged_in(browser: object, live_server: object, user: User, path: str = "/") -> None:
+    """Open ``path`` (the upload page by default) as ``user``, logged in through :func:`log_in`."""
+    log_in(browser, live_server, user)
+    browser.get(f"{live_server.url}{path}")
 
 
 def wait(browser: object, condition: object, timeout: float = 30) -> object:
@@ -167,8 +168,7 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
     from selenium.webdriver.common.by import By
 
     phone_path, mug_path = save_pictures(tmp_path)
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/")
+    open_logged_in(browser, live_server, alice)
     browser.execute_script("window.samePage = true;" + WATCH_PROGRESS)
     if connection.vendor == "sqlite":
         # SQLite's shared in-memory test database refuses concurrent writers ("table is locked").
@@ -364,8 +364,7 @@ def test_upload_form_works_with_javascript_switched_off(
 
     phone_path, mug_path = save_pictures(tmp_path)
     browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/")
+    open_logged_in(browser, live_server, alice)
     assert "no-js" in browser.find_element(By.TAG_NAME, "html").get_attribute("class")
     browser.find_element(By.ID, "id_image").send_keys(f"{phone_path}\n{mug_path}")
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()

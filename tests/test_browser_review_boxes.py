@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,7 +17,6 @@ from django.test import Client
 
 from phoneapp.models import Upload
 from phoneapp.services.reviews import review_split_of
-from tests import live_services
 from tests.page_data import make_upload
 from tests.test_browser_pages import DESKTOP, SCREENSHOT_FLAGS, draw_phone_scene, log_in, screenshot, wait
 from tests.test_retrain import QUICK, reviewed_uploads
@@ -28,12 +25,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile", extra_flags=SCREENSHOT_FLAGS)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser_flags() -> tuple[str, ...]:
+    """Screenshots without scrollbars, at the desktop width (the ``browser`` fixture is in conftest.py)."""
+    return SCREENSHOT_FLAGS
 
 
 def train_split_sha256() -> str:
