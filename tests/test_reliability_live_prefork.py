@@ -37,6 +37,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 RECOVERY_SECONDS = 30
 
 
+@pytest.fixture
+def production_env(
+    worker_env: dict[str, str],  # noqa: F811
+    redis_server: ThrowawayRedis,  # noqa: F811
+    settings,
+) -> dict[str, str]:
+    """The workers' environment as in production, Redis started and the web side sending to it. Production's
+    visibility timeout: a killed worker's messages must not simply come back by themselves."""
+    settings.CELERY_BROKER_URL = redis_server.url
+    redis_server.start()
+    return {**worker_env, "CELERY_VISIBILITY_TIMEOUT": "600", "SWEEP_INTERVAL_SECONDS": "5", "INFERENCE_THREADS": "1"}
+
+
 @contextmanager
 def production_stack(
     env: dict[str, str], folder: Path, app: object, *, workers: int = 1
@@ -88,16 +101,14 @@ def last_verdict_at(upload_ids: list[int]) -> datetime:
 
 
 def test_redis_stopped_20_s_under_load_every_upload_is_done_and_the_worker_lives_on(
-    worker_env: dict[str, str],  # noqa: F811
+    production_env: dict[str, str],
     redis_server: ThrowawayRedis,  # noqa: F811
     isolated_storage: Path,
     alice_client: Client,
     settings,
 ) -> None:
-    settings.CELERY_BROKER_URL = redis_server.url
     settings.UPLOAD_RATE_LIMIT = "10000/minute"
-    env = {**worker_env, "CELERY_VISIBILITY_TIMEOUT": "600", "SWEEP_INTERVAL_SECONDS": "5", "INFERENCE_THREADS": "1"}
-    redis_server.start()
+    env = production_env
     with (
         live_services.celery_app_sending_to(redis_server.url) as app,
         production_stack(env, isolated_storage, app) as [worker],
@@ -142,18 +153,14 @@ def test_redis_stopped_20_s_under_load_every_upload_is_done_and_the_worker_lives
 
 
 def test_worker_killed_with_uploads_in_flight_they_are_done_by_another_within_30_s(
-    worker_env: dict[str, str],  # noqa: F811
+    production_env: dict[str, str],
     redis_server: ThrowawayRedis,  # noqa: F811
     isolated_storage: Path,
     alice_client: Client,
-    settings,
 ) -> None:
     from phoneapp.services.worker_presence import workers_alive
 
-    settings.CELERY_BROKER_URL = redis_server.url
-    # Production's visibility timeout: the killed worker's messages must not simply come back by themselves.
-    env = {**worker_env, "CELERY_VISIBILITY_TIMEOUT": "600", "SWEEP_INTERVAL_SECONDS": "5", "INFERENCE_THREADS": "1"}
-    redis_server.start()
+    env = production_env
     slow = slow_picture()
     with (
         live_services.celery_app_sending_to(redis_server.url) as app,
