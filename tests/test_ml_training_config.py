@@ -74,7 +74,7 @@ def test_help_explains_every_knob_with_its_default(capsys: pytest.CaptureFixture
                 continue
             assert "--" + item.name.replace("_", "-") in text
             assert " ".join(item.metadata["help"].split()) in text, item.name
-    assert "(default: 448)" in text and "(default: 0.02)" in text
+    assert "(default: 448)" in text and "(default: 0.03)" in text
 
 
 def test_the_printed_configuration_names_every_knob_and_its_value() -> None:

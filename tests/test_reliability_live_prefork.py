@@ -177,7 +177,9 @@ def test_worker_killed_with_uploads_in_flight_they_are_done_by_another_within_30
             alive = workers_alive() or {}
             return next((name for name, ids in alive.items() if ids), None)
 
-        victim_name = live_services.wait_until(busy_worker, timeout=60, interval=0.1, what="a worker on an upload")
+        # Generous: a cold worker may first export its model (seconds, more on a busy machine); the recovery time
+        # asserted below is measured from the kill, not from here.
+        victim_name = live_services.wait_until(busy_worker, timeout=180, interval=0.1, what="a worker on an upload")
         victim = next(worker for worker in workers if worker.node_name == victim_name)
         os.killpg(victim.process.pid, signal.SIGKILL)
         victim.process.wait(timeout=10)
