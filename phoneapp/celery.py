@@ -71,9 +71,9 @@ def _stop_heartbeat(sender: object = None, **_: object) -> None:
 
 
 def _heartbeat_loop(hostname: str) -> None:
-    """Every HEARTBEAT_INTERVAL: "alive, classifying these uploads". When the broker comes back after writes
-    failed, ask for a sweep of every pending upload: a Redis restarted without its data lost their messages."""
-    from phoneapp.services.worker_presence import HEARTBEAT_INTERVAL, worker_heartbeat_write
+    """Every ``heartbeat_interval()`` seconds: "alive, classifying these uploads". When the broker comes back after
+    writes failed, ask for a sweep of every pending upload: a Redis restarted without its data lost their messages."""
+    from phoneapp.services.worker_presence import heartbeat_interval, worker_heartbeat_write
 
     log = logging.getLogger(__name__)
     broker_was_down = False
@@ -88,7 +88,7 @@ def _heartbeat_loop(hostname: str) -> None:
             if not broker_was_down:
                 log.warning("heartbeat not written: broker unreachable", extra={"error": error})
             broker_was_down = True
-        _heartbeat_stop.wait(HEARTBEAT_INTERVAL)
+        _heartbeat_stop.wait(heartbeat_interval())
 
 
 def _uploads_in_hand() -> list[int]:

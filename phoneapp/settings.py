@@ -215,6 +215,8 @@ ORPHAN_AFTER_SECONDS: int = env.int("ORPHAN_AFTER_SECONDS", default=10)
 HEALTH_MIN_FREE_MB: int = env.int("HEALTH_MIN_FREE_MB", default=200)
 # How often celery beat sweeps pending and orphaned uploads (a lock keeps two sweeps from running at once).
 SWEEP_INTERVAL_SECONDS: float = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
+# How often each worker writes its heartbeat (alive + the uploads in hand) for /healthz and the sweep.
+WORKER_HEARTBEAT_SECONDS: float = env.float("WORKER_HEARTBEAT_SECONDS", default=2.0)
 # After this many tries (worker killed, database errors, ...) an upload is marked failed instead of retried again.
 CLASSIFY_MAX_ATTEMPTS: int = env.int("CLASSIFY_MAX_ATTEMPTS", default=8)
 
