@@ -18,6 +18,10 @@ from PIL import Image
 from inference.manifest import ModelManifest
 from inference.prediction import Prediction
 
+# The engines, by the names settings, manifests and logs use.
+TORCH = "torch"
+ONNXRUNTIME = "onnxruntime"
+
 # Names of the graph's outputs, shared by the exporter and both engines.
 LOGITS_OUTPUT = "phone_logits"
 EVIDENCE_OUTPUT = "evidence"

@@ -19,22 +19,21 @@ import time
 from pathlib import Path
 
 from inference.base import DEFAULT_MAX_BATCH
-from inference.contract import Classifier
+from inference.contract import ONNXRUNTIME, TORCH, Classifier
 from inference.export_cache import cached_export_path, default_cache_dir, touch
 from inference.manifest import ModelLoadError, ModelManifest, read_manifest, verify_files
 from inference.onnx_engine import (
-    ONNXRUNTIME,
     AccelerationUnavailable,
     OnnxClassifier,
     new_session,
     onnxruntime_available,
 )
+from inference.runtime import default_threads
 
 logger = logging.getLogger(__name__)
 
 ACTIVE_POINTER = "ACTIVE"
 MODELS_DIR_ENV = "PHONECHECK_MODELS_DIR"
-TORCH = "torch"
 ENGINES = (TORCH, ONNXRUNTIME)
 # A cold export (torch import, network build, trace, check) takes 5-15 s on this machine; this is a hang.
 EXPORT_TIMEOUT_S = 600
@@ -100,7 +99,7 @@ def load(
         raise ModelLoadError(f"Model directory {directory} does not exist.")
     manifest = read_manifest(directory)
     verify_files(directory, manifest)
-    threads = threads or int(os.environ.get("PHONECHECK_TORCH_THREADS", "2"))
+    threads = threads or default_threads()
     try:
         name = engine_for(manifest, engine)
     except ValueError as error:

@@ -15,10 +15,8 @@ import numpy as np
 from PIL import Image
 
 from inference.base import DEFAULT_MAX_BATCH, BaseClassifier
-from inference.contract import Classifier, ModelOutputs
+from inference.contract import ONNXRUNTIME, Classifier, ModelOutputs
 from inference.manifest import ModelManifest
-
-ONNXRUNTIME = "onnxruntime"
 
 
 class AccelerationUnavailable(RuntimeError):

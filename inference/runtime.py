@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 THREADS_ENV = "PHONECHECK_TORCH_THREADS"
 
 
+def default_threads() -> int:
+    """Engine threads when the caller names none: ``$PHONECHECK_TORCH_THREADS`` or 2."""
+    return int(os.environ.get(THREADS_ENV, "2"))
+
+
 def configure_torch_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads once per process and return the number used.
 
@@ -26,7 +31,7 @@ def configure_torch_threads(threads: int | None = None) -> int:
     """
     import torch  # only processes that run torch models call this
 
-    count = threads or int(os.environ.get(THREADS_ENV, "2"))
+    count = threads or default_threads()
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count

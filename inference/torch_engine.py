@@ -21,10 +21,9 @@ from torch import nn
 
 from inference.backbone import imagenet_weights_path
 from inference.base import DEFAULT_MAX_BATCH, BaseClassifier
-from inference.contract import LOGITS_OUTPUT, ModelOutputs
+from inference.contract import LOGITS_OUTPUT, TORCH, ModelOutputs
 from inference.manifest import ModelLoadError, ModelManifest, sha256_file
 
-TORCH = "torch"
 N = TypeVar("N", bound="TrainedNetwork")
 
 # Model kind -> "module:class" of its PyTorch classifier.

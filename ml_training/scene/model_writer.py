@@ -9,6 +9,7 @@ import torch
 
 from inference.backbone import imagenet_weights_path
 from inference.manifest import ModelManifest, sha256_file
+from inference.preprocessing import PreprocessConfig
 from inference.scene_network import ScenePhoneNet
 from ml_training.checkpoint import write_json_file, write_model_manifest, write_state_dict
 
@@ -27,7 +28,7 @@ def write_scene_model(
     *,
     version: str,
     network: ScenePhoneNet,
-    image_size: int,
+    preprocessing: PreprocessConfig,
     temperature: float,
     threshold: float,
     band: tuple[float, float],
@@ -43,13 +44,7 @@ def write_scene_model(
         version=version,
         kind=KIND,
         architecture="efficientnet-lite0",
-        preprocessing=ModelManifest.from_dict(
-            {
-                "version": version,
-                "kind": KIND,
-                "preprocessing": {"image_size": image_size, "resize_size": image_size, "center_crop": False},
-            }
-        ).preprocessing,
+        preprocessing=preprocessing,
         threshold=threshold,
         temperature=temperature,
         files=files,

@@ -144,7 +144,7 @@ def train_scene_model(
         out_dir,
         version=version,
         network=network,
-        image_size=recipe.views.image_size,
+        preprocessing=recipe.views.preprocess(),
         temperature=temperature,
         threshold=threshold,
         band=band,

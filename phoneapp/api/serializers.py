@@ -18,23 +18,21 @@ from phoneapp.decision_selectors import upload_decision_rule, upload_verdict
 from phoneapp.models import Upload, UploadStatus
 
 
-class BoxSerializer(serializers.Serializer):
+class ReviewedBoxSerializer(serializers.Serializer):
+    """A phone's box as a reviewer drew or corrected it."""
+
     box = serializers.ListField(
         child=serializers.FloatField(),
         min_length=4,
         max_length=4,
         help_text="[x1, y1, x2, y2] as fractions of the picture's width and height (as shown, after EXIF rotation)",
     )
+
+
+class BoxSerializer(ReviewedBoxSerializer):
+    """A phone the model found: its box and how sure it is."""
+
     score = serializers.FloatField(help_text="how sure the model is that this box holds a phone, 0 to 1")
-
-
-class ReviewedBoxSerializer(serializers.Serializer):
-    box = serializers.ListField(
-        child=serializers.FloatField(),
-        min_length=4,
-        max_length=4,
-        help_text="[x1, y1, x2, y2] as fractions of the picture as shown, drawn or corrected by a reviewer",
-    )
 
 
 class UploadSerializer(serializers.ModelSerializer):
