@@ -20,7 +20,6 @@ model's label, decided by that threshold) always agrees with the side of the ban
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from django.db.models import Case, F, FloatField, Q, Value, When
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Greatest, Least, Ln
 
-from inference.manifest import MANIFEST_NAME
+from inference.manifest import ModelLoadError, read_manifest
 from phoneapp.models import ModelVersion, Upload, UploadStatus
 
 logger = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ def model_version_decision_rule(*, version: ModelVersion | None) -> DecisionRule
     if version is None:
         threshold, band = DEFAULT_THRESHOLD, None
     else:
-        threshold, band = _manifest_decision(str(_manifest_path(version)), version.checksum)
+        threshold, band = _manifest_decision(str(_model_dir(version)), version.checksum)
     return _rule(threshold=threshold, band=band)
 
 
@@ -113,29 +112,25 @@ def _rule(*, threshold: float, band: tuple[float, float] | None) -> DecisionRule
     )
 
 
-def _manifest_path(version: ModelVersion) -> Path:
+def _model_dir(version: ModelVersion) -> Path:
     from phoneapp.services.model_versions import model_dir_of
 
-    return model_dir_of(version) / MANIFEST_NAME
+    return model_dir_of(version)
 
 
 @lru_cache(maxsize=64)
-def _manifest_decision(path: str, checksum: str) -> tuple[float, tuple[float, float] | None]:
-    """(threshold, unsure band or None) from a manifest; cached per file and checksum (a manifest never changes
-    under the same checksum, and a retrained version gets a new one)."""
+def _manifest_decision(model_dir: str, checksum: str) -> tuple[float, tuple[float, float] | None]:
+    """(threshold, unsure band or None) from a version's manifest, read by inference's own parser (which checks
+    the band); cached per folder and checksum (a manifest never changes under the same checksum, and a retrained
+    version gets a new one)."""
     try:
-        data = json.loads(Path(path).read_text())
-        threshold = float(data.get("threshold", DEFAULT_THRESHOLD))
-        raw_band = data.get("unsure_band")
-        band = (float(raw_band[0]), float(raw_band[1])) if raw_band else None
-    except (OSError, ValueError, TypeError, IndexError, AttributeError) as error:
-        logger.warning("model manifest unreadable; default threshold used", extra={"path": path, "error": error})
+        manifest = read_manifest(model_dir)
+    except ModelLoadError as error:
+        logger.warning("model manifest unreadable; default threshold used", extra={"path": model_dir, "error": error})
         return DEFAULT_THRESHOLD, None
-    if not 0 < threshold < 1:
+    if not 0 < manifest.threshold < 1:
         return DEFAULT_THRESHOLD, None
-    if band is not None and not (0 <= band[0] <= band[1] <= 1):
-        band = None
-    return threshold, band
+    return manifest.threshold, manifest.unsure_band
 
 
 def upload_decision_rule(*, upload: Upload) -> DecisionRule:
