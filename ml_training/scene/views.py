@@ -34,7 +34,6 @@ from ml_training.scene.targets import cell_targets
 logger = logging.getLogger(__name__)
 
 CLEAN, AUGMENTED, PASTED = 0, 1, 2
-VIEW_KIND_NAMES = {CLEAN: "clean", AUGMENTED: "augmented", PASTED: "pasted"}
 # Sources whose phone-free pictures receive pasted phones: scenes, and everyday photos (ImageNet classes).
 PASTE_RECIPIENT_SOURCES = frozenset({"office-cctv", "webcam-held", "imagenet-sample"})
 
