@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class Sent:
     answered: float
 
 
-def wait_for(what: str, probe, *, timeout: float, interval: float = 0.25) -> None:
+def wait_for(what: str, probe: Callable[[], bool], *, timeout: float, interval: float = 0.25) -> None:
     deadline = time.monotonic() + timeout
     while not probe():
         if time.monotonic() > deadline:
@@ -290,7 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
     returned_ids = [item.upload_id for item in sent]
     by_id = {row[0]: row for row in rows}
-    latencies = [by_id[item.upload_id][3] - item.started for item in sent if by_id[item.upload_id][3] is not None]
+    latencies = [finished - item.started for item in sent if (finished := by_id[item.upload_id][3]) is not None]
     answer_ms = [(item.answered - item.started) * 1000 for item in sent]
     processed = [row[3] for row in rows if row[3] is not None]
     checks = {

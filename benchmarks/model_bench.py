@@ -10,12 +10,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from benchmarks._stats import percentile
+from inference.base import BaseClassifier
 from inference.contract import Classifier
 from inference.export_cache import default_cache_dir
 from inference.images import open_image
@@ -35,6 +38,13 @@ def classify_bytes(classifier: Classifier, data: bytes) -> None:
     classifier.predict([picture])
 
 
+def _engine(classifier: Classifier) -> BaseClassifier:
+    """The engine behind the contract: the model-only figures call its ``preprocess_array`` and ``run`` directly."""
+    if not isinstance(classifier, BaseClassifier):
+        raise TypeError(f"{type(classifier).__name__} is not an engine of inference.base.BaseClassifier")
+    return classifier
+
+
 def measure_model(
     pictures: list[bytes], *, threads: int, model: str | None = None, iterations: int = 200, rounds: int = 4
 ) -> dict[str, Any]:
@@ -45,7 +55,7 @@ def measure_model(
     reference = load(model_dir, engine="torch", threads=threads)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
-    fast = load(model_dir, threads=threads, cache_dir=default_cache_dir())
+    fast = _engine(load(model_dir, threads=threads, cache_dir=default_cache_dir()))
     prepare_s = time.perf_counter() - started
     engines: dict[str, Classifier] = {fast.engine: fast, "torch-fp32": reference}
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
@@ -57,7 +67,7 @@ def measure_model(
         for name, classifier in engines.items():
             for index in range(per_round):
                 data = pictures[(round_index * per_round + index) % len(pictures)]
-                samples[name].append(_timed(lambda c=classifier, d=data: classify_bytes(c, d)))
+                samples[name].append(_timed(partial(classify_bytes, classifier, data)))
     fast_name = next(iter(engines))
     result: dict[str, Any] = {
         "model_version": reference.version,
@@ -79,19 +89,19 @@ def measure_model(
     return result
 
 
-def _model_cpu_one_thread(model_dir: Any, pictures: list[bytes]) -> float:
+def _model_cpu_one_thread(model_dir: Path, pictures: list[bytes]) -> float:
     """Mean CPU ms of the serving engine's forward pass alone, one thread, one picture at a time (issue 13's cost)."""
-    classifier = load(model_dir, threads=1, cache_dir=default_cache_dir())
+    classifier = _engine(load(model_dir, threads=1, cache_dir=default_cache_dir()))
     draft = classifier.manifest.preprocessing.draft_size
     batches = [classifier.preprocess_array([open_image(data, draft_size=draft)]) for data in pictures[:200]]
     classifier.run(batches[0])
     cpu = []
     for batch in batches:
-        cpu.append(_timed(lambda b=batch: classifier.run(b))[1])
+        cpu.append(_timed(partial(classifier.run, batch))[1])
     return round(float(np.mean(cpu)), 2)
 
 
-def _stages(classifier: Classifier, pictures: list[bytes]) -> dict[str, float]:
+def _stages(classifier: BaseClassifier, pictures: list[bytes]) -> dict[str, float]:
     """Where a single picture's time goes (median ms): decode, resize + tensor, model."""
     draft = classifier.manifest.preprocessing.draft_size
     decode, preprocess, model = [], [], []
@@ -124,13 +134,13 @@ def _batch(classifier: Classifier, pictures: list[bytes], *, count: int = 256, r
         predictions = predict_files(classifier, chosen, workers=2)
         rates["batch_images_per_s"].append(len(predictions) / (time.perf_counter() - started))
         started = time.perf_counter()
-        predictions = classifier.predict([open_image(data, draft_size=draft) for data in chosen])
-        rates["batch_images_per_s_one_thread"].append(len(predictions) / (time.perf_counter() - started))
+        verdicts = classifier.predict([open_image(data, draft_size=draft) for data in chosen])
+        rates["batch_images_per_s_one_thread"].append(len(verdicts) / (time.perf_counter() - started))
     return {name: round(statistics.median(values), 1) for name, values in rates.items()}
 
 
 def _batch_sweep(
-    classifier: Classifier, pictures: list[bytes], sizes: tuple[int, ...] = (1, 4, 8, 16, 32)
+    classifier: BaseClassifier, pictures: list[bytes], sizes: tuple[int, ...] = (1, 4, 8, 16, 32)
 ) -> dict[str, float]:
     """Model-only milliseconds per picture at each batch size: does batching pay on this CPU?"""
     draft = classifier.manifest.preprocessing.draft_size
@@ -148,12 +158,18 @@ def _batch_sweep(
     return sweep
 
 
-def _per_request_load(model_dir: Any, pictures: list[bytes], resident_ms: float, *, repeats: int = 8) -> dict[str, Any]:
+def _load_and_classify(model_dir: Path, data: bytes) -> None:
+    classify_bytes(load(model_dir, engine="torch"), data)
+
+
+def _per_request_load(
+    model_dir: Path, pictures: list[bytes], resident_ms: float, *, repeats: int = 8
+) -> dict[str, Any]:
     """The prototype: read the checkpoint and build the network for every request, then classify in eager fp32."""
     times = []
     for index in range(repeats):
         data = pictures[index % len(pictures)]
-        times.append(_timed(lambda d=data: classify_bytes(load(model_dir, engine="torch"), d))[0])
+        times.append(_timed(partial(_load_and_classify, model_dir, data))[0])
     reference_ms = statistics.median(times)
     return {
         "reference_per_request_load_ms": round(reference_ms, 1),

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"path": path, **prediction.to_dict()}))
         else:
             where = " ".join(
-                "[" + ",".join(f"{value:.3f}" for value in box.to_dict()["box"]) + "]" for box in prediction.boxes
+                "[" + ",".join(f"{value:.3f}" for value in box.rounded_corners()) + "]" for box in prediction.boxes
             )
             print(
                 f"{path}\t{prediction.label}\t{prediction.probability:.3f}\t{prediction.model_version}\t{where}".rstrip()

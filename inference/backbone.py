@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+
+if TYPE_CHECKING:  # the library is imported where a network is built: loading this module stays cheap
+    from efficientnet_lite_pytorch import EfficientNet
 
 # Architecture name -> (weights package, the class in it that knows the file path).
 _WEIGHT_PACKAGES: dict[str, tuple[str, str]] = {
@@ -32,10 +35,11 @@ def imagenet_weights_path(architecture: str) -> str:
     except ImportError as error:
         package = module_name.replace("_", "-")
         raise BackboneUnavailable(f"Install {package} to use {architecture}.") from error
-    return getattr(module, class_name).get_model_file_path()
+    path: str = getattr(module, class_name).get_model_file_path()
+    return path
 
 
-def build_efficientnet_lite(architecture: str = "efficientnet-lite0", *, imagenet_weights: bool = True) -> nn.Module:
+def build_efficientnet_lite(architecture: str = "efficientnet-lite0", *, imagenet_weights: bool = True) -> EfficientNet:
     """An EfficientNet-Lite with its 1000-class ImageNet head, optionally with the packaged weights loaded."""
     from efficientnet_lite_pytorch import EfficientNet
 

@@ -30,10 +30,11 @@ class Box:
     score: float
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "box": [round(self.x1, 4), round(self.y1, 4), round(self.x2, 4), round(self.y2, 4)],
-            "score": self.score,
-        }
+        return {"box": self.rounded_corners(), "score": self.score}
+
+    def rounded_corners(self) -> list[float]:
+        """(x1, y1, x2, y2) to four places, as the API and the command line show them."""
+        return [round(self.x1, 4), round(self.y1, 4), round(self.x2, 4), round(self.y2, 4)]
 
     @property
     def centre(self) -> tuple[float, float]:

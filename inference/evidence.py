@@ -46,7 +46,8 @@ def merged_evidence(
     if len(views) != 1 + len(boxes):
         raise ValueError(f"Expected {1 + len(boxes)} evidence maps (picture + crops), got {len(views)}.")
     if not boxes:
-        return views[0]
+        whole: np.ndarray = views[0]
+        return whole
     width, height = image_size
     rows, columns = views.shape[1] * UPSAMPLING, views.shape[2] * UPSAMPLING
     merged = _stretch(views[0], rows, columns)

@@ -119,7 +119,7 @@ def export_onnx(classifier: TorchClassifier, probe: torch.Tensor) -> bytes:
             torch.onnx.export(
                 module,
                 (probe,),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # the TorchScript exporter (dynamo=False) takes a file object too
                 dynamo=False,
                 input_names=["images"],
                 output_names=outputs,

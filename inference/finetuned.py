@@ -25,6 +25,7 @@ class FineTunedClassifier(TorchClassifier):
     """A checkpoint from ``ml_training`` on top of the packaged ImageNet trunk."""
 
     output_names = (LOGITS_OUTPUT, EVIDENCE_OUTPUT)
+    network: FineTunedPhoneNet
 
     def __init__(self, manifest: ModelManifest, model_dir: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         super().__init__(manifest, model_dir, max_batch=max_batch)

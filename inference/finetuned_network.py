@@ -11,7 +11,7 @@ checkpoint is never combined with a different base than the one it was trained o
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from torch.nn import functional as F
 
 from inference.backbone import build_efficientnet_lite
 from inference.manifest import ModelManifest
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import MBConvBlock
 
 KIND = "fine-tuned"
 WEIGHTS_FILE = "weights.pt"
@@ -44,7 +47,8 @@ class PooledLogitHead(nn.Module):
 
     def cell_map(self, features: torch.Tensor) -> torch.Tensor:
         """Per-cell phone logits, shape (N, H, W): where the network sees phone evidence."""
-        return self.cell_logits(self.dropout(features)).squeeze(1)
+        cells: torch.Tensor = self.cell_logits(self.dropout(features))
+        return cells.squeeze(1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.pool(self.cell_map(features))
@@ -98,7 +102,7 @@ class FineTunedPhoneNet(nn.Module):
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen features: the same for every fine-tuned model built on the same base and split point."""
         backbone = self.backbone
-        x = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
+        x: torch.Tensor = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
         for block in backbone._blocks[: self.freeze_blocks]:
             x = block(x, drop_connect_rate=self._drop_connect_rate(block))
         return x
@@ -108,16 +112,18 @@ class FineTunedPhoneNet(nn.Module):
         x = trunk_features
         for block in backbone._blocks[self.freeze_blocks :]:
             x = block(x, drop_connect_rate=self._drop_connect_rate(block))
-        return backbone._swish(backbone._bn1(backbone._conv_head(x)))
+        features: torch.Tensor = backbone._swish(backbone._bn1(backbone._conv_head(x)))
+        return features
 
     def tail(self, trunk_features: torch.Tensor) -> torch.Tensor:
         """Phone log-odds, shape (N,), from trunk features."""
-        return self.head(self.tail_features(trunk_features))
+        logits: torch.Tensor = self.head(self.tail_features(trunk_features))
+        return logits
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.tail(self.trunk(images))
 
-    def _drop_connect_rate(self, block: nn.Module) -> float | None:
+    def _drop_connect_rate(self, block: MBConvBlock) -> float | None:
         # Same schedule as the library's extract_features: deeper blocks are dropped more often.
         rate = self.backbone._global_params.drop_connect_rate
         if not rate:

@@ -49,12 +49,14 @@ def logistic(logits: Iterable[float] | np.ndarray, temperature: float) -> np.nda
     """
     scaled = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
     with np.errstate(over="ignore"):
-        return np.float32(1.0) / (np.float32(1.0) + np.exp(-scaled))
+        probabilities: np.ndarray = np.float32(1.0) / (np.float32(1.0) + np.exp(-scaled))
+    return probabilities
 
 
 def calibrated_probabilities(logits: Iterable[float] | np.ndarray, manifest: ModelManifest) -> list[float]:
     """Probability of "phone" from uncalibrated log-odds, with the manifest's temperature applied (:func:`logistic`)."""
-    return logistic(logits, manifest.temperature).tolist()
+    probabilities: list[float] = logistic(logits, manifest.temperature).tolist()
+    return probabilities
 
 
 def verdicts(

@@ -25,6 +25,7 @@ class SceneClassifier(TorchClassifier):
     """A trained scene head on the packaged ImageNet trunk."""
 
     output_names = (LOGITS_OUTPUT, EVIDENCE_OUTPUT, BOXES_OUTPUT)
+    network: ScenePhoneNet
 
     def __init__(self, manifest: ModelManifest, model_dir: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         super().__init__(manifest, model_dir, max_batch=max_batch)
@@ -37,4 +38,5 @@ class SceneClassifier(TorchClassifier):
         self.network = load_trained_network(network, manifest, model_dir, WEIGHTS_FILE)
 
     def network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.network(batch)
+        outputs: tuple[torch.Tensor, ...] = self.network(batch)
+        return outputs

@@ -59,6 +59,7 @@ class SceneHead(nn.Module):
         self.objectness = nn.Conv2d(width, 1, 1)
         self.geometry = nn.Conv2d(width, 4, 1)
         # Start out saying "no phone" everywhere (focal-loss practice): most cells of most pictures have none.
+        assert self.objectness.bias is not None and self.geometry.bias is not None  # Conv2d has one by default
         nn.init.constant_(self.objectness.bias, -4.0)
         nn.init.zeros_(self.geometry.weight)
         nn.init.zeros_(self.geometry.bias)
@@ -110,7 +111,7 @@ class ScenePhoneNet(nn.Module):
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen stride-16 features: computed once per training view and cached."""
         backbone = self.backbone
-        x = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
+        x: torch.Tensor = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
         for block in backbone._blocks:
             x = block(x)
         return x

@@ -73,7 +73,8 @@ def classifier_class(kind: str) -> type[TorchClassifier]:
         module_name, class_name = KIND_MODULES[kind].split(":")
     except KeyError as error:
         raise ModelLoadError(f"Unknown model kind {kind!r}.") from error
-    return getattr(importlib.import_module(module_name), class_name)
+    found: type[TorchClassifier] = getattr(importlib.import_module(module_name), class_name)
+    return found
 
 
 def build_torch_classifier(

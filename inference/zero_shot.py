@@ -7,17 +7,20 @@ Grad-CAM on the last feature map (a forward and a backward pass, PyTorch only).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from inference.backbone import build_efficientnet_lite
 from inference.base import DEFAULT_MAX_BATCH
 from inference.heatmap import grad_cam
 from inference.manifest import ModelManifest
 from inference.torch_engine import TorchClassifier
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import EfficientNet
 
 # ImageNet classes that are telephones: 487 cellular telephone, 528 dial telephone, 707 pay-phone.
 IMAGENET_PHONE_CLASSES = (487, 528, 707)
@@ -26,9 +29,11 @@ IMAGENET_PHONE_CLASSES = (487, 528, 707)
 class ImageNetZeroShotClassifier(TorchClassifier):
     """Phone probability = softmax mass on the telephone classes, returned as log-odds like every other kind."""
 
+    network: EfficientNet
+
     def __init__(self, manifest: ModelManifest, model_dir: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         super().__init__(manifest, model_dir, max_batch=max_batch)
-        self.network: nn.Module = build_efficientnet_lite(manifest.architecture).eval()
+        self.network = build_efficientnet_lite(manifest.architecture).eval()
         self.phone_classes = list(manifest.options.get("phone_classes", IMAGENET_PHONE_CLASSES))
 
     def network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:

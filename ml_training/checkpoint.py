@@ -20,7 +20,7 @@ import torch
 from inference.manifest import ModelManifest, sha256_file, write_manifest
 
 
-def write_file_atomically(directory: Path, name: str, write: Callable[[Path], None]) -> str:
+def write_file_atomically(directory: Path, name: str, write: Callable[[Path], object]) -> str:
     """Have ``write`` fill a temporary file, fsync it, rename it to ``name`` and return its sha256."""
     directory.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")

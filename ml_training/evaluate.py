@@ -84,7 +84,7 @@ def evaluate_classifier(
     Plain :class:`~ml_training.data.Sample` lists (no boxes) are accepted too. Only prediction is timed (decoding
     is the web process's cost, not the model's).
     """
-    samples = [
+    scene_samples = [
         sample
         if isinstance(sample, SceneSample)
         else SceneSample(path=sample.path, label=sample.label, source=sample.source, group=sample.group)
@@ -93,8 +93,8 @@ def evaluate_classifier(
     draft = classifier.manifest.preprocessing.draft_size
     predictions: list[Prediction] = []
     elapsed = 0.0
-    for start in range(0, len(samples), batch_size):
-        images = [open_image(sample.path, draft_size=draft) for sample in samples[start : start + batch_size]]
+    for start in range(0, len(scene_samples), batch_size):
+        images = [open_image(sample.path, draft_size=draft) for sample in scene_samples[start : start + batch_size]]
         started = time.perf_counter()
         predictions.extend(classifier.predict(images))
         elapsed += time.perf_counter() - started
@@ -102,9 +102,9 @@ def evaluate_classifier(
         model=classifier.version,
         engine=classifier.engine,
         threshold=classifier.manifest.threshold,
-        samples=samples,
+        samples=scene_samples,
         predictions=predictions,
-        milliseconds_per_image=1000 * elapsed / max(1, len(samples)),
+        milliseconds_per_image=1000 * elapsed / max(1, len(scene_samples)),
     )
 
 

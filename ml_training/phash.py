@@ -25,4 +25,5 @@ def hamming_matrix(hashes: list[np.ndarray]) -> np.ndarray:
     bits = np.stack(hashes).astype(np.int32)
     # One matrix product instead of n^2 Python comparisons.
     counts = bits.sum(1)
-    return counts[:, None] + counts[None, :] - 2 * bits @ bits.T
+    distances: np.ndarray = counts[:, None] + counts[None, :] - 2 * bits @ bits.T
+    return distances

@@ -71,10 +71,10 @@ def assign_parts(
     order = list(members)
     random.Random(seed).shuffle(order)
     order.sort(key=lambda group: -len(members[group]))
-    label_totals = defaultdict(int)
+    label_totals: defaultdict[int, int] = defaultdict(int)
     for target in targets:
         label_totals[target] += 1
-    filled = [defaultdict(int) for _ in fractions]
+    filled: list[defaultdict[int, int]] = [defaultdict(int) for _ in fractions]
     parts = [0] * len(groups)
     for group in order:
         indices = members[group]

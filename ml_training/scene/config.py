@@ -176,7 +176,8 @@ def recipe_from_flat(values: Mapping[str, Any], base: SceneRecipe | None = None)
         wanted = {item.name: values[item.name] for item in _knobs(type(instance)) if item.name in values}
         return dataclasses.replace(instance, **wanted)
 
-    return dataclasses.replace(changed(base), views=changed(base.views), settings=changed(base.settings))
+    recipe: SceneRecipe = dataclasses.replace(changed(base), views=changed(base.views), settings=changed(base.settings))
+    return recipe
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:

@@ -121,7 +121,8 @@ def score_views(
         network.from_features(bank.features[views[i : i + batch_size]].float())
         for i in range(0, len(views), batch_size)
     ]
-    return tuple(torch.cat([part[k] for part in parts]) for k in range(3))  # type: ignore[return-value]
+    logits, cells, boxes = (torch.cat([part[k] for part in parts]) for k in range(3))
+    return logits, cells, boxes
 
 
 def clean_views(bank: FeatureBank, pictures: Sequence[int]) -> torch.Tensor:

@@ -19,8 +19,10 @@ WEIGHTS_FILE = "weights.pt"
 
 def fold_shift_into_head(network: ScenePhoneNet, shift: float) -> None:
     """Subtract ``shift`` from every cell's logit (and so from the best cell's): Platt's bias, inside the graph."""
+    bias = network.head.objectness.bias
+    assert bias is not None  # a Conv2d built with its default bias=True
     with torch.no_grad():
-        network.head.objectness.bias -= shift
+        bias -= shift
 
 
 def write_scene_model(
