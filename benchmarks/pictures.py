@@ -12,7 +12,7 @@ import io
 import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from inference.drawing import draw_picture
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
@@ -28,37 +28,8 @@ def labelled_files() -> list[tuple[Path, str]]:
         return [(DATASET_DIR / row["file"], row["label"]) for row in csv.DictReader(handle)]
 
 
-def draw_picture(
-    *,
-    width: int = 320,
-    height: int = 240,
-    color: tuple[int, int, int] = (40, 120, 200),
-    rng: random.Random | None = None,
-) -> Image.Image:
-    """The drawn picture of the tests and the benchmarks: a light rectangle and a dark circle on ``color`` (some
-    structure, not a flat colour; the same every time). With ``rng``: a random background and a dozen random shapes
-    on top, different for every draw (the benchmarks need distinct files: the same file twice is de-duplicated).
-
-    ``inference/export.py: probe_pictures`` still draws its own two (it may not import from here: ``inference`` sits
-    below ``benchmarks``); this drawer belongs there once ``inference`` has a place for it.
-    """
-    if rng is not None:
-        color = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-    image = Image.new("RGB", (width, height), color)
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([width // 4, height // 4, width // 2, height * 3 // 4], fill=(230, 230, 230))
-    draw.ellipse([width // 2, height // 3, width * 4 // 5, height * 2 // 3], fill=(20, 20, 20))
-    if rng is not None:
-        for _ in range(12):
-            x0, y0 = rng.randrange(width), rng.randrange(height)
-            box = [x0, y0, x0 + rng.randrange(20, width // 2), y0 + rng.randrange(20, height // 2)]
-            colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
-    return image
-
-
 def drawn_picture(rng: random.Random, width: int = 640, height: int = 480, *, quality: int = 90) -> bytes:
-    """A JPEG of :func:`draw_picture` with random shapes, different for every draw."""
+    """A JPEG of :func:`~inference.drawing.draw_picture` with random shapes, different for every draw."""
     buffer = io.BytesIO()
     draw_picture(width=width, height=height, rng=rng).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from torch import nn
 
+from inference.drawing import probe_pictures
 from inference.export_cache import ONNX_OPSET, cached_export_path, default_cache_dir, touch, write_atomically
 from inference.manifest import ModelLoadError, read_manifest, verify_files
 from inference.onnx_engine import AccelerationUnavailable, new_session, onnxruntime_available
@@ -92,20 +92,6 @@ class _ExportedModule(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self._outputs(batch)
-
-
-def probe_pictures() -> list[Image.Image]:
-    """Two drawn pictures (landscape and portrait) with edges and flat areas, for checking an export."""
-    pictures = []
-    for width, height, hue in ((320, 240, 40), (200, 300, 160)):
-        image = Image.new("RGB", (width, height), (hue, 120, 255 - hue))
-        draw = ImageDraw.Draw(image)
-        draw.rectangle([width // 5, height // 6, width // 2, height * 5 // 6], fill=(20, 20, 24))
-        draw.ellipse([width // 2, height // 4, width * 9 // 10, height * 3 // 4], fill=(240, 230, 200))
-        for x in range(0, width, 16):
-            draw.line([x, 0, width - x, height], fill=(x % 255, 80, 160), width=2)
-        pictures.append(image)
-    return pictures
 
 
 def export_onnx(classifier: TorchClassifier, probe: torch.Tensor) -> bytes:

@@ -7,7 +7,7 @@ import io
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from benchmarks.pictures import draw_picture  # the one drawer of tests and benchmarks
+from inference.drawing import draw_picture
 
 
 def encode(image: Image.Image, image_format: str = "JPEG", **options: object) -> bytes:

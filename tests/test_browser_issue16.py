@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
+from inference.drawing import draw_desk_with_phone, draw_red_mug
 from phoneapp.models import Upload, UploadStatus
 from tests.page_data import make_upload, model_version_with_manifest
 from tests.test_browser_pages import (
@@ -21,8 +22,6 @@ from tests.test_browser_pages import (
     PHONE,
     SCREENSHOT_FLAGS,
     VERDICT_TIMEOUT,
-    draw_mug_scene,
-    draw_phone_scene,
     log_in,
     open_logged_in,
     save_pictures,
@@ -83,7 +82,7 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
     from selenium.webdriver.common.by import By
 
     model_version_with_manifest("strict", threshold=0.93)
-    waiting = make_upload(alice, status=UploadStatus.PENDING, name="borderline.jpg", picture=draw_phone_scene())
+    waiting = make_upload(alice, status=UploadStatus.PENDING, name="borderline.jpg", picture=draw_desk_with_phone())
     log_in(browser, live_server, alice)
     # The upload page lists it pending and polls; the verdict is then written as a worker would write it.
     browser.get(f"{live_server.url}/")
@@ -111,14 +110,14 @@ def test_review_undo_and_duplicates_in_the_browser(
     from selenium.webdriver.common.keys import Keys
 
     copies = [
-        make_upload(owner, probability=0.5, sha256="b" * 64, name="same.jpg", picture=draw_phone_scene())
+        make_upload(owner, probability=0.5, sha256="b" * 64, name="same.jpg", picture=draw_desk_with_phone())
         for owner in (alice, bob, alice)
     ]
     other = make_upload(
         alice,
         probability=0.9,
         name="mug.jpg",
-        picture=draw_mug_scene(),
+        picture=draw_red_mug(),
         boxes=[{"box": [0.3, 0.3, 0.7, 0.75], "score": 0.9}],
     )
     log_in(browser, live_server, reviewer)

@@ -24,8 +24,9 @@ from django.core.files.base import ContentFile
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
+from inference.drawing import draw_desk_with_phone, draw_red_mug
 from inference.heatmap import heatmap_overlay
 from inference.preprocessing import PreprocessConfig
 from phoneapp.models import Upload, UploadStatus
@@ -94,42 +95,9 @@ def screenshot(browser: object, name: str, *, width: int, max_height: int = 1600
     return path
 
 
-def draw_phone_scene(width: int = 640, height: int = 480, *, seed: int = 0) -> Image.Image:
-    """A desk with a smartphone on it (dark body, lit screen with app tiles), drawn so no photo is needed."""
-    scene = Image.new("RGB", (width, height), (176, 132, 92))
-    draw = ImageDraw.Draw(scene)
-    for stripe in range(0, height, 18):  # wood grain
-        shade = 150 + (stripe * 7 + seed * 13) % 40
-        draw.line([(0, stripe), (width, stripe + 30)], fill=(shade + 20, shade - 20, shade - 60), width=3)
-    left, top = int(width * (0.38 + 0.1 * seed)), int(height * 0.18)
-    phone_w, phone_h = int(width * 0.24), int(height * 0.64)
-    draw.rounded_rectangle([left + 8, top + 10, left + phone_w + 8, top + phone_h + 10], 28, fill=(70, 50, 35))
-    draw.rounded_rectangle([left, top, left + phone_w, top + phone_h], 28, fill=(24, 24, 28))
-    screen = [left + 10, top + 26, left + phone_w - 10, top + phone_h - 26]
-    draw.rounded_rectangle(screen, 10, fill=(40, 110, 200))
-    tile = (screen[2] - screen[0] - 40) // 4
-    for row in range(4):
-        for column in range(4):
-            x = screen[0] + 8 + column * (tile + 8)
-            y = screen[1] + 40 + row * (tile + 12)
-            color = [(240, 90, 80), (250, 200, 60), (90, 200, 120), (240, 240, 250)][(row + column + seed) % 4]
-            draw.rounded_rectangle([x, y, x + tile, y + tile], 6, fill=color)
-    draw.ellipse([left + phone_w // 2 - 5, top + 8, left + phone_w // 2 + 5, top + 18], fill=(10, 10, 10))
-    return scene.filter(ImageFilter.GaussianBlur(0.6))
-
-
-def draw_mug_scene(width: int = 640, height: int = 480) -> Image.Image:
-    scene = Image.new("RGB", (width, height), (214, 220, 226))
-    draw = ImageDraw.Draw(scene)
-    draw.rectangle([0, int(height * 0.7), width, height], fill=(150, 120, 95))
-    draw.rounded_rectangle([220, 150, 380, 360], 18, fill=(200, 60, 50))
-    draw.ellipse([360, 200, 450, 300], outline=(200, 60, 50), width=18)
-    return scene
-
-
 def save_pictures(tmp_path: Path) -> list[Path]:
     paths = []
-    for name, picture in [("phone-on-desk.jpg", draw_phone_scene()), ("red-mug.jpg", draw_mug_scene())]:
+    for name, picture in [("phone-on-desk.jpg", draw_desk_with_phone()), ("red-mug.jpg", draw_red_mug())]:
         path = tmp_path / name
         picture.save(path, "JPEG", quality=90)
         paths.append(path)
@@ -267,10 +235,10 @@ def test_review_queue_runs_on_the_keyboard_and_saves_each_decision_at_once(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    coin_flip = make_upload(alice, probability=0.52, name="phone-on-desk.jpg", picture=draw_phone_scene())
+    coin_flip = make_upload(alice, probability=0.52, name="phone-on-desk.jpg", picture=draw_desk_with_phone())
     overlay_for(coin_flip, (0.5, 0.5))
-    leaning = make_upload(alice, probability=0.8, name="desk-2.jpg", picture=draw_phone_scene(seed=1))
-    sure = make_upload(alice, probability=0.08, name="red-mug.jpg", picture=draw_mug_scene())
+    leaning = make_upload(alice, probability=0.8, name="desk-2.jpg", picture=draw_desk_with_phone(seed=1))
+    sure = make_upload(alice, probability=0.08, name="red-mug.jpg", picture=draw_red_mug())
     log_in(browser, live_server, reviewer)
 
     def current_id() -> int | None:

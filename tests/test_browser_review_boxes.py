@@ -15,10 +15,11 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 
+from inference.drawing import draw_desk_with_phone
 from phoneapp.models import Upload
 from phoneapp.services.reviews import review_split_of
 from tests.page_data import make_upload
-from tests.test_browser_pages import DESKTOP, SCREENSHOT_FLAGS, draw_phone_scene, log_in, screenshot, wait
+from tests.test_browser_pages import DESKTOP, SCREENSHOT_FLAGS, log_in, screenshot, wait
 from tests.test_retrain import QUICK, reviewed_uploads
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -46,7 +47,7 @@ def test_reviewer_draws_boxes_with_mouse_and_keyboard_and_a_retrain_trains_on_th
         alice,
         probability=0.5,
         name="desk.jpg",
-        picture=draw_phone_scene(),
+        picture=draw_desk_with_phone(),
         sha256=train_split_sha256(),
         boxes=[{"box": [0.05, 0.05, 0.2, 0.2], "score": 0.5}],  # the model's box, in the wrong place
     )

@@ -14,8 +14,8 @@ import pytest
 
 from inference import PHONE, load, resolve_model_dir
 from inference.__main__ import main as inference_main
+from inference.drawing import draw_not_phone, draw_phone_like
 from inference.finetuned import FineTunedClassifier, crop_boxes
-from tests.ml_drawing import draw_not_phone, draw_phone_like
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "phone-images"
 SHIPPED = "finetuned-lite2-v2"

@@ -13,11 +13,11 @@ import torch
 from PIL import Image, ImageEnhance
 
 from inference import ModelLoadError, load
+from inference.drawing import draw_not_phone, draw_scene
 from inference.manifest import read_manifest, sha256_file, write_manifest
 from ml_training.data import Sample, samples_from_pairs
 from ml_training.metrics import binary_metrics, expected_calibration_error, roc_auc
 from ml_training.splits import grouped_split
-from tests.ml_drawing import draw_not_phone, draw_scene
 
 SHIPPED_FINE_TUNED = Path(__file__).resolve().parent.parent / "trained_models" / "finetuned-lite0-v1"
 

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from inference import Classifier, load, resolve_model_dir
+from inference.drawing import drawn_pictures
 from inference.finetuned_network import WEIGHTS_FILE, FineTunedPhoneNet
 from inference.manifest import ModelManifest, read_manifest, sha256_file, write_manifest
 from inference.onnx_engine import OnnxClassifier
 from inference.preprocessing import PreprocessConfig, image_to_tensor
-from tests.ml_drawing import drawn_pictures
 
 pytest.importorskip("onnxruntime")
 

@@ -24,8 +24,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from PIL import Image, ImageDraw
 
+from inference.drawing import draw_large_picture
 from phoneapp.models import Upload, UploadStatus
 from tests import live_services
 from tests.images import picture_bytes, uploaded_file
@@ -122,12 +122,8 @@ def wait_for_status(upload_id: int, statuses: set[str], *, timeout: float, log: 
 
 def slow_picture() -> bytes:
     """A 36-megapixel PNG: a couple of seconds to decode and resize, long enough to kill a worker mid-task."""
-    image = Image.linear_gradient("L").resize((6000, 6000)).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    for offset in range(0, 6000, 300):
-        draw.line([(0, offset), (6000, 6000 - offset)], fill=(200, 30, 30), width=9)
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
+    draw_large_picture().save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
 
 

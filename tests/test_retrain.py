@@ -22,13 +22,13 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
+from inference.drawing import draw_not_phone, draw_phone_like
 from phoneapp.models import ModelVersion, ReviewSplit, Upload, UploadStatus, VersionScore
 from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.model_versions import model_version_activate, model_version_active
 from phoneapp.services.retraining import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion, paired_test
 from phoneapp.services.reviews import uploads_set_reviewed_label
 from tests.images import encode
-from tests.ml_drawing import draw_not_phone, draw_phone_like
 from tests.synthetic import write_synthetic_folder
 
 # A deployed database: sync_models registered the shipped versions, the tests' default active.

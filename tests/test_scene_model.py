@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from inference.boxes import Box, decode_boxes
+from inference.drawing import draw_scene_phone
 from inference.loader import load
 from inference.manifest import read_manifest
 from ml_training.__main__ import main as ml_training_main
 from ml_training.scene.targets import IGNORE, cell_targets
-from tests.ml_drawing import draw_scene_phone, write_scene_dataset
+from tests.ml_drawing import write_scene_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZE = 224

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.drawing import drawn_pictures
 from inference.loader import load
 from inference.onnx_engine import AccelerationUnavailable, OnnxClassifier
-from tests.ml_drawing import drawn_pictures
 from tests.test_performance_fast_path import fine_tuned_model_dir
 
 pytest.importorskip("onnxruntime")
