@@ -5,10 +5,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+    from selenium.webdriver import Chrome
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"
@@ -17,7 +23,7 @@ DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
 
 
 @pytest.fixture(autouse=True)
-def isolated_storage(settings: object, tmp_path: Path) -> Iterator[Path]:
+def isolated_storage(settings: SettingsFixture, tmp_path: Path) -> Iterator[Path]:
     """Uploads and model versions written by a test land in a temporary folder, never in the repo."""
     media = tmp_path / "media"
     models = tmp_path / "trained_models"
@@ -27,12 +33,12 @@ def isolated_storage(settings: object, tmp_path: Path) -> Iterator[Path]:
     # outputs do not change when a better model is trained, and the fault tests hide its files by name. The
     # shipped default itself is tested in test_inference_core.py.
     (models / "ACTIVE").write_text(f"{TEST_DEFAULT_MODEL}\n")
-    settings.MEDIA_ROOT = str(media)  # type: ignore[attr-defined]
-    settings.MODELS_DIR = models  # type: ignore[attr-defined]
-    settings.ACTIVE_MODEL_CHECK_SECONDS = 0  # type: ignore[attr-defined]
-    settings.CELERY_BROKER_URL = ""  # type: ignore[attr-defined]
+    settings.MEDIA_ROOT = str(media)
+    settings.MODELS_DIR = models
+    settings.ACTIVE_MODEL_CHECK_SECONDS = 0
+    settings.CELERY_BROKER_URL = ""
     # PBKDF2's deliberate slowness costs over a second per test user on this box; tests need no real hashing.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Upload rate-limit counters live in the cache; a test must not inherit another test's budget.
     from django.core.cache import cache
 
@@ -53,13 +59,13 @@ def deployed_models(isolated_storage: Path) -> None:
 
 
 @pytest.fixture
-def redis_broker(settings: object) -> str:
+def redis_broker(settings: SettingsFixture) -> str:
     """The services pointed at the test Redis database (as a broker URL); skipped without Redis."""
     from tests import live_services
 
     url = live_services.redis_url()
     live_services.redis_require_empty(url)
-    settings.CELERY_BROKER_URL = url  # type: ignore[attr-defined]
+    settings.CELERY_BROKER_URL = url
     return url
 
 
@@ -70,7 +76,7 @@ def browser_flags() -> tuple[str, ...]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path, browser_flags: tuple[str, ...]) -> Iterator[object]:
+def browser(tmp_path: Path, browser_flags: tuple[str, ...]) -> Iterator[Chrome]:
     """Headless Chromium with a fresh profile through Debian's chromedriver (nothing downloaded), quit after."""
     from tests import live_services
 

@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import pytest
+
+if TYPE_CHECKING:
+    from selenium.webdriver import Chrome
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REDIS_HOST = "127.0.0.1"
@@ -114,7 +117,7 @@ CHROMIUM_FLAGS = (
 )
 
 
-def chromium_start(*, profile_dir: Path, extra_flags: Sequence[str] = ()) -> Any:
+def chromium_start(*, profile_dir: Path, extra_flags: Sequence[str] = ()) -> Chrome:
     """Headless Debian Chromium through Debian's chromedriver (Selenium downloads nothing), fresh profile.
 
     Skips or fails (see :func:`service_unavailable`) when Chromium is not installed. The caller quits it.

@@ -53,6 +53,7 @@ def make_upload(
     upload.image.save("upload.jpg", ContentFile(encode(picture)), save=False)
     upload.thumbnail.save("thumbnail.jpg", ContentFile(encode(picture.resize((160, 120)))), save=False)
     if status == UploadStatus.DONE:
+        assert probability is not None, "a finished upload has a probability"
         upload.probability = probability
         upload.predicted_label = Label.PHONE if probability >= threshold else Label.NOT_PHONE
         upload.model_version = model_version(version)

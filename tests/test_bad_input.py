@@ -10,6 +10,7 @@ import functools
 import io
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,6 +20,11 @@ from PIL import Image
 
 from phoneapp.models import Upload
 from tests.images import draw_picture, encode, picture_bytes, uploaded_file
+
+if TYPE_CHECKING:
+    # What the test client returns (a stubs-only name: the response with .json() and .templates added).
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 
 # Not transactional: a refused request must not even register an on-commit hook, which
 # ``django_capture_on_commit_callbacks`` proves (that hook is what sends an upload to the queue).
@@ -31,11 +37,11 @@ def stored_files(isolated_storage: Path) -> list[Path]:
     return [path for path in (isolated_storage / "media").rglob("*") if path.is_file()]
 
 
-def message_of(response: object) -> str:
+def message_of(response: TestResponse) -> str:
     """The API answers ``{"error": ...}``; the form answers the upload page with the message in it."""
-    if response["Content-Type"].startswith("application/json"):  # type: ignore[index]
-        return response.json()["error"]  # type: ignore[attr-defined]
-    return response.content.decode()  # type: ignore[attr-defined]
+    if response["Content-Type"].startswith("application/json"):
+        return response.json()["error"]
+    return response.content.decode()
 
 
 @functools.cache

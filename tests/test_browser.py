@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -16,6 +17,11 @@ from phoneapp.models import Upload, UploadStatus
 from tests import live_services
 from tests.images import draw_picture
 
+if TYPE_CHECKING:
+    from pytest_django.live_server_helper import LiveServer
+    from selenium.webdriver import Chrome
+
+
 pytestmark = pytest.mark.browser
 
 # The first upload loads the model in the live server's thread; generous for a busy 2-core machine.
@@ -23,7 +29,7 @@ VERDICT_TIMEOUT = 90
 
 
 def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
-    live_server: object, browser: object, alice: User, tmp_path: Path
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
 ):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -59,5 +65,5 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
     upload = Upload.objects.get(owner=alice)
     assert upload.status == UploadStatus.DONE
     assert upload.original_name == "kitchen-table.jpg"
-    assert int(match.group(2)) == round(upload.probability * 100)
+    assert upload.probability is not None and int(match.group(2)) == round(upload.probability * 100)
     assert browser.find_element(By.CSS_SELECTOR, "#results .result a").text == "kitchen-table.jpg"

@@ -8,6 +8,7 @@ Headless Debian Chromium against pytest-django's live server, as in ``test_brows
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -18,29 +19,35 @@ from tests.images import picture_bytes
 from tests.page_data import make_upload
 from tests.test_browser_pages import log_in, open_logged_in, wait
 
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+    from pytest_django.live_server_helper import LiveServer
+    from selenium.webdriver import Chrome
+
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 VERDICT_TIMEOUT = 120
 
 
-def save_screenshot(browser: object, name: str) -> None:
+def save_screenshot(browser: Chrome, name: str) -> None:
     live_services.ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(live_services.ARTIFACTS_DIR / f"{name}.png"))
 
 
-def page_text(browser: object) -> str:
+def page_text(browser: Chrome) -> str:
     from selenium.webdriver.common.by import By
 
     return browser.find_element(By.TAG_NAME, "main").text
 
 
 def test_403_404_and_500_pages_render_in_the_apps_style(
-    live_server: object, browser: object, alice: User, bob: User, settings: object
+    live_server: LiveServer, browser: Chrome, alice: User, bob: User, settings: SettingsFixture
 ) -> None:
     from selenium.webdriver.common.by import By
 
     alices = make_upload(alice, probability=0.9)
-    settings.ROOT_URLCONF = "tests.failing_urls"  # type: ignore[attr-defined]
+    settings.ROOT_URLCONF = "tests.failing_urls"
     log_in(browser, live_server, bob)
 
     browser.get(f"{live_server.url}/review/")
@@ -68,7 +75,7 @@ def test_403_404_and_500_pages_render_in_the_apps_style(
 
 
 def test_upload_card_offers_a_retry_after_a_server_error_and_the_retry_gets_a_verdict(
-    live_server: object, browser: object, alice: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -77,7 +84,7 @@ def test_upload_card_offers_a_retry_after_a_server_error_and_the_retry_gets_a_ve
     real_create = views.uploads_create
     calls = []
 
-    def fails_once(**kwargs: object) -> list[Upload]:
+    def fails_once(**kwargs: Any) -> list[Upload]:
         calls.append(kwargs)
         if len(calls) == 1:
             raise RuntimeError("a deliberate server failure on the first try")
@@ -106,7 +113,7 @@ def test_upload_card_offers_a_retry_after_a_server_error_and_the_retry_gets_a_ve
 
 
 def test_refused_file_keeps_the_servers_reason_and_offers_no_retry(
-    live_server: object, browser: object, alice: User, tmp_path: Path
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -28,6 +29,11 @@ from tests.test_browser_pages import (
     screenshot,
     wait,
 )
+
+if TYPE_CHECKING:
+    from pytest_django.live_server_helper import LiveServer
+    from selenium.webdriver import Chrome
+
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -51,7 +57,7 @@ new MutationObserver(() => {
 
 
 def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_probability(
-    live_server: object, browser: object, alice: User, tmp_path: Path
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -64,7 +70,7 @@ def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_p
 
     upload = Upload.objects.get(owner=alice)
     final = browser.find_element(By.CSS_SELECTOR, "#results .verdict .verdict-word").text
-    assert f"— {round(upload.probability * 100)}% phone" in final
+    assert upload.probability is not None and f"— {round(upload.probability * 100)}% phone" in final
     texts = browser.execute_script("return window.verdictTexts")
     assert not any("NaN" in text or "model unknown" in text for text in texts), texts
     # Before the final verdict only progress words were shown, never a verdict.
@@ -77,7 +83,7 @@ def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_p
 
 
 def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_page(
-    live_server: object, browser: object, alice: User
+    live_server: LiveServer, browser: Chrome, alice: User
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -104,7 +110,7 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
 
 
 def test_review_undo_and_duplicates_in_the_browser(
-    live_server: object, browser: object, alice: User, bob: User, reviewer: User
+    live_server: LiveServer, browser: Chrome, alice: User, bob: User, reviewer: User
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -139,7 +145,7 @@ def test_review_undo_and_duplicates_in_the_browser(
     assert len(browser.find_elements(By.CSS_SELECTOR, ".picture-stack svg.boxes rect.box")) == 1
     # Zoom: the picture at full resolution in a scrolling frame.
     browser.find_element(By.TAG_NAME, "body").send_keys("z")
-    wait(browser, lambda b: "zoomed" in b.find_element(By.ID, "zoom-frame").get_attribute("class"), 5)
+    wait(browser, lambda b: "zoomed" in (b.find_element(By.ID, "zoom-frame").get_attribute("class") or ""), 5)
     width = browser.execute_script(
         "return document.querySelector('#zoom-frame img.picture').getBoundingClientRect().width"
     )
@@ -152,7 +158,7 @@ def test_review_undo_and_duplicates_in_the_browser(
     screenshot(browser, "review-phone-after-undo", width=PHONE)
 
 
-def test_token_page_gives_a_key_that_works_from_curl(live_server: object, browser: object, alice: User) -> None:
+def test_token_page_gives_a_key_that_works_from_curl(live_server: LiveServer, browser: Chrome, alice: User) -> None:
     from selenium.webdriver.common.by import By
 
     make_upload(alice, probability=0.97, name="from-curl.jpg")
@@ -176,7 +182,7 @@ def test_token_page_gives_a_key_that_works_from_curl(live_server: object, browse
     assert key not in browser.page_source and key[:6] in browser.find_element(By.ID, "token-prefix").text
 
 
-def test_swagger_ui_renders_from_local_files_only(live_server: object, browser: object, alice: User) -> None:
+def test_swagger_ui_renders_from_local_files_only(live_server: LiveServer, browser: Chrome, alice: User) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(f"{live_server.url}/api/docs/")
@@ -190,7 +196,7 @@ def test_swagger_ui_renders_from_local_files_only(live_server: object, browser: 
 
 
 def test_chosen_files_are_previewed_with_names_and_sizes_before_upload(
-    live_server: object, browser: object, alice: User, tmp_path: Path
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -208,7 +214,7 @@ def test_chosen_files_are_previewed_with_names_and_sizes_before_upload(
     screenshot(browser, "upload-chosen", width=DESKTOP)
 
 
-def test_history_csv_exports_the_filtered_rows(live_server: object, browser: object, alice: User) -> None:
+def test_history_csv_exports_the_filtered_rows(live_server: LiveServer, browser: Chrome, alice: User) -> None:
     from selenium.webdriver.common.by import By
 
     make_upload(alice, probability=0.97, name="desk-phone.jpg")

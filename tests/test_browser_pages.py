@@ -13,8 +13,10 @@ import base64
 import io
 import os
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import pytest
 import torch
@@ -33,6 +35,11 @@ from phoneapp.models import Upload, UploadStatus
 from tests import live_services
 from tests.page_data import make_upload
 
+if TYPE_CHECKING:
+    from pytest_django.live_server_helper import LiveServer
+    from selenium.webdriver import Chrome
+
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOTS = Path(os.environ.get("PHONECHECK_SCREENSHOTS_DIR") or live_services.ARTIFACTS_DIR / "screenshots")
@@ -50,7 +57,10 @@ def browser_flags() -> tuple[str, ...]:
     return SCREENSHOT_FLAGS
 
 
-def log_in(browser: object, live_server: object, user: User) -> None:
+T = TypeVar("T")
+
+
+def log_in(browser: Chrome, live_server: LiveServer, user: User) -> None:
     """Reuse a Django session instead of typing into the login form (tested elsewhere)."""
     client = Client()
     client.force_login(user)
@@ -60,22 +70,23 @@ def log_in(browser: object, live_server: object, user: User) -> None:
     )
 
 
-def open_logged_in(browser: object, live_server: object, user: User, path: str = "/") -> None:
+def open_logged_in(browser: Chrome, live_server: LiveServer, user: User, path: str = "/") -> None:
     """Open ``path`` (the upload page by default) as ``user``, logged in through :func:`log_in`."""
     log_in(browser, live_server, user)
     browser.get(f"{live_server.url}{path}")
 
 
-def wait(browser: object, condition: object, timeout: float = 30) -> object:
+def wait(browser: Chrome, condition: Callable[[Chrome], Literal[False] | T], timeout: float = 30) -> T:
     """Wait for ``condition``; a page being replaced meanwhile (stale elements) just means "not yet"."""
     from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     ignored = (StaleElementReferenceException, JavascriptException)
-    return WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(condition)
+    found: T = WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(condition)
+    return found
 
 
-def screenshot(browser: object, name: str, *, width: int, max_height: int = 1600) -> Path:
+def screenshot(browser: Chrome, name: str, *, width: int, max_height: int = 1600) -> Path:
     """A full-page PNG at a CSS ``width`` (a phone's 390 px is emulated as a mobile viewport), kept small."""
     metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 600}
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
@@ -131,7 +142,7 @@ new MutationObserver((changes) => changes.forEach((change) => {
 
 
 def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_place(
-    live_server: object, browser: object, alice: User, tmp_path: Path
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -158,7 +169,7 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
         ),
     )
     previews = [card.find_element(By.CSS_SELECTOR, "img").get_attribute("src") for card in cards]
-    assert all(src.startswith("blob:") for src in previews), previews
+    assert all((src or "").startswith("blob:") for src in previews), previews
     done = "#results .verdict[data-status=done]"
     wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, done)) == 2, VERDICT_TIMEOUT)
 
@@ -196,6 +207,7 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
         assert VERDICT_TEXT.match(card["verdict"]), card["verdict"]
         upload = uploads[card["name"]]
         assert upload.status == UploadStatus.DONE
+        assert upload.probability is not None and upload.model_version is not None
         assert f"{round(upload.probability * 100)}% phone" in card["verdict"]
         assert card["meta"] == f"model {upload.model_version.name}"
     screenshot(browser, "upload", width=DESKTOP)
@@ -230,7 +242,7 @@ def overlay_for(upload: Upload, centre: tuple[float, float]) -> None:
 
 
 def test_review_queue_runs_on_the_keyboard_and_saves_each_decision_at_once(
-    live_server: object, browser: object, alice: User, reviewer: User
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -278,7 +290,7 @@ def test_review_queue_runs_on_the_keyboard_and_saves_each_decision_at_once(
 
 
 def test_dashboard_draws_its_charts_on_desktop_and_phone(
-    live_server: object, browser: object, alice: User, bob: User, reviewer: User
+    live_server: LiveServer, browser: Chrome, alice: User, bob: User, reviewer: User
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -326,14 +338,14 @@ def test_dashboard_draws_its_charts_on_desktop_and_phone(
 
 
 def test_upload_form_works_with_javascript_switched_off(
-    live_server: object, browser: object, alice: User, tmp_path: Path
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
     phone_path, mug_path = save_pictures(tmp_path)
     browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     open_logged_in(browser, live_server, alice)
-    assert "no-js" in browser.find_element(By.TAG_NAME, "html").get_attribute("class")
+    assert "no-js" in (browser.find_element(By.TAG_NAME, "html").get_attribute("class") or "")
     browser.find_element(By.ID, "id_image").send_keys(f"{phone_path}\n{mug_path}")
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
     wait(browser, lambda b: "?batch=" in b.current_url, VERDICT_TIMEOUT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -21,6 +22,11 @@ from phoneapp.services.reviews import review_split_of
 from tests.page_data import make_upload
 from tests.test_browser_pages import DESKTOP, SCREENSHOT_FLAGS, log_in, screenshot, wait
 from tests.test_retrain import QUICK, reviewed_uploads
+
+if TYPE_CHECKING:
+    from pytest_django.live_server_helper import LiveServer
+    from selenium.webdriver import Chrome
+
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +43,7 @@ def train_split_sha256() -> str:
 
 
 def test_reviewer_draws_boxes_with_mouse_and_keyboard_and_a_retrain_trains_on_them(
-    live_server: object, browser: object, alice: User, reviewer: User
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
 ) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -89,7 +95,7 @@ def test_reviewer_draws_boxes_with_mouse_and_keyboard_and_a_retrain_trains_on_th
 
     target.refresh_from_db()
     assert target.reviewed_label == "phone"
-    drawn = [entry["box"] for entry in target.reviewed_boxes]
+    drawn = [entry["box"] for entry in target.reviewed_boxes or []]
     assert len(drawn) == 2
     assert drawn[0] == pytest.approx([0.2, 0.3, 0.5, 0.7], abs=0.03)
     assert drawn[1] == pytest.approx([0.44, 0.35, 0.64, 0.67], abs=0.011)

@@ -6,6 +6,7 @@ import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -17,6 +18,10 @@ from phoneapp.services.classification import upload_classify, uploads_requeue_st
 from phoneapp.services.model_versions import model_version_activate, model_version_register
 from phoneapp.tasks import upload_classify_task
 from tests.images import picture_bytes
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 pytestmark = pytest.mark.django_db
 
@@ -62,8 +67,8 @@ def test_unreadable_stored_file_fails_with_a_reason(alice: User) -> None:
 
 
 @pytest.mark.usefixtures("deployed_models")
-def test_verdict_records_the_version_that_made_it(alice: User, settings: object, tmp_path: Path) -> None:
-    models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
+def test_verdict_records_the_version_that_made_it(alice: User, settings: SettingsFixture, tmp_path: Path) -> None:
+    models_dir = Path(settings.MODELS_DIR)
     copy = models_dir / "zero-shot-copy"
     shutil.copytree(models_dir / "imagenet-zero-shot", copy)
     manifest = json.loads((copy / "manifest.json").read_text())
@@ -77,14 +82,14 @@ def test_verdict_records_the_version_that_made_it(alice: User, settings: object,
 
     before.refresh_from_db()
     after.refresh_from_db()
-    assert before.model_version.name == "imagenet-zero-shot"
-    assert after.model_version.name == "zero-shot-copy"
+    assert before.model_version is not None and before.model_version.name == "imagenet-zero-shot"
+    assert after.model_version is not None and after.model_version.name == "zero-shot-copy"
 
 
 def test_upload_stuck_in_processing_goes_back_to_pending_and_is_finished(
-    alice: User, settings: object, django_capture_on_commit_callbacks
+    alice: User, settings: SettingsFixture, django_capture_on_commit_callbacks
 ) -> None:
-    settings.PROCESSING_TIMEOUT_SECONDS = 60  # type: ignore[attr-defined]
+    settings.PROCESSING_TIMEOUT_SECONDS = 60
     upload = pending_upload(alice)
     Upload.objects.filter(pk=upload.pk).update(
         status=UploadStatus.PROCESSING, processing_started=timezone.now() - timedelta(minutes=5), attempts=1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -10,6 +11,10 @@ from django.test import Client
 
 from phoneapp.decision_selectors import model_version_decision_rule
 from tests.page_data import make_upload, model_version_with_manifest
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 pytestmark = pytest.mark.django_db
 
@@ -60,8 +65,8 @@ def test_band_derived_from_the_threshold_when_the_manifest_has_none() -> None:
     assert strict.unsure_low < 0.93 < strict.unsure_high
 
 
-def test_override_setting_still_contains_the_threshold(settings: object) -> None:
-    settings.UNSURE_BAND = (0.3, 0.7)  # type: ignore[attr-defined]
+def test_override_setting_still_contains_the_threshold(settings: SettingsFixture) -> None:
+    settings.UNSURE_BAND = (0.3, 0.7)
     rule = model_version_decision_rule(version=model_version_with_manifest("strict", threshold=0.93))
     assert (rule.unsure_low, rule.unsure_high, rule.source) == (0.3, 0.93, "setting")
 

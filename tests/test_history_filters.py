@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.http import StreamingHttpResponse
 from django.test import Client
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ def listed(client: Client, query: str) -> set[str]:
 def csv_rows(client: Client, query: str) -> list[dict[str, str]]:
     response = client.get(f"/history/export.csv?{query}")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert isinstance(response, StreamingHttpResponse)
     body = b"".join(response.streaming_content).decode()
     return list(csv.DictReader(io.StringIO(body)))
 

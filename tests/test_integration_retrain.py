@@ -40,7 +40,7 @@ def test_running_worker_uses_the_retrained_version_for_the_next_upload(
     tmp_path: Path,
 ) -> None:
     before = verdict_of(alice_client, celery_worker, "before.jpg")
-    assert before.model_version.name == "imagenet-zero-shot"
+    assert before.model_version is not None and before.model_version.name == "imagenet-zero-shot"
 
     data = write_synthetic_folder(tmp_path / "data", per_label=12)
     out = io.StringIO()
@@ -62,4 +62,4 @@ def test_running_worker_uses_the_retrained_version_for_the_next_upload(
     new_version = json.loads(out.getvalue())["version"]
 
     after = verdict_of(alice_client, celery_worker, "after.jpg")
-    assert after.model_version.name == new_version
+    assert after.model_version is not None and after.model_version.name == new_version

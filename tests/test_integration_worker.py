@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings as django_settings
@@ -19,6 +20,10 @@ from inference.loader import read_active_pointer
 from phoneapp.models import Upload, UploadStatus
 from tests import live_services
 from tests.images import picture_bytes, uploaded_file
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +41,11 @@ def broker_url() -> str:
 
 @pytest.fixture
 def celery_worker(
-    transactional_db: None, isolated_storage: Path, broker_url: str, settings: object
+    transactional_db: None, isolated_storage: Path, broker_url: str, settings: SettingsFixture
 ) -> Iterator[live_services.CeleryWorker]:
     """A worker process on the test database and broker; this process sends to the same broker."""
     live_services.postgres_require(connection)
-    settings.CELERY_BROKER_URL = broker_url  # type: ignore[attr-defined]
+    settings.CELERY_BROKER_URL = broker_url
     env = {
         "DATABASE_URL": live_services.database_url_of(connection.settings_dict),
         "CELERY_BROKER_URL": broker_url,
@@ -74,8 +79,9 @@ def test_worker_process_writes_verdict_of_api_upload(celery_worker: live_service
         pytest.fail(f"{error}\nworker log:\n{celery_worker.log_tail()}")
 
     assert upload.status == UploadStatus.DONE, f"{upload.error}\nworker log:\n{celery_worker.log_tail()}"
-    assert 0.0 <= upload.probability <= 1.0
+    assert upload.probability is not None and 0.0 <= upload.probability <= 1.0
     assert upload.predicted_label in ("phone", "not_phone")
+    assert upload.model_version is not None
     assert upload.model_version.name == read_active_pointer(django_settings.MODELS_DIR)
     # The verdict came from the worker process, not from this one classifying in-process.
     assert re.search(r"Task phoneapp\.tasks\.upload_classify_task\[[^]]+\] succeeded .*'done'", celery_worker.log())

@@ -35,11 +35,11 @@ from ml_training.scene.decision import calibrate
         (lambda: ViewConfig(pasted_views=-1), "pasted_views must be at least 0"),
         (lambda: ViewConfig(imagenet_paste_fraction=1.5), "imagenet_paste_fraction must be between 0 and 1"),
         (lambda: TrainSettings(learning_rate=0.0), "learning_rate must be between 0 and 1"),
-        (lambda: TrainSettings(epochs=2.5), "epochs must be a whole number"),
+        (lambda: TrainSettings(epochs=2.5), "epochs must be a whole number"),  # type: ignore[arg-type]  # on purpose
         (lambda: TrainSettings(batch_size=True), "batch_size must be a whole number"),
         (lambda: SceneRecipe(folds=1), "folds must be at least 2"),
         (lambda: SceneRecipe(max_false_positive_rate=0.0), "max_false_positive_rate must be between 0 and 1"),
-        (lambda: SceneRecipe(views={"image_size": 224}), "views must be a ViewConfig"),
+        (lambda: SceneRecipe(views={"image_size": 224}), "views must be a ViewConfig"),  # type: ignore[arg-type]  # on purpose
     ],
 )
 def test_a_bad_recipe_value_is_refused_when_built_naming_the_knob(build, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,6 +20,10 @@ from phoneapp.dashboard_selectors import (
 )
 from phoneapp.models import UploadStatus
 from tests.page_data import make_upload
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 pytestmark = pytest.mark.django_db
 
@@ -42,8 +47,8 @@ def test_uploads_per_day_counts_each_day_and_fills_quiet_days_with_zero(alice: U
     assert [day.count for day in days] == [0, 0, 0, 0, 1, 0, 2]
 
 
-def test_verdict_split_separates_unsure_from_confident_verdicts(alice: User, settings: object) -> None:
-    settings.UNSURE_BAND = (0.3, 0.7)  # type: ignore[attr-defined]
+def test_verdict_split_separates_unsure_from_confident_verdicts(alice: User, settings: SettingsFixture) -> None:
+    settings.UNSURE_BAND = (0.3, 0.7)
     for probability in (0.95, 0.8, 0.1, 0.5, 0.69):
         make_upload(alice, probability=probability)
     make_upload(alice, status=UploadStatus.PENDING)

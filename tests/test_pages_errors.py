@@ -3,12 +3,18 @@ login form), 404 for what is missing or someone else's, 500 when the server fail
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from django.contrib.auth.models import User
 from django.template.loader import render_to_string
 from django.test import Client
 
 from tests.page_data import make_upload
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 pytestmark = pytest.mark.django_db
 
@@ -53,8 +59,8 @@ def test_unknown_address_gets_the_apps_404_page(alice_client: Client) -> None:
     assert "Nothing here" in response.content.decode()
 
 
-def test_server_failure_gets_the_apps_500_page(settings: object, alice: User) -> None:
-    settings.ROOT_URLCONF = "tests.failing_urls"  # type: ignore[attr-defined]
+def test_server_failure_gets_the_apps_500_page(settings: SettingsFixture, alice: User) -> None:
+    settings.ROOT_URLCONF = "tests.failing_urls"
     client = Client(raise_request_exception=False)
     client.force_login(alice)
 

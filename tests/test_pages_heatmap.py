@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
+from django.http import StreamingHttpResponse
 from django.test import Client
 from PIL import Image
 
@@ -15,6 +17,10 @@ from phoneapp.services import heatmaps
 from phoneapp.services.heatmaps import upload_heatmap_compute
 from tests.images import uploaded_file
 from tests.page_data import make_upload
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 # Transactional: uploads are classified in on_commit hooks, which a rolled-back test transaction never runs.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,6 +36,7 @@ def test_classified_upload_gets_an_overlay_the_owner_can_see_and_toggle(alice_cl
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
     assert response["X-Content-Type-Options"] == "nosniff"
+    assert isinstance(response, StreamingHttpResponse)
     overlay = Image.open(io.BytesIO(b"".join(response.streaming_content)))
     assert overlay.mode == "RGBA"
     assert overlay.width / overlay.height == pytest.approx(upload.width / upload.height, abs=0.01)
@@ -103,7 +110,7 @@ def test_draw_heatmaps_command_fills_in_missing_overlays_of_the_active_model(ali
 
 @pytest.mark.django_db
 def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
-    alice: User, settings: object, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
+    alice: User, settings: SettingsFixture, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
 ) -> None:
     """The exported fine-tuned graph gives the evidence map with the verdict; the overlay task only draws it."""
     import numpy as np
@@ -118,7 +125,7 @@ def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
     from tests.test_performance_fast_path import fine_tuned_model_dir
 
     pytest.importorskip("onnxruntime")
-    model_dir = fine_tuned_model_dir(Path(settings.MODELS_DIR), multiscale_grid=0)  # type: ignore[attr-defined]
+    model_dir = fine_tuned_model_dir(Path(settings.MODELS_DIR), multiscale_grid=0)
     model_version_activate(version=model_version_register(model_dir=model_dir))
     upload = pending_upload(alice)
     Upload.objects.filter(pk=upload.pk).update(width=320, height=240)

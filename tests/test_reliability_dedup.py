@@ -94,7 +94,7 @@ def test_verdict_from_an_older_model_is_not_reused(alice_client: Client, setting
 
     upload = Upload.objects.select_related("model_version").get(pk=second["id"])
     assert upload.status == UploadStatus.DONE
-    assert upload.model_version.name == "zero-shot-v2"
+    assert upload.model_version is not None and upload.model_version.name == "zero-shot-v2"
     assert upload.attempts == 1
     assert upload.image.name == Upload.objects.get(pk=first["id"]).image.name  # still one stored picture
 

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,7 @@ def test_upload_while_broker_is_down_is_kept_pending_then_classified_when_it_ret
         assert alice_client.get(f"/api/uploads/{first_id}/").json()["status"] == "pending"
         assert Upload.objects.get(pk=first_id).queued_at is None  # never reached the broker: the sweep's to send
         # The outage lasted a while: the upload is older than the sweep's grace period.
-        Upload.objects.filter(pk=first_id).update(created=timezone.now() - timezone.timedelta(minutes=2))
+        Upload.objects.filter(pk=first_id).update(created=timezone.now() - timedelta(minutes=2))
 
         # 2. Redis returns and a worker starts: its start-up sweep sends the pending upload.
         redis_server.start()

@@ -123,7 +123,9 @@ def test_heartbeats_round_trip_through_redis_and_expire(redis_broker: str) -> No
 
     assert worker_presence.workers_alive() == {"worker-a": [1, 3], "worker-b": []}
     assert worker_presence.uploads_being_classified(except_worker="worker-a") == set()
-    ttl = worker_presence.broker_redis().ttl(worker_presence.HEARTBEAT_PREFIX + "worker-a")
+    redis = worker_presence.broker_redis()
+    assert redis is not None
+    ttl = redis.ttl(worker_presence.HEARTBEAT_PREFIX + "worker-a")
     assert 0 < ttl <= worker_presence.HEARTBEAT_TTL
     worker_presence.worker_heartbeat_clear(hostname="worker-a")
     assert set(worker_presence.workers_alive() or {}) == {"worker-b"}
@@ -131,13 +133,16 @@ def test_heartbeats_round_trip_through_redis_and_expire(redis_broker: str) -> No
 
 def test_a_sweep_does_nothing_while_another_holds_the_lock(alice: User, redis_broker: str, monkeypatch) -> None:
     sends: list[list[int]] = []
-    monkeypatch.setattr(
-        "phoneapp.services.classification.classification_enqueue",
-        lambda *, upload_ids: sends.append(list(upload_ids)) or len(upload_ids),
-    )
+
+    def enqueue(*, upload_ids: list[int]) -> int:
+        sends.append(list(upload_ids))
+        return len(upload_ids)
+
+    monkeypatch.setattr("phoneapp.services.classification.classification_enqueue", enqueue)
     Upload.objects.all().delete()
     processing_upload(alice, claimed_seconds_ago=400)
     client = worker_presence.broker_redis()
+    assert client is not None
     other_sweep = client.lock(worker_presence.SWEEP_LOCK_KEY, timeout=30)
     assert other_sweep.acquire(blocking=False)
     try:

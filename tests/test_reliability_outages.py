@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -31,7 +32,7 @@ def three_pictures() -> list[object]:
 @pytest.fixture
 def disk_fills_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The storage creates the file, writes part of it, then the disk is full (ENOSPC) -- on the third write."""
-    original_save = FileSystemStorage._save
+    original_save = FileSystemStorage._save  # type: ignore[attr-defined]  # private: django-stubs leave it out
     calls: list[str] = []
 
     def save_then_fill_the_disk(self: FileSystemStorage, name: str, content: object) -> str:
@@ -96,7 +97,7 @@ def test_database_failing_mid_request_answers_json_503_and_removes_the_written_f
     original_save = Upload.save
     saved: list[int] = []
 
-    def save_then_lose_the_database(self: Upload, *args: object, **kwargs: object) -> None:
+    def save_then_lose_the_database(self: Upload, *args: Any, **kwargs: Any) -> None:
         if saved:
             raise OperationalError("server closed the connection unexpectedly")
         original_save(self, *args, **kwargs)

@@ -14,6 +14,7 @@ import json
 import random
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -30,6 +31,10 @@ from phoneapp.services.retraining import MIN_GROUND_TRUTH_PER_LABEL, decide_prom
 from phoneapp.services.reviews import uploads_set_reviewed_label
 from tests.images import encode
 from tests.synthetic import write_synthetic_folder
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 # A deployed database: sync_models registered the shipped versions, the tests' default active.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
@@ -128,7 +133,7 @@ def test_correct_labels_on_a_slice_the_active_model_misses_are_promoted_by_the_p
 
 
 def test_two_retrains_are_scored_on_the_same_trusted_pictures_which_never_train(
-    alice: User, reviewer: User, settings: object
+    alice: User, reviewer: User, settings: SettingsFixture
 ) -> None:
     rng = random.Random(13)
     truth = ground_truth(alice, reviewer, 2, rng)  # too few to judge: nothing may be promoted automatically
@@ -166,7 +171,7 @@ def test_two_retrains_are_scored_on_the_same_trusted_pictures_which_never_train(
     assert re.search(r"<td class=\"field-ground_truth_score\">\d/4 \(\d+\.\d%\)</td>", versions_admin)
 
     trusted_paths = {str(Path(u.image.path).resolve()) for u in [*truth, *eval_pictures]}
-    models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
+    models_dir = Path(settings.MODELS_DIR)
     for report in (first, second):
         split = json.loads((models_dir / report["version"] / "split.json").read_text())
         trained = {str(Path(path).resolve()) for path in split["folds"]}
@@ -204,7 +209,7 @@ def test_the_paired_test_refuses_only_a_candidate_that_is_significantly_worse() 
     assert not promoted and "7 more not_phone" in why
 
 
-def test_dry_run_trains_and_reports_but_registers_nothing(tmp_path: Path, settings: object) -> None:
+def test_dry_run_trains_and_reports_but_registers_nothing(tmp_path: Path, settings: SettingsFixture) -> None:
     data = write_synthetic_folder(tmp_path / "data", per_label=8)
     before = set(ModelVersion.objects.values_list("name", flat=True))
     report = run_retrain("--data-dir", str(data), "--dry-run")
@@ -213,7 +218,7 @@ def test_dry_run_trains_and_reports_but_registers_nothing(tmp_path: Path, settin
     assert "ground_truth" in report["candidate"]
     assert set(ModelVersion.objects.values_list("name", flat=True)) == before
     assert not VersionScore.objects.exists()
-    models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
+    models_dir = Path(settings.MODELS_DIR)
     assert not (models_dir / report["version"]).exists()
     assert not [p for p in models_dir.iterdir() if p.name.startswith(".incoming")]
 

@@ -3,6 +3,8 @@ ground truth, and reviewers' boxes -- in the review queue, the admin, the API an
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -11,6 +13,11 @@ from phoneapp.models import ReviewSplit, SecondReview, Upload
 from phoneapp.services.reviews import review_split_of
 from phoneapp.training_selectors import training_uploads
 from tests.page_data import make_upload
+
+if TYPE_CHECKING:
+    # What the test client returns (a stubs-only name: the response with .json() and .templates added).
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +33,7 @@ def client_for(user: User) -> Client:
     return client
 
 
-def decide(client: Client, upload: Upload, decision: str, **extra: str) -> object:
+def decide(client: Client, upload: Upload, decision: str, **extra: str) -> TestResponse:
     return client.post(f"/review/{upload.pk}/decide", {"decision": decision, **extra}, HTTP_ACCEPT="application/json")
 
 

@@ -49,7 +49,10 @@ def test_a_small_drawn_phone_gets_a_box_around_it(scene_model: Path) -> None:
     rng = random.Random(1234)
     scenes = [draw_scene_phone(rng, size=SIZE) for _ in range(8)]
     predictions = classifier.predict([picture for picture, _ in scenes])
-    hits = [bool(p.boxes) and contains_centre(p.boxes[0], box) for p, (_, box) in zip(predictions, scenes, strict=True)]
+    hits = [
+        bool(p.boxes) and box is not None and contains_centre(p.boxes[0], box)
+        for p, (_, box) in zip(predictions, scenes, strict=True)
+    ]
     assert sum(hits) >= 6, [p.to_dict() for p in predictions]
     assert all(p.label == "phone" for p, hit in zip(predictions, hits, strict=True) if hit)
 
@@ -102,6 +105,7 @@ def test_the_manifest_has_figures_per_source_and_an_unsure_band_around_the_thres
     assert manifest.kind == "scene-detector"
     figures = manifest.metrics["cross_validation"]
     assert {"all", "scenes", "source:drawn-phone", "source:drawn-not_phone", "boxes"} <= set(figures)
+    assert manifest.unsure_band is not None
     low, high = manifest.unsure_band
     assert low <= manifest.threshold <= high
     assert figures["all"]["accuracy"] >= 0.8

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authtoken.models import Token
@@ -131,6 +132,7 @@ def test_owner_fetches_own_picture_and_it_is_never_interpreted_as_html(
     response = alice_client.get(f"/uploads/{alices_upload.pk}/image")
 
     assert response.status_code == 200
+    assert isinstance(response, StreamingHttpResponse)
     assert b"".join(response.streaming_content) == alices_upload.image.open("rb").read()
     assert response["Content-Type"] == "image/jpeg"
     assert response["X-Content-Type-Options"] == "nosniff"

@@ -3,6 +3,7 @@ two real gunicorn processes, one Redis cache, uploads sent to each in turn."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -59,6 +60,11 @@ def post_upload(port: int, token: str, index: int) -> int:
         return error.code
 
 
+def _listening(port: int) -> bool | None:
+    """True once something accepts connections on ``port`` (None: not yet, for :func:`live_services.wait_until`)."""
+    return True if live_services.port_open("127.0.0.1", port) else None
+
+
 @pytest.fixture
 def two_web_processes(transactional_db: None, isolated_storage: Path) -> Iterator[list[int]]:
     live_services.postgres_require(connection)
@@ -99,7 +105,7 @@ def two_web_processes(transactional_db: None, isolated_storage: Path) -> Iterato
     try:
         for port in ports:
             live_services.wait_until(
-                lambda port=port: True if live_services.port_open("127.0.0.1", port) else None,
+                functools.partial(_listening, port),
                 timeout=120,
                 what=f"gunicorn on {port}",
             )

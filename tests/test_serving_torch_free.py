@@ -89,7 +89,7 @@ def test_the_exported_evidence_map_is_the_torch_models(tmp_path: Path, grid: int
     _, verdict_pass_map = fast.predict_and_explain(picture)
     assert actual.shape == expected.shape == shape  # a multi-scale map has its crops laid over the picture
     assert np.abs(actual - expected).max() < 1e-3
-    assert np.array_equal(verdict_pass_map, actual)
+    assert verdict_pass_map is not None and np.array_equal(verdict_pass_map, actual)
 
 
 def test_a_failed_export_falls_back_to_the_torch_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

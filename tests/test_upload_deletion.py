@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -27,6 +28,11 @@ from phoneapp.services.evaluation import reviewed_upload_samples
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete_expired
 from phoneapp.services.uploads import uploads_create
 from tests.images import picture_bytes, uploaded_file
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import DjangoCaptureOnCommitCallbacks
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 pytestmark = pytest.mark.django_db
 
@@ -55,11 +61,11 @@ def files_on_disk(root: Path) -> list[Path]:
 
 
 @pytest.fixture(params=["filesystem", "s3-style"])
-def storage_kind(request: pytest.FixtureRequest, settings: object) -> str:
+def storage_kind(request: pytest.FixtureRequest, settings: SettingsFixture) -> str:
     """Local disk, and a storage that has no local paths at all (as S3): reached only through the storage API."""
     if request.param == "s3-style":
-        settings.STORAGES = {  # type: ignore[attr-defined]
-            **settings.STORAGES,  # type: ignore[attr-defined]
+        settings.STORAGES = {
+            **settings.STORAGES,
             "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
         }
     return request.param
@@ -119,7 +125,7 @@ def test_deleting_from_every_door_removes_the_row_and_every_file(
     alice_client: Client,
     reviewer: User,
     isolated_storage: Path,
-    django_capture_on_commit_callbacks: object,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     upload = stored_upload(alice)
     names = file_names(upload)
@@ -139,7 +145,10 @@ def test_deleting_from_every_door_removes_the_row_and_every_file(
 
 
 def test_another_users_delete_is_a_404_and_keeps_everything(
-    alice: User, bob_client: Client, isolated_storage: Path, django_capture_on_commit_callbacks: object
+    alice: User,
+    bob_client: Client,
+    isolated_storage: Path,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     upload = stored_upload(alice)
 
@@ -153,7 +162,7 @@ def test_another_users_delete_is_a_404_and_keeps_everything(
 
 
 def test_delete_page_refuses_to_send_the_owner_to_another_site(
-    alice: User, alice_client: Client, django_capture_on_commit_callbacks: object
+    alice: User, alice_client: Client, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     upload = stored_upload(alice)
     with django_capture_on_commit_callbacks(execute=True):
@@ -162,7 +171,10 @@ def test_delete_page_refuses_to_send_the_owner_to_another_site(
 
 
 def test_a_duplicates_shared_file_survives_the_first_delete_and_goes_with_the_last(
-    alice: User, alice_client: Client, isolated_storage: Path, django_capture_on_commit_callbacks: object
+    alice: User,
+    alice_client: Client,
+    isolated_storage: Path,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     photo = picture_bytes("JPEG", width=300, height=200, color=(200, 40, 90))
     first = stored_upload(alice, "IMG_1.jpg", photo)
@@ -187,7 +199,7 @@ def test_a_duplicates_shared_file_survives_the_first_delete_and_goes_with_the_la
 
 
 def test_a_delete_that_rolls_back_keeps_the_files(
-    alice: User, isolated_storage: Path, django_capture_on_commit_callbacks: object
+    alice: User, isolated_storage: Path, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     upload = stored_upload(alice)
 
@@ -200,7 +212,7 @@ def test_a_delete_that_rolls_back_keeps_the_files(
 
 
 def test_a_deleted_reviewed_upload_leaves_the_training_and_evaluation_set(
-    alice: User, reviewer: User, tmp_path: Path, django_capture_on_commit_callbacks: object
+    alice: User, reviewer: User, tmp_path: Path, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     upload = stored_upload(alice)
     Upload.objects.filter(pk=upload.pk).update(reviewed_label="phone", reviewed_by=reviewer, reviewed_at=timezone.now())
@@ -216,9 +228,12 @@ def test_a_deleted_reviewed_upload_leaves_the_training_and_evaluation_set(
 
 
 def test_retention_deletes_uploads_older_than_the_setting_with_their_files(
-    settings: object, alice: User, isolated_storage: Path, django_capture_on_commit_callbacks: object
+    settings: SettingsFixture,
+    alice: User,
+    isolated_storage: Path,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
-    settings.RETENTION_DAYS = 30  # type: ignore[attr-defined]
+    settings.RETENTION_DAYS = 30
     old = stored_upload(alice, "old.jpg", picture_bytes(color=(1, 2, 3)))
     recent = stored_upload(alice, "recent.jpg", picture_bytes(color=(200, 2, 3)))
     Upload.objects.filter(pk=old.pk).update(created=timezone.now() - timedelta(days=31))
@@ -236,9 +251,9 @@ def test_retention_deletes_uploads_older_than_the_setting_with_their_files(
 
 
 def test_retention_is_off_by_default_and_keeps_everything(
-    settings: object, alice: User, django_capture_on_commit_callbacks: object
+    settings: SettingsFixture, alice: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
-    assert settings.RETENTION_DAYS == 0  # type: ignore[attr-defined]
+    assert settings.RETENTION_DAYS == 0
     ancient = stored_upload(alice)
     Upload.objects.filter(pk=ancient.pk).update(created=timezone.now() - timedelta(days=3650))
 
@@ -249,8 +264,8 @@ def test_retention_is_off_by_default_and_keeps_everything(
     assert Upload.objects.filter(pk=ancient.pk).exists()
 
 
-def test_retention_sweep_is_on_the_beat_schedule(settings: object) -> None:
-    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}  # type: ignore[attr-defined]
+def test_retention_sweep_is_on_the_beat_schedule(settings: SettingsFixture) -> None:
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "phoneapp.tasks.uploads_delete_expired_task" in tasks
 
 
@@ -259,7 +274,7 @@ def test_retention_sweep_is_on_the_beat_schedule(settings: object) -> None:
 
 @pytest.mark.parametrize("storage_kind", ["filesystem", "s3-style"], indirect=True)
 def test_clean_orphans_lists_in_a_dry_run_and_removes_with_delete(
-    storage_kind: str, alice: User, django_capture_on_commit_callbacks: object
+    storage_kind: str, alice: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     kept = stored_upload(alice, "kept.jpg", picture_bytes(color=(9, 9, 9)))
     broken = stored_upload(alice, "broken.jpg", picture_bytes(color=(250, 9, 9)))
@@ -298,7 +313,7 @@ def test_clean_orphans_leaves_files_younger_than_min_age(alice: User) -> None:
 
 
 def test_pending_upload_deleted_before_classification_is_skipped_quietly(
-    alice: User, django_capture_on_commit_callbacks: object
+    alice: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     """A worker that receives a deleted upload's id finds nothing to do (no error, nothing recreated)."""
     from phoneapp.services.classification import upload_classify

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,6 +12,10 @@ from rest_framework.authtoken.models import Token
 
 from phoneapp.models import Upload, UploadStatus
 from tests.images import picture_bytes, uploaded_file
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 # Transactional: uploads are classified in on_commit hooks, which a rolled-back test transaction never runs.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,13 +90,13 @@ def test_history_lists_only_my_uploads_newest_first(alice_client: Client, bob_cl
     assert [item["id"] for item in page["results"]] == [second, first]
 
 
-def test_history_is_paginated(alice_client: Client, settings: object) -> None:
+def test_history_is_paginated(alice_client: Client, settings: SettingsFixture) -> None:
     files = [uploaded_file(f"p{i}.jpg") for i in range(5)]
     alice_client.post("/api/uploads/", {"image": files})
     from rest_framework.settings import api_settings
 
     page_size = api_settings.PAGE_SIZE
-    assert page_size >= 1
+    assert page_size is not None and page_size >= 1
     page = alice_client.get("/api/uploads/?page=1").json()
     assert page["count"] == 5
     assert len(page["results"]) == min(5, page_size)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
 from phoneapp.models import Upload
 from tests.images import uploaded_file
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
+
 
 # Transactional: uploads are classified in on_commit hooks, which a rolled-back test transaction never runs.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,8 +84,8 @@ def test_history_filters_by_verdict_status_and_review(alice_client: Client, revi
     assert names("label=bogus") == {"phone.jpg", "other.jpg"}
 
 
-def test_history_paginates(alice_client: Client, settings: object) -> None:
-    settings.HISTORY_PAGE_SIZE = 2  # type: ignore[attr-defined]
+def test_history_paginates(alice_client: Client, settings: SettingsFixture) -> None:
+    settings.HISTORY_PAGE_SIZE = 2
     upload_via_form(alice_client, "1.jpg", "2.jpg", "3.jpg")
     first = alice_client.get("/history/")
     assert len(first.context["page"].object_list) == 2
