@@ -11,11 +11,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from rest_framework.authtoken.admin import TokenAdmin
-from rest_framework.authtoken.models import TokenProxy
 
 from phoneapp.decision_selectors import model_version_decision_rule, uncertainty_expression, unsure_q, upload_verdict
-from phoneapp.models import Label, ModelVersion, Upload, VersionScore
+from phoneapp.models import ApiToken, Label, ModelVersion, Upload, VersionScore
 from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
 from phoneapp.services.model_versions import model_version_activate
@@ -411,21 +409,23 @@ def _format_figure(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "—"
 
 
-# API tokens: the admin lists who has one and when it was made, never the whole key.
-admin.site.unregister(TokenProxy)
-
-
-@admin.register(TokenProxy)
-class ApiTokenAdmin(TokenAdmin):
-    list_display = ["key_prefix", "user", "created"]
-    fields = ["user", "key_prefix", "created"]
-    readonly_fields = ["user", "key_prefix", "created"]
+# API tokens: the admin lists who has one, its first characters and when it was made and last used; the key
+# itself is not stored (only its SHA-256), so no page can show it. Deleting one here revokes it.
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["key_prefix", "user", "created", "last_used"]
+    fields = ["user", "key_prefix", "created", "last_used"]
+    readonly_fields = fields
     search_fields = ["user__username"]
+    list_select_related = ["user"]
     ordering = ["-created"]
 
     @admin.display(description="key")
-    def key_prefix(self, token: TokenProxy) -> str:
-        return api_token_prefix(token) if token.pk else "—"
+    def key_prefix(self, token: ApiToken) -> str:
+        return api_token_prefix(token)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # people make their own on "Your API token"; a key made here could never be shown to them
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
+        return False
