@@ -175,6 +175,7 @@ def test_openapi_schema_documents_uploads_tokens_and_the_batch_rule(client: Clie
     assert {"/api/uploads/", "/api/uploads/{upload_id}/", "/api/token/"} <= set(schema["paths"])
     post = schema["paths"]["/api/uploads/"]["post"]
     assert "All or nothing" in post["description"]
+    assert "It rotates" in schema["paths"]["/api/token/"]["post"]["description"]
     result = schema["components"]["schemas"]["Upload"]["properties"]
     assert {"verdict", "threshold", "unsure_band", "boxes", "image", "thumbnail", "heatmap"} <= set(result)
 
