@@ -157,16 +157,16 @@ def services(*, model: str | None = None, web_workers: int = 2) -> Iterator[Benc
 
     django.setup()
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
 
     from phoneapp.models import ModelVersion
+    from phoneapp.services.api_tokens import api_token_regenerate
     from phoneapp.services.model_versions import model_version_activate, model_versions_sync_from_disk
 
     model_versions_sync_from_disk()
     if model:
         model_version_activate(version=ModelVersion.objects.get(name=model))
     user = User.objects.create_user("bench", password=uuid.uuid4().hex)
-    bench.token = Token.objects.create(user=user).key
+    bench.token = api_token_regenerate(user=user)
     try:
         bench.start(
             "web",

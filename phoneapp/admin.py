@@ -9,13 +9,12 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from rest_framework.authtoken.admin import TokenAdmin
-from rest_framework.authtoken.models import TokenProxy
 
 from phoneapp.decision_selectors import model_version_decision_rule, uncertainty_expression, unsure_q, upload_verdict
-from phoneapp.models import Label, ModelVersion, Upload, VersionScore
+from phoneapp.models import ApiToken, Label, ModelVersion, Upload, VersionScore
 from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
 from phoneapp.services.model_versions import model_version_activate
@@ -26,6 +25,16 @@ from phoneapp.services.reviews import (
     uploads_set_reviewed_label,
 )
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
+
+# The admin has no navigation sidebar: at 1366 px it took the room the upload list needs beside its filters (the
+# breadcrumbs and the admin's index still lead everywhere).
+admin.site.enable_nav_sidebar = False
+
+
+def _cut(text: str, width_class: str) -> SafeString:
+    """Text cut to its column's width with an ellipsis (admin.css), whole in its tooltip."""
+    return format_html('<span class="cut {}" title="{}">{}</span>', width_class, text, text)
+
 
 # The words the admin actions and their messages use for each label ("Marked 3 upload(s) as not phone.").
 _LABEL_WORDS = {Label.PHONE: "phone", Label.NOT_PHONE: "not phone"}
@@ -82,16 +91,17 @@ class DisagreementFilter(admin.SimpleListFilter):
 
 @admin.register(Upload)
 class UploadAdmin(admin.ModelAdmin):
-    # Eight narrow columns: the list fits a 1366 px window without scrolling sideways.
+    # Eight narrow columns: the list fits a 1366 px window beside the filters without scrolling sideways (long
+    # names, owners and version names are cut with an ellipsis, whole in their tooltip; see admin.css).
     list_display = [
         "thumbnail_tag",
         "name_display",
-        "owner",
+        "owner_display",
         "status",
         "verdict_display",
-        "reviewed_label",
-        "model_version",
-        "created",
+        "review_display",
+        "version_display",
+        "created_display",
     ]
     list_display_links = ["thumbnail_tag", "name_display"]
     date_hierarchy = "created"
@@ -158,12 +168,27 @@ class UploadAdmin(admin.ModelAdmin):
     @admin.display(description="picture")
     def thumbnail_tag(self, upload: Upload) -> str:
         url = reverse("upload-thumbnail", args=[upload.pk])
-        return format_html('<img src="{}" alt="" class="admin-thumb" height="48" loading="lazy">', url)
+        return format_html('<img src="{}" alt="" class="admin-thumb" height="40" loading="lazy">', url)
 
     @admin.display(description="name", ordering="original_name")
-    def name_display(self, upload: Upload) -> str:
-        name = upload.original_name
-        return name if len(name) <= 32 else f"{name[:30]}…"
+    def name_display(self, upload: Upload) -> SafeString:
+        return _cut(upload.original_name, "cut-name")
+
+    @admin.display(description="owner", ordering="owner__username")
+    def owner_display(self, upload: Upload) -> SafeString:
+        return _cut(upload.owner.get_username(), "cut-owner")
+
+    @admin.display(description="review", ordering="reviewed_label")
+    def review_display(self, upload: Upload) -> str:
+        return upload.get_reviewed_label_display() or "—"
+
+    @admin.display(description="model version", ordering="model_version__name")
+    def version_display(self, upload: Upload) -> SafeString | str:
+        return _cut(upload.model_version.name, "cut-version") if upload.model_version else "—"
+
+    @admin.display(description="uploaded", ordering="created")
+    def created_display(self, upload: Upload) -> str:
+        return timezone.localtime(upload.created).strftime("%Y-%m-%d %H:%M")
 
     @admin.display(description="verdict", ordering="probability")
     def verdict_display(self, upload: Upload) -> str:
@@ -411,21 +436,23 @@ def _format_figure(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "—"
 
 
-# API tokens: the admin lists who has one and when it was made, never the whole key.
-admin.site.unregister(TokenProxy)
-
-
-@admin.register(TokenProxy)
-class ApiTokenAdmin(TokenAdmin):
-    list_display = ["key_prefix", "user", "created"]
-    fields = ["user", "key_prefix", "created"]
-    readonly_fields = ["user", "key_prefix", "created"]
+# API tokens: the admin lists who has one, its first characters and when it was made and last used; the key
+# itself is not stored (only its SHA-256), so no page can show it. Deleting one here revokes it.
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["key_prefix", "user", "created", "last_used"]
+    fields = ["user", "key_prefix", "created", "last_used"]
+    readonly_fields = fields
     search_fields = ["user__username"]
+    list_select_related = ["user"]
     ordering = ["-created"]
 
     @admin.display(description="key")
-    def key_prefix(self, token: TokenProxy) -> str:
-        return api_token_prefix(token) if token.pk else "—"
+    def key_prefix(self, token: ApiToken) -> str:
+        return api_token_prefix(token)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # people make their own on "Your API token"; a key made here could never be shown to them
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
+        return False

@@ -209,3 +209,25 @@ class VersionScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} on {self.picture_set}/{self.slice}: {self.correct}/{self.count}"
+
+
+class ApiToken(models.Model):
+    """A user's API key, stored as its SHA-256 digest: a database leak or an admin page never reveals a usable key.
+
+    The key itself is shown once, when it is made (phoneapp/services/api_tokens.py); ``prefix`` (its first
+    characters) lets people recognise it afterwards. One per user: making a new one replaces the old. A plain
+    SHA-256 (no salt, no slow hash) is enough because keys are 160 random bits, not guessable passwords, and it
+    lets every API request find its token with one indexed lookup."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token")
+    prefix = models.CharField(max_length=8, help_text="the key's first characters, to recognise it")
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the key, hex")
+    created = models.DateTimeField(default=timezone.now)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -1,14 +1,25 @@
 """The API as DRF users expect it: a token from username and password, a token page, 401 with a challenge, a
-browsable API, an OpenAPI schema with offline Swagger UI and ReDoc, picture URLs only the owner can fetch."""
+browsable API, an OpenAPI schema with offline Swagger UI and ReDoc, picture URLs only the owner can fetch. Keys are
+stored as SHA-256 digests only; DRF's clear keys are hashed by the migration so their scripts keep working."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import io
+import re
+from datetime import timedelta
+from types import SimpleNamespace
+
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
 
-from phoneapp.models import Upload
+from phoneapp.models import ApiToken, Upload
+from phoneapp.services.api_tokens import api_token_regenerate
 from tests.images import uploaded_file
 from tests.page_data import make_upload
 
@@ -21,17 +32,43 @@ def test_username_and_password_get_a_token_that_works_for_uploads(client: Client
     key = response.json()["token"]
     listed = client.get("/api/uploads/", headers={"Authorization": f"Token {key}"})
     assert listed.status_code == 200
-    # The same key again until it is regenerated.
+    # The key cannot be handed out again (only its digest is kept): asking again rotates it.
     credentials = {"username": "alice", "password": "alice-password-1"}
-    again = client.post("/api/token/", credentials, content_type="application/json")
-    assert again.json()["token"] == key
+    again = client.post("/api/token/", credentials, content_type="application/json").json()["token"]
+    assert again != key
+    assert client.get("/api/uploads/", headers={"Authorization": f"Token {again}"}).status_code == 200
+    assert client.get("/api/uploads/", headers={"Authorization": f"Token {key}"}).status_code == 401
+
+
+def test_the_database_holds_a_digest_of_the_key_never_the_key(alice: User) -> None:
+    key = api_token_regenerate(user=alice)
+    [token] = ApiToken.objects.all()
+    assert token.digest == hashlib.sha256(key.encode()).hexdigest()
+    assert (token.prefix, len(key)) == (key[:6], 40)
+    stored = [str(value) for value in ApiToken.objects.values_list(flat=False).get()]
+    assert not any(key in value for value in stored)
+
+
+def test_using_a_token_notes_when_it_was_last_used(client: Client, alice: User) -> None:
+    key = api_token_regenerate(user=alice)
+    assert ApiToken.objects.get().last_used is None
+    client.get("/api/uploads/", headers={"Authorization": f"Token {key}"})
+    first = ApiToken.objects.get().last_used
+    assert first is not None and timezone.now() - first < timedelta(minutes=1)
+
+
+def test_an_inactive_users_token_is_refused(client: Client, alice: User) -> None:
+    key = api_token_regenerate(user=alice)
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+    response = client.get("/api/uploads/", headers={"Authorization": f"Token {key}"})
+    assert (response.status_code, response["WWW-Authenticate"]) == (401, "Token")
 
 
 def test_wrong_password_gets_no_token(client: Client, alice: User) -> None:
     response = client.post("/api/token/", {"username": "alice", "password": "guess"})
     assert response.status_code == 400
     assert "Unable to log in" in response.json()["error"]
-    assert not Token.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 @pytest.mark.parametrize("header", [None, "Token not-a-real-key"])
@@ -46,35 +83,81 @@ def test_missing_or_bad_credentials_answer_401_with_a_token_challenge(client: Cl
 def test_token_page_shows_the_key_once_then_only_its_prefix(alice_client: Client, alice: User) -> None:
     page = alice_client.get("/account/api-token/").content.decode()
     assert "You have no API token yet" in page
-    created = alice_client.post("/account/api-token/", {"action": "regenerate"})
-    key = Token.objects.get(user=alice).key
-    assert key in created.content.decode()
-    assert "shown only this once" in created.content.decode()
+    created = alice_client.post("/account/api-token/", {"action": "regenerate"}).content.decode()
+    [key] = re.findall(r'id="api-token" [^>]*value="([0-9a-f]{40})"', created)
+    assert ApiToken.objects.get(user=alice).digest == hashlib.sha256(key.encode()).hexdigest()
+    assert "shown only this once" in created
     later = alice_client.get("/account/api-token/").content.decode()
-    assert key not in later and key[:6] in later
+    assert key not in later and key[:6] in later and "never used" in later
+
+
+def new_key_from_the_page(page_client: Client) -> str:
+    page = page_client.post("/account/api-token/", {"action": "regenerate"}).content.decode()
+    return re.findall(r'id="api-token" [^>]*value="([0-9a-f]{40})"', page)[0]
 
 
 def test_regenerating_stops_the_old_key_and_revoking_stops_all(
     alice_client: Client, client: Client, alice: User
 ) -> None:
-    alice_client.post("/account/api-token/", {"action": "regenerate"})
-    old = Token.objects.get(user=alice).key
-    alice_client.post("/account/api-token/", {"action": "regenerate"})
-    new = Token.objects.get(user=alice).key
+    old = new_key_from_the_page(alice_client)
+    new = new_key_from_the_page(alice_client)
     assert new != old
     assert client.get("/api/uploads/", headers={"Authorization": f"Token {old}"}).status_code == 401
     assert client.get("/api/uploads/", headers={"Authorization": f"Token {new}"}).status_code == 200
     alice_client.post("/account/api-token/", {"action": "revoke"})
+    assert not ApiToken.objects.exists()
     assert client.get("/api/uploads/", headers={"Authorization": f"Token {new}"}).status_code == 401
 
 
-def test_admin_lists_tokens_by_prefix_only(alice: User, reviewer: User) -> None:
-    key = Token.objects.create(user=alice).key
+def test_admin_lists_tokens_by_prefix_created_and_last_used_only(client: Client, alice: User, reviewer: User) -> None:
+    key = api_token_regenerate(user=alice)
+    client.get("/api/uploads/", headers={"Authorization": f"Token {key}"})
     staff = Client()
     staff.force_login(reviewer)
-    page = staff.get("/admin/authtoken/tokenproxy/").content.decode()
-    assert "alice" in page and key[:6] in page
-    assert key not in page
+    page = staff.get("/admin/phoneapp/apitoken/").content.decode()
+    assert "alice" in page and f"{key[:6]}…" in page
+    assert key not in page and ApiToken.objects.get().digest not in page
+    headers = re.findall(r'<th scope="col" class="(?:sortable )?column-(\w+)', page)
+    assert headers == ["key_prefix", "user", "created", "last_used"]
+    assert staff.get("/admin/phoneapp/apitoken/add/").status_code == 403
+
+
+def test_management_command_prints_a_new_working_key(client: Client, alice: User) -> None:
+    out = io.StringIO()
+    call_command("create_api_token", "alice", stdout=out)
+    key = out.getvalue().strip()
+    assert client.get("/api/uploads/", headers={"Authorization": f"Token {key}"}).status_code == 200
+
+
+def test_migration_hashes_the_clear_keys_of_drf_authtoken_so_old_clients_keep_working(
+    client: Client, alice: User
+) -> None:
+    """A database upgraded from DRF's authtoken: its clear key becomes a digest and the clear row is deleted."""
+    from django.apps import apps
+
+    clear_key = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"
+    migration = importlib.import_module("phoneapp.migrations.0006_apitoken")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, user_id integer NOT NULL, "
+            "created timestamp with time zone NOT NULL)"
+            if connection.vendor == "postgresql"
+            else "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, user_id integer NOT NULL, "
+            "created datetime NOT NULL)"
+        )
+        cursor.execute(
+            "INSERT INTO authtoken_token (key, user_id, created) VALUES (%s, %s, %s)",
+            [clear_key, alice.pk, timezone.now()],
+        )
+    # The operation needs only these two of a schema editor (a real one cannot open inside SQLite's transaction).
+    editor = SimpleNamespace(connection=connection, quote_name=connection.ops.quote_name)
+    migration.hash_clear_tokens(apps, editor)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM authtoken_token")
+        assert cursor.fetchone()[0] == 0
+    token = ApiToken.objects.get(user=alice)
+    assert (token.prefix, token.digest) == (clear_key[:6], hashlib.sha256(clear_key.encode()).hexdigest())
+    assert client.get("/api/uploads/", headers={"Authorization": f"Token {clear_key}"}).status_code == 200
 
 
 def test_a_browser_gets_the_browsable_api(alice_client: Client) -> None:
@@ -92,6 +175,7 @@ def test_openapi_schema_documents_uploads_tokens_and_the_batch_rule(client: Clie
     assert {"/api/uploads/", "/api/uploads/{upload_id}/", "/api/token/"} <= set(schema["paths"])
     post = schema["paths"]["/api/uploads/"]["post"]
     assert "All or nothing" in post["description"]
+    assert "It rotates" in schema["paths"]["/api/token/"]["post"]["description"]
     result = schema["components"]["schemas"]["Upload"]["properties"]
     assert {"verdict", "threshold", "unsure_band", "boxes", "image", "thumbnail", "heatmap"} <= set(result)
 
@@ -114,7 +198,7 @@ def test_result_carries_picture_urls_that_only_the_owner_can_fetch(
         assert owner.status_code == 200 and owner["Content-Type"].startswith("image/")
         assert bob_client.get(url).status_code == 404
         assert client.get(url).status_code == 401
-    key = Token.objects.create(user=alice).key
+    key = api_token_regenerate(user=alice)
     assert client.get(created["image"], headers={"Authorization": f"Token {key}"}).status_code == 200
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -138,3 +139,51 @@ def test_dashboard_counts_reviews_per_reviewer(staff_client: Client, alice: User
     assert "<tr><td>rita</td><td>3</td><td>3</td></tr>" in table
     assert "<tr><td>omar</td><td>1</td><td>1</td></tr>" in table
     assert table.index("rita") < table.index("omar")
+
+
+# A column chart's bars (x, width, label) and its labelled ticks (tick x, text x, text anchor, label).
+BAR = re.compile(
+    r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" fill="[^"]+" rx="1.5"><title>([^<:]+):'
+)
+TICK_AND_LABEL = re.compile(
+    r'<line x1="([\d.]+)" x2="[\d.]+" y1="[\d.]+" y2="[\d.]+" stroke="[^"]+"/>'
+    r'<text x="([\d.]+)" y="[\d.]+" text-anchor="(\w+)" fill="[^"]+" font-size="12">([^<]+)</text>'
+)
+
+
+def test_each_day_label_is_ticked_under_its_own_days_bar_and_today_is_labelled(
+    staff_client: Client, alice: User
+) -> None:
+    """The old chart labelled every 7th bar from the oldest, so the last label ("30 Nov") sat beside today's
+    ("1 Dec") bar and read as its label. Now labels count from today, each with a tick under its own bar."""
+    now = timezone.now()
+    for days_ago in (0, 0, 3, 7):
+        make_upload(alice, created=now - timedelta(days=days_ago))
+    svg = staff_client.get("/dashboard/").context["charts"]["per_day"]
+    bars = {label: (float(x), float(x) + float(width)) for x, width, label in BAR.findall(svg)}
+    days = list(bars)
+    assert len(days) == 30 and days[-1] == timezone.localdate().strftime("%d %b")
+    labelled = TICK_AND_LABEL.findall(svg)
+    assert [label for *_, label in labelled] == days[::-1][::7][::-1]  # today and every 7th day before it
+    slot = bars[days[1]][0] - bars[days[0]][0]
+    for tick_x, text_x, anchor, label in labelled:
+        left, right = bars[label]
+        assert left < float(tick_x) < right, (label, tick_x, bars[label])
+        # Centred on its bar, or (today's, at the right end) ending at its bar's slot: never past the chart.
+        assert anchor == ("end" if label == days[-1] else "middle")
+        assert left < float(text_x) <= right + slot / 2, (label, text_x)
+
+
+def test_probability_histogram_axis_runs_from_0_to_1_with_labels_on_bin_edges(
+    staff_client: Client, alice: User
+) -> None:
+    make_upload(alice, probability=0.99)
+    svg = staff_client.get("/dashboard/").context["charts"]["histogram"]
+    bars = [(float(x), float(width)) for x, width, _ in BAR.findall(svg)]
+    assert len(bars) == 20
+    slot = bars[1][0] - bars[0][0]
+    first_edge = bars[0][0] - slot * 0.12  # bars are 76% of their bin, centred
+    edges = {label: float(tick_x) for tick_x, _, _, label in TICK_AND_LABEL.findall(svg)}
+    assert list(edges) == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+    for label, x in edges.items():
+        assert x == pytest.approx(first_edge + float(label) * 20 * slot, abs=0.15), (label, x)

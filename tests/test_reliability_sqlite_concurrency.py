@@ -43,11 +43,11 @@ WORKER_DRAIN_TIMEOUT = 180
 CREATE_USERS = """
 import json
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
+from phoneapp.services.api_tokens import api_token_regenerate
 tokens = []
 for index in range({count}):
     user = User.objects.create_user(f"client{{index}}", password="not-used-1")
-    tokens.append(Token.objects.create(user=user).key)
+    tokens.append(api_token_regenerate(user=user))
 print(json.dumps(tokens))
 """
 

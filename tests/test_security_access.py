@@ -14,9 +14,9 @@ from django.contrib.auth.models import User
 from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
 
 from phoneapp.models import Upload, UploadStatus
+from phoneapp.services.api_tokens import api_token_regenerate
 from tests.images import picture_bytes, uploaded_file
 
 pytestmark = pytest.mark.django_db
@@ -235,8 +235,8 @@ def test_api_upload_with_session_but_no_csrf_token_is_refused(strict_alice: Clie
 
 def test_api_upload_with_token_needs_no_csrf_token(alice: User) -> None:
     """Token clients are not browsers: no ambient cookie, so no CSRF exposure."""
-    token = Token.objects.create(user=alice)
-    client = Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Token {token.key}")
+    key = api_token_regenerate(user=alice)
+    client = Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Token {key}")
     assert client.post("/api/uploads/", {"image": uploaded_file()}).status_code == 201
 
 

@@ -72,11 +72,11 @@ def test_logged_in_answers_are_not_kept_in_the_browser_cache(alice_client: Clien
 
 
 def test_token_authenticated_api_answers_are_not_kept_either(alice: User) -> None:
-    from rest_framework.authtoken.models import Token
+    from phoneapp.services.api_tokens import api_token_regenerate
 
-    token = Token.objects.create(user=alice)
+    key = api_token_regenerate(user=alice)
 
-    response = Client().get("/api/uploads/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = Client().get("/api/uploads/", HTTP_AUTHORIZATION=f"Token {key}")
 
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]

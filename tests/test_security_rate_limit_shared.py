@@ -19,8 +19,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
+from phoneapp.services.api_tokens import api_token_regenerate
 from tests import live_services
 from tests.images import picture_bytes
 from tests.test_reliability_live import free_port
@@ -119,7 +119,7 @@ def two_web_processes(transactional_db: None, isolated_storage: Path) -> Iterato
 def test_upload_limit_holds_across_two_web_processes_sharing_the_cache(
     two_web_processes: list[int], alice: User
 ) -> None:
-    token = Token.objects.create(user=alice).key
+    token = api_token_regenerate(user=alice)
 
     statuses = [post_upload(two_web_processes[index % 2], token, index) for index in range(2 * LIMIT)]
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from phoneapp.models import Upload, UploadStatus
+from phoneapp.services.api_tokens import api_token_regenerate
 from tests.images import picture_bytes, uploaded_file
 
 if TYPE_CHECKING:
@@ -115,8 +115,7 @@ def test_anonymous_caller_is_refused(client: Client) -> None:
 
 
 def test_token_authentication_works_for_scripts(alice: User) -> None:
-    token = Token.objects.create(user=alice)
-    client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
     response = client.post("/api/uploads/", {"image": uploaded_file()})
     assert response.status_code == 201
     assert client.get("/api/uploads/").json()["count"] == 1

@@ -25,7 +25,7 @@ from phoneapp.api.serializers import (
 )
 from phoneapp.api.throttling import UploadRateThrottle
 from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many
-from phoneapp.services.api_tokens import api_token_get_or_create
+from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
@@ -137,16 +137,24 @@ class UploadHeatmapApi(_UploadPictureApi):
     content_type = "image/png"
 
 
+TOKEN_RULE = (
+    "Send your username and password; get a new API token. **It rotates:** only a hash of each key is stored, so "
+    "a key made earlier cannot be handed back; every call makes a new key and the previous one (from this "
+    "endpoint or the 'Your API token' page) stops working at once. Get one per deployment and keep it. Wrong "
+    "credentials: 400."
+)
+
+
 class TokenObtainApi(APIView):
-    """``POST`` username and password, get the user's API token (the same one until it is regenerated or revoked
-    on the "Your API token" page)."""
+    """``POST`` username and password, get a new API token (the user's previous one stops working)."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
-        summary="Get your API token",
+        summary="Get a new API token",
+        description=TOKEN_RULE,
         request=TokenRequestSerializer,
         responses={200: TokenSerializer, 400: OpenApiResponse(ErrorSerializer, description="wrong credentials")},
         auth=[],
@@ -158,4 +166,4 @@ class TokenObtainApi(APIView):
         user = authenticate(request._request, **form.validated_data)
         if user is None or not user.is_active:
             raise InvalidCredentials("Unable to log in with the username and password given.")
-        return Response({"token": api_token_get_or_create(user=user).key})
+        return Response({"token": api_token_regenerate(user=user)})

@@ -143,7 +143,7 @@ def api_token_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         action = request.POST.get("action", "")
         if action == "regenerate":
-            new_key = api_token_regenerate(user=request.user).key
+            new_key = api_token_regenerate(user=request.user)
         elif action == "revoke":
             revoked = api_token_revoke(user=request.user)
             messages.success(request, "Your API token was revoked." if revoked else "You had no API token.")

@@ -62,13 +62,9 @@
   }
 
   // --- Boxes: where the phones are, as fractions of the picture (x1, y1, x2, y2) ---------------------------------
-  const SVG_NS = "http://www.w3.org/2000/svg";
+  const { clamp, canvas, rect } = window.PhoneCheckBoxes; // boxes.js, loaded first
   const STEP = 0.02;
   const MIN_SIDE = 0.01;
-
-  function clamp(value) {
-    return Math.min(1, Math.max(0, value));
-  }
 
   function setUpBoxes(review, form) {
     const stack = document.querySelector("#zoom-frame .picture-stack");
@@ -86,24 +82,9 @@
     let selected = -1;
     let draft = null; // [x1, y1, x2, y2] while drawing
     let dragStart = null;
-    const editor = document.createElementNS(SVG_NS, "svg");
-    editor.setAttribute("class", "box-editor");
-    editor.setAttribute("viewBox", "0 0 100 100");
-    editor.setAttribute("preserveAspectRatio", "none");
-    editor.setAttribute("role", "img");
+    const editor = canvas("box-editor");
     editor.id = "box-editor";
     stack.appendChild(editor);
-
-    function rect(box, className) {
-      const element = document.createElementNS(SVG_NS, "rect");
-      element.setAttribute("class", className);
-      element.setAttribute("x", (box[0] * 100).toFixed(2));
-      element.setAttribute("y", (box[1] * 100).toFixed(2));
-      element.setAttribute("width", ((box[2] - box[0]) * 100).toFixed(2));
-      element.setAttribute("height", ((box[3] - box[1]) * 100).toFixed(2));
-      element.setAttribute("vector-effect", "non-scaling-stroke");
-      return element;
-    }
 
     function render() {
       while (editor.firstChild) editor.removeChild(editor.firstChild);

@@ -90,12 +90,24 @@
       el("small", { class: "verdict-meta", text: message }));
   }
 
+  // The model's boxes over the picture of the card (or detail page) holding this verdict, once it is known.
+  function renderBoxes(element, upload) {
+    const holder = element.closest("[data-upload-id]");
+    const stack = holder && holder.querySelector(".picture-stack");
+    if (!stack || !hasVerdict(upload)) return;
+    const drawn = stack.querySelector("svg.boxes");
+    const overlay = window.PhoneCheckBoxes.overlay(upload.boxes);
+    if (drawn) drawn.remove();
+    if (overlay) stack.append(overlay);
+  }
+
   function poll(element) {
     const id = element.dataset.verdictFor;
     fetch("/api/uploads/" + id + "/", { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
       .then((upload) => {
         renderVerdict(element, upload);
+        renderBoxes(element, upload);
         if (needsPolling(upload)) setTimeout(() => poll(element), POLL_MS);
       })
       .catch(() => setTimeout(() => poll(element), POLL_MS * 4));
@@ -147,7 +159,9 @@
   function addCard(file) {
     const list = document.getElementById("results");
     const preview = localPreview(file);
-    const thumb = el("span", { class: "result-thumb" }, [preview, el("span", { class: "no-preview-text", text: "no preview" })]);
+    // The same frame as the page's own cards (_thumb.html): the model's boxes go into the picture's stack.
+    const stack = el("span", { class: "picture-stack" }, [preview]);
+    const thumb = el("span", { class: "result-thumb" }, [stack, el("span", { class: "no-preview-text", text: "no preview" })]);
     const name = el("span", { class: "name", text: file.name });
     const size = el("small", { class: "muted result-size", text: formatSize(file.size) });
     const progress = el("progress", { class: "upload-progress", max: "100", value: "0", "aria-label": "Uploading " + file.name });
@@ -172,6 +186,7 @@
     linkCard(card, created);
     useServerThumbnail(card, created);
     renderVerdict(card.verdict, created);
+    renderBoxes(card.verdict, created);
     if (needsPolling(created)) poll(card.verdict);
   }
 

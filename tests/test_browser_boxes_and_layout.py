@@ -1,0 +1,229 @@
+"""In a real browser: the model's boxes over the thumbnails of upload cards and history cards, where they belong; a
+HEIC picture Chromium cannot draw gets the server's thumbnail instead of a broken image; the admin's upload list
+fits a 1366 px window.
+
+Headless Debian Chromium against pytest-django's live server (no broker: uploads are classified in its thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from phoneapp.models import Upload
+from tests.images import encode
+from tests.page_data import make_upload
+from tests.test_browser_pages import (
+    DESKTOP,
+    SCREENSHOT_FLAGS,
+    VERDICT_TIMEOUT,
+    draw_phone_scene,
+    log_in,
+    open_logged_in,
+    screenshot,
+    wait,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Where the model found the phone, as [x1, y1, x2, y2] fractions of the picture: lopsided, so swapped axes show.
+BOX = [0.1, 0.2, 0.5, 0.9]
+# How far (CSS px) a drawn box edge may sit from where BOX puts it on the shown picture: rounding only.
+TOLERANCE_PX = 1.5
+
+
+@pytest.fixture
+def browser_flags() -> tuple[str, ...]:
+    """Screenshots without scrollbars, at the desktop width (the ``browser`` fixture is in conftest.py)."""
+    return SCREENSHOT_FLAGS
+
+
+# For every card (by selector): the shown picture's box on screen, its natural size, and the boxes drawn over it.
+CARD_GEOMETRY = """
+return Array.from(document.querySelectorAll(arguments[0])).map((card) => {
+  const img = card.querySelector(".picture-stack img");
+  const frame = img.getBoundingClientRect();
+  return {
+    id: card.dataset.uploadId,
+    loaded: img.complete && img.naturalWidth > 0,
+    natural: [img.naturalWidth, img.naturalHeight],
+    picture: [frame.left, frame.top, frame.width, frame.height],
+    boxes: Array.from(card.querySelectorAll(".picture-stack svg.boxes rect.box")).map((rect) => {
+      const box = rect.getBoundingClientRect();
+      return [box.left, box.top, box.right, box.bottom];
+    }),
+  };
+});
+"""
+
+
+def assert_boxes_in_place(cards: list[dict[str, object]], *, count: int) -> None:
+    """Each card shows its whole picture (not cropped: its shape is the picture's) and BOX over the right part."""
+    assert len(cards) == count, cards
+    for card in cards:
+        assert card["loaded"], card
+        left, top, width, height = card["picture"]
+        natural_width, natural_height = card["natural"]
+        assert width / height == pytest.approx(natural_width / natural_height, rel=0.03), card
+        [drawn] = card["boxes"]
+        expected = [left + BOX[0] * width, top + BOX[1] * height, left + BOX[2] * width, top + BOX[3] * height]
+        assert drawn == pytest.approx(expected, abs=TOLERANCE_PX), card
+
+
+def test_the_models_boxes_sit_on_the_upload_card_and_history_card_pictures(
+    live_server: object, browser: object, alice: User, tmp_path: Path, deployed_models: None
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    picture = draw_phone_scene()
+    path = tmp_path / "desk.jpg"
+    path.write_bytes(encode(picture))
+    # The same picture judged before by the active model: sending it again carries that verdict and its boxes
+    # in the 201, as a fresh classification by a localising model would.
+    first = make_upload(
+        alice,
+        probability=0.97,
+        name="desk-earlier.jpg",
+        picture=picture,
+        version="imagenet-zero-shot",
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        boxes=[{"box": BOX, "score": 0.97}],
+    )
+    open_logged_in(browser, live_server, alice)
+    browser.find_element(By.ID, "id_image").send_keys(str(path))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser, lambda b: Upload.objects.count() == 2, VERDICT_TIMEOUT)
+    sent = Upload.objects.exclude(pk=first.pk).get()
+    new_card = f"#results li.result[data-upload-id='{sent.pk}']"
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f"{new_card} .verdict[data-status=done]"), 30)
+    # The card drawn by upload.js from the 201, over the local preview of the chosen file.
+    wait(browser, lambda b: b.execute_script(CARD_GEOMETRY, new_card)[0]["loaded"], 10)
+    assert_boxes_in_place(browser.execute_script(CARD_GEOMETRY, new_card), count=1)
+    screenshot(browser, "upload-boxes", width=DESKTOP)
+
+    # After a reload the server draws both cards (the new one and the earlier one) with the same boxes.
+    browser.get(f"{live_server.url}/")
+    wait(browser, lambda b: all(card["loaded"] for card in b.execute_script(CARD_GEOMETRY, "#results li.result")))
+    assert_boxes_in_place(browser.execute_script(CARD_GEOMETRY, "#results li.result"), count=2)
+
+    browser.get(f"{live_server.url}/history/")
+    wait(browser, lambda b: all(card["loaded"] for card in b.execute_script(CARD_GEOMETRY, ".history-grid .card")))
+    assert_boxes_in_place(browser.execute_script(CARD_GEOMETRY, ".history-grid .card"), count=2)
+    screenshot(browser, "history-boxes", width=DESKTOP)
+
+
+def test_a_heic_picture_chromium_cannot_draw_gets_the_server_thumbnail(
+    live_server: object, browser: object, alice: User, tmp_path: Path, deployed_models: None, heatmaps_off: None
+) -> None:
+    import pillow_heif
+    from selenium.webdriver.common.by import By
+
+    path = tmp_path / "iphone.heic"
+    heif = pillow_heif.from_pillow(draw_phone_scene(320, 240))
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=80)
+    path.write_bytes(buffer.getvalue())
+
+    open_logged_in(browser, live_server, alice)
+    browser.find_element(By.ID, "id_image").send_keys(str(path))
+    # Chosen: Chromium cannot draw HEIC, so the preview says so instead of showing a broken image.
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#chosen .chosen-thumb.no-preview"), 10)
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done]"), VERDICT_TIMEOUT)
+    thumb = "#results li.result .result-thumb"
+    wait(
+        browser,
+        lambda b: b.execute_script(
+            "const img = document.querySelector(arguments[0] + ' img');"
+            "return img.dataset.source === 'server' && img.complete && img.naturalWidth > 0;",
+            thumb,
+        ),
+        15,
+    )
+    shown = browser.execute_script(
+        "const thumb = document.querySelector(arguments[0]); const img = thumb.querySelector('img');"
+        "return {noPreview: thumb.classList.contains('no-preview'), visibility: getComputedStyle(img).visibility,"
+        " width: img.getBoundingClientRect().width, src: img.getAttribute('src')};",
+        thumb,
+    )
+    upload = Upload.objects.get()
+    assert shown["src"].endswith(f"/api/uploads/{upload.pk}/thumbnail"), shown
+    assert (shown["noPreview"], shown["visibility"]) == (False, "visible"), shown
+    assert shown["width"] > 40, shown
+
+
+def test_the_admin_upload_list_fits_a_1366_px_window(
+    live_server: object, browser: object, alice: User, reviewer: User
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    owner = User.objects.create_user("photographer.with.a.long.name@example.org", password="long-password-1")
+    for index in range(4):
+        make_upload(
+            owner if index % 2 else alice,
+            probability=[0.97, 0.5, 0.02, 0.85][index],
+            name=f"IMG_20261130_18451{index}_HDR_portrait_mode_front_camera_burst_{index:03d}.jpeg",
+            version="finetuned-lite2-scenes-v3-calibrated",
+            reviewed="phone" if index == 0 else "",
+            reviewer=reviewer,
+        )
+    log_in(browser, live_server, reviewer)
+    browser.set_window_size(1366, 900)
+    browser.get(f"{live_server.url}/admin/phoneapp/upload/")
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 4, 10)
+    fit = browser.execute_script(
+        "const table = document.getElementById('result_list'); const box = table.parentElement;"
+        "return {inner: window.innerWidth, page: document.documentElement.scrollWidth,"
+        " table: table.getBoundingClientRect().right, container: box.getBoundingClientRect().right,"
+        " tableWidth: table.scrollWidth, containerWidth: box.clientWidth};"
+    )
+    assert fit["inner"] >= 1350, fit  # the window really is about 1366 px wide
+    assert fit["page"] <= fit["inner"], fit  # no sideways scrolling of the page
+    # Nor inside the list: every column is in view.
+    assert fit["tableWidth"] <= fit["containerWidth"] and fit["table"] <= fit["container"] + 0.5, fit
+    screenshot(browser, "admin-uploads", width=1366)
+
+
+# Per chart: its bars (label, count, horizontal extent on screen) and its day labels' extents as Chromium drew them.
+CHART_GEOMETRY = """
+const chart = document.getElementById(arguments[0]);
+const bars = Array.from(chart.querySelectorAll("rect")).filter((rect) => rect.querySelector("title")).map((rect) => {
+  const box = rect.getBoundingClientRect();
+  const [label, count] = rect.querySelector("title").textContent.split(": ");
+  return {label, count: Number(count), center: (box.left + box.right) / 2};
+});
+const names = new Set(bars.map((bar) => bar.label));
+const labels = Array.from(chart.querySelectorAll("text")).filter((text) => names.has(text.textContent)).map((text) => {
+  const box = text.getBoundingClientRect();
+  return {label: text.textContent, left: box.left, right: box.right};
+});
+return {bars, labels};
+"""
+
+
+def test_a_day_with_uploads_has_only_its_own_label_under_its_bar(
+    live_server: object, browser: object, alice: User, reviewer: User
+) -> None:
+    """The reported bug: the "30 Nov" label was drawn under the "1 Dec" bar (today's, the one with uploads)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from selenium.webdriver.common.by import By
+
+    now = timezone.now()
+    for days_ago in (0, 0, 7, 14):
+        make_upload(alice, created=now - timedelta(days=days_ago))
+    log_in(browser, live_server, reviewer)
+    browser.get(f"{live_server.url}/dashboard/")
+    wait(browser, lambda b: b.find_elements(By.ID, "chart-per-day"), 10)
+    geometry = browser.execute_script(CHART_GEOMETRY, "chart-per-day")
+    busy = [bar for bar in geometry["bars"] if bar["count"]]
+    assert [bar["label"] for bar in busy][-1] == timezone.localdate().strftime("%d %b")
+    assert len(busy) == 3
+    for bar in busy:
+        under = [label["label"] for label in geometry["labels"] if label["left"] <= bar["center"] <= label["right"]]
+        assert under == [bar["label"]], (bar, geometry["labels"])
