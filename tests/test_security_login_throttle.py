@@ -28,6 +28,17 @@ def test_eleventh_wrong_password_in_a_minute_is_refused(path: str, reviewer: Use
     assert 1 <= int(eleventh["Retry-After"]) <= 60
 
 
+def test_the_token_endpoint_refuses_the_eleventh_wrong_password_with_429_json(alice: User) -> None:
+    wrong = [try_login("/api/token/", "alice", f"guess-{n}") for n in range(10)]
+    eleventh = Client(REMOTE_ADDR=GUESSER).post("/api/token/", {"username": "alice", "password": "alice-password-1"})
+
+    assert wrong == [400] * 10  # DRF's "unable to log in" for a wrong password
+    assert eleventh.status_code == 429
+    assert "Too many failed logins" in eleventh.json()["error"]
+    assert 1 <= int(eleventh["Retry-After"]) <= 60
+    assert "token" not in eleventh.json()
+
+
 def test_while_refused_even_the_right_password_from_elsewhere_does_not_log_in(alice: User) -> None:
     for n in range(10):
         try_login("/accounts/login/", "alice", f"guess-{n}")

@@ -9,6 +9,7 @@ from phoneapp.api.views import (
     UploadListCreateApi,
     UploadThumbnailApi,
 )
+from phoneapp.web.login_throttle import login_throttled
 
 urlpatterns = [
     path("uploads/", UploadListCreateApi.as_view(), name="api-uploads"),
@@ -16,8 +17,8 @@ urlpatterns = [
     path("uploads/<int:upload_id>/image", UploadImageApi.as_view(), name="api-upload-image"),
     path("uploads/<int:upload_id>/thumbnail", UploadThumbnailApi.as_view(), name="api-upload-thumbnail"),
     path("uploads/<int:upload_id>/heatmap", UploadHeatmapApi.as_view(), name="api-upload-heatmap"),
-    # The login throttle (issue 19) belongs on this view: it takes a password.
-    path("token/", TokenObtainApi.as_view(), name="api-token"),
+    # It takes a password: past the login limit it answers 429 with Retry-After before any password is hashed.
+    path("token/", login_throttled(TokenObtainApi.as_view()), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

@@ -141,7 +141,7 @@ TOKEN_RULE = (
     "Send your username and password; get a new API token. **It rotates:** only a hash of each key is stored, so "
     "a key made earlier cannot be handed back; every call makes a new key and the previous one (from this "
     "endpoint or the 'Your API token' page) stops working at once. Get one per deployment and keep it. Wrong "
-    "credentials: 400."
+    "credentials: 400; past the login limit (per account and per address) 429 with `Retry-After`."
 )
 
 
@@ -156,7 +156,11 @@ class TokenObtainApi(APIView):
         summary="Get a new API token",
         description=TOKEN_RULE,
         request=TokenRequestSerializer,
-        responses={200: TokenSerializer, 400: OpenApiResponse(ErrorSerializer, description="wrong credentials")},
+        responses={
+            200: TokenSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="wrong credentials"),
+            429: OpenApiResponse(ErrorSerializer, description="too many failed logins for this account or address"),
+        },
         auth=[],
     )
     def post(self, request: Request) -> Response:

@@ -1,6 +1,6 @@
 """``login_throttled``: put in front of any view that takes a user name and password (a reusable decorator).
 
-Used on ``/accounts/login/`` and ``/admin/login/``; meant for ``POST /api/token/`` too. Past the limit the view is
+Used on ``/accounts/login/``, ``/admin/login/`` and ``POST /api/token/``. Past the limit the view is
 not called at all: 429 with ``Retry-After`` (JSON ``{"error": ...}`` under ``/api/``, the login page with the
 reason otherwise), and no password is hashed -- guessers cannot slow everybody else down with hashing work.
 The backend (phoneapp/auth_backends.py) enforces the same limit on any door this decorator is not on.
