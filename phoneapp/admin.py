@@ -14,8 +14,8 @@ from django.utils.safestring import SafeString
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from phoneapp.decision_selectors import model_version_decision_rule, uncertainty_expression, unsure_q, upload_verdict
 from phoneapp.models import Label, ModelVersion, Upload, VersionScore
+from phoneapp.selectors.decisions import model_version_decision_rule, uncertainty_expression, unsure_q, upload_verdict
 from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
 from phoneapp.services.model_versions import model_version_activate

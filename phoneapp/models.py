@@ -175,8 +175,8 @@ class Upload(models.Model):
 
     @property
     def is_unsure(self) -> bool:
-        """Inside the unsure band of the model version that judged it (phoneapp/decision_selectors.py)."""
-        from phoneapp.decision_selectors import upload_verdict
+        """Inside the unsure band of the model version that judged it (phoneapp/selectors/decisions.py)."""
+        from phoneapp.selectors.decisions import upload_verdict
 
         return upload_verdict(upload=self) == "unsure"
 

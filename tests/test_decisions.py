@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from phoneapp.decision_selectors import model_version_decision_rule
+from phoneapp.selectors.decisions import model_version_decision_rule
 from tests.page_data import make_upload, model_version_with_manifest
 
 pytestmark = pytest.mark.django_db

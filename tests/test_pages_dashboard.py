@@ -10,14 +10,14 @@ from django.test import Client
 from django.utils import timezone
 
 from phoneapp import charts
-from phoneapp.dashboard_selectors import (
+from phoneapp.models import UploadStatus
+from phoneapp.selectors.dashboard import (
     confusion_matrix,
     probability_histogram,
     reviewed_accuracy_by_model,
     uploads_per_day,
     verdict_split,
 )
-from phoneapp.models import UploadStatus
 from tests.page_data import make_upload
 
 pytestmark = pytest.mark.django_db

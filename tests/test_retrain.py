@@ -226,7 +226,7 @@ def test_no_reviewed_uploads_and_no_data_dir_is_a_clear_error() -> None:
 
 def test_reviews_waiting_for_a_second_reviewer_and_trusted_pictures_never_train(alice: User, reviewer: User) -> None:
     from phoneapp.models import SecondReview
-    from phoneapp.training_selectors import eval_uploads, ground_truth_uploads, training_uploads
+    from phoneapp.selectors.training import eval_uploads, ground_truth_uploads, training_uploads
 
     rng = random.Random(14)
     reviewed = reviewed_uploads(alice, reviewer, 20, rng)

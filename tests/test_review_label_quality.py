@@ -8,8 +8,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from phoneapp.models import ReviewSplit, SecondReview, Upload
+from phoneapp.selectors.training import training_uploads
 from phoneapp.services.reviews import review_split_of
-from phoneapp.training_selectors import training_uploads
 from tests.page_data import make_upload
 
 pytestmark = pytest.mark.django_db

@@ -41,15 +41,15 @@ from ml_training.data import load_samples
 from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
 from phoneapp.models import ModelVersion, Upload, VersionScore
-from phoneapp.services.errors import DomainError
-from phoneapp.services.evaluation import local_picture_path, pictures_decode
-from phoneapp.services.model_versions import model_dir_of, model_version_register
-from phoneapp.training_selectors import (
+from phoneapp.selectors.training import (
     eval_uploads,
     ground_truth_uploads,
     training_uploads,
     uploads_held_for_second_review_count,
 )
+from phoneapp.services.errors import DomainError
+from phoneapp.services.evaluation import local_picture_path, pictures_decode
+from phoneapp.services.model_versions import model_dir_of, model_version_register
 
 logger = logging.getLogger(__name__)
 

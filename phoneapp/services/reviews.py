@@ -24,8 +24,8 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from phoneapp.decision_selectors import upload_verdict
 from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadStatus
+from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
 
 logger = logging.getLogger(__name__)

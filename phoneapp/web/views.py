@@ -22,9 +22,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.api.throttling import UploadRateThrottle
-from phoneapp.decision_selectors import upload_decision_rule, upload_verdict
 from phoneapp.models import Upload
-from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many, uploads_recent
+from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
+from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list, uploads_get_many, uploads_recent
 from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete

@@ -12,8 +12,8 @@ from django.db.models import Count, F, IntegerField, Q, QuerySet
 from django.db.models.functions import Cast, Floor, Least, TruncDate
 from django.utils import timezone
 
-from phoneapp.decision_selectors import uncertainty_expression, unsure_q
 from phoneapp.models import Label, ModelVersion, Upload, UploadStatus
+from phoneapp.selectors.decisions import uncertainty_expression, unsure_q
 
 HISTOGRAM_BINS = 20
 

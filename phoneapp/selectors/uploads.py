@@ -10,8 +10,8 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from phoneapp.decision_selectors import uncertainty_expression, unsure_q
 from phoneapp.models import Label, Upload, UploadStatus
+from phoneapp.selectors.decisions import uncertainty_expression, unsure_q
 
 VERDICTS = ("phone", "not_phone", "unsure")
 

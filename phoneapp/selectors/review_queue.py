@@ -1,6 +1,6 @@
 """Reading the review queue: classified uploads nobody has reviewed yet, the ones the model is least sure of first.
 
-"Least sure" is judged by each upload's own model version (:mod:`phoneapp.decision_selectors`): the distance of
+"Least sure" is judged by each upload's own model version (:mod:`phoneapp.selectors.decisions`): the distance of
 its probability from that version's threshold in log-odds, scaled so the unsure band is 0 to 1 -- the band comes
 first, closest to the threshold first. Ties are broken by id, so the order is total and stable: "next" is well
 defined even for an upload that has just left the queue because it was reviewed.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.http import Http404
 
-from phoneapp.decision_selectors import uncertainty_expression
 from phoneapp.models import SecondReview, Upload, UploadStatus
+from phoneapp.selectors.decisions import uncertainty_expression
 
 
 @dataclass(frozen=True)
