@@ -14,8 +14,8 @@ from django.utils.safestring import SafeString
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from phoneapp.models import Label, ModelVersion, Upload, VersionScore
-from phoneapp.selectors.decisions import model_version_decision_rule, uncertainty_expression, unsure_q, upload_verdict
+from phoneapp.models import Label, ModelVersion, Upload, UploadQuerySet, VersionScore
+from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
 from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
 from phoneapp.services.model_versions import model_version_activate
@@ -38,11 +38,11 @@ class ReviewedFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("no", "Not yet reviewed"), ("yes", "Reviewed")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> QuerySet[Upload]:
+    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
         if self.value() == "no":
-            return queryset.filter(reviewed_label="")
+            return queryset.unreviewed()
         if self.value() == "yes":
-            return queryset.exclude(reviewed_label="")
+            return queryset.reviewed()
         return queryset
 
 
@@ -55,13 +55,12 @@ class ConfidenceFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("unsure", "Low confidence (inside its model's unsure band)"), ("confident", "Confident")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> QuerySet[Upload]:
-        if self.value() not in ("unsure", "confident"):
-            return queryset
-        judged = queryset.exclude(probability=None).annotate(uncertainty=uncertainty_expression())
+    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
         if self.value() == "unsure":
-            return judged.filter(unsure_q())
-        return judged.exclude(unsure_q())
+            return queryset.unsure()
+        if self.value() == "confident":
+            return queryset.confident()
+        return queryset
 
 
 class DisagreementFilter(admin.SimpleListFilter):
@@ -71,8 +70,8 @@ class DisagreementFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("disagree", "Model disagreed with reviewer"), ("agree", "Model agreed with reviewer")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> QuerySet[Upload]:
-        reviewed = queryset.exclude(reviewed_label="").exclude(predicted_label="")
+    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
+        reviewed = queryset.reviewed().exclude(predicted_label="")
         if self.value() == "disagree":
             return reviewed.exclude(reviewed_label=F("predicted_label"))
         if self.value() == "agree":

@@ -122,7 +122,7 @@ def uploads_set_reviewed_label(*, uploads: QuerySet[Upload], label: str, reviewe
 
 def uploads_confirm_predictions(*, uploads: QuerySet[Upload], reviewer: AbstractBaseUser) -> int:
     """Accept the model's verdict as the truth; uploads without a verdict yet are left alone."""
-    done = uploads.filter(status=UploadStatus.DONE).exclude(predicted_label="")
+    done = uploads.done()  # a done upload always has the model's label (done_upload_has_verdict)
     updated = done.update(reviewed_label=F("predicted_label"), reviewed_by=reviewer, reviewed_at=timezone.now())
     _assign_splits(done)
     logger.info("predictions confirmed", extra={"count": updated, "reviewer_id": reviewer.pk})
@@ -131,7 +131,7 @@ def uploads_confirm_predictions(*, uploads: QuerySet[Upload], reviewer: Abstract
 
 def _assign_splits(uploads: QuerySet[Upload]) -> None:
     """Give each newly reviewed picture its split, once: a split already set is never changed."""
-    for sha256 in set(uploads.filter(review_split="").exclude(reviewed_label="").values_list("sha256", flat=True)):
+    for sha256 in set(uploads.filter(review_split="").reviewed().values_list("sha256", flat=True)):
         Upload.objects.filter(sha256=sha256, review_split="").update(review_split=review_split_of(sha256=sha256))
 
 
