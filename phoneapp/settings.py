@@ -72,6 +72,8 @@ MIDDLEWARE = [
     # CSP on pages, no-store for logged-in users; outages (database, broker, storage) answer 503 + Retry-After.
     "phoneapp.web.security_headers.SecurityHeadersMiddleware",
     "phoneapp.web.outages.OutageMiddleware",
+    # A selector's NotFound (e.g. someone else's upload) is a 404, like Http404.
+    "phoneapp.web.errors.NotFoundMiddleware",
 ]
 # Every password check goes through the login throttle (LOGIN_FAILURE_LIMIT per account and per address).
 AUTHENTICATION_BACKENDS = ["phoneapp.auth_backends.ThrottledModelBackend"]

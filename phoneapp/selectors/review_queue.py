@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, When
-from django.http import Http404
 
+from phoneapp.errors import UploadNotFound
 from phoneapp.models import SecondReview, Upload, UploadQuerySet
 
 
@@ -78,7 +78,8 @@ def review_queue_first(*, skipped: Sequence[int] = (), reviewer_id: int | None =
 
 
 def review_upload_get(*, upload_id: int) -> Upload:
-    """Any classified upload (reviewers see everyone's), with its uncertainty; 404 if missing or not done."""
+    """Any classified upload (reviewers see everyone's), with its uncertainty; :class:`UploadNotFound` if missing or
+    not done."""
     try:
         return (
             Upload.objects.done()
@@ -88,7 +89,7 @@ def review_upload_get(*, upload_id: int) -> Upload:
             .get(pk=upload_id)
         )
     except Upload.DoesNotExist as error:
-        raise Http404("No such classified upload.") from error
+        raise UploadNotFound("No such classified upload.") from error
 
 
 def review_duplicates(*, upload: Upload) -> UploadQuerySet:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import Http404
 from django.utils import timezone
 
+from phoneapp.errors import UploadNotFound
 from phoneapp.models import Label, Upload, UploadQuerySet, UploadStatus
 
 VERDICTS = ("phone", "not_phone", "unsure")
@@ -86,11 +86,23 @@ def _with_final_label(queryset: UploadQuerySet, label: str) -> UploadQuerySet:
 
 
 def upload_get(*, owner: AbstractBaseUser, upload_id: int) -> Upload:
-    """One of the owner's uploads; another user's upload is indistinguishable from a missing one (404)."""
+    """One of the owner's uploads; another user's upload is indistinguishable from a missing one: both raise
+    :class:`UploadNotFound`."""
     try:
-        return Upload.objects.select_related("model_version").get(pk=upload_id, owner=owner)
+        return Upload.objects.owned_by(owner).select_related("model_version").get(pk=upload_id)
     except Upload.DoesNotExist as error:
-        raise Http404("No such upload.") from error
+        raise UploadNotFound("No such upload.") from error
+
+
+def upload_get_for_viewer(*, viewer: AbstractBaseUser, upload_id: int) -> Upload:
+    """An upload whose picture ``viewer`` may see: their own, or anyone's for staff (they review them in the
+    admin); else :class:`UploadNotFound`."""
+    if not getattr(viewer, "is_staff", False):
+        return upload_get(owner=viewer, upload_id=upload_id)
+    try:
+        return Upload.objects.select_related("model_version").get(pk=upload_id)
+    except Upload.DoesNotExist as error:
+        raise UploadNotFound("No such upload.") from error
 
 
 def uploads_get_many(*, owner: AbstractBaseUser, upload_ids: list[int]) -> list[Upload]:
