@@ -8,6 +8,7 @@ from django.test import Client
 from django.utils import timezone
 
 from phoneapp.models import ModelVersion, Upload, UploadStatus
+from phoneapp.selectors.review_queue import review_queue_first
 from phoneapp.services.model_versions import model_version_active
 
 pytestmark = pytest.mark.django_db
@@ -177,3 +178,17 @@ def test_model_version_list_shows_headline_figures_from_the_manifest(staff_clien
     version = ModelVersion.objects.get(name="measured")
     change = staff_client.get(f"/admin/phoneapp/modelversion/{version.pk}/change/").content.decode()
     assert '<th scope="row">cross_validation › shared_set</th>' in change
+
+
+def test_clearing_a_review_in_the_admin_puts_the_picture_back_in_the_queue_and_is_logged(
+    staff_client: Client, reviewer: User, alice: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    upload = make_upload(alice, "cleared.jpg", label="phone", probability=0.9, reviewed="phone")
+    with caplog.at_level("INFO", logger="phoneapp.services.reviews"):
+        response = staff_client.post(f"{CHANGELIST}{upload.pk}/change/", {"reviewed_label": "", "reviewed_boxes": ""})
+    assert response.status_code == 302
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.reviewed_by, upload.reviewed_at) == ("", None, None)
+    assert review_queue_first(reviewer_id=reviewer.pk) == upload
+    cleared = [record for record in caplog.records if record.getMessage() == "reviews cleared"]
+    assert [(record.count, record.reviewer_id) for record in cleared] == [(1, reviewer.pk)]

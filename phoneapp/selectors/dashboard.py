@@ -13,6 +13,7 @@ from django.db.models.functions import Cast, Floor, Least, TruncDate
 from django.utils import timezone
 
 from phoneapp.models import Label, ModelVersion, Upload, UploadQuerySet, UploadStatus
+from phoneapp.selectors.model_versions import model_version_active_or_none
 
 HISTOGRAM_BINS = 20
 
@@ -173,7 +174,7 @@ def dashboard_data(*, days: int = 30, model_version: str = "") -> DashboardData:
         histogram=probability_histogram(),
         model_versions=versions,
         model_version=chosen,
-        active_version=ModelVersion.objects.filter(is_active=True).first(),
+        active_version=model_version_active_or_none(),
         reviewers=reviewer_counts(),
     )
 

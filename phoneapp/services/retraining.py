@@ -41,6 +41,7 @@ from ml_training.data import load_samples
 from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
 from phoneapp.models import ModelVersion, Upload, VersionScore
+from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.selectors.training import (
     eval_uploads,
     ground_truth_uploads,
@@ -162,7 +163,7 @@ def retrain(
         summary = _data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
         _check_enough(summary)
         log(f"training data: {json.dumps(summary, sort_keys=True)}")
-        active_version = ModelVersion.objects.filter(is_active=True).first()
+        active_version = model_version_active_or_none()
         initial_head, warm_start = _warm_start(active_version, log)
         candidate_dir = scratch_dir / version
         try:

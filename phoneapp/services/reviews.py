@@ -120,6 +120,24 @@ def uploads_set_reviewed_label(*, uploads: QuerySet[Upload], label: str, reviewe
     return updated
 
 
+def uploads_clear_review(*, uploads: QuerySet[Upload], reviewer: AbstractBaseUser) -> int:
+    """Take the reviewed label off these uploads (back to the review queue); returns how many were updated. The
+    picture keeps its split: it was fixed at its first review and must not move between train and eval."""
+    updated = uploads.update(reviewed_label="", reviewed_by=None, reviewed_at=None)
+    logger.info("reviews cleared", extra={"count": updated, "reviewer_id": reviewer.pk})
+    return updated
+
+
+def upload_set_reviewed_boxes(
+    *, upload: Upload, boxes: Sequence[dict[str, list[float]]] | None, reviewer: AbstractBaseUser
+) -> None:
+    """Store where the reviewer says the phones are (parsed by :func:`review_boxes_parse`; None = not drawn)."""
+    Upload.objects.filter(pk=upload.pk).update(reviewed_boxes=None if boxes is None else list(boxes))
+    logger.info(
+        "review boxes set", extra={"upload_id": upload.pk, "count": len(boxes or []), "reviewer_id": reviewer.pk}
+    )
+
+
 def uploads_confirm_predictions(*, uploads: QuerySet[Upload], reviewer: AbstractBaseUser) -> int:
     """Accept the model's verdict as the truth; uploads without a verdict yet are left alone."""
     done = uploads.done()  # a done upload always has the model's label (done_upload_has_verdict)
