@@ -10,6 +10,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tests.factories import make_user
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"
 TEST_DEFAULT_MODEL = "imagenet-zero-shot"
@@ -83,17 +85,17 @@ def browser(tmp_path: Path, browser_flags: tuple[str, ...]) -> Iterator[object]:
 
 @pytest.fixture
 def alice(db: None) -> User:
-    return User.objects.create_user("alice", password="alice-password-1")
+    return make_user("alice")
 
 
 @pytest.fixture
 def bob(db: None) -> User:
-    return User.objects.create_user("bob", password="bob-password-1")
+    return make_user("bob")
 
 
 @pytest.fixture
 def reviewer(db: None) -> User:
-    return User.objects.create_user("rita", password="rita-password-1", is_staff=True, is_superuser=True)
+    return make_user("rita", staff=True, superuser=True)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from phoneapp.models import Upload
+from tests.factories import make_upload
 from tests.images import uploaded_file
-from tests.page_data import make_upload
 
 pytestmark = pytest.mark.django_db
 

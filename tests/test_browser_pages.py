@@ -30,7 +30,7 @@ from inference.heatmap import heatmap_overlay
 from inference.preprocessing import PreprocessConfig
 from phoneapp.models import Upload, UploadStatus
 from tests import live_services
-from tests.page_data import make_upload
+from tests.factories import make_upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

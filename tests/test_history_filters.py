@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from tests.page_data import make_upload
+from tests.factories import make_upload
 
 pytestmark = pytest.mark.django_db
 

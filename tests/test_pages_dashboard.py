@@ -18,7 +18,7 @@ from phoneapp.selectors.dashboard import (
     uploads_per_day,
     verdict_split,
 )
-from tests.page_data import make_upload
+from tests.factories import make_upload, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -123,7 +123,7 @@ def test_column_chart_scales_bars_to_a_round_maximum() -> None:
 
 
 def test_dashboard_counts_reviews_per_reviewer(staff_client: Client, alice: User, reviewer: User) -> None:
-    other = User.objects.create_user("omar", password="omar-password-1", is_staff=True)
+    other = make_user("omar", staff=True)
     for _ in range(3):
         make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer)
     make_upload(alice, probability=0.1, reviewed="not_phone", reviewer=other)
