@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from phoneapp.selectors.decisions import model_version_decision_rule
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
 from tests.factories import make_model_version_with_manifest, make_upload
 
 pytestmark = pytest.mark.django_db
@@ -120,3 +121,21 @@ def test_dashboard_histogram_marks_the_active_models_threshold(reviewer: User, a
     assert "threshold 0.93" in histogram and 'class="chart-marker"' in histogram
     assert ">1.0</text>" in histogram  # the axis reaches 1
     assert '<span class="kpi-value">1</span> unsure' in page
+
+
+def test_the_database_verdict_agrees_with_the_page_word_for_every_version_and_status(alice: User) -> None:
+    """``Upload.objects.with_verdict()`` (history filters, admin, dashboard) is the same rule as the page's word."""
+    make_model_version_with_manifest("strict", threshold=0.93)
+    make_model_version_with_manifest("banded", threshold=0.8, unsure_band=[0.6, 0.9])
+    for version, threshold in (("strict", 0.93), ("banded", 0.8), ("folder-removed", 0.5)):
+        for probability in (0.0, 0.02, 0.3, 0.55, 0.62, 0.8, 0.85, 0.93, 0.95, 0.995, 1.0):
+            make_upload(alice, probability=probability, threshold=threshold, version=version)
+    for status in (UploadStatus.PENDING, UploadStatus.PROCESSING, UploadStatus.FAILED):
+        make_upload(alice, status=status)
+    rows = list(Upload.objects.with_verdict())
+    assert {row.verdict for row in rows} == {"phone", "not_phone", "unsure", "pending", "processing", "failed"}
+    assert [row.verdict for row in rows] == [upload_verdict(upload=row) for row in rows]
+    unsure = {row.pk for row in rows if row.verdict == "unsure"}
+    assert set(Upload.objects.unsure().values_list("pk", flat=True)) == unsure
+    confident = {row.pk for row in rows if row.verdict in ("phone", "not_phone")}
+    assert set(Upload.objects.confident().values_list("pk", flat=True)) == confident
