@@ -13,14 +13,17 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from phoneapp.decision_selectors import model_version_decision_rule, uncertainty_expression, unsure_q, upload_verdict
-from phoneapp.models import ApiToken, Label, ModelVersion, Upload, VersionScore
+from phoneapp.models import ApiToken, Label, ModelVersion, Upload, UploadQuerySet, VersionScore
+from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
+from phoneapp.selectors.model_versions import model_version_latest_score
 from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
 from phoneapp.services.model_versions import model_version_activate
 from phoneapp.services.reviews import (
     BadBoxes,
     review_boxes_parse,
+    upload_set_reviewed_boxes,
+    uploads_clear_review,
     uploads_confirm_predictions,
     uploads_set_reviewed_label,
 )
@@ -47,11 +50,11 @@ class ReviewedFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("no", "Not yet reviewed"), ("yes", "Reviewed")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> QuerySet[Upload]:
+    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
         if self.value() == "no":
-            return queryset.filter(reviewed_label="")
+            return queryset.unreviewed()
         if self.value() == "yes":
-            return queryset.exclude(reviewed_label="")
+            return queryset.reviewed()
         return queryset
 
 
@@ -64,13 +67,12 @@ class ConfidenceFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("unsure", "Low confidence (inside its model's unsure band)"), ("confident", "Confident")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> QuerySet[Upload]:
-        if self.value() not in ("unsure", "confident"):
-            return queryset
-        judged = queryset.exclude(probability=None).annotate(uncertainty=uncertainty_expression())
+    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
         if self.value() == "unsure":
-            return judged.filter(unsure_q())
-        return judged.exclude(unsure_q())
+            return queryset.unsure()
+        if self.value() == "confident":
+            return queryset.confident()
+        return queryset
 
 
 class DisagreementFilter(admin.SimpleListFilter):
@@ -80,8 +82,8 @@ class DisagreementFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("disagree", "Model disagreed with reviewer"), ("agree", "Model agreed with reviewer")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> QuerySet[Upload]:
-        reviewed = queryset.exclude(reviewed_label="").exclude(predicted_label="")
+    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
+        reviewed = queryset.reviewed().exclude(predicted_label="")
         if self.value() == "disagree":
             return reviewed.exclude(reviewed_label=F("predicted_label"))
         if self.value() == "agree":
@@ -214,20 +216,19 @@ class UploadAdmin(admin.ModelAdmin):
         return form
 
     def save_model(self, request: HttpRequest, obj: Upload, form: Any, change: bool) -> None:
-        # Editing the reviewed label by hand records who and when, exactly like the bulk actions.
+        # Every edit goes through the review services, so it records who and when and is logged, like the queue's.
         if "reviewed_boxes" in form.changed_data:
             try:
                 boxes = None if obj.reviewed_boxes is None else review_boxes_parse(raw=obj.reviewed_boxes)
             except BadBoxes as error:
                 self.message_user(request, f"Boxes not saved: {error.message}", messages.ERROR)
             else:
-                Upload.objects.filter(pk=obj.pk).update(reviewed_boxes=boxes)
+                upload_set_reviewed_boxes(upload=obj, boxes=boxes, reviewer=request.user)
+        this_upload = Upload.objects.filter(pk=obj.pk)
         if obj.reviewed_label:
-            uploads_set_reviewed_label(
-                uploads=Upload.objects.filter(pk=obj.pk), label=obj.reviewed_label, reviewer=request.user
-            )
+            uploads_set_reviewed_label(uploads=this_upload, label=obj.reviewed_label, reviewer=request.user)
         else:
-            Upload.objects.filter(pk=obj.pk).update(reviewed_label="", reviewed_by=None, reviewed_at=None)
+            uploads_clear_review(uploads=this_upload, reviewer=request.user)
 
     def delete_model(self, request: HttpRequest, obj: Upload) -> None:
         # The files go with the row (unless a duplicate upload still shows them), as from the page and the API.
@@ -257,7 +258,7 @@ class UploadAdmin(admin.ModelAdmin):
     @admin.action(description="Ground truth: confirm the reviewed label (scores every version, never trains)")
     def confirm_as_ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
         count = uploads_mark_ground_truth(uploads=queryset, by=request.user)
-        skipped = queryset.filter(reviewed_label="").count()
+        skipped = queryset.unreviewed().count()
         note = f"; {skipped} unreviewed upload(s) left alone" if skipped else ""
         self.message_user(request, f"{count} picture(s) are now ground truth{note}.", messages.SUCCESS)
 
@@ -294,7 +295,7 @@ class VersionScoreInline(admin.TabularInline):
 
 
 def _latest_score(version: ModelVersion, picture_set: str) -> str:
-    score = version.scores.filter(picture_set=picture_set, slice="all").order_by("-created").first()
+    score = model_version_latest_score(version=version, picture_set=picture_set)
     return f"{score.correct}/{score.count} ({score.accuracy:.1%})" if score else "—"
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
 
 
 class Label(models.TextChoices):
@@ -78,6 +82,58 @@ class ModelVersion(models.Model):
         return self.name
 
 
+class UploadQuerySet(models.QuerySet["Upload"]):
+    """The words every reader uses for sets of uploads, so each rule is written once.
+
+    "Unsure" depends on each model version's own threshold and unsure band, read from its manifest by
+    :mod:`phoneapp.selectors.decisions`; that module imports this one, so it is reached inside the methods (at
+    call time), never when the models load.
+    """
+
+    def owned_by(self, owner: AbstractBaseUser) -> UploadQuerySet:
+        return self.filter(owner=owner)
+
+    def done(self) -> UploadQuerySet:
+        """Classified: a verdict, a probability and a model version (``done_upload_has_verdict``)."""
+        return self.filter(status=UploadStatus.DONE)
+
+    def reviewed(self) -> UploadQuerySet:
+        """A reviewer gave a label (the label is what counts; who gave it may since have been deleted)."""
+        return self.exclude(reviewed_label="")
+
+    def unreviewed(self) -> UploadQuerySet:
+        return self.filter(reviewed_label="")
+
+    def with_uncertainty(self) -> UploadQuerySet:
+        """Annotated ``uncertainty``: the distance of the probability from its own version's threshold, scaled so
+        the unsure band is 0 to 1 (null without a probability); what the review queue sorts by."""
+        if "uncertainty" in self.query.annotations:
+            return self
+        from phoneapp.selectors.decisions import uncertainty_expression
+
+        return self.annotate(uncertainty=uncertainty_expression())
+
+    def with_verdict(self) -> UploadQuerySet:
+        """Annotated ``verdict``, the word the pages show (:func:`phoneapp.selectors.decisions.upload_verdict`
+        in SQL): ``phone``, ``not_phone`` or ``unsure`` for classified uploads, else the status."""
+        judged = Q(status=UploadStatus.DONE, probability__isnull=False)
+        verdict = Case(
+            When(~judged, then=F("status")),
+            When(uncertainty__lte=1.0, then=Value("unsure")),
+            default=F("predicted_label"),
+            output_field=models.CharField(),
+        )
+        return self.with_uncertainty().annotate(verdict=verdict)
+
+    def unsure(self) -> UploadQuerySet:
+        """Classified uploads inside the unsure band of the version that judged them (the pages' "Unsure")."""
+        return self.with_verdict().filter(verdict="unsure")
+
+    def confident(self) -> UploadQuerySet:
+        """Classified uploads outside their version's unsure band: the verdict is phone or not a phone."""
+        return self.with_verdict().filter(verdict__in=Label.values)
+
+
 class Upload(models.Model):
     """A picture someone sent, and what the model and a reviewer said about it."""
 
@@ -136,6 +192,8 @@ class Upload(models.Model):
     )
     ground_truth_at = models.DateTimeField(null=True, blank=True)
 
+    objects = UploadQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created", "-id"]
         indexes = [
@@ -172,13 +230,6 @@ class Upload(models.Model):
     def final_label(self) -> str:
         """What we believe now: ground truth if staff confirmed one, else the reviewer's label, else the model's."""
         return self.ground_truth_label or self.reviewed_label or self.predicted_label
-
-    @property
-    def is_unsure(self) -> bool:
-        """Inside the unsure band of the model version that judged it (phoneapp/decision_selectors.py)."""
-        from phoneapp.decision_selectors import upload_verdict
-
-        return upload_verdict(upload=self) == "unsure"
 
 
 class VersionScore(models.Model):

@@ -71,6 +71,8 @@ MIDDLEWARE = [
     # CSP on pages, no-store for logged-in users; outages (database, broker, storage) answer 503 + Retry-After.
     "phoneapp.web.security_headers.SecurityHeadersMiddleware",
     "phoneapp.web.outages.OutageMiddleware",
+    # A selector's NotFound (e.g. someone else's upload) is a 404, like Http404.
+    "phoneapp.web.errors.NotFoundMiddleware",
 ]
 # Every password check goes through the login throttle (LOGIN_FAILURE_LIMIT per account and per address).
 AUTHENTICATION_BACKENDS = ["phoneapp.auth_backends.ThrottledModelBackend"]
@@ -176,7 +178,7 @@ UPLOAD_RATE_LIMIT: str = env.str("UPLOAD_RATE_LIMIT", default="120/minute")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1
-# Each model version's threshold and unsure band come from its manifest (phoneapp/decision_selectors.py); set
+# Each model version's threshold and unsure band come from its manifest (phoneapp/selectors/decisions.py); set
 # UNSURE_BAND (e.g. "0.2,0.8") only to override the band of every version. Empty = the models' own bands.
 UNSURE_BAND: tuple[float, ...] = tuple(env.list("UNSURE_BAND", cast=float, default=[]))
 HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)

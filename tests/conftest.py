@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
     from selenium.webdriver import Chrome
 
+from tests.factories import make_user
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"
@@ -89,17 +90,17 @@ def browser(tmp_path: Path, browser_flags: tuple[str, ...]) -> Iterator[Chrome]:
 
 @pytest.fixture
 def alice(db: None) -> User:
-    return User.objects.create_user("alice", password="alice-password-1")
+    return make_user("alice")
 
 
 @pytest.fixture
 def bob(db: None) -> User:
-    return User.objects.create_user("bob", password="bob-password-1")
+    return make_user("bob")
 
 
 @pytest.fixture
 def reviewer(db: None) -> User:
-    return User.objects.create_user("rita", password="rita-password-1", is_staff=True, is_superuser=True)
+    return make_user("rita", staff=True, superuser=True)
 
 
 @pytest.fixture

@@ -5,35 +5,15 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from django.utils import timezone
 
 from phoneapp.models import ModelVersion, Upload, UploadStatus
+from phoneapp.selectors.review_queue import review_queue_first
 from phoneapp.services.model_versions import model_version_active
+from tests.factories import make_upload
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/phoneapp/upload/"
-
-
-def make_upload(owner: User, name: str, *, label: str, probability: float, reviewed: str = "") -> Upload:
-    """A finished upload row; the picture file is irrelevant to the admin list."""
-    return Upload.objects.create(
-        owner=owner,
-        image=f"uploads/{name}",
-        original_name=name,
-        sha256=name.ljust(64, "0")[:64],
-        size_bytes=100,
-        width=10,
-        height=10,
-        content_type="image/jpeg",
-        status=UploadStatus.DONE,
-        predicted_label=label,
-        probability=probability,
-        model_version=model_version_active(),
-        processed=timezone.now(),
-        reviewed_label=reviewed,
-        reviewed_at=timezone.now() if reviewed else None,
-    )
 
 
 @pytest.fixture
@@ -60,23 +40,23 @@ def test_anonymous_cannot_reach_the_admin(client: Client) -> None:
 
 
 def test_filters_find_unsure_unreviewed_and_disagreements(staff_client: Client, alice: User) -> None:
-    make_upload(alice, "sure-phone.jpg", label="phone", probability=0.98)
-    make_upload(alice, "unsure.jpg", label="not_phone", probability=0.45)
-    make_upload(alice, "disputed.jpg", label="phone", probability=0.9, reviewed="not_phone")
-    make_upload(alice, "agreed.jpg", label="not_phone", probability=0.02, reviewed="not_phone")
+    make_upload(alice, name="sure-phone.jpg", predicted_label="phone", probability=0.98)
+    make_upload(alice, name="unsure.jpg", predicted_label="not_phone", probability=0.45)
+    make_upload(alice, name="disputed.jpg", predicted_label="phone", probability=0.9, reviewed="not_phone")
+    make_upload(alice, name="agreed.jpg", predicted_label="not_phone", probability=0.02, reviewed="not_phone")
 
     assert listed_names(staff_client, "confidence=unsure") == {"unsure.jpg"}
     assert listed_names(staff_client, "reviewed=no") == {"sure-phone.jpg", "unsure.jpg"}
     assert listed_names(staff_client, "agreement=disagree") == {"disputed.jpg"}
     assert listed_names(staff_client, "agreement=agree") == {"agreed.jpg"}
     assert listed_names(staff_client, "predicted_label__exact=phone") == {"sure-phone.jpg", "disputed.jpg"}
-    version = ModelVersion.objects.get(is_active=True)
+    version = ModelVersion.objects.get(name="model-a")  # the factory's default version
     assert len(listed_names(staff_client, f"model_version__id__exact={version.pk}")) == 4
 
 
 def test_search_by_original_name_and_sha256(staff_client: Client, alice: User) -> None:
-    upload = make_upload(alice, "beach.jpg", label="not_phone", probability=0.1)
-    make_upload(alice, "office.jpg", label="phone", probability=0.9)
+    upload = make_upload(alice, name="beach.jpg", predicted_label="not_phone", probability=0.1)
+    make_upload(alice, name="office.jpg", predicted_label="phone", probability=0.9)
     assert listed_names(staff_client, "q=beach") == {"beach.jpg"}
     assert listed_names(staff_client, f"q={upload.sha256}") == {"beach.jpg"}
 
@@ -89,8 +69,8 @@ def test_bulk_relabel_records_reviewer_and_time(
     staff_client: Client, reviewer: User, alice: User, action: str, expected: list[str]
 ) -> None:
     uploads = [
-        make_upload(alice, "a.jpg", label="phone", probability=0.8),
-        make_upload(alice, "b.jpg", label="not_phone", probability=0.3),
+        make_upload(alice, name="a.jpg", predicted_label="phone", probability=0.8),
+        make_upload(alice, name="b.jpg", predicted_label="not_phone", probability=0.3),
     ]
     response = staff_client.post(CHANGELIST, {"action": action, "_selected_action": [u.pk for u in uploads]})
     assert response.status_code == 302
@@ -100,9 +80,8 @@ def test_bulk_relabel_records_reviewer_and_time(
 
 
 def test_confirm_model_verdict_copies_the_prediction(staff_client: Client, reviewer: User, alice: User) -> None:
-    done = make_upload(alice, "done.jpg", label="phone", probability=0.9)
-    pending = make_upload(alice, "pending.jpg", label="not_phone", probability=0.2)
-    Upload.objects.filter(pk=pending.pk).update(status=UploadStatus.PENDING, predicted_label="", probability=None)
+    done = make_upload(alice, name="done.jpg", predicted_label="phone", probability=0.9)
+    pending = make_upload(alice, name="pending.jpg", status=UploadStatus.PENDING)
     staff_client.post(CHANGELIST, {"action": "confirm_model_verdict", "_selected_action": [done.pk, pending.pk]})
     done.refresh_from_db()
     pending.refresh_from_db()
@@ -144,8 +123,8 @@ def test_activate_action_refuses_more_than_one_version(staff_client: Client) -> 
 
 
 def test_upload_list_searches_by_owner_and_has_a_date_drilldown(staff_client: Client, alice: User, bob: User) -> None:
-    make_upload(alice, "alices.jpg", label="phone", probability=0.9)
-    make_upload(bob, "bobs.jpg", label="phone", probability=0.9)
+    make_upload(alice, name="alices.jpg", predicted_label="phone", probability=0.9)
+    make_upload(bob, name="bobs.jpg", predicted_label="phone", probability=0.9)
     assert listed_names(staff_client, "q=bob") == {"bobs.jpg"}
     page = staff_client.get(CHANGELIST).content.decode()
     assert "created__year=" in page  # the date drill-down
@@ -154,9 +133,7 @@ def test_upload_list_searches_by_owner_and_has_a_date_drilldown(staff_client: Cl
 def test_upload_change_page_shows_the_full_picture_with_boxes_and_a_review_link(
     staff_client: Client, alice: User
 ) -> None:
-    from tests.page_data import make_upload as make_done_upload
-
-    upload = make_done_upload(alice, probability=0.97, boxes=[{"box": [0.1, 0.2, 0.5, 0.9], "score": 0.97}])
+    upload = make_upload(alice, probability=0.97, boxes=[{"box": [0.1, 0.2, 0.5, 0.9], "score": 0.97}])
     page = staff_client.get(f"/admin/phoneapp/upload/{upload.pk}/change/").content.decode()
     assert f'src="/uploads/{upload.pk}/image"' in page
     assert '<rect class="box" x="10.0" y="20.0" width="40.0" height="70.0"' in page
@@ -177,3 +154,18 @@ def test_model_version_list_shows_headline_figures_from_the_manifest(staff_clien
     version = ModelVersion.objects.get(name="measured")
     change = staff_client.get(f"/admin/phoneapp/modelversion/{version.pk}/change/").content.decode()
     assert '<th scope="row">cross_validation › shared_set</th>' in change
+
+
+def test_clearing_a_review_in_the_admin_puts_the_picture_back_in_the_queue_and_is_logged(
+    staff_client: Client, reviewer: User, alice: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    upload = make_upload(alice, name="cleared.jpg", predicted_label="phone", probability=0.9, reviewed="phone")
+    with caplog.at_level("INFO", logger="phoneapp.services.reviews"):
+        response = staff_client.post(f"{CHANGELIST}{upload.pk}/change/", {"reviewed_label": "", "reviewed_boxes": ""})
+    assert response.status_code == 302
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.reviewed_by, upload.reviewed_at) == ("", None, None)
+    assert review_queue_first(reviewer_id=reviewer.pk) == upload
+    cleared = [record for record in caplog.records if record.getMessage() == "reviews cleared"]
+    # the service logs them as ``extra`` fields, attributes LogRecord's type does not declare
+    assert [(record.__dict__["count"], record.__dict__["reviewer_id"]) for record in cleared] == [(1, reviewer.pk)]

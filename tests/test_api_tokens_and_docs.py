@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from phoneapp.models import ApiToken, Upload
 from phoneapp.services.api_tokens import api_token_regenerate
+from tests.factories import make_upload
 from tests.images import uploaded_file
-from tests.page_data import make_upload
 
 pytestmark = pytest.mark.django_db
 

@@ -10,23 +10,28 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import User
 
+from inference.drawing import draw_desk_with_phone
 from phoneapp.models import Upload
+from tests.factories import make_upload
 from tests.images import encode
-from tests.page_data import make_upload
 from tests.test_browser_pages import (
     DESKTOP,
     SCREENSHOT_FLAGS,
     VERDICT_TIMEOUT,
-    draw_phone_scene,
     log_in,
     open_logged_in,
     screenshot,
     wait,
 )
+
+if TYPE_CHECKING:
+    from pytest_django.live_server_helper import LiveServer
+    from selenium.webdriver import Chrome
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -61,7 +66,7 @@ return Array.from(document.querySelectorAll(arguments[0])).map((card) => {
 """
 
 
-def assert_boxes_in_place(cards: list[dict[str, object]], *, count: int) -> None:
+def assert_boxes_in_place(cards: list[dict[str, Any]], *, count: int) -> None:
     """Each card shows its whole picture (not cropped: its shape is the picture's) and BOX over the right part."""
     assert len(cards) == count, cards
     for card in cards:
@@ -75,11 +80,11 @@ def assert_boxes_in_place(cards: list[dict[str, object]], *, count: int) -> None
 
 
 def test_the_models_boxes_sit_on_the_upload_card_and_history_card_pictures(
-    live_server: object, browser: object, alice: User, tmp_path: Path, deployed_models: None
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path, deployed_models: None
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    picture = draw_phone_scene()
+    picture = draw_desk_with_phone()
     path = tmp_path / "desk.jpg"
     path.write_bytes(encode(picture))
     # The same picture judged before by the active model: sending it again carries that verdict and its boxes
@@ -117,13 +122,13 @@ def test_the_models_boxes_sit_on_the_upload_card_and_history_card_pictures(
 
 
 def test_a_heic_picture_chromium_cannot_draw_gets_the_server_thumbnail(
-    live_server: object, browser: object, alice: User, tmp_path: Path, deployed_models: None, heatmaps_off: None
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path, deployed_models: None, heatmaps_off: None
 ) -> None:
     import pillow_heif
     from selenium.webdriver.common.by import By
 
     path = tmp_path / "iphone.heic"
-    heif = pillow_heif.from_pillow(draw_phone_scene(320, 240))
+    heif = pillow_heif.from_pillow(draw_desk_with_phone(320, 240))
     buffer = io.BytesIO()
     heif.save(buffer, quality=80)
     path.write_bytes(buffer.getvalue())
@@ -157,7 +162,7 @@ def test_a_heic_picture_chromium_cannot_draw_gets_the_server_thumbnail(
 
 
 def test_the_admin_upload_list_fits_a_1366_px_window(
-    live_server: object, browser: object, alice: User, reviewer: User
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -206,7 +211,7 @@ return {bars, labels};
 
 
 def test_a_day_with_uploads_has_only_its_own_label_under_its_bar(
-    live_server: object, browser: object, alice: User, reviewer: User
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
 ) -> None:
     """The reported bug: the "30 Nov" label was drawn under the "1 Dec" bar (today's, the one with uploads)."""
     from datetime import timedelta

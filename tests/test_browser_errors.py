@@ -15,8 +15,8 @@ from django.contrib.auth.models import User
 
 from phoneapp.models import Upload
 from tests import live_services
+from tests.factories import make_upload
 from tests.images import picture_bytes
-from tests.page_data import make_upload
 from tests.test_browser_pages import log_in, open_logged_in, wait
 
 if TYPE_CHECKING:

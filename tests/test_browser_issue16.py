@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 
 from inference.drawing import draw_desk_with_phone, draw_red_mug
 from phoneapp.models import Upload, UploadStatus
-from tests.page_data import make_upload, model_version_with_manifest
+from tests.factories import make_model_version_with_manifest, make_upload
 from tests.test_browser_pages import (
     DESKTOP,
     PHONE,
@@ -87,7 +87,7 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    model_version_with_manifest("strict", threshold=0.93)
+    make_model_version_with_manifest("strict", threshold=0.93)
     waiting = make_upload(alice, status=UploadStatus.PENDING, name="borderline.jpg", picture=draw_desk_with_phone())
     log_in(browser, live_server, alice)
     # The upload page lists it pending and polls; the verdict is then written as a worker would write it.
@@ -98,7 +98,7 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
         status=UploadStatus.DONE,
         probability=0.85,
         predicted_label="not_phone",
-        model_version=model_version_with_manifest("strict", threshold=0.93),
+        model_version=make_model_version_with_manifest("strict", threshold=0.93),
     )
     wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
     assert browser.find_element(By.CSS_SELECTOR, f"{card} .verdict-word").text == "Unsure — 85% phone"

@@ -33,7 +33,7 @@ from inference.heatmap import heatmap_overlay
 from inference.preprocessing import PreprocessConfig
 from phoneapp.models import Upload, UploadStatus
 from tests import live_services
-from tests.page_data import make_upload
+from tests.factories import make_upload
 
 if TYPE_CHECKING:
     from pytest_django.live_server_helper import LiveServer

@@ -19,7 +19,7 @@ from django.test import Client
 from inference.drawing import draw_desk_with_phone
 from phoneapp.models import Upload
 from phoneapp.services.reviews import review_split_of
-from tests.page_data import make_upload
+from tests.factories import make_upload
 from tests.test_browser_pages import DESKTOP, SCREENSHOT_FLAGS, log_in, screenshot, wait
 from tests.test_retrain import QUICK, reviewed_uploads
 

@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.services.classification import upload_classify, uploads_requeue_stale
 from phoneapp.services.model_versions import model_version_activate, model_version_register
 from phoneapp.tasks import upload_classify_task
-from tests.images import picture_bytes
+from tests.factories import make_upload
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
@@ -26,23 +25,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.django_db
 
 
-def pending_upload(owner: User, data: bytes | None = None) -> Upload:
-    upload = Upload(
-        owner=owner,
-        original_name="p.jpg",
-        sha256="0" * 64,
-        size_bytes=1,
-        width=1,
-        height=1,
-        content_type="image/jpeg",
-    )
-    upload.image.save("p.jpg", ContentFile(picture_bytes() if data is None else data), save=False)
-    upload.save()
-    return upload
-
-
 def test_classifying_twice_gives_one_verdict(alice: User) -> None:
-    upload = pending_upload(alice)
+    upload = make_upload(alice, status=UploadStatus.PENDING)
     first = upload_classify(upload_id=upload.pk)
     assert first is not None and first.status == UploadStatus.DONE
     processed_at = first.processed
@@ -53,13 +37,13 @@ def test_classifying_twice_gives_one_verdict(alice: User) -> None:
 
 
 def test_task_runs_the_service(alice: User) -> None:
-    upload = pending_upload(alice)
+    upload = make_upload(alice, status=UploadStatus.PENDING)
     assert upload_classify_task.apply(args=(upload.pk,)).get() == "done"
     assert upload_classify_task.apply(args=(upload.pk,)).get() == "skipped"
 
 
 def test_unreadable_stored_file_fails_with_a_reason(alice: User) -> None:
-    upload = pending_upload(alice, data=b"corrupted on disk")
+    upload = make_upload(alice, status=UploadStatus.PENDING, data=b"corrupted on disk")
     result = upload_classify(upload_id=upload.pk)
     assert result is not None
     assert result.status == UploadStatus.FAILED
@@ -74,10 +58,10 @@ def test_verdict_records_the_version_that_made_it(alice: User, settings: Setting
     manifest = json.loads((copy / "manifest.json").read_text())
     (copy / "manifest.json").write_text(json.dumps({**manifest, "version": "zero-shot-copy"}))
 
-    before = pending_upload(alice)
+    before = make_upload(alice, status=UploadStatus.PENDING)
     upload_classify(upload_id=before.pk)
     model_version_activate(version=model_version_register(model_dir=copy))
-    after = pending_upload(alice)
+    after = make_upload(alice, status=UploadStatus.PENDING)
     upload_classify(upload_id=after.pk)
 
     before.refresh_from_db()
@@ -90,7 +74,7 @@ def test_upload_stuck_in_processing_goes_back_to_pending_and_is_finished(
     alice: User, settings: SettingsFixture, django_capture_on_commit_callbacks
 ) -> None:
     settings.PROCESSING_TIMEOUT_SECONDS = 60
-    upload = pending_upload(alice)
+    upload = make_upload(alice, status=UploadStatus.PENDING)
     Upload.objects.filter(pk=upload.pk).update(
         status=UploadStatus.PROCESSING, processing_started=timezone.now() - timedelta(minutes=5), attempts=1
     )
@@ -102,7 +86,7 @@ def test_upload_stuck_in_processing_goes_back_to_pending_and_is_finished(
 
 
 def test_recent_processing_upload_is_left_to_its_worker(alice: User) -> None:
-    upload = pending_upload(alice)
+    upload = make_upload(alice, status=UploadStatus.PENDING)
     Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.PROCESSING, processing_started=timezone.now())
     assert uploads_requeue_stale() == 0
     upload.refresh_from_db()

@@ -9,8 +9,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from phoneapp.decision_selectors import model_version_decision_rule
-from tests.page_data import make_upload, model_version_with_manifest
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
+from tests.factories import make_model_version_with_manifest, make_upload
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
@@ -29,7 +30,7 @@ def shown_verdict(client: Client, upload_id: int) -> str:
 def test_probability_between_the_old_band_and_the_threshold_reads_unsure_not_a_confident_no(
     alice: User, alice_client: Client
 ) -> None:
-    model_version_with_manifest("strict", threshold=0.93)
+    make_model_version_with_manifest("strict", threshold=0.93)
     upload = make_upload(alice, probability=0.85, threshold=0.93, version="strict")
     assert shown_verdict(alice_client, upload.pk) == "Unsure — 85% phone"
     api = alice_client.get(f"/api/uploads/{upload.pk}/").json()
@@ -38,7 +39,7 @@ def test_probability_between_the_old_band_and_the_threshold_reads_unsure_not_a_c
 
 
 def test_a_picture_scored_at_the_threshold_is_never_shown_as_not_a_phone(alice: User, alice_client: Client) -> None:
-    model_version_with_manifest("strict", threshold=0.93)
+    make_model_version_with_manifest("strict", threshold=0.93)
     at_threshold = make_upload(alice, probability=0.93, threshold=0.93, version="strict")
     clear = make_upload(alice, probability=0.995, threshold=0.93, version="strict")
     low = make_upload(alice, probability=0.4, threshold=0.93, version="strict")
@@ -48,7 +49,7 @@ def test_a_picture_scored_at_the_threshold_is_never_shown_as_not_a_phone(alice: 
 
 
 def test_manifest_unsure_band_is_used_as_written(alice: User, alice_client: Client) -> None:
-    version = model_version_with_manifest("banded", threshold=0.8, unsure_band=[0.6, 0.9])
+    version = make_model_version_with_manifest("banded", threshold=0.8, unsure_band=[0.6, 0.9])
     rule = model_version_decision_rule(version=version)
     assert (rule.threshold, rule.unsure_low, rule.unsure_high, rule.source) == (0.8, 0.6, 0.9, "manifest")
     inside = make_upload(alice, probability=0.62, threshold=0.8, version="banded")
@@ -58,22 +59,22 @@ def test_manifest_unsure_band_is_used_as_written(alice: User, alice_client: Clie
 
 
 def test_band_derived_from_the_threshold_when_the_manifest_has_none() -> None:
-    rule = model_version_decision_rule(version=model_version_with_manifest("plain", threshold=0.5))
+    rule = model_version_decision_rule(version=make_model_version_with_manifest("plain", threshold=0.5))
     assert rule.source == "derived"
     assert rule.unsure_low == pytest.approx(0.269, abs=0.001) and rule.unsure_high == pytest.approx(0.731, abs=0.001)
-    strict = model_version_decision_rule(version=model_version_with_manifest("strict", threshold=0.93))
+    strict = model_version_decision_rule(version=make_model_version_with_manifest("strict", threshold=0.93))
     assert strict.unsure_low < 0.93 < strict.unsure_high
 
 
 def test_override_setting_still_contains_the_threshold(settings: SettingsFixture) -> None:
     settings.UNSURE_BAND = (0.3, 0.7)
-    rule = model_version_decision_rule(version=model_version_with_manifest("strict", threshold=0.93))
+    rule = model_version_decision_rule(version=make_model_version_with_manifest("strict", threshold=0.93))
     assert (rule.unsure_low, rule.unsure_high, rule.source) == (0.3, 0.93, "setting")
 
 
 def test_each_upload_is_judged_by_the_version_that_produced_it(alice: User, alice_client: Client) -> None:
-    model_version_with_manifest("strict", threshold=0.93)
-    model_version_with_manifest("lenient", threshold=0.5)
+    make_model_version_with_manifest("strict", threshold=0.93)
+    make_model_version_with_manifest("lenient", threshold=0.5)
     by_strict = make_upload(alice, probability=0.85, threshold=0.93, version="strict")
     by_lenient = make_upload(alice, probability=0.85, threshold=0.5, version="lenient")
     assert shown_verdict(alice_client, by_strict.pk).startswith("Unsure")
@@ -86,7 +87,7 @@ def test_missing_manifest_falls_back_to_the_default_threshold_without_error(alic
 
 
 def test_review_queue_puts_the_band_first_closest_to_the_threshold(alice: User, reviewer: User) -> None:
-    model_version_with_manifest("strict", threshold=0.93)
+    make_model_version_with_manifest("strict", threshold=0.93)
     near = make_upload(alice, probability=0.9, threshold=0.93, version="strict")
     coin_flip = make_upload(alice, probability=0.5, threshold=0.93, version="strict")
     sure_yes = make_upload(alice, probability=0.999, threshold=0.93, version="strict")
@@ -103,7 +104,7 @@ def test_review_queue_puts_the_band_first_closest_to_the_threshold(alice: User, 
 
 
 def test_admin_low_confidence_filter_uses_each_versions_band(alice: User, reviewer: User) -> None:
-    model_version_with_manifest("strict", threshold=0.93)
+    make_model_version_with_manifest("strict", threshold=0.93)
     make_upload(alice, probability=0.85, threshold=0.93, version="strict", name="borderline.jpg")
     make_upload(alice, probability=0.5, threshold=0.93, version="strict", name="clear-no.jpg")
     client = Client()
@@ -115,7 +116,7 @@ def test_admin_low_confidence_filter_uses_each_versions_band(alice: User, review
 def test_dashboard_histogram_marks_the_active_models_threshold(reviewer: User, alice: User) -> None:
     from phoneapp.services.model_versions import model_version_activate
 
-    model_version_activate(version=model_version_with_manifest("strict", threshold=0.93))
+    model_version_activate(version=make_model_version_with_manifest("strict", threshold=0.93))
     make_upload(alice, probability=0.85, threshold=0.93, version="strict")
     client = Client()
     client.force_login(reviewer)
@@ -125,3 +126,23 @@ def test_dashboard_histogram_marks_the_active_models_threshold(reviewer: User, a
     assert "threshold 0.93" in histogram and 'class="chart-marker"' in histogram
     assert ">1.0</text>" in histogram  # the axis reaches 1
     assert '<span class="kpi-value">1</span> unsure' in page
+
+
+def test_the_database_verdict_agrees_with_the_page_word_for_every_version_and_status(alice: User) -> None:
+    """``Upload.objects.with_verdict()`` (history filters, admin, dashboard) is the same rule as the page's word."""
+    make_model_version_with_manifest("strict", threshold=0.93)
+    make_model_version_with_manifest("banded", threshold=0.8, unsure_band=[0.6, 0.9])
+    for version, threshold in (("strict", 0.93), ("banded", 0.8), ("folder-removed", 0.5)):
+        for probability in (0.0, 0.02, 0.3, 0.55, 0.62, 0.8, 0.85, 0.93, 0.95, 0.995, 1.0):
+            make_upload(alice, probability=probability, threshold=threshold, version=version)
+    for status in (UploadStatus.PENDING, UploadStatus.PROCESSING, UploadStatus.FAILED):
+        make_upload(alice, status=status)
+    rows = list(Upload.objects.with_verdict())
+    # with_verdict() annotates ``verdict``: a column the model's type does not declare
+    verdicts = [getattr(row, "verdict") for row in rows]  # noqa: B009
+    assert set(verdicts) == {"phone", "not_phone", "unsure", "pending", "processing", "failed"}
+    assert verdicts == [upload_verdict(upload=row) for row in rows]
+    unsure = {row.pk for row, verdict in zip(rows, verdicts, strict=True) if verdict == "unsure"}
+    assert set(Upload.objects.unsure().values_list("pk", flat=True)) == unsure
+    confident = {row.pk for row, verdict in zip(rows, verdicts, strict=True) if verdict in ("phone", "not_phone")}
+    assert set(Upload.objects.confident().values_list("pk", flat=True)) == confident

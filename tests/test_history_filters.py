@@ -13,7 +13,7 @@ from django.http import StreamingHttpResponse
 from django.test import Client
 from django.utils import timezone
 
-from tests.page_data import make_upload
+from tests.factories import make_upload
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.page_data import make_upload
+from tests.factories import make_upload
 
 pytestmark = pytest.mark.django_db
 

@@ -12,15 +12,15 @@ from django.test import Client
 from django.utils import timezone
 
 from phoneapp import charts
-from phoneapp.dashboard_selectors import (
+from phoneapp.models import UploadStatus
+from phoneapp.selectors.dashboard import (
     confusion_matrix,
     probability_histogram,
     reviewed_accuracy_by_model,
     uploads_per_day,
     verdict_split,
 )
-from phoneapp.models import UploadStatus
-from tests.page_data import make_upload
+from tests.factories import make_upload, make_user
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
@@ -129,7 +129,7 @@ def test_column_chart_scales_bars_to_a_round_maximum() -> None:
 
 
 def test_dashboard_counts_reviews_per_reviewer(staff_client: Client, alice: User, reviewer: User) -> None:
-    other = User.objects.create_user("omar", password="omar-password-1", is_staff=True)
+    other = make_user("omar", staff=True)
     for _ in range(3):
         make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer)
     make_upload(alice, probability=0.1, reviewed="not_phone", reviewer=other)

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.template.loader import render_to_string
 from django.test import Client
 
-from tests.page_data import make_upload
+from tests.factories import make_upload
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture

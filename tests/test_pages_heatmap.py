@@ -15,8 +15,8 @@ from PIL import Image
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.services import heatmaps
 from phoneapp.services.heatmaps import upload_heatmap_compute
+from tests.factories import make_upload
 from tests.images import uploaded_file
-from tests.page_data import make_upload
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
@@ -121,14 +121,12 @@ def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
     from phoneapp.services.classification import upload_classify
     from phoneapp.services.model_versions import model_version_activate, model_version_register
     from phoneapp.services.stored_pictures import stored_picture_for
-    from tests.test_classification_service import pending_upload
     from tests.test_performance_fast_path import fine_tuned_model_dir
 
     pytest.importorskip("onnxruntime")
     model_dir = fine_tuned_model_dir(Path(settings.MODELS_DIR), multiscale_grid=0)
     model_version_activate(version=model_version_register(model_dir=model_dir))
-    upload = pending_upload(alice)
-    Upload.objects.filter(pk=upload.pk).update(width=320, height=240)
+    upload = make_upload(alice, status=UploadStatus.PENDING)  # a 320x240 picture
     second_passes: list[object] = []
     monkeypatch.setattr(OnnxClassifier, "evidence_map", lambda self, image: second_passes.append(image))
 

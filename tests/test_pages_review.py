@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from phoneapp.models import Upload, UploadStatus
-from tests.page_data import make_upload
+from tests.factories import make_upload
 
 pytestmark = pytest.mark.django_db
 

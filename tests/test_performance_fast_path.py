@@ -140,11 +140,11 @@ def test_worker_classifies_through_the_fast_path_from_a_non_filesystem_storage(a
     from phoneapp.models import UploadStatus
     from phoneapp.resident_model import resident_model
     from phoneapp.services.classification import upload_classify
-    from tests.test_classification_service import pending_upload
+    from tests.factories import make_upload
 
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
     settings.INFERENCE_ENGINE = ""
-    upload = pending_upload(alice)  # saved through the storage API, so into memory
+    upload = make_upload(alice, status=UploadStatus.PENDING)  # saved through the storage API, so into memory
     assert not any(Path(settings.MEDIA_ROOT).rglob("*.jpg"))  # nothing on a local disk to fall back on
 
     result = upload_classify(upload_id=upload.pk)

@@ -8,7 +8,6 @@ in seconds -- enough to tell a candidate that learnt the truth from one that lea
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import random
@@ -18,17 +17,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
 from inference.drawing import draw_not_phone, draw_phone_like
-from phoneapp.models import ModelVersion, ReviewSplit, Upload, UploadStatus, VersionScore
+from phoneapp.models import ModelVersion, ReviewSplit, Upload, VersionScore
 from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.model_versions import model_version_activate, model_version_active
 from phoneapp.services.retraining import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion, paired_test
-from phoneapp.services.reviews import uploads_set_reviewed_label
+from tests.factories import make_review, make_upload
 from tests.images import encode
 from tests.synthetic import write_synthetic_folder
 
@@ -53,22 +51,15 @@ def run_retrain(*args: str) -> dict:
 def drawn_upload(owner: User, label: str, rng: random.Random) -> Upload:
     """A classified upload of a freshly drawn picture whose truth is ``label`` (nobody has reviewed it yet)."""
     picture = (draw_phone_like if label == "phone" else draw_not_phone)(rng, 96)
-    data = encode(picture, "PNG")
-    upload = Upload(
-        owner=owner,
-        original_name=f"{label}.png",
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
-        width=96,
-        height=96,
+    return make_upload(
+        owner,
+        name=f"{label}.png",
+        picture=picture,
+        data=encode(picture, "PNG"),
         content_type="image/png",
-        status=UploadStatus.DONE,
-        predicted_label="not_phone",
         probability=0.1,
+        version=None,
     )
-    upload.image.save("x.png", ContentFile(data), save=False)
-    upload.save()
-    return upload
 
 
 def reviewed_uploads(owner: User, reviewer: User, count: int, rng: random.Random, *, flip: bool = False) -> list:
@@ -79,8 +70,7 @@ def reviewed_uploads(owner: User, reviewer: User, count: int, rng: random.Random
         truth = "phone" if index % 2 else "not_phone"
         upload = drawn_upload(owner, truth, rng)
         given = {"phone": "not_phone", "not_phone": "phone"}[truth] if flip else truth
-        uploads_set_reviewed_label(uploads=Upload.objects.filter(pk=upload.pk), label=given, reviewer=reviewer)
-        made.append(upload)
+        made.append(make_review(upload, label=given, reviewer=reviewer))
     return made
 
 
@@ -231,7 +221,7 @@ def test_no_reviewed_uploads_and_no_data_dir_is_a_clear_error() -> None:
 
 def test_reviews_waiting_for_a_second_reviewer_and_trusted_pictures_never_train(alice: User, reviewer: User) -> None:
     from phoneapp.models import SecondReview
-    from phoneapp.training_selectors import eval_uploads, ground_truth_uploads, training_uploads
+    from phoneapp.selectors.training import eval_uploads, ground_truth_uploads, training_uploads
 
     rng = random.Random(14)
     reviewed = reviewed_uploads(alice, reviewer, 20, rng)

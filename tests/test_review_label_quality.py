@@ -10,9 +10,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from phoneapp.models import ReviewSplit, SecondReview, Upload
+from phoneapp.selectors.training import training_uploads
 from phoneapp.services.reviews import review_split_of
-from phoneapp.training_selectors import training_uploads
-from tests.page_data import make_upload
+from tests.factories import make_upload, make_user
 
 if TYPE_CHECKING:
     # What the test client returns (a stubs-only name: the response with .json() and .templates added).
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def second_reviewer(db: None) -> User:
-    return User.objects.create_user("sam", password="sam-password-1", is_staff=True)
+    return make_user("sam", staff=True)
 
 
 def client_for(user: User) -> Client:

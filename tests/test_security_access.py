@@ -15,7 +15,9 @@ from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from phoneapp.errors import UploadNotFound
 from phoneapp.models import Upload, UploadStatus
+from phoneapp.selectors.uploads import upload_get, upload_get_for_viewer
 from phoneapp.services.api_tokens import api_token_regenerate
 from tests.images import picture_bytes, uploaded_file
 
@@ -271,3 +273,13 @@ def test_every_post_form_on_a_page_carries_a_csrf_token(path: str, alices_upload
     for form in forms:
         if re.search(r'method=["\']?post', form, flags=re.I):
             assert "csrfmiddlewaretoken" in form, form[:200]
+
+
+def test_selectors_answer_someone_elses_upload_exactly_like_a_missing_one(bob: User, alices_upload: Upload) -> None:
+    with pytest.raises(UploadNotFound) as someone_elses:
+        upload_get(owner=bob, upload_id=alices_upload.pk)
+    with pytest.raises(UploadNotFound) as missing:
+        upload_get(owner=bob, upload_id=alices_upload.pk + 1000)
+    assert someone_elses.value.message == missing.value.message
+    with pytest.raises(UploadNotFound):
+        upload_get_for_viewer(viewer=bob, upload_id=alices_upload.pk)

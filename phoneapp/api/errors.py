@@ -7,11 +7,15 @@ from typing import Any
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from phoneapp.errors import NotFound
 from phoneapp.services.errors import DomainError
 
 
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
-    """Domain errors become ``{"error": message}`` with their status; the rest is DRF's usual handling."""
+    """Domain errors become ``{"error": message}`` with their status, a selector's :class:`NotFound` a 404; the
+    rest is DRF's usual handling."""
+    if isinstance(error, NotFound):
+        return Response({"error": error.message}, status=404)
     if isinstance(error, DomainError):
         response = Response({"error": error.message}, status=error.status_code)
         if error.status_code == 503:

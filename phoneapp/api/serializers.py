@@ -14,8 +14,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from phoneapp.decision_selectors import upload_decision_rule, upload_verdict
 from phoneapp.models import Upload, UploadStatus
+from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 
 
 class ReviewedBoxSerializer(serializers.Serializer):

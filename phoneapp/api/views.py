@@ -24,7 +24,7 @@ from phoneapp.api.serializers import (
     UploadSerializer,
 )
 from phoneapp.api.throttling import UploadRateThrottle
-from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many
+from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list, uploads_get_many
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials
 from phoneapp.services.upload_deletion import upload_delete

@@ -94,7 +94,7 @@ def reviewed_upload_samples(*, workdir: Path) -> list[Sample]:
     Uploads with only a predicted label are never used: training on the model's own guesses would teach it its
     mistakes. Identical pictures (same sha256) share a group, so they never straddle train and test.
     """
-    reviewed = Upload.objects.exclude(reviewed_label="").order_by("pk")
+    reviewed = Upload.objects.reviewed().order_by("pk")
     return [
         Sample(
             path=str(local_picture_path(upload, workdir)),

@@ -14,7 +14,7 @@ from django.core.files.base import ContentFile
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from inference.manifest import ModelLoadError, manifest_checksum, read_manifest, verify_files
-from phoneapp.models import ModelVersion
+from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.dispatch import broker_configured
 from phoneapp.services.model_versions import model_dir_of
 from phoneapp.services.worker_presence import queue_depth, workers_alive
@@ -164,7 +164,7 @@ def _check_broker() -> str:
 def _check_model() -> tuple[str, str | None]:
     """``ok`` only if the active version's files are all there and match their checksums (what a worker
     checks before loading it); ``unavailable`` for a missing or corrupt model, without saying which file."""
-    version = ModelVersion.objects.filter(is_active=True).first()
+    version = model_version_active_or_none()
     if version is None:
         return "no active version", None
     model_dir = model_dir_of(version)

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from inference.loader import read_active_pointer
 from inference.manifest import MANIFEST_NAME, ModelLoadError, manifest_checksum, read_manifest
 from phoneapp.models import ModelVersion
+from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.errors import NoActiveModel
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def model_versions_sync_from_disk() -> list[ModelVersion]:
         default_name = read_active_pointer(root)
     except ModelLoadError:
         return registered
-    nothing_active = not ModelVersion.objects.filter(is_active=True).exists()
+    nothing_active = model_version_active_or_none() is None
     newly_shipped = any(version.name == default_name for version in registered)
     if nothing_active or newly_shipped:
         default = ModelVersion.objects.filter(name=default_name).first()
@@ -95,10 +96,10 @@ def model_versions_sync_from_disk() -> list[ModelVersion]:
 
 def model_version_active() -> ModelVersion:
     """The active version; registers the shipped models first on a fresh database."""
-    version = ModelVersion.objects.filter(is_active=True).first()
+    version = model_version_active_or_none()
     if version is None:
         model_versions_sync_from_disk()
-        version = ModelVersion.objects.filter(is_active=True).first()
+        version = model_version_active_or_none()
     if version is None:
         raise NoActiveModel("No model version is active; run `python manage.py retrain` or activate one.")
     return version

@@ -41,15 +41,16 @@ from ml_training.data import load_samples
 from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
 from phoneapp.models import ModelVersion, Upload, VersionScore
-from phoneapp.services.errors import DomainError
-from phoneapp.services.evaluation import local_picture_path, pictures_decode
-from phoneapp.services.model_versions import model_dir_of, model_version_register
-from phoneapp.training_selectors import (
+from phoneapp.selectors.model_versions import model_version_active_or_none
+from phoneapp.selectors.training import (
     eval_uploads,
     ground_truth_uploads,
     training_uploads,
     uploads_held_for_second_review_count,
 )
+from phoneapp.services.errors import DomainError
+from phoneapp.services.evaluation import local_picture_path, pictures_decode
+from phoneapp.services.model_versions import model_dir_of, model_version_register
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def retrain(
         summary = _data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
         _check_enough(summary)
         log(f"training data: {json.dumps(summary, sort_keys=True)}")
-        active_version = ModelVersion.objects.filter(is_active=True).first()
+        active_version = model_version_active_or_none()
         initial_head, warm_start = _warm_start(active_version, log)
         candidate_dir = scratch_dir / version
         try:

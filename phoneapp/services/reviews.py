@@ -24,8 +24,8 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from phoneapp.decision_selectors import upload_verdict
 from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadStatus
+from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -120,9 +120,27 @@ def uploads_set_reviewed_label(*, uploads: QuerySet[Upload], label: str, reviewe
     return updated
 
 
+def uploads_clear_review(*, uploads: QuerySet[Upload], reviewer: AbstractBaseUser) -> int:
+    """Take the reviewed label off these uploads (back to the review queue); returns how many were updated. The
+    picture keeps its split: it was fixed at its first review and must not move between train and eval."""
+    updated = uploads.update(reviewed_label="", reviewed_by=None, reviewed_at=None)
+    logger.info("reviews cleared", extra={"count": updated, "reviewer_id": reviewer.pk})
+    return updated
+
+
+def upload_set_reviewed_boxes(
+    *, upload: Upload, boxes: Sequence[dict[str, list[float]]] | None, reviewer: AbstractBaseUser
+) -> None:
+    """Store where the reviewer says the phones are (parsed by :func:`review_boxes_parse`; None = not drawn)."""
+    Upload.objects.filter(pk=upload.pk).update(reviewed_boxes=None if boxes is None else list(boxes))
+    logger.info(
+        "review boxes set", extra={"upload_id": upload.pk, "count": len(boxes or []), "reviewer_id": reviewer.pk}
+    )
+
+
 def uploads_confirm_predictions(*, uploads: QuerySet[Upload], reviewer: AbstractBaseUser) -> int:
     """Accept the model's verdict as the truth; uploads without a verdict yet are left alone."""
-    done = uploads.filter(status=UploadStatus.DONE).exclude(predicted_label="")
+    done = uploads.done()  # a done upload always has the model's label (done_upload_has_verdict)
     updated = done.update(reviewed_label=F("predicted_label"), reviewed_by=reviewer, reviewed_at=timezone.now())
     _assign_splits(done)
     logger.info("predictions confirmed", extra={"count": updated, "reviewer_id": reviewer.pk})
@@ -131,7 +149,7 @@ def uploads_confirm_predictions(*, uploads: QuerySet[Upload], reviewer: Abstract
 
 def _assign_splits(uploads: QuerySet[Upload]) -> None:
     """Give each newly reviewed picture its split, once: a split already set is never changed."""
-    for sha256 in set(uploads.filter(review_split="").exclude(reviewed_label="").values_list("sha256", flat=True)):
+    for sha256 in set(uploads.filter(review_split="").reviewed().values_list("sha256", flat=True)):
         Upload.objects.filter(sha256=sha256, review_split="").update(review_split=review_split_of(sha256=sha256))
 
 

@@ -1,7 +1,7 @@
 """Template helpers: a verdict as words and a probability bar ("Phone — 97% phone"), and the form's limits.
 
 The verdict word, the bar's unsure band and its threshold mark all come from the rule of the model version that
-judged the upload (:mod:`phoneapp.decision_selectors`), so the word and the number cannot contradict each other.
+judged the upload (:mod:`phoneapp.selectors.decisions`), so the word and the number cannot contradict each other.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 from django import template
 from django.conf import settings
 
-from phoneapp.decision_selectors import upload_decision_rule, upload_verdict
 from phoneapp.models import Upload
+from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 
 register = template.Library()
 

@@ -8,10 +8,10 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from phoneapp import charts
-from phoneapp.dashboard_selectors import HISTOGRAM_BINS, DashboardData, dashboard_data
-from phoneapp.decision_selectors import model_version_decision_rule
 from phoneapp.models import Label
-from phoneapp.training_selectors import review_agreement, version_score_history
+from phoneapp.selectors.dashboard import HISTOGRAM_BINS, DashboardData, dashboard_data
+from phoneapp.selectors.decisions import model_version_decision_rule
+from phoneapp.selectors.training import review_agreement, version_score_history
 from phoneapp.web.access import staff_required
 
 DAYS = 30

@@ -1,10 +1,16 @@
-"""Answers for requests Django refuses before any view runs (too many files, oversized form fields)."""
+"""Answers for requests Django refuses before any view runs (too many files, oversized form fields), and the 404
+for a selector's :class:`~phoneapp.errors.NotFound`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.handlers.exception import response_for_exception
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+
+from phoneapp.errors import NotFound
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -22,3 +28,19 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     if request.path.startswith("/api/"):
         return JsonResponse({"error": message}, status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+class NotFoundMiddleware:
+    """A selector's :class:`NotFound` raised by a page view is answered as Django answers ``Http404`` (the 404
+    page, ``handler404``), so selectors stay free of HTTP. API views map it themselves (``phoneapp/api/errors.py``)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, NotFound):
+            return None
+        return response_for_exception(request, Http404(exception.message))

@@ -19,9 +19,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from phoneapp.decision_selectors import upload_verdict
 from phoneapp.models import Label, Upload
-from phoneapp.review_selectors import review_next_after, review_place, review_queue_first, review_upload_get
+from phoneapp.selectors.decisions import upload_verdict
+from phoneapp.selectors.review_queue import review_next_after, review_place, review_queue_first, review_upload_get
 from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.reviews import (
     CONFIRM,

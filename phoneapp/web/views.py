@@ -22,9 +22,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.api.throttling import UploadRateThrottle
-from phoneapp.decision_selectors import upload_decision_rule, upload_verdict
-from phoneapp.models import Upload
-from phoneapp.selectors import UploadFilters, upload_get, upload_list, uploads_get_many, uploads_recent
+from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
+from phoneapp.selectors.uploads import (
+    UploadFilters,
+    upload_get,
+    upload_get_for_viewer,
+    upload_list,
+    uploads_get_many,
+    uploads_recent,
+)
 from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
@@ -186,14 +192,14 @@ def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = _viewable_upload(request, upload_id)
+    upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.image, upload.content_type)
 
 
 @login_required
 @require_GET
 def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = _viewable_upload(request, upload_id)
+    upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.thumbnail, "image/jpeg")
 
 
@@ -201,18 +207,8 @@ def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
 @require_GET
 def upload_heatmap(request: HttpRequest, upload_id: int) -> FileResponse:
     """The "where is the phone" overlay (transparent PNG); same permission as the picture it explains."""
-    upload = _viewable_upload(request, upload_id)
+    upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.heatmap, "image/png")
-
-
-def _viewable_upload(request: HttpRequest, upload_id: int) -> Upload:
-    """Owners see their pictures; staff see every picture (they review them in the admin)."""
-    if request.user.is_staff:
-        try:
-            return Upload.objects.get(pk=upload_id)
-        except Upload.DoesNotExist as error:
-            raise Http404("No such upload.") from error
-    return upload_get(owner=request.user, upload_id=upload_id)
 
 
 def picture_response(field: Model, content_type: str) -> FileResponse:

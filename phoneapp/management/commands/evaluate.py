@@ -13,6 +13,7 @@ from inference.loader import load
 from inference.manifest import ModelLoadError
 from ml_training.data import load_samples
 from phoneapp.models import ModelVersion
+from phoneapp.selectors.model_versions import ModelVersionNotFound, model_version_get
 from phoneapp.services.evaluation import decode_labelled, measure_classifier, reviewed_upload_samples
 from phoneapp.services.model_versions import model_dir_of, model_version_active
 from phoneapp.services.reporting import format_metrics_table
@@ -59,7 +60,6 @@ class Command(BaseCommand):
         if name is None:
             return model_version_active()
         try:
-            return ModelVersion.objects.get(name=name)
-        except ModelVersion.DoesNotExist as error:
-            known = ", ".join(ModelVersion.objects.values_list("name", flat=True))
-            raise CommandError(f"No model version {name!r}. Known: {known}.") from error
+            return model_version_get(name=name)
+        except ModelVersionNotFound as error:
+            raise CommandError(error.message) from error

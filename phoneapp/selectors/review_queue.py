@@ -1,6 +1,6 @@
 """Reading the review queue: classified uploads nobody has reviewed yet, the ones the model is least sure of first.
 
-"Least sure" is judged by each upload's own model version (:mod:`phoneapp.decision_selectors`): the distance of
+"Least sure" is judged by each upload's own model version (:mod:`phoneapp.selectors.decisions`): the distance of
 its probability from that version's threshold in log-odds, scaled so the unsure band is 0 to 1 -- the band comes
 first, closest to the threshold first. Ties are broken by id, so the order is total and stable: "next" is well
 defined even for an upload that has just left the queue because it was reviewed.
@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
-from django.http import Http404
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, When
 
-from phoneapp.decision_selectors import uncertainty_expression
-from phoneapp.models import SecondReview, Upload, UploadStatus
+from phoneapp.errors import UploadNotFound
+from phoneapp.models import SecondReview, Upload, UploadQuerySet
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,8 @@ class ReviewPlace:
     duplicates: int = 0  # other uploads of the same picture that one decision labels too
 
 
-def _unreviewed() -> QuerySet[Upload]:
-    return Upload.objects.filter(status=UploadStatus.DONE, reviewed_label="")
+def _unreviewed() -> UploadQuerySet:
+    return Upload.objects.done().unreviewed()
 
 
 def _waiting_q(reviewer_id: int | None) -> Q:
@@ -44,8 +43,8 @@ def _waiting_q(reviewer_id: int | None) -> Q:
     return Q(second_review=SecondReview.WAITING) & ~Q(reviewed_by_id=reviewer_id) & ~Q(reviewed_label="")
 
 
-def _needs_review(reviewer_id: int | None) -> QuerySet[Upload]:
-    return Upload.objects.filter(Q(reviewed_label="") | _waiting_q(reviewer_id), status=UploadStatus.DONE)
+def _needs_review(reviewer_id: int | None) -> UploadQuerySet:
+    return Upload.objects.done().filter(Q(reviewed_label="") | _waiting_q(reviewer_id))
 
 
 def _priority() -> Case:
@@ -53,7 +52,7 @@ def _priority() -> Case:
     return Case(When(second_review=SecondReview.WAITING, then=Value(0)), default=Value(1), output_field=IntegerField())
 
 
-def review_queue(*, reviewer_id: int | None = None) -> QuerySet[Upload]:
+def review_queue(*, reviewer_id: int | None = None) -> UploadQuerySet:
     """Done uploads of every user that need ``reviewer_id``'s decision, one per picture: reviews waiting for a
     second reviewer first, then unreviewed ones most uncertain first."""
     candidates = _needs_review(reviewer_id)
@@ -61,7 +60,8 @@ def review_queue(*, reviewer_id: int | None = None) -> QuerySet[Upload]:
     return (
         candidates.exclude(Exists(earlier_twin))
         .select_related("model_version", "owner", "reviewed_by")
-        .annotate(priority=_priority(), uncertainty=uncertainty_expression())
+        .with_uncertainty()
+        .annotate(priority=_priority())
         .order_by("priority", "uncertainty", "id")
     )
 
@@ -78,18 +78,21 @@ def review_queue_first(*, skipped: Sequence[int] = (), reviewer_id: int | None =
 
 
 def review_upload_get(*, upload_id: int) -> Upload:
-    """Any classified upload (reviewers see everyone's), with its uncertainty; 404 if missing or not done."""
+    """Any classified upload (reviewers see everyone's), with its uncertainty; :class:`UploadNotFound` if missing or
+    not done."""
     try:
         return (
-            Upload.objects.select_related("model_version", "owner", "reviewed_by")
-            .annotate(priority=_priority(), uncertainty=uncertainty_expression())
-            .get(pk=upload_id, status=UploadStatus.DONE)
+            Upload.objects.done()
+            .select_related("model_version", "owner", "reviewed_by")
+            .with_uncertainty()
+            .annotate(priority=_priority())
+            .get(pk=upload_id)
         )
     except Upload.DoesNotExist as error:
-        raise Http404("No such classified upload.") from error
+        raise UploadNotFound("No such classified upload.") from error
 
 
-def review_duplicates(*, upload: Upload) -> QuerySet[Upload]:
+def review_duplicates(*, upload: Upload) -> UploadQuerySet:
     """The other classified, unreviewed uploads of the same picture (a decision on ``upload`` labels them too)."""
     return _unreviewed().filter(sha256=upload.sha256).exclude(pk=upload.pk)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, F, IntegerField, Q, QuerySet
+from django.db.models import Count, F, IntegerField, Q
 from django.db.models.functions import Cast, Floor, Least, TruncDate
 from django.utils import timezone
 
-from phoneapp.decision_selectors import uncertainty_expression, unsure_q
-from phoneapp.models import Label, ModelVersion, Upload, UploadStatus
+from phoneapp.models import Label, ModelVersion, Upload, UploadQuerySet, UploadStatus
+from phoneapp.selectors.model_versions import model_version_active_or_none
 
 HISTOGRAM_BINS = 20
 
@@ -106,20 +106,21 @@ def uploads_per_day(*, days: int = 30, today: date | None = None) -> list[DayCou
 
 
 def verdict_split() -> VerdictSplit:
-    done = Q(status=UploadStatus.DONE)
-    unsure = done & unsure_q()
-    totals = Upload.objects.annotate(uncertainty=uncertainty_expression()).aggregate(
-        unsure=Count("id", filter=unsure),
-        phone=Count("id", filter=done & ~unsure & Q(predicted_label=Label.PHONE)),
-        not_phone=Count("id", filter=done & ~unsure & Q(predicted_label=Label.NOT_PHONE)),
-        waiting=Count("id", filter=Q(status__in=[UploadStatus.PENDING, UploadStatus.PROCESSING])),
-        failed=Count("id", filter=Q(status=UploadStatus.FAILED)),
+    """One grouped count by the word the pages show (the status while there is no verdict)."""
+    rows = Upload.objects.with_verdict().order_by().values("verdict").annotate(count=Count("id"))
+    counts = {row["verdict"]: row["count"] for row in rows}
+    return VerdictSplit(
+        phone=counts.get(Label.PHONE, 0),
+        not_phone=counts.get(Label.NOT_PHONE, 0),
+        unsure=counts.get("unsure", 0),
+        waiting=counts.get(UploadStatus.PENDING, 0) + counts.get(UploadStatus.PROCESSING, 0),
+        failed=counts.get(UploadStatus.FAILED, 0),
     )
-    return VerdictSplit(**totals)
 
 
-def _reviewed() -> QuerySet[Upload]:
-    return Upload.objects.filter(status=UploadStatus.DONE).exclude(reviewed_label="").exclude(predicted_label="")
+def _reviewed() -> UploadQuerySet:
+    """Classified uploads a reviewer labelled (a done upload always has the model's label too)."""
+    return Upload.objects.done().reviewed()
 
 
 def reviewed_accuracy_by_model() -> list[ModelAccuracy]:
@@ -149,7 +150,7 @@ def confusion_matrix(*, model_version: str = "") -> ConfusionMatrix:
 def probability_histogram(*, bins: int = HISTOGRAM_BINS) -> list[int]:
     """How many done uploads fall in each of ``bins`` equal slices of [0, 1] (1.0 goes in the last)."""
     rows = (
-        Upload.objects.filter(status=UploadStatus.DONE, probability__isnull=False)
+        Upload.objects.done()
         .annotate(bucket=Least(Cast(Floor(F("probability") * bins), IntegerField()), bins - 1))
         .values("bucket")
         .annotate(count=Count("id"))
@@ -173,7 +174,7 @@ def dashboard_data(*, days: int = 30, model_version: str = "") -> DashboardData:
         histogram=probability_histogram(),
         model_versions=versions,
         model_version=chosen,
-        active_version=ModelVersion.objects.filter(is_active=True).first(),
+        active_version=model_version_active_or_none(),
         reviewers=reviewer_counts(),
     )
 
@@ -182,7 +183,7 @@ def reviewer_counts() -> list[ReviewerCount]:
     """Reviewed uploads per reviewer, most active first (the reviewer's current label is what counts)."""
     week_ago = timezone.now() - timedelta(days=7)
     rows = (
-        Upload.objects.exclude(reviewed_label="")
+        Upload.objects.reviewed()
         .filter(reviewed_by__isnull=False)
         .values("reviewed_by__username")
         .annotate(total=Count("id"), last_week=Count("id", filter=Q(reviewed_at__gte=week_ago)))

@@ -1,8 +1,10 @@
 """How a model version turns a probability into a verdict: its threshold and its unsure band.
 
 Every place that shows or sorts verdicts (the verdict words and bar, the API, the review order, the admin's
-confidence filter, the dashboard) reads them through :func:`model_version_decision_rule`, and each upload is judged
-by the rule of the model version that produced it, so the word and the number never contradict each other.
+confidence filter, the dashboard) reads them through :func:`model_version_decision_rule` -- one upload at a time
+through :func:`upload_verdict`, querysets through ``UploadQuerySet.with_verdict()`` (``unsure()``,
+``confident()``), which is the same rule in SQL -- and each upload is judged by the rule of the model version
+that produced it, so the word and the number never contradict each other.
 
 Where the figures come from, in order:
 
@@ -154,8 +156,9 @@ def _log_odds_expression() -> Combinable:
 
 
 def uncertainty_expression() -> Case:
-    """:meth:`DecisionRule.uncertainty` in SQL, each upload by its own model version's rule, for ordering and
-    filtering querysets of uploads (``<= 1`` = inside the unsure band). Null for uploads without a probability."""
+    """:meth:`DecisionRule.uncertainty` in SQL, each upload by its own model version's rule (``<= 1`` = inside the
+    unsure band); null for uploads without a probability. Querysets reach it through ``Upload.objects``'
+    ``with_uncertainty()``, ``with_verdict()``, ``unsure()`` and ``confident()``."""
     log_odds = _log_odds_expression()
     whens: list[When] = []
     rules = [(version.pk, model_version_decision_rule(version=version)) for version in ModelVersion.objects.all()]
@@ -169,8 +172,3 @@ def uncertainty_expression() -> Case:
         whens.append(When(same_version & threshold_q, then=(log_odds - Value(centre)) / Value(above)))
         whens.append(When(same_version & ~threshold_q, then=(Value(centre) - log_odds) / Value(below)))
     return Case(*whens, default=Value(None), output_field=FloatField())
-
-
-def unsure_q() -> Q:
-    """Uploads inside their own model version's unsure band; use on a queryset annotated ``uncertainty``."""
-    return Q(probability__isnull=False, uncertainty__lte=1.0)

@@ -41,11 +41,7 @@ def ground_truth_uploads() -> list[Upload]:
 
 
 def _reviewed_in(split: str) -> QuerySet[Upload]:
-    return (
-        Upload.objects.exclude(reviewed_label="")
-        .filter(_SETTLED, review_split=split)
-        .exclude(sha256__in=_ground_truth_hashes())
-    )
+    return Upload.objects.reviewed().filter(_SETTLED, review_split=split).exclude(sha256__in=_ground_truth_hashes())
 
 
 def eval_uploads() -> list[Upload]:
@@ -60,9 +56,7 @@ def training_uploads() -> list[Upload]:
 
 def uploads_held_for_second_review_count() -> int:
     """Reviewed pictures kept out of training because a second reviewer has not agreed (waiting or disagreed)."""
-    held = Upload.objects.exclude(reviewed_label="").filter(
-        second_review__in=[SecondReview.WAITING, SecondReview.DISAGREED]
-    )
+    held = Upload.objects.reviewed().filter(second_review__in=[SecondReview.WAITING, SecondReview.DISAGREED])
     return held.values("sha256").distinct().count()
 
 
@@ -88,7 +82,7 @@ class ReviewAgreement:
 def review_agreement() -> ReviewAgreement:
     """Agreement between first and second reviewers, and between reviewers and ground truth."""
     second = _one_per_picture(Upload.objects.filter(second_review__in=[SecondReview.AGREED, SecondReview.DISAGREED]))
-    truth = _one_per_picture(Upload.objects.exclude(ground_truth_label="").exclude(reviewed_label=""))
+    truth = _one_per_picture(Upload.objects.exclude(ground_truth_label="").reviewed())
     waiting = Upload.objects.filter(second_review=SecondReview.WAITING).values("sha256").distinct().count()
     return ReviewAgreement(
         second_reviews=len(second),

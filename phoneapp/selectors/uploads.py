@@ -6,12 +6,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
-from django.http import Http404
 from django.utils import timezone
 
-from phoneapp.decision_selectors import uncertainty_expression, unsure_q
-from phoneapp.models import Label, Upload, UploadStatus
+from phoneapp.errors import UploadNotFound
+from phoneapp.models import Label, Upload, UploadQuerySet, UploadStatus
 
 VERDICTS = ("phone", "not_phone", "unsure")
 
@@ -53,20 +51,21 @@ class UploadFilters:
         )
 
 
-def upload_list(*, owner: AbstractBaseUser, filters: UploadFilters | None = None) -> QuerySet[Upload]:
+def upload_list(*, owner: AbstractBaseUser, filters: UploadFilters | None = None) -> UploadQuerySet:
     """The owner's uploads, newest first."""
-    queryset = Upload.objects.filter(owner=owner).select_related("model_version")
+    queryset = Upload.objects.owned_by(owner).select_related("model_version")
     filters = filters or UploadFilters()
     if filters.label:
         queryset = _with_final_label(queryset, filters.label)
     if filters.status:
         queryset = queryset.filter(status=filters.status)
     if filters.reviewed == "yes":
-        queryset = queryset.exclude(reviewed_label="")
+        queryset = queryset.reviewed()
     elif filters.reviewed == "no":
-        queryset = queryset.filter(reviewed_label="")
+        queryset = queryset.unreviewed()
     if filters.verdict:
-        queryset = _with_verdict(queryset, filters.verdict)
+        # Each upload judged by its own model version's unsure band, as the pages show it.
+        queryset = queryset.with_verdict().filter(verdict=filters.verdict)
     if filters.name:
         queryset = queryset.filter(original_name__icontains=filters.name)
     if filters.date_from:
@@ -80,35 +79,39 @@ def _day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def _with_final_label(queryset: QuerySet[Upload], label: str) -> QuerySet[Upload]:
+def _with_final_label(queryset: UploadQuerySet, label: str) -> UploadQuerySet:
     reviewed_as = queryset.filter(reviewed_label=label)
-    predicted_as = queryset.filter(reviewed_label="", predicted_label=label)
+    predicted_as = queryset.unreviewed().filter(predicted_label=label)
     return reviewed_as | predicted_as
 
 
-def _with_verdict(queryset: QuerySet[Upload], verdict: str) -> QuerySet[Upload]:
-    """Done uploads the pages show as ``verdict``, each judged by its own model version's unsure band."""
-    judged = queryset.filter(status=UploadStatus.DONE).annotate(uncertainty=uncertainty_expression())
-    if verdict == "unsure":
-        return judged.filter(unsure_q())
-    return judged.exclude(unsure_q()).filter(predicted_label=verdict)
-
-
 def upload_get(*, owner: AbstractBaseUser, upload_id: int) -> Upload:
-    """One of the owner's uploads; another user's upload is indistinguishable from a missing one (404)."""
+    """One of the owner's uploads; another user's upload is indistinguishable from a missing one: both raise
+    :class:`UploadNotFound`."""
     try:
-        return Upload.objects.select_related("model_version").get(pk=upload_id, owner=owner)
+        return Upload.objects.owned_by(owner).select_related("model_version").get(pk=upload_id)
     except Upload.DoesNotExist as error:
-        raise Http404("No such upload.") from error
+        raise UploadNotFound("No such upload.") from error
+
+
+def upload_get_for_viewer(*, viewer: AbstractBaseUser, upload_id: int) -> Upload:
+    """An upload whose picture ``viewer`` may see: their own, or anyone's for staff (they review them in the
+    admin); else :class:`UploadNotFound`."""
+    if not getattr(viewer, "is_staff", False):
+        return upload_get(owner=viewer, upload_id=upload_id)
+    try:
+        return Upload.objects.select_related("model_version").get(pk=upload_id)
+    except Upload.DoesNotExist as error:
+        raise UploadNotFound("No such upload.") from error
 
 
 def uploads_get_many(*, owner: AbstractBaseUser, upload_ids: list[int]) -> list[Upload]:
     """The owner's uploads among ``upload_ids`` (others silently left out), in the order asked."""
-    rows = Upload.objects.filter(owner=owner, pk__in=upload_ids).select_related("model_version")
+    rows = Upload.objects.owned_by(owner).filter(pk__in=upload_ids).select_related("model_version")
     found = {upload.pk: upload for upload in rows}
     return [found[upload_id] for upload_id in upload_ids if upload_id in found]
 
 
 def uploads_recent(*, owner: AbstractBaseUser, limit: int = 12) -> list[Upload]:
     """The owner's latest uploads, newest first: what the upload page shows again after a reload."""
-    return list(Upload.objects.filter(owner=owner).select_related("model_version").order_by("-created", "-id")[:limit])
+    return list(Upload.objects.owned_by(owner).select_related("model_version").order_by("-created", "-id")[:limit])
