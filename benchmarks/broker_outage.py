@@ -48,7 +48,7 @@ CRASH_PATH = "kombu _connparams called on a closed connection"
 
 
 class OutageStack(Stack):
-    """The load test's stack with a Procfile worker (both queues) that can be run without the work-around."""
+    """The load test's stack, its Procfile worker run with or without the work-around."""
 
     def __init__(self, workdir: Path, *, workaround: bool) -> None:
         super().__init__(workdir, worker_concurrency=2, web_workers=2)
@@ -57,7 +57,6 @@ class OutageStack(Stack):
 
     def worker_command(self) -> list[str]:
         command = super().worker_command()
-        command[command.index("-Q") + 1] = "classify,heatmaps"
         # python -m celery ... -> python -m benchmarks.broker_outage worker on|off ...
         command[1:3] = ["-m", "benchmarks.broker_outage", "worker", "on" if self.workaround else "off"]
         return command

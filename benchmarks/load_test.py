@@ -174,9 +174,10 @@ class Stack:
         return process
 
     def worker_command(self) -> list[str]:
-        """The worker's command line (benchmarks/broker_outage.py runs it through a wrapper)."""
+        """The Procfile's worker (both queues: heat maps take worker time too); benchmarks/broker_outage.py runs it
+        through a wrapper."""
         return [
-            sys.executable, "-m", "celery", "-A", "phoneapp", "worker", "-Q", "classify",
+            sys.executable, "-m", "celery", "-A", "phoneapp", "worker", "-Q", "classify,heatmaps",
             "--concurrency", str(self.worker_concurrency), "-n", f"load-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "--loglevel", "INFO",
         ]  # fmt: skip
@@ -186,6 +187,13 @@ class Stack:
         process = self._spawn(log_name, self.worker_command())
         wait_for("the worker", lambda: " ready." in self.log_tail(log_name, 200), timeout=300, interval=0.5)
         return process
+
+    def heatmaps_waiting(self) -> int:
+        """Heat-map tasks still in the broker's queue (0 when the worker has taken them all)."""
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.redis_port), "LLEN", "heatmaps"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        return int(out) if out.isdigit() else 0
 
     def cpu_roles(self) -> dict[str, Callable[[], list[int]]]:
         """For :class:`benchmarks._cpu.CpuMeter`: each service's processes (its process group), this database's
@@ -315,6 +323,10 @@ def measure_phase(
         wait_for("every verdict", all_finished, timeout=max(1.0, deadline - time.monotonic()), interval=1)
     except LoadTestError as error:
         raise LoadTestError(f"{error}\nworker log:\n{stack.log_tail('worker')}") from error
+    try:  # the heat maps come after the verdicts, on the same worker: their CPU belongs to this phase
+        wait_for("the heat maps", lambda: stack.heatmaps_waiting() == 0, timeout=60, interval=0.5)
+    except LoadTestError:
+        print("  heat maps still queued after 60 s; measuring without waiting longer")
     cpu = meter.stop()
     by_id = {row[0]: row for row in phase_rows()}
     latencies = [by_id[item.upload_id][3] - item.started for item in sent if by_id[item.upload_id][3] is not None]
@@ -348,7 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     rng = random.Random(args.seed)
     rates: list[float | None] = [float(rate) for rate in args.rates.split(",")] if args.rates else [args.rate]
     counts = [round(rate * args.phase_seconds) if args.rates and rate else args.uploads for rate in rates]
-    bodies = [drawn_picture(rng, 320, 240, quality=85) for _ in range(sum(counts))]
+    bodies = [drawn_picture(rng, 320, 240, quality=85) for _ in range(args.warmup + sum(counts))]
     phases: list[dict[str, object]] = []
     returned_ids: list[int] = []
     with ExitStack() as cleanup:
@@ -359,7 +371,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         print(f"starting PostgreSQL db {stack.database}, redis :{stack.redis_port}, gunicorn :{stack.web_port}, worker")
         stack.start()
         token = stack.token()
-        offset = 0
+        if args.warmup:  # first requests and tasks of each process (imports, connections, caches): not measured
+            print(f"warming up with {args.warmup} uploads ...")
+            _, returned_ids = measure_phase(
+                stack, token, bodies[: args.warmup], clients=args.clients, rate=None, deadline=hard_deadline
+            )
+        offset = args.warmup
         for rate, count in zip(rates, counts, strict=True):
             print(f"uploading {count} pictures with {args.clients} concurrent clients ...")
             phase, ids = measure_phase(
@@ -382,7 +399,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     report: dict[str, object] = {
         "clients": args.clients,
         "web": f"gunicorn {args.web_workers} workers x 4 threads",
-        "worker": f"1 celery worker, concurrency {args.worker_concurrency} (prefork)",
+        "worker": f"1 celery worker, concurrency {args.worker_concurrency} (prefork), queues classify,heatmaps",
         "cpus": os.cpu_count(),
     }
     if len(phases) == 1:
@@ -410,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         "phase sends rate x --phase-seconds uploads and waits for their verdicts before the next",
     )
     parser.add_argument("--phase-seconds", type=float, default=40, help="length of each --rates phase")
+    parser.add_argument("--warmup", type=int, default=20, help="uploads sent and classified before measuring")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
