@@ -124,13 +124,15 @@ def test_full_media_volume_answers_503_and_leaves_no_orphan_or_partial_file(
     settings,
 ) -> None:
     settings.CELERY_BROKER_URL = redis_server.url
+    live_services.shipped_model_activate(settings.MODELS_DIR)  # production's model and heat maps, and quick ones
     redis_server.start()
     token = Token.objects.create(user=User.objects.create_user("filler", password=None)).key
     port = free_port()
     env = live_services.celery_env(
         {
             **worker_env,
-            # Production mode, as deployed (README): DEBUG=0, a real key, the Procfile's commands.
+            # Production mode, as deployed (README): DEBUG=0, a real key; one gunicorn process whose threads take
+            # the clients' requests at once (a second process would only add start-up time).
             "DEBUG": "0",
             "SECRET_KEY": "full-volume-test-" + os.urandom(32).hex(),
             "ALLOWED_HOSTS": "127.0.0.1",
@@ -142,7 +144,7 @@ def test_full_media_volume_answers_503_and_leaves_no_orphan_or_partial_file(
     )
     web = live_services.process_start(
         [sys.executable, "-m", "gunicorn", "phoneapp.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2", "--timeout", "60"],
+         "--workers", "1", "--threads", str(CLIENTS), "--timeout", "60"],
         env=env,
         log_path=isolated_storage / "web.log",
     )  # fmt: skip
