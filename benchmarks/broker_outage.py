@@ -176,7 +176,8 @@ def run_mode(args: argparse.Namespace, *, workaround: bool) -> dict[str, object]
             kept.mkdir(parents=True, exist_ok=True)
             for name in logs:
                 shutil.copy(workdir / f"{name}.log", kept / f"{name}.log")
-        crash_lines = sorted({line.split(CRASH, 1)[1].strip() for line in all_logs.splitlines() if CRASH in line})
+        crash_lines = [line.split(CRASH, 1)[1] for line in all_logs.splitlines() if CRASH in line]
+        crash_lines = sorted({line.split(" exception=")[0].strip(": ") for line in crash_lines})  # no traceback
         return {
             "workaround": "on" if workaround else "off",
             "outages": len(outcomes),
