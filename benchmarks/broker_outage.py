@@ -30,6 +30,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -105,6 +106,26 @@ class Uploader(threading.Thread):
         connection.close()
 
 
+def watch_worker(stack: OutageStack, worker: subprocess.Popen[bytes], log_name: str, args: argparse.Namespace) -> str:
+    """After Redis returned: "crashed" (exited, or logged an unrecoverable error), "stuck" (alive but not classifying
+    within ``--recover-seconds``: counted apart, never as a recovery) or "recovered" (classifying again, and still
+    alive ``--settle-seconds`` later: a late ack of a task from before the outage may still come)."""
+
+    def crashed() -> bool:
+        return worker.poll() is not None or CRASH in stack.log_tail(log_name, 100_000)
+
+    back = time.monotonic()
+    done_at_return = stack.statuses().get("done", 0)
+    while not crashed():
+        if time.monotonic() - back > args.recover_seconds:
+            return "stuck"
+        if stack.statuses().get("done", 0) > done_at_return:
+            time.sleep(args.settle_seconds)
+            return "crashed" if crashed() else "recovered"
+        time.sleep(0.5)
+    return "crashed"
+
+
 def run_mode(args: argparse.Namespace, *, workaround: bool) -> dict[str, object]:
     with ExitStack() as cleanup:
         workdir = Path(tempfile.mkdtemp(prefix="phonecheck-outage-"))
@@ -128,24 +149,7 @@ def run_mode(args: argparse.Namespace, *, workaround: bool) -> dict[str, object]
             time.sleep(args.outage_seconds)
             stack.redis_start()
             back = time.monotonic()
-
-            def crashed(log_name: str = worker_log, process=worker) -> bool:
-                return process.poll() is not None or CRASH in stack.log_tail(log_name, 100_000)
-
-            done_at_return = stack.statuses().get("done", 0)
-            outcome = "recovered"
-            while True:
-                if crashed():
-                    outcome = "crashed"
-                    break
-                if time.monotonic() - back > args.recover_seconds:
-                    outcome = "stuck"  # alive but not classifying: counted apart, never as a recovery
-                    break
-                if stack.statuses().get("done", 0) > done_at_return:
-                    time.sleep(args.settle_seconds)  # a late ack of a task from before the outage may still come
-                    outcome = "crashed" if crashed() else "recovered"
-                    break
-                time.sleep(0.5)
+            outcome = watch_worker(stack, worker, worker_log, args)
             outcomes.append(outcome)
             print(f"  outage {n + 1}/{args.outages}: {outcome} ({time.monotonic() - back:.1f} s after Redis returned)")
             if outcome != "recovered":
