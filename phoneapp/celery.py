@@ -112,7 +112,7 @@ def _survive_broker_connection_loss() -> None:
     to ``None``, then closes it (``Consumer.on_connection_error_after_connected``). Closing the default channel hands
     its unacknowledged messages back (``restore_unacked``) through a new client, whose ``_connparams`` then reads
     ``None.hostname`` (the crash's traceback); once reconnected, the late ack of such a message takes the same path.
-    It happens in some outages, not all: 4 of 30 in one run (docs/reliability.md, "Redis outages"). That error is
+    It happens in some outages, not all: 5 of 60 in two runs (docs/reliability.md, "Redis outages"). That error is
     not one of the transport's connection errors, so instead of "could not reach the broker" it reached the worker
     as ``Unrecoverable error`` and the worker exited for good. Here it becomes the connection error it is: the
     hand-back or ack is skipped (the messages come back after the visibility timeout, or the sweep re-sends their
