@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks._cpu import cpu_seconds
 from benchmarks._stack import free_port, wait_for_port
 from benchmarks._stats import percentile
 
@@ -48,12 +49,6 @@ def memory_mb(pid: int) -> dict[str, float]:
         if line.startswith("Pss:"):
             figures["Pss"] = int(line.split()[1]) / 1024
     return figures
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child_pids(pid: int) -> list[int]:

@@ -108,15 +108,18 @@ def _uploads_in_hand() -> list[int]:
 def _survive_broker_connection_loss() -> None:
     """Work around kombu 5.7.0 killing the worker when Redis goes away with tasks in flight.
 
-    On a lost connection Celery 5.7 closes the broker connection (``Consumer.on_connection_error_after_connected``),
-    which sets the transport's ``client`` to ``None``; a task finishing afterwards acknowledges (or its message
-    is handed back) through the old channel, whose ``_connparams`` then reads ``None.hostname``. That
-    ``AttributeError`` is not one of the transport's connection errors, so instead of "could not ack, the
-    broker is gone" it reached the event loop as ``Unrecoverable error`` and the worker exited for good (seen
-    once in 9 outages under load; docs/reliability.md). Here it becomes the connection error it is: the ack is
-    skipped (the message comes back after the visibility timeout; the upload is already done, so that delivery
-    does nothing) and the consumer reconnects as usual. Celery 5.7.0 requires kombu >= 5.7.0, so pinning an older
-    kombu is not an option; tests/test_reliability_live.py stops Redis under load to prove the worker lives on.
+    On a lost connection Celery 5.7 first ``collect()``s the broker connection, which sets the transport's ``client``
+    to ``None``, then closes it (``Consumer.on_connection_error_after_connected``). Closing the default channel hands
+    its unacknowledged messages back (``restore_unacked``) through a new client, whose ``_connparams`` then reads
+    ``None.hostname`` (the crash's traceback); once reconnected, the late ack of such a message takes the same path.
+    It happens in some outages, not all: 5 of 60 in two runs (docs/reliability.md, "Redis outages"). That error is
+    not one of the transport's connection errors, so instead of "could not reach the broker" it reached the worker
+    as ``Unrecoverable error`` and the worker exited for good. Here it becomes the connection error it is: the
+    hand-back or ack is skipped (the messages come back after the visibility timeout, or the sweep re-sends their
+    uploads; an upload already done is not done twice) and the consumer reconnects as usual. Celery 5.7.0 requires
+    kombu >= 5.7.0, so pinning an older kombu is not an option. ``python -m benchmarks.broker_outage`` counts the
+    crashes per Redis outage with and without this (docs/reliability.md); tests/test_reliability_live_prefork.py
+    stops Redis while the worker holds an upload and checks that it lives on.
     """
     try:
         from kombu.transport import redis as kombu_redis
