@@ -212,9 +212,10 @@ class Stack:
     def token(self) -> str:
         code = (
             "import django; django.setup();"
-            "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
+            "from django.contrib.auth.models import User;"
+            "from phoneapp.services.api_tokens import api_token_regenerate;"
             "user = User.objects.create_user('load', password=None);"
-            "print(Token.objects.create(user=user).key)"
+            "print(api_token_regenerate(user=user))"
         )
         result = subprocess.run(
             [sys.executable, "-c", code], cwd=REPO_ROOT, env=self.env, check=True, capture_output=True, text=True

@@ -25,9 +25,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
 from phoneapp.models import Upload
+from phoneapp.services.api_tokens import api_token_regenerate
 from tests import live_services
 from tests.test_reliability_live import (  # noqa: F401  (fixtures)
     WORKER_READY_TIMEOUT,
@@ -129,7 +129,7 @@ def test_full_media_volume_answers_503_and_leaves_no_orphan_or_partial_file(
     settings.CELERY_BROKER_URL = redis_server.url
     live_services.shipped_model_activate(settings.MODELS_DIR)  # production's model and heat maps, and quick ones
     redis_server.start()
-    token = Token.objects.create(user=User.objects.create_user("filler", password=None)).key
+    token = api_token_regenerate(user=User.objects.create_user("filler", password=None))
     port = free_port()
     env = live_services.celery_env(
         {
