@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -121,25 +122,31 @@ def _reset_redis(url: str) -> None:
         client.close()
 
 
+def bench_env(*, media: Path, broker: str, log_level: str = "INFO") -> dict[str, str]:
+    """The environment of the benchmark's processes: production settings on the benchmark's own services."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "phoneapp.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}",
+        "CELERY_BROKER_URL": broker,
+        "MEDIA_ROOT": str(media),
+        "DEBUG": "0",
+        # Production refuses a key shorter than 50 characters (phoneapp/settings.py).
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",
+        "UPLOAD_RATE_LIMIT": "1000000/minute",
+        "LOG_LEVEL": log_level,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 @contextmanager
 def services(*, model: str | None = None, web_workers: int = 2) -> Iterator[Bench]:
     """A fresh database, broker and media folder, migrated, with gunicorn serving the API; stops it all after."""
     media = Path(tempfile.mkdtemp(prefix="phonecheck-bench-media-"))
     broker = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
     port = free_port()
-    env = {
-        "DJANGO_SETTINGS_MODULE": "phoneapp.settings",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}",
-        "CELERY_BROKER_URL": broker,
-        "MEDIA_ROOT": str(media),
-        "DEBUG": "0",
-        "SECRET_KEY": "benchmark-only-" + uuid.uuid4().hex,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "0",
-        "UPLOAD_RATE_LIMIT": "1000000/minute",
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = bench_env(media=media, broker=broker)
     _reset_database()
     _reset_redis(broker)
     bench = Bench(env=env, media=media, base_port=port)

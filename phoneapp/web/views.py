@@ -193,8 +193,7 @@ def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
 @login_required
 @require_GET
 def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = _viewable_upload(request, upload_id)
-    return picture_response(upload.thumbnail, "image/jpeg")
+    return thumbnail_response(_viewable_upload(request, upload_id))
 
 
 @login_required
@@ -229,6 +228,14 @@ def picture_response(field: Model, content_type: str) -> FileResponse:
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def thumbnail_response(upload: Upload) -> FileResponse:
+    """The upload's thumbnail; until the worker has drawn it (:mod:`phoneapp.services.thumbnails`), the picture
+    itself (answers to logged-in users are never cached, so the thumbnail replaces it as soon as it exists)."""
+    if upload.thumbnail:
+        return picture_response(upload.thumbnail, "image/jpeg")
+    return picture_response(upload.image, upload.content_type)
 
 
 def _too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:
