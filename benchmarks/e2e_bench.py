@@ -247,11 +247,11 @@ def _wait_finished(upload_ids: list[int], *, timeout: float, interval: float) ->
 
 
 def start_worker(
-    bench: Bench, *, pool: str, python: str, concurrency: int = 1, threads: int | None = None
+    bench: Bench, *, pool: str, python: str, concurrency: int = 1, threads: int | None = None, node: int = 0
 ) -> subprocess.Popen[bytes]:
     """One celery worker node on the classify queue; ``threads`` sets each process's ONNX Runtime threads."""
     return bench.start(
-        "worker",
+        f"worker{node or ''}",
         [
             "-m",
             "celery",
@@ -265,7 +265,7 @@ def start_worker(
             "--concurrency",
             str(concurrency),
             "-n",
-            f"bench-{os.getpid()}@%h",
+            f"bench-{os.getpid()}-{node}@%h",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -288,13 +288,18 @@ def measure_e2e(
     model: str | None = None,
     concurrency: int = 1,
     worker_threads: int | None = None,
+    worker_nodes: int = 1,
 ) -> dict[str, Any]:
-    """Worker start-up, single uploads one after another, then ``concurrent`` uploads from ``clients`` clients."""
+    """Worker start-up, single uploads one after another, then ``concurrent`` uploads from ``clients`` clients.
+
+    ``worker_nodes``: that many worker nodes (each ``concurrency`` processes), e.g. two ``solo`` nodes instead of
+    one ``prefork`` node of two processes; their CPU and memory are summed."""
     needed = 1 + sequential + concurrent
     if len(pictures) < needed:
         raise ValueError(f"need {needed} distinct pictures, got {len(pictures)}")
     result: dict[str, Any] = {
         "worker_pool": pool,
+        "worker_nodes": worker_nodes,
         "worker_concurrency": concurrency,
         "worker_threads": worker_threads or int(os.environ.get("INFERENCE_THREADS", "1")),
         "worker_python": worker_python,
@@ -304,7 +309,12 @@ def measure_e2e(
         # Start-up: an upload is already waiting when the worker process starts; ready = its verdict is in.
         first = client.upload(pictures[0], "first.jpg")
         started = time.time()
-        worker = start_worker(bench, pool=pool, python=worker_python, concurrency=concurrency, threads=worker_threads)
+        workers = [
+            start_worker(
+                bench, pool=pool, python=worker_python, concurrency=concurrency, threads=worker_threads, node=node
+            )
+            for node in range(worker_nodes)
+        ]
         verdicts = _wait_finished([first], timeout=180, interval=0.05)
         status, processed = verdicts.get(first, ("missing", None))
         if status != "done" or processed is None:
@@ -324,7 +334,7 @@ def measure_e2e(
 
         web = bench.processes[0].pid
         roles = {
-            "worker": [worker.pid, *child_pids(worker.pid)],
+            "worker": [pid for worker in workers for pid in (worker.pid, *child_pids(worker.pid))],
             "web": [web, *child_pids(web)],
             "clients": [os.getpid()],
         }
@@ -335,7 +345,7 @@ def measure_e2e(
             role: round((sum(cpu_seconds(pid) for pid in pids) - before[role]) * 1000 / concurrent, 1)
             for role, pids in roles.items()
         }
-        result.update(_worker_memory(worker.pid, pool=pool))
+        result.update(_worker_memory([worker.pid for worker in workers], pool=pool))
         result["logs"] = str(bench.logs)
     return result
 
@@ -385,9 +395,9 @@ def _concurrent(bench: Bench, pictures: list[bytes], *, clients: int) -> dict[st
     }
 
 
-def _worker_memory(pid: int, *, pool: str) -> dict[str, Any]:
-    """The worker's memory; with prefork, the parent plus the child that holds the model."""
-    pids = [pid, *child_pids(pid)] if pool == "prefork" else [pid]
+def _worker_memory(nodes: list[int], *, pool: str) -> dict[str, Any]:
+    """The workers' memory; with prefork, each parent plus the children that hold the model."""
+    pids = [pid for node in nodes for pid in ((node, *child_pids(node)) if pool == "prefork" else (node,))]
     per_process = {str(p): {k: round(v, 1) for k, v in memory_mb(p).items()} for p in pids}
     return {
         "worker_rss_mb": round(sum(figures["VmRSS"] for figures in per_process.values()), 1),

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool", choices=["solo", "prefork"], default="prefork", help="the worker's celery pool")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="worker processes (prefork pool)")
     parser.add_argument("--worker-threads", type=int, default=1, help="ONNX Runtime threads per worker process")
+    parser.add_argument("--worker-nodes", type=int, default=1, help="worker nodes started (e.g. 2 solo nodes)")
     parser.add_argument(
         "--worker-python", default=sys.executable, help="interpreter for the worker (e.g. a venv with CPU-only torch)"
     )
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model=args.model,
             concurrency=args.worker_concurrency,
             worker_threads=args.worker_threads,
+            worker_nodes=args.worker_nodes,
         )
         for name in ("e2e_ms_p50", "e2e_ms_p95", "e2e_images_per_s", "worker_rss_mb", "worker_ready_s"):
             figures[name] = e2e.pop(name)
