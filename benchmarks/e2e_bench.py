@@ -197,6 +197,21 @@ def services(*, model: str | None = None, web_workers: int = 2) -> Iterator[Benc
         shutil.rmtree(media, ignore_errors=True)
 
 
+def multipart_upload(data: bytes, name: str) -> tuple[str, bytes]:
+    """The content type and body of a ``POST /api/uploads/`` sending ``data`` as the one ``image`` part."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        [
+            f"--{boundary}\r\n".encode(),
+            f'Content-Disposition: form-data; name="image"; filename="{name}"\r\n'.encode(),
+            b"Content-Type: image/jpeg\r\n\r\n",
+            data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    return f"multipart/form-data; boundary={boundary}", body
+
+
 class ApiClient:
     """One client: a keep-alive-if-possible HTTP connection that sends pictures to ``POST /api/uploads/``."""
 
@@ -205,18 +220,9 @@ class ApiClient:
         self.token = token
 
     def upload(self, data: bytes, name: str) -> int:
-        boundary = uuid.uuid4().hex
-        body = b"".join(
-            [
-                f"--{boundary}\r\n".encode(),
-                f'Content-Disposition: form-data; name="image"; filename="{name}"\r\n'.encode(),
-                b"Content-Type: image/jpeg\r\n\r\n",
-                data,
-                f"\r\n--{boundary}--\r\n".encode(),
-            ]
-        )
+        content_type, body = multipart_upload(data, name)
         headers = {
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Type": content_type,
             "Authorization": f"Token {self.token}",
             "Host": "127.0.0.1",
         }

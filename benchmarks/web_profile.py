@@ -29,7 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e_bench import BENCH_REDIS_DB, REPO_ROOT, _reset_database, _reset_redis, bench_env
+from benchmarks.e2e_bench import (
+    BENCH_REDIS_DB,
+    REPO_ROOT,
+    _reset_database,
+    _reset_redis,
+    bench_env,
+    multipart_upload,
+)
 from benchmarks.pictures import sample_pictures
 
 BENCH_BROKER = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
@@ -98,16 +105,7 @@ def _prepare() -> str:
 
 
 def _environ(data: bytes, name: str, token: str) -> dict[str, Any]:
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        [
-            f"--{boundary}\r\n".encode(),
-            f'Content-Disposition: form-data; name="image"; filename="{name}"\r\n'.encode(),
-            b"Content-Type: image/jpeg\r\n\r\n",
-            data,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
-    )
+    content_type, body = multipart_upload(data, name)
     return {
         "REQUEST_METHOD": "POST",
         "PATH_INFO": "/api/uploads/",
@@ -118,7 +116,7 @@ def _environ(data: bytes, name: str, token: str) -> dict[str, Any]:
         "SERVER_PROTOCOL": "HTTP/1.1",
         "HTTP_HOST": "127.0.0.1",
         "HTTP_AUTHORIZATION": f"Token {token}",
-        "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}",
+        "CONTENT_TYPE": content_type,
         "CONTENT_LENGTH": str(len(body)),
         "REMOTE_ADDR": "127.0.0.1",
         "wsgi.input": io.BytesIO(body),
