@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -116,25 +117,31 @@ def _reset_redis(url: str) -> None:
         client.close()
 
 
+def bench_env(*, media: Path, broker: str, log_level: str = "INFO") -> dict[str, str]:
+    """The environment of the benchmark's processes: production settings on the benchmark's own services."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "phoneapp.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}",
+        "CELERY_BROKER_URL": broker,
+        "MEDIA_ROOT": str(media),
+        "DEBUG": "0",
+        # Production refuses a key shorter than 50 characters (phoneapp/settings.py).
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",
+        "UPLOAD_RATE_LIMIT": "1000000/minute",
+        "LOG_LEVEL": log_level,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 @contextmanager
 def services(*, model: str | None = None, web_workers: int = 2) -> Iterator[Bench]:
     """A fresh database, broker and media folder, migrated, with gunicorn serving the API; stops it all after."""
     media = Path(tempfile.mkdtemp(prefix="phonecheck-bench-media-"))
     broker = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
     port = free_port()
-    env = {
-        "DJANGO_SETTINGS_MODULE": "phoneapp.settings",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}",
-        "CELERY_BROKER_URL": broker,
-        "MEDIA_ROOT": str(media),
-        "DEBUG": "0",
-        "SECRET_KEY": "benchmark-only-" + uuid.uuid4().hex,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "0",
-        "UPLOAD_RATE_LIMIT": "1000000/minute",
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = bench_env(media=media, broker=broker)
     _reset_database()
     _reset_redis(broker)
     bench = Bench(env=env, media=media, base_port=port)
@@ -185,6 +192,21 @@ def services(*, model: str | None = None, web_workers: int = 2) -> Iterator[Benc
         shutil.rmtree(media, ignore_errors=True)
 
 
+def multipart_upload(data: bytes, name: str) -> tuple[str, bytes]:
+    """The content type and body of a ``POST /api/uploads/`` sending ``data`` as the one ``image`` part."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        [
+            f"--{boundary}\r\n".encode(),
+            f'Content-Disposition: form-data; name="image"; filename="{name}"\r\n'.encode(),
+            b"Content-Type: image/jpeg\r\n\r\n",
+            data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    return f"multipart/form-data; boundary={boundary}", body
+
+
 class ApiClient:
     """One client: a keep-alive-if-possible HTTP connection that sends pictures to ``POST /api/uploads/``."""
 
@@ -193,18 +215,9 @@ class ApiClient:
         self.token = token
 
     def upload(self, data: bytes, name: str) -> int:
-        boundary = uuid.uuid4().hex
-        body = b"".join(
-            [
-                f"--{boundary}\r\n".encode(),
-                f'Content-Disposition: form-data; name="image"; filename="{name}"\r\n'.encode(),
-                b"Content-Type: image/jpeg\r\n\r\n",
-                data,
-                f"\r\n--{boundary}--\r\n".encode(),
-            ]
-        )
+        content_type, body = multipart_upload(data, name)
         headers = {
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Type": content_type,
             "Authorization": f"Token {self.token}",
             "Host": "127.0.0.1",
         }
@@ -235,11 +248,11 @@ def _wait_finished(upload_ids: list[int], *, timeout: float, interval: float) ->
 
 
 def start_worker(
-    bench: Bench, *, pool: str, python: str, concurrency: int = 1, threads: int | None = None
+    bench: Bench, *, pool: str, python: str, concurrency: int = 1, threads: int | None = None, node: int = 0
 ) -> subprocess.Popen[bytes]:
     """One celery worker node on the classify queue; ``threads`` sets each process's ONNX Runtime threads."""
     return bench.start(
-        "worker",
+        f"worker{node or ''}",
         [
             "-m",
             "celery",
@@ -253,7 +266,7 @@ def start_worker(
             "--concurrency",
             str(concurrency),
             "-n",
-            f"bench-{os.getpid()}@%h",
+            f"bench-{os.getpid()}-{node}@%h",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -276,13 +289,18 @@ def measure_e2e(
     model: str | None = None,
     concurrency: int = 1,
     worker_threads: int | None = None,
+    worker_nodes: int = 1,
 ) -> dict[str, Any]:
-    """Worker start-up, single uploads one after another, then ``concurrent`` uploads from ``clients`` clients."""
+    """Worker start-up, single uploads one after another, then ``concurrent`` uploads from ``clients`` clients.
+
+    ``worker_nodes``: that many worker nodes (each ``concurrency`` processes), e.g. two ``solo`` nodes instead of
+    one ``prefork`` node of two processes; their CPU and memory are summed."""
     needed = 1 + sequential + concurrent
     if len(pictures) < needed:
         raise ValueError(f"need {needed} distinct pictures, got {len(pictures)}")
     result: dict[str, Any] = {
         "worker_pool": pool,
+        "worker_nodes": worker_nodes,
         "worker_concurrency": concurrency,
         "worker_threads": worker_threads or int(os.environ.get("INFERENCE_THREADS", "1")),
         "worker_python": worker_python,
@@ -292,7 +310,12 @@ def measure_e2e(
         # Start-up: an upload is already waiting when the worker process starts; ready = its verdict is in.
         first = client.upload(pictures[0], "first.jpg")
         started = time.time()
-        worker = start_worker(bench, pool=pool, python=worker_python, concurrency=concurrency, threads=worker_threads)
+        workers = [
+            start_worker(
+                bench, pool=pool, python=worker_python, concurrency=concurrency, threads=worker_threads, node=node
+            )
+            for node in range(worker_nodes)
+        ]
         verdicts = _wait_finished([first], timeout=180, interval=0.05)
         status, processed = verdicts.get(first, ("missing", None))
         if status != "done" or processed is None:
@@ -312,7 +335,7 @@ def measure_e2e(
 
         web = bench.processes[0].pid
         roles = {
-            "worker": [worker.pid, *child_pids(worker.pid)],
+            "worker": [pid for worker in workers for pid in (worker.pid, *child_pids(worker.pid))],
             "web": [web, *child_pids(web)],
             "clients": [os.getpid()],
         }
@@ -323,7 +346,7 @@ def measure_e2e(
             role: round((sum(cpu_seconds(pid) for pid in pids) - before[role]) * 1000 / concurrent, 1)
             for role, pids in roles.items()
         }
-        result.update(_worker_memory(worker.pid, pool=pool))
+        result.update(_worker_memory([worker.pid for worker in workers], pool=pool))
         result["logs"] = str(bench.logs)
     return result
 
@@ -373,9 +396,9 @@ def _concurrent(bench: Bench, pictures: list[bytes], *, clients: int) -> dict[st
     }
 
 
-def _worker_memory(pid: int, *, pool: str) -> dict[str, Any]:
-    """The worker's memory; with prefork, the parent plus the child that holds the model."""
-    pids = [pid, *child_pids(pid)] if pool == "prefork" else [pid]
+def _worker_memory(nodes: list[int], *, pool: str) -> dict[str, Any]:
+    """The workers' memory; with prefork, each parent plus the children that hold the model."""
+    pids = [pid for node in nodes for pid in ((node, *child_pids(node)) if pool == "prefork" else (node,))]
     per_process = {str(p): {k: round(v, 1) for k, v in memory_mb(p).items()} for p in pids}
     return {
         "worker_rss_mb": round(sum(figures["VmRSS"] for figures in per_process.values()), 1),

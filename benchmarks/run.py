@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="threads of the in-process model figures")
     parser.add_argument("--iterations", type=int, default=200, help="single-picture runs per engine")
     parser.add_argument("--skip-e2e", action="store_true", help="only the in-process figures (no services needed)")
+    parser.add_argument(
+        "--skip-model", action="store_true", help="only the end-to-end figures (A/B runs of the web and worker code)"
+    )
     parser.add_argument("--sequential", type=int, default=40, help="single uploads one after another")
     parser.add_argument("--uploads", type=int, default=500, help="uploads sent by the concurrent clients")
     parser.add_argument("--clients", type=int, default=8)
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool", choices=["solo", "prefork"], default="prefork", help="the worker's celery pool")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="worker processes (prefork pool)")
     parser.add_argument("--worker-threads", type=int, default=1, help="ONNX Runtime threads per worker process")
+    parser.add_argument("--worker-nodes", type=int, default=1, help="worker nodes started (e.g. 2 solo nodes)")
     parser.add_argument(
         "--worker-python", default=sys.executable, help="interpreter for the worker (e.g. a venv with CPU-only torch)"
     )
@@ -104,18 +108,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     context["loadavg_before"] = [round(value, 2) for value in os.getloadavg()]
     figures: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    model = measure_model(pictures, threads=args.threads, model=args.model, iterations=args.iterations)
-    context["loadavg_after_model"] = [round(value, 2) for value in os.getloadavg()]
-    for name in (
-        "model_ms_p50",
-        "model_ms_p95",
-        "model_cpu_ms_mean_one_thread",
-        "batch_images_per_s",
-        "reference_per_request_load_ms",
-    ):
-        figures[name] = model.pop(name)
-    figures["speedup_vs_per_request_load"] = model.pop("speedup_vs_per_request_load")
-    extra.update(model)
+    if not args.skip_model:
+        model = measure_model(pictures, threads=args.threads, model=args.model, iterations=args.iterations)
+        context["loadavg_after_model"] = [round(value, 2) for value in os.getloadavg()]
+        for name in (
+            "model_ms_p50",
+            "model_ms_p95",
+            "model_cpu_ms_mean_one_thread",
+            "batch_images_per_s",
+            "reference_per_request_load_ms",
+        ):
+            figures[name] = model.pop(name)
+        figures["speedup_vs_per_request_load"] = model.pop("speedup_vs_per_request_load")
+        extra.update(model)
     if not args.skip_e2e:
         from benchmarks.e2e_bench import measure_e2e
 
@@ -129,6 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model=args.model,
             concurrency=args.worker_concurrency,
             worker_threads=args.worker_threads,
+            worker_nodes=args.worker_nodes,
         )
         for name in ("e2e_ms_p50", "e2e_ms_p95", "e2e_images_per_s", "worker_rss_mb", "worker_ready_s"):
             figures[name] = e2e.pop(name)
@@ -154,16 +160,18 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{name:32} {result[name]:>10} {unit:5} {wanted:>8}  {verdict(name, result[name])}")
     extra, context = result["extra"], result["context"]
     print()
-    print(
-        f"engine {extra['engine']} vs eager fp32 torch, one picture: {result['model_ms_p50']} vs "
-        f"{extra['torch_fp32_ms_p50']} ms wall, {extra['model_cpu_ms_p50']} vs {extra['torch_fp32_cpu_ms_p50']} ms CPU"
-    )
-    one_thread = extra["batch_images_per_s_one_thread"]
-    print(f"batch API (predict_files, 2 threads): {result['batch_images_per_s']} img/s; one thread: {one_thread}")
-    print(
-        f"stages (ms, median): {extra['stages_ms_p50']}; "
-        f"batch sweep (model ms/picture): {extra['batch_sweep_ms_per_image']}"
-    )
+    if "engine" in extra:
+        print(
+            f"engine {extra['engine']} vs eager fp32 torch, one picture: {result['model_ms_p50']} vs "
+            f"{extra['torch_fp32_ms_p50']} ms wall, {extra['model_cpu_ms_p50']} vs "
+            f"{extra['torch_fp32_cpu_ms_p50']} ms CPU"
+        )
+        one_thread = extra["batch_images_per_s_one_thread"]
+        print(f"batch API (predict_files, 2 threads): {result['batch_images_per_s']} img/s; one thread: {one_thread}")
+        print(
+            f"stages (ms, median): {extra['stages_ms_p50']}; "
+            f"batch sweep (model ms/picture): {extra['batch_sweep_ms_per_image']}"
+        )
     if "e2e_uploads_sent" in extra:
         print(
             f"concurrent: {extra['e2e_uploads_done']}/{extra['e2e_uploads_sent']} done, {extra['e2e_uploads_failed']} "
@@ -172,10 +180,10 @@ def print_table(result: dict[str, Any]) -> None:
         )
         print(f"CPU ms per upload (load-independent): {extra['e2e_cpu_ms_per_upload']}")
     print(
-        f"model {extra['model_version']}; {context['date_utc']} UTC on {context['host']} ({context['cpu']}, "
-        f"{context['cores']} cores), torch {context['torch']}, onnxruntime {context['onnxruntime']}, "
-        f"{context['threads']} threads; load average before {context['loadavg_before']}, after model "
-        f"{context['loadavg_after_model']}"
+        f"model {extra.get('model_version', 'ACTIVE')}; {context['date_utc']} UTC on {context['host']} "
+        f"({context['cpu']}, {context['cores']} cores), torch {context['torch']}, "
+        f"onnxruntime {context['onnxruntime']}, {context['threads']} threads; "
+        f"load average before {context['loadavg_before']}, after model {context.get('loadavg_after_model')}"
         + (f", after e2e {context['loadavg_after_e2e']}" if "loadavg_after_e2e" in context else "")
     )
 

@@ -45,12 +45,13 @@ def animated_gif() -> bytes:
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", list(ACCEPTED))
 def test_accepted_format_is_stored_byte_for_byte_and_served_with_its_type(
-    kind: str, alice_client: Client, alice: User
+    kind: str, alice_client: Client, alice: User, deployed_models: None, django_capture_on_commit_callbacks
 ) -> None:
     name, pillow_format, content_type = ACCEPTED[kind]
     data = animated_gif() if kind == "GIF" else encode(draw_picture(width=200, height=150), pillow_format)
 
-    response = alice_client.post("/api/uploads/", {"image": uploaded_file(name, data, "application/octet-stream")})
+    with django_capture_on_commit_callbacks(execute=True):  # classified in-process (no broker): thumbnail drawn
+        response = alice_client.post("/api/uploads/", {"image": uploaded_file(name, data, "application/octet-stream")})
 
     assert response.status_code == 201, response.content
     upload = Upload.objects.get(owner=alice)
@@ -59,7 +60,7 @@ def test_accepted_format_is_stored_byte_for_byte_and_served_with_its_type(
     served = alice_client.get(f"/uploads/{upload.pk}/image")
     assert served["Content-Type"] == content_type
     assert isinstance(served, StreamingHttpResponse) and b"".join(served.streaming_content) == data
-    thumbnail = alice_client.get(f"/uploads/{upload.pk}/thumbnail")
+    thumbnail = alice_client.get(f"/uploads/{upload.pk}/thumbnail")  # drawn by the (in-process) worker
     assert thumbnail["Content-Type"] == "image/jpeg"
 
 
@@ -101,12 +102,17 @@ def test_heic_upload_gets_a_verdict(alice_client: Client) -> None:
     ("stored", "thumbnail_size"),
     [
         ((200, 150), (150, 200)),
-        # A camera photo: the web process decodes it only at thumbnail scale, yet must record its real size.
+        # A camera photo: the web process decodes it only at 1/8 scale, yet must record its real size.
         ((2400, 1800), (240, 320)),
     ],
 )
 def test_exif_rotated_photo_is_recorded_upright(
-    alice_client: Client, alice: User, stored: tuple[int, int], thumbnail_size: tuple[int, int]
+    alice_client: Client,
+    alice: User,
+    stored: tuple[int, int],
+    thumbnail_size: tuple[int, int],
+    deployed_models: None,
+    django_capture_on_commit_callbacks,
 ) -> None:
     """A phone photo stored sideways with EXIF orientation 6 (rotate 90°) is taller than wide to a person."""
     picture = draw_picture(width=stored[0], height=stored[1])
@@ -114,7 +120,8 @@ def test_exif_rotated_photo_is_recorded_upright(
     exif[0x0112] = 6
     data = encode(picture, "JPEG", exif=exif.tobytes())
 
-    response = alice_client.post("/api/uploads/", {"image": uploaded_file("sideways.jpg", data)})
+    with django_capture_on_commit_callbacks(execute=True):  # the worker (in-process here) draws the thumbnail
+        response = alice_client.post("/api/uploads/", {"image": uploaded_file("sideways.jpg", data)})
 
     assert response.status_code == 201
     upload = Upload.objects.get(owner=alice)

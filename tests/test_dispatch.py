@@ -29,7 +29,9 @@ def broker_accepts(settings, monkeypatch: pytest.MonkeyPatch) -> list[tuple[obje
     """A configured broker that takes every message; the messages sent, in order."""
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     sent: list[tuple[object, ...]] = []
-    monkeypatch.setattr(upload_classify_task, "apply_async", lambda args=(), kwargs=None: sent.append(tuple(args)))
+    monkeypatch.setattr(
+        upload_classify_task, "apply_async", lambda args=(), kwargs=None, **options: sent.append(tuple(args))
+    )
     return sent
 
 

@@ -40,10 +40,12 @@ FILE_FIELDS = ("image", "thumbnail", "heatmap")
 
 
 def stored_upload(owner: User, name: str = "holiday.jpg", data: bytes | None = None) -> Upload:
-    """An upload written by the real service (picture and thumbnail), with a heat map file as the worker adds."""
+    """An upload written by the real service (its picture), with a thumbnail and a heat map file as the worker
+    adds."""
     [upload] = uploads_create(owner=owner, files=[uploaded_file(name, data)])
+    upload.thumbnail.save("thumbnail.jpg", ContentFile(b"\xff\xd8 thumbnail"), save=False)
     upload.heatmap.save("heatmap.png", ContentFile(b"\x89PNG overlay"), save=False)
-    Upload.objects.filter(pk=upload.pk).update(heatmap=upload.heatmap.name)
+    Upload.objects.filter(pk=upload.pk).update(thumbnail=upload.thumbnail.name, heatmap=upload.heatmap.name)
     upload = Upload.objects.get(pk=upload.pk)
     assert all(default_storage.exists(name) for name in file_names(upload))
     return upload

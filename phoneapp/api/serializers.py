@@ -56,7 +56,10 @@ class UploadSerializer(serializers.ModelSerializer):
         help_text="where a reviewer says the phones are ([x1, y1, x2, y2] fractions); null when no reviewer drew any"
     )
     image = serializers.SerializerMethodField(help_text="the picture; only its owner can fetch it")
-    thumbnail = serializers.SerializerMethodField(help_text="a small JPEG of the picture; only its owner can fetch it")
+    thumbnail = serializers.SerializerMethodField(
+        help_text="a small JPEG of the picture (the picture itself until the worker has drawn it); only its owner "
+        "can fetch it"
+    )
     heatmap = serializers.SerializerMethodField(
         help_text="transparent PNG of where the phone is, once drawn; only its owner can fetch it"
     )
@@ -131,9 +134,10 @@ class UploadSerializer(serializers.ModelSerializer):
     def get_image(self, upload: Upload) -> str:
         return self._absolute("api-upload-image", upload)
 
-    @extend_schema_field(serializers.URLField(allow_null=True))
-    def get_thumbnail(self, upload: Upload) -> str | None:
-        return self._absolute("api-upload-thumbnail", upload) if upload.thumbnail else None
+    @extend_schema_field(serializers.URLField())
+    def get_thumbnail(self, upload: Upload) -> str:
+        # Always there: until the worker has drawn the thumbnail, the URL serves the picture itself.
+        return self._absolute("api-upload-thumbnail", upload)
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_heatmap(self, upload: Upload) -> str | None:

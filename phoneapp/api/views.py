@@ -24,12 +24,12 @@ from phoneapp.api.serializers import (
     UploadSerializer,
 )
 from phoneapp.api.throttling import UploadRateThrottle
-from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list, uploads_get_many
+from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
-from phoneapp.web.views import picture_response
+from phoneapp.web.views import picture_response, thumbnail_response
 
 BATCH_RULE = (
     "Send one or more files, each as an `image` part (at most `UPLOAD_MAX_FILES`, 20 by default). **All or "
@@ -77,9 +77,8 @@ class UploadListCreateApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        created = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
-        # Read back: without a broker the verdicts were written while the transaction committed.
-        uploads = uploads_get_many(owner=request.user, upload_ids=[upload.pk for upload in created])
+        # As they are now: the service reads them back only when it classified them itself (no broker).
+        uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
         data = UploadSerializer(uploads, many=True, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -128,8 +127,10 @@ class UploadImageApi(_UploadPictureApi):
 
 
 class UploadThumbnailApi(_UploadPictureApi):
-    field = "thumbnail"
-    content_type = "image/jpeg"
+    """A small JPEG of the picture; the picture itself until the worker has drawn it."""
+
+    def get(self, request: Request, upload_id: int) -> FileResponse:
+        return thumbnail_response(upload_get(owner=request.user, upload_id=upload_id))
 
 
 class UploadHeatmapApi(_UploadPictureApi):

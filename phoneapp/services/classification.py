@@ -21,6 +21,7 @@ from phoneapp.services.dispatch import enqueue
 from phoneapp.services.errors import ClassificationUnavailable, NoActiveModel
 from phoneapp.services.heatmaps import heatmap_enqueue
 from phoneapp.services.stored_pictures import stored_picture_for
+from phoneapp.services.thumbnails import THUMBNAIL_SIZE, thumbnail_discard, upload_thumbnail_store
 from phoneapp.services.worker_presence import sweep_lock, uploads_being_classified
 from phoneapp.tasks import upload_classify_task
 
@@ -31,25 +32,31 @@ logger = logging.getLogger(__name__)
 MODEL_UNAVAILABLE_REASON = "The model is unavailable, so this picture could not be classified; upload it again later."
 
 
-def classification_enqueue(*, upload_ids: Sequence[int]) -> int:
+def classification_enqueue(*, upload_ids: Sequence[int], marked_queued: bool = False) -> int:
     """Ask for each upload to be classified once the current transaction commits: by a worker, or here when no
     broker is configured (see :func:`phoneapp.services.dispatch.enqueue`).
 
     Returns how many were asked for. A broker that is down is logged, not raised: the uploads stay ``pending``
-    (``queued_at`` empty) and :func:`uploads_requeue_stale` sends them again once it is back.
+    (``queued_at`` empty) and :func:`uploads_requeue_stale` sends them again once it is back. ``marked_queued``:
+    the caller wrote ``queued_at`` with the rows already (new uploads, saving an UPDATE per upload), so only the
+    ones whose message did not leave are unmarked.
     """
     sent: list[int] = []
     for upload_id in upload_ids:
         enqueue(upload_classify_task, args=(upload_id,), on_sent=partial(sent.append, upload_id))
     # Registered after the sends, so it runs after them (Django keeps the order of commit callbacks). Lets the
     # sweep tell "never reached the broker" from "waiting in a long queue" (not to be sent again).
-    transaction.on_commit(partial(_mark_queued, sent))
+    transaction.on_commit(partial(_record_queued, list(upload_ids), sent, marked_queued))
     return len(upload_ids)
 
 
-def _mark_queued(upload_ids: list[int]) -> None:
-    if upload_ids:
-        Upload.objects.filter(pk__in=upload_ids).update(queued_at=timezone.now())
+def _record_queued(asked: list[int], sent: list[int], marked_queued: bool) -> None:
+    if marked_queued:
+        unsent = sorted(set(asked) - set(sent))
+        if unsent:
+            Upload.objects.filter(pk__in=unsent).update(queued_at=None)
+    elif sent:
+        Upload.objects.filter(pk__in=sent).update(queued_at=timezone.now())
 
 
 def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | None = None) -> Upload | None:
@@ -65,18 +72,17 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
     classified elsewhere). Raises :class:`ClassificationUnavailable` when the model cannot be loaded, leaving the
     upload for a retry.
     """
-    claim = {"status": UploadStatus.PROCESSING, "processing_started": timezone.now(), "attempts": F("attempts") + 1}
-    claimed = Upload.objects.filter(pk=upload_id, status=UploadStatus.PENDING).update(**claim)
-    if not claimed:
+    upload = _claim_pending(upload_id)
+    if upload is None:
+        claim = {"status": UploadStatus.PROCESSING, "processing_started": timezone.now(), "attempts": F("attempts") + 1}
         processing = Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING)
         if not takeover:
             processing = processing.filter(_orphaned(worker=worker))
-        claimed = processing.update(**claim)
-    if not claimed:
-        return None
-    upload = Upload.objects.filter(pk=upload_id).first()
-    if upload is None:  # deleted by its owner just now
-        return None
+        if not processing.update(**claim):
+            return None
+        upload = Upload.objects.filter(pk=upload_id).first()
+        if upload is None:  # deleted by its owner just now
+            return None
     try:
         loaded = resident_model.current()
     except (ModelLoadError, NoActiveModel) as error:
@@ -88,7 +94,8 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
         raise ClassificationUnavailable(str(error)) from error
     started = time.perf_counter()
     try:
-        picture = stored_picture_for(upload, loaded.classifier)
+        # At least thumbnail scale when the worker is to draw the thumbnail from the same decode.
+        picture = stored_picture_for(upload, loaded.classifier, at_least=None if upload.thumbnail else THUMBNAIL_SIZE)
     except (ImageError, OSError) as error:
         # ImageError messages are written for users; an OSError's may hold storage paths.
         detail = str(error) if isinstance(error, ImageError) else "the file is missing or unreadable"
@@ -97,6 +104,8 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
         return Upload.objects.filter(pk=upload_id).first()
     prediction, evidence = loaded.classifier.predict_and_explain(picture)
     elapsed_ms = (time.perf_counter() - started) * 1000
+    # Written with the verdict: a done upload has its thumbnail, which a duplicate sent later shares.
+    thumbnail = upload_thumbnail_store(upload=upload, picture=picture)
     verdict = {
         "status": UploadStatus.DONE,
         "predicted_label": prediction.label,
@@ -106,6 +115,7 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
         "processed": timezone.now(),
         "inference_ms": round(elapsed_ms, 2),
         "error": "",
+        **({"thumbnail": thumbnail} if thumbnail else {}),
     }
     written = Upload.objects.filter(pk=upload_id).exclude(status=UploadStatus.DONE).update(**verdict)
     logger.info(
@@ -121,6 +131,8 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
         },
     )
     if not written:  # a concurrent run stored its verdict first: report that one
+        if thumbnail:
+            thumbnail_discard(thumbnail)
         return Upload.objects.filter(pk=upload_id).first()
     # After the verdict, on its own low-priority task: the overlay must never delay a verdict.
     heatmap_enqueue(upload_id=upload_id, evidence=evidence)
@@ -128,6 +140,21 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
     for field, value in verdict.items():
         setattr(upload, field, value)
     return upload
+
+
+def _claim_pending(upload_id: int) -> Upload | None:
+    """Claim a pending upload and read what the worker needs of it, in one statement (``UPDATE ... RETURNING``;
+    an UPDATE and then a SELECT were two round trips per task). ``None``: not pending (or gone).
+
+    The returned row holds only those fields; any other is loaded from the database if read.
+    """
+    table = Upload._meta.db_table
+    rows = Upload.objects.raw(
+        f"UPDATE {table} SET status = %s, processing_started = %s, attempts = attempts + 1 "
+        f"WHERE id = %s AND status = %s RETURNING id, owner_id, image, thumbnail, width, height, status, attempts",
+        [UploadStatus.PROCESSING, timezone.now(), upload_id, UploadStatus.PENDING],
+    )
+    return next(iter(rows), None)
 
 
 def upload_mark_failed(*, upload_id: int, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""Checking an uploaded file before anything is stored: size, extension, and a full decode under a pixel limit.
+"""Checking an uploaded file before anything is stored: size, extension, and a decode under a pixel limit.
 
 Storage decision: JPEG, PNG, WebP, GIF, BMP and TIFF keep their format and their pixels as uploaded (the worker
 decodes them again with the same :func:`inference.images.open_image`), minus personal metadata -- location,
@@ -7,6 +7,9 @@ re-encoding unless ``KEEP_PICTURE_METADATA`` is set (then the file is stored byt
 photos) is decoded here with ``pillow-heif`` and stored re-encoded as JPEG, because only Safari can display HEIC
 and because the worker's decoder accepts only the common formats. Either way the content type we serve comes
 from the decoded format, never from the client.
+
+No thumbnail is drawn here: the worker draws it from the picture it decodes for the model
+(:mod:`phoneapp.services.thumbnails`), so the web process only checks and stores.
 """
 
 from __future__ import annotations
@@ -41,14 +44,15 @@ _FORMAT_TYPES: dict[str, tuple[str, str]] = {
     "TIFF": (".tif", "image/tiff"),
 }
 
-THUMBNAIL_SIZE = (320, 320)
 ORIENTATION_TAG = 0x0112
 HEIF_REENCODE_QUALITY = 92
+# Asking Pillow's JPEG draft for a 1x1 picture gives its smallest scale, 1/8 of each side.
+SMALLEST_DRAFT = (1, 1)
 
 
 @dataclass(frozen=True)
 class ValidatedImage:
-    """Facts about an uploaded picture that passed every check, and its thumbnail."""
+    """Facts about an uploaded picture that passed every check."""
 
     original_name: str
     # sha256 of the bytes the client sent: two uploads of the same file have the same digest.
@@ -59,7 +63,6 @@ class ValidatedImage:
     height: int
     extension: str
     content_type: str
-    thumbnail_jpeg: bytes
     # Bytes to store instead of the uploaded ones (HEIC re-encoded as JPEG, metadata removed); None = as uploaded.
     replacement_bytes: bytes | None = None
 
@@ -68,7 +71,8 @@ def validate_image_file(file: UploadedFile) -> ValidatedImage:
     """Return what we need to store ``file``, or raise :class:`InvalidUpload` with a message for the user.
 
     The whole file is decoded (not just its header), so truncated pictures and decompression bombs are refused
-    here rather than failing later in a worker.
+    here rather than failing later in a worker; a JPEG at 1/8 scale (every coded block is still read, so a cut
+    or garbled file fails, but the inverse transforms and colour conversion of full-size pixels are skipped).
     """
     name = PurePosixPath(file.name or "upload").name[:255]
     size = file.size or 0
@@ -90,13 +94,9 @@ def validate_image_file(file: UploadedFile) -> ValidatedImage:
     header = _read_header(data)
     try:
         # open_image turns bombs, truncation and unknown formats into messages for the user. Every byte is still
-        # decoded (a truncated file fails), but a big JPEG only at the scale its thumbnail needs: decoding a
-        # 12-megapixel photo in full cost the web process ~10x the CPU of the rest of the upload.
-        picture = open_image(
-            data,
-            max_pixels=settings.UPLOAD_MAX_PIXELS,
-            draft_size=_thumbnail_box(*header.stored_size) if header else None,
-        )
+        # decoded (a truncated file fails), a JPEG at the smallest scale Pillow's draft offers (1/8): nothing here
+        # needs its pixels, and a full decode of a 12-megapixel photo cost the web process ~10x the rest.
+        open_image(data, max_pixels=settings.UPLOAD_MAX_PIXELS, draft_size=SMALLEST_DRAFT)
         if header is None:  # decodable, yet its header could not be read on its own: refuse rather than guess
             raise ImageError("The file is not a picture in a format we can read.")
         stored_extension, content_type = _FORMAT_TYPES[header.format]
@@ -113,7 +113,6 @@ def validate_image_file(file: UploadedFile) -> ValidatedImage:
         height=header.upright_size[1],
         extension=stored_extension,
         content_type=content_type,
-        thumbnail_jpeg=_thumbnail_jpeg(picture),
         replacement_bytes=None if stored is data else stored,
     )
 
@@ -170,7 +169,6 @@ def _validate_heif(data: bytes, *, name: str) -> ValidatedImage:
         height=picture.height,
         extension=".jpg",
         content_type="image/jpeg",
-        thumbnail_jpeg=_thumbnail_jpeg(picture),
         replacement_bytes=jpeg,
     )
 
@@ -178,8 +176,7 @@ def _validate_heif(data: bytes, *, name: str) -> ValidatedImage:
 @dataclass(frozen=True)
 class _Header:
     format: str
-    # As stored (what JPEG drafting works on), and as the owner sees it (EXIF orientations 5-8 turn a quarter).
-    stored_size: tuple[int, int]
+    # As the owner sees it (EXIF orientations 5-8 turn a quarter).
     upright_size: tuple[int, int]
 
 
@@ -191,28 +188,7 @@ def _read_header(data: bytes) -> _Header | None:
             turned = probe.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
             return _Header(
                 format=probe.format or "",
-                stored_size=(width, height),
                 upright_size=(height, width) if turned else (width, height),
             )
     except Exception:  # hostile headers raise anything; the full decode that follows reports it properly
         return None
-
-
-def _thumbnail_box(width: int, height: int) -> tuple[int, int]:
-    """The thumbnail's size for a stored ``width`` x ``height`` picture (before EXIF rotation, as JPEG drafting
-    sees it). The draft must be asked for this, not the square bound: a 640x480 photo only shrinks for 320x240."""
-    scale = min(1.0, THUMBNAIL_SIZE[0] / width, THUMBNAIL_SIZE[1] / height)
-    return (max(1, round(width * scale)), max(1, round(height * scale)))
-
-
-def _thumbnail_jpeg(picture: Image.Image) -> bytes:
-    """A JPEG of at most 320x320 for the history page.
-
-    Bicubic (Pillow's thumbnail default) and no Huffman optimisation: at this size neither Lanczos nor
-    ``optimize`` is visible, and together they cost 0.9 ms of the web process's ~15 ms per upload.
-    """
-    thumbnail = picture.copy()
-    thumbnail.thumbnail(THUMBNAIL_SIZE, Image.Resampling.BICUBIC)
-    buffer = io.BytesIO()
-    thumbnail.save(buffer, "JPEG", quality=82)
-    return buffer.getvalue()

@@ -21,17 +21,19 @@ if TYPE_CHECKING:
     from inference.contract import Classifier
 
 
-def stored_picture_for(upload: Upload, classifier: Classifier) -> Image.Image:
-    """Decode the stored picture with the upload pixel limit, JPEG-drafted to the classifier's input size.
+def stored_picture_for(
+    upload: Upload, classifier: Classifier, *, at_least: tuple[int, int] | None = None
+) -> Image.Image:
+    """Decode the stored picture with the upload pixel limit, JPEG-drafted to the classifier's input size (or to
+    ``at_least``, when that is larger: the worker draws the thumbnail from the same decode).
 
     Raises :class:`inference.images.ImageError` or :class:`OSError` when the stored file is damaged or gone.
     """
+    draft_size = classifier.manifest.preprocessing.draft_size
+    if at_least is not None:
+        draft_size = (max(draft_size[0], at_least[0]), max(draft_size[1], at_least[1]))
     with upload.image.open("rb") as handle:
-        return open_image(
-            handle,
-            max_pixels=settings.UPLOAD_MAX_PIXELS,
-            draft_size=classifier.manifest.preprocessing.draft_size,
-        )
+        return open_image(handle, max_pixels=settings.UPLOAD_MAX_PIXELS, draft_size=draft_size)
 
 
 def stored_file_write(*, field_file: FieldFile, filename: str, content: File) -> str:

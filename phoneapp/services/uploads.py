@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -35,6 +36,11 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
     The same file sent again by the same owner becomes a second upload (both are listed in the history) that
     shares the first one's stored picture and thumbnail; when the first already has a verdict from the model
     version active now, that verdict is copied and nothing is queued.
+
+    Returns the uploads as they are now, in the order sent: as written when a broker takes the work (the worker
+    has barely received them, so no query is spent reading them back), read again without one (they were
+    classified in this process while the transaction committed). Thumbnails are the worker's
+    (:mod:`phoneapp.services.thumbnails`).
     """
     if not files:
         raise InvalidUpload("No picture was sent: attach one or more files in the 'image' field.")
@@ -43,26 +49,31 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
     validated = [(file, validate_image_file(file)) for file in files]
     uploads: list[Upload] = []
     written: list[Upload] = []
+    # With a broker, each row is inserted already marked as handed to it (``queued_at``), and unmarked in the rare
+    # case the send fails: one statement per upload instead of an INSERT and then an UPDATE.
+    queued_at = timezone.now() if broker_configured() else None
     try:
         with transaction.atomic():
-            active_version = ModelVersion.objects.filter(is_active=True).first()
             for file, image in validated:
                 twin = _twin_of(owner=owner, sha256=image.sha256)
                 if twin is None:
-                    upload = _store(owner=owner, file=file, image=image, written=written)
+                    upload = Upload(owner=owner, queued_at=queued_at)
+                    _store(upload=upload, file=file, image=image, written=written)
                 else:
-                    upload = _store_duplicate(owner=owner, image=image, twin=twin, active_version=active_version)
+                    upload = _store_duplicate(owner=owner, image=image, twin=twin, queued_at=queued_at)
                 uploads.append(upload)
             to_classify = [upload.pk for upload in uploads if upload.status == UploadStatus.PENDING]
             if to_classify:
-                classification_enqueue(upload_ids=to_classify)  # sent once this transaction commits
+                # Sent once this transaction commits.
+                classification_enqueue(upload_ids=to_classify, marked_queued=queued_at is not None)
     except Exception:
         # The rows rolled back; remove the files this call wrote too, so storage never holds a file without a
         # row. Files shared with an earlier upload belong to that upload and stay.
         for upload in written:
             _delete_files(upload)
         raise
-    _refresh_statuses(uploads)
+    if not broker_configured():
+        uploads = _read_back(uploads)
     for upload in uploads:
         logger.info(
             "upload stored",
@@ -76,53 +87,46 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
     return uploads
 
 
-def _refresh_statuses(uploads: list[Upload]) -> None:
-    """Without a broker the uploads were classified while the transaction committed: report what they are now.
-
-    With a broker they are as written (the worker has barely received them), so no query is spent on it.
-    """
-    if broker_configured():
-        return
-    current = dict(Upload.objects.filter(pk__in=[upload.pk for upload in uploads]).values_list("pk", "status"))
-    for upload in uploads:
-        upload.status = current.get(upload.pk, upload.status)
+def _read_back(uploads: list[Upload]) -> list[Upload]:
+    """The uploads as the in-process classification left them, in the same order (one deleted meanwhile is
+    reported as written)."""
+    current = Upload.objects.select_related("model_version").in_bulk([upload.pk for upload in uploads])
+    return [current.get(upload.pk, upload) for upload in uploads]
 
 
 def _twin_of(*, owner: User, sha256: str) -> Upload | None:
-    """The owner's earliest upload of the same file whose picture is still in storage."""
-    for twin in Upload.objects.filter(owner=owner, sha256=sha256).exclude(image="").order_by("created", "id")[:3]:
-        if twin.image.storage.exists(twin.image.name):
-            return twin
+    """The owner's earliest upload of the same file whose picture is still in storage.
+
+    Asks for ids and file names first: almost every upload is new, and building the query for whole rows (thirty
+    columns) cost the web process twice as much CPU as this one. The twin's row is read only when there is one.
+    """
+    candidates = Upload.objects.filter(owner=owner, sha256=sha256).exclude(image="").order_by("created", "id")
+    storage = Upload.image.field.storage
+    for pk, name in candidates.values_list("pk", "image")[:3]:
+        if storage.exists(name):
+            return Upload.objects.filter(pk=pk).first()
     return None
 
 
-def _store(*, owner: User, file: UploadedFile, image: ValidatedImage, written: list[Upload]) -> Upload:
-    upload = Upload(
-        owner=owner,
-        original_name=image.original_name,
-        sha256=image.sha256,
-        size_bytes=image.size_bytes,
-        width=image.width,
-        height=image.height,
-        content_type=image.content_type,
-        status=UploadStatus.PENDING,
-    )
+def _store(*, upload: Upload, file: UploadedFile, image: ValidatedImage, written: list[Upload]) -> None:
+    upload.original_name = image.original_name
+    upload.sha256 = image.sha256
+    upload.size_bytes = image.size_bytes
+    upload.content_type = image.content_type
+    upload.status = UploadStatus.PENDING
     content = ContentFile(image.replacement_bytes) if image.replacement_bytes is not None else file
     content.seek(0)
     written.append(upload)
     stored_file_write(field_file=upload.image, filename=f"upload{image.extension}", content=content)
-    stored_file_write(field_file=upload.thumbnail, filename="thumbnail.jpg", content=ContentFile(image.thumbnail_jpeg))
-    # Saving the file made ImageField re-read the size from its header, which ignores EXIF rotation.
+    # Set after the file: saving it made ImageField re-read the size from its header, which ignores EXIF rotation.
     upload.width, upload.height = image.width, image.height
-    upload.save()
-    return upload
+    upload.save(force_insert=True)
 
 
-def _store_duplicate(
-    *, owner: User, image: ValidatedImage, twin: Upload, active_version: ModelVersion | None
-) -> Upload:
+def _store_duplicate(*, owner: User, image: ValidatedImage, twin: Upload, queued_at: datetime | None) -> Upload:
     upload = Upload(
         owner=owner,
+        queued_at=queued_at,
         image=twin.image.name,
         thumbnail=twin.thumbnail.name,
         original_name=image.original_name,
@@ -133,6 +137,8 @@ def _store_duplicate(
         content_type=twin.content_type,
         status=UploadStatus.PENDING,
     )
+    # Only duplicates need the active version (most uploads are not one: no query for them).
+    active_version = ModelVersion.objects.filter(is_active=True).first() if twin.status == UploadStatus.DONE else None
     verdict_is_current = active_version is not None and twin.model_version_id == active_version.pk
     if twin.status == UploadStatus.DONE and verdict_is_current:
         # Only the model's verdict is reused; a reviewer's label belongs to the upload that was reviewed.
@@ -144,7 +150,8 @@ def _store_duplicate(
         upload.predicted_boxes = twin.predicted_boxes
         upload.processed = timezone.now()
         upload.inference_ms = 0.0
-    upload.save()
+        upload.queued_at = None
+    upload.save(force_insert=True)
     return upload
 
 

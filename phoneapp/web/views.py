@@ -22,6 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.api.throttling import UploadRateThrottle
+from phoneapp.models import Upload
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.selectors.uploads import (
     UploadFilters,
@@ -199,8 +200,7 @@ def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
 @login_required
 @require_GET
 def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
-    return picture_response(upload.thumbnail, "image/jpeg")
+    return thumbnail_response(upload_get_for_viewer(viewer=request.user, upload_id=upload_id))
 
 
 @login_required
@@ -225,6 +225,14 @@ def picture_response(field: Model, content_type: str) -> FileResponse:
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def thumbnail_response(upload: Upload) -> FileResponse:
+    """The upload's thumbnail; until the worker has drawn it (:mod:`phoneapp.services.thumbnails`), the picture
+    itself (answers to logged-in users are never cached, so the thumbnail replaces it as soon as it exists)."""
+    if upload.thumbnail:
+        return picture_response(upload.thumbnail, "image/jpeg")
+    return picture_response(upload.image, upload.content_type)
 
 
 def _too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:

@@ -1,0 +1,63 @@
+"""Thumbnails for the history page, drawn by the worker from the picture it decodes for the model anyway.
+
+They used to be drawn in the web process at upload, which then decoded every picture at thumbnail scale and
+encoded a JPEG: ~4 ms of the web process's ~18 ms CPU per upload (docs/performance.md), spent while the client
+waited. The worker already holds the decoded, upright picture, so the thumbnail costs it only a resize and an
+encode, and it is written with the verdict. Until then (a pending upload) the thumbnail URL serves the picture
+itself (:func:`phoneapp.web.views.picture_response` callers).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from phoneapp.models import Upload
+from phoneapp.services.errors import StorageUnavailable
+from phoneapp.services.stored_pictures import stored_file_write
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = (320, 320)
+
+
+def thumbnail_jpeg(picture: Image.Image) -> bytes:
+    """A JPEG of at most 320x320 of an upright RGB picture.
+
+    Bilinear (antialiased, as every Pillow downscale) and no Huffman optimisation: at this size neither Lanczos,
+    bicubic nor ``optimize`` is visible, and bicubic alone cost 0.6 ms more per picture (1.8 against 1.2 ms).
+    """
+    thumbnail = picture.copy()
+    thumbnail.thumbnail(THUMBNAIL_SIZE, Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    thumbnail.save(buffer, "JPEG", quality=82)
+    return buffer.getvalue()
+
+
+def upload_thumbnail_store(*, upload: Upload, picture: Image.Image) -> str | None:
+    """Write the thumbnail file of ``upload`` from its decoded ``picture`` and point the (unsaved) field at it.
+
+    Returns the stored name for the caller to save with its own row update, or ``None`` when the upload already
+    has one (a duplicate sharing its twin's) or storage refused the write (logged: a missing thumbnail must not
+    cost a verdict; the picture is shown in its place).
+    """
+    if upload.thumbnail:
+        return None
+    try:
+        return stored_file_write(
+            field_file=upload.thumbnail, filename="thumbnail.jpg", content=ContentFile(thumbnail_jpeg(picture))
+        )
+    except StorageUnavailable:
+        logger.warning("thumbnail not stored", extra={"upload_id": upload.pk})
+        return None
+
+
+def thumbnail_discard(name: str) -> None:
+    """Remove a thumbnail file no row names (its verdict lost a race with another run's)."""
+    try:
+        Upload.thumbnail.field.storage.delete(name)
+    except Exception:
+        logger.exception("could not remove an unused thumbnail", extra={"file_name": name})
