@@ -58,6 +58,28 @@ def test_until_the_worker_draws_it_the_thumbnail_address_serves_the_picture_unca
         assert b"".join(served.streaming_content) == data  # the picture itself, not a thumbnail
 
 
+def test_until_the_worker_draws_it_a_tiff_gets_a_jpeg_thumbnail_drawn_on_request(
+    alice_client: Client, alice: User, broker_accepts: list[int]
+) -> None:
+    """Browsers cannot draw TIFF: serving the picture itself would show a broken image on the upload page."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(picture_bytes(width=640, height=480))).save(buffer, "TIFF")
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("scan.tif", buffer.getvalue())})
+
+    assert response.status_code == 201
+    [result] = response.json()
+    upload = Upload.objects.get(pk=result["id"])
+    assert upload.content_type == "image/tiff" and not upload.thumbnail
+    for address in (result["thumbnail"], f"/uploads/{upload.pk}/thumbnail"):
+        served = alice_client.get(address)
+        assert served.status_code == 200 and served["Content-Type"] == "image/jpeg"
+        assert served["X-Content-Type-Options"] == "nosniff"
+        assert isinstance(served, StreamingHttpResponse)
+        with Image.open(io.BytesIO(b"".join(served.streaming_content))) as drawn:
+            assert (drawn.format, drawn.size) == ("JPEG", (320, 240))
+    assert not Upload.objects.get(pk=upload.pk).thumbnail  # drawn for the answer, not stored
+
+
 def test_the_worker_draws_the_thumbnail_with_the_verdict_and_a_later_duplicate_shares_it(
     alice: User, alice_client: Client, deployed_models: None
 ) -> None:

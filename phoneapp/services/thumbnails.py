@@ -13,7 +13,7 @@ import io
 import logging
 
 from django.core.files.base import ContentFile
-from PIL import Image
+from PIL import Image, ImageOps
 
 from phoneapp.models import Upload
 from phoneapp.services.errors import StorageUnavailable
@@ -22,6 +22,8 @@ from phoneapp.services.stored_pictures import stored_file_write
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = (320, 320)
+# What browsers draw; a pending upload's picture in any other stored format (TIFF) gets a thumbnail drawn on request.
+BROWSER_DRAWABLE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"})
 
 
 def thumbnail_jpeg(picture: Image.Image) -> bytes:
@@ -61,3 +63,17 @@ def thumbnail_discard(name: str) -> None:
         Upload.thumbnail.field.storage.delete(name)
     except Exception:
         logger.exception("could not remove an unused thumbnail", extra={"file_name": name})
+
+
+def upload_preview_jpeg(*, upload: Upload) -> bytes | None:
+    """A thumbnail drawn now for a picture browsers cannot draw whose worker-drawn thumbnail does not exist yet.
+
+    ``None`` when the picture itself can stand in for it (browser-drawable formats, the usual case: no work here).
+    Only pending TIFFs come here: the upload page would otherwise show a broken image until the verdict. Not stored:
+    the worker writes the real one with the verdict.
+    """
+    if upload.content_type in BROWSER_DRAWABLE_TYPES:
+        return None
+    with upload.image.open("rb") as handle, Image.open(handle) as picture:
+        picture.draft("RGB", THUMBNAIL_SIZE)
+        return thumbnail_jpeg(ImageOps.exif_transpose(picture).convert("RGB"))

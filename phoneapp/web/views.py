@@ -7,6 +7,7 @@ picture's URL is useless to anyone but its owner (and staff reviewers).
 from __future__ import annotations
 
 import csv
+import io
 
 from django.conf import settings
 from django.contrib import messages
@@ -34,6 +35,7 @@ from phoneapp.selectors.uploads import (
 )
 from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.errors import InvalidUpload
+from phoneapp.services.thumbnails import upload_preview_jpeg
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 
@@ -219,7 +221,10 @@ def picture_response(field: Model, content_type: str) -> FileResponse:
         handle = field.open("rb")
     except FileNotFoundError as error:
         raise Http404("The picture file is missing.") from error
-    response = FileResponse(handle, content_type=content_type)
+    return _protected(FileResponse(handle, content_type=content_type))
+
+
+def _protected(response: FileResponse) -> FileResponse:
     # The bytes are the user's own; never let a browser sniff them into HTML or script.
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
@@ -232,6 +237,9 @@ def thumbnail_response(upload: Upload) -> FileResponse:
     itself (answers to logged-in users are never cached, so the thumbnail replaces it as soon as it exists)."""
     if upload.thumbnail:
         return picture_response(upload.thumbnail, "image/jpeg")
+    drawn_now = upload_preview_jpeg(upload=upload)
+    if drawn_now is not None:
+        return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
     return picture_response(upload.image, upload.content_type)
 
 
