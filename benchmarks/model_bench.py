@@ -81,12 +81,33 @@ def measure_model(
         result[f"{key}_ms_p50"] = round(percentile(walls, 0.5), 2)
         result[f"{key}_ms_p95"] = round(percentile(walls, 0.95), 2)
         result[f"{key}_cpu_ms_p50"] = round(percentile(cpus, 0.5), 2)
+    result.update(_engine_agreement(fast, reference, pictures[:200]))
     result["stages_ms_p50"] = _stages(fast, pictures[:50])
     result.update(_batch(fast, pictures))
     result["batch_sweep_ms_per_image"] = _batch_sweep(fast, pictures)
     result.update(_per_request_load(model_dir, pictures, result["model_ms_p50"]))
     result["model_cpu_ms_mean_one_thread"] = _model_cpu_one_thread(model_dir, pictures)
     return result
+
+
+def _engine_agreement(fast: Classifier, reference: Classifier, pictures: list[bytes]) -> dict[str, Any]:
+    """Do the serving engine and eager torch give the same verdicts and boxes on the same pictures?"""
+    same_label, same_best_box, largest_gap = 0, 0, 0.0
+    for data in pictures:
+        [served] = fast.predict([open_image(data, draft_size=fast.manifest.preprocessing.draft_size)])
+        [eager] = reference.predict([open_image(data, draft_size=reference.manifest.preprocessing.draft_size)])
+        same_label += served.label == eager.label
+        largest_gap = max(largest_gap, abs(served.probability - eager.probability))
+        best = [prediction.boxes[0].rounded_corners() if prediction.boxes else None for prediction in (served, eager)]
+        if best[0] is None or best[1] is None:
+            same_best_box += best[0] == best[1]
+        else:  # within 0.2% of the picture's side: the same box up to float rounding
+            same_best_box += max(abs(a - b) for a, b in zip(best[0], best[1], strict=True)) <= 0.002
+    return {
+        "engines_same_label": f"{same_label}/{len(pictures)}",
+        "engines_same_best_box": f"{same_best_box}/{len(pictures)}",
+        "engines_largest_probability_gap": round(largest_gap, 5),
+    }
 
 
 def _model_cpu_one_thread(model_dir: Path, pictures: list[bytes]) -> float:
