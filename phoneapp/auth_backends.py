@@ -37,7 +37,7 @@ class ThrottledModelBackend(ModelBackend):
 
     Being the backend, it covers every door that calls ``authenticate()``: the login page, the admin's login,
     DRF's token endpoint. Those doors answer "wrong credentials" when refused; wrapping the view in
-    :func:`phoneapp.web.login_throttle.login_throttled` turns that into a 429 with ``Retry-After`` and spares
+    :func:`phoneapp.login_throttle.login_throttled` turns that into a 429 with ``Retry-After`` and spares
     the password hashing.
     """
 

@@ -24,12 +24,12 @@ from phoneapp.api.serializers import (
     UploadSerializer,
 )
 from phoneapp.api.throttling import UploadRateThrottle
+from phoneapp.picture_files import picture_response
 from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list, uploads_get_many
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
-from phoneapp.web.views import picture_response
 
 BATCH_RULE = (
     "Send one or more files, each as an `image` part (at most `UPLOAD_MAX_FILES`, 20 by default). **All or "

@@ -12,8 +12,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Model
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from phoneapp.api.throttling import UploadRateThrottle
+from phoneapp.picture_files import picture_response
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.selectors.uploads import (
     UploadFilters,
@@ -35,6 +34,7 @@ from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_to
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
+from phoneapp.throttling import upload_rate_client, upload_rate_cost, upload_rate_spend
 
 
 @login_required
@@ -42,9 +42,10 @@ from phoneapp.services.uploads import uploads_create
 def upload_page(request: HttpRequest) -> HttpResponse:
     """The upload form; without JavaScript it posts here and lands back on this page with the new uploads."""
     if request.method == "POST":
-        throttle = UploadRateThrottle()
-        if not throttle.allow_request(request, None):
-            return _too_many_requests(request, retry_after=throttle.retry_after_seconds())
+        cost = upload_rate_cost(request.FILES)
+        decision = upload_rate_spend(client=upload_rate_client(request), cost=cost)
+        if not decision.allowed:
+            return _too_many_requests(request, retry_after=decision.retry_after_seconds())
         try:
             uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
         except InvalidUpload as error:
@@ -209,22 +210,6 @@ def upload_heatmap(request: HttpRequest, upload_id: int) -> FileResponse:
     """The "where is the phone" overlay (transparent PNG); same permission as the picture it explains."""
     upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.heatmap, "image/png")
-
-
-def picture_response(field: Model, content_type: str) -> FileResponse:
-    """The bytes of a stored picture with headers that keep a browser from running them (pages and API)."""
-    if not field.name:
-        raise Http404("No picture.")
-    try:
-        handle = field.open("rb")
-    except FileNotFoundError as error:
-        raise Http404("The picture file is missing.") from error
-    response = FileResponse(handle, content_type=content_type)
-    # The bytes are the user's own; never let a browser sniff them into HTML or script.
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
 
 
 def _too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:
