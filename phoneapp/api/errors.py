@@ -21,7 +21,7 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
         if error.status_code == 503:
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    response = drf_exception_handler(error, context)
-    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
-        response.data = {"error": str(response.data["detail"])}
-    return response
+    handled = drf_exception_handler(error, context)
+    if handled is not None and isinstance(handled.data, dict) and "detail" in handled.data:
+        handled.data = {"error": str(handled.data["detail"])}
+    return handled

@@ -7,6 +7,7 @@ picture's URL is useless to anyone but its owner (and staff reviewers).
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib import messages
@@ -34,12 +35,13 @@ from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_to
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
+from phoneapp.signed_in import SignedInRequest
 from phoneapp.throttling import upload_rate_client, upload_rate_cost, upload_rate_spend
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def upload_page(request: HttpRequest) -> HttpResponse:
+def upload_page(request: SignedInRequest) -> HttpResponse:
     """The upload form; without JavaScript it posts here and lands back on this page with the new uploads."""
     if request.method == "POST":
         cost = upload_rate_cost(request.FILES)
@@ -67,7 +69,7 @@ RECENT_ON_UPLOAD_PAGE = 12
 
 @login_required
 @require_GET
-def history_page(request: HttpRequest) -> HttpResponse:
+def history_page(request: SignedInRequest) -> HttpResponse:
     filters = UploadFilters.from_query(request.GET)
     paginator = Paginator(upload_list(owner=request.user, filters=filters), settings.HISTORY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
@@ -103,13 +105,13 @@ class _Echo:
 
 @login_required
 @require_GET
-def history_csv(request: HttpRequest) -> StreamingHttpResponse:
+def history_csv(request: SignedInRequest) -> StreamingHttpResponse:
     """The history's filtered rows (every page of them) as CSV, streamed so a long history costs no memory."""
     filters = UploadFilters.from_query(request.GET)
     uploads = upload_list(owner=request.user, filters=filters)
     writer = csv.writer(_Echo())
 
-    def rows() -> object:
+    def rows() -> Iterator[str]:
         yield writer.writerow(CSV_COLUMNS)
         for upload in uploads.iterator(chunk_size=500):
             done = upload.probability is not None and upload.status == "done"
@@ -144,7 +146,7 @@ def _csv_safe(text: str) -> str:
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
-def api_token_page(request: HttpRequest) -> HttpResponse:
+def api_token_page(request: SignedInRequest) -> HttpResponse:
     """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it."""
     new_key = ""
     if request.method == "POST":
@@ -170,14 +172,14 @@ def api_token_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def upload_detail_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+def upload_detail_page(request: SignedInRequest, upload_id: int) -> HttpResponse:
     upload = upload_get(owner=request.user, upload_id=upload_id)
     return render(request, "phoneapp/detail.html", {"upload": upload})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+def upload_delete_page(request: SignedInRequest, upload_id: int) -> HttpResponse:
     """``GET``: ask to confirm (works without JavaScript); ``POST``: delete the upload and its files for good."""
     upload = upload_get(owner=request.user, upload_id=upload_id)
     back = request.POST.get("next") or request.GET.get("next") or ""
@@ -192,21 +194,21 @@ def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
+def upload_image(request: SignedInRequest, upload_id: int) -> FileResponse:
     upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.image, upload.content_type)
 
 
 @login_required
 @require_GET
-def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
+def upload_thumbnail(request: SignedInRequest, upload_id: int) -> FileResponse:
     upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.thumbnail, "image/jpeg")
 
 
 @login_required
 @require_GET
-def upload_heatmap(request: HttpRequest, upload_id: int) -> FileResponse:
+def upload_heatmap(request: SignedInRequest, upload_id: int) -> FileResponse:
     """The "where is the phone" overlay (transparent PNG); same permission as the picture it explains."""
     upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.heatmap, "image/png")
