@@ -28,10 +28,19 @@ from phoneapp.services.reviews import (
     uploads_set_reviewed_label,
 )
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
+from phoneapp.signed_in import signed_in_user
 
 # The admin has no navigation sidebar: at 1366 px it took the room the upload list needs beside its filters (the
 # breadcrumbs and the admin's index still lead everywhere).
 admin.site.enable_nav_sidebar = False
+
+
+def _uploads(queryset: QuerySet[Any]) -> UploadQuerySet:
+    """A list filter's queryset: the changelist's, from ``Upload.objects`` (``UploadQuerySet.as_manager()``), so
+    it speaks the upload vocabulary; Django's hook only promises a ``QuerySet``."""
+    if not isinstance(queryset, UploadQuerySet):
+        raise TypeError(f"expected the uploads' queryset, got {type(queryset).__name__}")
+    return queryset
 
 
 def _cut(text: str, width_class: str) -> SafeString:
@@ -50,11 +59,11 @@ class ReviewedFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("no", "Not yet reviewed"), ("yes", "Reviewed")]
 
-    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "no":
-            return queryset.unreviewed()
+            return _uploads(queryset).unreviewed()
         if self.value() == "yes":
-            return queryset.reviewed()
+            return _uploads(queryset).reviewed()
         return queryset
 
 
@@ -67,11 +76,11 @@ class ConfidenceFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("unsure", "Low confidence (inside its model's unsure band)"), ("confident", "Confident")]
 
-    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "unsure":
-            return queryset.unsure()
+            return _uploads(queryset).unsure()
         if self.value() == "confident":
-            return queryset.confident()
+            return _uploads(queryset).confident()
         return queryset
 
 
@@ -82,8 +91,8 @@ class DisagreementFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("disagree", "Model disagreed with reviewer"), ("agree", "Model agreed with reviewer")]
 
-    def queryset(self, request: HttpRequest, queryset: UploadQuerySet) -> UploadQuerySet:
-        reviewed = queryset.reviewed().exclude(predicted_label="")
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        reviewed = _uploads(queryset).reviewed().exclude(predicted_label="")
         if self.value() == "disagree":
             return reviewed.exclude(reviewed_label=F("predicted_label"))
         if self.value() == "agree":
@@ -223,70 +232,83 @@ class UploadAdmin(admin.ModelAdmin):
             except BadBoxes as error:
                 self.message_user(request, f"Boxes not saved: {error.message}", messages.ERROR)
             else:
-                upload_set_reviewed_boxes(upload=obj, boxes=boxes, reviewer=request.user)
+                upload_set_reviewed_boxes(upload=obj, boxes=boxes, reviewer=signed_in_user(request))
         this_upload = Upload.objects.filter(pk=obj.pk)
         if obj.reviewed_label:
-            uploads_set_reviewed_label(uploads=this_upload, label=obj.reviewed_label, reviewer=request.user)
+            uploads_set_reviewed_label(uploads=this_upload, label=obj.reviewed_label, reviewer=signed_in_user(request))
         else:
-            uploads_clear_review(uploads=this_upload, reviewer=request.user)
+            uploads_clear_review(uploads=this_upload, reviewer=signed_in_user(request))
 
     def delete_model(self, request: HttpRequest, obj: Upload) -> None:
         # The files go with the row (unless a duplicate upload still shows them), as from the page and the API.
         upload_delete(upload=obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         uploads_delete(uploads=queryset)
 
     @admin.action(description="Confirm model verdict")
-    def confirm_model_verdict(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
-        count = uploads_confirm_predictions(uploads=queryset, reviewer=request.user)
+    def confirm_model_verdict(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
+        count = uploads_confirm_predictions(uploads=queryset, reviewer=signed_in_user(request))
         self.message_user(request, f"Confirmed the model's verdict on {count} upload(s).", messages.SUCCESS)
 
     @admin.action(description="Mark as phone")
-    def mark_as_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+    def mark_as_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         self._mark(request, queryset, label=Label.PHONE)
 
     @admin.action(description="Mark as not phone")
-    def mark_as_not_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+    def mark_as_not_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         self._mark(request, queryset, label=Label.NOT_PHONE)
 
-    def _mark(self, request: HttpRequest, queryset: QuerySet[Upload], *, label: Label) -> None:
+    def _mark(self, request: HttpRequest, queryset: UploadQuerySet, *, label: Label) -> None:
         """One reviewed label on every selected upload, and the count in the words the action's name uses."""
-        count = uploads_set_reviewed_label(uploads=queryset, label=label, reviewer=request.user)
+        count = uploads_set_reviewed_label(uploads=queryset, label=label, reviewer=signed_in_user(request))
         self.message_user(request, f"Marked {count} upload(s) as {_LABEL_WORDS[label]}.", messages.SUCCESS)
 
     @admin.action(description="Ground truth: confirm the reviewed label (scores every version, never trains)")
-    def confirm_as_ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
-        count = uploads_mark_ground_truth(uploads=queryset, by=request.user)
-        skipped = queryset.unreviewed().count()
+    def confirm_as_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
+        count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request))
+        skipped = _uploads(queryset).unreviewed().count()
         note = f"; {skipped} unreviewed upload(s) left alone" if skipped else ""
         self.message_user(request, f"{count} picture(s) are now ground truth{note}.", messages.SUCCESS)
 
     @admin.action(description="Ground truth: phone")
-    def ground_truth_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+    def ground_truth_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         self._ground_truth(request, queryset, label=Label.PHONE)
 
     @admin.action(description="Ground truth: not phone")
-    def ground_truth_not_phone(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+    def ground_truth_not_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         self._ground_truth(request, queryset, label=Label.NOT_PHONE)
 
-    def _ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload], *, label: Label) -> None:
+    def _ground_truth(self, request: HttpRequest, queryset: UploadQuerySet, *, label: Label) -> None:
         """Every selected upload becomes ground truth with ``label``; the message counts them."""
-        count = uploads_mark_ground_truth(uploads=queryset, by=request.user, label=label)
+        count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request), label=label)
         self.message_user(request, f"{count} picture(s) are now ground truth: {_LABEL_WORDS[label]}.", messages.SUCCESS)
 
     @admin.action(description="Remove from ground truth")
-    def remove_from_ground_truth(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+    def remove_from_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         count = uploads_unmark_ground_truth(uploads=queryset)
         self.message_user(request, f"{count} upload(s) removed from ground truth.", messages.SUCCESS)
+
+
+# Shown and read-only alike (one tuple: both admin options accept it, so the type checker does too).
+_SCORE_FIELDS = (
+    "created",
+    "picture_set",
+    "slice",
+    "correct",
+    "count",
+    "accuracy",
+    "false_positives",
+    "false_negatives",
+)
 
 
 class VersionScoreInline(admin.TabularInline):
     """Each retrain's scores of this version on the trusted pictures (same digest = same pictures)."""
 
     model = VersionScore
-    fields = ["created", "picture_set", "slice", "correct", "count", "accuracy", "false_positives", "false_negatives"]
-    readonly_fields = fields
+    fields = _SCORE_FIELDS
+    readonly_fields = _SCORE_FIELDS
     extra = 0
     can_delete = False
 
@@ -439,11 +461,14 @@ def _format_figure(value: Any) -> str:
 
 # API tokens: the admin lists who has one, its first characters and when it was made and last used; the key
 # itself is not stored (only its SHA-256), so no page can show it. Deleting one here revokes it.
+_TOKEN_FIELDS = ("user", "key_prefix", "created", "last_used")
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["key_prefix", "user", "created", "last_used"]
-    fields = ["user", "key_prefix", "created", "last_used"]
-    readonly_fields = fields
+    fields = _TOKEN_FIELDS
+    readonly_fields = _TOKEN_FIELDS
     search_fields = ["user__username"]
     list_select_related = ["user"]
     ordering = ["-created"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
@@ -37,13 +37,13 @@ class ThrottledModelBackend(ModelBackend):
 
     Being the backend, it covers every door that calls ``authenticate()``: the login page, the admin's login,
     DRF's token endpoint. Those doors answer "wrong credentials" when refused; wrapping the view in
-    :func:`phoneapp.web.login_throttle.login_throttled` turns that into a 429 with ``Retry-After`` and spares
+    :func:`phoneapp.login_throttle.login_throttled` turns that into a 429 with ``Retry-After`` and spares
     the password hashing.
     """
 
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
-    ) -> AbstractBaseUser | None:
+    ) -> User | None:
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
         wait = login_attempt_wait(username=username, address=client_address(request))

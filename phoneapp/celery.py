@@ -135,6 +135,8 @@ def _survive_broker_connection_loss() -> None:
             raise RedisConnectionError("broker connection already closed")
         return original(self, *args, **kwargs)
 
+    # Ignores: a marker attribute on a function, and replacing a method on kombu's class, are what a monkeypatch
+    # is; neither is something the type checker can model.
     _connparams._phonecheck_patched = True  # type: ignore[attr-defined]
     kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
 

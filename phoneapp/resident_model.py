@@ -50,8 +50,9 @@ class ResidentModel:
             active = model_version_active()
             self._checked_at = now
             if loaded is None or (loaded.version.pk, loaded.version.checksum) != (active.pk, active.checksum):
-                self._loaded = self._load(active)
-            return self._loaded  # type: ignore[return-value]
+                loaded = self._load(active)
+                self._loaded = loaded
+            return loaded
 
     def forget(self) -> None:
         """Drop the loaded model (tests; or to free memory)."""

@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from phoneapp.login_throttle import login_throttled
 from phoneapp.web import dashboard, review, views
 from phoneapp.web.health import healthz
-from phoneapp.web.login_throttle import login_throttled
 
 urlpatterns = [
     path("", views.upload_page, name="upload"),

@@ -106,6 +106,25 @@ def test_services_that_dispatch_import_their_tasks_at_load_time(service: str) ->
     assert {"phoneapp.tasks", "phoneapp.services.dispatch"} <= graph[service]
 
 
+def _every_import(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports, anywhere in it (lazy imports in functions too)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    return names
+
+
+def _offending(folder: Path, forbidden: set[str]) -> dict[str, list[str]]:
+    """Modules under ``folder`` importing a name that is, or lies under, one of ``forbidden`` (dotted)."""
+    offending = {}
+    for path in sorted(folder.rglob("*.py")):
+        names = _every_import(path)
+        bad = sorted(name for name in names if any(name == top or name.startswith(f"{top}.") for top in forbidden))
+        if bad:
+            offending[_module_name(path)] = bad
+    return offending
+
+
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
@@ -116,11 +135,37 @@ def test_services_that_dispatch_import_their_tasks_at_load_time(service: str) ->
 )
 def test_a_lower_layer_never_imports_a_higher_one(package: str, forbidden: set[str]) -> None:
     """``inference`` <- ``ml_training`` <- ``phoneapp`` <- ``benchmarks``, even through a lazy import in a function."""
-    offending = {}
-    for path in sorted((REPO_ROOT / package).rglob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-        if bad := sorted(name for name in names if name.split(".")[0] in forbidden):
-            offending[_module_name(path)] = bad
+    assert _offending(REPO_ROOT / package, forbidden) == {}
+
+
+@pytest.mark.parametrize(
+    ("edge", "other"),
+    [("phoneapp/web", "phoneapp.api"), ("phoneapp/api", "phoneapp.web")],
+)
+def test_the_two_edges_never_import_each_other(edge: str, other: str) -> None:
+    """Pages and the API are siblings: what both need (the upload rate limit, the login throttle, serving a
+    picture, the outage ``Retry-After``) lives below them, so changing one edge cannot break the other."""
+    assert _offending(REPO_ROOT / edge, {other}) == {}
+
+
+def test_the_shared_request_rules_import_neither_edge() -> None:
+    shared = ["throttling.py", "login_throttle.py", "picture_files.py", "errors.py", "auth_backends.py"]
+    offending = {
+        name: bad
+        for name in shared
+        if (
+            bad := sorted(
+                n
+                for n in _every_import(REPO_ROOT / "phoneapp" / name)
+                if n.startswith(("phoneapp.web", "phoneapp.api"))
+            )
+        )
+    }
     assert offending == {}
+
+
+def test_the_edge_check_sees_an_import_of_the_other_edge(tmp_path: Path) -> None:
+    """The checker itself: a lazy import of the forbidden package inside a function is reported."""
+    module = tmp_path / "page.py"
+    module.write_text("def view():\n    from phoneapp.api.throttling import UploadRateThrottle\n")
+    assert _every_import(module) == {"phoneapp.api.throttling"}

@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from phoneapp.models import Upload
+from phoneapp.throttling import RateDecision, upload_rate_spend
 from tests.images import picture_bytes, uploaded_file
 
 # Not transactional: nothing here needs a verdict, only the answer to each request.
@@ -95,3 +96,17 @@ def test_each_picture_of_a_request_counts_toward_the_limit(alice_client: Client,
     assert (two.status_code, two_more.status_code, one_more.status_code) == (201, 429, 201)
     assert one_too_many.status_code == 429
     assert Upload.objects.count() == 3
+
+
+def test_the_shared_rule_refuses_without_spending_and_says_how_long_to_wait() -> None:
+    """:mod:`phoneapp.throttling`, the rule both edges call: past the budget a request is refused whole, nothing of
+    it is spent, and the wait is DRF's (the window's rest over the requests still available), per client."""
+    spent = upload_rate_spend(client="rule-test", cost=2)
+    refused = upload_rate_spend(client="rule-test", cost=1)
+    other_client = upload_rate_spend(client="rule-test-other", cost=2)
+
+    assert spent.allowed and other_client.allowed
+    assert not refused.allowed
+    assert refused.wait is not None and 59 <= refused.wait <= 60
+    assert refused.retry_after_seconds() in (59, 60)
+    assert RateDecision(allowed=False, wait=None).retry_after_seconds() == 1  # a request larger than the budget

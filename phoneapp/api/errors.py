@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from phoneapp.errors import NotFound
-from phoneapp.services.errors import DomainError
+from phoneapp.services.errors import RETRY_AFTER_SECONDS, DomainError
 
 
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
@@ -19,11 +19,9 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
     if isinstance(error, DomainError):
         response = Response({"error": error.message}, status=error.status_code)
         if error.status_code == 503:
-            from phoneapp.web.outages import RETRY_AFTER_SECONDS
-
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    response = drf_exception_handler(error, context)
-    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
-        response.data = {"error": str(response.data["detail"])}
-    return response
+    handled = drf_exception_handler(error, context)
+    if handled is not None and isinstance(handled.data, dict) and "detail" in handled.data:
+        handled.data = {"error": str(handled.data["detail"])}
+    return handled

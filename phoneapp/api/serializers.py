@@ -37,7 +37,9 @@ class BoxSerializer(ReviewedBoxSerializer):
 
 class UploadSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField(help_text="this result in the API")
-    label = serializers.CharField(
+    # The stubs see Field.label (a field's caption); DRF's serializer metaclass moves declared fields into
+    # ``_declared_fields``, so at run time no class attribute ``label`` is shadowed.
+    label = serializers.CharField(  # type: ignore[assignment]
         source="predicted_label", allow_blank=True, help_text="the model's label (phone / not_phone) once done"
     )
     verdict = serializers.SerializerMethodField(

@@ -9,7 +9,7 @@ from phoneapp.api.views import (
     UploadListCreateApi,
     UploadThumbnailApi,
 )
-from phoneapp.web.login_throttle import login_throttled
+from phoneapp.login_throttle import login_throttled
 
 urlpatterns = [
     path("uploads/", UploadListCreateApi.as_view(), name="api-uploads"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.contrib.auth import authenticate
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse
@@ -12,10 +14,13 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from phoneapp.api.authentication import AuthenticatedRequest
 from phoneapp.api.serializers import (
     ErrorSerializer,
     TokenRequestSerializer,
@@ -24,12 +29,12 @@ from phoneapp.api.serializers import (
     UploadSerializer,
 )
 from phoneapp.api.throttling import UploadRateThrottle
+from phoneapp.picture_files import picture_response, thumbnail_response
 from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
-from phoneapp.web.views import picture_response, thumbnail_response
 
 BATCH_RULE = (
     "Send one or more files, each as an `image` part (at most `UPLOAD_MAX_FILES`, 20 by default). **All or "
@@ -47,7 +52,7 @@ class UploadListCreateApi(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
 
-    def get_throttles(self) -> list[UploadRateThrottle]:
+    def get_throttles(self) -> list[BaseThrottle]:
         # Only sending pictures costs work; reading the list is not limited.
         return [UploadRateThrottle()] if self.request.method == "POST" else []
 
@@ -58,7 +63,7 @@ class UploadListCreateApi(APIView):
         "(part of the file name), `from` and `to` (YYYY-MM-DD, upload date).",
         responses={200: UploadSerializer(many=True)},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         paginator = PageNumberPagination()
         uploads = upload_list(owner=request.user, filters=UploadFilters.from_query(request.query_params))
         page = paginator.paginate_queryset(uploads, request, view=self)
@@ -76,7 +81,7 @@ class UploadListCreateApi(APIView):
             429: OpenApiResponse(ErrorSerializer, description="too many pictures in a short time"),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         # As they are now: the service reads them back only when it classified them itself (no broker).
         uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
         data = UploadSerializer(uploads, many=True, context={"request": request}).data
@@ -87,12 +92,12 @@ class UploadDetailApi(APIView):
     """``GET``: one of the caller's uploads; ``DELETE``: delete it with its files (204). Someone else's: 404."""
 
     @extend_schema(summary="One of your uploads", responses={200: UploadSerializer, 404: ErrorSerializer})
-    def get(self, request: Request, upload_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, upload_id: int) -> Response:
         upload = upload_get(owner=request.user, upload_id=upload_id)
         return Response(UploadSerializer(upload, context={"request": request}).data)
 
     @extend_schema(summary="Delete one of your uploads with its files", responses={204: None, 404: ErrorSerializer})
-    def delete(self, request: Request, upload_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, upload_id: int) -> Response:
         upload_delete(upload=upload_get(owner=request.user, upload_id=upload_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -101,8 +106,11 @@ class AnyContentNegotiation(DefaultContentNegotiation):
     """Picture endpoints answer bytes, whatever ``Accept`` says (an ``<img>`` asks for ``image/*``); errors are
     JSON."""
 
-    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
-        return renderers[0], renderers[0].media_type
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        first = next(iter(renderers))  # DRF passes the view's renderer list, never empty
+        return first, first.media_type
 
 
 class _UploadPictureApi(APIView):
@@ -114,7 +122,7 @@ class _UploadPictureApi(APIView):
         responses={(200, "image/*"): OpenApiTypes.BINARY, 404: ErrorSerializer},
         description="Only the upload's owner can fetch it; anyone else gets 404.",
     )
-    def get(self, request: Request, upload_id: int) -> FileResponse:
+    def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         upload = upload_get(owner=request.user, upload_id=upload_id)
         field_file: FieldFile = getattr(upload, self.field)
         return picture_response(field_file, self.content_type or upload.content_type)
@@ -129,7 +137,7 @@ class UploadImageApi(_UploadPictureApi):
 class UploadThumbnailApi(_UploadPictureApi):
     """A small JPEG of the picture; the picture itself until the worker has drawn it."""
 
-    def get(self, request: Request, upload_id: int) -> FileResponse:
+    def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         return thumbnail_response(upload_get(owner=request.user, upload_id=upload_id))
 
 

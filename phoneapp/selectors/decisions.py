@@ -161,7 +161,9 @@ def uncertainty_expression() -> Case:
     ``with_uncertainty()``, ``with_verdict()``, ``unsure()`` and ``confident()``."""
     log_odds = _log_odds_expression()
     whens: list[When] = []
-    rules = [(version.pk, model_version_decision_rule(version=version)) for version in ModelVersion.objects.all()]
+    rules: list[tuple[int | None, DecisionRule]] = [
+        (version.pk, model_version_decision_rule(version=version)) for version in ModelVersion.objects.all()
+    ]
     rules.append((None, model_version_decision_rule(version=None)))
     for version_id, rule in rules:
         centre = logit(rule.threshold)

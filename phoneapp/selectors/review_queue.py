@@ -98,6 +98,7 @@ def review_duplicates(*, upload: Upload) -> UploadQuerySet:
 
 
 def _after(upload: Upload) -> Q:
+    # The ignore: ``priority`` and ``uncertainty`` are annotations (review_upload_get), not model fields.
     priority, uncertainty = upload.priority, upload.uncertainty  # type: ignore[attr-defined]
     return (
         Q(priority__gt=priority)

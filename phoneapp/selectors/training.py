@@ -12,6 +12,7 @@ people do not share is not evidence.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
@@ -31,7 +32,7 @@ def _one_per_picture(uploads: QuerySet[Upload]) -> list[Upload]:
     return kept
 
 
-def _ground_truth_hashes() -> QuerySet[Upload]:
+def _ground_truth_hashes() -> QuerySet[Upload, Mapping[str, object]]:
     return Upload.objects.exclude(ground_truth_label="").values("sha256")
 
 

@@ -48,6 +48,11 @@ class ServiceUnavailable(DomainError):
     status_code = 503
 
 
+# What both edges put in ``Retry-After`` on a 503: a database restart or failover takes seconds to tens of
+# seconds; clients should not hammer it meanwhile.
+RETRY_AFTER_SECONDS = 30
+
+
 class StorageUnavailable(ServiceUnavailable):
     """Pictures cannot be written (disk full, folder not writable, object store down)."""
 

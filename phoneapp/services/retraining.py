@@ -193,7 +193,10 @@ def retrain(
             rule=PROMOTION_RULE,
             data_summary=summary,
             candidate={"model_version": version, **candidate_figures},
-            active={"model_version": active_version.name, **active_figures} if active_figures else None,
+            # Active figures exist only when there is an active version (``_score_active``).
+            active={"model_version": active_version.name, **active_figures}
+            if active_figures and active_version
+            else None,
             paired_tests={name: test.to_dict() for name, test in tests.items()},
             promoted=promoted and not request.dry_run,
             decision="dry run: nothing registered. " + decision if request.dry_run else decision,
@@ -293,7 +296,7 @@ def _recipe(request: RetrainRequest) -> Any:
 def _upload_boxes(upload: Upload) -> tuple[tuple[float, float, float, float], ...]:
     if upload.reviewed_label != PHONE or not upload.reviewed_boxes:
         return ()
-    return tuple(tuple(item["box"]) for item in upload.reviewed_boxes)  # type: ignore[misc]
+    return tuple(tuple(item["box"]) for item in upload.reviewed_boxes)
 
 
 def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[SceneSample]:

@@ -14,17 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q
 from django.utils import timezone
 
-from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadStatus
+from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus
 from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
 
@@ -67,7 +67,8 @@ def review_boxes_parse(*, raw: Any) -> list[dict[str, list[float]]]:
     for item in raw:
         corners = item.get("box") if isinstance(item, dict) else item
         try:
-            x1, y1, x2, y2 = (round(float(value), 4) for value in corners)
+            # A dict without "box" gives None: no corners, refused below like any other malformed box.
+            x1, y1, x2, y2 = (round(float(value), 4) for value in corners or ())
         except (TypeError, ValueError) as error:
             raise BadBoxes(f"A box is four numbers x1, y1, x2, y2, not {corners!r}.") from error
         if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
@@ -96,13 +97,14 @@ class PriorReview:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> PriorReview:
+    def from_dict(cls, data: Mapping[str, Any]) -> PriorReview:
+        # ``data`` is JSON read back from the session: its values' types are what ``to_dict`` wrote.
         return cls(
-            upload_id=int(data["upload_id"]),  # type: ignore[arg-type]
+            upload_id=int(data["upload_id"]),
             label=str(data.get("label") or ""),
-            reviewer_id=int(data["reviewer_id"]) if data.get("reviewer_id") else None,  # type: ignore[arg-type]
+            reviewer_id=int(data["reviewer_id"]) if data.get("reviewer_id") else None,
             reviewed_at=str(data["reviewed_at"]) if data.get("reviewed_at") else None,
-            extra=dict(data.get("extra") or {}),  # type: ignore[call-overload]
+            extra=dict(data.get("extra") or {}),
         )
 
 
@@ -110,7 +112,7 @@ class PriorReview:
 _EXTRA_FIELDS = ("reviewed_boxes", "review_split", "second_review", "second_label", "second_reviewed_by_id")
 
 
-def uploads_set_reviewed_label(*, uploads: QuerySet[Upload], label: str, reviewer: AbstractBaseUser) -> int:
+def uploads_set_reviewed_label(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBaseUser) -> int:
     """Record ``label`` as the truth for every upload in ``uploads``; returns how many were updated."""
     if label not in Label.values:
         raise ValueError(f"Unknown label {label!r}.")
@@ -120,7 +122,7 @@ def uploads_set_reviewed_label(*, uploads: QuerySet[Upload], label: str, reviewe
     return updated
 
 
-def uploads_clear_review(*, uploads: QuerySet[Upload], reviewer: AbstractBaseUser) -> int:
+def uploads_clear_review(*, uploads: UploadQuerySet, reviewer: AbstractBaseUser) -> int:
     """Take the reviewed label off these uploads (back to the review queue); returns how many were updated. The
     picture keeps its split: it was fixed at its first review and must not move between train and eval."""
     updated = uploads.update(reviewed_label="", reviewed_by=None, reviewed_at=None)
@@ -138,7 +140,7 @@ def upload_set_reviewed_boxes(
     )
 
 
-def uploads_confirm_predictions(*, uploads: QuerySet[Upload], reviewer: AbstractBaseUser) -> int:
+def uploads_confirm_predictions(*, uploads: UploadQuerySet, reviewer: AbstractBaseUser) -> int:
     """Accept the model's verdict as the truth; uploads without a verdict yet are left alone."""
     done = uploads.done()  # a done upload always has the model's label (done_upload_has_verdict)
     updated = done.update(reviewed_label=F("predicted_label"), reviewed_by=reviewer, reviewed_at=timezone.now())
@@ -147,7 +149,7 @@ def uploads_confirm_predictions(*, uploads: QuerySet[Upload], reviewer: Abstract
     return updated
 
 
-def _assign_splits(uploads: QuerySet[Upload]) -> None:
+def _assign_splits(uploads: UploadQuerySet) -> None:
     """Give each newly reviewed picture its split, once: a split already set is never changed."""
     for sha256 in set(uploads.filter(review_split="").reviewed().values_list("sha256", flat=True)):
         Upload.objects.filter(sha256=sha256, review_split="").update(review_split=review_split_of(sha256=sha256))

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 from phoneapp import charts
 from phoneapp.models import Label
 from phoneapp.selectors.dashboard import HISTOGRAM_BINS, DashboardData, dashboard_data
-from phoneapp.selectors.decisions import model_version_decision_rule
+from phoneapp.selectors.decisions import DecisionRule, model_version_decision_rule
 from phoneapp.selectors.training import review_agreement, version_score_history
 from phoneapp.web.access import staff_required
 
@@ -32,7 +32,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     return render(request, "phoneapp/dashboard.html", context)
 
 
-def _active_rule(data: DashboardData) -> object:
+def _active_rule(data: DashboardData) -> DecisionRule | None:
     return model_version_decision_rule(version=data.active_version) if data.active_version else None
 
 

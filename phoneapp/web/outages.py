@@ -17,12 +17,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import TemplateDoesNotExist, loader
 from django.views import defaults
 
-from phoneapp.services.errors import ServiceUnavailable
+from phoneapp.services.errors import RETRY_AFTER_SECONDS, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
-# A database restart or failover takes seconds to tens of seconds; clients should not hammer it meanwhile.
-RETRY_AFTER_SECONDS = 30
 OUTAGE_MESSAGE = "The service is briefly unavailable; nothing was saved. Try again in a moment."
 
 

@@ -32,6 +32,7 @@ from phoneapp.services.reviews import (
     upload_group_review,
     uploads_review_restore,
 )
+from phoneapp.signed_in import SignedInRequest
 from phoneapp.web.access import staff_required
 
 DECISIONS = (*Label.values, CONFIRM)
@@ -58,7 +59,7 @@ def _wants_json(request: HttpRequest) -> bool:
 
 @staff_required
 @require_GET
-def review_start(request: HttpRequest) -> HttpResponse:
+def review_start(request: SignedInRequest) -> HttpResponse:
     """The most uncertain unreviewed picture, or a page saying the queue is empty."""
     first = review_queue_first(skipped=_skipped(request), reviewer_id=request.user.pk)
     if first is None:
@@ -69,7 +70,7 @@ def review_start(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 @require_GET
-def review_item(request: HttpRequest, upload_id: int) -> HttpResponse:
+def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
     place = review_place(upload=upload, history=_history(request), reviewer_id=request.user.pk)
     context = {
@@ -85,7 +86,7 @@ def review_item(request: HttpRequest, upload_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def review_decide(request: HttpRequest, upload_id: int) -> HttpResponse:
+def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     """Save one decision (``phone``, ``not_phone`` or ``confirm``) for the picture and its duplicates, with the
     reviewer's ``boxes`` when posted and as ground truth when ``ground_truth`` is on; move on."""
     upload = review_upload_get(upload_id=upload_id)
@@ -126,7 +127,7 @@ def review_decide(request: HttpRequest, upload_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def review_skip(request: HttpRequest, upload_id: int) -> HttpResponse:
+def review_skip(request: SignedInRequest, upload_id: int) -> HttpResponse:
     """Leave a picture for later: it moves behind everything not skipped, for this reviewer's session."""
     upload = review_upload_get(upload_id=upload_id)
     skipped = [pk for pk in _skipped(request) if pk != upload.pk] + [upload.pk]
@@ -140,7 +141,7 @@ def review_skip(request: HttpRequest, upload_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def review_undo(request: HttpRequest) -> HttpResponse:
+def review_undo(request: SignedInRequest) -> HttpResponse:
     """Take back this reviewer's last decision (every upload it labelled) and show that picture again."""
     log = _log(request)
     if not log:

@@ -7,14 +7,13 @@ picture's URL is useless to anyone but its owner (and staff reviewers).
 from __future__ import annotations
 
 import csv
-import io
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Model
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -22,8 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from phoneapp.api.throttling import UploadRateThrottle
-from phoneapp.models import Upload
+from phoneapp.picture_files import picture_response, thumbnail_response
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.selectors.uploads import (
     UploadFilters,
@@ -35,19 +33,21 @@ from phoneapp.selectors.uploads import (
 )
 from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.errors import InvalidUpload
-from phoneapp.services.thumbnails import upload_preview_jpeg
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
+from phoneapp.signed_in import SignedInRequest
+from phoneapp.throttling import upload_rate_client, upload_rate_cost, upload_rate_spend
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def upload_page(request: HttpRequest) -> HttpResponse:
+def upload_page(request: SignedInRequest) -> HttpResponse:
     """The upload form; without JavaScript it posts here and lands back on this page with the new uploads."""
     if request.method == "POST":
-        throttle = UploadRateThrottle()
-        if not throttle.allow_request(request, None):
-            return _too_many_requests(request, retry_after=throttle.retry_after_seconds())
+        cost = upload_rate_cost(request.FILES)
+        decision = upload_rate_spend(client=upload_rate_client(request), cost=cost)
+        if not decision.allowed:
+            return _too_many_requests(request, retry_after=decision.retry_after_seconds())
         try:
             uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
         except InvalidUpload as error:
@@ -69,7 +69,7 @@ RECENT_ON_UPLOAD_PAGE = 12
 
 @login_required
 @require_GET
-def history_page(request: HttpRequest) -> HttpResponse:
+def history_page(request: SignedInRequest) -> HttpResponse:
     filters = UploadFilters.from_query(request.GET)
     paginator = Paginator(upload_list(owner=request.user, filters=filters), settings.HISTORY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
@@ -105,13 +105,13 @@ class _Echo:
 
 @login_required
 @require_GET
-def history_csv(request: HttpRequest) -> StreamingHttpResponse:
+def history_csv(request: SignedInRequest) -> StreamingHttpResponse:
     """The history's filtered rows (every page of them) as CSV, streamed so a long history costs no memory."""
     filters = UploadFilters.from_query(request.GET)
     uploads = upload_list(owner=request.user, filters=filters)
     writer = csv.writer(_Echo())
 
-    def rows() -> object:
+    def rows() -> Iterator[str]:
         yield writer.writerow(CSV_COLUMNS)
         for upload in uploads.iterator(chunk_size=500):
             done = upload.probability is not None and upload.status == "done"
@@ -146,7 +146,7 @@ def _csv_safe(text: str) -> str:
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
-def api_token_page(request: HttpRequest) -> HttpResponse:
+def api_token_page(request: SignedInRequest) -> HttpResponse:
     """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it."""
     new_key = ""
     if request.method == "POST":
@@ -172,14 +172,14 @@ def api_token_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def upload_detail_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+def upload_detail_page(request: SignedInRequest, upload_id: int) -> HttpResponse:
     upload = upload_get(owner=request.user, upload_id=upload_id)
     return render(request, "phoneapp/detail.html", {"upload": upload})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+def upload_delete_page(request: SignedInRequest, upload_id: int) -> HttpResponse:
     """``GET``: ask to confirm (works without JavaScript); ``POST``: delete the upload and its files for good."""
     upload = upload_get(owner=request.user, upload_id=upload_id)
     back = request.POST.get("next") or request.GET.get("next") or ""
@@ -194,53 +194,23 @@ def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
+def upload_image(request: SignedInRequest, upload_id: int) -> FileResponse:
     upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.image, upload.content_type)
 
 
 @login_required
 @require_GET
-def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
+def upload_thumbnail(request: SignedInRequest, upload_id: int) -> FileResponse:
     return thumbnail_response(upload_get_for_viewer(viewer=request.user, upload_id=upload_id))
 
 
 @login_required
 @require_GET
-def upload_heatmap(request: HttpRequest, upload_id: int) -> FileResponse:
+def upload_heatmap(request: SignedInRequest, upload_id: int) -> FileResponse:
     """The "where is the phone" overlay (transparent PNG); same permission as the picture it explains."""
     upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
     return picture_response(upload.heatmap, "image/png")
-
-
-def picture_response(field: Model, content_type: str) -> FileResponse:
-    """The bytes of a stored picture with headers that keep a browser from running them (pages and API)."""
-    if not field.name:
-        raise Http404("No picture.")
-    try:
-        handle = field.open("rb")
-    except FileNotFoundError as error:
-        raise Http404("The picture file is missing.") from error
-    return _protected(FileResponse(handle, content_type=content_type))
-
-
-def _protected(response: FileResponse) -> FileResponse:
-    # The bytes are the user's own; never let a browser sniff them into HTML or script.
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
-def thumbnail_response(upload: Upload) -> FileResponse:
-    """The upload's thumbnail; until the worker has drawn it (:mod:`phoneapp.services.thumbnails`), the picture
-    itself (answers to logged-in users are never cached, so the thumbnail replaces it as soon as it exists)."""
-    if upload.thumbnail:
-        return picture_response(upload.thumbnail, "image/jpeg")
-    drawn_now = upload_preview_jpeg(upload=upload)
-    if drawn_now is not None:
-        return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
-    return picture_response(upload.image, upload.content_type)
 
 
 def _too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:

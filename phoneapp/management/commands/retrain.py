@@ -78,7 +78,9 @@ class Command(BaseCommand):
 
     def _progress_factory(self) -> Callable[[str, int], Callable[[int], None]]:
         def start(label: str, total: int) -> Callable[[int], None]:
-            progress = Progress(label, total, stream=self.stderr._out)  # the real stream: isatty() must work
+            # The real stream, so isatty() works: OutputWrapper keeps it in its private ``_out``, which the stubs
+            # do not declare (they type unknown attributes as callables, hence the ignore).
+            progress = Progress(label, total, stream=self.stderr._out)  # type: ignore[arg-type]
 
             def advance(count: int) -> None:
                 progress.advance(count)

@@ -16,18 +16,18 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 
 from phoneapp.auth_backends import client_address
 from phoneapp.services.login_attempts import login_attempt_wait
 
 
-def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def login_throttled(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Answer 429 instead of calling ``view`` for a POST whose account or address is past the login limit."""
 
     @wraps(view)
-    def throttled_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def throttled_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method == "POST":
             wait = login_attempt_wait(username=_posted_username(request), address=client_address(request))
             if wait is not None:

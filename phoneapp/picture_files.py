@@ -1,0 +1,43 @@
+"""Serving a stored picture's bytes, the same way for pages and the API (both edges import it; neither imports
+the other)."""
+
+from __future__ import annotations
+
+import io
+
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse, Http404
+
+from phoneapp.models import Upload
+from phoneapp.services.thumbnails import upload_preview_jpeg
+
+
+def picture_response(field: FieldFile, content_type: str) -> FileResponse:
+    """The bytes of a stored picture with headers that keep a browser from running them (pages and API)."""
+    if not field.name:
+        raise Http404("No picture.")
+    try:
+        handle = field.open("rb")
+    except FileNotFoundError as error:
+        raise Http404("The picture file is missing.") from error
+    return _protected(FileResponse(handle, content_type=content_type))
+
+
+def thumbnail_response(upload: Upload) -> FileResponse:
+    """The upload's thumbnail; until the worker has drawn it (:mod:`phoneapp.services.thumbnails`), the picture
+    itself (answers to logged-in users are never cached, so the thumbnail replaces it as soon as it exists), or for
+    a picture browsers cannot draw (TIFF) a thumbnail drawn now."""
+    if upload.thumbnail:
+        return picture_response(upload.thumbnail, "image/jpeg")
+    drawn_now = upload_preview_jpeg(upload=upload)
+    if drawn_now is not None:
+        return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
+    return picture_response(upload.image, upload.content_type)
+
+
+def _protected(response: FileResponse) -> FileResponse:
+    # The bytes are the user's own; never let a browser sniff them into HTML or script.
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
