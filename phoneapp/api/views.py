@@ -113,15 +113,19 @@ class AnyContentNegotiation(DefaultContentNegotiation):
         return first, first.media_type
 
 
+# The schema of every picture endpoint (an override of ``get`` must carry it again).
+picture_schema = extend_schema(
+    responses={(200, "image/*"): OpenApiTypes.BINARY, 404: ErrorSerializer},
+    description="Only the upload's owner can fetch it; anyone else gets 404.",
+)
+
+
 class _UploadPictureApi(APIView):
     content_negotiation_class = AnyContentNegotiation
     field = ""
     content_type = ""
 
-    @extend_schema(
-        responses={(200, "image/*"): OpenApiTypes.BINARY, 404: ErrorSerializer},
-        description="Only the upload's owner can fetch it; anyone else gets 404.",
-    )
+    @picture_schema
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         upload = upload_get(owner=request.user, upload_id=upload_id)
         field_file: FieldFile = getattr(upload, self.field)
@@ -137,6 +141,7 @@ class UploadImageApi(_UploadPictureApi):
 class UploadThumbnailApi(_UploadPictureApi):
     """A small JPEG of the picture; the picture itself until the worker has drawn it."""
 
+    @picture_schema
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         return thumbnail_response(upload_get(owner=request.user, upload_id=upload_id))
 
