@@ -46,8 +46,9 @@ def evidence_pack(evidence: np.ndarray) -> bytes:
         raise ValueError(f"an evidence map is 2-D, not {values.shape}")
     low, high = float(values.min()), float(values.max())
     scale = (high - low) / 255 or 1.0
-    cells = np.rint((values - low) / scale).clip(0, 255).astype(np.uint8)
-    return _EVIDENCE_HEADER.pack(*values.shape, low, high) + cells.tobytes()
+    cells: np.ndarray = np.rint((values - low) / scale).clip(0, 255).astype(np.uint8)
+    header: bytes = _EVIDENCE_HEADER.pack(*values.shape, low, high)
+    return header + cells.tobytes()
 
 
 def evidence_unpack(data: bytes | memoryview) -> np.ndarray:
@@ -56,7 +57,8 @@ def evidence_unpack(data: bytes | memoryview) -> np.ndarray:
     rows, columns, low, high = _EVIDENCE_HEADER.unpack_from(raw)
     cells = np.frombuffer(raw, dtype=np.uint8, offset=_EVIDENCE_HEADER.size, count=rows * columns)
     scale = (high - low) / 255 or 1.0
-    return (low + cells.reshape(rows, columns).astype(np.float32) * np.float32(scale)).astype(np.float32)
+    restored: np.ndarray = low + cells.reshape(rows, columns).astype(np.float32) * np.float32(scale)
+    return restored.astype(np.float32)
 
 
 def heatmap_enqueue(*, upload_id: int) -> None:
