@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker-threads", type=int, default=1, help="ONNX Runtime threads per worker process")
     parser.add_argument("--worker-nodes", type=int, default=1, help="worker nodes started (e.g. 2 solo nodes)")
     parser.add_argument(
+        "--worker-queues",
+        default="classify",
+        help="queues the workers consume; 'classify,heatmaps' as the Procfile does counts the heat-map tasks' CPU "
+        "too (the run then waits for them before reading the CPU clocks)",
+    )
+    parser.add_argument(
         "--worker-python", default=sys.executable, help="interpreter for the worker (e.g. a venv with CPU-only torch)"
     )
     return parser
@@ -135,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             concurrency=args.worker_concurrency,
             worker_threads=args.worker_threads,
             worker_nodes=args.worker_nodes,
+            worker_queues=args.worker_queues,
         )
         for name in ("e2e_ms_p50", "e2e_ms_p95", "e2e_images_per_s", "worker_rss_mb", "worker_ready_s"):
             figures[name] = e2e.pop(name)

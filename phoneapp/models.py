@@ -170,6 +170,10 @@ class Upload(models.Model):
     # Where the model found phones: [{"box": [x1, y1, x2, y2], "score": s}, ...], normalised to the picture as
     # shown (after EXIF rotation), best first; empty when the model found none or cannot localise.
     predicted_boxes = models.JSONField(default=list, blank=True)
+    # The verdict pass's own evidence map (one byte per cell, see phoneapp/services/heatmaps.py: evidence_pack),
+    # written with the verdict; the heat map is drawn from it when first asked for. Null for models whose verdict
+    # pass gives none (zero-shot: Grad-CAM, a task after the verdict).
+    evidence = models.BinaryField(null=True, blank=True, editable=False)
     processed = models.DateTimeField(null=True, blank=True)
     inference_ms = models.FloatField(null=True, blank=True)
 
@@ -221,6 +225,11 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"Upload {self.pk} ({self.original_name})"
+
+    @property
+    def has_heatmap(self) -> bool:
+        """A heat map can be shown: stored, or drawn on request from the verdict's stored evidence."""
+        return bool(self.heatmap) or self.evidence is not None
 
     @property
     def is_reviewed(self) -> bool:

@@ -241,7 +241,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = "classify"
 CELERY_TASK_ROUTES = {
     "phoneapp.tasks.retrain_task": {"queue": "training"},
-    # Overlays wait behind verdicts: run a worker with `-Q classify,heatmaps` or a separate `-Q heatmaps` one.
+    # The zero-shot model's overlays (the others are drawn on request) wait behind verdicts: run a worker with
+    # `-Q classify,heatmaps` or a separate `-Q heatmaps` one.
     "phoneapp.tasks.upload_heatmap_compute_task": {"queue": "heatmaps"},
 }
 # With acks_late a task whose worker died is redelivered after this many seconds; keep it above the longest

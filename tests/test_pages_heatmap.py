@@ -1,11 +1,12 @@
-"""The heat map's life in the app: drawn after the verdict, served only to who may see the picture, toggled."""
+"""The heat map's life in the app: drawn after the verdict by a task for models that cannot give their evidence
+with it (the zero-shot one the tests run), served only to who may see the picture, toggled. Models that do give
+it are drawn on request: tests/test_heatmap_on_request.py."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.http import StreamingHttpResponse
@@ -14,13 +15,9 @@ from PIL import Image
 
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.services import heatmaps
-from phoneapp.services.heatmaps import upload_heatmap_compute
+from phoneapp.services.heatmaps import evidence_pack, upload_heatmap_compute
 from tests.factories import make_upload
 from tests.images import uploaded_file
-
-if TYPE_CHECKING:
-    from pytest_django.fixtures import Settings as SettingsFixture
-
 
 # Transactional: uploads are classified in on_commit hooks, which a rolled-back test transaction never runs.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -99,58 +96,23 @@ def test_draw_heatmaps_command_fills_in_missing_overlays_of_the_active_model(ali
     active = model_version_active()
     missing = make_upload(alice, version=active.name)
     older = make_upload(alice, version="an-older-model")
+    # Not missing: its overlay is drawn from the stored evidence when first asked for.
+    drawable = make_upload(alice, version=active.name)
+    Upload.objects.filter(pk=drawable.pk).update(evidence=evidence_pack(np.ones((7, 7))))
     output = io.StringIO()
     call_command("draw_heatmaps", stdout=output)
     assert output.getvalue().strip() == "Asked for 1 heat map(s)."
     missing.refresh_from_db()
     older.refresh_from_db()
+    drawable.refresh_from_db()
     assert missing.heatmap
     assert not older.heatmap
-
-
-@pytest.mark.django_db
-def test_fine_tuned_verdict_brings_its_heat_map_without_a_second_model_pass(
-    alice: User, settings: SettingsFixture, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
-) -> None:
-    """The exported fine-tuned graph gives the evidence map with the verdict; the overlay task only draws it."""
-    import numpy as np
-
-    from inference.onnx_engine import OnnxClassifier
-    from inference.overlay import overlay_png
-    from phoneapp.resident_model import resident_model
-    from phoneapp.services.classification import upload_classify
-    from phoneapp.services.model_versions import model_version_activate, model_version_register
-    from phoneapp.services.stored_pictures import stored_picture_for
-    from tests.test_performance_fast_path import fine_tuned_model_dir
-
-    pytest.importorskip("onnxruntime")
-    model_dir = fine_tuned_model_dir(Path(settings.MODELS_DIR), multiscale_grid=0)
-    model_version_activate(version=model_version_register(model_dir=model_dir))
-    upload = make_upload(alice, status=UploadStatus.PENDING)  # a 320x240 picture
-    second_passes: list[object] = []
-    monkeypatch.setattr(OnnxClassifier, "evidence_map", lambda self, image: second_passes.append(image))
-
-    with django_capture_on_commit_callbacks(execute=True):  # the overlay is asked for once the verdict commits
-        result = upload_classify(upload_id=upload.pk)
-
-    assert result is not None and result.status == UploadStatus.DONE
-    result.refresh_from_db()
-    assert result.heatmap, "the overlay was not stored"
-    assert second_passes == []  # drawn from the verdict's own evidence: no decode, no second model pass
-    classifier = resident_model.current().classifier
-    assert isinstance(classifier, OnnxClassifier)
-    _, evidence = classifier.predict_and_explain(stored_picture_for(result, classifier))
-    as_sent = np.asarray(np.asarray(evidence, dtype=np.float32).round(4).tolist())  # as the task carries it
-    expected = overlay_png(as_sent, image_size=(320, 240), config=classifier.manifest.preprocessing)
-    with result.heatmap.open("rb") as stored:
-        assert np.array_equal(np.asarray(Image.open(stored)), np.asarray(Image.open(io.BytesIO(expected))))
+    assert not drawable.heatmap
 
 
 @pytest.mark.usefixtures("deployed_models")
 def test_heat_map_task_draws_the_evidence_sent_with_it(alice: User) -> None:
-    """Through the broker the map travels as plain lists; the task draws it where the evidence peaks."""
-    import numpy as np
-
+    """Messages sent by earlier code carry the map as plain lists; the task draws it where the evidence peaks."""
     from phoneapp.tasks import upload_heatmap_compute_task
 
     upload = make_upload(alice, version="imagenet-zero-shot")  # the verdict of the loaded model

@@ -1,6 +1,7 @@
 """A real full media volume: a 1 MiB tmpfs mounted as ``MEDIA_ROOT`` under production gunicorn and a prefork
-worker (heat maps on), uploads posted until it is full. The other storage tests inject ``ENOSPC``; here the kernel
-refuses the writes, wherever they happen to fall (picture, thumbnail or heat map, part-way through a file).
+worker, uploads posted (and their heat maps asked for, which the web draws on first request) until it is full. The
+other storage tests inject ``ENOSPC``; here the kernel refuses the writes, wherever they happen to fall (picture,
+thumbnail or heat map, part-way through a file).
 
 Needs root's ``mount`` (CI runs as root); skipped with the reason elsewhere, and a failure with ``REQUIRE_SERVICES=1``.
 """
@@ -105,6 +106,19 @@ def post_pictures(
         return error.code, dict(error.headers), payload
 
 
+def get_heatmap(port: int, token: str, upload_id: int) -> int:
+    """``GET /api/uploads/<id>/heatmap``, which draws and stores the overlay on its first request; the status."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/uploads/{upload_id}/heatmap", headers={"Authorization": f"Token {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def files_on(volume: Path) -> set[str]:
     return {path.relative_to(volume).as_posix() for path in volume.rglob("*") if path.is_file()}
 
@@ -154,6 +168,7 @@ def test_full_media_volume_answers_503_and_leaves_no_orphan_or_partial_file(
     rng = random.Random(19)
     requests = [[noisy_jpeg(rng) for _ in range(FILES_PER_REQUEST)] for _ in range(MAX_REQUESTS)]
     answers: list[tuple[int, dict[str, str], dict[str, Any]]] = []
+    heatmap_statuses: list[int] = []
     try:
         with live_services.celery_app_sending_to(redis_server.url) as app:
             worker = live_services.celery_worker_start(
@@ -173,6 +188,11 @@ def test_full_media_volume_answers_503_and_leaves_no_orphan_or_partial_file(
                     for start in range(0, MAX_REQUESTS, CLIENTS):
                         batch = range(start, min(start + CLIENTS, MAX_REQUESTS))
                         answers += pool.map(lambda i: post_pictures(port, token, requests[i], i), batch)
+                        # The shipped model's heat maps are drawn when first asked for, by the web process: ask
+                        # for the ones not drawn yet, so they too fall on the filling volume.
+                        undrawn = Upload.objects.filter(status="done", heatmap="", evidence__isnull=False)
+                        ids = list(undrawn.values_list("pk", flat=True)[:CLIENTS])
+                        heatmap_statuses.extend(pool.map(lambda upload_id: get_heatmap(port, token, upload_id), ids))
                         if refused_in_a_row() >= REFUSALS_TO_STOP:
                             break
                 # Let the worker catch up with the accepted ones (verdicts, then heat maps that may not fit).
@@ -210,4 +230,5 @@ def test_full_media_volume_answers_503_and_leaves_no_orphan_or_partial_file(
     assert damaged == [], "empty or partly written files"
     heatmaps = sum(1 for row in rows if row["heatmap"])
     print(f"{len(rows)} uploads ({sorted({row['status'] for row in rows})}), {heatmaps} heat maps, volume full")
-    assert heatmaps > 0, worker_log[-3000:]  # the worker wrote to the same volume, until it could not
+    assert set(heatmap_statuses) <= {200, 503}, heatmap_statuses  # drawn and served, or refused whole
+    assert heatmaps > 0, worker_log[-3000:]  # the web drew them on the same volume, until it could not

@@ -63,7 +63,8 @@ class UploadSerializer(serializers.ModelSerializer):
         "can fetch it"
     )
     heatmap = serializers.SerializerMethodField(
-        help_text="transparent PNG of where the phone is, once drawn; only its owner can fetch it"
+        help_text="transparent PNG of where the phone is, once it can be drawn (on first request for most models); "
+        "only its owner can fetch it"
     )
 
     class Meta:
@@ -143,7 +144,7 @@ class UploadSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_heatmap(self, upload: Upload) -> str | None:
-        return self._absolute("api-upload-heatmap", upload) if upload.heatmap else None
+        return self._absolute("api-upload-heatmap", upload) if upload.has_heatmap else None
 
     def to_representation(self, upload: Upload) -> dict[str, object]:
         data = super().to_representation(upload)

@@ -33,6 +33,7 @@ from phoneapp.picture_files import picture_response, thumbnail_response
 from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials
+from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 
@@ -147,8 +148,13 @@ class UploadThumbnailApi(_UploadPictureApi):
 
 
 class UploadHeatmapApi(_UploadPictureApi):
-    field = "heatmap"
-    content_type = "image/png"
+    """Where the phone is, as a transparent PNG; drawn on the first request when the verdict's evidence was
+    stored."""
+
+    @picture_schema
+    def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
+        upload = upload_get(owner=request.user, upload_id=upload_id)
+        return picture_response(upload_heatmap_draw_on_request(upload=upload).heatmap, "image/png")
 
 
 TOKEN_RULE = (

@@ -19,7 +19,7 @@ from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
 from phoneapp.services.dispatch import enqueue
 from phoneapp.services.errors import ClassificationUnavailable, NoActiveModel
-from phoneapp.services.heatmaps import heatmap_enqueue
+from phoneapp.services.heatmaps import evidence_pack, heatmap_enqueue
 from phoneapp.services.stored_pictures import stored_picture_for
 from phoneapp.services.thumbnails import THUMBNAIL_SIZE, thumbnail_discard, upload_thumbnail_store
 from phoneapp.services.worker_presence import sweep_lock, uploads_being_classified
@@ -114,6 +114,8 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
         "model_version": loaded.version,
         "processed": timezone.now(),
         "inference_ms": round(elapsed_ms, 2),
+        # Kept for the heat map, drawn when first asked for (most never are): no task, no overlay per verdict.
+        "evidence": None if evidence is None else evidence_pack(evidence),
         "error": "",
         **({"thumbnail": thumbnail} if thumbnail else {}),
     }
@@ -134,8 +136,10 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
         if thumbnail:
             thumbnail_discard(thumbnail)
         return Upload.objects.filter(pk=upload_id).first()
-    # After the verdict, on its own low-priority task: the overlay must never delay a verdict.
-    heatmap_enqueue(upload_id=upload_id, evidence=evidence)
+    if evidence is None:
+        # A model that explains only when asked again (Grad-CAM): after the verdict, on its own low-priority task,
+        # so the overlay never delays a verdict.
+        heatmap_enqueue(upload_id=upload_id)
     # The row is exactly what was just written; reading it back cost the worker a query per upload.
     for field, value in verdict.items():
         setattr(upload, field, value)

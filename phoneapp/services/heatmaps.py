@@ -1,59 +1,127 @@
-""" "Where is the phone" overlays: computed after the verdict, never on the way to it.
+""" "Where is the phone" overlays: never on the way to the verdict, and for most models drawn only when asked for.
 
-The verdict is what people wait for, so the overlay runs as its own task on the low-priority ``heatmaps`` queue,
-after the verdict is written. Models whose exported graph gives their evidence map with the verdict (the
-fine-tuned ones) send that 7x7 map along with the task, which then only draws it (~5 ms); for the others the task
-decodes the picture and asks the model for its evidence (Grad-CAM: a forward and a backward pass). Without a broker
-it runs in-process right after the verdict, and a failure there is logged, never raised: a missing overlay must
-not fail an upload.
+Models whose verdict pass gives their evidence map (the fine-tuned and scene models: one logit per cell of the
+feature map) store it with the verdict, one byte per cell (:func:`evidence_pack`), and the overlay is drawn from
+it the first time someone asks for it (:func:`upload_heatmap_draw_on_request`, ~5 ms), then served from storage:
+most overlays are never looked at, and a task per verdict cost the worker a Celery send and receive and a PNG
+encode per upload (~6-8 ms of CPU, docs/performance.md). Models without it (zero-shot: Grad-CAM, a forward and a
+backward pass) still get theirs from a task on the low-priority ``heatmaps`` queue after the verdict. Without a
+broker that task runs in-process right after the verdict, and a failure there is logged, never raised: a missing
+overlay must not fail an upload.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import time
+from functools import lru_cache
 
 import numpy as np
 from django.core.files.base import ContentFile
 
 from inference.images import ImageError
-from inference.manifest import ModelLoadError
+from inference.manifest import ModelLoadError, read_manifest
 from inference.overlay import heatmap_png, overlay_png
-from phoneapp.models import Upload, UploadStatus
+from inference.preprocessing import PreprocessConfig
+from phoneapp.models import ModelVersion, Upload, UploadStatus
 from phoneapp.resident_model import resident_model
 from phoneapp.services.dispatch import enqueue
+from phoneapp.services.model_versions import model_dir_of, model_version_active
 from phoneapp.services.stored_pictures import stored_file_write, stored_picture_for
 from phoneapp.tasks import upload_heatmap_compute_task
 
 logger = logging.getLogger(__name__)
 
+# rows, columns (uint16), the lowest and highest logit (float32); then one uint8 per cell, row by row.
+_EVIDENCE_HEADER = struct.Struct("<HHff")
 
-def heatmap_enqueue(*, upload_id: int, evidence: np.ndarray | None = None) -> None:
-    """Ask for the overlay of a classified upload: a low-priority task, or in-process when there is no broker
-    (:func:`phoneapp.services.dispatch.enqueue`). A failure is logged, never raised: a missing overlay must not
-    fail an upload (``manage.py draw_heatmaps`` asks again for the missing ones).
 
-    ``evidence``, when the model gave it with the verdict, travels with the task: one logit per cell of the
-    feature map (7x7 for a 224-pixel input, 9x9 for 288, 10x10 for 320).
+def evidence_pack(evidence: np.ndarray) -> bytes:
+    """A 2-D evidence map in ``12 + rows * columns`` bytes (796 for the scene model's 28x28): each logit quantised
+    to one of 256 steps between the map's lowest and highest. The overlay shows evidence relative to its peak
+    with a 200-level alpha ramp, so the steps do not show; a JSON of rounded floats was ~5 kB a row."""
+    values = np.nan_to_num(np.asarray(evidence, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if values.ndim != 2:
+        raise ValueError(f"an evidence map is 2-D, not {values.shape}")
+    low, high = float(values.min()), float(values.max())
+    scale = (high - low) / 255 or 1.0
+    cells: np.ndarray = np.rint((values - low) / scale).clip(0, 255).astype(np.uint8)
+    header: bytes = _EVIDENCE_HEADER.pack(*values.shape, low, high)
+    return header + cells.tobytes()
+
+
+def evidence_unpack(data: bytes | memoryview) -> np.ndarray:
+    """The map :func:`evidence_pack` stored, as float32 logits (within half a step of the originals)."""
+    raw = bytes(data)
+    rows, columns, low, high = _EVIDENCE_HEADER.unpack_from(raw)
+    cells = np.frombuffer(raw, dtype=np.uint8, offset=_EVIDENCE_HEADER.size, count=rows * columns)
+    scale = (high - low) / 255 or 1.0
+    restored: np.ndarray = low + cells.reshape(rows, columns).astype(np.float32) * np.float32(scale)
+    return restored.astype(np.float32)
+
+
+def heatmap_enqueue(*, upload_id: int) -> None:
+    """Ask for the overlay of an upload classified without stored evidence: a low-priority task, or in-process
+    when there is no broker (:func:`phoneapp.services.dispatch.enqueue`). A failure is logged, never raised: a
+    missing overlay must not fail an upload (``manage.py draw_heatmaps`` asks again for the missing ones)."""
+    enqueue(upload_heatmap_compute_task, args=(upload_id,))
+
+
+def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
+    """``upload`` with its overlay stored, when it can have one now: it had one, or its verdict's evidence was
+    stored and is drawn and stored here (later requests get that file). Otherwise ``upload`` unchanged, without
+    one (not classified yet, or a model whose overlay comes from a task).
+
+    Two requests at once may both draw; the first stored is kept, the other removed. Raises
+    :class:`~phoneapp.services.errors.StorageUnavailable` when the overlay cannot be written (nothing left
+    behind; the next request tries again).
     """
-    enqueue(upload_heatmap_compute_task, args=(upload_id,), kwargs=_evidence_kwargs(evidence))
+    if upload.heatmap or upload.evidence is None or upload.status != UploadStatus.DONE:
+        return upload
+    config = _preprocessing_of(upload.model_version)
+    if config is None:
+        return upload
+    started = time.perf_counter()
+    png = overlay_png(evidence_unpack(upload.evidence), image_size=(upload.width, upload.height), config=config)
+    _heatmap_store(upload, png)
+    _log_stored(upload, started=started, source="stored evidence, on request", size=len(png))
+    return upload
 
 
-def _evidence_kwargs(evidence: np.ndarray | None) -> dict[str, list[list[float]]]:
-    return {} if evidence is None else {"evidence": np.asarray(evidence, dtype=np.float32).round(4).tolist()}
+def _preprocessing_of(version: ModelVersion | None) -> PreprocessConfig | None:
+    """How ``version`` framed its input (where its evidence map lies on the picture); ``None`` when its manifest
+    is gone or unreadable (its folder was removed), so no overlay can be placed."""
+    if version is None:
+        return None
+    return _manifest_preprocessing(str(model_dir_of(version)), version.checksum)
+
+
+@lru_cache(maxsize=64)
+def _manifest_preprocessing(model_dir: str, checksum: str) -> PreprocessConfig | None:
+    # Cached per folder and checksum: a manifest never changes under the same checksum.
+    try:
+        return read_manifest(model_dir).preprocessing
+    except ModelLoadError as error:
+        logger.warning("heat map not drawn: model manifest unreadable", extra={"path": model_dir, "error": error})
+        return None
 
 
 def upload_heatmap_compute(*, upload_id: int, evidence: np.ndarray | None = None) -> Upload | None:
-    """Store the overlay for a done upload, computed by the model version that gave its verdict.
+    """Store the overlay for a done upload (the ``heatmaps`` task's work).
 
-    ``evidence`` is that version's map from the verdict's own forward pass, if it gave one; otherwise the picture
-    is decoded and the model asked again. Returns the upload, or ``None`` when there is nothing to do: not done,
-    already has an overlay, deleted, or the verdict came from a version that is no longer the loaded one
-    (another model's evidence would explain a verdict it never gave).
+    Drawn from ``evidence`` (a map sent with the task by earlier code) or the evidence stored with the verdict;
+    without either, the picture is decoded and the model asked for its evidence. Returns the upload, or ``None``
+    when there is nothing to do: not done, already has an overlay, deleted, or the model would have to be asked
+    but the verdict came from a version that is no longer the loaded one (another model's evidence would explain
+    a verdict it never gave).
     """
     upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.DONE).first()
     if upload is None or upload.heatmap:
         return None
+    if evidence is None and upload.evidence is not None:
+        upload_heatmap_draw_on_request(upload=upload)
+        return upload if upload.heatmap else None
     try:
         loaded = resident_model.current()
     except ModelLoadError as error:
@@ -75,38 +143,50 @@ def upload_heatmap_compute(*, upload_id: int, evidence: np.ndarray | None = None
             logger.warning("heat map skipped: picture unreadable", extra={"upload_id": upload_id, "error": error})
             return None
         png = heatmap_png(loaded.classifier, picture)
-    # A failed write leaves no partial overlay and raises StorageUnavailable: the task retries it later.
+    _heatmap_store(upload, png)
+    source = "evidence sent with the task" if evidence is not None else "the model asked again"
+    _log_stored(upload, started=started, source=source, size=len(png))
+    return Upload.objects.get(pk=upload_id)
+
+
+def _heatmap_store(upload: Upload, png: bytes) -> None:
+    """Write ``png`` and name it on the row unless a concurrent run named one first (then theirs is kept and
+    ``upload.heatmap`` names it). A failed write leaves no partial overlay and raises StorageUnavailable."""
     stored_file_write(field_file=upload.heatmap, filename="heatmap.png", content=ContentFile(png))
     try:
-        written = Upload.objects.filter(pk=upload_id, heatmap="").update(heatmap=upload.heatmap.name)
-    except Exception:  # the database went away: no row names the file, so it must not stay (the task retries)
+        written = Upload.objects.filter(pk=upload.pk, heatmap="").update(heatmap=upload.heatmap.name)
+    except Exception:  # the database went away: no row names the file, so it must not stay (a retry draws again)
         upload.heatmap.storage.delete(upload.heatmap.name)
         raise
-    if not written:  # a concurrent run stored one first; keep theirs
+    if not written:  # a concurrent run stored one first (or the upload is gone); keep theirs
         upload.heatmap.storage.delete(upload.heatmap.name)
+        upload.heatmap.name = Upload.objects.filter(pk=upload.pk).values_list("heatmap", flat=True).first() or ""
+
+
+def _log_stored(upload: Upload, *, started: float, source: str, size: int) -> None:
     logger.info(
         "heat map stored",
         extra={
-            "upload_id": upload_id,
-            "model_version": loaded.version.name,
+            "upload_id": upload.pk,
+            "model_version_id": upload.model_version_id,
             "heatmap_ms": round((time.perf_counter() - started) * 1000, 1),
-            "from_verdict_pass": evidence is not None,
-            "bytes": len(png),
+            "source": source,
+            "bytes": size,
         },
     )
-    return Upload.objects.get(pk=upload_id)
 
 
 def uploads_heatmap_enqueue_missing(*, limit: int = 1000) -> int:
     """Ask for the overlays that were never drawn (the broker was down after the verdict, or the uploads were
-    classified before heat maps existed), for uploads whose verdict came from the active model version.
+    classified before heat maps existed), for uploads whose verdict came from the active model version. Uploads
+    with stored evidence are not missing one: theirs is drawn when first asked for.
 
     Returns how many were asked for; uploads of other versions are left alone (see :func:`upload_heatmap_compute`).
     """
-    from phoneapp.services.model_versions import model_version_active
-
     active = model_version_active()
-    missing = Upload.objects.filter(status=UploadStatus.DONE, heatmap="", model_version=active).order_by("-created")
+    missing = Upload.objects.filter(
+        status=UploadStatus.DONE, heatmap="", evidence__isnull=True, model_version=active
+    ).order_by("-created")
     upload_ids = list(missing.values_list("pk", flat=True)[:limit])
     for upload_id in upload_ids:
         heatmap_enqueue(upload_id=upload_id)

@@ -147,6 +147,7 @@ def _store_duplicate(*, owner: User, image: ValidatedImage, twin: Upload, queued
         upload.probability = twin.probability
         upload.model_version = active_version
         upload.heatmap = twin.heatmap.name
+        upload.evidence = twin.evidence
         upload.predicted_boxes = twin.predicted_boxes
         upload.processed = timezone.now()
         upload.inference_ms = 0.0

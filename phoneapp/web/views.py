@@ -33,6 +33,7 @@ from phoneapp.selectors.uploads import (
 )
 from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.errors import InvalidUpload
+from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 from phoneapp.signed_in import SignedInRequest
@@ -208,9 +209,10 @@ def upload_thumbnail(request: SignedInRequest, upload_id: int) -> FileResponse:
 @login_required
 @require_GET
 def upload_heatmap(request: SignedInRequest, upload_id: int) -> FileResponse:
-    """The "where is the phone" overlay (transparent PNG); same permission as the picture it explains."""
+    """The "where is the phone" overlay (transparent PNG), drawn on the first request when the verdict's evidence
+    was stored; same permission as the picture it explains."""
     upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
-    return picture_response(upload.heatmap, "image/png")
+    return picture_response(upload_heatmap_draw_on_request(upload=upload).heatmap, "image/png")
 
 
 def _too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:

@@ -12,7 +12,8 @@ from phoneapp.services.heatmaps import uploads_heatmap_enqueue_missing
 class Command(BaseCommand):
     help = (
         "Queue a heat map for every classified upload without one whose verdict came from the active model "
-        "version, newest first (on the low-priority 'heatmaps' queue; drawn here when no broker is configured)."
+        "version, newest first (on the low-priority 'heatmaps' queue; drawn here when no broker is configured). "
+        "Uploads whose verdict stored its evidence are left out: theirs is drawn when first asked for."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
