@@ -306,3 +306,30 @@ def test_retraining_runs_on_its_own_queue_so_verdicts_never_wait_behind_it() -> 
 
     assert queue_of("phoneapp.tasks.retrain_task") == "training"
     assert queue_of("phoneapp.tasks.upload_classify_task") == "classify"
+
+
+def test_a_retrain_keeps_the_active_models_tuned_trunk_block_and_starts_from_it(
+    tmp_path: Path, settings: object
+) -> None:
+    import torch
+
+    from inference.scene_network import TRUNK_PREFIX, ScenePhoneNet
+
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+    tuned = ["--set", "trunk_learning_rate_scale=0.5"]
+    first = run_retrain("--data-dir", str(data), "--activate", "--set", "trainable_blocks=1", *tuned)
+    second = run_retrain("--data-dir", str(data), "--seed", "1", *tuned)  # no trainable_blocks: the active's
+
+    models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
+    assert second["warm_start"] == first["version"]
+    manifests = [json.loads((models_dir / r["version"] / "manifest.json").read_text()) for r in (first, second)]
+    assert [manifest["options"]["trainable_blocks"] for manifest in manifests] == [1, 1]
+    states = [torch.load(models_dir / r["version"] / "weights.pt", weights_only=True) for r in (first, second)]
+    imagenet = ScenePhoneNet(trainable_blocks=1).trained_state_dict()
+    name = f"{TRUNK_PREFIX}10._project_conv.weight"
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).norm())
+
+    # The second started from the first's tuned block, so it stayed nearer to it than to ImageNet's.
+    assert distance(states[1][name], states[0][name]) < distance(states[1][name], imagenet[name])
