@@ -22,7 +22,7 @@ WEIGHTS_FILE = "weights.pt"
 
 
 class SceneClassifier(TorchClassifier):
-    """A trained scene head on the packaged ImageNet trunk."""
+    """A trained scene head on the packaged ImageNet trunk (its last ``trainable_blocks`` blocks as tuned)."""
 
     output_names = (LOGITS_OUTPUT, EVIDENCE_OUTPUT, BOXES_OUTPUT)
     network: ScenePhoneNet
@@ -34,6 +34,7 @@ class SceneClassifier(TorchClassifier):
         network = ScenePhoneNet(
             manifest.architecture,
             head_width=int(manifest.options.get("head_width", 96)),
+            trainable_blocks=int(manifest.options.get("trainable_blocks", 0)),
         )
         self.network = load_trained_network(network, manifest, model_dir, WEIGHTS_FILE)
 

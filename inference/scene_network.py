@@ -7,6 +7,10 @@ first ``TRUNK_BLOCKS`` blocks, through the stride-16 stage) keeps its ImageNet w
 features once per picture and train the head on the cache (2 CPU cores); the head adds context from a half-scale
 branch so a phone at an ear or in a hand is judged with its surroundings.
 
+``trainable_blocks`` (N) tunes the trunk's last N blocks with the head: the trunk is then split at the *boundary*
+(the input of its first tuned block), training caches the features there, and checkpoints hold the tuned blocks
+too (``trunk.blocks.<i>.*`` keys beside the head's). Tuned blocks keep their ImageNet batch-norm statistics.
+
 Outputs, for a batch of N pictures at S x S (grid G = S / 16):
 - ``phone_logits`` (N,): the best cell's log-odds, the picture's verdict before calibration;
 - ``cell_logits`` (N, G, G): every cell's log-odds (the evidence map);
@@ -26,6 +30,10 @@ from inference.backbone import build_efficientnet_lite
 
 # Stem and blocks 0-10 of Lite0: the stride-16 stages end there (112 channels).
 TRUNK_BLOCKS = 11
+# Trunk blocks that may be tuned: blocks 8-10 form the last stride-16 stage (112 channels out).
+MAX_TRAINABLE_BLOCKS = 3
+# Checkpoint keys of tuned trunk blocks start with this (the head's keys have no prefix, as in head-only models).
+TRUNK_PREFIX = "trunk.blocks."
 STRIDE = 16
 # Phone centres within this many cells of the cell's centre; sizes exp(raw) cells. The clamps keep boxes finite.
 OFFSET_RANGE = (-1.5, 1.5)
@@ -88,7 +96,8 @@ def cell_boxes(geometry: torch.Tensor) -> torch.Tensor:
 
 
 class ScenePhoneNet(nn.Module):
-    """Frozen Lite trunk + :class:`SceneHead`; ``forward`` gives picture logits, cell logits and cell boxes."""
+    """Lite trunk (its last ``trainable_blocks`` blocks tuned, the rest frozen) + :class:`SceneHead`; ``forward``
+    gives picture logits, cell logits and cell boxes."""
 
     def __init__(
         self,
@@ -97,8 +106,13 @@ class ScenePhoneNet(nn.Module):
         head_width: int = 96,
         head_dropout: float = 0.1,
         imagenet_weights: bool = True,
+        trainable_blocks: int = 0,
     ) -> None:
         super().__init__()
+        if not 0 <= trainable_blocks <= MAX_TRAINABLE_BLOCKS:
+            raise ValueError(f"trainable_blocks must be between 0 and {MAX_TRAINABLE_BLOCKS}; got {trainable_blocks}")
+        self.trainable_blocks = trainable_blocks
+        self.boundary = TRUNK_BLOCKS - trainable_blocks
         self.backbone = build_efficientnet_lite(architecture, imagenet_weights=imagenet_weights)
         # Only the trunk is used; the later blocks and the ImageNet head are dropped from the graph and checkpoints.
         self.backbone._blocks = self.backbone._blocks[:TRUNK_BLOCKS]
@@ -106,35 +120,76 @@ class ScenePhoneNet(nn.Module):
             setattr(self.backbone, name, nn.Identity())
         for parameter in self.backbone.parameters():
             parameter.requires_grad_(False)
+        for block in self.tuned_blocks():
+            for parameter in block.parameters():
+                parameter.requires_grad_(True)
         self.head = SceneHead(self.backbone._blocks[-1]._project_conv.out_channels, head_width, head_dropout)
 
-    def trunk(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen stride-16 features: computed once per training view and cached."""
+    def tuned_blocks(self) -> list[nn.Module]:
+        return list(self.backbone._blocks[self.boundary :])
+
+    def frozen_trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """Features at the boundary (stem and the frozen blocks): what training computes once per view and caches."""
         backbone = self.backbone
         x: torch.Tensor = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
-        for block in backbone._blocks:
+        for block in backbone._blocks[: self.boundary]:
             x = block(x)
         return x
+
+    def tuned_trunk(self, features: torch.Tensor) -> torch.Tensor:
+        """The tuned blocks, from boundary features to the stride-16 features the head reads."""
+        for block in self.tuned_blocks():
+            features = block(features)
+        return features
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """Stride-16 features of the whole trunk."""
+        return self.tuned_trunk(self.frozen_trunk(images))
 
     def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cells, geometry = self.head(features)
         return cells.flatten(1).max(dim=1).values, cells, cell_boxes(geometry)
 
+    def from_boundary(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` from cached boundary features."""
+        return self.from_features(self.tuned_trunk(features))
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.from_features(self.trunk(images))
 
     def set_train_mode(self) -> None:
-        """Train the head; the trunk stays in eval mode (frozen batch-norm statistics, as cached)."""
+        """Train the head (dropout on); the whole trunk, tuned blocks included, keeps eval-mode batch-norm with its
+        ImageNet statistics (batches of 32 views are too small and too alike to re-estimate them)."""
         self.train()
         self.backbone.eval()
 
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint stores: the head only (the trunk is the pip package's ImageNet weights)."""
-        return {name: tensor.detach().clone() for name, tensor in self.head.state_dict().items()}
+        """What a checkpoint stores: the head and the tuned blocks (the rest is the pip package's ImageNet weights)."""
+        state = dict(self.head.state_dict())
+        for index, block in zip(range(self.boundary, TRUNK_BLOCKS), self.tuned_blocks(), strict=True):
+            state.update({f"{TRUNK_PREFIX}{index}.{name}": value for name, value in block.state_dict().items()})
+        return {name: tensor.detach().clone() for name, tensor in state.items()}
 
     def load_trained_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load :meth:`trained_state_dict` output; refuses missing, extra or misshapen tensors with a reason."""
+        head_state = {name: value for name, value in state.items() if not name.startswith(TRUNK_PREFIX)}
+        tuned = {name for name in state if name.startswith(TRUNK_PREFIX)}
+        expected = {name for name in self.trained_state_dict() if name.startswith(TRUNK_PREFIX)}
+        if tuned != expected:
+            raise ValueError(
+                f"checkpoint tunes trunk blocks {_block_numbers(tuned)}, this network tunes {_block_numbers(expected)}"
+            )
         try:
-            self.head.load_state_dict(state, strict=True)
+            self.head.load_state_dict(head_state, strict=True)
+            for index, block in zip(range(self.boundary, TRUNK_BLOCKS), self.tuned_blocks(), strict=True):
+                prefix = f"{TRUNK_PREFIX}{index}."
+                block.load_state_dict(
+                    {name[len(prefix) :]: value for name, value in state.items() if name.startswith(prefix)},
+                    strict=True,
+                )
         except RuntimeError as error:
-            raise ValueError(f"checkpoint does not match the scene head: {error}") from error
+            raise ValueError(f"checkpoint does not match the scene network: {error}") from error
+
+
+def _block_numbers(names: set[str]) -> list[int]:
+    return sorted({int(name[len(TRUNK_PREFIX) :].split(".")[0]) for name in names})

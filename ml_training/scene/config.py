@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.preprocessing import PreprocessConfig
-from inference.scene_network import STRIDE
+from inference.scene_network import MAX_TRAINABLE_BLOCKS, STRIDE
 
 Check = Callable[[Any], str | None]
 
@@ -99,7 +99,8 @@ class ViewConfig:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How the head is optimised on the cached trunk features (AdamW, cosine decay, fixed epoch count)."""
+    """How the head (and any tuned trunk blocks) is optimised on the cached features (AdamW, cosine decay, fixed
+    epoch count)."""
 
     epochs: int = knob(14, "passes over the training pictures for each head (one random view each time)", at_least(1))
     batch_size: int = knob(32, "views per optimisation step", at_least(1))
@@ -115,6 +116,15 @@ class TrainSettings:
     box_loss_weight: float = knob(1.0, "weight of the box regression loss at phone cells", at_least(0))
     picture_loss_weight: float = knob(
         1.0, "weight of the picture-level loss on the best cell (what trains phone pictures without boxes)", at_least(0)
+    )
+    trainable_blocks: int = knob(
+        0,
+        f"trunk blocks, counted from the trunk's end (0-{MAX_TRAINABLE_BLOCKS}), trained with the head; their"
+        " batch-norm keeps ImageNet statistics, and the feature cache is kept at the first one's input",
+        between(0, MAX_TRAINABLE_BLOCKS),
+    )
+    trunk_learning_rate_scale: float = knob(
+        0.1, "the tuned trunk blocks' learning rate as a fraction of the head's", between(0, 1, include_low=False)
     )
     seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))
 

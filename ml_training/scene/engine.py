@@ -1,5 +1,10 @@
 """The scene head's training loop and scoring, on cached trunk features.
 
+The bank holds the features at the network's boundary (the input of its first tuned trunk block): with
+``trainable_blocks`` > 0 each step runs the tuned blocks and the head on them and trains both, the blocks at
+``trunk_learning_rate_scale`` times the head's learning rate (they start from ImageNet weights, the head from
+scratch).
+
 Loss, per view:
 - cells: sigmoid focal loss on every cell with a target (phones' centres positive, the rest of a boxed or
   phone-free picture negative, cells at a phone's edge ignored), normalised by the number of positive cells;
@@ -18,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from inference.scene_network import ScenePhoneNet
+from inference.scene_network import TRUNK_PREFIX, ScenePhoneNet
 from ml_training.scene.config import TrainSettings
 from ml_training.scene.targets import IGNORE
 from ml_training.scene.views import CLEAN, FeatureBank
@@ -36,7 +41,7 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) 
 
 
 def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
-    cells, geometry = network.head(bank.features[views].float())
+    cells, geometry = network.head(network.tuned_trunk(bank.features[views].float()))
     objectness, target_geometry = bank.objectness[views], bank.geometry[views]
     positives = objectness == 1
     cell_loss = focal_loss(cells, objectness) / max(1, int(positives.sum()))
@@ -75,21 +80,25 @@ def train_head(
     *,
     initial_head: dict[str, torch.Tensor] | None = None,
 ) -> ScenePhoneNet:
-    """A head trained on every view of ``train_pictures`` (from ``initial_head`` when given, else fresh); cosine
-    learning-rate decay, fixed epoch count."""
+    """A head (and the tuned trunk blocks) trained on every view of ``train_pictures``, from ``initial_head`` when
+    given (see :func:`warm_start_state`), else a fresh head and ImageNet blocks; cosine learning-rate decay, fixed
+    epoch count."""
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
-    network = ScenePhoneNet(imagenet_weights=False)
+    # The frozen part of the trunk is never run here (the bank holds its output): ImageNet weights only when tuned.
+    network = ScenePhoneNet(imagenet_weights=settings.trainable_blocks > 0, trainable_blocks=settings.trainable_blocks)
     if initial_head is not None:
-        network.load_trained_state_dict(initial_head)
+        network.load_trained_state_dict(warm_start_state(network, initial_head))
     wanted = set(train_pictures)
     views_of: dict[int, list[int]] = {}
     for view, picture in enumerate(bank.picture.tolist()):
         if picture in wanted:
             views_of.setdefault(picture, []).append(view)
-    optimiser = torch.optim.AdamW(
-        network.head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
+    trunk_parameters = [parameter for block in network.tuned_blocks() for parameter in block.parameters()]
+    groups = [{"params": list(network.head.parameters()), "lr": settings.learning_rate}]
+    if trunk_parameters:
+        groups.append({"params": trunk_parameters, "lr": settings.learning_rate * settings.trunk_learning_rate_scale})
+    optimiser = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(
         sum(settings.scene_repeats if p in scene_pictures else 1 for p in views_of) / settings.batch_size
     )
@@ -118,11 +127,30 @@ def score_views(
     """(picture logits (V,), cell logits (V, G, G), cell boxes (V, 4, G, G)) for the given views."""
     network.eval()
     parts = [
-        network.from_features(bank.features[views[i : i + batch_size]].float())
+        network.from_boundary(bank.features[views[i : i + batch_size]].float())
         for i in range(0, len(views), batch_size)
     ]
     logits, cells, boxes = (torch.cat([part[k] for part in parts]) for k in range(3))
     return logits, cells, boxes
+
+
+def warm_start_state(network: ScenePhoneNet, initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state to start ``network`` from: ``initial``'s head, and its tuned blocks when it tunes the same ones.
+
+    A checkpoint that tunes other blocks (a head-only model warm-starting a tuned one, or the reverse) lends its
+    head only; the network's tuned blocks then start from their ImageNet weights, and the log says so.
+    """
+    head = {name: value for name, value in initial.items() if not name.startswith(TRUNK_PREFIX)}
+    own = network.trained_state_dict()
+    initial_trunk = {name for name in initial if name.startswith(TRUNK_PREFIX)}
+    if initial_trunk == {name for name in own if name.startswith(TRUNK_PREFIX)}:
+        return dict(initial)
+    logger.info(
+        "warm start: the initial checkpoint tunes %d trunk tensors, this network %d; only its head is reused",
+        len(initial_trunk),
+        len(own) - len(network.head.state_dict()),
+    )
+    return {**own, **head}
 
 
 def clean_views(bank: FeatureBank, pictures: Sequence[int]) -> torch.Tensor:

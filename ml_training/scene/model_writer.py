@@ -55,6 +55,7 @@ def write_scene_model(
         options={
             **options,
             "head_width": network.head.reduce.out_channels,
+            "trainable_blocks": network.trainable_blocks,
             "base_weights_sha256": sha256_file(imagenet_weights_path("efficientnet-lite0")),
         },
     )

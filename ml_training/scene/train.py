@@ -105,14 +105,16 @@ def train_scene_model(
 ) -> SceneTrainResult:
     """Cross-validate, calibrate, train on everything and write a loadable model version to ``out_dir``.
 
-    ``initial_head``: the head weights to start every training from (a warm start from the active model, so a
-    retrain adds to what it knows); None starts from a fresh head.
+    ``initial_head``: the trained state (head, and tuned trunk blocks if any) to start every training from (a warm
+    start from the active model, so a retrain adds to what it knows); None starts from a fresh head.
     """
     started = time.time()
     logger.info("configuration:\n  %s", "\n  ".join(describe(recipe)))
     images = [open_image(sample.path) for sample in samples]
     folds = assign_folds(samples, images, recipe.folds, seed=recipe.settings.seed)
-    bank = build_bank(samples, images, folds, recipe.views, network=ScenePhoneNet().eval(), cache_dir=cache_dir)
+    tuned = recipe.settings.trainable_blocks
+    trunk = ScenePhoneNet(trainable_blocks=tuned).eval()
+    bank = build_bank(samples, images, folds, recipe.views, network=trunk, cache_dir=cache_dir)
     del images
     logger.info("views ready after %.0f s: %d", time.time() - started, len(bank.targets))
 
@@ -135,9 +137,9 @@ def train_scene_model(
 
     logger.info("training the shipped head on all %d pictures", len(samples))
     scene = {index for index, sample in enumerate(samples) if is_scene(sample)}
-    final_head = train_head(bank, list(range(len(samples))), scene, recipe.settings, initial_head=initial_head)
-    network = ScenePhoneNet().eval()
-    network.head.load_state_dict(final_head.head.state_dict())
+    final = train_head(bank, list(range(len(samples))), scene, recipe.settings, initial_head=initial_head)
+    network = ScenePhoneNet(trainable_blocks=tuned).eval()
+    network.load_trained_state_dict(final.trained_state_dict())
     fold_shift_into_head(network, shift)
     metrics = {"cross_validation": figures, "folds": recipe.folds}
     write_scene_model(

@@ -6,8 +6,9 @@ a real phone cut from a boxed scene picture of the same fold, rescaled and paste
 teaches "a small phone among other things" far better than product cut-outs did (docs/experiments.md).
 Donors come from the recipient's own fold, so a fold's test pictures never lend phones to its training views.
 
-The trunk is frozen, so its output for a view never changes; the bank holds it in float16 (175 KB a view at
-448 px) and the head trains on it for many epochs at a fraction of a full forward pass.
+The trunk up to the boundary (the input of its first tuned block; the trunk's end when none is tuned) is frozen,
+so its output for a view never changes; the bank holds it in float16 (175 KB a view at 448 px for a boundary in the
+112-channel stage) and the head (and tuned blocks) train on it for many epochs at a fraction of a full forward pass.
 """
 
 from __future__ import annotations
@@ -207,9 +208,10 @@ def rendered_views(
                 yield RenderedView(picture, boxes, True, index, PASTED)
 
 
-def bank_key(samples: Sequence[SceneSample], folds: Sequence[int], config: ViewConfig) -> str:
-    """A name for the bank that changes with the pictures, their labels and boxes, the folds and the recipe."""
-    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+def bank_key(samples: Sequence[SceneSample], folds: Sequence[int], config: ViewConfig, boundary: int) -> str:
+    """A name for the bank that changes with the pictures, their labels and boxes, the folds, the recipe and the
+    trunk block whose input the features are (the boundary)."""
+    digest = hashlib.sha256(json.dumps({**asdict(config), "boundary": boundary}, sort_keys=True).encode())
     for sample, fold in zip(samples, folds, strict=True):
         digest.update(f"{sample.path}|{sample.label}|{sample.boxes}|{fold}\n".encode())
     return digest.hexdigest()[:16]
@@ -225,8 +227,12 @@ def build_bank(
     cache_dir: Path | None = None,
     batch_size: int = 16,
 ) -> FeatureBank:
-    """Render every view, run the frozen trunk on it, keep features and targets (read from ``cache_dir`` if there)."""
-    cache_path = cache_dir / f"scene-bank-{bank_key(samples, folds, config)}.pt" if cache_dir else None
+    """Render every view, run the frozen trunk on it, keep features and targets (read from ``cache_dir`` if there).
+
+    The features are the network's :meth:`~ScenePhoneNet.frozen_trunk` output: at its boundary block's input.
+    """
+    key = bank_key(samples, folds, config, network.boundary)
+    cache_path = cache_dir / f"scene-bank-{key}.pt" if cache_dir else None
     if cache_path and cache_path.is_file():
         logger.info("reading cached views from %s", cache_path)
         return FeatureBank(**torch.load(cache_path, weights_only=True))
@@ -241,7 +247,7 @@ def build_bank(
     with torch.inference_mode():
         while chunk := list(itertools.islice(views, batch_size)):
             batch = torch.from_numpy(np.stack([image_to_array(view.picture, preprocess) for view in chunk]))
-            features.append(network.trunk(batch).to(torch.float16))
+            features.append(network.frozen_trunk(batch).to(torch.float16))
             for view in chunk:
                 cells, shapes = cell_targets(view.boxes, grid, is_phone=view.is_phone)
                 objectness.append(torch.from_numpy(cells))

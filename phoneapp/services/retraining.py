@@ -6,7 +6,8 @@ Used by ``manage.py retrain`` (and the ``retrain_task`` on the training queue). 
    contradicted a confident verdict counts only once a second reviewer agreed), with the reviewers' boxes, plus
    ``--data-dir`` / ``TRAINING_DATA_DIR``; ground-truth and eval pictures are never among them;
 2. train a scene-detector candidate (``ml_training.scene.train.train_scene_model``) into a temporary directory,
-   warm-started from the active model's head when the active model is a scene model;
+   warm-started from the active model's head (and tuned trunk blocks) when the active model is a scene model,
+   tuning as many trunk blocks as it does unless ``--set trainable_blocks=N`` says otherwise;
 3. score the candidate and the active model on the same trusted pictures -- the ground-truth set and the eval
    split -- per picture, and apply :data:`PROMOTION_RULE`;
 4. register the candidate (moved into place with one atomic rename), activate it if the rule allows, and store
@@ -146,7 +147,8 @@ def retrain(
     registered nothing. A dry run trains and scores but registers and stores nothing."""
     from ml_training.scene.train import train_scene_model
 
-    recipe = _recipe(request)
+    active_version = model_version_active_or_none()
+    recipe = _recipe(request, trainable_blocks=_tuned_blocks(active_version))
     models_root = Path(settings.MODELS_DIR)
     models_root.mkdir(parents=True, exist_ok=True)
     version = timezone.now().strftime("retrain-%Y%m%d-%H%M%S")
@@ -163,8 +165,7 @@ def retrain(
         summary = _data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
         _check_enough(summary)
         log(f"training data: {json.dumps(summary, sort_keys=True)}")
-        active_version = model_version_active_or_none()
-        initial_head, warm_start = _warm_start(active_version, log)
+        initial_head, warm_start = _warm_start(active_version, recipe.settings.trainable_blocks, log)
         candidate_dir = scratch_dir / version
         try:
             result = train_scene_model(
@@ -280,11 +281,14 @@ def decide_promotion(
 # --- Collecting pictures ----------------------------------------------------------------------------------------
 
 
-def _recipe(request: RetrainRequest) -> Any:
-    """The scene recipe with the request's overrides (``--set``, ``--epochs``, ``--seed``); bad ones refused."""
+def _recipe(request: RetrainRequest, *, trainable_blocks: int = 0) -> Any:
+    """The scene recipe with the request's overrides (``--set``, ``--epochs``, ``--seed``); bad ones refused.
+
+    ``trainable_blocks``: the active model's, so a retrain keeps its tuned trunk blocks unless told otherwise.
+    """
     from ml_training.scene.config import recipe_from_flat
 
-    values: dict[str, Any] = {**request.config_overrides, "seed": request.seed}
+    values: dict[str, Any] = {"trainable_blocks": trainable_blocks, **request.config_overrides, "seed": request.seed}
     if request.epochs is not None:
         values["epochs"] = request.epochs
     try:
@@ -404,9 +408,31 @@ def _check_enough(summary: dict[str, Any]) -> None:
 # --- Warm start and scoring -------------------------------------------------------------------------------------
 
 
-def _warm_start(active: ModelVersion | None, log: Log) -> tuple[dict[str, Any] | None, str | None]:
-    """The active scene model's head weights, to continue from; (None, None) when the active model is another
-    kind (the candidate's head then starts fresh).
+def _scene_manifest(active: ModelVersion | None) -> Any:
+    """The active model's manifest when it is a readable scene model, else None."""
+    if active is None:
+        return None
+    try:
+        manifest = read_manifest(model_dir_of(active))
+    except ModelLoadError:
+        return None
+    return manifest if manifest.kind == SCENE_KIND else None
+
+
+def _tuned_blocks(active: ModelVersion | None) -> int:
+    """How many trunk blocks the active scene model tuned (0 for head-only models and other kinds)."""
+    manifest = _scene_manifest(active)
+    return int(manifest.options.get("trainable_blocks", 0)) if manifest is not None else 0
+
+
+def _warm_start(
+    active: ModelVersion | None, trainable_blocks: int, log: Log
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The active scene model's trained weights (head, and tuned trunk blocks if any), to continue from; (None,
+    None) when the active model is another kind (the candidate's head then starts fresh).
+
+    When the active model tunes another number of trunk blocks than the candidate (``trainable_blocks``), only its
+    head is reused (:func:`ml_training.scene.engine.warm_start_state`); the log says so.
 
     The shipped ``weights.pt`` has the calibration shift folded into ``head.objectness.bias`` (model_writer.py);
     it is added back here so training continues from the raw head, and the candidate is re-calibrated by its own
@@ -431,6 +457,12 @@ def _warm_start(active: ModelVersion | None, log: Log) -> tuple[dict[str, Any] |
         shift = 0.0
     state["objectness.bias"] = state["objectness.bias"] + shift
     log(f"warm start from {active.name} (calibration shift {shift:+.4f} unfolded)")
+    tuned = int(manifest.options.get("trainable_blocks", 0))
+    if tuned != trainable_blocks:
+        log(
+            f"{active.name} tunes {tuned} trunk block(s), the candidate {trainable_blocks}: only its head is reused; "
+            "the candidate's tuned blocks start from their ImageNet weights"
+        )
     return state, active.name
 
 
