@@ -2,7 +2,9 @@
 
 ``python -m benchmarks.run load [--uploads N ...]``: the bounded load test instead (``benchmarks/load_test.py``:
 thousands of uploads through its own PostgreSQL database, Redis, gunicorn and worker; every upload must end done,
-none lost or duplicated). Every benchmark runs from the repository root this way; none patches ``sys.path``.
+none lost or duplicated); ``... run outage`` the broker-outage count (``broker_outage.py``), ``... run web-profile``
+the web process's CPU by stage (``web_profile.py``). Every benchmark runs from the repository root this way; none
+patches ``sys.path``.
 
 In-process (``benchmarks/model_bench.py``): one picture on the warm model (decode and preprocessing included),
 256 pictures through the batch API, and the prototype's loop that loads the checkpoint for every request.
@@ -17,6 +19,7 @@ of hundreds of runs interleaved with the eager fp32 baseline. Results and their 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -195,12 +198,19 @@ def print_table(result: dict[str, Any]) -> None:
     )
 
 
+# ``python -m benchmarks.run NAME ...``: the measurements that are not figures of the table, each its own module.
+SUBCOMMANDS = {
+    "load": "benchmarks.load_test",  # the bounded load test and the knee (docs/reliability.md)
+    "outage": "benchmarks.broker_outage",  # Redis outages with the kombu work-around off and on
+    "web-profile": "benchmarks.web_profile",  # the web process's CPU per upload by stage
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["load"]:
-        from benchmarks.load_test import main as load_test
-
-        return load_test(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return int(module.main(argv[1:]))
     args = build_parser().parse_args(argv)
     result = run(args)
     if args.json:
