@@ -13,7 +13,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from phoneapp.models import ModelVersion, Upload, UploadStatus
+from phoneapp.models import Upload, UploadStatus
+from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.classification import classification_enqueue
 from phoneapp.services.dispatch import broker_configured
 from phoneapp.services.errors import InvalidUpload
@@ -138,7 +139,7 @@ def _store_duplicate(*, owner: User, image: ValidatedImage, twin: Upload, queued
         status=UploadStatus.PENDING,
     )
     # Only duplicates need the active version (most uploads are not one: no query for them).
-    active_version = ModelVersion.objects.filter(is_active=True).first() if twin.status == UploadStatus.DONE else None
+    active_version = model_version_active_or_none() if twin.status == UploadStatus.DONE else None
     verdict_is_current = active_version is not None and twin.model_version_id == active_version.pk
     if twin.status == UploadStatus.DONE and verdict_is_current:
         # Only the model's verdict is reused; a reviewer's label belongs to the upload that was reviewed.
