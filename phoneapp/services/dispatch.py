@@ -54,20 +54,9 @@ def _dispatch(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], on_sent
         task.apply(args=args, kwargs=kwargs, retries=task.max_retries or 0, throw=False)
         return
     try:
-        # Celery writes a repr of the arguments into every message for monitoring; its own (saferepr) of a heat
-        # map's evidence cost half of a send's CPU. A plain repr of the ids and a summary of lists say as much.
-        task.apply_async(args=args, kwargs=kwargs, argsrepr=repr(args), kwargsrepr=_kwargs_summary(kwargs))
+        task.apply_async(args=args, kwargs=kwargs)
     except Exception as error:
         logger.warning("broker unavailable, task left for the sweep", extra={"task": task.name, "error": error})
         return
     if on_sent is not None:
         on_sent()
-
-
-def _kwargs_summary(kwargs: dict[str, Any]) -> str:
-    """``{'evidence': <list of 14>}``: lists by their length, anything else by its repr (cut at 100 characters)."""
-    parts = [
-        f"{name!r}: <list of {len(value)}>" if isinstance(value, list) else f"{name!r}: {value!r}"[:100]
-        for name, value in kwargs.items()
-    ]
-    return "{" + ", ".join(parts) + "}"
