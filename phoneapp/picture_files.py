@@ -9,6 +9,7 @@ from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404
 
 from phoneapp.models import Upload
+from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
 from phoneapp.services.thumbnails import upload_preview_jpeg
 
 
@@ -33,6 +34,12 @@ def thumbnail_response(upload: Upload) -> FileResponse:
     if drawn_now is not None:
         return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
     return picture_response(upload.image, upload.content_type)
+
+
+def heatmap_response(upload: Upload) -> FileResponse:
+    """The upload's "where is the phone" overlay (transparent PNG), drawn now and stored if its verdict's evidence
+    was kept and nobody asked for it before (:func:`phoneapp.services.heatmaps.upload_heatmap_draw_on_request`)."""
+    return picture_response(upload_heatmap_draw_on_request(upload=upload).heatmap, "image/png")
 
 
 def _protected(response: FileResponse) -> FileResponse:

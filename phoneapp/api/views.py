@@ -29,11 +29,10 @@ from phoneapp.api.serializers import (
     UploadSerializer,
 )
 from phoneapp.api.throttling import UploadRateThrottle
-from phoneapp.picture_files import picture_response, thumbnail_response
+from phoneapp.picture_files import heatmap_response, picture_response, thumbnail_response
 from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials
-from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 
@@ -154,7 +153,7 @@ class UploadHeatmapApi(_UploadPictureApi):
     @picture_schema
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         upload = upload_get(owner=request.user, upload_id=upload_id)
-        return picture_response(upload_heatmap_draw_on_request(upload=upload).heatmap, "image/png")
+        return heatmap_response(upload)
 
 
 TOKEN_RULE = (

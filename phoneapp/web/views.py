@@ -21,7 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from phoneapp.picture_files import picture_response, thumbnail_response
+from phoneapp.picture_files import heatmap_response, picture_response, thumbnail_response
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.selectors.uploads import (
     UploadFilters,
@@ -33,7 +33,6 @@ from phoneapp.selectors.uploads import (
 )
 from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.errors import InvalidUpload
-from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 from phoneapp.signed_in import SignedInRequest
@@ -212,7 +211,7 @@ def upload_heatmap(request: SignedInRequest, upload_id: int) -> FileResponse:
     """The "where is the phone" overlay (transparent PNG), drawn on the first request when the verdict's evidence
     was stored; same permission as the picture it explains."""
     upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
-    return picture_response(upload_heatmap_draw_on_request(upload=upload).heatmap, "image/png")
+    return heatmap_response(upload)
 
 
 def _too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:
