@@ -94,8 +94,8 @@ def _engine_agreement(fast: Classifier, reference: Classifier, pictures: list[by
     """Do the serving engine and eager torch give the same verdicts and boxes on the same pictures?"""
     same_label, same_best_box, largest_gap = 0, 0, 0.0
     for data in pictures:
-        [served] = fast.predict([open_image(data, draft_size=fast.manifest.preprocessing.draft_size)])
-        [eager] = reference.predict([open_image(data, draft_size=reference.manifest.preprocessing.draft_size)])
+        picture = open_image(data, draft_size=fast.manifest.preprocessing.draft_size)  # one manifest, both engines
+        [served], [eager] = fast.predict([picture]), reference.predict([picture])
         same_label += served.label == eager.label
         largest_gap = max(largest_gap, abs(served.probability - eager.probability))
         best = [prediction.boxes[0].rounded_corners() if prediction.boxes else None for prediction in (served, eager)]
