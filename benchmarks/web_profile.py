@@ -77,7 +77,10 @@ WEB_STAGES: dict[str, list[tuple[str, str]]] = {
 # e2e benchmark's worker CPU per upload minus this is).
 WORKER_STAGES: dict[str, list[tuple[str, str]]] = {
     "upload_classify (all)": [("phoneapp.services.classification", "upload_classify")],
-    "claim (+ read the row)": [("phoneapp.services.classification", "_claim_pending")],
+    "claim (+ read the row)": [
+        ("phoneapp.services.classification", "_claim"),
+        ("phoneapp.services.classification", "_claim_pending"),
+    ],
     "decode the stored picture": [("phoneapp.services.classification", "stored_picture_for")],
     "model: preprocess + forward pass": [("inference.base", "BaseClassifier.predict_and_explain")],
     "thumbnail (draw + write)": [("phoneapp.services.classification", "upload_thumbnail_store")],
