@@ -49,7 +49,10 @@ BENCH_BROKER = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
 WEB_STAGES: dict[str, list[tuple[str, str]]] = {
     "whole request (WSGI handler)": [("django.core.handlers.wsgi", "WSGIHandler.__call__")],
     "authentication (token lookup)": [("rest_framework.authentication", "TokenAuthentication.authenticate")],
-    "rate limit (cache)": [("phoneapp.api.throttling", "UploadRateThrottle.allow_request")],
+    "rate limit (cache)": [
+        ("phoneapp.throttling", "UploadRateThrottle.allow_request"),
+        ("phoneapp.api.throttling", "UploadRateThrottle.allow_request"),
+    ],
     "view (POST handler)": [("phoneapp.api.views", "UploadListCreateApi.post")],
     "uploads_create (service)": [("phoneapp.services.uploads", "uploads_create")],
     "validation": [("phoneapp.services.image_validation", "validate_image_file")],
@@ -74,7 +77,10 @@ WEB_STAGES: dict[str, list[tuple[str, str]]] = {
 # e2e benchmark's worker CPU per upload minus this is).
 WORKER_STAGES: dict[str, list[tuple[str, str]]] = {
     "upload_classify (all)": [("phoneapp.services.classification", "upload_classify")],
-    "claim (+ read the row)": [("phoneapp.services.classification", "_claim_pending")],
+    "claim (+ read the row)": [
+        ("phoneapp.services.classification", "_claim"),
+        ("phoneapp.services.classification", "_claim_pending"),
+    ],
     "decode the stored picture": [("phoneapp.services.classification", "stored_picture_for")],
     "model: preprocess + forward pass": [("inference.base", "BaseClassifier.predict_and_explain")],
     "thumbnail (draw + write)": [("phoneapp.services.classification", "upload_thumbnail_store")],

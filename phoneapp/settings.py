@@ -286,7 +286,6 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "phoneapp.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"uploads": UPLOAD_RATE_LIMIT},
 }
 
 # OpenAPI 3 schema at /api/schema/, Swagger UI at /api/docs/ and ReDoc at /api/redoc/, their JavaScript served from

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from phoneapp.models import Upload, UploadStatus
@@ -85,6 +87,28 @@ def test_a_retry_or_a_handed_back_message_continues_its_own_attempt(
     done = upload_classify(upload_id=upload.pk, takeover=True, worker="worker-a")
 
     assert done is not None and done.status == UploadStatus.DONE
+
+
+def test_an_orphan_another_worker_takes_over_while_this_one_decides_is_left_to_it(
+    alice: User, heartbeats: dict[str, list[int]]
+) -> None:
+    """Two deliveries find the same orphan: the one that claims it second claims nothing (one attempt counted)."""
+    upload = processing_upload(alice, claimed_seconds_ago=15)
+    taken_over: list[int] = []
+
+    def other_worker_claims_after_the_first_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not taken_over and sql.startswith("SELECT") and "phoneapp_upload" in sql:
+            taken_over.append(upload.pk)
+            Upload.objects.filter(pk=upload.pk).update(processing_started=timezone.now(), attempts=F("attempts") + 1)
+        return result
+
+    with connection.execute_wrapper(other_worker_claims_after_the_first_read):
+        assert upload_classify(upload_id=upload.pk, worker="worker-b") is None
+
+    assert taken_over == [upload.pk]
+    stored = Upload.objects.get(pk=upload.pk)
+    assert (stored.status, stored.attempts) == (UploadStatus.PROCESSING, 2)
 
 
 def test_sweep_takes_back_orphans_within_seconds_and_leaves_live_workers_alone(

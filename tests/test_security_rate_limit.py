@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
+from django.http import HttpRequest
+from django.test import Client, RequestFactory
 
 from phoneapp.models import Upload
-from phoneapp.throttling import RateDecision, upload_rate_spend
+from phoneapp.throttling import UploadRateThrottle
 from tests.images import picture_bytes, uploaded_file
 
 # Not transactional: nothing here needs a verdict, only the answer to each request.
@@ -98,15 +99,32 @@ def test_each_picture_of_a_request_counts_toward_the_limit(alice_client: Client,
     assert Upload.objects.count() == 3
 
 
-def test_the_shared_rule_refuses_without_spending_and_says_how_long_to_wait() -> None:
-    """:mod:`phoneapp.throttling`, the rule both edges call: past the budget a request is refused whole, nothing of
-    it is spent, and the wait is DRF's (the window's rest over the requests still available), per client."""
-    spent = upload_rate_spend(client="rule-test", cost=2)
-    refused = upload_rate_spend(client="rule-test", cost=1)
-    other_client = upload_rate_spend(client="rule-test-other", cost=2)
+def upload_request(user: User, pictures: int) -> HttpRequest:
+    request = RequestFactory().post("/", {"image": [picture(i) for i in range(pictures)]})
+    request.user = user
+    return request
 
-    assert spent.allowed and other_client.allowed
-    assert not refused.allowed
-    assert refused.wait is not None and 59 <= refused.wait <= 60
-    assert refused.retry_after_seconds() in (59, 60)
-    assert RateDecision(allowed=False, wait=None).retry_after_seconds() == 1  # a request larger than the budget
+
+def test_the_shared_throttle_refuses_without_spending_and_says_how_long_to_wait(alice: User, bob: User) -> None:
+    """:class:`UploadRateThrottle` as the web form calls it (no DRF view): past the budget a request is refused
+    whole, nothing of it is spent, the wait is DRF's (the window's rest over the requests still available), and
+    each user has a budget of their own."""
+    spent, refused, one_fits, bob_spent = (UploadRateThrottle() for _ in range(4))
+
+    assert spent.allow_request(upload_request(alice, 1), None)
+    assert not refused.allow_request(upload_request(alice, 2), None)
+    assert 29 <= (refused.wait() or 0) <= 30  # one picture used, two of the minute's requests still to come
+    assert refused.retry_after_seconds() in (29, 30)
+    assert one_fits.allow_request(upload_request(alice, 1), None)
+    assert bob_spent.allow_request(upload_request(bob, 2), None)
+
+
+def test_retry_after_is_one_second_when_drf_suggests_no_wait(alice: User, settings) -> None:
+    """Over a budget lowered since the pictures were counted, DRF has no wait to suggest; the page says 1 s."""
+    assert UploadRateThrottle().allow_request(upload_request(alice, 2), None)
+    settings.UPLOAD_RATE_LIMIT = "1/minute"
+    refused = UploadRateThrottle()
+
+    assert not refused.allow_request(upload_request(alice, 1), None)
+    assert refused.wait() is None
+    assert refused.retry_after_seconds() == 1

@@ -28,13 +28,13 @@ from phoneapp.api.serializers import (
     UploadRequestSerializer,
     UploadSerializer,
 )
-from phoneapp.api.throttling import UploadRateThrottle
 from phoneapp.picture_files import heatmap_response, picture_response, thumbnail_response
 from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
+from phoneapp.throttling import UploadRateThrottle
 
 BATCH_RULE = (
     "Send one or more files, each as an `image` part (at most `UPLOAD_MAX_FILES`, 20 by default). **All or "

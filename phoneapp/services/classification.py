@@ -10,7 +10,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from inference.images import ImageError
@@ -72,16 +72,15 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
     classified elsewhere). Raises :class:`ClassificationUnavailable` when the model cannot be loaded, leaving the
     upload for a retry.
     """
-    upload = _claim_pending(upload_id)
+    upload = _claim(upload_id, status=UploadStatus.PENDING)
     if upload is None:
-        claim = {"status": UploadStatus.PROCESSING, "processing_started": timezone.now(), "attempts": F("attempts") + 1}
+        # A processing upload is claimed at the attempt it was found at, so a run claiming it in between wins.
         processing = Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING)
         if not takeover:
             processing = processing.filter(_orphaned(worker=worker))
-        if not processing.update(**claim):
-            return None
-        upload = Upload.objects.filter(pk=upload_id).first()
-        if upload is None:  # deleted by its owner just now
+        attempts = processing.values_list("attempts", flat=True).first()
+        upload = None if attempts is None else _claim(upload_id, status=UploadStatus.PROCESSING, attempts=attempts)
+        if upload is None:
             return None
     try:
         loaded = resident_model.current()
@@ -146,17 +145,22 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
     return upload
 
 
-def _claim_pending(upload_id: int) -> Upload | None:
-    """Claim a pending upload and read what the worker needs of it, in one statement (``UPDATE ... RETURNING``;
-    an UPDATE and then a SELECT were two round trips per task). ``None``: not pending (or gone).
+def _claim(upload_id: int, *, status: UploadStatus, attempts: int | None = None) -> Upload | None:
+    """The one claim: move an upload in ``status`` (and, given, still at ``attempts``: every claim counts one
+    more) to processing, one attempt more, and read what the worker needs of it. ``None``: nothing to claim
+    (another status or attempt, or gone).
 
-    The returned row holds only those fields; any other is loaded from the database if read.
+    Raw SQL for ``RETURNING`` (Django's ``update()`` returns only a count): claiming and reading the row is one
+    round trip per task, where an UPDATE and then a SELECT were two. The returned row holds only those fields;
+    any other is loaded from the database if read.
     """
-    table = Upload._meta.db_table
+    where, params = "id = %s AND status = %s", [upload_id, status]
+    if attempts is not None:
+        where, params = f"{where} AND attempts = %s", [*params, attempts]
     rows = Upload.objects.raw(
-        f"UPDATE {table} SET status = %s, processing_started = %s, attempts = attempts + 1 "
-        f"WHERE id = %s AND status = %s RETURNING id, owner_id, image, thumbnail, width, height, status, attempts",
-        [UploadStatus.PROCESSING, timezone.now(), upload_id, UploadStatus.PENDING],
+        f"UPDATE {Upload._meta.db_table} SET status = %s, processing_started = %s, attempts = attempts + 1 "
+        f"WHERE {where} RETURNING id, owner_id, image, thumbnail, width, height, status, attempts",
+        [UploadStatus.PROCESSING, timezone.now(), *params],
     )
     return next(iter(rows), None)
 

@@ -36,7 +36,7 @@ from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 from phoneapp.signed_in import SignedInRequest
-from phoneapp.throttling import upload_rate_client, upload_rate_cost, upload_rate_spend
+from phoneapp.throttling import UploadRateThrottle
 
 
 @login_required
@@ -44,10 +44,9 @@ from phoneapp.throttling import upload_rate_client, upload_rate_cost, upload_rat
 def upload_page(request: SignedInRequest) -> HttpResponse:
     """The upload form; without JavaScript it posts here and lands back on this page with the new uploads."""
     if request.method == "POST":
-        cost = upload_rate_cost(request.FILES)
-        decision = upload_rate_spend(client=upload_rate_client(request), cost=cost)
-        if not decision.allowed:
-            return _too_many_requests(request, retry_after=decision.retry_after_seconds())
+        throttle = UploadRateThrottle()
+        if not throttle.allow_request(request, None):
+            return _too_many_requests(request, retry_after=throttle.retry_after_seconds())
         try:
             uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
         except InvalidUpload as error:
