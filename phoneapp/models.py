@@ -227,11 +227,6 @@ class Upload(models.Model):
         return f"Upload {self.pk} ({self.original_name})"
 
     @property
-    def has_heatmap(self) -> bool:
-        """A heat map can be shown: stored, or drawn on request from the verdict's stored evidence."""
-        return bool(self.heatmap) or self.evidence is not None
-
-    @property
     def is_reviewed(self) -> bool:
         return bool(self.reviewed_label)
 

@@ -247,11 +247,21 @@ CELERY_TASK_ROUTES = {
 }
 # With acks_late a task whose worker died is redelivered after this many seconds; keep it above the longest
 # task so a slow but alive worker is not doubled up.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, int] = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }
+# A message past the visibility timeout is put back in the queue only when a worker next looks for such messages:
+# by kombu's own schedule every ~100 s (a look every 10 s that scans Redis every 10th time), so a dead worker's task
+# comes back up to 100 s after the timeout. Set (seconds): every worker scans that often instead. The live tests
+# use 1 s with an 8-s timeout so a redelivery takes seconds, not minutes.
+_unacked_restore_seconds = env.int("CELERY_UNACKED_RESTORE_SECONDS", default=0)
+if _unacked_restore_seconds > 0:
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "unacked_restore_interval": _unacked_restore_seconds,
+        "unacked_restore_throttle": 1,
+    }
 # Sending must not hang a web request when Redis is down: the upload stays pending and is swept up later.
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}

@@ -4,6 +4,7 @@ overlay, later ones are served the stored file, and only who may see the picture
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,6 +154,48 @@ def test_pages_and_api_offer_a_heat_map_that_can_be_drawn_before_it_is(alice: Us
 
     without = make_upload(alice, version="imagenet-zero-shot")
     assert api.get(f"/api/uploads/{without.pk}/").json()["heatmap"] is None
+
+
+def test_a_heat_map_whose_model_folder_was_removed_is_offered_only_if_it_was_drawn_before(
+    alice: User, alice_client: Client, reviewer: User
+) -> None:
+    """Drawing needs the manifest of the verdict's version (where its evidence lies on the picture): once that
+    folder is gone, neither the pages nor the API may offer a heat map that would answer 404."""
+    undrawn = _upload_with_evidence(alice)
+    drawn = _upload_with_evidence(alice)
+    assert alice_client.get(f"/uploads/{drawn.pk}/heatmap").status_code == 200  # drawn and stored before
+    assert undrawn.model_version is not None
+    shutil.rmtree(model_dir_of(undrawn.model_version))
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
+    staff = Client()
+    staff.force_login(reviewer)
+    pages = {
+        "detail": lambda pk: alice_client.get(f"/uploads/{pk}/"),
+        "review": lambda pk: staff.get(f"/review/{pk}/"),
+        "admin": lambda pk: staff.get(f"/admin/phoneapp/upload/{pk}/change/"),
+    }
+
+    for name, page_of in pages.items():
+        response = page_of(undrawn.pk)
+        assert response.status_code == 200, name
+        page = response.content.decode()
+        assert 'id="show-heatmap"' not in page and f"/uploads/{undrawn.pk}/heatmap" not in page, name
+    assert "cannot be drawn" in alice_client.get(f"/uploads/{undrawn.pk}/").content.decode()
+    assert api.get(f"/api/uploads/{undrawn.pk}/").json()["heatmap"] is None
+    listed = {item["id"]: item["heatmap"] for item in api.get("/api/uploads/").json()["results"]}
+    assert listed[undrawn.pk] is None
+    # What a link would have answered, in every web process alike: this one read the manifest before the folder
+    # went (drawing the other upload), one started since could not have.
+    assert alice_client.get(f"/uploads/{undrawn.pk}/heatmap").status_code == 404
+    assert api.get(f"/api/uploads/{undrawn.pk}/heatmap").status_code == 404
+
+    # The one drawn before the folder went is still there to serve, and still offered.
+    assert alice_client.get(f"/uploads/{drawn.pk}/heatmap").status_code == 200
+    for name, page_of in pages.items():
+        page = page_of(drawn.pk).content.decode()
+        assert 'id="show-heatmap"' in page and f'src="/uploads/{drawn.pk}/heatmap"' in page, name
+    assert api.get(f"/api/uploads/{drawn.pk}/").json()["heatmap"].endswith(f"/api/uploads/{drawn.pk}/heatmap")
+    assert listed[drawn.pk].endswith(f"/api/uploads/{drawn.pk}/heatmap")
 
 
 def test_a_storage_failure_on_the_first_request_answers_503_and_leaves_nothing_behind(

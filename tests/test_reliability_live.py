@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ from django.utils import timezone
 
 from inference.drawing import draw_large_picture
 from phoneapp.models import Upload, UploadStatus
+from phoneapp.services.worker_presence import workers_alive
 from tests import live_services
 from tests.images import picture_bytes, uploaded_file
 
@@ -100,8 +102,10 @@ def worker_env(transactional_db: None, isolated_storage: Path, redis_server: Thr
 
 
 @contextmanager
-def running_worker(env: dict[str, str], log_path: Path, app: object) -> Iterator[live_services.CeleryWorker]:
-    worker = live_services.celery_worker_start(env=env, log_path=log_path)
+def running_worker(
+    env: dict[str, str], log_path: Path, app: object, *, pool: str = "solo"
+) -> Iterator[live_services.CeleryWorker]:
+    worker = live_services.celery_worker_start(env=env, log_path=log_path, pool=pool)
     try:
         worker.wait_ready(app, timeout=WORKER_READY_TIMEOUT)
         yield worker
@@ -202,8 +206,22 @@ def test_worker_killed_with_sigkill_mid_task_the_upload_is_redelivered_and_done_
 ) -> None:
     redis_server.start()
     settings.CELERY_BROKER_URL = redis_server.url
+    env = {
+        **worker_env,
+        # Look for messages past the visibility timeout every second: kombu's own ~100 s between looks made this
+        # test wait 100 s for a redelivery that was due after 8.
+        "CELERY_UNACKED_RESTORE_SECONDS": "1",
+        # Beat fast enough to show the slow upload in hand within its couple of seconds of work.
+        "WORKER_HEARTBEAT_SECONDS": "0.1",
+        # Only the broker's redelivery may bring the upload back: the worker's start-up sweep must not resend it.
+        "ORPHAN_AFTER_SECONDS": "3600",
+    }
     with live_services.celery_app_sending_to(redis_server.url) as app:
-        first = live_services.celery_worker_start(env=worker_env, log_path=isolated_storage / "worker-1.log")
+        # The Procfile's pool, not --pool solo: a solo worker's event loop waits for the task, so even an early
+        # acknowledgement (acks_late off) would not have reached Redis before the kill and this test could not fail.
+        first = live_services.celery_worker_start(
+            env=env, log_path=isolated_storage / "worker-1.log", pool="prefork", concurrency=1
+        )
         try:
             first.wait_ready(app, timeout=WORKER_READY_TIMEOUT)
             # Warm the worker up so the slow upload below is slow because of its picture, not model loading.
@@ -213,18 +231,24 @@ def test_worker_killed_with_sigkill_mid_task_the_upload_is_redelivered_and_done_
             response = alice_client.post("/api/uploads/", {"image": uploaded_file("huge.png", slow_picture())})
             assert response.status_code == 201, response.content
             upload_id = response.json()[0]["id"]
-            wait_for_status(upload_id, {"processing"}, timeout=VERDICT_TIMEOUT, log=first.log_tail())
+
+            # Killed only once the task is really running: the upload is claimed and the worker lists it in hand.
+            def in_hand() -> bool | None:
+                claimed = Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING).exists()
+                return True if claimed and upload_id in (workers_alive() or {}).get(first.node_name, []) else None
+
+            live_services.wait_until(in_hand, timeout=VERDICT_TIMEOUT, interval=0.02, what="the worker on the upload")
             os.killpg(first.process.pid, signal.SIGKILL)
             first.process.wait(timeout=10)
         finally:
             first.stop()
         killed_mid_task = Upload.objects.get(pk=upload_id)
-        assert killed_mid_task.status == UploadStatus.PROCESSING
+        assert killed_mid_task.status == UploadStatus.PROCESSING  # the kill landed before the verdict
         assert killed_mid_task.predicted_label == ""
         assert killed_mid_task.queued_at is not None  # its message did reach the broker
 
         # A new worker gets the unacknowledged task back once the visibility timeout has passed.
-        with running_worker(worker_env, isolated_storage / "worker-2.log", app) as second:
+        with running_worker(env, isolated_storage / "worker-2.log", app, pool="prefork") as second:
             upload = wait_for_status(
                 upload_id, {"done", "failed"}, timeout=VISIBILITY_TIMEOUT + VERDICT_TIMEOUT, log=second.log_tail()
             )
@@ -232,6 +256,17 @@ def test_worker_killed_with_sigkill_mid_task_the_upload_is_redelivered_and_done_
     assert upload.attempts == 2  # once in the killed worker, once after redelivery
     assert upload.predicted_label in ("phone", "not_phone")
     assert Upload.objects.filter(original_name="huge.png").count() == 1
+    # The same message came back (not a new one sent by a sweep) and the upload was classified once, by the second.
+    assert _classify_task_ids(first.log(), upload_id) == _classify_task_ids(second.log(), upload_id), second.log()
+    assert len(_classify_task_ids(first.log(), upload_id)) == 1
+    assert f"upload classified upload_id={upload_id} " not in first.log()
+    assert second.log().count(f"upload classified upload_id={upload_id} ") == 1
+
+
+def _classify_task_ids(log: str, upload_id: int) -> list[str]:
+    """Ids of the classify tasks for ``upload_id`` a worker received, in order, from its log."""
+    received = re.compile(rf"upload_classify_task\[([0-9a-f-]+)\] received .*'args': '\({upload_id},\)'")
+    return received.findall(log)
 
 
 def test_worker_waits_out_a_database_that_refuses_connections_and_a_missing_model(

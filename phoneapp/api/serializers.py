@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
+from phoneapp.services.heatmaps import upload_heatmap_servable
 
 
 class ReviewedBoxSerializer(serializers.Serializer):
@@ -64,7 +65,7 @@ class UploadSerializer(serializers.ModelSerializer):
     )
     heatmap = serializers.SerializerMethodField(
         help_text="transparent PNG of where the phone is, once it can be drawn (on first request for most models); "
-        "only its owner can fetch it"
+        "null while it cannot be served (not drawn yet, or its model version was removed); only its owner can fetch it"
     )
 
     class Meta:
@@ -144,7 +145,7 @@ class UploadSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_heatmap(self, upload: Upload) -> str | None:
-        return self._absolute("api-upload-heatmap", upload) if upload.has_heatmap else None
+        return self._absolute("api-upload-heatmap", upload) if upload_heatmap_servable(upload=upload) else None
 
     def to_representation(self, upload: Upload) -> dict[str, object]:
         data = super().to_representation(upload)

@@ -21,7 +21,7 @@ import numpy as np
 from django.core.files.base import ContentFile
 
 from inference.images import ImageError
-from inference.manifest import ModelLoadError, read_manifest
+from inference.manifest import MANIFEST_NAME, ModelLoadError, read_manifest
 from inference.overlay import heatmap_png, overlay_png
 from inference.preprocessing import PreprocessConfig
 from phoneapp.models import ModelVersion, Upload, UploadStatus
@@ -89,12 +89,33 @@ def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
     return upload
 
 
+def upload_heatmap_servable(*, upload: Upload) -> bool:
+    """Whether ``upload``'s overlay can be served now, so pages and the API offer it only then (a link that
+    answers 404 was offered for uploads whose model folder had been removed): it was drawn and stored, or its
+    verdict's evidence is stored and the manifest that places it on the picture is on disk. Cheap enough for a
+    list: a file check and a cached manifest read per version, no model loaded. Same rule as
+    :func:`upload_heatmap_draw_on_request`."""
+    if upload.heatmap:
+        return True
+    return (
+        upload.evidence is not None
+        and upload.status == UploadStatus.DONE
+        and _preprocessing_of(upload.model_version) is not None
+    )
+
+
 def _preprocessing_of(version: ModelVersion | None) -> PreprocessConfig | None:
     """How ``version`` framed its input (where its evidence map lies on the picture); ``None`` when its manifest
-    is gone or unreadable (its folder was removed), so no overlay can be placed."""
+    is gone or unreadable (its folder was removed), so no overlay can be placed.
+
+    The manifest must be on disk now, not merely remembered by the cache below: every web process then agrees on
+    whether an overlay can be drawn, whichever of them drew the page and whichever is asked for the overlay."""
     if version is None:
         return None
-    return _manifest_preprocessing(str(model_dir_of(version)), version.checksum)
+    model_dir = model_dir_of(version)
+    if not (model_dir / MANIFEST_NAME).is_file():
+        return None
+    return _manifest_preprocessing(str(model_dir), version.checksum)
 
 
 @lru_cache(maxsize=64)

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from phoneapp.models import Upload
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
+from phoneapp.services.heatmaps import upload_heatmap_servable
 
 register = template.Library()
 
@@ -28,6 +29,13 @@ def verdict_state(upload: Upload) -> str:
 @register.filter
 def verdict_word(upload: Upload) -> str:
     return VERDICT_WORDS.get(upload_verdict(upload=upload), upload.get_status_display())
+
+
+@register.filter
+def heatmap_servable(upload: Upload) -> bool:
+    """Offer the "where is the phone" overlay only when ``/uploads/<id>/heatmap`` can serve it (see
+    :func:`phoneapp.services.heatmaps.upload_heatmap_servable`)."""
+    return upload_heatmap_servable(upload=upload)
 
 
 @register.filter
