@@ -80,15 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
+# The vector extensions ONNX Runtime's kernels choose between. Machines that all report "AMD EPYC" differ: the same
+# model took 31 ms of CPU on one and 61 ms on another with AVX2 but no AVX-512 (docs/performance.md, Run L), so
+# every figure records them.
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU's model name and which of :data:`SIMD_FLAGS` it has (``unknown`` and [] off Linux)."""
+    cpu, flags = "unknown", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    return cpu, [flag for flag in SIMD_FLAGS if flag in flags]
+
+
+def machine() -> dict[str, Any]:
+    cpu, simd = cpu_description()
     import torch
 
     try:
@@ -101,6 +114,7 @@ def machine() -> dict[str, Any]:
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "host": platform.node(),
         "cpu": cpu,
+        "cpu_simd": simd,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
