@@ -1,5 +1,5 @@
 """The production worker (``--pool prefork``) and beat on the real stack ride out a Redis outage under load and a
-killed worker: after a 20-s Redis outage met work in flight, the worker classifies again within 30 s of the
+killed worker: after a 10-s Redis outage met work in flight, the worker classifies again within 30 s of the
 broker's return and has done every upload within 60 s; a killed worker's uploads are done within 30 s of the kill.
 
 Each test runs its own ``redis-server`` (tests/test_reliability_live.py's ``ThrowawayRedis``, no persistence:
@@ -38,6 +38,8 @@ from tests.test_reliability_live import (  # noqa: F401  (fixtures)
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 RECOVERY_SECONDS = 30
+# Long enough for the worker to notice the lost connection mid-task (kombu 5.7.0 crashed within ~5 s of one).
+OUTAGE_SECONDS = 10
 
 
 @pytest.fixture
@@ -114,7 +116,7 @@ def last_verdict_at(upload_ids: list[int]) -> datetime:
     return Upload.objects.filter(pk__in=upload_ids).aggregate(last=Max("processed"))["last"]
 
 
-def test_redis_stopped_20_s_under_load_every_upload_is_done_and_the_worker_lives_on(
+def test_redis_stopped_10_s_under_load_every_upload_is_done_and_the_worker_lives_on(
     production_env: dict[str, str],
     redis_server: ThrowawayRedis,  # noqa: F811
     isolated_storage: Path,
@@ -133,9 +135,9 @@ def test_redis_stopped_20_s_under_load_every_upload_is_done_and_the_worker_lives
         in_hand_at_stop: list[int] = []
         index = 0
         # ~4 uploads a second; from second 5 Redis is stopped as soon as the worker's heartbeat lists an upload it
-        # is classifying (the outage must meet work in flight: that is when kombu 5.7.0 crashed), for 20 s; the
-        # uploads go on for 10 s after it returned.
-        while back_at is None or time.monotonic() - back_at < 10:
+        # is classifying (the outage must meet work in flight: that is when kombu 5.7.0 crashed), for 10 s; the
+        # uploads go on for 5 s after it returned.
+        while back_at is None or time.monotonic() - back_at < 5:
             if stopped_at is None and time.monotonic() - started >= 20:
                 pytest.fail(f"no upload seen in the worker's hands in 15 s:\n{worker.log_tail(40)}")
             color = (index * 7 % 256, index * 13 % 256, index // 256)
@@ -153,7 +155,7 @@ def test_redis_stopped_20_s_under_load_every_upload_is_done_and_the_worker_lives
                     live_services.celery_app_drop_connections(app)
                     stopped_at = time.monotonic()
                 time.sleep(0.02)
-            if stopped_at is not None and back_at is None and time.monotonic() - stopped_at >= 20:
+            if stopped_at is not None and back_at is None and time.monotonic() - stopped_at >= OUTAGE_SECONDS:
                 redis_server.start()
                 live_services.celery_app_drop_connections(app)
                 back_at, back_wall = time.monotonic(), timezone.now()

@@ -53,7 +53,7 @@ def tuned_scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model: a high trunk rate and few epochs keep it quick (a tuned step costs several head steps)."""
     root = tmp_path_factory.mktemp("scene-tuned")
     tuned = ["--trainable-blocks", "1", "--trunk-learning-rate-scale", "0.5"]
-    return train_drawn_model(root, "scene-tuned", *tuned, epochs=8)
+    return train_drawn_model(root, "scene-tuned", *tuned, epochs=3)
 
 
 def contains_centre(box: Box, truth: tuple[float, float, float, float]) -> bool:
