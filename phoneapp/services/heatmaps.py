@@ -77,11 +77,12 @@ def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
     :class:`~phoneapp.services.errors.StorageUnavailable` when the overlay cannot be written (nothing left
     behind; the next request tries again).
     """
-    if upload.heatmap or upload.evidence is None or upload.status != UploadStatus.DONE:
+    if upload.heatmap:
         return upload
-    config = _preprocessing_of(upload.model_version)
+    config = _evidence_placement(upload)
     if config is None:
         return upload
+    assert upload.evidence is not None  # _evidence_placement checked it
     started = time.perf_counter()
     png = overlay_png(evidence_unpack(upload.evidence), image_size=(upload.width, upload.height), config=config)
     _heatmap_store(upload, png)
@@ -93,15 +94,16 @@ def upload_heatmap_servable(*, upload: Upload) -> bool:
     """Whether ``upload``'s overlay can be served now, so pages and the API offer it only then (a link that
     answers 404 was offered for uploads whose model folder had been removed): it was drawn and stored, or its
     verdict's evidence is stored and the manifest that places it on the picture is on disk. Cheap enough for a
-    list: a file check and a cached manifest read per version, no model loaded. Same rule as
-    :func:`upload_heatmap_draw_on_request`."""
-    if upload.heatmap:
-        return True
-    return (
-        upload.evidence is not None
-        and upload.status == UploadStatus.DONE
-        and _preprocessing_of(upload.model_version) is not None
-    )
+    list: a file check and a cached manifest read per version, no model loaded."""
+    return bool(upload.heatmap) or _evidence_placement(upload) is not None
+
+
+def _evidence_placement(upload: Upload) -> PreprocessConfig | None:
+    """Where ``upload``'s stored evidence lies on its picture, when an overlay can be drawn from it now: a done
+    upload with evidence whose model manifest is on disk; else ``None``. The one rule for drawing and offering."""
+    if upload.evidence is None or upload.status != UploadStatus.DONE:
+        return None
+    return _preprocessing_of(upload.model_version)
 
 
 def _preprocessing_of(version: ModelVersion | None) -> PreprocessConfig | None:

@@ -4,7 +4,7 @@ They used to be drawn in the web process at upload, which then decoded every pic
 encoded a JPEG: ~4 ms of the web process's ~18 ms CPU per upload (docs/performance.md), spent while the client
 waited. The worker already holds the decoded, upright picture, so the thumbnail costs it only a resize and an
 encode, and it is written with the verdict. Until then (a pending upload) the thumbnail URL serves the picture
-itself (:func:`phoneapp.web.views.picture_response` callers).
+itself (:func:`phoneapp.picture_files.thumbnail_response`).
 """
 
 from __future__ import annotations
