@@ -368,6 +368,7 @@ def measure_e2e(
             role: round((sum(cpu_seconds(pid) for pid in pids) - before[role]) * 1000 / concurrent, 1)
             for role, pids in roles.items()
         }
+        result.update(_worker_model_share(bench.logs, result.pop("e2e_upload_ids"), result["e2e_cpu_ms_per_upload"]))
         result.update(_worker_memory([worker.pid for worker in workers], pool=pool))
         result["logs"] = str(bench.logs)
     return result
@@ -432,6 +433,28 @@ def _concurrent(bench: Bench, pictures: list[bytes], *, clients: int) -> dict[st
         "e2e_upload_errors": errors[:5],
         "e2e_concurrent_sending_s": round(sending_s, 1),
         "e2e_concurrent_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
+        "e2e_upload_ids": sorted(done),
+    }
+
+
+def _worker_model_share(logs: Path, upload_ids: list[int], cpu_per_upload: dict[str, float]) -> dict[str, Any]:
+    """The model's CPU per upload in the workers (decode, preprocessing and forward pass, as each worker process
+    measured and logged it: ``inference_cpu_ms`` of "upload classified") and the workers' CPU beyond it (claim,
+    thumbnail, verdict write, Celery's receive, dispatch and acknowledgement: issue 17's "worker overhead")."""
+    wanted, model_ms = set(upload_ids), []
+    for log in sorted(logs.glob("worker*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if " upload classified " not in line:
+                continue
+            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+            if int(fields.get("upload_id", -1)) in wanted and "inference_cpu_ms" in fields:
+                model_ms.append(float(fields["inference_cpu_ms"]))
+    if not model_ms or len(model_ms) != len(wanted):
+        return {"worker_model_cpu_ms_per_upload": None, "worker_overhead_cpu_ms_per_upload": None}
+    model = statistics.fmean(model_ms)
+    return {
+        "worker_model_cpu_ms_per_upload": round(model, 1),
+        "worker_overhead_cpu_ms_per_upload": round(cpu_per_upload["worker"] - model, 1),
     }
 
 

@@ -203,6 +203,10 @@ def print_table(result: dict[str, Any]) -> None:
             f"peak RSS {extra['worker_peak_rss_mb']} MB ({extra['worker_pool']} pool)"
         )
         print(f"CPU ms per upload (load-independent): {extra['e2e_cpu_ms_per_upload']}")
+        print(
+            f"worker CPU ms per upload: model (decode, preprocessing, forward pass) "
+            f"{extra['worker_model_cpu_ms_per_upload']}, beyond it {extra['worker_overhead_cpu_ms_per_upload']}"
+        )
     print(
         f"model {extra.get('model_version', 'ACTIVE')}; {context['date_utc']} UTC on {context['host']} "
         f"({context['cpu']}, {context['cores']} cores), torch {context['torch']}, "

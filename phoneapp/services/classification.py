@@ -92,6 +92,9 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
         )
         raise ClassificationUnavailable(str(error)) from error
     started = time.perf_counter()
+    # The process's CPU, not the wall clock: what a verdict costs the machine (its model threads included), so
+    # operators (and benchmarks/e2e_bench.py) can tell the model's share of a worker's CPU from the rest.
+    cpu_started = time.process_time()
     try:
         # At least thumbnail scale when the worker is to draw the thumbnail from the same decode.
         picture = stored_picture_for(upload, loaded.classifier, at_least=None if upload.thumbnail else THUMBNAIL_SIZE)
@@ -103,6 +106,7 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
         return Upload.objects.filter(pk=upload_id).first()
     prediction, evidence = loaded.classifier.predict_and_explain(picture)
     elapsed_ms = (time.perf_counter() - started) * 1000
+    inference_cpu_ms = (time.process_time() - cpu_started) * 1000
     # Written with the verdict: a done upload has its thumbnail, which a duplicate sent later shares.
     thumbnail = upload_thumbnail_store(upload=upload, picture=picture)
     verdict = {
@@ -128,6 +132,7 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
             "boxes": len(prediction.boxes),
             "model_version": loaded.version.name,
             "inference_ms": round(elapsed_ms, 1),
+            "inference_cpu_ms": round(inference_cpu_ms, 2),
             "written": bool(written),
         },
     )
