@@ -198,6 +198,44 @@ def test_a_heat_map_whose_model_folder_was_removed_is_offered_only_if_it_was_dra
     assert listed[drawn.pk].endswith(f"/api/uploads/{drawn.pk}/heatmap")
 
 
+def test_a_heat_map_whose_stored_file_was_lost_is_drawn_again_or_else_not_offered(
+    alice: User, alice_client: Client
+) -> None:
+    """A row can outlive its overlay file (a restore without the media, a clean-up): naming a file is not enough
+    to offer it. With its evidence and manifest it is drawn again on request; without, no page or API links it."""
+    redrawable = _upload_with_evidence(alice)
+    assert alice_client.get(f"/uploads/{redrawable.pk}/heatmap").status_code == 200
+    redrawable.refresh_from_db()
+    lost_name = redrawable.heatmap.name
+    # No evidence (an overlay from the task), or evidence of a version whose manifest is not on disk.
+    gone = [make_upload(alice, version="imagenet-zero-shot"), make_upload(alice, version="an-older-model")]
+    Upload.objects.filter(pk=gone[1].pk).update(evidence=evidence_pack(_centre_evidence()))
+    for upload in gone:
+        upload.heatmap.save("heatmap.png", io.BytesIO(b"\x89PNG lost"), save=True)
+    for upload in [redrawable, *gone]:
+        upload.heatmap.storage.delete(upload.heatmap.name)
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
+    listed = {item["id"]: item["heatmap"] for item in api.get("/api/uploads/").json()["results"]}
+
+    for upload in gone:
+        page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+        assert 'id="show-heatmap"' not in page and f"/uploads/{upload.pk}/heatmap" not in page
+        assert api.get(f"/api/uploads/{upload.pk}/").json()["heatmap"] is None
+        assert listed[upload.pk] is None
+        assert alice_client.get(f"/uploads/{upload.pk}/heatmap").status_code == 404
+
+    page = alice_client.get(f"/uploads/{redrawable.pk}/").content.decode()
+    assert 'id="show-heatmap"' in page and f'src="/uploads/{redrawable.pk}/heatmap"' in page
+    assert api.get(f"/api/uploads/{redrawable.pk}/").json()["heatmap"].endswith(f"/api/uploads/{redrawable.pk}/heatmap")
+    assert listed[redrawable.pk] is not None
+    response = alice_client.get(f"/uploads/{redrawable.pk}/heatmap")
+    assert response.status_code == 200 and _body(response) == _expected_png(redrawable)
+    redrawable.refresh_from_db()
+    assert redrawable.heatmap.name != lost_name
+    with redrawable.heatmap.open("rb") as stored:
+        assert stored.read() == _expected_png(redrawable)
+
+
 def test_a_storage_failure_on_the_first_request_answers_503_and_leaves_nothing_behind(
     alice: User, alice_client: Client, isolated_storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib.auth import authenticate
-from django.db.models.fields.files import FieldFile
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -113,7 +112,7 @@ class AnyContentNegotiation(DefaultContentNegotiation):
         return first, first.media_type
 
 
-# The schema of every picture endpoint (an override of ``get`` must carry it again).
+# The schema of every picture endpoint (each one's ``get`` carries it).
 picture_schema = extend_schema(
     responses={(200, "image/*"): OpenApiTypes.BINARY, 404: ErrorSerializer},
     description="Only the upload's owner can fetch it; anyone else gets 404.",
@@ -121,21 +120,19 @@ picture_schema = extend_schema(
 
 
 class _UploadPictureApi(APIView):
-    content_negotiation_class = AnyContentNegotiation
-    field = ""
-    content_type = ""
+    """What every picture endpoint shares: bytes answered whatever ``Accept`` asks for (each says how it finds
+    them in its own ``get``)."""
 
-    @picture_schema
-    def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
-        upload = upload_get(owner=request.user, upload_id=upload_id)
-        field_file: FieldFile = getattr(upload, self.field)
-        return picture_response(field_file, self.content_type or upload.content_type)
+    content_negotiation_class = AnyContentNegotiation
 
 
 class UploadImageApi(_UploadPictureApi):
     """The picture as uploaded (HEIC is stored as JPEG)."""
 
-    field = "image"
+    @picture_schema
+    def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
+        upload = upload_get(owner=request.user, upload_id=upload_id)
+        return picture_response(upload.image, upload.content_type)
 
 
 class UploadThumbnailApi(_UploadPictureApi):

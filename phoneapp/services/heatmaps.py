@@ -69,20 +69,25 @@ def heatmap_enqueue(*, upload_id: int) -> None:
 
 
 def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
-    """``upload`` with its overlay stored, when it can have one now: it had one, or its verdict's evidence was
-    stored and is drawn and stored here (later requests get that file). Otherwise ``upload`` unchanged, without
-    one (not classified yet, or a model whose overlay comes from a task).
+    """``upload`` with its overlay stored, when it can have one now: its stored file is there, or its verdict's
+    evidence was stored and is drawn and stored here (later requests get that file) -- also when the file it had
+    was lost from storage. Otherwise ``upload`` unchanged (not classified yet, or a model whose overlay comes from
+    a task), and serving it answers 404.
 
     Two requests at once may both draw; the first stored is kept, the other removed. Raises
     :class:`~phoneapp.services.errors.StorageUnavailable` when the overlay cannot be written (nothing left
     behind; the next request tries again).
     """
-    if upload.heatmap:
+    if _heatmap_file_present(upload):
         return upload
     config = _evidence_placement(upload)
     if config is None:
         return upload
     assert upload.evidence is not None  # _evidence_placement checked it
+    if upload.heatmap:
+        logger.warning(
+            "heat map file missing, drawn again", extra={"upload_id": upload.pk, "file_name": upload.heatmap.name}
+        )
     started = time.perf_counter()
     png = overlay_png(evidence_unpack(upload.evidence), image_size=(upload.width, upload.height), config=config)
     _heatmap_store(upload, png)
@@ -92,15 +97,24 @@ def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
 
 def upload_heatmap_servable(*, upload: Upload) -> bool:
     """Whether ``upload``'s overlay can be served now, so pages and the API offer it only then (a link that
-    answers 404 was offered for uploads whose model folder had been removed): it was drawn and stored, or its
-    verdict's evidence is stored and the manifest that places it on the picture is on disk. Cheap enough for a
-    list: a file check and a cached manifest read per version, no model loaded."""
-    return bool(upload.heatmap) or _evidence_placement(upload) is not None
+    answers 404 was offered for uploads whose model folder had been removed, or whose stored file was lost): the
+    two conditions :func:`upload_heatmap_draw_on_request` acts on, its stored file is there or it can be drawn
+    from the stored evidence. Evidence is asked first: for the models that store it, offering it then needs no
+    call to storage (one per upload of a list would be a request each on S3), only a manifest file check per
+    upload and a cached manifest read per version; no model is loaded."""
+    return _evidence_placement(upload) is not None or _heatmap_file_present(upload)
+
+
+def _heatmap_file_present(upload: Upload) -> bool:
+    """Whether ``upload`` names a stored overlay and the file is there: a row can outlive its file (a restore
+    without the media, a storage clean-up), and a name alone would be offered and then answer 404."""
+    return bool(upload.heatmap) and upload.heatmap.storage.exists(upload.heatmap.name)
 
 
 def _evidence_placement(upload: Upload) -> PreprocessConfig | None:
     """Where ``upload``'s stored evidence lies on its picture, when an overlay can be drawn from it now: a done
-    upload with evidence whose model manifest is on disk; else ``None``. The one rule for drawing and offering."""
+    upload with evidence whose model manifest is on disk; else ``None``. With :func:`_heatmap_file_present`, the one
+    rule for drawing and offering."""
     if upload.evidence is None or upload.status != UploadStatus.DONE:
         return None
     return _preprocessing_of(upload.model_version)
@@ -173,11 +187,13 @@ def upload_heatmap_compute(*, upload_id: int, evidence: np.ndarray | None = None
 
 
 def _heatmap_store(upload: Upload, png: bytes) -> None:
-    """Write ``png`` and name it on the row unless a concurrent run named one first (then theirs is kept and
-    ``upload.heatmap`` names it). A failed write leaves no partial overlay and raises StorageUnavailable."""
+    """Write ``png`` and name it on the row (in place of the name it had, whose file was lost) unless a concurrent
+    run named one first (then theirs is kept and ``upload.heatmap`` names it). A failed write leaves no partial
+    overlay and raises StorageUnavailable."""
+    replaced = upload.heatmap.name or ""  # none yet, or one whose file was lost
     stored_file_write(field_file=upload.heatmap, filename="heatmap.png", content=ContentFile(png))
     try:
-        written = Upload.objects.filter(pk=upload.pk, heatmap="").update(heatmap=upload.heatmap.name)
+        written = Upload.objects.filter(pk=upload.pk, heatmap=replaced).update(heatmap=upload.heatmap.name)
     except Exception:  # the database went away: no row names the file, so it must not stay (a retry draws again)
         upload.heatmap.storage.delete(upload.heatmap.name)
         raise
