@@ -32,11 +32,18 @@ def thumbnail_jpeg(picture: Image.Image) -> bytes:
     Bilinear (antialiased, as every Pillow downscale) and no Huffman optimisation: at this size neither Lanczos,
     bicubic nor ``optimize`` is visible, and bicubic alone cost 0.6 ms more per picture (1.8 against 1.2 ms).
     """
-    thumbnail = picture.copy()
-    thumbnail.thumbnail(THUMBNAIL_SIZE, Image.Resampling.BILINEAR)
+    thumbnail = picture.resize(_thumbnail_size(picture.size), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     thumbnail.save(buffer, "JPEG", quality=82)
     return buffer.getvalue()
+
+
+def _thumbnail_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The picture's size scaled to fit :data:`THUMBNAIL_SIZE`, aspect kept, never enlarged (what
+    ``Image.thumbnail`` computes; resizing straight to it spares the copy ``thumbnail`` needs, which works in place)."""
+    width, height = size
+    scale = min(THUMBNAIL_SIZE[0] / width, THUMBNAIL_SIZE[1] / height, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def upload_thumbnail_store(*, upload: Upload, picture: Image.Image) -> str | None:
