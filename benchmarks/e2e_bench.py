@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,24 +354,75 @@ def measure_e2e(
         if drain_heatmaps:  # the sequential uploads' heat maps are not the concurrent ones' CPU
             _wait_tasks_drained(bench.env["CELERY_BROKER_URL"], timeout=300)
         web = bench.processes[0].pid
-        roles = {
-            "worker": [pid for worker in workers for pid in (worker.pid, *child_pids(worker.pid))],
-            "web": [web, *child_pids(web)],
-            "clients": [os.getpid()],
+        roles: dict[str, Callable[[], list[int]]] = {
+            "worker": lambda: [pid for worker in workers for pid in (worker.pid, *child_pids(worker.pid))],
+            "web": lambda: [web, *child_pids(web)],
+            "clients": lambda: [os.getpid()],
+            # The machine's own servers: on a shared machine this counts other users' load too.
+            "postgres": _database_backends,
+            "redis": lambda: _processes_named("redis-server"),
         }
-        before = {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in roles.items()}
+        before = {role: _cpu_by_pid(pids()) for role, pids in roles.items()}
         result.update(_concurrent(bench, pictures[1 + sequential : needed], clients=clients))
         if drain_heatmaps:
             result["heatmap_tasks_drained_s"] = _wait_tasks_drained(bench.env["CELERY_BROKER_URL"], timeout=300)
         # CPU per upload does not depend on what else the machine runs: it says what 2 idle cores could carry.
+        # A process that started meanwhile (a new database connection) counts from zero.
         result["e2e_cpu_ms_per_upload"] = {
-            role: round((sum(cpu_seconds(pid) for pid in pids) - before[role]) * 1000 / concurrent, 1)
+            role: round(
+                sum(cpu - before[role].get(pid, 0.0) for pid, cpu in _cpu_by_pid(pids()).items()) * 1000 / concurrent,
+                1,
+            )
             for role, pids in roles.items()
         }
         result.update(_worker_model_share(bench.logs, result.pop("e2e_upload_ids"), result["e2e_cpu_ms_per_upload"]))
         result.update(_worker_memory([worker.pid for worker in workers], pool=pool))
         result["logs"] = str(bench.logs)
     return result
+
+
+def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each live process of ``pids`` (one that exited meanwhile is left out)."""
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = cpu_seconds(pid)
+        except OSError:
+            continue
+    return seconds
+
+
+def _processes_named(name: str) -> list[int]:
+    """Pids of the processes whose command name is ``name``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _database_backends() -> list[int]:
+    """PostgreSQL's server processes for the benchmark's database (one per connection of the web and workers)."""
+    out = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atqc",
+            f"SELECT pid FROM pg_stat_activity WHERE datname = '{BENCH_DATABASE}'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [int(pid) for pid in out.split()]
 
 
 def _wait_tasks_drained(broker: str, *, timeout: float) -> float:
