@@ -51,7 +51,12 @@ def test_a_re_executed_process_keeps_what_it_printed_before() -> None:
         "import os; from inference.allocator import ensure_allocator_settings; "
         f"print(os.environ.get({SETTING!r}, 'unset')); ensure_allocator_settings()"
     )
-    environment = {name: value for name, value in os.environ.items() if name not in ALLOCATOR_SETTINGS}
+    # Buffered, as stdout to a pipe is unless PYTHONUNBUFFERED says otherwise: execve drops unflushed buffers.
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ALLOCATOR_SETTINGS and name != "PYTHONUNBUFFERED"
+    }
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, check=True
     )
