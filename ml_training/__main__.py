@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ml_training.allocator import ensure_allocator_settings
+    from inference.allocator import ensure_allocator_settings
 
-    ensure_allocator_settings()  # eager torch on these VMs: see ml_training/allocator.py
+    ensure_allocator_settings()  # eager torch on these VMs: see inference/allocator.py
     sys.exit(main())

@@ -99,7 +99,7 @@ def test_training_calibrates_with_the_sigmoid_serving_applies() -> None:
 
 def test_the_training_command_sets_the_allocator_variables_before_anything_runs(monkeypatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr("ml_training.allocator.ensure_allocator_settings", lambda: calls.append("re-exec"))
+    monkeypatch.setattr("inference.allocator.ensure_allocator_settings", lambda: calls.append("re-exec"))
     monkeypatch.setattr(sys, "argv", ["python -m ml_training", "--help"])
     monkeypatch.delitem(sys.modules, "ml_training.__main__")  # run it afresh, as ``python -m`` does
     with pytest.raises(SystemExit):

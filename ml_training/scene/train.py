@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from inference.allocator import ensure_allocator_settings
 from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
-from ml_training.allocator import ensure_allocator_settings
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
 from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
 from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs
@@ -185,5 +185,5 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    ensure_allocator_settings()  # eager torch on these VMs: see ml_training/allocator.py
+    ensure_allocator_settings()  # eager torch on these VMs: see inference/allocator.py
     raise SystemExit(main())
