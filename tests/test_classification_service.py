@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -91,3 +92,15 @@ def test_recent_processing_upload_is_left_to_its_worker(alice: User) -> None:
     assert uploads_requeue_stale() == 0
     upload.refresh_from_db()
     assert upload.status == UploadStatus.PROCESSING
+
+
+def test_the_verdict_log_line_says_what_the_model_cost_in_cpu(alice: User, caplog: pytest.LogCaptureFixture) -> None:
+    """``inference_cpu_ms`` is what operators and ``benchmarks/e2e_bench.py`` read to tell the model's CPU from the
+    worker's overhead (issue 17): present, a number, and no more than the wall time allows on the cores there are."""
+    upload = make_upload(alice, status=UploadStatus.PENDING)
+    with caplog.at_level("INFO", logger="phoneapp.services.classification"):
+        upload_classify(upload_id=upload.pk)
+    [record] = [record for record in caplog.records if record.getMessage() == "upload classified"]
+    cpu_ms, wall_ms = record.__dict__["inference_cpu_ms"], record.__dict__["inference_ms"]
+    assert isinstance(cpu_ms, float) and cpu_ms > 0
+    assert cpu_ms <= wall_ms * (os.cpu_count() or 1) + 1
