@@ -5,6 +5,7 @@ machine."""
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -21,6 +22,40 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_by_pid(pids: Iterable[int]) -> dict[int, float]:
+    """CPU seconds of each live process of ``pids`` (one that exited meanwhile is left out)."""
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = cpu_seconds(pid)
+        except OSError:
+            continue
+    return seconds
+
+
+def database_backend_pids(database: str) -> list[int]:
+    """PostgreSQL's server processes connected to ``database`` (one per connection of the web and workers), asked
+    of the machine's server (127.0.0.1, user postgres, trust auth)."""
+    out = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atqc",
+            f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return [int(pid) for pid in out.split()]
 
 
 def process_group(pgid: int) -> list[int]:
@@ -53,15 +88,7 @@ class CpuMeter:
         self._thread = threading.Thread(target=self._run, name="cpu-meter", daemon=True)
 
     def _sample(self) -> dict[str, dict[int, float]]:
-        seen: dict[str, dict[int, float]] = {}
-        for role, pids in self.roles.items():
-            seen[role] = {}
-            for pid in pids():
-                try:
-                    seen[role][pid] = cpu_seconds(pid)
-                except OSError:
-                    continue
-        return seen
+        return {role: cpu_by_pid(pids()) for role, pids in self.roles.items()}
 
     def _record(self, seen: dict[str, dict[int, float]]) -> None:
         for role, times in seen.items():

@@ -26,10 +26,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks._cpu import cpu_seconds
+from benchmarks._cpu import cpu_by_pid, database_backend_pids
 from benchmarks._stack import free_port, wait_for_port
 from benchmarks._stats import percentile
 
@@ -359,10 +360,10 @@ def measure_e2e(
             "web": lambda: [web, *child_pids(web)],
             "clients": lambda: [os.getpid()],
             # The machine's own servers: on a shared machine this counts other users' load too.
-            "postgres": _database_backends,
+            "postgres": partial(database_backend_pids, BENCH_DATABASE),
             "redis": lambda: _processes_named("redis-server"),
         }
-        before = {role: _cpu_by_pid(pids()) for role, pids in roles.items()}
+        before = {role: cpu_by_pid(pids()) for role, pids in roles.items()}
         result.update(_concurrent(bench, pictures[1 + sequential : needed], clients=clients))
         if drain_heatmaps:
             result["heatmap_tasks_drained_s"] = _wait_tasks_drained(bench.env["CELERY_BROKER_URL"], timeout=300)
@@ -370,7 +371,7 @@ def measure_e2e(
         # A process that started meanwhile (a new database connection) counts from zero.
         result["e2e_cpu_ms_per_upload"] = {
             role: round(
-                sum(cpu - before[role].get(pid, 0.0) for pid, cpu in _cpu_by_pid(pids()).items()) * 1000 / concurrent,
+                sum(cpu - before[role].get(pid, 0.0) for pid, cpu in cpu_by_pid(pids()).items()) * 1000 / concurrent,
                 1,
             )
             for role, pids in roles.items()
@@ -379,17 +380,6 @@ def measure_e2e(
         result.update(_worker_memory([worker.pid for worker in workers], pool=pool))
         result["logs"] = str(bench.logs)
     return result
-
-
-def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
-    """CPU seconds of each live process of ``pids`` (one that exited meanwhile is left out)."""
-    seconds = {}
-    for pid in pids:
-        try:
-            seconds[pid] = cpu_seconds(pid)
-        except OSError:
-            continue
-    return seconds
 
 
 def _processes_named(name: str) -> list[int]:
@@ -402,27 +392,6 @@ def _processes_named(name: str) -> list[int]:
         except OSError:
             continue
     return pids
-
-
-def _database_backends() -> list[int]:
-    """PostgreSQL's server processes for the benchmark's database (one per connection of the web and workers)."""
-    out = subprocess.run(
-        [
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-Atqc",
-            f"SELECT pid FROM pg_stat_activity WHERE datname = '{BENCH_DATABASE}'",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [int(pid) for pid in out.split()]
 
 
 def _wait_tasks_drained(broker: str, *, timeout: float) -> float:
@@ -495,10 +464,8 @@ def _worker_model_share(logs: Path, upload_ids: list[int], cpu_per_upload: dict[
     wanted, model_ms = set(upload_ids), []
     for log in sorted(logs.glob("worker*.log")):
         for line in log.read_text(errors="replace").splitlines():
-            if " upload classified " not in line:
-                continue
-            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-            if int(fields.get("upload_id", -1)) in wanted and "inference_cpu_ms" in fields:
+            fields = _classified_fields(line)
+            if fields and int(fields.get("upload_id", -1)) in wanted and "inference_cpu_ms" in fields:
                 model_ms.append(float(fields["inference_cpu_ms"]))
     if not model_ms or len(model_ms) != len(wanted):
         return {"worker_model_cpu_ms_per_upload": None, "worker_overhead_cpu_ms_per_upload": None}
@@ -507,6 +474,20 @@ def _worker_model_share(logs: Path, upload_ids: list[int], cpu_per_upload: dict[
         "worker_model_cpu_ms_per_upload": round(model, 1),
         "worker_overhead_cpu_ms_per_upload": round(cpu_per_upload["worker"] - model, 1),
     }
+
+
+def _classified_fields(line: str) -> dict[str, Any] | None:
+    """The fields of an "upload classified" log line in either of the app's formats (``LOG_FORMAT`` plain:
+    ``key=value`` pairs; json: one object), or None for any other line."""
+    if line.startswith("{"):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        return event if isinstance(event, dict) and event.get("message") == "upload classified" else None
+    if " upload classified " not in line:
+        return None
+    return dict(part.split("=", 1) for part in line.split() if "=" in part)
 
 
 def _worker_memory(nodes: list[int], *, pool: str) -> dict[str, Any]:

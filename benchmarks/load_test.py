@@ -46,7 +46,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from benchmarks._cpu import CpuMeter, process_group
+from benchmarks._cpu import CpuMeter, database_backend_pids, process_group
 from benchmarks._stack import free_port, port_open
 from benchmarks._stats import percentile
 from benchmarks.pictures import drawn_picture
@@ -201,13 +201,9 @@ class Stack:
         roles: dict[str, Callable[[], list[int]]] = {
             name: partial(process_group, process.pid) for name, process in self.processes if process.poll() is None
         }
-        roles["postgres"] = self.database_backends
+        roles["postgres"] = partial(database_backend_pids, self.database)
         roles["clients"] = lambda: [os.getpid()]
         return roles
-
-    def database_backends(self) -> list[int]:
-        out = self.psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.database}'")
-        return [int(pid) for pid in out.split()]
 
     def token(self) -> str:
         code = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,21 @@ def test_worker_overhead_is_the_workers_cpu_beyond_the_model_they_logged(tmp_pat
     (tmp_path / "web.log").write_text(_classified(4, 1000.0))  # not a worker's
 
     share = _worker_model_share(tmp_path, [1, 2, 3], {"worker": 27.5})
+
+    assert share == {"worker_model_cpu_ms_per_upload": 22.0, "worker_overhead_cpu_ms_per_upload": 5.5}
+
+
+def test_the_overhead_figure_reads_json_logs_too(tmp_path: Path) -> None:
+    """Workers started with ``LOG_FORMAT=json`` in the environment log one object per line."""
+    lines = [
+        json.dumps({"message": "upload classified", "upload_id": upload_id, "inference_cpu_ms": cpu_ms})
+        for upload_id, cpu_ms in ((1, 20.0), (2, 24.0))
+    ]
+    (tmp_path / "worker.log").write_text(
+        "\n".join([*lines, '{"message": "task received", "upload_id": 1}', "{garbled"])
+    )
+
+    share = _worker_model_share(tmp_path, [1, 2], {"worker": 27.5})
 
     assert share == {"worker_model_cpu_ms_per_upload": 22.0, "worker_overhead_cpu_ms_per_upload": 5.5}
 
