@@ -35,6 +35,7 @@ class SceneClassifier(TorchClassifier):
             manifest.architecture,
             head_width=int(manifest.options.get("head_width", 96)),
             trainable_blocks=int(manifest.options.get("trainable_blocks", 0)),
+            global_context=bool(manifest.options.get("global_context", False)),
         )
         self.network = load_trained_network(network, manifest, model_dir, WEIGHTS_FILE)
 

@@ -57,12 +57,17 @@ class SeparableBlock(nn.Module):
 class SceneHead(nn.Module):
     """Per-cell phone log-odds and box geometry from stride-16 trunk features."""
 
-    def __init__(self, in_channels: int = 112, width: int = 96, dropout: float = 0.1) -> None:
+    def __init__(
+        self, in_channels: int = 112, width: int = 96, dropout: float = 0.1, *, global_context: bool = False
+    ) -> None:
         super().__init__()
         self.dropout = nn.Dropout2d(dropout)
         self.reduce = nn.Conv2d(in_channels, width, 1)
         self.local = nn.Sequential(SeparableBlock(width), SeparableBlock(width))
         self.context = nn.Sequential(SeparableBlock(width, stride=2), SeparableBlock(width), SeparableBlock(width))
+        # Optional: the whole picture's mean feature, projected and added to every cell, so a cell inside a phone
+        # that fills the frame (a close-up, larger than a cell's receptive field) knows what the picture shows.
+        self.global_context = nn.Conv2d(width, width, 1) if global_context else None
         self.mix = SeparableBlock(width)
         self.objectness = nn.Conv2d(width, 1, 1)
         self.geometry = nn.Conv2d(width, 4, 1)
@@ -77,6 +82,8 @@ class SceneHead(nn.Module):
         x = F.relu6(self.reduce(self.dropout(features)))
         x = self.local(x)
         context = F.interpolate(self.context(x), size=x.shape[-2:], mode="nearest")
+        if self.global_context is not None:
+            context = context + F.relu6(self.global_context(x.mean(dim=(2, 3), keepdim=True)))
         x = self.mix(x + context)
         geometry = self.geometry(x)
         offsets = geometry[:, :2].clamp(*OFFSET_RANGE)
@@ -107,6 +114,7 @@ class ScenePhoneNet(nn.Module):
         head_dropout: float = 0.1,
         imagenet_weights: bool = True,
         trainable_blocks: int = 0,
+        global_context: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= trainable_blocks <= MAX_TRAINABLE_BLOCKS:
@@ -123,7 +131,12 @@ class ScenePhoneNet(nn.Module):
         for block in self.tuned_blocks():
             for parameter in block.parameters():
                 parameter.requires_grad_(True)
-        self.head = SceneHead(self.backbone._blocks[-1]._project_conv.out_channels, head_width, head_dropout)
+        self.head = SceneHead(
+            self.backbone._blocks[-1]._project_conv.out_channels,
+            head_width,
+            head_dropout,
+            global_context=global_context,
+        )
 
     def tuned_blocks(self) -> list[nn.Module]:
         return list(self.backbone._blocks[self.boundary :])

@@ -56,6 +56,13 @@ def tuned_scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_drawn_model(root, "scene-tuned", *tuned, epochs=3)
 
 
+@pytest.fixture(scope="module")
+def global_context_scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same drawn scenes, with the head's global-context layer; its tests need the layer, not a good model."""
+    root = tmp_path_factory.mktemp("scene-global")
+    return train_drawn_model(root, "scene-global", "--global-context", "1", epochs=5)
+
+
 def contains_centre(box: Box, truth: tuple[float, float, float, float]) -> bool:
     centre_x, centre_y = (truth[0] + truth[2]) / 2, (truth[1] + truth[3]) / 2
     return box.x1 <= centre_x <= box.x2 and box.y1 <= centre_y <= box.y2
@@ -82,7 +89,7 @@ def test_a_not_phone_verdict_carries_no_boxes(scene_model: Path) -> None:
     assert all(p.boxes == () for p in predictions if p.label == "not_phone")
 
 
-@pytest.mark.parametrize("model", ["scene_model", "tuned_scene_model"])
+@pytest.mark.parametrize("model", ["scene_model", "tuned_scene_model", "global_context_scene_model"])
 def test_boxes_survive_the_onnx_export(model: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     model_dir = request.getfixturevalue(model)
     eager = load(model_dir, engine="torch")
@@ -164,6 +171,30 @@ def test_a_head_only_warm_start_keeps_the_imagenet_blocks_of_a_tuned_network(sce
     for name, value in network.trained_state_dict().items():
         expected = imagenet[name] if name.startswith(TRUNK_PREFIX) else head_only[name]
         assert torch.equal(value, expected), name
+
+
+def test_the_global_context_layer_is_in_the_manifest_and_the_weights(global_context_scene_model: Path) -> None:
+    manifest = read_manifest(global_context_scene_model)
+    assert manifest.options["global_context"] is True
+    network = SceneClassifier(manifest, global_context_scene_model).network
+    assert network.head.global_context is not None
+    assert read_manifest(global_context_scene_model).options["head_width"] == network.head.reduce.out_channels
+
+
+@pytest.mark.parametrize("global_context", [(False, True), (True, False)])
+def test_a_warm_start_across_the_global_context_layer_reuses_the_layers_both_have(
+    global_context: tuple[bool, bool],
+) -> None:
+    """A retrain may add the layer to, or drop it from, the active model's head: the shared layers carry over."""
+    before, after = global_context
+    initial = ScenePhoneNet(imagenet_weights=False, global_context=before).trained_state_dict()
+    network = ScenePhoneNet(imagenet_weights=False, global_context=after)
+    fresh = network.trained_state_dict()
+    state = warm_start_state(network, initial)
+    network.load_trained_state_dict(state)
+    assert torch.equal(network.head.reduce.weight, initial["reduce.weight"])
+    if after:
+        assert torch.equal(state["global_context.weight"], fresh["global_context.weight"])
 
 
 def test_the_feature_cache_key_names_the_boundary() -> None:
@@ -262,6 +293,8 @@ def test_asking_a_cross_validated_model_for_its_test_part_is_refused_clearly(
         (["--max-false-positive-rate", "2"], "max_false_positive_rate must be between 0 and 1"),
         (["--epochs", "0"], "epochs must be at least 1"),
         (["--trainable-blocks", "4"], "trainable_blocks must be between 0 and 3"),
+        (["--global-context", "2"], "global_context must be between 0 and 1"),
+        (["--boxes", "/nonexistent/boxes.csv"], "no such file"),
     ],
 )
 def test_bad_training_options_are_refused_before_anything_is_built(

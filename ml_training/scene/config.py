@@ -126,6 +126,12 @@ class TrainSettings:
     trunk_learning_rate_scale: float = knob(
         0.1, "the tuned trunk blocks' learning rate as a fraction of the head's", between(0, 1, include_low=False)
     )
+    global_context: int = knob(
+        0,
+        "1 adds the whole picture's mean feature to every cell (helps cells inside a phone that fills the frame);"
+        " 0 keeps cells local",
+        between(0, 1),
+    )
     seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))
 
     def __post_init__(self) -> None:

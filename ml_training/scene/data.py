@@ -2,21 +2,29 @@
 
 Two manifest layouts are read: ``phone-scenes`` (columns ``group`` and ``phone_boxes``) and ``phone-images``
 (no boxes; frames of one video share a group); a folder without a manifest is read as ``phone/`` and
-``not_phone/``. Pictures are never copied: a sample is a path and its labels.
+``not_phone/``. A box table (:func:`read_box_table`) adds boxes to pictures whose folder has none, such as the
+video frames of ``phone-images`` (``ml_training/annotations/``). Pictures are never copied: a sample is a path and
+its labels.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from inference.prediction import NOT_PHONE, PHONE
 from ml_training.data import LABELS, Sample, samples_from_folders, video_group
 
+logger = logging.getLogger(__name__)
+
 BoxCorners = tuple[float, float, float, float]
+# A box table's key: the picture's folder name (as given to --data-dir) and its file inside it.
+BoxTable = dict[tuple[str, str], tuple[BoxCorners, ...]]
 
 
 @dataclass(frozen=True)
@@ -102,3 +110,47 @@ def load_data_dirs(data_dirs: Sequence[str | os.PathLike[str]]) -> list[SceneSam
         else:
             raise FileNotFoundError(f"{data_dir} has no manifest.csv and no phone/ and not_phone/ folders.")
     return samples
+
+
+def read_box_table(table_csv: str | os.PathLike[str]) -> BoxTable:
+    """Phone boxes for pictures of another folder: columns ``folder``, ``file`` (as in that folder's manifest) and
+    ``phone_boxes`` (normalised, as in ``phone-scenes``); other columns (the annotation's provenance) are kept out."""
+    path = Path(table_csv)
+    table: BoxTable = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                boxes = parse_boxes(row["phone_boxes"])
+            except (KeyError, ValueError) as error:
+                raise ValueError(f"{path}: {row.get('file')}: {error}") from error
+            if not boxes:
+                raise ValueError(f"{path}: {row['file']} lists no box.")
+            table[(row["folder"], row["file"])] = boxes
+    return table
+
+
+def with_box_table(samples: Sequence[SceneSample], table: BoxTable) -> list[SceneSample]:
+    """``samples`` with the table's boxes added to the pictures it names (matched by folder name and file).
+
+    A table naming a phone-free picture is refused: a box says a phone is there. Rows for folders not being read
+    are skipped (the log counts them), so one table can serve runs on either folder.
+    """
+    wanted = {PurePath(folder, file).parts: boxes for (folder, file), boxes in table.items()}
+    matched: set[tuple[str, ...]] = set()
+    boxed = []
+    for sample in samples:
+        parts = PurePath(sample.path).parts
+        key = next((key for key in wanted if parts[-len(key) :] == key), None)
+        if key is None:
+            boxed.append(sample)
+            continue
+        if sample.target != 1:
+            raise ValueError(f"{sample.path} is labelled {sample.label}, but the box table puts a phone in it.")
+        matched.add(key)
+        boxed.append(dataclasses.replace(sample, boxes=wanted[key]))
+    logger.info(
+        "box table: boxes added to %d pictures (%d rows name pictures not read)",
+        len(matched),
+        len(wanted) - len(matched),
+    )
+    return boxed

@@ -56,6 +56,7 @@ def write_scene_model(
             **options,
             "head_width": network.head.reduce.out_channels,
             "trainable_blocks": network.trainable_blocks,
+            "global_context": network.head.global_context is not None,
             "base_weights_sha256": sha256_file(imagenet_weights_path("efficientnet-lite0")),
         },
     )

@@ -25,7 +25,7 @@ from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
 from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
-from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs
+from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
 from ml_training.scene.decision import calibrate, choose_threshold, fit_platt, unsure_band
 from ml_training.scene.engine import train_head
 from ml_training.scene.figures import box_hits, figures_by_slice
@@ -48,6 +48,14 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
         type=Path,
         help="a folder with manifest.csv (file,label[,source,group,phone_boxes]) or phone/ and not_phone/ "
         "sub-folders; repeat for several",
+    )
+    where.add_argument(
+        "--boxes",
+        action="append",
+        type=Path,
+        default=[],
+        help="a CSV (folder,file,phone_boxes) of phone boxes for pictures whose folder has none, e.g. "
+        "ml_training/annotations/phone-usage-video-boxes.csv; repeat for several",
     )
     where.add_argument("--out", required=True, type=Path, help="model directory to write; its name is the version")
     where.add_argument(
@@ -72,6 +80,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sce
     for data_dir in args.data_dir:
         if not has_pictures_listed(data_dir):
             parser.error(f"{data_dir} has no manifest.csv and no phone/ and not_phone/ folders.")
+    for table in args.boxes:
+        if not table.is_file():
+            parser.error(f"--boxes {table}: no such file.")
     return recipe
 
 
@@ -138,7 +149,7 @@ def train_scene_model(
     logger.info("training the shipped head on all %d pictures", len(samples))
     scene = {index for index, sample in enumerate(samples) if is_scene(sample)}
     final = train_head(bank, list(range(len(samples))), scene, recipe.settings, initial_head=initial_head)
-    network = ScenePhoneNet(trainable_blocks=tuned).eval()
+    network = ScenePhoneNet(trainable_blocks=tuned, global_context=bool(recipe.settings.global_context)).eval()
     network.load_trained_state_dict(final.trained_state_dict())
     fold_shift_into_head(network, shift)
     metrics = {"cross_validation": figures, "folds": recipe.folds}
@@ -180,6 +191,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     samples = load_data_dirs(args.data_dir)
+    for table in args.boxes:
+        samples = with_box_table(samples, read_box_table(table))
     train_scene_model(samples, args.out, version=args.out.name, recipe=recipe, cache_dir=args.cache_dir)
     return 0
 

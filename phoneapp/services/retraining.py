@@ -7,7 +7,8 @@ Used by ``manage.py retrain`` (and the ``retrain_task`` on the training queue). 
    ``--data-dir`` / ``TRAINING_DATA_DIR``; ground-truth and eval pictures are never among them;
 2. train a scene-detector candidate (``ml_training.scene.train.train_scene_model``) into a temporary directory,
    warm-started from the active model's head (and tuned trunk blocks) when the active model is a scene model,
-   tuning as many trunk blocks as it does unless ``--set trainable_blocks=N`` says otherwise;
+   with the same network shape (tuned trunk blocks, global-context layer) unless ``--set trainable_blocks=N`` or
+   ``--set global_context=1`` says otherwise;
 3. score the candidate and the active model on the same trusted pictures -- the ground-truth set and the eval
    split -- per picture, and apply :data:`PROMOTION_RULE`;
 4. register the candidate (moved into place with one atomic rename), activate it if the rule allows, and store
@@ -148,7 +149,7 @@ def retrain(
     from ml_training.scene.train import train_scene_model
 
     active_version = model_version_active_or_none()
-    recipe = _recipe(request, trainable_blocks=_tuned_blocks(active_version))
+    recipe = _recipe(request, network_shape=_network_shape(active_version))
     models_root = Path(settings.MODELS_DIR)
     models_root.mkdir(parents=True, exist_ok=True)
     version = timezone.now().strftime("retrain-%Y%m%d-%H%M%S")
@@ -281,14 +282,15 @@ def decide_promotion(
 # --- Collecting pictures ----------------------------------------------------------------------------------------
 
 
-def _recipe(request: RetrainRequest, *, trainable_blocks: int = 0) -> Any:
+def _recipe(request: RetrainRequest, *, network_shape: dict[str, int] | None = None) -> Any:
     """The scene recipe with the request's overrides (``--set``, ``--epochs``, ``--seed``); bad ones refused.
 
-    ``trainable_blocks``: the active model's, so a retrain keeps its tuned trunk blocks unless told otherwise.
+    ``network_shape``: the active model's (:func:`_network_shape`), so a retrain keeps its tuned trunk blocks and
+    head layers unless told otherwise.
     """
     from ml_training.scene.config import recipe_from_flat
 
-    values: dict[str, Any] = {"trainable_blocks": trainable_blocks, **request.config_overrides, "seed": request.seed}
+    values: dict[str, Any] = {**(network_shape or {}), **request.config_overrides, "seed": request.seed}
     if request.epochs is not None:
         values["epochs"] = request.epochs
     try:
@@ -419,10 +421,15 @@ def _scene_manifest(active: ModelVersion | None) -> Any:
     return manifest if manifest.kind == SCENE_KIND else None
 
 
-def _tuned_blocks(active: ModelVersion | None) -> int:
-    """How many trunk blocks the active scene model tuned (0 for head-only models and other kinds)."""
+def _network_shape(active: ModelVersion | None) -> dict[str, int]:
+    """The active scene model's network options as recipe knobs: how many trunk blocks it tuned and whether its
+    head has the global-context layer (both 0 for head-only models and other kinds)."""
     manifest = _scene_manifest(active)
-    return int(manifest.options.get("trainable_blocks", 0)) if manifest is not None else 0
+    options = manifest.options if manifest is not None else {}
+    return {
+        "trainable_blocks": int(options.get("trainable_blocks", 0)),
+        "global_context": int(bool(options.get("global_context", False))),
+    }
 
 
 def _warm_start(
