@@ -303,24 +303,32 @@ def test_retraining_runs_on_its_own_queue_so_verdicts_never_wait_behind_it() -> 
     assert queue_of("phoneapp.tasks.upload_classify_task") == "classify"
 
 
-def test_a_retrain_keeps_the_active_models_tuned_trunk_block_and_starts_from_it(
-    tmp_path: Path, settings: object
-) -> None:
+def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_path: Path, settings: object) -> None:
     import torch
 
     from inference.scene_network import TRUNK_PREFIX, ScenePhoneNet
 
     data = write_synthetic_folder(tmp_path / "data", per_label=8)
     first = run_retrain(
-        "--data-dir", str(data), "--activate", "--set", "trainable_blocks=1", "--set", "trunk_learning_rate_scale=0.5"
+        "--data-dir",
+        str(data),
+        "--activate",
+        "--set",
+        "trainable_blocks=1",
+        "--set",
+        "trunk_learning_rate_scale=0.5",
+        "--set",
+        "global_context=1",
     )
-    # No trainable_blocks: the active model's. A vanishing learning rate, so the second ends where it started.
+    # No trainable_blocks or global_context: the active model's. A vanishing learning rate, so the second ends
+    # where it started.
     second = run_retrain("--data-dir", str(data), "--seed", "1", "--set", "learning_rate=1e-9")
 
     models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
     assert second["warm_start"] == first["version"]
     manifests = [json.loads((models_dir / r["version"] / "manifest.json").read_text()) for r in (first, second)]
     assert [manifest["options"]["trainable_blocks"] for manifest in manifests] == [1, 1]
+    assert [manifest["options"]["global_context"] for manifest in manifests] == [True, True]
     states = [torch.load(models_dir / r["version"] / "weights.pt", weights_only=True) for r in (first, second)]
     imagenet = ScenePhoneNet(trainable_blocks=1).trained_state_dict()
     tuned = [name for name in imagenet if name.startswith(TRUNK_PREFIX) and name.endswith("conv.weight")]
