@@ -207,7 +207,8 @@ def test_a_heat_map_whose_stored_file_was_lost_is_drawn_again_or_else_not_offere
     assert alice_client.get(f"/uploads/{redrawable.pk}/heatmap").status_code == 200
     redrawable.refresh_from_db()
     lost_name = redrawable.heatmap.name
-    # No evidence (an overlay from the task), or evidence of a version whose manifest is not on disk.
+    # No evidence (an overlay from the task) and no active version to draw its Grad-CAM again (a zero-shot one
+    # the loaded model can redraw is: tests/test_pages_heatmap.py), or evidence of a version whose manifest is gone.
     gone = [make_upload(alice, version="imagenet-zero-shot"), make_upload(alice, version="an-older-model")]
     Upload.objects.filter(pk=gone[1].pk).update(evidence=evidence_pack(_centre_evidence()))
     for upload in gone:

@@ -5,6 +5,7 @@ it are drawn on request: tests/test_heatmap_on_request.py."""
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,9 +16,13 @@ from PIL import Image
 
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.services import heatmaps
+from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.heatmaps import evidence_pack, upload_heatmap_compute
 from tests.factories import make_upload
 from tests.images import uploaded_file
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings as SettingsFixture
 
 # Transactional: uploads are classified in on_commit hooks, which a rolled-back test transaction never runs.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -127,3 +132,100 @@ def test_heat_map_task_draws_the_evidence_sent_with_it(alice: User) -> None:
     height, width = pixels.shape[:2]
     assert pixels[height // 2, width // 2, 3] > 150
     assert pixels[1, 1, 3] == 0
+
+
+def _classified_with_its_heat_map_file_lost(client: Client) -> tuple[Upload, bytes]:
+    """An upload the zero-shot model judged and drew the overlay of (in-process, no broker), whose overlay file
+    was then lost from storage (a restore without the media, a clean-up); the row still names it."""
+    client.post("/", {"image": uploaded_file("desk.jpg")})
+    upload = Upload.objects.get()
+    assert upload.evidence is None and upload.heatmap  # a Grad-CAM overlay: nothing stored to draw it from
+    with upload.heatmap.open("rb") as lost:
+        drawn_before = lost.read()
+    upload.heatmap.storage.delete(upload.heatmap.name)
+    return upload, drawn_before
+
+
+def test_a_zero_shot_heat_map_whose_file_was_lost_is_drawn_again_from_the_picture_when_asked_for(
+    alice: User, alice_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to say "not drawn yet" for ever: the task that draws it skipped an upload that named an overlay."""
+    upload, drawn_before = _classified_with_its_heat_map_file_lost(alice_client)
+    lost_name = upload.heatmap.name
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
+
+    page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    assert 'id="show-heatmap"' in page and f'src="/uploads/{upload.pk}/heatmap"' in page
+    assert "has not been drawn yet" not in page
+    assert api.get(f"/api/uploads/{upload.pk}/").json()["heatmap"].endswith(f"/api/uploads/{upload.pk}/heatmap")
+
+    response = alice_client.get(f"/uploads/{upload.pk}/heatmap")
+
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert isinstance(response, StreamingHttpResponse)
+    served = b"".join(response.streaming_content)
+    assert served == drawn_before  # the same Grad-CAM of the same picture by the same model
+    upload.refresh_from_db()
+    assert upload.heatmap.name != lost_name
+    with upload.heatmap.open("rb") as stored:
+        assert stored.read() == served
+
+    def no_drawing(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("drawn again")
+
+    monkeypatch.setattr(heatmaps, "heatmap_png", no_drawing)
+    again = api.get(f"/api/uploads/{upload.pk}/heatmap")
+    assert again.status_code == 200 and b"".join(again.streaming_content) == served
+
+
+def test_a_lost_heat_map_that_nothing_can_draw_again_is_neither_offered_nor_promised(
+    alice: User, alice_client: Client, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grad-CAM needs the picture and the model that judged it: with the picture gone too, or a verdict of a
+    version no longer active, no page may link the heat map or say it "has not been drawn yet"."""
+    without_picture, _ = _classified_with_its_heat_map_file_lost(alice_client)
+    without_picture.image.storage.delete(without_picture.image.name)
+    older = make_upload(alice, version="an-older-model")  # picture still there; its model is not the loaded one
+    older.heatmap.save("heatmap.png", io.BytesIO(b"\x89PNG lost"), save=True)
+    older.heatmap.storage.delete(older.heatmap.name)
+    drawn: list[object] = []
+    monkeypatch.setattr(heatmaps, "heatmap_png", lambda *args, **kwargs: drawn.append(args) or b"")
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
+    staff = Client()
+    staff.force_login(reviewer)
+
+    for upload in (without_picture, older):
+        for page in (alice_client.get(f"/uploads/{upload.pk}/"), staff.get(f"/review/{upload.pk}/")):
+            assert page.status_code == 200
+            text = page.content.decode()
+            assert 'id="show-heatmap"' not in text and f"/uploads/{upload.pk}/heatmap" not in text
+            assert "has not been drawn yet" not in text and "cannot be drawn again" in text
+        assert api.get(f"/api/uploads/{upload.pk}/").json()["heatmap"] is None
+        assert alice_client.get(f"/uploads/{upload.pk}/heatmap").status_code == 404
+        assert api.get(f"/api/uploads/{upload.pk}/heatmap").status_code == 404
+    assert drawn == []
+
+
+def test_with_workers_a_lost_zero_shot_heat_map_is_sent_to_them_and_served_once_drawn(
+    alice: User, alice_client: Client, settings: SettingsFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grad-CAM is a forward and a backward pass of the model: with a broker the web process does not draw it, it
+    sends the ``heatmaps`` task, and the request after the worker drew it gets the overlay."""
+    from phoneapp.tasks import upload_heatmap_compute_task
+
+    upload, drawn_before = _classified_with_its_heat_map_file_lost(alice_client)
+    lost_name = upload.heatmap.name
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/3"  # never reached: sends are recorded below
+    sent: list[tuple[object, ...]] = []
+    monkeypatch.setattr(upload_heatmap_compute_task, "apply_async", lambda args=(), **kwargs: sent.append(args))
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
+
+    first = api.get(f"/api/uploads/{upload.pk}/heatmap")
+
+    assert first.status_code == 404  # not drawn here: the worker draws it
+    assert sent == [(upload.pk,)]
+    assert Upload.objects.get(pk=upload.pk).heatmap.name == lost_name
+    monkeypatch.undo()
+    assert upload_heatmap_compute_task.apply(args=(upload.pk,)).get() == "stored"  # the heatmaps worker's run
+    second = api.get(f"/api/uploads/{upload.pk}/heatmap")
+    assert second.status_code == 200 and b"".join(second.streaming_content) == drawn_before

@@ -7,7 +7,8 @@ most overlays are never looked at, and a task per verdict cost the worker a Cele
 encode per upload (~6-8 ms of CPU, docs/performance.md). Models without it (zero-shot: Grad-CAM, a forward and a
 backward pass) still get theirs from a task on the low-priority ``heatmaps`` queue after the verdict. Without a
 broker that task runs in-process right after the verdict, and a failure there is logged, never raised: a missing
-overlay must not fail an upload.
+overlay must not fail an upload. When such an overlay's stored file is lost, asking for it sends that task again
+(drawn from the picture), and when nothing can draw it again it is no longer offered (:func:`upload_heatmap_offer`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from enum import StrEnum
 from functools import lru_cache
 
 import numpy as np
@@ -26,6 +28,7 @@ from inference.overlay import heatmap_png, overlay_png
 from inference.preprocessing import PreprocessConfig
 from phoneapp.models import ModelVersion, Upload, UploadStatus
 from phoneapp.resident_model import resident_model
+from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.dispatch import enqueue
 from phoneapp.services.model_versions import model_dir_of, model_version_active
 from phoneapp.services.stored_pictures import stored_file_write, stored_picture_for
@@ -68,11 +71,24 @@ def heatmap_enqueue(*, upload_id: int) -> None:
     enqueue(upload_heatmap_compute_task, args=(upload_id,))
 
 
+class HeatmapOffer(StrEnum):
+    """What the pages and the API can say about an upload's overlay (:func:`upload_heatmap_offer`)."""
+
+    SERVABLE = "servable"  # stored, or drawn (or sent to be drawn again) when asked for: offered
+    NOT_DRAWN_YET = "not_drawn_yet"  # none recorded: the ``heatmaps`` task (or ``manage.py draw_heatmaps``) draws it
+    MODEL_REMOVED = "model_removed"  # evidence stored, but its version's manifest (where it lies) is gone
+    LOST = "lost"  # its stored file was lost and nothing can draw it again
+    NONE = "none"  # not classified: no overlay to speak of
+
+
 def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
     """``upload`` with its overlay stored, when it can have one now: its stored file is there, or its verdict's
     evidence was stored and is drawn and stored here (later requests get that file) -- also when the file it had
-    was lost from storage. Otherwise ``upload`` unchanged (not classified yet, or a model whose overlay comes from
-    a task), and serving it answers 404.
+    was lost from storage. A lost overlay of a model without evidence (zero-shot: Grad-CAM) is sent to be drawn
+    again from the picture (:func:`heatmap_enqueue`): without a broker it is drawn in this process before this
+    returns; with one a ``heatmaps`` worker draws it and a later request gets it. Otherwise ``upload`` unchanged
+    (not classified yet, a model whose overlay comes from a task, or nothing left to draw it from), and serving it
+    answers 404.
 
     Two requests at once may both draw; the first stored is kept, the other removed. Raises
     :class:`~phoneapp.services.errors.StorageUnavailable` when the overlay cannot be written (nothing left
@@ -81,8 +97,43 @@ def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
     if _heatmap_file_present(upload):
         return upload
     config = _evidence_placement(upload)
-    if config is None:
-        return upload
+    if config is not None:
+        _heatmap_draw_from_evidence(upload, config)
+    elif _picture_redraw_possible(upload):
+        _heatmap_redraw_from_picture(upload)
+    return upload
+
+
+def upload_heatmap_offer(*, upload: Upload) -> HeatmapOffer:
+    """What can be said of ``upload``'s overlay, so pages and the API offer it only when asking for it gets it
+    (:func:`upload_heatmap_draw_on_request`) and promise "not drawn yet" only when something will draw it: a lost
+    zero-shot overlay used to be promised as "not drawn yet" for ever, since the task that drew it skips an upload
+    that names one.
+
+    Evidence is asked first: for the models that store it, offering it then needs no call to storage (one per
+    upload of a list would be a request each on S3), only a manifest file check per upload and a cached manifest
+    read per version; no model is loaded. Only a lost file costs more (the active version, the picture's file).
+    """
+    if _evidence_placement(upload) is not None or _heatmap_file_present(upload):
+        return HeatmapOffer.SERVABLE
+    if upload.status != UploadStatus.DONE:
+        return HeatmapOffer.NONE
+    if upload.evidence is not None:
+        return HeatmapOffer.MODEL_REMOVED
+    if not upload.heatmap:
+        return HeatmapOffer.NOT_DRAWN_YET
+    return HeatmapOffer.SERVABLE if _picture_redraw_possible(upload) else HeatmapOffer.LOST
+
+
+def upload_heatmap_servable(*, upload: Upload) -> bool:
+    """Whether ``upload``'s overlay is offered (the API's ``heatmap`` link, the pages' switch): a link that
+    answers 404 for good was offered for uploads whose model folder had been removed, or whose stored file was
+    lost (:func:`upload_heatmap_offer`)."""
+    return upload_heatmap_offer(upload=upload) is HeatmapOffer.SERVABLE
+
+
+def _heatmap_draw_from_evidence(upload: Upload, config: PreprocessConfig) -> None:
+    """Draw ``upload``'s overlay from its stored evidence (~5 ms, no model) and store it."""
     assert upload.evidence is not None  # _evidence_placement checked it
     if upload.heatmap:
         logger.warning(
@@ -92,17 +143,30 @@ def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
     png = overlay_png(evidence_unpack(upload.evidence), image_size=(upload.width, upload.height), config=config)
     _heatmap_store(upload, png)
     _log_stored(upload, started=started, source="stored evidence, on request", size=len(png))
-    return upload
 
 
-def upload_heatmap_servable(*, upload: Upload) -> bool:
-    """Whether ``upload``'s overlay can be served now, so pages and the API offer it only then (a link that
-    answers 404 was offered for uploads whose model folder had been removed, or whose stored file was lost): the
-    two conditions :func:`upload_heatmap_draw_on_request` acts on, its stored file is there or it can be drawn
-    from the stored evidence. Evidence is asked first: for the models that store it, offering it then needs no
-    call to storage (one per upload of a list would be a request each on S3), only a manifest file check per
-    upload and a cached manifest read per version; no model is loaded."""
-    return _evidence_placement(upload) is not None or _heatmap_file_present(upload)
+def _heatmap_redraw_from_picture(upload: Upload) -> None:
+    """Send the ``heatmaps`` task again for ``upload``, whose overlay file was lost, and name on ``upload`` what the
+    row names after it: the new overlay when it ran here (no broker), else still the lost one. Grad-CAM needs the
+    model (a forward and a backward pass), which is why a web process never draws it itself when workers exist."""
+    logger.warning(
+        "heat map file missing, sent to be drawn again from the picture",
+        extra={"upload_id": upload.pk, "file_name": upload.heatmap.name},
+    )
+    heatmap_enqueue(upload_id=upload.pk)
+    upload.heatmap.name = Upload.objects.filter(pk=upload.pk).values_list("heatmap", flat=True).first() or ""
+
+
+def _picture_redraw_possible(upload: Upload) -> bool:
+    """Whether the ``heatmaps`` task would draw again the overlay of ``upload``, one without evidence whose recorded
+    file is lost: its verdict came from the active version (the task asks the loaded model, and refuses to explain
+    another version's verdict) and its picture is still stored."""
+    if upload.evidence is not None or upload.status != UploadStatus.DONE or not upload.heatmap:
+        return False
+    active = model_version_active_or_none()
+    if active is None or active.pk != upload.model_version_id:
+        return False
+    return bool(upload.image) and upload.image.storage.exists(upload.image.name)
 
 
 def _heatmap_file_present(upload: Upload) -> bool:
@@ -149,12 +213,12 @@ def upload_heatmap_compute(*, upload_id: int, evidence: np.ndarray | None = None
 
     Drawn from ``evidence`` (a map sent with the task by earlier code) or the evidence stored with the verdict;
     without either, the picture is decoded and the model asked for its evidence. Returns the upload, or ``None``
-    when there is nothing to do: not done, already has an overlay, deleted, or the model would have to be asked
-    but the verdict came from a version that is no longer the loaded one (another model's evidence would explain
-    a verdict it never gave).
+    when there is nothing to do: not done, already has an overlay whose file is there (one whose file was lost is
+    drawn again), deleted, or the model would have to be asked but the verdict came from a version that is no
+    longer the loaded one (another model's evidence would explain a verdict it never gave).
     """
     upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.DONE).first()
-    if upload is None or upload.heatmap:
+    if upload is None or _heatmap_file_present(upload):
         return None
     if evidence is None and upload.evidence is not None:
         upload_heatmap_draw_on_request(upload=upload)

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from phoneapp.models import Upload
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
-from phoneapp.services.heatmaps import upload_heatmap_servable
+from phoneapp.services.heatmaps import HeatmapOffer, upload_heatmap_offer, upload_heatmap_servable
 
 register = template.Library()
 
@@ -36,6 +36,13 @@ def heatmap_servable(upload: Upload) -> bool:
     """Offer the "where is the phone" overlay only when ``/uploads/<id>/heatmap`` can serve it (see
     :func:`phoneapp.services.heatmaps.upload_heatmap_servable`)."""
     return upload_heatmap_servable(upload=upload)
+
+
+@register.filter
+def heatmap_offer(upload: Upload) -> HeatmapOffer:
+    """What the picture's caption says of the overlay: offered, not drawn yet, or why it cannot be (see
+    :func:`phoneapp.services.heatmaps.upload_heatmap_offer`); one call, so storage is asked once per page."""
+    return upload_heatmap_offer(upload=upload)
 
 
 @register.filter
