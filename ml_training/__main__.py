@@ -1,4 +1,5 @@
-"""``python -m ml_training train|evaluate``: train a scene model version; measure any model version.
+"""``python -m ml_training train|evaluate|compare``: train a scene model version; measure any model version;
+compare two cross-validated versions.
 
 ``train`` flags map one-to-one to the recipe's fields (:mod:`ml_training.scene.config`, torchvision-references
 style); ``python -m ml_training train --help`` lists each knob with what it means and its default.
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ml_training import compare as compare_command
 from ml_training.evaluate import PARTS
 
 
@@ -62,7 +64,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_evaluate_arguments(evaluate)
     evaluate.set_defaults(command_parser=evaluate)
+    compare = commands.add_parser(
+        "compare",
+        help="paired test of two cross-validated versions' out-of-fold verdicts, per slice and source",
+        description=compare_command.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("baseline", help="a model directory, or a version name under the models folder")
+    compare.add_argument("candidate", help="the same, for the version that would replace it")
+    compare.add_argument("--json", action="store_true", help="print the counts as one JSON document instead")
+    compare.set_defaults(command_parser=compare)
     return parser
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``compare``: one line (or JSON object) per group; a missing version or prediction file is the parser's error."""
+    from inference.loader import resolve_model_dir
+    from inference.manifest import ModelLoadError
+
+    try:
+        counts = compare_command.compare(resolve_model_dir(args.baseline), resolve_model_dir(args.candidate))
+    except (ModelLoadError, ValueError) as error:
+        args.command_parser.error(str(error))
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {**vars(c), "p_candidate_worse": c.p_candidate_worse, "p_candidate_better": c.p_candidate_better}
+                    for c in counts
+                ],
+                indent=2,
+            )
+        )
+    else:
+        print("\n".join(c.line() for c in counts))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ml_training.scene.train import run
 
         return run(args.command_parser, args)
+    if args.command == "compare":
+        return run_compare(args)
     from inference.manifest import ModelLoadError
     from ml_training.evaluate import run_evaluation
 

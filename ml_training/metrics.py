@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -115,3 +116,11 @@ def format_metrics(name: str, metrics: Metrics) -> str:
         f"rec={metrics.recall:.4f} f1={metrics.f1:.4f} fpr={metrics.false_positive_rate:.4f} auc={auc} "
         f"ece={metrics.ece:.4f} thr={metrics.threshold:.3f} confusion=[[TN {tn}, FP {fp}], [FN {fn}, TP {tp}]]"
     )
+
+
+def mcnemar_one_sided(only_first_right: int, only_second_right: int) -> float:
+    """McNemar's exact test that the second of two models is worse, from the pictures where exactly one is right:
+    the binomial tail (p = 1/2) of the first being the only one right on at least as many pictures as observed."""
+    disagreeing = only_first_right + only_second_right
+    tail = sum(math.comb(disagreeing, k) for k in range(only_first_right, disagreeing + 1)) / 2**disagreeing
+    return round(min(1.0, float(tail)), 6)

@@ -189,7 +189,12 @@ def test_a_lost_heat_map_that_nothing_can_draw_again_is_neither_offered_nor_prom
     older.heatmap.save("heatmap.png", io.BytesIO(b"\x89PNG lost"), save=True)
     older.heatmap.storage.delete(older.heatmap.name)
     drawn: list[object] = []
-    monkeypatch.setattr(heatmaps, "heatmap_png", lambda *args, **kwargs: drawn.append(args) or b"")
+
+    def record_drawing(*args: object, **kwargs: object) -> bytes:
+        drawn.append(args)
+        return b""
+
+    monkeypatch.setattr(heatmaps, "heatmap_png", record_drawing)
     api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
     staff = Client()
     staff.force_login(reviewer)
@@ -228,4 +233,4 @@ def test_with_workers_a_lost_zero_shot_heat_map_is_sent_to_them_and_served_once_
     monkeypatch.undo()
     assert upload_heatmap_compute_task.apply(args=(upload.pk,)).get() == "stored"  # the heatmaps worker's run
     second = api.get(f"/api/uploads/{upload.pk}/heatmap")
-    assert second.status_code == 200 and b"".join(second.streaming_content) == drawn_before
+    assert second.status_code == 200 and b"".join(second.streaming_content) == drawn_before  # type: ignore[attr-defined]

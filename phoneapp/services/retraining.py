@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import tempfile
 from collections import Counter
@@ -40,6 +39,7 @@ from inference.loader import load
 from inference.manifest import ModelLoadError, read_manifest
 from inference.prediction import NOT_PHONE, PHONE
 from ml_training.data import load_samples
+from ml_training.metrics import mcnemar_one_sided
 from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
 from phoneapp.models import ModelVersion, Upload, VersionScore
@@ -241,13 +241,11 @@ def paired_test(*, candidate: Sequence[bool], active: Sequence[bool]) -> PairedT
         raise ValueError("Both models must be scored on the same pictures.")
     only_active = sum(a and not c for c, a in zip(candidate, active, strict=True))
     only_candidate = sum(c and not a for c, a in zip(candidate, active, strict=True))
-    disagreeing = only_active + only_candidate
-    tail = sum(math.comb(disagreeing, k) for k in range(only_active, disagreeing + 1)) / 2**disagreeing
     return PairedTest(
         pictures=len(candidate),
         candidate_only_right=only_candidate,
         active_only_right=only_active,
-        p_candidate_worse=round(min(1.0, tail), 6),
+        p_candidate_worse=mcnemar_one_sided(only_active, only_candidate),
     )
 
 
