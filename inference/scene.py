@@ -15,6 +15,7 @@ from inference.base import DEFAULT_MAX_BATCH
 from inference.contract import BOXES_OUTPUT, EVIDENCE_OUTPUT, LOGITS_OUTPUT
 from inference.manifest import ModelLoadError, ModelManifest
 from inference.scene_network import ScenePhoneNet
+from inference.scene_options import SceneNetworkOptions
 from inference.torch_engine import TorchClassifier, load_trained_network
 
 KIND = "scene-detector"
@@ -31,12 +32,8 @@ class SceneClassifier(TorchClassifier):
         super().__init__(manifest, model_dir, max_batch=max_batch)
         if self.multiscale_grid:
             raise ModelLoadError(f"Model {manifest.version}: a scene model scores cells, not multi-scale crops.")
-        network = ScenePhoneNet(
-            manifest.architecture,
-            head_width=int(manifest.options.get("head_width", 96)),
-            trainable_blocks=int(manifest.options.get("trainable_blocks", 0)),
-            global_context=bool(manifest.options.get("global_context", False)),
-        )
+        options = SceneNetworkOptions.from_manifest_options(manifest.options)
+        network = ScenePhoneNet.from_options(options, manifest.architecture)
         self.network = load_trained_network(network, manifest, model_dir, WEIGHTS_FILE)
 
     def network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from inference.backbone import build_efficientnet_lite
+from inference.scene_options import SceneNetworkOptions
 
 # Stem and blocks 0-10 of Lite0: the stride-16 stages end there (112 channels).
 TRUNK_BLOCKS = 11
@@ -136,6 +137,28 @@ class ScenePhoneNet(nn.Module):
             head_width,
             head_dropout,
             global_context=global_context,
+        )
+
+    @classmethod
+    def from_options(
+        cls, options: SceneNetworkOptions, architecture: str = "efficientnet-lite0", *, imagenet_weights: bool = True
+    ) -> ScenePhoneNet:
+        """An untrained network of a manifest's shape (the trunk with its packaged ImageNet weights unless told not
+        to), ready for its checkpoint."""
+        return cls(
+            architecture,
+            head_width=options.head_width,
+            imagenet_weights=imagenet_weights,
+            trainable_blocks=options.trainable_blocks,
+            global_context=options.global_context,
+        )
+
+    def options(self) -> SceneNetworkOptions:
+        """This network's shape, as its manifest records it."""
+        return SceneNetworkOptions(
+            head_width=self.head.reduce.out_channels,
+            trainable_blocks=self.trainable_blocks,
+            global_context=self.head.global_context is not None,
         )
 
     def tuned_blocks(self) -> list[nn.Module]:

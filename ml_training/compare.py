@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.manifest import read_manifest
-from ml_training.metrics import mcnemar_one_sided
+from ml_training.metrics import disagreements, mcnemar_one_sided
 from ml_training.scene.crossval import SCENE_SOURCES
 
 
@@ -45,8 +45,21 @@ class PairedCounts:
         )
 
 
-def verdicts_right(model_dir: Path) -> dict[str, tuple[bool, str, str]]:
-    """Per picture path: (right at the version's threshold?, source, label), from its out-of-fold predictions."""
+@dataclass(frozen=True)
+class Verdict:
+    """One picture's out-of-fold verdict by one version, and what it is."""
+
+    right: bool
+    source: str
+    label: str
+    scene: bool
+
+
+def verdicts_right(model_dir: Path) -> dict[str, Verdict]:
+    """Per picture path: whether the version was right at its threshold, and the picture's source, label and slice.
+
+    A picture is a scene when training said so (boxed, or from a scene source); predictions written before the
+    ``scene`` field existed are sorted by source alone, which is the same for the shared folders."""
     manifest = read_manifest(model_dir)
     predictions_file = model_dir / "predictions.json"
     if not predictions_file.is_file():
@@ -54,14 +67,19 @@ def verdicts_right(model_dir: Path) -> dict[str, tuple[bool, str, str]]:
     right = {}
     for row in json.loads(predictions_file.read_text()):
         said_phone = row["probability"] >= manifest.threshold
-        right[row["path"]] = (said_phone == (row["label"] == "phone"), row["source"], row["label"])
+        right[row["path"]] = Verdict(
+            right=said_phone == (row["label"] == "phone"),
+            source=row["source"],
+            label=row["label"],
+            scene=bool(row.get("scene", row["source"] in SCENE_SOURCES)),
+        )
     return right
 
 
-def groups_of(source: str, label: str) -> Iterable[str]:
+def groups_of(verdict: Verdict) -> Iterable[str]:
     yield "all"
-    yield "scenes" if source in SCENE_SOURCES else "close-ups and look-alikes"
-    yield f"{source}: {label}"
+    yield "scenes" if verdict.scene else "close-ups and look-alikes"
+    yield f"{verdict.source}: {verdict.label}"
 
 
 def compare(baseline_dir: Path, candidate_dir: Path) -> list[PairedCounts]:
@@ -72,17 +90,20 @@ def compare(baseline_dir: Path, candidate_dir: Path) -> list[PairedCounts]:
         raise ValueError(f"{baseline_dir.name} and {candidate_dir.name} scored no picture in common.")
     pairs: dict[str, list[tuple[bool, bool]]] = {}
     for path in common:
-        base_right, source, label = baseline[path]
-        for group in groups_of(source, label):
-            pairs.setdefault(group, []).append((base_right, candidate[path][0]))
-    return [
-        PairedCounts(
-            group=group,
-            pictures=len(pair),
-            baseline_right=sum(b for b, _ in pair),
-            candidate_right=sum(c for _, c in pair),
-            only_baseline_right=sum(b and not c for b, c in pair),
-            only_candidate_right=sum(c and not b for b, c in pair),
+        for group in groups_of(baseline[path]):
+            pairs.setdefault(group, []).append((baseline[path].right, candidate[path].right))
+    counts = []
+    for group, pair in sorted(pairs.items(), key=lambda item: (item[0] != "all", item[0])):
+        baseline_right, candidate_right = [b for b, _ in pair], [c for _, c in pair]
+        only_baseline, only_candidate = disagreements(baseline_right, candidate_right)
+        counts.append(
+            PairedCounts(
+                group=group,
+                pictures=len(pair),
+                baseline_right=sum(baseline_right),
+                candidate_right=sum(candidate_right),
+                only_baseline_right=only_baseline,
+                only_candidate_right=only_candidate,
+            )
         )
-        for group, pair in sorted(pairs.items(), key=lambda item: (item[0] != "all", item[0]))
-    ]
+    return counts

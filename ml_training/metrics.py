@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -116,6 +117,15 @@ def format_metrics(name: str, metrics: Metrics) -> str:
         f"rec={metrics.recall:.4f} f1={metrics.f1:.4f} fpr={metrics.false_positive_rate:.4f} auc={auc} "
         f"ece={metrics.ece:.4f} thr={metrics.threshold:.3f} confusion=[[TN {tn}, FP {fp}], [FN {fn}, TP {tp}]]"
     )
+
+
+def disagreements(first_right: Sequence[bool], second_right: Sequence[bool]) -> tuple[int, int]:
+    """(pictures only the first model got right, pictures only the second got right), over the same pictures in
+    the same order: the two counts :func:`mcnemar_one_sided` tests."""
+    if len(first_right) != len(second_right):
+        raise ValueError("Both models must be scored on the same pictures.")
+    pairs = list(zip(first_right, second_right, strict=True))
+    return sum(a and not b for a, b in pairs), sum(b and not a for a, b in pairs)
 
 
 def mcnemar_one_sided(only_first_right: int, only_second_right: int) -> float:

@@ -9,7 +9,7 @@ import pytest
 
 from ml_training.__main__ import main as ml_training_main
 from ml_training.compare import compare
-from ml_training.metrics import mcnemar_one_sided
+from ml_training.metrics import disagreements, mcnemar_one_sided
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,3 +72,26 @@ def test_the_command_prints_one_line_per_group(tmp_path: Path, capsys: pytest.Ca
     groups = {row["group"]: row for row in json.loads(capsys.readouterr().out)}
     assert groups["all"]["only_candidate_right"] == 1
     assert set(groups) == {"all", "close-ups and look-alikes", "x: phone", "x: not_phone"}
+
+
+def test_a_picture_training_called_a_scene_counts_as_one_whatever_its_source(tmp_path: Path) -> None:
+    """Boxed pictures from any folder train as scenes (``crossval.is_scene``); compare must slice them the same."""
+    probabilities = {"phone/my-boxed-set/a": 0.9, "phone/sam-dev007/b": 0.9}
+    baseline = write_version(tmp_path, "old", threshold=0.5, probabilities=probabilities)
+    candidate = write_version(tmp_path, "new", threshold=0.5, probabilities=probabilities)
+    for model_dir in (baseline, candidate):
+        rows = json.loads((model_dir / "predictions.json").read_text())
+        for row in rows:
+            row["scene"] = row["source"] == "my-boxed-set"
+        (model_dir / "predictions.json").write_text(json.dumps(rows))
+
+    counts = {c.group: c for c in compare(baseline, candidate)}
+
+    assert counts["scenes"].pictures == 1
+    assert counts["close-ups and look-alikes"].pictures == 1
+
+
+def test_disagreements_are_counted_pairwise_and_need_the_same_pictures() -> None:
+    assert disagreements([True, True, False, False], [True, False, True, True]) == (1, 2)
+    with pytest.raises(ValueError, match="same pictures"):
+        disagreements([True], [True, False])

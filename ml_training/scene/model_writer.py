@@ -54,9 +54,7 @@ def write_scene_model(
         metrics=metrics,
         options={
             **options,
-            "head_width": network.head.reduce.out_channels,
-            "trainable_blocks": network.trainable_blocks,
-            "global_context": network.head.global_context is not None,
+            **network.options().as_manifest_options(),
             "base_weights_sha256": sha256_file(imagenet_weights_path("efficientnet-lite0")),
         },
     )

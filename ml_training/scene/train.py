@@ -92,6 +92,7 @@ def predictions_file(samples: Sequence[SceneSample], folds: Sequence[int], proba
             "path": sample.path,
             "label": sample.label,
             "source": sample.source,
+            "scene": is_scene(sample),
             "fold": fold,
             "probability": round(float(p), 6),
         }

@@ -38,8 +38,9 @@ from inference.images import ImageError, open_image
 from inference.loader import load
 from inference.manifest import ModelLoadError, read_manifest
 from inference.prediction import NOT_PHONE, PHONE
+from inference.scene_options import SceneNetworkOptions
 from ml_training.data import load_samples
-from ml_training.metrics import mcnemar_one_sided
+from ml_training.metrics import disagreements, mcnemar_one_sided
 from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
 from phoneapp.models import ModelVersion, Upload, VersionScore
@@ -237,10 +238,7 @@ def retrain(
 def paired_test(*, candidate: Sequence[bool], active: Sequence[bool]) -> PairedTest:
     """McNemar's exact test of "the candidate is worse" from per-picture correctness on the same pictures: the
     binomial tail of the active model being the only one right on at least as many pictures as observed."""
-    if len(candidate) != len(active):
-        raise ValueError("Both models must be scored on the same pictures.")
-    only_active = sum(a and not c for c, a in zip(candidate, active, strict=True))
-    only_candidate = sum(c and not a for c, a in zip(candidate, active, strict=True))
+    only_active, only_candidate = disagreements(active, candidate)
     return PairedTest(
         pictures=len(candidate),
         candidate_only_right=only_candidate,
@@ -423,11 +421,8 @@ def _network_shape(active: ModelVersion | None) -> dict[str, int]:
     """The active scene model's network options as recipe knobs: how many trunk blocks it tuned and whether its
     head has the global-context layer (both 0 for head-only models and other kinds)."""
     manifest = _scene_manifest(active)
-    options = manifest.options if manifest is not None else {}
-    return {
-        "trainable_blocks": int(options.get("trainable_blocks", 0)),
-        "global_context": int(bool(options.get("global_context", False))),
-    }
+    shape = SceneNetworkOptions.from_manifest_options(manifest.options if manifest is not None else {})
+    return {"trainable_blocks": shape.trainable_blocks, "global_context": int(shape.global_context)}
 
 
 def _warm_start(
@@ -462,7 +457,7 @@ def _warm_start(
         shift = 0.0
     state["objectness.bias"] = state["objectness.bias"] + shift
     log(f"warm start from {active.name} (calibration shift {shift:+.4f} unfolded)")
-    tuned = int(manifest.options.get("trainable_blocks", 0))
+    tuned = SceneNetworkOptions.from_manifest_options(manifest.options).trainable_blocks
     if tuned != trainable_blocks:
         log(
             f"{active.name} tunes {tuned} trunk block(s), the candidate {trainable_blocks}: only its head is reused; "
