@@ -102,7 +102,7 @@ class TrainSettings:
     """How the head (and any tuned trunk blocks) is optimised on the cached features (AdamW, cosine decay, fixed
     epoch count)."""
 
-    epochs: int = knob(14, "passes over the training pictures for each head (one random view each time)", at_least(1))
+    epochs: int = knob(24, "passes over the training pictures for each head (one random view each time)", at_least(1))
     batch_size: int = knob(32, "views per optimisation step", at_least(1))
     learning_rate: float = knob(
         2e-3, "peak AdamW learning rate, decayed to zero by a cosine", between(0, 1, include_low=False)
@@ -115,7 +115,7 @@ class TrainSettings:
     )
     box_loss_weight: float = knob(1.0, "weight of the box regression loss at phone cells", at_least(0))
     picture_loss_weight: float = knob(
-        1.0, "weight of the picture-level loss on the best cell (what trains phone pictures without boxes)", at_least(0)
+        2.0, "weight of the picture-level loss on the best cell (what trains phone pictures without boxes)", at_least(0)
     )
     trainable_blocks: int = knob(
         0,
@@ -127,7 +127,7 @@ class TrainSettings:
         0.1, "the tuned trunk blocks' learning rate as a fraction of the head's", between(0, 1, include_low=False)
     )
     global_context: int = knob(
-        0,
+        1,
         "1 adds the whole picture's mean feature to every cell (helps cells inside a phone that fills the frame);"
         " 0 keeps cells local",
         between(0, 1),
