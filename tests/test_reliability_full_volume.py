@@ -184,12 +184,18 @@ def test_full_media_volume_answers_503_and_leaves_no_orphan_or_partial_file(
                     tail = [status for status, _, _ in answers[-REFUSALS_TO_STOP:]]
                     return len(tail) if tail and all(status == 503 for status in tail) else 0
 
+                in_flight = Upload.objects.filter(status__in=["pending", "processing"])
                 with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
                     for start in range(0, MAX_REQUESTS, CLIENTS):
                         batch = range(start, min(start + CLIENTS, MAX_REQUESTS))
                         answers += pool.map(lambda i: post_pictures(port, token, requests[i], i), batch)
                         # The shipped model's heat maps are drawn when first asked for, by the web process: ask
-                        # for the ones not drawn yet, so they too fall on the filling volume.
+                        # for the ones not drawn yet, so they too fall on the filling volume. Wait for this batch's
+                        # verdicts first: a fast web can fill the volume before any upload is done, and then no heat
+                        # map would be asked for while there was still room.
+                        live_services.wait_until(
+                            lambda: None if in_flight.exists() else True, timeout=60, what="verdicts for this batch"
+                        )
                         undrawn = Upload.objects.filter(status="done", heatmap="", evidence__isnull=False)
                         ids = list(undrawn.values_list("pk", flat=True)[:CLIENTS])
                         heatmap_statuses.extend(pool.map(lambda upload_id: get_heatmap(port, token, upload_id), ids))
