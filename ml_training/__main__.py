@@ -83,21 +83,13 @@ def run_compare(args: argparse.Namespace) -> int:
     from inference.manifest import ModelLoadError
 
     try:
-        counts = compare_command.compare(resolve_model_dir(args.baseline), resolve_model_dir(args.candidate))
+        comparisons = compare_command.compare(resolve_model_dir(args.baseline), resolve_model_dir(args.candidate))
     except (ModelLoadError, ValueError) as error:
         args.command_parser.error(str(error))
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {**vars(c), "p_candidate_worse": c.p_candidate_worse, "p_candidate_better": c.p_candidate_better}
-                    for c in counts
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps([c.to_dict() for c in comparisons], indent=2))
     else:
-        print("\n".join(c.line() for c in counts))
+        print("\n".join(c.line() for c in comparisons))
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Both versions must have been cross-validated on the same pictures (``predictions.json``, written by ``train``).
 Each picture is judged by each version at its own threshold, and every slice and source gets the paired test the
-promotion rule uses (McNemar's exact test on the pictures where exactly one is right): a candidate is worse where
-its one-sided p is below 0.05. This is how ``docs/model.md`` decided that one scene model replaces another.
+promotion rule uses (McNemar's exact test on the pictures where exactly one is right): a candidate is worse (or
+better) where that direction's one-sided p is below the rule's significance level (``metrics.SIGNIFICANCE``). This is
+how ``docs/model.md`` decided that one scene model replaces another.
 """
 
 from __future__ import annotations
@@ -14,34 +15,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.manifest import read_manifest
-from ml_training.metrics import disagreements, mcnemar_one_sided
+from ml_training.metrics import PairedTest, paired_test
 from ml_training.scene.crossval import SCENE_SOURCES
 
 
 @dataclass(frozen=True)
-class PairedCounts:
-    """One group of pictures: how often each version is right, and the paired test both ways."""
+class GroupComparison:
+    """One group of pictures: how often each version is right, beside the promotion rule's own paired test.
+
+    The right-totals are only for reading (a test on the disagreements alone hides how accurate both are); the
+    verdict is the :class:`PairedTest`'s, the same class the promotion rule judges by.
+    """
 
     group: str
-    pictures: int
     baseline_right: int
     candidate_right: int
-    only_baseline_right: int
-    only_candidate_right: int
+    paired: PairedTest
 
-    @property
-    def p_candidate_worse(self) -> float:
-        return mcnemar_one_sided(self.only_baseline_right, self.only_candidate_right)
-
-    @property
-    def p_candidate_better(self) -> float:
-        return mcnemar_one_sided(self.only_candidate_right, self.only_baseline_right)
+    def to_dict(self) -> dict[str, str | int | float]:
+        """``compare --json``'s object for this group: the counts, both totals and both one-sided p values."""
+        return {
+            "group": self.group,
+            "pictures": self.paired.pictures,
+            "baseline_right": self.baseline_right,
+            "candidate_right": self.candidate_right,
+            "only_baseline_right": self.paired.only_baseline_right,
+            "only_candidate_right": self.paired.only_candidate_right,
+            "p_candidate_worse": self.paired.p_candidate_worse,
+            "p_candidate_better": self.paired.p_candidate_better,
+        }
 
     def line(self) -> str:
+        paired = self.paired
         return (
-            f"{self.group:<34} {self.pictures:5d}  right {self.baseline_right:5d} -> {self.candidate_right:5d}  "
-            f"only baseline {self.only_baseline_right:4d}  only candidate {self.only_candidate_right:4d}  "
-            f"p(worse) {self.p_candidate_worse:.3f}  p(better) {self.p_candidate_better:.3f}"
+            f"{self.group:<34} {paired.pictures:5d}  right {self.baseline_right:5d} -> {self.candidate_right:5d}  "
+            f"only baseline {paired.only_baseline_right:4d}  only candidate {paired.only_candidate_right:4d}  "
+            f"p(worse) {paired.p_candidate_worse:.3f}  p(better) {paired.p_candidate_better:.3f}"
         )
 
 
@@ -82,8 +91,9 @@ def groups_of(verdict: Verdict) -> Iterable[str]:
     yield f"{verdict.source}: {verdict.label}"
 
 
-def compare(baseline_dir: Path, candidate_dir: Path) -> list[PairedCounts]:
-    """Paired counts per group on the pictures both versions scored; refuses versions with no picture in common."""
+def compare(baseline_dir: Path, candidate_dir: Path) -> list[GroupComparison]:
+    """One comparison per group on the pictures both versions scored ("all" first); refuses versions with no picture
+    in common."""
     baseline, candidate = verdicts_right(baseline_dir), verdicts_right(candidate_dir)
     common = sorted(baseline.keys() & candidate.keys())
     if not common:
@@ -92,18 +102,15 @@ def compare(baseline_dir: Path, candidate_dir: Path) -> list[PairedCounts]:
     for path in common:
         for group in groups_of(baseline[path]):
             pairs.setdefault(group, []).append((baseline[path].right, candidate[path].right))
-    counts = []
+    comparisons = []
     for group, pair in sorted(pairs.items(), key=lambda item: (item[0] != "all", item[0])):
         baseline_right, candidate_right = [b for b, _ in pair], [c for _, c in pair]
-        only_baseline, only_candidate = disagreements(baseline_right, candidate_right)
-        counts.append(
-            PairedCounts(
+        comparisons.append(
+            GroupComparison(
                 group=group,
-                pictures=len(pair),
                 baseline_right=sum(baseline_right),
                 candidate_right=sum(candidate_right),
-                only_baseline_right=only_baseline,
-                only_candidate_right=only_candidate,
+                paired=paired_test(baseline=baseline_right, candidate=candidate_right),
             )
         )
-    return counts
+    return comparisons

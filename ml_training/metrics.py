@@ -1,4 +1,5 @@
-"""Binary classification metrics in numpy: accuracy, precision, recall, F1, ROC-AUC, ECE, confusion matrix."""
+"""Binary classification metrics in numpy: accuracy, precision, recall, F1, ROC-AUC, ECE, confusion matrix; and the
+paired test of a candidate model against the one it would replace."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 ECE_BINS = 15
+# One-sided significance of the paired test: a candidate is worse (or better) than its baseline when the exact p of
+# that direction is below this. The promotion rule and ``compare`` both judge by it, so they cannot disagree.
+SIGNIFICANCE = 0.05
 
 
 @dataclass
@@ -134,3 +138,47 @@ def mcnemar_one_sided(only_first_right: int, only_second_right: int) -> float:
     disagreeing = only_first_right + only_second_right
     tail = sum(math.comb(disagreeing, k) for k in range(only_first_right, disagreeing + 1)) / 2**disagreeing
     return round(min(1.0, float(tail)), 6)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """McNemar's exact test of a candidate against its baseline -- the model it would replace (the active model when
+    retraining, the older version in ``compare``) -- on the same pictures.
+
+    Only the pictures where exactly one of the two is right carry evidence, so the counts are all it holds and both
+    one-sided p values follow from them. One class serves the promotion rule and ``compare`` so the two can never
+    count or judge differently.
+    """
+
+    pictures: int
+    only_baseline_right: int
+    only_candidate_right: int
+
+    @property
+    def p_candidate_worse(self) -> float:
+        return mcnemar_one_sided(self.only_baseline_right, self.only_candidate_right)
+
+    @property
+    def p_candidate_better(self) -> float:
+        return mcnemar_one_sided(self.only_candidate_right, self.only_baseline_right)
+
+    @property
+    def candidate_worse(self) -> bool:
+        return self.p_candidate_worse < SIGNIFICANCE
+
+    def to_dict(self) -> dict[str, int | float | bool]:
+        """The retrain report's ``paired_tests`` entry. Its keys are stored in reports and model versions' metrics
+        (documented in docs/retraining.md), where the baseline is always the active model: keep them as they are."""
+        return {
+            "pictures": self.pictures,
+            "candidate_only_right": self.only_candidate_right,
+            "active_only_right": self.only_baseline_right,
+            "p_candidate_worse": self.p_candidate_worse,
+            "candidate_worse": self.candidate_worse,
+        }
+
+
+def paired_test(*, baseline: Sequence[bool], candidate: Sequence[bool]) -> PairedTest:
+    """The paired test from per-picture correctness of both models on the same pictures in the same order."""
+    only_baseline, only_candidate = disagreements(baseline, candidate)
+    return PairedTest(pictures=len(candidate), only_baseline_right=only_baseline, only_candidate_right=only_candidate)

@@ -9,7 +9,7 @@ import pytest
 
 from ml_training.__main__ import main as ml_training_main
 from ml_training.compare import compare
-from ml_training.metrics import disagreements, mcnemar_one_sided
+from ml_training.metrics import SIGNIFICANCE, PairedTest, disagreements, mcnemar_one_sided, paired_test
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,18 +40,51 @@ def test_each_version_is_judged_at_its_own_threshold_and_counted_per_slice_and_s
     counts = {c.group: c for c in compare(baseline, candidate)}
 
     assert (counts["all"].baseline_right, counts["all"].candidate_right) == (2, 4)
-    assert (counts["all"].only_baseline_right, counts["all"].only_candidate_right) == (0, 2)
-    assert (counts["scenes"].pictures, counts["scenes"].only_candidate_right) == (3, 1)
-    assert counts["close-ups and look-alikes"].only_candidate_right == 1
-    assert counts["office-cctv: not_phone"].only_candidate_right == 0
-    assert counts["all"].p_candidate_better == pytest.approx(0.25)
-    assert counts["all"].p_candidate_worse == 1.0
+    assert counts["all"].paired == PairedTest(pictures=4, only_baseline_right=0, only_candidate_right=2)
+    assert (counts["scenes"].paired.pictures, counts["scenes"].paired.only_candidate_right) == (3, 1)
+    assert counts["close-ups and look-alikes"].paired.only_candidate_right == 1
+    assert counts["office-cctv: not_phone"].paired.only_candidate_right == 0
+    assert counts["all"].paired.p_candidate_better == pytest.approx(0.25)
+    assert counts["all"].paired.p_candidate_worse == 1.0
 
 
 def test_the_one_sided_test_is_the_binomial_tail() -> None:
     assert mcnemar_one_sided(0, 0) == 1.0
     assert mcnemar_one_sided(3, 0) == pytest.approx(0.125)
     assert mcnemar_one_sided(138, 92) == pytest.approx(0.0015, abs=5e-4)  # session 8's trunk-tuning run
+
+
+def test_the_paired_test_counts_only_disagreements_and_tests_both_directions() -> None:
+    """The one paired test the promotion rule and ``compare`` share: known disagreements give known p both ways."""
+    # Pictures 0-2 only the baseline gets right, 3 only the candidate, 4-9 both, 10-11 neither.
+    baseline = [True] * 3 + [False] + [True] * 6 + [False] * 2
+    candidate = [False] * 3 + [True] + [True] * 6 + [False] * 2
+
+    test = paired_test(baseline=baseline, candidate=candidate)
+
+    assert test == PairedTest(pictures=12, only_baseline_right=3, only_candidate_right=1)
+    assert test.p_candidate_worse == pytest.approx(5 / 16)  # P(at least 3 of 4 fair coin flips)
+    assert test.p_candidate_better == pytest.approx(15 / 16)  # P(at least 1 of 4)
+    assert not test.candidate_worse
+    # Swapping the two models swaps the directions.
+    swapped = paired_test(baseline=candidate, candidate=baseline)
+    assert (swapped.p_candidate_worse, swapped.p_candidate_better) == (test.p_candidate_better, test.p_candidate_worse)
+    # 5 of 5 against the candidate: p = 1/32 < SIGNIFICANCE.
+    worse = PairedTest(pictures=5, only_baseline_right=5, only_candidate_right=0)
+    assert worse.p_candidate_worse == pytest.approx(1 / 32) and worse.p_candidate_worse < SIGNIFICANCE
+    assert worse.candidate_worse
+
+
+def test_the_paired_test_reports_under_the_keys_stored_retrain_reports_use() -> None:
+    """Retrain reports and model versions' metrics already hold these keys (docs/retraining.md); renaming the
+    fields must not rename them."""
+    assert PairedTest(pictures=5, only_baseline_right=5, only_candidate_right=0).to_dict() == {
+        "pictures": 5,
+        "candidate_only_right": 0,
+        "active_only_right": 5,
+        "p_candidate_worse": pytest.approx(1 / 32),
+        "candidate_worse": True,
+    }
 
 
 def test_a_version_without_out_of_fold_predictions_is_refused_by_name(
@@ -71,6 +104,16 @@ def test_the_command_prints_one_line_per_group(tmp_path: Path, capsys: pytest.Ca
     assert ml_training_main(["compare", str(baseline), str(candidate), "--json"]) == 0
     groups = {row["group"]: row for row in json.loads(capsys.readouterr().out)}
     assert groups["all"]["only_candidate_right"] == 1
+    assert set(groups["all"]) == {
+        "group",
+        "pictures",
+        "baseline_right",
+        "candidate_right",
+        "only_baseline_right",
+        "only_candidate_right",
+        "p_candidate_worse",
+        "p_candidate_better",
+    }
     assert set(groups) == {"all", "close-ups and look-alikes", "x: phone", "x: not_phone"}
 
 
@@ -87,8 +130,8 @@ def test_a_picture_training_called_a_scene_counts_as_one_whatever_its_source(tmp
 
     counts = {c.group: c for c in compare(baseline, candidate)}
 
-    assert counts["scenes"].pictures == 1
-    assert counts["close-ups and look-alikes"].pictures == 1
+    assert counts["scenes"].paired.pictures == 1
+    assert counts["close-ups and look-alikes"].paired.pictures == 1
 
 
 def test_disagreements_are_counted_pairwise_and_need_the_same_pictures() -> None:

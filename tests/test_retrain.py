@@ -22,10 +22,11 @@ from django.test import Client
 from django.utils import timezone
 
 from inference.drawing import draw_not_phone, draw_phone_like
+from ml_training.metrics import paired_test
 from phoneapp.models import ModelVersion, ReviewSplit, Upload, VersionScore
 from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.model_versions import model_version_activate, model_version_active
-from phoneapp.services.retraining import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion, paired_test
+from phoneapp.services.retraining import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion
 from tests.factories import make_review, make_upload
 from tests.images import encode
 from tests.synthetic import write_synthetic_folder
@@ -180,14 +181,14 @@ def test_activate_is_a_persons_decision_even_without_ground_truth(tmp_path: Path
 def test_the_paired_test_refuses_only_a_candidate_that_is_significantly_worse() -> None:
     enough = {"phone": 10, "not_phone": 10}
     # 8 pictures only the active model gets right, none only the candidate: p = 1/256, refused.
-    clearly_worse = paired_test(candidate=[False] * 8 + [True] * 12, active=[True] * 20)
+    clearly_worse = paired_test(baseline=[True] * 20, candidate=[False] * 8 + [True] * 12)
     assert clearly_worse.candidate_worse
     promoted, why = decide_promotion(
         ground_truth_per_label=enough, tests={"ground_truth": clearly_worse}, has_active=True, force=False
     )
     assert not promoted and "worse than the active model on ground_truth" in why
     # One picture worse, two better: not significantly worse, promoted.
-    close = paired_test(candidate=[False, True, True] + [True] * 17, active=[True, False, False] + [True] * 17)
+    close = paired_test(baseline=[True, False, False] + [True] * 17, candidate=[False, True, True] + [True] * 17)
     assert not close.candidate_worse
     assert decide_promotion(ground_truth_per_label=enough, tests={"ground_truth": close}, has_active=True, force=False)[
         0

@@ -40,7 +40,7 @@ from inference.manifest import ModelLoadError, read_manifest
 from inference.prediction import NOT_PHONE, PHONE
 from inference.scene_options import SceneNetworkOptions
 from ml_training.data import load_samples
-from ml_training.metrics import disagreements, mcnemar_one_sided
+from ml_training.metrics import SIGNIFICANCE, PairedTest, paired_test
 from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
 from phoneapp.models import ModelVersion, Upload, VersionScore
@@ -63,8 +63,6 @@ MIN_PICTURES_PER_LABEL = 6
 # Ground truth needs this many pictures of each label before any automatic promotion: with fewer, a paired test
 # cannot tell a worse model from a lucky one.
 MIN_GROUND_TRUTH_PER_LABEL = 10
-# One-sided significance of "the candidate is worse" in the paired test.
-SIGNIFICANCE = 0.05
 # A phone box covering less than this fraction of the picture makes it a "scene" (a small phone among things).
 SCENE_BOX_AREA = 0.1
 SCENE_KIND = "scene-detector"
@@ -105,23 +103,6 @@ class TrustedPicture:
     label: str
     slices: tuple[str, ...]
     image: Image.Image
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """McNemar's exact test on the pictures where exactly one of the two models is right."""
-
-    pictures: int
-    candidate_only_right: int
-    active_only_right: int
-    p_candidate_worse: float
-
-    @property
-    def candidate_worse(self) -> bool:
-        return self.p_candidate_worse < SIGNIFICANCE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "candidate_worse": self.candidate_worse}
 
 
 @dataclass
@@ -178,7 +159,7 @@ def retrain(
         candidate_right = _score(candidate_dir, ground_truth, evaluation, progress, "scoring candidate")
         active_right = _score_active(active_version, ground_truth, evaluation, progress, log)
         tests = {
-            name: paired_test(candidate=candidate_right[name], active=active_right[name])
+            name: paired_test(baseline=active_right[name], candidate=candidate_right[name])
             for name in ("ground_truth", "eval")
             if active_right is not None
         }
@@ -235,18 +216,6 @@ def retrain(
 # --- The rule ---------------------------------------------------------------------------------------------------
 
 
-def paired_test(*, candidate: Sequence[bool], active: Sequence[bool]) -> PairedTest:
-    """McNemar's exact test of "the candidate is worse" from per-picture correctness on the same pictures: the
-    binomial tail of the active model being the only one right on at least as many pictures as observed."""
-    only_active, only_candidate = disagreements(active, candidate)
-    return PairedTest(
-        pictures=len(candidate),
-        candidate_only_right=only_candidate,
-        active_only_right=only_active,
-        p_candidate_worse=mcnemar_one_sided(only_active, only_candidate),
-    )
-
-
 def decide_promotion(
     *, ground_truth_per_label: dict[str, int], tests: dict[str, PairedTest], has_active: bool, force: bool
 ) -> tuple[bool, str]:
@@ -266,7 +235,7 @@ def decide_promotion(
         return True, "promoted: there is no usable active model to compare with."
     worse = [name for name, test in tests.items() if test.candidate_worse]
     details = "; ".join(
-        f"{name}: candidate alone right on {test.candidate_only_right}, active alone on {test.active_only_right}, "
+        f"{name}: candidate alone right on {test.only_candidate_right}, active alone on {test.only_baseline_right}, "
         f"p(candidate worse) = {test.p_candidate_worse:.4f}"
         for name, test in tests.items()
     )
