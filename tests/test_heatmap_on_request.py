@@ -4,7 +4,9 @@ overlay, later ones are served the stored file, and only who may see the picture
 from __future__ import annotations
 
 import io
+import logging
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -199,10 +201,11 @@ def test_a_heat_map_whose_model_folder_was_removed_is_offered_only_if_it_was_dra
 
 
 def test_a_heat_map_whose_stored_file_was_lost_is_drawn_again_or_else_not_offered(
-    alice: User, alice_client: Client
+    alice: User, alice_client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A row can outlive its overlay file (a restore without the media, a clean-up): naming a file is not enough
-    to offer it. With its evidence and manifest it is drawn again on request; without, no page or API links it."""
+    to offer it. With its evidence and manifest it is drawn again on request; without, no page or API links it.
+    Each loss is logged once, however often it is shown."""
     redrawable = _upload_with_evidence(alice)
     assert alice_client.get(f"/uploads/{redrawable.pk}/heatmap").status_code == 200
     redrawable.refresh_from_db()
@@ -216,6 +219,7 @@ def test_a_heat_map_whose_stored_file_was_lost_is_drawn_again_or_else_not_offere
     for upload in [redrawable, *gone]:
         upload.heatmap.storage.delete(upload.heatmap.name)
     api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
+    caplog.set_level(logging.WARNING, logger=heatmaps.__name__)
     listed = {item["id"]: item["heatmap"] for item in api.get("/api/uploads/").json()["results"]}
 
     for upload in gone:
@@ -235,6 +239,13 @@ def test_a_heat_map_whose_stored_file_was_lost_is_drawn_again_or_else_not_offere
     assert redrawable.heatmap.name != lost_name
     with redrawable.heatmap.open("rb") as stored:
         assert stored.read() == _expected_png(redrawable)
+    assert alice_client.get(f"/uploads/{redrawable.pk}/heatmap").status_code == 200
+    warned = [
+        getattr(record, "upload_id", None)
+        for record in caplog.records
+        if record.name == heatmaps.__name__ and record.levelno == logging.WARNING and "missing" in record.getMessage()
+    ]
+    assert Counter(warned) == Counter(upload.pk for upload in [redrawable, *gone])
 
 
 def test_a_storage_failure_on_the_first_request_answers_503_and_leaves_nothing_behind(

@@ -5,6 +5,8 @@ it are drawn on request: tests/test_heatmap_on_request.py."""
 from __future__ import annotations
 
 import io
+import logging
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -146,12 +148,22 @@ def _classified_with_its_heat_map_file_lost(client: Client) -> tuple[Upload, byt
     return upload, drawn_before
 
 
+def _file_missing_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == heatmaps.__name__ and record.levelno == logging.WARNING and "missing" in record.getMessage()
+    ]
+
+
 def test_a_zero_shot_heat_map_whose_file_was_lost_is_drawn_again_from_the_picture_when_asked_for(
-    alice: User, alice_client: Client, monkeypatch: pytest.MonkeyPatch
+    alice: User, alice_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """It used to say "not drawn yet" for ever: the task that draws it skipped an upload that named an overlay."""
+    """It used to say "not drawn yet" for ever: the task that draws it skipped an upload that named an overlay.
+    Without a broker the page that finds it lost draws it again, in-process, and links it."""
     upload, drawn_before = _classified_with_its_heat_map_file_lost(alice_client)
     lost_name = upload.heatmap.name
+    caplog.set_level(logging.WARNING, logger=heatmaps.__name__)
     api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
 
     page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
@@ -176,13 +188,19 @@ def test_a_zero_shot_heat_map_whose_file_was_lost_is_drawn_again_from_the_pictur
     monkeypatch.setattr(heatmaps, "heatmap_png", no_drawing)
     again = api.get(f"/api/uploads/{upload.pk}/heatmap")
     assert again.status_code == 200 and b"".join(again.streaming_content) == served
+    assert len(_file_missing_warnings(caplog)) == 1
 
 
 def test_a_lost_heat_map_that_nothing_can_draw_again_is_neither_offered_nor_promised(
-    alice: User, alice_client: Client, reviewer: User, monkeypatch: pytest.MonkeyPatch
+    alice: User,
+    alice_client: Client,
+    reviewer: User,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Grad-CAM needs the picture and the model that judged it: with the picture gone too, or a verdict of a
-    version no longer active, no page may link the heat map or say it "has not been drawn yet"."""
+    version no longer active, no page may link the heat map or say it "has not been drawn yet". Each loss is
+    logged once, not on every view."""
     without_picture, _ = _classified_with_its_heat_map_file_lost(alice_client)
     without_picture.image.storage.delete(without_picture.image.name)
     older = make_upload(alice, version="an-older-model")  # picture still there; its model is not the loaded one
@@ -198,6 +216,7 @@ def test_a_lost_heat_map_that_nothing_can_draw_again_is_neither_offered_nor_prom
     api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
     staff = Client()
     staff.force_login(reviewer)
+    caplog.set_level(logging.WARNING, logger=heatmaps.__name__)
 
     for upload in (without_picture, older):
         for page in (alice_client.get(f"/uploads/{upload.pk}/"), staff.get(f"/review/{upload.pk}/")):
@@ -209,28 +228,51 @@ def test_a_lost_heat_map_that_nothing_can_draw_again_is_neither_offered_nor_prom
         assert alice_client.get(f"/uploads/{upload.pk}/heatmap").status_code == 404
         assert api.get(f"/api/uploads/{upload.pk}/heatmap").status_code == 404
     assert drawn == []
+    warned = [getattr(record, "upload_id", None) for record in _file_missing_warnings(caplog)]
+    assert Counter(warned) == Counter([without_picture.pk, older.pk])
 
 
-def test_with_workers_a_lost_zero_shot_heat_map_is_sent_to_them_and_served_once_drawn(
-    alice: User, alice_client: Client, settings: SettingsFixture, monkeypatch: pytest.MonkeyPatch
+def test_with_workers_a_lost_zero_shot_heat_map_is_not_linked_but_not_drawn_yet_until_a_worker_drew_it(
+    alice: User,
+    alice_client: Client,
+    reviewer: User,
+    settings: SettingsFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Grad-CAM is a forward and a backward pass of the model: with a broker the web process does not draw it, it
-    sends the ``heatmaps`` task, and the request after the worker drew it gets the overlay."""
+    sends the ``heatmaps`` task. Until a worker drew it, no page or API may link the lost file (it answered 404):
+    it is "not drawn yet", logged once and sent once however often it is shown; then it is offered and served."""
     from phoneapp.tasks import upload_heatmap_compute_task
 
     upload, drawn_before = _classified_with_its_heat_map_file_lost(alice_client)
-    lost_name = upload.heatmap.name
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/3"  # never reached: sends are recorded below
     sent: list[tuple[object, ...]] = []
     monkeypatch.setattr(upload_heatmap_compute_task, "apply_async", lambda args=(), **kwargs: sent.append(args))
     api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
+    staff = Client()
+    staff.force_login(reviewer)
+    caplog.set_level(logging.WARNING, logger=heatmaps.__name__)
 
-    first = api.get(f"/api/uploads/{upload.pk}/heatmap")
+    for _ in range(2):
+        for page in (alice_client.get(f"/uploads/{upload.pk}/"), staff.get(f"/review/{upload.pk}/")):
+            assert page.status_code == 200
+            text = page.content.decode()
+            assert 'id="show-heatmap"' not in text and f"/uploads/{upload.pk}/heatmap" not in text
+            assert "has not been drawn yet" in text
+        assert api.get(f"/api/uploads/{upload.pk}/").json()["heatmap"] is None
+        assert [item["heatmap"] for item in api.get("/api/uploads/").json()["results"]] == [None]
+        assert api.get(f"/api/uploads/{upload.pk}/heatmap").status_code == 404  # an old link: not drawn here
 
-    assert first.status_code == 404  # not drawn here: the worker draws it
     assert sent == [(upload.pk,)]
-    assert Upload.objects.get(pk=upload.pk).heatmap.name == lost_name
+    assert len(_file_missing_warnings(caplog)) == 1
+    assert Upload.objects.get(pk=upload.pk).heatmap.name == ""  # the row no longer names a file that is not there
     monkeypatch.undo()
     assert upload_heatmap_compute_task.apply(args=(upload.pk,)).get() == "stored"  # the heatmaps worker's run
-    second = api.get(f"/api/uploads/{upload.pk}/heatmap")
-    assert second.status_code == 200 and b"".join(second.streaming_content) == drawn_before  # type: ignore[attr-defined]
+
+    drawn_page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    assert 'id="show-heatmap"' in drawn_page and f'src="/uploads/{upload.pk}/heatmap"' in drawn_page
+    assert api.get(f"/api/uploads/{upload.pk}/").json()["heatmap"].endswith(f"/api/uploads/{upload.pk}/heatmap")
+    served = api.get(f"/api/uploads/{upload.pk}/heatmap")
+    assert served.status_code == 200 and b"".join(served.streaming_content) == drawn_before  # type: ignore[attr-defined]
+    assert len(_file_missing_warnings(caplog)) == 1

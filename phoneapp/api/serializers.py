@@ -65,7 +65,8 @@ class UploadSerializer(serializers.ModelSerializer):
     )
     heatmap = serializers.SerializerMethodField(
         help_text="transparent PNG of where the phone is, once it can be drawn (on first request for most models); "
-        "null while it cannot be served (not drawn yet, or its model version was removed); only its owner can fetch it"
+        "null while it cannot be served (not drawn yet, being drawn again after its stored file was lost, or its "
+        "model version was removed); only its owner can fetch it"
     )
 
     class Meta:
@@ -145,6 +146,8 @@ class UploadSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_heatmap(self, upload: Upload) -> str | None:
+        # Per item, also in the list: the service decides (a lost file is not linked) at no storage call for models
+        # that store their evidence and one ``exists`` for zero-shot ones (upload_heatmap_offer says why).
         return self._absolute("api-upload-heatmap", upload) if upload_heatmap_servable(upload=upload) else None
 
     def to_representation(self, upload: Upload) -> dict[str, object]:

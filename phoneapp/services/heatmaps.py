@@ -7,8 +7,9 @@ most overlays are never looked at, and a task per verdict cost the worker a Cele
 encode per upload (~6-8 ms of CPU, docs/performance.md). Models without it (zero-shot: Grad-CAM, a forward and a
 backward pass) still get theirs from a task on the low-priority ``heatmaps`` queue after the verdict. Without a
 broker that task runs in-process right after the verdict, and a failure there is logged, never raised: a missing
-overlay must not fail an upload. When such an overlay's stored file is lost, asking for it sends that task again
-(drawn from the picture), and when nothing can draw it again it is no longer offered (:func:`upload_heatmap_offer`).
+overlay must not fail an upload. When such an overlay's stored file is lost, the row stops naming it and that task
+is sent again (drawn from the picture): until it is drawn it is "not drawn yet", and when nothing can draw it again
+it is no longer offered (:func:`upload_heatmap_offer`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 import numpy as np
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 
 from inference.images import ImageError
@@ -84,11 +86,11 @@ class HeatmapOffer(StrEnum):
 def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
     """``upload`` with its overlay stored, when it can have one now: its stored file is there, or its verdict's
     evidence was stored and is drawn and stored here (later requests get that file) -- also when the file it had
-    was lost from storage. A lost overlay of a model without evidence (zero-shot: Grad-CAM) is sent to be drawn
-    again from the picture (:func:`heatmap_enqueue`): without a broker it is drawn in this process before this
-    returns; with one a ``heatmaps`` worker draws it and a later request gets it. Otherwise ``upload`` unchanged
-    (not classified yet, a model whose overlay comes from a task, or nothing left to draw it from), and serving it
-    answers 404.
+    was lost from storage. A recorded overlay of a model without evidence (zero-shot: Grad-CAM) whose file was lost
+    is sent to be drawn again from the picture (:func:`_heatmap_send_again`): without a broker it is drawn in this
+    process before this returns; with one a ``heatmaps`` worker draws it, and until then it is "not drawn yet".
+    Otherwise ``upload`` unchanged (not classified yet, a model whose overlay comes from a task, or nothing left to
+    draw it from), and serving it answers 404.
 
     Two requests at once may both draw; the first stored is kept, the other removed. Raises
     :class:`~phoneapp.services.errors.StorageUnavailable` when the overlay cannot be written (nothing left
@@ -100,29 +102,50 @@ def upload_heatmap_draw_on_request(*, upload: Upload) -> Upload:
     if config is not None:
         _heatmap_draw_from_evidence(upload, config)
     elif _picture_redraw_possible(upload):
-        _heatmap_redraw_from_picture(upload)
+        _heatmap_send_again(upload)
     return upload
 
 
 def upload_heatmap_offer(*, upload: Upload) -> HeatmapOffer:
     """What can be said of ``upload``'s overlay, so pages and the API offer it only when asking for it gets it
-    (:func:`upload_heatmap_draw_on_request`) and promise "not drawn yet" only when something will draw it: a lost
-    zero-shot overlay used to be promised as "not drawn yet" for ever, since the task that drew it skips an upload
-    that names one.
+    (:func:`upload_heatmap_draw_on_request`) and promise "not drawn yet" only when something will draw it. The one
+    place that decides it: the pages' switch and caption (``ui.heatmap_offer``), the admin's and the API's
+    ``heatmap`` link (:func:`upload_heatmap_servable`) all read it.
 
-    Evidence is asked first: for the models that store it, offering it then needs no call to storage (one per
-    upload of a list would be a request each on S3), only a manifest file check per upload and a cached manifest
-    read per version; no model is loaded. Only a lost file costs more (the active version, the picture's file).
+    A row can outlive its overlay file (a restore of the database without the media, a lost volume, an operator's
+    clean-up); a name alone was offered and then answered 404. A lost file is logged once
+    (:func:`_heatmap_loss_logged`) and then:
+
+    - with stored evidence and its version's manifest: offered, drawn again when asked for (~5 ms, no model);
+    - a zero-shot overlay whose picture is stored and whose verdict came from the active version: the row stops
+      naming the file and the ``heatmaps`` task is sent again, once (:func:`_heatmap_send_again`): "not drawn yet"
+      until a worker drew it, or offered at once without a broker (drawn here, in-process);
+    - otherwise it is not offered (``model_removed``, ``lost``), never promised as "not drawn yet".
+
+    Cost, as lists show it per item (the API's list does; the history page shows no heat map and never calls
+    this): evidence is asked first, so for the models that store it (the shipped scene and fine-tuned ones)
+    offering needs no call to storage (one per upload would be a request each on S3), only a manifest file check
+    per upload and a cached manifest read per version; no model is loaded. A zero-shot upload costs one
+    ``storage.exists``; only a lost one costs more: the active version and the picture's ``exists``, and once per
+    loss an UPDATE and the task's send (without a broker, its Grad-CAM in this request, as every verdict's is
+    there). So asking may write, once, like the overlay request drawing from evidence does.
     """
     if _evidence_placement(upload) is not None or _heatmap_file_present(upload):
         return HeatmapOffer.SERVABLE
     if upload.status != UploadStatus.DONE:
         return HeatmapOffer.NONE
     if upload.evidence is not None:
+        if upload.heatmap:
+            _heatmap_loss_logged(upload, "heat map file missing; its model version is no longer installed")
         return HeatmapOffer.MODEL_REMOVED
+    if _picture_redraw_possible(upload):
+        _heatmap_send_again(upload)
+        # The row names an overlay again only once one was written: here (no broker) or by a worker since.
+        return HeatmapOffer.SERVABLE if upload.heatmap else HeatmapOffer.NOT_DRAWN_YET
     if not upload.heatmap:
         return HeatmapOffer.NOT_DRAWN_YET
-    return HeatmapOffer.SERVABLE if _picture_redraw_possible(upload) else HeatmapOffer.LOST
+    _heatmap_loss_logged(upload, "heat map file missing; nothing can draw it again (picture or model version gone)")
+    return HeatmapOffer.LOST
 
 
 def upload_heatmap_servable(*, upload: Upload) -> bool:
@@ -135,26 +158,45 @@ def upload_heatmap_servable(*, upload: Upload) -> bool:
 def _heatmap_draw_from_evidence(upload: Upload, config: PreprocessConfig) -> None:
     """Draw ``upload``'s overlay from its stored evidence (~5 ms, no model) and store it."""
     assert upload.evidence is not None  # _evidence_placement checked it
-    if upload.heatmap:
-        logger.warning(
-            "heat map file missing, drawn again", extra={"upload_id": upload.pk, "file_name": upload.heatmap.name}
-        )
+    lost = upload.heatmap.name or ""
     started = time.perf_counter()
     png = overlay_png(evidence_unpack(upload.evidence), image_size=(upload.width, upload.height), config=config)
-    _heatmap_store(upload, png)
+    replaced = _heatmap_store(upload, png)
+    if lost and replaced:  # only the request whose drawing took the lost name's place says so
+        logger.warning("heat map file missing, drawn again", extra={"upload_id": upload.pk, "file_name": lost})
     _log_stored(upload, started=started, source="stored evidence, on request", size=len(png))
 
 
-def _heatmap_redraw_from_picture(upload: Upload) -> None:
-    """Send the ``heatmaps`` task again for ``upload``, whose overlay file was lost, and name on ``upload`` what the
-    row names after it: the new overlay when it ran here (no broker), else still the lost one. Grad-CAM needs the
-    model (a forward and a backward pass), which is why a web process never draws it itself when workers exist."""
-    logger.warning(
-        "heat map file missing, sent to be drawn again from the picture",
-        extra={"upload_id": upload.pk, "file_name": upload.heatmap.name},
-    )
-    heatmap_enqueue(upload_id=upload.pk)
+def _heatmap_send_again(upload: Upload) -> None:
+    """``upload``'s overlay (zero-shot, no evidence) was recorded but its file is lost: the row stops naming it, so
+    pages and the API say "not drawn yet" instead of linking a 404, and the ``heatmaps`` task is sent to draw it
+    again from the picture (also found by ``manage.py draw_heatmaps`` should that send be lost). Only the request
+    whose compare-and-swap on the lost name cleared it logs and sends, so a lost file is logged once and drawn
+    once however many pages show it meanwhile. ``upload`` then names what the row names: the new overlay when the
+    task ran here (no broker), else none yet. Grad-CAM needs the model (a forward and a backward pass), which is
+    why a web process never draws it itself when workers exist."""
+    lost = upload.heatmap.name
+    if Upload.objects.filter(pk=upload.pk, heatmap=lost).update(heatmap=""):
+        logger.warning(
+            "heat map file missing, sent to be drawn again from the picture",
+            extra={"upload_id": upload.pk, "file_name": lost},
+        )
+        heatmap_enqueue(upload_id=upload.pk)
     upload.heatmap.name = Upload.objects.filter(pk=upload.pk).values_list("heatmap", flat=True).first() or ""
+
+
+def _heatmap_loss_logged(upload: Upload, message: str) -> None:
+    """Log ``message`` the first time ``upload``'s recorded overlay is found missing with nothing to draw it again
+    (the row keeps its name: it says the overlay existed and was lost). Pages and the API ask on every view, so
+    "first" is remembered in the cache (shared with Redis, per process with the local-memory default); a cache
+    that does not answer costs a repeated warning, never the page."""
+    key = f"heatmap-file-missing:{upload.pk}:{upload.heatmap.name}"
+    try:
+        first = cache.add(key, True, timeout=None)
+    except Exception:  # the cache backend is down; the warning matters more than its repetition
+        first = True
+    if first:
+        logger.warning(message, extra={"upload_id": upload.pk, "file_name": upload.heatmap.name})
 
 
 def _picture_redraw_possible(upload: Upload) -> bool:
@@ -250,10 +292,10 @@ def upload_heatmap_compute(*, upload_id: int, evidence: np.ndarray | None = None
     return Upload.objects.get(pk=upload_id)
 
 
-def _heatmap_store(upload: Upload, png: bytes) -> None:
+def _heatmap_store(upload: Upload, png: bytes) -> bool:
     """Write ``png`` and name it on the row (in place of the name it had, whose file was lost) unless a concurrent
-    run named one first (then theirs is kept and ``upload.heatmap`` names it). A failed write leaves no partial
-    overlay and raises StorageUnavailable."""
+    run named one first (then theirs is kept and ``upload.heatmap`` names it). Returns whether this one was named.
+    A failed write leaves no partial overlay and raises StorageUnavailable."""
     replaced = upload.heatmap.name or ""  # none yet, or one whose file was lost
     stored_file_write(field_file=upload.heatmap, filename="heatmap.png", content=ContentFile(png))
     try:
@@ -264,6 +306,7 @@ def _heatmap_store(upload: Upload, png: bytes) -> None:
     if not written:  # a concurrent run stored one first (or the upload is gone); keep theirs
         upload.heatmap.storage.delete(upload.heatmap.name)
         upload.heatmap.name = Upload.objects.filter(pk=upload.pk).values_list("heatmap", flat=True).first() or ""
+    return bool(written)
 
 
 def _log_stored(upload: Upload, *, started: float, source: str, size: int) -> None:
