@@ -208,6 +208,21 @@ def rendered_views(
                 yield RenderedView(picture, boxes, True, index, PASTED)
 
 
+def view_count(
+    samples: Sequence[SceneSample],
+    folds: Sequence[int],
+    config: ViewConfig,
+    donors_by_fold: dict[int, list[Donor]],
+) -> int:
+    """How many views :func:`rendered_views` will yield, without rendering them (to allocate the bank once)."""
+    count = 0
+    for index, sample in enumerate(samples):
+        count += 1 + config.augmented_views
+        if donors_by_fold.get(folds[index]) and is_paste_recipient(sample, index, config):
+            count += config.pasted_views
+    return count
+
+
 def bank_key(samples: Sequence[SceneSample], folds: Sequence[int], config: ViewConfig, boundary: int) -> str:
     """A name for the bank that changes with the pictures, their labels and boxes, the folds, the recipe and the
     trunk block whose input the features are (the boundary)."""
@@ -242,28 +257,44 @@ def build_bank(
     for donor in donors:
         donors_by_fold.setdefault(donor.fold, []).append(donor)
     preprocess, grid = config.preprocess(), config.grid
-    features, objectness, geometry, targets, pictures, kinds = [], [], [], [], [], []
+    count = view_count(samples, folds, config, donors_by_fold)
+    # Every tensor is allocated once, at its final size, and filled in place. Growing lists of per-batch outputs
+    # left long-lived blocks scattered between each batch's freed activations; with the allocator settings that
+    # keep freed memory in the process (inference/allocator.py), the heap then grew past 24 GB at 576 px.
+    features: torch.Tensor | None = None
+    objectness = torch.empty((count, grid, grid), dtype=torch.float32)
+    geometry = torch.empty((count, 4, grid, grid), dtype=torch.float32)
+    targets = torch.empty(count, dtype=torch.long)
+    pictures = torch.empty(count, dtype=torch.long)
+    kinds = torch.empty(count, dtype=torch.long)
+    filled = 0
     views = rendered_views(samples, images, folds, config, donors_by_fold, rng)
     with torch.inference_mode():
         while chunk := list(itertools.islice(views, batch_size)):
             batch = torch.from_numpy(np.stack([image_to_array(view.picture, preprocess) for view in chunk]))
-            features.append(network.frozen_trunk(batch).to(torch.float16))
-            for view in chunk:
+            encoded = network.frozen_trunk(batch)
+            if features is None:
+                features = torch.empty((count, *encoded.shape[1:]), dtype=torch.float16)
+            features[filled : filled + len(chunk)] = encoded
+            for offset, view in enumerate(chunk, start=filled):
                 cells, shapes = cell_targets(view.boxes, grid, is_phone=view.is_phone)
-                objectness.append(torch.from_numpy(cells))
-                geometry.append(torch.from_numpy(shapes))
-                targets.append(int(view.is_phone))
-                pictures.append(view.index)
-                kinds.append(view.kind)
-            if len(features) % 50 == 1:
-                logger.info("  %d views of %d pictures encoded", len(targets), len(samples))
+                objectness[offset] = torch.from_numpy(cells)
+                geometry[offset] = torch.from_numpy(shapes)
+                targets[offset] = int(view.is_phone)
+                pictures[offset] = view.index
+                kinds[offset] = view.kind
+            filled += len(chunk)
+            if filled % (50 * batch_size) == batch_size:
+                logger.info("  %d views of %d pictures encoded", filled, len(samples))
+    if features is None or filled != count:
+        raise RuntimeError(f"Expected {count} views, rendered {filled}.")
     bank = FeatureBank(
-        features=torch.cat(features),
-        objectness=torch.stack(objectness),
-        geometry=torch.stack(geometry),
-        targets=torch.tensor(targets),
-        picture=torch.tensor(pictures),
-        kind=torch.tensor(kinds),
+        features=features,
+        objectness=objectness,
+        geometry=geometry,
+        targets=targets,
+        picture=pictures,
+        kind=kinds,
     )
     if cache_path:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
