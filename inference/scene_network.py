@@ -12,8 +12,10 @@ branch so a phone at an ear or in a hand is judged with its surroundings.
 too (``trunk.blocks.<i>.*`` keys beside the head's). Tuned blocks keep their ImageNet batch-norm statistics.
 
 Outputs, for a batch of N pictures at S x S (grid G = S / 16):
-- ``phone_logits`` (N,): the best cell's log-odds, the picture's verdict before calibration;
-- ``cell_logits`` (N, G, G): every cell's log-odds (the evidence map);
+- ``phone_logits`` (N,): the picture's evidence, its verdict before calibration: the log-sum-exp of its cells'
+  log-odds (``picture_pooling`` "lse"), or its best cell's ("max", models before scene-lite0-v4);
+- ``cell_logits`` (N, G, G): every cell's evidence (the evidence map): its log-odds, raised by as much as the
+  pooling raised the picture above its best cell, so the best cell's evidence is the picture's;
 - ``cell_boxes`` (N, 4, G, G): for every cell, the box (x1, y1, x2, y2, normalised) of the phone it sees.
 
 Boxes are predicted CenterNet-style, as the phone centre's offset from the cell centre and the phone's log width
@@ -33,6 +35,8 @@ from inference.scene_options import SceneNetworkOptions
 TRUNK_BLOCKS = 11
 # Trunk blocks that may be tuned: blocks 8-10 form the last stride-16 stage (112 channels out).
 MAX_TRAINABLE_BLOCKS = 3
+# How a picture's evidence pools its cells' log-odds (SceneNetworkOptions.picture_pooling).
+PICTURE_POOLINGS = ("max", "lse")
 # Checkpoint keys of tuned trunk blocks start with this (the head's keys have no prefix, as in head-only models).
 TRUNK_PREFIX = "trunk.blocks."
 STRIDE = 16
@@ -116,10 +120,14 @@ class ScenePhoneNet(nn.Module):
         imagenet_weights: bool = True,
         trainable_blocks: int = 0,
         global_context: bool = False,
+        picture_pooling: str = "max",
     ) -> None:
         super().__init__()
         if not 0 <= trainable_blocks <= MAX_TRAINABLE_BLOCKS:
             raise ValueError(f"trainable_blocks must be between 0 and {MAX_TRAINABLE_BLOCKS}; got {trainable_blocks}")
+        if picture_pooling not in PICTURE_POOLINGS:
+            raise ValueError(f"picture_pooling must be one of {', '.join(PICTURE_POOLINGS)}; got {picture_pooling!r}")
+        self.picture_pooling = picture_pooling
         self.trainable_blocks = trainable_blocks
         self.boundary = TRUNK_BLOCKS - trainable_blocks
         self.backbone = build_efficientnet_lite(architecture, imagenet_weights=imagenet_weights)
@@ -151,6 +159,7 @@ class ScenePhoneNet(nn.Module):
             imagenet_weights=imagenet_weights,
             trainable_blocks=options.trainable_blocks,
             global_context=options.global_context,
+            picture_pooling=options.picture_pooling,
         )
 
     def options(self) -> SceneNetworkOptions:
@@ -159,6 +168,7 @@ class ScenePhoneNet(nn.Module):
             head_width=self.head.reduce.out_channels,
             trainable_blocks=self.trainable_blocks,
             global_context=self.head.global_context is not None,
+            picture_pooling=self.picture_pooling,
         )
 
     def tuned_blocks(self) -> list[nn.Module]:
@@ -182,9 +192,27 @@ class ScenePhoneNet(nn.Module):
         """Stride-16 features of the whole trunk."""
         return self.tuned_trunk(self.frozen_trunk(images))
 
+    def pool(self, cells: torch.Tensor) -> torch.Tensor:
+        """The pictures' evidence (N,) from their cells' log-odds (N, G, G).
+
+        Why log-sum-exp: it is a soft "any cell", and it grows with every cell that sees something phone-like, so a
+        CCTV frame with several small phones, each barely above the background, outscores a frame with one stray
+        peak. Out of fold, scene-lite0-v4 (log-sum-exp) ranks scenes better than v3 (best cell) did: ROC-AUC 0.908
+        against 0.874, office CCTV 0.771 against 0.688 (docs/model.md).
+        """
+        flat = cells.flatten(1)
+        return torch.logsumexp(flat, dim=1) if self.picture_pooling == "lse" else flat.max(dim=1).values
+
     def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(picture evidence, cell evidence, cell boxes) from stride-16 features.
+
+        Every cell's evidence is raised by what pooling added above the best cell: the cells keep their order and
+        the best box scores exactly the picture's probability.
+        """
         cells, geometry = self.head(features)
-        return cells.flatten(1).max(dim=1).values, cells, cell_boxes(geometry)
+        picture = self.pool(cells)
+        lift = picture - cells.flatten(1).max(dim=1).values
+        return picture, cells + lift.view(-1, 1, 1), cell_boxes(geometry)
 
     def from_boundary(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward` from cached boundary features."""

@@ -13,7 +13,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SceneNetworkOptions:
-    """Head width, how many trunk blocks were tuned, and whether the head has the global-context layer.
+    """Head width, how many trunk blocks were tuned, whether the head has the global-context layer, and how the
+    cells pool into the picture's evidence.
 
     Manifests written before an option existed read as its default (the shape those models were trained with).
     """
@@ -21,6 +22,7 @@ class SceneNetworkOptions:
     head_width: int = 96
     trainable_blocks: int = 0
     global_context: bool = False
+    picture_pooling: str = "max"
 
     @classmethod
     def from_manifest_options(cls, options: Mapping[str, Any]) -> SceneNetworkOptions:
@@ -28,6 +30,7 @@ class SceneNetworkOptions:
             head_width=int(options.get("head_width", cls.head_width)),
             trainable_blocks=int(options.get("trainable_blocks", cls.trainable_blocks)),
             global_context=bool(options.get("global_context", cls.global_context)),
+            picture_pooling=str(options.get("picture_pooling", cls.picture_pooling)),
         )
 
     def as_manifest_options(self) -> dict[str, Any]:
@@ -35,4 +38,5 @@ class SceneNetworkOptions:
             "head_width": self.head_width,
             "trainable_blocks": self.trainable_blocks,
             "global_context": self.global_context,
+            "picture_pooling": self.picture_pooling,
         }

@@ -37,6 +37,8 @@ from ml_training.scene.decision import calibrate
         (lambda: TrainSettings(learning_rate=0.0), "learning_rate must be between 0 and 1"),
         (lambda: TrainSettings(epochs=2.5), "epochs must be a whole number"),  # type: ignore[arg-type]  # on purpose
         (lambda: TrainSettings(batch_size=True), "batch_size must be a whole number"),
+        (lambda: TrainSettings(picture_pooling="mean"), "picture_pooling must be one of max, lse"),
+        (lambda: TrainSettings(picture_pooling=1), "picture_pooling must be str"),  # type: ignore[arg-type]  # on purpose
         (lambda: SceneRecipe(folds=1), "folds must be at least 2"),
         (lambda: SceneRecipe(max_false_positive_rate=0.0), "max_false_positive_rate must be between 0 and 1"),
         (lambda: SceneRecipe(views={"image_size": 224}), "views must be a ViewConfig"),  # type: ignore[arg-type]  # on purpose

@@ -320,9 +320,11 @@ def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_
         "trunk_learning_rate_scale=0.5",
         "--set",
         "global_context=1",
+        "--set",
+        "picture_pooling=max",
     )
-    # No trainable_blocks or global_context: the active model's. A vanishing learning rate, so the second ends
-    # where it started.
+    # No trainable_blocks, global_context or picture_pooling: the active model's. A vanishing learning rate, so
+    # the second ends where it started.
     second = run_retrain("--data-dir", str(data), "--seed", "1", "--set", "learning_rate=1e-9")
 
     models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
@@ -330,6 +332,7 @@ def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_
     manifests = [json.loads((models_dir / r["version"] / "manifest.json").read_text()) for r in (first, second)]
     assert [manifest["options"]["trainable_blocks"] for manifest in manifests] == [1, 1]
     assert [manifest["options"]["global_context"] for manifest in manifests] == [True, True]
+    assert [manifest["options"]["picture_pooling"] for manifest in manifests] == ["max", "max"]
     states = [torch.load(models_dir / r["version"] / "weights.pt", weights_only=True) for r in (first, second)]
     imagenet = ScenePhoneNet(trainable_blocks=1).trained_state_dict()
     tuned = [name for name in imagenet if name.startswith(TRUNK_PREFIX) and name.endswith("conv.weight")]

@@ -59,10 +59,10 @@ def tuned_scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same drawn scenes without the head's global-context layer (the default has it, as scene-lite0-v1 did
-    not); its tests need the shape, not a good model."""
+    """The same drawn scenes in scene-lite0-v1's shape: no global-context layer, the best cell as the picture's
+    evidence (the defaults are the layer and log-sum-exp pooling); its tests need the shape, not a good model."""
     root = tmp_path_factory.mktemp("scene-local")
-    return train_drawn_model(root, "scene-local", "--global-context", "0", epochs=5)
+    return train_drawn_model(root, "scene-local", "--global-context", "0", "--picture-pooling", "max", epochs=5)
 
 
 def contains_centre(box: Box, truth: tuple[float, float, float, float]) -> bool:
@@ -187,6 +187,41 @@ def test_the_global_context_layer_is_in_the_manifest_and_the_weights(
     assert manifest.options["head_width"] == network.head.reduce.out_channels
 
 
+@pytest.mark.parametrize(("model", "pooling"), [("scene_model", "lse"), ("local_scene_model", "max")])
+def test_the_picture_pooling_is_in_the_manifest_and_the_served_network(
+    model: str, pooling: str, request: pytest.FixtureRequest
+) -> None:
+    model_dir = request.getfixturevalue(model)
+    manifest = read_manifest(model_dir)
+    assert manifest.options["picture_pooling"] == pooling
+    assert SceneClassifier(manifest, model_dir).network.picture_pooling == pooling
+
+
+def test_a_manifest_written_before_pooling_was_an_option_reads_as_the_best_cell() -> None:
+    assert SceneNetworkOptions.from_manifest_options({"head_width": 96}).picture_pooling == "max"
+
+
+@pytest.mark.parametrize("pooling", ["max", "lse"])
+def test_pooling_lifts_every_cell_alike_so_the_best_cell_carries_the_pictures_evidence(pooling: str) -> None:
+    torch.manual_seed(0)
+    network = ScenePhoneNet(imagenet_weights=False, picture_pooling=pooling).eval()
+    features = torch.randn(3, 112, 7, 7)
+    with torch.no_grad():
+        cells, _ = network.head(features)
+        picture, evidence, _ = network.from_features(features)
+    flat = cells.flatten(1)
+    expected = torch.logsumexp(flat, dim=1) if pooling == "lse" else flat.max(dim=1).values
+    assert torch.allclose(picture, expected, atol=1e-5)
+    assert torch.allclose(evidence.flatten(1).max(dim=1).values, picture, atol=1e-5)
+    assert torch.equal(evidence.flatten(1).argmax(dim=1), flat.argmax(dim=1))
+    lift = (evidence - cells).flatten(1)
+    assert torch.allclose(lift, lift[:, :1].expand_as(lift), atol=1e-5)
+    if pooling == "lse":  # log-sum-exp is above the best cell by the weight of all the others
+        assert bool((picture > flat.max(dim=1).values).all())
+    else:
+        assert torch.equal(evidence, cells)
+
+
 @pytest.mark.parametrize("global_context", [(False, True), (True, False)])
 def test_a_warm_start_across_the_global_context_layer_reuses_the_layers_both_have(
     global_context: tuple[bool, bool],
@@ -300,6 +335,7 @@ def test_asking_a_cross_validated_model_for_its_test_part_is_refused_clearly(
         (["--epochs", "0"], "epochs must be at least 1"),
         (["--trainable-blocks", "4"], "trainable_blocks must be between 0 and 3"),
         (["--global-context", "2"], "global_context must be between 0 and 1"),
+        (["--picture-pooling", "mean"], "picture_pooling must be one of max, lse"),
         (["--boxes", "/nonexistent/boxes.csv"], "no such file"),
     ],
 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.preprocessing import PreprocessConfig
-from inference.scene_network import MAX_TRAINABLE_BLOCKS, STRIDE
+from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE
 
 Check = Callable[[Any], str | None]
 
@@ -39,6 +39,10 @@ def between(low: float, high: float, *, include_low: bool = True, include_high: 
         return f"must be between {low} and {high} ({'inclusive' if include_low and include_high else 'exclusive'})"
 
     return check
+
+
+def one_of(*choices: str) -> Check:
+    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
 
 
 def image_side(value: int) -> str | None:
@@ -131,6 +135,12 @@ class TrainSettings:
         "1 adds the whole picture's mean feature to every cell (helps cells inside a phone that fills the frame);"
         " 0 keeps cells local",
         between(0, 1),
+    )
+    picture_pooling: str = knob(
+        "lse",
+        "how a picture's verdict pools its cells' log-odds: lse (log-sum-exp, a soft 'any cell' that adds up several"
+        " weak phones; phone pictures train their best cell) or max (the best cell alone)",
+        one_of(*PICTURE_POOLINGS),
     )
     seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))
 

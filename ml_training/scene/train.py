@@ -150,7 +150,11 @@ def train_scene_model(
     logger.info("training the shipped head on all %d pictures", len(samples))
     scene = {index for index, sample in enumerate(samples) if is_scene(sample)}
     final = train_head(bank, list(range(len(samples))), scene, recipe.settings, initial_head=initial_head)
-    network = ScenePhoneNet(trainable_blocks=tuned, global_context=bool(recipe.settings.global_context)).eval()
+    network = ScenePhoneNet(
+        trainable_blocks=tuned,
+        global_context=bool(recipe.settings.global_context),
+        picture_pooling=recipe.settings.picture_pooling,
+    ).eval()
     network.load_trained_state_dict(final.trained_state_dict())
     fold_shift_into_head(network, shift)
     metrics = {"cross_validation": figures, "folds": recipe.folds}

@@ -7,8 +7,8 @@ Used by ``manage.py retrain`` (and the ``retrain_task`` on the training queue). 
    ``--data-dir`` / ``TRAINING_DATA_DIR``; ground-truth and eval pictures are never among them;
 2. train a scene-detector candidate (``ml_training.scene.train.train_scene_model``) into a temporary directory,
    warm-started from the active model's head (and tuned trunk blocks) when the active model is a scene model,
-   with the same network shape (tuned trunk blocks, global-context layer) unless ``--set trainable_blocks=N`` or
-   ``--set global_context=1`` says otherwise;
+   with the same network shape (tuned trunk blocks, global-context layer, picture pooling) unless ``--set
+   trainable_blocks=N``, ``--set global_context=1`` or ``--set picture_pooling=max`` says otherwise;
 3. score the candidate and the active model on the same trusted pictures -- the ground-truth set and the eval
    split -- per picture, and apply :data:`PROMOTION_RULE`;
 4. register the candidate (moved into place with one atomic rename), activate it if the rule allows, and store
@@ -247,7 +247,7 @@ def decide_promotion(
 # --- Collecting pictures ----------------------------------------------------------------------------------------
 
 
-def _recipe(request: RetrainRequest, *, network_shape: dict[str, int] | None = None) -> Any:
+def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | None = None) -> Any:
     """The scene recipe with the request's overrides (``--set``, ``--epochs``, ``--seed``); bad ones refused.
 
     ``network_shape``: the active model's (:func:`_network_shape`), so a retrain keeps its tuned trunk blocks and
@@ -386,12 +386,19 @@ def _scene_manifest(active: ModelVersion | None) -> Any:
     return manifest if manifest.kind == SCENE_KIND else None
 
 
-def _network_shape(active: ModelVersion | None) -> dict[str, int]:
+def _network_shape(active: ModelVersion | None) -> dict[str, int | str]:
     """The active scene model's network options as recipe knobs: how many trunk blocks it tuned and whether its
-    head has the global-context layer (both 0 for head-only models and other kinds)."""
+    head has the global-context layer (both 0 for head-only models and other kinds), and how it pools its cells
+    (a scene model's own, "max" for those written before pooling was an option; the recipe's default otherwise)."""
     manifest = _scene_manifest(active)
     shape = SceneNetworkOptions.from_manifest_options(manifest.options if manifest is not None else {})
-    return {"trainable_blocks": shape.trainable_blocks, "global_context": int(shape.global_context)}
+    knobs: dict[str, int | str] = {
+        "trainable_blocks": shape.trainable_blocks,
+        "global_context": int(shape.global_context),
+    }
+    if manifest is not None:
+        knobs["picture_pooling"] = shape.picture_pooling
+    return knobs
 
 
 def _warm_start(
