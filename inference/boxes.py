@@ -1,7 +1,8 @@
 """Where the phones are: boxes from a localising model's per-cell outputs, in NumPy for every engine.
 
 A scene model scores every cell of a grid laid over the picture and, for each cell, says how far the phone it
-sees reaches left, up, right and down. A picture's verdict is its best cell; its boxes are the cells that are
+sees reaches left, up, right and down. A picture's verdict is its best cell's evidence (which carries the pooled
+score of the whole picture, see ``ScenePhoneNet.from_features``); its boxes are the cells that are
 local maxima of the score, strongest first, with overlapping boxes of the same phone merged away (NMS). Torch-free
 on purpose: the ONNX serving path and the PyTorch classifier decode boxes here, so both give the same boxes.
 """

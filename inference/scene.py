@@ -1,7 +1,8 @@
 """The scene model on eager PyTorch: :class:`~inference.scene_network.ScenePhoneNet` behind the classifier base.
 
-Its graph gives the picture's log-odds (its best cell), every cell's log-odds (the evidence map, which is what
-the boxes are read from, so the heat map and the boxes always agree) and every cell's box; the shared base
+Its graph gives the picture's log-odds (its cells pooled, see ``ScenePhoneNet.pool``), every cell's evidence (the
+evidence map, whose best cell equals the picture's and which the boxes are read from, so the heat map and the boxes
+always agree) and every cell's box; the shared base
 calibrates them and :mod:`inference.boxes` turns the peaks into the verdict's boxes.
 """
 
