@@ -2,8 +2,8 @@
 
 Its graph gives the picture's log-odds (its cells pooled, see ``ScenePhoneNet.pool``), every cell's evidence (the
 evidence map, whose best cell equals the picture's and which the boxes are read from, so the heat map and the boxes
-always agree) and every cell's box; the shared base
-calibrates them and :mod:`inference.boxes` turns the peaks into the verdict's boxes.
+always agree) and every cell's box; the shared base calibrates them and :mod:`inference.boxes` turns the peaks
+into the verdict's boxes.
 """
 
 from __future__ import annotations

@@ -206,13 +206,15 @@ class ScenePhoneNet(nn.Module):
     def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(picture evidence, cell evidence, cell boxes) from stride-16 features.
 
-        Every cell's evidence is raised by what pooling added above the best cell: the cells keep their order and
-        the best box scores exactly the picture's probability.
+        With log-sum-exp pooling every cell's evidence is raised by what pooling added above the best cell: the
+        cells keep their order and the best box scores exactly the picture's probability. With "max" the cells are
+        the evidence as they are (the graph of the models before pooling was an option).
         """
         cells, geometry = self.head(features)
         picture = self.pool(cells)
-        lift = picture - cells.flatten(1).max(dim=1).values
-        return picture, cells + lift.view(-1, 1, 1), cell_boxes(geometry)
+        if self.picture_pooling == "lse":
+            cells = cells + (picture - cells.flatten(1).max(dim=1).values).view(-1, 1, 1)
+        return picture, cells, cell_boxes(geometry)
 
     def from_boundary(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward` from cached boundary features."""
