@@ -18,6 +18,8 @@ from typing import Any
 from inference.preprocessing import PreprocessConfig
 from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE
 
+PHONE_VIEW_LOSSES = ("best-cell", "pooled")
+
 Check = Callable[[Any], str | None]
 
 
@@ -141,6 +143,13 @@ class TrainSettings:
         "how a picture's verdict pools its cells' log-odds: lse (log-sum-exp, a soft 'any cell' that adds up several"
         " weak phones; phone pictures train their best cell) or max (the best cell alone)",
         one_of(*PICTURE_POOLINGS),
+    )
+    phone_view_loss: str = knob(
+        "best-cell",
+        "what a phone view's picture loss trains: best-cell (its strongest cell: keeps the evidence on the phone) or"
+        " pooled (the verdict's own pooling: on a source left out of training it ranked phones better, and it"
+        " placed fewer best boxes on the phone; docs/experiments.md)",
+        one_of(*PHONE_VIEW_LOSSES),
     )
     seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))
 

@@ -47,12 +47,17 @@ def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, s
     objectness, target_geometry = bank.objectness[views], bank.geometry[views]
     positives = objectness == 1
     cell_loss = focal_loss(cells, objectness) / max(1, int(positives.sum()))
-    # The verdict pools the cells (network.pool). A phone-free view is trained on exactly that; a phone view on
-    # its best cell, a lower bound of log-sum-exp pooling: pushing every cell of a phone picture up by its share
-    # of the sum spread the evidence over the phone's surroundings (scene phones 62% found, but office frames
-    # without a phone called phone 7% of the time and best boxes on a phone 50%; docs/experiments.md).
+    # The verdict pools the cells (network.pool). A phone-free view is trained on exactly that; a phone view by
+    # default on its best cell, a lower bound of log-sum-exp pooling: pushing every cell of a phone picture up by
+    # its share of the sum ("pooled") spread the evidence over the phone's surroundings (scene phones 62% found,
+    # but office frames without a phone called phone 7% of the time and best boxes on a phone 50%), yet ranked
+    # phones from a source left out of training better (docs/experiments.md).
     targets = bank.targets[views]
-    picture_logits = torch.where(targets == 1, cells.flatten(1).max(dim=1).values, network.pool(cells))
+    pooled = network.pool(cells)
+    if settings.phone_view_loss == "pooled":
+        picture_logits = pooled
+    else:
+        picture_logits = torch.where(targets == 1, cells.flatten(1).max(dim=1).values, pooled)
     picture_loss = F.binary_cross_entropy_with_logits(picture_logits, targets.float())
     if positives.any():
         predicted = geometry.permute(0, 2, 3, 1)[positives]
