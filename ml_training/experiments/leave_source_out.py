@@ -33,11 +33,12 @@ from inference.boxes import Box
 from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
 from ml_training.metrics import roc_auc
-from ml_training.scene.config import SceneRecipe, add_recipe_arguments, recipe_from_args
+from ml_training.scene.config import SceneRecipe, add_recipe_arguments
 from ml_training.scene.crossval import is_scene
-from ml_training.scene.data import SceneSample, load_data_dirs, read_box_table, with_box_table
+from ml_training.scene.data import SceneSample
 from ml_training.scene.engine import clean_views, score_views, train_head
 from ml_training.scene.figures import hits_a_phone
+from ml_training.scene.train import check_args, load_samples
 from ml_training.scene.views import build_bank
 
 logger = logging.getLogger(__name__)
@@ -142,15 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print one JSON object: each held-out source's figures."""
     parser = get_args_parser()
     args = parser.parse_args(argv)
-    try:
-        recipe = recipe_from_args(args)
-    except ValueError as error:
-        parser.error(str(error))
+    recipe = check_args(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    samples = load_data_dirs(args.data_dir)
-    for table in args.boxes:
-        samples = with_box_table(samples, read_box_table(table))
+    samples = load_samples(args.data_dir, args.boxes)
     try:
         scores = held_out_scores(samples, args.held_out, recipe, cache_dir=args.cache_dir)
     except ValueError as error:

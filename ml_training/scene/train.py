@@ -191,13 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(parser, parser.parse_args(argv))
 
 
+def load_samples(data_dirs: Sequence[Path], box_tables: Sequence[Path]) -> list[SceneSample]:
+    """Every picture of ``data_dirs``, with the phone boxes each of ``box_tables`` adds."""
+    samples = load_data_dirs(data_dirs)
+    for table in box_tables:
+        samples = with_box_table(samples, read_box_table(table))
+    return samples
+
+
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     recipe = check_args(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    samples = load_data_dirs(args.data_dir)
-    for table in args.boxes:
-        samples = with_box_table(samples, read_box_table(table))
+    samples = load_samples(args.data_dir, args.boxes)
     train_scene_model(samples, args.out, version=args.out.name, recipe=recipe, cache_dir=args.cache_dir)
     return 0
 
