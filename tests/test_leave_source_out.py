@@ -109,3 +109,31 @@ def test_the_pooled_phone_view_loss_trains_phone_views_on_the_verdict_and_leaves
         phone, phone_free = torch.tensor([0]), torch.tensor([1])
         assert batch_loss(network, bank, phone, pooled) < batch_loss(network, bank, phone, best_cell)
         assert batch_loss(network, bank, phone_free, pooled) == batch_loss(network, bank, phone_free, best_cell)
+
+
+def test_the_pooled_unboxed_phone_view_loss_trains_boxed_phone_views_on_their_best_cell() -> None:
+    """``--phone-view-loss pooled-unboxed``: a phone view without boxes is trained like ``pooled``, a boxed phone
+    view like ``best-cell`` (its cells are trained by the boxes; pooling would spread its evidence around them)."""
+    network = ScenePhoneNet(trainable_blocks=0, picture_pooling="lse").eval()
+    features = network.frozen_trunk(torch.zeros(1, 3, 64, 64)).detach()
+    grid = features.shape[-1]
+    generator = torch.Generator().manual_seed(1)
+    objectness = torch.full((2, grid, grid), IGNORE)
+    objectness[1, 1, 1] = 1  # the second phone view has a boxed phone
+    bank = FeatureBank(
+        features=torch.randn((2, *features.shape[1:]), generator=generator).half(),
+        objectness=objectness,
+        geometry=torch.zeros(2, 4, grid, grid),
+        targets=torch.tensor([1, 1]),
+        picture=torch.tensor([0, 1]),
+        kind=torch.tensor([CLEAN, CLEAN]),
+    )
+    settings = {name: TrainSettings(phone_view_loss=name) for name in ("best-cell", "pooled", "pooled-unboxed")}
+    with torch.no_grad():
+        unboxed, boxed = torch.tensor([0]), torch.tensor([1])
+        loss = {
+            name: (batch_loss(network, bank, unboxed, s), batch_loss(network, bank, boxed, s))
+            for name, s in settings.items()
+        }
+        assert loss["pooled-unboxed"][0] == loss["pooled"][0] < loss["best-cell"][0]
+        assert loss["pooled-unboxed"][1] == loss["best-cell"][1] > loss["pooled"][1]

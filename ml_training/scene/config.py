@@ -18,7 +18,7 @@ from typing import Any
 from inference.preprocessing import PreprocessConfig
 from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE
 
-PHONE_VIEW_LOSSES = ("best-cell", "pooled")
+PHONE_VIEW_LOSSES = ("best-cell", "pooled", "pooled-unboxed")
 
 Check = Callable[[Any], str | None]
 
@@ -148,7 +148,8 @@ class TrainSettings:
         "best-cell",
         "what a phone view's picture loss trains: best-cell (its strongest cell: keeps the evidence on the phone) or"
         " pooled (the verdict's own pooling: on a source left out of training it ranked phones better, and it"
-        " placed fewer best boxes on the phone; docs/experiments.md)",
+        " placed fewer best boxes on the phone; docs/experiments.md) or pooled-unboxed (pooled for phone views"
+        " without boxes, best cell for boxed ones, whose cells the boxes train directly)",
         one_of(*PHONE_VIEW_LOSSES),
     )
     seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))

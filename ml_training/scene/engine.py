@@ -10,7 +10,8 @@ Loss, per view:
   phone-free picture negative, cells at a phone's edge ignored), normalised by the number of positive cells;
 - picture: binary cross-entropy on the picture's evidence, for every view (this is what trains phone pictures
   without boxes, and it is the verdict the product shows): a phone-free view's cells pooled as the network pools
-  them, a phone view's best cell (the same with "max" pooling; a lower bound of "lse");
+  them, a phone view's best cell (the same with "max" pooling; a lower bound of "lse") or, as ``phone_view_loss``
+  chooses, its pooled cells (all phone views, or only those without boxes);
 - boxes: L1 on the centre offset and log size at the positive cells.
 """
 
@@ -54,10 +55,14 @@ def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, s
     # phones from a source left out of training better (docs/experiments.md).
     targets = bank.targets[views]
     pooled = network.pool(cells)
+    best_cell = cells.flatten(1).max(dim=1).values
     if settings.phone_view_loss == "pooled":
         picture_logits = pooled
+    elif settings.phone_view_loss == "pooled-unboxed":
+        boxed = positives.flatten(1).any(dim=1)
+        picture_logits = torch.where((targets == 1) & boxed, best_cell, pooled)
     else:
-        picture_logits = torch.where(targets == 1, cells.flatten(1).max(dim=1).values, pooled)
+        picture_logits = torch.where(targets == 1, best_cell, pooled)
     picture_loss = F.binary_cross_entropy_with_logits(picture_logits, targets.float())
     if positives.any():
         predicted = geometry.permute(0, 2, 3, 1)[positives]
