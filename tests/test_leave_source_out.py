@@ -104,7 +104,7 @@ def test_the_pooled_phone_view_loss_trains_phone_views_on_the_verdict_and_leaves
         picture=torch.tensor([0, 1]),
         kind=torch.tensor([CLEAN, CLEAN]),
     )
-    best_cell, pooled = TrainSettings(), TrainSettings(phone_view_loss="pooled")
+    best_cell, pooled = TrainSettings(phone_view_loss="best-cell"), TrainSettings(phone_view_loss="pooled")
     with torch.no_grad():
         phone, phone_free = torch.tensor([0]), torch.tensor([1])
         assert batch_loss(network, bank, phone, pooled) < batch_loss(network, bank, phone, best_cell)

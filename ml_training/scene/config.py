@@ -145,11 +145,12 @@ class TrainSettings:
         one_of(*PICTURE_POOLINGS),
     )
     phone_view_loss: str = knob(
-        "best-cell",
-        "what a phone view's picture loss trains: best-cell (its strongest cell: keeps the evidence on the phone) or"
-        " pooled (the verdict's own pooling: on a source left out of training it ranked phones better, and it"
-        " placed fewer best boxes on the phone; docs/experiments.md) or pooled-unboxed (pooled for phone views"
-        " without boxes, best cell for boxed ones, whose cells the boxes train directly)",
+        "pooled",
+        "what a phone view's picture loss trains: pooled (the verdict's own pooling, scene-lite0-v5's: more scene"
+        " phones found and better ranked on sources left out of training, fewer best boxes on the phone),"
+        " best-cell (its strongest cell, v1-v4's: keeps the evidence on the phone) or pooled-unboxed (pooled for"
+        " phone views without boxes, best cell for boxed ones, whose cells the boxes train directly;"
+        " docs/experiments.md)",
         one_of(*PHONE_VIEW_LOSSES),
     )
     seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))

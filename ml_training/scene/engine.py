@@ -9,9 +9,9 @@ Loss, per view:
 - cells: sigmoid focal loss on every cell with a target (phones' centres positive, the rest of a boxed or
   phone-free picture negative, cells at a phone's edge ignored), normalised by the number of positive cells;
 - picture: binary cross-entropy on the picture's evidence, for every view (this is what trains phone pictures
-  without boxes, and it is the verdict the product shows): a phone-free view's cells pooled as the network pools
-  them, a phone view's best cell (the same with "max" pooling; a lower bound of "lse") or, as ``phone_view_loss``
-  chooses, its pooled cells (all phone views, or only those without boxes);
+  without boxes, and it is the verdict the product shows): the view's cells pooled as the network pools them or,
+  for phone views as ``phone_view_loss`` chooses, the best cell (the same with "max" pooling; a lower bound of
+  "lse"; all phone views, or only boxed ones);
 - boxes: L1 on the centre offset and log size at the positive cells.
 """
 
@@ -48,11 +48,11 @@ def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, s
     objectness, target_geometry = bank.objectness[views], bank.geometry[views]
     positives = objectness == 1
     cell_loss = focal_loss(cells, objectness) / max(1, int(positives.sum()))
-    # The verdict pools the cells (network.pool). A phone-free view is trained on exactly that; a phone view by
-    # default on its best cell, a lower bound of log-sum-exp pooling: pushing every cell of a phone picture up by
-    # its share of the sum ("pooled") spread the evidence over the phone's surroundings (scene phones 62% found,
-    # but office frames without a phone called phone 7% of the time and best boxes on a phone 50%), yet ranked
-    # phones from a source left out of training better (docs/experiments.md).
+    # The verdict pools the cells (network.pool). A phone-free view is trained on exactly that, and by default
+    # ("pooled", scene-lite0-v5) so is a phone view: scene phones found rose from 38% to 64% and phones from a
+    # source left out of training ranked better, but the evidence spreads over the phone's surroundings, so fewer
+    # best boxes hold the phone (66% to 47%). "best-cell" (v1-v4) trains a phone view's best cell, a lower bound
+    # of log-sum-exp pooling (docs/experiments.md).
     targets = bank.targets[views]
     pooled = network.pool(cells)
     best_cell = cells.flatten(1).max(dim=1).values
