@@ -89,21 +89,29 @@ def test_recall_is_read_at_the_cut_that_keeps_false_positives_at_or_under_the_li
     assert recall == pytest.approx(0.5)  # 0.975 and 0.99 beat the 4th best negative (0.9697); 0.95 does not
 
 
-def test_the_pooled_phone_view_loss_trains_phone_views_on_the_verdict_and_leaves_phone_free_views_alone() -> None:
-    """``--phone-view-loss pooled`` (the variant this experiment compares): a phone view's picture loss is taken on
-    the log-sum-exp verdict, which is above the best cell, so it is smaller; a phone-free view's is unchanged."""
-    network = ScenePhoneNet(trainable_blocks=0, picture_pooling="lse").eval()  # as train_head builds it
+def two_view_bank(network: ScenePhoneNet, targets: Sequence[int], *, second_view_boxed: bool, seed: int) -> FeatureBank:
+    """Two clean views of random features at ``network``'s boundary, with these picture targets; no cell has a
+    target, except one phone cell in the second view when ``second_view_boxed``."""
     features = network.frozen_trunk(torch.zeros(1, 3, 64, 64)).detach()
     grid = features.shape[-1]
-    generator = torch.Generator().manual_seed(0)
-    bank = FeatureBank(
-        features=torch.randn((2, *features.shape[1:]), generator=generator).half(),
-        objectness=torch.full((2, grid, grid), IGNORE),
+    objectness = torch.full((2, grid, grid), IGNORE)
+    if second_view_boxed:
+        objectness[1, 1, 1] = 1
+    return FeatureBank(
+        features=torch.randn((2, *features.shape[1:]), generator=torch.Generator().manual_seed(seed)).half(),
+        objectness=objectness,
         geometry=torch.zeros(2, 4, grid, grid),
-        targets=torch.tensor([1, 0]),
+        targets=torch.tensor(list(targets)),
         picture=torch.tensor([0, 1]),
         kind=torch.tensor([CLEAN, CLEAN]),
     )
+
+
+def test_the_pooled_phone_view_loss_trains_phone_views_on_the_verdict_and_leaves_phone_free_views_alone() -> None:
+    """``--phone-view-loss pooled`` (the shipped recipe's): a phone view's picture loss is taken on the log-sum-exp
+    verdict, which is above the best cell, so it is smaller; a phone-free view's is unchanged."""
+    network = ScenePhoneNet(trainable_blocks=0, picture_pooling="lse").eval()  # as train_head builds it
+    bank = two_view_bank(network, [1, 0], second_view_boxed=False, seed=0)
     best_cell, pooled = TrainSettings(phone_view_loss="best-cell"), TrainSettings(phone_view_loss="pooled")
     with torch.no_grad():
         phone, phone_free = torch.tensor([0]), torch.tensor([1])
@@ -115,19 +123,7 @@ def test_the_pooled_unboxed_phone_view_loss_trains_boxed_phone_views_on_their_be
     """``--phone-view-loss pooled-unboxed``: a phone view without boxes is trained like ``pooled``, a boxed phone
     view like ``best-cell`` (its cells are trained by the boxes; pooling would spread its evidence around them)."""
     network = ScenePhoneNet(trainable_blocks=0, picture_pooling="lse").eval()
-    features = network.frozen_trunk(torch.zeros(1, 3, 64, 64)).detach()
-    grid = features.shape[-1]
-    generator = torch.Generator().manual_seed(1)
-    objectness = torch.full((2, grid, grid), IGNORE)
-    objectness[1, 1, 1] = 1  # the second phone view has a boxed phone
-    bank = FeatureBank(
-        features=torch.randn((2, *features.shape[1:]), generator=generator).half(),
-        objectness=objectness,
-        geometry=torch.zeros(2, 4, grid, grid),
-        targets=torch.tensor([1, 1]),
-        picture=torch.tensor([0, 1]),
-        kind=torch.tensor([CLEAN, CLEAN]),
-    )
+    bank = two_view_bank(network, [1, 1], second_view_boxed=True, seed=1)
     settings = {name: TrainSettings(phone_view_loss=name) for name in ("best-cell", "pooled", "pooled-unboxed")}
     with torch.no_grad():
         unboxed, boxed = torch.tensor([0]), torch.tensor([1])
