@@ -5,7 +5,8 @@ Rules (CenterNet/FCOS practice, sized for phones a few percent of the frame):
   box's half-sides, and never less than half a cell, so the cell holding the phone's centre is always positive);
 - the other cells touching a phone box widened by half a cell are ignored: part phone, part not;
 - every other cell of a picture with boxes, and every cell of a not-phone picture, is negative;
-- a phone picture without boxes has no cell targets at all: it is trained through its best cell (multiple-instance).
+- a phone picture without boxes has no cell targets at all: it is trained through its picture loss alone
+  (multiple-instance: the pooled verdict, or its best cell, as ``phone_view_loss`` chooses).
 """
 
 from __future__ import annotations
