@@ -133,3 +133,19 @@ def test_the_pooled_unboxed_phone_view_loss_trains_boxed_phone_views_on_their_be
         }
         assert loss["pooled-unboxed"][0] == loss["pooled"][0] < loss["best-cell"][0]
         assert loss["pooled-unboxed"][1] == loss["best-cell"][1] > loss["pooled"][1]
+
+
+def test_the_placement_map_learns_from_the_boxes_alone() -> None:
+    """``--placement-map 1``: the placement map is trained by the cells' focal loss only, so a phone view without
+    boxes (no cell has a target) does not move it while a boxed view does; the objectness map learns from both."""
+    network = ScenePhoneNet(trainable_blocks=0, picture_pooling="lse", placement_map=True).eval()
+    bank = two_view_bank(network, [1, 1], second_view_boxed=True, seed=2)
+    placement, objectness = network.head.placement, network.head.objectness
+    assert placement is not None
+    moved = {}
+    for view in (0, 1):
+        network.zero_grad(set_to_none=True)
+        batch_loss(network, bank, torch.tensor([view]), TrainSettings(placement_map=1)).backward()
+        assert objectness.weight.grad is not None and float(objectness.weight.grad.abs().sum()) > 0
+        moved[view] = placement.weight.grad is not None and float(placement.weight.grad.abs().sum()) > 0
+    assert moved == {0: False, 1: True}

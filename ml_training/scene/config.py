@@ -153,6 +153,15 @@ class TrainSettings:
         " docs/experiments.md)",
         one_of(*PHONE_VIEW_LOSSES),
     )
+    placement_map: int = knob(
+        0,
+        "1 adds a second cell map, trained on the phone boxes alone (no picture loss), that places the boxes and"
+        " the heat map while the objectness map keeps the verdict; 0 places them at the objectness map's peaks",
+        between(0, 1),
+    )
+    placement_loss_weight: float = knob(
+        1.0, "weight of the placement map's focal loss (with placement_map 1)", at_least(0)
+    )
     seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))
 
     def __post_init__(self) -> None:

@@ -12,7 +12,8 @@ Loss, per view:
   without boxes, and it is the verdict the product shows): the view's cells pooled as the network pools them or,
   for phone views as ``phone_view_loss`` chooses, the best cell (the same with "max" pooling; a lower bound of
   "lse"; all phone views, or only boxed ones);
-- boxes: L1 on the centre offset and log size at the positive cells.
+- boxes: L1 on the centre offset and log size at the positive cells;
+- placement (``placement_map``): the same focal loss as the cells on the placement map, and nothing else.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) 
 
 def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
     features = bank.features[views].float().contiguous(memory_format=torch.channels_last)
-    cells, geometry = network.head(network.tuned_trunk(features))
+    cells, geometry, placement = network.head(network.tuned_trunk(features))
     objectness, target_geometry = bank.objectness[views], bank.geometry[views]
     positives = objectness == 1
     cell_loss = focal_loss(cells, objectness) / max(1, int(positives.sum()))
@@ -70,7 +71,12 @@ def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, s
         box_loss = F.smooth_l1_loss(predicted, wanted, beta=0.1)
     else:
         box_loss = cells.sum() * 0.0
-    return cell_loss + settings.picture_loss_weight * picture_loss + settings.box_loss_weight * box_loss
+    loss = cell_loss + settings.picture_loss_weight * picture_loss + settings.box_loss_weight * box_loss
+    if placement is not None:
+        # The placement map sees the cell targets only: it learns the phone itself, not the scene around it.
+        placement_loss = focal_loss(placement, objectness) / max(1, int(positives.sum()))
+        loss = loss + settings.placement_loss_weight * placement_loss
+    return loss
 
 
 def epoch_draws(
@@ -108,6 +114,7 @@ def train_head(
         trainable_blocks=settings.trainable_blocks,
         global_context=bool(settings.global_context),
         picture_pooling=settings.picture_pooling,
+        placement_map=bool(settings.placement_map),
     )
     if initial_head is not None:
         network.load_trained_state_dict(warm_start_state(network, initial_head))
