@@ -247,7 +247,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                 type=type(default),
                 default=default,
                 metavar=type(default).__name__.upper(),
-                help="; ".join(helps[item.name]) + " (default: %(default)s)",
+                # A knob's help is plain text (the training log prints it too); argparse reads "%" as a format.
+                help="; ".join(helps[item.name]).replace("%", "%%") + " (default: %(default)s)",
             )
 
 
