@@ -15,8 +15,7 @@ Outputs, for a batch of N pictures at S x S (grid G = S / 16):
 - ``phone_logits`` (N,): the picture's evidence, its verdict before calibration: the log-sum-exp of its cells'
   log-odds (``picture_pooling`` "lse"), or its best cell's ("max", models before scene-lite0-v4);
 - ``cell_logits`` (N, G, G): every cell's evidence (the evidence map): its log-odds, raised by as much as the
-  pooling raised the picture above its best cell, so the best cell's evidence is the picture's; with the
-  placement map (``placement_map``), that map's log-odds, lifted the same way, so boxes follow the phone itself;
+  pooling raised the picture above its best cell, so the best cell's evidence is the picture's;
 - ``cell_boxes`` (N, 4, G, G): for every cell, the box (x1, y1, x2, y2, normalised) of the phone it sees.
 
 Boxes are predicted CenterNet-style, as the phone centre's offset from the cell centre and the phone's log width
@@ -64,13 +63,7 @@ class SceneHead(nn.Module):
     """Per-cell phone log-odds and box geometry from stride-16 trunk features."""
 
     def __init__(
-        self,
-        in_channels: int = 112,
-        width: int = 96,
-        dropout: float = 0.1,
-        *,
-        global_context: bool = False,
-        placement_map: bool = False,
+        self, in_channels: int = 112, width: int = 96, dropout: float = 0.1, *, global_context: bool = False
     ) -> None:
         super().__init__()
         self.dropout = nn.Dropout2d(dropout)
@@ -83,21 +76,14 @@ class SceneHead(nn.Module):
         self.mix = SeparableBlock(width)
         self.objectness = nn.Conv2d(width, 1, 1)
         self.geometry = nn.Conv2d(width, 4, 1)
-        # Optional: a second cell map trained on the boxes alone, which decides where the boxes go (see
-        # ScenePhoneNet.from_features); the objectness map then only decides the verdict.
-        self.placement = nn.Conv2d(width, 1, 1) if placement_map else None
         # Start out saying "no phone" everywhere (focal-loss practice): most cells of most pictures have none.
         assert self.objectness.bias is not None and self.geometry.bias is not None  # Conv2d has one by default
         nn.init.constant_(self.objectness.bias, -4.0)
-        if self.placement is not None:
-            assert self.placement.bias is not None
-            nn.init.constant_(self.placement.bias, -4.0)
         nn.init.zeros_(self.geometry.weight)
         nn.init.zeros_(self.geometry.bias)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(cell log-odds (N, G, G), box geometry in cells (N, 4, G, G): centre offset x, y; log width, height;
-        placement log-odds (N, G, G), or None without the placement map)."""
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cell log-odds (N, G, G), box geometry in cells (N, 4, G, G): centre offset x, y; log width, height)."""
         x = F.relu6(self.reduce(self.dropout(features)))
         x = self.local(x)
         context = F.interpolate(self.context(x), size=x.shape[-2:], mode="nearest")
@@ -107,8 +93,7 @@ class SceneHead(nn.Module):
         geometry = self.geometry(x)
         offsets = geometry[:, :2].clamp(*OFFSET_RANGE)
         log_sizes = geometry[:, 2:].clamp(*LOG_SIZE_RANGE)
-        placement = self.placement(x).squeeze(1) if self.placement is not None else None
-        return self.objectness(x).squeeze(1), torch.cat([offsets, log_sizes], dim=1), placement
+        return self.objectness(x).squeeze(1), torch.cat([offsets, log_sizes], dim=1)
 
 
 def cell_boxes(geometry: torch.Tensor) -> torch.Tensor:
@@ -136,7 +121,6 @@ class ScenePhoneNet(nn.Module):
         trainable_blocks: int = 0,
         global_context: bool = False,
         picture_pooling: str = "max",
-        placement_map: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= trainable_blocks <= MAX_TRAINABLE_BLOCKS:
@@ -161,7 +145,6 @@ class ScenePhoneNet(nn.Module):
             head_width,
             head_dropout,
             global_context=global_context,
-            placement_map=placement_map,
         )
 
     @classmethod
@@ -177,7 +160,6 @@ class ScenePhoneNet(nn.Module):
             trainable_blocks=options.trainable_blocks,
             global_context=options.global_context,
             picture_pooling=options.picture_pooling,
-            placement_map=options.placement_map,
         )
 
     def options(self) -> SceneNetworkOptions:
@@ -187,7 +169,6 @@ class ScenePhoneNet(nn.Module):
             trainable_blocks=self.trainable_blocks,
             global_context=self.head.global_context is not None,
             picture_pooling=self.picture_pooling,
-            placement_map=self.head.placement is not None,
         )
 
     def tuned_blocks(self) -> list[nn.Module]:
@@ -228,18 +209,10 @@ class ScenePhoneNet(nn.Module):
         With log-sum-exp pooling every cell's evidence is raised by what pooling added above the best cell: the
         cells keep their order and the best box scores exactly the picture's probability. With "max" the cells are
         the evidence as they are (the graph of the models before pooling was an option).
-
-        With the placement map the evidence takes the placement map's shape instead, shifted so its best cell
-        carries the picture's evidence: the verdict still pools the objectness map, but the boxes (read from the
-        evidence's peaks) and the heat map follow the map trained on the phones' boxes alone. Why: the pooled
-        verdict's training spreads a phone picture's evidence over the phone's surroundings (the hand, the desk),
-        so its best cell often misses the phone (docs/experiments.md).
         """
-        cells, geometry, placement = self.head(features)
+        cells, geometry = self.head(features)
         picture = self.pool(cells)
-        if placement is not None:
-            cells = placement
-        if placement is not None or self.picture_pooling == "lse":
+        if self.picture_pooling == "lse":
             cells = cells + (picture - cells.flatten(1).max(dim=1).values).view(-1, 1, 1)
         return picture, cells, cell_boxes(geometry)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SceneNetworkOptions:
-    """Head width, how many trunk blocks were tuned, whether the head has the global-context layer, how the
-    cells pool into the picture's evidence, and whether a placement map (trained on boxes alone) places the boxes.
+    """Head width, how many trunk blocks were tuned, whether the head has the global-context layer, and how the
+    cells pool into the picture's evidence.
 
     Manifests written before an option existed read as its default (the shape those models were trained with).
     """
@@ -23,7 +23,6 @@ class SceneNetworkOptions:
     trainable_blocks: int = 0
     global_context: bool = False
     picture_pooling: str = "max"
-    placement_map: bool = False
 
     @classmethod
     def from_manifest_options(cls, options: Mapping[str, Any]) -> SceneNetworkOptions:
@@ -32,7 +31,6 @@ class SceneNetworkOptions:
             trainable_blocks=int(options.get("trainable_blocks", cls.trainable_blocks)),
             global_context=bool(options.get("global_context", cls.global_context)),
             picture_pooling=str(options.get("picture_pooling", cls.picture_pooling)),
-            placement_map=bool(options.get("placement_map", cls.placement_map)),
         )
 
     def as_manifest_options(self) -> dict[str, Any]:
@@ -41,5 +39,4 @@ class SceneNetworkOptions:
             "trainable_blocks": self.trainable_blocks,
             "global_context": self.global_context,
             "picture_pooling": self.picture_pooling,
-            "placement_map": self.placement_map,
         }

@@ -89,14 +89,12 @@ def test_recall_is_read_at_the_cut_that_keeps_false_positives_at_or_under_the_li
     assert recall == pytest.approx(0.5)  # 0.975 and 0.99 beat the 4th best negative (0.9697); 0.95 does not
 
 
-def two_view_bank(network: ScenePhoneNet, targets: Sequence[int], *, second_view_boxed: bool, seed: int) -> FeatureBank:
+def two_view_bank(network: ScenePhoneNet, targets: Sequence[int], *, seed: int) -> FeatureBank:
     """Two clean views of random features at ``network``'s boundary, with these picture targets; no cell has a
-    target, except one phone cell in the second view when ``second_view_boxed``."""
+    target (so only the picture loss differs between the phone-view losses)."""
     features = network.frozen_trunk(torch.zeros(1, 3, 64, 64)).detach()
     grid = features.shape[-1]
     objectness = torch.full((2, grid, grid), IGNORE)
-    if second_view_boxed:
-        objectness[1, 1, 1] = 1
     return FeatureBank(
         features=torch.randn((2, *features.shape[1:]), generator=torch.Generator().manual_seed(seed)).half(),
         objectness=objectness,
@@ -111,41 +109,9 @@ def test_the_pooled_phone_view_loss_trains_phone_views_on_the_verdict_and_leaves
     """``--phone-view-loss pooled`` (the shipped recipe's): a phone view's picture loss is taken on the log-sum-exp
     verdict, which is above the best cell, so it is smaller; a phone-free view's is unchanged."""
     network = ScenePhoneNet(trainable_blocks=0, picture_pooling="lse").eval()  # as train_head builds it
-    bank = two_view_bank(network, [1, 0], second_view_boxed=False, seed=0)
+    bank = two_view_bank(network, [1, 0], seed=0)
     best_cell, pooled = TrainSettings(phone_view_loss="best-cell"), TrainSettings(phone_view_loss="pooled")
     with torch.no_grad():
         phone, phone_free = torch.tensor([0]), torch.tensor([1])
         assert batch_loss(network, bank, phone, pooled) < batch_loss(network, bank, phone, best_cell)
         assert batch_loss(network, bank, phone_free, pooled) == batch_loss(network, bank, phone_free, best_cell)
-
-
-def test_the_pooled_unboxed_phone_view_loss_trains_boxed_phone_views_on_their_best_cell() -> None:
-    """``--phone-view-loss pooled-unboxed``: a phone view without boxes is trained like ``pooled``, a boxed phone
-    view like ``best-cell`` (its cells are trained by the boxes; pooling would spread its evidence around them)."""
-    network = ScenePhoneNet(trainable_blocks=0, picture_pooling="lse").eval()
-    bank = two_view_bank(network, [1, 1], second_view_boxed=True, seed=1)
-    settings = {name: TrainSettings(phone_view_loss=name) for name in ("best-cell", "pooled", "pooled-unboxed")}
-    with torch.no_grad():
-        unboxed, boxed = torch.tensor([0]), torch.tensor([1])
-        loss = {
-            name: (batch_loss(network, bank, unboxed, s), batch_loss(network, bank, boxed, s))
-            for name, s in settings.items()
-        }
-        assert loss["pooled-unboxed"][0] == loss["pooled"][0] < loss["best-cell"][0]
-        assert loss["pooled-unboxed"][1] == loss["best-cell"][1] > loss["pooled"][1]
-
-
-def test_the_placement_map_learns_from_the_boxes_alone() -> None:
-    """``--placement-map 1``: the placement map is trained by the cells' focal loss only, so a phone view without
-    boxes (no cell has a target) does not move it while a boxed view does; the objectness map learns from both."""
-    network = ScenePhoneNet(trainable_blocks=0, picture_pooling="lse", placement_map=True).eval()
-    bank = two_view_bank(network, [1, 1], second_view_boxed=True, seed=2)
-    placement, objectness = network.head.placement, network.head.objectness
-    assert placement is not None
-    moved = {}
-    for view in (0, 1):
-        network.zero_grad(set_to_none=True)
-        batch_loss(network, bank, torch.tensor([view]), TrainSettings(placement_map=1)).backward()
-        assert objectness.weight.grad is not None and float(objectness.weight.grad.abs().sum()) > 0
-        moved[view] = placement.weight.grad is not None and float(placement.weight.grad.abs().sum()) > 0
-    assert moved == {0: False, 1: True}

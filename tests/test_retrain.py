@@ -330,11 +330,9 @@ def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_
         "global_context=1",
         "--set",
         "picture_pooling=max",
-        "--set",
-        "placement_map=1",
     )
-    # No trainable_blocks, global_context, picture_pooling or placement_map: the active model's. A vanishing
-    # learning rate, so the second ends where it started.
+    # No trainable_blocks, global_context or picture_pooling: the active model's. A vanishing learning rate, so
+    # the second ends where it started.
     second = run_retrain("--data-dir", str(data), "--seed", "1", "--set", "learning_rate=1e-9")
 
     models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
@@ -343,7 +341,6 @@ def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_
     assert [manifest["options"]["trainable_blocks"] for manifest in manifests] == [1, 1]
     assert [manifest["options"]["global_context"] for manifest in manifests] == [True, True]
     assert [manifest["options"]["picture_pooling"] for manifest in manifests] == ["max", "max"]
-    assert [manifest["options"]["placement_map"] for manifest in manifests] == [True, True]
     states = [torch.load(models_dir / r["version"] / "weights.pt", weights_only=True) for r in (first, second)]
     imagenet = ScenePhoneNet(trainable_blocks=1).trained_state_dict()
     tuned = [name for name in imagenet if name.startswith(TRUNK_PREFIX) and name.endswith("conv.weight")]

@@ -18,7 +18,7 @@ from typing import Any
 from inference.preprocessing import PreprocessConfig
 from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE
 
-PHONE_VIEW_LOSSES = ("best-cell", "pooled", "pooled-unboxed")
+PHONE_VIEW_LOSSES = ("best-cell", "pooled")
 
 Check = Callable[[Any], str | None]
 
@@ -148,20 +148,8 @@ class TrainSettings:
         "pooled",
         "what a phone view's picture loss trains: pooled (the verdict's own pooling, scene-lite0-v5's: more scene"
         " phones found and better ranked on sources left out of training, fewer best boxes on the phone),"
-        " best-cell (its strongest cell, v1-v4's: keeps the evidence on the phone) or pooled-unboxed (pooled for"
-        " phone views without boxes, best cell for boxed ones, whose cells the boxes train directly;"
-        " docs/experiments.md)",
+        " or best-cell (its strongest cell, v1-v4's: keeps the evidence on the phone; docs/experiments.md)",
         one_of(*PHONE_VIEW_LOSSES),
-    )
-    placement_map: int = knob(
-        0,
-        "1 adds a second cell map, trained on the phone boxes alone (no picture loss), that places the boxes and"
-        " the heat map while the objectness map keeps the verdict (placed 48% of best boxes against v5's 47% and lost"
-        " product photos; docs/experiments.md); 0 places them at the objectness map's peaks",
-        between(0, 1),
-    )
-    placement_loss_weight: float = knob(
-        1.0, "weight of the placement map's focal loss (with placement_map 1)", at_least(0)
     )
     seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))
 

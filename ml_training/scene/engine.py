@@ -11,9 +11,8 @@ Loss, per view:
 - picture: binary cross-entropy on the picture's evidence, for every view (this is what trains phone pictures
   without boxes, and it is the verdict the product shows): the view's cells pooled as the network pools them or,
   for phone views as ``phone_view_loss`` chooses, the best cell (the same with "max" pooling; a lower bound of
-  "lse"; all phone views, or only boxed ones);
-- boxes: L1 on the centre offset and log size at the positive cells;
-- placement (``placement_map``): the same focal loss as the cells on the placement map, and nothing else.
+  "lse");
+- boxes: L1 on the centre offset and log size at the positive cells.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) 
 
 def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
     features = bank.features[views].float().contiguous(memory_format=torch.channels_last)
-    cells, geometry, placement = network.head(network.tuned_trunk(features))
+    cells, geometry = network.head(network.tuned_trunk(features))
     objectness, target_geometry = bank.objectness[views], bank.geometry[views]
     positives = objectness == 1
     cell_loss = focal_loss(cells, objectness) / max(1, int(positives.sum()))
@@ -56,14 +55,10 @@ def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, s
     # of log-sum-exp pooling (docs/experiments.md).
     targets = bank.targets[views]
     pooled = network.pool(cells)
-    best_cell = cells.flatten(1).max(dim=1).values
     if settings.phone_view_loss == "pooled":
         picture_logits = pooled
-    elif settings.phone_view_loss == "pooled-unboxed":
-        boxed = positives.flatten(1).any(dim=1)
-        picture_logits = torch.where((targets == 1) & boxed, best_cell, pooled)
     else:
-        picture_logits = torch.where(targets == 1, best_cell, pooled)
+        picture_logits = torch.where(targets == 1, cells.flatten(1).max(dim=1).values, pooled)
     picture_loss = F.binary_cross_entropy_with_logits(picture_logits, targets.float())
     if positives.any():
         predicted = geometry.permute(0, 2, 3, 1)[positives]
@@ -71,12 +66,7 @@ def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, s
         box_loss = F.smooth_l1_loss(predicted, wanted, beta=0.1)
     else:
         box_loss = cells.sum() * 0.0
-    loss = cell_loss + settings.picture_loss_weight * picture_loss + settings.box_loss_weight * box_loss
-    if placement is not None:
-        # The placement map sees the cell targets only: it learns the phone itself, not the scene around it.
-        placement_loss = focal_loss(placement, objectness) / max(1, int(positives.sum()))
-        loss = loss + settings.placement_loss_weight * placement_loss
-    return loss
+    return cell_loss + settings.picture_loss_weight * picture_loss + settings.box_loss_weight * box_loss
 
 
 def epoch_draws(
@@ -114,7 +104,6 @@ def train_head(
         trainable_blocks=settings.trainable_blocks,
         global_context=bool(settings.global_context),
         picture_pooling=settings.picture_pooling,
-        placement_map=bool(settings.placement_map),
     )
     if initial_head is not None:
         network.load_trained_state_dict(warm_start_state(network, initial_head))

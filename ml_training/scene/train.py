@@ -154,7 +154,6 @@ def train_scene_model(
         trainable_blocks=tuned,
         global_context=bool(recipe.settings.global_context),
         picture_pooling=recipe.settings.picture_pooling,
-        placement_map=bool(recipe.settings.placement_map),
     ).eval()
     network.load_trained_state_dict(final.trained_state_dict())
     fold_shift_into_head(network, shift)

@@ -388,9 +388,8 @@ def _scene_manifest(active: ModelVersion | None) -> Any:
 
 def _network_shape(active: ModelVersion | None) -> dict[str, int | str]:
     """The active scene model's network options as recipe knobs: how many trunk blocks it tuned and whether its
-    head has the global-context layer (both 0 for head-only models and other kinds), how it pools its cells and
-    whether it has a placement map (a scene model's own, as a manifest written before the option existed reads;
-    the recipe's defaults otherwise)."""
+    head has the global-context layer (both 0 for head-only models and other kinds), and how it pools its cells
+    (a scene model's own, "max" for those written before pooling was an option; the recipe's default otherwise)."""
     manifest = _scene_manifest(active)
     shape = SceneNetworkOptions.from_manifest_options(manifest.options if manifest is not None else {})
     knobs: dict[str, int | str] = {
@@ -399,7 +398,6 @@ def _network_shape(active: ModelVersion | None) -> dict[str, int | str]:
     }
     if manifest is not None:
         knobs["picture_pooling"] = shape.picture_pooling
-        knobs["placement_map"] = int(shape.placement_map)
     return knobs
 
 
