@@ -20,6 +20,7 @@ from inference.evidence import merged_evidence
 from inference.manifest import ModelManifest
 from inference.prediction import Prediction, calibrated_probabilities, verdicts
 from inference.preprocessing import multiscale_settings, multiscale_views_array
+from inference.scene_options import SceneNetworkOptions
 
 # Largest batch handed to an engine at once: per-picture cost is flat from 1 to 16 on this CPU, and bigger
 # batches only cost memory (a 256-picture batch of Lite0 activations is over 1 GB).
@@ -98,15 +99,24 @@ class BaseClassifier(ABC):
 
     def _verdicts(self, outputs: ModelOutputs) -> list[Prediction]:
         probabilities = self.calibrated(outputs.logits)
-        return verdicts(probabilities, self.manifest, self._boxes(outputs))
+        return verdicts(probabilities, self.manifest, self._boxes(outputs, probabilities))
 
-    def _boxes(self, outputs: ModelOutputs) -> list[list[Box]] | None:
+    def _boxes(self, outputs: ModelOutputs, probabilities: Sequence[float]) -> list[list[Box]] | None:
         """Each picture's phones, for models that localise (their cell map is one view per picture)."""
         if outputs.cell_boxes is None or outputs.cells is None:
             return None
+        pooling = SceneNetworkOptions.from_manifest_options(self.manifest.options).picture_pooling
+        threshold = self.manifest.threshold
         return [
-            decode_boxes(cells, boxes, probability=self.calibrated, threshold=self.manifest.threshold)
-            for cells, boxes in zip(outputs.cells, outputs.cell_boxes, strict=True)
+            decode_boxes(
+                cells,
+                boxes,
+                probability=self.calibrated,
+                threshold=threshold,
+                is_phone=probability >= threshold,
+                pooling=pooling,
+            )
+            for cells, boxes, probability in zip(outputs.cells, outputs.cell_boxes, probabilities, strict=True)
         ]
 
     def _picture_evidence(self, view_cells: np.ndarray, image: Image.Image) -> np.ndarray:

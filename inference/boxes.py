@@ -1,10 +1,11 @@
 """Where the phones are: boxes from a localising model's per-cell outputs, in NumPy for every engine.
 
 A scene model scores every cell of a grid laid over the picture and, for each cell, says how far the phone it
-sees reaches left, up, right and down. A picture's verdict is its best cell's evidence (which carries the pooled
-score of the whole picture, see ``ScenePhoneNet.from_features``); its boxes are the cells that are
-local maxima of the score, strongest first, with overlapping boxes of the same phone merged away (NMS). Torch-free
-on purpose: the ONNX serving path and the PyTorch classifier decode boxes here, so both give the same boxes.
+sees reaches left, up, right and down. A picture's verdict pools its cells (see ``ScenePhoneNet.pool``); its boxes
+are the cells that are local maxima of the score, strongest first, with overlapping boxes of the same phone merged
+away (NMS). A box's score is its own cell's probability, not the picture's: with log-sum-exp pooling a picture can
+be "phone" from many weak cells, and then no single place is sure. Torch-free on purpose: the ONNX serving path and
+the PyTorch classifier decode boxes here, so both give the same boxes.
 """
 
 from __future__ import annotations
@@ -63,26 +64,53 @@ def iou(a: Box, b: Box) -> float:
     return intersection / union if union > 0 else 0.0
 
 
+def own_evidence(cell_logits: np.ndarray, pooling: str) -> np.ndarray:
+    """Each cell's own log-odds, as the head scored it before the picture's pooling lifted it.
+
+    Why: a log-sum-exp-pooled graph adds to every cell what pooling added above the best one, so that its best cell
+    equals the picture's evidence (the heat map's top is the verdict). That lift comes from all the cells together
+    and says nothing about where the phone is: out of fold, scene-lite0-v5's best box held the phone in 47% of its
+    phone verdicts while the lifted score claimed 91% on average; the cell's own score is close to the truth
+    (docs/model.md, "Where the phone is"). With ``out = own + lift``, ``lift = logsumexp(out) - max(out)``, so it
+    can be undone from the map alone. A max-pooled graph's cells are their own already.
+    """
+    cells = np.asarray(cell_logits, dtype=np.float32)
+    if pooling != "lse":
+        return cells
+    flat = cells.astype(np.float64).ravel()
+    lift = np.log(np.exp(flat - flat.max()).sum())
+    own: np.ndarray = (cells - np.float32(lift)).astype(np.float32)
+    return own
+
+
 def decode_boxes(
     cell_logits: np.ndarray,
     cell_boxes: np.ndarray,
     *,
     probability: Callable[[np.ndarray], list[float]],
     threshold: float,
+    is_phone: bool,
+    pooling: str = "max",
     max_boxes: int = MAX_BOXES,
 ) -> list[Box]:
-    """The phones of one picture: peaks whose calibrated probability reaches ``threshold``, best first.
+    """The phones of one picture, best first: none unless the verdict is phone (``is_phone``); then its strongest
+    peak always (every phone verdict says where it looked), and further peaks whose own probability reaches
+    ``threshold``.
 
-    ``cell_logits`` is (H, W) uncalibrated log-odds, ``cell_boxes`` (4, H, W) the box each cell predicts
-    (x1, y1, x2, y2, normalised); ``probability`` calibrates logits exactly as the verdict does, so the best box's
-    score is the picture's probability. A picture below the threshold has no boxes.
+    ``cell_logits`` is (H, W) uncalibrated log-odds as the graph gives them, ``cell_boxes`` (4, H, W) the box each
+    cell predicts (x1, y1, x2, y2, normalised); ``pooling`` is how the graph pooled its cells (:func:`own_evidence`)
+    and ``probability`` calibrates logits exactly as the verdict does. Each box's score is its own cell's
+    probability: how sure the model is that this box holds a phone, which may be well below the picture's.
     """
-    peaks = local_maxima(cell_logits)
-    scores = probability(np.asarray(cell_logits, dtype=np.float32).ravel()[peaks])
+    if not is_phone:
+        return []
+    own = own_evidence(cell_logits, pooling)
+    peaks = local_maxima(own)
+    scores = probability(own.ravel()[peaks])
     corners = np.asarray(cell_boxes, dtype=np.float32).reshape(4, -1)
     kept: list[Box] = []
     for peak, score in zip(peaks, scores, strict=True):
-        if score < threshold or len(kept) >= max_boxes:
+        if len(kept) >= max_boxes or (kept and score < threshold):
             break
         x1, y1, x2, y2 = (float(value) for value in corners[:, peak])
         box = Box(x1, y1, x2, y2, round(float(score), 6))

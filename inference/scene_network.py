@@ -207,8 +207,9 @@ class ScenePhoneNet(nn.Module):
         """(picture evidence, cell evidence, cell boxes) from stride-16 features.
 
         With log-sum-exp pooling every cell's evidence is raised by what pooling added above the best cell: the
-        cells keep their order and the best box scores exactly the picture's probability. With "max" the cells are
-        the evidence as they are (the graph of the models before pooling was an option).
+        cells keep their order and the heat map's best cell shows exactly the picture's probability (boxes take the
+        lift off again to score their own cell: :func:`inference.boxes.own_evidence`). With "max" the cells are the
+        evidence as they are (the graph of the models before pooling was an option).
         """
         cells, geometry = self.head(features)
         picture = self.pool(cells)

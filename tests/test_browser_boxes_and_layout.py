@@ -1,6 +1,6 @@
-"""In a real browser: the model's boxes over the thumbnails of upload cards and history cards, where they belong; a
-HEIC picture Chromium cannot draw gets the server's thumbnail instead of a broken image; the admin's upload list
-fits a 1366 px window.
+"""In a real browser: the model's boxes over the thumbnails of upload cards and history cards, where they belong,
+dashed where the model is unsure of the place (drawn alike by the server and by boxes.js); a HEIC picture Chromium
+cannot draw gets the server's thumbnail instead of a broken image; the admin's upload list fits a 1366 px window.
 
 Headless Debian Chromium against pytest-django's live server (no broker: uploads are classified in its thread).
 """
@@ -119,6 +119,42 @@ def test_the_models_boxes_sit_on_the_upload_card_and_history_card_pictures(
     wait(browser, lambda b: all(card["loaded"] for card in b.execute_script(CARD_GEOMETRY, ".history-grid .card")))
     assert_boxes_in_place(browser.execute_script(CARD_GEOMETRY, ".history-grid .card"), count=2)
     screenshot(browser, "history-boxes", width=DESKTOP)
+
+
+# Each drawn box of the detail page: its classes, its tooltip and whether its outline is dashed.
+BOX_STYLES = """
+return Array.from(document.querySelectorAll(arguments[0])).map((rect) => ({
+  classes: rect.getAttribute("class"),
+  title: rect.querySelector("title").textContent,
+  dashed: getComputedStyle(rect).strokeDasharray !== "none",
+}));
+"""
+
+
+def test_a_box_the_model_is_unsure_of_is_dashed_alike_by_the_server_and_by_boxes_js(
+    live_server: LiveServer, browser: Chrome, alice: User
+) -> None:
+    """A confident phone verdict from many weak cells has a best box whose own score is low: drawn dashed, "the
+    phone may be here", beside a sure one; boxes.js (verdicts that arrive without a reload) draws the same."""
+    from selenium.webdriver.common.by import By
+
+    boxes = [{"box": [0.1, 0.1, 0.3, 0.4], "score": 0.35}, {"box": [0.6, 0.5, 0.8, 0.9], "score": 0.91}]
+    upload = make_upload(alice, probability=0.97, boxes=boxes)
+    open_logged_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/uploads/{upload.pk}/")
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "svg.boxes rect.box"))
+    served = browser.execute_script(BOX_STYLES, "svg.boxes rect.box")
+    assert served == [
+        {"classes": "box unsure-place", "title": "the phone may be here, 35%", "dashed": True},
+        {"classes": "box", "title": "phone here, 91%", "dashed": False},
+    ]
+    drawn = browser.execute_script(
+        "const svg = window.PhoneCheckBoxes.overlay(arguments[0]); svg.id = 'drawn-by-js';"
+        "document.querySelector('svg.boxes').parentElement.append(svg);",
+        boxes,
+    )
+    assert drawn is None
+    assert browser.execute_script(BOX_STYLES, "#drawn-by-js rect.box") == served
 
 
 def test_a_heic_picture_chromium_cannot_draw_gets_the_server_thumbnail(

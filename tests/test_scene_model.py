@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference.boxes import Box, decode_boxes
+from inference.boxes import Box, decode_boxes, own_evidence
 from inference.drawing import draw_scene_phone
 from inference.loader import load
 from inference.manifest import read_manifest
@@ -125,7 +125,10 @@ def test_the_command_line_prints_the_boxes(scene_model: Path, tmp_path: Path) ->
     for found in result["boxes"]:
         assert len(found["box"]) == 4 and 0 <= found["score"] <= 1
     if result["label"] == "phone":
-        assert result["boxes"] and result["boxes"][0]["score"] == pytest.approx(result["probability"], abs=1e-6)
+        # The best box scores its own cell, which pooling can only have lifted into the picture's probability.
+        assert result["boxes"] and 0 < result["boxes"][0]["score"] <= result["probability"] + 1e-6
+    else:
+        assert result["boxes"] == []
 
 
 def test_the_manifest_has_figures_per_source_and_an_unsure_band_around_the_threshold(scene_model: Path) -> None:
@@ -269,8 +272,59 @@ def test_overlapping_peaks_of_one_phone_give_one_box() -> None:
     def sigmoid(z: np.ndarray) -> list[float]:
         return (1 / (1 + np.exp(-np.asarray(z)))).tolist()
 
-    found = decode_boxes(cells, boxes, probability=sigmoid, threshold=0.5)
+    found = decode_boxes(cells, boxes, probability=sigmoid, threshold=0.5, is_phone=True)
     assert len(found) == 1 and found[0].x1 == pytest.approx(0.1)
+
+
+def sigmoid_list(z: np.ndarray) -> list[float]:
+    return (1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))).tolist()
+
+
+def lse_lifted(own: np.ndarray) -> np.ndarray:
+    """What a log-sum-exp-pooled graph outputs for cells whose own log-odds are ``own``: each lifted so the best
+    equals the picture's evidence (``ScenePhoneNet.from_features``)."""
+    flat = own.astype(np.float64).ravel()
+    picture = flat.max() + np.log(np.exp(flat - flat.max()).sum())
+    return (own + (picture - flat.max())).astype(np.float32)
+
+
+def test_own_evidence_undoes_the_pooling_lift_and_leaves_max_pooled_cells_alone() -> None:
+    own = np.random.default_rng(0).normal(-3.0, 2.0, size=(7, 7)).astype(np.float32)
+    assert own_evidence(lse_lifted(own), "lse") == pytest.approx(own, abs=1e-4)
+    assert (own_evidence(own, "max") == own).all()
+
+
+def test_a_phone_verdict_pooled_from_weak_cells_scores_its_box_by_its_own_cell() -> None:
+    """Many cells a little phone-like make a confident picture (pooling adds them up) without one sure place: the
+    best box is still given (every phone verdict says where it looked), with its own cell's low probability."""
+    own = np.full((8, 8), -6.0, dtype=np.float32)
+    own[1:7, 1:7] = -1.0  # thirty-six weak cells (a desk with people at it)
+    own[3, 4] = 0.0  # the best of them: probability 0.5
+    boxes = np.zeros((4, 8, 8), dtype=np.float32)
+    boxes[:, 3, 4] = (0.5, 0.3, 0.6, 0.5)
+    cells = lse_lifted(own)
+    picture = sigmoid_list(np.array([cells.max()]))[0]
+    assert picture > 0.9  # the verdict is a confident phone
+    found = decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, is_phone=True, pooling="lse")
+    assert len(found) == 1  # no other cell is sure enough on its own to be a second phone
+    assert [found[0].x1, found[0].y1, found[0].x2, found[0].y2] == pytest.approx([0.5, 0.3, 0.6, 0.5])
+    assert found[0].score == pytest.approx(0.5, abs=1e-4)
+    # Read as before (the lifted cell), the same box would have claimed the picture's probability.
+    assert decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, is_phone=True)[0].score > 0.9
+
+
+def test_further_boxes_need_their_own_probability_over_the_threshold_and_a_non_phone_verdict_has_none() -> None:
+    own = np.full((8, 8), -8.0, dtype=np.float32)
+    own[1, 1], own[6, 6], own[1, 6] = 5.0, 3.0, 0.5  # two sure phones and a doubtful third place
+    boxes = np.zeros((4, 8, 8), dtype=np.float32)
+    for row, col in ((1, 1), (6, 6), (1, 6)):
+        boxes[:, row, col] = (col / 8, row / 8, (col + 1) / 8, (row + 1) / 8)
+    cells = lse_lifted(own)
+    found = decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, is_phone=True, pooling="lse")
+    corners = [coordinate for box in found for coordinate in (box.x1, box.y1)]
+    assert corners == pytest.approx([1 / 8, 1 / 8, 6 / 8, 6 / 8])
+    assert [box.score for box in found] == pytest.approx(sigmoid_list(np.array([5.0, 3.0])), abs=1e-4)
+    assert decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, is_phone=False, pooling="lse") == []
 
 
 def test_the_training_configuration_is_saved_with_the_model(scene_model: Path) -> None:
@@ -365,3 +419,6 @@ def test_the_box_hit_rate_counts_a_missed_or_absent_best_box_against_the_model()
     assert figures["best_box_hits"] == 1  # only the best box counts, not a later one
     assert figures["phone_verdicts_on_boxed_pictures"] == 3 and figures["boxed_pictures"] == 4
     assert figures["best_box_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    # Scores 0.9 (a hit), 0.8 (a miss), 0.0 (no box, a miss): the best boxes' claims against what they hit.
+    assert figures["best_box_score_mean"] == pytest.approx(1.7 / 3, abs=1e-4)
+    assert figures["best_box_score_ece"] == pytest.approx((0.1 + 0.8 + 0.0) / 3, abs=1e-4)

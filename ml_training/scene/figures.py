@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from inference.boxes import Box, decode_boxes
-from ml_training.metrics import binary_metrics
+from ml_training.metrics import binary_metrics, expected_calibration_error
 from ml_training.scene.crossval import is_scene
 from ml_training.scene.data import BoxCorners, SceneSample
 from ml_training.scene.decision import calibrate
@@ -32,17 +32,24 @@ def best_box_hits(
     phone verdict without a box (a model that does not localise) counts as a miss.
     """
     verdicts_of = phone if phone is not None else [bool(boxes) for boxes in found]
-    hits = verdicts = 0
+    hit_flags: list[bool] = []
+    scores: list[float] = []
     for sample, boxes, is_phone in zip(samples, found, verdicts_of, strict=True):
         if not sample.has_boxes or not is_phone:
             continue
-        verdicts += 1
-        hits += bool(boxes) and hits_a_phone(boxes[0], sample.boxes)
+        hit_flags.append(bool(boxes) and hits_a_phone(boxes[0], sample.boxes))
+        scores.append(boxes[0].score if boxes else 0.0)
+    hits, verdicts = sum(hit_flags), len(hit_flags)
     return {
         "best_box_hits": hits,
         "phone_verdicts_on_boxed_pictures": verdicts,
         "boxed_pictures": sum(sample.has_boxes for sample in samples),
         "best_box_hit_rate": round(hits / verdicts, 4) if verdicts else None,
+        # Does a best box's score mean what it says ("this box holds a phone")? Its ECE against the hits.
+        "best_box_score_mean": round(float(np.mean(scores)), 4) if verdicts else None,
+        "best_box_score_ece": round(expected_calibration_error(np.array(scores), np.array(hit_flags, int)), 4)
+        if verdicts
+        else None,
     }
 
 
@@ -51,17 +58,25 @@ def box_hits(
     cells: np.ndarray,
     boxes: np.ndarray,
     *,
+    probabilities: np.ndarray,
     temperature: float,
     shift: float,
     threshold: float,
+    pooling: str,
 ) -> dict[str, Any]:
-    """:func:`best_box_hits` for out-of-fold cell outputs, decoded as serving decodes them."""
+    """:func:`best_box_hits` for out-of-fold cell outputs, decoded as serving decodes them.
+
+    ``probabilities``: the pictures' calibrated out-of-fold probabilities (their verdicts); ``pooling``: how the
+    network pools its cells (the boxes' scores are the cells' own, :func:`inference.boxes.own_evidence`).
+    """
     found = [
         decode_boxes(
             cells[index],
             boxes[index],
             probability=lambda z: calibrate(z, temperature, shift).tolist(),
             threshold=threshold,
+            is_phone=bool(probabilities[index] >= threshold),
+            pooling=pooling,
         )
         if sample.has_boxes
         else []

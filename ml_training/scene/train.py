@@ -142,7 +142,14 @@ def train_scene_model(
     band = unsure_band(probabilities, targets, threshold)
     figures: dict[str, Any] = figures_by_slice(samples, probabilities, threshold)
     figures["boxes"] = box_hits(
-        samples, oof.cells, oof.boxes, temperature=temperature, shift=shift, threshold=threshold
+        samples,
+        oof.cells,
+        oof.boxes,
+        probabilities=probabilities,
+        temperature=temperature,
+        shift=shift,
+        threshold=threshold,
+        pooling=recipe.settings.picture_pooling,
     )
     for name, values in figures.items():
         logger.info("%-28s %s", name, json.dumps(values))

@@ -73,10 +73,17 @@ def verdict_alt(upload: Upload) -> str:
     return f"{upload.original_name} ({upload.get_status_display().lower()})"
 
 
+# A box whose own score is below this is drawn dashed, "the phone may be here": the model is less sure of the place
+# than not. Its verdict can still be a confident "phone" (many weak cells add up; docs/model.md, "Where the phone
+# is"). boxes.js draws the same for verdicts that arrive without a reload.
+SURE_PLACE = 0.5
+
+
 @register.filter
-def box_rects(upload: Upload) -> list[dict[str, float]]:
-    """The model's boxes in percent of the picture (x, y, width, height, score); malformed entries are skipped."""
-    rects = []
+def box_rects(upload: Upload) -> list[dict[str, object]]:
+    """The model's boxes in percent of the picture (x, y, width, height, score, whether the place is sure);
+    malformed entries are skipped."""
+    rects: list[dict[str, object]] = []
     for entry in upload.predicted_boxes or []:
         try:
             x1, y1, x2, y2 = (min(max(float(value), 0.0), 1.0) for value in entry["box"])
@@ -91,6 +98,7 @@ def box_rects(upload: Upload) -> list[dict[str, float]]:
                     "width": round((x2 - x1) * 100, 2),
                     "height": round((y2 - y1) * 100, 2),
                     "percent": round(score * 100),
+                    "sure": score >= SURE_PLACE,
                 }
             )
     return rects

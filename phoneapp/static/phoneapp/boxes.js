@@ -6,6 +6,8 @@
   "use strict";
 
   const SVG_NS = "http://www.w3.org/2000/svg";
+  // Below this own score a box is drawn dashed, "the phone may be here" (SURE_PLACE in templatetags/ui.py).
+  const SURE_PLACE = 0.5;
 
   function clamp(value) {
     return Math.min(1, Math.max(0, value));
@@ -41,10 +43,11 @@
     svg.setAttribute("aria-label", boxes.length + " phone" + (boxes.length === 1 ? "" : "s") + " found by the model");
     boxes.forEach(({ box, score }) => {
       const percent = Math.round(score * 100);
-      const element = rect(box, "box");
+      const sure = score >= SURE_PLACE;
+      const element = rect(box, sure ? "box" : "box unsure-place");
       element.dataset.score = String(percent);
       const title = document.createElementNS(SVG_NS, "title");
-      title.textContent = "phone, " + percent + "%";
+      title.textContent = (sure ? "phone here, " : "the phone may be here, ") + percent + "%";
       element.append(title);
       svg.append(element);
     });
