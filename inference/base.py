@@ -37,6 +37,8 @@ class BaseClassifier(ABC):
         self.model_dir = Path(model_dir)
         self.max_batch = max(1, max_batch)
         self.multiscale_grid, self.multiscale_fraction = multiscale_settings(manifest.options)
+        # How a localising network pools its cells: its boxes take the pooling's lift off (boxes.own_evidence).
+        self.cell_pooling = SceneNetworkOptions.from_manifest_options(manifest.options).picture_pooling
 
     @property
     def version(self) -> str:
@@ -99,24 +101,17 @@ class BaseClassifier(ABC):
 
     def _verdicts(self, outputs: ModelOutputs) -> list[Prediction]:
         probabilities = self.calibrated(outputs.logits)
-        return verdicts(probabilities, self.manifest, self._boxes(outputs, probabilities))
+        return verdicts(probabilities, self.manifest, self._boxes(outputs))
 
-    def _boxes(self, outputs: ModelOutputs, probabilities: Sequence[float]) -> list[list[Box]] | None:
+    def _boxes(self, outputs: ModelOutputs) -> list[list[Box]] | None:
         """Each picture's phones, for models that localise (their cell map is one view per picture)."""
         if outputs.cell_boxes is None or outputs.cells is None:
             return None
-        pooling = SceneNetworkOptions.from_manifest_options(self.manifest.options).picture_pooling
-        threshold = self.manifest.threshold
         return [
             decode_boxes(
-                cells,
-                boxes,
-                probability=self.calibrated,
-                threshold=threshold,
-                is_phone=probability >= threshold,
-                pooling=pooling,
+                cells, boxes, probability=self.calibrated, threshold=self.manifest.threshold, pooling=self.cell_pooling
             )
-            for cells, boxes, probability in zip(outputs.cells, outputs.cell_boxes, probabilities, strict=True)
+            for cells, boxes in zip(outputs.cells, outputs.cell_boxes, strict=True)
         ]
 
     def _picture_evidence(self, view_cells: np.ndarray, image: Image.Image) -> np.ndarray:

@@ -89,21 +89,18 @@ def decode_boxes(
     *,
     probability: Callable[[np.ndarray], list[float]],
     threshold: float,
-    is_phone: bool,
     pooling: str = "max",
     max_boxes: int = MAX_BOXES,
 ) -> list[Box]:
-    """The phones of one picture, best first: none unless the verdict is phone (``is_phone``); then its strongest
-    peak always (every phone verdict says where it looked), and further peaks whose own probability reaches
-    ``threshold``.
+    """The phones of one picture, best first: its strongest peak always (every phone verdict says where it looked;
+    :func:`inference.prediction.verdicts` drops the boxes of any other verdict), then further peaks whose own
+    probability reaches ``threshold``.
 
     ``cell_logits`` is (H, W) uncalibrated log-odds as the graph gives them, ``cell_boxes`` (4, H, W) the box each
     cell predicts (x1, y1, x2, y2, normalised); ``pooling`` is how the graph pooled its cells (:func:`own_evidence`)
     and ``probability`` calibrates logits exactly as the verdict does. Each box's score is its own cell's
     probability: how sure the model is that this box holds a phone, which may be well below the picture's.
     """
-    if not is_phone:
-        return []
     own = own_evidence(cell_logits, pooling)
     peaks = local_maxima(own)
     scores = probability(own.ravel()[peaks])

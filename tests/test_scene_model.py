@@ -20,7 +20,8 @@ import torch
 from inference.boxes import Box, decode_boxes, own_evidence
 from inference.drawing import draw_scene_phone
 from inference.loader import load
-from inference.manifest import read_manifest
+from inference.manifest import ModelManifest, read_manifest
+from inference.prediction import logistic, verdicts
 from inference.scene import SceneClassifier
 from inference.scene_network import TRUNK_BLOCKS, TRUNK_PREFIX, ScenePhoneNet
 from inference.scene_options import SceneNetworkOptions
@@ -269,15 +270,14 @@ def test_overlapping_peaks_of_one_phone_give_one_box() -> None:
     boxes[:, 1, 1] = (0.1, 0.1, 0.9, 0.5)
     boxes[:, 1, 3] = (0.15, 0.1, 0.9, 0.5)  # the same phone seen from a neighbouring peak
 
-    def sigmoid(z: np.ndarray) -> list[float]:
-        return (1 / (1 + np.exp(-np.asarray(z)))).tolist()
-
-    found = decode_boxes(cells, boxes, probability=sigmoid, threshold=0.5, is_phone=True)
+    found = decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.5)
     assert len(found) == 1 and found[0].x1 == pytest.approx(0.1)
 
 
 def sigmoid_list(z: np.ndarray) -> list[float]:
-    return (1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))).tolist()
+    """Calibration at temperature 1, as the classifiers apply it."""
+    probabilities: list[float] = logistic(z, 1.0).tolist()
+    return probabilities
 
 
 def lse_lifted(own: np.ndarray) -> np.ndarray:
@@ -305,12 +305,12 @@ def test_a_phone_verdict_pooled_from_weak_cells_scores_its_box_by_its_own_cell()
     cells = lse_lifted(own)
     picture = sigmoid_list(np.array([cells.max()]))[0]
     assert picture > 0.9  # the verdict is a confident phone
-    found = decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, is_phone=True, pooling="lse")
+    found = decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, pooling="lse")
     assert len(found) == 1  # no other cell is sure enough on its own to be a second phone
     assert [found[0].x1, found[0].y1, found[0].x2, found[0].y2] == pytest.approx([0.5, 0.3, 0.6, 0.5])
     assert found[0].score == pytest.approx(0.5, abs=1e-4)
     # Read as before (the lifted cell), the same box would have claimed the picture's probability.
-    assert decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, is_phone=True)[0].score > 0.9
+    assert decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8)[0].score > 0.9
 
 
 def test_further_boxes_need_their_own_probability_over_the_threshold_and_a_non_phone_verdict_has_none() -> None:
@@ -320,11 +320,13 @@ def test_further_boxes_need_their_own_probability_over_the_threshold_and_a_non_p
     for row, col in ((1, 1), (6, 6), (1, 6)):
         boxes[:, row, col] = (col / 8, row / 8, (col + 1) / 8, (row + 1) / 8)
     cells = lse_lifted(own)
-    found = decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, is_phone=True, pooling="lse")
+    found = decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, pooling="lse")
     corners = [coordinate for box in found for coordinate in (box.x1, box.y1)]
     assert corners == pytest.approx([1 / 8, 1 / 8, 6 / 8, 6 / 8])
     assert [box.score for box in found] == pytest.approx(sigmoid_list(np.array([5.0, 3.0])), abs=1e-4)
-    assert decode_boxes(cells, boxes, probability=sigmoid_list, threshold=0.8, is_phone=False, pooling="lse") == []
+    manifest = ModelManifest(version="drawn", kind="scene-detector", threshold=0.8)
+    [below] = verdicts([0.79], manifest, [found])  # the same boxes, on a picture that is not called phone
+    assert below.label == "not_phone" and below.boxes == ()
 
 
 def test_the_training_configuration_is_saved_with_the_model(scene_model: Path) -> None:

@@ -75,14 +75,13 @@ def box_hits(
             boxes[index],
             probability=lambda z: calibrate(z, temperature, shift).tolist(),
             threshold=threshold,
-            is_phone=bool(probabilities[index] >= threshold),
             pooling=pooling,
         )
         if sample.has_boxes
         else []
         for index, sample in enumerate(samples)
     ]
-    return best_box_hits(samples, found)
+    return best_box_hits(samples, found, [bool(probability >= threshold) for probability in probabilities])
 
 
 def figures_by_slice(
