@@ -51,17 +51,18 @@ def test_reviewer_draws_boxes_with_mouse_and_keyboard_and_a_retrain_trains_on_th
 
     target = make_upload(
         alice,
-        probability=0.5,
+        probability=0.97,
         name="desk.jpg",
         picture=draw_desk_with_phone(),
         sha256=train_split_sha256(),
-        boxes=[{"box": [0.05, 0.05, 0.2, 0.2], "score": 0.5}],  # the model's box, in the wrong place
+        boxes=[{"box": [0.05, 0.05, 0.2, 0.2], "score": 0.3}],  # a sure phone, its box a guess in the wrong place
     )
     following = make_upload(alice, probability=0.9, name="next.jpg")
     log_in(browser, live_server, reviewer)
     browser.get(f"{live_server.url}/review/{target.pk}/")
     editor = wait(browser, lambda b: b.find_element(By.ID, "box-editor"), 10)
     assert len(editor.find_elements(By.CSS_SELECTOR, "rect.user-box")) == 1  # the model's box, editable
+    assert "not sure where" in browser.find_element(By.ID, "unsure-place-note").text  # asks for a box
 
     # Mouse: click the model's box and delete it, then drag a new one from (20%, 30%) to (50%, 70%).
     ActionChains(browser).move_to_element(editor.find_element(By.CSS_SELECTOR, "rect.user-box")).click().perform()

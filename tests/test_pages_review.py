@@ -40,6 +40,22 @@ def test_queue_starts_with_the_most_uncertain_and_walks_outwards(staff_client: C
     assert walk_queue(staff_client) == [coin_flip.pk, leaning_not.pk, sure_not.pk, sure_phone.pk]
 
 
+def test_phone_verdicts_whose_place_is_a_guess_come_right_after_the_unsure_ones(
+    staff_client: Client, alice: User
+) -> None:
+    guessed_place = make_upload(alice, probability=0.97, boxes=[{"box": [0.1, 0.1, 0.2, 0.2], "score": 0.3}])
+    sure_place = make_upload(alice, probability=0.96, boxes=[{"box": [0.5, 0.5, 0.6, 0.7], "score": 0.9}])
+    sure_not = make_upload(alice, probability=0.2)
+    coin_flip = make_upload(alice, probability=0.52)
+    # By the verdict's uncertainty alone the guessed place (0.97, the surest phone) would come last.
+    assert walk_queue(staff_client) == [coin_flip.pk, guessed_place.pk, sure_not.pk, sure_place.pk]
+    guessed_page = staff_client.get(f"/review/{guessed_place.pk}/").content.decode()
+    assert 'id="unsure-place-note"' in guessed_page and "2 of 4 left" in guessed_page
+    assert 'id="unsure-place-note"' not in staff_client.get(f"/review/{sure_place.pk}/").content.decode()
+    # "Previous" from the picture after it walks back to it, as for any passed-over picture.
+    assert staff_client.get(f"/review/{sure_not.pk}/").context["place"].previous_id == guessed_place.pk
+
+
 def test_queue_leaves_out_reviewed_and_unfinished_uploads(staff_client: Client, alice: User, reviewer: User) -> None:
     waiting = make_upload(alice, status=UploadStatus.PENDING)
     failed = make_upload(alice, status=UploadStatus.FAILED)

@@ -2,8 +2,10 @@
 
 "Least sure" is judged by each upload's own model version (:mod:`phoneapp.selectors.decisions`): the distance of
 its probability from that version's threshold in log-odds, scaled so the unsure band is 0 to 1 -- the band comes
-first, closest to the threshold first. Ties are broken by id, so the order is total and stable: "next" is well
-defined even for an upload that has just left the queue because it was reviewed.
+first, closest to the threshold first. Right after the band come confident "phone" verdicts whose best box is only
+a guess (drawn dashed): a reviewer's box there is what retraining most needs to learn where phones are. Ties are
+broken by id, so the order is total and stable: "next" is well defined even for an upload that has just left the
+queue because it was reviewed.
 
 The same picture sent several times (same ``sha256``) is one item: the queue shows the group's oldest unreviewed
 upload, and a decision on it labels the whole group.
@@ -21,6 +23,7 @@ from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, Whe
 
 from phoneapp.errors import UploadNotFound
 from phoneapp.models import SecondReview, Upload, UploadQuerySet
+from phoneapp.selectors.decisions import unsure_place_q
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,20 @@ def _needs_review(reviewer_id: int | None) -> UploadQuerySet:
 
 
 def _priority() -> Case:
-    """0 for reviews waiting for a second reviewer (they hold training back), 1 for the rest."""
-    return Case(When(second_review=SecondReview.WAITING, then=Value(0)), default=Value(1), output_field=IntegerField())
+    """0 for reviews waiting for a second reviewer (they hold training back); 1 for pictures the model is unsure
+    of, in its verdict or in where the phone is; 2 for the rest. Needs the ``uncertainty`` annotation."""
+    return Case(
+        When(second_review=SecondReview.WAITING, then=Value(0)),
+        When(Q(uncertainty__lte=1.0) | unsure_place_q(), then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
 
 
 def review_queue(*, reviewer_id: int | None = None) -> UploadQuerySet:
     """Done uploads of every user that need ``reviewer_id``'s decision, one per picture: reviews waiting for a
-    second reviewer first, then unreviewed ones most uncertain first."""
+    second reviewer first, then unreviewed ones most uncertain first (unsure verdicts, then phone verdicts with a
+    dashed best box, then the rest)."""
     candidates = _needs_review(reviewer_id)
     earlier_twin = candidates.filter(sha256=OuterRef("sha256"), pk__lt=OuterRef("pk"))
     return (

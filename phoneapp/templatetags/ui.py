@@ -12,7 +12,7 @@ from django import template
 from django.conf import settings
 
 from phoneapp.models import Upload
-from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
+from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_verdict
 from phoneapp.services.heatmaps import HeatmapOffer, upload_heatmap_offer, upload_heatmap_servable
 
 register = template.Library()
@@ -71,12 +71,6 @@ def verdict_alt(upload: Upload) -> str:
     if state in VERDICT_WORDS:
         return f"{upload.original_name}: judged {VERDICT_WORDS[state].lower()}, {phone_percent(upload)}% phone"
     return f"{upload.original_name} ({upload.get_status_display().lower()})"
-
-
-# A box whose own score is below this is drawn dashed, "the phone may be here": the model is less sure of the place
-# than not. Its verdict can still be a confident "phone" (many weak cells add up; docs/model.md, "Where the phone
-# is"). boxes.js draws the same for verdicts that arrive without a reload.
-SURE_PLACE = 0.5
 
 
 @register.filter

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from phoneapp.models import Label, Upload
-from phoneapp.selectors.decisions import upload_verdict
+from phoneapp.selectors.decisions import upload_place_unsure, upload_verdict
 from phoneapp.selectors.review_queue import review_next_after, review_place, review_queue_first, review_upload_get
 from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.reviews import (
@@ -77,6 +77,7 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
         "upload": upload,
         "place": place,
         "unsure": upload_verdict(upload=upload) == "unsure",
+        "unsure_place": upload_place_unsure(upload=upload),
         "can_undo": bool(_log(request)),
         "second_opinion": upload.second_review == "waiting" and upload.reviewed_by_id != request.user.pk,
         "boxes_json": upload.reviewed_boxes if upload.reviewed_boxes is not None else upload.predicted_boxes,

@@ -6,7 +6,7 @@
   "use strict";
 
   const SVG_NS = "http://www.w3.org/2000/svg";
-  // Below this own score a box is drawn dashed, "the phone may be here" (SURE_PLACE in templatetags/ui.py).
+  // Below this own score a box is drawn dashed, "the phone may be here" (SURE_PLACE in phoneapp/selectors/decisions.py).
   const SURE_PLACE = 0.5;
 
   function clamp(value) {
