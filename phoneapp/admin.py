@@ -68,17 +68,25 @@ class ReviewedFilter(admin.SimpleListFilter):
 
 
 class ConfidenceFilter(admin.SimpleListFilter):
-    """Unsure = inside the unsure band of the model version that judged the upload (the pages' "Unsure")."""
+    """Unsure = inside the unsure band of the model version that judged the upload (the pages' "Unsure"); a guessed
+    place = a confident phone verdict whose best box scores under 50% (drawn dashed; the review queue's next
+    priority after the unsure band)."""
 
     title = "confidence"
     parameter_name = "confidence"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("unsure", "Low confidence (inside its model's unsure band)"), ("confident", "Confident")]
+        return [
+            ("unsure", "Low confidence (inside its model's unsure band)"),
+            ("confident", "Confident"),
+            ("place-unsure", "Phone, but the box is a guess (under 50%)"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "unsure":
             return _uploads(queryset).unsure()
+        if self.value() == "place-unsure":
+            return _uploads(queryset).place_unsure()
         if self.value() == "confident":
             return _uploads(queryset).confident()
         return queryset

@@ -137,6 +137,13 @@ class UploadQuerySet(models.QuerySet["Upload"]):
         # custom QuerySet method.
         return self.with_verdict().filter(verdict__in=Label.values)  # type: ignore[misc]
 
+    def place_unsure(self) -> UploadQuerySet:
+        """Confident "phone" verdicts whose best box is only a guess (drawn dashed): where a reviewer's box helps
+        retraining most (:func:`phoneapp.selectors.decisions.upload_place_unsure`, in SQL)."""
+        from phoneapp.selectors.decisions import unsure_place_q
+
+        return self.with_uncertainty().filter(unsure_place_q())
+
 
 class Upload(models.Model):
     """A picture someone sent, and what the model and a reviewer said about it."""

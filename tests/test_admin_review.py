@@ -40,12 +40,19 @@ def test_anonymous_cannot_reach_the_admin(client: Client) -> None:
 
 
 def test_filters_find_unsure_unreviewed_and_disagreements(staff_client: Client, alice: User) -> None:
-    make_upload(alice, name="sure-phone.jpg", predicted_label="phone", probability=0.98)
+    make_upload(
+        alice,
+        name="sure-phone.jpg",
+        predicted_label="phone",
+        probability=0.98,
+        boxes=[{"box": [0.1, 0.1, 0.2, 0.3], "score": 0.35}],  # its place is a guess
+    )
     make_upload(alice, name="unsure.jpg", predicted_label="not_phone", probability=0.45)
     make_upload(alice, name="disputed.jpg", predicted_label="phone", probability=0.9, reviewed="not_phone")
     make_upload(alice, name="agreed.jpg", predicted_label="not_phone", probability=0.02, reviewed="not_phone")
 
     assert listed_names(staff_client, "confidence=unsure") == {"unsure.jpg"}
+    assert listed_names(staff_client, "confidence=place-unsure") == {"sure-phone.jpg"}
     assert listed_names(staff_client, "reviewed=no") == {"sure-phone.jpg", "unsure.jpg"}
     assert listed_names(staff_client, "agreement=disagree") == {"disputed.jpg"}
     assert listed_names(staff_client, "agreement=agree") == {"agreed.jpg"}
