@@ -263,6 +263,19 @@ def test_cell_targets_mark_the_phone_centre_positive_its_edges_ignored_and_the_r
     assert (empty == 0).all()
 
 
+def test_the_folder_prefix_a_retrain_adds_does_not_hide_what_a_picture_is() -> None:
+    from ml_training.scene.crossval import is_scene
+    from ml_training.scene.data import SceneSample
+    from ml_training.scene.views import is_paste_recipient
+
+    # manage.py retrain names sources "<folder>:<source>" so its figures say which folder a picture came from.
+    office = SceneSample("office.jpg", "not_phone", "phone-scenes:office-cctv")
+    assert office.base_source == "office-cctv"
+    assert is_scene(office) and is_paste_recipient(office, 0, ViewConfig())  # drawn twice, receives pasted phones
+    product = SceneSample("product.jpg", "not_phone", "phone-images:sam-dev007")
+    assert not is_scene(product) and not is_paste_recipient(product, 0, ViewConfig())
+
+
 def test_overlapping_peaks_of_one_phone_give_one_box() -> None:
     cells = np.full((4, 4), -5.0, dtype=np.float32)
     cells[1, 1], cells[1, 3] = 4.0, 3.5

@@ -25,7 +25,7 @@ SCENE_SOURCES = frozenset({"office-cctv", "webcam-held", "phone-usage-video"})
 
 
 def is_scene(sample: SceneSample) -> bool:
-    return sample.has_boxes or sample.source in SCENE_SOURCES
+    return sample.has_boxes or sample.base_source in SCENE_SOURCES
 
 
 def assign_folds(samples: Sequence[SceneSample], images: Sequence[Image.Image], folds: int, *, seed: int) -> list[int]:

@@ -45,6 +45,12 @@ class SceneSample:
     def has_boxes(self) -> bool:
         return bool(self.boxes)
 
+    @property
+    def base_source(self) -> str:
+        """The source's own name, without the ``folder:`` prefix a retrain adds (``phone-scenes:office-cctv`` →
+        ``office-cctv``): what decides whether a picture is a scene, a paste recipient or an inset subject."""
+        return self.source.rpartition(":")[2]
+
     def as_sample(self) -> Sample:
         """The plain :class:`ml_training.data.Sample` the shared split code groups."""
         return Sample(path=self.path, label=self.label, group=self.group, source=self.source)

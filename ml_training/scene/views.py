@@ -169,9 +169,9 @@ def paste(
 
 
 def is_paste_recipient(sample: SceneSample, index: int, config: ViewConfig) -> bool:
-    if sample.target == 1 or sample.source not in PASTE_RECIPIENT_SOURCES:
+    if sample.target == 1 or sample.base_source not in PASTE_RECIPIENT_SOURCES:
         return False
-    if sample.source == "imagenet-sample":
+    if sample.base_source == "imagenet-sample":
         return random.Random(f"{config.seed}:{index}").random() < config.imagenet_paste_fraction
     return True
 
