@@ -54,6 +54,9 @@ def test_phone_verdicts_whose_place_is_a_guess_come_right_after_the_unsure_ones(
     assert 'id="unsure-place-note"' not in staff_client.get(f"/review/{sure_place.pk}/").content.decode()
     # "Previous" from the picture after it walks back to it, as for any passed-over picture.
     assert staff_client.get(f"/review/{sure_not.pk}/").context["place"].previous_id == guessed_place.pk
+    # Once a reviewer has drawn its boxes, the page no longer asks for them.
+    Upload.objects.filter(pk=guessed_place.pk).update(reviewed_boxes=[{"box": [0.3, 0.3, 0.4, 0.5]}])
+    assert 'id="unsure-place-note"' not in staff_client.get(f"/review/{guessed_place.pk}/").content.decode()
 
 
 def test_queue_leaves_out_reviewed_and_unfinished_uploads(staff_client: Client, alice: User, reviewer: User) -> None:

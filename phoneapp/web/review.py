@@ -77,7 +77,8 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
         "upload": upload,
         "place": place,
         "unsure": upload_verdict(upload=upload) == "unsure",
-        "unsure_place": upload_place_unsure(upload=upload),
+        # Once a reviewer has drawn the boxes, the model's guess is no longer what the editor shows.
+        "unsure_place": upload.reviewed_boxes is None and upload_place_unsure(upload=upload),
         "can_undo": bool(_log(request)),
         "second_opinion": upload.second_review == "waiting" and upload.reviewed_by_id != request.user.pk,
         "boxes_json": upload.reviewed_boxes if upload.reviewed_boxes is not None else upload.predicted_boxes,
