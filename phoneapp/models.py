@@ -142,7 +142,7 @@ class UploadQuerySet(models.QuerySet["Upload"]):
         retraining most (:func:`phoneapp.selectors.decisions.upload_place_unsure`, in SQL)."""
         from phoneapp.selectors.decisions import unsure_place_q
 
-        return self.with_uncertainty().filter(unsure_place_q())
+        return self.with_verdict().filter(unsure_place_q())
 
 
 class Upload(models.Model):

@@ -48,7 +48,7 @@ class SceneSample:
     @property
     def base_source(self) -> str:
         """The source's own name, without the ``folder:`` prefix a retrain adds (``phone-scenes:office-cctv`` →
-        ``office-cctv``): what decides whether a picture is a scene, a paste recipient or an inset subject."""
+        ``office-cctv``): what decides whether a picture is a scene or a paste recipient."""
         return self.source.rpartition(":")[2]
 
     def as_sample(self) -> Sample:

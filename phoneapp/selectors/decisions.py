@@ -170,9 +170,9 @@ def upload_place_unsure(*, upload: Upload) -> bool:
 
 
 def unsure_place_q() -> Q:
-    """:func:`upload_place_unsure` in SQL, for querysets annotated by ``with_uncertainty()`` (JSON index lookups
-    work on SQLite and PostgreSQL alike)."""
-    return Q(predicted_label=Label.PHONE, uncertainty__gt=1.0, predicted_boxes__0__score__lt=SURE_PLACE)
+    """:func:`upload_place_unsure` in SQL, for querysets annotated by ``with_verdict()`` (JSON index lookups work
+    on SQLite and PostgreSQL alike)."""
+    return Q(verdict=Label.PHONE, predicted_boxes__0__score__lt=SURE_PLACE)
 
 
 def _log_odds_expression() -> Combinable:

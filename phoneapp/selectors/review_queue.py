@@ -52,10 +52,10 @@ def _needs_review(reviewer_id: int | None) -> UploadQuerySet:
 
 def _priority() -> Case:
     """0 for reviews waiting for a second reviewer (they hold training back); 1 for pictures the model is unsure
-    of, in its verdict or in where the phone is; 2 for the rest. Needs the ``uncertainty`` annotation."""
+    of, in its verdict or in where the phone is; 2 for the rest. Needs the ``verdict`` annotation."""
     return Case(
         When(second_review=SecondReview.WAITING, then=Value(0)),
-        When(Q(uncertainty__lte=1.0) | unsure_place_q(), then=Value(1)),
+        When(Q(verdict="unsure") | unsure_place_q(), then=Value(1)),
         default=Value(2),
         output_field=IntegerField(),
     )
@@ -70,7 +70,7 @@ def review_queue(*, reviewer_id: int | None = None) -> UploadQuerySet:
     return (
         candidates.exclude(Exists(earlier_twin))
         .select_related("model_version", "owner", "reviewed_by")
-        .with_uncertainty()
+        .with_verdict()
         .annotate(priority=_priority())
         .order_by("priority", "uncertainty", "id")
     )
@@ -94,7 +94,7 @@ def review_upload_get(*, upload_id: int) -> Upload:
         return (
             Upload.objects.done()
             .select_related("model_version", "owner", "reviewed_by")
-            .with_uncertainty()
+            .with_verdict()
             .annotate(priority=_priority())
             .get(pk=upload_id)
         )
