@@ -11,6 +11,12 @@ branch so a phone at an ear or in a hand is judged with its surroundings.
 (the input of its first tuned block), training caches the features there, and checkpoints hold the tuned blocks
 too (``trunk.blocks.<i>.*`` keys beside the head's). Tuned blocks keep their ImageNet batch-norm statistics.
 
+``heads`` (K) is an ensemble of K heads on the one frozen trunk, each trained alone with its own seed: the network
+averages their cells' log-odds and boxes, then pools as one head would. Why: one head's scene recall depends on
+its seed (out of fold, v5's recipe gave 64%, 49% and 53% with seeds 0-2) and their average beat every one of them
+(docs/experiments.md, "Seeds"); a head costs about 0.6 ms. A single head's checkpoint keys have no prefix (models
+up to scene-lite0-v5); K heads' keys start with ``heads.<k>.`` (:func:`split_heads`, :func:`join_heads`).
+
 Outputs, for a batch of N pictures at S x S (grid G = S / 16):
 - ``phone_logits`` (N,): the picture's evidence, its verdict before calibration: the log-sum-exp of its cells'
   log-odds (``picture_pooling`` "lse"), or its best cell's ("max", models before scene-lite0-v4);
@@ -23,6 +29,9 @@ and height in cells: a phone narrower than a cell still gets a box around its ow
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -39,6 +48,10 @@ MAX_TRAINABLE_BLOCKS = 3
 PICTURE_POOLINGS = ("max", "lse")
 # Checkpoint keys of tuned trunk blocks start with this (the head's keys have no prefix, as in head-only models).
 TRUNK_PREFIX = "trunk.blocks."
+# Checkpoint keys of head k of several start with f"{HEADS_PREFIX}{k}.".
+HEADS_PREFIX = "heads."
+# The cell-objectness bias of a head, where the calibration shift is folded in (one per head).
+OBJECTNESS_BIAS = "objectness.bias"
 STRIDE = 16
 # Phone centres within this many cells of the cell's centre; sizes exp(raw) cells. The clamps keep boxes finite.
 OFFSET_RANGE = (-1.5, 1.5)
@@ -121,8 +134,10 @@ class ScenePhoneNet(nn.Module):
         trainable_blocks: int = 0,
         global_context: bool = False,
         picture_pooling: str = "max",
+        heads: int = 1,
     ) -> None:
         super().__init__()
+        check_heads(heads, trainable_blocks)
         if not 0 <= trainable_blocks <= MAX_TRAINABLE_BLOCKS:
             raise ValueError(f"trainable_blocks must be between 0 and {MAX_TRAINABLE_BLOCKS}; got {trainable_blocks}")
         if picture_pooling not in PICTURE_POOLINGS:
@@ -140,11 +155,9 @@ class ScenePhoneNet(nn.Module):
         for block in self.tuned_blocks():
             for parameter in block.parameters():
                 parameter.requires_grad_(True)
-        self.head = SceneHead(
-            self.backbone._blocks[-1]._project_conv.out_channels,
-            head_width,
-            head_dropout,
-            global_context=global_context,
+        channels = self.backbone._blocks[-1]._project_conv.out_channels
+        self.heads = nn.ModuleList(
+            SceneHead(channels, head_width, head_dropout, global_context=global_context) for _ in range(heads)
         )
 
     @classmethod
@@ -160,16 +173,27 @@ class ScenePhoneNet(nn.Module):
             trainable_blocks=options.trainable_blocks,
             global_context=options.global_context,
             picture_pooling=options.picture_pooling,
+            heads=options.heads,
         )
 
     def options(self) -> SceneNetworkOptions:
         """This network's shape, as its manifest records it."""
+        first = self.first_head()
         return SceneNetworkOptions(
-            head_width=self.head.reduce.out_channels,
+            head_width=first.reduce.out_channels,
             trainable_blocks=self.trainable_blocks,
-            global_context=self.head.global_context is not None,
+            global_context=first.global_context is not None,
             picture_pooling=self.picture_pooling,
+            heads=len(self.heads),
         )
+
+    def scene_heads(self) -> list[SceneHead]:
+        """The heads, typed (``nn.ModuleList`` yields plain modules)."""
+        return [cast(SceneHead, head) for head in self.heads]
+
+    def first_head(self) -> SceneHead:
+        """Head 0: the only one while training (heads are trained one at a time, then joined)."""
+        return self.scene_heads()[0]
 
     def tuned_blocks(self) -> list[nn.Module]:
         return list(self.backbone._blocks[self.boundary :])
@@ -206,16 +230,19 @@ class ScenePhoneNet(nn.Module):
     def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(picture evidence, cell evidence, cell boxes) from stride-16 features.
 
-        With log-sum-exp pooling every cell's evidence is raised by what pooling added above the best cell: the
-        cells keep their order and the heat map's best cell shows exactly the picture's probability (boxes take the
-        lift off again to score their own cell: :func:`inference.boxes.own_evidence`). With "max" the cells are the
-        evidence as they are (the graph of the models before pooling was an option).
+        Several heads: their cells' log-odds and their boxes' corners are averaged first, and the average is pooled
+        as one head's cells are. With log-sum-exp pooling every cell's evidence is raised by what pooling added
+        above the best cell: the cells keep their order and the heat map's best cell shows exactly the picture's
+        probability (boxes take the lift off again to score their own cell: :func:`inference.boxes.own_evidence`).
+        With "max" the cells are the evidence as they are (the graph of the models before pooling was an option).
         """
-        cells, geometry = self.head(features)
+        outputs = [head(features) for head in self.heads]
+        cells = torch.stack([head_cells for head_cells, _ in outputs]).mean(dim=0)
+        boxes = torch.stack([cell_boxes(geometry) for _, geometry in outputs]).mean(dim=0)
         picture = self.pool(cells)
         if self.picture_pooling == "lse":
             cells = cells + (picture - cells.flatten(1).max(dim=1).values).view(-1, 1, 1)
-        return picture, cells, cell_boxes(geometry)
+        return picture, cells, boxes
 
     def from_boundary(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward` from cached boundary features."""
@@ -231,8 +258,9 @@ class ScenePhoneNet(nn.Module):
         self.backbone.eval()
 
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint stores: the head and the tuned blocks (the rest is the pip package's ImageNet weights)."""
-        state = dict(self.head.state_dict())
+        """What a checkpoint stores: the heads and the tuned blocks (the rest is the pip package's ImageNet
+        weights)."""
+        state = join_heads([dict(head.state_dict()) for head in self.heads])
         for index, block in zip(range(self.boundary, TRUNK_BLOCKS), self.tuned_blocks(), strict=True):
             state.update({f"{TRUNK_PREFIX}{index}.{name}": value for name, value in block.state_dict().items()})
         return {name: tensor.detach().clone() for name, tensor in state.items()}
@@ -246,8 +274,12 @@ class ScenePhoneNet(nn.Module):
             raise ValueError(
                 f"checkpoint tunes trunk blocks {_block_numbers(tuned)}, this network tunes {_block_numbers(expected)}"
             )
+        head_states = split_heads(head_state)
+        if len(head_states) != len(self.heads):
+            raise ValueError(f"checkpoint has {len(head_states)} head(s), this network {len(self.heads)}")
         try:
-            self.head.load_state_dict(head_state, strict=True)
+            for head, state_of_head in zip(self.heads, head_states, strict=True):
+                head.load_state_dict(state_of_head, strict=True)
             for index, block in zip(range(self.boundary, TRUNK_BLOCKS), self.tuned_blocks(), strict=True):
                 prefix = f"{TRUNK_PREFIX}{index}."
                 block.load_state_dict(
@@ -256,6 +288,47 @@ class ScenePhoneNet(nn.Module):
                 )
         except RuntimeError as error:
             raise ValueError(f"checkpoint does not match the scene network: {error}") from error
+
+
+def check_heads(heads: int, trainable_blocks: int) -> None:
+    """Refuse a head count the network cannot have, with the reason."""
+    if heads < 1:
+        raise ValueError(f"heads must be at least 1; got {heads}")
+    if heads > 1 and trainable_blocks:
+        raise ValueError("several heads share one frozen trunk: heads > 1 needs trainable_blocks 0")
+
+
+def split_heads(state: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """A checkpoint's head weights, one state per head in order; other keys (tuned trunk blocks) go with each.
+
+    A single head's keys have no prefix (every model up to scene-lite0-v5); K heads' start with ``heads.<k>.``.
+    """
+    shared = {name: value for name, value in state.items() if name.startswith(TRUNK_PREFIX)}
+    prefixed = [name for name in state if name.startswith(HEADS_PREFIX)]
+    if not prefixed:
+        return [dict(state)]
+    count = 1 + max(int(name[len(HEADS_PREFIX) :].split(".")[0]) for name in prefixed)
+    states: list[dict[str, torch.Tensor]] = [dict(shared) for _ in range(count)]
+    for name in prefixed:
+        index, rest = name[len(HEADS_PREFIX) :].split(".", 1)
+        states[int(index)][rest] = state[name]
+    unplaced = set(state) - set(prefixed) - set(shared)
+    if unplaced:
+        raise ValueError(f"checkpoint mixes prefixed and unprefixed head weights: {', '.join(sorted(unplaced))}")
+    return states
+
+
+def join_heads(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One checkpoint from per-head states (:func:`split_heads` reversed): a single head's keys stay unprefixed,
+    so a one-head model's checkpoint is what it always was. Tuned trunk keys are kept once, from the first."""
+    if len(states) == 1:
+        return dict(states[0])
+    joined = {name: value for name, value in states[0].items() if name.startswith(TRUNK_PREFIX)}
+    for index, state in enumerate(states):
+        for name, value in state.items():
+            if not name.startswith(TRUNK_PREFIX):
+                joined[f"{HEADS_PREFIX}{index}.{name}"] = value
+    return joined
 
 
 def _block_numbers(names: set[str]) -> list[int]:

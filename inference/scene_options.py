@@ -13,8 +13,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SceneNetworkOptions:
-    """Head width, how many trunk blocks were tuned, whether the head has the global-context layer, and how the
-    cells pool into the picture's evidence.
+    """Head width, how many trunk blocks were tuned, whether the head has the global-context layer, how the
+    cells pool into the picture's evidence, and how many heads are averaged.
 
     Manifests written before an option existed read as its default (the shape those models were trained with).
     """
@@ -23,6 +23,7 @@ class SceneNetworkOptions:
     trainable_blocks: int = 0
     global_context: bool = False
     picture_pooling: str = "max"
+    heads: int = 1
 
     @classmethod
     def from_manifest_options(cls, options: Mapping[str, Any]) -> SceneNetworkOptions:
@@ -31,6 +32,7 @@ class SceneNetworkOptions:
             trainable_blocks=int(options.get("trainable_blocks", cls.trainable_blocks)),
             global_context=bool(options.get("global_context", cls.global_context)),
             picture_pooling=str(options.get("picture_pooling", cls.picture_pooling)),
+            heads=int(options.get("heads", cls.heads)),
         )
 
     def as_manifest_options(self) -> dict[str, Any]:
@@ -39,4 +41,5 @@ class SceneNetworkOptions:
             "trainable_blocks": self.trainable_blocks,
             "global_context": self.global_context,
             "picture_pooling": self.picture_pooling,
+            "heads": self.heads,
         }

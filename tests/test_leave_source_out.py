@@ -21,7 +21,7 @@ from ml_training.experiments import leave_source_out
 from ml_training.experiments.leave_source_out import main, recall_at_false_positive_rate, source_folds
 from ml_training.scene.config import TrainSettings
 from ml_training.scene.data import SceneSample
-from ml_training.scene.engine import batch_loss, train_head
+from ml_training.scene.engine import batch_loss, train_heads
 from ml_training.scene.targets import IGNORE
 from ml_training.scene.views import CLEAN, FeatureBank
 from tests.ml_drawing import write_scene_dataset
@@ -45,11 +45,11 @@ def test_a_held_out_camera_is_found_by_a_head_trained_on_the_other(
     arguments = ["--data-dir", str(seen), "--data-dir", str(unseen), "--held-out", "camera-b", *QUICK]
     trained_on: list[list[int]] = []
 
-    def recording_train_head(bank: Any, pictures: Sequence[int], *args: Any, **kwargs: Any) -> Any:
+    def recording_train_heads(bank: Any, pictures: Sequence[int], *args: Any, **kwargs: Any) -> Any:
         trained_on.append(list(pictures))
-        return train_head(bank, pictures, *args, **kwargs)
+        return train_heads(bank, pictures, *args, **kwargs)
 
-    monkeypatch.setattr(leave_source_out, "train_head", recording_train_head)
+    monkeypatch.setattr(leave_source_out, "train_heads", recording_train_heads)
 
     assert main(arguments) == 0
 

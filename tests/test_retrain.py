@@ -325,13 +325,15 @@ def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_
         "--set",
         "trainable_blocks=1",
         "--set",
+        "heads=1",
+        "--set",
         "trunk_learning_rate_scale=0.5",
         "--set",
         "global_context=1",
         "--set",
         "picture_pooling=max",
     )
-    # No trainable_blocks, global_context or picture_pooling: the active model's. A vanishing learning rate, so
+    # No trainable_blocks, heads, global_context or picture_pooling: the active model's. A vanishing learning rate, so
     # the second ends where it started.
     second = run_retrain("--data-dir", str(data), "--seed", "1", "--set", "learning_rate=1e-9")
 
@@ -339,6 +341,7 @@ def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_
     assert second["warm_start"] == first["version"]
     manifests = [json.loads((models_dir / r["version"] / "manifest.json").read_text()) for r in (first, second)]
     assert [manifest["options"]["trainable_blocks"] for manifest in manifests] == [1, 1]
+    assert [manifest["options"]["heads"] for manifest in manifests] == [1, 1]
     assert [manifest["options"]["global_context"] for manifest in manifests] == [True, True]
     assert [manifest["options"]["picture_pooling"] for manifest in manifests] == ["max", "max"]
     states = [torch.load(models_dir / r["version"] / "weights.pt", weights_only=True) for r in (first, second)]
@@ -348,3 +351,26 @@ def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_
     for name in tuned:
         assert not torch.allclose(states[0][name], imagenet[name], atol=1e-4), name  # the first tuned it
         assert torch.allclose(states[1][name], states[0][name], atol=1e-6), name  # the second started from it
+
+
+def test_a_retrain_of_a_model_with_several_heads_keeps_them_and_starts_each_from_its_own(
+    tmp_path: Path, settings: object
+) -> None:
+    import torch
+
+    from inference.scene_network import split_heads
+
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+    first = run_retrain("--data-dir", str(data), "--activate", "--set", "heads=2")
+    # No heads: the active model's two. A vanishing learning rate, so each head ends where it started.
+    second = run_retrain("--data-dir", str(data), "--seed", "1", "--set", "learning_rate=1e-9")
+
+    models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
+    assert second["warm_start"] == first["version"]
+    manifests = [json.loads((models_dir / r["version"] / "manifest.json").read_text()) for r in (first, second)]
+    assert [manifest["options"]["heads"] for manifest in manifests] == [2, 2]
+    states = [torch.load(models_dir / r["version"] / "weights.pt", weights_only=True) for r in (first, second)]
+    before, after = split_heads(states[0]), split_heads(states[1])
+    assert not torch.allclose(before[0]["reduce.weight"], before[1]["reduce.weight"], atol=1e-3)
+    for index in (0, 1):
+        assert torch.allclose(after[index]["reduce.weight"], before[index]["reduce.weight"], atol=1e-6), index

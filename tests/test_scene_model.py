@@ -46,7 +46,9 @@ def train_drawn_model(root: Path, name: str, *extra: str, epochs: int = 40) -> P
 
 @pytest.fixture(scope="module")
 def scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_drawn_model(tmp_path_factory.mktemp("scene"), "scene-test")
+    """The shipped shape on drawn scenes: global context, log-sum-exp pooling and (two, to keep it quick) averaged
+    heads."""
+    return train_drawn_model(tmp_path_factory.mktemp("scene"), "scene-test", "--heads", "2")
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +56,18 @@ def tuned_scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same drawn scenes, with the trunk's last block trained too. Its tests need a moved block, not a good
     model: a high trunk rate and few epochs keep it quick (a tuned step costs several head steps)."""
     root = tmp_path_factory.mktemp("scene-tuned")
-    tuned = ["--trainable-blocks", "1", "--trunk-learning-rate-scale", "0.5"]
+    tuned = ["--trainable-blocks", "1", "--trunk-learning-rate-scale", "0.5", "--heads", "1"]
     return train_drawn_model(root, "scene-tuned", *tuned, epochs=3)
 
 
 @pytest.fixture(scope="module")
 def local_scene_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same drawn scenes in scene-lite0-v1's shape: no global-context layer, the best cell as the picture's
-    evidence (the defaults are the layer and log-sum-exp pooling); its tests need the shape, not a good model."""
+    evidence, one head (the defaults are the layer, log-sum-exp pooling and three heads); its tests need the shape,
+    not a good model."""
     root = tmp_path_factory.mktemp("scene-local")
-    return train_drawn_model(root, "scene-local", "--global-context", "0", "--picture-pooling", "max", epochs=5)
+    local = ["--global-context", "0", "--picture-pooling", "max", "--heads", "1"]
+    return train_drawn_model(root, "scene-local", *local, epochs=5)
 
 
 def contains_centre(box: Box, truth: tuple[float, float, float, float]) -> bool:
@@ -168,8 +172,8 @@ def test_a_checkpoint_is_refused_by_a_network_tuning_other_blocks(tuned_scene_mo
         ScenePhoneNet(imagenet_weights=False).load_trained_state_dict(state)
 
 
-def test_a_head_only_warm_start_keeps_the_imagenet_blocks_of_a_tuned_network(scene_model: Path) -> None:
-    head_only = torch.load(scene_model / "weights.pt", weights_only=True)
+def test_a_head_only_warm_start_keeps_the_imagenet_blocks_of_a_tuned_network(local_scene_model: Path) -> None:
+    head_only = torch.load(local_scene_model / "weights.pt", weights_only=True)
     network = ScenePhoneNet(trainable_blocks=2)
     imagenet = network.trained_state_dict()
     start = warm_start_state(network, head_only)
@@ -187,8 +191,20 @@ def test_the_global_context_layer_is_in_the_manifest_and_the_weights(
     manifest = read_manifest(model_dir)
     assert manifest.options["global_context"] is has_layer
     network = SceneClassifier(manifest, model_dir).network
-    assert (network.head.global_context is not None) is has_layer
-    assert manifest.options["head_width"] == network.head.reduce.out_channels
+    assert (network.first_head().global_context is not None) is has_layer
+    assert manifest.options["head_width"] == network.first_head().reduce.out_channels
+
+
+@pytest.mark.parametrize(("model", "heads"), [("scene_model", 2), ("local_scene_model", 1), ("tuned_scene_model", 1)])
+def test_the_head_count_is_in_the_manifest_the_weights_and_the_served_network(
+    model: str, heads: int, request: pytest.FixtureRequest
+) -> None:
+    model_dir = request.getfixturevalue(model)
+    manifest = read_manifest(model_dir)
+    assert manifest.options["heads"] == heads
+    state = torch.load(model_dir / "weights.pt", weights_only=True)
+    assert any(name.startswith("heads.1.") for name in state) is (heads > 1)
+    assert len(SceneClassifier(manifest, model_dir).network.heads) == heads
 
 
 @pytest.mark.parametrize(("model", "pooling"), [("scene_model", "lse"), ("local_scene_model", "max")])
@@ -211,7 +227,7 @@ def test_pooling_lifts_every_cell_alike_so_the_best_cell_carries_the_pictures_ev
     network = ScenePhoneNet(imagenet_weights=False, picture_pooling=pooling).eval()
     features = torch.randn(3, 112, 7, 7)
     with torch.no_grad():
-        cells, _ = network.head(features)
+        cells, _ = network.first_head()(features)
         picture, evidence, _ = network.from_features(features)
     flat = cells.flatten(1)
     expected = torch.logsumexp(flat, dim=1) if pooling == "lse" else flat.max(dim=1).values
@@ -237,7 +253,7 @@ def test_a_warm_start_across_the_global_context_layer_reuses_the_layers_both_hav
     fresh = network.trained_state_dict()
     state = warm_start_state(network, initial)
     network.load_trained_state_dict(state)
-    assert torch.equal(network.head.reduce.weight, initial["reduce.weight"])
+    assert torch.equal(network.first_head().reduce.weight, initial["reduce.weight"])
     if after:
         assert torch.equal(state["global_context.weight"], fresh["global_context.weight"])
 

@@ -36,7 +36,7 @@ from ml_training.metrics import roc_auc
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments
 from ml_training.scene.crossval import is_scene
 from ml_training.scene.data import SceneSample
-from ml_training.scene.engine import clean_views, score_views, train_head
+from ml_training.scene.engine import clean_views, score_views, train_heads
 from ml_training.scene.figures import hits_a_phone
 from ml_training.scene.train import check_args, load_samples
 from ml_training.scene.views import build_bank
@@ -83,7 +83,7 @@ def held_out_scores(
         pictures = [index for index, sample in enumerate(samples) if sample.source == source]
         trained = [index for index, sample in enumerate(samples) if sample.source != source]
         logger.info("%s held out: training on %d pictures, scoring %d", source, len(trained), len(pictures))
-        network = train_head(bank, trained, scene, recipe.settings)
+        network = train_heads(bank, trained, scene, recipe.settings)
         logits, cells, boxes = score_views(network, bank, clean_views(bank, pictures))
         scores[source] = HeldOutScores(pictures, logits.numpy(), cells.numpy(), boxes.numpy())
     return scores

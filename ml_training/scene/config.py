@@ -19,6 +19,8 @@ from inference.preprocessing import PreprocessConfig
 from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE
 
 PHONE_VIEW_LOSSES = ("best-cell", "pooled")
+# A guard against a typo: every head trains for ~2 minutes a fold on this machine.
+MAX_HEADS = 8
 
 Check = Callable[[Any], str | None]
 
@@ -151,10 +153,20 @@ class TrainSettings:
         " or best-cell (its strongest cell, v1-v4's: keeps the evidence on the phone; docs/experiments.md)",
         one_of(*PHONE_VIEW_LOSSES),
     )
-    seed: int = knob(0, "seed of the folds, the head's initial weights and the training draws", at_least(0))
+    heads: int = knob(
+        3,
+        "heads trained alone on the same views, with seeds seed, seed+1, ..., and averaged by the network (their"
+        " cells' log-odds and boxes); needs trainable_blocks 0",
+        between(1, MAX_HEADS),
+    )
+    seed: int = knob(0, "seed of the folds, the (first) head's initial weights and its training draws", at_least(0))
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.heads > 1 and self.trainable_blocks:
+            raise ValueError(
+                "heads > 1 needs trainable_blocks 0 (the heads share one frozen trunk): set heads 1 to tune blocks."
+            )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from ml_training.scene.data import SceneSample
-from ml_training.scene.engine import TrainSettings, clean_views, score_views, train_head
+from ml_training.scene.engine import TrainSettings, clean_views, score_views, train_heads
 from ml_training.scene.views import FeatureBank
 from ml_training.splits import assign_parts, group_ids
 
@@ -66,7 +66,7 @@ def out_of_fold(
         held_out = [index for index in range(count) if folds[index] == fold]
         trained = [index for index in range(count) if folds[index] != fold]
         logger.info("fold %d: training on %d pictures, scoring %d", fold, len(trained), len(held_out))
-        network = train_head(bank, trained, scene, settings, initial_head=initial_head)
+        network = train_heads(bank, trained, scene, settings, initial_head=initial_head)
         logits, cells, boxes = score_views(network, bank, clean_views(bank, held_out))
         result.logits[held_out] = logits.numpy()
         result.cells[held_out] = cells.numpy()

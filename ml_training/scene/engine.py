@@ -17,6 +17,7 @@ Loss, per view:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from inference.scene_network import TRUNK_PREFIX, ScenePhoneNet
+from inference.scene_network import TRUNK_PREFIX, ScenePhoneNet, join_heads, split_heads
 from ml_training.scene.config import TrainSettings
 from ml_training.scene.targets import IGNORE
 from ml_training.scene.views import CLEAN, FeatureBank
@@ -44,7 +45,7 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) 
 
 def batch_loss(network: ScenePhoneNet, bank: FeatureBank, views: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
     features = bank.features[views].float().contiguous(memory_format=torch.channels_last)
-    cells, geometry = network.head(network.tuned_trunk(features))
+    cells, geometry = network.first_head()(network.tuned_trunk(features))
     objectness, target_geometry = bank.objectness[views], bank.geometry[views]
     positives = objectness == 1
     cell_loss = focal_loss(cells, objectness) / max(1, int(positives.sum()))
@@ -93,9 +94,9 @@ def train_head(
     *,
     initial_head: dict[str, torch.Tensor] | None = None,
 ) -> ScenePhoneNet:
-    """A head (and the tuned trunk blocks) trained on every view of ``train_pictures``, from ``initial_head`` when
+    """One head (and the tuned trunk blocks) trained on every view of ``train_pictures``, from ``initial_head`` when
     given (see :func:`warm_start_state`), else a fresh head and ImageNet blocks; cosine learning-rate decay, fixed
-    epoch count."""
+    epoch count. ``settings.heads`` is not read here: :func:`train_heads` calls this once per head."""
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     # The frozen part of the trunk is never run here (the bank holds its output): ImageNet weights only when tuned.
@@ -116,7 +117,7 @@ def train_head(
         if picture in wanted:
             views_of.setdefault(picture, []).append(view)
     trunk_parameters = [parameter for block in network.tuned_blocks() for parameter in block.parameters()]
-    groups = [{"params": list(network.head.parameters()), "lr": settings.learning_rate}]
+    groups = [{"params": list(network.first_head().parameters()), "lr": settings.learning_rate}]
     if trunk_parameters:
         groups.append({"params": trunk_parameters, "lr": settings.learning_rate * settings.trunk_learning_rate_scale})
     optimiser = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
@@ -138,6 +139,41 @@ def train_head(
             total += float(loss.detach()) * len(views)
         logger.info("epoch %2d/%d  loss %.4f", epoch + 1, settings.epochs, total / max(1, len(draws)))
     network.to(memory_format=torch.contiguous_format)
+    network.eval()
+    return network
+
+
+def train_heads(
+    bank: FeatureBank,
+    train_pictures: Sequence[int],
+    scene_pictures: set[int],
+    settings: TrainSettings,
+    *,
+    initial_head: dict[str, torch.Tensor] | None = None,
+) -> ScenePhoneNet:
+    """``settings.heads`` heads, each trained alone by :func:`train_head` on the same views with seed ``settings.seed
+    + k``, joined into one network that averages them (``ScenePhoneNet``, ``heads``).
+
+    Head k warm-starts from ``initial_head``'s head k, or from its last head when it has fewer (a one-head model
+    lends its head to all of them; their training draws still differ).
+    """
+    initial_heads = split_heads(initial_head) if initial_head is not None else []
+    trained = []
+    for index in range(settings.heads):
+        if settings.heads > 1:
+            logger.info("head %d of %d (seed %d)", index + 1, settings.heads, settings.seed + index)
+        start = initial_heads[min(index, len(initial_heads) - 1)] if initial_heads else None
+        head_settings = dataclasses.replace(settings, seed=settings.seed + index)
+        trained.append(train_head(bank, train_pictures, scene_pictures, head_settings, initial_head=start))
+    if len(trained) == 1:
+        return trained[0]
+    network = ScenePhoneNet(
+        imagenet_weights=False,
+        global_context=bool(settings.global_context),
+        picture_pooling=settings.picture_pooling,
+        heads=len(trained),
+    )
+    network.load_trained_state_dict(join_heads([head.trained_state_dict() for head in trained]))
     network.eval()
     return network
 
@@ -179,7 +215,7 @@ def warm_start_state(network: ScenePhoneNet, initial: dict[str, torch.Tensor]) -
     logger.info(
         "warm start: the initial checkpoint tunes %d trunk tensors, this network %d; only its head is reused",
         len(initial_trunk),
-        len(own) - len(network.head.state_dict()),
+        len(own) - len(network.first_head().state_dict()),
     )
     return {**own, **head}
 

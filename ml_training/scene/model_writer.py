@@ -10,7 +10,7 @@ import torch
 from inference.backbone import imagenet_weights_path
 from inference.manifest import ModelManifest, sha256_file
 from inference.preprocessing import PreprocessConfig
-from inference.scene_network import ScenePhoneNet
+from inference.scene_network import OBJECTNESS_BIAS, TRUNK_PREFIX, ScenePhoneNet
 from ml_training.checkpoint import write_json_file, write_model_manifest, write_state_dict
 
 KIND = "scene-detector"
@@ -18,11 +18,25 @@ WEIGHTS_FILE = "weights.pt"
 
 
 def fold_shift_into_head(network: ScenePhoneNet, shift: float) -> None:
-    """Subtract ``shift`` from every cell's logit (and so from the best cell's): Platt's bias, inside the graph."""
-    bias = network.head.objectness.bias
-    assert bias is not None  # a Conv2d built with its default bias=True
-    with torch.no_grad():
-        bias -= shift
+    """Subtract ``shift`` from every cell's logit (and so from the best cell's): Platt's bias, inside the graph.
+
+    With several heads each one's bias moves by ``shift``: the network averages their cells, so the average moves
+    by exactly ``shift`` too.
+    """
+    for head in network.scene_heads():
+        bias = head.objectness.bias
+        assert bias is not None  # a Conv2d built with its default bias=True
+        with torch.no_grad():
+            bias -= shift
+
+
+def unfold_shift(state: dict[str, torch.Tensor], shift: float) -> dict[str, torch.Tensor]:
+    """A shipped checkpoint's raw head weights: :func:`fold_shift_into_head` undone on every head's bias, so
+    training continues from the head as it was trained, not as calibrated."""
+    return {
+        name: value + shift if name.endswith(OBJECTNESS_BIAS) and not name.startswith(TRUNK_PREFIX) else value
+        for name, value in state.items()
+    }
 
 
 def write_scene_model(

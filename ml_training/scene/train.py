@@ -27,7 +27,7 @@ from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe
 from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
 from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
 from ml_training.scene.decision import calibrate, choose_threshold, fit_platt, unsure_band
-from ml_training.scene.engine import train_head
+from ml_training.scene.engine import train_heads
 from ml_training.scene.figures import box_hits, figures_by_slice
 from ml_training.scene.model_writer import fold_shift_into_head, write_scene_model
 from ml_training.scene.views import build_bank
@@ -154,13 +154,14 @@ def train_scene_model(
     for name, values in figures.items():
         logger.info("%-28s %s", name, json.dumps(values))
 
-    logger.info("training the shipped head on all %d pictures", len(samples))
+    logger.info("training the shipped head(s) on all %d pictures", len(samples))
     scene = {index for index, sample in enumerate(samples) if is_scene(sample)}
-    final = train_head(bank, list(range(len(samples))), scene, recipe.settings, initial_head=initial_head)
+    final = train_heads(bank, list(range(len(samples))), scene, recipe.settings, initial_head=initial_head)
     network = ScenePhoneNet(
         trainable_blocks=tuned,
         global_context=bool(recipe.settings.global_context),
         picture_pooling=recipe.settings.picture_pooling,
+        heads=recipe.settings.heads,
     ).eval()
     network.load_trained_state_dict(final.trained_state_dict())
     fold_shift_into_head(network, shift)

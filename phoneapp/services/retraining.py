@@ -7,8 +7,9 @@ Used by ``manage.py retrain`` (and the ``retrain_task`` on the training queue). 
    ``--data-dir`` / ``TRAINING_DATA_DIR``; ground-truth and eval pictures are never among them;
 2. train a scene-detector candidate (``ml_training.scene.train.train_scene_model``) into a temporary directory,
    warm-started from the active model's head (and tuned trunk blocks) when the active model is a scene model,
-   with the same network shape (tuned trunk blocks, global-context layer, picture pooling) unless ``--set
-   trainable_blocks=N``, ``--set global_context=1`` or ``--set picture_pooling=max`` says otherwise;
+   with the same network shape (tuned trunk blocks, global-context layer, picture pooling, heads) unless ``--set
+   trainable_blocks=N``, ``--set global_context=1``, ``--set picture_pooling=max`` or ``--set heads=1`` says
+   otherwise;
 3. score the candidate and the active model on the same trusted pictures -- the ground-truth set and the eval
    split -- per picture, and apply :data:`PROMOTION_RULE`;
 4. register the candidate (moved into place with one atomic rename), activate it if the rule allows, and store
@@ -388,8 +389,9 @@ def _scene_manifest(active: ModelVersion | None) -> Any:
 
 def _network_shape(active: ModelVersion | None) -> dict[str, int | str]:
     """The active scene model's network options as recipe knobs: how many trunk blocks it tuned and whether its
-    head has the global-context layer (both 0 for head-only models and other kinds), and how it pools its cells
-    (a scene model's own, "max" for those written before pooling was an option; the recipe's default otherwise)."""
+    head has the global-context layer (both 0 for head-only models and other kinds), and how it pools its cells and
+    how many heads it averages (a scene model's own, "max" pooling and one head for those written before these were
+    options; the recipe's defaults otherwise)."""
     manifest = _scene_manifest(active)
     shape = SceneNetworkOptions.from_manifest_options(manifest.options if manifest is not None else {})
     knobs: dict[str, int | str] = {
@@ -398,6 +400,7 @@ def _network_shape(active: ModelVersion | None) -> dict[str, int | str]:
     }
     if manifest is not None:
         knobs["picture_pooling"] = shape.picture_pooling
+        knobs["heads"] = shape.heads
     return knobs
 
 
@@ -410,9 +413,9 @@ def _warm_start(
     When the active model tunes another number of trunk blocks than the candidate (``trainable_blocks``), only its
     head is reused (:func:`ml_training.scene.engine.warm_start_state`); the log says so.
 
-    The shipped ``weights.pt`` has the calibration shift folded into ``head.objectness.bias`` (model_writer.py);
-    it is added back here so training continues from the raw head, and the candidate is re-calibrated by its own
-    cross-validation.
+    The shipped ``weights.pt`` has the calibration shift folded into each head's objectness bias
+    (model_writer.py); it is added back here so training continues from the raw heads, and the candidate is
+    re-calibrated by its own cross-validation.
     """
     if active is None:
         return None, None
@@ -426,12 +429,14 @@ def _warm_start(
         return None, None
     import torch
 
+    from ml_training.scene.model_writer import unfold_shift
+
     state = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
     try:
         shift = float(json.loads((model_dir / "training.json").read_text())["calibration"]["shift"])
     except (OSError, KeyError, TypeError, ValueError):
         shift = 0.0
-    state["objectness.bias"] = state["objectness.bias"] + shift
+    state = unfold_shift(state, shift)
     log(f"warm start from {active.name} (calibration shift {shift:+.4f} unfolded)")
     tuned = SceneNetworkOptions.from_manifest_options(manifest.options).trainable_blocks
     if tuned != trainable_blocks:
