@@ -195,26 +195,22 @@ def test_the_global_context_layer_is_in_the_manifest_and_the_weights(
     assert manifest.options["head_width"] == network.first_head().reduce.out_channels
 
 
-@pytest.mark.parametrize(("model", "heads"), [("scene_model", 2), ("local_scene_model", 1), ("tuned_scene_model", 1)])
-def test_the_head_count_is_in_the_manifest_the_weights_and_the_served_network(
-    model: str, heads: int, request: pytest.FixtureRequest
-) -> None:
-    model_dir = request.getfixturevalue(model)
-    manifest = read_manifest(model_dir)
-    assert manifest.options["heads"] == heads
-    state = torch.load(model_dir / "weights.pt", weights_only=True)
-    assert any(name.startswith("heads.1.") for name in state) is (heads > 1)
-    assert len(SceneClassifier(manifest, model_dir).network.heads) == heads
-
-
-@pytest.mark.parametrize(("model", "pooling"), [("scene_model", "lse"), ("local_scene_model", "max")])
-def test_the_picture_pooling_is_in_the_manifest_and_the_served_network(
-    model: str, pooling: str, request: pytest.FixtureRequest
+@pytest.mark.parametrize(
+    ("model", "pooling", "heads"),
+    [("scene_model", "lse", 2), ("local_scene_model", "max", 1), ("tuned_scene_model", "lse", 1)],
+)
+def test_the_picture_pooling_and_head_count_are_in_the_manifest_the_weights_and_the_served_network(
+    model: str, pooling: str, heads: int, request: pytest.FixtureRequest
 ) -> None:
     model_dir = request.getfixturevalue(model)
     manifest = read_manifest(model_dir)
     assert manifest.options["picture_pooling"] == pooling
-    assert SceneClassifier(manifest, model_dir).network.picture_pooling == pooling
+    assert manifest.options["heads"] == heads
+    state = torch.load(model_dir / "weights.pt", weights_only=True)
+    assert any(name.startswith("heads.1.") for name in state) is (heads > 1)
+    served = SceneClassifier(manifest, model_dir).network
+    assert served.picture_pooling == pooling
+    assert len(served.heads) == heads
 
 
 def test_a_manifest_written_before_pooling_was_an_option_reads_as_the_best_cell() -> None:
