@@ -238,8 +238,8 @@ class ScenePhoneNet(nn.Module):
         With "max" the cells are the evidence as they are (the graph of the models before pooling was an option).
         """
         outputs = [head(features) for head in self.heads]
-        cells = torch.stack([head_cells for head_cells, _ in outputs]).mean(dim=0)
-        boxes = torch.stack([cell_boxes(geometry) for _, geometry in outputs]).mean(dim=0)
+        cells = _mean([head_cells for head_cells, _ in outputs])
+        boxes = _mean([cell_boxes(geometry) for _, geometry in outputs])
         picture = self.pool(cells)
         if self.picture_pooling == "lse":
             cells = cells + (picture - cells.flatten(1).max(dim=1).values).view(-1, 1, 1)
@@ -291,12 +291,19 @@ class ScenePhoneNet(nn.Module):
             raise ValueError(f"checkpoint does not match the scene network: {error}") from error
 
 
+def _mean(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The heads' average; one head's output as it is, so a one-head model's graph is what it was before heads."""
+    return tensors[0] if len(tensors) == 1 else torch.stack(list(tensors)).mean(dim=0)
+
+
 def check_heads(heads: int, trainable_blocks: int) -> None:
-    """Refuse a head count the network cannot have, with the reason."""
+    """Refuse a head count the network cannot have, with the reason (the training recipe checks with this too)."""
     if heads < 1:
         raise ValueError(f"heads must be at least 1; got {heads}")
     if heads > 1 and trainable_blocks:
-        raise ValueError("several heads share one frozen trunk: heads > 1 needs trainable_blocks 0")
+        raise ValueError(
+            "heads > 1 needs trainable_blocks 0 (the heads share one frozen trunk): set heads 1 to tune blocks."
+        )
 
 
 def split_heads(state: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:

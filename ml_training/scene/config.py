@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.preprocessing import PreprocessConfig
-from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE
+from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE, check_heads
 
 PHONE_VIEW_LOSSES = ("best-cell", "pooled")
 # A guard against a typo: every head trains for ~2 minutes a fold on this machine.
@@ -163,10 +163,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         validate(self)
-        if self.heads > 1 and self.trainable_blocks:
-            raise ValueError(
-                "heads > 1 needs trainable_blocks 0 (the heads share one frozen trunk): set heads 1 to tune blocks."
-            )
+        check_heads(self.heads, self.trainable_blocks)
 
 
 @dataclass(frozen=True)
