@@ -10,11 +10,12 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_prerun, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_prerun, task_received, worker_process_init, worker_ready, worker_shutdown
 
 #: The queue of ``retrain_task`` (``CELERY_TASK_ROUTES``): the one whose worker trains with eager torch.
 TRAINING_QUEUE = "training"
@@ -105,11 +106,22 @@ def _start_heartbeat(sender: object = None, **_: object) -> None:
 
 
 _heartbeat_stop = threading.Event()
+_beat_now = threading.Event()
+# After a wake-up by a receipt: Celery records the request as reserved a few statements after the signal.
+RECEIPT_SETTLE_SECONDS = 0.02
+
+
+@task_received.connect
+def _beat_on_receipt(**_: object) -> None:
+    """A message just came into this worker's hands: write the holdings now rather than at the next beat (2 s), so
+    a worker killed before its process claims the upload leaves it to the sweep, not to the visibility timeout."""
+    _beat_now.set()
 
 
 @worker_shutdown.connect
 def _stop_heartbeat(sender: object = None, **_: object) -> None:
     _heartbeat_stop.set()
+    _beat_now.set()
     from phoneapp.services.worker_presence import worker_heartbeat_clear
 
     try:
@@ -126,8 +138,10 @@ def _heartbeat_loop(hostname: str) -> None:
     log = logging.getLogger(__name__)
     broker_was_down = False
     while not _heartbeat_stop.is_set():
+        _beat_now.clear()
         try:
-            worker_heartbeat_write(hostname=hostname, upload_ids=_uploads_in_hand())
+            in_hand, held = _uploads_of_this_worker()
+            worker_heartbeat_write(hostname=hostname, upload_ids=in_hand, held_ids=held)
             if broker_was_down:
                 log.warning("broker back: sweeping every pending upload")
                 app.send_task("phoneapp.tasks.uploads_requeue_stale_task", kwargs={"resend_all": True})
@@ -136,15 +150,21 @@ def _heartbeat_loop(hostname: str) -> None:
             if not broker_was_down:
                 log.warning("heartbeat not written: broker unreachable", extra={"error": error})
             broker_was_down = True
-        _heartbeat_stop.wait(heartbeat_interval())
+        if _beat_now.wait(heartbeat_interval()):
+            time.sleep(RECEIPT_SETTLE_SECONDS)
 
 
-def _uploads_in_hand() -> list[int]:
-    """Ids of the uploads this worker's processes are classifying (the main process tracks its pool's tasks)."""
+def _uploads_of_this_worker() -> tuple[list[int], list[int]]:
+    """Ids of the uploads this worker's processes are classifying, and of every upload whose message it holds
+    (those and the ones received but not started yet); the main process tracks its pool's tasks."""
     from celery.worker import state
 
+    return _upload_ids(state.active_requests), _upload_ids(state.reserved_requests)
+
+
+def _upload_ids(requests: Iterable[Any]) -> list[int]:
     ids = []
-    for request in list(state.active_requests):
+    for request in list(requests):
         if getattr(request, "name", "") == "phoneapp.tasks.upload_classify_task":
             try:
                 ids.append(int(request.args[0]))

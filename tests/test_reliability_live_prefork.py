@@ -100,7 +100,10 @@ def production_stack(
                 os.killpg(beat.pid, signal.SIGKILL)
 
 
-def wait_all_finished(upload_ids: list[int], *, timeout: float, logs: str) -> None:
+def wait_all_finished(upload_ids: list[int], *, timeout: float, workers: list[live_services.CeleryWorker]) -> None:
+    """Wait until every upload is done or failed; on timeout fail with the unfinished rows and the workers' logs
+    as they are then (not as they were when the wait began)."""
+
     def finished() -> bool | None:
         left = Upload.objects.filter(pk__in=upload_ids).exclude(status__in=[UploadStatus.DONE, UploadStatus.FAILED])
         return True if not left.exists() else None
@@ -108,8 +111,10 @@ def wait_all_finished(upload_ids: list[int], *, timeout: float, logs: str) -> No
     try:
         live_services.wait_until(finished, timeout=timeout, interval=0.5, what=f"{len(upload_ids)} uploads")
     except TimeoutError as error:
-        states = list(Upload.objects.filter(pk__in=upload_ids).values_list("status", flat=True))
-        pytest.fail(f"{error}; statuses {sorted(set(states))}, {states.count('done')} done\n{logs}")
+        rows = Upload.objects.filter(pk__in=upload_ids).exclude(status=UploadStatus.DONE)
+        left = list(rows.values("pk", "status", "attempts", "queued_at", "processing_started", "error"))
+        logs = "\n".join(f"--- {worker.node_name}\n{worker.log_tail(60)}" for worker in workers)
+        pytest.fail(f"{error}; not done: {left}\n{logs}")
 
 
 def last_verdict_at(upload_ids: list[int]) -> datetime:
@@ -162,7 +167,7 @@ def test_redis_stopped_10_s_under_load_every_upload_is_done_and_the_worker_lives
             time.sleep(max(0.0, pace - time.monotonic()))
         assert back_at is not None
 
-        wait_all_finished(upload_ids, timeout=90, logs=worker.log_tail(80))
+        wait_all_finished(upload_ids, timeout=90, workers=[worker])
 
         statuses = set(Upload.objects.filter(pk__in=upload_ids).values_list("status", flat=True))
         assert statuses == {UploadStatus.DONE}
@@ -188,7 +193,7 @@ def test_redis_stopped_10_s_under_load_every_upload_is_done_and_the_worker_lives
         assert recovery < 2 * RECOVERY_SECONDS
         # And the worker is still serving: a new upload after the outage gets its verdict.
         response = alice_client.post("/api/uploads/", {"image": uploaded_file("after.jpg", picture_bytes("PNG"))})
-        wait_all_finished([response.json()[0]["id"]], timeout=30, logs=worker.log_tail(40))
+        wait_all_finished([response.json()[0]["id"]], timeout=30, workers=[worker])
 
 
 def test_worker_killed_with_uploads_in_flight_they_are_done_by_another_within_30_s(
@@ -221,9 +226,8 @@ def test_worker_killed_with_uploads_in_flight_they_are_done_by_another_within_30
         os.killpg(victim.process.pid, signal.SIGKILL)
         victim.process.wait(timeout=10)
         killed_at = timezone.now()
-        survivor = next(worker for worker in workers if worker is not victim)
 
-        wait_all_finished(upload_ids, timeout=120, logs=survivor.log_tail(60))
+        wait_all_finished(upload_ids, timeout=120, workers=workers)
 
         assert set(Upload.objects.filter(pk__in=upload_ids).values_list("status", flat=True)) == {UploadStatus.DONE}
         recovery = (last_verdict_at(upload_ids) - killed_at).total_seconds()

@@ -155,6 +155,55 @@ def test_heartbeats_round_trip_through_redis_and_expire(redis_broker: str) -> No
     assert set(worker_presence.workers_alive() or {}) == {"worker-b"}
 
 
+def test_holdings_outlive_the_heartbeat_and_a_clean_stop_clears_them(redis_broker: str, settings) -> None:
+    settings.PROCESSING_TIMEOUT_SECONDS = 300
+    worker_presence.worker_heartbeat_write(hostname="worker-a", upload_ids=[3], held_ids=[4])
+    worker_presence.worker_heartbeat_write(hostname="worker-b", upload_ids=[], held_ids=[7])
+    redis = worker_presence.broker_redis()
+    assert redis is not None
+    assert 8 < redis.ttl(worker_presence.HOLDINGS_PREFIX + "worker-a") <= 300
+    assert worker_presence.uploads_held_by_dead_workers() == {}  # both alive
+
+    redis.delete(worker_presence.HEARTBEAT_PREFIX + "worker-a")  # its heartbeat expired: killed
+    assert worker_presence.uploads_held_by_dead_workers() == {"worker-a": [3, 4]}  # in hand and not started
+    worker_presence.worker_heartbeat_clear(hostname="worker-b")  # a clean stop leaves nothing behind
+    worker_presence.worker_heartbeat_write(hostname="worker-c", upload_ids=[], held_ids=[])
+    assert worker_presence.uploads_held_by_dead_workers() == {"worker-a": [3, 4]}
+    assert not redis.exists(worker_presence.HOLDINGS_PREFIX + "worker-c")
+
+
+def test_sweep_sends_at_once_the_pending_uploads_a_dead_worker_had_received(
+    alice: User, redis_broker: str, monkeypatch, settings
+) -> None:
+    """A prefork worker takes a message per process; one killed before claiming its upload leaves it ``pending``
+    with a recent ``queued_at``, which the broker hands back only after its visibility timeout (10 minutes)."""
+    settings.PROCESSING_TIMEOUT_SECONDS = 300
+    sends: list[list[int]] = []
+
+    def enqueue(*, upload_ids: list[int]) -> int:
+        sends.append(list(upload_ids))
+        return len(upload_ids)
+
+    monkeypatch.setattr("phoneapp.services.classification.classification_enqueue", enqueue)
+    uploads = uploads_create(
+        owner=alice, files=[uploaded_file(f"{n}.jpg", picture_bytes(color=(n, 9, 9))) for n in (1, 2, 3)]
+    )
+    lost, with_live_worker, in_queue = (upload.pk for upload in uploads)
+    Upload.objects.filter(pk__in=[lost, with_live_worker, in_queue]).update(
+        status=UploadStatus.PENDING, queued_at=timezone.now() - timedelta(seconds=20)
+    )
+    worker_presence.worker_heartbeat_write(hostname="killed", upload_ids=[], held_ids=[lost])
+    worker_presence.worker_heartbeat_write(hostname="alive", upload_ids=[], held_ids=[with_live_worker])
+    redis = worker_presence.broker_redis()
+    assert redis is not None
+    redis.delete(worker_presence.HEARTBEAT_PREFIX + "killed")
+
+    assert uploads_requeue_stale() == 1
+    assert sends == [[lost]]
+    assert uploads_requeue_stale() == 0  # sent once: the dead worker's holdings are done with
+    assert worker_presence.uploads_held_by_dead_workers() == {}
+
+
 def test_a_sweep_does_nothing_while_another_holds_the_lock(alice: User, redis_broker: str, monkeypatch) -> None:
     sends: list[list[int]] = []
 
@@ -177,3 +226,30 @@ def test_a_sweep_does_nothing_while_another_holds_the_lock(alice: User, redis_br
 
     assert uploads_requeue_stale() == 1
     assert len(sends) == 1
+
+
+def test_a_worker_lists_in_hand_what_its_processes_run_and_holds_also_what_they_have_not_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import weakref
+
+    from celery.worker import state
+
+    from phoneapp import celery as worker_app
+
+    class Request:
+        def __init__(self, name: str, *args: object) -> None:
+            self.name, self.args = name, args
+
+    running = Request("phoneapp.tasks.upload_classify_task", 5)
+    received = Request("phoneapp.tasks.upload_classify_task", 6)
+    sweep = Request("phoneapp.tasks.uploads_requeue_stale_task")
+    # Celery keeps a request in ``reserved_requests`` from its receipt until it is done, and in ``active_requests``
+    # once a pool process has accepted it.
+    monkeypatch.setattr(state, "reserved_requests", weakref.WeakSet([running, received, sweep]))
+    monkeypatch.setattr(state, "active_requests", weakref.WeakSet([running, sweep]))
+
+    in_hand, held = worker_app._uploads_of_this_worker()
+
+    assert in_hand == [5]
+    assert sorted(held) == [5, 6]

@@ -22,7 +22,12 @@ from phoneapp.services.errors import ClassificationUnavailable, NoActiveModel
 from phoneapp.services.heatmaps import evidence_pack, heatmap_enqueue
 from phoneapp.services.stored_pictures import stored_picture_for
 from phoneapp.services.thumbnails import THUMBNAIL_SIZE, thumbnail_discard, upload_thumbnail_store
-from phoneapp.services.worker_presence import sweep_lock, uploads_being_classified
+from phoneapp.services.worker_presence import (
+    dead_worker_holdings_forget,
+    sweep_lock,
+    uploads_being_classified,
+    uploads_held_by_dead_workers,
+)
 from phoneapp.tasks import upload_classify_task
 
 logger = logging.getLogger(__name__)
@@ -218,7 +223,9 @@ def _requeue_stale(*, pending_older_than: timedelta, resend_queued_after: timede
 
     A pending upload is sent when it is not in the broker's queue (``queued_at`` empty: the broker was down, or
     it was just taken back from a dead worker) unless it is younger than ``pending_older_than`` and untried
-    (its own task is most likely on its way); or when it was sent longer than ``resend_queued_after`` ago
+    (its own task is most likely on its way); when its message was in the hands of a worker that died before
+    claiming it (:func:`~phoneapp.services.worker_presence.uploads_held_by_dead_workers`: the broker would hand
+    it back only after its visibility timeout); or when it was sent longer than ``resend_queued_after`` ago
     (default ``PROCESSING_TIMEOUT_SECONDS``) and still waits: its message was probably lost, e.g. by a Redis
     restarted without persistence. Uploads merely waiting in a long queue are not sent again at every sweep.
     Sending twice is harmless anyway, because classification is idempotent. Returns how many were sent.
@@ -235,8 +242,12 @@ def _requeue_stale(*, pending_older_than: timedelta, resend_queued_after: timede
         _mark_failed(upload_id, f"Classification was interrupted {max_attempts} times; giving up on this picture.")
     stuck.update(status=UploadStatus.PENDING, queued_at=None)
     never_sent = Q(queued_at__isnull=True) & (Q(created__lt=now - pending_older_than) | Q(attempts__gt=0))
+    dead_holdings = uploads_held_by_dead_workers() or {}
+    held_by_dead = Q(pk__in={upload_id for held in dead_holdings.values() for upload_id in held})
     waiting = Upload.objects.filter(status=UploadStatus.PENDING).filter(
-        never_sent | Q(queued_at__lt=now - resend_queued_after)
+        never_sent | held_by_dead | Q(queued_at__lt=now - resend_queued_after)
     )
     upload_ids = list(waiting.order_by("created").values_list("pk", flat=True)[:5000])
-    return classification_enqueue(upload_ids=upload_ids) if upload_ids else 0
+    sent = classification_enqueue(upload_ids=upload_ids) if upload_ids else 0
+    dead_worker_holdings_forget(dead_holdings)
+    return sent

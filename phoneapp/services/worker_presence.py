@@ -7,6 +7,11 @@ listed by no live worker) from one a live worker is still on -- so a killed work
 within seconds instead of after ``PROCESSING_TIMEOUT_SECONDS``, and a second delivery of an upload a live worker
 is on does nothing.
 
+Next to it each worker keeps a longer-lived *holdings* key: every upload whose message it holds, started or not
+(a prefork worker takes a message for each process, and one may sit in its hands unclaimed, still ``pending``). When
+a worker dies, those messages come back only after the broker's visibility timeout (10 minutes in production); the
+sweep reads the holdings of workers without a heartbeat and sends their pending uploads again at once.
+
 Without a Redis broker (no broker: classification in the web process) there are no workers to watch; every
 function here then answers ``None``/does nothing, and the callers fall back to the timeout.
 """
@@ -26,6 +31,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_PREFIX = "phonecheck:worker-heartbeat:"
+HOLDINGS_PREFIX = "phonecheck:worker-holdings:"
 
 
 def heartbeat_interval() -> float:
@@ -56,20 +62,35 @@ def broker_redis() -> Any | None:
     return _client_for(url)
 
 
-def worker_heartbeat_write(*, hostname: str, upload_ids: Iterable[int]) -> None:
-    """Say ``hostname`` is alive and classifying ``upload_ids``; raises the client's error if Redis is down."""
+def holdings_ttl() -> int:
+    """How long a dead worker's holdings are kept: after ``PROCESSING_TIMEOUT_SECONDS`` the sweep sends every
+    pending upload whose message is that old anyway."""
+    return max(int(settings.PROCESSING_TIMEOUT_SECONDS), HEARTBEAT_TTL)
+
+
+def worker_heartbeat_write(*, hostname: str, upload_ids: Iterable[int], held_ids: Iterable[int] = ()) -> None:
+    """Say ``hostname`` is alive and classifying ``upload_ids``, and holds the messages of ``held_ids`` (those and
+    any it has not started yet); raises the client's error if Redis is down."""
     client = broker_redis()
     if client is None:
         return
     payload = json.dumps({"at": time.time(), "uploads": sorted(set(upload_ids))})
-    client.set(HEARTBEAT_PREFIX + hostname, payload, ex=HEARTBEAT_TTL)
+    held = sorted(set(held_ids) | set(upload_ids))
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(HEARTBEAT_PREFIX + hostname, payload, ex=HEARTBEAT_TTL)
+        if held:
+            pipe.set(HOLDINGS_PREFIX + hostname, json.dumps(held), ex=holdings_ttl())
+        else:
+            pipe.delete(HOLDINGS_PREFIX + hostname)
+        pipe.execute()
 
 
 def worker_heartbeat_clear(*, hostname: str) -> None:
-    """A worker stopping cleanly says so at once (``/healthz`` need not wait for the key to expire)."""
+    """A worker stopping cleanly says so at once (``/healthz`` need not wait for the key to expire). Its holdings
+    go too: a warm shutdown finishes what it started and hands the rest back to the broker."""
     client = broker_redis()
     if client is not None:
-        client.delete(HEARTBEAT_PREFIX + hostname)
+        client.delete(HEARTBEAT_PREFIX + hostname, HOLDINGS_PREFIX + hostname)
 
 
 def workers_alive() -> dict[str, list[int]] | None:
@@ -94,6 +115,45 @@ def workers_alive() -> dict[str, list[int]] | None:
         except (ValueError, KeyError, TypeError):
             alive[name] = []
     return alive
+
+
+def uploads_held_by_dead_workers() -> dict[str, list[int]] | None:
+    """Workers whose heartbeat has gone while their holdings remain, and the uploads whose messages they held;
+    ``None`` when that cannot be known (no Redis broker, or Redis unreachable). A worker whose main process missed
+    beats for ``HEARTBEAT_TTL`` seconds looks dead here too: its uploads are then sent twice, which
+    classification ignores."""
+    client = broker_redis()
+    if client is None:
+        return None
+    try:
+        keys = list(client.scan_iter(match=HOLDINGS_PREFIX + "*", count=100))
+        names = [(key.decode() if isinstance(key, bytes) else key)[len(HOLDINGS_PREFIX) :] for key in keys]
+        holdings = client.mget(keys) if keys else []
+        beats = client.mget([HEARTBEAT_PREFIX + name for name in names]) if names else []
+    except Exception as error:
+        logger.warning("worker holdings unreadable", extra={"error": error})
+        return None
+    dead: dict[str, list[int]] = {}
+    for name, held, beat in zip(names, holdings, beats, strict=True):
+        if held is None or beat is not None:
+            continue
+        try:
+            dead[name] = [int(upload_id) for upload_id in json.loads(held)]
+        except (ValueError, TypeError):
+            dead[name] = []
+    return dead
+
+
+def dead_worker_holdings_forget(names: Iterable[str]) -> None:
+    """The sweep has sent these dead workers' uploads again: their holdings are done with."""
+    client = broker_redis()
+    keys = [HOLDINGS_PREFIX + name for name in names]
+    if client is None or not keys:
+        return
+    try:
+        client.delete(*keys)
+    except Exception as error:  # kept until they expire: the next sweep sends those uploads again, harmlessly
+        logger.warning("dead workers' holdings not cleared", extra={"error": error})
 
 
 def uploads_being_classified(*, except_worker: str | None = None) -> set[int] | None:
