@@ -16,6 +16,8 @@ from inference.drawing import draw_picture
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
+# Issue 13's cost is "over the shared pictures": the close-ups above and these scenes, whichever of them is present.
+SCENES_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-scenes"
 
 
 def dataset_available() -> bool:
@@ -23,9 +25,13 @@ def dataset_available() -> bool:
 
 
 def labelled_files() -> list[tuple[Path, str]]:
-    """Every labelled photo as (path, label), in the manifest's order."""
-    with (DATASET_DIR / "manifest.csv").open(newline="") as handle:
-        return [(DATASET_DIR / row["file"], row["label"]) for row in csv.DictReader(handle)]
+    """Every labelled photo of the shared folders present, as (path, label), in their manifests' order."""
+    files = []
+    for folder in (DATASET_DIR, SCENES_DIR):
+        if (folder / "manifest.csv").is_file():
+            with (folder / "manifest.csv").open(newline="") as handle:
+                files += [(folder / row["file"], row["label"]) for row in csv.DictReader(handle)]
+    return files
 
 
 def drawn_picture(rng: random.Random, width: int = 640, height: int = 480, *, quality: int = 90) -> bytes:
@@ -44,5 +50,5 @@ def sample_pictures(count: int, *, seed: int = 0) -> tuple[list[bytes], str]:
         chosen = [files[index % len(files)].read_bytes() for index in range(min(count, len(files)))]
         while len(chosen) < count:
             chosen.append(drawn_picture(rng))
-        return chosen, f"{DATASET_DIR} (JPEG, longest side <= 512 px)"
+        return chosen, f"{DATASET_DIR} and {SCENES_DIR} when present (JPEG, a seeded sample)"
     return [drawn_picture(rng) for _ in range(count)], "drawn 640x480 JPEGs (labelled set not present)"

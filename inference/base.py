@@ -15,12 +15,13 @@ import numpy as np
 from PIL import Image
 
 from inference.boxes import Box, decode_boxes
-from inference.contract import ModelOutputs
+from inference.contract import Classifier, ModelOutputs
 from inference.evidence import merged_evidence
 from inference.manifest import ModelManifest
 from inference.prediction import Prediction, calibrated_probabilities, verdicts
 from inference.preprocessing import multiscale_settings, multiscale_views_array
 from inference.scene_options import SceneNetworkOptions
+from inference.second_opinion import revised_probabilities
 
 # Largest batch handed to an engine at once: per-picture cost is flat from 1 to 16 on this CPU, and bigger
 # batches only cost memory (a 256-picture batch of Lite0 activations is over 1 GB).
@@ -39,6 +40,8 @@ class BaseClassifier(ABC):
         self.multiscale_grid, self.multiscale_fraction = multiscale_settings(manifest.options)
         # How a localising network pools its cells: its boxes take the pooling's lift off (boxes.own_evidence).
         self.cell_pooling = SceneNetworkOptions.from_manifest_options(manifest.options).picture_pooling
+        # The loaded model version the manifest's ``second_opinion`` names (set by the loader), or None.
+        self.second_opinion: Classifier | None = None
 
     @property
     def version(self) -> str:
@@ -77,17 +80,17 @@ class BaseClassifier(ABC):
         return calibrated_probabilities(logits, self.manifest)
 
     def phone_probabilities(self, images: Sequence[Image.Image]) -> list[float]:
-        return self.calibrated(self.outputs(images).logits)
+        return self._probabilities(self.outputs(images), images)
 
     def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
-        return self._verdicts(self.outputs(images))
+        return self._verdicts(self.outputs(images), images)
 
     def predict_and_explain(self, image: Image.Image) -> tuple[Prediction, np.ndarray | None]:
         """The verdict and, for networks with a cell map, the evidence from the same forward pass (free here;
         computing it later means decoding and running the model again)."""
         outputs = self.outputs([image])
         evidence = None if outputs.cells is None else self._picture_evidence(outputs.cells, image)
-        return self._verdicts(outputs)[0], evidence
+        return self._verdicts(outputs, [image])[0], evidence
 
     def evidence_map(self, image: Image.Image) -> np.ndarray:
         outputs = self.outputs([image])
@@ -99,9 +102,18 @@ class BaseClassifier(ABC):
         """Evidence for a network whose graph has no cell map (the zero-shot model: Grad-CAM, in PyTorch)."""
         raise NotImplementedError(f"{type(self).__name__} cannot explain its verdicts.")
 
-    def _verdicts(self, outputs: ModelOutputs) -> list[Prediction]:
+    def _probabilities(self, outputs: ModelOutputs, images: Sequence[Image.Image]) -> list[float]:
+        """The calibrated probabilities, with the second opinion's say where the manifest asks for one."""
         probabilities = self.calibrated(outputs.logits)
-        return verdicts(probabilities, self.manifest, self._boxes(outputs))
+        spec = self.manifest.second_opinion
+        if spec is None or self.second_opinion is None:
+            return probabilities
+        return revised_probabilities(
+            probabilities, images, spec=spec, member=self.second_opinion, threshold=self.manifest.threshold
+        )
+
+    def _verdicts(self, outputs: ModelOutputs, images: Sequence[Image.Image]) -> list[Prediction]:
+        return verdicts(self._probabilities(outputs, images), self.manifest, self._boxes(outputs))
 
     def _boxes(self, outputs: ModelOutputs) -> list[list[Box]] | None:
         """Each picture's phones, for models that localise (their cell map is one view per picture)."""

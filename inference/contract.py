@@ -57,6 +57,8 @@ class Classifier(Protocol):
     manifest: ModelManifest
     model_dir: Path
     engine: str
+    # The version its manifest asks where it says "not a phone" (inference/second_opinion.py); None for most.
+    second_opinion: Classifier | None
 
     @property
     def version(self) -> str: ...

@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from inference.base import DEFAULT_MAX_BATCH
+from inference.base import DEFAULT_MAX_BATCH, BaseClassifier
 from inference.contract import ONNXRUNTIME, TORCH, Classifier
 from inference.export_cache import cached_export_path, default_cache_dir, touch
-from inference.manifest import ModelLoadError, ModelManifest, read_manifest, verify_files
+from inference.manifest import ModelLoadError, ModelManifest, manifest_checksum, read_manifest, verify_files
 from inference.onnx_engine import (
     AccelerationUnavailable,
     OnnxClassifier,
@@ -87,8 +87,12 @@ def load(
     threads: int | None = None,
     cache_dir: Path | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    models_root: Path | None = None,
 ) -> Classifier:
     """The model in ``model_dir``, verified against its manifest, on the engine :func:`engine_for` picks.
+
+    A model whose manifest asks for a second opinion gets the model version it names from ``models_root`` (default:
+    the folder ``model_dir`` is in), on the same engine.
 
     ``threads``: intra-op threads of the engine (default ``$PHONECHECK_TORCH_THREADS`` or 2). ``cache_dir`` holds
     checked exports (default :func:`~inference.export_cache.default_cache_dir`). Raises :class:`ModelLoadError`
@@ -100,6 +104,58 @@ def load(
     manifest = read_manifest(directory)
     verify_files(directory, manifest)
     threads = threads or default_threads()
+    classifier = _load_verified(
+        directory, manifest, engine=engine, threads=threads, cache_dir=cache_dir, max_batch=max_batch
+    )
+    if manifest.second_opinion is not None:
+        member_dir = Path(models_root or directory.parent) / manifest.second_opinion.model
+        classifier.second_opinion = _second_opinion(
+            member_dir, manifest, engine=engine, threads=threads, cache_dir=cache_dir, max_batch=max_batch
+        )
+    return classifier
+
+
+def _second_opinion(
+    member_dir: Path,
+    manifest: ModelManifest,
+    *,
+    engine: str | None,
+    threads: int,
+    cache_dir: Path | None,
+    max_batch: int,
+) -> Classifier:
+    """The model version ``manifest.second_opinion`` names (in ``member_dir``); refused unless its manifest is the
+    one pinned (a retrained or recalibrated namesake would change the verdicts measured)."""
+    spec = manifest.second_opinion
+    assert spec is not None
+    if not member_dir.is_dir():
+        raise ModelLoadError(
+            f"Model {manifest.version} asks {spec.model} for a second opinion, and {member_dir} does not exist."
+        )
+    member_manifest = read_manifest(member_dir)
+    if member_manifest.second_opinion is not None:
+        raise ModelLoadError(f"Model {manifest.version}: its second opinion {spec.model} must decide alone.")
+    if manifest_checksum(member_dir) != spec.manifest_sha256:
+        raise ModelLoadError(
+            f"Model {manifest.version}: {spec.model} is not the version it was measured with (its manifest's "
+            f"sha256 should be {spec.manifest_sha256[:12]}…)."
+        )
+    verify_files(member_dir, member_manifest)
+    return _load_verified(
+        member_dir, member_manifest, engine=engine, threads=threads, cache_dir=cache_dir, max_batch=max_batch
+    )
+
+
+def _load_verified(
+    directory: Path,
+    manifest: ModelManifest,
+    *,
+    engine: str | None,
+    threads: int,
+    cache_dir: Path | None,
+    max_batch: int,
+) -> BaseClassifier:
+    """The classifier of a model directory whose files were verified, on the engine :func:`engine_for` picks."""
     try:
         name = engine_for(manifest, engine)
     except ValueError as error:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.preprocessing import PreprocessConfig
+from inference.second_opinion import SecondOpinionSpec
 
 MANIFEST_NAME = "manifest.json"
 
@@ -40,11 +41,16 @@ class ModelManifest:
     # Calibrated probabilities (low, high) around the threshold where this model's validation verdicts were
     # unreliable: shown as "unsure" and reviewed first. None for models trained before it was measured.
     unsure_band: tuple[float, float] | None = None
+    # Another model version asked about the pictures this one calls "not a phone" (inference/second_opinion.py);
+    # None for a model that decides alone.
+    second_opinion: SecondOpinionSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = self._fields_dict()
         if self.unsure_band is not None:
             data["unsure_band"] = list(self.unsure_band)
+        if self.second_opinion is not None:
+            data["second_opinion"] = self.second_opinion.to_dict()
         return data
 
     def _fields_dict(self) -> dict[str, Any]:
@@ -74,6 +80,7 @@ class ModelManifest:
                 metrics=dict(data.get("metrics", {})),
                 options=dict(data.get("options", {})),
                 unsure_band=_band(data.get("unsure_band")),
+                second_opinion=_second_opinion(data.get("second_opinion")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelLoadError(f"Malformed model manifest: {error}") from error
@@ -86,6 +93,10 @@ def _band(value: Any) -> tuple[float, float] | None:
     if not 0 <= low <= high <= 1:
         raise ValueError(f"unsure_band must be two probabilities, low <= high, not {value!r}")
     return low, high
+
+
+def _second_opinion(value: Any) -> SecondOpinionSpec | None:
+    return None if value is None else SecondOpinionSpec.from_dict(dict(value))
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

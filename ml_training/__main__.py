@@ -1,5 +1,5 @@
-"""``python -m ml_training train|evaluate|compare``: train a scene model version; measure any model version;
-compare two cross-validated versions.
+"""``python -m ml_training train|evaluate|compare|second-opinion``: train a scene model version; measure any model
+version; compare two cross-validated versions; add a whole-picture model's second opinion to a scene model.
 
 ``train`` flags map one-to-one to the recipe's fields (:mod:`ml_training.scene.config`, torchvision-references
 style); ``python -m ml_training train --help`` lists each knob with what it means and its default.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ml_training import compare as compare_command
+from ml_training import second_opinion as second_opinion_command
 from ml_training.evaluate import PARTS
 
 
@@ -74,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("candidate", help="the same, for the version that would replace it")
     compare.add_argument("--json", action="store_true", help="print the counts as one JSON document instead")
     compare.set_defaults(command_parser=compare)
+    second = commands.add_parser(
+        "second-opinion",
+        help="a new version: a cross-validated scene model asking a whole-picture model where it says not a phone",
+        description=sys.modules["ml_training.second_opinion"].__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    second_opinion_command.add_arguments(second)
+    second.set_defaults(command_parser=second)
     return parser
 
 
@@ -102,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args.command_parser, args)
     if args.command == "compare":
         return run_compare(args)
+    if args.command == "second-opinion":
+        return second_opinion_command.run(args.command_parser, args)
     from inference.manifest import ModelLoadError
     from ml_training.evaluate import run_evaluation
 

@@ -69,6 +69,7 @@ class ResidentModel:
             engine=settings.INFERENCE_ENGINE or None,
             threads=settings.INFERENCE_THREADS,
             cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
+            models_root=Path(settings.MODELS_DIR),
         )
         if manifest_checksum(model_dir) != version.checksum:
             raise ModelLoadError(f"Model {version.name}: manifest on disk differs from the registered checksum.")

@@ -377,3 +377,37 @@ def test_a_retrain_of_a_model_with_several_heads_keeps_them_and_starts_each_from
     assert not torch.allclose(before[0]["reduce.weight"], before[1]["reduce.weight"], atol=1e-3)
     for index in (0, 1):
         assert torch.allclose(after[index]["reduce.weight"], before[index]["reduce.weight"], atol=1e-6), index
+
+
+def test_a_retrain_keeps_the_active_models_second_opinion_and_measures_the_pair(
+    tmp_path: Path, settings: object
+) -> None:
+    from inference.manifest import read_manifest
+    from ml_training.second_opinion import compose
+    from phoneapp.services.model_versions import model_version_register
+
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+    first = run_retrain("--data-dir", str(data))
+    models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
+    member = models_dir / "imagenet-zero-shot"
+    compose(
+        models_dir / first["version"],
+        member,
+        models_dir / "asks",
+        version="asks",
+        spec_at_least=0.99,
+        spec_consulted_from=0.0,
+    )
+    model_version_register(model_dir=models_dir / "asks", activate=True)
+
+    second = run_retrain("--data-dir", str(data), "--seed", "1")
+
+    asked = read_manifest(models_dir / "asks").second_opinion
+    assert asked is not None and asked.model == member.name
+    assert read_manifest(models_dir / second["version"]).second_opinion == asked
+    # Its out-of-fold figures are the pair's: the member answered where the candidate said "not a phone".
+    threshold = read_manifest(models_dir / second["version"]).threshold
+    rows = json.loads((models_dir / second["version"] / "predictions.json").read_text())
+    answered = [row for row in rows if "member_probability" in row]
+    assert answered and all(row["probability"] < threshold or row["member_probability"] >= 0.99 for row in answered)
+    assert second["active"]["model_version"] == "asks"  # scored against the pair it would replace

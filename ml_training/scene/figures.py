@@ -88,14 +88,32 @@ def figures_by_slice(
     samples: Sequence[SceneSample], probabilities: np.ndarray, threshold: float
 ) -> dict[str, dict[str, Any]]:
     """Metrics for every source, for scenes and close-ups, and overall, at ``threshold``."""
-    targets = np.array([sample.target for sample in samples])
-    slices: dict[str, np.ndarray] = {"all": np.ones(len(samples), bool)}
-    slices["scenes"] = np.array([is_scene(sample) for sample in samples])
+    return figures_by_column(
+        targets=[sample.target for sample in samples],
+        scenes=[is_scene(sample) for sample in samples],
+        sources=[sample.source for sample in samples],
+        probabilities=probabilities,
+        threshold=threshold,
+    )
+
+
+def figures_by_column(
+    *,
+    targets: Sequence[int],
+    scenes: Sequence[bool],
+    sources: Sequence[str],
+    probabilities: np.ndarray,
+    threshold: float,
+) -> dict[str, dict[str, Any]]:
+    """:func:`figures_by_slice` from the pictures' columns (as a ``predictions.json`` keeps them)."""
+    labels = np.asarray(targets)
+    slices: dict[str, np.ndarray] = {"all": np.ones(len(labels), bool)}
+    slices["scenes"] = np.asarray(scenes, bool)
     slices["close-ups"] = ~slices["scenes"]
-    for source in sorted({sample.source for sample in samples}):
-        slices[f"source:{source}"] = np.array([sample.source == source for sample in samples])
+    for source in sorted(set(sources)):
+        slices[f"source:{source}"] = np.array([name == source for name in sources])
     return {
-        name: binary_metrics(probabilities[mask], targets[mask], threshold).to_dict()
+        name: binary_metrics(probabilities[mask], labels[mask], threshold).to_dict()
         for name, mask in slices.items()
         if mask.any()
     }

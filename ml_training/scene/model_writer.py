@@ -11,6 +11,7 @@ from inference.backbone import imagenet_weights_path
 from inference.manifest import ModelManifest, sha256_file
 from inference.preprocessing import PreprocessConfig
 from inference.scene_network import OBJECTNESS_BIAS, TRUNK_PREFIX, ScenePhoneNet
+from inference.second_opinion import SecondOpinionSpec
 from ml_training.checkpoint import write_json_file, write_model_manifest, write_state_dict
 
 KIND = "scene-detector"
@@ -51,6 +52,7 @@ def write_scene_model(
     metrics: dict[str, Any],
     extra_files: dict[str, Any],
     options: dict[str, Any],
+    second_opinion: SecondOpinionSpec | None = None,
 ) -> Path:
     """A loadable model directory: weights and JSON files first, the manifest naming their checksums last."""
     files = {WEIGHTS_FILE: write_state_dict(out_dir, WEIGHTS_FILE, network.trained_state_dict())}
@@ -71,6 +73,7 @@ def write_scene_model(
             **network.options().as_manifest_options(),
             "base_weights_sha256": sha256_file(imagenet_weights_path("efficientnet-lite0")),
         },
+        second_opinion=second_opinion,
     )
     write_model_manifest(out_dir, manifest)
     return out_dir

@@ -23,6 +23,7 @@ import torch
 from inference.allocator import ensure_allocator_settings
 from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
+from inference.second_opinion import SecondOpinionSpec
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
 from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
 from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
@@ -31,6 +32,7 @@ from ml_training.scene.engine import train_heads
 from ml_training.scene.figures import box_hits, figures_by_slice
 from ml_training.scene.model_writer import fold_shift_into_head, write_scene_model
 from ml_training.scene.views import build_bank
+from ml_training.second_opinion import member_answers, revise, spec_for
 
 logger = logging.getLogger("ml_training.scene")
 
@@ -65,6 +67,14 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
         help="keep the rendered views' trunk features here, so a rerun with the same pictures and views is fast",
     )
     where.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: %(default)s)")
+    where.add_argument(
+        "--second-opinion",
+        type=Path,
+        default=None,
+        metavar="MODEL_DIR",
+        help="a whole-picture model version the new one asks where it says not a phone (inference/second_opinion.py; "
+        "it must sit beside --out when served); figures are the pair's",
+    )
     add_recipe_arguments(parser)
     return parser
 
@@ -83,12 +93,21 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sce
     for table in args.boxes:
         if not table.is_file():
             parser.error(f"--boxes {table}: no such file.")
+    if args.second_opinion is not None and not (args.second_opinion / "manifest.json").is_file():
+        parser.error(f"--second-opinion {args.second_opinion}: not a model directory (no manifest.json).")
     return recipe
 
 
-def predictions_file(samples: Sequence[SceneSample], folds: Sequence[int], probabilities: np.ndarray) -> list[dict]:
-    return [
-        {
+def predictions_file(
+    samples: Sequence[SceneSample],
+    folds: Sequence[int],
+    probabilities: np.ndarray,
+    member_probabilities: dict[int, float] | None = None,
+) -> list[dict]:
+    """Each picture's out-of-fold probability (and, where a second opinion was asked, the member's answer)."""
+    rows = []
+    for index, (sample, fold, p) in enumerate(zip(samples, folds, probabilities, strict=True)):
+        row = {
             "path": sample.path,
             "label": sample.label,
             "source": sample.source,
@@ -96,8 +115,18 @@ def predictions_file(samples: Sequence[SceneSample], folds: Sequence[int], proba
             "fold": fold,
             "probability": round(float(p), 6),
         }
-        for sample, fold, p in zip(samples, folds, probabilities, strict=True)
-    ]
+        if member_probabilities and index in member_probabilities:
+            row["member_probability"] = round(member_probabilities[index], 6)
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class SecondOpinion:
+    """A whole-picture model to ask (its directory) and how (the manifest entry the version will carry)."""
+
+    spec: SecondOpinionSpec
+    member_dir: Path
 
 
 @dataclass(frozen=True)
@@ -114,11 +143,15 @@ def train_scene_model(
     recipe: SceneRecipe,
     cache_dir: Path | None = None,
     initial_head: dict[str, torch.Tensor] | None = None,
+    second_opinion: SecondOpinion | None = None,
 ) -> SceneTrainResult:
     """Cross-validate, calibrate, train on everything and write a loadable model version to ``out_dir``.
 
     ``initial_head``: the trained state (head, and tuned trunk blocks if any) to start every training from (a warm
     start from the active model, so a retrain adds to what it knows); None starts from a fresh head.
+    ``second_opinion``: a whole-picture model the version asks where it says "not a phone"
+    (``inference/second_opinion.py``); the figures, the unsure band and the boxes' verdicts are then the pair's,
+    with the member's out-of-fold probabilities (``ml_training.second_opinion.member_answers``).
     """
     started = time.time()
     logger.info("configuration:\n  %s", "\n  ".join(describe(recipe)))
@@ -139,6 +172,17 @@ def train_scene_model(
     threshold = choose_threshold(
         probabilities, targets, sources, slices, max_false_positive_rate=recipe.max_false_positive_rate
     )
+    member_probabilities: dict[int, float] = {}
+    if second_opinion is not None:
+        member_probabilities = member_answers(
+            [sample.path for sample in samples],
+            probabilities.tolist(),
+            spec=second_opinion.spec,
+            member_dir=second_opinion.member_dir,
+            threshold=threshold,
+        )
+        probabilities = revise(probabilities.tolist(), member_probabilities, second_opinion.spec)
+        logger.info("second opinion of %s asked on %d pictures", second_opinion.spec.model, len(member_probabilities))
     band = unsure_band(probabilities, targets, threshold)
     figures: dict[str, Any] = figures_by_slice(samples, probabilities, threshold)
     figures["boxes"] = box_hits(
@@ -176,7 +220,7 @@ def train_scene_model(
         band=band,
         metrics=metrics,
         extra_files={
-            "predictions.json": predictions_file(samples, folds, probabilities),
+            "predictions.json": predictions_file(samples, folds, probabilities, member_probabilities),
             "split.json": {"folds": {sample.path: fold for sample, fold in zip(samples, folds, strict=True)}},
             "training.json": {
                 "recipe": dataclasses.asdict(recipe),
@@ -188,6 +232,7 @@ def train_scene_model(
             },
         },
         options={"engine": "onnxruntime"},
+        second_opinion=None if second_opinion is None else second_opinion.spec,
     )
     logger.info("wrote %s in %.0f s", out_dir, time.time() - started)
     return SceneTrainResult(model_dir=out_dir, metrics=metrics)
@@ -212,7 +257,11 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     samples = load_samples(args.data_dir, args.boxes)
-    train_scene_model(samples, args.out, version=args.out.name, recipe=recipe, cache_dir=args.cache_dir)
+    member = args.second_opinion
+    second_opinion = None if member is None else SecondOpinion(spec_for(member), member)
+    train_scene_model(
+        samples, args.out, version=args.out.name, recipe=recipe, cache_dir=args.cache_dir, second_opinion=second_opinion
+    )
     return 0
 
 

@@ -37,7 +37,7 @@ from PIL import Image
 
 from inference.images import ImageError, open_image
 from inference.loader import load
-from inference.manifest import ModelLoadError, read_manifest
+from inference.manifest import ModelLoadError, manifest_checksum, read_manifest
 from inference.prediction import NOT_PHONE, PHONE
 from inference.scene_options import SceneNetworkOptions
 from ml_training.data import load_samples
@@ -153,7 +153,12 @@ def retrain(
         candidate_dir = scratch_dir / version
         try:
             result = train_scene_model(
-                samples, candidate_dir, version=version, recipe=recipe, initial_head=initial_head
+                samples,
+                candidate_dir,
+                version=version,
+                recipe=recipe,
+                initial_head=initial_head,
+                second_opinion=_second_opinion(active_version, models_root, log),
             )
         except (ValueError, RuntimeError) as error:
             raise RetrainError(f"Training failed: {error}") from error
@@ -404,6 +409,28 @@ def _network_shape(active: ModelVersion | None) -> dict[str, int | str]:
     return knobs
 
 
+def _second_opinion(active: ModelVersion | None, models_root: Path, log: Log) -> Any:
+    """The active scene model's second opinion (inference/second_opinion.py), kept for the candidate: compared
+    without it, a candidate would lose the close-ups the member finds and never be promoted. None when the active
+    model asks none, or its member is gone or changed (then the active model cannot load either)."""
+    from ml_training.scene.train import SecondOpinion
+
+    manifest = _scene_manifest(active)
+    spec = manifest.second_opinion if manifest is not None else None
+    if spec is None:
+        return None
+    member_dir = models_root / spec.model
+    try:
+        unchanged = manifest_checksum(member_dir) == spec.manifest_sha256
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        log(f"second opinion {spec.model} is missing or changed: the candidate decides alone")
+        return None
+    log(f"the candidate keeps the second opinion of {spec.model} (at least {spec.at_least})")
+    return SecondOpinion(spec, member_dir)
+
+
 def _warm_start(
     active: ModelVersion | None, trainable_blocks: int, log: Log
 ) -> tuple[dict[str, Any] | None, str | None]:
@@ -454,7 +481,7 @@ def _progress(factory: ProgressFactory | None, label: str, total: int) -> Callab
 def _right_answers(
     model_dir: Path, pictures: list[TrustedPicture], advance: Callable[[int], None] | None
 ) -> list[bool]:
-    classifier = load(model_dir, engine="torch")
+    classifier = load(model_dir, engine="torch", models_root=Path(settings.MODELS_DIR))
     threshold = classifier.manifest.threshold
     right: list[bool] = []
     for start in range(0, len(pictures), 16):
