@@ -250,3 +250,32 @@ def test_the_command_writes_a_version_whose_figures_count_the_members_phones(
     flagged_before = sum(row["label"] != "phone" and row["probability"] >= threshold for row in rows)
     assert figures["all"]["confusion"][0][1] == flagged_before + asked_free
     assert "all" in capsys.readouterr().out
+
+
+def test_training_with_a_second_opinion_writes_a_pair_measured_out_of_fold(tmp_path: Path) -> None:
+    member = tmp_path / "models" / ZERO_SHOT.name
+    shutil.copytree(ZERO_SHOT, member)
+    out = train_drawn_model(tmp_path, "pair", "--heads", "1", "--second-opinion", str(member), epochs=3)
+
+    manifest = read_manifest(out)
+    assert manifest.second_opinion == SecondOpinionSpec(member.name, manifest_checksum(member))
+    rows = json.loads((out / "predictions.json").read_text())
+    asked = [row for row in rows if "member_probability" in row]
+    assert asked and all(row["probability"] >= 0.01 for row in asked)
+    assert load(out, engine="onnxruntime").second_opinion is not None
+
+
+def test_training_with_a_second_opinion_that_is_not_a_model_is_refused_before_anything_is_built(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ml_training.__main__ import main as ml_training_main
+
+    data = tmp_path / "data"
+    (data / "phone").mkdir(parents=True)
+    (data / "not_phone").mkdir()
+    arguments = ["train", "--data-dir", str(data), "--out", str(tmp_path / "out"), "--second-opinion", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        ml_training_main(arguments)
+    assert exit_info.value.code == 2
+    assert "not a model directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

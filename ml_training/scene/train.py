@@ -93,8 +93,6 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sce
     for table in args.boxes:
         if not table.is_file():
             parser.error(f"--boxes {table}: no such file.")
-    if args.second_opinion is not None and not (args.second_opinion / "manifest.json").is_file():
-        parser.error(f"--second-opinion {args.second_opinion}: not a model directory (no manifest.json).")
     return recipe
 
 
@@ -254,10 +252,12 @@ def load_samples(data_dirs: Sequence[Path], box_tables: Sequence[Path]) -> list[
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     recipe = check_args(parser, args)
+    member = args.second_opinion
+    if member is not None and not (member / "manifest.json").is_file():
+        parser.error(f"--second-opinion {member}: not a model directory (no manifest.json).")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     samples = load_samples(args.data_dir, args.boxes)
-    member = args.second_opinion
     second_opinion = None if member is None else SecondOpinion(spec_for(member), member)
     train_scene_model(
         samples, args.out, version=args.out.name, recipe=recipe, cache_dir=args.cache_dir, second_opinion=second_opinion
