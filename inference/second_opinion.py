@@ -15,6 +15,7 @@ is the scene model's. The boxes stay the scene model's: its strongest peak is st
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,12 +53,7 @@ class SecondOpinionSpec:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "manifest_sha256": self.manifest_sha256,
-            "at_least": self.at_least,
-            "consulted_from": self.consulted_from,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SecondOpinionSpec:
