@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,6 @@ from ml_training.checkpoint import write_json_file, write_model_manifest
 from ml_training.scene.decision import unsure_band
 from ml_training.scene.figures import figures_by_column
 
-logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.json"
 # Files of the base version the new one keeps as they are (the weights, its folds, how it was trained).
