@@ -32,7 +32,6 @@ from ml_training.checkpoint import write_json_file, write_model_manifest
 from ml_training.scene.decision import unsure_band
 from ml_training.scene.figures import figures_by_column
 
-
 PREDICTIONS = "predictions.json"
 # Files of the base version the new one keeps as they are (the weights, its folds, how it was trained).
 KEPT_FILES = ("weights.pt", "split.json", "training.json")
