@@ -92,7 +92,7 @@ def load(
     """The model in ``model_dir``, verified against its manifest, on the engine :func:`engine_for` picks.
 
     A model whose manifest asks for a second opinion gets the model version it names from ``models_root`` (default:
-    the folder ``model_dir`` is in), on the same engine.
+    the folder ``model_dir`` is in), on the engine asked for (or its own).
 
     ``threads``: intra-op threads of the engine (default ``$PHONECHECK_TORCH_THREADS`` or 2). ``cache_dir`` holds
     checked exports (default :func:`~inference.export_cache.default_cache_dir`). Raises :class:`ModelLoadError`
