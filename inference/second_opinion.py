@@ -16,7 +16,7 @@ is the scene model's. The boxes stay the scene model's: its strongest peak is st
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,6 +73,19 @@ class SecondOpinionSpec:
         return member_probability if member_probability >= self.at_least else probability
 
 
+def consulted_indices(probabilities: Sequence[float], spec: SecondOpinionSpec, threshold: float) -> list[int]:
+    """The pictures (by index) the member is asked about."""
+    return [index for index, probability in enumerate(probabilities) if spec.consulted(float(probability), threshold)]
+
+
+def settled(probabilities: Sequence[float], answers: Mapping[int, float], spec: SecondOpinionSpec) -> list[float]:
+    """``probabilities`` once the member has answered (``answers``: index -> its probability) where it was asked."""
+    revised = [float(probability) for probability in probabilities]
+    for index, answer in answers.items():
+        revised[index] = spec.settle(revised[index], answer)
+    return revised
+
+
 def revised_probabilities(
     probabilities: Sequence[float],
     images: Sequence[Image.Image],
@@ -83,11 +96,8 @@ def revised_probabilities(
 ) -> list[float]:
     """``probabilities`` (the scene model's, one per picture of ``images``) with the member's say applied; the member
     sees only the pictures :meth:`SecondOpinionSpec.consulted` picks, in one batch."""
-    asked = [index for index, probability in enumerate(probabilities) if spec.consulted(probability, threshold)]
-    revised = [float(probability) for probability in probabilities]
+    asked = consulted_indices(probabilities, spec, threshold)
     if not asked:
-        return revised
+        return [float(probability) for probability in probabilities]
     answers = member.phone_probabilities([images[index] for index in asked])
-    for index, answer in zip(asked, answers, strict=True):
-        revised[index] = spec.settle(revised[index], answer)
-    return revised
+    return settled(probabilities, dict(zip(asked, answers, strict=True)), spec)

@@ -27,7 +27,13 @@ import numpy as np
 from inference.images import open_image
 from inference.loader import load
 from inference.manifest import ModelManifest, manifest_checksum, read_manifest, sha256_file, verify_files
-from inference.second_opinion import DEFAULT_AT_LEAST, DEFAULT_CONSULTED_FROM, SecondOpinionSpec
+from inference.second_opinion import (
+    DEFAULT_AT_LEAST,
+    DEFAULT_CONSULTED_FROM,
+    SecondOpinionSpec,
+    consulted_indices,
+    settled,
+)
 from ml_training.checkpoint import write_json_file, write_model_manifest
 from ml_training.scene.decision import unsure_band
 from ml_training.scene.figures import figures_by_column
@@ -88,13 +94,18 @@ def member_answers(
     """The member's honest probability for every picture it is consulted on (index -> probability): out of fold
     where it trained on the picture, scored here where it never saw it. Raises ``ValueError`` for a picture it
     trained on without an out-of-fold score."""
-    asked = [index for index, probability in enumerate(probabilities) if spec.consulted(float(probability), threshold)]
     scores, seen = member_out_of_fold(member_dir)
-    unseen = [index for index in asked if picture_key(paths[index]) not in scores]
+    answers: dict[int, float] = {}
+    unseen = []
+    for index in consulted_indices(probabilities, spec, threshold):
+        key = picture_key(paths[index])
+        if key in scores:
+            answers[index] = scores[key]
+        else:
+            unseen.append(index)
     leaked = [paths[index] for index in unseen if picture_key(paths[index]) in seen]
     if leaked:
         raise ValueError(f"{member_dir.name} trained on {len(leaked)} of these pictures without out-of-fold scores.")
-    answers = {index: scores[picture_key(paths[index])] for index in asked if index not in set(unseen)}
     if unseen:
         member = load(member_dir, engine=engine)
         for start in range(0, len(unseen), SCORING_BATCH):
@@ -104,14 +115,6 @@ def member_answers(
             ):
                 answers[index] = answer
     return answers
-
-
-def revise(probabilities: Sequence[float], answers: dict[int, float], spec: SecondOpinionSpec) -> np.ndarray:
-    """The probabilities once the member has spoken where it was consulted (``answers``)."""
-    revised = np.array(probabilities, dtype=np.float64)
-    for index, answer in answers.items():
-        revised[index] = spec.settle(float(revised[index]), answer)
-    return revised
 
 
 def compose(
@@ -142,7 +145,7 @@ def compose(
         threshold=base.threshold,
         engine=engine,
     )
-    revised = revise(probabilities, answers, spec)
+    revised = settled(probabilities, answers, spec)
     flipped_scenes = sum(
         bool(rows[index].get("scene")) and revised[index] >= base.threshold > probabilities[index] for index in answers
     )

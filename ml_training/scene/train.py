@@ -23,7 +23,7 @@ import torch
 from inference.allocator import ensure_allocator_settings
 from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
-from inference.second_opinion import SecondOpinionSpec
+from inference.second_opinion import SecondOpinionSpec, settled
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
 from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
 from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
@@ -32,7 +32,7 @@ from ml_training.scene.engine import train_heads
 from ml_training.scene.figures import box_hits, figures_by_slice
 from ml_training.scene.model_writer import fold_shift_into_head, write_scene_model
 from ml_training.scene.views import build_bank
-from ml_training.second_opinion import member_answers, revise, spec_for
+from ml_training.second_opinion import member_answers, spec_for
 
 logger = logging.getLogger("ml_training.scene")
 
@@ -179,7 +179,7 @@ def train_scene_model(
             member_dir=second_opinion.member_dir,
             threshold=threshold,
         )
-        probabilities = revise(probabilities.tolist(), member_probabilities, second_opinion.spec)
+        probabilities = np.array(settled(probabilities.tolist(), member_probabilities, second_opinion.spec))
         logger.info("second opinion of %s asked on %d pictures", second_opinion.spec.model, len(member_probabilities))
     band = unsure_band(probabilities, targets, threshold)
     figures: dict[str, Any] = figures_by_slice(samples, probabilities, threshold)
