@@ -263,6 +263,30 @@ def test_the_feature_cache_key_names_the_boundary() -> None:
     assert len(keys) == 2
 
 
+def test_zoomed_crops_never_cut_an_unboxed_phone_and_keep_a_boxed_one() -> None:
+    from PIL import Image
+
+    from ml_training.scene.data import SceneSample
+    from ml_training.scene.views import UNBOXED_PHONE_MIN_CROP_AREA, crop_area_floor, random_crop
+
+    zooming = ViewConfig(min_crop_area=0.1)
+    boxed = SceneSample("office.jpg", "phone", "office-cctv", boxes=((0.80, 0.80, 0.83, 0.84),))
+    empty = SceneSample("empty.jpg", "not_phone", "office-cctv")
+    unboxed = SceneSample("hand.jpg", "phone", "ambergoswami")
+    assert crop_area_floor(boxed, zooming) == crop_area_floor(empty, zooming) == 0.1
+    assert crop_area_floor(unboxed, zooming) == UNBOXED_PHONE_MIN_CROP_AREA  # a small crop could lose the phone
+    assert crop_area_floor(boxed, ViewConfig()) == UNBOXED_PHONE_MIN_CROP_AREA  # the default recipe does not zoom
+
+    image, rng = Image.new("RGB", (400, 400)), random.Random(0)
+    areas = []
+    for _ in range(200):
+        crop, boxes = random_crop(image, boxed.boxes, rng, must_keep_a_box=True, min_area=0.1)
+        areas.append(crop.width * crop.height / (400 * 400))
+        assert len(boxes) == 1 and all(0.0 <= value <= 1.0 for value in boxes[0])
+    assert min(areas) < 0.3  # zoomed in, around the phone in the corner
+    assert min(areas) > 0.1 * 0.75 * 0.9  # never below the floor (up to the aspect ratio's clipping and rounding)
+
+
 def test_cell_targets_mark_the_phone_centre_positive_its_edges_ignored_and_the_rest_negative() -> None:
     objectness, geometry = cell_targets([(0.40, 0.40, 0.46, 0.52)], 10, is_phone=True)
     assert objectness[4, 4] == 1  # the cell holding the centre (0.43, 0.46)

@@ -92,6 +92,12 @@ class ViewConfig:
     imagenet_paste_fraction: float = knob(
         0.3, "share of everyday photos (source imagenet-sample) that also receive pasted phones", between(0, 1)
     )
+    min_crop_area: float = knob(
+        0.55,
+        "smallest share of the picture an augmented crop keeps (a zoom of up to 1/sqrt of it) where every phone is "
+        "boxed or there is none; a picture with an unboxed phone never goes below 0.55",
+        between(0.05, 1),
+    )
     seed: int = knob(0, "seed of the views' random crops, colours and pastes", at_least(0))
 
     def __post_init__(self) -> None:

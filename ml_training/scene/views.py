@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 CLEAN, AUGMENTED, PASTED = 0, 1, 2
 # Sources whose phone-free pictures receive pasted phones: scenes, and everyday photos (ImageNet classes).
 PASTE_RECIPIENT_SOURCES = frozenset({"office-cctv", "webcam-held", "imagenet-sample"})
+# The smallest crop (share of the area) of a picture that shows a phone without a box: a smaller crop could cut
+# the phone out and still be labelled "phone".
+UNBOXED_PHONE_MIN_CROP_AREA = 0.55
 
 
 @dataclass
@@ -87,11 +90,16 @@ def donors_from(samples: Sequence[SceneSample], images: Sequence[Image.Image], f
 
 
 def random_crop(
-    image: Image.Image, boxes: tuple[BoxCorners, ...], rng: random.Random, *, must_keep_a_box: bool
+    image: Image.Image,
+    boxes: tuple[BoxCorners, ...],
+    rng: random.Random,
+    *,
+    must_keep_a_box: bool,
+    min_area: float = UNBOXED_PHONE_MIN_CROP_AREA,
 ) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
-    """A crop of 55-100% of the area; boxes whose centre falls outside are dropped, the rest clipped to it."""
+    """A crop of ``min_area``-100% of the area; boxes whose centre falls outside are dropped, the rest clipped."""
     for _ in range(10):
-        scale, aspect = rng.uniform(0.55, 1.0), rng.uniform(0.75, 1.33)
+        scale, aspect = rng.uniform(min_area, 1.0), rng.uniform(0.75, 1.33)
         crop_w, crop_h = min(1.0, (scale * aspect) ** 0.5), min(1.0, (scale / aspect) ** 0.5)
         left, top = rng.uniform(0, 1 - crop_w), rng.uniform(0, 1 - crop_h)
         kept = []
@@ -129,11 +137,19 @@ def jitter_colour(image: Image.Image, rng: random.Random) -> Image.Image:
     return image
 
 
+def crop_area_floor(sample: SceneSample, config: ViewConfig) -> float:
+    """How small an augmented crop of ``sample`` may be: the recipe's floor where the label survives any crop (the
+    phones are boxed, or there is none), never below :data:`UNBOXED_PHONE_MIN_CROP_AREA` for an unboxed phone."""
+    if sample.has_boxes or sample.target == 0:
+        return config.min_crop_area
+    return max(config.min_crop_area, UNBOXED_PHONE_MIN_CROP_AREA)
+
+
 def augmented(
-    image: Image.Image, sample: SceneSample, rng: random.Random
+    image: Image.Image, sample: SceneSample, rng: random.Random, *, min_area: float = UNBOXED_PHONE_MIN_CROP_AREA
 ) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
     """Crop, flip and colour changes; a boxed phone picture always keeps at least one phone."""
-    picture, boxes = random_crop(image, sample.boxes, rng, must_keep_a_box=sample.has_boxes)
+    picture, boxes = random_crop(image, sample.boxes, rng, must_keep_a_box=sample.has_boxes, min_area=min_area)
     if rng.random() < 0.5:
         picture, boxes = flip(picture, boxes)
     return jitter_colour(picture, rng), boxes
@@ -196,14 +212,15 @@ def rendered_views(
     """Every view of every picture, made one at a time (holding ~9,000 rendered pictures at once took 7 GB)."""
     for index, (sample, image) in enumerate(zip(samples, images, strict=True)):
         is_phone = sample.target == 1
+        min_area = crop_area_floor(sample, config)
         yield RenderedView(image, sample.boxes, is_phone, index, CLEAN)
         for _ in range(config.augmented_views):
-            picture, boxes = augmented(image, sample, rng)
+            picture, boxes = augmented(image, sample, rng, min_area=min_area)
             yield RenderedView(picture, boxes, is_phone, index, AUGMENTED)
         fold_donors = donors_by_fold.get(folds[index], [])
         if fold_donors and is_paste_recipient(sample, index, config):
             for _ in range(config.pasted_views):
-                scene, _ = augmented(image, sample, rng)
+                scene, _ = augmented(image, sample, rng, min_area=min_area)
                 picture, boxes = paste(scene, rng.choice(fold_donors), rng, size=config.image_size)
                 yield RenderedView(picture, boxes, True, index, PASTED)
 
