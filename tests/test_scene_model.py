@@ -266,14 +266,16 @@ def test_the_feature_cache_key_names_the_boundary() -> None:
 def test_zoomed_crops_never_cut_an_unboxed_phone_and_keep_a_boxed_one() -> None:
     from PIL import Image
 
+    from ml_training.scene.config import UNBOXED_PHONE_MIN_CROP_AREA
     from ml_training.scene.data import SceneSample
-    from ml_training.scene.views import UNBOXED_PHONE_MIN_CROP_AREA, crop_area_floor, random_crop
+    from ml_training.scene.views import crop_area_floor, random_crop
 
     zooming = ViewConfig(min_crop_area=0.1)
     boxed = SceneSample("office.jpg", "phone", "office-cctv", boxes=((0.80, 0.80, 0.83, 0.84),))
     empty = SceneSample("empty.jpg", "not_phone", "office-cctv")
     unboxed = SceneSample("hand.jpg", "phone", "ambergoswami")
     assert crop_area_floor(boxed, zooming) == crop_area_floor(empty, zooming) == 0.1
+    assert UNBOXED_PHONE_MIN_CROP_AREA == 0.55  # the range every version before the knob was trained with
     assert crop_area_floor(unboxed, zooming) == UNBOXED_PHONE_MIN_CROP_AREA  # a small crop could lose the phone
     assert crop_area_floor(boxed, ViewConfig()) == UNBOXED_PHONE_MIN_CROP_AREA  # the default recipe does not zoom
 

@@ -19,6 +19,9 @@ from inference.preprocessing import PreprocessConfig
 from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE, check_heads
 
 PHONE_VIEW_LOSSES = ("best-cell", "pooled")
+# The smallest crop (share of the area) of a picture that shows a phone without a box: a smaller crop could cut
+# the phone out and still be labelled "phone". Every version before min_crop_area cropped all pictures this far.
+UNBOXED_PHONE_MIN_CROP_AREA = 0.55
 # A guard against a typo: every head trains for ~2 minutes a fold on this machine.
 MAX_HEADS = 8
 
@@ -93,9 +96,9 @@ class ViewConfig:
         0.3, "share of everyday photos (source imagenet-sample) that also receive pasted phones", between(0, 1)
     )
     min_crop_area: float = knob(
-        0.55,
+        UNBOXED_PHONE_MIN_CROP_AREA,
         "smallest share of the picture an augmented crop keeps (a zoom of up to 1/sqrt of it) where every phone is "
-        "boxed or there is none; a picture with an unboxed phone never goes below 0.55",
+        f"boxed or there is none; a picture with an unboxed phone never goes below {UNBOXED_PHONE_MIN_CROP_AREA}",
         between(0.05, 1),
     )
     seed: int = knob(0, "seed of the views' random crops, colours and pastes", at_least(0))

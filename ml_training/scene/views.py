@@ -28,7 +28,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from inference.preprocessing import image_to_array
 from inference.scene_network import ScenePhoneNet
-from ml_training.scene.config import ViewConfig
+from ml_training.scene.config import UNBOXED_PHONE_MIN_CROP_AREA, ViewConfig
 from ml_training.scene.data import BoxCorners, SceneSample
 from ml_training.scene.targets import cell_targets
 
@@ -37,9 +37,6 @@ logger = logging.getLogger(__name__)
 CLEAN, AUGMENTED, PASTED = 0, 1, 2
 # Sources whose phone-free pictures receive pasted phones: scenes, and everyday photos (ImageNet classes).
 PASTE_RECIPIENT_SOURCES = frozenset({"office-cctv", "webcam-held", "imagenet-sample"})
-# The smallest crop (share of the area) of a picture that shows a phone without a box: a smaller crop could cut
-# the phone out and still be labelled "phone".
-UNBOXED_PHONE_MIN_CROP_AREA = 0.55
 
 
 @dataclass
@@ -95,7 +92,7 @@ def random_crop(
     rng: random.Random,
     *,
     must_keep_a_box: bool,
-    min_area: float = UNBOXED_PHONE_MIN_CROP_AREA,
+    min_area: float,
 ) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
     """A crop of ``min_area``-100% of the area; boxes whose centre falls outside are dropped, the rest clipped."""
     for _ in range(10):
@@ -146,7 +143,7 @@ def crop_area_floor(sample: SceneSample, config: ViewConfig) -> float:
 
 
 def augmented(
-    image: Image.Image, sample: SceneSample, rng: random.Random, *, min_area: float = UNBOXED_PHONE_MIN_CROP_AREA
+    image: Image.Image, sample: SceneSample, rng: random.Random, *, min_area: float
 ) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
     """Crop, flip and colour changes; a boxed phone picture always keeps at least one phone."""
     picture, boxes = random_crop(image, sample.boxes, rng, must_keep_a_box=sample.has_boxes, min_area=min_area)
