@@ -16,7 +16,7 @@ from pathlib import Path
 
 from inference.manifest import read_manifest
 from ml_training.metrics import PairedTest, paired_test
-from ml_training.scene.data import SCENE_SOURCES
+from ml_training.scene.crossval import SCENE_SOURCES
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def test_the_command_prints_one_line_per_group(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_a_picture_training_called_a_scene_counts_as_one_whatever_its_source(tmp_path: Path) -> None:
-    """Boxed pictures from any folder train as scenes (``scene.data.is_scene``); compare must slice them the same."""
+    """Boxed pictures from any folder train as scenes (``crossval.is_scene``); compare must slice them the same."""
     probabilities = {"phone/my-boxed-set/a": 0.9, "phone/sam-dev007/b": 0.9}
     baseline = write_version(tmp_path, "old", threshold=0.5, probabilities=probabilities)
     candidate = write_version(tmp_path, "new", threshold=0.5, probabilities=probabilities)

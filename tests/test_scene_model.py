@@ -279,16 +279,6 @@ def test_zoomed_crops_never_cut_an_unboxed_phone_and_keep_a_boxed_one() -> None:
     assert crop_area_floor(unboxed, zooming) == UNBOXED_PHONE_MIN_CROP_AREA  # a small crop could lose the phone
     assert crop_area_floor(boxed, ViewConfig()) == UNBOXED_PHONE_MIN_CROP_AREA  # the default recipe does not zoom
 
-    # zoomed_pictures="scenes": phone-free scene frames still zoom (else zoom alone would say "phone"), while a
-    # phone-free close-up or everyday photo keeps the floor every version before the knob trained with.
-    scenes_only = ViewConfig(min_crop_area=0.1, zoomed_pictures="scenes")
-    everyday = SceneSample("dog.jpg", "not_phone", "imagenet-sample")
-    assert crop_area_floor(boxed, scenes_only) == crop_area_floor(empty, scenes_only) == 0.1
-    assert crop_area_floor(everyday, scenes_only) == UNBOXED_PHONE_MIN_CROP_AREA
-    assert crop_area_floor(everyday, zooming) == 0.1
-    with pytest.raises(ValueError, match="zoomed_pictures"):
-        ViewConfig(zoomed_pictures="everything")
-
     image, rng = Image.new("RGB", (400, 400)), random.Random(0)
     areas = []
     for _ in range(200):
@@ -312,7 +302,8 @@ def test_cell_targets_mark_the_phone_centre_positive_its_edges_ignored_and_the_r
 
 
 def test_the_folder_prefix_a_retrain_adds_does_not_hide_what_a_picture_is() -> None:
-    from ml_training.scene.data import SceneSample, is_scene
+    from ml_training.scene.crossval import is_scene
+    from ml_training.scene.data import SceneSample
     from ml_training.scene.views import is_paste_recipient
 
     # manage.py retrain names sources "<folder>:<source>" so its figures say which folder a picture came from.

@@ -34,7 +34,8 @@ from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
 from ml_training.metrics import roc_auc
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments
-from ml_training.scene.data import SceneSample, is_scene
+from ml_training.scene.crossval import is_scene
+from ml_training.scene.data import SceneSample
 from ml_training.scene.engine import clean_views, score_views, train_heads
 from ml_training.scene.figures import hits_a_phone
 from ml_training.scene.train import check_args, load_samples

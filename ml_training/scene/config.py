@@ -19,8 +19,6 @@ from inference.preprocessing import PreprocessConfig
 from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE, check_heads
 
 PHONE_VIEW_LOSSES = ("best-cell", "pooled")
-# Which pictures min_crop_area may zoom: every picture whose label survives any crop, or only the scenes among them.
-ZOOMED_PICTURES = ("label-safe", "scenes")
 # The smallest crop (share of the area) of a picture that shows a phone without a box: a smaller crop could cut
 # the phone out and still be labelled "phone". Every version before min_crop_area cropped all pictures this far.
 UNBOXED_PHONE_MIN_CROP_AREA = 0.55
@@ -102,13 +100,6 @@ class ViewConfig:
         "smallest share of the picture an augmented crop keeps (a zoom of up to 1/sqrt of it) where every phone is "
         f"boxed or there is none; a picture with an unboxed phone never goes below {UNBOXED_PHONE_MIN_CROP_AREA}",
         between(0.05, 1),
-    )
-    zoomed_pictures: str = knob(
-        "label-safe",
-        "which pictures crop down to min_crop_area: label-safe (every boxed picture and every phone-free one) or"
-        " scenes (boxed pictures and phone-free frames of scene sources; close-ups, look-alikes and everyday photos"
-        f" keep the {UNBOXED_PHONE_MIN_CROP_AREA} floor)",
-        one_of(*ZOOMED_PICTURES),
     )
     seed: int = knob(0, "seed of the views' random crops, colours and pastes", at_least(0))
 

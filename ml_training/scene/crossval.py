@@ -14,12 +14,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ml_training.scene.data import SceneSample, is_scene
+from ml_training.scene.data import SceneSample
 from ml_training.scene.engine import TrainSettings, clean_views, score_views, train_heads
 from ml_training.scene.views import FeatureBank
 from ml_training.splits import assign_parts, group_ids
 
 logger = logging.getLogger(__name__)
+
+SCENE_SOURCES = frozenset({"office-cctv", "webcam-held", "phone-usage-video"})
+
+
+def is_scene(sample: SceneSample) -> bool:
+    return sample.has_boxes or sample.base_source in SCENE_SOURCES
 
 
 def assign_folds(samples: Sequence[SceneSample], images: Sequence[Image.Image], folds: int, *, seed: int) -> list[int]:

@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 BoxCorners = tuple[float, float, float, float]
 # A box table's key: the picture's folder name (as given to --data-dir) and its file inside it.
 BoxTable = dict[tuple[str, str], tuple[BoxCorners, ...]]
-# Sources whose every picture is a scene (a phone among other things), boxed or not.
-SCENE_SOURCES = frozenset({"office-cctv", "webcam-held", "phone-usage-video"})
 
 
 @dataclass(frozen=True)
@@ -56,11 +54,6 @@ class SceneSample:
     def as_sample(self) -> Sample:
         """The plain :class:`ml_training.data.Sample` the shared split code groups."""
         return Sample(path=self.path, label=self.label, group=self.group, source=self.source)
-
-
-def is_scene(sample: SceneSample) -> bool:
-    """Whether ``sample`` is judged (and drawn, and sliced) as a scene: it has phone boxes or a scene source."""
-    return sample.has_boxes or sample.base_source in SCENE_SOURCES
 
 
 def parse_boxes(text: str) -> tuple[BoxCorners, ...]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from inference.boxes import Box, decode_boxes
 from ml_training.metrics import binary_metrics, expected_calibration_error
-from ml_training.scene.data import BoxCorners, SceneSample, is_scene
+from ml_training.scene.crossval import is_scene
+from ml_training.scene.data import BoxCorners, SceneSample
 from ml_training.scene.decision import calibrate
 
 

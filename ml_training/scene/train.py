@@ -25,15 +25,8 @@ from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
 from inference.second_opinion import SecondOpinionSpec, settled
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
-from ml_training.scene.crossval import assign_folds, out_of_fold
-from ml_training.scene.data import (
-    SceneSample,
-    has_pictures_listed,
-    is_scene,
-    load_data_dirs,
-    read_box_table,
-    with_box_table,
-)
+from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
+from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
 from ml_training.scene.decision import calibrate, choose_threshold, fit_platt, unsure_band
 from ml_training.scene.engine import train_heads
 from ml_training.scene.figures import box_hits, figures_by_slice

@@ -29,7 +29,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from inference.preprocessing import image_to_array
 from inference.scene_network import ScenePhoneNet
 from ml_training.scene.config import UNBOXED_PHONE_MIN_CROP_AREA, ViewConfig
-from ml_training.scene.data import BoxCorners, SceneSample, is_scene
+from ml_training.scene.data import BoxCorners, SceneSample
 from ml_training.scene.targets import cell_targets
 
 logger = logging.getLogger(__name__)
@@ -136,11 +136,8 @@ def jitter_colour(image: Image.Image, rng: random.Random) -> Image.Image:
 
 def crop_area_floor(sample: SceneSample, config: ViewConfig) -> float:
     """How small an augmented crop of ``sample`` may be: the recipe's floor where the label survives any crop (the
-    phones are boxed, or there is none) and the recipe zooms that kind of picture; never below
-    :data:`UNBOXED_PHONE_MIN_CROP_AREA` for an unboxed phone."""
-    label_survives = sample.has_boxes or sample.target == 0
-    zoomed = config.zoomed_pictures == "label-safe" or is_scene(sample)
-    if label_survives and zoomed:
+    phones are boxed, or there is none), never below :data:`UNBOXED_PHONE_MIN_CROP_AREA` for an unboxed phone."""
+    if sample.has_boxes or sample.target == 0:
         return config.min_crop_area
     return max(config.min_crop_area, UNBOXED_PHONE_MIN_CROP_AREA)
 
