@@ -289,6 +289,24 @@ def test_zoomed_crops_never_cut_an_unboxed_phone_and_keep_a_boxed_one() -> None:
     assert min(areas) > 0.1 * 0.75 * 0.9  # never below the floor (up to the aspect ratio's clipping and rounding)
 
 
+def test_spread_pastes_shrink_a_large_phone_to_the_scales_between_and_never_enlarge_a_tiny_one() -> None:
+    from PIL import Image
+
+    from ml_training.scene.views import SMALLEST_SPREAD_WIDTH, Donor, pasted_width
+
+    crop = Image.new("RGB", (60, 100))
+    webcam_phone = Donor(crop=crop, box_in_crop=(0.15, 0.15, 0.85, 0.85), width=0.30, fold=0)
+    cctv_phone = Donor(crop=crop, box_in_crop=(0.15, 0.15, 0.85, 0.85), width=0.03, fold=0)
+    rng = random.Random(0)
+    by_donor = [pasted_width(webcam_phone, rng, scale="donor") for _ in range(500)]
+    spread = [pasted_width(webcam_phone, rng, scale="spread") for _ in range(500)]
+    tiny = [pasted_width(cctv_phone, rng, scale="spread") for _ in range(500)]
+    assert min(by_donor) >= 0.30 * 0.7 and max(by_donor) <= 0.35  # about the donor's own scale
+    assert min(spread) >= SMALLEST_SPREAD_WIDTH and max(spread) <= 0.35
+    assert sum(width < 0.10 for width in spread) > 200  # most between CCTV's and the webcam's scale
+    assert max(tiny) <= 0.03 * 1.4 + 1e-9  # a tiny phone is never blown up into a blur
+
+
 def test_cell_targets_mark_the_phone_centre_positive_its_edges_ignored_and_the_rest_negative() -> None:
     objectness, geometry = cell_targets([(0.40, 0.40, 0.46, 0.52)], 10, is_phone=True)
     assert objectness[4, 4] == 1  # the cell holding the centre (0.43, 0.46)

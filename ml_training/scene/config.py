@@ -19,6 +19,7 @@ from inference.preprocessing import PreprocessConfig
 from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRIDE, check_heads
 
 PHONE_VIEW_LOSSES = ("best-cell", "pooled")
+PASTE_SCALES = ("donor", "spread")
 # The smallest crop (share of the area) of a picture that shows a phone without a box: a smaller crop could cut
 # the phone out and still be labelled "phone". Every version before min_crop_area cropped all pictures this far.
 UNBOXED_PHONE_MIN_CROP_AREA = 0.55
@@ -94,6 +95,13 @@ class ViewConfig:
     )
     imagenet_paste_fraction: float = knob(
         0.3, "share of everyday photos (source imagenet-sample) that also receive pasted phones", between(0, 1)
+    )
+    paste_scale: str = knob(
+        "donor",
+        "how wide a pasted phone is: donor (0.7-1.4 times its width in its own picture) or spread (log-uniform from"
+        " 2% of the picture up to 1.4 times that width, so a phone held up to a webcam also appears at the scale"
+        " of desks and streets; never enlarged beyond 1.4 times)",
+        one_of(*PASTE_SCALES),
     )
     min_crop_area: float = knob(
         UNBOXED_PHONE_MIN_CROP_AREA,

@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -152,12 +153,30 @@ def augmented(
     return jitter_colour(picture, rng), boxes
 
 
+# Pasted phones' width as a share of the picture: the narrowest a phone is pasted at, and the widest.
+SMALLEST_PASTED_WIDTH, LARGEST_PASTED_WIDTH = 0.015, 0.35
+# The narrowest width a spread paste draws: a 2%-wide phone is 9 pixels at 448 px, about the CCTV phones' scale.
+SMALLEST_SPREAD_WIDTH = 0.02
+
+
+def pasted_width(donor: Donor, rng: random.Random, *, scale: str) -> float:
+    """How wide ``donor``'s phone is pasted (share of the picture's width) under the recipe's ``paste_scale``.
+
+    ``donor`` keeps about its own scale; ``spread`` draws log-uniformly between a small phone's width and 1.4 times
+    the donor's, so a large phone (a webcam's) also trains the scales between CCTV and webcam, and no phone is
+    enlarged past 1.4 times (an upscaled tiny phone is a blur, not a phone)."""
+    largest = min(LARGEST_PASTED_WIDTH, donor.width * 1.4)
+    if scale == "spread" and largest > SMALLEST_SPREAD_WIDTH:
+        return math.exp(rng.uniform(math.log(SMALLEST_SPREAD_WIDTH), math.log(largest)))
+    return min(LARGEST_PASTED_WIDTH, max(SMALLEST_PASTED_WIDTH, donor.width * rng.uniform(0.7, 1.4)))
+
+
 def paste(
-    scene: Image.Image, donor: Donor, rng: random.Random, *, size: int
+    scene: Image.Image, donor: Donor, rng: random.Random, *, size: int, scale: str
 ) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
     """``scene`` squeezed to ``size`` with ``donor``'s phone pasted at a random place and scale; its box."""
     canvas = scene.resize((size, size), Image.Resampling.BILINEAR)
-    phone_width = min(0.35, max(0.015, donor.width * rng.uniform(0.7, 1.4)))
+    phone_width = pasted_width(donor, rng, scale=scale)
     bx1, by1, bx2, by2 = donor.box_in_crop
     crop_width_px = max(4, round(size * phone_width / max(bx2 - bx1, 1e-3)))
     crop_height_px = max(4, round(crop_width_px * donor.crop.height / donor.crop.width))
@@ -218,7 +237,9 @@ def rendered_views(
         if fold_donors and is_paste_recipient(sample, index, config):
             for _ in range(config.pasted_views):
                 scene, _ = augmented(image, sample, rng, min_area=min_area)
-                picture, boxes = paste(scene, rng.choice(fold_donors), rng, size=config.image_size)
+                picture, boxes = paste(
+                    scene, rng.choice(fold_donors), rng, size=config.image_size, scale=config.paste_scale
+                )
                 yield RenderedView(picture, boxes, True, index, PASTED)
 
 
