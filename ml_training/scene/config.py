@@ -97,10 +97,10 @@ class ViewConfig:
         0.3, "share of everyday photos (source imagenet-sample) that also receive pasted phones", between(0, 1)
     )
     paste_scale: str = knob(
-        "donor",
-        "how wide a pasted phone is: donor (0.7-1.4 times its width in its own picture) or spread (log-uniform from"
-        " 2% of the picture up to 1.4 times that width, so a phone held up to a webcam also appears at the scale"
-        " of desks and streets; never enlarged beyond 1.4 times)",
+        "spread",
+        "how wide a pasted phone is: spread (scene-lite0-v8's: log-uniform from 2% of the picture up to 1.4 times"
+        " its width in its own picture, so a phone held up to a webcam also appears at the scale of desks and"
+        " streets; never enlarged beyond 1.4 times) or donor (v1-v7's: 0.7-1.4 times that width)",
         one_of(*PASTE_SCALES),
     )
     min_crop_area: float = knob(
