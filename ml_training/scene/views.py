@@ -157,18 +157,20 @@ def augmented(
 SMALLEST_PASTED_WIDTH, LARGEST_PASTED_WIDTH = 0.015, 0.35
 # The narrowest width a spread paste draws: a 2%-wide phone is 9 pixels at 448 px, about the CCTV phones' scale.
 SMALLEST_SPREAD_WIDTH = 0.02
+# How much a pasted phone may be enlarged over its width in its own picture: more is a blur, not a phone.
+MAX_PASTE_ENLARGEMENT = 1.4
 
 
 def pasted_width(donor: Donor, rng: random.Random, *, scale: str) -> float:
     """How wide ``donor``'s phone is pasted (share of the picture's width) under the recipe's ``paste_scale``.
 
-    ``donor`` keeps about its own scale; ``spread`` draws log-uniformly between a small phone's width and 1.4 times
-    the donor's, so a large phone (a webcam's) also trains the scales between CCTV and webcam, and no phone is
-    enlarged past 1.4 times (an upscaled tiny phone is a blur, not a phone)."""
-    largest = min(LARGEST_PASTED_WIDTH, donor.width * 1.4)
+    ``scale="donor"`` keeps about the phone's own width (0.7-1.4 times); ``"spread"`` draws log-uniformly from a
+    small phone's width up to 1.4 times its own, so a large phone (a webcam's) also trains the scales between
+    CCTV's and the webcam's, while a tiny one stays tiny."""
+    largest = min(LARGEST_PASTED_WIDTH, donor.width * MAX_PASTE_ENLARGEMENT)
     if scale == "spread" and largest > SMALLEST_SPREAD_WIDTH:
         return math.exp(rng.uniform(math.log(SMALLEST_SPREAD_WIDTH), math.log(largest)))
-    return min(LARGEST_PASTED_WIDTH, max(SMALLEST_PASTED_WIDTH, donor.width * rng.uniform(0.7, 1.4)))
+    return min(LARGEST_PASTED_WIDTH, max(SMALLEST_PASTED_WIDTH, donor.width * rng.uniform(0.7, MAX_PASTE_ENLARGEMENT)))
 
 
 def paste(
