@@ -292,7 +292,8 @@ def test_zoomed_crops_never_cut_an_unboxed_phone_and_keep_a_boxed_one() -> None:
 def test_spread_pastes_shrink_a_large_phone_to_the_scales_between_and_never_enlarge_a_tiny_one() -> None:
     from PIL import Image
 
-    from ml_training.scene.views import SMALLEST_SPREAD_WIDTH, Donor, pasted_width
+    from ml_training.scene.config import SMALLEST_SPREAD_WIDTH
+    from ml_training.scene.views import Donor, pasted_width
 
     crop = Image.new("RGB", (60, 100))
     webcam_phone = Donor(crop=crop, box_in_crop=(0.15, 0.15, 0.85, 0.85), width=0.30, fold=0)

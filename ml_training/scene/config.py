@@ -20,6 +20,10 @@ from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRI
 
 PHONE_VIEW_LOSSES = ("best-cell", "pooled")
 PASTE_SCALES = ("donor", "spread")
+# The narrowest width (share of the picture's) a spread paste draws: 2% is 9 pixels at 448 px, CCTV phones' scale.
+SMALLEST_SPREAD_WIDTH = 0.02
+# How much a pasted phone may be enlarged over its width in its own picture: more is a blur, not a phone.
+MAX_PASTE_ENLARGEMENT = 1.4
 # The smallest crop (share of the area) of a picture that shows a phone without a box: a smaller crop could cut
 # the phone out and still be labelled "phone". Every version before min_crop_area cropped all pictures this far.
 UNBOXED_PHONE_MIN_CROP_AREA = 0.55
@@ -98,9 +102,10 @@ class ViewConfig:
     )
     paste_scale: str = knob(
         "spread",
-        "how wide a pasted phone is: spread (scene-lite0-v8's: log-uniform from 2% of the picture up to 1.4 times"
-        " its width in its own picture, so a phone held up to a webcam also appears at the scale of desks and"
-        " streets; never enlarged beyond 1.4 times) or donor (v1-v7's: 0.7-1.4 times that width)",
+        f"how wide a pasted phone is: spread (scene-lite0-v8's: log-uniform from {SMALLEST_SPREAD_WIDTH:.0%} of the"
+        f" picture up to {MAX_PASTE_ENLARGEMENT} times its width in its own picture, so a phone held up to a webcam"
+        " also appears at the scale of desks and streets; never enlarged beyond that) or donor (v1-v7's:"
+        f" 0.7-{MAX_PASTE_ENLARGEMENT} times that width)",
         one_of(*PASTE_SCALES),
     )
     min_crop_area: float = knob(

@@ -29,7 +29,12 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from inference.preprocessing import image_to_array
 from inference.scene_network import ScenePhoneNet
-from ml_training.scene.config import UNBOXED_PHONE_MIN_CROP_AREA, ViewConfig
+from ml_training.scene.config import (
+    MAX_PASTE_ENLARGEMENT,
+    SMALLEST_SPREAD_WIDTH,
+    UNBOXED_PHONE_MIN_CROP_AREA,
+    ViewConfig,
+)
 from ml_training.scene.data import BoxCorners, SceneSample
 from ml_training.scene.targets import cell_targets
 
@@ -155,10 +160,6 @@ def augmented(
 
 # Pasted phones' width as a share of the picture: the narrowest a phone is pasted at, and the widest.
 SMALLEST_PASTED_WIDTH, LARGEST_PASTED_WIDTH = 0.015, 0.35
-# The narrowest width a spread paste draws: a 2%-wide phone is 9 pixels at 448 px, about the CCTV phones' scale.
-SMALLEST_SPREAD_WIDTH = 0.02
-# How much a pasted phone may be enlarged over its width in its own picture: more is a blur, not a phone.
-MAX_PASTE_ENLARGEMENT = 1.4
 
 
 def pasted_width(donor: Donor, rng: random.Random, *, scale: str) -> float:
