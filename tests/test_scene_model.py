@@ -308,6 +308,27 @@ def test_spread_pastes_shrink_a_large_phone_to_the_scales_between_and_never_enla
     assert max(tiny) <= 0.03 * 1.4 + 1e-9  # a tiny phone is never blown up into a blur
 
 
+@pytest.mark.parametrize("rotation", ["upright", "quarter-turns"])
+def test_a_pasted_phone_lies_inside_its_box_however_it_is_turned(rotation: str) -> None:
+    from PIL import Image, ImageDraw
+
+    from ml_training.scene.views import Donor, paste
+
+    crop = Image.new("RGB", (60, 100), (90, 90, 90))
+    ImageDraw.Draw(crop).rectangle((12, 20, 35, 79), fill=(255, 0, 0))  # a tall phone off the crop's centre
+    donor = Donor(crop=crop, box_in_crop=(12 / 60, 20 / 100, 36 / 60, 80 / 100), width=0.3, fold=0)
+    scene = Image.new("RGB", (300, 300), (0, 90, 0))
+    rng = random.Random(3)
+    shapes = set()
+    for _ in range(24):
+        canvas, (box,) = paste(scene, donor, rng, size=224, scale="donor", rotation=rotation)
+        red = np.argwhere((np.asarray(canvas)[..., 0] > 200) & (np.asarray(canvas)[..., 1] < 60))
+        (top, left), (bottom, right) = red.min(axis=0) / 224, (red.max(axis=0) + 1) / 224
+        assert box == pytest.approx((left, top, right, bottom), abs=2 / 224)
+        shapes.add("tall" if box[3] - box[1] > box[2] - box[0] else "wide")
+    assert shapes == ({"tall", "wide"} if rotation == "quarter-turns" else {"tall"})
+
+
 def test_cell_targets_mark_the_phone_centre_positive_its_edges_ignored_and_the_rest_negative() -> None:
     objectness, geometry = cell_targets([(0.40, 0.40, 0.46, 0.52)], 10, is_phone=True)
     assert objectness[4, 4] == 1  # the cell holding the centre (0.43, 0.46)

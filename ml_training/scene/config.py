@@ -20,6 +20,7 @@ from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRI
 
 PHONE_VIEW_LOSSES = ("best-cell", "pooled")
 PASTE_SCALES = ("donor", "spread")
+PASTE_ROTATIONS = ("upright", "quarter-turns")
 # The narrowest width (share of the picture's) a spread paste draws: 2% is 9 pixels at 448 px, CCTV phones' scale.
 SMALLEST_SPREAD_WIDTH = 0.02
 # How much a pasted phone may be enlarged over its width in its own picture: more is a blur, not a phone.
@@ -107,6 +108,12 @@ class ViewConfig:
         " also appears at the scale of desks and streets; never enlarged beyond that) or donor (v1-v7's:"
         f" 0.7-{MAX_PASTE_ENLARGEMENT} times that width)",
         one_of(*PASTE_SCALES),
+    )
+    paste_rotation: str = knob(
+        "upright",
+        "how a pasted phone is turned: upright (as in its own picture) or quarter-turns (turned by 0, 90, 180 or 270"
+        " degrees at random: phones lie on tables and are held sideways, while the boxed donors are mostly held up)",
+        one_of(*PASTE_ROTATIONS),
     )
     min_crop_area: float = knob(
         UNBOXED_PHONE_MIN_CROP_AREA,

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -174,10 +174,28 @@ def pasted_width(donor: Donor, rng: random.Random, *, scale: str) -> float:
     return min(LARGEST_PASTED_WIDTH, max(SMALLEST_PASTED_WIDTH, donor.width * rng.uniform(0.7, MAX_PASTE_ENLARGEMENT)))
 
 
+# A quarter-turn of a patch (PIL turns counter-clockwise) and where a normalised box inside it goes.
+QUARTER_TURNS: tuple[tuple[Image.Transpose, Callable[[BoxCorners], BoxCorners]], ...] = (
+    (Image.Transpose.ROTATE_90, lambda box: (box[1], 1 - box[2], box[3], 1 - box[0])),
+    (Image.Transpose.ROTATE_180, lambda box: (1 - box[2], 1 - box[3], 1 - box[0], 1 - box[1])),
+    (Image.Transpose.ROTATE_270, lambda box: (1 - box[3], box[0], 1 - box[1], box[2])),
+)
+
+
+def turned(patch: Image.Image, box: BoxCorners, rng: random.Random) -> tuple[Image.Image, BoxCorners]:
+    """``patch`` (a donor's crop, already scaled) turned by 0, 90, 180 or 270 degrees at random, and its box."""
+    turn = rng.randrange(len(QUARTER_TURNS) + 1)
+    if turn == 0:
+        return patch, box
+    transpose, move_box = QUARTER_TURNS[turn - 1]
+    return patch.transpose(transpose), move_box(box)
+
+
 def paste(
-    scene: Image.Image, donor: Donor, rng: random.Random, *, size: int, scale: str
+    scene: Image.Image, donor: Donor, rng: random.Random, *, size: int, scale: str, rotation: str = "upright"
 ) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
-    """``scene`` squeezed to ``size`` with ``donor``'s phone pasted at a random place and scale; its box."""
+    """``scene`` squeezed to ``size`` with ``donor``'s phone pasted at a random place and scale (and, with
+    ``rotation="quarter-turns"``, turned); its box."""
     canvas = scene.resize((size, size), Image.Resampling.BILINEAR)
     phone_width = pasted_width(donor, rng, scale=scale)
     bx1, by1, bx2, by2 = donor.box_in_crop
@@ -189,6 +207,9 @@ def paste(
     if rng.random() < 0.5:
         patch = patch.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         bx1, bx2 = 1 - bx2, 1 - bx1
+    if rotation == "quarter-turns":
+        patch, (bx1, by1, bx2, by2) = turned(patch, (bx1, by1, bx2, by2), rng)
+        crop_width_px, crop_height_px = patch.size
     left, top = rng.randint(0, size - crop_width_px), rng.randint(0, size - crop_height_px)
     mask = Image.new("L", patch.size, 0)
     inset = max(1, min(patch.size) // 10)
@@ -241,7 +262,12 @@ def rendered_views(
             for _ in range(config.pasted_views):
                 scene, _ = augmented(image, sample, rng, min_area=min_area)
                 picture, boxes = paste(
-                    scene, rng.choice(fold_donors), rng, size=config.image_size, scale=config.paste_scale
+                    scene,
+                    rng.choice(fold_donors),
+                    rng,
+                    size=config.image_size,
+                    scale=config.paste_scale,
+                    rotation=config.paste_rotation,
                 )
                 yield RenderedView(picture, boxes, True, index, PASTED)
 
