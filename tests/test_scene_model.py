@@ -329,6 +329,21 @@ def test_a_pasted_phone_lies_inside_its_box_however_it_is_turned(rotation: str) 
     assert shapes == ({"tall", "wide"} if rotation == "quarter-turns" else {"tall"})
 
 
+def test_degraded_views_keep_their_size_and_are_sometimes_grey_and_sometimes_dim() -> None:
+    from PIL import Image
+
+    from ml_training.scene.views import degraded
+
+    picture = Image.new("RGB", (320, 240), (200, 120, 40))
+    rng = random.Random(0)
+    views = [np.asarray(degraded(picture, rng), dtype=np.int16) for _ in range(60)]
+    assert all(view.shape == (240, 320, 3) for view in views)
+    grey = [view for view in views if np.abs(view[..., 0] - view[..., 2]).max() <= 2]
+    dim = [view for view in views if view.mean() < 0.7 * np.asarray(picture).mean()]
+    assert 5 <= len(grey) <= 30 and 3 <= len(dim) <= 25
+    assert any(np.abs(view - np.asarray(picture)).max() <= 2 for view in views)  # some views left as they were
+
+
 def test_cell_targets_mark_the_phone_centre_positive_its_edges_ignored_and_the_rest_negative() -> None:
     objectness, geometry = cell_targets([(0.40, 0.40, 0.46, 0.52)], 10, is_phone=True)
     assert objectness[4, 4] == 1  # the cell holding the centre (0.43, 0.46)

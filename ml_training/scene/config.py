@@ -21,6 +21,7 @@ from inference.scene_network import MAX_TRAINABLE_BLOCKS, PICTURE_POOLINGS, STRI
 PHONE_VIEW_LOSSES = ("best-cell", "pooled")
 PASTE_SCALES = ("donor", "spread")
 PASTE_ROTATIONS = ("upright", "quarter-turns")
+CAMERA_EFFECTS = ("none", "degrade")
 # The narrowest width (share of the picture's) a spread paste draws: 2% is 9 pixels at 448 px, CCTV phones' scale.
 SMALLEST_SPREAD_WIDTH = 0.02
 # How much a pasted phone may be enlarged over its width in its own picture: more is a blur, not a phone.
@@ -114,6 +115,12 @@ class ViewConfig:
         "how a pasted phone is turned: upright (as in its own picture) or quarter-turns (turned by 0, 90, 180 or 270"
         " degrees at random: phones lie on tables and are held sideways, while the boxed donors are mostly held up)",
         one_of(*PASTE_ROTATIONS),
+    )
+    camera_effects: str = knob(
+        "none",
+        "what else an augmented or pasted view goes through: none, or degrade (at random: grey, blur, JPEG"
+        " artefacts, low light; the cameras of drivers, CCTV and old phones, which the training pictures barely show)",
+        one_of(*CAMERA_EFFECTS),
     )
     min_crop_area: float = knob(
         UNBOXED_PHONE_MIN_CROP_AREA,

@@ -14,6 +14,7 @@ so its output for a view never changes; the bank holds it in float16 (175 KB a v
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -158,6 +159,22 @@ def augmented(
     return jitter_colour(picture, rng), boxes
 
 
+def degraded(picture: Image.Image, rng: random.Random) -> Image.Image:
+    """``picture`` as a worse camera might have taken it: each effect at random, independently (a quarter grey, a
+    quarter blurred by about a pixel at 448 px, a third re-compressed as a poor JPEG, a fifth dim)."""
+    if rng.random() < 0.25:
+        picture = picture.convert("L").convert("RGB")
+    if rng.random() < 0.25:
+        picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.4) * picture.width / 448))
+    if rng.random() < 0.2:
+        picture = ImageEnhance.Brightness(picture).enhance(rng.uniform(0.3, 0.6))
+    if rng.random() < 0.33:
+        encoded = io.BytesIO()
+        picture.save(encoded, format="JPEG", quality=rng.randint(20, 60))
+        picture = Image.open(io.BytesIO(encoded.getvalue())).convert("RGB")
+    return picture
+
+
 # Pasted phones' width as a share of the picture: the narrowest a phone is pasted at, and the widest.
 SMALLEST_PASTED_WIDTH, LARGEST_PASTED_WIDTH = 0.015, 0.35
 
@@ -256,6 +273,8 @@ def rendered_views(
         yield RenderedView(image, sample.boxes, is_phone, index, CLEAN)
         for _ in range(config.augmented_views):
             picture, boxes = augmented(image, sample, rng, min_area=min_area)
+            if config.camera_effects == "degrade":
+                picture = degraded(picture, rng)
             yield RenderedView(picture, boxes, is_phone, index, AUGMENTED)
         fold_donors = donors_by_fold.get(folds[index], [])
         if fold_donors and is_paste_recipient(sample, index, config):
@@ -269,6 +288,8 @@ def rendered_views(
                     scale=config.paste_scale,
                     rotation=config.paste_rotation,
                 )
+                if config.camera_effects == "degrade":
+                    picture = degraded(picture, rng)
                 yield RenderedView(picture, boxes, True, index, PASTED)
 
 
