@@ -159,19 +159,27 @@ def augmented(
     return jitter_colour(picture, rng), boxes
 
 
-def degraded(picture: Image.Image, rng: random.Random) -> Image.Image:
+def degraded(picture: Image.Image, rng: random.Random, *, input_size: int = 448) -> Image.Image:
     """``picture`` as a worse camera might have taken it: each effect at random, independently (a quarter grey, a
-    quarter blurred by about a pixel at 448 px, a third re-compressed as a poor JPEG, a fifth dim)."""
+    quarter blurred by about a pixel of the network's ``input_size``, a fifth dim, a third re-compressed as a poor
+    JPEG)."""
     if rng.random() < 0.25:
         picture = picture.convert("L").convert("RGB")
     if rng.random() < 0.25:
-        picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.4) * picture.width / 448))
+        picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.4) * picture.width / input_size))
     if rng.random() < 0.2:
         picture = ImageEnhance.Brightness(picture).enhance(rng.uniform(0.3, 0.6))
     if rng.random() < 0.33:
         encoded = io.BytesIO()
         picture.save(encoded, format="JPEG", quality=rng.randint(20, 60))
         picture = Image.open(io.BytesIO(encoded.getvalue())).convert("RGB")
+    return picture
+
+
+def through_camera(picture: Image.Image, config: ViewConfig, rng: random.Random) -> Image.Image:
+    """A training view as the recipe's ``camera_effects`` leave it (``none`` draws nothing, so views stay as before)."""
+    if config.camera_effects == "degrade":
+        return degraded(picture, rng, input_size=config.image_size)
     return picture
 
 
@@ -273,9 +281,7 @@ def rendered_views(
         yield RenderedView(image, sample.boxes, is_phone, index, CLEAN)
         for _ in range(config.augmented_views):
             picture, boxes = augmented(image, sample, rng, min_area=min_area)
-            if config.camera_effects == "degrade":
-                picture = degraded(picture, rng)
-            yield RenderedView(picture, boxes, is_phone, index, AUGMENTED)
+            yield RenderedView(through_camera(picture, config, rng), boxes, is_phone, index, AUGMENTED)
         fold_donors = donors_by_fold.get(folds[index], [])
         if fold_donors and is_paste_recipient(sample, index, config):
             for _ in range(config.pasted_views):
@@ -288,9 +294,7 @@ def rendered_views(
                     scale=config.paste_scale,
                     rotation=config.paste_rotation,
                 )
-                if config.camera_effects == "degrade":
-                    picture = degraded(picture, rng)
-                yield RenderedView(picture, boxes, True, index, PASTED)
+                yield RenderedView(through_camera(picture, config, rng), boxes, True, index, PASTED)
 
 
 def view_count(
