@@ -336,7 +336,7 @@ def test_degraded_views_keep_their_size_and_are_sometimes_grey_and_sometimes_dim
 
     picture = Image.new("RGB", (320, 240), (200, 120, 40))
     rng = random.Random(0)
-    views = [np.asarray(degraded(picture, rng), dtype=np.int16) for _ in range(60)]
+    views = [np.asarray(degraded(picture, rng, input_size=448), dtype=np.int16) for _ in range(60)]
     assert all(view.shape == (240, 320, 3) for view in views)
     grey = [view for view in views if np.abs(view[..., 0] - view[..., 2]).max() <= 2]
     dim = [view for view in views if view.mean() < 0.7 * np.asarray(picture).mean()]

@@ -159,7 +159,7 @@ def augmented(
     return jitter_colour(picture, rng), boxes
 
 
-def degraded(picture: Image.Image, rng: random.Random, *, input_size: int = 448) -> Image.Image:
+def degraded(picture: Image.Image, rng: random.Random, *, input_size: int) -> Image.Image:
     """``picture`` as a worse camera might have taken it: each effect at random, independently (a quarter grey, a
     quarter blurred by about a pixel of the network's ``input_size``, a fifth dim, a third re-compressed as a poor
     JPEG)."""
@@ -217,7 +217,7 @@ def turned(patch: Image.Image, box: BoxCorners, rng: random.Random) -> tuple[Ima
 
 
 def paste(
-    scene: Image.Image, donor: Donor, rng: random.Random, *, size: int, scale: str, rotation: str = "upright"
+    scene: Image.Image, donor: Donor, rng: random.Random, *, size: int, scale: str, rotation: str
 ) -> tuple[Image.Image, tuple[BoxCorners, ...]]:
     """``scene`` squeezed to ``size`` with ``donor``'s phone pasted at a random place and scale (and, with
     ``rotation="quarter-turns"``, turned); its box."""
