@@ -18,7 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
@@ -312,6 +312,54 @@ def test_clean_orphans_leaves_files_younger_than_min_age(alice: User) -> None:
 
     assert default_storage.exists(fresh)
     assert "0 orphan file(s)" in out.getvalue()
+
+
+def test_clean_orphans_refuses_to_delete_when_most_uploads_look_missing(
+    alice: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    """An unmounted volume or a wrong MEDIA_ROOT makes every picture look missing: the uploads, and the reviews
+    they carry, are not deleted for it unless the operator insists."""
+    uploads = [stored_upload(alice, f"{index}.jpg", picture_bytes(color=(index * 40, 9, 9))) for index in range(3)]
+    for upload in uploads[:2]:
+        default_storage.delete(upload.image.name)
+    orphan = default_storage.save("uploads/2020/01/01/left-behind.jpg", ContentFile(b"orphan"))
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(CommandError, match="2 of 3 uploads"):
+        call_command("clean_orphans", "--min-age", "0", "--delete", stdout=io.StringIO())
+
+    assert Upload.objects.count() == 3 and default_storage.exists(orphan)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("clean_orphans", "--min-age", "0", "--delete", "--even-if-most-are-missing", stdout=io.StringIO())
+
+    assert list(Upload.objects.values_list("pk", flat=True)) == [uploads[2].pk]
+    assert not default_storage.exists(orphan)
+
+
+def test_deleting_a_user_deletes_their_uploads_files_and_no_one_elses(
+    alice: User, bob: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    """Erasing an account (admin, shell) must not leave the person's pictures in storage."""
+    gone = stored_upload(alice, "alice.jpg", picture_bytes(color=(200, 30, 30)))
+    kept = stored_upload(bob, "bob.jpg", picture_bytes(color=(30, 30, 200)))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.delete()
+
+    assert not any(default_storage.exists(name) for name in file_names(gone))
+    assert all(default_storage.exists(name) for name in file_names(kept))
+    assert list(Upload.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_a_user_deletion_that_rolls_back_keeps_their_files(alice: User) -> None:
+    upload = stored_upload(alice, "alice.jpg")
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        alice.delete()
+        raise RuntimeError("the deletion is rolled back")
+
+    assert Upload.objects.filter(pk=upload.pk).exists()
+    assert all(default_storage.exists(name) for name in file_names(upload))
 
 
 def test_pending_upload_deleted_before_classification_is_skipped_quietly(

@@ -1,7 +1,10 @@
 """Finding what storage and the database disagree on: files no upload names, and uploads whose picture is gone.
 
-Deletes leave no orphans by themselves (``upload_deletion``), but older versions did (admin deletes kept the
-files), a storage error can leave one, and deleting a user deletes their rows without their files.
+Deletes leave no orphans by themselves (``upload_deletion``, deleting a user included), but older versions did
+(admin deletes and deleted users kept the files) and a storage error can leave one.
+
+Deleting the uploads whose picture is missing takes their reviews with them, so :func:`storage_clean` refuses when
+most uploads look missing: that is what an unmounted volume or a wrong ``MEDIA_ROOT`` looks like, not lost files.
 """
 
 from __future__ import annotations
@@ -18,12 +21,25 @@ from phoneapp.services.upload_deletion import file_names_in_use, stored_files_de
 
 # The folders upload files are written under (models.upload_image_path, thumbnail_path, heatmap_path).
 UPLOAD_FOLDERS = ("uploads", "thumbnails", "heatmaps")
+# Above this share of uploads without a picture, storage is more likely unreachable than the pictures gone.
+MOST_UPLOADS = 0.5
+
+
+class StorageLooksUnmounted(Exception):
+    """Most uploads' pictures are missing: deleting those uploads is refused (see the module docstring)."""
 
 
 @dataclass
 class StorageAudit:
     orphan_files: list[str] = field(default_factory=list)
     uploads_missing_picture: list[int] = field(default_factory=list)
+    uploads_checked: int = 0
+
+    @property
+    def most_uploads_missing(self) -> bool:
+        return bool(self.uploads_missing_picture) and len(self.uploads_missing_picture) > MOST_UPLOADS * max(
+            self.uploads_checked, 1
+        )
 
 
 def storage_audit(*, min_age: timedelta = timedelta(hours=1), now: datetime | None = None) -> StorageAudit:
@@ -37,19 +53,26 @@ def storage_audit(*, min_age: timedelta = timedelta(hours=1), now: datetime | No
     candidates = [name for name in _walk(storage) if _modified(storage, name) <= newest]
     in_use = file_names_in_use(candidates)
     orphans = sorted(name for name in candidates if name not in in_use)
-    missing = [
-        upload_id
-        for upload_id, image in Upload.objects.order_by("pk").values_list("pk", "image").iterator()
-        if not image or not storage.exists(image)
-    ]
-    return StorageAudit(orphan_files=orphans, uploads_missing_picture=missing)
+    checked = 0
+    missing = []
+    for upload_id, image in Upload.objects.order_by("pk").values_list("pk", "image").iterator():
+        checked += 1
+        if not image or not storage.exists(image):
+            missing.append(upload_id)
+    return StorageAudit(orphan_files=orphans, uploads_missing_picture=missing, uploads_checked=checked)
 
 
-def storage_clean(*, audit: StorageAudit) -> StorageAudit:
+def storage_clean(*, audit: StorageAudit, even_if_most_missing: bool = False) -> StorageAudit:
     """Remove what ``audit`` found: the orphan files, and the uploads without a picture (with their other files).
 
-    Returns what could not be removed.
+    Raises :class:`StorageLooksUnmounted`, changing nothing, when most uploads look missing, unless
+    ``even_if_most_missing``. Returns what could not be removed.
     """
+    if audit.most_uploads_missing and not even_if_most_missing:
+        raise StorageLooksUnmounted(
+            f"{len(audit.uploads_missing_picture)} of {audit.uploads_checked} uploads have no picture in storage: "
+            "is the media storage mounted, and MEDIA_ROOT (or the S3 bucket) the right one?"
+        )
     failed = stored_files_delete(names=audit.orphan_files)
     uploads_delete(uploads=Upload.objects.filter(pk__in=audit.uploads_missing_picture))
     return StorageAudit(orphan_files=failed)

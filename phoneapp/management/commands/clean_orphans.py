@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from phoneapp.services.storage_audit import storage_audit, storage_clean
+from phoneapp.services.storage_audit import StorageLooksUnmounted, storage_audit, storage_clean
 
 
 class Command(BaseCommand):
@@ -24,6 +24,12 @@ class Command(BaseCommand):
             help="Remove the orphan files, and delete the uploads whose picture is missing (with their other files).",
         )
         parser.add_argument(
+            "--even-if-most-are-missing",
+            action="store_true",
+            help="With --delete: delete the uploads without a picture even when they are most uploads (refused "
+            "otherwise: that is what unmounted storage looks like).",
+        )
+        parser.add_argument(
             "--min-age",
             type=float,
             default=60.0,
@@ -32,7 +38,7 @@ class Command(BaseCommand):
             "files just before its row.",
         )
 
-    def handle(self, *args: Any, delete: bool, min_age: float, **options: Any) -> None:
+    def handle(self, *args: Any, delete: bool, min_age: float, even_if_most_are_missing: bool, **options: Any) -> None:
         audit = storage_audit(min_age=timedelta(minutes=min_age))
         for name in audit.orphan_files:
             self.stdout.write(f"orphan file: {name}")
@@ -43,7 +49,13 @@ class Command(BaseCommand):
         if not delete:
             self.stdout.write(f"{found}. Dry run: nothing changed; run with --delete to remove them.")
             return
-        failed = storage_clean(audit=audit)
+        try:
+            failed = storage_clean(audit=audit, even_if_most_missing=even_if_most_are_missing)
+        except StorageLooksUnmounted as error:
+            raise CommandError(
+                f"{error} Nothing changed. If those pictures really are gone, run again with "
+                "--delete --even-if-most-are-missing."
+            ) from error
         self.stdout.write(f"{found}: removed.")
         if failed.orphan_files:
             self.stderr.write(f"{len(failed.orphan_files)} file(s) could not be removed (see the log).")
