@@ -99,33 +99,48 @@ def load(
     with a readable reason for a missing, corrupt or unknown model; never for the fast path.
     """
     directory = Path(model_dir)
-    if not directory.is_dir():
-        raise ModelLoadError(f"Model directory {directory} does not exist.")
-    manifest = read_manifest(directory)
-    verify_files(directory, manifest)
+    manifest = verify_model_dir(directory, models_root=models_root)
     threads = threads or default_threads()
     classifier = _load_verified(
         directory, manifest, engine=engine, threads=threads, cache_dir=cache_dir, max_batch=max_batch
     )
     if manifest.second_opinion is not None:
-        member_dir = Path(models_root or directory.parent) / manifest.second_opinion.model
-        classifier.second_opinion = _second_opinion(
-            member_dir, manifest, engine=engine, threads=threads, cache_dir=cache_dir, max_batch=max_batch
+        member_dir = second_opinion_dir(directory, manifest, models_root=models_root)
+        classifier.second_opinion = _load_verified(
+            member_dir,
+            read_manifest(member_dir),
+            engine=engine,
+            threads=threads,
+            cache_dir=cache_dir,
+            max_batch=max_batch,
         )
     return classifier
 
 
-def _second_opinion(
-    member_dir: Path,
-    manifest: ModelManifest,
-    *,
-    engine: str | None,
-    threads: int,
-    cache_dir: Path | None,
-    max_batch: int,
-) -> Classifier:
-    """The model version ``manifest.second_opinion`` names (in ``member_dir``); refused unless its manifest is the
-    one pinned (a retrained or recalibrated namesake would change the verdicts measured)."""
+def verify_model_dir(directory: Path, *, models_root: Path | None = None) -> ModelManifest:
+    """The manifest of the model in ``directory`` once every file it needs checks out, its second opinion's too.
+
+    What :func:`load` checks before loading, and what a health probe or an activation checks without loading.
+    Raises :class:`ModelLoadError` with a readable reason.
+    """
+    if not directory.is_dir():
+        raise ModelLoadError(f"Model directory {directory} does not exist.")
+    manifest = read_manifest(directory)
+    verify_files(directory, manifest)
+    if manifest.second_opinion is not None:
+        _verify_second_opinion(second_opinion_dir(directory, manifest, models_root=models_root), manifest)
+    return manifest
+
+
+def second_opinion_dir(directory: Path, manifest: ModelManifest, *, models_root: Path | None = None) -> Path:
+    """Where the version ``manifest`` asks for a second opinion lives: beside it, unless ``models_root`` says."""
+    assert manifest.second_opinion is not None
+    return Path(models_root or directory.parent) / manifest.second_opinion.model
+
+
+def _verify_second_opinion(member_dir: Path, manifest: ModelManifest) -> None:
+    """Refused unless the member's manifest is the one pinned (a retrained or recalibrated namesake would change
+    the verdicts measured) and its files check out."""
     spec = manifest.second_opinion
     assert spec is not None
     if not member_dir.is_dir():
@@ -141,9 +156,6 @@ def _second_opinion(
             f"sha256 should be {spec.manifest_sha256[:12]}…)."
         )
     verify_files(member_dir, member_manifest)
-    return _load_verified(
-        member_dir, member_manifest, engine=engine, threads=threads, cache_dir=cache_dir, max_batch=max_batch
-    )
 
 
 def _load_verified(

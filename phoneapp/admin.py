@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib import admin, messages
@@ -13,12 +14,13 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from inference.manifest import ModelLoadError
 from phoneapp.models import ApiToken, Label, ModelVersion, Upload, UploadQuerySet, VersionScore
 from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
 from phoneapp.selectors.model_versions import model_version_latest_score
 from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
-from phoneapp.services.model_versions import model_version_activate
+from phoneapp.services.model_versions import model_version_activate, model_version_verify
 from phoneapp.services.reviews import (
     BadBoxes,
     review_boxes_parse,
@@ -29,6 +31,8 @@ from phoneapp.services.reviews import (
 )
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
 from phoneapp.signed_in import signed_in_user
+
+logger = logging.getLogger(__name__)
 
 # The admin has no navigation sidebar: at 1366 px it took the room the upload list needs beside its filters (the
 # breadcrumbs and the admin's index still lead everywhere).
@@ -254,16 +258,16 @@ class UploadAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         uploads_delete(uploads=queryset)
 
-    @admin.action(description="Confirm model verdict")
+    @admin.action(permissions=["change"], description="Confirm model verdict")
     def confirm_model_verdict(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         count = uploads_confirm_predictions(uploads=queryset, reviewer=signed_in_user(request))
         self.message_user(request, f"Confirmed the model's verdict on {count} upload(s).", messages.SUCCESS)
 
-    @admin.action(description="Mark as phone")
+    @admin.action(permissions=["change"], description="Mark as phone")
     def mark_as_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         self._mark(request, queryset, label=Label.PHONE)
 
-    @admin.action(description="Mark as not phone")
+    @admin.action(permissions=["change"], description="Mark as not phone")
     def mark_as_not_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         self._mark(request, queryset, label=Label.NOT_PHONE)
 
@@ -272,18 +276,21 @@ class UploadAdmin(admin.ModelAdmin):
         count = uploads_set_reviewed_label(uploads=queryset, label=label, reviewer=signed_in_user(request))
         self.message_user(request, f"Marked {count} upload(s) as {_LABEL_WORDS[label]}.", messages.SUCCESS)
 
-    @admin.action(description="Ground truth: confirm the reviewed label (scores every version, never trains)")
+    @admin.action(
+        permissions=["change"],
+        description="Ground truth: confirm the reviewed label (scores every version, never trains)",
+    )
     def confirm_as_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request))
         skipped = _uploads(queryset).unreviewed().count()
         note = f"; {skipped} unreviewed upload(s) left alone" if skipped else ""
         self.message_user(request, f"{count} picture(s) are now ground truth{note}.", messages.SUCCESS)
 
-    @admin.action(description="Ground truth: phone")
+    @admin.action(permissions=["change"], description="Ground truth: phone")
     def ground_truth_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         self._ground_truth(request, queryset, label=Label.PHONE)
 
-    @admin.action(description="Ground truth: not phone")
+    @admin.action(permissions=["change"], description="Ground truth: not phone")
     def ground_truth_not_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         self._ground_truth(request, queryset, label=Label.NOT_PHONE)
 
@@ -292,7 +299,7 @@ class UploadAdmin(admin.ModelAdmin):
         count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request), label=label)
         self.message_user(request, f"{count} picture(s) are now ground truth: {_LABEL_WORDS[label]}.", messages.SUCCESS)
 
-    @admin.action(description="Remove from ground truth")
+    @admin.action(permissions=["change"], description="Remove from ground truth")
     def remove_from_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         count = uploads_unmark_ground_truth(uploads=queryset)
         self.message_user(request, f"{count} upload(s) removed from ground truth.", messages.SUCCESS)
@@ -415,12 +422,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def roc_auc(self, version: ModelVersion) -> str:
         return self._metric(version, "roc_auc")
 
-    @admin.action(description="Activate this version (workers switch before their next prediction)")
+    @admin.action(
+        permissions=["change"], description="Activate this version (workers switch before their next prediction)"
+    )
     def activate_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
-        version = model_version_activate(version=queryset.get())
+        chosen = queryset.get()
+        try:
+            model_version_verify(version=chosen)
+        except ModelLoadError:
+            logger.exception("activation refused: model unavailable", extra={"model_version": chosen.name})
+            self.message_user(
+                request,
+                f"{chosen.name} was not activated: its files (or its second opinion's) are missing or changed on "
+                "disk, so workers could not load it. The active model is unchanged; details are in the log.",
+                messages.ERROR,
+            )
+            return
+        version = model_version_activate(version=chosen)
         self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
 
 

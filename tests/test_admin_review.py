@@ -9,7 +9,7 @@ from django.test import Client
 from phoneapp.models import ModelVersion, Upload, UploadStatus
 from phoneapp.selectors.review_queue import review_queue_first
 from phoneapp.services.model_versions import model_version_active
-from tests.factories import make_upload
+from tests.factories import make_upload, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -127,6 +127,52 @@ def test_activate_action_refuses_more_than_one_version(staff_client: Client) -> 
     pks = list(ModelVersion.objects.values_list("pk", flat=True))
     staff_client.post("/admin/phoneapp/modelversion/", {"action": "activate_version", "_selected_action": pks})
     assert model_version_active() == before
+
+
+def test_activate_action_refuses_a_version_workers_could_not_load(staff_client: Client, settings) -> None:
+    """Its files changed on disk: activating it would fail every upload after the retries; nothing changes."""
+    from phoneapp.services.model_versions import model_dir_of, model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+    before = model_version_active()
+    broken = ModelVersion.objects.filter(is_active=False).order_by("name").first()
+    assert broken is not None
+    weights = next(path for path in model_dir_of(broken).iterdir() if path.name != "manifest.json")
+    weights.write_bytes(weights.read_bytes()[:-1] + b"?")
+
+    response = staff_client.post(
+        "/admin/phoneapp/modelversion/",
+        {"action": "activate_version", "_selected_action": [broken.pk]},
+        follow=True,
+    )
+
+    assert model_version_active() == before
+    assert f"{broken.name} was not activated".lower() in response.content.decode().lower()  # admin capitalises
+
+
+def test_staff_with_view_permission_only_cannot_run_actions(alice: User) -> None:
+    """Being allowed to read the registry and the uploads is not being allowed to switch the model or relabel."""
+    from django.contrib.auth.models import Permission
+
+    from phoneapp.services.model_versions import model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+    viewer = make_user("vera", staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_modelversion", "view_upload"]))
+    client = Client()
+    client.force_login(viewer)
+    before = model_version_active()
+    inactive = ModelVersion.objects.filter(is_active=False).first()
+    assert inactive is not None
+    upload = make_upload(alice, name="a.jpg", predicted_label="phone", probability=0.8)
+
+    assert client.get("/admin/phoneapp/modelversion/").status_code == 200  # they may look
+    client.post("/admin/phoneapp/modelversion/", {"action": "activate_version", "_selected_action": [inactive.pk]})
+    client.post(CHANGELIST, {"action": "mark_as_not_phone", "_selected_action": [upload.pk]})
+
+    assert model_version_active() == before
+    upload.refresh_from_db()
+    assert upload.reviewed_label == ""
 
 
 def test_upload_list_searches_by_owner_and_has_a_date_drilldown(staff_client: Client, alice: User, bob: User) -> None:

@@ -138,6 +138,39 @@ def test_healthz_is_503_for_a_corrupt_model_without_saying_where(client: Client,
     assert "manifest" not in response.content.decode()
 
 
+@pytest.mark.usefixtures("deployed_models")
+@pytest.mark.django_db
+def test_healthz_is_503_when_the_active_models_second_opinion_is_gone(client: Client, settings) -> None:
+    """Workers refuse a model whose second opinion is missing, so the probe must not call it healthy."""
+    import shutil
+
+    from inference.manifest import ModelManifest, manifest_checksum, read_manifest, write_manifest
+    from inference.second_opinion import SecondOpinionSpec
+    from phoneapp.services.model_versions import model_version_activate, model_version_register
+
+    models = Path(settings.MODELS_DIR)
+    member = models / "member-copy"
+    shutil.copytree(models / "imagenet-zero-shot", member)
+    asking = models / "asks-a-member"
+    shutil.copytree(models / "imagenet-zero-shot", asking)
+    spec = SecondOpinionSpec(model=member.name, manifest_sha256=manifest_checksum(member))
+    write_manifest(
+        asking,
+        ModelManifest.from_dict(
+            {**read_manifest(asking).to_dict(), "version": asking.name, "second_opinion": spec.to_dict()}
+        ),
+    )
+    model_version_activate(version=model_version_register(model_dir=asking))
+    assert client.get("/healthz").json()["model"] == "ok"
+
+    shutil.rmtree(member)
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["model"] == "unavailable"
+    assert "member-copy" not in response.content.decode()
+
+
 @pytest.mark.django_db
 def test_healthz_is_503_when_the_broker_is_down_without_leaking_its_address(client: Client, settings) -> None:
     from tests import live_services

@@ -13,10 +13,11 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from inference.manifest import ModelLoadError, manifest_checksum, read_manifest, verify_files
+from inference.loader import second_opinion_dir
+from inference.manifest import ModelLoadError, read_manifest
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.dispatch import broker_configured
-from phoneapp.services.model_versions import model_dir_of
+from phoneapp.services.model_versions import model_dir_of, model_version_verify
 from phoneapp.services.worker_presence import queue_depth, workers_alive
 
 logger = logging.getLogger(__name__)
@@ -162,18 +163,16 @@ def _check_broker() -> str:
 
 
 def _check_model() -> tuple[str, str | None]:
-    """``ok`` only if the active version's files are all there and match their checksums (what a worker
-    checks before loading it); ``unavailable`` for a missing or corrupt model, without saying which file."""
+    """``ok`` only if the active version's files, and its second opinion's, are all there and match their
+    checksums (what a worker checks before loading it); ``unavailable`` for a missing or corrupt model, without
+    saying which file."""
     version = model_version_active_or_none()
     if version is None:
         return "no active version", None
-    model_dir = model_dir_of(version)
     try:
-        stamp = _files_stamp(model_dir)
+        stamp = _model_stamp(model_dir_of(version))
         if _verified_stamps.get(version.pk) != stamp:
-            if manifest_checksum(model_dir) != version.checksum:
-                raise ModelLoadError("manifest differs from the registered checksum")
-            verify_files(model_dir, read_manifest(model_dir))
+            model_version_verify(version=version)
             _verified_stamps[version.pk] = stamp
     except (ModelLoadError, OSError):
         logger.exception("health check: model unavailable", extra={"model_version": version.name})
@@ -184,6 +183,15 @@ def _check_model() -> tuple[str, str | None]:
 # Hashing model weights on every probe would be wasteful: a version is re-verified only when a file in its
 # directory changes size or modification time.
 _verified_stamps: dict[int, tuple[tuple[str, int, int], ...]] = {}
+
+
+def _model_stamp(model_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """The files of a model directory and of the second opinion its manifest names, if any."""
+    manifest = read_manifest(model_dir)
+    stamp = _files_stamp(model_dir)
+    if manifest.second_opinion is not None:
+        stamp += _files_stamp(second_opinion_dir(model_dir, manifest, models_root=Path(settings.MODELS_DIR)))
+    return stamp
 
 
 def _files_stamp(model_dir: Path) -> tuple[tuple[str, int, int], ...]:

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from inference.loader import read_active_pointer
+from inference.loader import read_active_pointer, verify_model_dir
 from inference.manifest import MANIFEST_NAME, ModelLoadError, manifest_checksum, read_manifest
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import model_version_active_or_none
@@ -47,6 +47,15 @@ def model_version_register(
     if activate:
         version = model_version_activate(version=version)
     return version
+
+
+def model_version_verify(*, version: ModelVersion) -> None:
+    """What a worker checks before loading ``version``, without loading it: its manifest is the one registered and
+    every file it needs, its second opinion's included, is there and intact. Raises :class:`ModelLoadError`."""
+    model_dir = model_dir_of(version)
+    verify_model_dir(model_dir, models_root=Path(settings.MODELS_DIR))
+    if manifest_checksum(model_dir) != version.checksum:
+        raise ModelLoadError(f"Model {version.name}: manifest on disk differs from the registered checksum.")
 
 
 @transaction.atomic
