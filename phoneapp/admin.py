@@ -19,6 +19,7 @@ from phoneapp.models import ApiToken, Label, ModelVersion, Upload, UploadQuerySe
 from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
 from phoneapp.selectors.model_versions import model_version_latest_score
 from phoneapp.services.api_tokens import api_token_prefix
+from phoneapp.services.classification import uploads_retry_failed
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
 from phoneapp.services.model_versions import model_version_activate, model_version_verify
 from phoneapp.services.reviews import (
@@ -151,6 +152,7 @@ class UploadAdmin(admin.ModelAdmin):
         "ground_truth_phone",
         "ground_truth_not_phone",
         "remove_from_ground_truth",
+        "retry_classification",
     ]
     readonly_fields = [
         "picture_full",
@@ -298,6 +300,13 @@ class UploadAdmin(admin.ModelAdmin):
         """Every selected upload becomes ground truth with ``label``; the message counts them."""
         count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request), label=label)
         self.message_user(request, f"{count} picture(s) are now ground truth: {_LABEL_WORDS[label]}.", messages.SUCCESS)
+
+    @admin.action(permissions=["change"], description="Retry classification of failed uploads")
+    def retry_classification(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
+        count = uploads_retry_failed(uploads=queryset)
+        skipped = queryset.count() - count
+        note = f"; {skipped} upload(s) that had not failed left alone" if skipped else ""
+        self.message_user(request, f"{count} failed upload(s) sent to be classified again{note}.", messages.SUCCESS)
 
     @admin.action(permissions=["change"], description="Remove from ground truth")
     def remove_from_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:

@@ -175,6 +175,25 @@ def test_staff_with_view_permission_only_cannot_run_actions(alice: User) -> None
     assert upload.reviewed_label == ""
 
 
+def test_retry_action_sends_failed_uploads_again_and_leaves_the_rest(
+    staff_client: Client, alice: User, django_capture_on_commit_callbacks
+) -> None:
+    failed = make_upload(alice, name="failed.jpg", status=UploadStatus.PENDING)
+    Upload.objects.filter(pk=failed.pk).update(status=UploadStatus.FAILED, error="The model is unavailable", attempts=3)
+    done = make_upload(alice, name="done.jpg", predicted_label="phone", probability=0.9)
+    done_before = Upload.objects.values().get(pk=done.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):  # no broker here: classified in this process
+        response = staff_client.post(
+            CHANGELIST, {"action": "retry_classification", "_selected_action": [failed.pk, done.pk]}, follow=True
+        )
+
+    failed.refresh_from_db()
+    assert (failed.status, failed.error, failed.attempts) == (UploadStatus.DONE, "", 1)
+    assert Upload.objects.values().get(pk=done.pk) == done_before
+    assert "1 failed upload(s) sent to be classified again" in response.content.decode()
+
+
 def test_upload_list_searches_by_owner_and_has_a_date_drilldown(staff_client: Client, alice: User, bob: User) -> None:
     make_upload(alice, name="alices.jpg", predicted_label="phone", probability=0.9)
     make_upload(bob, name="bobs.jpg", predicted_label="phone", probability=0.9)

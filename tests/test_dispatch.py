@@ -90,3 +90,40 @@ def test_a_worker_whose_last_try_finds_no_model_fails_the_upload_with_a_reason(a
     assert upload.status == UploadStatus.FAILED
     assert upload.error == MODEL_UNAVAILABLE_REASON
     assert upload.attempts == 1
+
+
+def test_uploads_that_gave_up_on_a_missing_model_finish_once_it_is_back_and_they_are_retried(
+    alice: User, settings
+) -> None:
+    """Nothing sends a failed upload again by itself; ``requeue_pending --failed`` (and the admin's action) do."""
+    import io
+
+    from django.core.management import call_command
+
+    uploads_create(owner=alice, files=[uploaded_file("warm-up.jpg", picture_bytes(color=(1, 2, 3)))])  # registers it
+    from phoneapp.resident_model import resident_model
+
+    resident_model.forget()
+    manifest = Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json"
+    manifest_text = manifest.read_text()
+    manifest.unlink()
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(upload_classify_task, "apply_async", lambda **_: None)
+        [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+    upload_classify_task.apply(args=(upload.pk,), retries=upload_classify_task.max_retries, throw=False)
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.FAILED
+    call_command("requeue_pending", stdout=io.StringIO())  # the sweep leaves failed uploads alone
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.FAILED
+
+    manifest.write_text(manifest_text)  # the operator mends the model
+    settings.CELERY_BROKER_URL = ""  # classified in this process, as without a broker
+    out = io.StringIO()
+    call_command("requeue_pending", "--failed", stdout=out)
+
+    upload.refresh_from_db()
+    assert "1 failed upload(s) queued again" in out.getvalue()
+    assert (upload.status, upload.error, upload.attempts) == (UploadStatus.DONE, "", 1)
+    assert upload.predicted_label in {"phone", "not_phone"}

@@ -10,7 +10,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from inference.images import ImageError
@@ -185,6 +185,29 @@ def _mark_failed(upload_id: int, reason: str) -> None:
         status=UploadStatus.FAILED, error=reason[:2000], processed=timezone.now()
     )
     logger.warning("upload failed", extra={"upload_id": upload_id, "error": reason})
+
+
+def uploads_retry_failed(*, uploads: QuerySet[Upload]) -> int:
+    """Send the failed ones among ``uploads`` to the workers again, as if just uploaded (attempts from zero).
+
+    For after the cause is mended: an upload gives up after its retries (the model could not be loaded for a
+    few minutes, a worker died on it ``CLASSIFY_MAX_ATTEMPTS`` times), and nothing else ever sends it again.
+    Returns how many were sent.
+    """
+    with transaction.atomic():
+        upload_ids = list(
+            uploads.filter(status=UploadStatus.FAILED)
+            .select_for_update()
+            .order_by("created")
+            .values_list("pk", flat=True)
+        )
+        Upload.objects.filter(pk__in=upload_ids).update(
+            status=UploadStatus.PENDING, error="", attempts=0, processing_started=None, processed=None, queued_at=None
+        )
+        if upload_ids:
+            logger.info("failed uploads sent again", extra={"count": len(upload_ids)})
+            classification_enqueue(upload_ids=upload_ids)
+    return len(upload_ids)
 
 
 def _orphaned(*, worker: str | None = None) -> Q:
