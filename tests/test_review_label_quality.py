@@ -134,6 +134,38 @@ def test_ground_truth_from_the_review_queue_and_the_admin(alice: User, reviewer:
     assert Upload.objects.get(pk=twin.pk).ground_truth_label == "not_phone"  # the same picture, sent again
 
 
+def test_undo_of_a_ground_truth_decision_takes_the_ground_truth_back_too(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """G then a wrong key then U: the picture must not stay ground truth with the label taken back; a ground truth
+    someone else set earlier on the same picture comes back as it was."""
+    fresh = make_upload(alice, probability=0.5)
+    client = client_for(reviewer)
+    decide(client, fresh, "not_phone", ground_truth="1")
+    assert Upload.objects.get(pk=fresh.pk).ground_truth_label == "not_phone"
+    client.post("/review/undo", HTTP_ACCEPT="application/json")
+    fresh.refresh_from_db()
+    assert (fresh.reviewed_label, fresh.ground_truth_label, fresh.ground_truth_by, fresh.ground_truth_at) == (
+        "",
+        "",
+        None,
+        None,
+    )
+
+    settled = make_upload(alice, probability=0.5)
+    twin = make_upload(alice, probability=0.5, sha256=settled.sha256, reviewed="phone", reviewer=second_reviewer)
+    decide(client_for(second_reviewer), twin, "phone", ground_truth="1")
+    before = Upload.objects.values("ground_truth_label", "ground_truth_by", "ground_truth_at").get(pk=settled.pk)
+    decide(client, settled, "not_phone", ground_truth="1")
+    assert Upload.objects.get(pk=twin.pk).ground_truth_label == "not_phone"
+    client.post("/review/undo", HTTP_ACCEPT="application/json")
+    for upload in (settled, twin):
+        assert (
+            Upload.objects.values("ground_truth_label", "ground_truth_by", "ground_truth_at").get(pk=upload.pk)
+            == before
+        )
+
+
 def test_undo_of_a_second_opinion_puts_the_picture_back_to_waiting(
     alice: User, reviewer: User, second_reviewer: User
 ) -> None:

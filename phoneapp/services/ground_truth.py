@@ -8,6 +8,10 @@ of the same picture (same sha256) joins with it, so a duplicate can never slip i
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -44,3 +48,58 @@ def uploads_unmark_ground_truth(*, uploads: QuerySet[Upload]) -> int:
     return Upload.objects.filter(sha256__in=hashes).update(
         ground_truth_label="", ground_truth_by=None, ground_truth_at=None
     )
+
+
+@dataclass(frozen=True)
+class PriorGroundTruth:
+    """What one upload's ground truth was before the review queue's G switch marked its picture, so an undo can put
+    it back (JSON-safe: kept in the reviewer's session beside the review's ``PriorReview``)."""
+
+    upload_id: int
+    label: str
+    by_id: int | None
+    at: str | None  # ISO 8601
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriorGroundTruth:
+        return cls(
+            upload_id=int(data["upload_id"]),
+            label=str(data.get("label") or ""),
+            by_id=int(data["by_id"]) if data.get("by_id") else None,
+            at=str(data["at"]) if data.get("at") else None,
+        )
+
+
+@transaction.atomic
+def picture_mark_ground_truth(*, upload: Upload, by: AbstractBaseUser, label: str) -> list[PriorGroundTruth]:
+    """Make ``label`` the ground truth of ``upload``'s picture (every upload of it); returns what each held before,
+    for :func:`ground_truth_restore`."""
+    rows = Upload.objects.select_for_update().filter(sha256=upload.sha256)
+    prior = [
+        PriorGroundTruth(row["pk"], row["ground_truth_label"], row["ground_truth_by_id"], _iso(row["ground_truth_at"]))
+        for row in rows.values("pk", "ground_truth_label", "ground_truth_by_id", "ground_truth_at")
+    ]
+    uploads_mark_ground_truth(uploads=Upload.objects.filter(pk=upload.pk), by=by, label=label)
+    return prior
+
+
+@transaction.atomic
+def ground_truth_restore(*, prior: Sequence[PriorGroundTruth], by: AbstractBaseUser) -> int:
+    """Undo :func:`picture_mark_ground_truth`: put back each upload's ground truth as it was. Only uploads whose
+    ground truth ``by`` set are touched, so an undo never erases someone else's later decision. Returns how many."""
+    restored = 0
+    for before in prior:
+        restored += Upload.objects.filter(pk=before.upload_id, ground_truth_by_id=by.pk).update(
+            ground_truth_label=before.label,
+            ground_truth_by_id=before.by_id,
+            ground_truth_at=datetime.fromisoformat(before.at) if before.at else None,
+        )
+    logger.info("ground truth undone", extra={"count": restored, "by_id": by.pk})
+    return restored
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

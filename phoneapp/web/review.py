@@ -19,10 +19,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from phoneapp.models import Label, Upload
+from phoneapp.models import Label
 from phoneapp.selectors.decisions import upload_place_unsure, upload_verdict
 from phoneapp.selectors.review_queue import review_next_after, review_place, review_queue_first, review_upload_get
-from phoneapp.services.ground_truth import uploads_mark_ground_truth
+from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore, picture_mark_ground_truth
 from phoneapp.services.reviews import (
     CONFIRM,
     BadBoxes,
@@ -37,7 +37,8 @@ from phoneapp.web.access import staff_required
 
 DECISIONS = (*Label.values, CONFIRM)
 HISTORY_LENGTH = 200
-SESSION_LOG = "review_log"  # [{"id": shown upload, "prior": [PriorReview dicts]}], oldest first
+# [{"id": shown upload, "prior": [PriorReview dicts], "prior_ground_truth": [PriorGroundTruth dicts]}], oldest first
+SESSION_LOG = "review_log"
 SESSION_SKIPPED = "review_skipped"
 
 
@@ -100,11 +101,18 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
         prior = upload_group_review(upload=upload, decision=decision, reviewer=request.user, boxes=boxes)
     except (ReviewNeedsChoice, BadBoxes) as error:
         return _refuse(request, upload.pk, error.message)
+    prior_truth = []
     if request.POST.get("ground_truth"):
         label = upload.predicted_label if decision == CONFIRM else decision
-        uploads_mark_ground_truth(uploads=Upload.objects.filter(pk=upload.pk), by=request.user, label=label)
+        prior_truth = picture_mark_ground_truth(upload=upload, by=request.user, label=label)
     log = [entry for entry in _log(request) if int(entry["id"]) != upload.pk]
-    log.append({"id": upload.pk, "prior": [before.to_dict() for before in prior]})
+    log.append(
+        {
+            "id": upload.pk,
+            "prior": [before.to_dict() for before in prior],
+            "prior_ground_truth": [before.to_dict() for before in prior_truth],
+        }
+    )
     request.session[SESSION_LOG] = log[-HISTORY_LENGTH:]
     decided = review_upload_get(upload_id=upload.pk)
     # The place before the decision: a review now waiting for a second reviewer must not jump the queue's order.
@@ -156,6 +164,9 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
     request.session[SESSION_LOG] = log
     prior = [PriorReview.from_dict(item) for item in entry["prior"]]
     restored = uploads_review_restore(prior=prior, reviewer=request.user)
+    prior_truth = [PriorGroundTruth.from_dict(item) for item in entry.get("prior_ground_truth", [])]
+    if prior_truth:
+        ground_truth_restore(prior=prior_truth, by=request.user)
     url = reverse("review-item", args=[int(entry["id"])])
     if _wants_json(request):
         return JsonResponse({"id": int(entry["id"]), "restored": restored, "url": url})
