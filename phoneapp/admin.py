@@ -28,7 +28,7 @@ from phoneapp.services.reviews import (
     upload_set_reviewed_boxes,
     uploads_clear_review,
     uploads_confirm_predictions,
-    uploads_set_reviewed_label,
+    uploads_review,
 )
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
 from phoneapp.signed_in import signed_in_user
@@ -247,9 +247,11 @@ class UploadAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Boxes not saved: {error.message}", messages.ERROR)
             else:
                 upload_set_reviewed_boxes(upload=obj, boxes=boxes, reviewer=signed_in_user(request))
+        if "reviewed_label" not in form.changed_data:
+            return  # who reviewed it, and when, stay as they were
         this_upload = Upload.objects.filter(pk=obj.pk)
         if obj.reviewed_label:
-            uploads_set_reviewed_label(uploads=this_upload, label=obj.reviewed_label, reviewer=signed_in_user(request))
+            uploads_review(uploads=this_upload, label=obj.reviewed_label, reviewer=signed_in_user(request))
         else:
             uploads_clear_review(uploads=this_upload, reviewer=signed_in_user(request))
 
@@ -275,7 +277,7 @@ class UploadAdmin(admin.ModelAdmin):
 
     def _mark(self, request: HttpRequest, queryset: UploadQuerySet, *, label: Label) -> None:
         """One reviewed label on every selected upload, and the count in the words the action's name uses."""
-        count = uploads_set_reviewed_label(uploads=queryset, label=label, reviewer=signed_in_user(request))
+        count = uploads_review(uploads=queryset, label=label, reviewer=signed_in_user(request))
         self.message_user(request, f"Marked {count} upload(s) as {_LABEL_WORDS[label]}.", messages.SUCCESS)
 
     @admin.action(

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from phoneapp.models import ModelVersion, Upload, UploadStatus
+from phoneapp.models import ModelVersion, SecondReview, Upload, UploadStatus
 from phoneapp.selectors.review_queue import review_queue_first
 from phoneapp.services.model_versions import model_version_active
 from tests.factories import make_upload, make_user
@@ -241,3 +241,39 @@ def test_clearing_a_review_in_the_admin_puts_the_picture_back_in_the_queue_and_i
     cleared = [record for record in caplog.records if record.getMessage() == "reviews cleared"]
     # the service logs them as ``extra`` fields, attributes LogRecord's type does not declare
     assert [(record.__dict__["count"], record.__dict__["reviewer_id"]) for record in cleared] == [(1, reviewer.pk)]
+
+
+def test_relabelling_a_confident_verdict_in_the_admin_waits_for_a_second_reviewer(
+    staff_client: Client, alice: User
+) -> None:
+    """The same rule as the review queue's (docs/retraining.md): the admin is not a way round it."""
+    confident = make_upload(alice, name="confident.jpg", predicted_label="phone", probability=0.99)
+    unsure = make_upload(alice, name="unsure.jpg", predicted_label="phone", probability=0.55)
+
+    staff_client.post(CHANGELIST, {"action": "mark_as_not_phone", "_selected_action": [confident.pk, unsure.pk]})
+    staff_client.post(f"{CHANGELIST}{confident.pk}/change/", {"reviewed_label": "not_phone", "reviewed_boxes": ""})
+
+    confident.refresh_from_db()
+    unsure.refresh_from_db()
+    assert (confident.reviewed_label, confident.second_review) == ("not_phone", SecondReview.WAITING)
+    assert (unsure.reviewed_label, unsure.second_review) == ("not_phone", SecondReview.NOT_NEEDED)
+
+
+def test_saving_an_upload_without_changing_its_label_keeps_who_reviewed_it(staff_client: Client, alice: User) -> None:
+    from tests.factories import make_user
+
+    first = make_user("fred", staff=True)
+    upload = make_upload(
+        alice, name="kept.jpg", predicted_label="phone", probability=0.9, reviewed="phone", reviewer=first
+    )
+    stamped = Upload.objects.values("reviewed_by", "reviewed_at").get(pk=upload.pk)
+
+    response = staff_client.post(
+        f"{CHANGELIST}{upload.pk}/change/",
+        {"reviewed_label": "phone", "reviewed_boxes": '[{"box": [0.1, 0.1, 0.3, 0.4]}]'},
+    )
+
+    assert response.status_code == 302
+    upload.refresh_from_db()
+    assert upload.reviewed_boxes == [{"box": [0.1, 0.1, 0.3, 0.4]}]
+    assert Upload.objects.values("reviewed_by", "reviewed_at").get(pk=upload.pk) == stamped

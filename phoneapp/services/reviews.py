@@ -155,13 +155,6 @@ def _assign_splits(uploads: UploadQuerySet) -> None:
         Upload.objects.filter(sha256=sha256, review_split="").update(review_split=review_split_of(sha256=sha256))
 
 
-def upload_review(*, upload: Upload, label: str, reviewer: AbstractBaseUser) -> Upload:
-    """Review one upload (the review queue's keyboard flow)."""
-    uploads_set_reviewed_label(uploads=Upload.objects.filter(pk=upload.pk), label=label, reviewer=reviewer)
-    upload.refresh_from_db()
-    return upload
-
-
 @transaction.atomic
 def upload_group_review(
     *,
@@ -237,6 +230,20 @@ def upload_group_review(
     Upload.objects.filter(pk__in=ids).update(**changes)
     uploads_set_reviewed_label(uploads=Upload.objects.filter(pk__in=ids), label=label, reviewer=reviewer)
     return prior
+
+
+def uploads_review(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBaseUser) -> int:
+    """Decide ``label`` for each of ``uploads`` as the review queue would (:func:`upload_group_review`: the
+    second-review rule, second opinions, unreviewed copies of the same picture); the admin's relabelling goes
+    through here so it cannot train on a contradicted confident verdict without a second reviewer. Returns how
+    many uploads were decided on."""
+    if label not in Label.values:
+        raise ValueError(f"Unknown label {label!r}.")
+    decided = 0
+    for upload in uploads.order_by("pk"):
+        upload_group_review(upload=upload, decision=label, reviewer=reviewer)
+        decided += 1
+    return decided
 
 
 def uploads_review_restore(*, prior: list[PriorReview], reviewer: AbstractBaseUser) -> int:
