@@ -55,6 +55,21 @@ def test_search_by_name_and_date_range(alice_client: Client, history: None) -> N
     assert listed(alice_client, "from=not-a-date") == {"phone-on-desk.jpg", "blurry-desk.jpg", "red-mug.jpg"}
 
 
+def test_dates_at_the_ends_of_the_calendar_filter_instead_of_failing(alice_client: Client, history: None) -> None:
+    everything = {"phone-on-desk.jpg", "blurry-desk.jpg", "red-mug.jpg"}
+    assert listed(alice_client, "to=9999-12-31") == everything
+    assert listed(alice_client, "from=0001-01-01&to=9999-12-31") == everything
+    assert listed(alice_client, "from=9999-12-31") == set()
+    assert (
+        csv_rows(alice_client, "to=9999-12-31") and alice_client.get("/api/uploads/?to=9999-12-31").status_code == 200
+    )
+
+
+def test_odd_batch_ids_on_the_upload_page_are_ignored(alice_client: Client, history: None) -> None:
+    for batch in ("²", "1,²,x", "9" * 40, "-1"):
+        assert alice_client.get("/", {"batch": batch}).status_code == 200
+
+
 def test_csv_exports_exactly_the_filtered_rows_of_the_owner(alice_client: Client, history: None) -> None:
     rows = csv_rows(alice_client, "q=desk")
     assert {row["original_name"] for row in rows} == {"phone-on-desk.jpg", "blurry-desk.jpg"}

@@ -14,11 +14,18 @@ from phoneapp.models import Label, Upload, UploadQuerySet, UploadStatus
 VERDICTS = ("phone", "not_phone", "unsure")
 
 
+# Dates from editable URLs are clamped to these, so a filter's day bounds (the day after ``to``, a day start made
+# aware in the site's time zone) never overflow ``datetime``: ?to=9999-12-31 means "no end", not a 500.
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(9998, 12, 31)
+
+
 def _parse_date(raw: str) -> date | None:
     try:
-        return date.fromisoformat(raw.strip())
+        day = date.fromisoformat(raw.strip())
     except ValueError:
         return None
+    return min(max(day, EARLIEST_DAY), LATEST_DAY)
 
 
 @dataclass(frozen=True)

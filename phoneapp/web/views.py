@@ -222,4 +222,9 @@ def _too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpRespons
 
 
 def _parse_ids(raw: str) -> list[int]:
-    return [int(part) for part in raw.split(",") if part.strip().isdigit()][: settings.UPLOAD_MAX_FILES]
+    """Upload ids from an editable URL (``?batch=3,4``); anything else is ignored. ASCII digits only ("²" passes
+    ``isdigit`` and fails ``int``), and at most 18 of them (a database id, not a number the database refuses)."""
+    parts = (part.strip() for part in raw.split(","))
+    return [int(part) for part in parts if part.isascii() and part.isdigit() and len(part) <= 18][
+        : settings.UPLOAD_MAX_FILES
+    ]
