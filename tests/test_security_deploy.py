@@ -125,6 +125,17 @@ def test_healthz_is_200_when_database_and_model_are_usable(client: Client) -> No
 
 @pytest.mark.usefixtures("deployed_models")
 @pytest.mark.django_db
+def test_healthz_answers_plain_http_probes_while_pages_redirect_to_https(settings) -> None:
+    settings.SECURE_SSL_REDIRECT = True
+    client = Client()  # its middleware reads the settings on the first request
+
+    assert client.get("/accounts/login/").status_code == 301
+    probe = client.get("/healthz")
+    assert probe.status_code == 200 and probe.json()["status"] == "ok"
+
+
+@pytest.mark.usefixtures("deployed_models")
+@pytest.mark.django_db
 def test_healthz_is_503_for_a_corrupt_model_without_saying_where(client: Client, settings) -> None:
     client.get("/healthz")  # registers the shipped model
     manifest = Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json"
