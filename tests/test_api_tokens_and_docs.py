@@ -173,6 +173,7 @@ def test_openapi_schema_documents_uploads_tokens_and_the_batch_rule(client: Clie
     schema = response.json()
     assert schema["openapi"].startswith("3.")
     assert {"/api/uploads/", "/api/uploads/{upload_id}/", "/api/token/"} <= set(schema["paths"])
+    assert not any(path.startswith(("/api/docs", "/api/redoc", "/api/schema")) for path in schema["paths"])
     post = schema["paths"]["/api/uploads/"]["post"]
     assert "All or nothing" in post["description"]
     assert "It rotates" in schema["paths"]["/api/token/"]["post"]["description"]
@@ -185,6 +186,7 @@ def test_api_docs_load_their_scripts_from_this_site_only(client: Client, page: s
     html = client.get(page).content.decode()
     assert "/static/drf_spectacular_sidecar/" in html
     assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
+    assert "googleapis" not in html  # fonts from another host: refused by the CSP, and a call to Google
 
 
 def test_result_carries_picture_urls_that_only_the_owner_can_fetch(

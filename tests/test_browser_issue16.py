@@ -195,6 +195,24 @@ def test_swagger_ui_renders_from_local_files_only(live_server: LiveServer, brows
     screenshot(browser, "api-docs", width=DESKTOP, max_height=1400)
 
 
+def test_redoc_renders_from_local_files_only(live_server: LiveServer, browser: Chrome) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{live_server.url}/api/redoc/")
+    wait(browser, lambda b: "/api/uploads/" in b.find_element(By.TAG_NAME, "body").text, 30)
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter((entry) => entry.responseStatus !== 0).map((entry) => new URL(entry.name).host)"
+    )
+    assert set(fetched) <= {live_server.url.split("//")[1]}, fetched
+    # ReDoc's own styles pass its page's policy; only its logo from cdn.redoc.ly is refused (never fetched).
+    refused = [
+        entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]
+    ]
+    assert all("cdn.redoc.ly" in message for message in refused), refused
+    screenshot(browser, "api-redoc", width=DESKTOP, max_height=1400)
+
+
 def test_chosen_files_are_previewed_with_names_and_sizes_before_upload(
     live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
 ) -> None:

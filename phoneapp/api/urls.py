@@ -1,6 +1,7 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from phoneapp.api.redoc import RedocPage
 from phoneapp.api.views import (
     TokenObtainApi,
     UploadDetailApi,
@@ -21,5 +22,5 @@ urlpatterns = [
     path("token/", login_throttled(TokenObtainApi.as_view()), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("redoc/", RedocPage.as_view(url_name="api-schema"), name="api-redoc"),
 ]
