@@ -138,6 +138,40 @@ def test_tiff_with_camera_tags_is_stored_without_them_pixels_unchanged(alice_cli
             assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
 
 
+def animated_gif_with_comment_and_xmp() -> bytes:
+    """Three frames that loop forever, a comment, and an XMP application block with a location."""
+    frames = [draw_picture(width=120, height=90, color=(60 * index, 90, 200)).convert("P") for index in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(
+        buffer, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=100, comment=b"taken at 12 Example St"
+    )
+    gif = buffer.getvalue()
+    xmp_blocks = b"".join(
+        bytes((len(part),)) + part
+        for part in (XMP_WITH_LOCATION[i : i + 255] for i in range(0, len(XMP_WITH_LOCATION), 255))
+    )
+    xmp = b"\x21\xff\x0bXMP DataXMP" + xmp_blocks + b"\x00"
+    return gif[:-1] + xmp + gif[-1:]  # before the trailer
+
+
+@pytest.mark.django_db
+def test_gif_comment_and_xmp_are_dropped_and_the_animation_kept(alice_client: Client, alice: User) -> None:
+    sent = animated_gif_with_comment_and_xmp()
+    assert b"GPSLatitude" in sent and b"Example St" in sent
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("clip.gif", sent)})
+
+    assert response.status_code == 201
+    stored = stored_bytes(Upload.objects.get(owner=alice))
+    assert b"GPSLatitude" not in stored and b"Example St" not in stored
+    with Image.open(io.BytesIO(stored)) as kept, Image.open(io.BytesIO(sent)) as original:
+        assert (kept.n_frames, kept.info.get("loop")) == (3, 0)
+        for frame in range(3):
+            kept.seek(frame)
+            original.seek(frame)
+            assert ImageChops.difference(kept.convert("RGB"), original.convert("RGB")).getbbox() is None
+
+
 @pytest.mark.django_db
 def test_keep_picture_metadata_stores_the_file_byte_for_byte(alice_client: Client, alice: User, settings) -> None:
     settings.KEEP_PICTURE_METADATA = True

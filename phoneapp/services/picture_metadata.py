@@ -10,8 +10,9 @@ dropping metadata segments/chunks and keeping the compressed picture data as it 
 The EXIF orientation is the one tag kept (in a minimal EXIF block of its own), so a sideways-stored phone photo
 still shows upright everywhere. TIFF keeps its metadata in the same directory as its pixel layout, so a TIFF
 carrying any personal tag is re-encoded losslessly, turned upright; a JPEG/PNG/WebP whose container cannot be
-walked (damaged but still decodable) is re-encoded upright the same way. GIF and BMP carry no location or camera
-data and are stored as uploaded; HEIC is already re-encoded without metadata at upload.
+walked (damaged but still decodable) is re-encoded upright the same way. GIF is walked block by block too: its
+comments and application blocks (XMP lives in one) go, the looping block of animations stays. BMP carries no
+metadata and is stored as uploaded; HEIC is already re-encoded without metadata at upload.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ _JPEG_KEPT_APP2 = b"ICC_PROFILE\x00"
 # PNG: free text (tEXt, zTXt, iTXt) and the time of the last edit; eXIf is rewritten like JPEG's EXIF.
 _PNG_DROPPED_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# GIF application blocks that only say how an animation loops; every other one (XMP among them) is dropped.
+_GIF_KEPT_APPLICATIONS = frozenset({b"NETSCAPE2.0", b"ANIMEXTS1.0"})
 # TIFF tags that are personal or free text (GPS and Exif sub-directories, XMP, IPTC, Photoshop, description,
 # camera make/model, software, dates, artist, computer, copyright). Structural tags are not in this list.
 _TIFF_PERSONAL_TAGS = frozenset({0x8825, 0x8769, 700, 33723, 34377, 270, 271, 272, 305, 306, 315, 316, 33432})
@@ -55,6 +58,8 @@ def metadata_stripped(data: bytes, *, image_format: str) -> bytes:
             stripped = _png_stripped(data)
         elif image_format == "WEBP":
             stripped = _webp_stripped(data)
+        elif image_format == "GIF":
+            stripped = _gif_stripped(data)
         elif image_format == "TIFF":
             return _reencoded(data, image_format) if _tiff_has_personal_tags(data) else data
         else:
@@ -187,6 +192,44 @@ def _webp_stripped(data: bytes) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + bytes(body)
 
 
+def _gif_stripped(data: bytes) -> bytes:
+    """The GIF without comment and non-looping application extensions; every frame's bytes as they were."""
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        raise _Unwalkable("no GIF header")
+    pos = 13 + _gif_colour_table_size(data[10])
+    kept = bytearray(data[:pos])
+    while True:
+        introducer = data[pos]
+        if introducer == 0x3B:  # trailer: anything after it is not part of the picture
+            kept.append(0x3B)
+            return bytes(kept)
+        if introducer == 0x2C:  # image descriptor, optional local colour table, LZW code size, data sub-blocks
+            start = pos
+            pos += 10 + _gif_colour_table_size(data[pos + 9]) + 1
+            pos = _gif_sub_blocks_end(data, pos)
+            kept += data[start:pos]
+        elif introducer == 0x21:  # extension: label, then sub-blocks
+            start, label = pos, data[pos + 1]
+            pos = _gif_sub_blocks_end(data, pos + 2)
+            application = data[start + 3 : start + 14] if label == 0xFF and data[start + 2] == 11 else None
+            if label == 0xFE or (label == 0xFF and application not in _GIF_KEPT_APPLICATIONS):
+                continue  # a comment, or an application block such as XMP
+            kept += data[start:pos]
+        else:
+            raise _Unwalkable(f"unknown GIF block 0x{introducer:02x}")
+
+
+def _gif_colour_table_size(packed: int) -> int:
+    return 3 * 2 ** ((packed & 0x07) + 1) if packed & 0x80 else 0
+
+
+def _gif_sub_blocks_end(data: bytes, pos: int) -> int:
+    """Where the sub-blocks starting at ``pos`` end (just past their zero-length terminator)."""
+    while data[pos]:
+        pos += 1 + data[pos]
+    return pos + 1
+
+
 def _tiff_has_personal_tags(data: bytes) -> bool:
     with Image.open(io.BytesIO(data)) as image:
         return bool(_TIFF_PERSONAL_TAGS & set(image.getexif().keys()))
@@ -202,6 +245,8 @@ def _reencoded(data: bytes, image_format: str) -> bytes:
     buffer = io.BytesIO()
     if image_format in ("JPEG", "MPO"):
         clean.convert("RGB").save(buffer, "JPEG", quality=92)
+    elif image_format == "GIF":
+        clean.save(buffer, "GIF")
     elif image_format == "TIFF":
         clean.save(buffer, "TIFF", compression="tiff_lzw")
     else:
