@@ -165,7 +165,7 @@ def test_gif_comment_and_xmp_are_dropped_and_the_animation_kept(alice_client: Cl
     stored = stored_bytes(Upload.objects.get(owner=alice))
     assert b"GPSLatitude" not in stored and b"Example St" not in stored
     with Image.open(io.BytesIO(stored)) as kept, Image.open(io.BytesIO(sent)) as original:
-        assert (kept.n_frames, kept.info.get("loop")) == (3, 0)
+        assert (getattr(kept, "n_frames", 1), kept.info.get("loop")) == (3, 0)
         for frame in range(3):
             kept.seek(frame)
             original.seek(frame)

@@ -33,7 +33,6 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from PIL import Image
 
 from inference.images import ImageError, open_image
 from inference.loader import load
@@ -54,6 +53,7 @@ from phoneapp.selectors.training import (
 )
 from phoneapp.services.errors import DomainError
 from phoneapp.services.evaluation import local_picture_path, pictures_decode
+from phoneapp.services.image_validation import SMALLEST_DRAFT
 from phoneapp.services.model_versions import model_dir_of, model_version_register
 
 logger = logging.getLogger(__name__)
@@ -98,12 +98,16 @@ class RetrainRequest:
 
 @dataclass(frozen=True)
 class TrustedPicture:
-    """A picture every version is scored on: its label, the slices it counts in and its content hash."""
+    """A picture every version is scored on: its label, the slices it counts in and its content hash.
+
+    It holds the picture's path, not its pixels: the sets grow with every review, and hundreds of phone photos
+    decoded at full size would not fit in memory. Each scoring decodes a batch at a time, as the worker would.
+    """
 
     sha256: str
     label: str
     slices: tuple[str, ...]
-    image: Image.Image
+    path: Path
 
 
 @dataclass
@@ -317,8 +321,9 @@ def _folder_samples(folder: Path) -> list[SceneSample]:
 def _trusted(labelled: list[tuple[Upload, str]], workdir: Path) -> list[TrustedPicture]:
     pictures = []
     for upload, label in labelled:
+        path = local_picture_path(upload, workdir)
         try:
-            image = open_image(local_picture_path(upload, workdir))
+            open_image(path, draft_size=SMALLEST_DRAFT)  # readable? (each scoring decodes it again)
         except (ImageError, OSError) as error:
             logger.warning("unreadable trusted picture skipped", extra={"upload_id": upload.pk, "error": error})
             continue
@@ -327,7 +332,7 @@ def _trusted(labelled: list[tuple[Upload, str]], workdir: Path) -> list[TrustedP
         if label == PHONE and boxes:
             largest = max((b["box"][2] - b["box"][0]) * (b["box"][3] - b["box"][1]) for b in boxes)
             slices.append("scenes" if largest < SCENE_BOX_AREA else "close-ups")
-        pictures.append(TrustedPicture(sha256=upload.sha256, label=label, slices=tuple(slices), image=image))
+        pictures.append(TrustedPicture(sha256=upload.sha256, label=label, slices=tuple(slices), path=path))
     return pictures
 
 
@@ -486,7 +491,10 @@ def _right_answers(
     right: list[bool] = []
     for start in range(0, len(pictures), 16):
         batch = pictures[start : start + 16]
-        for picture, probability in zip(batch, classifier.phone_probabilities([p.image for p in batch]), strict=True):
+        images = [
+            open_image(picture.path, draft_size=classifier.manifest.preprocessing.draft_size) for picture in batch
+        ]
+        for picture, probability in zip(batch, classifier.phone_probabilities(images), strict=True):
             right.append((probability >= threshold) == (picture.label == PHONE))
         if advance is not None:
             advance(len(batch))
