@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from PIL import Image
 
 from inference.contract import Classifier
 from inference.images import ImageError, open_image
@@ -26,10 +25,10 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass(frozen=True)
 class LabelledPictures:
-    """Decoded pictures with their labels; what could not be read is counted, not silently dropped."""
+    """Labelled pictures found readable (their paths: each measurement decodes a batch at a time, so a large set
+    never sits decoded in memory); what could not be read is counted, not silently dropped."""
 
     samples: list[Sample]
-    images: list[Image.Image]
     unreadable: list[str]
 
 
@@ -42,35 +41,28 @@ SampleT = TypeVar("SampleT", bound=_HasPicturePath)
 
 
 def pictures_decode(
-    samples: Sequence[SampleT], *, keep_images: bool, advance: ProgressCallback | None = None
-) -> tuple[list[SampleT], list[Image.Image], list[str]]:
-    """Decode every sample's picture with the same safe decoder as uploads: the readable samples (with their open
-    images when ``keep_images``, else each is closed at once and the list is empty) and the unreadable paths, each
-    logged, so a bad picture is counted, never silently dropped and never fatal."""
+    samples: Sequence[SampleT], *, advance: ProgressCallback | None = None
+) -> tuple[list[SampleT], list[str]]:
+    """Decode every sample's picture with the same safe decoder as uploads, and close it: the readable samples and
+    the unreadable paths, each logged, so a bad picture is counted, never silently dropped and never fatal."""
     kept: list[SampleT] = []
-    images: list[Image.Image] = []
     unreadable: list[str] = []
     for sample in samples:
         try:
-            image = open_image(sample.path)
+            open_image(sample.path).close()
             kept.append(sample)
         except (ImageError, OSError) as error:
             unreadable.append(sample.path)
             logger.warning("unreadable training picture skipped", extra={"path": sample.path, "error": error})
-        else:
-            if keep_images:
-                images.append(image)
-            else:
-                image.close()
         if advance is not None:
             advance(1)
-    return kept, images, unreadable
+    return kept, unreadable
 
 
 def decode_labelled(samples: Sequence[Sample], *, advance: ProgressCallback | None = None) -> LabelledPictures:
-    """Decode every sample's picture with the same safe decoder as uploads; skip and count unreadable ones."""
-    kept, images, unreadable = pictures_decode(samples, keep_images=True, advance=advance)
-    return LabelledPictures(samples=kept, images=images, unreadable=unreadable)
+    """The samples whose picture the same safe decoder as uploads reads; unreadable ones skipped and counted."""
+    kept, unreadable = pictures_decode(samples, advance=advance)
+    return LabelledPictures(samples=kept, unreadable=unreadable)
 
 
 def measure_classifier(
@@ -78,8 +70,11 @@ def measure_classifier(
 ) -> dict[str, Any]:
     """Accuracy, precision, recall, F1, ROC-AUC, ECE and confusion matrix at the model's own threshold."""
     probabilities: list[float] = []
-    for start in range(0, len(pictures.images), BATCH_SIZE):
-        batch = pictures.images[start : start + BATCH_SIZE]
+    draft_size = classifier.manifest.preprocessing.draft_size  # decoded as the worker decodes an upload
+    for start in range(0, len(pictures.samples), BATCH_SIZE):
+        batch = [
+            open_image(sample.path, draft_size=draft_size) for sample in pictures.samples[start : start + BATCH_SIZE]
+        ]
         probabilities.extend(classifier.phone_probabilities(batch))
         if advance is not None:
             advance(len(batch))

@@ -145,9 +145,7 @@ def retrain(
         workdir = scratch_dir / "uploads"
         workdir.mkdir()
         offered = _collect_samples(request, workdir=workdir)
-        samples, _, unreadable = pictures_decode(
-            offered, keep_images=False, advance=_progress(progress, "checking pictures", len(offered))
-        )
+        samples, unreadable = pictures_decode(offered, advance=_progress(progress, "checking pictures", len(offered)))
         ground_truth = _trusted([(u, u.ground_truth_label) for u in ground_truth_uploads()], workdir)
         evaluation = _trusted([(u, u.reviewed_label) for u in eval_uploads()], workdir)
         summary = _data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
