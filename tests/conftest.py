@@ -44,6 +44,9 @@ def isolated_storage(settings: SettingsFixture, tmp_path: Path) -> Iterator[Path
     from django.core.cache import cache
 
     cache.clear()
+    from phoneapp.services.dispatch import broker_unreachable_forget
+
+    broker_unreachable_forget()  # a broker another test made unreachable is tried again
     yield tmp_path
     from phoneapp.resident_model import resident_model
 

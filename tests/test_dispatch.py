@@ -127,3 +127,31 @@ def test_uploads_that_gave_up_on_a_missing_model_finish_once_it_is_back_and_they
     assert "1 failed upload(s) queued again" in out.getvalue()
     assert (upload.status, upload.error, upload.attempts) == (UploadStatus.DONE, "", 1)
     assert upload.predicted_label in {"phone", "not_phone"}
+
+
+def test_after_a_failed_send_the_rest_of_the_request_does_not_wait_on_the_broker_again(
+    alice: User, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker host that stops answering costs each send its timeouts: a 20-picture upload must pay them once."""
+    from phoneapp.services import dispatch
+
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
+    attempts: list[int] = []
+
+    def unreachable(**_: object) -> None:
+        attempts.append(1)
+        raise ConnectionError("timed out")
+
+    monkeypatch.setattr(upload_classify_task, "apply_async", unreachable)
+    uploads = uploads_create(
+        owner=alice, files=[uploaded_file(f"{index}.jpg", picture_bytes(color=(index, 9, 9))) for index in range(4)]
+    )
+
+    assert len(attempts) == 1
+    assert {(u.status, u.queued_at) for u in Upload.objects.filter(pk__in=[u.pk for u in uploads])} == {
+        (UploadStatus.PENDING, None)
+    }
+    now = dispatch.time.monotonic()
+    monkeypatch.setattr(dispatch.time, "monotonic", lambda: now + dispatch.UNREACHABLE_HOLD_OFF_SECONDS + 1)
+    uploads_create(owner=alice, files=[uploaded_file("later.jpg", picture_bytes(color=(99, 9, 9)))])
+    assert len(attempts) == 2  # tried again once the hold-off is over

@@ -8,12 +8,16 @@ Every service that dispatches a task calls :func:`enqueue`; none of them looks a
   one attempt. There is nobody to wait for between retries, so the first failure is the give-up, and the task's
   own ``on_failure`` says what giving up means (e.g. the upload is marked failed with a reason).
 - **Broker down**: the error is logged, never raised. The row the task was about keeps its state (an upload stays
-  ``pending``) and the periodic sweep sends it again once the broker is back: nothing is lost.
+  ``pending``) and the periodic sweep sends it again once the broker is back: nothing is lost. After a failed send
+  this process does not try that broker again for ``UNREACHABLE_HOLD_OFF_SECONDS``: a broker host that stops
+  answering costs each send its connect timeouts (~4 s), and a 20-picture upload paying that 20 times outlived
+  the web server's timeout after its rows were committed (the client saw a 502 and sent the pictures again).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -23,6 +27,11 @@ from django.conf import settings
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
+
+# How long a failed send keeps this process from trying the same broker again (the sweep runs every 10 s).
+UNREACHABLE_HOLD_OFF_SECONDS = 5.0
+# Broker URL -> time.monotonic() before which sends to it are skipped.
+_unreachable_until: dict[str, float] = {}
 
 
 def broker_configured() -> bool:
@@ -53,10 +62,20 @@ def _dispatch(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], on_sent
         # request that asked for it; Celery logs it.
         task.apply(args=args, kwargs=kwargs, retries=task.max_retries or 0, throw=False)
         return
+    broker = settings.CELERY_BROKER_URL
+    if time.monotonic() < _unreachable_until.get(broker, 0.0):
+        logger.info("broker unreachable moments ago, task left for the sweep", extra={"task": task.name})
+        return
     try:
         task.apply_async(args=args, kwargs=kwargs)
     except Exception as error:
+        _unreachable_until[broker] = time.monotonic() + UNREACHABLE_HOLD_OFF_SECONDS
         logger.warning("broker unavailable, task left for the sweep", extra={"task": task.name, "error": error})
         return
     if on_sent is not None:
         on_sent()
+
+
+def broker_unreachable_forget() -> None:
+    """Try every broker again at the next send (tests; or after an operator fixed the broker)."""
+    _unreachable_until.clear()
