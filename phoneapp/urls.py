@@ -13,6 +13,7 @@ urlpatterns = [
     path("account/api-token/", views.api_token_page, name="api-token-page"),
     path("uploads/<int:upload_id>/", views.upload_detail_page, name="upload-detail"),
     path("uploads/<int:upload_id>/delete", views.upload_delete_page, name="upload-delete"),
+    path("uploads/<int:upload_id>/retry", views.upload_retry, name="upload-retry"),
     path("uploads/<int:upload_id>/image", views.upload_image, name="upload-image"),
     path("uploads/<int:upload_id>/thumbnail", views.upload_thumbnail, name="upload-thumbnail"),
     path("uploads/<int:upload_id>/heatmap", views.upload_heatmap, name="upload-heatmap"),

@@ -213,6 +213,25 @@ def test_redoc_renders_from_local_files_only(live_server: LiveServer, browser: C
     screenshot(browser, "api-redoc", width=DESKTOP, max_height=1400)
 
 
+def test_a_failed_upload_is_tried_again_from_its_page(live_server: LiveServer, browser: Chrome, alice: User) -> None:
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, name="desk.jpg", status=UploadStatus.PENDING)
+    Upload.objects.filter(pk=upload.pk).update(
+        status=UploadStatus.FAILED, error="The model is unavailable, so this picture could not be classified."
+    )
+    open_logged_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/uploads/{upload.pk}/")
+    assert "Failed" in browser.find_element(By.CSS_SELECTOR, ".verdict").text
+
+    browser.find_element(By.ID, "retry").click()
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".verdict[data-status=done]"), VERDICT_TIMEOUT)
+
+    assert "being classified again" in browser.find_element(By.TAG_NAME, "body").text
+    assert not browser.find_elements(By.ID, "retry")
+    assert Upload.objects.get(pk=upload.pk).status == UploadStatus.DONE
+
+
 def test_chosen_files_are_previewed_with_names_and_sizes_before_upload(
     live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
 ) -> None:

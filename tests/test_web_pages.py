@@ -105,6 +105,28 @@ def test_detail_page_and_picture_are_only_for_the_owner(alice_client: Client, bo
         assert bob_client.get(url).status_code == 404, url
 
 
+def test_the_owner_can_try_a_failed_upload_again_and_no_one_else_can(alice_client: Client, bob_client: Client) -> None:
+    [upload] = upload_via_form(alice_client, "mine.jpg")
+    Upload.objects.filter(pk=upload.pk).update(status="failed", error="The model is unavailable", attempts=8)
+    page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    assert 'id="retry"' in page and f'action="/uploads/{upload.pk}/retry"' in page
+
+    assert bob_client.post(f"/uploads/{upload.pk}/retry").status_code == 404
+    assert alice_client.get(f"/uploads/{upload.pk}/retry").status_code == 405
+    assert Upload.objects.get(pk=upload.pk).status == "failed"
+
+    response = alice_client.post(f"/uploads/{upload.pk}/retry", follow=True)
+
+    upload.refresh_from_db()
+    assert (upload.status, upload.error, upload.attempts) == ("done", "", 1)  # no broker here: classified at once
+    assert "being classified again" in response.content.decode()
+    assert 'id="retry"' not in response.content.decode()
+    done_before = Upload.objects.values().get(pk=upload.pk)
+    again = alice_client.post(f"/uploads/{upload.pk}/retry", follow=True)
+    assert "nothing to try again" in again.content.decode()
+    assert Upload.objects.values().get(pk=upload.pk) == done_before
+
+
 def test_staff_can_see_any_picture_for_review(alice_client: Client, reviewer: User) -> None:
     [upload] = upload_via_form(alice_client, "mine.jpg")
     staff = Client()

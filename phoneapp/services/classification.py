@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 # What the owner reads when an upload gives up on the model; the cause itself is logged, never shown.
-MODEL_UNAVAILABLE_REASON = "The model is unavailable, so this picture could not be classified; upload it again later."
+MODEL_UNAVAILABLE_REASON = "The model is unavailable, so this picture could not be classified; try again later."
 
 
 def classification_enqueue(*, upload_ids: Sequence[int], marked_queued: bool = False) -> int:
@@ -185,6 +185,11 @@ def _mark_failed(upload_id: int, reason: str) -> None:
         status=UploadStatus.FAILED, error=reason[:2000], processed=timezone.now()
     )
     logger.warning("upload failed", extra={"upload_id": upload_id, "error": reason})
+
+
+def upload_retry_failed(*, upload: Upload) -> bool:
+    """:func:`uploads_retry_failed` for one upload (its owner's "Try again"); False when it had not failed."""
+    return uploads_retry_failed(uploads=Upload.objects.filter(pk=upload.pk)) == 1
 
 
 def uploads_retry_failed(*, uploads: QuerySet[Upload]) -> int:

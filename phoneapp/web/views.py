@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from phoneapp.picture_files import heatmap_response, picture_response, thumbnail_response
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
@@ -32,6 +32,7 @@ from phoneapp.selectors.uploads import (
     uploads_recent,
 )
 from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
+from phoneapp.services.classification import upload_retry_failed
 from phoneapp.services.errors import InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
@@ -174,6 +175,18 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
 def upload_detail_page(request: SignedInRequest, upload_id: int) -> HttpResponse:
     upload = upload_get(owner=request.user, upload_id=upload_id)
     return render(request, "phoneapp/detail.html", {"upload": upload})
+
+
+@login_required
+@require_POST
+def upload_retry(request: SignedInRequest, upload_id: int) -> HttpResponse:
+    """The owner's "Try again" on a failed upload: classified again as if just uploaded; anything else unchanged."""
+    upload = upload_get(owner=request.user, upload_id=upload_id)
+    if upload_retry_failed(upload=upload):
+        messages.success(request, f"{upload.original_name} is being classified again.")
+    else:
+        messages.info(request, f"{upload.original_name} has not failed: nothing to try again.")
+    return redirect("upload-detail", upload_id=upload.pk)
 
 
 @login_required
