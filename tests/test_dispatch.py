@@ -72,21 +72,29 @@ def test_the_task_gives_up_after_as_many_tries_as_the_sweep_allows() -> None:
     assert upload_classify_task.max_retries + 1 == django_settings.CLASSIFY_MAX_ATTEMPTS
 
 
-def test_a_worker_whose_last_try_finds_no_model_fails_the_upload_with_a_reason(alice: User, settings) -> None:
+def upload_failed_on_a_missing_model(alice: User, settings) -> tuple[Upload, Path, str]:
+    """An upload whose worker's last try found no model (its manifest deleted): the upload, the manifest's path
+    and its text, to put back."""
     uploads_create(owner=alice, files=[uploaded_file("warm-up.jpg", picture_bytes(color=(1, 2, 3)))])  # registers it
     from phoneapp.resident_model import resident_model
 
     resident_model.forget()
-    (Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json").unlink()
+    manifest = Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json"
+    manifest_text = manifest.read_text()
+    manifest.unlink()
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(upload_classify_task, "apply_async", lambda **_: None)
         [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
-
     # The worker's last retry, as it arrives after the backoff: its failure is the give-up on the decorator.
     upload_classify_task.apply(args=(upload.pk,), retries=upload_classify_task.max_retries, throw=False)
-
     upload.refresh_from_db()
+    return upload, manifest, manifest_text
+
+
+def test_a_worker_whose_last_try_finds_no_model_fails_the_upload_with_a_reason(alice: User, settings) -> None:
+    upload, _, _ = upload_failed_on_a_missing_model(alice, settings)
+
     assert upload.status == UploadStatus.FAILED
     assert upload.error == MODEL_UNAVAILABLE_REASON
     assert upload.attempts == 1
@@ -100,19 +108,7 @@ def test_uploads_that_gave_up_on_a_missing_model_finish_once_it_is_back_and_they
 
     from django.core.management import call_command
 
-    uploads_create(owner=alice, files=[uploaded_file("warm-up.jpg", picture_bytes(color=(1, 2, 3)))])  # registers it
-    from phoneapp.resident_model import resident_model
-
-    resident_model.forget()
-    manifest = Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json"
-    manifest_text = manifest.read_text()
-    manifest.unlink()
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(upload_classify_task, "apply_async", lambda **_: None)
-        [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
-    upload_classify_task.apply(args=(upload.pk,), retries=upload_classify_task.max_retries, throw=False)
-    upload.refresh_from_db()
+    upload, manifest, manifest_text = upload_failed_on_a_missing_model(alice, settings)
     assert upload.status == UploadStatus.FAILED
     call_command("requeue_pending", stdout=io.StringIO())  # the sweep leaves failed uploads alone
     upload.refresh_from_db()
