@@ -3,6 +3,7 @@ left for the sweep when the broker refuses, and one attempts budget shared by th
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,24 @@ def test_after_a_failed_send_the_rest_of_the_request_does_not_wait_on_the_broker
     monkeypatch.setattr(dispatch.time, "monotonic", lambda: now + dispatch.UNREACHABLE_HOLD_OFF_SECONDS + 1)
     uploads_create(owner=alice, files=[uploaded_file("later.jpg", picture_bytes(color=(99, 9, 9)))])
     assert len(attempts) == 2  # tried again once the hold-off is over
+
+
+def test_the_sweep_tries_a_broker_this_process_just_found_unreachable(
+    alice: User, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's ``requeue_pending`` right after the broker is back must send, not skip for the hold-off."""
+    from phoneapp.services.classification import uploads_requeue_stale
+
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
+    sent: list[tuple[object, ...]] = []
+
+    def down(**_: object) -> None:
+        raise ConnectionError("refused")
+
+    monkeypatch.setattr(upload_classify_task, "apply_async", down)
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("a.jpg")])
+    monkeypatch.setattr(upload_classify_task, "apply_async", lambda **kwargs: sent.append(kwargs["args"]))
+
+    assert uploads_requeue_stale(pending_older_than=timedelta(0)) == 1
+
+    assert sent == [(upload.pk,)]

@@ -17,7 +17,7 @@ from inference.images import ImageError
 from inference.manifest import ModelLoadError
 from phoneapp.models import Upload, UploadStatus
 from phoneapp.resident_model import resident_model
-from phoneapp.services.dispatch import enqueue
+from phoneapp.services.dispatch import broker_unreachable_forget, enqueue
 from phoneapp.services.errors import ClassificationUnavailable, NoActiveModel
 from phoneapp.services.heatmaps import evidence_pack, heatmap_enqueue
 from phoneapp.services.stored_pictures import stored_picture_for
@@ -259,6 +259,9 @@ def _requeue_stale(*, pending_older_than: timedelta, resend_queued_after: timede
     Sending twice is harmless anyway, because classification is idempotent. Returns how many were sent.
     """
     now = timezone.now()
+    # The sweep is how work gets back to a broker that was down: it always tries, whatever this process's last
+    # failed send said (the hold-off only spares requests the timeouts of a broker that does not answer).
+    broker_unreachable_forget()
     if resend_queued_after is None:
         resend_queued_after = timedelta(seconds=settings.PROCESSING_TIMEOUT_SECONDS)
     max_attempts = settings.CLASSIFY_MAX_ATTEMPTS
