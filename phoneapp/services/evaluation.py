@@ -13,6 +13,7 @@ import numpy as np
 
 from inference.contract import Classifier
 from inference.images import ImageError, open_image
+from inference.runtime import predict_files
 from ml_training.data import Sample
 from ml_training.metrics import binary_metrics
 from phoneapp.models import Upload
@@ -65,19 +66,29 @@ def decode_labelled(samples: Sequence[Sample], *, advance: ProgressCallback | No
     return LabelledPictures(samples=kept, unreadable=unreadable)
 
 
+def files_phone_probabilities(
+    classifier: Classifier, paths: Sequence[str | Path], *, advance: ProgressCallback | None = None
+) -> list[float]:
+    """The classifier's phone probability for each picture file, decoded as the worker decodes an upload (the batch
+    API, :func:`inference.runtime.predict_files`, JPEG-drafted to the model's input) a batch at a time, so a large
+    set never sits decoded in memory. Raises :class:`ImageError` for a picture that can no longer be read."""
+    probabilities: list[float] = []
+    for start in range(0, len(paths), BATCH_SIZE):
+        results = predict_files(classifier, paths[start : start + BATCH_SIZE])
+        for result in results:
+            if isinstance(result, ImageError):
+                raise result
+            probabilities.append(result.probability)
+        if advance is not None:
+            advance(len(results))
+    return probabilities
+
+
 def measure_classifier(
     classifier: Classifier, pictures: LabelledPictures, *, advance: ProgressCallback | None = None
 ) -> dict[str, Any]:
     """Accuracy, precision, recall, F1, ROC-AUC, ECE and confusion matrix at the model's own threshold."""
-    probabilities: list[float] = []
-    draft_size = classifier.manifest.preprocessing.draft_size  # decoded as the worker decodes an upload
-    for start in range(0, len(pictures.samples), BATCH_SIZE):
-        batch = [
-            open_image(sample.path, draft_size=draft_size) for sample in pictures.samples[start : start + BATCH_SIZE]
-        ]
-        probabilities.extend(classifier.phone_probabilities(batch))
-        if advance is not None:
-            advance(len(batch))
+    probabilities = files_phone_probabilities(classifier, [sample.path for sample in pictures.samples], advance=advance)
     targets = np.array([sample.target for sample in pictures.samples], dtype=np.int64)
     metrics = binary_metrics(np.array(probabilities, dtype=np.float64), targets, classifier.manifest.threshold)
     return {"model_version": classifier.version, **metrics.to_dict()}

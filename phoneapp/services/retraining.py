@@ -52,7 +52,7 @@ from phoneapp.selectors.training import (
     uploads_held_for_second_review_count,
 )
 from phoneapp.services.errors import DomainError
-from phoneapp.services.evaluation import local_picture_path, pictures_decode
+from phoneapp.services.evaluation import files_phone_probabilities, local_picture_path, pictures_decode
 from phoneapp.services.image_validation import SMALLEST_DRAFT
 from phoneapp.services.model_versions import model_dir_of, model_version_register
 
@@ -486,17 +486,11 @@ def _right_answers(
 ) -> list[bool]:
     classifier = load(model_dir, engine="torch", models_root=Path(settings.MODELS_DIR))
     threshold = classifier.manifest.threshold
-    right: list[bool] = []
-    for start in range(0, len(pictures), 16):
-        batch = pictures[start : start + 16]
-        images = [
-            open_image(picture.path, draft_size=classifier.manifest.preprocessing.draft_size) for picture in batch
-        ]
-        for picture, probability in zip(batch, classifier.phone_probabilities(images), strict=True):
-            right.append((probability >= threshold) == (picture.label == PHONE))
-        if advance is not None:
-            advance(len(batch))
-    return right
+    probabilities = files_phone_probabilities(classifier, [picture.path for picture in pictures], advance=advance)
+    return [
+        (probability >= threshold) == (picture.label == PHONE)
+        for picture, probability in zip(pictures, probabilities, strict=True)
+    ]
 
 
 def _score(

@@ -37,9 +37,7 @@ class StorageAudit:
 
     @property
     def most_uploads_missing(self) -> bool:
-        return bool(self.uploads_missing_picture) and len(self.uploads_missing_picture) > MOST_UPLOADS * max(
-            self.uploads_checked, 1
-        )
+        return len(self.uploads_missing_picture) > MOST_UPLOADS * self.uploads_checked
 
 
 def storage_audit(*, min_age: timedelta = timedelta(hours=1), now: datetime | None = None) -> StorageAudit:
