@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Bodies longer than REQUEST_MAX_BYTES are refused (413) before anything reads them, logged in or not.
+    "phoneapp.web.request_size.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -174,7 +176,13 @@ UPLOAD_MAX_FILES: int = env.int("UPLOAD_MAX_FILES", default=20)
 UPLOAD_MAX_PIXELS: int = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
 # Pictures per user and period (each file of a request counts), API and web form together.
 UPLOAD_RATE_LIMIT: str = env.str("UPLOAD_RATE_LIMIT", default="120/minute")
-# Django refuses request bodies larger than this before any view runs.
+# The longest request body accepted at all (phoneapp/web/request_size.py): the largest upload, UPLOAD_MAX_FILES
+# pictures of UPLOAD_MAX_BYTES, plus 1 MiB for the form's other fields and multipart headers. Checked before any
+# view, login or CSRF check reads the body; Django's own limits below do not count file parts.
+REQUEST_MAX_BYTES: int = env.int(
+    "REQUEST_MAX_BYTES", default=max(UPLOAD_MAX_FILES, 1) * UPLOAD_MAX_BYTES + 1024 * 1024
+)
+# Django refuses form fields (not files) larger than this in total, and more files than this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1

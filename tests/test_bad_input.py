@@ -220,3 +220,45 @@ def test_client_content_type_and_name_are_ignored(
     assert upload.image.name.endswith(".png")
     served = alice_client.get(f"/uploads/{upload.pk}/image")
     assert served["Content-Type"] == "image/png"
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_body_over_the_request_limit_is_refused_before_it_is_read(
+    door: str, alice_client: Client, isolated_storage: Path, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files stream to temporary files before any view checks their size, so the body's declared length is
+    checked first (phoneapp/web/request_size.py): nothing parses it, nothing is stored."""
+    from django.http import multipartparser
+
+    parsed: list[object] = []
+    monkeypatch.setattr(multipartparser.MultiPartParser, "parse", lambda self: parsed.append(self))
+    settings.REQUEST_MAX_BYTES = 100_000
+    big = encode(Image.effect_noise((400, 400), 60).convert("RGB"), "PNG")
+    assert len(big) > 100_000
+
+    response = alice_client.post(door, {"image": uploaded_file("big.png", big, "image/png")})
+
+    assert response.status_code == 413
+    assert "too large" in message_of(response)
+    assert parsed == []
+    assert Upload.objects.count() == 0
+    assert stored_files(isolated_storage) == []
+
+
+def test_a_visitor_who_is_not_logged_in_cannot_make_the_server_read_a_large_body(
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CSRF check reads a form's token from the body before any login is required: the size check runs
+    before it."""
+    from django.http import multipartparser
+
+    parsed: list[object] = []
+    monkeypatch.setattr(multipartparser.MultiPartParser, "parse", lambda self: parsed.append(self))
+    settings.REQUEST_MAX_BYTES = 100_000
+    visitor = Client(enforce_csrf_checks=True)
+    visitor.cookies["csrftoken"] = "x" * 32
+
+    response = visitor.post("/accounts/login/", {"image": uploaded_file("big.bin", b"\0" * 200_000, "image/png")})
+
+    assert response.status_code == 413
+    assert parsed == []
