@@ -179,9 +179,7 @@ UPLOAD_RATE_LIMIT: str = env.str("UPLOAD_RATE_LIMIT", default="120/minute")
 # The longest request body accepted at all (phoneapp/web/request_size.py): the largest upload, UPLOAD_MAX_FILES
 # pictures of UPLOAD_MAX_BYTES, plus 1 MiB for the form's other fields and multipart headers. Checked before any
 # view, login or CSRF check reads the body; Django's own limits below do not count file parts.
-REQUEST_MAX_BYTES: int = env.int(
-    "REQUEST_MAX_BYTES", default=max(UPLOAD_MAX_FILES, 1) * UPLOAD_MAX_BYTES + 1024 * 1024
-)
+REQUEST_MAX_BYTES: int = env.int("REQUEST_MAX_BYTES", default=max(UPLOAD_MAX_FILES, 1) * UPLOAD_MAX_BYTES + 1024 * 1024)
 # Django refuses form fields (not files) larger than this in total, and more files than this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

@@ -51,7 +51,14 @@ def classification_enqueue(*, upload_ids: Sequence[int], marked_queued: bool = F
         enqueue(upload_classify_task, args=(upload_id,), on_sent=partial(sent.append, upload_id))
     # Registered after the sends, so it runs after them (Django keeps the order of commit callbacks). Lets the
     # sweep tell "never reached the broker" from "waiting in a long queue" (not to be sent again).
-    transaction.on_commit(partial(_record_queued, list(upload_ids), sent, marked_queued))
+    # Robust: the rows are committed by then, so a database error here is logged (the sweep re-sends what it
+    # cannot tell was sent) rather than raised into a request whose uploads are stored.
+    asked = list(upload_ids)
+
+    def record_queued() -> None:  # named: Django logs a failed robust callback by its __qualname__
+        _record_queued(asked, sent, marked_queued)
+
+    transaction.on_commit(record_queued, robust=True)
     return len(upload_ids)
 
 

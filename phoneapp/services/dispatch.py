@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from celery import Task
@@ -52,7 +51,14 @@ def enqueue(
     it): callers record "sent" with it so the sweep can tell a queued row from one whose message never left.
     Never raises because of the broker; see the module docstring for what happens without one or when it is down.
     """
-    transaction.on_commit(partial(_dispatch, task, args, kwargs or {}, on_sent))
+
+    # Robust: whatever goes wrong after the commit (the in-process run, the broker) is logged, never raised into
+    # the caller, whose rows are stored by then.
+    # (A named function, not a partial: Django names a failed robust callback by its __qualname__.)
+    def dispatch() -> None:
+        _dispatch(task, args, kwargs or {}, on_sent)
+
+    transaction.on_commit(dispatch, robust=True)
 
 
 def _dispatch(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], on_sent: Callable[[], object] | None) -> None:

@@ -53,8 +53,11 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
     # With a broker, each row is inserted already marked as handed to it (``queued_at``), and unmarked in the rare
     # case the send fails: one statement per upload instead of an INSERT and then an UPDATE.
     queued_at = timezone.now() if broker_configured() else None
+    committed: list[bool] = []
     try:
         with transaction.atomic():
+            # First of the commit callbacks: from here on, the rows are stored and their files belong to them.
+            transaction.on_commit(lambda: committed.append(True))
             for file, image in validated:
                 twin = _twin_of(owner=owner, sha256=image.sha256)
                 if twin is None:
@@ -68,10 +71,12 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
                 # Sent once this transaction commits.
                 classification_enqueue(upload_ids=to_classify, marked_queued=queued_at is not None)
     except Exception:
-        # The rows rolled back; remove the files this call wrote too, so storage never holds a file without a
-        # row. Files shared with an earlier upload belong to that upload and stay.
-        for upload in written:
-            _delete_files(upload)
+        # Unless the commit happened (the rows are stored, whatever failed after it), the rows rolled back: remove
+        # the files this call wrote too, so storage never holds a file without a row. Files shared with an earlier
+        # upload belong to that upload and stay.
+        if not committed:
+            for upload in written:
+                _delete_files(upload)
         raise
     if not broker_configured():
         uploads = _read_back(uploads)
@@ -100,12 +105,17 @@ def _twin_of(*, owner: User, sha256: str) -> Upload | None:
 
     Asks for ids and file names first: almost every upload is new, and building the query for whole rows (thirty
     columns) cost the web process twice as much CPU as this one. The twin's row is read only when there is one.
+
+    The twin's row is locked until this upload commits: a deletion of the twin (its owner, retention) then waits
+    for the new row, and finds the shared file still in use when it looks after its own commit. Without the lock,
+    a deletion committed between this check and our commit removed the file the new row names.
     """
     candidates = Upload.objects.filter(owner=owner, sha256=sha256).exclude(image="").order_by("created", "id")
     storage = Upload.image.field.storage
     for pk, name in candidates.values_list("pk", "image")[:3]:
-        if storage.exists(name):
-            return Upload.objects.filter(pk=pk).first()
+        twin = Upload.objects.select_for_update().filter(pk=pk, image=name).first()
+        if twin is not None and storage.exists(name):
+            return twin
     return None
 
 
