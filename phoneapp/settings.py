@@ -2,7 +2,8 @@
 
 Every variable and its default is documented in ``.env.example``. With nothing set, the app runs on embedded
 defaults: SQLite, files under ``media/``, and classification in-process (no broker). ``DEBUG=0`` switches to
-production mode, which requires ``SECRET_KEY`` and ``ALLOWED_HOSTS`` and turns on secure cookies and HSTS.
+production mode, which requires ``SECRET_KEY`` (and, for the web process, ``ALLOWED_HOSTS``: phoneapp/wsgi.py) and
+turns on secure cookies and HSTS.
 """
 
 from __future__ import annotations

@@ -103,6 +103,30 @@ def test_production_refuses_to_start_with_a_short_or_default_secret_key(key: str
     assert key not in result.stderr  # the refused key is not echoed into logs
 
 
+def test_the_web_process_refuses_to_start_in_production_without_allowed_hosts() -> None:
+    """Without ALLOWED_HOSTS Django answers every request 400; the web process says so at start instead. Workers
+    and commands (same settings, no HTTP) still start."""
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    env = {**keep, **production_env(), "DJANGO_SETTINGS_MODULE": "phoneapp.settings"}
+    del env["ALLOWED_HOSTS"]
+
+    def web_start(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "import phoneapp.wsgi"],
+            cwd=REPO_ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = web_start({})
+    assert refused.returncode != 0
+    assert "ALLOWED_HOSTS must be set when DEBUG=0" in refused.stderr
+    assert web_start({"ALLOWED_HOSTS": "example.com"}).returncode == 0
+    assert run_manage("check", env={key: env[key] for key in ("DEBUG", "SECRET_KEY")}).returncode == 0
+
+
 def test_settings_file_holds_no_credentials() -> None:
     text = (REPO_ROOT / "phoneapp" / "settings.py").read_text()
     assert not re.search(r"\w+://[^\s\"']*:[^\s\"'@]*@", text)  # no user:password@ in any URL

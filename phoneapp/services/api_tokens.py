@@ -42,7 +42,13 @@ def api_token_get(*, user: User) -> ApiToken | None:
 
 @transaction.atomic
 def api_token_regenerate(*, user: User) -> str:
-    """A new key for the user, returned in full this once; the old one stops working at once."""
+    """A new key for the user, returned in full this once; the old one stops working at once.
+
+    Two calls at once for one user (a double click, two scripts asking ``POST /api/token/``) take turns on the
+    user's row: both would otherwise delete nothing and then insert, and the second insert would break the
+    one-token-per-user rule with a 500. The later call's key is the one that works.
+    """
+    User.objects.select_for_update().filter(pk=user.pk).first()
     key = secrets.token_hex(KEY_BYTES)
     existed, _ = ApiToken.objects.filter(user=user).delete()
     ApiToken.objects.create(user=user, prefix=key[:PREFIX_LENGTH], digest=api_token_digest(key))
