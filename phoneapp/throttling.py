@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 class UploadRateThrottle(SimpleRateThrottle):
     """``UPLOAD_RATE_LIMIT`` pictures per user: each file of a request counts, so one request with 20 files
-    spends 20 of the budget, and a request that does not fit whole is refused without spending any.
+    spends 20 of the budget, and a request that does not fit whole is refused without spending any; an upload
+    refused for bad input gets its share back (:meth:`refund`).
 
     Fails open: when the cache (often the broker's Redis) is down, uploads must still be accepted and left
     pending, not answered with a 500."""
@@ -67,7 +68,23 @@ class UploadRateThrottle(SimpleRateThrottle):
             return self.throttle_failure()
         self.history[:0] = [self.now] * self.cost
         self.cache.set(self.key, self.history, self.duration)
+        self.charged = True
         return True
+
+    def refund(self) -> None:
+        """Give back what this request spent, when the upload it allowed was refused (a bad file, too many
+        files): bad input changes nothing, the budget included. Fails open like the charge."""
+        if not getattr(self, "charged", False):
+            return
+        self.charged = False
+        try:
+            history: list[float] = self.cache.get(self.key, [])
+            for _ in range(self.cost):
+                if self.now in history:
+                    history.remove(self.now)
+            self.cache.set(self.key, history, self.duration)
+        except Exception as error:
+            logger.warning("rate limit cache unavailable; refund skipped", extra={"error": error})
 
     def retry_after_seconds(self) -> int:
         """The web form's ``Retry-After``: DRF's wait rounded, at least one second (one when DRF has none)."""

@@ -53,6 +53,18 @@ def test_api_and_web_form_share_one_budget(alice_client: Client) -> None:
     assert alice_client.post("/", {"image": picture(4)}).status_code == 429
 
 
+@pytest.mark.parametrize("door", ["/api/uploads/", "/"])
+def test_refused_uploads_spend_none_of_the_budget(door: str, alice_client: Client) -> None:
+    """Bad input changes nothing, the rate budget included: two refused requests leave both pictures' worth."""
+    not_a_picture = uploaded_file("notes.jpg", b"this is not a picture")
+    for _ in range(2):
+        assert alice_client.post(door, {"image": [picture(1), not_a_picture]}).status_code == 400
+
+    assert alice_client.post(door, {"image": picture(2)}).status_code in (201, 302)
+    assert alice_client.post(door, {"image": picture(3)}).status_code in (201, 302)
+    assert alice_client.post(door, {"image": picture(4)}).status_code == 429
+
+
 def test_one_users_limit_does_not_touch_another_user(alice_client: Client, bob_client: Client) -> None:
     for i in range(3):
         alice_client.post("/api/uploads/", {"image": picture(i)})

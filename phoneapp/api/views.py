@@ -30,7 +30,7 @@ from phoneapp.api.serializers import (
 from phoneapp.picture_files import heatmap_response, picture_response, thumbnail_response
 from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
-from phoneapp.services.errors import InvalidCredentials
+from phoneapp.services.errors import InvalidCredentials, InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 from phoneapp.throttling import UploadRateThrottle
@@ -51,9 +51,14 @@ class UploadListCreateApi(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
 
+    upload_throttle: UploadRateThrottle | None = None
+
     def get_throttles(self) -> list[BaseThrottle]:
         # Only sending pictures costs work; reading the list is not limited.
-        return [UploadRateThrottle()] if self.request.method == "POST" else []
+        if self.request.method != "POST":
+            return []
+        self.upload_throttle = UploadRateThrottle()
+        return [self.upload_throttle]
 
     @extend_schema(
         summary="List your uploads",
@@ -82,7 +87,12 @@ class UploadListCreateApi(APIView):
     )
     def post(self, request: AuthenticatedRequest) -> Response:
         # As they are now: the service reads them back only when it classified them itself (no broker).
-        uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
+        try:
+            uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
+        except InvalidUpload:
+            if self.upload_throttle is not None:
+                self.upload_throttle.refund()  # a refused request spends none of the budget
+            raise
         data = UploadSerializer(uploads, many=True, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
 

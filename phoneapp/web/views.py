@@ -51,6 +51,7 @@ def upload_page(request: SignedInRequest) -> HttpResponse:
         try:
             uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
         except InvalidUpload as error:
+            throttle.refund()
             messages.error(request, error.message)
             return render(request, "phoneapp/upload.html", {"recent": []}, status=error.status_code)
         ids = ",".join(str(upload.pk) for upload in uploads)
