@@ -128,3 +128,81 @@ def test_refused_file_keeps_the_servers_reason_and_offers_no_retry(
     assert "Not uploaded" in verdict.text
     assert "not a picture in a format we can read" in verdict.text
     assert not verdict.find_elements(By.CSS_SELECTOR, "button.retry")
+
+
+def test_pictures_past_the_rate_limit_wait_their_turn_and_all_upload(
+    live_server: LiveServer,
+    browser: Chrome,
+    alice: User,
+    tmp_path: Path,
+    settings: SettingsFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dropping more pictures than the limit allows at once: the refused ones wait the server's Retry-After and
+    are sent again, so every picture ends uploaded with a verdict (none left as "refused")."""
+    from selenium.webdriver.common.by import By
+
+    from phoneapp.throttling import UploadRateThrottle
+
+    settings.UPLOAD_RATE_LIMIT = "1/second"
+    refusals: list[int] = []
+    throttle_failure = UploadRateThrottle.throttle_failure
+
+    def counted_failure(self: UploadRateThrottle) -> bool:
+        refusals.append(1)
+        return throttle_failure(self)
+
+    monkeypatch.setattr(UploadRateThrottle, "throttle_failure", counted_failure)
+    monkeypatch.setattr("phoneapp.services.classification.heatmap_enqueue", lambda **_: None)
+    pictures = []
+    for index in range(3):
+        picture = tmp_path / f"desk-{index}.jpg"
+        picture.write_bytes(picture_bytes("JPEG", width=320, height=240, color=(index * 80, 40, 120)))
+        pictures.append(str(picture))
+    open_logged_in(browser, live_server, alice)
+
+    browser.find_element(By.ID, "id_image").send_keys("\n".join(pictures))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+
+    wait(
+        browser,
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done]")) == 3,
+        VERDICT_TIMEOUT,
+    )
+    assert refusals, "the limit never refused a picture: the test did not exercise the wait"
+    assert Upload.objects.filter(owner=alice).count() == 3
+    assert "Not uploaded" not in browser.find_element(By.ID, "results").text
+
+
+def test_a_pending_verdict_whose_upload_is_deleted_stops_asking_and_says_so(
+    live_server: LiveServer, browser: Chrome, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history page asks for pending verdicts; once the upload is gone (deleted in another tab) it says so
+    and stops asking, instead of polling a 404 forever."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from phoneapp.api import views
+    from phoneapp.models import UploadStatus
+    from phoneapp.services.upload_deletion import upload_delete
+
+    pending = make_upload(alice, status=UploadStatus.PENDING, probability=None, version=None)
+    asked: list[int] = []
+    real_get = views.upload_get
+
+    def counted_get(**kwargs: Any) -> Upload:
+        asked.append(kwargs["upload_id"])
+        return real_get(**kwargs)
+
+    monkeypatch.setattr(views, "upload_get", counted_get)
+    open_logged_in(browser, live_server, alice, "/history/")
+    wait(browser, lambda b: asked)
+
+    upload_delete(upload=pending)
+
+    verdict = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".verdict[data-status=stopped]"))[0]
+    assert "This upload no longer exists" in verdict.text
+    asked_when_stopped = len(asked)
+    time.sleep(3)
+    assert len(asked) == asked_when_stopped

@@ -4,7 +4,11 @@
 (function () {
   "use strict";
 
+  // Pending verdicts are asked for again after POLL_MS, then less and less often (x1.5 each time, up to
+  // POLL_MAX_MS): a page of uploads waiting out a worker outage must not flood the server. Errors back off faster.
   const POLL_MS = 600;
+  const POLL_MAX_MS = 5000;
+  const POLL_ERROR_MAX_MS = 30000;
   const PARALLEL_UPLOADS = 3;
   const root = document.documentElement;
   root.classList.remove("no-js");
@@ -101,16 +105,39 @@
     if (overlay) stack.append(overlay);
   }
 
-  function poll(element) {
+  // Answers after which asking again cannot help: the upload is gone, or this browser is no longer signed in.
+  const POLL_STOPS = {
+    404: ["Deleted", "This upload no longer exists."],
+    401: ["Signed out", "Sign in again to see the verdict."],
+    403: ["Signed out", "Sign in again to see the verdict."],
+  };
+
+  function renderStopped(element, word, message) {
+    element.className = "verdict verdict-stopped";
+    element.dataset.status = "stopped";
+    element.replaceChildren(el("span", { class: "verdict-word", text: word }), " ",
+      el("small", { class: "verdict-meta", text: message }));
+  }
+
+  function poll(element, delay) {
     const id = element.dataset.verdictFor;
+    const wait = delay || POLL_MS;
     fetch("/api/uploads/" + id + "/", { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
       .then((upload) => {
         renderVerdict(element, upload);
         renderBoxes(element, upload);
-        if (needsPolling(upload)) setTimeout(() => poll(element), POLL_MS);
+        const next = Math.min(wait * 1.5, POLL_MAX_MS);
+        if (needsPolling(upload)) setTimeout(() => poll(element, next), next);
       })
-      .catch(() => setTimeout(() => poll(element), POLL_MS * 4));
+      .catch((status) => {
+        if (POLL_STOPS[status]) {
+          renderStopped(element, ...POLL_STOPS[status]);
+          return;
+        }
+        const next = Math.min(wait * 2, POLL_ERROR_MAX_MS);
+        setTimeout(() => poll(element, next), next);
+      });
   }
 
   function needsPolling(upload) {
@@ -223,6 +250,23 @@
       el("small", { class: "verdict-meta", text: message }));
   }
 
+  // Past the upload rate limit: the picture waits its turn (the server's Retry-After) and is sent again by itself,
+  // so dropping more pictures than the limit allows still uploads them all, only more slowly.
+  function waitForBudget(job, xhr) {
+    const seconds = Math.max(1, Number(xhr.getResponseHeader("Retry-After")) || 5);
+    const { card } = job;
+    card.progress.value = 0;
+    card.verdict.before(card.progress);
+    card.verdict.className = "verdict verdict-uploading";
+    card.verdict.dataset.status = "uploading";
+    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Waiting to upload…" }), " ",
+      el("small", { class: "verdict-meta", text: "Upload limit reached; trying again in " + seconds + " s." }));
+    setTimeout(() => {
+      waiting.push(job);
+      next();
+    }, seconds * 1000);
+  }
+
   function upload(job) {
     const { file, card } = job;
     running += 1;
@@ -242,6 +286,8 @@
       card.progress.remove();
       if (xhr.status === 201) {
         showCreated(card, JSON.parse(xhr.responseText)[0]);
+      } else if (xhr.status === 429) {
+        waitForBudget(job, xhr);
       } else if (serverFailed(xhr)) {
         renderRetry(job, errorMessage(xhr));
       } else {
