@@ -181,6 +181,39 @@ def test_openapi_schema_documents_uploads_tokens_and_the_batch_rule(client: Clie
     assert {"verdict", "threshold", "unsure_band", "boxes", "image", "thumbnail", "heatmap"} <= set(result)
 
 
+def test_openapi_schema_matches_what_the_api_answers(client: Client, alice_client: Client, alice: User) -> None:
+    """A generated client must parse the real answers: the list is a page object, fields the API sends as null are
+    nullable, the list's filters and the upload's refusals are declared."""
+    from phoneapp.models import UploadStatus
+    from tests.factories import make_upload
+
+    schema = client.get("/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"}).json()
+    components = schema["components"]["schemas"]
+
+    def resolved(node: dict) -> dict:
+        return components[node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+
+    make_upload(alice, status=UploadStatus.PENDING, probability=None, version=None)
+    answer = alice_client.get("/api/uploads/").json()
+    listing = schema["paths"]["/api/uploads/"]["get"]
+    page = resolved(listing["responses"]["200"]["content"]["application/json"]["schema"])
+    assert page["type"] == "object"
+    assert set(answer) == set(page["properties"])
+    upload_schema = resolved(page["properties"]["results"]["items"])
+    [result] = answer["results"]
+    assert set(result) == set(upload_schema["properties"])
+    not_nullable = [
+        name
+        for name, value in result.items()
+        if value is None and not resolved(upload_schema["properties"][name]).get("nullable")
+    ]
+    assert not_nullable == []
+    assert {"page", "label", "status", "reviewed", "verdict", "q", "from", "to"} <= {
+        parameter["name"] for parameter in listing["parameters"]
+    }
+    assert {"201", "400", "401", "413", "429", "503"} <= set(schema["paths"]["/api/uploads/"]["post"]["responses"])
+
+
 @pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
 def test_api_docs_load_their_scripts_from_this_site_only(client: Client, page: str) -> None:
     html = client.get(page).content.decode()

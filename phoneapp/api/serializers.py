@@ -41,7 +41,10 @@ class UploadSerializer(serializers.ModelSerializer):
     # The stubs see Field.label (a field's caption); DRF's serializer metaclass moves declared fields into
     # ``_declared_fields``, so at run time no class attribute ``label`` is shadowed.
     label = serializers.CharField(  # type: ignore[assignment]
-        source="predicted_label", allow_blank=True, help_text="the model's label (phone / not_phone) once done"
+        source="predicted_label",
+        allow_blank=True,
+        allow_null=True,
+        help_text="the model's label (phone / not_phone) once done; null before",
     )
     verdict = serializers.SerializerMethodField(
         help_text="what to show: phone, not_phone or unsure (probability inside the model's unsure band); "
@@ -51,8 +54,12 @@ class UploadSerializer(serializers.ModelSerializer):
     unsure_band = serializers.SerializerMethodField(
         help_text="[low, high]: probabilities the deciding model version calls unsure (contains the threshold)"
     )
-    model_version = serializers.CharField(source="model_version.name", default=None)
-    reviewed_label = serializers.CharField(allow_blank=True)
+    model_version = serializers.CharField(
+        source="model_version.name", default=None, allow_null=True, help_text="the version that judged it; null before"
+    )
+    reviewed_label = serializers.CharField(
+        allow_blank=True, allow_null=True, help_text="a reviewer's label (phone / not_phone); null until reviewed"
+    )
     unsure = serializers.SerializerMethodField(help_text="verdict == 'unsure' (kept for older clients)")
     boxes = serializers.SerializerMethodField(help_text="where the model found phones, best first; may be empty")
     reviewed_boxes = serializers.SerializerMethodField(
@@ -159,6 +166,15 @@ class UploadSerializer(serializers.ModelSerializer):
             data["label"] = None
             data["probability"] = None
         return data
+
+
+class UploadPageSerializer(serializers.Serializer):
+    """One page of ``GET /api/uploads/`` (for the schema): DRF's page-number pagination around the results."""
+
+    count = serializers.IntegerField(help_text="uploads matching the filters, on all pages together")
+    next = serializers.URLField(allow_null=True, help_text="the next page; null on the last")
+    previous = serializers.URLField(allow_null=True, help_text="the previous page; null on the first")
+    results = UploadSerializer(many=True)
 
 
 class UploadRequestSerializer(serializers.Serializer):

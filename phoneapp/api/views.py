@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.contrib.auth import authenticate
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
@@ -24,6 +24,7 @@ from phoneapp.api.serializers import (
     ErrorSerializer,
     TokenRequestSerializer,
     TokenSerializer,
+    UploadPageSerializer,
     UploadRequestSerializer,
     UploadSerializer,
 )
@@ -46,6 +47,21 @@ BATCH_RULE = (
 )
 
 
+# The list's query parameters, as UploadFilters.from_query reads them.
+UPLOAD_LIST_PARAMETERS = [
+    OpenApiParameter("page", int, description="page number, from 1"),
+    OpenApiParameter(
+        "label", str, enum=["phone", "not_phone"], description="final label: the reviewer's if any, else the model's"
+    ),
+    OpenApiParameter("status", str, enum=["pending", "processing", "done", "failed"]),
+    OpenApiParameter("reviewed", str, enum=["yes", "no"]),
+    OpenApiParameter("verdict", str, enum=["phone", "not_phone", "unsure"], description="what the model said"),
+    OpenApiParameter("q", str, description="part of the file name, any case"),
+    OpenApiParameter("from", OpenApiTypes.DATE, description="uploaded on or after this day (YYYY-MM-DD)"),
+    OpenApiParameter("to", OpenApiTypes.DATE, description="uploaded on or before this day (YYYY-MM-DD)"),
+]
+
+
 class UploadListCreateApi(APIView):
     """``GET``: the caller's uploads, newest first, paginated. ``POST``: upload one or many pictures."""
 
@@ -61,11 +77,15 @@ class UploadListCreateApi(APIView):
         return [self.upload_throttle]
 
     @extend_schema(
+        operation_id="uploads_list",
         summary="List your uploads",
-        description="Newest first, paginated (`?page=`). Filters: `label` (phone / not_phone, the reviewer's "
-        "label when there is one), `status`, `reviewed` (yes / no), `verdict` (phone / not_phone / unsure), `q` "
-        "(part of the file name), `from` and `to` (YYYY-MM-DD, upload date).",
-        responses={200: UploadSerializer(many=True)},
+        description="Newest first, paginated (`?page=`). A filter with a value it does not know is ignored.",
+        parameters=UPLOAD_LIST_PARAMETERS,
+        responses={
+            200: UploadPageSerializer,
+            401: OpenApiResponse(ErrorSerializer, description="no or bad credentials"),
+            404: OpenApiResponse(ErrorSerializer, description="no such page"),
+        },
     )
     def get(self, request: AuthenticatedRequest) -> Response:
         paginator = PageNumberPagination()
@@ -82,7 +102,13 @@ class UploadListCreateApi(APIView):
             201: UploadSerializer(many=True),
             400: OpenApiResponse(ErrorSerializer, description="a file was refused; nothing was stored"),
             401: OpenApiResponse(ErrorSerializer, description="no or bad credentials"),
-            429: OpenApiResponse(ErrorSerializer, description="too many pictures in a short time"),
+            413: OpenApiResponse(
+                ErrorSerializer, description="a file, or the request, is too large; nothing was stored"
+            ),
+            429: OpenApiResponse(ErrorSerializer, description="too many pictures in a short time (see Retry-After)"),
+            503: OpenApiResponse(
+                ErrorSerializer, description="storage or the database is unavailable; nothing was stored (Retry-After)"
+            ),
         },
     )
     def post(self, request: AuthenticatedRequest) -> Response:
