@@ -4,6 +4,12 @@ Loading takes a fraction of a second and tens of MB; doing it per request was th
 This module loads a version once per process, checks at most every ``ACTIVE_MODEL_CHECK_SECONDS`` whether
 another version became active, and swaps the whole classifier object so a prediction already running keeps
 the version it started with.
+
+A newly active version that fails to load (a file changed or lost after activation) does not stop a process that
+already holds a model: it keeps classifying with the version it has (each verdict names it), logs the failure, and
+tries the new one again every ``RELOAD_RETRY_SECONDS``. Before, uploads alternated between the old version (inside
+a check window) and a failed load (at each window's end), and those that kept meeting the failure ended ``failed``
+after their retries. Only a process with no model at all raises (the classification task retries, then gives up).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from phoneapp.services.model_versions import model_dir_of, model_version_active
 
 logger = logging.getLogger(__name__)
 
+# How long a process keeps serving the model it has before trying again a newly active version that failed to load.
+RELOAD_RETRY_SECONDS = 30.0
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -39,6 +48,9 @@ class ResidentModel:
         self._lock = threading.Lock()
         self._loaded: LoadedModel | None = None
         self._checked_at = 0.0
+        # (pk, checksum) of an active version that failed to load while another was held, and when it failed.
+        self._failed: tuple[int, str] | None = None
+        self._failed_at = 0.0
 
     def current(self) -> LoadedModel:
         """The active version's classifier, loading or switching it if the active version changed."""
@@ -49,9 +61,23 @@ class ResidentModel:
                 return loaded
             active = model_version_active()
             self._checked_at = now
-            if loaded is None or (loaded.version.pk, loaded.version.checksum) != (active.pk, active.checksum):
+            wanted = (active.pk, active.checksum)
+            if loaded is not None and (loaded.version.pk, loaded.version.checksum) == wanted:
+                return loaded
+            if loaded is not None and self._failed == wanted and now - self._failed_at < RELOAD_RETRY_SECONDS:
+                return loaded
+            try:
                 loaded = self._load(active)
-                self._loaded = loaded
+            except ModelLoadError:
+                if loaded is None:
+                    raise
+                self._failed, self._failed_at = wanted, now
+                logger.exception(
+                    "active model version could not be loaded; still serving the previous one",
+                    extra={"model_version": active.name, "serving": loaded.version.name},
+                )
+                return loaded
+            self._loaded, self._failed = loaded, None
             return loaded
 
     def forget(self) -> None:
@@ -59,6 +85,7 @@ class ResidentModel:
         with self._lock:
             self._loaded = None
             self._checked_at = 0.0
+            self._failed = None
 
     @staticmethod
     def _load(version: ModelVersion) -> LoadedModel:

@@ -166,3 +166,40 @@ def test_sweep_does_not_resend_uploads_waiting_in_the_queue_but_does_resend_lost
 
     call_command("requeue_pending", "--all", stdout=StringIO())  # the operator's "send everything"
     assert Upload.objects.get(pk=waiting.pk).status == UploadStatus.DONE
+
+
+def test_a_newly_active_version_that_cannot_load_leaves_the_worker_on_the_version_it_has(
+    alice: User, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version whose files changed after it was activated: a process holding a model keeps classifying with
+    it (the verdict names that version) instead of failing uploads, and switches once the new one loads."""
+    import json
+    import shutil
+
+    from phoneapp import resident_model as resident_module
+    from phoneapp.models import ModelVersion
+    from phoneapp.services.model_versions import model_version_activate
+
+    register_model(alice)  # the shipped test model, loaded by this process
+    models = Path(settings.MODELS_DIR)
+    shutil.copytree(models / "imagenet-zero-shot", models / "zero-shot-b")
+    manifest = models / "zero-shot-b" / "manifest.json"
+    good = json.dumps({**json.loads(manifest.read_text()), "version": "zero-shot-b"})
+    manifest.write_text(good)
+    call_command("sync_models", stdout=StringIO())
+    model_version_activate(version=ModelVersion.objects.get(name="zero-shot-b"))
+    manifest.write_text(good.replace("{", '{"changed after activation": true, ', 1))
+
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("b.jpg", picture_bytes(color=(9, 9, 9)))])
+
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.DONE
+    assert upload.model_version is not None and upload.model_version.name == "imagenet-zero-shot"
+
+    manifest.write_text(good)
+    monkeypatch.setattr(resident_module, "RELOAD_RETRY_SECONDS", 0.0)
+    [later] = uploads_create(owner=alice, files=[uploaded_file("c.jpg", picture_bytes(color=(90, 9, 9)))])
+
+    later.refresh_from_db()
+    assert later.status == UploadStatus.DONE
+    assert later.model_version is not None and later.model_version.name == "zero-shot-b"
