@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -65,7 +66,7 @@ def test_deleting_the_first_copy_while_a_duplicate_is_being_stored_keeps_the_sha
     deletion_done = threading.Event()
     store_duplicate = upload_service._store_duplicate
 
-    def slow_store_duplicate(**kwargs: object) -> Upload:
+    def slow_store_duplicate(**kwargs: Any) -> Upload:
         twin_found.set()
         deletion_done.wait(timeout=1.5)  # with the lock the deletion cannot finish meanwhile: it waits for us
         return store_duplicate(**kwargs)
