@@ -65,7 +65,11 @@ def test_flat_settings_change_the_right_group_and_unknown_names_are_refused() ->
         recipe_from_flat({"epochs": 0})
 
 
-def test_help_explains_every_knob_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_explains_every_knob_with_its_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wide enough that argparse never wraps a help text (textwrap also breaks lines after hyphens: "quarter-turns").
+    monkeypatch.setenv("COLUMNS", "2000")
     with pytest.raises(SystemExit) as exited:
         ml_training_main(["train", "--help"])
     assert exited.value.code == 0

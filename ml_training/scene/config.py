@@ -111,15 +111,17 @@ class ViewConfig:
         one_of(*PASTE_SCALES),
     )
     paste_rotation: str = knob(
-        "upright",
-        "how a pasted phone is turned: upright (as in its own picture) or quarter-turns (turned by 0, 90, 180 or 270"
-        " degrees at random: phones lie on tables and are held sideways, while the boxed donors are mostly held up)",
+        "quarter-turns",
+        "how a pasted phone is turned: quarter-turns (scene-lite0-v10's: turned by 0, 90, 180 or 270 degrees at"
+        " random: phones lie on tables and are held sideways, while the boxed donors are mostly held up) or upright"
+        " (as in its own picture; v1-v9's)",
         one_of(*PASTE_ROTATIONS),
     )
     camera_effects: str = knob(
-        "none",
-        "what else an augmented or pasted view goes through: none, or degrade (at random: grey, blur, JPEG"
-        " artefacts, low light; the cameras of drivers, CCTV and old phones, which the training pictures barely show)",
+        "degrade",
+        "what else an augmented or pasted view goes through: degrade (scene-lite0-v10's: at random grey, blur, JPEG"
+        " artefacts, low light; the cameras of drivers, CCTV and old phones, which the training pictures barely"
+        " show) or none (v1-v9's)",
         one_of(*CAMERA_EFFECTS),
     )
     min_crop_area: float = knob(
