@@ -264,8 +264,16 @@ class UploadAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["change"], description="Confirm model verdict")
     def confirm_model_verdict(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
-        count = uploads_confirm_predictions(uploads=queryset, reviewer=signed_in_user(request))
-        self.message_user(request, f"Confirmed the model's verdict on {count} upload(s).", messages.SUCCESS)
+        outcome = uploads_confirm_predictions(uploads=queryset, reviewer=signed_in_user(request))
+        left = []
+        if outcome.unsure:
+            left.append(f"{outcome.unsure} the model is unsure about (choose a label for those)")
+        if outcome.not_open:
+            left.append(f"{outcome.not_open} not classified yet or already reviewed")
+        note = f"; left alone: {', '.join(left)}" if left else ""
+        self.message_user(
+            request, f"Confirmed the model's verdict on {outcome.confirmed} upload(s){note}.", messages.SUCCESS
+        )
 
     @admin.action(permissions=["change"], description="Mark as phone")
     def mark_as_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:

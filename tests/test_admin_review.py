@@ -96,6 +96,29 @@ def test_confirm_model_verdict_copies_the_prediction(staff_client: Client, revie
     assert pending.reviewed_label == ""  # nothing to confirm yet
 
 
+def test_confirm_model_verdict_keeps_the_review_rules(staff_client: Client, reviewer: User, alice: User) -> None:
+    """A bulk confirm is the queue's confirm: not on a verdict the model is unsure about, never over a review
+    already made (two reviewers' agreement included), and other copies of the same picture get the label too."""
+    unsure = make_upload(alice, name="unsure.jpg", probability=0.5)
+    settled = make_upload(alice, name="settled.jpg", predicted_label="phone", probability=0.9, reviewed="not_phone")
+    Upload.objects.filter(pk=settled.pk).update(second_review=SecondReview.AGREED, second_label="not_phone")
+    sure = make_upload(alice, name="sure.jpg", predicted_label="phone", probability=0.95, sha256="same-picture")
+    copy = make_upload(alice, name="copy.jpg", predicted_label="phone", probability=0.95, sha256="same-picture")
+
+    response = staff_client.post(
+        CHANGELIST,
+        {"action": "confirm_model_verdict", "_selected_action": [unsure.pk, settled.pk, sure.pk]},
+        follow=True,
+    )
+
+    reviewed = dict(Upload.objects.values_list("original_name", "reviewed_label"))
+    assert reviewed == {"unsure.jpg": "", "settled.jpg": "not_phone", "sure.jpg": "phone", "copy.jpg": "phone"}
+    assert Upload.objects.get(pk=settled.pk).second_review == SecondReview.AGREED
+    assert Upload.objects.get(pk=copy.pk).reviewed_by == reviewer
+    message = response.content.decode()
+    assert "1 the model is unsure about" in message and "1 not classified yet or already reviewed" in message
+
+
 def test_model_version_admin_shows_metrics_read_only(staff_client: Client) -> None:
     version = model_version_active()
     ModelVersion.objects.filter(pk=version.pk).update(metrics={"accuracy": 0.987})

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus
@@ -140,13 +140,33 @@ def upload_set_reviewed_boxes(
     )
 
 
-def uploads_confirm_predictions(*, uploads: UploadQuerySet, reviewer: AbstractBaseUser) -> int:
-    """Accept the model's verdict as the truth; uploads without a verdict yet are left alone."""
-    done = uploads.done()  # a done upload always has the model's label (done_upload_has_verdict)
-    updated = done.update(reviewed_label=F("predicted_label"), reviewed_by=reviewer, reviewed_at=timezone.now())
-    _assign_splits(done)
-    logger.info("predictions confirmed", extra={"count": updated, "reviewer_id": reviewer.pk})
-    return updated
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    """What a bulk "confirm the model's verdict" did: ``confirmed`` uploads, and those it left for a person."""
+
+    confirmed: int
+    unsure: int  # the model is unsure: a reviewer must choose
+    not_open: int  # not classified yet, or already reviewed (confirming must not overwrite a review)
+
+
+def uploads_confirm_predictions(*, uploads: UploadQuerySet, reviewer: AbstractBaseUser) -> ConfirmOutcome:
+    """Accept the model's verdict as the truth, as the review queue's "confirm" does (:func:`upload_group_review`):
+    refused where the model is unsure, and only on classified uploads nobody has reviewed yet, so a bulk action
+    never turns a guess into a label nor overwrites a first or second reviewer's decision."""
+    open_for_review = uploads.done().unreviewed()
+    confirmed = unsure = 0
+    for upload in open_for_review.order_by("pk"):
+        if Upload.objects.filter(pk=upload.pk).reviewed().exists():
+            continue  # decided meanwhile, e.g. as another upload of the same picture confirmed just before
+        try:
+            upload_group_review(upload=upload, decision=CONFIRM, reviewer=reviewer)
+        except ReviewNeedsChoice:
+            unsure += 1
+        else:
+            confirmed += 1
+    outcome = ConfirmOutcome(confirmed=confirmed, unsure=unsure, not_open=uploads.count() - confirmed - unsure)
+    logger.info("predictions confirmed", extra={"count": confirmed, "unsure": unsure, "reviewer_id": reviewer.pk})
+    return outcome
 
 
 def _assign_splits(uploads: UploadQuerySet) -> None:
