@@ -134,6 +134,28 @@ def test_ground_truth_from_the_review_queue_and_the_admin(alice: User, reviewer:
     assert Upload.objects.get(pk=twin.pk).ground_truth_label == "not_phone"  # the same picture, sent again
 
 
+def test_confirming_reviewed_labels_as_ground_truth_leaves_unsettled_ones_alone(alice: User, reviewer: User) -> None:
+    """A first review still waiting for, or disputed by, a second reviewer is not a settled label: the bulk
+    "confirm the reviewed label" leaves it alone (staff name the label with "Ground truth: phone / not phone")."""
+    from phoneapp.models import SecondReview
+
+    settled = make_upload(alice, probability=0.2, reviewed="not_phone", reviewer=reviewer)
+    waiting = make_upload(alice, probability=0.9, reviewed="not_phone", reviewer=reviewer)
+    disputed = make_upload(alice, probability=0.9, reviewed="not_phone", reviewer=reviewer)
+    Upload.objects.filter(pk=waiting.pk).update(second_review=SecondReview.WAITING)
+    Upload.objects.filter(pk=disputed.pk).update(second_review=SecondReview.DISAGREED, second_label="phone")
+
+    response = client_for(reviewer).post(
+        "/admin/phoneapp/upload/",
+        {"action": "confirm_as_ground_truth", "_selected_action": [settled.pk, waiting.pk, disputed.pk]},
+        follow=True,
+    )
+
+    truths = {pk: Upload.objects.get(pk=pk).ground_truth_label for pk in (settled.pk, waiting.pk, disputed.pk)}
+    assert truths == {settled.pk: "not_phone", waiting.pk: "", disputed.pk: ""}
+    assert "2 upload(s) left alone" in response.content.decode()
+
+
 def test_undo_of_a_ground_truth_decision_takes_the_ground_truth_back_too(
     alice: User, reviewer: User, second_reviewer: User
 ) -> None:

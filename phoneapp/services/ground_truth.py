@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from phoneapp.models import Label, Upload
+from phoneapp.models import Label, SecondReview, Upload
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +26,15 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def uploads_mark_ground_truth(*, uploads: QuerySet[Upload], by: AbstractBaseUser, label: str | None = None) -> int:
     """Make ``label`` (or, when None, each upload's reviewed label) the ground truth of these pictures and of
-    every other upload of them. Uploads without a label to confirm are left alone. Returns the pictures marked."""
+    every other upload of them. Uploads without a settled label to confirm are left alone: none yet, or a first
+    review still waiting for, or disputed by, a second reviewer (staff name the label for those). Returns the
+    pictures marked."""
     if label is not None and label not in Label.values:
         raise ValueError(f"Unknown label {label!r}.")
     marked = 0
     now = timezone.now()
+    if label is None:
+        uploads = uploads.exclude(second_review__in=(SecondReview.WAITING, SecondReview.DISAGREED))
     rows = uploads.values_list("sha256", "reviewed_label")
     for sha256, reviewed_label in {(sha, reviewed) for sha, reviewed in rows}:
         truth = label or reviewed_label
