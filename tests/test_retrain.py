@@ -189,7 +189,7 @@ def test_activate_is_a_persons_decision_even_without_ground_truth(tmp_path: Path
     assert model_version_active().name == report["version"]
 
 
-def test_the_paired_test_refuses_only_a_candidate_that_is_significantly_worse() -> None:
+def test_the_rule_refuses_a_candidate_right_on_fewer_pictures_or_significantly_worse() -> None:
     enough = {"phone": 10, "not_phone": 10}
     # 8 pictures only the active model gets right, none only the candidate: p = 1/256, refused.
     clearly_worse = paired_test(baseline=[True] * 20, candidate=[False] * 8 + [True] * 12)
@@ -198,6 +198,14 @@ def test_the_paired_test_refuses_only_a_candidate_that_is_significantly_worse() 
         ground_truth_per_label=enough, tests={"ground_truth": clearly_worse}, has_active=True, force=False
     )
     assert not promoted and "worse than the active model on ground_truth" in why
+    # 8 pictures only the active model gets right, 2 only the candidate: p = 0.055, not significant, but right on
+    # fewer pictures is worse as measured: refused.
+    fewer = paired_test(baseline=[True] * 8 + [False] * 2 + [True] * 10, candidate=[False] * 8 + [True] * 12)
+    assert not fewer.candidate_worse
+    promoted, why = decide_promotion(
+        ground_truth_per_label=enough, tests={"ground_truth": fewer}, has_active=True, force=False
+    )
+    assert not promoted and "candidate alone right on 2, active alone on 8" in why
     # One picture worse, two better: not significantly worse, promoted.
     close = paired_test(baseline=[True, False, False] + [True] * 17, candidate=[False, True, True] + [True] * 17)
     assert not close.candidate_worse
