@@ -233,6 +233,35 @@ def test_dry_run_trains_and_reports_but_registers_nothing(tmp_path: Path, settin
     assert not [p for p in models_dir.iterdir() if p.name.startswith(".incoming")]
 
 
+def test_folder_pictures_that_are_also_ground_truth_never_train_the_candidate(
+    tmp_path: Path, alice: User, reviewer: User, settings: SettingsFixture
+) -> None:
+    """Ground truth seeded by uploading pictures of the training folder: those files are left out of training
+    (matched by content), so the candidate is never scored on pictures it learnt."""
+    data = write_synthetic_folder(tmp_path / "data", per_label=16)
+    scored = []
+    for label in ("phone", "not_phone"):
+        for path in sorted((data / label).glob("*.png"))[:MIN_GROUND_TRUTH_PER_LABEL]:
+            content = path.read_bytes()
+            upload = make_upload(
+                alice,
+                name=path.name,
+                data=content,
+                sha256=hashlib.sha256(content).hexdigest(),
+                content_type="image/png",
+            )
+            uploads_mark_ground_truth(uploads=Upload.objects.filter(pk=upload.pk), by=reviewer, label=label)
+            scored.append(path.resolve())
+
+    report = run_retrain("--data-dir", str(data))
+
+    assert report["data_summary"]["folder_pictures_also_scored_left_out"] == 2 * MIN_GROUND_TRUTH_PER_LABEL
+    split = json.loads((Path(settings.MODELS_DIR) / report["version"] / "split.json").read_text())
+    trained = {Path(path).resolve() for path in split["folds"]}
+    assert len(trained) == 32 - 2 * MIN_GROUND_TRUTH_PER_LABEL
+    assert not trained & set(scored)
+
+
 def test_no_reviewed_uploads_and_no_data_dir_is_a_clear_error() -> None:
     with pytest.raises(CommandError, match="No training data"):
         call_command("retrain", *QUICK, stdout=io.StringIO())

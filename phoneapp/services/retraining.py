@@ -148,7 +148,9 @@ def retrain(
         samples, unreadable = pictures_decode(offered, advance=_progress(progress, "checking pictures", len(offered)))
         ground_truth = _trusted([(u, u.ground_truth_label) for u in ground_truth_uploads()], workdir)
         evaluation = _trusted([(u, u.reviewed_label) for u in eval_uploads()], workdir)
+        samples, also_scored = _without_scoring_pictures(samples, {p.sha256 for p in [*ground_truth, *evaluation]})
         summary = _data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
+        summary["folder_pictures_also_scored_left_out"] = also_scored
         _check_enough(summary)
         log(f"training data: {json.dumps(summary, sort_keys=True)}")
         initial_head, warm_start = _warm_start(active_version, recipe.settings.trainable_blocks, log)
@@ -311,6 +313,27 @@ def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[SceneSam
             "No training data: no upload has a settled reviewed label in the train split, and no --data-dir was given."
         )
     return samples
+
+
+def _without_scoring_pictures(samples: list[SceneSample], scoring: set[str]) -> tuple[list[SceneSample], int]:
+    """The samples minus folder pictures whose bytes are a ground-truth or eval picture's (same sha256 as the
+    upload), and how many those were: a candidate scored on pictures it trained on would win its promotion test
+    for nothing (e.g. ground truth seeded by uploading pictures of the training folder). Reviewed uploads are
+    already split by picture."""
+    kept = []
+    for sample in samples:
+        if sample.source != "reviewed-upload" and scoring and _file_sha256(Path(sample.path)) in scoring:
+            continue
+        kept.append(sample)
+    return kept, len(samples) - len(kept)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _folder_samples(folder: Path) -> list[SceneSample]:
