@@ -201,6 +201,24 @@ def test_undo_of_a_second_opinion_puts_the_picture_back_to_waiting(
     assert confident_phone.second_label == "" and confident_phone.reviewed_label == "not_phone"
 
 
+def test_undo_of_a_first_review_leaves_a_second_opinion_given_since_in_place(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """A's review waits; B agrees; A presses Undo afterwards: B's agreement stands (the picture does not go back to
+    the queue with B's decision erased)."""
+    confident_phone = make_upload(alice, probability=0.99)
+    first = client_for(reviewer)
+    decide(first, confident_phone, "not_phone")
+    decide(client_for(second_reviewer), confident_phone, "not_phone")
+
+    first.post("/review/undo", HTTP_ACCEPT="application/json")
+
+    confident_phone.refresh_from_db()
+    assert confident_phone.reviewed_label == "not_phone"
+    assert confident_phone.second_review == SecondReview.AGREED
+    assert confident_phone.second_reviewed_by == second_reviewer
+
+
 def test_admin_edits_boxes_as_json_and_refuses_bad_ones(alice: User, reviewer: User) -> None:
     upload = make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer)
     url = f"/admin/phoneapp/upload/{upload.pk}/change/"

@@ -275,8 +275,14 @@ def uploads_review_restore(*, prior: list[PriorReview], reviewer: AbstractBaseUs
             reviewed_at = datetime.fromisoformat(before.reviewed_at) if before.reviewed_at else None
             extra = {name: value for name, value in before.extra.items() if name in _EXTRA_FIELDS}
             mine = Q(reviewed_by=reviewer) | Q(second_reviewed_by=reviewer)
-            restored += Upload.objects.filter(mine, pk=before.upload_id).update(
-                reviewed_label=before.label, reviewed_by_id=before.reviewer_id, reviewed_at=reviewed_at, **extra
+            # A second opinion another reviewer gave since (on this reviewer's first review) stands.
+            answered_since = Q(second_reviewed_by__isnull=False) & ~Q(second_reviewed_by=reviewer)
+            restored += (
+                Upload.objects.filter(mine, pk=before.upload_id)
+                .exclude(answered_since)
+                .update(
+                    reviewed_label=before.label, reviewed_by_id=before.reviewer_id, reviewed_at=reviewed_at, **extra
+                )
             )
     logger.info("review undone", extra={"count": restored, "reviewer_id": reviewer.pk})
     return restored
