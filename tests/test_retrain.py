@@ -330,16 +330,37 @@ def test_evaluate_command_reports_metrics_of_a_version_on_a_folder(tmp_path: Pat
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "ece", "confusion"} <= set(metrics)
 
 
-def test_evaluate_command_on_reviewed_uploads(alice: User, reviewer: User) -> None:
-    reviewed_uploads(alice, reviewer, 3, random.Random(3))
+def test_evaluate_command_scores_only_reviewed_uploads_no_version_trained_on(alice: User, reviewer: User) -> None:
+    """Ground truth and the eval split count; the train split (a retrained version learnt it) does not."""
+    made = reviewed_uploads(alice, reviewer, 12, random.Random(3))
+    truth = ground_truth(alice, reviewer, 1, random.Random(4))
+    held_out = [u for u in made if Upload.objects.get(pk=u.pk).review_split == ReviewSplit.EVAL]
+    assert len(held_out) < len(made)  # some landed in the train split
     out = io.StringIO()
-    call_command("evaluate", stdout=out)
-    assert "count        3" in out.getvalue()
+    call_command("evaluate", "--json", stdout=out)
+    metrics = json.loads(out.getvalue())
+    assert metrics["count"] == len(held_out) + len(truth)
+    assert metrics["data"] == "ground truth and eval-split uploads"
 
 
 def test_evaluate_unknown_version_is_a_clear_error() -> None:
     with pytest.raises(CommandError, match="No model version 'nope'"):
         call_command("evaluate", "--version", "nope", stdout=io.StringIO())
+
+
+def test_commands_without_an_active_model_or_with_bad_arguments_say_so(
+    tmp_path: Path, settings: SettingsFixture
+) -> None:
+    settings.MODELS_DIR = str(tmp_path / "no-models")  # nothing shipped to fall back on
+    ModelVersion.objects.update(is_active=False)
+    with pytest.raises(CommandError, match="No model version is active"):
+        call_command("evaluate", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="No model version is active"):
+        call_command("draw_heatmaps", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="--limit must be 0 or more"):
+        call_command("draw_heatmaps", "--limit", "-1", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="--seed"):
+        call_command("retrain", *QUICK, "--set", "seed=5", stdout=io.StringIO())
 
 
 def test_retraining_runs_on_its_own_queue_so_verdicts_never_wait_behind_it() -> None:

@@ -108,7 +108,9 @@ def test_boxes_posted_with_a_decision_are_stored_and_returned_by_the_api(alice: 
     assert data["boxes"] == [{"box": [0.1, 0.1, 0.3, 0.3], "score": 0.5}]  # the model's stay as they were
 
 
-@pytest.mark.parametrize("boxes", ["[[0.5, 0.5, 0.2, 0.9]]", "[[0, 0, 1.5, 1]]", "not json", '[["a", 1, 2, 3]]'])
+@pytest.mark.parametrize(
+    "boxes", ["[[0.5, 0.5, 0.2, 0.9]]", "[[0, 0, 1.5, 1]]", "not json", '[["a", 1, 2, 3]]', "[[" + "9" * 5000 + "]]"]
+)
 def test_bad_boxes_are_refused_with_a_reason_and_nothing_is_saved(alice: User, reviewer: User, boxes: str) -> None:
     upload = make_upload(alice, probability=0.5)
     response = decide(client_for(reviewer), upload, "phone", boxes=boxes)

@@ -23,8 +23,8 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from phoneapp.models import Upload, UploadStatus
-from phoneapp.services.evaluation import reviewed_upload_samples
+from phoneapp.models import ReviewSplit, Upload, UploadStatus
+from phoneapp.services.evaluation import held_out_upload_samples
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete_expired
 from phoneapp.services.uploads import uploads_create
 from tests.images import picture_bytes, uploaded_file
@@ -217,13 +217,15 @@ def test_a_deleted_reviewed_upload_leaves_the_training_and_evaluation_set(
     alice: User, reviewer: User, tmp_path: Path, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     upload = stored_upload(alice)
-    Upload.objects.filter(pk=upload.pk).update(reviewed_label="phone", reviewed_by=reviewer, reviewed_at=timezone.now())
-    assert len(reviewed_upload_samples(workdir=tmp_path)) == 1
+    Upload.objects.filter(pk=upload.pk).update(
+        reviewed_label="phone", reviewed_by=reviewer, reviewed_at=timezone.now(), review_split=ReviewSplit.EVAL
+    )
+    assert len(held_out_upload_samples(workdir=tmp_path)) == 1
 
     with django_capture_on_commit_callbacks(execute=True):
         upload_delete(upload=upload)
 
-    assert reviewed_upload_samples(workdir=tmp_path) == []
+    assert held_out_upload_samples(workdir=tmp_path) == []
 
 
 # --- Retention -----------------------------------------------------------------------------------------------

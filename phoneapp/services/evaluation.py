@@ -94,21 +94,23 @@ def measure_classifier(
     return {"model_version": classifier.version, **metrics.to_dict()}
 
 
-def reviewed_upload_samples(*, workdir: Path) -> list[Sample]:
-    """Every upload a reviewer labelled, as training samples; the reviewer's label is the truth.
-
-    Uploads with only a predicted label are never used: training on the model's own guesses would teach it its
-    mistakes. Identical pictures (same sha256) share a group, so they never straddle train and test.
+def held_out_upload_samples(*, workdir: Path) -> list[Sample]:
+    """The reviewed uploads no model version trained on, one per picture: ground truth (staff-confirmed label) and
+    the eval split (settled reviewed label). The train split is left out: a retrained version learnt it, so scoring
+    it there would flatter it; labels a second reviewer has not agreed are left out as unsettled.
     """
-    reviewed = Upload.objects.reviewed().order_by("pk")
+    from phoneapp.selectors.training import eval_uploads, ground_truth_uploads
+
+    labelled = [(u, u.ground_truth_label) for u in ground_truth_uploads()]
+    labelled += [(u, u.reviewed_label) for u in eval_uploads()]
     return [
         Sample(
             path=str(local_picture_path(upload, workdir)),
-            label=upload.reviewed_label,
+            label=label,
             group=f"sha256:{upload.sha256}",
             source="reviewed-upload",
         )
-        for upload in reviewed
+        for upload, label in labelled
     ]
 
 

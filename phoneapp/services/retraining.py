@@ -271,6 +271,8 @@ def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | No
     """
     from ml_training.scene.config import recipe_from_flat
 
+    if "seed" in request.config_overrides:
+        raise RetrainError("Set the seed with --seed, not --set seed=...")
     values: dict[str, Any] = {**(network_shape or {}), **request.config_overrides, "seed": request.seed}
     if request.epochs is not None:
         values["epochs"] = request.epochs

@@ -57,8 +57,9 @@ def review_boxes_parse(*, raw: Any) -> list[dict[str, list[float]]]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw) if raw.strip() else []
-        except json.JSONDecodeError as error:
-            raise BadBoxes(f"Boxes must be JSON: {error.msg}.") from error
+        except ValueError as error:  # JSONDecodeError, or a number too long to convert
+            reason = error.msg if isinstance(error, json.JSONDecodeError) else "a number is too long"
+            raise BadBoxes(f"Boxes must be JSON: {reason}.") from error
     if not isinstance(raw, list):
         raise BadBoxes("Boxes must be a list of [x1, y1, x2, y2].")
     if len(raw) > MAX_BOXES:

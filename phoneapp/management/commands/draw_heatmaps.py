@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from phoneapp.services.errors import NoActiveModel
 from phoneapp.services.heatmaps import uploads_heatmap_enqueue_missing
 
 
@@ -20,5 +21,10 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=1000, help="At most this many uploads (default 1000).")
 
     def handle(self, *args: Any, limit: int, **options: Any) -> None:
-        count = uploads_heatmap_enqueue_missing(limit=limit)
+        if limit < 0:
+            raise CommandError("--limit must be 0 or more.")
+        try:
+            count = uploads_heatmap_enqueue_missing(limit=limit)
+        except NoActiveModel as error:
+            raise CommandError(error.message) from error
         self.stdout.write(f"Asked for {count} heat map(s).")

@@ -1,4 +1,5 @@
-"""``manage.py evaluate``: metrics of a model version on reviewed uploads or a folder of labelled pictures."""
+"""``manage.py evaluate``: metrics of a model version on the reviewed uploads no version trained on (ground truth and
+the eval split), or on a folder of labelled pictures."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ from inference.manifest import ModelLoadError
 from ml_training.data import load_samples
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import ModelVersionNotFound, model_version_get
-from phoneapp.services.evaluation import decode_labelled, measure_classifier, reviewed_upload_samples
+from phoneapp.services.errors import NoActiveModel
+from phoneapp.services.evaluation import decode_labelled, held_out_upload_samples, measure_classifier
 from phoneapp.services.model_versions import model_dir_of, model_version_active
 from phoneapp.services.reporting import format_metrics_table
 
 
 class Command(BaseCommand):
-    help = "Measure a model version (default: the active one) on reviewed uploads, or on --data-dir."
+    help = (
+        "Measure a model version (default: the active one) on the reviewed uploads no version trained on (ground truth "
+        "and the eval split), or on --data-dir."
+    )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         # `--version V` names a model version here; Django's own --version (print Django's version) gives way.
@@ -40,17 +45,19 @@ class Command(BaseCommand):
                 except (FileNotFoundError, KeyError, ValueError) as error:
                     raise CommandError(f"{options['data_dir']}: {error}") from error
             else:
-                samples = reviewed_upload_samples(workdir=Path(workdir))
+                samples = held_out_upload_samples(workdir=Path(workdir))
             pictures = decode_labelled(samples)
             if not pictures.samples:
-                raise CommandError("No readable labelled pictures: review some uploads or pass --data-dir.")
+                raise CommandError(
+                    "No readable labelled pictures: no ground truth or eval-split reviews yet; pass --data-dir."
+                )
             try:
                 classifier = load(model_dir_of(version), engine="torch")
             except ModelLoadError as error:
                 raise CommandError(str(error)) from error
             metrics = measure_classifier(classifier, pictures)
         metrics["unreadable_skipped"] = len(pictures.unreadable)
-        metrics["data"] = str(options["data_dir"]) if options["data_dir"] else "reviewed uploads"
+        metrics["data"] = str(options["data_dir"]) if options["data_dir"] else "ground truth and eval-split uploads"
         if options["json"]:
             self.stdout.write(json.dumps(metrics, indent=2, sort_keys=True))
         else:
@@ -58,7 +65,10 @@ class Command(BaseCommand):
 
     def _version(self, name: str | None) -> ModelVersion:
         if name is None:
-            return model_version_active()
+            try:
+                return model_version_active()
+            except NoActiveModel as error:
+                raise CommandError(error.message) from error
         try:
             return model_version_get(name=name)
         except ModelVersionNotFound as error:
