@@ -134,6 +134,33 @@ def test_correct_labels_on_a_slice_the_active_model_misses_are_promoted_by_the_p
     assert report["warm_start"] is None  # the zero-shot model is not a scene model: the head started fresh
 
 
+def test_a_candidate_compared_with_a_version_no_longer_active_is_not_promoted(
+    alice: User, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone rolls back (or another retrain finishes) while a retrain trains: its comparison was with the version
+    active when it started, so it is registered inactive and says why; the person's choice stays active."""
+    from ml_training.scene import train as scene_train
+
+    rng = random.Random(12)
+    ground_truth(alice, reviewer, MIN_GROUND_TRUTH_PER_LABEL, rng)
+    reviewed_uploads(alice, reviewer, 36, rng)
+    rolled_back_to = ModelVersion.objects.get(name="finetuned-lite0-v1")
+    train_scene_model = scene_train.train_scene_model
+
+    def train_while_someone_activates(*args: object, **kwargs: object) -> object:
+        model_version_activate(version=rolled_back_to)
+        return train_scene_model(*args, **kwargs)
+
+    monkeypatch.setattr(scene_train, "train_scene_model", train_while_someone_activates)
+
+    report = run_retrain()
+
+    assert report["promoted"] is False
+    assert "the active model version changed while this retrain ran" in report["decision"]
+    assert model_version_active() == rolled_back_to
+    assert not ModelVersion.objects.get(name=report["version"]).is_active
+
+
 def test_two_retrains_are_scored_on_the_same_trusted_pictures_which_never_train(
     alice: User, reviewer: User, settings: SettingsFixture
 ) -> None:

@@ -60,12 +60,24 @@ def model_version_verify(*, version: ModelVersion) -> None:
 
 @transaction.atomic
 def model_version_activate(*, version: ModelVersion) -> ModelVersion:
-    """Make ``version`` the only active model; workers switch to it before their next prediction."""
-    ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+    """Make ``version`` the only active model; workers switch to it before their next prediction.
+
+    Every version row is locked first (a few rows): two activations at once then take turns instead of both
+    switching and one failing on the one-active-version constraint (``select_for_update().update()`` locks
+    nothing: the UPDATE is a query of its own)."""
+    model_versions_lock()
+    ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
     version.refresh_from_db()
     logger.info("model version activated", extra={"model_version": version.name})
     return version
+
+
+def model_versions_lock() -> int | None:
+    """Lock every version row until the current transaction ends; returns the active version's id at that moment
+    (callers that decided against an active version check it is still the one)."""
+    rows = list(ModelVersion.objects.select_for_update().order_by("pk").values_list("pk", "is_active"))
+    return next((pk for pk, active in rows if active), None)
 
 
 def model_versions_sync_from_disk() -> list[ModelVersion]:

@@ -54,7 +54,7 @@ from phoneapp.selectors.training import (
 from phoneapp.services.errors import DomainError
 from phoneapp.services.evaluation import files_phone_probabilities, local_picture_path, pictures_decode
 from phoneapp.services.image_validation import SMALLEST_DRAFT
-from phoneapp.services.model_versions import model_dir_of, model_version_register
+from phoneapp.services.model_versions import model_dir_of, model_version_register, model_versions_lock
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +213,18 @@ def retrain(
         "warm_start": warm_start,
     }
     with transaction.atomic():
+        # The decision compared the candidate with the version active when the retrain started; if someone
+        # activated another since (a rollback, another retrain), it is not the comparison that was made.
+        active_now = model_versions_lock()
+        active_then = active_version.pk if active_version is not None else None
+        if promoted and not request.force_activate and active_now != active_then:
+            promoted = False
+            report.promoted = False
+            report.decision = (
+                "not promoted: the active model version changed while this retrain ran, so it was compared with a "
+                f"version that is no longer active; run the retrain again to compare with the current one. ({decision})"
+            )
+            metrics["decision"] = report.decision
         registered = model_version_register(
             model_dir=final_dir, metrics=metrics, data_summary=summary, activate=promoted
         )
