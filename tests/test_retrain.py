@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -147,7 +147,7 @@ def test_a_candidate_compared_with_a_version_no_longer_active_is_not_promoted(
     rolled_back_to = ModelVersion.objects.get(name="finetuned-lite0-v1")
     train_scene_model = scene_train.train_scene_model
 
-    def train_while_someone_activates(*args: object, **kwargs: object) -> object:
+    def train_while_someone_activates(*args: Any, **kwargs: Any) -> Any:
         model_version_activate(version=rolled_back_to)
         return train_scene_model(*args, **kwargs)
 
