@@ -111,3 +111,29 @@ def test_reviewer_draws_boxes_with_mouse_and_keyboard_and_a_retrain_trains_on_th
     summary = json.loads(out.getvalue())["data_summary"]
     assert summary["boxed_pictures"] == 1
     assert Upload.objects.get(pk=target.pk).review_split == "train"
+
+
+def test_a_reviewer_whose_picture_was_decided_meanwhile_is_told_and_nothing_is_replaced(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """The page sends the review it showed with the key press; another reviewer's decision in between is not
+    silently replaced: the page says who decided and the first decision stands."""
+    from selenium.webdriver.common.by import By
+
+    from phoneapp.services.reviews import upload_group_review
+    from tests.factories import make_user
+
+    upload = make_upload(alice, probability=0.5, name="shared.jpg")
+    colleague = make_user("colleague", staff=True)
+    log_in(browser, live_server, reviewer)
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "seen-field"))
+
+    upload_group_review(upload=upload, decision="not_phone", reviewer=colleague)
+    browser.find_element(By.TAG_NAME, "body").send_keys("p")
+
+    status = wait(browser, lambda b: "nothing was saved" in b.find_element(By.ID, "review-status").text)
+    assert status
+    assert "colleague" in browser.find_element(By.ID, "review-status").text
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.reviewed_by) == ("not_phone", colleague)

@@ -221,6 +221,29 @@ def test_undo_of_a_first_review_leaves_a_second_opinion_given_since_in_place(
     assert confident_phone.second_reviewed_by == second_reviewer
 
 
+def test_a_decision_made_on_a_page_another_reviewer_has_since_decided_is_refused(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """Two reviewers open the same picture; the second to press a key gets a 409 naming who decided, and the first
+    decision stands (it was silently replaced, boxes and all)."""
+    import re
+
+    upload = make_upload(alice, probability=0.5)
+    first, second = client_for(reviewer), client_for(second_reviewer)
+    pages = [client.get(f"/review/{upload.pk}/").content.decode() for client in (first, second)]
+    found = [re.search(r'name="seen" id="seen-field" value="([^"]*)"', page) for page in pages]
+    assert all(found)
+    [seen_by_first, seen_by_second] = [match[1] for match in found if match]
+
+    assert decide(first, upload, "phone", seen=seen_by_first).status_code == 200
+    late = decide(second, upload, "not_phone", seen=seen_by_second)
+
+    assert late.status_code == 409
+    assert reviewer.get_username() in late.json()["error"] and "nothing was saved" in late.json()["error"]
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.reviewed_by) == ("phone", reviewer)
+
+
 def test_admin_edits_boxes_as_json_and_refuses_bad_ones(alice: User, reviewer: User) -> None:
     upload = make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer)
     url = f"/admin/phoneapp/upload/{upload.pk}/change/"

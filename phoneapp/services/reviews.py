@@ -40,6 +40,28 @@ class ReviewNeedsChoice(DomainError):
     """ "Confirm the model" on a picture the model is unsure about: there is no verdict to confirm."""
 
 
+class ReviewConflict(DomainError):
+    """Another reviewer decided on the picture while this one had it open; nothing was saved."""
+
+    status_code = 409
+
+
+def upload_review_state(*, upload: Upload) -> str:
+    """A token of the upload's review as a page shows it (label, who, when, second review): the page posts it back
+    with a decision, and a different one means someone decided meanwhile (see :func:`upload_group_review`)."""
+    reviewed_at = upload.reviewed_at.isoformat() if upload.reviewed_at else ""
+    return "|".join(
+        str(value)
+        for value in (
+            upload.reviewed_label,
+            upload.reviewed_by_id or "",
+            reviewed_at,
+            upload.second_review,
+            upload.second_reviewed_by_id or "",
+        )
+    )
+
+
 class BadBoxes(DomainError):
     """Boxes a reviewer sent that are not inside the picture; nothing was saved."""
 
@@ -183,6 +205,7 @@ def upload_group_review(
     decision: str,
     reviewer: AbstractBaseUser,
     boxes: Sequence[dict[str, list[float]]] | None = None,
+    seen_state: str | None = None,
 ) -> list[PriorReview]:
     """Decide on ``upload`` and every other unreviewed, classified upload of the same picture (same sha256).
 
@@ -194,6 +217,10 @@ def upload_group_review(
     different reviewer then decides on a waiting picture, their label is recorded as the second opinion (the first
     label stays): ``agreed`` makes the picture usable for training, ``disagreed`` keeps it out until staff settle
     it (e.g. as ground truth). Returns what the labelled uploads held before, for :func:`uploads_review_restore`.
+
+    ``seen_state`` is :func:`upload_review_state` as the reviewer's page showed it; when the picture's review has
+    changed since (two reviewers on the same picture), :class:`ReviewConflict` is raised and nothing is saved, so
+    a decision made on an outdated page never silently replaces someone else's.
     """
     if decision == CONFIRM:
         if upload_verdict(upload=upload) == "unsure":
@@ -204,6 +231,12 @@ def upload_group_review(
     if label not in Label.values:
         raise ValueError(f"Unknown decision {decision!r}.")
     current = Upload.objects.select_for_update().get(pk=upload.pk)
+    if seen_state is not None and seen_state != upload_review_state(upload=current):
+        who = current.second_reviewed_by or current.reviewed_by
+        raise ReviewConflict(
+            f"{who.get_username() if who else 'Another reviewer'} decided on this picture while you had it open"
+            f" (it is now {current.reviewed_label or 'unreviewed'}); nothing was saved. Reload it to decide again."
+        )
     second_opinion = (
         current.second_review == SecondReview.WAITING
         and current.reviewed_label

@@ -27,9 +27,11 @@ from phoneapp.services.reviews import (
     CONFIRM,
     BadBoxes,
     PriorReview,
+    ReviewConflict,
     ReviewNeedsChoice,
     review_boxes_parse,
     upload_group_review,
+    upload_review_state,
     uploads_review_restore,
 )
 from phoneapp.signed_in import SignedInRequest
@@ -83,6 +85,7 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
         "can_undo": bool(_log(request)),
         "second_opinion": upload.second_review == "waiting" and upload.reviewed_by_id != request.user.pk,
         "boxes_json": upload.reviewed_boxes if upload.reviewed_boxes is not None else upload.predicted_boxes,
+        "review_state": upload_review_state(upload=upload),
     }
     return render(request, "phoneapp/review.html", context)
 
@@ -98,9 +101,11 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
         return _refuse(request, upload.pk, "Unknown decision: use phone, not_phone or confirm.")
     try:
         boxes = review_boxes_parse(raw=request.POST["boxes"]) if "boxes" in request.POST else None
-        prior = upload_group_review(upload=upload, decision=decision, reviewer=request.user, boxes=boxes)
-    except (ReviewNeedsChoice, BadBoxes) as error:
-        return _refuse(request, upload.pk, error.message)
+        prior = upload_group_review(
+            upload=upload, decision=decision, reviewer=request.user, boxes=boxes, seen_state=request.POST.get("seen")
+        )
+    except (ReviewNeedsChoice, BadBoxes, ReviewConflict) as error:
+        return _refuse(request, upload.pk, error.message, status=error.status_code)
     prior_truth = []
     if request.POST.get("ground_truth"):
         label = upload.predicted_label if decision == CONFIRM else decision
@@ -174,8 +179,8 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
     return redirect(url)
 
 
-def _refuse(request: HttpRequest, upload_id: int, message: str) -> HttpResponse:
+def _refuse(request: HttpRequest, upload_id: int, message: str, *, status: int = 400) -> HttpResponse:
     if _wants_json(request):
-        return JsonResponse({"error": message}, status=400)
+        return JsonResponse({"error": message}, status=status)
     messages.error(request, message)
     return redirect("review-item", upload_id=upload_id)

@@ -268,6 +268,9 @@
         return;
       }
       const fields = { decision: decision };
+      // The review as this page showed it: if another reviewer decided meanwhile, the server refuses (409).
+      const seenField = document.getElementById("seen-field");
+      if (seenField) fields.seen = seenField.value;
       if (boxesField && !boxesField.disabled) fields.boxes = boxesField.value;
       if (groundTruth && groundTruth.checked) fields.ground_truth = "1";
       act(review.dataset.decideUrl, fields, button, "Saving…");
