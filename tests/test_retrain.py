@@ -289,6 +289,31 @@ def test_folder_pictures_that_are_also_ground_truth_never_train_the_candidate(
     assert not trained & set(scored)
 
 
+def test_a_retrain_started_in_the_same_second_as_another_gets_its_own_version_name(
+    tmp_path: Path, settings: SettingsFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another retrain started this second holds the name (its scratch folder) and one finished this second owns
+    it (its folder): this one becomes ``-3`` instead of failing at its final move after training."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from phoneapp.services import retraining
+
+    moment = datetime(2026, 12, 6, 3, 0, 0, tzinfo=UTC)
+    monkeypatch.setattr(retraining, "timezone", SimpleNamespace(now=lambda: moment))  # this module's clock only
+    models_dir = Path(settings.MODELS_DIR)
+    (models_dir / "retrain-20261206-030000").mkdir()  # finished this second
+    (models_dir / ".incoming-retrain-20261206-030000-2").mkdir()  # still training
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+
+    report = run_retrain("--data-dir", str(data), "--activate")
+
+    assert report["version"] == "retrain-20261206-030000-3"
+    assert (models_dir / report["version"] / "manifest.json").is_file()
+    assert model_version_active().name == report["version"]
+    assert not (models_dir / ".incoming-retrain-20261206-030000-3").exists()
+
+
 def test_no_reviewed_uploads_and_no_data_dir_is_a_clear_error() -> None:
     with pytest.raises(CommandError, match="No training data"):
         call_command("retrain", *QUICK, stdout=io.StringIO())

@@ -23,9 +23,10 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,7 @@ def retrain(
     recipe = _recipe(request, network_shape=_network_shape(active_version))
     models_root = Path(settings.MODELS_DIR)
     models_root.mkdir(parents=True, exist_ok=True)
-    version = timezone.now().strftime("retrain-%Y%m%d-%H%M%S")
-    with tempfile.TemporaryDirectory(prefix=f".incoming-{version}-", dir=models_root) as scratch:
-        scratch_dir = Path(scratch)
+    with _new_version_scratch(models_root) as (version, scratch_dir):
         workdir = scratch_dir / "uploads"
         workdir.mkdir()
         offered = _collect_samples(request, workdir=workdir)
@@ -233,6 +232,29 @@ def retrain(
             _store_scores(active_version, active_figures, trusted)
     log(f"registered {version} ({'active' if promoted else 'not active'})")
     return report
+
+
+@contextmanager
+def _new_version_scratch(models_root: Path) -> Iterator[tuple[str, Path]]:
+    """A name for the new version (``retrain-YYYYMMDD-HHMMSS``, with ``-2``, ``-3``... when taken) and a scratch
+    folder reserving it, removed afterwards. The folder is made with one ``mkdir``, which fails when it exists: two
+    retrains started in the same second get different names instead of the second one failing at its final move."""
+    stamp = timezone.now().strftime("retrain-%Y%m%d-%H%M%S")
+    for attempt in range(1, 100):
+        version = stamp if attempt == 1 else f"{stamp}-{attempt}"
+        if (models_root / version).exists() or ModelVersion.objects.filter(name=version).exists():
+            continue
+        scratch = models_root / f".incoming-{version}"
+        try:
+            scratch.mkdir()
+        except FileExistsError:
+            continue
+        try:
+            yield version, scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    raise RetrainError(f"No free version name after {stamp}-99; remove unused model folders.")
 
 
 # --- The rule ---------------------------------------------------------------------------------------------------
