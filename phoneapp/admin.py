@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from inference.manifest import ModelLoadError
-from phoneapp.models import ApiToken, Label, ModelVersion, SecondReview, Upload, UploadQuerySet, VersionScore
+from phoneapp.models import ApiToken, Label, ModelVersion, Upload, UploadQuerySet, VersionScore
 from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
 from phoneapp.selectors.model_versions import model_version_latest_score
 from phoneapp.services.api_tokens import api_token_prefix
@@ -294,8 +294,7 @@ class UploadAdmin(admin.ModelAdmin):
     )
     def confirm_as_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request))
-        unsettled = _uploads(queryset).filter(second_review__in=(SecondReview.WAITING, SecondReview.DISAGREED))
-        skipped = _uploads(queryset).unreviewed().count() + unsettled.count()
+        skipped = _uploads(queryset).unreviewed().count() + _uploads(queryset).held_for_second_review().count()
         note = (
             f"; {skipped} upload(s) left alone (unreviewed, or waiting for or disputed by a second reviewer: "
             "use 'Ground truth: phone' or 'Ground truth: not phone' for those)"

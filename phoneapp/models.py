@@ -82,6 +82,10 @@ class ModelVersion(models.Model):
         return self.name
 
 
+# Second-review states whose first label is not settled (see UploadQuerySet.held_for_second_review).
+UNSETTLED_REVIEWS = (SecondReview.WAITING, SecondReview.DISAGREED)
+
+
 class UploadQuerySet(models.QuerySet["Upload"]):
     """The words every reader uses for sets of uploads, so each rule is written once.
 
@@ -103,6 +107,15 @@ class UploadQuerySet(models.QuerySet["Upload"]):
 
     def unreviewed(self) -> UploadQuerySet:
         return self.filter(reviewed_label="")
+
+    def held_for_second_review(self) -> UploadQuerySet:
+        """A first review a second reviewer has not agreed with yet (waiting) or contradicted (disagreed): its label
+        is not settled, so it neither trains nor becomes ground truth by itself."""
+        return self.filter(second_review__in=UNSETTLED_REVIEWS)
+
+    def label_settled(self) -> UploadQuerySet:
+        """The rest: no second review needed, or a second reviewer agreed."""
+        return self.exclude(second_review__in=UNSETTLED_REVIEWS)
 
     def with_uncertainty(self) -> UploadQuerySet:
         """Annotated ``uncertainty``: the distance of the probability from its own version's threshold, scaled so

@@ -15,11 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from phoneapp.models import ReviewSplit, SecondReview, Upload
-
-_SETTLED = Q(second_review__in=[SecondReview.NOT_NEEDED, SecondReview.AGREED])
 
 
 def _one_per_picture(uploads: QuerySet[Upload]) -> list[Upload]:
@@ -42,7 +40,9 @@ def ground_truth_uploads() -> list[Upload]:
 
 
 def _reviewed_in(split: str) -> QuerySet[Upload]:
-    return Upload.objects.reviewed().filter(_SETTLED, review_split=split).exclude(sha256__in=_ground_truth_hashes())
+    return (
+        Upload.objects.reviewed().label_settled().filter(review_split=split).exclude(sha256__in=_ground_truth_hashes())
+    )
 
 
 def eval_uploads() -> list[Upload]:
@@ -57,7 +57,7 @@ def training_uploads() -> list[Upload]:
 
 def uploads_held_for_second_review_count() -> int:
     """Reviewed pictures kept out of training because a second reviewer has not agreed (waiting or disagreed)."""
-    held = Upload.objects.reviewed().filter(second_review__in=[SecondReview.WAITING, SecondReview.DISAGREED])
+    held = Upload.objects.reviewed().held_for_second_review()
     return held.values("sha256").distinct().count()
 
 

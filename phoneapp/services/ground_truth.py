@@ -18,13 +18,13 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from phoneapp.models import Label, SecondReview, Upload
+from phoneapp.models import Label, Upload, UploadQuerySet
 
 logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def uploads_mark_ground_truth(*, uploads: QuerySet[Upload], by: AbstractBaseUser, label: str | None = None) -> int:
+def uploads_mark_ground_truth(*, uploads: UploadQuerySet, by: AbstractBaseUser, label: str | None = None) -> int:
     """Make ``label`` (or, when None, each upload's reviewed label) the ground truth of these pictures and of
     every other upload of them. Uploads without a settled label to confirm are left alone: none yet, or a first
     review still waiting for, or disputed by, a second reviewer (staff name the label for those). Returns the
@@ -34,7 +34,7 @@ def uploads_mark_ground_truth(*, uploads: QuerySet[Upload], by: AbstractBaseUser
     marked = 0
     now = timezone.now()
     if label is None:
-        uploads = uploads.exclude(second_review__in=(SecondReview.WAITING, SecondReview.DISAGREED))
+        uploads = uploads.label_settled()
     rows = uploads.values_list("sha256", "reviewed_label")
     for sha256, reviewed_label in {(sha, reviewed) for sha, reviewed in rows}:
         truth = label or reviewed_label

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from inference.images import ImageError, open_image
 from inference.loader import load
-from inference.manifest import ModelLoadError, manifest_checksum, read_manifest
+from inference.manifest import ModelLoadError, manifest_checksum, read_manifest, sha256_file
 from inference.prediction import NOT_PHONE, PHONE
 from inference.scene_options import SceneNetworkOptions
 from ml_training.data import load_samples
@@ -358,18 +358,10 @@ def _without_scoring_pictures(samples: list[SceneSample], scoring: set[str]) -> 
     already split by picture."""
     kept = []
     for sample in samples:
-        if sample.source != "reviewed-upload" and scoring and _file_sha256(Path(sample.path)) in scoring:
+        if sample.source != "reviewed-upload" and scoring and sha256_file(sample.path) in scoring:
             continue
         kept.append(sample)
     return kept, len(samples) - len(kept)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _folder_samples(folder: Path) -> list[SceneSample]:

@@ -236,11 +236,7 @@
     const { card } = job;
     const retry = el("button", { type: "button", class: "small retry", text: "Retry" });
     retry.addEventListener("click", () => {
-      card.progress.value = 0;
-      card.verdict.before(card.progress);
-      card.verdict.className = "verdict verdict-uploading";
-      card.verdict.dataset.status = "uploading";
-      card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Waiting to upload…" }));
+      showWaiting(card);
       waiting.push(job);
       next();
     });
@@ -250,17 +246,21 @@
       el("small", { class: "verdict-meta", text: message }));
   }
 
-  // Past the upload rate limit: the picture waits its turn (the server's Retry-After) and is sent again by itself,
-  // so dropping more pictures than the limit allows still uploads them all, only more slowly.
-  function waitForBudget(job, xhr) {
-    const seconds = Math.max(1, Number(xhr.getResponseHeader("Retry-After")) || 5);
-    const { card } = job;
+  // A card back in the queue: its progress bar reset and "Waiting to upload…" (with why, when there is a reason).
+  function showWaiting(card, note) {
     card.progress.value = 0;
     card.verdict.before(card.progress);
     card.verdict.className = "verdict verdict-uploading";
     card.verdict.dataset.status = "uploading";
-    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Waiting to upload…" }), " ",
-      el("small", { class: "verdict-meta", text: "Upload limit reached; trying again in " + seconds + " s." }));
+    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Waiting to upload…" }));
+    if (note) card.verdict.append(" ", el("small", { class: "verdict-meta", text: note }));
+  }
+
+  // Past the upload rate limit: the picture waits its turn (the server's Retry-After) and is sent again by itself,
+  // so dropping more pictures than the limit allows still uploads them all, only more slowly.
+  function waitForBudget(job, xhr) {
+    const seconds = Math.max(1, Number(xhr.getResponseHeader("Retry-After")) || 5);
+    showWaiting(job.card, "Upload limit reached; trying again in " + seconds + " s.");
     setTimeout(() => {
       waiting.push(job);
       next();
