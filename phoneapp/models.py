@@ -213,6 +213,12 @@ class Upload(models.Model):
     second_reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="second_reviews"
     )
+    # Who has this picture open in the review queue, and until when: the queue hands other reviewers other pictures
+    # meanwhile (phoneapp/services/review_claims.py). A claim past its time means nothing.
+    review_claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    review_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     # Staff-confirmed labels every version is scored on; never trained on (Label Studio's ground truth).
     ground_truth_label = models.CharField(max_length=10, choices=Label.choices, blank=True)
     ground_truth_by = models.ForeignKey(

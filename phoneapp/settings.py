@@ -189,6 +189,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1
 # UNSURE_BAND (e.g. "0.2,0.8") only to override the band of every version. Empty = the models' own bands.
 UNSURE_BAND: tuple[float, ...] = tuple(env.list("UNSURE_BAND", cast=float, default=[]))
 HISTORY_PAGE_SIZE: int = env.int("HISTORY_PAGE_SIZE", default=24)
+# How long a picture opened in the review queue stays its reviewer's: other reviewers are handed other pictures
+# meanwhile (phoneapp/services/review_claims.py). Opening another picture gives the claim up at once.
+REVIEW_CLAIM_SECONDS: int = env.int("REVIEW_CLAIM_SECONDS", default=300)
 # Uploads older than this many days are deleted, rows and files (celery beat, hourly; or
 # `manage.py delete_expired_uploads` from cron). 0 = keep forever.
 RETENTION_DAYS: int = env.int("RETENTION_DAYS", default=0)

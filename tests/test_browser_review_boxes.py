@@ -137,3 +137,30 @@ def test_a_reviewer_whose_picture_was_decided_meanwhile_is_told_and_nothing_is_r
     assert "colleague" in browser.find_element(By.ID, "review-status").text
     upload.refresh_from_db()
     assert (upload.reviewed_label, upload.reviewed_by) == ("not_phone", colleague)
+
+
+def test_a_picture_a_colleague_has_open_is_handed_out_last_and_its_page_says_so(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """Two reviewers at once: the queue hands this one the picture nobody has open first; the colleague's picture
+    comes only when nothing else is left, with a note naming who has it."""
+    from selenium.webdriver.common.by import By
+
+    from phoneapp.services.review_claims import upload_review_claim
+    from tests.factories import make_user
+
+    colleagues_picture = make_upload(alice, probability=0.52, name="colleague.jpg")
+    free_picture = make_upload(alice, probability=0.45, name="free.jpg")
+    colleague = make_user("colleague", staff=True)
+    assert upload_review_claim(upload=colleagues_picture, reviewer=colleague) is None
+    log_in(browser, live_server, reviewer)
+
+    browser.get(f"{live_server.url}/review/")
+    wait(browser, lambda b: b.current_url.endswith(f"/review/{free_picture.pk}/"))
+    assert not browser.find_elements(By.ID, "open-with-note")
+    browser.find_element(By.TAG_NAME, "body").send_keys("p")
+
+    wait(browser, lambda b: b.current_url.endswith(f"/review/{colleagues_picture.pk}/"))
+    note = wait(browser, lambda b: b.find_element(By.ID, "open-with-note"))
+    assert "colleague has this picture open too" in note.text
+    assert Upload.objects.get(pk=free_picture.pk).reviewed_label == "phone"

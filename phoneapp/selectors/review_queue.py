@@ -12,6 +12,9 @@ upload, and a decision on it labels the whole group.
 
 Reviews waiting for a second reviewer (they contradicted a confident verdict, :mod:`phoneapp.services.reviews`)
 come before everything else, for every reviewer except the one who made them.
+
+A picture another reviewer has open (:mod:`phoneapp.services.review_claims`) is handed out last, after the
+pictures this reviewer skipped: two reviewers starting at once get different pictures.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, When
+from django.utils import timezone
 
 from phoneapp.errors import UploadNotFound
 from phoneapp.models import SecondReview, Upload, UploadQuerySet
@@ -44,6 +48,13 @@ def _unreviewed() -> UploadQuerySet:
 def _waiting_q(reviewer_id: int | None) -> Q:
     """Reviews waiting for a second opinion that ``reviewer_id`` may give (not their own)."""
     return Q(second_review=SecondReview.WAITING) & ~Q(reviewed_by_id=reviewer_id) & ~Q(reviewed_label="")
+
+
+def _open_with_another_q(reviewer_id: int | None) -> Q:
+    """Uploads another reviewer has open now: a live claim (:mod:`phoneapp.services.review_claims`) not theirs."""
+    return Q(review_claimed_until__gt=timezone.now(), review_claimed_by__isnull=False) & ~Q(
+        review_claimed_by_id=reviewer_id
+    )
 
 
 def _needs_review(reviewer_id: int | None) -> UploadQuerySet:
@@ -82,9 +93,11 @@ def review_upload_in_queue(*, upload: Upload, reviewer_id: int | None) -> bool:
 
 
 def review_queue_first(*, skipped: Sequence[int] = (), reviewer_id: int | None = None) -> Upload | None:
-    """The head of the queue, leaving out what this reviewer skipped while anything else is left."""
+    """The head of the queue, leaving out what this reviewer skipped and what others have open while anything
+    else is left."""
     queue = review_queue(reviewer_id=reviewer_id)
-    return queue.exclude(pk__in=list(skipped)).first() or queue.first()
+    free = queue.exclude(_open_with_another_q(reviewer_id))
+    return free.exclude(pk__in=list(skipped)).first() or free.first() or queue.first()
 
 
 def review_upload_get(*, upload_id: int) -> Upload:
@@ -150,11 +163,16 @@ def review_place(*, upload: Upload, history: Sequence[int] = (), reviewer_id: in
 
 
 def review_next_after(*, upload: Upload, skipped: Sequence[int] = (), reviewer_id: int | None = None) -> int | None:
-    """What to show after deciding on (or skipping) ``upload``: the next in the queue not skipped, else the first
-    left (skipped earlier)."""
+    """What to show after deciding on (or skipping) ``upload``: the next in the queue neither skipped nor open
+    with another reviewer, else the first such from the start, else the first skipped, else one another reviewer
+    has open."""
     queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
-    following = queue.filter(_after(upload)).exclude(pk__in=list(skipped)).values_list("pk", flat=True).first()
+    free = queue.exclude(_open_with_another_q(reviewer_id))
+    following = free.filter(_after(upload)).exclude(pk__in=list(skipped)).values_list("pk", flat=True).first()
     if following is not None:
         return following
-    first = queue.exclude(pk__in=list(skipped)).values_list("pk", flat=True).first()
-    return first if first is not None else queue.values_list("pk", flat=True).first()
+    for candidates in (free.exclude(pk__in=list(skipped)), free, queue):
+        first = candidates.values_list("pk", flat=True).first()
+        if first is not None:
+            return first
+    return None

@@ -23,6 +23,7 @@ from phoneapp.models import Label
 from phoneapp.selectors.decisions import upload_place_unsure, upload_verdict
 from phoneapp.selectors.review_queue import review_next_after, review_place, review_queue_first, review_upload_get
 from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore, picture_mark_ground_truth
+from phoneapp.services.review_claims import upload_review_claim
 from phoneapp.services.reviews import (
     CONFIRM,
     BadBoxes,
@@ -75,6 +76,8 @@ def review_start(request: SignedInRequest) -> HttpResponse:
 @require_GET
 def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
+    # Opening a picture claims it, so the queue hands other reviewers other pictures meanwhile.
+    open_with = upload_review_claim(upload=upload, reviewer=request.user)
     place = review_place(upload=upload, history=_history(request), reviewer_id=request.user.pk)
     context = {
         "upload": upload,
@@ -86,6 +89,7 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
         "second_opinion": upload.second_review == "waiting" and upload.reviewed_by_id != request.user.pk,
         "boxes_json": upload.reviewed_boxes if upload.reviewed_boxes is not None else upload.predicted_boxes,
         "review_state": upload_review_state(upload=upload),
+        "open_with": open_with,
     }
     return render(request, "phoneapp/review.html", context)
 

@@ -1,0 +1,151 @@
+"""Reviewers working at once are handed different pictures: opening one claims it for a few minutes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from phoneapp.models import Upload
+from tests.factories import make_upload, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def second_reviewer(db: None) -> User:
+    return make_user("sam", staff=True)
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def open_queue(client: Client) -> int:
+    """Start the queue as a reviewer does and open the picture it hands out; its id."""
+    location = client.get("/review/")["Location"]
+    page = client.get(location)
+    assert page.status_code == 200
+    return page.context["upload"].pk
+
+
+def test_two_reviewers_starting_at_once_are_handed_different_pictures(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    most_unsure = make_upload(alice, probability=0.52)
+    next_unsure = make_upload(alice, probability=0.45)
+    first, second = client_for(reviewer), client_for(second_reviewer)
+
+    assert open_queue(first) == most_unsure.pk
+    assert open_queue(second) == next_unsure.pk
+    assert "has this picture open too" not in second.get(f"/review/{next_unsure.pk}/").content.decode()
+
+
+def test_after_a_decision_the_next_picture_is_not_one_another_reviewer_has_open(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    uploads = [make_upload(alice, probability=p) for p in (0.52, 0.55, 0.4, 0.3)]
+    first, second = client_for(reviewer), client_for(second_reviewer)
+    assert open_queue(first) == uploads[0].pk
+    assert open_queue(second) == uploads[1].pk
+
+    answer = first.post(f"/review/{uploads[0].pk}/decide", {"decision": "phone"}, HTTP_ACCEPT="application/json").json()
+
+    # uploads[1] comes next in the queue's order, but the second reviewer has it open.
+    assert answer["next_id"] == uploads[2].pk
+
+
+def test_a_claim_past_its_time_or_given_up_hands_the_picture_out_again(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    most_unsure = make_upload(alice, probability=0.52)
+    other = make_upload(alice, probability=0.3)
+    first, second = client_for(reviewer), client_for(second_reviewer)
+    assert open_queue(first) == most_unsure.pk
+
+    Upload.objects.filter(pk=most_unsure.pk).update(review_claimed_until=timezone.now() - timedelta(seconds=1))
+    assert open_queue(second) == most_unsure.pk  # the first reviewer walked away
+
+    # Opening another picture gives the earlier claim up at once: the first reviewer gets it back when it is free.
+    assert first.get(f"/review/{other.pk}/").status_code == 200
+    second.get(f"/review/{other.pk}/")  # sam moves on: most_unsure is free again, other is the first reviewer's
+    assert Upload.objects.get(pk=most_unsure.pk).review_claimed_by is None
+    assert open_queue(first) == most_unsure.pk
+
+
+def test_when_only_pictures_open_with_others_are_left_one_is_handed_out_and_the_page_says_who_has_it(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    only = make_upload(alice, probability=0.52)
+    first, second = client_for(reviewer), client_for(second_reviewer)
+    assert open_queue(first) == only.pk
+
+    assert second.get("/review/")["Location"] == f"/review/{only.pk}/"
+    page = second.get(f"/review/{only.pk}/").content.decode()
+    assert f"{reviewer.get_username()} has this picture open too" in page
+    # Looking does not take the picture from the reviewer who has it.
+    assert Upload.objects.get(pk=only.pk).review_claimed_by == reviewer
+
+
+def test_a_deleted_reviewers_claim_does_not_hold_the_picture(alice: User, second_reviewer: User) -> None:
+    leaving = make_user("leaving", staff=True)
+    most_unsure = make_upload(alice, probability=0.52)
+    make_upload(alice, probability=0.3)
+    assert open_queue(client_for(leaving)) == most_unsure.pk
+    leaving.delete()
+
+    second = client_for(second_reviewer)
+    assert open_queue(second) == most_unsure.pk
+    assert Upload.objects.get(pk=most_unsure.pk).review_claimed_by == second_reviewer
+
+
+def open_at_the_same_moment(upload: Upload, reviewers: list[User]) -> dict[str, object]:
+    """Each reviewer opens ``upload`` from their own thread and connection, released together; what each call
+    answered (``None``: the picture is theirs; else who holds it), by username."""
+    from django.db import connection
+
+    from phoneapp.services.review_claims import upload_review_claim
+
+    meeting = threading.Barrier(len(reviewers), timeout=10)
+    answers: dict[str, object] = {}
+
+    def open_picture(user: User) -> None:
+        try:
+            meeting.wait()
+            answers[user.get_username()] = upload_review_claim(upload=upload, reviewer=user)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=open_picture, args=(user,)) for user in reviewers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_two_reviewers_opening_a_picture_at_the_same_moment_exactly_one_holds_it(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """Real commits and two connections on PostgreSQL: the claim is one conditional update, not a read then a
+    write, so the database decides who got there first."""
+    from django.db import connection
+
+    from tests.live_services import postgres_require
+
+    postgres_require(connection)
+    for _ in range(5):
+        upload = make_upload(alice, probability=0.52)
+        answers = open_at_the_same_moment(upload, [reviewer, second_reviewer])
+
+        winner = Upload.objects.get(pk=upload.pk).review_claimed_by
+        assert winner is not None and answers[winner.get_username()] is None
+        [loser] = [name for name in answers if name != winner.get_username()]
+        assert answers[loser] == winner
