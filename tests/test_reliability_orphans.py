@@ -155,6 +155,17 @@ def test_heartbeats_round_trip_through_redis_and_expire(redis_broker: str) -> No
     assert set(worker_presence.workers_alive() or {}) == {"worker-b"}
 
 
+def test_a_worker_beating_slower_than_the_default_is_not_seen_dead_between_two_beats(
+    redis_broker: str, settings
+) -> None:
+    settings.WORKER_HEARTBEAT_SECONDS = 5.0
+    worker_presence.worker_heartbeat_write(hostname="worker-a", upload_ids=[3])
+    redis = worker_presence.broker_redis()
+    assert redis is not None
+    # The key must still be there when the next beat comes, and after a missed one or two.
+    assert redis.ttl(worker_presence.HEARTBEAT_PREFIX + "worker-a") >= 3 * 5
+
+
 def test_holdings_outlive_the_heartbeat_and_a_clean_stop_clears_them(redis_broker: str, settings) -> None:
     settings.PROCESSING_TIMEOUT_SECONDS = 300
     worker_presence.worker_heartbeat_write(hostname="worker-a", upload_ids=[3], held_ids=[4])

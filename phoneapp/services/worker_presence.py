@@ -1,11 +1,11 @@
 """What the processes share through the broker's Redis: worker heartbeats and the sweep lock.
 
-Each worker's main process writes a heartbeat every ``WORKER_HEARTBEAT_SECONDS`` seconds: a key that expires after
-``HEARTBEAT_TTL`` seconds and holds the ids of the uploads its processes are classifying right now. From it,
-``/healthz`` tells whether any worker is alive, and the sweep tells an upload whose worker died (``processing``,
-listed by no live worker) from one a live worker is still on -- so a killed worker's uploads are sent again
-within seconds instead of after ``PROCESSING_TIMEOUT_SECONDS``, and a second delivery of an upload a live worker
-is on does nothing.
+Each worker's main process writes a heartbeat every ``WORKER_HEARTBEAT_SECONDS`` seconds: a key that expires
+after ``heartbeat_ttl()`` seconds (8 by default) and holds the ids of the uploads its processes are classifying
+right now. From it, ``/healthz`` tells whether any worker is alive, and the sweep tells an upload whose worker
+died (``processing``, listed by no live worker) from one a live worker is still on -- so a killed worker's uploads
+are sent again within seconds instead of after ``PROCESSING_TIMEOUT_SECONDS``, and a second delivery of an upload
+a live worker is on does nothing.
 
 Next to it each worker keeps a longer-lived *holdings* key: every upload whose message it holds, started or not
 (a prefork worker takes a message for each process, and one may sit in its hands unclaimed, still ``pending``). When
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,14 @@ def heartbeat_interval() -> float:
 
 # Long enough to survive a few missed beats of a busy main process, short enough to notice a dead worker fast.
 HEARTBEAT_TTL = 8
+# Beats a heartbeat outlives: with a slower WORKER_HEARTBEAT_SECONDS the key must not expire between two beats.
+BEATS_PER_TTL = 4
+
+
+def heartbeat_ttl() -> int:
+    """How long a heartbeat says "alive": ``HEARTBEAT_TTL`` (8 s), or four beats when beats are slower than 2 s."""
+    return max(HEARTBEAT_TTL, math.ceil(BEATS_PER_TTL * heartbeat_interval()))
+
 SWEEP_LOCK_KEY = "phonecheck:sweep-lock"
 # Above what the longest sweep takes (5,000 sends: 3.7 s measured on a 2-core VM, 2026-12-05) and short, since a
 # sweeper killed mid-sweep keeps every other sweep off until it expires (it was 120 s: two minutes of no sweep).
@@ -66,7 +75,7 @@ def broker_redis() -> Any | None:
 def holdings_ttl() -> int:
     """How long a dead worker's holdings are kept: after ``PROCESSING_TIMEOUT_SECONDS`` the sweep sends every
     pending upload whose message is that old anyway."""
-    return max(int(settings.PROCESSING_TIMEOUT_SECONDS), HEARTBEAT_TTL)
+    return max(int(settings.PROCESSING_TIMEOUT_SECONDS), heartbeat_ttl())
 
 
 def worker_heartbeat_write(*, hostname: str, upload_ids: Iterable[int], held_ids: Iterable[int] = ()) -> None:
@@ -78,7 +87,7 @@ def worker_heartbeat_write(*, hostname: str, upload_ids: Iterable[int], held_ids
     payload = json.dumps({"at": time.time(), "uploads": sorted(set(upload_ids))})
     held = sorted(set(held_ids) | set(upload_ids))
     with client.pipeline(transaction=False) as pipe:
-        pipe.set(HEARTBEAT_PREFIX + hostname, payload, ex=HEARTBEAT_TTL)
+        pipe.set(HEARTBEAT_PREFIX + hostname, payload, ex=heartbeat_ttl())
         if held:
             pipe.set(HOLDINGS_PREFIX + hostname, json.dumps(held), ex=holdings_ttl())
         else:
@@ -121,7 +130,7 @@ def workers_alive() -> dict[str, list[int]] | None:
 def uploads_held_by_dead_workers() -> dict[str, list[int]] | None:
     """Workers whose heartbeat has gone while their holdings remain, and the uploads whose messages they held;
     ``None`` when that cannot be known (no Redis broker, or Redis unreachable). A worker whose main process missed
-    beats for ``HEARTBEAT_TTL`` seconds looks dead here too: its uploads are then sent twice, which
+    beats for ``heartbeat_ttl()`` seconds looks dead here too: its uploads are then sent twice, which
     classification ignores."""
     client = broker_redis()
     if client is None:
