@@ -51,6 +51,7 @@ def heartbeat_ttl() -> int:
     """How long a heartbeat says "alive": ``HEARTBEAT_TTL`` (8 s), or four beats when beats are slower than 2 s."""
     return max(HEARTBEAT_TTL, math.ceil(BEATS_PER_TTL * heartbeat_interval()))
 
+
 SWEEP_LOCK_KEY = "phonecheck:sweep-lock"
 # Above what the longest sweep takes (5,000 sends: 3.7 s measured on a 2-core VM, 2026-12-05) and short, since a
 # sweeper killed mid-sweep keeps every other sweep off until it expires (it was 120 s: two minutes of no sweep).
