@@ -34,9 +34,7 @@ run: $(INSTALLED)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py sync_models
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@echo ""
-	@echo "First time? Create a user to log in with:  $(PY) manage.py createsuperuser"
-	@echo ""
+	$(PY) manage.py ensure_first_user
 	$(PY) manage.py runserver $(ADDRESS)
 
 test: $(INSTALLED)
