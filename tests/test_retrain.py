@@ -17,14 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
+from inference import load as load_model
 from inference.drawing import draw_not_phone, draw_phone_like
-from ml_training.metrics import paired_test
+from inference.images import open_image
+from ml_training.metrics import paired_test, roc_auc
 from phoneapp.models import ModelVersion, ReviewSplit, Upload, VersionScore
 from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.model_versions import model_version_activate, model_version_active
@@ -521,3 +524,25 @@ def test_a_retrain_keeps_the_active_models_second_opinion_and_measures_the_pair(
     answered = [row for row in rows if "member_probability" in row]
     assert answered and all(row["probability"] < threshold or row["member_probability"] >= 0.99 for row in answered)
     assert second["active"]["model_version"] == "asks"  # scored against the pair it would replace
+
+
+def test_a_warm_started_retrain_scores_its_folds_with_fresh_heads_not_the_model_that_trained_on_them(
+    tmp_path: Path, settings: object
+) -> None:
+    """The active model trained on these very pictures: folds started from it would score them from memory, and
+    the candidate's calibration, threshold and figures would not be out of fold."""
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+    first = run_retrain("--data-dir", str(data), "--activate")
+    # A vanishing learning rate: each fold scores its held-out pictures with the head it started from.
+    second = run_retrain("--data-dir", str(data), "--seed", "1", "--set", "learning_rate=1e-9")
+
+    assert second["warm_start"] == first["version"]
+    models_dir = Path(settings.MODELS_DIR)  # type: ignore[attr-defined]
+    first_model = load_model(models_dir / first["version"])
+    pictures = sorted((data / "phone").iterdir()) + sorted((data / "not_phone").iterdir())
+    in_sample = [first_model.predict([open_image(path)])[0].probability for path in pictures]
+    phones = len(list((data / "phone").iterdir()))
+    targets = np.array([1] * phones + [0] * (len(pictures) - phones))
+    assert (roc_auc(np.array(in_sample), targets) or 0) > 0.95  # the memory a warm fold would have
+    manifest = json.loads((models_dir / second["version"] / "manifest.json").read_text())
+    assert manifest["metrics"]["cross_validation"]["all"]["roc_auc"] < 0.85

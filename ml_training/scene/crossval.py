@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ml_training.scene.data import SceneSample
@@ -51,9 +50,9 @@ def out_of_fold(
     samples: Sequence[SceneSample],
     folds: Sequence[int],
     settings: TrainSettings,
-    *,
-    initial_head: dict[str, torch.Tensor] | None = None,
 ) -> OutOfFold:
+    """Train each fold's head(s) from scratch on the other folds and score the held-out pictures' clean views. Never
+    from a trained checkpoint: one that saw the held-out pictures would make these figures its memory."""
     count = len(samples)
     scene = {index for index, sample in enumerate(samples) if is_scene(sample)}
     grid = bank.features.shape[-1]
@@ -66,7 +65,7 @@ def out_of_fold(
         held_out = [index for index in range(count) if folds[index] == fold]
         trained = [index for index in range(count) if folds[index] != fold]
         logger.info("fold %d: training on %d pictures, scoring %d", fold, len(trained), len(held_out))
-        network = train_heads(bank, trained, scene, settings, initial_head=initial_head)
+        network = train_heads(bank, trained, scene, settings)
         logits, cells, boxes = score_views(network, bank, clean_views(bank, held_out))
         result.logits[held_out] = logits.numpy()
         result.cells[held_out] = cells.numpy()

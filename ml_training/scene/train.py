@@ -145,8 +145,9 @@ def train_scene_model(
 ) -> SceneTrainResult:
     """Cross-validate, calibrate, train on everything and write a loadable model version to ``out_dir``.
 
-    ``initial_head``: the trained state (head, and tuned trunk blocks if any) to start every training from (a warm
-    start from the active model, so a retrain adds to what it knows); None starts from a fresh head.
+    ``initial_head``: the trained state (head, and tuned trunk blocks if any) the shipped head(s) start from (a warm
+    start from the active model, so a retrain adds to what it knows); None starts from a fresh head. The
+    cross-validation folds always start fresh, so their figures stay out of fold.
     ``second_opinion``: a whole-picture model the version asks where it says "not a phone"
     (``inference/second_opinion.py``); the figures, the unsure band and the boxes' verdicts are then the pair's,
     with the member's out-of-fold probabilities (``ml_training.second_opinion.member_answers``).
@@ -161,7 +162,10 @@ def train_scene_model(
     del images
     logger.info("views ready after %.0f s: %d", time.time() - started, len(bank.targets))
 
-    oof = out_of_fold(bank, samples, folds, recipe.settings, initial_head=initial_head)
+    # Every fold starts from a fresh head, even on a warm start: the starting model trained on these pictures (the
+    # shared folders, earlier train-split uploads), so a fold warm-started from it has already seen the pictures it
+    # is scored on, and the calibration, threshold and figures below would be its memory, not out of fold.
+    oof = out_of_fold(bank, samples, folds, recipe.settings)
     targets = np.array([sample.target for sample in samples])
     sources = [sample.source for sample in samples]
     temperature, shift = fit_platt(oof.logits, targets)
