@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # 40 megapixels is far above any phone camera's output once EXIF-rotated, yet a 20000x20000 "bomb" is refused
@@ -88,9 +89,33 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     """Flatten transparency onto white, as the training pictures were, and return RGB."""
     if image.mode == "RGB":
         return image
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _grey_to_8_bits(image)
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def _grey_to_8_bits(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or floating-point grey picture as 8-bit grey ("L").
+
+    Pillow's own conversion clips every value above 255, so a 16-bit PNG or TIFF came out solid white (and was
+    judged on a blank picture). Integers are scaled from their bit depth (16 bits unless larger values occur);
+    floats from 0-1 when they lie there, else from their own range.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        low, high = (0.0, 1.0) if values.size and values.min() >= 0 and values.max() <= 1 else _range(values)
+    else:
+        top = float(values.max()) if values.size else 0.0
+        low, high = 0.0, 255.0 if top <= 255 else 65535.0 if top <= 65535 else top
+    scaled = (values - low) * (255.0 / max(high - low, 1e-12))
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _range(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)

@@ -144,3 +144,25 @@ def test_picture_at_the_pixel_limit_is_accepted_and_one_pixel_more_is_not(alice_
     assert refused.status_code == 400
     assert "pixels" in refused.json()["error"]
     assert Upload.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "scale", "container"),
+    [("I;16", 257, "PNG"), ("I;16", 257, "TIFF"), ("I", 257, "TIFF"), ("F", 1 / 255, "TIFF")],
+)
+def test_high_bit_depth_grey_pictures_are_seen_as_they_look_not_blank(mode: str, scale: float, container: str) -> None:
+    """16-bit and floating-point grey (scanners, some cameras' PNG and TIFF) were clipped to solid white by the
+    8-bit conversion, and the model judged a blank picture."""
+    import numpy as np
+
+    from inference.images import open_image
+
+    grey = np.asarray(draw_picture(width=160, height=120).convert("L"))
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    deep = Image.fromarray((grey.astype(np.float64) * scale).astype(dtype))
+    assert deep.mode == mode
+
+    seen = np.asarray(open_image(encode(deep, container)))
+
+    assert seen.shape == (120, 160, 3)
+    assert np.abs(seen[..., 0].astype(int) - grey).max() <= 1
