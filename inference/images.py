@@ -8,6 +8,7 @@ everywhere.
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -16,9 +17,13 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-# 40 megapixels is far above any phone camera's output once EXIF-rotated, yet a 20000x20000 "bomb" is refused
-# before its pixels are allocated.
+# The most pixels decoded for one picture: a 20000x20000 "bomb" is refused before its pixels are allocated. A
+# JPEG over it (48- and 50-megapixel phone cameras) is decoded at the largest of Pillow's reduced scales (1/2, 1/4,
+# 1/8) that fits, which is more detail than any later step keeps; Pillow's own bomb check (about 89 megapixels)
+# still refuses anything larger before decoding.
 DEFAULT_MAX_PIXELS = 40_000_000
+# Formats whose decoder can skip detail (Pillow's draft): only these may be decoded smaller than they are.
+DRAFTABLE_FORMATS = frozenset({"JPEG", "MPO"})
 
 # Formats a user may upload. Pillow would open many more (EPS, ICO, PSD, ...), each one extra attack surface.
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -59,12 +64,14 @@ def open_image(
             if image.format not in ACCEPTED_FORMATS:
                 raise ImageError(f"Unsupported picture format {image.format!r}; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
             width, height = image.size
-            if width * height > max_pixels:
+            if image.format in DRAFTABLE_FORMATS:
+                requested = _draft_request(image.size, draft_size, max_pixels)
+                if requested is not None:
+                    image.draft("RGB", requested)
+            if image.size[0] * image.size[1] > max_pixels:
                 raise ImageError(
                     f"The picture is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
                 )
-            if draft_size is not None and image.format == "JPEG":
-                image.draft("RGB", draft_size)
             # Truncated files must fail here, not later in a worker, so load with truncation disallowed.
             previous = ImageFile.LOAD_TRUNCATED_IMAGES
             ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -83,6 +90,28 @@ def open_image(
     # In place: without it Pillow returns a full copy of every picture that needs no rotation (most of them).
     ImageOps.exif_transpose(image, in_place=True)
     return _to_rgb(image)
+
+
+def _draft_request(
+    size: tuple[int, int], draft_size: tuple[int, int] | None, max_pixels: int
+) -> tuple[int, int] | None:
+    """The size to ask a JPEG's draft for: the caller's ``draft_size``, shrunk further to the largest reduced scale
+    that fits ``max_pixels`` when the picture is over it (None: decode at full size)."""
+    width, height = size
+    requested = draft_size
+    if width * height > max_pixels:
+        fitting = next(
+            (
+                (math.ceil(width / scale), math.ceil(height / scale))
+                for scale in (2, 4, 8)
+                if math.ceil(width / scale) * math.ceil(height / scale) <= max_pixels
+            ),
+            None,
+        )
+        if fitting is None:
+            return draft_size  # too big even at 1/8: refused by the caller's check
+        requested = fitting if draft_size is None else (min(draft_size[0], fitting[0]), min(draft_size[1], fitting[1]))
+    return requested
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

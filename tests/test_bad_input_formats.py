@@ -146,6 +146,33 @@ def test_picture_at_the_pixel_limit_is_accepted_and_one_pixel_more_is_not(alice_
     assert Upload.objects.count() == 1
 
 
+def test_a_jpeg_over_the_pixel_limit_is_accepted_and_decoded_smaller_but_other_formats_are_not(
+    alice_client: Client, settings
+) -> None:
+    """48- and 50-megapixel phone cameras write JPEGs over the 40-megapixel limit; a JPEG can be decoded at a
+    half, quarter or eighth of its size, so the limit holds for what is decoded and the photo is not refused."""
+    settings.UPLOAD_MAX_PIXELS = 200 * 150
+    big_jpeg = encode(draw_picture(width=400, height=300), "JPEG")
+    big_png = encode(draw_picture(width=400, height=300), "PNG")
+
+    accepted = alice_client.post("/api/uploads/", {"image": uploaded_file("camera.jpg", big_jpeg)})
+    refused = alice_client.post("/api/uploads/", {"image": uploaded_file("scan.png", big_png)})
+
+    assert accepted.status_code == 201, accepted.content
+    [created] = accepted.json()
+    assert (created["width"], created["height"]) == (400, 300)  # the picture as sent
+    assert refused.status_code == 400 and "pixels" in refused.json()["error"]
+
+
+def test_a_48_megapixel_phone_photo_is_decoded_at_half_size_within_the_default_limit() -> None:
+    from inference.images import DEFAULT_MAX_PIXELS, open_image
+
+    photo = encode(Image.new("RGB", (8064, 6048), (120, 60, 30)), "JPEG", quality=80)
+    decoded = open_image(photo)
+    assert decoded.size == (4032, 3024)
+    assert decoded.size[0] * decoded.size[1] <= DEFAULT_MAX_PIXELS
+
+
 @pytest.mark.parametrize(
     ("mode", "scale", "container"),
     [("I;16", 257, "PNG"), ("I;16", 257, "TIFF"), ("I", 257, "TIFF"), ("F", 1 / 255, "TIFF")],
