@@ -11,7 +11,6 @@ import io
 import math
 import os
 import warnings
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -50,13 +49,19 @@ def open_image(
     """Decode a picture fully and return it as an upright RGB image.
 
     Raises :class:`ImageError` for anything that is not a whole picture in an accepted format, including
-    truncated files and pictures over ``max_pixels`` (decompression bombs). ``draft_size`` lets JPEG decoding
+    truncated files and pictures over ``max_pixels`` (decompression bombs); a path that cannot be opened raises
+    its :class:`OSError`. ``draft_size`` lets JPEG decoding
     skip detail that a later downscale would throw away (Pillow's ``draft``), which makes it several times
     faster for big photos.
     """
     file = _as_file(source)
-    if isinstance(file, (str, os.PathLike)) and Path(file).stat().st_size == 0:
-        raise ImageError("The file is empty.")
+    if isinstance(file, (str, os.PathLike)):
+        # Opened here, so a missing file, a directory or a file without read permission raises its own OSError
+        # (the CLI prints its reason) instead of being reported as a damaged picture.
+        with open(file, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                raise ImageError("The file is empty.")
+            return open_image(handle, max_pixels=max_pixels, draft_size=draft_size)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -111,6 +111,17 @@ def test_cli_prints_json_per_file_and_fails_for_a_bad_one(tmp_path: Path) -> Non
     assert "not a picture" in lines[1]["error"]
 
 
+def test_a_folder_or_missing_file_is_reported_by_its_reason_not_as_a_damaged_picture(tmp_path: Path) -> None:
+    folder, missing = tmp_path / "holiday", tmp_path / "gone.jpg"
+    folder.mkdir()
+    for path, reason in ((folder, "Is a directory"), (missing, "No such file")):
+        with pytest.raises(OSError, match=reason):
+            open_image(path)
+    with pytest.raises(ImageError, match="empty"):
+        (tmp_path / "empty.jpg").write_bytes(b"")
+        open_image(tmp_path / "empty.jpg")
+
+
 def test_inference_package_does_not_import_django() -> None:
     code = "import sys, inference, inference.__main__; print('django' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
