@@ -119,3 +119,32 @@ def test_bad_training_options_are_refused_before_any_picture_is_read(tmp_path, c
     assert exited.value.code == 2
     assert "has no manifest.csv and no phone/ and not_phone/ folders" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("folders", [(), ("phone",)], ids=["empty folders", "phones only"])
+def test_a_folder_without_both_labels_is_refused_with_what_it_holds(tmp_path, capsys, folders: tuple[str, ...]) -> None:
+    """Empty folders ended in 'Expected 0 views, rendered 0' after a traceback; phones alone trained to the end
+    with a degenerate calibration."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for label in ("phone", "not_phone"):
+        (data / label).mkdir(parents=True)
+    for label in folders:
+        for index in range(3):
+            Image.new("RGB", (64, 48), (index * 40, 90, 30)).save(data / label / f"{index}.png")
+    with pytest.raises(SystemExit) as exited:
+        ml_training_main(["train", "--data-dir", str(data), "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "needs both phone and not-phone pictures" in error
+    assert f"found {len(folders) * 3} phone, 0 not-phone" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_with_nothing_phone_free_to_keep_out_the_threshold_finds_every_phone() -> None:
+    from ml_training.scene.decision import choose_threshold
+
+    scores = np.array([0.15, 0.3, 0.9])
+    threshold = choose_threshold(scores, np.ones(3), ["s"] * 3, ["scenes"] * 3, max_false_positive_rate=0.03)
+    assert (scores >= threshold).all()

@@ -263,6 +263,26 @@ def test_the_feature_cache_key_names_the_boundary() -> None:
     assert len(keys) == 2
 
 
+def test_the_feature_cache_key_changes_with_a_pictures_source_and_its_file(tmp_path: Path) -> None:
+    """The source decides which pictures receive pasted phones, and a picture replaced under the same name has
+    other pixels: either way the cached views would be another recipe's."""
+    import os
+
+    from ml_training.scene.data import SceneSample
+    from ml_training.scene.views import bank_key
+
+    picture = tmp_path / "desk.jpg"
+    picture.write_bytes(b"first version")
+    as_everyday = [SceneSample(str(picture), "not_phone", "imagenet-sample")]
+    as_hands = [SceneSample(str(picture), "not_phone", "ambergoswami")]
+    before = bank_key(as_everyday, [0], ViewConfig(), TRUNK_BLOCKS)
+    assert bank_key(as_hands, [0], ViewConfig(), TRUNK_BLOCKS) != before
+
+    picture.write_bytes(b"another picture, same name")
+    os.utime(picture, ns=(1, 1))
+    assert bank_key(as_everyday, [0], ViewConfig(), TRUNK_BLOCKS) != before
+
+
 def test_zoomed_crops_never_cut_an_unboxed_phone_and_keep_a_boxed_one() -> None:
     from PIL import Image
 

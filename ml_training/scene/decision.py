@@ -67,7 +67,9 @@ def choose_threshold(
     negative_slices = sorted(set(slice_array[targets == 0]))
     phone_sources = sorted(set(source_array[targets == 1]))
     values = np.unique(probabilities)
-    candidates = np.concatenate([[0.5], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
+    # Midpoints between neighbouring scores, one cut above them all (no phone verdict) and one at the lowest score
+    # (every picture a phone: the best cut when there is nothing phone-free to keep out).
+    candidates = np.concatenate([[0.5], [values[0]], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
     best, best_key = float(candidates[-1]), None
     for threshold in candidates:
         predicted = probabilities >= threshold

@@ -96,6 +96,19 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sce
     return recipe
 
 
+def samples_problem(samples: Sequence[SceneSample]) -> str | None:
+    """Why these pictures cannot train a model (None when they can): both labels are needed, or the calibration
+    and the threshold have nothing to separate."""
+    counts = {
+        label: sum(sample.target == target for sample in samples) for label, target in (("phone", 1), ("not-phone", 0))
+    }
+    missing = [label for label, count in counts.items() if count == 0]
+    if missing:
+        found = ", ".join(f"{count} {label}" for label, count in counts.items())
+        return f"Training needs both phone and not-phone pictures; found {found} picture(s)."
+    return None
+
+
 def predictions_file(
     samples: Sequence[SceneSample],
     folds: Sequence[int],
@@ -152,6 +165,9 @@ def train_scene_model(
     (``inference/second_opinion.py``); the figures, the unsure band and the boxes' verdicts are then the pair's,
     with the member's out-of-fold probabilities (``ml_training.second_opinion.member_answers``).
     """
+    problem = samples_problem(samples)
+    if problem:
+        raise ValueError(problem)
     started = time.time()
     logger.info("configuration:\n  %s", "\n  ".join(describe(recipe)))
     images = [open_image(sample.path) for sample in samples]
@@ -262,6 +278,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     samples = load_samples(args.data_dir, args.boxes)
+    problem = samples_problem(samples)
+    if problem:
+        parser.error(f"{problem} (--data-dir {', '.join(str(path) for path in args.data_dir)})")
     second_opinion = None if member is None else SecondOpinion(spec_for(member), member)
     train_scene_model(
         samples, args.out, version=args.out.name, recipe=recipe, cache_dir=args.cache_dir, second_opinion=second_opinion

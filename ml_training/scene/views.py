@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -312,12 +313,29 @@ def view_count(
     return count
 
 
+# Bump when the rendering code changes what a view looks like (the camera effects' odds, where pastes go, ...):
+# the recipe's knobs are in the cache key, the code's own constants are not.
+VIEWS_CODE_VERSION = 1
+
+
+def _file_stamp(path: str) -> str:
+    """Size and modification time: a picture replaced under the same name gets new views."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{status.st_size}:{status.st_mtime_ns}"
+
+
 def bank_key(samples: Sequence[SceneSample], folds: Sequence[int], config: ViewConfig, boundary: int) -> str:
-    """A name for the bank that changes with the pictures, their labels and boxes, the folds, the recipe and the
-    trunk block whose input the features are (the boundary)."""
-    digest = hashlib.sha256(json.dumps({**asdict(config), "boundary": boundary}, sort_keys=True).encode())
+    """A name for the bank that changes with the pictures (path, file size and time, label, source, boxes), the
+    folds, the recipe, the rendering code's version and the trunk block whose input the features are (the
+    boundary). The source matters: it decides which pictures receive pasted phones."""
+    recipe = {**asdict(config), "boundary": boundary, "code": VIEWS_CODE_VERSION}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
     for sample, fold in zip(samples, folds, strict=True):
-        digest.update(f"{sample.path}|{sample.label}|{sample.boxes}|{fold}\n".encode())
+        stamp = _file_stamp(sample.path)
+        digest.update(f"{sample.path}|{stamp}|{sample.label}|{sample.source}|{sample.boxes}|{fold}\n".encode())
     return digest.hexdigest()[:16]
 
 
