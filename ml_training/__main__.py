@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("baseline", help="a model directory, or a version name under the models folder")
     compare.add_argument("candidate", help="the same, for the version that would replace it")
     compare.add_argument("--json", action="store_true", help="print the counts as one JSON document instead")
+    compare.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="for versions whose predictions.json has no picture groups: a folder they trained on (repeatable)",
+    )
+    compare.add_argument(
+        "--boxes", type=Path, action="append", default=[], help="with --data-dir: a box table they trained with"
+    )
     compare.set_defaults(command_parser=compare)
     second = commands.add_parser(
         "second-opinion",
@@ -92,7 +102,10 @@ def run_compare(args: argparse.Namespace) -> int:
     from inference.manifest import ModelLoadError
 
     try:
-        comparisons = compare_command.compare(resolve_model_dir(args.baseline), resolve_model_dir(args.candidate))
+        groups = compare_command.picture_groups_from_data(args.data_dir, args.boxes) if args.data_dir else None
+        comparisons = compare_command.compare(
+            resolve_model_dir(args.baseline), resolve_model_dir(args.candidate), picture_groups=groups
+        )
     except (ModelLoadError, ValueError) as error:
         args.command_parser.error(str(error))
     if args.json:

@@ -1,16 +1,23 @@
 """``python -m ml_training compare BASELINE CANDIDATE``: are a candidate's out-of-fold verdicts better or worse?
 
 Both versions must have been cross-validated on the same pictures (``predictions.json``, written by ``train``).
-Each picture is judged by each version at its own threshold, and every slice and source gets the paired test the
-promotion rule uses (McNemar's exact test on the pictures where exactly one is right): a candidate is worse (or
-better) where that direction's one-sided p is below the rule's significance level (``metrics.SIGNIFICANCE``). This is
-how ``docs/model.md`` decided that one scene model replaces another.
+Each picture is judged by each version at its own threshold. The shared pictures are not independent: the scene
+folder holds several augmented copies of each frame, and near-duplicates abound, which is why the folds keep each
+*picture group* (:func:`ml_training.scene.crossval.picture_groups`) together. The test here does the same: within
+each slice and source, a group counts once, for the version that got more of its pictures right (a sign test on
+the groups where they differ: the promotion rule's one-sided exact test, on groups instead of pictures). Counting
+pictures (also printed, for reading) made p several times too small. A candidate is worse (or better) where that
+direction's p is below ``metrics.SIGNIFICANCE``. This is how ``docs/model.md`` decided that one scene model
+replaces another.
+
+Versions trained before 2026-12-06 have no groups in ``predictions.json``: pass the ``--data-dir`` (and
+``--boxes``) they trained on, and the groups are formed from the pictures as training forms them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,36 +28,41 @@ from ml_training.scene.crossval import SCENE_SOURCES
 
 @dataclass(frozen=True)
 class GroupComparison:
-    """One group of pictures: how often each version is right, beside the promotion rule's own paired test.
+    """One slice of pictures: how often each version is right, and the paired test on its picture groups.
 
-    The right-totals are only for reading (a test on the disagreements alone hides how accurate both are); the
-    verdict is the :class:`PairedTest`'s, the same class the promotion rule judges by.
+    ``pictures`` counts pictures (for reading); ``grouped`` is the verdict: each picture group where the two differ
+    counts once, for the version right on more of its pictures.
     """
 
     group: str
     baseline_right: int
     candidate_right: int
-    paired: PairedTest
+    pictures: PairedTest
+    grouped: PairedTest
 
     def to_dict(self) -> dict[str, str | int | float]:
-        """``compare --json``'s object for this group: the counts, both totals and both one-sided p values."""
+        """``compare --json``'s object for this slice: the counts, both totals and both one-sided p values."""
         return {
             "group": self.group,
-            "pictures": self.paired.pictures,
+            "pictures": self.pictures.pictures,
             "baseline_right": self.baseline_right,
             "candidate_right": self.candidate_right,
-            "only_baseline_right": self.paired.only_baseline_right,
-            "only_candidate_right": self.paired.only_candidate_right,
-            "p_candidate_worse": self.paired.p_candidate_worse,
-            "p_candidate_better": self.paired.p_candidate_better,
+            "only_baseline_right": self.pictures.only_baseline_right,
+            "only_candidate_right": self.pictures.only_candidate_right,
+            "picture_groups": self.grouped.pictures,
+            "groups_baseline_better": self.grouped.only_baseline_right,
+            "groups_candidate_better": self.grouped.only_candidate_right,
+            "p_candidate_worse": self.grouped.p_candidate_worse,
+            "p_candidate_better": self.grouped.p_candidate_better,
         }
 
     def line(self) -> str:
-        paired = self.paired
+        counts, grouped = self.pictures, self.grouped
         return (
-            f"{self.group:<34} {paired.pictures:5d}  right {self.baseline_right:5d} -> {self.candidate_right:5d}  "
-            f"only baseline {paired.only_baseline_right:4d}  only candidate {paired.only_candidate_right:4d}  "
-            f"p(worse) {paired.p_candidate_worse:.3f}  p(better) {paired.p_candidate_better:.3f}"
+            f"{self.group:<34} {counts.pictures:5d}  right {self.baseline_right:5d} -> {self.candidate_right:5d}  "
+            f"only baseline {counts.only_baseline_right:4d}  only candidate {counts.only_candidate_right:4d}  "
+            f"groups {grouped.only_baseline_right:3d} against {grouped.only_candidate_right:3d}  "
+            f"p(worse) {grouped.p_candidate_worse:.3f}  p(better) {grouped.p_candidate_better:.3f}"
         )
 
 
@@ -62,10 +74,12 @@ class Verdict:
     source: str
     label: str
     scene: bool
+    picture_group: str | None  # None: written before predictions.json held groups
 
 
 def verdicts_right(model_dir: Path) -> dict[str, Verdict]:
-    """Per picture path: whether the version was right at its threshold, and the picture's source, label and slice.
+    """Per picture path: whether the version was right at its threshold, and the picture's source, label, slice and
+    group.
 
     A picture is a scene when training said so (boxed, or from a scene source); predictions written before the
     ``scene`` field existed are sorted by source alone, which is the same for the shared folders."""
@@ -81,36 +95,77 @@ def verdicts_right(model_dir: Path) -> dict[str, Verdict]:
             source=row["source"],
             label=row["label"],
             scene=bool(row.get("scene", row["source"] in SCENE_SOURCES)),
+            picture_group=str(row["group"]) if "group" in row else None,
         )
     return right
 
 
-def groups_of(verdict: Verdict) -> Iterable[str]:
+def picture_groups_from_data(data_dirs: Sequence[Path], box_tables: Sequence[Path] = ()) -> dict[str, str]:
+    """Each picture's group formed as training forms it (declared groups joined with near-duplicates), for
+    predictions written before they held groups. Hashes one picture at a time (2,595 pictures: about a minute)."""
+    from inference.images import open_image
+    from ml_training.phash import dhash
+    from ml_training.scene.train import load_samples
+    from ml_training.splits import group_ids_of_hashes
+
+    samples = load_samples(data_dirs, box_tables)
+    hashes = []
+    for sample in samples:
+        with open_image(sample.path) as image:
+            hashes.append(dhash(image))
+    groups = group_ids_of_hashes([sample.as_sample() for sample in samples], hashes)
+    return {sample.path: str(group) for sample, group in zip(samples, groups, strict=True)}
+
+
+def slices_of(verdict: Verdict) -> Iterable[str]:
     yield "all"
     yield "scenes" if verdict.scene else "close-ups and look-alikes"
     yield f"{verdict.source}: {verdict.label}"
 
 
-def compare(baseline_dir: Path, candidate_dir: Path) -> list[GroupComparison]:
-    """One comparison per group on the pictures both versions scored ("all" first); refuses versions with no picture
-    in common."""
+def grouped_test(rows: Sequence[tuple[str, bool, bool]]) -> PairedTest:
+    """The paired test on picture groups: (group, baseline right, candidate right) per picture; a group counts for
+    the version right on more of its pictures, and not at all where they tie."""
+    net: dict[str, int] = {}
+    for picture_group, baseline_right, candidate_right in rows:
+        net[picture_group] = net.get(picture_group, 0) + int(candidate_right) - int(baseline_right)
+    return PairedTest(
+        pictures=len(net),
+        only_baseline_right=sum(value < 0 for value in net.values()),
+        only_candidate_right=sum(value > 0 for value in net.values()),
+    )
+
+
+def compare(
+    baseline_dir: Path, candidate_dir: Path, *, picture_groups: Mapping[str, str] | None = None
+) -> list[GroupComparison]:
+    """One comparison per slice on the pictures both versions scored ("all" first); refuses versions with no
+    picture in common, and pictures whose group is known neither from ``picture_groups`` nor from a
+    ``predictions.json``."""
     baseline, candidate = verdicts_right(baseline_dir), verdicts_right(candidate_dir)
     common = sorted(baseline.keys() & candidate.keys())
     if not common:
         raise ValueError(f"{baseline_dir.name} and {candidate_dir.name} scored no picture in common.")
-    pairs: dict[str, list[tuple[bool, bool]]] = {}
+    rows: dict[str, list[tuple[str, bool, bool]]] = {}
     for path in common:
-        for group in groups_of(baseline[path]):
-            pairs.setdefault(group, []).append((baseline[path].right, candidate[path].right))
+        known = (picture_groups or {}).get(path) or baseline[path].picture_group or candidate[path].picture_group
+        if known is None:
+            raise ValueError(
+                f"{path}: its picture group is unknown ({baseline_dir.name}'s and {candidate_dir.name}'s "
+                "predictions.json predate groups): pass the --data-dir (and --boxes) they trained on."
+            )
+        for name in slices_of(baseline[path]):
+            rows.setdefault(name, []).append((known, baseline[path].right, candidate[path].right))
     comparisons = []
-    for group, pair in sorted(pairs.items(), key=lambda item: (item[0] != "all", item[0])):
-        baseline_right, candidate_right = [b for b, _ in pair], [c for _, c in pair]
+    for name, slice_rows in sorted(rows.items(), key=lambda item: (item[0] != "all", item[0])):
+        baseline_right, candidate_right = [b for _, b, _ in slice_rows], [c for _, _, c in slice_rows]
         comparisons.append(
             GroupComparison(
-                group=group,
+                group=name,
                 baseline_right=sum(baseline_right),
                 candidate_right=sum(candidate_right),
-                paired=paired_test(baseline=baseline_right, candidate=candidate_right),
+                pictures=paired_test(baseline=baseline_right, candidate=candidate_right),
+                grouped=grouped_test(slice_rows),
             )
         )
     return comparisons

@@ -41,10 +41,17 @@ def group_ids(
     """A group number per sample: connected components of "hashes within ``max_distance``" or same ``group``."""
     if len(samples) != len(images):
         raise ValueError("Need one image per sample.")
+    return group_ids_of_hashes(samples, [dhash(image) for image in images], max_distance=max_distance)
+
+
+def group_ids_of_hashes(
+    samples: Sequence[Sample], hashes: Sequence[np.ndarray], *, max_distance: int = DEFAULT_MAX_DISTANCE
+) -> list[int]:
+    """:func:`group_ids` from the pictures' dHashes (a caller can hash pictures one at a time, not hold them all)."""
     count = len(samples)
     union = _UnionFind(count)
     if count:
-        distances = hamming_matrix([dhash(image) for image in images])
+        distances = hamming_matrix(list(hashes))
         for a, b in zip(*((distances <= max_distance) & ~np.eye(count, dtype=bool)).nonzero(), strict=True):
             union.union(int(a), int(b))
     first_with_group: dict[str, int] = {}

@@ -14,18 +14,30 @@ from ml_training.metrics import SIGNIFICANCE, PairedTest, disagreements, mcnemar
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_version(root: Path, name: str, *, threshold: float, probabilities: dict[str, float] | None) -> Path:
-    """A model directory with the shipped v1's manifest at ``threshold`` and these out-of-fold probabilities."""
+def write_version(
+    root: Path,
+    name: str,
+    *,
+    threshold: float,
+    probabilities: dict[str, float] | None,
+    groups: dict[str, str] | None = None,
+) -> Path:
+    """A model directory with the shipped v1's manifest at ``threshold`` and these out-of-fold probabilities; each
+    picture its own group unless ``groups`` says otherwise (None values: written before groups were saved)."""
     model_dir = root / name
     model_dir.mkdir()
     manifest = json.loads((REPO_ROOT / "trained_models" / "scene-lite0-v1" / "manifest.json").read_text())
     manifest.update(version=name, threshold=threshold)
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
     if probabilities is not None:
-        rows = [
+        rows: list[dict] = [
             {"path": path, "label": path.split("/")[0], "source": path.split("/")[1], "fold": 0, "probability": p}
             for path, p in probabilities.items()
         ]
+        for row in rows:
+            group = (groups or {}).get(row["path"], row["path"])
+            if group is not None:
+                row["group"] = group
         (model_dir / "predictions.json").write_text(json.dumps(rows))
     return model_dir
 
@@ -40,12 +52,57 @@ def test_each_version_is_judged_at_its_own_threshold_and_counted_per_slice_and_s
     counts = {c.group: c for c in compare(baseline, candidate)}
 
     assert (counts["all"].baseline_right, counts["all"].candidate_right) == (2, 4)
-    assert counts["all"].paired == PairedTest(pictures=4, only_baseline_right=0, only_candidate_right=2)
-    assert (counts["scenes"].paired.pictures, counts["scenes"].paired.only_candidate_right) == (3, 1)
-    assert counts["close-ups and look-alikes"].paired.only_candidate_right == 1
-    assert counts["office-cctv: not_phone"].paired.only_candidate_right == 0
-    assert counts["all"].paired.p_candidate_better == pytest.approx(0.25)
-    assert counts["all"].paired.p_candidate_worse == 1.0
+    assert counts["all"].pictures == PairedTest(pictures=4, only_baseline_right=0, only_candidate_right=2)
+    assert (counts["scenes"].pictures.pictures, counts["scenes"].pictures.only_candidate_right) == (3, 1)
+    assert counts["close-ups and look-alikes"].pictures.only_candidate_right == 1
+    assert counts["office-cctv: not_phone"].pictures.only_candidate_right == 0
+    # Every picture its own group: the grouped test is the picture test.
+    assert counts["all"].grouped == counts["all"].pictures
+    assert counts["all"].grouped.p_candidate_better == pytest.approx(0.25)
+    assert counts["all"].grouped.p_candidate_worse == 1.0
+
+
+def test_copies_of_one_frame_count_once_so_they_cannot_make_a_difference_significant(tmp_path: Path) -> None:
+    """Six augmented copies of one frame, all found only by the candidate, are one piece of evidence: counted per
+    picture they gave p = 1/64 (a 'significant' gain); per group, p = 1/2."""
+    copies = [f"phone/office-cctv/frame-copy-{n}" for n in range(6)]
+    old = write_version(
+        tmp_path, "old", threshold=0.5, probabilities=dict.fromkeys(copies, 0.4), groups=dict.fromkeys(copies, "7")
+    )
+    new = write_version(
+        tmp_path, "new", threshold=0.3, probabilities=dict.fromkeys(copies, 0.4), groups=dict.fromkeys(copies, "7")
+    )
+
+    [everything, *_] = compare(old, new)
+
+    assert everything.pictures.p_candidate_better == pytest.approx(1 / 64)
+    assert everything.grouped == PairedTest(pictures=1, only_baseline_right=0, only_candidate_right=1)
+    assert everything.grouped.p_candidate_better == pytest.approx(0.5)
+
+
+def test_a_group_counts_for_the_version_right_on_more_of_its_pictures_and_not_at_all_on_a_tie() -> None:
+    from ml_training.compare import grouped_test
+
+    rows = [("a", True, False), ("a", True, False), ("a", False, True), ("b", True, False), ("b", False, True)]
+    assert grouped_test(rows) == PairedTest(pictures=2, only_baseline_right=1, only_candidate_right=0)
+
+
+def test_versions_without_groups_need_the_pictures_they_trained_on(tmp_path: Path) -> None:
+    from ml_training.compare import picture_groups_from_data
+    from tests.synthetic import write_synthetic_folder
+
+    data = write_synthetic_folder(tmp_path / "data", per_label=3)
+    paths = sorted(str(path) for path in data.rglob("*.png"))
+    probabilities = {path: 0.9 for path in paths}
+    ungrouped = dict.fromkeys(paths)
+    old = write_version(tmp_path, "old", threshold=0.5, probabilities=probabilities, groups=ungrouped)
+    new = write_version(tmp_path, "new", threshold=0.5, probabilities=probabilities, groups=ungrouped)
+    with pytest.raises(ValueError, match="pass the --data-dir"):
+        compare(old, new)
+
+    groups = picture_groups_from_data([data])
+    assert set(groups) == set(paths)
+    assert compare(old, new, picture_groups=groups)[0].grouped.pictures == len(set(groups.values()))
 
 
 def test_the_one_sided_test_is_the_binomial_tail() -> None:
@@ -111,6 +168,9 @@ def test_the_command_prints_one_line_per_group(tmp_path: Path, capsys: pytest.Ca
         "candidate_right",
         "only_baseline_right",
         "only_candidate_right",
+        "picture_groups",
+        "groups_baseline_better",
+        "groups_candidate_better",
         "p_candidate_worse",
         "p_candidate_better",
     }
@@ -130,8 +190,8 @@ def test_a_picture_training_called_a_scene_counts_as_one_whatever_its_source(tmp
 
     counts = {c.group: c for c in compare(baseline, candidate)}
 
-    assert counts["scenes"].paired.pictures == 1
-    assert counts["close-ups and look-alikes"].paired.pictures == 1
+    assert counts["scenes"].pictures.pictures == 1
+    assert counts["close-ups and look-alikes"].pictures.pictures == 1
 
 
 def test_disagreements_are_counted_pairwise_and_need_the_same_pictures() -> None:

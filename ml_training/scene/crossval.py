@@ -27,9 +27,23 @@ def is_scene(sample: SceneSample) -> bool:
     return sample.has_boxes or sample.base_source in SCENE_SOURCES
 
 
-def assign_folds(samples: Sequence[SceneSample], images: Sequence[Image.Image], folds: int, *, seed: int) -> list[int]:
-    """A fold per sample; groups and near-duplicates share one; labels spread evenly within each source."""
-    groups = group_ids([sample.as_sample() for sample in samples], images)
+def picture_groups(samples: Sequence[SceneSample], images: Sequence[Image.Image]) -> list[int]:
+    """A group number per picture: declared groups (augmented copies of one frame) joined with near-duplicates.
+    Folds never split one, and ``compare`` counts one as one piece of evidence."""
+    return group_ids([sample.as_sample() for sample in samples], images)
+
+
+def assign_folds(
+    samples: Sequence[SceneSample],
+    images: Sequence[Image.Image],
+    folds: int,
+    *,
+    seed: int,
+    groups: Sequence[int] | None = None,
+) -> list[int]:
+    """A fold per sample; groups and near-duplicates share one; labels spread evenly within each source.
+    ``groups``: :func:`picture_groups` when the caller has them already."""
+    groups = list(groups) if groups is not None else picture_groups(samples, images)
     # Balance label and source together: a fold with every webcam phone and no CCTV phone measures little.
     strata = sorted({(sample.source, sample.target) for sample in samples})
     stratum = [strata.index((sample.source, sample.target)) for sample in samples]

@@ -25,7 +25,7 @@ from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
 from inference.second_opinion import SecondOpinionSpec, settled
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
-from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold
+from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold, picture_groups
 from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
 from ml_training.scene.decision import calibrate, choose_threshold, fit_platt, unsure_band
 from ml_training.scene.engine import train_heads
@@ -114,8 +114,10 @@ def predictions_file(
     folds: Sequence[int],
     probabilities: np.ndarray,
     member_probabilities: dict[int, float] | None = None,
+    groups: Sequence[int] | None = None,
 ) -> list[dict]:
-    """Each picture's out-of-fold probability (and, where a second opinion was asked, the member's answer)."""
+    """Each picture's out-of-fold probability (and, where a second opinion was asked, the member's answer), with
+    its fold and its group (:func:`~ml_training.scene.crossval.picture_groups`, what ``compare`` tests by)."""
     rows = []
     for index, (sample, fold, p) in enumerate(zip(samples, folds, probabilities, strict=True)):
         row = {
@@ -124,6 +126,7 @@ def predictions_file(
             "source": sample.source,
             "scene": is_scene(sample),
             "fold": fold,
+            **({"group": int(groups[index])} if groups is not None else {}),
             "probability": round(float(p), 6),
         }
         if member_probabilities and index in member_probabilities:
@@ -171,7 +174,8 @@ def train_scene_model(
     started = time.time()
     logger.info("configuration:\n  %s", "\n  ".join(describe(recipe)))
     images = [open_image(sample.path) for sample in samples]
-    folds = assign_folds(samples, images, recipe.folds, seed=recipe.settings.seed)
+    groups = picture_groups(samples, images)
+    folds = assign_folds(samples, images, recipe.folds, seed=recipe.settings.seed, groups=groups)
     tuned = recipe.settings.trainable_blocks
     trunk = ScenePhoneNet(trainable_blocks=tuned).eval()
     bank = build_bank(samples, images, folds, recipe.views, network=trunk, cache_dir=cache_dir)
@@ -238,7 +242,7 @@ def train_scene_model(
         band=band,
         metrics=metrics,
         extra_files={
-            "predictions.json": predictions_file(samples, folds, probabilities, member_probabilities),
+            "predictions.json": predictions_file(samples, folds, probabilities, member_probabilities, groups),
             "split.json": {"folds": {sample.path: fold for sample, fold in zip(samples, folds, strict=True)}},
             "training.json": {
                 "recipe": dataclasses.asdict(recipe),
