@@ -23,6 +23,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
+from PIL import Image
 
 from inference import load as load_model
 from inference.drawing import draw_not_phone, draw_phone_like
@@ -290,6 +291,61 @@ def test_folder_pictures_that_are_also_ground_truth_never_train_the_candidate(
     trained = {Path(path).resolve() for path in split["folds"]}
     assert len(trained) == 32 - 2 * MIN_GROUND_TRUTH_PER_LABEL
     assert not trained & set(scored)
+
+
+def test_a_resized_re_encoded_copy_of_an_eval_picture_never_trains_the_candidate_scored_on_it(
+    alice: User, reviewer: User, settings: SettingsFixture
+) -> None:
+    """The review split is a hash of the bytes, so the same picture sent again at another size or JPEG quality
+    can land in ``train`` while the original is an eval picture; the candidate would then be scored on a picture it
+    learnt. Such copies are found by perceptual hash and left out."""
+    from phoneapp.services.reviews import review_split_of
+    from tests.synthetic import draw_textured
+
+    rng = random.Random(21)
+
+    def textured_upload(label: str) -> Upload:
+        """Textured, so no two are alike by perceptual hash (the plain drawn phones are within a few bits)."""
+        data = encode(draw_textured(label, rng), "PNG")
+        return make_upload(
+            alice, data=data, sha256=hashlib.sha256(data).hexdigest(), content_type="image/png", version=None
+        )
+
+    for index in range(36):
+        make_review(
+            textured_upload(("not_phone", "phone")[index % 2]),
+            label=("not_phone", "phone")[index % 2],
+            reviewer=reviewer,
+        )
+    original = next(
+        upload
+        for upload in (textured_upload("phone") for _ in range(40))
+        if review_split_of(sha256=upload.sha256) == ReviewSplit.EVAL
+    )
+    with Image.open(original.image.path) as picture:
+        smaller = picture.convert("RGB").resize((120, 90))
+    copy_bytes = next(
+        data
+        for data in (encode(smaller, "JPEG", quality=quality) for quality in range(70, 100))
+        if review_split_of(sha256=hashlib.sha256(data).hexdigest()) == ReviewSplit.TRAIN
+    )
+    copy = make_upload(
+        alice,
+        name="same-phone-again.jpg",
+        data=copy_bytes,
+        sha256=hashlib.sha256(copy_bytes).hexdigest(),
+        probability=0.1,
+        version=None,
+    )
+    make_review(original, label="phone", reviewer=reviewer)
+    make_review(copy, label="phone", reviewer=reviewer)
+    assert Upload.objects.get(pk=copy.pk).review_split == ReviewSplit.TRAIN
+
+    report = run_retrain()
+
+    assert report["data_summary"]["uploads_like_scored_left_out"] == 1
+    split = json.loads((Path(settings.MODELS_DIR) / report["version"] / "split.json").read_text())
+    assert not [path for path in split["folds"] if Path(path).name == Path(copy.image.name).name]
 
 
 def test_a_retrain_started_in_the_same_second_as_another_gets_its_own_version_name(

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -42,8 +43,10 @@ from inference.prediction import NOT_PHONE, PHONE
 from inference.scene_options import SceneNetworkOptions
 from ml_training.data import load_samples
 from ml_training.metrics import SIGNIFICANCE, PairedTest, paired_test
+from ml_training.phash import dhash
 from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
+from ml_training.splits import DEFAULT_MAX_DISTANCE
 from phoneapp.models import ModelVersion, Upload, VersionScore
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.selectors.training import (
@@ -147,9 +150,10 @@ def retrain(
         samples, unreadable = pictures_decode(offered, advance=_progress(progress, "checking pictures", len(offered)))
         ground_truth = _trusted([(u, u.ground_truth_label) for u in ground_truth_uploads()], workdir)
         evaluation = _trusted([(u, u.reviewed_label) for u in eval_uploads()], workdir)
-        samples, also_scored = _without_scoring_pictures(samples, {p.sha256 for p in [*ground_truth, *evaluation]})
+        samples, left_out = _without_scoring_pictures(samples, [*ground_truth, *evaluation])
         summary = _data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
-        summary["folder_pictures_also_scored_left_out"] = also_scored
+        summary["folder_pictures_also_scored_left_out"] = left_out.folder_pictures
+        summary["uploads_like_scored_left_out"] = left_out.uploads
         _check_enough(summary)
         log(f"training data: {json.dumps(summary, sort_keys=True)}")
         initial_head, warm_start = _warm_start(active_version, recipe.settings.trainable_blocks, log)
@@ -351,17 +355,54 @@ def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[SceneSam
     return samples
 
 
-def _without_scoring_pictures(samples: list[SceneSample], scoring: set[str]) -> tuple[list[SceneSample], int]:
-    """The samples minus folder pictures whose bytes are a ground-truth or eval picture's (same sha256 as the
-    upload), and how many those were: a candidate scored on pictures it trained on would win its promotion test
-    for nothing (e.g. ground truth seeded by uploading pictures of the training folder). Reviewed uploads are
-    already split by picture."""
-    kept = []
+# A training picture whose dHash is within this many bits (of 256) of a ground-truth or eval picture's is the same
+# picture re-encoded, resized or re-sent: the folds' own rule for near-duplicates (ml_training/splits.py).
+NEAR_DUPLICATE_BITS = DEFAULT_MAX_DISTANCE
+# Decoded this small (a JPEG's draft) for hashing: dHash looks at a 17x16 thumbnail.
+HASH_DRAFT = (64, 64)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Training pictures left out because they are a scored picture: folder files, and train-split uploads."""
+
+    folder_pictures: int
+    uploads: int
+
+
+def _picture_hash(path: str | Path) -> Any:
+    try:
+        with open_image(path, draft_size=HASH_DRAFT) as image:
+            return dhash(image)
+    except (ImageError, OSError):
+        return None
+
+
+def _without_scoring_pictures(
+    samples: list[SceneSample], scoring: Sequence[TrustedPicture]
+) -> tuple[list[SceneSample], LeftOut]:
+    """The samples minus every picture that is a ground-truth or eval picture: the same bytes (folder files), or
+    within ``NEAR_DUPLICATE_BITS`` of one by perceptual hash (a re-encoded, resized or re-sent copy, which the
+    review split, a hash of the bytes, may have put in ``train``). A candidate scored on pictures it trained on
+    would win its promotion test for nothing (e.g. ground truth seeded by uploading pictures of the training
+    folder)."""
+    if not scoring:
+        return samples, LeftOut(0, 0)
+    scored_bytes = {picture.sha256 for picture in scoring}
+    scored_hashes = [found for picture in scoring if (found := _picture_hash(picture.path)) is not None]
+    scored_bits = np.stack(scored_hashes) if scored_hashes else None
+    kept, folder_pictures, uploads = [], 0, 0
     for sample in samples:
-        if sample.source != "reviewed-upload" and scoring and sha256_file(sample.path) in scoring:
+        is_upload = sample.source == "reviewed-upload"
+        same_bytes = not is_upload and sha256_file(sample.path) in scored_bytes
+        found = None if same_bytes or scored_bits is None else _picture_hash(sample.path)
+        looks_same = found is not None and int((scored_bits != found).sum(axis=1).min()) <= NEAR_DUPLICATE_BITS
+        if same_bytes or looks_same:
+            uploads += is_upload
+            folder_pictures += not is_upload
             continue
         kept.append(sample)
-    return kept, len(samples) - len(kept)
+    return kept, LeftOut(folder_pictures, uploads)
 
 
 def _folder_samples(folder: Path) -> list[SceneSample]:
