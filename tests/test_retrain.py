@@ -220,6 +220,25 @@ def test_activate_is_a_persons_decision_even_without_ground_truth(tmp_path: Path
     assert model_version_active().name == report["version"]
 
 
+def test_an_active_model_that_cannot_be_loaded_to_compare_with_is_not_replaced_automatically(
+    alice: User, reviewer: User, settings: SettingsFixture
+) -> None:
+    """Nothing shows the candidate is not worse than a model that could not be scored: it was promoted "with no
+    usable active model" (a missing member file, a manifest a deploy broke)."""
+    rng = random.Random(12)
+    ground_truth(alice, reviewer, MIN_GROUND_TRUTH_PER_LABEL, rng)
+    reviewed_uploads(alice, reviewer, 36, rng)
+    active = model_version_active()
+    (Path(settings.MODELS_DIR) / active.name / "manifest.json").write_text('{"kind": "not-a-model-kind"}')
+
+    report = run_retrain()
+
+    assert report["promoted"] is False
+    assert f"the active model {active.name} could not be loaded to compare with" in report["decision"]
+    assert model_version_active() == active
+    assert ModelVersion.objects.get(name=report["version"]).is_active is False
+
+
 def test_the_rule_refuses_a_candidate_right_on_fewer_pictures_or_significantly_worse() -> None:
     enough = {"phone": 10, "not_phone": 10}
     # 8 pictures only the active model gets right, none only the candidate: p = 1/256, refused.

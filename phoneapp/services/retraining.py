@@ -74,11 +74,12 @@ SCENE_KIND = "scene-detector"
 
 PROMOTION_RULE = (
     "The candidate becomes active automatically only when (1) the ground-truth set (staff-confirmed labels, never "
-    f"trained on) has at least {MIN_GROUND_TRUTH_PER_LABEL} pictures of each label, (2) on the ground-truth set a "
+    f"trained on) has at least {MIN_GROUND_TRUTH_PER_LABEL} pictures of each label, (2) on the ground-truth set "
     "the candidate is right on at least as many pictures as the active model, and a paired McNemar test on the "
     f"pictures where they disagree does not find it worse (one-sided exact p < {SIGNIFICANCE}), and (3) the same "
-    "holds on the eval split (a fixed 20% of reviewed pictures, never trained on). Otherwise it is registered "
-    "inactive with the reason; --activate is a person's decision to activate it anyway."
+    "holds on the eval split (a fixed 20% of reviewed pictures, never trained on); an active version that cannot "
+    "be loaded to compare with counts as not shown. Otherwise it is registered inactive with the reason; "
+    "--activate is a person's decision to activate it anyway."
 )
 
 Log = Callable[[str], None]
@@ -170,7 +171,11 @@ def retrain(
         except (ValueError, RuntimeError) as error:
             raise RetrainError(f"Training failed: {error}") from error
         candidate_right = _score(candidate_dir, ground_truth, evaluation, progress, "scoring candidate")
-        active_right = _score_active(active_version, ground_truth, evaluation, progress, log)
+        try:
+            active_right = _score_active(active_version, ground_truth, evaluation, progress, log)
+            unscorable = None
+        except ActiveUnscorable as error:
+            active_right, unscorable = None, str(error)
         tests = {
             name: paired_test(baseline=active_right[name], candidate=candidate_right[name])
             for name in ("ground_truth", "eval")
@@ -181,6 +186,7 @@ def retrain(
             tests=tests,
             has_active=active_right is not None,
             force=request.force_activate,
+            active_unscorable=unscorable,
         )
         trusted = {"ground_truth": ground_truth, "eval": evaluation}
         candidate_figures = _figures(candidate_right, trusted)
@@ -265,11 +271,23 @@ def _new_version_scratch(models_root: Path) -> Iterator[tuple[str, Path]]:
 
 
 def decide_promotion(
-    *, ground_truth_per_label: dict[str, int], tests: dict[str, PairedTest], has_active: bool, force: bool
+    *,
+    ground_truth_per_label: dict[str, int],
+    tests: dict[str, PairedTest],
+    has_active: bool,
+    force: bool,
+    active_unscorable: str | None = None,
 ) -> tuple[bool, str]:
-    """(promote?, the reason in words) by :data:`PROMOTION_RULE`; ``force`` is ``--activate``."""
+    """(promote?, the reason in words) by :data:`PROMOTION_RULE`; ``force`` is ``--activate``;
+    ``active_unscorable``: why an active version exists but could not be scored (nothing shows the candidate is
+    not worse than it, so it is not promoted)."""
     if force:
         return True, "activated because --activate was given (a person's decision; the rule was not applied)."
+    if active_unscorable:
+        return False, (
+            f"not promoted: {active_unscorable}. Registered inactive: repair or replace the active version, or "
+            "activate this one yourself (admin, or retrain --activate)."
+        )
     missing = {label: MIN_GROUND_TRUTH_PER_LABEL - ground_truth_per_label.get(label, 0) for label in LABELS}
     missing = {label: count for label, count in missing.items() if count > 0}
     if missing:
@@ -280,7 +298,7 @@ def decide_promotion(
             "ground truth (admin action or G in the review queue), or activate it yourself with --activate."
         )
     if not has_active:
-        return True, "promoted: there is no usable active model to compare with."
+        return True, "promoted: there is no active model to compare with."
     # Right on fewer pictures is worse as measured, even when too few pictures disagree for the test to be
     # significant: with 20 ground-truth pictures, 8 against 2 is p = 0.055, and repeated retrains could slide.
     worse = [
@@ -296,6 +314,10 @@ def decide_promotion(
     if worse:
         return False, f"not promoted: worse than the active model on {' and '.join(worse)} ({details})."
     return True, f"promoted: not worse than the active model on ground truth or eval ({details})."
+
+
+class ActiveUnscorable(Exception):
+    """There is an active version, and it cannot be loaded to score the trusted pictures."""
 
 
 # --- Collecting pictures ----------------------------------------------------------------------------------------
@@ -610,13 +632,17 @@ def _score_active(
     progress: ProgressFactory | None,
     log: Log,
 ) -> dict[str, list[bool]] | None:
+    """The active version's right/wrong per trusted picture; None when there is no active version. Raises
+    :class:`ActiveUnscorable` when there is one that cannot be loaded."""
     if active is None:
         return None
     try:
         return _score(model_dir_of(active), ground_truth, evaluation, progress, f"scoring active {active.name}")
     except ModelLoadError as error:
-        log(f"active model {active.name} cannot be loaded ({error}); comparing against nothing")
-        return None
+        log(f"active model {active.name} cannot be loaded ({error}): the candidate cannot be compared with it")
+        raise ActiveUnscorable(
+            f"the active model {active.name} could not be loaded to compare with ({error})"
+        ) from error
 
 
 def _digest(pictures: Sequence[TrustedPicture]) -> str:
