@@ -9,8 +9,8 @@ The export is generic: whatever a kind's :meth:`~inference.torch_engine.TorchCla
 (ImageNet softmax mass, a pooled head with its cell map, multi-scale crops folded by ``max``, a scene model's cells
 and boxes) is traced into one graph with the same output names, so a new model kind is accelerated without code
 here. Every export is checked against its PyTorch original on probe pictures (every output, boxes included); one
-that fails or disagrees is never used. Checked exports are cached on disk (:mod:`inference.export_cache`), which
-is where serving processes read them from.
+that fails or disagrees is never used. Checked exports are cached on disk (:mod:`inference.export_cache`), stamped
+with their key, which is where serving processes read them from.
 
 ``python -m inference.export MODEL_DIR --cache-dir DIR`` makes and caches the export of one model version:
 :func:`inference.loader.load` runs it as a child process, so a serving process never imports torch.
@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 from inference.drawing import probe_pictures
-from inference.export_cache import ONNX_OPSET, cached_export_path, default_cache_dir, touch, write_atomically
+from inference.export_cache import (
+    EXPORT_KEY_PROPERTY,
+    ONNX_OPSET,
+    cached_export_path,
+    default_cache_dir,
+    touch,
+    write_atomically,
+)
 from inference.manifest import ModelLoadError, read_manifest, verify_files
 from inference.onnx_engine import AccelerationUnavailable, new_session, onnxruntime_available
 from inference.torch_engine import TorchClassifier, build_torch_classifier
@@ -66,8 +73,21 @@ def export_checked(classifier: TorchClassifier, *, cache_dir: Path | None) -> tu
         )
     if path is None:
         return model, False
+    model = stamped(model, key=path.stem)
     write_atomically(path, model)
     return model, False
+
+
+def stamped(graph: bytes, *, key: str) -> bytes:
+    """``graph`` carrying ``key`` (the name it is cached under) in its metadata, for the loader to check."""
+    import onnx  # torch's exporter needs it, so wherever an export is made it is installed
+
+    try:
+        model = onnx.load_from_string(graph)
+        onnx.helper.set_model_props(model, {EXPORT_KEY_PROPERTY: key})
+        return bytes(model.SerializeToString())
+    except Exception as error:  # a graph onnx cannot read back is no export to cache
+        raise AccelerationUnavailable(f"cannot stamp the exported graph: {error}") from error
 
 
 def _difference(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -119,7 +139,7 @@ def export_onnx(classifier: TorchClassifier, probe: torch.Tensor) -> bytes:
 
 def export_model_dir(model_dir: Path, cache_dir: Path) -> Path:
     """Export, check and cache the model in ``model_dir``; the cached file's path."""
-    manifest = read_manifest(model_dir)
+    manifest = read_manifest(model_dir, to_run=True)
     verify_files(model_dir, manifest)
     export_checked(build_torch_classifier(manifest, model_dir), cache_dir=cache_dir)
     return cached_export_path(cache_dir, manifest)

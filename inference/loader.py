@@ -5,8 +5,8 @@ used when nobody asks for a specific one (the command-line tool; the web app's d
 
 :func:`load` verifies every file, then picks the engine: ONNX Runtime on the version's checked export (made once
 by a child process and cached, so a serving process never imports torch), or eager PyTorch. It never fails
-because of the fast path: if the export cannot be made, or ONNX Runtime is missing, it falls back to PyTorch and
-says why in the log.
+because of the fast path: a cached export that is not this version's or does not run is made again, once; if the
+export cannot be made, or ONNX Runtime is missing, it falls back to PyTorch and says why in the log.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from inference.base import DEFAULT_MAX_BATCH, BaseClassifier
 from inference.contract import ONNXRUNTIME, TORCH, Classifier
-from inference.export_cache import cached_export_path, default_cache_dir, touch
+from inference.export_cache import EXPORT_KEY_PROPERTY, cached_export_path, default_cache_dir, discard, touch
 from inference.manifest import ModelLoadError, ModelManifest, manifest_checksum, read_manifest, verify_files
 from inference.onnx_engine import (
     AccelerationUnavailable,
@@ -108,7 +108,7 @@ def load(
         member_dir = second_opinion_dir(directory, manifest, models_root=models_root)
         classifier.second_opinion = _load_verified(
             member_dir,
-            read_manifest(member_dir),
+            read_manifest(member_dir, to_run=True),
             engine=engine,
             threads=threads,
             cache_dir=cache_dir,
@@ -125,7 +125,7 @@ def verify_model_dir(directory: Path, *, models_root: Path | None = None) -> Mod
     """
     if not directory.is_dir():
         raise ModelLoadError(f"Model directory {directory} does not exist.")
-    manifest = read_manifest(directory)
+    manifest = read_manifest(directory, to_run=True)
     verify_files(directory, manifest)
     if manifest.second_opinion is not None:
         _verify_second_opinion(second_opinion_dir(directory, manifest, models_root=models_root), manifest)
@@ -147,7 +147,7 @@ def _verify_second_opinion(member_dir: Path, manifest: ModelManifest) -> None:
         raise ModelLoadError(
             f"Model {manifest.version} asks {spec.model} for a second opinion, and {member_dir} does not exist."
         )
-    member_manifest = read_manifest(member_dir)
+    member_manifest = read_manifest(member_dir, to_run=True)
     if member_manifest.second_opinion is not None:
         raise ModelLoadError(f"Model {manifest.version}: its second opinion {spec.model} must decide alone.")
     if manifest_checksum(member_dir) != spec.manifest_sha256:
@@ -204,17 +204,42 @@ def _load_verified(
 def _from_export(
     directory: Path, manifest: ModelManifest, *, threads: int, cache_dir: Path | None, max_batch: int
 ) -> OnnxClassifier:
+    """The classifier on the version's cached export, made first if missing.
+
+    A cached file that is not this version's export (another model's copied under its name, one cut short) or does
+    not run is deleted and exported again, once: kept, it would send every later start to eager torch for good.
+    """
     cache = cache_dir or default_cache_dir()
     path = cached_export_path(cache, manifest)
-    from_cache = path.is_file()
-    if not from_cache:
-        export_to_cache(directory, path.parent)
-        if not path.is_file():
-            raise AccelerationUnavailable(f"the export process wrote no {path.name} (is {path.parent} writable?)")
+    if path.is_file():
+        try:
+            classifier = _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=True)
+        except AccelerationUnavailable as error:
+            logger.warning(
+                "cached export unusable, exporting again",
+                extra={"model_version": manifest.version, "path": str(path), "error": str(error)},
+            )
+            discard(path)
+        else:
+            touch(path)
+            return classifier
+    export_to_cache(directory, path.parent)
+    if not path.is_file():
+        raise AccelerationUnavailable(f"the export process wrote no {path.name} (is {path.parent} writable?)")
     touch(path)
-    classifier = OnnxClassifier(
-        manifest, directory, new_session(path, threads=threads), max_batch=max_batch, from_cache=from_cache
-    )
+    return _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=False)
+
+
+def _open_export(
+    path: Path, directory: Path, manifest: ModelManifest, *, threads: int, max_batch: int, from_cache: bool
+) -> OnnxClassifier:
+    """The classifier on the export at ``path`` once it proves to be what its name says (the key stamped in it by
+    :func:`inference.export.stamped`) and runs on this version's input; else :class:`AccelerationUnavailable`."""
+    session = new_session(path, threads=threads)
+    stamp = session.get_modelmeta().custom_metadata_map.get(EXPORT_KEY_PROPERTY)
+    if stamp != path.stem:
+        raise AccelerationUnavailable(f"{path.name} is not the export it is filed as (its stamp: {stamp or 'none'})")
+    classifier = OnnxClassifier(manifest, directory, session, max_batch=max_batch, from_cache=from_cache)
     classifier.warm_up()
     return classifier
 

@@ -83,9 +83,17 @@ class OnnxClassifier(BaseClassifier):
         return ModelOutputs.from_named(dict(zip(self.output_names, values, strict=True)))
 
     def warm_up(self) -> None:
-        """The first run allocates the session's buffers; pay for it at load, not in the first user's request."""
+        """The first run allocates the session's buffers; pay for it at load, not in the first user's request.
+
+        It is also the proof that the graph takes this model's input and gives its outputs: one that does not (a
+        graph of another input size) raises :class:`AccelerationUnavailable`, which the loader handles, not
+        ONNX Runtime's own error in the middle of a load.
+        """
         side = self.manifest.preprocessing.image_size
-        self.run(np.zeros((self.views_per_image, 3, side, side), dtype=np.float32))
+        try:
+            self.run(np.zeros((self.views_per_image, 3, side, side), dtype=np.float32))
+        except Exception as error:  # onnxruntime's own exception types, or an output missing
+            raise AccelerationUnavailable(f"the exported graph does not run on this model's input: {error}") from error
 
     def explain_without_cells(self, image: Image.Image) -> np.ndarray:
         if self._reference is None:

@@ -5,11 +5,15 @@ This module loads a version once per process, checks at most every ``ACTIVE_MODE
 another version became active, and swaps the whole classifier object so a prediction already running keeps
 the version it started with.
 
-A newly active version that fails to load (a file changed or lost after activation) does not stop a process that
-already holds a model: it keeps classifying with the version it has (each verdict names it), logs the failure, and
-tries the new one again every ``RELOAD_RETRY_SECONDS``. Before, uploads alternated between the old version (inside
-a check window) and a failed load (at each window's end), and those that kept meeting the failure ended ``failed``
-after their retries. Only a process with no model at all raises (the classification task retries, then gives up).
+A newly active version that fails to load (a file changed or lost after activation, or anything else going wrong
+while it is built) does not stop a process that already holds a model: it keeps classifying with the version it has
+(each verdict names it), logs the failure with its traceback, and tries the new one again every
+``RELOAD_RETRY_SECONDS``. Before, uploads alternated between the old version (inside a check window) and a failed
+load (at each window's end), and those that kept meeting the failure ended ``failed`` after their retries. Only a
+process with no model at all raises, always :class:`ModelLoadError` (the classification task retries, then gives up).
+
+The registered checksum and version name are checked on the manifest before anything is built: loading verifies
+every weight file and may start the export child, all for a version that would then be refused.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from django.conf import settings
 from inference.contract import Classifier
 from inference.export_cache import default_cache_dir
 from inference.loader import load
-from inference.manifest import ModelLoadError, manifest_checksum
+from inference.manifest import ModelLoadError, manifest_checksum, read_manifest
 from phoneapp.models import ModelVersion
 from phoneapp.services.model_versions import model_dir_of, model_version_active
 
@@ -68,9 +72,12 @@ class ResidentModel:
                 return loaded
             try:
                 loaded = self._load(active)
-            except ModelLoadError:
+            except Exception as error:  # a damaged version, or a fault in building it: the same for the uploads
                 if loaded is None:
-                    raise
+                    if isinstance(error, ModelLoadError):
+                        raise
+                    logger.exception("model version could not be loaded", extra={"model_version": active.name})
+                    raise ModelLoadError(f"Model {active.name} could not be loaded: {error}") from error
                 self._failed, self._failed_at = wanted, now
                 logger.exception(
                     "active model version could not be loaded; still serving the previous one",
@@ -91,6 +98,7 @@ class ResidentModel:
     def _load(version: ModelVersion) -> LoadedModel:
         started = time.perf_counter()
         model_dir = model_dir_of(version)
+        _check_registered(version, model_dir)
         classifier = load(
             model_dir,
             engine=settings.INFERENCE_ENGINE or None,
@@ -98,8 +106,7 @@ class ResidentModel:
             cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
             models_root=Path(settings.MODELS_DIR),
         )
-        if manifest_checksum(model_dir) != version.checksum:
-            raise ModelLoadError(f"Model {version.name}: manifest on disk differs from the registered checksum.")
+        _check_registered(version, model_dir)  # the manifest may have been replaced while the model was built
         if classifier.version != version.name:
             raise ModelLoadError(
                 f"Model directory of {version.name} holds version {classifier.version}; refusing to mix them up."
@@ -113,6 +120,20 @@ class ResidentModel:
             },
         )
         return LoadedModel(version=version, classifier=classifier)
+
+
+def _check_registered(version: ModelVersion, model_dir: Path) -> None:
+    """Refuse a version whose manifest on disk is not the one registered, or names another version: a small file's
+    checksum, so a refused version costs no weight verification, no model and no export."""
+    try:
+        checksum = manifest_checksum(model_dir)
+    except OSError as error:
+        raise ModelLoadError(f"Model {version.name}: its manifest cannot be read ({error}).") from error
+    if checksum != version.checksum:
+        raise ModelLoadError(f"Model {version.name}: manifest on disk differs from the registered checksum.")
+    named = read_manifest(model_dir).version
+    if named != version.name:
+        raise ModelLoadError(f"Model directory of {version.name} holds version {named}; refusing to mix them up.")
 
 
 resident_model = ResidentModel()

@@ -20,7 +20,7 @@ def write_version(
     *,
     threshold: float,
     probabilities: dict[str, float] | None,
-    groups: dict[str, str] | None = None,
+    groups: dict[str, str | None] | None = None,
 ) -> Path:
     """A model directory with the shipped v1's manifest at ``threshold`` and these out-of-fold probabilities; each
     picture its own group unless ``groups`` says otherwise (None values: written before groups were saved)."""
@@ -94,7 +94,7 @@ def test_versions_without_groups_need_the_pictures_they_trained_on(tmp_path: Pat
     data = write_synthetic_folder(tmp_path / "data", per_label=3)
     paths = sorted(str(path) for path in data.rglob("*.png"))
     probabilities = {path: 0.9 for path in paths}
-    ungrouped = dict.fromkeys(paths)
+    ungrouped: dict[str, str | None] = dict.fromkeys(paths)
     old = write_version(tmp_path, "old", threshold=0.5, probabilities=probabilities, groups=ungrouped)
     new = write_version(tmp_path, "new", threshold=0.5, probabilities=probabilities, groups=ungrouped)
     with pytest.raises(ValueError, match="pass the --data-dir"):

@@ -34,11 +34,11 @@ def upload_review_claim(*, upload: Upload, reviewer: AbstractBaseUser) -> Abstra
         Q(review_claimed_until__isnull=True)
         | Q(review_claimed_until__lte=now)
         | Q(review_claimed_by__isnull=True)  # the holder's account was deleted
-        | Q(review_claimed_by=reviewer)
+        | Q(review_claimed_by_id=reviewer.pk)
     )
     with transaction.atomic():
         # The picture on the reviewer's screen is the only one they hold, whether or not they get this one.
-        Upload.objects.filter(review_claimed_by=reviewer).exclude(pk=upload.pk).update(
+        Upload.objects.filter(review_claimed_by_id=reviewer.pk).exclude(pk=upload.pk).update(
             review_claimed_by=None, review_claimed_until=None
         )
         claimed = Upload.objects.filter(free_or_own, pk=upload.pk).update(

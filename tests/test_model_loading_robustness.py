@@ -1,0 +1,206 @@
+"""A damaged model version is refused with a reason, and a damaged export cache heals instead of being served.
+
+Manifests are copied between machines and edited by hand; exports are files in a shared cache folder. Neither may
+crash a load with a raw traceback, change verdicts silently, or leave a worker on eager torch for good.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from inference.drawing import drawn_pictures
+from inference.export import stamped
+from inference.export_cache import cached_export_path, export_key
+from inference.finetuned_network import WEIGHTS_FILE, FineTunedPhoneNet
+from inference.loader import load, verify_model_dir
+from inference.manifest import MANIFEST_NAME, ModelLoadError, ModelManifest, read_manifest, sha256_file, write_manifest
+from inference.onnx_engine import OnnxClassifier
+from inference.preprocessing import PreprocessConfig
+
+pytest.importorskip("onnxruntime")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODELS = REPO_ROOT / "trained_models"
+
+
+def shipped_model_dirs() -> list[Path]:
+    return sorted(path.parent for path in SHIPPED_MODELS.glob(f"*/{MANIFEST_NAME}"))
+
+
+def test_every_shipped_model_version_passes_the_manifest_checks() -> None:
+    model_dirs = shipped_model_dirs()
+    assert len(model_dirs) >= 3
+    for model_dir in model_dirs:
+        manifest = read_manifest(model_dir, to_run=True)
+        assert manifest.version == model_dir.name
+        assert verify_model_dir(model_dir, models_root=SHIPPED_MODELS) == manifest
+
+
+# name -> (how the zero-shot model's manifest is damaged, the field the refusal must name)
+MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
+    "files-null": (lambda m: m.update(files=None), "files"),
+    "image-size-as-text": (lambda m: m["preprocessing"].update(image_size="448"), "preprocessing.image_size"),
+    "image-size-zero": (lambda m: m["preprocessing"].update(resize_size=0), "preprocessing.resize_size"),
+    "temperature-zero": (lambda m: m.update(temperature=0), "temperature"),
+    "temperature-negative": (lambda m: m.update(temperature=-0.74), "temperature"),
+    "threshold-above-one": (lambda m: m.update(threshold=7), "threshold"),
+    "threshold-nan": (lambda m: m.update(threshold=float("nan")), "threshold"),
+    "std-zero": (lambda m: m["preprocessing"].update(std=[0, 0, 0]), "preprocessing.std"),
+    "mean-of-two": (lambda m: m["preprocessing"].update(mean=[0.5, 0.5]), "preprocessing.mean"),
+    "interpolation-misspelt": (lambda m: m["preprocessing"].update(interpolation="bilinaer"), "interpolation"),
+    "preprocessing-missing": (lambda m: m.pop("preprocessing"), "preprocessing"),
+    "image-size-missing": (lambda m: m["preprocessing"].pop("image_size"), "preprocessing.image_size"),
+    "preprocessing-a-list": (lambda m: m.update(preprocessing=[]), "preprocessing"),
+    "options-a-list": (lambda m: m.update(options=[["engine", "onnxruntime"]]), "options"),
+    "version-a-number": (lambda m: m.update(version=3), "version"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_manifest_is_refused_naming_its_field_instead_of_failing_later(tmp_path: Path, case: str) -> None:
+    damage, field = MALFORMED[case]
+    model_dir = tmp_path / "damaged"
+    shutil.copytree(SHIPPED_MODELS / "imagenet-zero-shot", model_dir)
+    manifest = json.loads((model_dir / MANIFEST_NAME).read_text())
+    damage(manifest)
+    (model_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+    with pytest.raises(ModelLoadError, match=re.escape(field)):
+        load(model_dir, engine="torch", cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b"[1, 2]", b"[" * 100_000])
+def test_a_manifest_that_is_not_a_json_object_is_refused_with_a_reason(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / MANIFEST_NAME).write_bytes(content)
+    with pytest.raises(ModelLoadError, match=r"not valid JSON|expected a JSON object"):
+        read_manifest(tmp_path)
+
+
+def fine_tuned_version(root: Path, name: str, *, seed: int, image_size: int = 224) -> Path:
+    """A fine-tuned model version with its own random head, as training would write it."""
+    torch.manual_seed(seed)
+    directory = root / name
+    directory.mkdir()
+    network = FineTunedPhoneNet(freeze_blocks=12)
+    torch.nn.init.normal_(network.head.cell_logits.weight, std=0.05)
+    torch.save(network.trained_state_dict(), directory / WEIGHTS_FILE)
+    manifest = ModelManifest(
+        version=name,
+        kind="fine-tuned",
+        preprocessing=PreprocessConfig(image_size=image_size, resize_size=image_size),
+        files={WEIGHTS_FILE: sha256_file(directory / WEIGHTS_FILE)},
+    )
+    write_manifest(directory, manifest)
+    return directory
+
+
+def exported(model_dir: Path, cache: Path) -> Path:
+    """The cached export of ``model_dir``, made by loading it."""
+    assert isinstance(load(model_dir, engine="onnxruntime", cache_dir=cache), OnnxClassifier)
+    return cached_export_path(cache, read_manifest(model_dir))
+
+
+def assert_serves_its_own_graph(model_dir: Path, classifier: object) -> None:
+    assert isinstance(classifier, OnnxClassifier)
+    pictures = drawn_pictures()
+    expected = load(model_dir, engine="torch").phone_probabilities(pictures)
+    assert classifier.phone_probabilities(pictures) == pytest.approx(expected, abs=1e-4)
+
+
+def test_another_models_export_filed_under_this_versions_name_is_not_served(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    mine = fine_tuned_version(tmp_path, "mine", seed=1)
+    other = exported(fine_tuned_version(tmp_path, "other", seed=2), cache)
+    shutil.copyfile(other, cached_export_path(cache, read_manifest(mine)))
+
+    classifier = load(mine, engine="onnxruntime", cache_dir=cache)
+
+    assert isinstance(classifier, OnnxClassifier) and not classifier.from_cache  # exported again
+    assert_serves_its_own_graph(mine, classifier)
+
+
+def test_an_export_that_does_not_take_the_models_input_is_made_again_instead_of_failing_the_load(
+    tmp_path: Path,
+) -> None:
+    """Even stamped with the right key (a hand-run or buggy export), a 224-px graph cannot serve a 256-px model."""
+    cache = tmp_path / "cache"
+    mine = fine_tuned_version(tmp_path, "mine", seed=1, image_size=256)
+    other = exported(fine_tuned_version(tmp_path, "other", seed=2), cache)
+    path = cached_export_path(cache, read_manifest(mine))
+    path.write_bytes(stamped(other.read_bytes(), key=path.stem))
+
+    classifier = load(mine, engine="onnxruntime", cache_dir=cache)
+
+    assert isinstance(classifier, OnnxClassifier) and not classifier.from_cache
+    assert_serves_its_own_graph(mine, classifier)
+
+
+def test_a_cached_export_cut_short_is_made_again_and_then_reused(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    model_dir = fine_tuned_version(tmp_path, "mine", seed=1)
+    path = exported(model_dir, cache)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # disk full mid-copy, say
+
+    rebuilt = load(model_dir, engine="onnxruntime", cache_dir=cache)
+    later = load(model_dir, engine="onnxruntime", cache_dir=cache)
+
+    assert isinstance(rebuilt, OnnxClassifier) and not rebuilt.from_cache
+    assert isinstance(later, OnnxClassifier) and later.from_cache
+    assert_serves_its_own_graph(model_dir, later)
+
+
+def test_an_export_that_stays_unusable_costs_one_new_export_then_torch_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    model_dir = fine_tuned_version(tmp_path, "mine", seed=1)
+    path = cached_export_path(cache, read_manifest(model_dir))
+    path.parent.mkdir()
+    path.write_bytes(b"not an onnx graph")
+    exports: list[Path] = []
+
+    def export_writing_garbage(model_dir: Path, cache_dir: Path) -> None:
+        exports.append(model_dir)
+        path.write_bytes(b"still not an onnx graph")
+
+    monkeypatch.setattr("inference.loader.export_to_cache", export_writing_garbage)
+
+    classifier = load(model_dir, engine="onnxruntime", cache_dir=cache)
+
+    assert not isinstance(classifier, OnnxClassifier)
+    assert exports == [model_dir]
+    assert len(classifier.predict(drawn_pictures())) == 4
+
+
+@pytest.mark.parametrize(
+    ("kind", "source"),
+    [
+        ("scene-detector", "scene_options.py"),
+        ("scene-detector", "contract.py"),
+        ("fine-tuned", "contract.py"),
+        ("imagenet-zero-shot", "contract.py"),
+    ],
+)
+def test_an_edit_to_a_module_the_graph_is_built_from_makes_a_new_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, source: str
+) -> None:
+    """``scene_options.py`` holds the network options' defaults (``picture_pooling``), ``contract.py`` the output
+    names: a change to either builds another graph from the same manifest, which must not be served stale."""
+    package = tmp_path / "inference"
+    shutil.copytree(REPO_ROOT / "inference", package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr("inference.export_cache._PACKAGE_DIR", package)
+    manifest = ModelManifest(version="v", kind=kind)
+    before = export_key(manifest)
+
+    with (package / source).open("a") as handle:
+        handle.write("\n# an edit\n")
+
+    assert export_key(manifest) != before

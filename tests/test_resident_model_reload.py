@@ -1,0 +1,110 @@
+"""A worker switching model versions: a refused version costs nothing to refuse, and no failure while loading one
+stops a worker that holds a model from classifying."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from phoneapp import resident_model as resident_module
+from phoneapp.models import ModelVersion, Upload, UploadStatus
+from phoneapp.resident_model import resident_model
+from phoneapp.services.classification import upload_classify
+from phoneapp.services.errors import ClassificationUnavailable
+from phoneapp.services.model_versions import model_dir_of, model_version_activate, model_version_register
+from tests.factories import make_upload
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
+
+REAL_LOAD = resident_module.load
+
+
+@pytest.fixture
+def second_version(settings: Any) -> ModelVersion:
+    """A registered, not yet active, copy of the test model named ``zero-shot-b``."""
+    models = Path(settings.MODELS_DIR)
+    copy = models / "zero-shot-b"
+    shutil.copytree(models / "imagenet-zero-shot", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "version": "zero-shot-b"}))
+    return model_version_register(model_dir=copy)
+
+
+def loads_failing_for(name: str, error: Exception, calls: list[str]) -> Any:
+    """``load`` as the resident model calls it, raising ``error`` for the model directory ``name``."""
+
+    def load(model_dir: Path, **options: Any) -> Any:
+        calls.append(Path(model_dir).name)
+        if Path(model_dir).name == name:
+            raise error
+        return REAL_LOAD(model_dir, **options)
+
+    return load
+
+
+def classified_by(alice: User) -> str:
+    upload = make_upload(alice, status=UploadStatus.PENDING)
+    result = upload_classify(upload_id=upload.pk)
+    assert result is not None and result.status == UploadStatus.DONE and result.model_version is not None
+    return result.model_version.name
+
+
+def test_a_version_whose_manifest_is_not_the_registered_one_is_refused_before_anything_is_built(
+    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building it would verify every weight file and might start the export child (torch) for nothing."""
+    assert classified_by(alice) == "imagenet-zero-shot"
+    model_version_activate(version=second_version)
+    manifest = model_dir_of(second_version) / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("{", '{"edited after registration": true, ', 1))
+    calls: list[str] = []
+    monkeypatch.setattr(resident_module, "load", loads_failing_for("nothing", RuntimeError(), calls))
+
+    assert classified_by(alice) == "imagenet-zero-shot"  # still served by the version it holds
+    assert calls == []
+
+    resident_model.forget()  # a fresh worker: nothing to fall back on, the upload waits for a retry
+    upload = make_upload(alice, status=UploadStatus.PENDING)
+    with pytest.raises(ClassificationUnavailable, match="registered checksum"):
+        upload_classify(upload_id=upload.pk)
+    assert calls == []
+
+
+def test_a_new_version_that_crashes_while_loading_leaves_the_worker_on_the_version_it_has(
+    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert classified_by(alice) == "imagenet-zero-shot"
+    model_version_activate(version=second_version)
+    calls: list[str] = []
+    monkeypatch.setattr(resident_module, "load", loads_failing_for("zero-shot-b", MemoryError("no room"), calls))
+
+    with caplog.at_level("ERROR", logger="phoneapp.resident_model"):
+        assert classified_by(alice) == "imagenet-zero-shot"
+
+    assert calls == ["zero-shot-b"]
+    [record] = [record for record in caplog.records if "still serving the previous one" in record.getMessage()]
+    assert record.exc_info is not None and record.exc_info[0] is MemoryError
+
+    monkeypatch.setattr(resident_module, "RELOAD_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(resident_module, "load", loads_failing_for("nothing", RuntimeError(), calls))
+    assert classified_by(alice) == "zero-shot-b"  # switches once the new version loads
+
+
+def test_a_crash_while_loading_in_a_worker_without_a_model_leaves_the_upload_for_a_retry(
+    alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        resident_module, "load", loads_failing_for("imagenet-zero-shot", RuntimeError("engine crashed"), [])
+    )
+    upload = make_upload(alice, status=UploadStatus.PENDING)
+
+    with pytest.raises(ClassificationUnavailable, match="engine crashed"):
+        upload_classify(upload_id=upload.pk)
+
+    upload = Upload.objects.get(pk=upload.pk)
+    assert upload.status == UploadStatus.PENDING  # not stuck in processing until the sweep finds it
