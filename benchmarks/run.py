@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The vector extensions ONNX Runtime's kernels choose between. Machines that all report "AMD EPYC" differ: the same
-# model took 31 ms of CPU on one and 61 ms on another with AVX2 but no AVX-512 (docs/performance.md, Run L), so
-# every figure records them.
+# model took 31 ms of CPU on one and 61 ms on another with AVX2 but no AVX-512 (docs/experiments.md, "Performance
+# runs", Run L), so every figure records them.
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
 
 

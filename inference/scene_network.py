@@ -14,8 +14,8 @@ too (``trunk.blocks.<i>.*`` keys beside the head's). Tuned blocks keep their Ima
 ``heads`` (K) is an ensemble of K heads on the one frozen trunk, each trained alone with its own seed: the network
 averages their cells' log-odds and boxes, then pools as one head would. Why: one head's scene recall depends on
 its seed (out of fold, v5's recipe gave 64%, 49% and 53% with seeds 0-2) and their average beat every one of them
-(docs/experiments.md, "Seeds"); two more heads cost about 2 ms (docs/performance.md, Run S). A single head's
-checkpoint keys have no prefix (models up to scene-lite0-v5); K heads' keys start with ``heads.<k>.``
+(docs/experiments.md, "Seeds"); two more heads cost about 2 ms (docs/experiments.md, "Performance runs", Run S). A
+single head's checkpoint keys have no prefix (models up to scene-lite0-v5); K heads' keys start with ``heads.<k>.``
 (:func:`split_heads`, :func:`join_heads`).
 
 Outputs, for a batch of N pictures at S x S (grid G = S / 16):

@@ -205,9 +205,9 @@ TORCH_THREADS: int = env.int("TORCH_THREADS", default=2)
 # the model manifest's `options.engine`, else ONNX Runtime when installed. A fast path that fails its check against
 # torch at load time falls back to torch by itself. Exported graphs are cached in INFERENCE_CACHE_DIR.
 INFERENCE_ENGINE: str = env.str("INFERENCE_ENGINE", default="")
-# Two threads give one picture the lowest latency on an idle 2-core box (model stage 5.5 ms, 9.2 ms with one; Run E
-# in docs/performance.md). The Procfile's worker runs two processes of one thread each instead, which carries more
-# uploads per second (58.8 against 48.4 for one 2-thread process).
+# Two threads give one picture the lowest latency on an idle 2-core box (model stage 5.5 ms, 9.2 ms with one; Run E,
+# docs/experiments.md "Performance runs"). The Procfile's worker runs two processes of one thread each instead,
+# which carries more uploads per second (58.8 against 48.4 for one 2-thread process).
 INFERENCE_THREADS: int = env.int("INFERENCE_THREADS", default=TORCH_THREADS)
 # Empty: $PHONECHECK_CACHE_DIR, else ~/.cache/phonecheck (per machine; entries are keyed by weights and code).
 INFERENCE_CACHE_DIR: str = env.str("INFERENCE_CACHE_DIR", default="")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
     from selenium.webdriver import Chrome
 
-from tests.factories import make_user
+from tests.factories import client_for, make_user
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"
@@ -107,17 +107,19 @@ def reviewer(db: None) -> User:
 
 
 @pytest.fixture
+def second_reviewer(db: None) -> User:
+    """Another staff member, for what two reviewers at once do."""
+    return make_user("sam", staff=True)
+
+
+@pytest.fixture
 def alice_client(alice: User) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
+    return client_for(alice)
 
 
 @pytest.fixture
 def bob_client(bob: User) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
+    return client_for(bob)
 
 
 @pytest.fixture

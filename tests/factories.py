@@ -14,6 +14,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
+from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
@@ -27,6 +28,13 @@ def make_user(username: str, *, staff: bool = False, superuser: bool = False, pa
     and the dashboard, a superuser every admin page too."""
     password = password or f"{username}-password-1"
     return User.objects.create_user(username, password=password, is_staff=staff, is_superuser=superuser)
+
+
+def client_for(user: User) -> Client:
+    """A test client logged in as ``user``."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def make_model_version(name: str = "model-a") -> ModelVersion:

@@ -11,20 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from phoneapp.models import Upload
-from tests.factories import make_upload, make_user
+from tests.factories import client_for, make_upload, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def second_reviewer(db: None) -> User:
-    return make_user("sam", staff=True)
-
-
-def client_for(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def open_queue(client: Client) -> int:

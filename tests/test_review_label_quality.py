@@ -12,7 +12,8 @@ from django.test import Client
 from phoneapp.models import ReviewSplit, SecondReview, Upload
 from phoneapp.selectors.training import training_uploads
 from phoneapp.services.reviews import review_split_of
-from tests.factories import make_upload, make_user
+from tests.conftest import client_for
+from tests.factories import make_upload
 
 if TYPE_CHECKING:
     # What the test client returns (a stubs-only name: the response with .json() and .templates added).
@@ -20,17 +21,6 @@ if TYPE_CHECKING:
 
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def second_reviewer(db: None) -> User:
-    return make_user("sam", staff=True)
-
-
-def client_for(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def decide(client: Client, upload: Upload, decision: str, **extra: str) -> TestResponse:

@@ -31,7 +31,7 @@ def thumbnail_jpeg(picture: Image.Image) -> bytes:
 
     Box filter (area averaging, what ``Image.reduce`` uses) and no Huffman optimisation: at this size neither
     bilinear, bicubic, Lanczos nor ``optimize`` is visible, and each costs the worker more for every upload
-    (a 512-pixel picture: box 0.63 ms, bilinear 0.84, bicubic ~1.4; docs/performance.md, Run M).
+    (a 512-pixel picture: box 0.63 ms, bilinear 0.84, bicubic ~1.4; docs/experiments.md, "Performance runs", Run M).
     """
     thumbnail = picture.resize(_thumbnail_size(picture.size), Image.Resampling.BOX)
     buffer = io.BytesIO()
