@@ -3,13 +3,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from phoneapp.login_throttle import login_throttled
-from phoneapp.web import dashboard, review, views
+from phoneapp.web import account, dashboard, review, views
 from phoneapp.web.health import healthz
 
 urlpatterns = [
     path("", views.upload_page, name="upload"),
     path("history/", views.history_page, name="history"),
     path("history/export.csv", views.history_csv, name="history-csv"),
+    path("account/", account.account_page, name="account"),
+    path("account/password/", account.AccountPasswordChangeView.as_view(), name="account-password"),
+    path("account/delete-pictures/", account.account_delete_pictures, name="account-delete-pictures"),
     path("account/api-token/", views.api_token_page, name="api-token-page"),
     path("uploads/<int:upload_id>/", views.upload_detail_page, name="upload-detail"),
     path("uploads/<int:upload_id>/delete", views.upload_delete_page, name="upload-delete"),

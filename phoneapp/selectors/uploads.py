@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import User
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from phoneapp.errors import UploadNotFound
@@ -124,3 +125,17 @@ def uploads_get_many(*, owner: User, upload_ids: list[int]) -> list[Upload]:
 def uploads_recent(*, owner: User, limit: int = 12) -> list[Upload]:
     """The owner's latest uploads, newest first: what the upload page shows again after a reload."""
     return list(Upload.objects.owned_by(owner).select_related("model_version").order_by("-created", "-id")[:limit])
+
+
+@dataclass(frozen=True)
+class OwnUploadsSummary:
+    """What a person has stored: how many uploads, and the newest one's id (None when there are none)."""
+
+    count: int
+    newest_id: int | None
+
+
+def uploads_summary(*, owner: User) -> OwnUploadsSummary:
+    """How many uploads ``owner`` has and the newest's id, in one query (the "delete all my pictures" page)."""
+    found = Upload.objects.filter(owner=owner).aggregate(count=Count("pk"), newest_id=Max("pk"))
+    return OwnUploadsSummary(count=found["count"], newest_id=found["newest_id"])

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models import QuerySet
@@ -58,6 +59,13 @@ def uploads_delete(*, uploads: QuerySet[Upload]) -> int:
     if deleted:
         logger.info("uploads deleted", extra={"count": deleted})
     return deleted
+
+
+def uploads_delete_all_of(*, owner: AbstractBaseUser, up_to_id: int) -> int:
+    """Delete every upload of ``owner`` up to ``up_to_id`` (the newest one the owner was shown when they asked),
+    with their files: pictures sent after the confirmation page, from another tab or a script, are not deleted
+    unseen. Returns how many were deleted."""
+    return uploads_delete(uploads=Upload.objects.filter(owner_id=owner.pk, pk__lte=up_to_id))
 
 
 def uploads_delete_expired(*, now: datetime | None = None) -> int:

@@ -1,0 +1,60 @@
+"""The signed-in person's own account: its page, changing the password, and deleting every picture they sent.
+
+Django's own password-change view does the checking (the old password, the validators in
+``AUTH_PASSWORD_VALIDATORS``) and keeps this session signed in; other sessions of the account are signed out, as
+the session hash changes. Deleting everything goes through the same service as deleting one upload.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import PasswordChangeView
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+from django.views.decorators.http import require_GET, require_http_methods
+
+from phoneapp.selectors.uploads import uploads_summary
+from phoneapp.services.api_tokens import api_token_get
+from phoneapp.services.upload_deletion import uploads_delete_all_of
+from phoneapp.signed_in import SignedInRequest
+
+
+@login_required
+@require_GET
+def account_page(request: SignedInRequest) -> HttpResponse:
+    """Who is signed in, and the doors to the password, the API token and deleting every picture."""
+    context = {"summary": uploads_summary(owner=request.user), "token": api_token_get(user=request.user)}
+    return render(request, "phoneapp/account.html", context)
+
+
+class AccountPasswordChangeView(PasswordChangeView):
+    """Django's password change, on this site's pages; back to the account page with a message."""
+
+    template_name = "phoneapp/password_change.html"
+    success_url = reverse_lazy("account")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        messages.success(self.request, "Your password is changed. Other browsers signed in as you are signed out.")
+        return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_delete_pictures(request: SignedInRequest) -> HttpResponse:
+    """``GET``: how many pictures would go, asked to confirm; ``POST``: delete them (those up to the newest the page
+    showed, ``up_to``), with their files, for good."""
+    if request.method == "POST":
+        try:
+            up_to_id = int(request.POST.get("up_to", ""))
+        except ValueError:
+            messages.error(request, "Nothing was deleted: open this page again and confirm from it.")
+            return redirect("account-delete-pictures")
+        deleted = uploads_delete_all_of(owner=request.user, up_to_id=up_to_id)
+        messages.success(request, f"Deleted {deleted} picture(s), with their thumbnails, heat maps and verdicts.")
+        return redirect("account")
+    return render(request, "phoneapp/account_delete_pictures.html", {"summary": uploads_summary(owner=request.user)})

@@ -1,0 +1,128 @@
+"""A person's own account: changing the password, and deleting every picture they sent (theirs only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from phoneapp.models import Upload
+from tests.factories import client_for, make_upload
+
+if TYPE_CHECKING:
+    from pytest_django import DjangoCaptureOnCommitCallbacks
+
+pytestmark = pytest.mark.django_db
+
+NEW_PASSWORD = "violet-kettle-orbit-42"
+
+
+def test_the_account_page_leads_to_the_password_the_token_and_deleting_everything(alice: User) -> None:
+    make_upload(alice, probability=0.9)
+    page = client_for(alice).get("/account/").content.decode()
+    assert 'id="account-name">alice<' in page
+    for link in ("/account/password/", "/account/api-token/", "/account/delete-pictures/"):
+        assert f'href="{link}"' in page
+    assert "(1 stored)" in page
+
+
+def test_changing_the_password_needs_the_old_one_and_keeps_this_session(alice: User) -> None:
+    client = client_for(alice)
+    refused = client.post(
+        "/account/password/",
+        {"old_password": "wrong", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+    assert refused.status_code == 200 and "old_password-error" in refused.content.decode()
+    alice.refresh_from_db()
+    assert alice.check_password("alice-password-1")
+
+    changed = client.post(
+        "/account/password/",
+        {"old_password": "alice-password-1", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+        follow=True,
+    )
+
+    assert changed.redirect_chain[-1][0] == "/account/"
+    assert "Your password is changed" in changed.content.decode()
+    alice.refresh_from_db()
+    assert alice.check_password(NEW_PASSWORD) and not alice.check_password("alice-password-1")
+    assert client.get("/history/").status_code == 200  # still signed in here
+
+
+def test_a_weak_new_password_is_refused_with_the_reason(alice: User) -> None:
+    response = client_for(alice).post(
+        "/account/password/",
+        {"old_password": "alice-password-1", "new_password1": "12345678", "new_password2": "12345678"},
+    )
+    assert "new_password2-error" in response.content.decode()
+    assert "too common" in response.content.decode()
+    alice.refresh_from_db()
+    assert alice.check_password("alice-password-1")
+
+
+def test_another_browser_signed_in_as_the_same_person_is_signed_out_by_the_change(alice: User) -> None:
+    elsewhere = Client()
+    elsewhere.post("/accounts/login/", {"username": "alice", "password": "alice-password-1"})
+    assert elsewhere.get("/history/").status_code == 200
+    here = Client()
+    here.post("/accounts/login/", {"username": "alice", "password": "alice-password-1"})
+    here.post(
+        "/account/password/",
+        {"old_password": "alice-password-1", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+    assert elsewhere.get("/history/").status_code == 302
+
+
+def test_deleting_all_pictures_removes_the_owners_rows_and_files_and_nobody_elses(
+    alice: User, bob: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    mine = [make_upload(alice, probability=p) for p in (0.9, 0.2, 0.5)]
+    theirs = make_upload(bob, probability=0.9)
+    files = [Path(upload.image.path) for upload in mine]
+    client = client_for(alice)
+    page = client.get("/account/delete-pictures/").content.decode()
+    assert "All <strong>3</strong> picture(s)" in page
+    assert Upload.objects.filter(owner=alice).count() == 3  # asking deletes nothing
+
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the deletion is committed
+        response = client.post("/account/delete-pictures/", {"up_to": str(max(u.pk for u in mine))}, follow=True)
+
+    assert "Deleted 3 picture(s)" in response.content.decode()
+    assert not Upload.objects.filter(owner=alice).exists()
+    assert not any(path.exists() for path in files)
+    assert Upload.objects.filter(pk=theirs.pk).exists() and Path(theirs.image.path).exists()
+
+
+def test_pictures_sent_after_the_confirmation_page_was_opened_are_kept(alice: User) -> None:
+    shown = make_upload(alice, probability=0.9)
+    client = client_for(alice)
+    client.get("/account/delete-pictures/")
+    sent_meanwhile = make_upload(alice, probability=0.2)  # another tab, a script
+
+    client.post("/account/delete-pictures/", {"up_to": str(shown.pk)})
+
+    assert list(Upload.objects.filter(owner=alice)) == [sent_meanwhile]
+
+
+def test_a_confirmation_without_its_page_deletes_nothing(alice: User) -> None:
+    make_upload(alice, probability=0.9)
+    response = client_for(alice).post("/account/delete-pictures/", {}, follow=True)
+    assert "Nothing was deleted" in response.content.decode()
+    assert Upload.objects.filter(owner=alice).count() == 1
+
+
+@pytest.mark.parametrize("url", ["/account/", "/account/password/", "/account/delete-pictures/"])
+def test_account_pages_need_a_signed_in_person(url: str) -> None:
+    response = Client().get(url)
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_deleting_all_pictures_needs_a_csrf_token(alice: User) -> None:
+    upload = make_upload(alice, probability=0.9)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert client.post("/account/delete-pictures/", {"up_to": str(upload.pk)}).status_code == 403
+    assert Upload.objects.filter(pk=upload.pk).exists()
