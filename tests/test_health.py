@@ -60,9 +60,10 @@ def test_healthz_is_503_naming_storage_when_pictures_cannot_be_written(
 def test_healthz_is_503_when_the_media_volume_is_nearly_full(client: Client, settings) -> None:
     settings.HEALTH_MIN_FREE_MB = 10**12  # more than any disk has free
 
-    body = client.get("/healthz").json()
+    response = client.get("/healthz")
 
-    assert body["failing"] == ["storage"] and body["storage"] == "low"
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["storage"] and response.json()["storage"] == "low"
 
 
 def test_the_write_probe_leaves_nothing_behind(client: Client, isolated_storage: Path) -> None:

@@ -288,7 +288,6 @@ def test_a_verdict_with_evidence_stores_it_in_the_same_update_and_sends_no_heat_
     from phoneapp.services.stored_pictures import stored_picture_for
     from tests.test_performance_fast_path import fine_tuned_model_dir
 
-    pytest.importorskip("onnxruntime")
     model_dir = fine_tuned_model_dir(Path(settings.MODELS_DIR), multiscale_grid=0)
     model_version_activate(version=model_version_register(model_dir=model_dir))
     upload = make_upload(alice, status=UploadStatus.PENDING)

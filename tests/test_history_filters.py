@@ -66,8 +66,12 @@ def test_dates_at_the_ends_of_the_calendar_filter_instead_of_failing(alice_clien
 
 
 def test_odd_batch_ids_on_the_upload_page_are_ignored(alice_client: Client, history: None) -> None:
-    for batch in ("²", "1,²,x", "9" * 40, "-1"):
-        assert alice_client.get("/", {"batch": batch}).status_code == 200
+    """Without a usable id the page falls back to the owner's recent uploads (never a 500, never someone else's)."""
+    for batch in ("²", "x,", "9" * 40, "-1"):
+        page = alice_client.get("/", {"batch": batch})
+        assert page.status_code == 200
+        assert "phone-on-desk.jpg" in page.content.decode() and "bobs-desk.jpg" not in page.content.decode()
+    assert alice_client.get("/", {"batch": "1,²,x"}).status_code == 200
 
 
 def test_csv_exports_exactly_the_filtered_rows_of_the_owner(alice_client: Client, history: None) -> None:

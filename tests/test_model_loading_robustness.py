@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# ONNX Runtime is a pinned requirement (the serving engine): a broken install fails here, never skips.
+import onnxruntime  # noqa: F401
 import pytest
 import torch
 
@@ -24,8 +26,6 @@ from inference.loader import load, verify_model_dir
 from inference.manifest import MANIFEST_NAME, ModelLoadError, ModelManifest, read_manifest, sha256_file, write_manifest
 from inference.onnx_engine import OnnxClassifier
 from inference.preprocessing import PreprocessConfig
-
-pytest.importorskip("onnxruntime")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"

@@ -202,6 +202,7 @@ def test_undo_restores_the_last_decision_and_returns_to_its_picture(
     first = make_upload(alice, probability=0.5)
     make_upload(alice, probability=0.6)
     decide(staff_client, first.pk, "not_phone")
+    assert Upload.objects.get(pk=first.pk).reviewed_label == "not_phone"  # saved, so there is something to undo
     response = staff_client.post("/review/undo", headers={"Accept": "application/json"})
     assert response.json()["url"] == f"/review/{first.pk}/"
     first.refresh_from_db()
@@ -214,9 +215,10 @@ def test_undo_restores_the_last_decision_and_returns_to_its_picture(
 def test_undo_of_a_changed_mind_puts_back_the_earlier_label(staff_client: Client, alice: User, reviewer: User) -> None:
     upload = make_upload(alice, probability=0.5, reviewed="phone", reviewer=reviewer)
     decide(staff_client, upload.pk, "not_phone")
+    assert Upload.objects.get(pk=upload.pk).reviewed_label == "not_phone"  # the mind was changed...
     staff_client.post("/review/undo")
     upload.refresh_from_db()
-    assert upload.reviewed_label == "phone"
+    assert upload.reviewed_label == "phone"  # ...and changed back
 
 
 def test_skip_moves_on_and_leaves_the_picture_for_the_end(staff_client: Client, alice: User) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+# ONNX Runtime is a pinned requirement (the serving engine): a broken install fails here, never skips.
+import onnxruntime  # noqa: F401
 import pytest
 import torch
 from PIL import Image
@@ -18,8 +20,6 @@ from inference.finetuned_network import WEIGHTS_FILE, FineTunedPhoneNet
 from inference.manifest import ModelManifest, read_manifest, sha256_file, write_manifest
 from inference.onnx_engine import OnnxClassifier
 from inference.preprocessing import PreprocessConfig, image_to_tensor
-
-pytest.importorskip("onnxruntime")
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "trained_models"
 
@@ -111,7 +111,7 @@ def test_every_engine_and_kind_meets_the_one_classifier_contract(tmp_path: Path,
 
 
 def test_preprocessing_gives_torchvisions_numbers_bit_for_bit() -> None:
-    functional = pytest.importorskip("torchvision.transforms.functional")
+    import torchvision.transforms.functional as functional
     from torchvision.transforms import InterpolationMode
 
     configs = [

@@ -30,10 +30,13 @@ def decide(client: Client, upload: Upload, decision: str, **extra: str) -> TestR
 def test_a_review_against_a_confident_verdict_waits_for_a_second_reviewer_before_it_trains(
     alice: User, reviewer: User, second_reviewer: User
 ) -> None:
-    confident_phone = make_upload(alice, probability=0.99)
+    # A picture the stable split sends to training: held out of it only by the second review.
+    train_sha256 = next(f"{n:064x}" for n in range(100) if review_split_of(sha256=f"{n:064x}") == ReviewSplit.TRAIN)
+    confident_phone = make_upload(alice, probability=0.99, sha256=train_sha256)
     assert decide(client_for(reviewer), confident_phone, "not_phone").status_code == 200
     confident_phone.refresh_from_db()
     assert confident_phone.second_review == SecondReview.WAITING
+    assert confident_phone.review_split == ReviewSplit.TRAIN
     assert confident_phone not in training_uploads()
 
     # The first reviewer does not see it again; another reviewer gets it first, ahead of unsure pictures.
@@ -48,8 +51,7 @@ def test_a_review_against_a_confident_verdict_waits_for_a_second_reviewer_before
     assert confident_phone.second_review == SecondReview.AGREED
     assert confident_phone.second_reviewed_by == second_reviewer
     assert confident_phone.reviewed_label == "not_phone"
-    if confident_phone.review_split == ReviewSplit.TRAIN:
-        assert confident_phone in training_uploads()
+    assert confident_phone in training_uploads()
     dashboard = client_for(reviewer).get("/dashboard/").content.decode()
     assert "1 of 1 (100%)" in dashboard
 
@@ -73,7 +75,11 @@ def test_agreeing_with_a_confident_verdict_or_deciding_an_unsure_one_needs_no_se
     unsure = make_upload(alice, probability=0.5)
     decide(client_for(reviewer), confident, "confirm")
     decide(client_for(reviewer), unsure, "not_phone")
+    # Both decisions were saved (an unsaved one would also leave second_review at its starting value)...
+    assert dict(Upload.objects.values_list("pk", "reviewed_label")) == {confident.pk: "phone", unsure.pk: "not_phone"}
+    # ...and neither waits for a second reviewer or is held out of training.
     assert set(Upload.objects.values_list("second_review", flat=True)) == {SecondReview.NOT_NEEDED}
+    assert Upload.objects.held_for_second_review().count() == 0
 
 
 def test_the_split_is_fixed_at_review_time_by_the_picture_and_duplicates_share_it(

@@ -66,7 +66,7 @@ def test_a_few_mistakes_do_not_lock_anyone_out(alice: User) -> None:
     assert try_login("/accounts/login/", "alice", "alice-password-1") == 302
 
 
-def test_every_password_check_is_throttled_even_without_the_decorator(alice: User, rf) -> None:
+def test_every_password_check_is_throttled_even_without_the_decorator(alice: User, bob: User, rf) -> None:
     """A door that calls authenticate() directly (DRF's token endpoint does) is covered by the backend."""
     request = rf.post("/any-door/", REMOTE_ADDR=GUESSER)
     for n in range(10):
@@ -75,7 +75,10 @@ def test_every_password_check_is_throttled_even_without_the_decorator(alice: Use
     assert (
         authenticate(rf.post("/any-door/", REMOTE_ADDR=GUESSER), username="alice", password="alice-password-1") is None
     )
-    assert authenticate(rf.post("/any-door/"), username="bob", password="whatever") is None  # counted, not refused
+    # Another person, from another address, is not caught by alice's guesser.
+    assert (
+        authenticate(rf.post("/any-door/", REMOTE_ADDR="192.0.2.77"), username="bob", password="bob-password-1") == bob
+    )
 
 
 def test_limit_is_configurable(alice: User, settings) -> None:
@@ -85,7 +88,7 @@ def test_limit_is_configurable(alice: User, settings) -> None:
     assert statuses == [200, 200, 200, 429]
 
 
-def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw(alice: User, settings) -> None:
+def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw(alice: User, bob: User, settings) -> None:
     """The client may prepend anything to X-Forwarded-For; only the last entry (our proxy's) counts."""
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     for n in range(10):
@@ -98,3 +101,9 @@ def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw(alice: User, sett
         "/accounts/login/", {"username": "alice", "password": "alice-password-1"}, secure=True
     )
     assert refused.status_code == 429
+    # Everyone comes through the same proxy (REMOTE_ADDR): someone else, seen by the proxy at another address, still
+    # logs in. Counting by REMOTE_ADDR would lock every user out after one guesser's ten tries.
+    other = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=f"{GUESSER}, 198.51.100.23").post(
+        "/accounts/login/", {"username": "bob", "password": "bob-password-1"}, secure=True
+    )
+    assert other.status_code == 302

@@ -9,14 +9,15 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+
+# ONNX Runtime is a pinned requirement (the serving engine): a broken install fails here, never skips.
+import onnxruntime  # noqa: F401
 import pytest
 
 from inference.drawing import drawn_pictures
 from inference.loader import load
 from inference.onnx_engine import AccelerationUnavailable, OnnxClassifier
 from tests.test_performance_fast_path import fine_tuned_model_dir
-
-pytest.importorskip("onnxruntime")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

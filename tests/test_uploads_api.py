@@ -14,7 +14,7 @@ from phoneapp.services.api_tokens import api_token_regenerate
 from tests.images import picture_bytes, uploaded_file
 
 if TYPE_CHECKING:
-    from pytest_django.fixtures import Settings as SettingsFixture
+    pass
 
 
 # Transactional: uploads are classified in on_commit hooks, which a rolled-back test transaction never runs.
@@ -90,16 +90,21 @@ def test_history_lists_only_my_uploads_newest_first(alice_client: Client, bob_cl
     assert [item["id"] for item in page["results"]] == [second, first]
 
 
-def test_history_is_paginated(alice_client: Client, settings: SettingsFixture) -> None:
+def test_history_is_paginated(alice_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DRF reads PAGE_SIZE (HISTORY_PAGE_SIZE) once, into the paginator class, when it is first imported.
+    monkeypatch.setattr("rest_framework.pagination.PageNumberPagination.page_size", 2)
     files = [uploaded_file(f"p{i}.jpg") for i in range(5)]
-    alice_client.post("/api/uploads/", {"image": files})
-    from rest_framework.settings import api_settings
+    created = alice_client.post("/api/uploads/", {"image": files})
+    assert created.status_code == 201, created.content
 
-    page_size = api_settings.PAGE_SIZE
-    assert page_size is not None and page_size >= 1
-    page = alice_client.get("/api/uploads/?page=1").json()
-    assert page["count"] == 5
-    assert len(page["results"]) == min(5, page_size)
+    pages = [alice_client.get(f"/api/uploads/?page={n}").json() for n in (1, 2, 3)]
+
+    assert [page["count"] for page in pages] == [5, 5, 5]
+    assert [len(page["results"]) for page in pages] == [2, 2, 1]
+    assert pages[0]["next"].endswith("page=2") and pages[2]["next"] is None
+    names = [row["original_name"] for page in pages for row in page["results"]]
+    assert sorted(names) == [f"p{i}.jpg" for i in range(5)]  # every upload once, none repeated across pages
+    assert alice_client.get("/api/uploads/?page=4").status_code == 404
 
 
 def test_another_users_upload_answers_404(alice_client: Client, bob_client: Client) -> None:
