@@ -177,6 +177,23 @@ def test_far_too_many_files_are_refused_before_parsing_with_a_reason(
     assert stored_files(isolated_storage) == []
 
 
+def test_far_too_many_files_get_json_from_the_api_even_in_debug_mode(
+    alice_client: Client, isolated_storage: Path, settings
+) -> None:
+    """``make run`` runs with DEBUG on, where Django answers a refused body with its HTML debug page (settings and
+    paths included); the API answers its own JSON instead."""
+    settings.DEBUG = True
+    settings.UPLOAD_MAX_FILES = 2
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+    files = [uploaded_file(f"p{i}.jpg") for i in range(6)]
+
+    response = alice_client.post("/api/uploads/", {"image": files})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "Too many files: at most 2 per upload."}
+    assert Upload.objects.count() == 0
+
+
 @pytest.mark.parametrize("door", DOORS)
 def test_one_bad_file_among_good_ones_refuses_all(door: str, alice_client: Client, isolated_storage: Path) -> None:
     files = [uploaded_file("good.jpg"), uploaded_file("bad.jpg", b"not a picture at all")]

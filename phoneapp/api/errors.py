@@ -9,13 +9,18 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from phoneapp.errors import NotFound
 from phoneapp.services.errors import RETRY_AFTER_SECONDS, DomainError
+from phoneapp.web.errors import refused_request
 
 
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
-    """Domain errors become ``{"error": message}`` with their status, a selector's :class:`NotFound` a 404; the
-    rest is DRF's usual handling."""
+    """Domain errors become ``{"error": message}`` with their status, a selector's :class:`NotFound` a 404, a body
+    Django refused to read (too many files) its 400 or 413; the rest is DRF's usual handling."""
     if isinstance(error, NotFound):
         return Response({"error": error.message}, status=404)
+    refused = refused_request(error)
+    if refused is not None:
+        status, message = refused
+        return Response({"error": message}, status=status)
     if isinstance(error, DomainError):
         response = Response({"error": error.message}, status=error.status_code)
         if error.status_code == 503:

@@ -13,18 +13,22 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from phoneapp.errors import NotFound
 
 
+def refused_request(exception: Exception | None) -> tuple[int, str] | None:
+    """(status, message) for a request Django refused while reading its body (too many files or fields, form data
+    too large); None for anything else. Shared by ``handler400`` and the API's exception handler, which answers
+    these itself so that the API speaks JSON even where Django would show its debug page (``DEBUG``)."""
+    if isinstance(exception, TooManyFilesSent):
+        return 400, f"Too many files: at most {settings.UPLOAD_MAX_FILES} per upload."
+    if isinstance(exception, RequestDataTooBig):
+        return 413, "The form data is too large; send pictures as files in the 'image' field."
+    if isinstance(exception, TooManyFieldsSent):
+        return 400, "Too many form fields."
+    return None
+
+
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """``handler400``: a readable reason (JSON under ``/api/``), never Django's bare "Bad Request" page."""
-    status = 400
-    if isinstance(exception, TooManyFilesSent):
-        message = f"Too many files: at most {settings.UPLOAD_MAX_FILES} per upload."
-    elif isinstance(exception, RequestDataTooBig):
-        status = 413
-        message = "The form data is too large; send pictures as files in the 'image' field."
-    elif isinstance(exception, TooManyFieldsSent):
-        message = "Too many form fields."
-    else:
-        message = "The request could not be understood."
+    status, message = refused_request(exception) or (400, "The request could not be understood.")
     if request.path.startswith("/api/"):
         return JsonResponse({"error": message}, status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
