@@ -375,6 +375,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "checksum_short",
     ]
     list_filter = ["is_active"]
+    # The active version first (the one serving), then the newest.
+    ordering = ["-is_active", "-created", "-id"]
     readonly_fields = [
         "name",
         "path",

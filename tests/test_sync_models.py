@@ -59,3 +59,17 @@ def test_a_deploy_that_ships_a_new_default_activates_it(settings) -> None:
     sync(settings)
 
     assert ModelVersion.objects.get(is_active=True).name == "zero-shot-v9"
+
+
+def test_the_admin_lists_the_active_version_first_then_the_newest_with_v10_above_v9(reviewer) -> None:
+    """Registered by name, scene-lite0-v10 came between v1 and v2 (registration times sorted as text), buried
+    in the newest-first list."""
+    from tests.factories import client_for
+
+    call_command("sync_models", stdout=io.StringIO())
+    response = client_for(reviewer).get("/admin/phoneapp/modelversion/")
+    names = [version.name for version in response.context["cl"].result_list]
+
+    assert names[0] == ModelVersion.objects.get(is_active=True).name
+    scene = [name for name in names if name.startswith("scene-lite0-v")]
+    assert scene == sorted(scene, key=lambda name: -int(name.rsplit("v", 1)[1]))

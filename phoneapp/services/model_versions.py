@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,12 @@ def model_versions_lock() -> int | None:
     return next((pk for pk, active in rows if active), None)
 
 
+def _natural_order(path: Path) -> list[int | str]:
+    """Numbers in a version's folder name compare as numbers: scene-lite0-v9 is registered before -v10, so the
+    registration times (the admin's newest-first list) follow the versions."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.parent.name)]
+
+
 def model_versions_sync_from_disk() -> list[ModelVersion]:
     """Register every model directory under ``MODELS_DIR`` not yet known, and activate the shipped default.
 
@@ -89,7 +96,7 @@ def model_versions_sync_from_disk() -> list[ModelVersion]:
     root = Path(settings.MODELS_DIR)
     known = set(ModelVersion.objects.values_list("name", flat=True))
     registered: list[ModelVersion] = []
-    for manifest_path in sorted(root.glob(f"*/{MANIFEST_NAME}")):
+    for manifest_path in sorted(root.glob(f"*/{MANIFEST_NAME}"), key=_natural_order):
         try:
             manifest = read_manifest(manifest_path.parent)
         except ModelLoadError as error:
