@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -48,7 +49,9 @@ def test_without_a_terminal_it_only_says_how_to_create_one(monkeypatch: pytest.M
     monkeypatch.setattr("sys.stdin", io.StringIO())
     out = io.StringIO()
     call_command("ensure_first_user", stdout=out)
-    assert "manage.py createsuperuser" in out.getvalue()
+    assert f"{sys.executable} manage.py createsuperuser" in out.getvalue() or (
+        ".venv/bin/python manage.py createsuperuser" in out.getvalue()
+    )
     assert not get_user_model().objects.exists()
 
 

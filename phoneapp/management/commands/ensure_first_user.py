@@ -4,13 +4,23 @@ types before logging in (there is no sign-up page: accounts are made by staff)."
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-HINT = "No user yet. Create one to log in with:  python manage.py createsuperuser"
+
+def _hint() -> str:
+    """The command to type, with the interpreter this command runs under (``.venv/bin/python`` after
+    ``make run``): a bare ``python`` in a fresh shell has no Django."""
+    python = Path(sys.executable)
+    try:
+        shown = f"{python.relative_to(Path.cwd())}"
+    except ValueError:
+        shown = str(python)
+    return f"No user yet. Create one to log in with:  {shown} manage.py createsuperuser"
 
 
 class Command(BaseCommand):
@@ -23,7 +33,7 @@ class Command(BaseCommand):
         if get_user_model().objects.exists():
             return
         if not sys.stdin.isatty():
-            self.stdout.write(HINT)
+            self.stdout.write(_hint())
             return
         self.stdout.write("No user yet: create the first one (a superuser; more users from /admin/).")
         call_command("createsuperuser", interactive=True)
