@@ -127,6 +127,11 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     # The place before the decision: a review now waiting for a second reviewer must not jump the queue's order.
     next_id = review_next_after(upload=upload, skipped=_skipped(request), reviewer_id=request.user.pk)
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
+    # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
+    also = f" (and {len(prior) - 1} more upload(s) of the same picture)" if len(prior) > 1 else ""
+    messages.success(
+        request, f"Saved: {decided.original_name} is {decided.get_reviewed_label_display().lower()}{also}. U undoes."
+    )
     if _wants_json(request):
         return JsonResponse(
             {
@@ -137,10 +142,6 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
                 "next_url": next_url,
             }
         )
-    also = f" (and {len(prior) - 1} more upload(s) of the same picture)" if len(prior) > 1 else ""
-    messages.success(
-        request, f"Saved: {decided.original_name} is {decided.get_reviewed_label_display().lower()}{also}."
-    )
     return redirect(next_url)
 
 
@@ -177,9 +178,9 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
     if prior_truth:
         ground_truth_restore(prior=prior_truth, by=request.user)
     url = reverse("review-item", args=[int(entry["id"])])
+    messages.success(request, "Undone: the picture is back as it was before your decision.")
     if _wants_json(request):
         return JsonResponse({"id": int(entry["id"]), "restored": restored, "url": url})
-    messages.success(request, "Undone: the picture is back as it was before your decision.")
     return redirect(url)
 
 
