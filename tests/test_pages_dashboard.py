@@ -17,6 +17,7 @@ from phoneapp.selectors.dashboard import (
     confusion_matrix,
     probability_histogram,
     reviewed_accuracy_by_model,
+    reviewer_counts,
     uploads_per_day,
     verdict_split,
 )
@@ -74,6 +75,27 @@ def test_reviewed_accuracy_and_confusion_matrix_per_model_version(alice: User, r
     assert everything.count("not_phone", "not_phone") == 1
     assert everything.count("phone", "not_phone") == 1
     assert confusion_matrix(model_version="model-b").counts == {("phone", "not_phone"): 1}
+
+
+def test_a_picture_sent_many_times_is_one_review_and_unsettled_labels_are_not_yet_truth(
+    alice: User, reviewer: User
+) -> None:
+    """One decision on a calculator sent 26 times showed as 26 reviews, 27 in one cell of the confusion matrix and
+    the model's accuracy at 4%; and a label waiting for a second reviewer counted as the truth."""
+    from phoneapp.models import SecondReview, Upload
+
+    for _ in range(26):
+        make_upload(alice, probability=0.1, sha256="c" * 64, reviewed="phone", reviewer=reviewer, version="model-a")
+    make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer, version="model-a")
+    waiting = make_upload(alice, probability=0.95, reviewed="not_phone", reviewer=reviewer, version="model-a")
+    Upload.objects.filter(pk=waiting.pk).update(second_review=SecondReview.WAITING)
+
+    assert {row.model_version: (row.reviewed, row.correct) for row in reviewed_accuracy_by_model()} == {
+        "model-a": (2, 1)
+    }
+    assert confusion_matrix().counts == {("phone", "not_phone"): 1, ("phone", "phone"): 1}
+    [counted] = reviewer_counts()
+    assert (counted.reviewer, counted.total) == ("rita", 3)  # the reviewer's three decisions, one still waiting
 
 
 def test_probability_histogram_puts_each_done_upload_in_its_bin(alice: User) -> None:

@@ -120,18 +120,26 @@ def verdict_split() -> VerdictSplit:
     )
 
 
+# A picture sent several times is one decision (one review labels every copy): the dashboard counts pictures.
+PICTURES = Count("sha256", distinct=True)
+
+
 def _reviewed() -> UploadQuerySet:
-    """Classified uploads a reviewer labelled (a done upload always has the model's label too)."""
-    return Upload.objects.done().reviewed()
+    """Classified uploads whose reviewed label is settled (a label still waiting for, or contradicted by, a second
+    reviewer is not yet what the picture is; a done upload always has the model's label too)."""
+    return Upload.objects.done().reviewed().label_settled()
 
 
 def reviewed_accuracy_by_model() -> list[ModelAccuracy]:
-    """Per model version: reviewed uploads and how many verdicts the reviewer agreed with, by version name."""
+    """Per model version: reviewed pictures and how many verdicts the reviewer agreed with, by version name."""
     rows = (
         _reviewed()
         .filter(model_version__isnull=False)
         .values("model_version__name")
-        .annotate(reviewed=Count("id"), correct=Count("id", filter=Q(reviewed_label=F("predicted_label"))))
+        .annotate(
+            reviewed=PICTURES,
+            correct=Count("sha256", distinct=True, filter=Q(reviewed_label=F("predicted_label"))),
+        )
         .order_by("model_version__name")
     )
     return [
@@ -141,11 +149,11 @@ def reviewed_accuracy_by_model() -> list[ModelAccuracy]:
 
 
 def confusion_matrix(*, model_version: str = "") -> ConfusionMatrix:
-    """Reviewed uploads by (truth, verdict), optionally of one model version only."""
+    """Reviewed pictures by (truth, verdict), optionally of one model version only."""
     reviewed = _reviewed()
     if model_version:
         reviewed = reviewed.filter(model_version__name=model_version)
-    rows = reviewed.values("reviewed_label", "predicted_label").annotate(count=Count("id"))
+    rows = reviewed.values("reviewed_label", "predicted_label").annotate(count=PICTURES)
     return ConfusionMatrix(counts={(row["reviewed_label"], row["predicted_label"]): row["count"] for row in rows})
 
 
@@ -182,13 +190,14 @@ def dashboard_data(*, days: int = 30, model_version: str = "") -> DashboardData:
 
 
 def reviewer_counts() -> list[ReviewerCount]:
-    """Reviewed uploads per reviewer, most active first (the reviewer's current label is what counts)."""
+    """Pictures reviewed per reviewer (their decisions, settled or not), most active first (the reviewer's current
+    label is what counts)."""
     week_ago = timezone.now() - timedelta(days=7)
     rows = (
         Upload.objects.reviewed()
         .filter(reviewed_by__isnull=False)
         .values("reviewed_by__username")
-        .annotate(total=Count("id"), last_week=Count("id", filter=Q(reviewed_at__gte=week_ago)))
+        .annotate(total=PICTURES, last_week=Count("sha256", distinct=True, filter=Q(reviewed_at__gte=week_ago)))
         .order_by("-total", "reviewed_by__username")
     )
     return [
