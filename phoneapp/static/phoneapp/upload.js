@@ -155,9 +155,11 @@
   const waiting = [];
   let running = 0;
 
+  // As the server's pages show sizes after a reload (Django's filesizeformat): "0 bytes", "38.7 KB", "1.5 MB".
   function formatSize(bytes) {
-    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1) + " MB";
-    return Math.max(1, Math.round(bytes / 1024)) + " KB";
+    if (bytes < 1024) return bytes + (bytes === 1 ? " byte" : " bytes");
+    if (bytes < 1048576) return (bytes / 1024).toFixed(1) + " KB";
+    return (bytes / 1048576).toFixed(1) + " MB";
   }
 
   // A local preview of a chosen file; when the browser cannot draw it (HEIC, TIFF), a label says so until the
