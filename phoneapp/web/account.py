@@ -39,7 +39,11 @@ class AccountPasswordChangeView(PasswordChangeView):
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
-        messages.success(self.request, "Your password is changed. Other browsers signed in as you are signed out.")
+        messages.success(
+            self.request,
+            "Your password is changed. Other browsers signed in as you are signed out; your API token still works "
+            "(regenerate or revoke it on the API token page if someone else may know it).",
+        )
         return response
 
 
