@@ -49,6 +49,15 @@ def test_classified_upload_gets_an_overlay_the_owner_can_see_and_toggle(alice_cl
     assert 'id="show-heatmap"' in page
     assert f'src="/uploads/{upload.pk}/heatmap"' in page
 
+    # The caption reads with the verdict shown: an unsure one is not "judged too weak", a "no" is.
+    captions = {}
+    for probability, state in ((0.5, "unsure"), (0.01, "not_phone")):
+        Upload.objects.filter(pk=upload.pk).update(probability=probability, predicted_label="not_phone")
+        captions[state] = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    assert "could not tell whether that evidence is a phone" in captions["unsure"]
+    assert "too weak" not in captions["unsure"]
+    assert "judged that evidence too weak" in captions["not_phone"]
+
 
 def test_overlay_is_hidden_from_other_users_but_not_from_staff(alice: User, bob_client: Client, reviewer: User) -> None:
     upload = make_upload(alice)
