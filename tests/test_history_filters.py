@@ -100,3 +100,17 @@ def test_upload_page_shows_the_latest_uploads_again_after_a_reload(alice_client:
     page = alice_client.get("/").content.decode()
     assert "phone-on-desk.jpg" in page and "red-mug.jpg" in page
     assert "bobs-desk.jpg" not in page
+
+
+def test_a_filter_that_does_nothing_says_so(alice_client: Client, history: None) -> None:
+    """?verdict=xyz&from=garbage&page=999 quietly showed everything as "Page 1 of 1"."""
+    page = alice_client.get("/history/", {"verdict": "xyz", "from": "garbage", "page": "999"}).content.decode()
+    notes = page[page.index('id="filters-ignored"') :]
+    assert "Verdict “xyz” was ignored (use phone, not_phone, unsure)" in notes
+    assert "From “garbage” was ignored (not a date" in notes
+    assert "Page “999” does not exist: this is page 1 of 1" in notes
+
+    backwards = alice_client.get("/history/", {"from": "2026-12-05", "to": "2026-12-01"}).content.decode()
+    assert "From 2026-12-05 is after to 2026-12-01: no upload can match" in backwards
+
+    assert 'id="filters-ignored"' not in alice_client.get("/history/", {"verdict": "phone"}).content.decode()

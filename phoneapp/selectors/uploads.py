@@ -58,6 +58,29 @@ class UploadFilters:
             date_to=_parse_date(query.get("to", "")),
         )
 
+    @staticmethod
+    def ignored_in(query: dict[str, str]) -> list[str]:
+        """What :meth:`from_query` ignored, in words for the page (a value it does not know, a date it cannot read,
+        a "from" after "to"), so a filter that does nothing is never silent."""
+        allowed = {
+            "label": Label.values,
+            "status": UploadStatus.values,
+            "reviewed": ["yes", "no"],
+            "verdict": list(VERDICTS),
+        }
+        notes = [
+            f"{key} “{query[key]}” was ignored (use {', '.join(choices)})"
+            for key, choices in allowed.items()
+            if query.get(key, "") and query[key] not in choices
+        ]
+        for key in ("from", "to"):
+            if query.get(key, "").strip() and _parse_date(query[key]) is None:
+                notes.append(f"{key} “{query[key]}” was ignored (not a date: use YYYY-MM-DD)")
+        day_from, day_to = _parse_date(query.get("from", "")), _parse_date(query.get("to", ""))
+        if day_from and day_to and day_from > day_to:
+            notes.append(f"from {day_from} is after to {day_to}: no upload can match")
+        return notes
+
 
 def upload_list(*, owner: User, filters: UploadFilters | None = None) -> UploadQuerySet:
     """The owner's uploads, newest first."""

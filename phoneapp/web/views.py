@@ -73,14 +73,20 @@ RECENT_ON_UPLOAD_PAGE = 12
 def history_page(request: SignedInRequest) -> HttpResponse:
     filters = UploadFilters.from_query(request.GET)
     paginator = Paginator(upload_list(owner=request.user, filters=filters), settings.HISTORY_PAGE_SIZE)
-    page = paginator.get_page(request.GET.get("page"))
+    asked_page = request.GET.get("page", "")
+    page = paginator.get_page(asked_page)
+    ignored = UploadFilters.ignored_in(request.GET)
+    if asked_page and asked_page != str(page.number):
+        ignored.append(f"page “{asked_page}” does not exist: this is page {page.number} of {paginator.num_pages}")
     query_without_page = request.GET.copy()
     query_without_page.pop("page", None)
-    return render(
-        request,
-        "phoneapp/history.html",
-        {"page": page, "filters": filters, "query_without_page": query_without_page.urlencode()},
-    )
+    context = {
+        "page": page,
+        "filters": filters,
+        "query_without_page": query_without_page.urlencode(),
+        "ignored": ignored,
+    }
+    return render(request, "phoneapp/history.html", context)
 
 
 CSV_COLUMNS = [
