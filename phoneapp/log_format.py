@@ -45,3 +45,16 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
+
+
+class ClientErrorsWithoutTraceback(logging.Filter):
+    """Keep Django's one-line warning for a refused request (403, 404) but drop its traceback: a non-staff person
+    opening /review/ is an expected answer, and a traceback per refusal buried the real errors in the log. Server
+    errors (5xx) keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if isinstance(status, int) and status < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True

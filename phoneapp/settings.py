@@ -357,10 +357,12 @@ LOGGING = {
         "plain": {"()": "phoneapp.log_format.PlainFormatter"},
         "json": {"()": "phoneapp.log_format.JsonFormatter"},
     },
+    "filters": {"client_errors_without_traceback": {"()": "phoneapp.log_format.ClientErrorsWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": "INFO"},
+        "django.request": {"level": "INFO", "filters": ["client_errors_without_traceback"]},
         "celery": {"level": "INFO"},
         "phoneapp": {"level": LOG_LEVEL, "propagate": True},
         "inference": {"level": LOG_LEVEL, "propagate": True},

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+
+import pytest
+from django.test import Client
 
 from phoneapp.log_format import JsonFormatter, PlainFormatter
 
@@ -33,3 +37,27 @@ def test_json_format_is_one_object_per_line_with_the_event_fields() -> None:
     assert payload["message"] == "upload classified"
     assert (payload["upload_id"], payload["inference_ms"], payload["model_version"]) == (42, 21.5, "v7")
     assert payload["level"] == "INFO"
+
+
+@pytest.mark.django_db
+def test_a_refused_request_is_one_warning_line_without_a_traceback(
+    alice_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A non-staff person opening /review/ is an expected 403: Django logged it with a full traceback."""
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert alice_client.get("/review/").status_code == 403
+    [record] = [record for record in caplog.records if record.name == "django.request"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+
+
+def test_server_errors_keep_their_traceback() -> None:
+    from phoneapp.log_format import ClientErrorsWithoutTraceback
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "django.request", logging.ERROR, __file__, 1, "Internal Server Error", (), sys.exc_info()
+        )
+    record.status_code = 500
+    assert ClientErrorsWithoutTraceback().filter(record) and record.exc_info is not None
