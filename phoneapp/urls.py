@@ -27,7 +27,7 @@ urlpatterns = [
     path("review/undo", review.review_undo, name="review-undo"),
     path("dashboard/", dashboard.dashboard_page, name="dashboard"),
     path("accounts/login/", login_throttled(auth_views.LoginView.as_view()), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", account.SignOutView.as_view(), name="logout"),
     path("api/", include("phoneapp.api.urls")),
     # Before admin.site.urls, so the admin's own login goes through the same throttle ("admin:login" still reverses).
     path("admin/login/", login_throttled(admin.site.login)),

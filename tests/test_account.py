@@ -126,3 +126,11 @@ def test_deleting_all_pictures_needs_a_csrf_token(alice: User) -> None:
     client.force_login(alice)
     assert client.post("/account/delete-pictures/", {"up_to": str(upload.pk)}).status_code == 403
     assert Upload.objects.filter(pk=upload.pk).exists()
+
+
+def test_logging_out_lands_on_the_login_page_saying_so(alice: User) -> None:
+    client = client_for(alice)
+    page = client.post("/accounts/logout/", follow=True)
+    assert page.redirect_chain[-1][0].startswith("/accounts/login/")
+    assert "You are signed out." in page.content.decode()
+    assert client.get("/history/").status_code == 302

@@ -11,8 +11,8 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import PasswordChangeView
-from django.http import HttpResponse
+from django.contrib.auth.views import LogoutView, PasswordChangeView
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
@@ -62,3 +62,12 @@ def account_delete_pictures(request: SignedInRequest) -> HttpResponse:
         messages.success(request, f"Deleted {deleted} picture(s), with their thumbnails, heat maps and verdicts.")
         return redirect("account")
     return render(request, "phoneapp/account_delete_pictures.html", {"summary": uploads_summary(owner=request.user)})
+
+
+class SignOutView(LogoutView):
+    """Django's log-out (POST only), and the login page it lands on says it worked."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are signed out.")
+        return response
