@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from phoneapp.errors import NotFound
+from phoneapp.refused_requests import refused_request
 from phoneapp.services.errors import RETRY_AFTER_SECONDS, DomainError
-from phoneapp.web.errors import refused_request
 
 
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:

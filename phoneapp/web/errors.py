@@ -5,25 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.handlers.exception import response_for_exception
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from phoneapp.errors import NotFound
-
-
-def refused_request(exception: Exception | None) -> tuple[int, str] | None:
-    """(status, message) for a request Django refused while reading its body (too many files or fields, form data
-    too large); None for anything else. Shared by ``handler400`` and the API's exception handler, which answers
-    these itself so that the API speaks JSON even where Django would show its debug page (``DEBUG``)."""
-    if isinstance(exception, TooManyFilesSent):
-        return 400, f"Too many files: at most {settings.UPLOAD_MAX_FILES} per upload."
-    if isinstance(exception, RequestDataTooBig):
-        return 413, "The form data is too large; send pictures as files in the 'image' field."
-    if isinstance(exception, TooManyFieldsSent):
-        return 400, "Too many form fields."
-    return None
+from phoneapp.refused_requests import refused_request
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
