@@ -168,6 +168,11 @@ def test_token_page_gives_a_key_that_works_from_curl(live_server: LiveServer, br
     key = wait(browser, lambda b: b.find_element(By.ID, "api-token").get_attribute("value"), 10)
     assert key and key in browser.find_element(By.ID, "curl-example").text
     screenshot(browser, "api-token", width=DESKTOP)
+    # On a phone the whole key fits in its field (it was cut off, to be scrolled blind while copying it).
+    browser.set_window_size(PHONE, 900)
+    field = browser.find_element(By.ID, "api-token")
+    assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", field)
+    browser.set_window_size(DESKTOP, 900)
     answer = subprocess.run(
         ["curl", "-s", "-H", f"Authorization: Token {key}", f"{live_server.url}/api/uploads/"],
         capture_output=True,
