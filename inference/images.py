@@ -105,9 +105,11 @@ def _draft_request(
     width, height = size
     requested = draft_size
     if width * height > max_pixels:
+        # Asked for w // scale, Pillow reduces by exactly ``scale`` (it divides the side by the size asked for; an
+        # odd side asked for ceil(w / 2) came out unreduced), and decodes ceil(w / scale) pixels: that must fit.
         fitting = next(
             (
-                (math.ceil(width / scale), math.ceil(height / scale))
+                (width // scale, height // scale)
                 for scale in (2, 4, 8)
                 if math.ceil(width / scale) * math.ceil(height / scale) <= max_pixels
             ),

@@ -164,12 +164,16 @@ def test_a_jpeg_over_the_pixel_limit_is_accepted_and_decoded_smaller_but_other_f
     assert refused.status_code == 400 and "pixels" in refused.json()["error"]
 
 
-def test_a_48_megapixel_phone_photo_is_decoded_at_half_size_within_the_default_limit() -> None:
+@pytest.mark.parametrize(("size", "half"), [((8064, 6048), (4032, 3024)), ((8001, 6001), (4001, 3001))])
+def test_a_48_megapixel_phone_photo_is_decoded_at_half_size_within_the_default_limit(
+    size: tuple[int, int], half: tuple[int, int]
+) -> None:
+    """Odd sides too: asking Pillow's draft for ceil(w / 2) left an 8001-pixel-wide photo unreduced, refused."""
     from inference.images import DEFAULT_MAX_PIXELS, open_image
 
-    photo = encode(Image.new("RGB", (8064, 6048), (120, 60, 30)), "JPEG", quality=80)
+    photo = encode(Image.new("RGB", size, (120, 60, 30)), "JPEG", quality=80)
     decoded = open_image(photo)
-    assert decoded.size == (4032, 3024)
+    assert decoded.size == half
     assert decoded.size[0] * decoded.size[1] <= DEFAULT_MAX_PIXELS
 
 

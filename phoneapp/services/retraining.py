@@ -46,7 +46,6 @@ from ml_training.metrics import SIGNIFICANCE, PairedTest, paired_test
 from ml_training.phash import dhash
 from ml_training.scene.data import SceneSample
 from ml_training.scene.data import read_manifest as read_scene_manifest
-from ml_training.splits import DEFAULT_MAX_DISTANCE
 from phoneapp.models import ModelVersion, Upload, VersionScore
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.selectors.training import (
@@ -378,8 +377,11 @@ def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[SceneSam
 
 
 # A training picture whose dHash is within this many bits (of 256) of a ground-truth or eval picture's is the same
-# picture re-encoded, resized or re-sent: the folds' own rule for near-duplicates (ml_training/splits.py).
-NEAR_DUPLICATE_BITS = DEFAULT_MAX_DISTANCE
+# picture re-encoded, resized or re-sent (such copies measured 0-4 bits apart). Tighter than the folds' 22
+# (ml_training/splits.py): frames of one fixed camera are that close to each other (40% of the office CCTV frames
+# have a frame of another group within 22 bits, 18% within 4), and one eval frame must not take its camera's other
+# frames out of training.
+NEAR_DUPLICATE_BITS = 6
 # Decoded this small (a JPEG's draft) for hashing: dHash looks at a 17x16 thumbnail.
 HASH_DRAFT = (64, 64)
 
