@@ -134,3 +134,23 @@ def test_logging_out_lands_on_the_login_page_saying_so(alice: User) -> None:
     assert page.redirect_chain[-1][0].startswith("/accounts/login/")
     assert "You are signed out." in page.content.decode()
     assert client.get("/history/").status_code == 302
+
+
+def test_guessing_the_old_password_is_throttled_like_a_login(alice: User, settings) -> None:
+    """Someone holding a stolen session must not be able to guess the real password there without limit."""
+    settings.LOGIN_FAILURE_LIMIT = "3/minute"
+    client = client_for(alice)
+    for n in range(3):
+        guess = client.post(
+            "/account/password/",
+            {"old_password": f"guess-{n}", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+        )
+        assert guess.status_code == 200
+    refused = client.post(
+        "/account/password/",
+        {"old_password": "alice-password-1", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+    assert refused.status_code == 429 and "Retry-After" in refused
+    assert "Too many wrong passwords" in refused.content.decode() and 'id="save-password"' in refused.content.decode()
+    alice.refresh_from_db()
+    assert alice.check_password("alice-password-1")

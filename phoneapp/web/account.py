@@ -17,8 +17,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
+from phoneapp.auth_backends import client_address
 from phoneapp.selectors.uploads import uploads_summary
 from phoneapp.services.api_tokens import api_token_get
+from phoneapp.services.login_attempts import login_attempt_wait, login_failure_record
 from phoneapp.services.upload_deletion import uploads_delete_all_of
 from phoneapp.signed_in import SignedInRequest
 
@@ -32,10 +34,30 @@ def account_page(request: SignedInRequest) -> HttpResponse:
 
 
 class AccountPasswordChangeView(PasswordChangeView):
-    """Django's password change, on this site's pages; back to the account page with a message."""
+    """Django's password change, on this site's pages; back to the account page with a message.
+
+    A wrong old password counts as a failed login (``LOGIN_FAILURE_LIMIT``, per account and address), and past the
+    limit the form is refused: a stolen session must not be a way to guess the password without limit.
+    """
 
     template_name = "phoneapp/password_change.html"
     success_url = reverse_lazy("account")
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        username, address = request.user.get_username(), client_address(request)
+        wait = login_attempt_wait(username=username, address=address)
+        if wait is not None:
+            messages.error(request, f"Too many wrong passwords; try again in {wait} seconds.")
+            form = self.get_form_class()(user=request.user)
+            response = self.render_to_response(self.get_context_data(form=form), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        if "old_password" in form.errors:
+            login_failure_record(username=self.request.user.get_username(), address=client_address(self.request))
+        return super().form_invalid(form)
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
