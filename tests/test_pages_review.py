@@ -98,7 +98,10 @@ def test_phone_key_decision_is_saved_and_answers_with_the_next_picture(
     assert (first.reviewed_label, first.reviewed_by) == ("not_phone", reviewer)
     assert first.reviewed_at is not None
     # The next picture, opened by review.js, says what was saved; undoing says so too.
-    assert "Saved: picture.jpg is not a phone. U undoes." in staff_client.get(f"/review/{second.pk}/").content.decode()
+    assert (
+        "Saved: picture.jpg is not a phone. Undo last (U) takes it back."
+        in staff_client.get(f"/review/{second.pk}/").content.decode()
+    )
     staff_client.post("/review/undo", headers={"Accept": "application/json"})
     assert "Undone: the picture is back" in staff_client.get(f"/review/{first.pk}/").content.decode()
 

@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from phoneapp.models import Upload
+from phoneapp.services.review_claims import upload_review_claim
 from tests.factories import client_for, make_upload, make_user
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +35,29 @@ def test_two_reviewers_starting_at_once_are_handed_different_pictures(
     assert open_queue(first) == most_unsure.pk
     assert open_queue(second) == next_unsure.pk
     assert "has this picture open too" not in second.get(f"/review/{next_unsure.pk}/").content.decode()
+
+
+def test_a_reviewer_whose_choice_was_claimed_a_moment_earlier_by_another_gets_the_next_picture(
+    alice: User, reviewer: User, second_reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both start the queue at the same moment and both see the same head; the other reviewer's claim lands first.
+    The choice is claimed at once, and a lost claim chooses again, instead of sending both to one picture."""
+    from phoneapp.web import review
+
+    head = make_upload(alice, probability=0.52)
+    following = make_upload(alice, probability=0.45)
+    real_first = review.review_queue_first
+    seen_before_the_other_claimed = [head]
+
+    def stale_then_real(**kwargs: object) -> Upload | None:
+        return seen_before_the_other_claimed.pop() if seen_before_the_other_claimed else real_first(**kwargs)
+
+    monkeypatch.setattr(review, "review_queue_first", stale_then_real)
+    assert upload_review_claim(upload=head, reviewer=reviewer) is None  # the other reviewer's claim lands first
+
+    assert client_for(second_reviewer).get("/review/")["Location"] == f"/review/{following.pk}/"
+    assert Upload.objects.get(pk=following.pk).review_claimed_by == second_reviewer
+    assert Upload.objects.get(pk=head.pk).review_claimed_by == reviewer
 
 
 def test_after_a_decision_the_next_picture_is_not_one_another_reviewer_has_open(

@@ -13,13 +13,15 @@ decisions) and what they skipped (left to the end of the queue).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from phoneapp.models import Label
+from phoneapp.models import Label, Upload
 from phoneapp.selectors.decisions import upload_place_unsure, upload_verdict
 from phoneapp.selectors.review_queue import review_next_after, review_place, review_queue_first, review_upload_get
 from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore, picture_mark_ground_truth
@@ -61,15 +63,39 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+# How often to choose again when another reviewer claimed the chosen picture first (each loss removes one picture).
+CLAIM_ATTEMPTS = 5
+
+
+def _chosen_and_claimed(request: SignedInRequest, choose: Callable[[], int | None]) -> int | None:
+    """The picture ``choose`` picks, claimed for this reviewer at once: two reviewers choosing at the same moment
+    see the same head of the queue, and the one whose claim loses chooses again (the queue now passes over the
+    picture the other holds). When every choice is held, the last one is shown, with its note."""
+    chosen = None
+    for _ in range(CLAIM_ATTEMPTS):
+        picked = choose()
+        if picked is None or picked == chosen:
+            return picked
+        chosen = picked
+        if upload_review_claim(upload=Upload(pk=picked), reviewer=request.user) is None:
+            return picked
+    return chosen
+
+
+def _first_in_queue(request: SignedInRequest) -> int | None:
+    first = review_queue_first(skipped=_skipped(request), reviewer_id=request.user.pk)
+    return first.pk if first is not None else None
+
+
 @staff_required
 @require_GET
 def review_start(request: SignedInRequest) -> HttpResponse:
-    """The most uncertain unreviewed picture, or a page saying the queue is empty."""
-    first = review_queue_first(skipped=_skipped(request), reviewer_id=request.user.pk)
+    """The most uncertain unreviewed picture (claimed for this reviewer), or a page saying the queue is empty."""
+    first = _chosen_and_claimed(request, lambda: _first_in_queue(request))
     if first is None:
         history = _history(request)
         return render(request, "phoneapp/review_empty.html", {"last_id": history[-1] if history else None})
-    return redirect("review-item", upload_id=first.pk)
+    return redirect("review-item", upload_id=first)
 
 
 @staff_required
@@ -125,12 +151,16 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     request.session[SESSION_LOG] = log[-HISTORY_LENGTH:]
     decided = review_upload_get(upload_id=upload.pk)
     # The place before the decision: a review now waiting for a second reviewer must not jump the queue's order.
-    next_id = review_next_after(upload=upload, skipped=_skipped(request), reviewer_id=request.user.pk)
+    next_id = _chosen_and_claimed(
+        request, lambda: review_next_after(upload=upload, skipped=_skipped(request), reviewer_id=request.user.pk)
+    )
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
     also = f" (and {len(prior) - 1} more upload(s) of the same picture)" if len(prior) > 1 else ""
     messages.success(
-        request, f"Saved: {decided.original_name} is {decided.get_reviewed_label_display().lower()}{also}. U undoes."
+        request,
+        f"Saved: {decided.original_name} is {decided.get_reviewed_label_display().lower()}{also}. "
+        "Undo last (U) takes it back.",
     )
     if _wants_json(request):
         return JsonResponse(
@@ -152,7 +182,9 @@ def review_skip(request: SignedInRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
     skipped = [pk for pk in _skipped(request) if pk != upload.pk] + [upload.pk]
     request.session[SESSION_SKIPPED] = skipped[-HISTORY_LENGTH:]
-    next_id = review_next_after(upload=upload, skipped=skipped, reviewer_id=request.user.pk)
+    next_id = _chosen_and_claimed(
+        request, lambda: review_next_after(upload=upload, skipped=skipped, reviewer_id=request.user.pk)
+    )
     next_url = reverse("review-item", args=[next_id]) if next_id and next_id != upload.pk else reverse("review")
     if _wants_json(request):
         return JsonResponse({"id": upload.pk, "next_id": next_id, "next_url": next_url})
