@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -49,7 +50,7 @@ def test_a_reviewer_whose_choice_was_claimed_a_moment_earlier_by_another_gets_th
     real_first = review.review_queue_first
     seen_before_the_other_claimed = [head]
 
-    def stale_then_real(**kwargs: object) -> Upload | None:
+    def stale_then_real(**kwargs: Any) -> Upload | None:
         return seen_before_the_other_claimed.pop() if seen_before_the_other_claimed else real_first(**kwargs)
 
     monkeypatch.setattr(review, "review_queue_first", stale_then_real)
