@@ -148,7 +148,14 @@ def compare(
         raise ValueError(f"{baseline_dir.name} and {candidate_dir.name} scored no picture in common.")
     rows: dict[str, list[tuple[str, bool, bool]]] = {}
     for path in common:
-        known = (picture_groups or {}).get(path) or baseline[path].picture_group or candidate[path].picture_group
+        # Each source numbers its groups its own way: the id carries where it came from, so a "5" formed from the
+        # pictures and a "5" of a predictions.json never merge two unrelated groups.
+        sources = (
+            ("pictures", (picture_groups or {}).get(path)),
+            ("baseline", baseline[path].picture_group),
+            ("candidate", candidate[path].picture_group),
+        )
+        known = next((f"{source}:{group}" for source, group in sources if group is not None), None)
         if known is None:
             raise ValueError(
                 f"{path}: its picture group is unknown ({baseline_dir.name}'s and {candidate_dir.name}'s "

@@ -42,7 +42,7 @@ class VerdictSplit:
 
 @dataclass(frozen=True)
 class ModelAccuracy:
-    """Reviewed uploads of one model version and how many of its verdicts the reviewers kept."""
+    """Reviewed pictures of one model version and how many of its verdicts the reviewers kept."""
 
     model_version: str
     reviewed: int
@@ -55,7 +55,8 @@ class ModelAccuracy:
 
 @dataclass(frozen=True)
 class ConfusionMatrix:
-    """Counts of reviewed uploads by (reviewer's label, model's label)."""
+    """Counts of reviewed pictures by (reviewer's label, model's label); without a version filter, a picture two
+    versions judged differently counts once under each verdict."""
 
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -69,7 +70,7 @@ class ConfusionMatrix:
 
 @dataclass(frozen=True)
 class ReviewerCount:
-    """How many uploads one reviewer has labelled (in all, and in the last 7 days)."""
+    """How many pictures one reviewer has labelled (in all, and in the last 7 days)."""
 
     reviewer: str
     total: int

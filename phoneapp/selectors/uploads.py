@@ -59,9 +59,10 @@ class UploadFilters:
         )
 
     @staticmethod
-    def ignored_in(query: dict[str, str]) -> list[str]:
-        """What :meth:`from_query` ignored, in words for the page (a value it does not know, a date it cannot read,
-        a "from" after "to"), so a filter that does nothing is never silent."""
+    def notes_on(query: dict[str, str]) -> list[str]:
+        """What the page should say about the filters asked for: values :meth:`from_query` ignored (one it does not
+        know, a date it cannot read) and a "from" after "to" (applied, and nothing can match), so a filter that
+        shows nothing or everything is never silent."""
         allowed = {
             "label": Label.values,
             "status": UploadStatus.values,

@@ -75,7 +75,7 @@ def history_page(request: SignedInRequest) -> HttpResponse:
     paginator = Paginator(upload_list(owner=request.user, filters=filters), settings.HISTORY_PAGE_SIZE)
     asked_page = request.GET.get("page", "")
     page = paginator.get_page(asked_page)
-    ignored = UploadFilters.ignored_in(request.GET)
+    ignored = UploadFilters.notes_on(request.GET)
     if asked_page and asked_page != str(page.number):
         ignored.append(f"page “{asked_page}” does not exist: this is page {page.number} of {paginator.num_pages}")
     query_without_page = request.GET.copy()
