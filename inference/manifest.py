@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.preprocessing import _RESAMPLING as INTERPOLATIONS  # the names preprocessing knows how to resize with
+from inference.preprocessing import RESAMPLING as INTERPOLATIONS  # the names preprocessing knows how to resize with
 from inference.preprocessing import PreprocessConfig
 from inference.second_opinion import SecondOpinionSpec
 

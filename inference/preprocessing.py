@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 # Pillow resampling filters by the names torchvision's InterpolationMode uses (the manifests store these names).
-_RESAMPLING = {
+RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -171,9 +171,9 @@ def image_to_tensor(image: Image.Image, config: PreprocessConfig) -> torch.Tenso
 
 def _resampling(name: str) -> Image.Resampling:
     try:
-        return _RESAMPLING[name]
+        return RESAMPLING[name]
     except KeyError as error:
-        raise ValueError(f"Unknown interpolation {name!r}; choose one of {', '.join(_RESAMPLING)}.") from error
+        raise ValueError(f"Unknown interpolation {name!r}; choose one of {', '.join(RESAMPLING)}.") from error
 
 
 def _resize(image: Image.Image, size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
