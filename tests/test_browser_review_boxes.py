@@ -152,7 +152,7 @@ def test_a_picture_a_colleague_has_open_is_handed_out_last_and_its_page_says_so(
     colleagues_picture = make_upload(alice, probability=0.52, name="colleague.jpg")
     free_picture = make_upload(alice, probability=0.45, name="free.jpg")
     colleague = make_user("colleague", staff=True)
-    assert upload_review_claim(upload=colleagues_picture, reviewer=colleague) is None
+    assert upload_review_claim(upload_id=colleagues_picture.pk, reviewer=colleague) is None
     log_in(browser, live_server, reviewer)
 
     browser.get(f"{live_server.url}/review/")

@@ -54,7 +54,7 @@ def test_a_reviewer_whose_choice_was_claimed_a_moment_earlier_by_another_gets_th
         return seen_before_the_other_claimed.pop() if seen_before_the_other_claimed else real_first(**kwargs)
 
     monkeypatch.setattr(review, "review_queue_first", stale_then_real)
-    assert upload_review_claim(upload=head, reviewer=reviewer) is None  # the other reviewer's claim lands first
+    assert upload_review_claim(upload_id=head.pk, reviewer=reviewer) is None  # the other reviewer's claim lands first
 
     assert client_for(second_reviewer).get("/review/")["Location"] == f"/review/{following.pk}/"
     assert Upload.objects.get(pk=following.pk).review_claimed_by == second_reviewer
@@ -132,7 +132,7 @@ def open_at_the_same_moment(upload: Upload, reviewers: list[User]) -> dict[str, 
     def open_picture(user: User) -> None:
         try:
             meeting.wait()
-            answers[user.get_username()] = upload_review_claim(upload=upload, reviewer=user)
+            answers[user.get_username()] = upload_review_claim(upload_id=upload.pk, reviewer=user)
         finally:
             connection.close()
 

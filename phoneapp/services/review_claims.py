@@ -21,8 +21,8 @@ from django.utils import timezone
 from phoneapp.models import Upload
 
 
-def upload_review_claim(*, upload: Upload, reviewer: AbstractBaseUser) -> AbstractBaseUser | None:
-    """Claim ``upload`` for ``reviewer`` unless another reviewer has it open, and give up the reviewer's other
+def upload_review_claim(*, upload_id: int, reviewer: AbstractBaseUser) -> AbstractBaseUser | None:
+    """Claim upload ``upload_id`` for ``reviewer`` unless another reviewer has it open, and give up the reviewer's other
     claims either way (they have moved on from those pictures).
 
     Returns the other reviewer when the picture is theirs (nothing changes then), ``None`` when it is now
@@ -38,13 +38,13 @@ def upload_review_claim(*, upload: Upload, reviewer: AbstractBaseUser) -> Abstra
     )
     with transaction.atomic():
         # The picture on the reviewer's screen is the only one they hold, whether or not they get this one.
-        Upload.objects.filter(review_claimed_by_id=reviewer.pk).exclude(pk=upload.pk).update(
+        Upload.objects.filter(review_claimed_by_id=reviewer.pk).exclude(pk=upload_id).update(
             review_claimed_by=None, review_claimed_until=None
         )
-        claimed = Upload.objects.filter(free_or_own, pk=upload.pk).update(
+        claimed = Upload.objects.filter(free_or_own, pk=upload_id).update(
             review_claimed_by=reviewer, review_claimed_until=now + timedelta(seconds=settings.REVIEW_CLAIM_SECONDS)
         )
     if claimed:
         return None
-    holder = Upload.objects.filter(pk=upload.pk).select_related("review_claimed_by").first()
+    holder = Upload.objects.filter(pk=upload_id).select_related("review_claimed_by").first()
     return holder.review_claimed_by if holder is not None else None

@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from phoneapp.models import Label, Upload
+from phoneapp.models import Label
 from phoneapp.selectors.decisions import upload_place_unsure, upload_verdict
 from phoneapp.selectors.review_queue import review_next_after, review_place, review_queue_first, review_upload_get
 from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore, picture_mark_ground_truth
@@ -77,7 +77,7 @@ def _chosen_and_claimed(request: SignedInRequest, choose: Callable[[], int | Non
         if picked is None or picked == chosen:
             return picked
         chosen = picked
-        if upload_review_claim(upload=Upload(pk=picked), reviewer=request.user) is None:
+        if upload_review_claim(upload_id=picked, reviewer=request.user) is None:
             return picked
     return chosen
 
@@ -103,7 +103,7 @@ def review_start(request: SignedInRequest) -> HttpResponse:
 def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
     # Opening a picture claims it, so the queue hands other reviewers other pictures meanwhile.
-    open_with = upload_review_claim(upload=upload, reviewer=request.user)
+    open_with = upload_review_claim(upload_id=upload.pk, reviewer=request.user)
     place = review_place(upload=upload, history=_history(request), reviewer_id=request.user.pk)
     context = {
         "upload": upload,
