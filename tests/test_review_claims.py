@@ -163,3 +163,18 @@ def test_of_two_reviewers_opening_a_picture_at_the_same_moment_exactly_one_holds
         assert winner is not None and answers[winner.get_username()] is None
         [loser] = [name for name in answers if name != winner.get_username()]
         assert answers[loser] == winner
+
+
+def test_the_next_link_passes_over_a_picture_another_reviewer_has_open(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    uploads = [make_upload(alice, probability=p) for p in (0.52, 0.55, 0.4)]
+    first, second = client_for(reviewer), client_for(second_reviewer)
+    assert open_queue(first) == uploads[0].pk
+    assert open_queue(second) == uploads[1].pk
+
+    # uploads[1] follows in the queue's order, but the second reviewer has it open.
+    assert first.get(f"/review/{uploads[0].pk}/").context["place"].next_id == uploads[2].pk
+    # Where only pictures open with others follow, "Next" still leads to one.
+    assert second.get(f"/review/{uploads[2].pk}/").status_code == 200  # the second reviewer now holds uploads[2]
+    assert first.get(f"/review/{uploads[1].pk}/").context["place"].next_id == uploads[2].pk

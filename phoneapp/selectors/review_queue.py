@@ -133,13 +133,17 @@ def _after(upload: Upload) -> Q:
 def review_place(*, upload: Upload, history: Sequence[int] = (), reviewer_id: int | None = None) -> ReviewPlace:
     """The queue's neighbours of ``upload`` (annotated by :func:`review_upload_get`) and the count left.
 
+    "Next" is the following picture in the queue that no other reviewer has open (else the following one).
     ``history`` is the ids this reviewer decided in this session, oldest first. "Previous" walks back through it:
     from a decided picture to the one decided before it; from an undecided one to the unreviewed picture before it
     in the queue (one passed over with "next"), else to the last one decided -- so a reviewer can always go back
     to what they just did.
     """
     queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
-    following = queue.filter(_after(upload)).values_list("pk", flat=True).first()
+    after = queue.filter(_after(upload)).values_list("pk", flat=True)
+    # "Next" passes over pictures another reviewer has open, as the queue does after a decision; when only such
+    # pictures follow, it still leads to the first of them (its page says who has it open).
+    following = after.exclude(_open_with_another_q(reviewer_id)).first() or after.first()
     remaining = review_queue(reviewer_id=reviewer_id).count()
     in_queue = review_upload_in_queue(upload=upload, reviewer_id=reviewer_id)
     position = queue.exclude(_after(upload)).count() + 1 if in_queue else 0
