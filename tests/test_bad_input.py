@@ -249,6 +249,19 @@ def test_client_content_type_and_name_are_ignored(
 
 
 @pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("name", ["blob", "photo.txt", "IMG_0001.JPG", ".jpg"])
+def test_a_picture_is_judged_by_its_content_whatever_its_name(
+    name: str, door: str, alice_client: Client, alice: User
+) -> None:
+    """Scripts and clipboards send pictures as ``blob`` or without an extension: the content decides."""
+    response = alice_client.post(door, {"image": uploaded_file(name, picture_bytes("JPEG"), "image/jpeg")})
+
+    assert response.status_code in (201, 302), response.content[:300]
+    upload = Upload.objects.get(owner=alice)
+    assert (upload.original_name, upload.content_type, upload.image.name.endswith(".jpg")) == (name, "image/jpeg", True)
+
+
+@pytest.mark.parametrize("door", DOORS)
 def test_a_body_over_the_request_limit_is_refused_before_it_is_read(
     door: str, alice_client: Client, isolated_storage: Path, settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

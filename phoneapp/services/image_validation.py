@@ -1,4 +1,5 @@
-"""Checking an uploaded file before anything is stored: size, extension, and a decode under a pixel limit.
+"""Checking an uploaded file before anything is stored: size, and a decode under a pixel limit (the file's content
+decides whether it is a picture, never its name or the content type the client sent).
 
 Storage decision: JPEG, PNG, WebP, GIF, BMP and TIFF keep their format and their pixels as uploaded (the worker
 decodes them again with the same :func:`inference.images.open_image`), minus personal metadata -- location,
@@ -81,17 +82,27 @@ def validate_image_file(file: UploadedFile) -> ValidatedImage:
     if size > settings.UPLOAD_MAX_BYTES:
         limit_mb = settings.UPLOAD_MAX_BYTES / (1024 * 1024)
         raise UploadTooLarge(f"The file is larger than the {limit_mb:g} MB limit.", file_name=name)
-    extension = PurePosixPath(name).suffix.lower()
-    if extension not in ALLOWED_EXTENSIONS:
-        raise InvalidUpload(
-            f"Files ending in {extension or '(no extension)'!r} are not accepted; send {ACCEPTED_DESCRIPTION} "
-            "pictures.",
-            file_name=name,
-        )
     data = _read_all(file)
     if _is_heif(data):
         return _validate_heif(data, name=name)
     header = _read_header(data)
+    try:
+        return _validate_decodable(data, header, name=name)
+    except InvalidUpload as refusal:
+        # The content decides, not the name (a JPEG sent as "blob" or "photo" is accepted): the name only words
+        # the refusal of a file that is no picture at all, such as notes.txt or logo.svg.
+        extension = PurePosixPath(name).suffix.lower()
+        if header is None and extension and extension not in ALLOWED_EXTENSIONS:
+            raise InvalidUpload(
+                f"Files ending in '{extension}' are not accepted; send {ACCEPTED_DESCRIPTION} pictures.",
+                file_name=name,
+            ) from refusal
+        raise
+
+
+def _validate_decodable(data: bytes, header: _Header | None, *, name: str) -> ValidatedImage:
+    """:class:`ValidatedImage` of a picture in one of the formats stored as sent (``header``: what
+    :func:`_read_header` read of it), or :class:`InvalidUpload`."""
     try:
         # open_image turns bombs, truncation and unknown formats into messages for the user. Every byte is still
         # decoded (a truncated file fails), a JPEG at the smallest scale Pillow's draft offers (1/8): nothing here
