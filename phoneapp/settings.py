@@ -64,9 +64,11 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Bodies longer than REQUEST_MAX_BYTES are refused (413) before anything reads them, logged in or not.
     "phoneapp.web.request_size.RequestSizeLimitMiddleware",
+    # Unknown addresses under /api/ answer a JSON 404 (naming the address meant), never an add-a-slash redirect.
+    "phoneapp.api.addresses.ApiNotFoundMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "phoneapp.api.addresses.ApiCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -48,6 +48,7 @@ class RequestSizeLimitMiddleware:
             response: HttpResponse = JsonResponse({"error": message}, status=413)
         else:
             response = HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
-        # The unread body stays on the connection: close it rather than parse the rest as a next request.
-        response["Connection"] = "close"
+        # No "Connection: close": a WSGI application may not send hop-by-hop headers (Django's development server
+        # turned this 413 into a 500 for it). The server discards the unread body itself before reading another
+        # request on the connection (gunicorn and the development server both do).
         return response
