@@ -16,10 +16,12 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 
 from phoneapp.auth_backends import client_address
+from phoneapp.refused_requests import refused_request
 from phoneapp.services.login_attempts import login_attempt_wait
 
 
@@ -29,7 +31,15 @@ def login_throttled(view: Callable[..., HttpResponseBase]) -> Callable[..., Http
     @wraps(view)
     def throttled_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method == "POST":
-            wait = login_attempt_wait(username=_posted_username(request), address=client_address(request))
+            try:
+                username = _posted_username(request)
+            except (SuspiciousOperation, BadRequest) as error:
+                refused = refused_request(error)
+                if refused is None or not request.path.startswith("/api/"):
+                    raise  # the pages' handler400 words it
+                # Read here, outside the API's exception handler: answered in the API's JSON even in DEBUG.
+                return JsonResponse({"error": refused[1]}, status=refused[0])
+            wait = login_attempt_wait(username=username, address=client_address(request))
             if wait is not None:
                 return login_refused_response(request, retry_after=wait)
         return view(request, *args, **kwargs)

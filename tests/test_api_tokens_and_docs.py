@@ -264,3 +264,15 @@ def test_the_same_picture_sent_again_carries_the_first_ones_boxes(alice_client: 
     )
     [again] = alice_client.post("/api/uploads/", {"image": uploaded_file("desk.jpg")}).json()
     assert again["id"] != first["id"] and again["boxes"] == boxes
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_token_request_with_too_many_fields_is_refused_in_json(debug: bool, alice: User, settings) -> None:
+    """The login throttle reads the posted user name before the API's exception handler runs: its refusal was
+    Django's HTML debug page in DEBUG."""
+    settings.DEBUG = debug
+    fields = {f"field{index}": "x" for index in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
+
+    response = Client().post("/api/token/", {"username": alice.get_username(), "password": "wrong", **fields})
+
+    assert (response.status_code, response.json()) == (400, {"error": "Too many form fields."})
