@@ -16,7 +16,7 @@ from phoneapp.models import Upload
 from tests.images import picture_bytes, uploaded_file
 
 if TYPE_CHECKING:
-    from pytest_django.fixtures import SettingsFixture
+    from pytest_django.fixtures import Settings as SettingsFixture
     from pytest_django.live_server_helper import LiveServer
 
 pytestmark = pytest.mark.django_db

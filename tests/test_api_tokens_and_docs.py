@@ -25,6 +25,8 @@ from tests.images import uploaded_file
 
 pytestmark = pytest.mark.django_db
 
+PICTURES = ("image", "thumbnail", "heatmap")
+
 
 def test_username_and_password_get_a_token_that_works_for_uploads(client: Client, alice: User) -> None:
     response = client.post("/api/token/", {"username": "alice", "password": "alice-password-1"})
@@ -212,6 +214,37 @@ def test_openapi_schema_matches_what_the_api_answers(client: Client, alice_clien
         parameter["name"] for parameter in listing["parameters"]
     }
     assert {"201", "400", "401", "413", "429", "503"} <= set(schema["paths"]["/api/uploads/"]["post"]["responses"])
+
+
+def test_every_refusal_the_api_answers_is_in_its_schema(client: Client, alice: User) -> None:
+    """Requests that draw each refusal a client must handle (no credentials, a session without its CSRF token, a
+    body of the wrong type) are sent for real, and each answer's status must be declared for its operation."""
+    from tests.factories import make_upload
+
+    schema = client.get("/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"}).json()
+    upload_id = make_upload(alice).pk
+    session = Client(enforce_csrf_checks=True)
+    session.force_login(alice)
+    detail = "/api/uploads/{upload_id}/"
+    sent = [
+        *[(Client(), "get", path) for path in ("/api/uploads/", detail, *(f"{detail[:-1]}/{p}" for p in PICTURES))],
+        (Client(), "post", "/api/uploads/"),
+        (Client(), "delete", detail),
+        (session, "post", "/api/uploads/"),
+        (session, "delete", detail),
+    ]
+    answered = []
+    for caller, method, path in sent:
+        response = getattr(caller, method)(path.replace("{upload_id}", str(upload_id)))
+        answered.append((method, path, response.status_code))
+    token = "Token " + api_token_regenerate(user=alice)
+    json_body = Client().post("/api/uploads/", "{}", content_type="application/json", headers={"Authorization": token})
+    answered.append(("post", "/api/uploads/", json_body.status_code))
+    answered.append(("post", "/api/token/", Client().post("/api/token/", "x", content_type="text/plain").status_code))
+
+    assert {status for *_, status in answered} == {401, 403, 415}
+    undeclared = [entry for entry in answered if str(entry[2]) not in schema["paths"][entry[1]][entry[0]]["responses"]]
+    assert undeclared == []
 
 
 @pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.contrib.auth import authenticate
 from django.http import FileResponse
@@ -46,6 +46,13 @@ BATCH_RULE = (
     "upload rate limit (429 with `Retry-After` past it)."
 )
 
+# Errors every endpoint for a signed-in caller can answer, and those of the ones that change something.
+SIGNED_IN_ERRORS = {401: OpenApiResponse(ErrorSerializer, description="no or bad credentials")}
+CHANGE_ERRORS = {
+    403: OpenApiResponse(ErrorSerializer, description="signed in with a browser session but no CSRF token")
+}
+NOT_YOURS = OpenApiResponse(ErrorSerializer, description="no such upload of yours")
+NOT_MULTIPART = OpenApiResponse(ErrorSerializer, description="the body is not multipart/form-data")
 
 # The list's query parameters, as UploadFilters.from_query reads them.
 UPLOAD_LIST_PARAMETERS = [
@@ -83,7 +90,7 @@ class UploadListCreateApi(APIView):
         parameters=UPLOAD_LIST_PARAMETERS,
         responses={
             200: UploadPageSerializer,
-            401: OpenApiResponse(ErrorSerializer, description="no or bad credentials"),
+            **SIGNED_IN_ERRORS,
             404: OpenApiResponse(ErrorSerializer, description="no such page"),
         },
     )
@@ -101,10 +108,12 @@ class UploadListCreateApi(APIView):
         responses={
             201: UploadSerializer(many=True),
             400: OpenApiResponse(ErrorSerializer, description="a file was refused; nothing was stored"),
-            401: OpenApiResponse(ErrorSerializer, description="no or bad credentials"),
+            **SIGNED_IN_ERRORS,
+            **CHANGE_ERRORS,
             413: OpenApiResponse(
                 ErrorSerializer, description="a file, or the request, is too large; nothing was stored"
             ),
+            415: NOT_MULTIPART,
             429: OpenApiResponse(ErrorSerializer, description="too many pictures in a short time (see Retry-After)"),
             503: OpenApiResponse(
                 ErrorSerializer, description="storage or the database is unavailable; nothing was stored (Retry-After)"
@@ -126,12 +135,15 @@ class UploadListCreateApi(APIView):
 class UploadDetailApi(APIView):
     """``GET``: one of the caller's uploads; ``DELETE``: delete it with its files (204). Someone else's: 404."""
 
-    @extend_schema(summary="One of your uploads", responses={200: UploadSerializer, 404: ErrorSerializer})
+    @extend_schema(summary="One of your uploads", responses={200: UploadSerializer, **SIGNED_IN_ERRORS, 404: NOT_YOURS})
     def get(self, request: AuthenticatedRequest, upload_id: int) -> Response:
         upload = upload_get(owner=request.user, upload_id=upload_id)
         return Response(UploadSerializer(upload, context={"request": request}).data)
 
-    @extend_schema(summary="Delete one of your uploads with its files", responses={204: None, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Delete one of your uploads with its files",
+        responses={204: None, **SIGNED_IN_ERRORS, **CHANGE_ERRORS, 404: NOT_YOURS},
+    )
     def delete(self, request: AuthenticatedRequest, upload_id: int) -> Response:
         upload_delete(upload=upload_get(owner=request.user, upload_id=upload_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -148,11 +160,13 @@ class AnyContentNegotiation(DefaultContentNegotiation):
         return first, first.media_type
 
 
-# The schema of every picture endpoint (each one's ``get`` carries it).
-picture_schema = extend_schema(
-    responses={(200, "image/*"): OpenApiTypes.BINARY, 404: ErrorSerializer},
-    description="Only the upload's owner can fetch it; anyone else gets 404.",
-)
+def picture_schema(summary: str) -> Callable[[Callable], Callable]:
+    """The schema of a picture endpoint's ``get``: bytes for the owner, JSON errors otherwise."""
+    return extend_schema(
+        summary=summary,
+        responses={(200, "image/*"): OpenApiTypes.BINARY, **SIGNED_IN_ERRORS, 404: NOT_YOURS},
+        description="Only the upload's owner can fetch it; anyone else gets 404.",
+    )
 
 
 class _UploadPictureApi(APIView):
@@ -165,7 +179,7 @@ class _UploadPictureApi(APIView):
 class UploadImageApi(_UploadPictureApi):
     """The picture as uploaded (HEIC is stored as JPEG)."""
 
-    @picture_schema
+    @picture_schema("The picture as uploaded")
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         upload = upload_get(owner=request.user, upload_id=upload_id)
         return picture_response(upload.image, upload.content_type)
@@ -174,7 +188,7 @@ class UploadImageApi(_UploadPictureApi):
 class UploadThumbnailApi(_UploadPictureApi):
     """A small JPEG of the picture; the picture itself until the worker has drawn it."""
 
-    @picture_schema
+    @picture_schema("A small JPEG of the picture")
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         return thumbnail_response(upload_get(owner=request.user, upload_id=upload_id))
 
@@ -183,7 +197,7 @@ class UploadHeatmapApi(_UploadPictureApi):
     """Where the phone is, as a transparent PNG; drawn on the first request when the verdict's evidence was
     stored."""
 
-    @picture_schema
+    @picture_schema("Where the phone is, as a transparent PNG")
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         upload = upload_get(owner=request.user, upload_id=upload_id)
         return heatmap_response(upload)
@@ -211,6 +225,7 @@ class TokenObtainApi(APIView):
         responses={
             200: TokenSerializer,
             400: OpenApiResponse(ErrorSerializer, description="wrong credentials"),
+            415: OpenApiResponse(ErrorSerializer, description="the body is not JSON or form data"),
             429: OpenApiResponse(ErrorSerializer, description="too many failed logins for this account or address"),
         },
         auth=[],
