@@ -279,6 +279,9 @@ CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that lost Redis tries again forever (Celery's default gives up after 100 tries, about 46 minutes, and the
+# worker exits): an outage of any length ends with the workers back at work, without a person.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BEAT_SCHEDULE = {
     # Does nothing unless RETENTION_DAYS is set.
     "delete-expired-uploads": {"task": "phoneapp.tasks.uploads_delete_expired_task", "schedule": 3600.0},

@@ -181,3 +181,13 @@ def test_other_errors_stay_500_in_json_for_the_api(monkeypatch: pytest.MonkeyPat
 
     assert response.status_code == 500
     assert "error" in response.json()
+
+
+def test_a_worker_never_stops_trying_to_reach_the_broker() -> None:
+    """Celery's consumer passes ``broker_connection_max_retries`` to kombu's ``ensure_connection``; its default (100
+    tries, about 46 minutes of back-off) made every worker exit in a longer Redis outage (seen with the limit at 3:
+    "Unrecoverable error" after 12 s). None means retry forever."""
+    from phoneapp.celery import app
+
+    assert app.conf.broker_connection_max_retries is None
+    assert app.conf.broker_connection_retry_on_startup is True
