@@ -20,7 +20,14 @@ from pathlib import Path
 
 from inference.base import DEFAULT_MAX_BATCH, BaseClassifier
 from inference.contract import ONNXRUNTIME, TORCH, Classifier
-from inference.export_cache import EXPORT_KEY_PROPERTY, cached_export_path, default_cache_dir, discard, touch
+from inference.export_cache import (
+    EXPORT_KEY_PROPERTY,
+    cached_export_path,
+    default_cache_dir,
+    discard,
+    exporting_alone,
+    touch,
+)
 from inference.manifest import ModelLoadError, ModelManifest, manifest_checksum, read_manifest, verify_files
 from inference.onnx_engine import (
     AccelerationUnavailable,
@@ -211,6 +218,13 @@ def _from_export(
     """
     cache = cache_dir or default_cache_dir()
     path = cached_export_path(cache, manifest)
+    with exporting_alone(path):  # the other processes of the machine wait for this one's export, then find it
+        return _opened_or_exported(path, directory, manifest, threads=threads, max_batch=max_batch)
+
+
+def _opened_or_exported(
+    path: Path, directory: Path, manifest: ModelManifest, *, threads: int, max_batch: int
+) -> OnnxClassifier:
     if path.is_file():
         try:
             classifier = _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=True)

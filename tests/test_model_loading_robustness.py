@@ -204,3 +204,42 @@ def test_an_edit_to_a_module_the_graph_is_built_from_makes_a_new_export(
         handle.write("\n# an edit\n")
 
     assert export_key(manifest) != before
+
+
+def test_processes_switching_to_a_new_version_at_once_make_one_export_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each prefork worker process finds no export of a newly active version at the same moment; side by side
+    they made one each (22 s of waiting uploads instead of ~11). The cache's lock lets one export and the other
+    find its file. (Threads stand in for processes: ``flock`` locks belong to each ``open``, so they exclude
+    threads that open the lock file separately just as they exclude processes.)"""
+    import threading
+
+    import inference.loader
+
+    cache = tmp_path / "cache"
+    model_dir = fine_tuned_version(tmp_path, "mine", seed=1)
+    exports: list[Path] = []
+    real_export = inference.loader.export_to_cache
+
+    def counted_export(model_dir: Path, cache_dir: Path) -> None:
+        exports.append(model_dir)
+        real_export(model_dir, cache_dir)
+
+    monkeypatch.setattr("inference.loader.export_to_cache", counted_export)
+    together = threading.Barrier(2)
+    loaded: list[Any] = []
+
+    def switch() -> None:
+        together.wait()
+        loaded.append(load(model_dir, engine="onnxruntime", cache_dir=cache))
+
+    workers = [threading.Thread(target=switch) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+
+    assert len(exports) == 1
+    assert sorted(classifier.from_cache for classifier in loaded) == [False, True]
+    assert all(isinstance(classifier, OnnxClassifier) for classifier in loaded)
