@@ -434,7 +434,9 @@ def test_unreadable_pictures_are_skipped_and_counted_and_too_few_fails(tmp_path:
     (data / "phone" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     for index in range(2):
         (data / "not_phone" / f"not_phone-{index}.png").write_bytes(b"garbage")
-    with pytest.raises(CommandError, match=r"Too few readable pictures.*3 unreadable skipped"):
+    with pytest.raises(
+        CommandError, match=r"Too few readable pictures to train on: 5 not_phone;.*3 unreadable skipped"
+    ):
         call_command("retrain", *QUICK, "--data-dir", str(data), stdout=io.StringIO())
     assert not ModelVersion.objects.filter(name__startswith="retrain-").exists()
 

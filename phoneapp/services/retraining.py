@@ -497,9 +497,12 @@ def _check_enough(summary: dict[str, Any]) -> None:
         )
     too_few = {label: count for label, count in per_label.items() if count < MIN_PICTURES_PER_LABEL}
     if too_few:
+        counts = ", ".join(f"{count} {label}" for label, count in too_few.items())
         raise RetrainError(
-            f"Too few readable pictures: {too_few}; at least {MIN_PICTURES_PER_LABEL} of each label are needed "
-            f"({summary['unreadable_skipped']} unreadable skipped)."
+            f"Too few readable pictures to train on: {counts}; at least {MIN_PICTURES_PER_LABEL} of each label are "
+            f"needed ({summary['unreadable_skipped']} unreadable skipped). Training takes settled reviews of "
+            "train-split uploads (ground-truth and eval pictures never train) and the pictures of --data-dir / "
+            "TRAINING_DATA_DIR."
         )
 
 
