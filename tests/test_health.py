@@ -70,3 +70,38 @@ def test_the_write_probe_leaves_nothing_behind(client: Client, isolated_storage:
     client.get("/healthz?deep=1")
 
     assert [path for path in (isolated_storage / "media").rglob("*") if path.is_file()] == []
+
+
+def test_the_web_probe_stays_200_while_no_worker_is_alive_and_names_what_it_did_not_check(
+    client: Client, redis_broker: str
+) -> None:
+    """Uploads are taken and wait as pending while the workers are down: a load balancer polling ``?web=1`` keeps
+    the web processes in service, while the full probe says what is wrong."""
+    assert client.get("/healthz").status_code == 503
+
+    response = client.get("/healthz?web=1")
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["database"], body["storage"]) == ("ok", "ok")
+    assert (body["broker"], body["model"], body["worker"]) == ("not checked", "not checked", "not checked")
+
+
+def test_the_web_probe_is_503_when_pictures_cannot_be_stored(client: Client, settings) -> None:
+    settings.HEALTH_MIN_FREE_MB = 10**12  # more than any disk has
+
+    response = client.get("/healthz?web=1")
+
+    assert (response.status_code, response.json()["failing"]) == (503, ["storage"])
+
+
+def test_with_the_database_down_only_the_database_is_named_failing(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The active version is read from the database: with it down the model is "unknown", not a second failure
+    that sends an operator looking at the model files."""
+    monkeypatch.setattr("phoneapp.services.health._check_database", lambda connection: "down")
+
+    body = client.get("/healthz").json()
+
+    assert (body["failing"], body["model"]) == (["database"], "unknown")

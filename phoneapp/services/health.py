@@ -43,9 +43,10 @@ class HealthReport:
         failing = []
         if self.database != "ok":
             failing.append("database")
-        if self.broker not in ("ok", "not configured"):
+        if self.broker not in ("ok", "not configured", "not checked"):
             failing.append("broker")
-        if self.model != "ok":
+        # "unknown": the database that names the active version is down, and is named itself.
+        if self.model not in ("ok", "unknown", "not checked"):
             failing.append("model")
         if self.worker not in ("ok", "not configured", "not checked", "unknown"):
             failing.append("worker")
@@ -75,12 +76,25 @@ class HealthReport:
         return report
 
 
-def health_report(*, connection: BaseDatabaseWrapper, deep: bool = False) -> HealthReport:
-    """Can this deployment take and classify uploads? The quick form (what a load balancer polls every few
-    seconds) checks the database, the broker, the model's files, the workers' heartbeats and local storage by
-    metadata; ``deep`` also writes and deletes a probe file through the storage API (S3 included) and reads the
-    queue depth."""
+def health_report(*, connection: BaseDatabaseWrapper, deep: bool = False, web_only: bool = False) -> HealthReport:
+    """Can this deployment take and classify uploads? The quick form checks the database, the broker, the model's
+    files, the workers' heartbeats and local storage by metadata; ``deep`` also writes and deletes a probe file
+    through the storage API (S3 included) and reads the queue depth.
+
+    ``web_only``: can this web process take uploads (the database and storage; the rest "not checked")? What a
+    load balancer should poll: with the broker or every worker down, uploads are still taken and wait as pending,
+    so taking the web processes out of service then would refuse them for nothing."""
     database = _check_database(connection)
+    if web_only:
+        storage, free_mb = _check_storage(deep=deep)
+        return HealthReport(
+            database=database,
+            broker="not checked",
+            model="not checked",
+            model_version=None,
+            storage=storage,
+            free_space_mb=free_mb,
+        )
     model, version = _check_model() if database == "ok" else ("unknown", None)
     broker = _check_broker()
     worker, alive = (
