@@ -10,7 +10,7 @@ from django.http import FileResponse, Http404
 
 from phoneapp.models import Upload
 from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
-from phoneapp.services.thumbnails import upload_preview_jpeg
+from phoneapp.services.thumbnails import upload_display_jpeg, upload_preview_jpeg
 
 
 def picture_response(field: FieldFile, content_type: str) -> FileResponse:
@@ -22,6 +22,15 @@ def picture_response(field: FieldFile, content_type: str) -> FileResponse:
     except FileNotFoundError as error:
         raise Http404("The picture file is missing.") from error
     return _protected(FileResponse(handle, content_type=content_type))
+
+
+def display_response(upload: Upload) -> FileResponse:
+    """The picture as the pages show it: as stored when browsers draw its format, else a JPEG drawn now (TIFF).
+    The API's ``image`` serves the stored file whatever its format (a download, not a display)."""
+    drawn_now = upload_display_jpeg(upload=upload)
+    if drawn_now is not None:
+        return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
+    return picture_response(upload.image, upload.content_type)
 
 
 def thumbnail_response(upload: Upload) -> FileResponse:

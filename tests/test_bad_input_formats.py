@@ -57,11 +57,19 @@ def test_accepted_format_is_stored_byte_for_byte_and_served_with_its_type(
     upload = Upload.objects.get(owner=alice)
     assert upload.content_type == content_type
     assert upload.image.open("rb").read() == data
-    served = alice_client.get(f"/uploads/{upload.pk}/image")
+    served = alice_client.get(f"/api/uploads/{upload.pk}/image")  # the download: the stored file
     assert served["Content-Type"] == content_type
     assert isinstance(served, StreamingHttpResponse) and b"".join(served.streaming_content) == data
     thumbnail = alice_client.get(f"/uploads/{upload.pk}/thumbnail")  # drawn by the (in-process) worker
     assert thumbnail["Content-Type"] == "image/jpeg"
+    shown = alice_client.get(f"/uploads/{upload.pk}/image")  # what the pages draw
+    assert isinstance(shown, StreamingHttpResponse)
+    shown_bytes = b"".join(shown.streaming_content)
+    if kind == "TIFF":  # browsers cannot draw TIFF: the pages get the whole picture as a JPEG
+        assert shown["Content-Type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(shown_bytes)).size == (200, 150)
+    else:
+        assert (shown["Content-Type"], shown_bytes) == (content_type, data)
 
 
 @pytest.mark.django_db

@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 import logging
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from PIL import Image, ImageOps
 
+from inference.images import open_image
 from phoneapp.models import Upload
 from phoneapp.services.errors import StorageUnavailable
 from phoneapp.services.stored_pictures import stored_file_write
@@ -85,3 +87,17 @@ def upload_preview_jpeg(*, upload: Upload) -> bytes | None:
     with upload.image.open("rb") as handle, Image.open(handle) as picture:
         picture.draft("RGB", THUMBNAIL_SIZE)
         return thumbnail_jpeg(ImageOps.exif_transpose(picture).convert("RGB"))
+
+
+def upload_display_jpeg(*, upload: Upload) -> bytes | None:
+    """The whole picture as a JPEG, for pictures browsers cannot draw (TIFF): the pages' detail, review and admin
+    views showed a broken image for them. ``None`` for the browser-drawable formats, served as stored. Drawn on each
+    request (TIFF uploads are rare; the browser keeps it for the hour the picture headers allow)."""
+    if upload.content_type in BROWSER_DRAWABLE_TYPES:
+        return None
+    with upload.image.open("rb") as handle:
+        # The same decoding as the model's: upright, 16-bit and float greys scaled rather than clipped to white.
+        picture = open_image(handle, max_pixels=settings.UPLOAD_MAX_PIXELS)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()

@@ -21,7 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from phoneapp.picture_files import heatmap_response, picture_response, thumbnail_response
+from phoneapp.picture_files import display_response, heatmap_response, thumbnail_response
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.selectors.uploads import (
     UploadFilters,
@@ -214,8 +214,7 @@ def upload_delete_page(request: SignedInRequest, upload_id: int) -> HttpResponse
 @login_required
 @require_GET
 def upload_image(request: SignedInRequest, upload_id: int) -> FileResponse:
-    upload = upload_get_for_viewer(viewer=request.user, upload_id=upload_id)
-    return picture_response(upload.image, upload.content_type)
+    return display_response(upload_get_for_viewer(viewer=request.user, upload_id=upload_id))
 
 
 @login_required
