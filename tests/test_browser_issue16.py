@@ -156,6 +156,15 @@ def test_review_undo_and_duplicates_in_the_browser(
     wait(browser, lambda b: current_id() == copies[0].pk)
     assert {upload.reviewed_label for upload in Upload.objects.filter(sha256="b" * 64)} == {""}
     screenshot(browser, "review-phone-after-undo", width=PHONE)
+    # Once the queue is empty, U still undoes the last decision (the empty page loaded no script before).
+    browser.find_element(By.TAG_NAME, "body").send_keys("n")
+    wait(browser, lambda b: current_id() == other.pk)
+    browser.find_element(By.TAG_NAME, "body").send_keys("p")
+    wait(browser, lambda b: b.find_elements(By.ID, "undo-button") and current_id() is None)
+    assert Upload.objects.get(pk=other.pk).reviewed_label == "phone"
+    browser.find_element(By.TAG_NAME, "body").send_keys("u")
+    wait(browser, lambda b: current_id() == other.pk)
+    assert Upload.objects.get(pk=other.pk).reviewed_label == ""
 
 
 def test_token_page_gives_a_key_that_works_from_curl(live_server: LiveServer, browser: Chrome, alice: User) -> None:
