@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
-from django.template.loader import render_to_string
 from django.test import Client
 
 from tests.factories import make_upload
+from tests.images import picture_bytes, uploaded_file
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
@@ -72,7 +72,37 @@ def test_server_failure_gets_the_apps_500_page(settings: SettingsFixture, alice:
     assert "deliberate failure" not in page  # the cause goes to the log, never to the page
 
 
-def test_outage_page_says_when_to_try_again() -> None:
-    page = render_to_string("503.html", {"retry_after": 30})
+def test_outage_page_says_when_to_try_again_and_only_a_sent_form_that_nothing_was_saved(
+    alice_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
 
-    assert BRAND in page and "try again in 30 seconds" in page
+    def database_gone(**_: object) -> object:
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr("phoneapp.web.views.upload_list", database_gone)
+    monkeypatch.setattr("phoneapp.web.views.uploads_create", database_gone)
+
+    read = alice_client.get("/history/")
+    sent = alice_client.post("/", {"image": uploaded_file("a.jpg", picture_bytes("JPEG"))})
+
+    assert (read.status_code, sent.status_code) == (503, 503)
+    assert read["Retry-After"] == "30"
+    read_page, sent_page = read.content.decode(), sent.content.decode()
+    assert BRAND in read_page and "Try again in 30 seconds" in read_page and "Nothing was saved" not in read_page
+    assert "Nothing was saved from this request: try again in 30 seconds" in sent_page
+
+
+def test_a_form_sent_without_its_csrf_token_gets_the_sites_page_saying_what_to_do(alice: User) -> None:
+    """Django's own page (unstyled under the site's CSP, ending "More information is available with DEBUG=True")
+    was what a person saw after signing in in another tab and sending an older form."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    browser.get("/")  # sets the CSRF cookie; the form below is sent without its token, as a stale tab's is
+
+    response = browser.post("/", {"image": uploaded_file("a.jpg", picture_bytes("JPEG"))})
+
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert BRAND in page and "This form has expired" in page and "reload the page" in page
+    assert "DEBUG" not in page

@@ -51,7 +51,12 @@ def outage_response(request: HttpRequest, error: BaseException | None = None) ->
         response: HttpResponse = JsonResponse({"error": message}, status=503)
     else:
         try:
-            body = loader.get_template("503.html").render({"message": message, "request_path": request.path})
+            context = {
+                "retry_after": RETRY_AFTER_SECONDS,
+                # A page that was only being read saved nothing anyway; a form that was sent must say so.
+                "saved_nothing": request.method not in ("GET", "HEAD"),
+            }
+            body = loader.get_template("503.html").render(context)
             response = HttpResponse(body, status=503)
         except TemplateDoesNotExist:
             response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
