@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -301,7 +302,11 @@ class UploadAdmin(admin.ModelAdmin):
             if skipped
             else ""
         )
-        self.message_user(request, f"{count} picture(s) are now ground truth{note}.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{count} picture{pluralize(count)} {pluralize(count, 'is,are')} now ground truth{note}.",
+            messages.SUCCESS,
+        )
 
     @admin.action(permissions=["change"], description="Ground truth: phone")
     def ground_truth_phone(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
@@ -314,7 +319,11 @@ class UploadAdmin(admin.ModelAdmin):
     def _ground_truth(self, request: HttpRequest, queryset: UploadQuerySet, *, label: Label) -> None:
         """Every selected upload becomes ground truth with ``label``; the message counts them."""
         count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request), label=label)
-        self.message_user(request, f"{count} picture(s) are now ground truth: {_LABEL_WORDS[label]}.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{count} picture{pluralize(count)} {pluralize(count, 'is,are')} now ground truth: {_LABEL_WORDS[label]}.",
+            messages.SUCCESS,
+        )
 
     @admin.action(permissions=["change"], description="Retry classification of failed uploads")
     def retry_classification(self, request: HttpRequest, queryset: UploadQuerySet) -> None:

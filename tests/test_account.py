@@ -84,13 +84,13 @@ def test_deleting_all_pictures_removes_the_owners_rows_and_files_and_nobody_else
     files = [Path(upload.image.path) for upload in mine]
     client = client_for(alice)
     page = client.get("/account/delete-pictures/").content.decode()
-    assert "All <strong>3</strong> picture(s)" in page
+    assert "All <strong>3</strong> pictures you sent" in page
     assert Upload.objects.filter(owner=alice).count() == 3  # asking deletes nothing
 
     with django_capture_on_commit_callbacks(execute=True):  # files go once the deletion is committed
         response = client.post("/account/delete-pictures/", {"up_to": str(max(u.pk for u in mine))}, follow=True)
 
-    assert "Deleted 3 picture(s)" in response.content.decode()
+    assert "Deleted 3 pictures," in response.content.decode()
     assert not Upload.objects.filter(owner=alice).exists()
     assert not any(path.exists() for path in files)
     assert Upload.objects.filter(pk=theirs.pk).exists() and Path(theirs.image.path).exists()

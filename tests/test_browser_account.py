@@ -53,10 +53,10 @@ def test_a_person_deletes_all_their_pictures_after_confirming(
     theirs = make_upload(bob, probability=0.9)
     open_logged_in(browser, live_server, alice, "/account/")
     wait(browser, lambda b: b.find_element(By.ID, "delete-pictures")).click()
-    assert "All 2 picture(s)" in wait(browser, lambda b: b.find_element(By.ID, "delete-count")).text
+    assert "All 2 pictures you sent" in wait(browser, lambda b: b.find_element(By.ID, "delete-count")).text
     browser.find_element(By.ID, "confirm-delete-all").click()
 
-    assert "Deleted 2 picture(s)" in wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".messages")).text
+    assert "Deleted 2 pictures," in wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".messages")).text
     assert browser.find_element(By.ID, "no-pictures")
     assert not Upload.objects.filter(owner=alice).exists()
     assert Upload.objects.filter(pk=theirs.pk).exists()

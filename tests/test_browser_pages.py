@@ -270,6 +270,12 @@ def test_review_queue_runs_on_the_keyboard_and_saves_each_decision_at_once(
 
     browser.get(f"{live_server.url}/review/")
     assert current_id() == coin_flip.pk  # most uncertain first
+    # The ground-truth switch spans the decision grid (in one of its two columns it wrapped to 4-6 lines).
+    form_width, switch_width = browser.execute_script(
+        "return [document.getElementById('decisions').clientWidth,"
+        " document.querySelector('.ground-truth-switch').getBoundingClientRect().width];"
+    )
+    assert switch_width >= form_width - 2
     browser.find_element(By.TAG_NAME, "body").send_keys("h")
     overlay = browser.find_element(By.CSS_SELECTOR, ".picture-stack .heatmap")
     wait(browser, lambda b: overlay.value_of_css_property("opacity") == "1", 5)

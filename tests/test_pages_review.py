@@ -247,7 +247,11 @@ def test_the_same_picture_sent_four_times_is_one_item_and_one_decision_labels_al
     other = make_upload(alice, probability=0.6)
     page = staff_client.get(f"/review/{copies[0].pk}/")
     assert page.context["place"].remaining == 2
-    assert "Sent 4 times" in page.content.decode()
+    assert "Sent 4 times: one decision labels all 4 uploads" in page.content.decode()
+    twice = [make_upload(alice, probability=0.7, sha256="c" * 64) for _ in range(2)]
+    assert (
+        "Sent 2 times: one decision labels both uploads" in staff_client.get(f"/review/{twice[0].pk}/").content.decode()
+    )
     answer = decide(staff_client, copies[0].pk, "phone")
     assert answer["labelled"] == 4 and answer["next_id"] == other.pk
     assert {copy.reviewed_label for copy in Upload.objects.filter(sha256="a" * 64)} == {"phone"}

@@ -291,10 +291,12 @@ def decide_promotion(
     missing = {label: count for label, count in missing.items() if count > 0}
     if missing:
         needed = " and ".join(f"{count} more {label}" for label, count in missing.items())
+        have = ", ".join(f"{ground_truth_per_label.get(label, 0)} {label}" for label in LABELS)
         return False, (
-            f"not promoted: too little ground truth to judge ({ground_truth_per_label}; {needed} picture(s) needed, "
-            f"at least {MIN_GROUND_TRUTH_PER_LABEL} of each label). Registered inactive: mark reviewed uploads as "
-            "ground truth (admin action or G in the review queue), or activate it yourself with --activate."
+            f"not promoted: too little ground truth to judge (it has {have}; {needed} needed, at least "
+            f"{MIN_GROUND_TRUTH_PER_LABEL} of each label). Registered inactive: mark reviewed uploads as ground truth "
+            "(admin action or G in the review queue), or activate it yourself (the admin's 'Activate this version', "
+            "or retrain --activate)."
         )
     if not has_active:
         return True, "promoted: there is no active model to compare with."

@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LogoutView, PasswordChangeView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -81,7 +82,9 @@ def account_delete_pictures(request: SignedInRequest) -> HttpResponse:
             messages.error(request, "Nothing was deleted: open this page again and confirm from it.")
             return redirect("account-delete-pictures")
         deleted = uploads_delete_all_of(owner=request.user, up_to_id=up_to_id)
-        messages.success(request, f"Deleted {deleted} picture(s), with their thumbnails, heat maps and verdicts.")
+        messages.success(
+            request, f"Deleted {deleted} picture{pluralize(deleted)}, with their thumbnails, heat maps and verdicts."
+        )
         return redirect("account")
     return render(request, "phoneapp/account_delete_pictures.html", {"summary": uploads_summary(owner=request.user)})
 
