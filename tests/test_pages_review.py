@@ -234,6 +234,10 @@ def test_skip_moves_on_and_leaves_the_picture_for_the_end(staff_client: Client, 
     answer = staff_client.post(f"/review/{first.pk}/skip", headers={"Accept": "application/json"}).json()
     assert answer["next_id"] == second.pk
     assert staff_client.get("/review/")["Location"] == f"/review/{second.pk}/"
+    # Its place says what the reviewer sees: first of the two (it said "2 of 2", counting the skipped one ahead).
+    place = staff_client.get(f"/review/{second.pk}/").context["place"]
+    assert (place.position, place.remaining) == (1, 2)
+    assert staff_client.get(f"/review/{first.pk}/").context["place"].position == 2  # skipped: behind the rest
     first.refresh_from_db()
     assert first.reviewed_label == ""
     # Once the rest is decided, the skipped picture comes back.

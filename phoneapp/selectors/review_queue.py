@@ -130,14 +130,17 @@ def _after(upload: Upload) -> Q:
     )
 
 
-def review_place(*, upload: Upload, history: Sequence[int] = (), reviewer_id: int | None = None) -> ReviewPlace:
+def review_place(
+    *, upload: Upload, history: Sequence[int] = (), skipped: Sequence[int] = (), reviewer_id: int | None = None
+) -> ReviewPlace:
     """The queue's neighbours of ``upload`` (annotated by :func:`review_upload_get`) and the count left.
 
     "Next" is the following picture in the queue that no other reviewer has open (else the following one).
-    ``history`` is the ids this reviewer decided in this session, oldest first. "Previous" walks back through it:
-    from a decided picture to the one decided before it; from an undecided one to the unreviewed picture before it
-    in the queue (one passed over with "next"), else to the last one decided -- so a reviewer can always go back
-    to what they just did.
+    ``skipped``: what this reviewer skipped in this session, handed out after the rest, and counted so in the
+    position. ``history`` is the ids this reviewer decided in this session, oldest first. "Previous" walks back
+    through it: from a decided picture to the one decided before it; from an undecided one to the unreviewed
+    picture before it in the queue (one passed over with "next"), else to the last one decided -- so a reviewer
+    can always go back to what they just did.
     """
     queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
     after = queue.filter(_after(upload)).values_list("pk", flat=True)
@@ -146,7 +149,7 @@ def review_place(*, upload: Upload, history: Sequence[int] = (), reviewer_id: in
     following = after.exclude(_open_with_another_q(reviewer_id)).first() or after.first()
     remaining = review_queue(reviewer_id=reviewer_id).count()
     in_queue = review_upload_in_queue(upload=upload, reviewer_id=reviewer_id)
-    position = queue.exclude(_after(upload)).count() + 1 if in_queue else 0
+    position = _position(queue, upload, skipped) if in_queue else 0
     if upload.pk in history:
         earlier = list(history[: history.index(upload.pk)])
         previous_id = earlier[-1] if earlier else None
@@ -164,6 +167,15 @@ def review_place(*, upload: Upload, history: Sequence[int] = (), reviewer_id: in
         remaining=remaining,
         duplicates=review_duplicates(upload=upload).count(),
     )
+
+
+def _position(queue: UploadQuerySet, upload: Upload, skipped: Sequence[int]) -> int:
+    """1-based place of ``upload`` in the order this reviewer is handed pictures: the queue's order, with what they
+    skipped moved behind the rest (``queue`` leaves ``upload`` out)."""
+    ahead = queue.exclude(_after(upload))
+    if upload.pk not in skipped:
+        return ahead.exclude(pk__in=list(skipped)).count() + 1
+    return queue.exclude(pk__in=list(skipped)).count() + ahead.filter(pk__in=list(skipped)).count() + 1
 
 
 def review_next_after(*, upload: Upload, skipped: Sequence[int] = (), reviewer_id: int | None = None) -> int | None:

@@ -104,7 +104,9 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
     upload = review_upload_get(upload_id=upload_id)
     # Opening a picture claims it, so the queue hands other reviewers other pictures meanwhile.
     open_with = upload_review_claim(upload_id=upload.pk, reviewer=request.user)
-    place = review_place(upload=upload, history=_history(request), reviewer_id=request.user.pk)
+    place = review_place(
+        upload=upload, history=_history(request), skipped=_skipped(request), reviewer_id=request.user.pk
+    )
     context = {
         "upload": upload,
         "place": place,
