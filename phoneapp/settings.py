@@ -54,10 +54,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Before rest_framework: its templates/rest_framework/api.html restyles DRF's browsable API page.
+    "phoneapp",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "phoneapp",
 ]
 
 MIDDLEWARE = [

@@ -166,7 +166,14 @@ def test_a_browser_gets_the_browsable_api(alice_client: Client) -> None:
     response = alice_client.get("/api/uploads/", headers={"Accept": "text/html"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
-    assert 'class="response-info"' in response.content.decode()  # DRF's browsable page, not raw JSON
+    page = response.content.decode()
+    assert 'class="response-info"' in page  # DRF's browsable page, not raw JSON
+    # Its upload form takes files (DRF drew only a raw text box for them), it fits a phone, it has no inline
+    # style for the site's CSP to refuse, and it speaks to users, not in the view's docstring.
+    assert re.search(r'<input id="api-pictures" name="image" type="file" multiple', page)
+    assert 'name="viewport"' in page
+    assert "<style" not in page
+    assert "Your uploads, newest first" in page and "``" not in page
 
 
 def test_openapi_schema_documents_uploads_tokens_and_the_batch_rule(client: Client) -> None:

@@ -185,6 +185,16 @@ class UploadRequestSerializer(serializers.Serializer):
     )
 
 
+class UploadFormSerializer(serializers.Serializer):
+    """The browsable API's upload form: one file input taking several pictures (DRF cannot draw a list of files)."""
+
+    image = serializers.ImageField(
+        label="Pictures",
+        help_text="One or more pictures (JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC); one bad file refuses them all.",
+        style={"template": "phoneapp/api/pictures_input.html"},
+    )
+
+
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)

@@ -24,6 +24,7 @@ from phoneapp.api.serializers import (
     ErrorSerializer,
     TokenRequestSerializer,
     TokenSerializer,
+    UploadFormSerializer,
     UploadPageSerializer,
     UploadRequestSerializer,
     UploadSerializer,
@@ -73,6 +74,9 @@ class UploadListCreateApi(APIView):
     """``GET``: the caller's uploads, newest first, paginated. ``POST``: upload one or many pictures."""
 
     parser_classes = [MultiPartParser, FormParser]
+    # What the browsable API shows (the schema has its own words and request body, in extend_schema below).
+    description = "Your uploads, newest first (GET). Send pictures with the form below or as 'image' parts (POST)."
+    serializer_class = UploadFormSerializer
 
     upload_throttle: UploadRateThrottle | None = None
 
@@ -134,6 +138,8 @@ class UploadListCreateApi(APIView):
 
 class UploadDetailApi(APIView):
     """``GET``: one of the caller's uploads; ``DELETE``: delete it with its files (204). Someone else's: 404."""
+
+    description = "One of your uploads (GET); DELETE removes it with its files."
 
     @extend_schema(summary="One of your uploads", responses={200: UploadSerializer, **SIGNED_IN_ERRORS, 404: NOT_YOURS})
     def get(self, request: AuthenticatedRequest, upload_id: int) -> Response:
@@ -217,6 +223,8 @@ class TokenObtainApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    description = "POST your user name and password to get a new API token; your previous one stops working."
+    serializer_class = TokenRequestSerializer  # the browsable API's form
 
     @extend_schema(
         summary="Get a new API token",
