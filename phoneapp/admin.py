@@ -330,12 +330,14 @@ class UploadAdmin(admin.ModelAdmin):
         count = uploads_retry_failed(uploads=queryset)
         skipped = queryset.count() - count
         note = f"; {skipped} upload(s) that had not failed left alone" if skipped else ""
-        self.message_user(request, f"{count} failed upload(s) sent to be classified again{note}.", messages.SUCCESS)
+        self.message_user(
+            request, f"{count} failed upload{pluralize(count)} sent to be classified again{note}.", messages.SUCCESS
+        )
 
     @admin.action(permissions=["change"], description="Remove from ground truth")
     def remove_from_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         count = uploads_unmark_ground_truth(uploads=queryset)
-        self.message_user(request, f"{count} upload(s) removed from ground truth.", messages.SUCCESS)
+        self.message_user(request, f"{count} upload{pluralize(count)} removed from ground truth.", messages.SUCCESS)
 
 
 # Shown and read-only alike (one tuple: both admin options accept it, so the type checker does too).
@@ -471,13 +473,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
             logger.exception("activation refused: model unavailable", extra={"model_version": chosen.name})
             self.message_user(
                 request,
-                f"{chosen.name} was not activated: its files (or its second opinion's) are missing or changed on "
+                f"Not activated: the files of {chosen.name} (or of its second opinion) are missing or changed on "
                 "disk, so workers could not load it. The active model is unchanged; details are in the log.",
                 messages.ERROR,
             )
             return
         version = model_version_activate(version=chosen)
-        self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
+        # Not starting with the name: the admin capitalises the first letter of every message.
+        self.message_user(
+            request, f"Activated {version.name}: workers switch to it before their next prediction.", messages.SUCCESS
+        )
 
 
 FIGURE_COLUMNS = ("count", "accuracy", "precision", "recall", "f1", "roc_auc", "false_positive_rate", "ece")
