@@ -22,6 +22,8 @@ from phoneapp.services.errors import RETRY_AFTER_SECONDS, ServiceUnavailable
 logger = logging.getLogger(__name__)
 
 OUTAGE_MESSAGE = "The service is briefly unavailable; nothing was saved. Try again in a moment."
+# A request that only reads saved nothing anyway: telling a script so suggests something was lost.
+OUTAGE_MESSAGE_ON_READ = "The service is briefly unavailable. Try again in a moment."
 
 
 def _outage_errors() -> tuple[type[BaseException], ...]:
@@ -46,7 +48,11 @@ def is_outage(error: BaseException | None) -> bool:
 
 def outage_response(request: HttpRequest, error: BaseException | None = None) -> HttpResponse:
     """503 + ``Retry-After``: JSON under ``/api/``, the ``503.html`` page (or plain text) otherwise."""
-    message = error.message if isinstance(error, ServiceUnavailable) else OUTAGE_MESSAGE
+    reading = request.method in ("GET", "HEAD")
+    if isinstance(error, ServiceUnavailable):
+        message = error.message
+    else:
+        message = OUTAGE_MESSAGE_ON_READ if reading else OUTAGE_MESSAGE
     if request.path.startswith("/api/"):
         response: HttpResponse = JsonResponse({"error": message}, status=503)
     else:
@@ -54,7 +60,7 @@ def outage_response(request: HttpRequest, error: BaseException | None = None) ->
             context = {
                 "retry_after": RETRY_AFTER_SECONDS,
                 # A page that was only being read saved nothing anyway; a form that was sent must say so.
-                "saved_nothing": request.method not in ("GET", "HEAD"),
+                "saved_nothing": not reading,
             }
             body = loader.get_template("503.html").render(context)
             response = HttpResponse(body, status=503)
