@@ -82,6 +82,22 @@ def test_missing_or_bad_credentials_answer_401_with_a_token_challenge(client: Cl
     assert response.json()["error"]
 
 
+@pytest.mark.parametrize("scheme", ["Bearer", "Basic"])
+def test_a_key_sent_under_another_scheme_is_told_which_header_to_use(
+    client: Client, alice_client: Client, alice: User, scheme: str
+) -> None:
+    key = api_token_regenerate(user=alice)
+
+    response = client.get("/api/uploads/", headers={"Authorization": f"{scheme} {key}"})
+
+    assert response.status_code == 401
+    assert response.json()["error"].endswith(
+        f"The Authorization header's scheme '{scheme}' is not accepted: send 'Authorization: Token <key>'."
+    )
+    # A page behind a proxy's basic authentication sends such a header too: its session still works.
+    assert alice_client.get("/api/uploads/", headers={"Authorization": f"{scheme} {key}"}).status_code == 200
+
+
 def test_token_page_shows_the_key_once_then_only_its_prefix(alice_client: Client, alice: User) -> None:
     page = alice_client.get("/account/api-token/").content.decode()
     assert "You have no API token yet" in page

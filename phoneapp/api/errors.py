@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.authentication import get_authorization_header
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -29,4 +32,15 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
     handled = drf_exception_handler(error, context)
     if handled is not None and isinstance(handled.data, dict) and "detail" in handled.data:
         handled.data = {"error": str(handled.data["detail"])}
+        if isinstance(error, NotAuthenticated):
+            handled.data["error"] += _scheme_hint(context.get("request"))
     return handled
+
+
+def _scheme_hint(request: Request | None) -> str:
+    """For a key sent under another scheme (``Bearer``, ``Basic``), which token authentication passes over (so a
+    page behind a proxy's basic authentication still works with its session): the header to use instead."""
+    scheme = get_authorization_header(request).split(b" ", 1)[0].decode("latin-1") if request is not None else ""
+    if not scheme or scheme.lower() == "token":
+        return ""
+    return f" The Authorization header's scheme '{scheme}' is not accepted: send 'Authorization: Token <key>'."
