@@ -4,6 +4,7 @@ the other)."""
 from __future__ import annotations
 
 import io
+from pathlib import PurePosixPath
 
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404
@@ -13,15 +14,21 @@ from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
 from phoneapp.services.thumbnails import upload_display_jpeg, upload_preview_jpeg
 
 
-def picture_response(field: FieldFile, content_type: str) -> FileResponse:
-    """The bytes of a stored picture with headers that keep a browser from running them (pages and API)."""
+def picture_response(field: FieldFile, content_type: str, *, filename: str = "") -> FileResponse:
+    """The bytes of a stored picture with headers that keep a browser from running them (pages and API).
+    ``filename``: what a saved copy is called (``Content-Disposition``), else the stored file's own name."""
     if not field.name:
         raise Http404("No picture.")
     try:
         handle = field.open("rb")
     except FileNotFoundError as error:
         raise Http404("The picture file is missing.") from error
-    return _protected(FileResponse(handle, content_type=content_type))
+    return _protected(FileResponse(handle, content_type=content_type, filename=filename))
+
+
+def upload_image_response(upload: Upload) -> FileResponse:
+    """The stored picture (the API's ``image``, a download), saved under the name it was sent with."""
+    return picture_response(upload.image, upload.content_type, filename=_sent_name(upload, upload.image.name))
 
 
 def display_response(upload: Upload) -> FileResponse:
@@ -29,8 +36,14 @@ def display_response(upload: Upload) -> FileResponse:
     The API's ``image`` serves the stored file whatever its format (a download, not a display)."""
     drawn_now = upload_display_jpeg(upload=upload)
     if drawn_now is not None:
-        return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
-    return picture_response(upload.image, upload.content_type)
+        shown = FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg", filename=_sent_name(upload, "shown.jpg"))
+        return _protected(shown)
+    return upload_image_response(upload)
+
+
+def _sent_name(upload: Upload, stored_as: str) -> str:
+    """The name the picture was sent with, ending as what is served ends (a HEIC sent as IMG_1.heic is a JPEG)."""
+    return PurePosixPath(upload.original_name or "picture").stem + PurePosixPath(stored_as).suffix
 
 
 def thumbnail_response(upload: Upload) -> FileResponse:

@@ -66,7 +66,7 @@ def test_accepted_format_is_stored_byte_for_byte_and_served_with_its_type(
     assert isinstance(shown, StreamingHttpResponse)
     shown_bytes = b"".join(shown.streaming_content)
     if kind == "TIFF":  # browsers cannot draw TIFF: the pages get the whole picture as a JPEG
-        assert shown["Content-Type"] == "image/jpeg"
+        assert (shown["Content-Type"], shown["Content-Disposition"]) == ("image/jpeg", 'inline; filename="a.jpg"')
         assert Image.open(io.BytesIO(shown_bytes)).size == (200, 150)
     else:
         assert (shown["Content-Type"], shown_bytes) == (content_type, data)
@@ -81,6 +81,9 @@ def test_heic_is_accepted_and_stored_as_jpeg(alice_client: Client, alice: User) 
     assert response.status_code == 201, response.content
     upload = Upload.objects.get(owner=alice)
     assert (upload.content_type, upload.width, upload.height) == ("image/jpeg", 160, 120)
+    # Saved from the API under the name it was sent with, ending as what it now is (the stored name is random).
+    served = alice_client.get(f"/api/uploads/{upload.pk}/image")
+    assert served["Content-Disposition"] == 'inline; filename="IMG_0001.jpg"'
     assert upload.image.name.endswith(".jpg")
     with Image.open(upload.image.open("rb")) as stored:
         assert stored.format == "JPEG"

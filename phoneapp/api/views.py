@@ -29,7 +29,7 @@ from phoneapp.api.serializers import (
     UploadRequestSerializer,
     UploadSerializer,
 )
-from phoneapp.picture_files import heatmap_response, picture_response, thumbnail_response
+from phoneapp.picture_files import heatmap_response, thumbnail_response, upload_image_response
 from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials, InvalidUpload
@@ -187,8 +187,7 @@ class UploadImageApi(_UploadPictureApi):
 
     @picture_schema("The picture as uploaded")
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
-        upload = upload_get(owner=request.user, upload_id=upload_id)
-        return picture_response(upload.image, upload.content_type)
+        return upload_image_response(upload_get(owner=request.user, upload_id=upload_id))
 
 
 class UploadThumbnailApi(_UploadPictureApi):
