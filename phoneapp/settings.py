@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "phoneapp.web.outages.OutageMiddleware",
     # A selector's NotFound (e.g. someone else's upload) is a 404, like Http404.
     "phoneapp.web.errors.NotFoundMiddleware",
+    # A page address opened with the wrong method (a sign-out or retry link) gets a page saying what to do.
+    "phoneapp.web.errors.MethodNotAllowedPageMiddleware",
 ]
 # Every password check goes through the login throttle (LOGIN_FAILURE_LIMIT per account and per address).
 AUTHENTICATION_BACKENDS = ["phoneapp.auth_backends.ThrottledModelBackend"]

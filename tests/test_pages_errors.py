@@ -3,6 +3,7 @@ login form), 404 for what is missing or someone else's, 500 when the server fail
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import pytest
@@ -106,3 +107,23 @@ def test_a_form_sent_without_its_csrf_token_gets_the_sites_page_saying_what_to_d
     page = response.content.decode()
     assert BRAND in page and "This form has expired" in page and "reload the page" in page
     assert "DEBUG" not in page
+
+
+def test_a_sign_out_or_retry_link_opened_directly_gets_a_page_saying_what_to_do(
+    alice_client: Client, alice: User
+) -> None:
+    """They take a POST; Django's 405 had no body, which browsers show as "This page isn't working"."""
+    upload = make_upload(alice)
+
+    sign_out = alice_client.get("/accounts/logout/")
+    retry = alice_client.get(f"/uploads/{upload.pk}/retry")
+    api = alice_client.put("/api/uploads/")
+
+    assert (sign_out.status_code, retry.status_code, api.status_code) == (405, 405, 405)
+    assert "POST" in sign_out["Allow"] and BRAND in sign_out.content.decode()
+    assert re.search(
+        r'<form method="post" action="/accounts/logout/">.*Sign out</button>', sign_out.content.decode(), re.S
+    )
+    assert "takes a button, not a visit" in retry.content.decode()
+    assert api.json() == {"error": 'Method "PUT" not allowed.'}  # the API's stays JSON
+    assert alice_client.post("/accounts/logout/").status_code == 302  # the page's button signs out

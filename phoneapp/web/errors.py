@@ -1,5 +1,5 @@
-"""Answers for requests Django refuses before any view runs (too many files, oversized form fields), and the 404
-for a selector's :class:`~phoneapp.errors.NotFound`."""
+"""Answers for requests Django refuses before any view runs (too many files, oversized form fields), the 404 for a
+selector's :class:`~phoneapp.errors.NotFound`, and the 405 page of a page address opened with the wrong method."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from django.core.handlers.exception import response_for_exception
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
 
 from phoneapp.errors import NotFound
 from phoneapp.refused_requests import refused_request
@@ -34,3 +36,21 @@ class NotFoundMiddleware:
         if not isinstance(exception, NotFound):
             return None
         return response_for_exception(request, Http404(exception.message))
+
+
+class MethodNotAllowedPageMiddleware:
+    """A page address opened with the wrong method (a bookmarked sign-out or retry link: they take a POST) answers
+    its 405 with a page saying what to do, and a sign-out button on the sign-out address; Django's 405 has no body,
+    which browsers show as "This page isn't working". The API's 405s are DRF's JSON and pass through."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code != 405 or request.path.startswith("/api/") or response.content:
+            return response
+        context = {"signing_out": request.path == reverse("logout")}
+        page = render(request, "405.html", context, status=405)
+        page["Allow"] = response.get("Allow", "")
+        return page
