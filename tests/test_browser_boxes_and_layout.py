@@ -21,6 +21,7 @@ from tests.factories import make_upload
 from tests.images import encode
 from tests.test_browser_pages import (
     DESKTOP,
+    PHONE,
     SCREENSHOT_FLAGS,
     VERDICT_TIMEOUT,
     log_in,
@@ -227,6 +228,27 @@ def test_the_admin_upload_list_fits_a_1366_px_window(
     # Nor inside the list: every column is in view.
     assert fit["tableWidth"] <= fit["containerWidth"] and fit["table"] <= fit["container"] + 0.5, fit
     screenshot(browser, "admin-uploads", width=1366)
+
+
+def test_an_uploads_admin_page_with_a_long_file_name_fits_a_phone(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """Its title and breadcrumbs did not wrap: the page was 678 px wide at 375."""
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(
+        alice,
+        probability=0.9,
+        name="IMG_20261130_184510_HDR_portrait_mode_front_camera_burst_000_edited_final_version_2.jpeg",
+    )
+    log_in(browser, live_server, reviewer)
+    phone = {"width": PHONE, "height": 800, "deviceScaleFactor": 1, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", phone)
+    browser.get(f"{live_server.url}/admin/phoneapp/upload/{upload.pk}/change/")
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".admin-picture img.picture"), 10)
+    widths = browser.execute_script("return [window.innerWidth, document.documentElement.scrollWidth];")
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert widths[0] == PHONE and widths[1] <= widths[0], widths
 
 
 # Per chart: its bars (label, count, horizontal extent on screen) and its day labels' extents as Chromium drew them.
