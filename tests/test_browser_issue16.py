@@ -82,6 +82,32 @@ def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_p
     ), before
 
 
+def test_a_card_pending_for_long_keeps_saying_why_it_waits_as_it_polls(
+    live_server: LiveServer, browser: Chrome, alice: User
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from selenium.webdriver.common.by import By
+
+    waiting = make_upload(alice, status=UploadStatus.PENDING, probability=None, version=None, name="waiting.jpg")
+    Upload.objects.filter(pk=waiting.pk).update(created=timezone.now() - timedelta(minutes=5))
+    just_sent = make_upload(alice, status=UploadStatus.PENDING, probability=None, version=None, name="new.jpg")
+    open_logged_in(browser, live_server, alice, "/history/")
+    # Marks that upload.js's next answer replaces: then the text is the script's, not the server's.
+    browser.execute_script(
+        "document.querySelectorAll('[data-verdict-for]').forEach((v) => v.append(Object.assign("
+        "document.createElement('i'), {className: 'server-drawn'})));"
+    )
+    wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, ".server-drawn"), 10)
+
+    def verdict_text(upload: Upload) -> str:
+        return browser.find_element(By.CSS_SELECTOR, f'[data-verdict-for="{upload.pk}"]').text
+
+    assert "The classifier is busy or paused" in verdict_text(waiting)
+    assert verdict_text(just_sent) == "Pending…"
+
+
 def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_page(
     live_server: LiveServer, browser: Chrome, alice: User
 ) -> None:

@@ -132,3 +132,21 @@ def test_staff_can_see_any_picture_for_review(alice_client: Client, reviewer: Us
     staff = Client()
     staff.force_login(reviewer)
     assert staff.get(f"/uploads/{upload.pk}/thumbnail").status_code == 200
+
+
+def test_a_picture_pending_for_long_says_the_classifier_is_busy_or_paused(alice_client: Client, alice: User) -> None:
+    """During a worker or broker outage a bare "Pending…" read as stuck: after 30 s the verdict says why it waits."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from phoneapp.models import UploadStatus
+    from tests.factories import make_upload
+
+    waiting = make_upload(alice, status=UploadStatus.PENDING, probability=None, version=None, name="waiting.jpg")
+    Upload.objects.filter(pk=waiting.pk).update(created=timezone.now() - timedelta(minutes=5))
+    just_sent = make_upload(alice, status=UploadStatus.PENDING, probability=None, version=None, name="new.jpg")
+
+    note = "The classifier is busy or paused"
+    assert note in alice_client.get(f"/uploads/{waiting.pk}/").content.decode()
+    assert note not in alice_client.get(f"/uploads/{just_sent.pk}/").content.decode()

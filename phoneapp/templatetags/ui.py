@@ -10,6 +10,7 @@ import json
 
 from django import template
 from django.conf import settings
+from django.utils import timezone
 
 from phoneapp.models import Upload
 from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_verdict
@@ -43,6 +44,21 @@ def heatmap_offer(upload: Upload) -> HeatmapOffer:
     """What the picture's caption says of the overlay: offered, not drawn yet, or why it cannot be (see
     :func:`phoneapp.services.heatmaps.upload_heatmap_offer`); one call, so storage is asked once per page."""
     return upload_heatmap_offer(upload=upload)
+
+
+# An upload pending longer than this is waiting out a busy or stopped worker (or broker): its verdict says so, so
+# that "Pending…" does not read as stuck. upload.js uses the same number (PENDING_NOTE_AFTER_MS).
+PENDING_NOTE_AFTER_SECONDS = 30
+PENDING_NOTE = "Saved. The classifier is busy or paused; the verdict appears here when it is back."
+
+
+@register.filter
+def pending_note(upload: Upload) -> str:
+    """What a verdict waiting longer than :data:`PENDING_NOTE_AFTER_SECONDS` adds to "Pending…" (else nothing)."""
+    if upload.status != "pending" or upload.created is None:
+        return ""
+    waited = (timezone.now() - upload.created).total_seconds()
+    return PENDING_NOTE if waited > PENDING_NOTE_AFTER_SECONDS else ""
 
 
 @register.filter

@@ -10,6 +10,10 @@
   const POLL_MAX_MS = 5000;
   const POLL_ERROR_MAX_MS = 30000;
   const PARALLEL_UPLOADS = 3;
+  // An upload pending longer than this is waiting out a busy or stopped worker: its card says so (the server's
+  // pages use the same 30 s, PENDING_NOTE_AFTER_SECONDS in templatetags/ui.py).
+  const PENDING_NOTE_AFTER_MS = 30000;
+  const PENDING_NOTE = "Saved. The classifier is busy or paused; the verdict appears here when it is back.";
   const root = document.documentElement;
   root.classList.remove("no-js");
   root.classList.add("js");
@@ -84,6 +88,10 @@
     } else {
       const name = state.charAt(0).toUpperCase() + state.slice(1);
       element.append(el("span", { class: "verdict-word", text: name + "…" }));
+      const waited = Date.now() - Date.parse(upload.created);
+      if (upload.status === "pending" && waited > PENDING_NOTE_AFTER_MS) {
+        element.append(" ", el("small", { class: "verdict-meta", text: PENDING_NOTE }));
+      }
     }
   }
 
