@@ -175,11 +175,14 @@ def test_a_jpeg_over_the_pixel_limit_is_accepted_and_decoded_smaller_but_other_f
     assert refused.status_code == 400 and "pixels" in refused.json()["error"]
 
 
-@pytest.mark.parametrize(("size", "half"), [((8064, 6048), (4032, 3024)), ((8001, 6001), (4001, 3001))])
-def test_a_48_megapixel_phone_photo_is_decoded_at_half_size_within_the_default_limit(
+@pytest.mark.parametrize(
+    ("size", "half"), [((8064, 6048), (4032, 3024)), ((8001, 6001), (4001, 3001)), ((12000, 9000), (6000, 4500))]
+)
+def test_a_48_or_108_megapixel_phone_photo_is_decoded_at_half_size_within_the_default_limit(
     size: tuple[int, int], half: tuple[int, int]
 ) -> None:
-    """Odd sides too: asking Pillow's draft for ceil(w / 2) left an 8001-pixel-wide photo unreduced, refused."""
+    """Odd sides too: asking Pillow's draft for ceil(w / 2) left an 8001-pixel-wide photo unreduced, refused. A
+    108-megapixel photo was refused by Pillow's bomb warning (from ~89 megapixels) before it could be drafted."""
     from inference.images import DEFAULT_MAX_PIXELS, open_image
 
     photo = encode(Image.new("RGB", size, (120, 60, 30)), "JPEG", quality=80)
@@ -208,3 +211,16 @@ def test_high_bit_depth_grey_pictures_are_seen_as_they_look_not_blank(mode: str,
 
     assert seen.shape == (120, 160, 3)
     assert np.abs(seen[..., 0].astype(int) - grey).max() <= 1
+
+
+def test_a_picture_over_the_limit_is_refused_with_its_size_and_the_limit() -> None:
+    """Over ~89 megapixels Pillow's warning came first, and the message gave no numbers; over ~179 its hard limit
+    still refuses at opening, with the numbers it knows."""
+    from inference.images import ImageError, open_image
+
+    scan = encode(Image.new("1", (10000, 10000)), "PNG")  # 100 megapixels in a few kilobytes
+    with pytest.raises(ImageError, match=r"The picture is 10000x10000 pixels; the limit is 40 megapixels"):
+        open_image(scan)
+    bomb = encode(Image.new("1", (20000, 20000)), "PNG")
+    with pytest.raises(ImageError, match=r"more than 178 megapixels; the limit is 40 megapixels"):
+        open_image(bomb)
