@@ -35,6 +35,17 @@ class ImageError(ValueError):
     """The input is not a picture we accept; the message is safe to show to the person who sent it."""
 
 
+def open_quietly(source: ImageSource) -> Image.Image:
+    """``Image.open`` without Pillow's decompression-bomb *warning* (from ~89 megapixels; its error from ~179 stays).
+
+    For pictures whose size is checked here (:func:`open_image`, before anything is decoded) or was checked at
+    upload: the warning says nothing those checks do not decide, and was printed for every 108-megapixel photo.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(_as_file(source))
+
+
 def _as_file(source: ImageSource) -> BinaryIO | str | os.PathLike[str]:
     if isinstance(source, bytes):
         return io.BytesIO(source)
@@ -64,28 +75,27 @@ def open_image(
                 raise ImageError("The file is empty.")
             return open_image(handle, max_pixels=max_pixels, draft_size=draft_size)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns from ~89 megapixels; the size checks below refuse (or draft) before anything is decoded.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(file)
-            if image.format not in ACCEPTED_FORMATS:
-                raise ImageError(f"Unsupported picture format {image.format!r}; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
-            width, height = image.size
-            if image.format in DRAFTABLE_FORMATS:
-                requested = _draft_request(image.size, draft_size, max_pixels)
-                if requested is not None:
-                    image.draft("RGB", requested)
-            if image.size[0] * image.size[1] > max_pixels:
-                raise ImageError(
-                    f"The picture is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
-                )
-            # Truncated files must fail here, not later in a worker, so load with truncation disallowed.
-            previous = ImageFile.LOAD_TRUNCATED_IMAGES
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            try:
-                image.load()
-            finally:
-                ImageFile.LOAD_TRUNCATED_IMAGES = previous
+        image = open_quietly(
+            file
+        )  # Pillow refuses over ~179 megapixels here; the checks below, anything over the limit
+        if image.format not in ACCEPTED_FORMATS:
+            raise ImageError(f"Unsupported picture format {image.format!r}; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
+        width, height = image.size
+        if image.format in DRAFTABLE_FORMATS:
+            requested = _draft_request(image.size, draft_size, max_pixels)
+            if requested is not None:
+                image.draft("RGB", requested)
+        if image.size[0] * image.size[1] > max_pixels:
+            raise ImageError(
+                f"The picture is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
+            )
+        # Truncated files must fail here, not later in a worker, so load with truncation disallowed.
+        previous = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            image.load()
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
     except ImageError:
         raise
     except Image.DecompressionBombError as error:

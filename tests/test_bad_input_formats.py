@@ -224,3 +224,20 @@ def test_a_picture_over_the_limit_is_refused_with_its_size_and_the_limit() -> No
     bomb = encode(Image.new("1", (20000, 20000)), "PNG")
     with pytest.raises(ImageError, match=r"more than 178 megapixels; the limit is 40 megapixels"):
         open_image(bomb)
+
+
+@pytest.mark.django_db
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+def test_a_108_megapixel_phone_photo_is_accepted_and_judged_without_a_bomb_warning(
+    alice_client: Client, alice: User, deployed_models: None, django_capture_on_commit_callbacks
+) -> None:
+    """Every step that opens it (header, metadata, validation, the worker) knows its size is checked; Pillow's
+    warning from ~89 megapixels was printed at each, and refused it at validation."""
+    photo = encode(Image.new("RGB", (12000, 9000), (120, 60, 30)), "JPEG", quality=80)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.post("/api/uploads/", {"image": uploaded_file("108mp.jpg", photo)})
+
+    assert response.status_code == 201, response.content
+    upload = Upload.objects.get(owner=alice)
+    assert (upload.status, upload.width, upload.height) == ("done", 12000, 9000)

@@ -22,9 +22,9 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
-from inference.images import ImageError, open_image
+from inference.images import ImageError, open_image, open_quietly
 from phoneapp.services.errors import InvalidUpload, UploadTooLarge
 from phoneapp.services.picture_metadata import metadata_stripped
 
@@ -194,7 +194,7 @@ class _Header:
 def _read_header(data: bytes) -> _Header | None:
     """Format and sizes from the header alone; ``None`` when even that fails (``open_image`` then says why)."""
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with open_quietly(data) as probe:
             width, height = probe.size
             turned = probe.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
             return _Header(

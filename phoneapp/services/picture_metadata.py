@@ -24,6 +24,8 @@ import zlib
 
 from PIL import Image, ImageOps
 
+from inference.images import open_quietly
+
 ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
 # JPEG markers that stand alone (no length): TEM and the restart markers.
@@ -231,13 +233,13 @@ def _gif_sub_blocks_end(data: bytes, pos: int) -> int:
 
 
 def _tiff_has_personal_tags(data: bytes) -> bool:
-    with Image.open(io.BytesIO(data)) as image:
+    with open_quietly(data) as image:
         return bool(_TIFF_PERSONAL_TAGS & set(image.getexif().keys()))
 
 
 def _reencoded(data: bytes, image_format: str) -> bytes:
     """Decode in full, turn upright, and save again without any metadata (lossless except for JPEG)."""
-    with Image.open(io.BytesIO(data)) as image:
+    with open_quietly(data) as image:
         image.load()
         upright = ImageOps.exif_transpose(image)
     clean = upright.copy()

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from PIL import Image, ImageOps
 
-from inference.images import open_image
+from inference.images import open_image, open_quietly
 from phoneapp.models import Upload
 from phoneapp.services.errors import StorageUnavailable
 from phoneapp.services.stored_pictures import stored_file_write
@@ -84,7 +84,7 @@ def upload_preview_jpeg(*, upload: Upload) -> bytes | None:
     """
     if upload.content_type in BROWSER_DRAWABLE_TYPES:
         return None
-    with upload.image.open("rb") as handle, Image.open(handle) as picture:
+    with upload.image.open("rb") as handle, open_quietly(handle) as picture:
         picture.draft("RGB", THUMBNAIL_SIZE)
         return thumbnail_jpeg(ImageOps.exif_transpose(picture).convert("RGB"))
 
