@@ -58,3 +58,31 @@ class ClientErrorsWithoutTraceback(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+class BrokerOutagesWithoutTraceback(logging.Filter):
+    """Celery beat logs each scheduled task it cannot send with the stack and the exception's whole chain: ~10 KB
+    every ``SWEEP_INTERVAL_SECONDS`` while Redis is down (an outage the app rides out by design). Such a record keeps
+    one line, the task and the broker's error, and says the next tick tries again; other errors keep everything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and _caused_by_broker_outage(error):
+            record.msg, record.args = "%s (broker unreachable; the next tick tries again)", (error,)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _caused_by_broker_outage(error: BaseException) -> bool:
+    """Whether a connection error (kombu's, Redis's, the socket's) is ``error`` or in its chain of causes."""
+    from kombu.exceptions import OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OperationalError | ConnectionError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -365,13 +365,17 @@ LOGGING = {
         "plain": {"()": "phoneapp.log_format.PlainFormatter"},
         "json": {"()": "phoneapp.log_format.JsonFormatter"},
     },
-    "filters": {"client_errors_without_traceback": {"()": "phoneapp.log_format.ClientErrorsWithoutTraceback"}},
+    "filters": {
+        "client_errors_without_traceback": {"()": "phoneapp.log_format.ClientErrorsWithoutTraceback"},
+        "broker_outages_without_traceback": {"()": "phoneapp.log_format.BrokerOutagesWithoutTraceback"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": "INFO"},
         "django.request": {"level": "INFO", "filters": ["client_errors_without_traceback"]},
         "celery": {"level": "INFO"},
+        "celery.beat": {"level": "INFO", "filters": ["broker_outages_without_traceback"]},
         "phoneapp": {"level": LOG_LEVEL, "propagate": True},
         "inference": {"level": LOG_LEVEL, "propagate": True},
     },

@@ -61,3 +61,48 @@ def test_server_errors_keep_their_traceback() -> None:
         )
     record.status_code = 500
     assert ClientErrorsWithoutTraceback().filter(record) and record.exc_info is not None
+
+
+def beat_record(error: BaseException) -> logging.LogRecord:
+    """What celery beat logs for a scheduled task it could not send (celery/beat.py, ``apply_entry``)."""
+    try:
+        raise error
+    except BaseException:
+        return logging.LogRecord(
+            "celery.beat",
+            logging.ERROR,
+            __file__,
+            1,
+            "Message Error: %s\n%s",
+            (error, ["  File ...\n"]),
+            sys.exc_info(),
+        )
+
+
+def test_beat_logs_a_task_it_cannot_send_while_redis_is_down_in_one_line() -> None:
+    """It logged the stack and the whole exception chain, ~10 KB every sweep interval through a Redis outage."""
+    from celery.beat import SchedulingError
+    from kombu.exceptions import OperationalError
+
+    from phoneapp.log_format import BrokerOutagesWithoutTraceback
+
+    try:
+        try:
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        except OperationalError as cause:
+            raise SchedulingError("Couldn't apply scheduled task requeue-pending-uploads: Error 111") from cause
+    except SchedulingError as error:
+        record = beat_record(error)
+
+    assert BrokerOutagesWithoutTraceback().filter(record)
+    assert record.exc_info is None
+    assert record.getMessage() == (
+        "Couldn't apply scheduled task requeue-pending-uploads: Error 111"
+        " (broker unreachable; the next tick tries again)"
+    )
+    other = beat_record(RuntimeError("a bug"))
+    assert BrokerOutagesWithoutTraceback().filter(other) and other.exc_info is not None
+
+
+def test_the_beat_filter_is_on_celery_beats_logger(settings) -> None:
+    assert "broker_outages_without_traceback" in settings.LOGGING["loggers"]["celery.beat"]["filters"]
