@@ -27,6 +27,11 @@ def decide(client: Client, upload: Upload, decision: str, **extra: str) -> TestR
     return client.post(f"/review/{upload.pk}/decide", {"decision": decision, **extra}, HTTP_ACCEPT="application/json")
 
 
+def said_to(client: Client, upload: Upload) -> list[str]:
+    """The messages the review page shows this reviewer next."""
+    return [str(message) for message in client.get(f"/review/{upload.pk}/").context["messages"]]
+
+
 def test_a_review_against_a_confident_verdict_waits_for_a_second_reviewer_before_it_trains(
     alice: User, reviewer: User, second_reviewer: User
 ) -> None:
@@ -59,9 +64,17 @@ def test_a_review_against_a_confident_verdict_waits_for_a_second_reviewer_before
 def test_a_second_reviewer_who_disagrees_keeps_the_picture_out_of_training(
     alice: User, reviewer: User, second_reviewer: User
 ) -> None:
-    confident_phone = make_upload(alice, probability=0.99)
-    decide(client_for(reviewer), confident_phone, "not_phone")
-    decide(client_for(second_reviewer), confident_phone, "phone")
+    confident_phone = make_upload(alice, probability=0.99, name="desk.jpg")
+    first, second = client_for(reviewer), client_for(second_reviewer)
+    decide(first, confident_phone, "not_phone")
+    assert said_to(first, confident_phone)[0].startswith(
+        "Saved: desk.jpg is not a phone; it waits for a second reviewer before it trains."
+    )
+    decide(second, confident_phone, "phone")
+    # Said as what happened: the page told the second reviewer "desk.jpg is not a phone", the opposite of their call.
+    assert said_to(second, confident_phone)[-1].startswith(
+        f"Saved: you disagree with {reviewer.get_username()}, who said desk.jpg is not a phone"
+    )
     confident_phone.refresh_from_db()
     assert confident_phone.second_review == SecondReview.DISAGREED
     assert confident_phone.reviewed_label == "not_phone" and confident_phone.second_label == "phone"
@@ -209,10 +222,13 @@ def test_undo_of_a_first_review_leaves_a_second_opinion_given_since_in_place(
     decide(first, confident_phone, "not_phone")
     decide(client_for(second_reviewer), confident_phone, "not_phone")
 
-    first.post("/review/undo", HTTP_ACCEPT="application/json")
+    undone = first.post("/review/undo", HTTP_ACCEPT="application/json").json()
 
     confident_phone.refresh_from_db()
     assert confident_phone.reviewed_label == "not_phone"
+    # And A is told so, not "Undone" (nothing was restored).
+    assert undone["restored"] == 0
+    assert said_to(first, confident_phone)[-1].startswith("Not undone: another reviewer has decided on this picture")
     assert confident_phone.second_review == SecondReview.AGREED
     assert confident_phone.second_reviewed_by == second_reviewer
 

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from phoneapp.models import Label
+from phoneapp.models import Label, SecondReview, Upload
 from phoneapp.selectors.decisions import upload_place_unsure, upload_verdict
 from phoneapp.selectors.review_queue import review_next_after, review_place, review_queue_first, review_upload_get
 from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore, picture_mark_ground_truth
@@ -158,12 +159,7 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     )
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
-    also = f" (and {len(prior) - 1} more upload(s) of the same picture)" if len(prior) > 1 else ""
-    messages.success(
-        request,
-        f"Saved: {decided.original_name} is {decided.get_reviewed_label_display().lower()}{also}. "
-        "Undo last (U) takes it back.",
-    )
+    messages.success(request, f"{_saved_message(decided, copies=len(prior))} Undo last (U) takes it back.")
     if _wants_json(request):
         return JsonResponse(
             {
@@ -212,10 +208,32 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
     if prior_truth:
         ground_truth_restore(prior=prior_truth, by=request.user)
     url = reverse("review-item", args=[int(entry["id"])])
-    messages.success(request, "Undone: the picture is back as it was before your decision.")
+    if restored:
+        messages.success(request, "Undone: the picture is back as it was before your decision.")
+    else:  # another reviewer decided on it since (e.g. a second opinion): theirs is not taken back
+        messages.warning(
+            request, "Not undone: another reviewer has decided on this picture since; it is as they left it."
+        )
     if _wants_json(request):
         return JsonResponse({"id": int(entry["id"]), "restored": restored, "url": url})
     return redirect(url)
+
+
+def _saved_message(decided: Upload, *, copies: int) -> str:
+    """What a decision did, in the words of the state it left: a second opinion that disagreed leaves the first
+    reviewer's label in place (it said "is phone" to someone who had just said "not a phone")."""
+    name = decided.original_name
+    also = f" (and {copies - 1} more upload{pluralize(copies - 1)} of the same picture)" if copies > 1 else ""
+    label = decided.get_reviewed_label_display().lower()
+    if decided.second_review == SecondReview.DISAGREED:
+        first = decided.reviewed_by.get_username() if decided.reviewed_by else "the first reviewer"
+        return (
+            f"Saved: you disagree with {first}, who said {name} is {label}{also}; it trains nothing until staff "
+            "settle it (admin, ground truth)."
+        )
+    if decided.second_review == SecondReview.WAITING:
+        return f"Saved: {name} is {label}{also}; it waits for a second reviewer before it trains."
+    return f"Saved: {name} is {label}{also}."
 
 
 def _refuse(request: HttpRequest, upload_id: int, message: str, *, status: int = 400) -> HttpResponse:
