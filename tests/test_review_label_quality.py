@@ -266,3 +266,19 @@ def test_admin_edits_boxes_as_json_and_refuses_bad_ones(alice: User, reviewer: U
     client.post(url, {"reviewed_label": "phone", "reviewed_boxes": "[[0.5, 0.2, 0.3, 0.4]]"})
     upload.refresh_from_db()
     assert upload.reviewed_boxes == [{"box": [0.1, 0.2, 0.3, 0.4]}]
+
+
+def test_a_review_waiting_for_a_second_opinion_is_next_even_when_it_came_while_the_reviewer_worked(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """It sits at the head of the queue, before the picture the reviewer is on: walking on from that picture
+    reached it only once everything else was done."""
+    unsure = [make_upload(alice, probability=p) for p in (0.52, 0.45, 0.4)]
+    confident_phone = make_upload(alice, probability=0.99)
+    first, second = client_for(reviewer), client_for(second_reviewer)
+    assert first.get("/review/")["Location"] == f"/review/{unsure[0].pk}/"
+
+    decide(second, confident_phone, "not_phone")  # against a confident verdict: waits for a second reviewer
+    answer = decide(first, unsure[0], "phone").json()
+
+    assert answer["next_id"] == confident_phone.pk

@@ -179,12 +179,17 @@ def _position(queue: UploadQuerySet, upload: Upload, skipped: Sequence[int]) -> 
 
 
 def review_next_after(*, upload: Upload, skipped: Sequence[int] = (), reviewer_id: int | None = None) -> int | None:
-    """What to show after deciding on (or skipping) ``upload``: the next in the queue neither skipped nor open
-    with another reviewer, else the first such from the start, else the first skipped, else one another reviewer
-    has open."""
+    """What to show after deciding on (or skipping) ``upload``: a review waiting for this reviewer's second opinion,
+    else the next in the queue neither skipped nor open with another reviewer, else the first such from the start,
+    else the first skipped, else one another reviewer has open."""
     queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
     free = queue.exclude(_open_with_another_q(reviewer_id))
-    following = free.filter(_after(upload)).exclude(pk__in=list(skipped)).values_list("pk", flat=True).first()
+    # A review waiting for this reviewer's second opinion comes first, even when it sits before ``upload`` in the
+    # queue's order (it arrived while they worked): walking on from ``upload`` reached it only at the very end.
+    waiting = free.filter(second_review=SecondReview.WAITING).exclude(pk__in=list(skipped))
+    following = waiting.values_list("pk", flat=True).first()
+    if following is None:
+        following = free.filter(_after(upload)).exclude(pk__in=list(skipped)).values_list("pk", flat=True).first()
     if following is not None:
         return following
     for candidates in (free.exclude(pk__in=list(skipped)), free, queue):
