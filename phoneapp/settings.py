@@ -65,8 +65,6 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Bodies longer than REQUEST_MAX_BYTES are refused (413) before anything reads them, logged in or not.
     "phoneapp.web.request_size.RequestSizeLimitMiddleware",
-    # Unknown addresses under /api/ answer a JSON 404 (naming the address meant), never an add-a-slash redirect.
-    "phoneapp.api.addresses.ApiNotFoundMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "phoneapp.api.addresses.ApiCommonMiddleware",
@@ -77,6 +75,9 @@ MIDDLEWARE = [
     # CSP on pages, no-store for logged-in users; outages (database, broker, storage) answer 503 + Retry-After.
     "phoneapp.web.security_headers.SecurityHeadersMiddleware",
     "phoneapp.web.outages.OutageMiddleware",
+    # Unknown addresses under /api/ answer a JSON 404 (naming the address meant), never an add-a-slash redirect
+    # (ApiCommonMiddleware above). Inside the security headers, so that answer gets them like any other.
+    "phoneapp.api.addresses.ApiNotFoundMiddleware",
     # A selector's NotFound (e.g. someone else's upload) is a 404, like Http404.
     "phoneapp.web.errors.NotFoundMiddleware",
     # A page address opened with the wrong method (a sign-out or retry link) gets a page saying what to do.

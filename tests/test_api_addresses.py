@@ -50,10 +50,21 @@ def test_an_address_no_endpoint_answers_is_a_json_404_naming_the_one_meant(
     assert Upload.objects.count() == 0
 
 
-def test_an_upload_the_api_does_not_have_is_still_its_own_json_404(alice_client: Client) -> None:
+def test_an_upload_the_api_does_not_have_is_still_its_own_404_for_scripts_and_browsers(alice_client: Client) -> None:
     response = alice_client.get("/api/uploads/999999/")
+    in_a_browser = alice_client.get("/api/uploads/999999/", headers={"Accept": "text/html"})
 
     assert (response.status_code, response.json()) == (404, {"error": "No such upload."})
+    # The browsable API's own page, not "No such address" (the address exists; the upload does not).
+    assert in_a_browser.status_code == 404 and "No such upload." in in_a_browser.content.decode()
+    assert in_a_browser["Content-Type"].startswith("text/html")
+
+
+def test_the_json_404_of_an_unknown_address_gets_the_security_headers_of_any_answer(alice_client: Client) -> None:
+    response = alice_client.get("/api/uploadz/")
+
+    assert response.status_code == 404
+    assert "no-store" in response["Cache-Control"] and response["X-Frame-Options"] == "DENY"
 
 
 def test_pages_keep_adding_the_final_slash(alice_client: Client) -> None:

@@ -43,16 +43,16 @@ class ApiCommonMiddleware(CommonMiddleware):
 
 
 class ApiNotFoundMiddleware:
-    """Turns the HTML 404 of an unknown address under ``/api/`` into JSON (API views answer their own 404s in
-    JSON already and pass through unchanged)."""
+    """Turns the 404 of an address under ``/api/`` that no route matched into JSON naming the address meant."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code != 404 or not _is_api(request):
-            return response
-        if response.get("Content-Type", "").startswith("application/json"):
-            return response
-        return JsonResponse({"error": not_found_message(request)}, status=404)
+        # An address an endpoint answered keeps that endpoint's 404 ("No such upload.", in JSON or, for a browser,
+        # on the browsable API's page); only an address no route matched is rewritten.
+        unmatched = getattr(request, "resolver_match", None) is None
+        if response.status_code == 404 and unmatched and _is_api(request):
+            return JsonResponse({"error": not_found_message(request)}, status=404)
+        return response
