@@ -126,4 +126,7 @@ def test_a_sign_out_or_retry_link_opened_directly_gets_a_page_saying_what_to_do(
     )
     assert "takes a button, not a visit" in retry.content.decode()
     assert api.json() == {"error": 'Method "PUT" not allowed.'}  # the API's stays JSON
+    # A form sent to a page that is only read, or a probe, keeps the plain 405 (the page's words would be backwards).
+    assert alice_client.post("/history/").content == b"" and alice_client.post("/healthz").content == b""
     assert alice_client.post("/accounts/logout/").status_code == 302  # the page's button signs out
+    assert Client().get("/accounts/logout/")["Location"].startswith("/accounts/login/")  # nobody to sign out

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.core.handlers.exception import response_for_exception
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from phoneapp.errors import NotFound
@@ -48,9 +48,14 @@ class MethodNotAllowedPageMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code != 405 or request.path.startswith("/api/") or response.content:
+        # Only a link followed to an address that takes a button: a form sent to a page that is only read (POST
+        # /history/), a probe (/healthz) or the API keep their plain 405.
+        followed_link = request.method in ("GET", "HEAD") and "POST" in response.get("Allow", "")
+        if response.status_code != 405 or not followed_link or response.content or request.path.startswith("/api/"):
             return response
-        context = {"signing_out": request.path == reverse("logout")}
-        page = render(request, "405.html", context, status=405)
-        page["Allow"] = response.get("Allow", "")
+        signing_out = request.path == reverse("logout")
+        if signing_out and not request.user.is_authenticated:
+            return redirect("login")
+        page = render(request, "405.html", {"signing_out": signing_out}, status=405)
+        page["Allow"] = response["Allow"]
         return page
