@@ -103,7 +103,8 @@ def cached_export_path(cache_dir: Path, manifest: ModelManifest) -> Path:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Several workers may export at once; each writes a private file and renames it into place."""
+    """Write a private file and rename it into place, so no reader ever sees part of an export (processes export
+    one at a time, :func:`exporting_alone`, but a file system without ``flock`` lets them overlap)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
@@ -132,18 +133,23 @@ def exporting_alone(path: Path) -> Iterator[None]:
     kernel releases the lock of a process that dies. A cache where no lock file can be made (read-only) goes
     without one.
     """
+    lock_path = path.parent / EXPORT_LOCK_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path.parent / EXPORT_LOCK_NAME, "a")  # noqa: SIM115  (held across the yield)
-    except OSError:
+        # Read-only and created readable by all: another user's workers sharing the cache can lock it too.
+        descriptor = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError as error:
+        logger.warning("exporting without the cache's lock", extra={"path": str(lock_path), "error": str(error)})
         yield
         return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:  # a file system without flock (some network mounts): export as before, unlocked
+            logger.warning("exporting without the cache's lock", extra={"path": str(lock_path), "error": str(error)})
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 def touch(path: Path) -> None:

@@ -218,30 +218,39 @@ def _from_export(
     """
     cache = cache_dir or default_cache_dir()
     path = cached_export_path(cache, manifest)
+    opened = _open_cached(path, directory, manifest, threads=threads, max_batch=max_batch, discard_unusable=False)
+    if opened is not None:  # the usual start: no lock, so processes starting together do not wait in line
+        return opened
     with exporting_alone(path):  # the other processes of the machine wait for this one's export, then find it
-        return _opened_or_exported(path, directory, manifest, threads=threads, max_batch=max_batch)
+        opened = _open_cached(path, directory, manifest, threads=threads, max_batch=max_batch, discard_unusable=True)
+        if opened is not None:  # made by another process while this one waited
+            return opened
+        export_to_cache(directory, path.parent)
+    if not path.is_file():
+        raise AccelerationUnavailable(f"the export process wrote no {path.name} (is {path.parent} writable?)")
+    touch(path)
+    return _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=False)
 
 
-def _opened_or_exported(
-    path: Path, directory: Path, manifest: ModelManifest, *, threads: int, max_batch: int
-) -> OnnxClassifier:
-    if path.is_file():
-        try:
-            classifier = _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=True)
-        except AccelerationUnavailable as error:
+def _open_cached(
+    path: Path, directory: Path, manifest: ModelManifest, *, threads: int, max_batch: int, discard_unusable: bool
+) -> OnnxClassifier | None:
+    """The classifier on the cached export at ``path``, or None when there is none or it is unusable (deleted, when
+    ``discard_unusable``: only under the export lock, so no process deletes a file another has just written)."""
+    if not path.is_file():
+        return None
+    try:
+        classifier = _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=True)
+    except AccelerationUnavailable as error:
+        if discard_unusable:
             logger.warning(
                 "cached export unusable, exporting again",
                 extra={"model_version": manifest.version, "path": str(path), "error": str(error)},
             )
             discard(path)
-        else:
-            touch(path)
-            return classifier
-    export_to_cache(directory, path.parent)
-    if not path.is_file():
-        raise AccelerationUnavailable(f"the export process wrote no {path.name} (is {path.parent} writable?)")
+        return None
     touch(path)
-    return _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=False)
+    return classifier
 
 
 def _open_export(

@@ -243,3 +243,45 @@ def test_processes_switching_to_a_new_version_at_once_make_one_export_between_th
     assert len(exports) == 1
     assert sorted(classifier.from_cache for classifier in loaded) == [False, True]
     assert all(isinstance(classifier, OnnxClassifier) for classifier in loaded)
+
+
+def test_a_file_system_without_flock_still_serves_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some network mounts refuse ``flock``: the export is made without the lock, as before it, instead of the
+    load failing."""
+    import errno
+
+    def no_locks(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr("inference.export_cache.fcntl.flock", no_locks)
+    model_dir = fine_tuned_version(tmp_path, "mine", seed=1)
+
+    classifier = load(model_dir, engine="onnxruntime", cache_dir=tmp_path / "cache")
+
+    assert isinstance(classifier, OnnxClassifier) and not classifier.from_cache
+
+
+def test_another_users_lock_file_is_locked_read_only(tmp_path: Path) -> None:
+    """Exports are written readable by all because other users' workers may share the cache: the lock file must
+    not need write access (opened for appending, a second user went without the lock, silently)."""
+    import os
+
+    from inference.export_cache import EXPORT_LOCK_NAME, exporting_alone
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / EXPORT_LOCK_NAME).touch()
+    os.chmod(cache / EXPORT_LOCK_NAME, 0o444)  # as another user's file looks to this one
+    opened: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: str, flags: int, *args: int) -> int:
+        opened.append(str(path))
+        assert not flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND), "the lock needs no write access"
+        return real_open(path, flags, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("inference.export_cache.os.open", recording_open)
+        with exporting_alone(cache / "model.onnx"):
+            pass
+    assert opened == [str(cache / EXPORT_LOCK_NAME)]
