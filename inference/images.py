@@ -40,6 +40,8 @@ def open_quietly(source: ImageSource) -> Image.Image:
 
     For pictures whose size is checked here (:func:`open_image`, before anything is decoded) or was checked at
     upload: the warning says nothing those checks do not decide, and was printed for every 108-megapixel photo.
+    (``catch_warnings`` is not thread-safe: two threads opening at once can leave the filter list as the other
+    found it. That only changes which warnings get printed, never what is refused.)
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -75,9 +77,8 @@ def open_image(
                 raise ImageError("The file is empty.")
             return open_image(handle, max_pixels=max_pixels, draft_size=draft_size)
     try:
-        image = open_quietly(
-            file
-        )  # Pillow refuses over ~179 megapixels here; the checks below, anything over the limit
+        # Pillow refuses over ~179 megapixels here; the checks below, anything over the limit.
+        image = open_quietly(file)
         if image.format not in ACCEPTED_FORMATS:
             raise ImageError(f"Unsupported picture format {image.format!r}; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
         width, height = image.size
@@ -101,7 +102,7 @@ def open_image(
     except Image.DecompressionBombError as error:
         hard_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) // 1_000_000
         raise ImageError(
-            f"The picture has more than {hard_limit} megapixels; the limit is {max_pixels // 1_000_000} megapixels."
+            f"The picture has more than {hard_limit} megapixels, more than any picture can be opened with here."
         ) from error
     except UnidentifiedImageError as error:
         raise ImageError("The file is not a picture in a format we can read.") from error

@@ -222,7 +222,7 @@ def test_a_picture_over_the_limit_is_refused_with_its_size_and_the_limit() -> No
     with pytest.raises(ImageError, match=r"The picture is 10000x10000 pixels; the limit is 40 megapixels"):
         open_image(scan)
     bomb = encode(Image.new("1", (20000, 20000)), "PNG")
-    with pytest.raises(ImageError, match=r"more than 178 megapixels; the limit is 40 megapixels"):
+    with pytest.raises(ImageError, match=r"more than 178 megapixels, more than any picture can be opened with"):
         open_image(bomb)
 
 

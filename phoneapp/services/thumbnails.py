@@ -24,6 +24,8 @@ from phoneapp.services.stored_pictures import stored_file_write
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = (320, 320)
+# The longest side of the JPEG the pages get for a picture browsers cannot draw (upload_display_jpeg): a 4K screen's.
+DISPLAY_MAX_SIDE = 3840
 # What browsers draw; a pending upload's picture in any other stored format (TIFF) gets a thumbnail drawn on request.
 BROWSER_DRAWABLE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"})
 
@@ -91,13 +93,16 @@ def upload_preview_jpeg(*, upload: Upload) -> bytes | None:
 
 def upload_display_jpeg(*, upload: Upload) -> bytes | None:
     """The whole picture as a JPEG, for pictures browsers cannot draw (TIFF): the pages' detail, review and admin
-    views showed a broken image for them. ``None`` for the browser-drawable formats, served as stored. Drawn on each
-    request (TIFF uploads are rare; the browser keeps it for the hour the picture headers allow)."""
+    views showed a broken image for them. ``None`` for the browser-drawable formats, served as stored.
+
+    Drawn on each request (answers to signed-in users are not cached), at most :data:`DISPLAY_MAX_SIDE` pixels on
+    its long side: TIFF uploads are rare, and a 40-megapixel one costs about a second at full size."""
     if upload.content_type in BROWSER_DRAWABLE_TYPES:
         return None
     with upload.image.open("rb") as handle:
         # The same decoding as the model's: upright, 16-bit and float greys scaled rather than clipped to white.
         picture = open_image(handle, max_pixels=settings.UPLOAD_MAX_PIXELS)
+    picture.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BOX)
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
