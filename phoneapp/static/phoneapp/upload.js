@@ -88,8 +88,11 @@
     } else {
       const name = state.charAt(0).toUpperCase() + state.slice(1);
       element.append(el("span", { class: "verdict-word", text: name + "…" }));
-      const waited = Date.now() - Date.parse(upload.created);
-      if (upload.status === "pending" && waited > PENDING_NOTE_AFTER_MS) {
+      // Timed by this page's own clock from when it first showed the card (a browser's clock can be off from the
+      // server's), or already long when the server drew the page with the note.
+      if (!element.dataset.firstSeen) element.dataset.firstSeen = String(Date.now());
+      const waited = Date.now() - Number(element.dataset.firstSeen);
+      if (upload.status === "pending" && (element.dataset.pendingLong === "1" || waited > PENDING_NOTE_AFTER_MS)) {
         element.append(" ", el("small", { class: "verdict-meta", text: PENDING_NOTE }));
       }
     }
