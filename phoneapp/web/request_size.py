@@ -49,6 +49,7 @@ class RequestSizeLimitMiddleware:
         else:
             response = HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
         # No "Connection: close": a WSGI application may not send hop-by-hop headers (Django's development server
-        # turned this 413 into a 500 for it). The server discards the unread body itself before reading another
-        # request on the connection (gunicorn and the development server both do).
+        # turned this 413 into a 500 for it). The server reads and discards the unread body itself before another
+        # request on the connection (gunicorn and the development server both do): the body is never parsed or
+        # stored, but it is received; a proxy limit in front (nginx client_max_body_size) spares even that.
         return response
