@@ -261,3 +261,15 @@ def test_the_same_picture_sent_four_times_is_one_item_and_one_decision_labels_al
     assert {copy.reviewed_label for copy in Upload.objects.filter(sha256="a" * 64)} == {"phone"}
     staff_client.post("/review/undo")
     assert {copy.reviewed_label for copy in Upload.objects.filter(sha256="a" * 64)} == {""}
+
+
+def test_deciding_again_on_one_copy_of_a_picture_relabels_every_copy(staff_client: Client, alice: User) -> None:
+    """Copies of one picture are one item: a second decision on one copy (from the queue's history or the admin)
+    relabelled that copy alone, leaving the picture with two labels."""
+    copies = [make_upload(alice, probability=0.5, sha256="d" * 64) for _ in range(3)]
+    decide(staff_client, copies[0].pk, "phone")
+    assert set(Upload.objects.filter(sha256="d" * 64).values_list("reviewed_label", flat=True)) == {"phone"}
+
+    decide(staff_client, copies[1].pk, "not_phone")
+
+    assert set(Upload.objects.filter(sha256="d" * 64).values_list("reviewed_label", flat=True)) == {"not_phone"}

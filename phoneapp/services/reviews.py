@@ -207,7 +207,7 @@ def upload_group_review(
     boxes: Sequence[dict[str, list[float]]] | None = None,
     seen_state: str | None = None,
 ) -> list[PriorReview]:
-    """Decide on ``upload`` and every other unreviewed, classified upload of the same picture (same sha256).
+    """Decide on ``upload`` and every other classified upload of the same picture (same sha256).
 
     ``decision`` is ``phone``, ``not_phone`` or ``confirm`` (the model's label). Confirming is refused on a picture
     the model is unsure about (:class:`ReviewNeedsChoice`): the reviewer must say which it is. ``boxes`` (already
@@ -247,8 +247,10 @@ def upload_group_review(
             Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE, second_review=SecondReview.WAITING)
         ).select_for_update()
     else:
+        # Every copy of the picture, reviewed or not: one picture has one label (deciding again on one copy, in the
+        # queue or the admin, used to relabel that copy alone and leave the others as they were).
         group = Upload.objects.filter(
-            Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE, reviewed_label="")
+            Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE)
         ).select_for_update()
     columns = ("pk", "reviewed_label", "reviewed_by_id", "reviewed_at", *_EXTRA_FIELDS)
     prior = [
