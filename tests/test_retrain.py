@@ -420,12 +420,18 @@ def test_reviews_waiting_for_a_second_reviewer_and_trusted_pictures_never_train(
     assert {u.pk for u in ground_truth_uploads()} == {u.pk for u in truth}
 
 
-def test_only_one_label_is_a_clear_error(tmp_path: Path) -> None:
+def test_only_one_label_is_a_clear_error_with_counts_and_where_pictures_come_from(tmp_path: Path) -> None:
+    """It said only "needs pictures of both labels; only phone found", and `--json` printed nothing on stdout."""
     data = write_synthetic_folder(tmp_path / "data", per_label=8)
     for picture in (data / "not_phone").iterdir():
         picture.unlink()
-    with pytest.raises(CommandError, match="both labels"):
-        call_command("retrain", *QUICK, "--data-dir", str(data), stdout=io.StringIO())
+    stdout = io.StringIO()
+    with pytest.raises(
+        CommandError, match=r"Too few readable pictures to train on: 0 not_phone; at least 6"
+    ) as refused:
+        call_command("retrain", *QUICK, "--data-dir", str(data), "--json", stdout=stdout)
+    assert "ground-truth and eval pictures never train" in str(refused.value)
+    assert json.loads(stdout.getvalue()) == {"error": str(refused.value), "promoted": False}
     assert not ModelVersion.objects.filter(name__startswith="retrain-").exists()
 
 

@@ -491,12 +491,6 @@ def _set_summary(pictures: list[TrustedPicture]) -> dict[str, Any]:
 
 def _check_enough(summary: dict[str, Any]) -> None:
     per_label = summary["per_label"]
-    present = [label for label, count in per_label.items() if count]
-    if len(present) < 2:
-        raise RetrainError(
-            f"Training needs pictures of both labels; only {', '.join(present) or 'none'} found "
-            f"({summary['unreadable_skipped']} unreadable skipped)."
-        )
     too_few = {label: count for label, count in per_label.items() if count < MIN_PICTURES_PER_LABEL}
     if too_few:
         counts = ", ".join(f"{count} {label}" for label, count in too_few.items())

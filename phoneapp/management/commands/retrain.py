@@ -59,6 +59,8 @@ class Command(BaseCommand):
         try:
             report = retrain(request=request, log=log, progress=self._progress_factory())
         except RetrainError as error:
+            if as_json:  # a script reading stdout gets the reason too, not an empty answer
+                self.stdout.write(json.dumps({"error": str(error), "promoted": False}, indent=2))
             raise CommandError(str(error)) from error
         if as_json:
             self.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
