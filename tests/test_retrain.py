@@ -112,7 +112,7 @@ def test_wrong_labels_are_not_promoted_over_the_shipped_model(alice: User, revie
     assert report["data_summary"]["ground_truth"]["pictures"] == 30
     assert report["registered"] is True
     assert report["promoted"] is False, report["decision"]
-    assert "worse than the active model on ground_truth" in report["decision"]
+    assert "on ground_truth it is significantly worse (p = " in report["decision"]
     assert report["paired_tests"]["ground_truth"]["candidate_worse"] is True
     assert model_version_active() == shipped
     candidate = ModelVersion.objects.get(name=report["version"])
@@ -247,7 +247,7 @@ def test_the_rule_refuses_a_candidate_right_on_fewer_pictures_or_significantly_w
     promoted, why = decide_promotion(
         ground_truth_per_label=enough, tests={"ground_truth": clearly_worse}, has_active=True, force=False
     )
-    assert not promoted and "worse than the active model on ground_truth" in why
+    assert not promoted and "on ground_truth it is significantly worse" in why
     # 8 pictures only the active model gets right, 2 only the candidate: p = 0.055, not significant, but right on
     # fewer pictures is worse as measured: refused.
     fewer = paired_test(baseline=[True] * 8 + [False] * 2 + [True] * 10, candidate=[False] * 8 + [True] * 12)
@@ -255,7 +255,10 @@ def test_the_rule_refuses_a_candidate_right_on_fewer_pictures_or_significantly_w
     promoted, why = decide_promotion(
         ground_truth_per_label=enough, tests={"ground_truth": fewer}, has_active=True, force=False
     )
-    assert not promoted and "candidate alone right on 2, active alone on 8" in why
+    # Said as what it is: not "worse" next to a p value that is not significant.
+    assert not promoted and why.startswith(
+        "not promoted: on ground_truth it is right on fewer pictures (2 only it gets right, 8 only the active model"
+    )
     # One picture worse, two better: not significantly worse, promoted.
     close = paired_test(baseline=[True, False, False] + [True] * 17, candidate=[False, True, True] + [True] * 17)
     assert not close.candidate_worse
@@ -273,6 +276,8 @@ def test_dry_run_trains_and_reports_but_registers_nothing(tmp_path: Path, settin
     data = write_synthetic_folder(tmp_path / "data", per_label=8)
     before = set(ModelVersion.objects.values_list("name", flat=True))
     report = run_retrain("--data-dir", str(data), "--dry-run")
+    assert report["decision"].startswith("dry run, nothing registered; the rule says: ")
+    assert "Registered inactive" not in report["decision"]
     assert report["registered"] is False
     assert report["promoted"] is False
     assert "ground_truth" in report["candidate"]

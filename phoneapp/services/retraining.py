@@ -201,7 +201,7 @@ def retrain(
             else None,
             paired_tests={name: test.to_dict() for name, test in tests.items()},
             promoted=promoted and not request.dry_run,
-            decision="dry run: nothing registered. " + decision if request.dry_run else decision,
+            decision=_dry_run_decision(decision) if request.dry_run else decision,
             registered=not request.dry_run,
             warm_start=warm_start,
             training_metrics=result.metrics,
@@ -313,8 +313,22 @@ def decide_promotion(
         for name, test in tests.items()
     )
     if worse:
-        return False, f"not promoted: worse than the active model on {' and '.join(worse)} ({details})."
+        reasons = "; ".join(
+            f"on {name} it is right on fewer pictures ({test.only_candidate_right} only it gets right, "
+            f"{test.only_baseline_right} only the active model does)"
+            if not test.candidate_worse
+            else f"on {name} it is significantly worse (p = {test.p_candidate_worse:.4f})"
+            for name, test in tests.items()
+            if name in worse
+        )
+        return False, f"not promoted: {reasons} ({details})."
     return True, f"promoted: not worse than the active model on ground truth or eval ({details})."
+
+
+def _dry_run_decision(decision: str) -> str:
+    """A dry run's decision: what the rule says, without the registering it did not do."""
+    said = decision.split(" Registered inactive:", 1)[0]
+    return f"dry run, nothing registered; the rule says: {said}"
 
 
 class ActiveUnscorable(Exception):
