@@ -33,6 +33,23 @@ def test_non_staff_user_gets_the_apps_403_page_on_staff_pages(path: str, bob_cli
     assert "admin/login" not in page and "not authorized" not in page
 
 
+def test_a_staff_reviewer_without_admin_permissions_is_not_offered_the_admin_nor_told_to_become_staff() -> None:
+    """Staff opens the review queue and the dashboard; the admin's pages need permissions too. The nav showed an
+    Admin link such a reviewer could not use, and the 403 told them to ask for the staff access they had."""
+    from django.contrib.auth.models import Permission
+
+    reviewer_only = User.objects.create_user("rosa", password="x-long-password-1", is_staff=True)
+    client = Client()
+    client.force_login(reviewer_only)
+
+    assert 'href="/admin/"' not in client.get("/history/").content.decode()
+    refused = client.get("/admin/phoneapp/upload/")
+    assert refused.status_code == 403
+    assert "a staff account without the permission this page needs" in " ".join(refused.content.decode().split())
+    reviewer_only.user_permissions.add(Permission.objects.get(codename="view_upload"))
+    assert 'href="/admin/"' in client.get("/history/").content.decode()
+
+
 @pytest.mark.parametrize("path", ["/review/", "/dashboard/"])
 def test_anonymous_visitor_is_sent_to_the_login_page_of_the_app(path: str, client: Client) -> None:
     response = client.get(path)
