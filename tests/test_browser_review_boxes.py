@@ -137,6 +137,12 @@ def test_a_reviewer_whose_picture_was_decided_meanwhile_is_told_and_nothing_is_r
     assert "colleague" in browser.find_element(By.ID, "review-status").text
     upload.refresh_from_db()
     assert (upload.reviewed_label, upload.reviewed_by) == ("not_phone", colleague)
+    # The next key shows the colleague's decision (the page reloads) instead of answering the same 409 again.
+    browser.find_element(By.TAG_NAME, "body").send_keys("p")
+    note = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".reviewed-note"))
+    assert "Reviewed as not a phone by colleague" in note[0].text
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.reviewed_by) == ("not_phone", colleague)
 
 
 def test_a_picture_a_colleague_has_open_is_handed_out_last_and_its_page_says_so(

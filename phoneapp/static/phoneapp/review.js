@@ -28,7 +28,7 @@
       body: body,
       credentials: "same-origin",
       headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
-    }).then((response) => response.json().then((data) => ({ ok: response.ok, data: data })));
+    }).then((response) => response.json().then((data) => ({ ok: response.ok, status: response.status, data: data })));
   }
 
   // --- Zoom: the picture at its full resolution inside a scrolling frame; the wheel zooms further ------------
@@ -243,13 +243,18 @@
       status.classList.toggle("error", Boolean(isError));
     }
 
+    let stale = false;
+
     function act(url, fields, button, pending) {
       if (busy) return;
       busy = true;
       if (button) button.classList.add("saving");
       say(pending);
       post(url, fields)
-        .then(({ ok, data }) => {
+        .then(({ ok, status, data }) => {
+          // Another reviewer decided while this page was open: the next decision key reloads the page, so the
+          // reviewer sees their decision before deciding again (it answered every key with the same 409).
+          if (status === 409) stale = true;
           if (!ok) throw new Error(data.error || "Not saved.");
           say("Saved.");
           window.location.assign(data.next_url || data.url);
@@ -262,6 +267,11 @@
     }
 
     function decide(decision) {
+      if (stale) {
+        say("Reloading to show the other reviewer's decision…");
+        window.location.reload();
+        return;
+      }
       const button = form.querySelector('button[value="' + decision + '"]');
       if (!button) {
         say("The model is unsure about this picture: press P or N.", true);
