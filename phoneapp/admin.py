@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from inference.manifest import ModelLoadError
-from phoneapp.models import ApiToken, Label, ModelVersion, Upload, UploadQuerySet, VersionScore
+from phoneapp.models import ApiToken, Label, ModelVersion, SecondReview, Upload, UploadQuerySet, VersionScore
 from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
 from phoneapp.selectors.model_versions import model_version_latest_score
 from phoneapp.services.api_tokens import api_token_prefix
@@ -286,8 +286,14 @@ class UploadAdmin(admin.ModelAdmin):
 
     def _mark(self, request: HttpRequest, queryset: UploadQuerySet, *, label: Label) -> None:
         """One reviewed label on every selected upload, and the count in the words the action's name uses."""
+        ids = list(queryset.values_list("pk", flat=True))
         count = uploads_review(uploads=queryset, label=label, reviewer=signed_in_user(request))
-        self.message_user(request, f"Marked {count} upload(s) as {_LABEL_WORDS[label]}.", messages.SUCCESS)
+        waiting = Upload.objects.filter(pk__in=ids, second_review=SecondReview.WAITING).count()
+        # Against a confident verdict a label waits for a second reviewer (phoneapp/services/reviews.py): say so.
+        note = f"; {waiting} against a confident verdict wait for a second reviewer before training" if waiting else ""
+        self.message_user(
+            request, f"Marked {count} upload{pluralize(count)} as {_LABEL_WORDS[label]}{note}.", messages.SUCCESS
+        )
 
     @admin.action(
         permissions=["change"],

@@ -275,7 +275,12 @@ def test_relabelling_a_confident_verdict_in_the_admin_waits_for_a_second_reviewe
     confident = make_upload(alice, name="confident.jpg", predicted_label="phone", probability=0.99)
     unsure = make_upload(alice, name="unsure.jpg", predicted_label="phone", probability=0.55)
 
-    staff_client.post(CHANGELIST, {"action": "mark_as_not_phone", "_selected_action": [confident.pk, unsure.pk]})
+    marked = staff_client.post(
+        CHANGELIST, {"action": "mark_as_not_phone", "_selected_action": [confident.pk, unsure.pk]}, follow=True
+    )
+    # Said, not left for the reviewer to find out in the queue.
+    said = " ".join(marked.content.decode().split())
+    assert "Marked 2 uploads as not phone; 1 against a confident verdict wait for a second reviewer" in said
     staff_client.post(f"{CHANGELIST}{confident.pk}/change/", {"reviewed_label": "not_phone", "reviewed_boxes": ""})
 
     confident.refresh_from_db()
