@@ -273,3 +273,17 @@ def test_deciding_again_on_one_copy_of_a_picture_relabels_every_copy(staff_clien
     decide(staff_client, copies[1].pk, "not_phone")
 
     assert set(Upload.objects.filter(sha256="d" * 64).values_list("reviewed_label", flat=True)) == {"not_phone"}
+
+
+def test_a_picture_sent_again_after_its_review_says_what_was_decided_before(
+    staff_client: Client, alice: User, bob: User, reviewer: User
+) -> None:
+    """The label stays with the upload that was reviewed, so the new one is in the queue again: its page said
+    nothing of the earlier decision."""
+    make_upload(alice, probability=0.5, sha256="e" * 64, reviewed="phone", reviewer=reviewer)
+    sent_again = make_upload(bob, probability=0.5, sha256="e" * 64)
+
+    page = " ".join(staff_client.get(f"/review/{sent_again.pk}/").content.decode().split())
+
+    assert "Reviewed before, on another upload of this picture: <strong>phone</strong> by rita" in page
+    assert "Sent 2 times: one decision labels both uploads" in page

@@ -116,8 +116,19 @@ def review_upload_get(*, upload_id: int) -> Upload:
 
 
 def review_duplicates(*, upload: Upload) -> UploadQuerySet:
-    """The other classified, unreviewed uploads of the same picture (a decision on ``upload`` labels them too)."""
-    return _unreviewed().filter(sha256=upload.sha256).exclude(pk=upload.pk)
+    """The other classified uploads of the same picture: a decision on ``upload`` labels them too
+    (:func:`phoneapp.services.reviews.upload_group_review`)."""
+    return Upload.objects.done().filter(sha256=upload.sha256).exclude(pk=upload.pk)
+
+
+def review_earlier_label(*, upload: Upload) -> Upload | None:
+    """The latest reviewed other upload of the same picture, when ``upload`` itself has no label: the picture was
+    sent again after a reviewer decided on it, and the queue shows it again (the label stays with the upload that
+    was reviewed). Its page says what was decided before."""
+    if upload.reviewed_label:
+        return None
+    reviewed = review_duplicates(upload=upload).exclude(reviewed_label="").select_related("reviewed_by")
+    return reviewed.order_by("-reviewed_at", "-pk").first()
 
 
 def _after(upload: Upload) -> Q:

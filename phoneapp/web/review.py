@@ -24,7 +24,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from phoneapp.models import Label, SecondReview, Upload
 from phoneapp.selectors.decisions import upload_place_unsure, upload_verdict
-from phoneapp.selectors.review_queue import review_next_after, review_place, review_queue_first, review_upload_get
+from phoneapp.selectors.review_queue import (
+    review_earlier_label,
+    review_next_after,
+    review_place,
+    review_queue_first,
+    review_upload_get,
+)
 from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore, picture_mark_ground_truth
 from phoneapp.services.review_claims import upload_review_claim
 from phoneapp.services.reviews import (
@@ -119,6 +125,7 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
         "boxes_json": upload.reviewed_boxes if upload.reviewed_boxes is not None else upload.predicted_boxes,
         "review_state": upload_review_state(upload=upload),
         "open_with": open_with,
+        "earlier": review_earlier_label(upload=upload),
     }
     return render(request, "phoneapp/review.html", context)
 
