@@ -22,6 +22,7 @@ from django.shortcuts import render
 
 from phoneapp.auth_backends import client_address
 from phoneapp.refused_requests import refused_request
+from phoneapp.request_edges import is_api_request
 from phoneapp.services.login_attempts import login_attempt_wait
 
 
@@ -35,7 +36,7 @@ def login_throttled(view: Callable[..., HttpResponseBase]) -> Callable[..., Http
                 username = _posted_username(request)
             except (SuspiciousOperation, BadRequest) as error:
                 refused = refused_request(error)
-                if refused is None or not request.path.startswith("/api/"):
+                if refused is None or not is_api_request(request):
                     raise  # the pages' handler400 words it
                 # Read here, outside the API's exception handler: answered in the API's JSON even in DEBUG.
                 return JsonResponse({"error": refused[1]}, status=refused[0])
@@ -49,7 +50,7 @@ def login_throttled(view: Callable[..., HttpResponseBase]) -> Callable[..., Http
 
 def login_refused_response(request: HttpRequest, *, retry_after: int) -> HttpResponse:
     message = f"Too many failed logins; try again in {retry_after} seconds."
-    if request.path.startswith("/api/"):
+    if is_api_request(request):
         response: HttpResponse = JsonResponse({"error": message}, status=429)
     else:
         messages.error(request, message)

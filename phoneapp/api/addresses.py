@@ -16,11 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.common import CommonMiddleware
 from django.urls import Resolver404, resolve
 
-API_PREFIX = "/api/"
-
-
-def _is_api(request: HttpRequest) -> bool:
-    return request.path_info.startswith(API_PREFIX)
+from phoneapp.request_edges import API_PREFIX, is_api_request
 
 
 def not_found_message(request: HttpRequest) -> str:
@@ -39,7 +35,7 @@ class ApiCommonMiddleware(CommonMiddleware):
     """Django's ``CommonMiddleware``, except that paths under ``/api/`` are never redirected to add a slash."""
 
     def should_redirect_with_slash(self, request: HttpRequest) -> bool:
-        return not _is_api(request) and super().should_redirect_with_slash(request)
+        return not is_api_request(request) and super().should_redirect_with_slash(request)
 
 
 class ApiNotFoundMiddleware:
@@ -53,6 +49,6 @@ class ApiNotFoundMiddleware:
         # An address an endpoint answered keeps that endpoint's 404 ("No such upload.", in JSON or, for a browser,
         # on the browsable API's page); only an address no route matched is rewritten.
         unmatched = getattr(request, "resolver_match", None) is None
-        if response.status_code == 404 and unmatched and _is_api(request):
+        if response.status_code == 404 and unmatched and is_api_request(request):
             return JsonResponse({"error": not_found_message(request)}, status=404)
         return response

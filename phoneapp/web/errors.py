@@ -12,12 +12,13 @@ from django.urls import reverse
 
 from phoneapp.errors import NotFound
 from phoneapp.refused_requests import refused_request
+from phoneapp.request_edges import is_api_request
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """``handler400``: a readable reason (JSON under ``/api/``), never Django's bare "Bad Request" page."""
     status, message = refused_request(exception) or (400, "The request could not be understood.")
-    if request.path.startswith("/api/"):
+    if is_api_request(request):
         return JsonResponse({"error": message}, status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
@@ -51,7 +52,7 @@ class MethodNotAllowedPageMiddleware:
         # Only a link followed to an address that takes a button: a form sent to a page that is only read (POST
         # /history/), a probe (/healthz) or the API keep their plain 405.
         followed_link = request.method in ("GET", "HEAD") and "POST" in response.get("Allow", "")
-        if response.status_code != 405 or not followed_link or response.content or request.path.startswith("/api/"):
+        if response.status_code != 405 or not followed_link or response.content or is_api_request(request):
             return response
         signing_out = request.path == reverse("logout")
         if signing_out and not request.user.is_authenticated:

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import TemplateDoesNotExist, loader
 from django.views import defaults
 
+from phoneapp.request_edges import is_api_request
 from phoneapp.services.errors import RETRY_AFTER_SECONDS, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def outage_response(request: HttpRequest, error: BaseException | None = None) ->
         message = error.message
     else:
         message = OUTAGE_MESSAGE_ON_READ if reading else OUTAGE_MESSAGE
-    if request.path.startswith("/api/"):
+    if is_api_request(request):
         response: HttpResponse = JsonResponse({"error": message}, status=503)
     else:
         try:
@@ -95,6 +96,6 @@ def server_error(request: HttpRequest) -> HttpResponse:
     error = sys.exc_info()[1]
     if is_outage(error):
         return outage_response(request, error)
-    if request.path.startswith("/api/"):
+    if is_api_request(request):
         return JsonResponse({"error": "Server error; try again, and tell us if it keeps happening."}, status=500)
     return defaults.server_error(request)

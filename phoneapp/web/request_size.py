@@ -16,6 +16,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from phoneapp.request_edges import is_api_request
+
 
 def request_too_large_message() -> str:
     """What the person or client is told, in the units they chose files by."""
@@ -44,7 +46,7 @@ class RequestSizeLimitMiddleware:
         if declared_length(request) <= settings.REQUEST_MAX_BYTES:
             return self.get_response(request)
         message = request_too_large_message()
-        if request.path.startswith("/api/"):
+        if is_api_request(request):
             response: HttpResponse = JsonResponse({"error": message}, status=413)
         else:
             response = HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
