@@ -146,18 +146,14 @@ def review_place(
 ) -> ReviewPlace:
     """The queue's neighbours of ``upload`` (annotated by :func:`review_upload_get`) and the count left.
 
-    "Next" is the following picture in the queue that no other reviewer has open (else the following one).
-    ``skipped``: what this reviewer skipped in this session, handed out after the rest, and counted so in the
-    position. ``history`` is the ids this reviewer decided in this session, oldest first. "Previous" walks back
-    through it: from a decided picture to the one decided before it; from an undecided one to the unreviewed
-    picture before it in the queue (one passed over with "next"), else to the last one decided -- so a reviewer
-    can always go back to what they just did.
+    "Next" is :func:`_following`. ``skipped``: what this reviewer skipped in this session, handed out after the
+    rest, and counted so in the position. ``history`` is the ids this reviewer decided in this session, oldest
+    first. "Previous" walks back through it: from a decided picture to the one decided before it; from an
+    undecided one to the unreviewed picture before it in the queue (one passed over with "next"), else to the last
+    one decided -- so a reviewer can always go back to what they just did.
     """
     queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
-    after = queue.filter(_after(upload)).values_list("pk", flat=True)
-    # "Next" passes over pictures another reviewer has open, as the queue does after a decision; when only such
-    # pictures follow, it still leads to the first of them (its page says who has it open).
-    following = after.exclude(_open_with_another_q(reviewer_id)).first() or after.first()
+    following = _following(queue, upload, skipped, reviewer_id)
     remaining = review_queue(reviewer_id=reviewer_id).count()
     in_queue = review_upload_in_queue(upload=upload, reviewer_id=reviewer_id)
     position = _position(queue, upload, skipped) if in_queue else 0
@@ -178,6 +174,23 @@ def review_place(
         remaining=remaining,
         duplicates=review_duplicates(upload=upload).count(),
     )
+
+
+def _following(queue: UploadQuerySet, upload: Upload, skipped: Sequence[int], reviewer_id: int | None) -> int | None:
+    """ "Next": the picture after ``upload`` in the order :func:`_position` counts (the queue's, with what this
+    reviewer skipped behind the rest), passing over pictures another reviewer has open as the queue does after a
+    decision; when only such pictures follow, still the first of them (its page says who has it open)."""
+    skipped_ids = list(skipped)
+    if upload.pk in skipped_ids:
+        candidates = [queue.filter(pk__in=skipped_ids).filter(_after(upload))]
+    else:
+        candidates = [queue.filter(_after(upload)).exclude(pk__in=skipped_ids), queue.filter(pk__in=skipped_ids)]
+    for rest in candidates:
+        ids = rest.values_list("pk", flat=True)
+        chosen = ids.exclude(_open_with_another_q(reviewer_id)).first() or ids.first()
+        if chosen is not None:
+            return chosen
+    return None
 
 
 def _position(queue: UploadQuerySet, upload: Upload, skipped: Sequence[int]) -> int:
