@@ -105,3 +105,13 @@ def test_with_the_database_down_only_the_database_is_named_failing(
     body = client.get("/healthz").json()
 
     assert (body["failing"], body["model"]) == (["database"], "unknown")
+
+
+def test_without_a_broker_the_web_probe_checks_the_model_the_web_process_classifies_with(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("phoneapp.services.health._check_model", lambda: ("unavailable", "scene-lite0-v10"))
+
+    response = client.get("/healthz?web=1")
+
+    assert (response.status_code, response.json()["failing"]) == (503, ["model"])

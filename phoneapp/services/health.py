@@ -81,17 +81,20 @@ def health_report(*, connection: BaseDatabaseWrapper, deep: bool = False, web_on
     files, the workers' heartbeats and local storage by metadata; ``deep`` also writes and deletes a probe file
     through the storage API (S3 included) and reads the queue depth.
 
-    ``web_only``: can this web process take uploads (the database and storage; the rest "not checked")? What a
-    load balancer should poll: with the broker or every worker down, uploads are still taken and wait as pending,
-    so taking the web processes out of service then would refuse them for nothing."""
+    ``web_only``: can this web process take uploads (the database and storage, and the model when there is no
+    broker, since the web process then classifies; the rest "not checked")? What a load balancer should poll:
+    with the broker or every worker down, uploads are still taken and wait as pending, so taking the web processes
+    out of service then would refuse them for nothing."""
     database = _check_database(connection)
     if web_only:
         storage, free_mb = _check_storage(deep=deep)
+        in_process = not broker_configured() and database == "ok"
+        model, version = _check_model() if in_process else ("not checked", None)
         return HealthReport(
             database=database,
             broker="not checked",
-            model="not checked",
-            model_version=None,
+            model=model,
+            model_version=version,
             storage=storage,
             free_space_mb=free_mb,
         )
