@@ -209,3 +209,16 @@ def test_probability_histogram_axis_runs_from_0_to_1_with_labels_on_bin_edges(
     assert list(edges) == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
     for label, x in edges.items():
         assert x == pytest.approx(first_edge + float(label) * 20 * slot, abs=0.15), (label, x)
+
+
+def test_a_version_without_settled_reviews_asked_for_says_the_matrix_shows_all(
+    staff_client: Client, alice: User, reviewer: User
+) -> None:
+    """It silently showed every version's matrix under the name asked for."""
+    make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer, version="zero-shot-v1")
+
+    asked = staff_client.get("/dashboard/?model=scene-lite0-v9").content.decode()
+    known = staff_client.get("/dashboard/?model=zero-shot-v1").content.decode()
+
+    assert "No settled reviews of pictures scene-lite0-v9 judged: showing all versions." in asked
+    assert 'id="model-ignored"' not in known

@@ -88,6 +88,8 @@ class DashboardData:
     model_version: str  # the version the confusion matrix is restricted to ("" = all)
     active_version: ModelVersion | None = None  # whose threshold and unsure band the histogram marks
     reviewers: list[ReviewerCount] = field(default_factory=list)
+    # A version asked for (``?model=``) without settled reviews: the matrix shows all versions instead, and says so.
+    model_version_ignored: str = ""
 
 
 def uploads_per_day(*, days: int = 30, today: date | None = None) -> list[DayCount]:
@@ -187,6 +189,7 @@ def dashboard_data(*, days: int = 30, model_version: str = "") -> DashboardData:
         model_version=chosen,
         active_version=model_version_active_or_none(),
         reviewers=reviewer_counts(),
+        model_version_ignored=model_version if model_version and not chosen else "",
     )
 
 
