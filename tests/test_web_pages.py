@@ -150,3 +150,19 @@ def test_a_picture_pending_for_long_says_the_classifier_is_busy_or_paused(alice_
     note = "The classifier is busy or paused"
     assert note in alice_client.get(f"/uploads/{waiting.pk}/").content.decode()
     assert note not in alice_client.get(f"/uploads/{just_sent.pk}/").content.decode()
+
+
+def test_a_picture_gone_from_storage_is_said_on_its_page_not_drawn_broken(alice_client: Client, alice: User) -> None:
+    """After a lost volume or a restore without the media, the detail page drew a broken image with no word why."""
+    from tests.factories import make_upload
+
+    upload = make_upload(alice, probability=0.9, name="lost.jpg")
+    kept = make_upload(alice, probability=0.9, name="kept.jpg")
+    upload.image.storage.delete(upload.image.name)
+
+    lost_page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    kept_page = alice_client.get(f"/uploads/{kept.pk}/").content.decode()
+
+    assert "The picture file is missing from storage" in lost_page
+    assert f'src="/uploads/{upload.pk}/image"' not in lost_page
+    assert "missing from storage" not in kept_page and f'src="/uploads/{kept.pk}/image"' in kept_page

@@ -58,3 +58,17 @@ def stored_file_write(*, field_file: FieldFile, filename: str, content: File) ->
         raise StorageUnavailable() from error
     setattr(field_file.instance, field.attname, stored_name)
     return stored_name
+
+
+def stored_picture_missing(*, upload: Upload) -> bool:
+    """Whether the upload's picture file is gone from storage (a lost volume, a restore without the media): its
+    page then says so instead of drawing a broken image. A storage that cannot answer counts as not missing (the
+    picture's own request then reports the outage)."""
+    name = upload.image.name
+    if not name:
+        return True
+    try:
+        return not upload.image.storage.exists(name)
+    except Exception:
+        logger.exception("cannot tell whether a picture file exists", extra={"upload_id": upload.pk})
+        return False

@@ -15,6 +15,7 @@ from django.utils import timezone
 from phoneapp.models import Upload
 from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_verdict
 from phoneapp.services.heatmaps import HeatmapOffer, upload_heatmap_offer, upload_heatmap_servable
+from phoneapp.services.stored_pictures import stored_picture_missing
 
 register = template.Library()
 
@@ -59,6 +60,12 @@ def pending_note(upload: Upload) -> str:
         return ""
     waited = (timezone.now() - upload.created).total_seconds()
     return PENDING_NOTE if waited > PENDING_NOTE_AFTER_SECONDS else ""
+
+
+@register.filter
+def picture_missing(upload: Upload) -> bool:
+    """Whether the picture file is gone from storage (one storage query: detail, review and admin pages only)."""
+    return stored_picture_missing(upload=upload)
 
 
 @register.filter
