@@ -239,7 +239,9 @@ def test_a_photo_past_pillows_bomb_warning_is_accepted_and_judged_without_the_wa
     """Every step that opens it (header, metadata, validation, the worker) knows its size is checked; Pillow's
     warning (from ~89 megapixels: a 108-megapixel phone photo) was printed at each, and refused it at validation.
     Both limits scaled down 90 times, so a 1.2-megapixel JPEG takes the same path in a second."""
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS // 90)  # warns from ~1 megapixel
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    assert pillow_limit is not None  # Pillow's default: its bomb check is on
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit // 90)  # warns from ~1 megapixel
     settings.UPLOAD_MAX_PIXELS = 40_000_000 // 90
     photo = encode(Image.new("RGB", (1264, 948), (120, 60, 30)), "JPEG", quality=80)
 
