@@ -14,9 +14,9 @@ import logging
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from PIL import Image, ImageOps
+from PIL import Image
 
-from inference.images import open_image, open_quietly
+from inference.images import open_image
 from phoneapp.models import Upload
 from phoneapp.services.errors import StorageUnavailable
 from phoneapp.services.stored_pictures import stored_file_write
@@ -84,11 +84,8 @@ def upload_preview_jpeg(*, upload: Upload) -> bytes | None:
     Only pending TIFFs come here: the upload page would otherwise show a broken image until the verdict. Not stored:
     the worker writes the real one with the verdict.
     """
-    if upload.content_type in BROWSER_DRAWABLE_TYPES:
-        return None
-    with upload.image.open("rb") as handle, open_quietly(handle) as picture:
-        picture.draft("RGB", THUMBNAIL_SIZE)
-        return thumbnail_jpeg(ImageOps.exif_transpose(picture).convert("RGB"))
+    picture = _undrawable_decoded(upload)
+    return None if picture is None else thumbnail_jpeg(picture)
 
 
 def upload_display_jpeg(*, upload: Upload) -> bytes | None:
@@ -97,12 +94,20 @@ def upload_display_jpeg(*, upload: Upload) -> bytes | None:
 
     Drawn on each request (answers to signed-in users are not cached), at most :data:`DISPLAY_MAX_SIDE` pixels on
     its long side: TIFF uploads are rare, and a 40-megapixel one costs about a second at full size."""
-    if upload.content_type in BROWSER_DRAWABLE_TYPES:
+    picture = _undrawable_decoded(upload)
+    if picture is None:
         return None
-    with upload.image.open("rb") as handle:
-        # The same decoding as the model's: upright, 16-bit and float greys scaled rather than clipped to white.
-        picture = open_image(handle, max_pixels=settings.UPLOAD_MAX_PIXELS)
     picture.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BOX)
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def _undrawable_decoded(upload: Upload) -> Image.Image | None:
+    """The stored picture decoded upright in RGB when browsers cannot draw its format (TIFF), else None: the one
+    decoding behind both the pending thumbnail and the pages' rendition. It is the model's (``open_image``), so
+    16-bit and float greys are scaled rather than clipped to white (the thumbnail's own ``convert`` clipped them)."""
+    if upload.content_type in BROWSER_DRAWABLE_TYPES:
+        return None
+    with upload.image.open("rb") as handle:
+        return open_image(handle, max_pixels=settings.UPLOAD_MAX_PIXELS)
