@@ -237,6 +237,19 @@ def test_upload_change_page_shows_the_full_picture_with_boxes_and_a_review_link(
     assert f'href="/review/{upload.pk}/"' in page
 
 
+def test_upload_change_page_says_a_picture_gone_from_storage_instead_of_drawing_it_broken(
+    staff_client: Client, alice: User
+) -> None:
+    """The site's pages said so since a restore without the media; the admin still drew a broken image."""
+    lost = make_upload(alice, probability=0.97, name="lost.jpg")
+    lost.image.storage.delete(lost.image.name)
+
+    page = staff_client.get(f"/admin/phoneapp/upload/{lost.pk}/change/").content.decode()
+
+    assert "The picture file is missing from storage" in page
+    assert f'src="/uploads/{lost.pk}/image"' not in page
+
+
 def test_model_version_list_shows_headline_figures_from_the_manifest(staff_client: Client) -> None:
     from phoneapp.models import ModelVersion
 
