@@ -178,3 +178,23 @@ def test_the_next_link_passes_over_a_picture_another_reviewer_has_open(
     # Where only pictures open with others follow, "Next" still leads to one.
     assert second.get(f"/review/{uploads[2].pk}/").status_code == 200  # the second reviewer now holds uploads[2]
     assert first.get(f"/review/{uploads[1].pk}/").context["place"].next_id == uploads[2].pk
+
+
+def test_back_from_a_picture_passes_over_one_another_reviewer_has_open(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """"← Previous" from an undecided picture goes to the one passed over before it, as "Next →" does the other way:
+    not to a picture a colleague has open meanwhile (two reviewers on one picture)."""
+    from phoneapp.selectors.review_queue import review_queue
+
+    for probability in (0.52, 0.45, 0.6):
+        make_upload(alice, probability=probability)
+    first, taken, third = review_queue(reviewer_id=reviewer.pk).values_list("pk", flat=True)
+    mine, theirs = client_for(reviewer), client_for(second_reviewer)
+    assert open_queue(mine) == first
+    theirs.get(f"/review/{taken}/")  # the colleague opens the second picture
+
+    page = mine.get(f"/review/{third}/")
+
+    assert page.context["place"].previous_id == first
+    assert Upload.objects.get(pk=taken).review_claimed_by == second_reviewer

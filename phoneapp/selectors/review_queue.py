@@ -149,8 +149,8 @@ def review_place(
     "Next" is :func:`_following`. ``skipped``: what this reviewer skipped in this session, handed out after the
     rest, and counted so in the position. ``history`` is the ids this reviewer decided in this session, oldest
     first. "Previous" walks back through it: from a decided picture to the one decided before it; from an
-    undecided one to the unreviewed picture before it in the queue (one passed over with "next"), else to the last
-    one decided -- so a reviewer can always go back to what they just did.
+    undecided one to the unreviewed picture before it in the queue (one passed over with "next") that no other
+    reviewer has open, else to the last one decided -- so a reviewer can always go back to what they just did.
     """
     queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
     following = _following(queue, upload, skipped, reviewer_id)
@@ -163,10 +163,13 @@ def review_place(
     else:
         passed_over = (
             queue.exclude(_after(upload)).order_by("-priority", "-uncertainty", "-id").values_list("pk", flat=True)
+            if in_queue
+            else queue.none().values_list("pk", flat=True)
         )
-        previous_id = passed_over.first() if in_queue else None
-        if previous_id is None and history:
-            previous_id = history[-1]
+        # As "next" does: a picture another reviewer has open meanwhile is passed over, unless nothing else is left.
+        previous_id = passed_over.exclude(_open_with_another_q(reviewer_id)).first()
+        if previous_id is None:
+            previous_id = history[-1] if history else passed_over.first()
     return ReviewPlace(
         previous_id=previous_id,
         next_id=following,
