@@ -183,7 +183,7 @@ def test_the_next_link_passes_over_a_picture_another_reviewer_has_open(
 def test_back_from_a_picture_passes_over_one_another_reviewer_has_open(
     alice: User, reviewer: User, second_reviewer: User
 ) -> None:
-    """"← Previous" from an undecided picture goes to the one passed over before it, as "Next →" does the other way:
+    """The ← link from an undecided picture goes to the one passed over before it, as "Next →" does the other way:
     not to a picture a colleague has open meanwhile (two reviewers on one picture)."""
     from phoneapp.selectors.review_queue import review_queue
 
