@@ -179,36 +179,41 @@ def percent_bars(rows: Sequence[tuple[str, float, str]], *, title: str, chart_id
 
 
 def confusion_grid(
-    labels: Sequence[tuple[str, str]], counts: dict[tuple[str, str], int], *, title: str, chart_id: str
+    rows: Sequence[tuple[str, str]],
+    columns: Sequence[tuple[str, str]],
+    counts: dict[tuple[str, str], int],
+    *,
+    title: str,
+    chart_id: str,
 ) -> str:
-    """A square grid: rows are the reviewers' labels, columns the model's; diagonal cells (agreement) in green,
-    the others in red, shaded by their share of all reviewed uploads."""
-    size = len(labels)
+    """A grid of (row, column) counts: rows are the reviewers' labels, columns the model's verdicts; cells where
+    they agree in green, an "unsure" column in amber, the others in red, shaded by their share of all counted."""
     label_w, head_h = 104, 44
-    cell = (WIDTH - label_w) / max(1, size)
+    cell = (WIDTH - label_w) / max(1, len(columns))
     cell_h = 64
-    height = head_h + size * cell_h + 4
+    height = head_h + len(rows) * cell_h + 4
     total = sum(counts.values())
     body = [
         f'<text x="{label_w + (WIDTH - label_w) / 2:.1f}" y="14" text-anchor="middle" fill="{MUTED}" '
         'font-size="12">model said</text>',
         f'<text x="4" y="{head_h - 10}" fill="{MUTED}" font-size="12">reviewer said</text>',
     ]
-    for column, (_, name) in enumerate(labels):
+    row_keys = {key for key, _ in rows}
+    for column, (_, name) in enumerate(columns):
         body.append(
             f'<text x="{label_w + column * cell + cell / 2:.1f}" y="{head_h - 10}" text-anchor="middle" '
             f'fill="{TEXT}" font-weight="600">{escape(name)}</text>'
         )
-    for row, (actual, actual_name) in enumerate(labels):
+    for row, (actual, actual_name) in enumerate(rows):
         y = head_h + row * cell_h
         body.append(
             f'<text x="{label_w - 8}" y="{y + cell_h / 2 + 5:.1f}" text-anchor="end" fill="{TEXT}" '
             f'font-weight="600">{escape(actual_name)}</text>'
         )
-        for column, (predicted, _) in enumerate(labels):
+        for column, (predicted, _) in enumerate(columns):
             value = counts.get((actual, predicted), 0)
             share = value / total if total else 0.0
-            color = PHONE if actual == predicted else NOT_PHONE
+            color = PHONE if actual == predicted else NOT_PHONE if predicted in row_keys else UNSURE
             # Tints stay light enough for dark numbers to keep 4.5:1 contrast at any share.
             opacity = 0.1 + 0.45 * share
             x = label_w + column * cell

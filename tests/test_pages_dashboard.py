@@ -77,6 +77,24 @@ def test_reviewed_accuracy_and_confusion_matrix_per_model_version(alice: User, r
     assert confusion_matrix(model_version="model-b").counts == {("phone", "not_phone"): 1}
 
 
+def test_an_unsure_verdict_has_its_own_column_not_the_side_of_the_threshold_it_fell_on(
+    staff_client: Client, alice: User, reviewer: User, settings: SettingsFixture
+) -> None:
+    """The pages told the user "unsure" for these; the matrix counted them as confident right or wrong verdicts."""
+    settings.UNSURE_BAND = (0.3, 0.7)
+    make_upload(alice, probability=0.65, reviewed="phone", reviewer=reviewer, version="model-a")
+    make_upload(alice, probability=0.6, reviewed="not_phone", reviewer=reviewer, version="model-a")
+    make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer, version="model-a")
+
+    assert confusion_matrix().counts == {("phone", "unsure"): 1, ("not_phone", "unsure"): 1, ("phone", "phone"): 1}
+    chart = staff_client.get("/dashboard/").content.decode().split('id="chart-confusion"', 1)[1].split("</svg>")[0]
+    assert ">Unsure</text>" in chart
+    assert f'fill="{charts.UNSURE}"' in chart
+    numbers = staff_client.get("/dashboard/").content.decode().split('id="h-confusion"', 1)[1].split("</section>")[0]
+    assert '<th scope="row">Phone</th><td>1</td><td>1</td><td>0</td>' in numbers
+    assert '<th scope="row">Not a phone</th><td>0</td><td>1</td><td>0</td>' in numbers
+
+
 def test_a_picture_sent_many_times_is_one_review_and_unsettled_labels_are_not_yet_truth(
     alice: User, reviewer: User
 ) -> None:

@@ -55,13 +55,19 @@ class ModelAccuracy:
 
 @dataclass(frozen=True)
 class ConfusionMatrix:
-    """Counts of reviewed pictures by (reviewer's label, model's label); without a version filter, a picture two
-    versions judged differently counts once under each verdict."""
+    """Counts of reviewed pictures by (reviewer's label, model's verdict: phone, unsure or not phone); without a
+    version filter, a picture two versions judged differently counts once under each verdict."""
 
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def count(self, actual: str, predicted: str) -> int:
         return self.counts.get((actual, predicted), 0)
+
+    @property
+    def table(self) -> list[tuple[str, list[int]]]:
+        """The dashboard's "Numbers": per reviewer's label, the counts under phone, unsure and not phone."""
+        verdicts = (Label.PHONE, "unsure", Label.NOT_PHONE)
+        return [(label.label, [self.count(label, verdict) for verdict in verdicts]) for label in Label]
 
     @property
     def total(self) -> int:
@@ -152,12 +158,15 @@ def reviewed_accuracy_by_model() -> list[ModelAccuracy]:
 
 
 def confusion_matrix(*, model_version: str = "") -> ConfusionMatrix:
-    """Reviewed pictures by (truth, verdict), optionally of one model version only."""
+    """Reviewed pictures by (truth, verdict as the pages showed it: phone, unsure or not phone), optionally of one
+    model version only. An unsure verdict is its own column: counting it by the side of the threshold it fell on
+    would call right or wrong what the pages told the user the model could not tell."""
     reviewed = _reviewed()
     if model_version:
         reviewed = reviewed.filter(model_version__name=model_version)
-    rows = reviewed.values("reviewed_label", "predicted_label").annotate(count=PICTURES)
-    return ConfusionMatrix(counts={(row["reviewed_label"], row["predicted_label"]): row["count"] for row in rows})
+    # The ignore: as in verdict_split.
+    rows = reviewed.with_verdict().values("reviewed_label", "verdict").annotate(count=PICTURES)  # type: ignore[misc]
+    return ConfusionMatrix(counts={(row["reviewed_label"], row["verdict"]): row["count"] for row in rows})
 
 
 def probability_histogram(*, bins: int = HISTOGRAM_BINS) -> list[int]:

@@ -67,6 +67,7 @@ def _charts(data: DashboardData) -> dict[str, str]:
         ),
         "confusion": charts.confusion_grid(
             [(Label.PHONE, "Phone"), (Label.NOT_PHONE, "Not a phone")],
+            [(Label.PHONE, "Phone"), ("unsure", "Unsure"), (Label.NOT_PHONE, "Not a phone")],
             data.confusion.counts,
             title="Confusion matrix of reviewed uploads",
             chart_id="chart-confusion",
