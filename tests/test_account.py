@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,7 @@ def test_changing_the_password_needs_the_old_one_and_keeps_this_session(alice: U
         "/account/password/",
         {"old_password": "wrong", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
     )
-    assert refused.status_code == 200 and "old_password-error" in refused.content.decode()
+    assert refused.status_code == 200 and "id_old_password_error" in refused.content.decode()
     alice.refresh_from_db()
     assert alice.check_password("alice-password-1")
 
@@ -57,7 +58,7 @@ def test_a_weak_new_password_is_refused_with_the_reason(alice: User) -> None:
         "/account/password/",
         {"old_password": "alice-password-1", "new_password1": "12345678", "new_password2": "12345678"},
     )
-    assert "new_password2-error" in response.content.decode()
+    assert "id_new_password2_error" in response.content.decode()
     assert "too common" in response.content.decode()
     alice.refresh_from_db()
     assert alice.check_password("alice-password-1")
@@ -154,3 +155,24 @@ def test_guessing_the_old_password_is_throttled_like_a_login(alice: User, settin
     assert "Too many wrong passwords" in refused.content.decode() and 'id="save-password"' in refused.content.decode()
     alice.refresh_from_db()
     assert alice.check_password("alice-password-1")
+
+
+def missing_described_ids(page: str) -> set[str]:
+    """Ids named by ``aria-describedby`` that no element on the page has: a screen reader then reads nothing."""
+    named = {name for value in re.findall(r'aria-describedby="([^"]*)"', page) for name in value.split()}
+    return {name for name in named if f'id="{name}"' not in page}
+
+
+def test_every_field_on_the_password_page_is_described_by_elements_that_exist(alice: User) -> None:
+    """Django's widgets point ``aria-describedby`` at ``id_<field>_error`` and ``id_<field>_helptext``; the page
+    gave its errors other ids and its rules none, so errors and rules were never read with their field."""
+    client = client_for(alice)
+    fresh = client.get("/account/password/").content.decode()
+    refused = client.post(
+        "/account/password/", {"old_password": "wrong", "new_password1": "12345678", "new_password2": "1234"}
+    ).content.decode()
+
+    for page in (fresh, refused):
+        assert "aria-describedby" in page
+        assert missing_described_ids(page) == set()
+    assert 'aria-describedby="id_old_password_error"' in refused
