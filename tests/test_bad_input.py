@@ -202,6 +202,8 @@ def test_one_bad_file_among_good_ones_refuses_all(door: str, alice_client: Clien
 
     assert response.status_code == 400
     assert "bad.jpg" in message_of(response)
+    # Said, not only done: the page showed the bad file's refusal alone, and people took the good one for kept.
+    assert "Nothing was uploaded: send the other picture again without it." in message_of(response)
     assert Upload.objects.count() == 0
     assert stored_files(isolated_storage) == []
 

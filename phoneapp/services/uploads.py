@@ -24,6 +24,18 @@ from phoneapp.services.stored_pictures import stored_file_write
 logger = logging.getLogger(__name__)
 
 
+def _validated_all(files: Sequence[UploadedFile]) -> list[tuple[UploadedFile, ValidatedImage]]:
+    """Every file checked before anything is written. A refusal among several files says that the others were not
+    kept either: without it, a person who chose ten pictures and one text file read only about the text file."""
+    try:
+        return [(file, validate_image_file(file)) for file in files]
+    except InvalidUpload as error:
+        if len(files) == 1:
+            raise
+        others = "picture" if len(files) == 2 else f"{len(files) - 1} pictures"
+        raise type(error)(f"{error.message} Nothing was uploaded: send the other {others} again without it.") from error
+
+
 def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload]:
     """Store every file as an upload of ``owner`` and queue the new ones for classification.
 
@@ -47,7 +59,7 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
         raise InvalidUpload("No picture was sent: attach one or more files in the 'image' field.")
     if len(files) > settings.UPLOAD_MAX_FILES:
         raise InvalidUpload(f"Too many files: at most {settings.UPLOAD_MAX_FILES} per upload.")
-    validated = [(file, validate_image_file(file)) for file in files]
+    validated = _validated_all(files)
     uploads: list[Upload] = []
     written: list[Upload] = []
     # With a broker, each row is inserted already marked as handed to it (``queued_at``), and unmarked in the rare
