@@ -114,7 +114,7 @@ class Stack:
             "MEDIA_ROOT": str(workdir / "media"),
             "MODELS_DIR": str(models),
             "UPLOAD_RATE_LIMIT": "1000000/minute",
-            "TORCH_THREADS": "1",
+            "INFERENCE_THREADS": "1",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

@@ -10,13 +10,16 @@ pictures (also printed, for reading) made p several times too small. A candidate
 direction's p is below ``metrics.SIGNIFICANCE``. This is how ``docs/model.md`` decided that one scene model
 replaces another.
 
-Versions trained before 2026-12-06 have no groups in ``predictions.json``: pass the ``--data-dir`` (and
-``--boxes``) they trained on, and the groups are formed from the pictures as training forms them.
+Versions up to ``scene-lite0-v10`` have no groups in ``predictions.json`` (training writes them since): pass the
+``--data-dir`` (and ``--boxes``) they trained on, and the groups are formed from the pictures as training forms
+them. Pictures are matched by path, made absolute from the current folder: run it from the folder training ran in
+(the project root, for the shipped versions), with the folders spelt either way.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +93,7 @@ def verdicts_right(model_dir: Path) -> dict[str, Verdict]:
     right = {}
     for row in json.loads(predictions_file.read_text()):
         said_phone = row["probability"] >= manifest.threshold
-        right[row["path"]] = Verdict(
+        right[picture_key(row["path"])] = Verdict(
             right=said_phone == (row["label"] == "phone"),
             source=row["source"],
             label=row["label"],
@@ -114,7 +117,13 @@ def picture_groups_from_data(data_dirs: Sequence[Path], box_tables: Sequence[Pat
         with open_image(sample.path) as image:
             hashes.append(dhash(image))
     groups = group_ids_of_hashes([sample.as_sample() for sample in samples], hashes)
-    return {sample.path: str(group) for sample, group in zip(samples, groups, strict=True)}
+    return {picture_key(sample.path): str(group) for sample, group in zip(samples, groups, strict=True)}
+
+
+def picture_key(path: str) -> str:
+    """One spelling of a picture's path: ``predictions.json`` keeps the path as the folder was given to ``train``
+    (``../shared/...``), the ``--data-dir`` here may be given absolute."""
+    return os.path.normpath(os.path.abspath(path))
 
 
 def slices_of(verdict: Verdict) -> Iterable[str]:
@@ -159,7 +168,8 @@ def compare(
         if known is None:
             raise ValueError(
                 f"{path}: its picture group is unknown ({baseline_dir.name}'s and {candidate_dir.name}'s "
-                "predictions.json predate groups): pass the --data-dir (and --boxes) they trained on."
+                "predictions.json predate groups): pass the --data-dir (and --boxes) they trained on, from the folder "
+                "they trained in."
             )
         for name in slices_of(baseline[path]):
             rows.setdefault(name, []).append((known, baseline[path].right, candidate[path].right))

@@ -1,64 +1,21 @@
-"""The Celery application. Workers: ``celery -A phoneapp worker -Q classify`` (and ``-Q training`` for retrains).
+"""The Celery application. Workers: ``celery -A phoneapp worker -Q classify,heatmaps`` (the Procfile's line).
 
-A ``-Q training`` worker re-executes itself with glibc's allocator settings as this module loads (see
-:func:`ensure_allocator_settings_on_training_workers`).
+Retraining is not a task: ``manage.py retrain`` runs it (from cron or by hand) where its CPU does not compete with
+verdicts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
 from celery.signals import task_prerun, task_received, worker_process_init, worker_ready, worker_shutdown
 
-#: The queue of ``retrain_task`` (``CELERY_TASK_ROUTES``): the one whose worker trains with eager torch.
-TRAINING_QUEUE = "training"
-
-
-def worker_queues(argv: Sequence[str]) -> set[str] | None:
-    """The queues a ``celery ... worker`` command line names with ``-Q``/``--queues``; None when it runs no worker.
-
-    A worker without ``-Q`` consumes only the default queue (``classify``), so it gives the empty set.
-    """
-    if "worker" not in argv[1:]:
-        return None
-    queues: set[str] = set()
-    arguments = list(argv[argv.index("worker", 1) + 1 :])
-    for position, argument in enumerate(arguments):
-        if argument in ("-Q", "--queues"):
-            value = arguments[position + 1] if position + 1 < len(arguments) else ""
-        elif argument.startswith("--queues="):
-            value = argument.partition("=")[2]
-        elif argument.startswith("-Q"):
-            value = argument[2:]
-        else:
-            continue
-        queues.update(name.strip() for name in value.split(",") if name.strip())
-    return queues
-
-
-def ensure_allocator_settings_on_training_workers(argv: Sequence[str]) -> None:
-    """A worker consuming ``training`` retrains with eager torch: re-execute it with glibc's allocator settings.
-
-    They must be set before Python starts (inference/allocator.py), and this module is what ``celery -A phoneapp``
-    imports first, before any worker process exists, so an operator never has to remember them. Only there: with
-    a 4 GiB trim threshold a process keeps the memory it frees, and a classification worker (ONNX Runtime, not
-    eager torch) would stay at the RSS of the biggest picture it ever decoded.
-    """
-    queues = worker_queues(argv)
-    if queues is not None and TRAINING_QUEUE in queues:
-        from inference.allocator import ensure_allocator_settings
-
-        ensure_allocator_settings()
-
-
-ensure_allocator_settings_on_training_workers(getattr(sys, "argv", []))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoneapp.settings")
 
 app = Celery("phoneapp")

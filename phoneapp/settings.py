@@ -206,7 +206,6 @@ KEEP_PICTURE_METADATA: bool = env.bool("KEEP_PICTURE_METADATA", default=False)
 
 # --- Model ----------------------------------------------------------------------------------------------------
 MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
-TORCH_THREADS: int = env.int("TORCH_THREADS", default=2)
 # The fast path (inference/export.py, docs/performance.md): "onnxruntime", "torch" (eager fp32), or empty for
 # the model manifest's `options.engine`, else ONNX Runtime when installed. A fast path that fails its check against
 # torch at load time falls back to torch by itself. Exported graphs are cached in INFERENCE_CACHE_DIR.
@@ -214,7 +213,9 @@ INFERENCE_ENGINE: str = env.str("INFERENCE_ENGINE", default="")
 # Two threads give one picture the lowest latency on an idle 2-core box (model stage 5.5 ms, 9.2 ms with one; Run E,
 # docs/experiments.md "Performance runs"). The Procfile's worker runs two processes of one thread each instead,
 # which carries more uploads per second (58.8 against 48.4 for one 2-thread process).
-INFERENCE_THREADS: int = env.int("INFERENCE_THREADS", default=TORCH_THREADS)
+# Also the eager-torch fallback's threads. Models loaded outside serving (``python -m inference``, evaluation,
+# retrain's scoring) take $PHONECHECK_TORCH_THREADS (inference/runtime.py); training takes ``--threads``.
+INFERENCE_THREADS: int = env.int("INFERENCE_THREADS", default=2)
 # Empty: $PHONECHECK_CACHE_DIR, else ~/.cache/phonecheck (per machine; entries are keyed by weights and code).
 INFERENCE_CACHE_DIR: str = env.str("INFERENCE_CACHE_DIR", default="")
 # Labelled pictures the shipped model was trained on (folders phone/ and not_phone/, or a manifest.csv); the
@@ -256,7 +257,6 @@ CELERY_DB_REUSE_MAX: int = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = "classify"
 CELERY_TASK_ROUTES = {
-    "phoneapp.tasks.retrain_task": {"queue": "training"},
     # The zero-shot model's overlays (the others are drawn on request) wait behind verdicts: run a worker with
     # `-Q classify,heatmaps` or a separate `-Q heatmaps` one.
     "phoneapp.tasks.upload_heatmap_compute_task": {"queue": "heatmaps"},

@@ -102,18 +102,3 @@ def upload_heatmap_compute_task(upload_id: int, evidence: list[list[float]] | No
 
     upload = upload_heatmap_compute(upload_id=upload_id, evidence=None if evidence is None else np.asarray(evidence))
     return "stored" if upload is not None else "skipped"
-
-
-@shared_task(acks_late=False, ignore_result=True)
-def retrain_task(*, data_dir: str | None = None, epochs: int | None = None, seed: int = 0) -> str:
-    """``manage.py retrain`` on a worker of the ``training`` queue, so a long retrain never delays verdicts.
-
-    Not acknowledged late: a retrain that dies half-way should be started again by a person, not redelivered.
-    """
-    from pathlib import Path
-
-    from phoneapp.services.retraining import RetrainRequest, retrain
-
-    request = RetrainRequest(data_dir=Path(data_dir) if data_dir else None, epochs=epochs, seed=seed)
-    report = retrain(request=request)
-    return report.decision

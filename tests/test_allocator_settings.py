@@ -18,7 +18,6 @@ import pytest
 import manage
 from inference import __main__ as inference_cli
 from inference.allocator import ALLOCATOR_SETTINGS
-from phoneapp import celery as celery_app_module
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTING = "MALLOC_TRIM_THRESHOLD_"
@@ -81,47 +80,6 @@ def test_manage_py_retrain_starts_with_the_settings(tmp_path: Path) -> None:
 )
 def test_manage_py_sets_them_only_for_the_commands_that_run_eager_torch(argv: list[str], eager: bool) -> None:
     assert manage.runs_eager_torch(argv) is eager
-
-
-def test_a_training_worker_starts_with_the_settings(tmp_path: Path) -> None:
-    celery = str(Path(sys.executable).parent / "celery")
-    starts = interpreter_starts([celery, "-A", "phoneapp", "worker", "-Q", "training", "--help"], tmp_path)
-    assert starts == ["unset", ALLOCATOR_SETTINGS[SETTING]]
-
-
-@pytest.mark.parametrize(
-    ("argv", "queues"),
-    [
-        (["celery", "-A", "phoneapp", "worker", "-Q", "training", "--concurrency", "1"], {"training"}),
-        (["celery", "-A", "phoneapp", "worker", "-Qclassify,training"], {"classify", "training"}),
-        (["celery", "-A", "phoneapp", "worker", "--queues=training"], {"training"}),
-        (["celery", "-A", "phoneapp", "worker", "--queues", "classify, heatmaps"], {"classify", "heatmaps"}),
-        (["celery", "-A", "phoneapp", "worker", "--loglevel", "INFO"], set()),
-        (["celery", "-A", "phoneapp", "beat"], None),
-        (["gunicorn", "phoneapp.wsgi:application"], None),
-    ],
-)
-def test_the_queues_a_worker_command_line_names(argv: list[str], queues: set[str] | None) -> None:
-    assert celery_app_module.worker_queues(argv) == queues
-
-
-@pytest.mark.parametrize(
-    ("argv", "re_executed"),
-    [
-        (["celery", "-A", "phoneapp", "worker", "-Q", "training"], True),
-        (["celery", "-A", "phoneapp", "worker", "-Q", "classify,heatmaps", "--pool", "prefork"], False),
-        (["celery", "-A", "phoneapp", "worker"], False),
-        (["celery", "-A", "phoneapp", "beat"], False),
-    ],
-)
-def test_only_a_worker_of_the_training_queue_gets_the_settings(
-    argv: list[str], re_executed: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Classification workers keep glibc's defaults: with a 4 GiB trim threshold their RSS would stay at its peak."""
-    calls: list[str] = []
-    monkeypatch.setattr("inference.allocator.ensure_allocator_settings", lambda: calls.append("re-exec"))
-    celery_app_module.ensure_allocator_settings_on_training_workers(argv)
-    assert calls == (["re-exec"] if re_executed else [])
 
 
 @pytest.mark.parametrize(

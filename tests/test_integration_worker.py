@@ -52,7 +52,7 @@ def celery_worker(
         "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
         "MODELS_DIR": str(django_settings.MODELS_DIR),
         "ACTIVE_MODEL_CHECK_SECONDS": "0",
-        "TORCH_THREADS": "1",
+        "INFERENCE_THREADS": "1",
         "LOG_FORMAT": "plain",
     }
     with live_services.celery_app_sending_to(broker_url) as app:

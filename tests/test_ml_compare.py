@@ -105,6 +105,27 @@ def test_versions_without_groups_need_the_pictures_they_trained_on(tmp_path: Pat
     assert compare(old, new, picture_groups=groups)[0].grouped.pictures == len(set(groups.values()))
 
 
+def test_pictures_named_relative_in_predictions_meet_a_data_dir_given_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped versions' predictions.json name pictures as ``../shared/...``; a ``--data-dir`` given as an
+    absolute path found none of them and the command said to pass the --data-dir it had been passed."""
+    from ml_training.compare import picture_groups_from_data
+    from tests.synthetic import write_synthetic_folder
+
+    data = write_synthetic_folder(tmp_path / "data", per_label=3)
+    monkeypatch.chdir(tmp_path)
+    relative = sorted(str(path.relative_to(tmp_path)) for path in data.rglob("*.png"))
+    ungrouped: dict[str, str | None] = dict.fromkeys(relative)
+    probabilities = dict.fromkeys(relative, 0.9)
+    old = write_version(tmp_path, "old", threshold=0.5, probabilities=probabilities, groups=ungrouped)
+    new = write_version(tmp_path, "new", threshold=0.5, probabilities=probabilities, groups=ungrouped)
+
+    groups = picture_groups_from_data([data.resolve()])
+
+    assert compare(old, new, picture_groups=groups)[0].pictures.pictures == len(relative)
+
+
 def test_the_one_sided_test_is_the_binomial_tail() -> None:
     assert mcnemar_one_sided(0, 0) == 1.0
     assert mcnemar_one_sided(3, 0) == pytest.approx(0.125)

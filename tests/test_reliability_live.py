@@ -96,7 +96,7 @@ def worker_env(transactional_db: None, isolated_storage: Path, redis_server: Thr
         "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
         "MODELS_DIR": str(django_settings.MODELS_DIR),
         "ACTIVE_MODEL_CHECK_SECONDS": "0",
-        "TORCH_THREADS": "1",
+        "INFERENCE_THREADS": "1",
         "LOG_FORMAT": "plain",
     }
 

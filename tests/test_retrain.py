@@ -506,16 +506,6 @@ def test_commands_without_an_active_model_or_with_bad_arguments_say_so(
         call_command("retrain", *QUICK, "--set", "seed=5", stdout=io.StringIO())
 
 
-def test_retraining_runs_on_its_own_queue_so_verdicts_never_wait_behind_it() -> None:
-    from phoneapp.celery import app
-
-    def queue_of(task: str) -> str:
-        return app.amqp.router.route({}, task, args=(), kwargs={})["queue"].name
-
-    assert queue_of("phoneapp.tasks.retrain_task") == "training"
-    assert queue_of("phoneapp.tasks.upload_classify_task") == "classify"
-
-
 def test_a_retrain_keeps_the_active_models_network_shape_and_starts_from_it(tmp_path: Path, settings: object) -> None:
     import torch
 

@@ -236,3 +236,13 @@ def test_health_report_says_database_down_for_an_unreachable_database(tmp_path: 
     assert report.database == "down"
     assert not report.healthy
     assert report.as_dict()["status"] == "unavailable"
+
+
+def test_every_variable_the_settings_read_is_in_the_env_example() -> None:
+    """``.env.example`` is where operators learn what they can set (it says it shows every line's default);
+    ``CONTENT_SECURITY_POLICY`` was missing from it."""
+    settings_source = (REPO_ROOT / "phoneapp" / "settings.py").read_text()
+    example = (REPO_ROOT / ".env.example").read_text()
+    read = set(re.findall(r'\benv(?:\.\w+)?\(\s*"([A-Z][A-Z0-9_]+)"', settings_source))
+    assert len(read) > 40  # the pattern still finds the settings' reads
+    assert {name for name in read if not re.search(rf"^(# )?{name}=", example, re.MULTILINE)} == set()

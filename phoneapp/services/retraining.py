@@ -1,6 +1,6 @@
 """Turning reviewers' corrections into a new scene-model version, promoted only on trusted evidence.
 
-Used by ``manage.py retrain`` (and the ``retrain_task`` on the training queue). Steps:
+Used by ``manage.py retrain``. Steps:
 
 1. collect the training pictures: reviewed uploads of the ``train`` split whose label is settled (a review that
    contradicted a confident verdict counts only once a second reviewer agreed), with the reviewers' boxes, plus
