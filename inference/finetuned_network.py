@@ -92,10 +92,6 @@ class FineTunedPhoneNet(nn.Module):
         backbone = self.backbone
         return [backbone._conv_stem, backbone._bn0, *backbone._blocks[: self.freeze_blocks]]
 
-    def tail_modules(self) -> list[nn.Module]:
-        backbone = self.backbone
-        return [*backbone._blocks[self.freeze_blocks :], backbone._conv_head, backbone._bn1, self.head]
-
     def trunk_parameters(self) -> list[nn.Parameter]:
         return [parameter for module in self.trunk_modules() for parameter in module.parameters()]
 

@@ -155,13 +155,6 @@ def _normalize_array_in_place(array: np.ndarray, config: PreprocessConfig) -> np
     return array
 
 
-def normalize_tensor(tensor: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
-    """Scale a [0, 1] (..., C, H, W) float32 tensor with the model's mean and standard deviation (a new tensor)."""
-    normalized = tensor.detach().clone().contiguous()
-    _normalize_array_in_place(normalized.numpy(), config)  # the NumPy view shares the tensor's memory
-    return normalized
-
-
 def image_to_tensor(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
     """:func:`image_to_array` as a torch tensor (training and the eager fallback)."""
     import torch  # only the torch paths pay for it; serving stays torch-free
@@ -194,10 +187,3 @@ def _center_crop(image: Image.Image, side: int) -> Image.Image:
     top = round((height - side) / 2.0)
     left = round((width - side) / 2.0)
     return image.crop((left, top, left + side, top + side))
-
-
-def images_to_batch(images: Sequence[Image.Image], config: PreprocessConfig) -> torch.Tensor:
-    """:func:`images_to_array` as a torch tensor."""
-    import torch
-
-    return torch.from_numpy(images_to_array(images, config))

@@ -46,10 +46,6 @@ def write_json_file(directory: Path, name: str, data: Any) -> str:
     )
 
 
-def write_text_file(directory: Path, name: str, text: str) -> str:
-    return write_file_atomically(directory, name, lambda path: path.write_text(text))
-
-
 def write_state_dict(directory: Path, name: str, state: dict[str, torch.Tensor]) -> str:
     return write_file_atomically(directory, name, lambda path: torch.save(state, path))
 

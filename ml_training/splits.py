@@ -106,15 +106,3 @@ def grouped_split(
     groups = group_ids(samples, images, max_distance=max_distance)
     parts = assign_parts(groups, [sample.target for sample in samples], fractions, seed=seed)
     return [[index for index, part in enumerate(parts) if part == wanted] for wanted in range(len(fractions))]
-
-
-def grouped_kfold(
-    samples: Sequence[Sample],
-    images: Sequence[Image.Image],
-    folds: int = 5,
-    *,
-    seed: int = 0,
-    max_distance: int = DEFAULT_MAX_DISTANCE,
-) -> list[list[int]]:
-    """Indices of each of ``folds`` equal parts for cross-validation; near-duplicates share a fold."""
-    return grouped_split(samples, images, [1.0 / folds] * folds, seed=seed, max_distance=max_distance)

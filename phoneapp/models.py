@@ -252,19 +252,6 @@ class Upload(models.Model):
     def __str__(self) -> str:
         return f"Upload {self.pk} ({self.original_name})"
 
-    @property
-    def is_reviewed(self) -> bool:
-        return bool(self.reviewed_label)
-
-    @property
-    def is_ground_truth(self) -> bool:
-        return bool(self.ground_truth_label)
-
-    @property
-    def final_label(self) -> str:
-        """What we believe now: ground truth if staff confirmed one, else the reviewer's label, else the model's."""
-        return self.ground_truth_label or self.reviewed_label or self.predicted_label
-
 
 class VersionScore(models.Model):
     """How one model version scored on one trusted picture set (ground truth or the eval split), per slice.

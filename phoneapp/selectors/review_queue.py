@@ -41,10 +41,6 @@ class ReviewPlace:
     duplicates: int = 0  # other uploads of the same picture that one decision labels too
 
 
-def _unreviewed() -> UploadQuerySet:
-    return Upload.objects.done().unreviewed()
-
-
 def _waiting_q(reviewer_id: int | None) -> Q:
     """Reviews waiting for a second opinion that ``reviewer_id`` may give (not their own)."""
     return Q(second_review=SecondReview.WAITING) & ~Q(reviewed_by_id=reviewer_id) & ~Q(reviewed_label="")

@@ -71,14 +71,6 @@ class ReviewAgreement:
     ground_truth_reviewed: int  # ground-truth pictures that also have a reviewer's label
     agreed_with_ground_truth: int
 
-    @property
-    def agreement_rate(self) -> float | None:
-        return self.agreed / self.second_reviews if self.second_reviews else None
-
-    @property
-    def ground_truth_agreement_rate(self) -> float | None:
-        return self.agreed_with_ground_truth / self.ground_truth_reviewed if self.ground_truth_reviewed else None
-
 
 def review_agreement() -> ReviewAgreement:
     """Agreement between first and second reviewers, and between reviewers and ground truth."""
