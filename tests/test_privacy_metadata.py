@@ -195,3 +195,63 @@ def test_a_container_that_cannot_be_walked_is_reencoded_clean_and_upright() -> N
     with Image.open(io.BytesIO(metadata_stripped(damaged, image_format="JPEG"))) as picture:
         assert not picture.getexif()
         assert picture.size == (150, 200)
+
+
+@pytest.mark.django_db
+def test_tiff_free_text_tags_and_a_second_page_are_not_stored(alice_client: Client, alice: User) -> None:
+    """Only the first page's best-known personal tags were looked for: document and page names, Windows' XP author
+    (and any tag on a second page, which can hold another picture) were stored byte for byte."""
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    named = ImageFileDirectory_v2()
+    named[269] = "SECRET-DOCNAME"  # DocumentName
+    named[285] = "SECRET-PAGENAME"  # PageName
+    named[0x9C9D] = "SECRET-XPAUTHOR".encode("utf-16-le")  # XPAuthor
+    first = io.BytesIO()
+    draw_picture(width=64, height=48).save(first, "TIFF", tiffinfo=named)
+    second_page = ImageFileDirectory_v2()
+    second_page[MAKE] = "SECRET-MAKE"
+    two_pages = io.BytesIO()  # the make on the second page only
+    pages = [draw_picture(width=64, height=48), Image.new("RGB", (64, 48), "red")]
+    pages[1].encoderinfo = {"tiffinfo": second_page}
+    pages[0].save(two_pages, "TIFF", save_all=True, append_images=pages[1:])
+
+    for name, sent, secrets in (
+        ("named.tif", first.getvalue(), [b"SECRET-DOCNAME", b"SECRET-PAGENAME", "SECRET-XPAUTHOR".encode("utf-16-le")]),
+        ("pages.tif", two_pages.getvalue(), [b"SECRET-MAKE"]),
+    ):
+        assert all(secret in sent for secret in secrets), name  # the test's own check
+        response = alice_client.post("/api/uploads/", {"image": uploaded_file(name, sent)})
+        assert response.status_code == 201
+        stored = stored_bytes(Upload.objects.get(pk=response.json()[0]["id"]))
+        assert not [secret for secret in secrets if secret in stored], name
+        with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
+            assert getattr(picture, "n_frames", 1) == 1
+            assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+
+
+def jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def test_jpeg_thumbnails_and_text_in_jfif_jfxx_and_adobe_segments_are_cut_to_their_headers() -> None:
+    """APP0 and APP14 were kept whole: a JFXX thumbnail (it can be the uncropped original) and text after the
+    Adobe header survived."""
+    plain = encode(draw_picture(), "JPEG")
+    jfif_end = 4 + int.from_bytes(plain[4:6], "big")
+    assert plain[6:11] == b"JFIF\x00"
+    thumbnail = bytes(3 * 2 * 2) + b"SECRET-JFIF-THUMB"
+    jfif_with_thumbnail = jpeg_segment(0xE0, plain[6:18] + b"\x02\x02" + thumbnail)
+    jfxx = jpeg_segment(0xE0, b"JFXX\x00\x10" + b"SECRET-APP0")
+    adobe = jpeg_segment(0xEE, b"Adobe\x00d\x00\x00\x00\x00\x01" + b"SECRET-APP14")
+    sent = plain[:2] + jfif_with_thumbnail + jfxx + adobe + plain[jfif_end:]
+    with Image.open(io.BytesIO(sent)) as picture:  # the test's own check: still a picture
+        picture.load()
+
+    stored = metadata_stripped(sent, image_format="JPEG")
+
+    assert b"SECRET" not in stored
+    assert stored[:20] == plain[:20]  # the JFIF header as a plain encoder writes it
+    assert jpeg_segment(0xEE, b"Adobe\x00d\x00\x00\x00\x00\x01") in stored
+    with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
+        assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None

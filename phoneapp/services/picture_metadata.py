@@ -9,7 +9,8 @@ The pixels are never touched where the format allows it: JPEG, PNG and WebP are 
 dropping metadata segments/chunks and keeping the compressed picture data as it was -- no re-encoding, no loss.
 The EXIF orientation is the one tag kept (in a minimal EXIF block of its own), so a sideways-stored phone photo
 still shows upright everywhere. TIFF keeps its metadata in the same directory as its pixel layout, so a TIFF
-carrying any personal tag is re-encoded losslessly, turned upright; a JPEG/PNG/WebP whose container cannot be
+carrying any tag beyond its pixel layout, or more than one page, is re-encoded losslessly, turned upright (its
+first page: the one classified and shown); a JPEG/PNG/WebP whose container cannot be
 walked (damaged but still decodable) is re-encoded upright the same way. GIF is walked block by block too: its
 comments and application blocks (XMP lives in one) go, the looping block of animations stays. BMP carries no
 metadata and is stored as uploaded; HEIC is already re-encoded without metadata at upload.
@@ -22,7 +23,7 @@ import re
 import struct
 import zlib
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from inference.images import open_quietly
 
@@ -34,14 +35,26 @@ _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
 # restart marker. A C-level search: walking a 15 MB scan byte by byte in Python cost ~1 s.
 _END_OF_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 _JPEG_KEPT_APP2 = b"ICC_PROFILE\x00"
+# APP0 and APP14 are kept only as their fixed-size standard headers: JFIF's 14 bytes say the pixel density (its
+# optional thumbnail, which can be another picture, is cut), Adobe's 12 say how colours are transformed. JFXX
+# extensions (thumbnails) and anything longer go.
+_JFIF = b"JFIF\x00"
+_JFIF_HEADER_LENGTH = 14
+_ADOBE = b"Adobe"
+_ADOBE_HEADER_LENGTH = 12
 # PNG: free text (tEXt, zTXt, iTXt) and the time of the last edit; eXIf is rewritten like JPEG's EXIF.
 _PNG_DROPPED_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # GIF application blocks that only say how an animation loops; every other one (XMP among them) is dropped.
 _GIF_KEPT_APPLICATIONS = frozenset({b"NETSCAPE2.0", b"ANIMEXTS1.0"})
-# TIFF tags that are personal or free text (GPS and Exif sub-directories, XMP, IPTC, Photoshop, description,
-# camera make/model, software, dates, artist, computer, copyright). Structural tags are not in this list.
-_TIFF_PERSONAL_TAGS = frozenset({0x8825, 0x8769, 700, 33723, 34377, 270, 271, 272, 305, 306, 315, 316, 33432})
+# TIFF tags that only describe the pixels (size, layout, compression, colour, resolution, orientation, the ICC
+# profile): a TIFF with any other tag -- GPS or Exif directories, XMP, IPTC, names, authors, free text, private
+# tags -- is re-encoded. A list of what is allowed, not of what is personal: free-text tags are many (document
+# and page names, Windows' XP* tags, ...) and private ones have no names at all.
+_TIFF_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 274, 277, 278, 279, 280, 281, 282, 283, 284, 290, 291, 296}
+    | {317, 318, 319, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 529, 530, 531, 532, 34675}
+)
 
 
 class _Unwalkable(ValueError):
@@ -130,10 +143,26 @@ def _jpeg_stripped(data: bytes) -> bytes:
         elif marker == 0xE2:
             if payload.startswith(_JPEG_KEPT_APP2):
                 out.append(segment)
-        elif marker in (0xE0, 0xEE) or marker < 0xE0 or marker == 0xFF:
-            # JFIF/JFXX and Adobe (colour transform) segments, and every non-APP segment (tables, frames, ...)
-            out.append(segment)
-        # Everything else is dropped: APP1 XMP, APP3-APP13 (IPTC, Photoshop, maker data), APP15, COM.
+        elif marker == 0xE0:
+            if payload.startswith(_JFIF):
+                out.append(_jfif_header_only(segment, payload))
+        elif marker == 0xEE:
+            if payload.startswith(_ADOBE) and len(payload) >= _ADOBE_HEADER_LENGTH:
+                header = payload[:_ADOBE_HEADER_LENGTH]
+                out.append(b"\xff\xee" + struct.pack(">H", len(header) + 2) + header)
+        elif marker < 0xE0 or marker == 0xFF:
+            out.append(segment)  # every non-APP segment: tables, frames, restart intervals
+        # Everything else is dropped: JFXX, APP1 XMP, APP3-APP13 (IPTC, Photoshop, maker data), APP15, COM.
+
+
+def _jfif_header_only(segment: bytes, payload: bytes) -> bytes:
+    """The JFIF segment as it is when it has no thumbnail, else its header with the thumbnail cut (size 0x0)."""
+    if len(payload) == _JFIF_HEADER_LENGTH and payload[12:14] == b"\x00\x00":
+        return segment
+    if len(payload) < _JFIF_HEADER_LENGTH:
+        raise _Unwalkable("JFIF header cut short")
+    header = payload[: _JFIF_HEADER_LENGTH - 2] + b"\x00\x00"
+    return b"\xff\xe0" + struct.pack(">H", len(header) + 2) + header
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -233,8 +262,11 @@ def _gif_sub_blocks_end(data: bytes, pos: int) -> int:
 
 
 def _tiff_has_personal_tags(data: bytes) -> bool:
+    """Whether the TIFF has more than one page (another page can be any picture) or a tag beyond its pixel layout."""
     with open_quietly(data) as image:
-        return bool(_TIFF_PERSONAL_TAGS & set(image.getexif().keys()))
+        if not isinstance(image, TiffImagePlugin.TiffImageFile) or image.n_frames > 1:
+            return True
+        return bool(set(image.tag_v2.keys()) - _TIFF_LAYOUT_TAGS)
 
 
 def _reencoded(data: bytes, image_format: str) -> bytes:
