@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -12,7 +13,9 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from phoneapp.services.login_attempts import login_attempt_wait, login_failure_record
+from phoneapp.services.login_attempts import login_attempt_reserve, login_attempt_succeeded
+
+logger = logging.getLogger("phoneapp.services.login_attempts")  # where failed logins were always logged
 
 # Set on a request whose attempt the throttle refused: such attempts are not counted again as failures, so the
 # lock ends when the window does, not a minute after the guesser's last try.
@@ -46,17 +49,21 @@ class ThrottledModelBackend(ModelBackend):
     ) -> User | None:
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
-        wait = login_attempt_wait(username=username, address=client_address(request))
+        address = client_address(request)
+        wait = login_attempt_reserve(username=username, address=address)
         if wait is not None:
             if request is not None:
                 setattr(request, REFUSED_ATTRIBUTE, wait)
             raise PermissionDenied(f"too many failed logins; retry in {wait} s")
-        return super().authenticate(request, username=username, password=password, **kwargs)
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            login_attempt_succeeded(username=username, address=address)
+        return user
 
 
 @receiver(user_login_failed)
-def _count_failed_login(sender: object, credentials: dict[str, Any], request: Any = None, **_: object) -> None:
+def _log_failed_login(sender: object, credentials: dict[str, Any], request: Any = None, **_: object) -> None:
+    """The failure is already counted (the backend counts every attempt first); this only logs it."""
     if request is not None and getattr(request, REFUSED_ATTRIBUTE, None) is not None:
         return
-    username = credentials.get(get_user_model().USERNAME_FIELD) or credentials.get("username")
-    login_failure_record(username=username, address=client_address(request))
+    logger.warning("login failed", extra={"address": client_address(request)})

@@ -107,3 +107,38 @@ def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw(alice: User, bob:
         "/accounts/login/", {"username": "bob", "password": "bob-password-1"}, secure=True
     )
     assert other.status_code == 302
+
+
+def test_guesses_sent_at_once_are_counted_before_their_passwords_are_checked(
+    alice: User, rf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 wrong passwords sent in parallel all reached the password check (the count was read before the hash and
+    the failure added after it), and the right one came in behind them. Here each attempt's password check starts
+    the next attempt before it ends -- 30 attempts in flight at once, without threads."""
+    from django.contrib.auth.backends import ModelBackend
+
+    checked: list[str] = []
+    real_check = ModelBackend.authenticate
+
+    def check_while_others_arrive(self, request, username=None, password=None, **kwargs):
+        checked.append(password)
+        if len(checked) < 30:
+            authenticate(request, username="alice", password=f"guess-{len(checked)}")
+        return real_check(self, request, username=username, password=password, **kwargs)
+
+    monkeypatch.setattr(ModelBackend, "authenticate", check_while_others_arrive)
+    request = rf.post("/accounts/login/", REMOTE_ADDR=GUESSER)
+
+    authenticate(request, username="alice", password="guess-0")
+
+    assert len(checked) == 10  # LOGIN_FAILURE_LIMIT: the 11th in flight is refused before its hash
+    monkeypatch.undo()
+    assert authenticate(rf.post("/", REMOTE_ADDR=OTHER_ADDRESS), username="alice", password="alice-password-1") is None
+
+
+def test_right_passwords_are_not_counted_as_failures(alice: User) -> None:
+    """Every attempt is counted before its password is checked; a right one is given back, so signing in often
+    (a script asking for a token, a shared office address) never locks anyone out."""
+    statuses = [try_login("/api/token/", "alice", "alice-password-1") for _ in range(12)]
+
+    assert statuses == [200] * 12

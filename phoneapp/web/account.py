@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from phoneapp.auth_backends import client_address
 from phoneapp.selectors.uploads import uploads_summary
 from phoneapp.services.api_tokens import api_token_get
-from phoneapp.services.login_attempts import login_attempt_wait, login_failure_record
+from phoneapp.services.login_attempts import login_attempt_reserve, login_attempt_succeeded
 from phoneapp.services.upload_deletion import uploads_delete_all_of
 from phoneapp.signed_in import SignedInRequest
 
@@ -46,7 +46,7 @@ class AccountPasswordChangeView(PasswordChangeView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         username, address = request.user.get_username(), client_address(request)
-        wait = login_attempt_wait(username=username, address=address)
+        wait = login_attempt_reserve(username=username, address=address)  # counted until the old password is right
         if wait is not None:
             messages.error(request, f"Too many wrong passwords; try again in {wait} seconds.")
             form = self.get_form_class()(user=request.user)
@@ -56,11 +56,12 @@ class AccountPasswordChangeView(PasswordChangeView):
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form: Any) -> HttpResponse:
-        if "old_password" in form.errors:
-            login_failure_record(username=self.request.user.get_username(), address=client_address(self.request))
+        if "old_password" not in form.errors:  # the old password was right: not a failed login
+            login_attempt_succeeded(username=self.request.user.get_username(), address=client_address(self.request))
         return super().form_invalid(form)
 
     def form_valid(self, form: Any) -> HttpResponse:
+        login_attempt_succeeded(username=self.request.user.get_username(), address=client_address(self.request))
         response = super().form_valid(form)
         messages.success(
             self.request,
