@@ -289,3 +289,30 @@ def test_a_picture_sent_again_after_its_review_says_what_was_decided_before(
 
     assert "Reviewed before, on another upload of this picture: <strong>phone</strong> by rita" in page
     assert "Sent 2 times: one decision labels both uploads" in page
+
+
+def test_ground_truth_needs_the_permission_the_admins_actions_need(alice: User, second_reviewer: User) -> None:
+    """Any staff user could mark ground truth in the queue (it decides promotions), while the admin's same actions
+    needed the change permission. Refused whole: nothing saved, the switch not offered."""
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import client_for
+
+    upload = make_upload(alice, probability=0.5)
+    plain_staff = client_for(second_reviewer)
+    assert 'id="ground-truth"' not in plain_staff.get(f"/review/{upload.pk}/").content.decode()
+
+    refused = plain_staff.post(
+        f"/review/{upload.pk}/decide", {"decision": "phone", "ground_truth": "1"}, HTTP_ACCEPT="application/json"
+    )
+
+    assert refused.status_code == 403 and "may mark ground truth" in refused.json()["error"]
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.ground_truth_label) == ("", "")
+
+    second_reviewer.user_permissions.add(Permission.objects.get(codename="change_upload"))
+    allowed = client_for(User.objects.get(pk=second_reviewer.pk))
+    assert 'id="ground-truth"' in allowed.get(f"/review/{upload.pk}/").content.decode()
+    allowed.post(f"/review/{upload.pk}/decide", {"decision": "phone", "ground_truth": "1"})
+    upload.refresh_from_db()
+    assert upload.ground_truth_label == "phone"

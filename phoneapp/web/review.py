@@ -48,6 +48,12 @@ from phoneapp.signed_in import SignedInRequest
 from phoneapp.web.access import staff_required
 
 DECISIONS = (*Label.values, CONFIRM)
+# Marking ground truth in the queue needs what the admin's ground-truth actions need.
+GROUND_TRUTH_PERMISSION = "phoneapp.change_upload"
+GROUND_TRUTH_REFUSED = (
+    "Only staff allowed to change uploads (the phoneapp permission) may mark ground truth: it decides which model "
+    "version is promoted. Nothing was saved; decide without G, or ask an administrator for the permission."
+)
 HISTORY_LENGTH = 200
 # [{"id": shown upload, "prior": [PriorReview dicts], "prior_ground_truth": [PriorGroundTruth dicts]}], oldest first
 SESSION_LOG = "review_log"
@@ -139,6 +145,9 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     decision = request.POST.get("decision", "")
     if decision not in DECISIONS:
         return _refuse(request, upload.pk, "Unknown decision: use phone, not_phone or confirm.")
+    if request.POST.get("ground_truth") and not request.user.has_perm(GROUND_TRUTH_PERMISSION):
+        # Ground truth decides which model version is promoted: the same permission as the admin's actions.
+        return _refuse(request, upload.pk, GROUND_TRUTH_REFUSED, status=403)
     try:
         boxes = review_boxes_parse(raw=request.POST["boxes"]) if "boxes" in request.POST else None
         prior = upload_group_review(
