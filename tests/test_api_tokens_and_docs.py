@@ -98,10 +98,13 @@ def test_a_key_sent_under_another_scheme_is_told_which_header_to_use(
     assert alice_client.get("/api/uploads/", headers={"Authorization": f"{scheme} {key}"}).status_code == 200
 
 
+REGENERATE = {"action": "regenerate", "password": "alice-password-1"}
+
+
 def test_token_page_shows_the_key_once_then_only_its_prefix(alice_client: Client, alice: User) -> None:
     page = alice_client.get("/account/api-token/").content.decode()
     assert "You have no API token yet" in page
-    created = alice_client.post("/account/api-token/", {"action": "regenerate"}).content.decode()
+    created = alice_client.post("/account/api-token/", REGENERATE).content.decode()
     [key] = re.findall(r'id="api-token" [^>]*value="([0-9a-f]{40})"', created)
     assert ApiToken.objects.get(user=alice).digest == hashlib.sha256(key.encode()).hexdigest()
     assert "shown only this once" in created
@@ -110,7 +113,7 @@ def test_token_page_shows_the_key_once_then_only_its_prefix(alice_client: Client
 
 
 def new_key_from_the_page(page_client: Client) -> str:
-    page = page_client.post("/account/api-token/", {"action": "regenerate"}).content.decode()
+    page = page_client.post("/account/api-token/", REGENERATE).content.decode()
     return re.findall(r'id="api-token" [^>]*value="([0-9a-f]{40})"', page)[0]
 
 
@@ -332,3 +335,18 @@ def test_a_token_request_with_too_many_fields_is_refused_in_json(debug: bool, al
     response = Client().post("/api/token/", {"username": alice.get_username(), "password": "wrong", **fields})
 
     assert (response.status_code, response.json()) == (400, {"error": "Too many form fields."})
+
+
+def test_creating_a_key_on_the_page_asks_for_the_password(alice_client: Client, alice: User) -> None:
+    """A key outlives a password change: a session someone else got hold of minted one without the password."""
+    for sent, said in (
+        ({"action": "regenerate"}, "Enter your password to create a token"),
+        ({"action": "regenerate", "password": "not-hers"}, "That is not your password"),
+    ):
+        answer = alice_client.post("/account/api-token/", sent, follow=True).content.decode()
+        assert said in answer and "nothing was changed" in answer
+        assert not ApiToken.objects.exists()
+        assert 'id="api-token"' not in answer
+
+    key = new_key_from_the_page(alice_client)
+    assert ApiToken.objects.get(user=alice).digest == hashlib.sha256(key.encode()).hexdigest()

@@ -199,6 +199,7 @@ def test_token_page_gives_a_key_that_works_from_curl(live_server: LiveServer, br
     make_upload(alice, probability=0.97, name="from-curl.jpg")
     log_in(browser, live_server, alice)
     browser.get(f"{live_server.url}/account/api-token/")
+    browser.find_element(By.ID, "token-password").send_keys("alice-password-1")
     browser.find_element(By.ID, "regenerate-token").click()
     key = wait(browser, lambda b: b.find_element(By.ID, "api-token").get_attribute("value"), 10)
     assert key and key in browser.find_element(By.ID, "curl-example").text

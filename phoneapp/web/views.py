@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -21,6 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from phoneapp.auth_backends import REFUSED_ATTRIBUTE
 from phoneapp.picture_files import display_response, heatmap_response, thumbnail_response
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.selectors.uploads import (
@@ -154,11 +156,18 @@ def _csv_safe(text: str) -> str:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def api_token_page(request: SignedInRequest) -> HttpResponse:
-    """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it."""
+    """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it.
+
+    Creating a key asks for the password (as ``POST /api/token/`` does): a key outlives a password change, so a
+    session someone else got hold of must not be a way to mint one. Revoking needs no password."""
     new_key = ""
     if request.method == "POST":
         action = request.POST.get("action", "")
         if action == "regenerate":
+            refusal = _password_refusal(request)
+            if refusal:
+                messages.error(request, refusal)
+                return redirect("api-token-page")
             new_key = api_token_regenerate(user=request.user)
         elif action == "revoke":
             revoked = api_token_revoke(user=request.user)
@@ -175,6 +184,21 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
         "api_root": request.build_absolute_uri("/api/"),
     }
     return render(request, "phoneapp/api_token.html", context)
+
+
+def _password_refusal(request: SignedInRequest) -> str:
+    """Why the posted ``password`` does not confirm the signed-in user ("" when it does); a wrong one counts as a
+    failed login (the login throttle, through ``authenticate``)."""
+    password = request.POST.get("password", "")
+    if not password:
+        return "Enter your password to create a token: nothing was changed."
+    confirmed = authenticate(request, username=request.user.get_username(), password=password)
+    wait = getattr(request, REFUSED_ATTRIBUTE, None)
+    if wait is not None:
+        return f"Too many wrong passwords; try again in {wait} seconds. Nothing was changed."
+    if confirmed is None or confirmed.pk != request.user.pk:
+        return "That is not your password: nothing was changed."
+    return ""
 
 
 @login_required
