@@ -314,6 +314,10 @@ def test_chosen_files_are_previewed_with_names_and_sizes_before_upload(
         shown = filesizeformat(path.stat().st_size).replace("\xa0", " ")
         assert any(path.name in name and shown in name for name in names), (shown, names)
     assert "3 pictures chosen" in browser.find_element(By.ID, "chosen-summary").text
+    # "press Upload to send": the button is right under that line, not after every preview.
+    button = browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]")
+    first_preview = browser.find_element(By.CSS_SELECTOR, "#chosen .chosen-file")
+    assert button.rect["y"] < first_preview.rect["y"]
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#chosen .no-preview"), 5)  # the undrawable one
     assert not Upload.objects.exists()  # nothing sent until Upload is pressed
     screenshot(browser, "upload-chosen", width=DESKTOP)

@@ -166,3 +166,11 @@ def test_a_picture_gone_from_storage_is_said_on_its_page_not_drawn_broken(alice_
     assert "The picture file is missing from storage" in lost_page
     assert f'src="/uploads/{upload.pk}/image"' not in lost_page
     assert "missing from storage" not in kept_page and f'src="/uploads/{kept.pk}/image"' in kept_page
+
+
+def test_the_pages_say_sign_in_and_sign_out_as_their_messages_do(alice_client: Client, client: Client) -> None:
+    """The button said "Log out" and the login page "Log in", while messages, the 405 page and the upload page's
+    cards said "signed out" / "Sign in again": one pair of words."""
+    pages = [alice_client.get("/").content.decode(), client.get("/accounts/login/").content.decode()]
+    assert "Sign out" in pages[0] and "<h1>Sign in</h1>" in pages[1]
+    assert not [page for page in pages if "Log in" in page or "Log out" in page]
