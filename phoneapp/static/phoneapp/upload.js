@@ -69,6 +69,24 @@
     return svg;
   }
 
+  // What a screen reader hears: one line per picture when its verdict (or refusal) is in, with its name. The
+  // cards themselves are not a live region: their every change (progress, "Uploading…", the bar, the boxes' titles)
+  // was announced, ~6 announcements a picture, none of them saying which picture.
+  const ANNOUNCED_LINES = 20;
+
+  function announce(name, text) {
+    const announcer = document.getElementById("upload-announcer");
+    if (!announcer) return;
+    announcer.append(el("span", { text: (name ? name + ": " : "") + text + ". " }));
+    while (announcer.childElementCount > ANNOUNCED_LINES) announcer.firstElementChild.remove();
+  }
+
+  function announceOnce(element, name, text) {
+    if (element.dataset.announced === text) return;
+    element.dataset.announced = text;
+    announce(name, text);
+  }
+
   function renderVerdict(element, upload) {
     const state = verdictState(upload);
     element.className = "verdict verdict-" + state;
@@ -82,9 +100,11 @@
         bar(upload, percent),
         el("small", { class: "verdict-meta", text: "model " + (upload.model_version || "unknown") }),
       );
+      announceOnce(element, upload.original_name, VERDICT_WORDS[upload.verdict] + ", " + percent + "% phone");
     } else if (upload.status === "failed") {
       element.append(el("span", { class: "verdict-word", text: "Failed" }), " ",
         el("small", { class: "verdict-meta", text: upload.error || "unknown error" }));
+      announceOnce(element, upload.original_name, "failed: " + (upload.error || "unknown error"));
     } else {
       const name = state.charAt(0).toUpperCase() + state.slice(1);
       element.append(el("span", { class: "verdict-word", text: name + "…" }));
@@ -98,7 +118,8 @@
     }
   }
 
-  function renderError(element, message) {
+  function renderError(element, message, name) {
+    announce(name, "not uploaded: " + message);
     element.className = "verdict verdict-failed";
     element.dataset.status = "failed";
     element.replaceChildren(el("span", { class: "verdict-word", text: "Not uploaded" }), " ",
@@ -253,6 +274,7 @@
       waiting.push(job);
       next();
     });
+    announce(job.file.name, "server error, not saved; a Retry button is on its card");
     card.verdict.className = "verdict verdict-failed";
     card.verdict.dataset.status = "failed";
     card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Server error — try again" }), retry, " ",
@@ -304,7 +326,7 @@
       } else if (serverFailed(xhr)) {
         renderRetry(job, errorMessage(xhr));
       } else {
-        renderError(card.verdict, errorMessage(xhr));
+        renderError(card.verdict, errorMessage(xhr), file.name);
       }
       next();
     });
@@ -323,7 +345,7 @@
       const card = addCard(file);
       if (maxBytes && file.size > maxBytes) {
         card.progress.remove();
-        renderError(card.verdict, "The file is larger than the limit of " + Math.round(maxBytes / 1048576) + " MB.");
+        renderError(card.verdict, "The file is larger than the limit of " + Math.round(maxBytes / 1048576) + " MB.", file.name);
         return;
       }
       waiting.push({ file, card });
