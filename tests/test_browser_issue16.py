@@ -343,3 +343,20 @@ def test_history_csv_exports_the_filtered_rows(live_server: LiveServer, browser:
     assert lines[0].startswith("id,original_name,created,status,verdict,probability")
     assert sorted(line.split(",")[1] for line in lines[1:]) == ["desk-blur.jpg", "desk-phone.jpg"]
     screenshot(browser, "history-filtered", width=DESKTOP)
+
+
+def test_upload_pressed_with_nothing_chosen_says_so_in_words(
+    live_server: LiveServer, browser: Chrome, alice: User
+) -> None:
+    """The hidden file input was ``required``: marked invalid before anything was done, and its browser bubble
+    covered the Choose button."""
+    from selenium.webdriver.common.by import By
+
+    open_logged_in(browser, live_server, alice)
+    assert browser.find_element(By.ID, "id_image").get_attribute("required") is None
+
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+
+    said = wait(browser, lambda b: b.find_element(By.ID, "chosen-summary").text, 5)
+    assert said == "No picture chosen yet: choose one or more pictures, then press Upload."
+    assert not Upload.objects.exists()

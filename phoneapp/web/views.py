@@ -50,8 +50,13 @@ def upload_page(request: SignedInRequest) -> HttpResponse:
         throttle = UploadRateThrottle()
         if not throttle.allow_request(request, None):
             return _too_many_requests(request, retry_after=throttle.retry_after_seconds())
+        files = request.FILES.getlist("image")
+        if not files:  # the service's words name the API's field; the page's say what to do on it
+            throttle.refund()
+            messages.error(request, "No picture was sent: choose one or more pictures, then press Upload.")
+            return render(request, "phoneapp/upload.html", {"recent": []}, status=400)
         try:
-            uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
+            uploads = uploads_create(owner=request.user, files=files)
         except InvalidUpload as error:
             throttle.refund()
             messages.error(request, error.message)

@@ -14,6 +14,7 @@
   // pages use the same 30 s, PENDING_NOTE_AFTER_SECONDS in templatetags/ui.py).
   const PENDING_NOTE_AFTER_MS = 30000;
   const PENDING_NOTE = "Saved. The classifier is busy or paused; the verdict appears here when it is back.";
+  const NOTHING_CHOSEN = "No picture chosen yet: choose one or more pictures, then press Upload.";
   const root = document.documentElement;
   root.classList.remove("no-js");
   root.classList.add("js");
@@ -392,7 +393,12 @@
     input.addEventListener("change", () => showChosen(input.files));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      if (!input.files.length) return;
+      if (!input.files.length) {
+        // Said in words, where "press Upload" is said: the input is hidden, so a browser's "required" bubble
+        // pointed at nothing (and marked the control invalid before anything was done).
+        document.getElementById("chosen-summary").textContent = NOTHING_CHOSEN;
+        return;
+      }
       enqueue(input.files, form);
       input.value = "";
       showChosen([]);
