@@ -69,6 +69,6 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
     assert browser.find_element(By.CSS_SELECTOR, "#results .result a").text == "kitchen-table.jpg"
     # A screen reader hears one line naming the picture and its verdict, not every change of the card (the cards
     # were the live region: ~6 announcements a picture, none saying which).
-    announced = browser.find_element(By.ID, "upload-announcer").get_attribute("textContent").strip()
+    announced = (browser.find_element(By.ID, "upload-announcer").get_attribute("textContent") or "").strip()
     assert announced == f"kitchen-table.jpg: {match.group(1)}, {match.group(2)}% phone."
     assert browser.find_element(By.ID, "results").get_attribute("aria-live") is None
