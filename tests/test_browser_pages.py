@@ -215,6 +215,13 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
     browser.get(f"{live_server.url}/history/")
     assert len(browser.find_elements(By.CSS_SELECTOR, ".history-grid .card")) == 3
     screenshot(browser, "history", width=DESKTOP)
+    # Tap targets of at least 24 px (WCAG 2.5.8): "Delete…" was 21 px high, "Keep it" 24 x 55.
+    delete = browser.find_element(By.CSS_SELECTOR, ".history-grid .card .delete-link")
+    assert delete.size["height"] >= 24, delete.size
+    delete.click()
+    keep = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".confirm-actions a"), 5)[0]
+    assert keep.size["height"] >= 24 and keep.text == "Keep it", keep.size
+    keep.click()
 
     # Where is the phone: the worker drew the overlay; the switch shows and hides it.
     phone_upload = uploads["phone-on-desk.jpg"]
