@@ -360,3 +360,27 @@ def test_upload_pressed_with_nothing_chosen_says_so_in_words(
     said = wait(browser, lambda b: b.find_element(By.ID, "chosen-summary").text, 5)
     assert said == "No picture chosen yet: choose one or more pictures, then press Upload."
     assert not Upload.objects.exists()
+
+
+def test_on_a_phone_the_history_filters_fold_while_none_is_set(
+    live_server: LiveServer, browser: Chrome, alice: User
+) -> None:
+    """Seven filters filled a phone's first screen before any picture."""
+    from selenium.webdriver.common.by import By
+
+    make_upload(alice, probability=0.97, name="desk-phone.jpg")
+    open_logged_in(browser, live_server, alice)
+    browser.set_window_size(PHONE, 800)
+    try:
+        browser.get(f"{live_server.url}/history/")
+        panel = browser.find_element(By.ID, "filters-panel")
+        wait(browser, lambda b: panel.get_attribute("open") is None, 5)
+        first_card = browser.find_element(By.CSS_SELECTOR, ".history-grid .card")
+        assert first_card.rect["y"] < browser.execute_script("return window.innerHeight")
+
+        browser.get(f"{live_server.url}/history/?q=desk")  # a filter set: kept in view
+        assert browser.find_element(By.ID, "filters-panel").get_attribute("open") is not None
+    finally:
+        browser.set_window_size(DESKTOP, 900)
+    browser.get(f"{live_server.url}/history/")  # and on a wide screen, open as ever
+    assert browser.find_element(By.ID, "filters-panel").get_attribute("open") is not None

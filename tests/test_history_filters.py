@@ -114,3 +114,14 @@ def test_a_filter_that_does_nothing_says_so(alice_client: Client, history: None)
     assert "From 2026-12-05 is after to 2026-12-01: no upload can match" in backwards
 
     assert 'id="filters-ignored"' not in alice_client.get("/history/", {"verdict": "phone"}).content.decode()
+
+
+def test_the_page_says_how_many_match_and_how_to_clear_the_filters(alice_client: Client, history: None) -> None:
+    everything = alice_client.get("/history/").content.decode()
+    assert '<p class="muted" id="match-count">3 uploads</p>' in everything
+    assert "<summary>Filters</summary>" in everything
+
+    filtered = alice_client.get("/history/?q=desk&verdict=phone").content.decode()
+
+    assert "1 upload matches the filters" in filtered and 'href="/history/" id="clear-filters"' in filtered
+    assert "<summary>Filters (2 set)</summary>" in filtered and 'data-active="2"' in filtered

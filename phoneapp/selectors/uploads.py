@@ -41,6 +41,12 @@ class UploadFilters:
     date_from: date | None = None  # upload day, inclusive, in the site's time zone
     date_to: date | None = None
 
+    @property
+    def active(self) -> int:
+        """How many filters are set (the page says so, and keeps them in view on a phone)."""
+        values = (self.label, self.status, self.reviewed, self.verdict, self.name, self.date_from, self.date_to)
+        return sum(1 for value in values if value)
+
     @classmethod
     def from_query(cls, query: dict[str, str]) -> UploadFilters:
         """Unknown values are ignored rather than answered with an error: they come from editable URLs."""

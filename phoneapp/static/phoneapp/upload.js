@@ -426,6 +426,13 @@
   }
 
   // --- Heat map toggle: H on any page with the picture overlay ------------------------------------------------
+  // History on a phone: seven filters filled the first screen before any picture. Folded while none is set (the
+  // summary says how many are); open without JavaScript and on wider screens.
+  function foldFiltersOnPhones() {
+    const panel = document.getElementById("filters-panel");
+    if (panel && !panel.dataset.active && window.matchMedia("(max-width: 40rem)").matches) panel.open = false;
+  }
+
   function setUpHeatmapKey() {
     const toggle = document.getElementById("show-heatmap");
     if (!toggle || document.getElementById("review")) return; // review.js handles keys on the review page
@@ -439,6 +446,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     setUpForm();
     setUpHeatmapKey();
+    foldFiltersOnPhones();
     watchPending(document);
   });
 })();
