@@ -7,6 +7,7 @@ picture's URL is useless to anyone but its owner (and staff reviewers).
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -109,7 +110,10 @@ CSV_COLUMNS = [
     "width",
     "height",
     "size_bytes",
+    "boxes",  # where the phones are, as the API gives them: [{"box": [x1, y1, x2, y2], "score": s}, ...]
 ]
+# Excel on Windows reads a CSV without this mark in the machine's code page: "Café.jpg" came out garbled.
+UTF8_BYTE_ORDER_MARK = "\ufeff"
 
 
 class _Echo:
@@ -126,7 +130,7 @@ def history_csv(request: SignedInRequest) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
 
     def rows() -> Iterator[str]:
-        yield writer.writerow(CSV_COLUMNS)
+        yield UTF8_BYTE_ORDER_MARK + writer.writerow(CSV_COLUMNS)
         for upload in uploads.iterator(chunk_size=500):
             done = upload.probability is not None and upload.status == "done"
             yield writer.writerow(
@@ -143,6 +147,7 @@ def history_csv(request: SignedInRequest) -> StreamingHttpResponse:
                     upload.width,
                     upload.height,
                     upload.size_bytes,
+                    json.dumps(upload.predicted_boxes or []) if done else "",
                 ]
             )
 
