@@ -51,12 +51,16 @@ def test_classified_upload_gets_an_overlay_the_owner_can_see_and_toggle(alice_cl
 
     # The caption reads with the verdict shown: an unsure one is not "judged too weak", a "no" is.
     captions = {}
-    for probability, state in ((0.5, "unsure"), (0.01, "not_phone")):
-        Upload.objects.filter(pk=upload.pk).update(probability=probability, predicted_label="not_phone")
+    for probability, state in ((0.5, "unsure"), (0.01, "not_phone"), (0.9999, "phone")):
+        label = "phone" if state == "phone" else "not_phone"
+        Upload.objects.filter(pk=upload.pk).update(probability=probability, predicted_label=label)
         captions[state] = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
     assert "could not tell whether that evidence is a phone" in captions["unsure"]
     assert "too weak" not in captions["unsure"]
     assert "judged that evidence too weak" in captions["not_phone"]
+    # Nor does the switch promise "where the phone is" on a verdict that there is none.
+    assert "Show where the phone is" in captions["phone"]
+    assert "Show where the model looked" in captions["not_phone"] and "where the phone is" not in captions["not_phone"]
 
 
 def test_overlay_is_hidden_from_other_users_but_not_from_staff(alice: User, bob_client: Client, reviewer: User) -> None:
