@@ -290,7 +290,7 @@ def test_a_failed_upload_is_tried_again_from_its_page(live_server: LiveServer, b
     browser.find_element(By.ID, "retry").click()
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".verdict[data-status=done]"), VERDICT_TIMEOUT)
 
-    assert "being classified again" in browser.find_element(By.TAG_NAME, "body").text
+    assert "desk.jpg was classified again." in browser.find_element(By.TAG_NAME, "body").text
     assert not browser.find_elements(By.ID, "retry")
     assert Upload.objects.get(pk=upload.pk).status == UploadStatus.DONE
 

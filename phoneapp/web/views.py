@@ -24,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from phoneapp.auth_backends import REFUSED_ATTRIBUTE
+from phoneapp.models import UploadStatus
 from phoneapp.picture_files import display_response, heatmap_response, thumbnail_response
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.selectors.uploads import (
@@ -224,7 +225,9 @@ def upload_retry(request: SignedInRequest, upload_id: int) -> HttpResponse:
     """The owner's "Try again" on a failed upload: classified again as if just uploaded; anything else unchanged."""
     upload = upload_get(owner=request.user, upload_id=upload_id)
     if upload_retry_failed(upload=upload):
-        messages.success(request, f"{upload.original_name} is being classified again.")
+        upload.refresh_from_db(fields=["status"])  # without a broker it was classified in this request already
+        again = "was classified again" if upload.status == UploadStatus.DONE else "is being classified again"
+        messages.success(request, f"{upload.original_name} {again}.")
     else:
         messages.info(request, f"{upload.original_name} has not failed: nothing to try again.")
     return redirect("upload-detail", upload_id=upload.pk)
