@@ -170,6 +170,8 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
     )
     previews = [card.find_element(By.CSS_SELECTOR, "img").get_attribute("src") for card in cards]
     assert all((src or "").startswith("blob:") for src in previews), previews
+    # In the order they were dropped (each prepended alone, a batch read backwards).
+    assert [card.find_element(By.CSS_SELECTOR, ".name").text for card in cards] == ["phone-on-desk.jpg", "red-mug.jpg"]
     done = "#results .verdict[data-status=done]"
     wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, done)) == 2, VERDICT_TIMEOUT)
 
@@ -229,6 +231,7 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
     browser.get(f"{live_server.url}/uploads/{phone_upload.pk}/")
     overlay = browser.find_element(By.CSS_SELECTOR, ".picture-stack .heatmap")
     assert overlay.value_of_css_property("opacity") == "0"
+    assert overlay.value_of_css_property("visibility") == "hidden"  # not read out while switched off
     browser.find_element(By.CSS_SELECTOR, "label[for=show-heatmap]").click()
     wait(browser, lambda b: overlay.value_of_css_property("opacity") == "1", 5)
     screenshot(browser, "detail-heatmap", width=DESKTOP)

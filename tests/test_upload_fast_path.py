@@ -136,3 +136,30 @@ def test_validation_still_decodes_every_byte_of_a_jpeg(alice_client: Client) -> 
     assert response.status_code == 400
     assert "damaged" in response.json()["error"]
     assert not Upload.objects.exists()
+
+
+def test_the_pages_tiff_rendition_is_drawn_once_for_repeated_requests(
+    alice_client: Client, alice: User, broker_accepts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request for a TIFF's page picture decoded and re-encoded it whole (~0.7 s for 40 megapixels): a reload
+    loop by one signed-in user tied up the web workers."""
+    from phoneapp.services import thumbnails
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(picture_bytes(width=640, height=480))).save(buffer, "TIFF")
+    [result] = alice_client.post("/api/uploads/", {"image": uploaded_file("scan.tif", buffer.getvalue())}).json()
+    decoded: list[int] = []
+    real_decode = thumbnails._undrawable_decoded
+
+    def counted_decode(upload: Upload) -> Image.Image | None:
+        decoded.append(upload.pk)
+        return real_decode(upload)
+
+    monkeypatch.setattr(thumbnails, "_undrawable_decoded", counted_decode)
+
+    answers = [alice_client.get(f"/uploads/{result['id']}/image") for _ in range(3)]
+
+    assert all(isinstance(answer, StreamingHttpResponse) for answer in answers)
+    bodies = {b"".join(answer.streaming_content) for answer in answers}  # type: ignore[attr-defined]
+    assert len(bodies) == 1 and all(answer["Content-Type"] == "image/jpeg" for answer in answers)
+    assert decoded == [result["id"]]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
+from collections import OrderedDict
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -26,6 +28,11 @@ logger = logging.getLogger(__name__)
 THUMBNAIL_SIZE = (320, 320)
 # The longest side of the JPEG the pages get for a picture browsers cannot draw (upload_display_jpeg): a 4K screen's.
 DISPLAY_MAX_SIDE = 3840
+# The last few renditions drawn, per process: a 40-megapixel TIFF costs ~0.7 s of CPU to draw, and a page opened
+# again (or a reload loop) should not pay it each time. A few MB each; only served after the page's access check.
+DISPLAY_CACHE_PICTURES = 4
+_display_cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+_display_cache_lock = threading.Lock()
 # What browsers draw; a pending upload's picture in any other stored format (TIFF) gets a thumbnail drawn on request.
 BROWSER_DRAWABLE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"})
 
@@ -92,15 +99,28 @@ def upload_display_jpeg(*, upload: Upload) -> bytes | None:
     """The whole picture as a JPEG, for pictures browsers cannot draw (TIFF): the pages' detail, review and admin
     views showed a broken image for them. ``None`` for the browser-drawable formats, served as stored.
 
-    Drawn on each request (answers to signed-in users are not cached), at most :data:`DISPLAY_MAX_SIDE` pixels on
-    its long side: TIFF uploads are rare, and a 40-megapixel one costs about a second at full size."""
+    Drawn on request, at most :data:`DISPLAY_MAX_SIDE` pixels on its long side, and kept for the next requests in a
+    small per-process cache (:data:`DISPLAY_CACHE_PICTURES`): TIFF uploads are rare, and drawing a 40-megapixel one
+    costs ~0.7 s, which repeated requests must not make anyone pay again and again."""
+    if upload.content_type in BROWSER_DRAWABLE_TYPES:
+        return None
+    key = (upload.image.name, upload.sha256)
+    with _display_cache_lock:
+        if key in _display_cache:
+            _display_cache.move_to_end(key)
+            return _display_cache[key]
     picture = _undrawable_decoded(upload)
     if picture is None:
         return None
     picture.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BOX)
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    drawn = buffer.getvalue()
+    with _display_cache_lock:
+        _display_cache[key] = drawn
+        while len(_display_cache) > DISPLAY_CACHE_PICTURES:
+            _display_cache.popitem(last=False)
+    return drawn
 
 
 def _undrawable_decoded(upload: Upload) -> Image.Image | None:

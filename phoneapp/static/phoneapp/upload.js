@@ -218,7 +218,8 @@
     card.preview.src = created.thumbnail;
   }
 
-  function addCard(file) {
+  // Cards of one batch go on top in the order the files were chosen (each prepended alone, they read backwards).
+  function addCard(file, before) {
     const list = document.getElementById("results");
     const preview = localPreview(file);
     // The same frame as the page's own cards (_thumb.html): the model's boxes go into the picture's stack.
@@ -231,7 +232,7 @@
     const verdict = el("div", { class: "verdict verdict-uploading", "data-status": "uploading" },
       [el("span", { class: "verdict-word", text: "Waiting to upload…" })]);
     const item = el("li", { class: "result" }, [thumb, el("div", { class: "result-body" }, [name, size, progress, verdict])]);
-    list.prepend(item);
+    list.insertBefore(item, before || null);
     return { item, thumb, name, progress, verdict, preview };
   }
 
@@ -342,8 +343,9 @@
 
   function enqueue(files, form) {
     const maxBytes = Number(form.dataset.maxBytes || 0);
+    const before = document.getElementById("results").firstElementChild;
     Array.from(files).forEach((file) => {
-      const card = addCard(file);
+      const card = addCard(file, before);
       if (maxBytes && file.size > maxBytes) {
         card.progress.remove();
         renderError(card.verdict, "The file is larger than the limit of " + Math.round(maxBytes / 1048576) + " MB.", file.name);
