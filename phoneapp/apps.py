@@ -9,6 +9,6 @@ class PhoneappConfig(AppConfig):
     def ready(self) -> None:
         # Shipped models are registered by `manage.py sync_models` (deploys run it after `migrate`), not by a
         # signal: a flush between tests no longer registers models behind the tests' back.
-        # Connects the receivers: failed logins counted (the login throttle), whichever door was used
-        # (auth_backends); a deleted user's uploads deleted with their files (receivers).
-        from phoneapp import auth_backends, receivers  # noqa: F401
+        # Connects the receivers: failed logins logged, whichever door was used (auth_backends); a deleted user's
+        # uploads deleted with their files (receivers). Registers the system checks (checks).
+        from phoneapp import auth_backends, checks, receivers  # noqa: F401

@@ -246,3 +246,16 @@ def test_every_variable_the_settings_read_is_in_the_env_example() -> None:
     read = set(re.findall(r'\benv(?:\.\w+)?\(\s*"([A-Z][A-Z0-9_]+)"', settings_source))
     assert len(read) > 40  # the pattern still finds the settings' reads
     assert {name for name in read if not re.search(rf"^(# )?{name}=", example, re.MULTILINE)} == set()
+
+
+def test_a_retired_variable_still_set_is_named_by_the_system_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TORCH_THREADS`` is no longer read: an operator's old ``.env`` must say so, not be ignored silently."""
+    from django.core import checks
+
+    monkeypatch.delenv("TORCH_THREADS", raising=False)
+    assert not [message for message in checks.run_checks() if message.id == "phoneapp.W001"]
+
+    monkeypatch.setenv("TORCH_THREADS", "1")
+    [warning] = [message for message in checks.run_checks() if message.id == "phoneapp.W001"]
+
+    assert "TORCH_THREADS is set but no longer read" in warning.msg and "INFERENCE_THREADS" in (warning.hint or "")
