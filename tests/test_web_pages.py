@@ -147,7 +147,7 @@ def test_a_picture_pending_for_long_says_the_classifier_is_busy_or_paused(alice_
     Upload.objects.filter(pk=waiting.pk).update(created=timezone.now() - timedelta(minutes=5))
     just_sent = make_upload(alice, status=UploadStatus.PENDING, probability=None, version=None, name="new.jpg")
 
-    note = "The classifier is busy or paused"
+    note = '<small class="verdict-meta">Saved. The classifier is busy or paused'
     assert note in alice_client.get(f"/uploads/{waiting.pk}/").content.decode()
     assert note not in alice_client.get(f"/uploads/{just_sent.pk}/").content.decode()
 

@@ -11,6 +11,7 @@ import json
 from django import template
 from django.conf import settings
 from django.utils import timezone
+from django.utils.html import format_html
 
 from phoneapp.models import Upload
 from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_verdict
@@ -60,6 +61,15 @@ def pending_note(upload: Upload) -> str:
         return ""
     waited = (timezone.now() - upload.created).total_seconds()
     return PENDING_NOTE if waited > PENDING_NOTE_AFTER_SECONDS else ""
+
+
+@register.simple_tag
+def pending_note_settings() -> str:
+    """The note and its delay as ``data-`` attributes for upload.js, which says the same on cards it draws itself:
+    one wording and one delay, written here only."""
+    return format_html(
+        'data-pending-note="{}" data-pending-note-after-ms="{}"', PENDING_NOTE, PENDING_NOTE_AFTER_SECONDS * 1000
+    )
 
 
 @register.filter

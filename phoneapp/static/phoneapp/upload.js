@@ -10,10 +10,10 @@
   const POLL_MAX_MS = 5000;
   const POLL_ERROR_MAX_MS = 30000;
   const PARALLEL_UPLOADS = 3;
-  // An upload pending longer than this is waiting out a busy or stopped worker: its card says so (the server's
-  // pages use the same 30 s, PENDING_NOTE_AFTER_SECONDS in templatetags/ui.py).
-  const PENDING_NOTE_AFTER_MS = 30000;
-  const PENDING_NOTE = "Saved. The classifier is busy or paused; the verdict appears here when it is back.";
+  // An upload pending longer than this is waiting out a busy or stopped worker: its card says so, in the server's
+  // words and after the server's delay (templatetags/ui.py, handed over as data- attributes of <body>).
+  const PENDING_NOTE_AFTER_MS = Number(document.body.dataset.pendingNoteAfterMs || 30000);
+  const PENDING_NOTE = document.body.dataset.pendingNote || "Saved; waiting for the classifier.";
   const NOTHING_CHOSEN = "No picture chosen yet: choose one or more pictures, then press Upload.";
   const root = document.documentElement;
   root.classList.remove("no-js");
