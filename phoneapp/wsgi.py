@@ -1,8 +1,11 @@
 """The web process's entry point (``gunicorn phoneapp.wsgi:application``).
 
 In production mode (``DEBUG=0``) it refuses to start without ``ALLOWED_HOSTS``: Django would answer every request,
-``/healthz`` included, with 400. The check lives here rather than in the settings because workers and management
-commands, which serve no HTTP, run with the same settings and need no host names.
+``/healthz`` included, with 400. And it refuses host names other than this machine's while ``DEBUG`` is on only by
+default (unset): ``make run``'s development default would otherwise serve a real host Django's debug pages, which
+show code, settings and every address, because an operator set the host and forgot ``DEBUG=0``. The checks live
+here rather than in the settings because workers and management commands, which serve no HTTP, run with the same
+settings and need no host names.
 """
 
 import os
@@ -16,5 +19,12 @@ if not settings.DEBUG and not settings.ALLOWED_HOSTS:
     raise ImproperlyConfigured(
         "ALLOWED_HOSTS must be set when DEBUG=0 (the host names this site answers to, e.g. phones.example.com): "
         "without it every request is refused."
+    )
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "testserver"})
+if settings.DEBUG and "DEBUG" not in os.environ and set(settings.ALLOWED_HOSTS) - LOCAL_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS names other hosts than this machine, but DEBUG is not set, so it is on (the development "
+        "default: error pages show code and settings). Set DEBUG=0 to deploy, or DEBUG=1 to keep debug pages on "
+        "purpose."
     )
 application = get_wsgi_application()

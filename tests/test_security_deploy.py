@@ -103,27 +103,29 @@ def test_production_refuses_to_start_with_a_short_or_default_secret_key(key: str
     assert key not in result.stderr  # the refused key is not echoed into logs
 
 
+def web_start(variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Import the web process's entry point (what gunicorn does first) with only these variables set."""
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [sys.executable, "-c", "import phoneapp.wsgi"],
+        cwd=REPO_ROOT,
+        env={**keep, "DJANGO_SETTINGS_MODULE": "phoneapp.settings", **variables},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_the_web_process_refuses_to_start_in_production_without_allowed_hosts() -> None:
     """Without ALLOWED_HOSTS Django answers every request 400; the web process says so at start instead. Workers
     and commands (same settings, no HTTP) still start."""
-    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
-    env = {**keep, **production_env(), "DJANGO_SETTINGS_MODULE": "phoneapp.settings"}
+    env = production_env()
     del env["ALLOWED_HOSTS"]
 
-    def web_start(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", "import phoneapp.wsgi"],
-            cwd=REPO_ROOT,
-            env={**env, **extra},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    refused = web_start({})
+    refused = web_start(env)
     assert refused.returncode != 0
     assert "ALLOWED_HOSTS must be set when DEBUG=0" in refused.stderr
-    assert web_start({"ALLOWED_HOSTS": "example.com"}).returncode == 0
+    assert web_start({**env, "ALLOWED_HOSTS": "example.com"}).returncode == 0
     assert run_manage("check", env={key: env[key] for key in ("DEBUG", "SECRET_KEY")}).returncode == 0
 
 
@@ -259,3 +261,12 @@ def test_a_retired_variable_still_set_is_named_by_the_system_checks(monkeypatch:
     [warning] = [message for message in checks.run_checks() if message.id == "phoneapp.W001"]
 
     assert "TORCH_THREADS is set but no longer read" in warning.msg and "INFERENCE_THREADS" in (warning.hint or "")
+
+
+def test_a_real_host_with_debug_on_only_by_default_is_refused_at_start() -> None:
+    """An operator who sets ALLOWED_HOSTS and forgets DEBUG=0 served Django's debug pages (code, settings, every
+    address) to the world: DEBUG is on by default for ``make run``. Saying DEBUG=1 keeps it on purpose."""
+    refused = web_start({"ALLOWED_HOSTS": "phones.example.com"})
+    assert refused.returncode != 0 and "Set DEBUG=0 to deploy, or DEBUG=1" in refused.stderr
+    assert web_start({"ALLOWED_HOSTS": "phones.example.com", "DEBUG": "1"}).returncode == 0
+    assert web_start({}).returncode == 0  # make run: no host set, the development default
