@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from phoneapp.services.login_attempts import login_attempt_reserve, login_attempt_succeeded
+from phoneapp.services.login_attempts import login_attempt_give_back, login_attempt_reserve
 
 logger = logging.getLogger("phoneapp.services.login_attempts")  # where failed logins were always logged
 
@@ -49,15 +49,18 @@ class ThrottledModelBackend(ModelBackend):
     ) -> User | None:
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
-        address = client_address(request)
-        wait = login_attempt_reserve(username=username, address=address)
-        if wait is not None:
+        attempt = login_attempt_reserve(username=username, address=client_address(request))
+        if attempt.wait is not None:
             if request is not None:
-                setattr(request, REFUSED_ATTRIBUTE, wait)
-            raise PermissionDenied(f"too many failed logins; retry in {wait} s")
-        user = super().authenticate(request, username=username, password=password, **kwargs)
+                setattr(request, REFUSED_ATTRIBUTE, attempt.wait)
+            raise PermissionDenied(f"too many failed logins; retry in {attempt.wait} s")
+        try:
+            user = super().authenticate(request, username=username, password=password, **kwargs)
+        except BaseException:
+            login_attempt_give_back(attempt)  # not checked (the database was down): no failure
+            raise
         if user is not None:
-            login_attempt_succeeded(username=username, address=address)
+            login_attempt_give_back(attempt)
         return user
 
 

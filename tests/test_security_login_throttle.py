@@ -142,3 +142,42 @@ def test_right_passwords_are_not_counted_as_failures(alice: User) -> None:
     statuses = [try_login("/api/token/", "alice", "alice-password-1") for _ in range(12)]
 
     assert statuses == [200] * 12
+
+
+def test_an_attempt_whose_password_could_not_be_checked_is_not_a_failure(
+    alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database blip during the check left each attempt counted: clients retrying with the right password through
+    a 30-second outage were locked out for a window after the database came back."""
+    from django.contrib.auth.backends import ModelBackend
+    from django.db import OperationalError
+
+    def database_down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(ModelBackend, "authenticate", database_down)
+    during_the_outage = [try_login("/api/token/", "alice", "alice-password-1") for _ in range(12)]
+    monkeypatch.undo()
+
+    assert during_the_outage == [503] * 12
+
+    assert try_login("/api/token/", "alice", "alice-password-1") == 200
+
+
+def test_a_lock_ends_with_its_window_even_where_the_cache_keeps_the_counter(
+    alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis's EXISTS-then-INCRBY (a key expiring in between comes back without an expiry) and the database cache's
+    read-then-write (which resets the expiry) could keep a counter past its window: an account locked for good.
+    Each window counts in its own key, so the clock alone ends a lock; here the cache's clock stands still."""
+    from phoneapp.services import login_attempts
+
+    now = [1_000_000_040.0]  # 20 s into a minute
+    monkeypatch.setattr(login_attempts, "time", type("Clock", (), {"time": staticmethod(lambda: now[0])}))
+    for n in range(10):
+        try_login("/accounts/login/", "alice", f"guess-{n}")
+    assert try_login("/accounts/login/", "alice", "alice-password-1") == 429
+
+    now[0] += 41  # the next minute; every counter is still in the cache
+
+    assert try_login("/accounts/login/", "alice", "alice-password-1") == 302

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from phoneapp.auth_backends import client_address
 from phoneapp.selectors.uploads import uploads_summary
 from phoneapp.services.api_tokens import api_token_get
-from phoneapp.services.login_attempts import login_attempt_reserve, login_attempt_succeeded
+from phoneapp.services.login_attempts import LoginAttempt, login_attempt_give_back, login_attempt_reserve
 from phoneapp.services.upload_deletion import uploads_delete_all_of
 from phoneapp.signed_in import SignedInRequest
 
@@ -46,22 +46,34 @@ class AccountPasswordChangeView(PasswordChangeView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         username, address = request.user.get_username(), client_address(request)
-        wait = login_attempt_reserve(username=username, address=address)  # counted until the old password is right
+        self.attempt = login_attempt_reserve(username=username, address=address)  # until the old one is right
+        wait = self.attempt.wait
         if wait is not None:
             messages.error(request, f"Too many wrong passwords; try again in {wait} seconds.")
             form = self.get_form_class()(user=request.user)
             response = self.render_to_response(self.get_context_data(form=form), status=429)
             response["Retry-After"] = str(wait)
             return response
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except BaseException:
+            self._give_back()  # not checked (the database was down): no failure
+            raise
+
+    attempt = LoginAttempt()
+
+    def _give_back(self) -> None:
+        """Once: the attempt counted in :meth:`post` was no failed login."""
+        login_attempt_give_back(self.attempt)
+        self.attempt = LoginAttempt()
 
     def form_invalid(self, form: Any) -> HttpResponse:
         if "old_password" not in form.errors:  # the old password was right: not a failed login
-            login_attempt_succeeded(username=self.request.user.get_username(), address=client_address(self.request))
+            self._give_back()
         return super().form_invalid(form)
 
     def form_valid(self, form: Any) -> HttpResponse:
-        login_attempt_succeeded(username=self.request.user.get_username(), address=client_address(self.request))
+        self._give_back()
         response = super().form_valid(form)
         messages.success(
             self.request,
