@@ -377,6 +377,7 @@ def test_on_a_phone_the_history_filters_fold_while_none_is_set(
         wait(browser, lambda b: panel.get_attribute("open") is None, 5)
         first_card = browser.find_element(By.CSS_SELECTOR, ".history-grid .card")
         assert first_card.rect["y"] < browser.execute_script("return window.innerHeight")
+        assert browser.find_element(By.ID, "export-csv").is_displayed()  # not folded away with the filters
 
         browser.get(f"{live_server.url}/history/?q=desk")  # a filter set: kept in view
         assert browser.find_element(By.ID, "filters-panel").get_attribute("open") is not None

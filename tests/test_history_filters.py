@@ -120,7 +120,7 @@ def test_a_filter_that_does_nothing_says_so(alice_client: Client, history: None)
 
 def test_the_page_says_how_many_match_and_how_to_clear_the_filters(alice_client: Client, history: None) -> None:
     everything = alice_client.get("/history/").content.decode()
-    assert '<p class="muted" id="match-count">3 uploads</p>' in everything
+    assert '<p class="muted match-count" id="match-count">3 uploads\n' in everything
     assert "<summary>Filters</summary>" in everything
 
     filtered = alice_client.get("/history/?q=desk&verdict=phone").content.decode()

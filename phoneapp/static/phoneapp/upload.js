@@ -344,6 +344,8 @@
   function enqueue(files, form) {
     const maxBytes = Number(form.dataset.maxBytes || 0);
     const before = document.getElementById("results").firstElementChild;
+    const summary = document.getElementById("chosen-summary");
+    if (summary && summary.textContent === NOTHING_CHOSEN) summary.textContent = "";
     Array.from(files).forEach((file) => {
       const card = addCard(file, before);
       if (maxBytes && file.size > maxBytes) {
