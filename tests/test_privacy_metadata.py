@@ -255,3 +255,42 @@ def test_jpeg_thumbnails_and_text_in_jfif_jfxx_and_adobe_segments_are_cut_to_the
     assert jpeg_segment(0xEE, b"Adobe\x00d\x00\x00\x00\x00\x01") in stored
     with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
         assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+
+
+def test_a_re_encoded_tiff_keeps_its_colour_profile() -> None:
+    """The profile says what the pixel values mean: dropped with the personal tags, wide-gamut pictures changed
+    colour."""
+    from PIL import ImageCms
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    named = ImageFileDirectory_v2()
+    named[269] = "SECRET-DOCNAME"
+    buffer = io.BytesIO()
+    draw_picture(width=64, height=48).save(buffer, "TIFF", tiffinfo=named, icc_profile=profile)
+
+    stored = metadata_stripped(buffer.getvalue(), image_format="TIFF")
+
+    assert b"SECRET-DOCNAME" not in stored
+    with Image.open(io.BytesIO(stored)) as picture:
+        assert picture.info.get("icc_profile") == profile
+
+
+@pytest.mark.django_db
+def test_a_tiff_whose_next_page_pointer_is_garbage_is_still_accepted(alice_client: Client, alice: User) -> None:
+    """Counting the pages walks every directory; a garbled pointer after a fine first page (some scanners write
+    one) made the upload refused as damaged, where it was accepted before pages were counted."""
+    buffer = io.BytesIO()
+    draw_picture(width=64, height=48).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    assert data[:4] == b"II*\x00"
+    first_directory = int.from_bytes(data[4:8], "little")
+    entries = int.from_bytes(data[first_directory : first_directory + 2], "little")
+    next_pointer = first_directory + 2 + 12 * entries
+    data[next_pointer : next_pointer + 4] = (0x7FFFFFF0).to_bytes(4, "little")
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("scan.tif", bytes(data))})
+
+    assert response.status_code == 201, response.content
+    with Image.open(io.BytesIO(stored_bytes(Upload.objects.get(owner=alice)))) as picture:
+        assert picture.size == (64, 48)

@@ -264,9 +264,13 @@ def _gif_sub_blocks_end(data: bytes, pos: int) -> int:
 def _tiff_has_personal_tags(data: bytes) -> bool:
     """Whether the TIFF has more than one page (another page can be any picture) or a tag beyond its pixel layout."""
     with open_quietly(data) as image:
-        if not isinstance(image, TiffImagePlugin.TiffImageFile) or image.n_frames > 1:
+        if not isinstance(image, TiffImagePlugin.TiffImageFile):
             return True
-        return bool(set(image.tag_v2.keys()) - _TIFF_LAYOUT_TAGS)
+        try:
+            pages = image.n_frames  # walks the chain of directories
+        except Exception:  # a garbled next-directory pointer (some scanners write one): the first page is fine
+            return True
+        return pages > 1 or bool(set(image.tag_v2.keys()) - _TIFF_LAYOUT_TAGS)
 
 
 def _reencoded(data: bytes, image_format: str) -> bytes:
@@ -274,19 +278,23 @@ def _reencoded(data: bytes, image_format: str) -> bytes:
     with open_quietly(data) as image:
         image.load()
         upright = ImageOps.exif_transpose(image)
+        # The colour profile says what the pixel values mean (not who took the picture): kept, or wide-gamut
+        # pictures would change colour.
+        colours = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
     clean = upright.copy()
     clean.info = {}
     buffer = io.BytesIO()
     if image_format in ("JPEG", "MPO"):
-        clean.convert("RGB").save(buffer, "JPEG", quality=92)
+        clean.convert("RGB").save(buffer, "JPEG", quality=92, **colours)
     elif image_format == "GIF":
         clean.save(buffer, "GIF")
     elif image_format == "TIFF":
-        clean.save(buffer, "TIFF", compression="tiff_lzw")
+        clean.save(buffer, "TIFF", compression="tiff_lzw", **colours)
     else:
         clean.save(
             buffer,
             "WEBP" if image_format == "WEBP" else "PNG",
             **({"lossless": True} if image_format == "WEBP" else {}),
+            **colours,
         )
     return buffer.getvalue()
