@@ -5,12 +5,12 @@ feature-extraction run in the kernel. With both thresholds at 4 GiB the same run
 forward pass was 27% faster. glibc reads them once, at start-up, so every entry point that runs eager torch
 re-executes itself with the variables set rather than asking every operator to remember them:
 ``python -m ml_training``, ``python -m ml_training.scene.train``, ``python -m benchmarks.run``, ``python -m
-inference`` when it will run on torch, ``manage.py retrain`` and ``manage.py evaluate`` (manage.py decides before
-Django loads), and a Celery worker whose queues include ``training`` (phoneapp/celery.py).
+inference`` when it will run on torch, and ``manage.py retrain`` and ``manage.py evaluate`` (manage.py decides
+before Django loads).
 
 The price: with a 4 GiB trim threshold freed memory stays with the process, so its RSS stays at its peak. That
-suits a run that trains or evaluates and exits, or a worker kept for retrains; the classification workers (ONNX
-Runtime, a big picture decode now and then) are left with glibc's defaults.
+suits a run that trains or evaluates and exits; the classification workers (ONNX Runtime, a big picture decode now
+and then) are left with glibc's defaults.
 
 This lives in ``inference`` (the lowest layer, no Django) so that every layer's entry points can use it.
 """

@@ -12,8 +12,8 @@ replaces another.
 
 Versions up to ``scene-lite0-v10`` have no groups in ``predictions.json`` (training writes them since): pass the
 ``--data-dir`` (and ``--boxes``) they trained on, and the groups are formed from the pictures as training forms
-them. Pictures are matched by path, made absolute from the current folder: run it from the folder training ran in
-(the project root, for the shipped versions), with the folders spelt either way.
+them. Pictures are matched by path, made absolute from the current folder (links resolved): run it from the
+folder training ran in (the project root, for the shipped versions), with the folders spelt either way.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def verdicts_right(model_dir: Path) -> dict[str, Verdict]:
     right = {}
     for row in json.loads(predictions_file.read_text()):
         said_phone = row["probability"] >= manifest.threshold
-        right[picture_key(row["path"])] = Verdict(
+        right[absolute_picture_path(row["path"])] = Verdict(
             right=said_phone == (row["label"] == "phone"),
             source=row["source"],
             label=row["label"],
@@ -117,13 +117,13 @@ def picture_groups_from_data(data_dirs: Sequence[Path], box_tables: Sequence[Pat
         with open_image(sample.path) as image:
             hashes.append(dhash(image))
     groups = group_ids_of_hashes([sample.as_sample() for sample in samples], hashes)
-    return {picture_key(sample.path): str(group) for sample, group in zip(samples, groups, strict=True)}
+    return {absolute_picture_path(sample.path): str(group) for sample, group in zip(samples, groups, strict=True)}
 
 
-def picture_key(path: str) -> str:
+def absolute_picture_path(path: str) -> str:
     """One spelling of a picture's path: ``predictions.json`` keeps the path as the folder was given to ``train``
-    (``../shared/...``), the ``--data-dir`` here may be given absolute."""
-    return os.path.normpath(os.path.abspath(path))
+    (``../shared/...``), the ``--data-dir`` here may be given absolute, or through a symbolic link."""
+    return os.path.realpath(path)
 
 
 def slices_of(verdict: Verdict) -> Iterable[str]:

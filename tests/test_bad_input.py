@@ -209,6 +209,22 @@ def test_one_bad_file_among_good_ones_refuses_all(door: str, alice_client: Clien
 
 
 @pytest.mark.parametrize("door", DOORS)
+def test_every_bad_file_among_several_is_named(door: str, alice_client: Client, isolated_storage: Path) -> None:
+    """Checking stopped at the first bad file, and the answer told to send the others again, bad ones included."""
+    files = [
+        uploaded_file("good.jpg"),
+        uploaded_file("notes.txt", b"shopping list"),
+        uploaded_file("broken.jpg", b"not a picture at all"),
+    ]
+
+    message = message_of(alice_client.post(door, {"image": files}))
+
+    assert "notes.txt" in message and "broken.jpg" in message
+    assert "Nothing was uploaded: send the other picture again without them." in message
+    assert Upload.objects.count() == 0
+
+
+@pytest.mark.parametrize("door", DOORS)
 def test_missing_image_field_is_a_400(door: str, alice_client: Client) -> None:
     response = alice_client.post(door, {"picture": uploaded_file()})
 

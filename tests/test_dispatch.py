@@ -173,3 +173,14 @@ def test_the_sweep_tries_a_broker_this_process_just_found_unreachable(
     assert uploads_requeue_stale(pending_older_than=timedelta(0)) == 1
 
     assert sent == [(upload.pk,)]
+
+
+def test_verdicts_and_overlays_go_to_their_own_queues() -> None:
+    """The Procfile's worker consumes ``classify,heatmaps``: a task routed anywhere else would wait for ever."""
+    from phoneapp.celery import app
+
+    def queue_of(task: str) -> str:
+        return app.amqp.router.route({}, task, args=(), kwargs={})["queue"].name
+
+    assert queue_of("phoneapp.tasks.upload_classify_task") == "classify"
+    assert queue_of("phoneapp.tasks.upload_heatmap_compute_task") == "heatmaps"

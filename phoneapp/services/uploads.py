@@ -25,15 +25,26 @@ logger = logging.getLogger(__name__)
 
 
 def _validated_all(files: Sequence[UploadedFile]) -> list[tuple[UploadedFile, ValidatedImage]]:
-    """Every file checked before anything is written. A refusal among several files says that the others were not
-    kept either: without it, a person who chose ten pictures and one text file read only about the text file."""
-    try:
-        return [(file, validate_image_file(file)) for file in files]
-    except InvalidUpload as error:
-        if len(files) == 1:
-            raise
-        others = "picture" if len(files) == 2 else f"{len(files) - 1} pictures"
-        raise type(error)(f"{error.message} Nothing was uploaded: send the other {others} again without it.") from error
+    """Every file checked before anything is written, each one even after a refusal, so that the answer names
+    every file refused and says the rest were not kept either: a person who chose ten pictures and one text file
+    read only about the text file, and took the pictures for saved."""
+    validated: list[tuple[UploadedFile, ValidatedImage]] = []
+    refusals: list[InvalidUpload] = []
+    for file in files:
+        try:
+            validated.append((file, validate_image_file(file)))
+        except InvalidUpload as error:
+            refusals.append(error)
+    if not refusals:
+        return validated
+    if len(files) == 1:
+        raise refusals[0]
+    good = len(files) - len(refusals)
+    others = "the other picture" if good == 1 else f"the other {good} pictures" if good else "pictures"
+    without = "it" if len(refusals) == 1 else "them"
+    reasons = " ".join(refusal.message for refusal in refusals)
+    # The first refusal's kind decides the status (413 for a file too large, else 400).
+    raise type(refusals[0])(f"{reasons} Nothing was uploaded: send {others} again without {without}.")
 
 
 def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload]:
