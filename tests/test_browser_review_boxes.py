@@ -20,7 +20,7 @@ from inference.drawing import draw_desk_with_phone
 from phoneapp.models import Upload
 from phoneapp.services.reviews import review_split_of
 from tests.factories import make_upload
-from tests.test_browser_pages import DESKTOP, SCREENSHOT_FLAGS, log_in, screenshot, wait
+from tests.test_browser_pages import DESKTOP, PHONE, SCREENSHOT_FLAGS, log_in, screenshot, wait
 from tests.test_retrain import QUICK, reviewed_uploads
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ def test_a_reviewer_whose_picture_was_decided_meanwhile_is_told_and_nothing_is_r
     upload = make_upload(alice, probability=0.5, name="shared.jpg")
     colleague = make_user("colleague", staff=True)
     log_in(browser, live_server, reviewer)
+    browser.set_window_size(PHONE, 844)  # said where a reviewer on a phone sees it: in the sticky decision bar
     browser.get(f"{live_server.url}/review/{upload.pk}/")
     wait(browser, lambda b: b.find_element(By.ID, "seen-field"))
 
@@ -134,7 +135,11 @@ def test_a_reviewer_whose_picture_was_decided_meanwhile_is_told_and_nothing_is_r
 
     status = wait(browser, lambda b: "nothing was saved" in b.find_element(By.ID, "review-status").text)
     assert status
-    assert "colleague" in browser.find_element(By.ID, "review-status").text
+    said = browser.find_element(By.ID, "review-status")
+    assert "colleague" in said.text and "(it is now not a phone)" in said.text
+    bottom = browser.execute_script("return arguments[0].getBoundingClientRect().bottom", said)
+    assert 0 < bottom <= browser.execute_script("return window.innerHeight"), bottom
+    browser.set_window_size(DESKTOP, 900)
     upload.refresh_from_db()
     assert (upload.reviewed_label, upload.reviewed_by) == ("not_phone", colleague)
     # The next key shows the colleague's decision (the page reloads) instead of answering the same 409 again.

@@ -235,7 +235,8 @@ def upload_group_review(
         who = current.second_reviewed_by or current.reviewed_by
         raise ReviewConflict(
             f"{who.get_username() if who else 'Another reviewer'} decided on this picture while you had it open"
-            f" (it is now {current.reviewed_label or 'unreviewed'}); nothing was saved. Reload it to decide again."
+            f" (it is now {current.get_reviewed_label_display().lower() or 'unreviewed'}); nothing was saved. Reload"
+            " it to decide again."
         )
     second_opinion = (
         current.second_review == SecondReview.WAITING
