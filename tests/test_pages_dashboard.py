@@ -240,3 +240,10 @@ def test_a_version_without_settled_reviews_asked_for_says_the_matrix_shows_all(
 
     assert "No settled reviews of pictures scene-lite0-v9 judged: showing all versions." in asked
     assert 'id="model-ignored"' not in known
+
+
+def test_the_waiting_tile_says_what_waits(staff_client: Client, alice: User) -> None:
+    """ "0 waiting" sat beside "labels settled" while 2 reviews waited for a second reviewer: it counts uploads."""
+    make_upload(alice, status=UploadStatus.PENDING)
+    page = staff_client.get("/dashboard/").content.decode()
+    assert '<span class="kpi-value">1</span> waiting to be classified' in page

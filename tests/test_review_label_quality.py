@@ -282,3 +282,19 @@ def test_a_review_waiting_for_a_second_opinion_is_next_even_when_it_came_while_t
     answer = decide(first, unsure[0], "phone").json()
 
     assert answer["next_id"] == confident_phone.pk
+
+
+def test_a_disagreement_settled_as_ground_truth_is_not_told_to_be_settled(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """The staff member who decided with G was told "it trains nothing until staff settle it (admin, ground
+    truth)": what they had just done."""
+    confident_phone = make_upload(alice, probability=0.99, name="desk.jpg")
+    decide(client_for(second_reviewer), confident_phone, "not_phone")
+    settling = client_for(reviewer)
+
+    decide(settling, confident_phone, "phone", ground_truth="1")
+
+    [said] = said_to(settling, confident_phone)
+    assert said.startswith("Saved as ground truth: desk.jpg is phone; it scores every model version and never trains.")
+    assert "settle" not in said

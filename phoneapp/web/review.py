@@ -175,7 +175,8 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     )
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
-    messages.success(request, f"{_saved_message(decided, copies=len(prior))} Undo last (U) takes it back.")
+    saved = _saved_message(decided, copies=len(prior), as_ground_truth=bool(request.POST.get("ground_truth")))
+    messages.success(request, f"{saved} Undo last (U) takes it back.")
     if _wants_json(request):
         return JsonResponse(
             {
@@ -235,12 +236,16 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
     return redirect(url)
 
 
-def _saved_message(decided: Upload, *, copies: int) -> str:
+def _saved_message(decided: Upload, *, copies: int, as_ground_truth: bool = False) -> str:
     """What a decision did, in the words of the state it left: a second opinion that disagreed leaves the first
-    reviewer's label in place (it said "is phone" to someone who had just said "not a phone")."""
+    reviewer's label in place (it said "is phone" to someone who had just said "not a phone"); a decision made
+    ground truth is settled (it was told to have staff settle it, by the staff member who just had)."""
     name = decided.original_name
     also = f" (and {copies - 1} more upload{pluralize(copies - 1)} of the same picture)" if copies > 1 else ""
     label = decided.get_reviewed_label_display().lower()
+    if as_ground_truth and decided.ground_truth_label:
+        truth = decided.get_ground_truth_label_display().lower()
+        return f"Saved as ground truth: {name} is {truth}{also}; it scores every model version and never trains."
     if decided.second_review == SecondReview.DISAGREED:
         first = decided.reviewed_by.get_username() if decided.reviewed_by else "the first reviewer"
         return (
