@@ -266,6 +266,21 @@ def test_model_version_list_shows_headline_figures_from_the_manifest(staff_clien
     assert '<th scope="row">cross_validation › shared_set</th>' in change
 
 
+def test_a_model_version_is_neither_deleted_nor_saved_in_the_admin(staff_client: Client) -> None:
+    """A deleted row came back at the next sync of MODELS_DIR (a deleted active version quietly gave way to
+    trained_models/ACTIVE, undoing a rollback); and the change page offered Save for fields that are all read-only."""
+    from phoneapp.models import ModelVersion
+
+    version = ModelVersion.objects.create(name="kept", path="kept", checksum="0" * 64, is_active=True)
+
+    change = staff_client.get(f"/admin/phoneapp/modelversion/{version.pk}/change/").content.decode()
+    deleted = staff_client.post(f"/admin/phoneapp/modelversion/{version.pk}/delete/", {"post": "yes"})
+
+    assert 'name="_save"' not in change and 'name="_continue"' not in change
+    assert "/delete/" not in change
+    assert deleted.status_code == 403 and ModelVersion.objects.filter(pk=version.pk).exists()
+
+
 def test_clearing_a_review_in_the_admin_puts_the_picture_back_in_the_queue_and_is_logged(
     staff_client: Client, reviewer: User, alice: User, caplog: pytest.LogCaptureFixture
 ) -> None:
