@@ -175,3 +175,29 @@ def test_a_picture_a_colleague_has_open_is_handed_out_last_and_its_page_says_so(
     note = wait(browser, lambda b: b.find_element(By.ID, "open-with-note"))
     assert "colleague has this picture open too" in note.text
     assert Upload.objects.get(pk=free_picture.pk).reviewed_label == "phone"
+
+
+def test_the_models_guess_is_drawn_dashed_and_removed_from_the_keyboard(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """The queue drew the model's boxes like the reviewer's own (solid, no score), and its note asked to delete a
+    guessed box with X, which did nothing until the box was clicked."""
+    from selenium.webdriver.common.by import By
+
+    guessed = {"box": [0.1, 0.2, 0.4, 0.6], "score": 0.35}
+    upload = make_upload(alice, probability=0.97, name="guess.jpg", boxes=[guessed])
+    log_in(browser, live_server, reviewer)
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    box = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box"))[0]
+    assert "unsure-place" in (box.get_attribute("class") or "")
+    assert box.find_element(By.TAG_NAME, "title").get_attribute("textContent") == "the phone may be here, 35%"
+
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("x")
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box.selected"), 5)
+    body.send_keys("x")
+    wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box"), 5)
+    body.send_keys("p")
+
+    wait(browser, lambda b: Upload.objects.get(pk=upload.pk).reviewed_label == "phone", 10)
+    assert Upload.objects.get(pk=upload.pk).reviewed_boxes == []

@@ -135,12 +135,25 @@ def box_rects(upload: Upload) -> list[dict[str, object]]:
 def box_corners_json(boxes: object) -> str:
     """Boxes (``[{"box": [x1, y1, x2, y2], ...}, ...]``) as a JSON list of corner lists for the review page's box
     editor; malformed entries are skipped (the template escapes it into an attribute)."""
-    corners = []
+    return json.dumps([corners for corners, _ in _editor_boxes(boxes)])
+
+
+@register.filter
+def box_scores_json(boxes: object) -> str:
+    """The model's score of each box :func:`box_corners_json` keeps, in the same order (``null`` for a reviewer's
+    box): the editor draws the model's guesses dashed with their score, as every other page does."""
+    return json.dumps([score for _, score in _editor_boxes(boxes)])
+
+
+def _editor_boxes(boxes: object) -> list[tuple[list[float], float | None]]:
+    kept = []
     for entry in boxes if isinstance(boxes, list) else []:
         try:
             x1, y1, x2, y2 = (min(max(float(value), 0.0), 1.0) for value in entry["box"])
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
+        score = entry.get("score") if isinstance(entry, dict) else None
         if x2 > x1 and y2 > y1:
-            corners.append([round(x1, 4), round(y1, 4), round(x2, 4), round(y2, 4)])
-    return json.dumps(corners)
+            corners = [round(x1, 4), round(y1, 4), round(x2, 4), round(y2, 4)]
+            kept.append((corners, float(score) if isinstance(score, int | float) else None))
+    return kept

@@ -54,5 +54,5 @@
     return svg;
   }
 
-  window.PhoneCheckBoxes = { clamp, canvas, rect, overlay };
+  window.PhoneCheckBoxes = { clamp, canvas, rect, overlay, SURE_PLACE };
 })();

@@ -62,7 +62,7 @@
   }
 
   // --- Boxes: where the phones are, as fractions of the picture (x1, y1, x2, y2) ---------------------------------
-  const { clamp, canvas, rect } = window.PhoneCheckBoxes; // boxes.js, loaded first
+  const { clamp, canvas, rect, SURE_PLACE } = window.PhoneCheckBoxes; // boxes.js, loaded first
   const STEP = 0.02;
   const MIN_SIDE = 0.01;
 
@@ -74,11 +74,14 @@
     const count = document.getElementById("box-count");
     if (!stack || !field) return null;
     let boxes = [];
+    let scores = []; // the model's score of each box, null for a box the reviewer drew
     try {
       boxes = JSON.parse(review.dataset.boxes || "[]");
+      scores = JSON.parse(review.dataset.boxScores || "[]");
     } catch (error) {
       boxes = [];
     }
+    if (scores.length !== boxes.length) scores = boxes.map(() => null);
     let selected = -1;
     let draft = null; // [x1, y1, x2, y2] while drawing
     let dragStart = null;
@@ -89,8 +92,16 @@
     function render() {
       while (editor.firstChild) editor.removeChild(editor.firstChild);
       boxes.forEach((box, index) => {
-        const element = rect(box, "user-box" + (index === selected ? " selected" : ""));
+        // The model's boxes as every other page draws them: dashed under 50%, with their score as the tooltip.
+        const score = scores[index];
+        const guess = score !== null && score < SURE_PLACE;
+        const element = rect(box, "user-box" + (guess ? " unsure-place" : "") + (index === selected ? " selected" : ""));
         element.dataset.index = String(index);
+        if (score !== null) {
+          const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+          title.textContent = (guess ? "the phone may be here, " : "phone here, ") + Math.round(score * 100) + "%";
+          element.append(title);
+        }
         editor.appendChild(element);
       });
       if (draft) editor.appendChild(rect(normalised(draft), "draft-box"));
@@ -115,6 +126,7 @@
       draft = null;
       if (box[2] - box[0] >= MIN_SIDE && box[3] - box[1] >= MIN_SIDE) {
         boxes.push(box);
+        scores.push(null);
         selected = boxes.length - 1;
         touched();
       }
@@ -131,9 +143,21 @@
     function deleteSelected() {
       if (selected < 0) return false;
       boxes.splice(selected, 1);
+      scores.splice(selected, 1);
       selected = -1;
       touched();
       render();
+      return true;
+    }
+
+    // X without a selected box selects the first (the model's best) and X again deletes it: a box could only be
+    // selected by clicking it, so a keyboard reviewer could not remove the model's wrong guess.
+    function selectOrDelete() {
+      if (selected >= 0) return deleteSelected();
+      if (!boxes.length) return false;
+      selected = 0;
+      render();
+      count.textContent += " · box 1 selected: X deletes it";
       return true;
     }
 
@@ -208,7 +232,7 @@
         startKeyboardDraft();
         return true;
       }
-      if (key === "x" || key === "Delete" || key === "Backspace") return deleteSelected();
+      if (key === "x" || key === "Delete" || key === "Backspace") return selectOrDelete();
       return false;
     };
   }
