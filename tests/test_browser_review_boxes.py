@@ -201,3 +201,50 @@ def test_the_models_guess_is_drawn_dashed_and_removed_from_the_keyboard(
 
     wait(browser, lambda b: Upload.objects.get(pk=upload.pk).reviewed_label == "phone", 10)
     assert Upload.objects.get(pk=upload.pk).reviewed_boxes == []
+
+
+def test_a_zoomed_picture_pans_with_the_wheel_and_a_finger_instead_of_zooming_or_drawing(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """Zoomed, the wheel only zoomed (down to a quarter) and a swipe drew a box, so neither could move around the
+    picture; and "full resolution" of a picture smaller than the frame shrank it."""
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, probability=0.5, name="small.jpg", picture=draw_desk_with_phone(width=320, height=240))
+    log_in(browser, live_server, reviewer)
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    boxes = "#box-editor rect.user-box, #box-editor rect.draft-box"
+
+    def swipe() -> None:
+        middle = browser.execute_script(
+            "const r = document.getElementById('box-editor').getBoundingClientRect();"
+            "return [r.left + r.width / 2, r.top + r.height / 2];"
+        )
+        for kind, dx in (("touchStart", 0), ("touchMove", 40), ("touchMove", 80), ("touchEnd", 80)):
+            points = [] if kind == "touchEnd" else [{"x": middle[0] - dx, "y": middle[1] - dx / 2}]
+            browser.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    swipe()  # not zoomed: a finger draws a box (the touch events do reach the page)
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box")) == 1, 5)
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("x")
+    body.send_keys("x")
+    wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, boxes), 5)
+
+    picture_width = "return document.querySelector('#zoom-frame img.picture').getBoundingClientRect().width"
+    fitted = browser.execute_script(picture_width)
+    body.send_keys("z")
+    wait(browser, lambda b: "zoomed" in (b.find_element(By.ID, "zoom-frame").get_attribute("class") or ""), 5)
+    zoomed = browser.execute_script(picture_width)
+    assert zoomed >= fitted - 1, (zoomed, fitted)
+
+    browser.execute_script(
+        "document.getElementById('zoom-frame').dispatchEvent(new WheelEvent('wheel', {deltaY: 120, bubbles: true,"
+        " cancelable: true}));"
+    )
+    assert browser.execute_script(picture_width) == zoomed  # a plain wheel scrolls, it does not zoom
+
+    swipe()  # zoomed: the same finger pans
+    assert not browser.find_elements(By.CSS_SELECTOR, boxes)

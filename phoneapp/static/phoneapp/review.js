@@ -1,10 +1,10 @@
 // Keyboard review: P = phone, N = not a phone, C = confirm the model (absent when it is unsure), S = skip,
 // U or Ctrl+Z = undo the last decision, arrow keys = previous (what was decided before) / next, Z = zoom to full
-// resolution (the wheel zooms further), H = heat map. Each action is posted at once (with the CSRF token) and the
+// resolution (Ctrl + wheel zooms further; the wheel or a finger pans), H = heat map. Each action is posted at once (with the CSRF token) and the
 // next picture opened; the buttons do the same without JavaScript as ordinary form posts.
 // Boxes: drag on the picture (mouse or touch) or press B (arrows move the box, Shift+arrows size it, Enter saves it,
-// Esc drops it) to draw a box around a phone; click a box and press X or Delete to remove it (the model's boxes
-// too). Once the boxes were touched, they are posted with the decision; G makes the decision ground truth.
+// Esc drops it) to draw a box around a phone; click a box (or press X to select the first) and press X or Delete
+// to remove it (the model's boxes too). Once the boxes were touched, they are posted with the decision; G makes the decision ground truth.
 (function () {
   "use strict";
 
@@ -38,6 +38,10 @@
     const button = document.getElementById("zoom-button");
     if (!frame || !picture) return () => {};
     let scale = 1;
+    // Never smaller than the picture fits the frame: "full resolution" of a small picture shrank it.
+    function fitted() {
+      return picture.naturalWidth ? Math.max(1, frame.clientWidth / picture.naturalWidth) : 1;
+    }
     function apply() {
       const zoomed = frame.classList.contains("zoomed");
       const stack = frame.querySelector(".picture-stack");
@@ -46,14 +50,16 @@
       if (button) button.setAttribute("aria-pressed", String(zoomed));
     }
     function toggle() {
+      scale = fitted();
       frame.classList.toggle("zoomed");
-      scale = 1;
       apply();
     }
+    // Ctrl + wheel (and a trackpad's pinch, which browsers send as one) zooms; the plain wheel scrolls the zoomed
+    // picture, as everywhere else (it only zoomed, so the wheel could not move around the picture).
     frame.addEventListener("wheel", (event) => {
-      if (!frame.classList.contains("zoomed")) return;
+      if (!frame.classList.contains("zoomed") || !(event.ctrlKey || event.metaKey)) return;
       event.preventDefault();
-      scale = Math.min(MAX_ZOOM, Math.max(0.25, scale * (event.deltaY < 0 ? 1.25 : 0.8)));
+      scale = Math.min(MAX_ZOOM, Math.max(fitted(), scale * (event.deltaY < 0 ? 1.25 : 0.8)));
       apply();
     }, { passive: false });
     if (button) button.addEventListener("click", toggle);
@@ -168,6 +174,9 @@
 
     editor.addEventListener("pointerdown", (event) => {
       if (event.button !== undefined && event.button !== 0) return;
+      // A finger on a zoomed picture pans it (the browser's own scrolling), unless B started a box to place.
+      const zoomed = stack.closest(".zoom-frame.zoomed");
+      if (event.pointerType === "touch" && zoomed && !draft && !(event.target.dataset && event.target.dataset.index)) return;
       event.preventDefault();
       const index = event.target.dataset ? event.target.dataset.index : undefined;
       if (index !== undefined) {
