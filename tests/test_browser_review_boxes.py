@@ -248,3 +248,31 @@ def test_a_zoomed_picture_pans_with_the_wheel_and_a_finger_instead_of_zooming_or
 
     swipe()  # zoomed: the same finger pans
     assert not browser.find_elements(By.CSS_SELECTOR, boxes)
+
+
+def test_letter_shortcuts_can_be_switched_off_on_the_account_page(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """P, N, H… acted on any key press with no way to turn them off (WCAG 2.1.4: a speech-input user's words)."""
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, probability=0.5, name="keys.jpg")
+    log_in(browser, live_server, reviewer)
+    browser.get(f"{live_server.url}/account/")
+    switch = wait(browser, lambda b: b.find_element(By.ID, "single-key-shortcuts"), 5)
+    assert switch.is_selected()
+    switch.click()
+
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    browser.find_element(By.TAG_NAME, "body").send_keys("p")
+    browser.find_element(By.TAG_NAME, "body").send_keys("z")
+    assert "zoomed" not in (browser.find_element(By.ID, "zoom-frame").get_attribute("class") or "")
+    assert Upload.objects.get(pk=upload.pk).reviewed_label == ""  # the letter did nothing
+
+    browser.get(f"{live_server.url}/account/")
+    wait(browser, lambda b: b.find_element(By.ID, "single-key-shortcuts"), 5).click()  # on again
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    browser.find_element(By.TAG_NAME, "body").send_keys("p")
+    wait(browser, lambda b: Upload.objects.get(pk=upload.pk).reviewed_label == "phone", 10)

@@ -13,6 +13,7 @@
   root.classList.add("js");
 
   const DECISION_KEYS = { p: "phone", n: "not_phone", c: "confirm" };
+  const singleKeyShortcutsOn = window.PhoneCheckShortcuts.on; // shortcuts.js, loaded first
   const MAX_ZOOM = 4;
 
   function csrfToken() {
@@ -330,6 +331,9 @@
       if (event.altKey || event.repeat) return;
       if (event.target.closest("input[type=text], textarea, select")) return;
       const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+      // Letters alone act only while single-key shortcuts are on (Account page; WCAG 2.1.4): a speech-input user
+      // saying a word must not decide a picture. Arrows, Enter, Esc, Delete and Ctrl+Z stay.
+      if (key.length === 1 && !event.ctrlKey && !event.metaKey && !singleKeyShortcutsOn()) return;
       if (!event.ctrlKey && !event.metaKey && boxKey && boxKey(event, key)) {
         event.preventDefault();
         return;

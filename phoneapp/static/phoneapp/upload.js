@@ -437,11 +437,28 @@
     if (panel && !panel.dataset.active && window.matchMedia("(max-width: 40rem)").matches) panel.open = false;
   }
 
+  // Letter shortcuts can be switched off on the Account page, per browser (shortcuts.js, loaded first).
+  const shortcuts = window.PhoneCheckShortcuts;
+
+  function setUpShortcutsSwitch() {
+    const box = document.getElementById("single-key-shortcuts");
+    if (!box) return;
+    box.checked = shortcuts.on();
+    box.addEventListener("change", () => {
+      try {
+        shortcuts.set(box.checked);
+      } catch (error) {
+        box.checked = true; // cannot be remembered in this browser
+      }
+    });
+  }
+
   function setUpHeatmapKey() {
     const toggle = document.getElementById("show-heatmap");
     if (!toggle || document.getElementById("review")) return; // review.js handles keys on the review page
     document.addEventListener("keydown", (event) => {
       if (event.key.toLowerCase() !== "h" || event.ctrlKey || event.metaKey || event.altKey) return;
+      if (!shortcuts.on()) return;
       if (event.target.closest("input[type=text], textarea, select")) return;
       toggle.checked = !toggle.checked;
     });
@@ -450,6 +467,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     setUpForm();
     setUpHeatmapKey();
+    setUpShortcutsSwitch();
     foldFiltersOnPhones();
     watchPending(document);
   });
