@@ -3,7 +3,7 @@
 Every door that checks a password (the login page, the admin's login, the API's token endpoint) goes through
 Django's ``authenticate()``; :class:`phoneapp.auth_backends.ThrottledModelBackend` counts each attempt as a
 failure *before* the password is checked (:func:`login_attempt_reserve`) and gives it back when the password was
-right (:func:`login_attempt_succeeded`). Counting first is what holds under parallel requests: checking the count
+right (:func:`login_attempt_give_back`). Counting first is what holds under parallel requests: checking the count
 and adding the failure after the password hash let 60 guesses sent at once all be checked. Past
 ``LOGIN_FAILURE_LIMIT`` (default 10 a minute) for the account, or for the address, every attempt is refused -- the
 right password too -- until the window ends.

@@ -132,6 +132,7 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
         "review_state": upload_review_state(upload=upload),
         "open_with": open_with,
         "earlier": review_earlier_label(upload=upload),
+        "can_mark_ground_truth": request.user.has_perm(GROUND_TRUTH_PERMISSION),
     }
     return render(request, "phoneapp/review.html", context)
 
@@ -145,7 +146,8 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     decision = request.POST.get("decision", "")
     if decision not in DECISIONS:
         return _refuse(request, upload.pk, "Unknown decision: use phone, not_phone or confirm.")
-    if request.POST.get("ground_truth") and not request.user.has_perm(GROUND_TRUTH_PERMISSION):
+    as_ground_truth = bool(request.POST.get("ground_truth"))
+    if as_ground_truth and not request.user.has_perm(GROUND_TRUTH_PERMISSION):
         # Ground truth decides which model version is promoted: the same permission as the admin's actions.
         return _refuse(request, upload.pk, GROUND_TRUTH_REFUSED, status=403)
     try:
@@ -156,7 +158,7 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     except (ReviewNeedsChoice, BadBoxes, ReviewConflict) as error:
         return _refuse(request, upload.pk, error.message, status=error.status_code)
     prior_truth = []
-    if request.POST.get("ground_truth"):
+    if as_ground_truth:
         label = upload.predicted_label if decision == CONFIRM else decision
         prior_truth = picture_mark_ground_truth(upload=upload, by=request.user, label=label)
     log = [entry for entry in _log(request) if int(entry["id"]) != upload.pk]
@@ -175,7 +177,7 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     )
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
-    saved = _saved_message(decided, copies=len(prior), as_ground_truth=bool(request.POST.get("ground_truth")))
+    saved = _saved_message(decided, copies=len(prior), as_ground_truth=as_ground_truth)
     messages.success(request, f"{saved} Undo last (U) takes it back.")
     if _wants_json(request):
         return JsonResponse(

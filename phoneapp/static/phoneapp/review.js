@@ -1,10 +1,12 @@
 // Keyboard review: P = phone, N = not a phone, C = confirm the model (absent when it is unsure), S = skip,
 // U or Ctrl+Z = undo the last decision, arrow keys = previous (what was decided before) / next, Z = zoom to full
-// resolution (Ctrl + wheel zooms further; the wheel or a finger pans), H = heat map. Each action is posted at once (with the CSRF token) and the
-// next picture opened; the buttons do the same without JavaScript as ordinary form posts.
+// resolution (Ctrl + wheel zooms further; the wheel or a finger pans), H = heat map. Each action is posted at once
+// (with the CSRF token) and the next picture opened; the buttons do the same without JavaScript as ordinary form
+// posts. Letters act only while single-key shortcuts are on (shortcuts.js).
 // Boxes: drag on the picture (mouse or touch) or press B (arrows move the box, Shift+arrows size it, Enter saves it,
 // Esc drops it) to draw a box around a phone; click a box (or press X to select the first) and press X or Delete
-// to remove it (the model's boxes too). Once the boxes were touched, they are posted with the decision; G makes the decision ground truth.
+// to remove it (the model's boxes too). Once the boxes were touched, they are posted with the decision; G makes
+// the decision ground truth.
 (function () {
   "use strict";
 
@@ -69,7 +71,7 @@
   }
 
   // --- Boxes: where the phones are, as fractions of the picture (x1, y1, x2, y2) ---------------------------------
-  const { clamp, canvas, rect, SURE_PLACE } = window.PhoneCheckBoxes; // boxes.js, loaded first
+  const { clamp, canvas, rect, withScoreTitle, SURE_PLACE } = window.PhoneCheckBoxes; // boxes.js, loaded first
   const STEP = 0.02;
   const MIN_SIDE = 0.01;
 
@@ -104,12 +106,7 @@
         const guess = score !== null && score < SURE_PLACE;
         const element = rect(box, "user-box" + (guess ? " unsure-place" : "") + (index === selected ? " selected" : ""));
         element.dataset.index = String(index);
-        if (score !== null) {
-          const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
-          title.textContent = (guess ? "the phone may be here, " : "phone here, ") + Math.round(score * 100) + "%";
-          element.append(title);
-        }
-        editor.appendChild(element);
+        editor.appendChild(score === null ? element : withScoreTitle(element, score));
       });
       if (draft) editor.appendChild(rect(normalised(draft), "draft-box"));
       editor.setAttribute("aria-label", boxes.length + " phone box" + (boxes.length === 1 ? "" : "es"));
@@ -175,11 +172,11 @@
 
     editor.addEventListener("pointerdown", (event) => {
       if (event.button !== undefined && event.button !== 0) return;
+      const index = event.target.dataset ? event.target.dataset.index : undefined;
       // A finger on a zoomed picture pans it (the browser's own scrolling), unless B started a box to place.
       const zoomed = stack.closest(".zoom-frame.zoomed");
-      if (event.pointerType === "touch" && zoomed && !draft && !(event.target.dataset && event.target.dataset.index)) return;
+      if (event.pointerType === "touch" && zoomed && !draft && index === undefined) return;
       event.preventDefault();
-      const index = event.target.dataset ? event.target.dataset.index : undefined;
       if (index !== undefined) {
         selected = Number(index);
         render();

@@ -429,7 +429,7 @@
     });
   }
 
-  // --- Heat map toggle: H on any page with the picture overlay ------------------------------------------------
+  // --- History filters, the shortcut switch, the heat map toggle ------------------------------------------------
   // History on a phone: seven filters filled the first screen before any picture. Folded while none is set (the
   // summary says how many are); open without JavaScript and on wider screens.
   function foldFiltersOnPhones() {
@@ -453,6 +453,7 @@
     });
   }
 
+  // H on any page with the picture overlay.
   function setUpHeatmapKey() {
     const toggle = document.getElementById("show-heatmap");
     if (!toggle || document.getElementById("review")) return; // review.js handles keys on the review page
