@@ -276,3 +276,47 @@ def test_letter_shortcuts_can_be_switched_off_on_the_account_page(
     wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
     browser.find_element(By.TAG_NAME, "body").send_keys("p")
     wait(browser, lambda b: Upload.objects.get(pk=upload.pk).reviewed_label == "phone", 10)
+
+
+def test_on_a_touch_phone_the_review_page_shows_no_key_hints_and_ends_just_above_the_decision_bar(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """On a phone, Skip, Undo and the queue links sat ~300 px above the fixed decision bar (a fixed allowance for
+    its height), and the box tools, the ground-truth switch and the note about the model's box showed keys (B, X,
+    G) that a touch screen has not got."""
+    upload = make_upload(
+        alice,
+        probability=0.97,
+        name="desk.jpg",
+        picture=draw_desk_with_phone(),
+        boxes=[{"box": [0.05, 0.05, 0.2, 0.2], "score": 0.3}],  # phone, not sure where: the note names keys
+    )
+    log_in(browser, live_server, reviewer)
+    metrics = {"width": PHONE, "height": 740, "deviceScaleFactor": 1, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+    try:
+        browser.get(f"{live_server.url}/review/{upload.pk}/")
+        assert "unsure-place-note" in browser.page_source
+        shown_keys = browser.execute_script(
+            "return [...document.querySelectorAll('kbd')].filter((k) => k.getClientRects().length).map((k) =>"
+            " k.textContent);"
+        )
+        assert shown_keys == []
+        note = browser.execute_script("return document.getElementById('unsure-place-note').innerText;")
+        assert "select it and delete it, then draw one around the phone:" in note
+
+        def gap_above_bar() -> float:
+            gap: float = browser.execute_script(
+                "window.scrollTo(0, document.documentElement.scrollHeight);"
+                "const bar = document.getElementById('decisions').getBoundingClientRect();"
+                "const nav = document.querySelector('.queue-nav').getBoundingClientRect();"
+                "const skip = document.getElementById('skip-button').getBoundingClientRect();"
+                "return skip.bottom <= nav.top && nav.bottom <= bar.top ? bar.top - nav.bottom : -1;"
+            )
+            return gap
+
+        wait(browser, lambda b: 0 <= gap_above_bar() < 48, 5)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})

@@ -244,6 +244,17 @@
     };
   }
 
+  // On a phone the decision bar is fixed to the screen's bottom (app.css). The page ends just above it, whatever
+  // its height (two or three rows, a status line): with a fixed allowance Skip, Undo and the queue links sat
+  // ~300 px above the bar, out of a thumb's reach.
+  function keepPageClearOfDecisionBar(form) {
+    if (!window.ResizeObserver) return;
+    new ResizeObserver(() => {
+      const height = getComputedStyle(form).position === "fixed" ? form.offsetHeight : 0;
+      root.style.setProperty("--decision-bar-height", height + "px");
+    }).observe(form);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const review = document.getElementById("review");
     const undoButton = document.getElementById("undo-button");
@@ -262,6 +273,7 @@
     }
     const form = document.getElementById("decisions");
     const status = document.getElementById("review-status");
+    keepPageClearOfDecisionBar(form);
     const toggle = document.getElementById("show-heatmap");
     const zoom = setUpZoom(review);
     const boxKey = setUpBoxes(review, form);
