@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -52,6 +53,13 @@ def _uploads(queryset: QuerySet[Any]) -> UploadQuerySet:
 def _cut(text: str, width_class: str) -> SafeString:
     """Text cut to its column's width with an ellipsis (admin.css), whole in its tooltip."""
     return format_html('<span class="cut {}" title="{}">{}</span>', width_class, text, text)
+
+
+class BoxesJSONField(forms.JSONField):
+    """The reviewer's boxes as JSON text; none drawn (null) shows as an empty box, not the word ``null``."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
 
 
 # The words the admin actions and their messages use for each label ("Marked 3 upload(s) as not phone.").
@@ -168,7 +176,7 @@ class UploadAdmin(admin.ModelAdmin):
         "status",
         "error",
         "attempts",
-        "predicted_label",
+        "verdict_detail",
         "probability",
         "model_version",
         "processed",
@@ -206,7 +214,13 @@ class UploadAdmin(admin.ModelAdmin):
 
     @admin.display(description="review", ordering="reviewed_label")
     def review_display(self, upload: Upload) -> str:
-        return upload.get_reviewed_label_display() or "—"
+        """The reviewed label, and whether it waits for (or was disputed by) a second reviewer: such a label trains
+        nothing yet, which the bare label hid."""
+        if not upload.reviewed_label:
+            return "—"
+        unsettled = {SecondReview.WAITING: "waiting for a second reviewer", SecondReview.DISAGREED: "disputed"}
+        state = unsettled.get(SecondReview(upload.second_review))
+        return f"{upload.get_reviewed_label_display()} ({state})" if state else upload.get_reviewed_label_display()
 
     @admin.display(description="model version", ordering="model_version__name")
     def version_display(self, upload: Upload) -> SafeString | str:
@@ -224,20 +238,26 @@ class UploadAdmin(admin.ModelAdmin):
         word = {"phone": "Phone", "not_phone": "Not a phone", "unsure": "Unsure"}.get(upload_verdict(upload=upload))
         return f"{word or '—'} {upload.probability:.0%}"
 
+    @admin.display(description="verdict")
+    def verdict_detail(self, upload: Upload) -> str:
+        """The verdict as the pages show it: the stored ``predicted_label`` is only the side of the threshold, so
+        an unsure verdict read as "Phone" here."""
+        return self.verdict_display(upload)
+
     @admin.display(description="picture")
     def picture_full(self, upload: Upload) -> SafeString:
         """The whole picture with the model's boxes and heat map, and a link to decide on it in the review queue."""
         context = {"upload": upload, "verdict": upload_verdict(upload=upload)}
         return render_to_string("admin/phoneapp/upload_picture.html", context)
 
-    def get_form(self, request: HttpRequest, obj: Upload | None = None, change: bool = False, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)
-        if "reviewed_boxes" in form.base_fields:
-            form.base_fields["reviewed_boxes"].help_text = (
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "reviewed_boxes":
+            kwargs["form_class"] = BoxesJSONField
+            kwargs["help_text"] = (
                 'Where the phones are: [{"box": [x1, y1, x2, y2]}, ...] as fractions of the picture; empty = none '
                 "drawn. To draw with the mouse or keyboard, open the picture in the review queue (link above)."
             )
-        return form
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Upload, form: Any, change: bool) -> None:
         # Every edit goes through the review services, so it records who and when and is logged, like the queue's.
@@ -285,14 +305,22 @@ class UploadAdmin(admin.ModelAdmin):
         self._mark(request, queryset, label=Label.NOT_PHONE)
 
     def _mark(self, request: HttpRequest, queryset: UploadQuerySet, *, label: Label) -> None:
-        """One reviewed label on every selected upload, and the count in the words the action's name uses."""
-        ids = list(queryset.values_list("pk", flat=True))
-        count = uploads_review(uploads=queryset, label=label, reviewer=signed_in_user(request))
-        waiting = Upload.objects.filter(pk__in=ids, second_review=SecondReview.WAITING).count()
+        """One reviewed label on every selected upload (and, as in the queue, the other uploads of the same
+        pictures), and the counts in the words the action's name uses."""
+        selected = set(queryset.values_list("pk", flat=True))
+        labelled = uploads_review(uploads=queryset, label=label, reviewer=signed_in_user(request))
+        copies = len(labelled - selected)
+        also = (
+            f" ({copies} other upload{pluralize(copies)} of the same picture{pluralize(len(selected))})"
+            if copies
+            else ""
+        )
+        waiting = Upload.objects.filter(pk__in=labelled, second_review=SecondReview.WAITING).count()
         # Against a confident verdict a label waits for a second reviewer (phoneapp/services/reviews.py): say so.
         note = f"; {waiting} against a confident verdict wait for a second reviewer before training" if waiting else ""
+        count = len(labelled)
         self.message_user(
-            request, f"Marked {count} upload{pluralize(count)} as {_LABEL_WORDS[label]}{note}.", messages.SUCCESS
+            request, f"Marked {count} upload{pluralize(count)} as {_LABEL_WORDS[label]}{also}{note}.", messages.SUCCESS
         )
 
     @admin.action(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -335,3 +337,44 @@ def test_saving_an_upload_without_changing_its_label_keeps_who_reviewed_it(staff
     upload.refresh_from_db()
     assert upload.reviewed_boxes == [{"box": [0.1, 0.1, 0.3, 0.4]}]
     assert Upload.objects.values("reviewed_by", "reviewed_at").get(pk=upload.pk) == stamped
+
+
+def test_marking_one_copy_of_a_picture_says_how_many_uploads_it_labelled(staff_client: Client, alice: User) -> None:
+    """One picture has one label: marking one upload labels its copies too, and the message counted only the
+    uploads ticked ("Marked 1 upload" while two changed)."""
+    ticked = make_upload(alice, name="sent.jpg", probability=0.6, sha256="ab" * 32)
+    copy = make_upload(alice, name="sent-again.jpg", probability=0.6, sha256="ab" * 32)
+
+    marked = staff_client.post(CHANGELIST, {"action": "mark_as_phone", "_selected_action": [ticked.pk]}, follow=True)
+
+    said = " ".join(marked.content.decode().split())
+    assert "Marked 2 uploads as phone (1 other upload of the same picture)." in said
+    assert Upload.objects.get(pk=copy.pk).reviewed_label == "phone"
+
+
+def test_the_upload_list_says_which_reviews_wait_for_a_second_reviewer(
+    staff_client: Client, reviewer: User, alice: User
+) -> None:
+    """A label against a confident verdict trains nothing until a second reviewer agrees: the list said only the
+    label, so it read as settled."""
+    confident = make_upload(alice, name="confident.jpg", probability=0.99)
+    make_upload(alice, name="settled.jpg", probability=0.2, reviewed="not_phone", reviewer=reviewer)
+    staff_client.post(CHANGELIST, {"action": "mark_as_not_phone", "_selected_action": [confident.pk]})
+
+    page = staff_client.get(CHANGELIST).content.decode()
+    assert page.count("Not a phone (waiting for a second reviewer)") == 1
+    assert page.count("<td class=\"field-review_display\">Not a phone</td>") == 1  # settled.jpg
+
+
+def test_upload_change_page_shows_an_unsure_verdict_as_unsure_and_no_boxes_as_empty(
+    staff_client: Client, alice: User
+) -> None:
+    """The change page showed the stored label (the side of the threshold: "Phone" for a 52% unsure verdict) and
+    the word ``null`` in the boxes field when the reviewer drew none."""
+    upload = make_upload(alice, probability=0.52)
+    assert upload.reviewed_boxes is None
+
+    page = staff_client.get(f"{CHANGELIST}{upload.pk}/change/").content.decode()
+
+    assert "Unsure 52%" in page
+    assert re.search(r'id="id_reviewed_boxes">\s*</textarea>', page)  # empty, not "null"

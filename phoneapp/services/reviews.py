@@ -289,18 +289,19 @@ def upload_group_review(
     return prior
 
 
-def uploads_review(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBaseUser) -> int:
+def uploads_review(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBaseUser) -> set[int]:
     """Decide ``label`` for each of ``uploads`` as the review queue would (:func:`upload_group_review`: the
     second-review rule, second opinions, unreviewed copies of the same picture); the admin's relabelling goes
-    through here so it cannot train on a contradicted confident verdict without a second reviewer. Returns how
-    many uploads were decided on."""
+    through here so it cannot train on a contradicted confident verdict without a second reviewer. Returns the
+    ids of every upload labelled: the selected ones and the other uploads of the same pictures."""
     if label not in Label.values:
         raise ValueError(f"Unknown label {label!r}.")
-    decided = 0
+    labelled: set[int] = set()
     for upload in uploads.order_by("pk"):
-        upload_group_review(upload=upload, decision=label, reviewer=reviewer)
-        decided += 1
-    return decided
+        labelled.update(
+            prior.upload_id for prior in upload_group_review(upload=upload, decision=label, reviewer=reviewer)
+        )
+    return labelled
 
 
 def uploads_review_restore(*, prior: list[PriorReview], reviewer: AbstractBaseUser) -> int:
