@@ -363,7 +363,7 @@ def test_the_upload_list_says_which_reviews_wait_for_a_second_reviewer(
 
     page = staff_client.get(CHANGELIST).content.decode()
     assert page.count("Not a phone (waiting for a second reviewer)") == 1
-    assert page.count("<td class=\"field-review_display\">Not a phone</td>") == 1  # settled.jpg
+    assert page.count('<td class="field-review_display">Not a phone</td>') == 1  # settled.jpg
 
 
 def test_upload_change_page_shows_an_unsure_verdict_as_unsure_and_no_boxes_as_empty(

@@ -316,3 +316,24 @@ def test_ground_truth_needs_the_permission_the_admins_actions_need(alice: User, 
     allowed.post(f"/review/{upload.pk}/decide", {"decision": "phone", "ground_truth": "1"})
     upload.refresh_from_db()
     assert upload.ground_truth_label == "phone"
+
+
+def test_a_reviewer_who_cannot_change_ground_truth_is_told_their_decision_leaves_it(
+    alice: User, second_reviewer: User
+) -> None:
+    """A reviewer without the permission relabelled a ground-truth picture and was told only "Saved": the ground
+    truth (which scores every model version) silently stayed as it was."""
+    from tests.factories import client_for
+
+    upload = make_upload(alice, probability=0.5)
+    Upload.objects.filter(pk=upload.pk).update(ground_truth_label="phone")
+    plain_staff = client_for(second_reviewer)
+    page = " ".join(plain_staff.get(f"/review/{upload.pk}/").content.decode().split())
+    assert "Your decision does not change it: that needs staff who may change uploads." in page
+
+    decided = plain_staff.post(f"/review/{upload.pk}/decide", {"decision": "not_phone"}, follow=True)
+
+    said = " ".join(decided.content.decode().split())
+    assert "Its ground truth stays phone: to change it, ask staff who may change uploads." in said
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.ground_truth_label) == ("not_phone", "phone")

@@ -178,6 +178,7 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
     saved = _saved_message(decided, copies=len(prior), as_ground_truth=as_ground_truth)
+    saved += _ground_truth_kept(decided, may_change=request.user.has_perm(GROUND_TRUTH_PERMISSION))
     messages.success(request, f"{saved} Undo last (U) takes it back.")
     if _wants_json(request):
         return JsonResponse(
@@ -236,6 +237,16 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse({"id": int(entry["id"]), "restored": restored, "url": url})
     return redirect(url)
+
+
+def _ground_truth_kept(decided: Upload, *, may_change: bool) -> str:
+    """A decision against a picture's ground truth leaves the ground truth as it was: said, since the reviewer
+    believed they had relabelled the picture (ground truth scores every model version)."""
+    truth = decided.ground_truth_label
+    if not truth or truth == decided.reviewed_label:
+        return ""
+    how = "tick Ground truth (G) with your decision" if may_change else "ask staff who may change uploads"
+    return f" Its ground truth stays {decided.get_ground_truth_label_display().lower()}: to change it, {how}."
 
 
 def _saved_message(decided: Upload, *, copies: int, as_ground_truth: bool = False) -> str:
