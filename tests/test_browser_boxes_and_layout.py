@@ -230,6 +230,43 @@ def test_the_admin_upload_list_fits_a_1366_px_window(
     screenshot(browser, "admin-uploads", width=1366)
 
 
+def test_the_admin_model_version_list_fits_a_1280_px_window(
+    live_server: LiveServer, browser: Chrome, reviewer: User
+) -> None:
+    """Ten columns on one line each cut the threshold and checksum off at 1280 px: a rollback is chosen here."""
+    from selenium.webdriver.common.by import By
+
+    from phoneapp.models import ModelVersion, VersionScore
+
+    figures = {"accuracy": 0.9771, "f1": 0.9712, "roc_auc": 0.9954, "count": 1812}
+    for index, name in enumerate(
+        ["scene-lite0-v10", "scene-lite0-v9", "finetuned-lite2-v2", "retrained-20261206-1142"]
+    ):
+        version = ModelVersion.objects.create(
+            name=name,
+            path=name,
+            checksum=hashlib.sha256(name.encode()).hexdigest(),
+            is_active=index == 0,
+            metrics={"threshold": 0.4321, "cross_validation": {"shared_set": figures}},
+        )
+        for picture_set in VersionScore.Set.values:
+            VersionScore.objects.create(
+                version=version, picture_set=picture_set, count=1204, correct=1187, accuracy=1187 / 1204
+            )
+    log_in(browser, live_server, reviewer)
+    browser.set_window_size(1280, 900)
+    browser.get(f"{live_server.url}/admin/phoneapp/modelversion/")
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 4, 10)
+    fit = browser.execute_script(
+        "const table = document.getElementById('result_list'); const box = table.parentElement;"
+        "return {inner: window.innerWidth, page: document.documentElement.scrollWidth,"
+        " tableWidth: table.scrollWidth, containerWidth: box.clientWidth};"
+    )
+    assert fit["inner"] >= 1264, fit  # the window really is about 1280 px wide
+    assert fit["page"] <= fit["inner"], fit
+    assert fit["tableWidth"] <= fit["containerWidth"], fit
+
+
 def test_an_uploads_admin_page_with_a_long_file_name_fits_a_phone(
     live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
 ) -> None:
