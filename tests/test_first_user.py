@@ -1,4 +1,4 @@
-"""``make run`` asks for the first user on a new database, so a newcomer's two commands are enough to log in."""
+"""``make run`` asks for the first user on a new database, so a newcomer's two commands are enough to sign in."""
 
 from __future__ import annotations
 

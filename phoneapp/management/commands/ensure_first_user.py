@@ -20,7 +20,7 @@ def _hint() -> str:
         shown = f"{python.relative_to(Path.cwd())}"
     except ValueError:
         shown = str(python)
-    return f"No user yet. Create one to log in with:  {shown} manage.py createsuperuser"
+    return f"No user yet. Create one to sign in with:  {shown} manage.py createsuperuser"
 
 
 class Command(BaseCommand):
