@@ -152,6 +152,33 @@ def exporting_alone(path: Path) -> Iterator[None]:
         os.close(descriptor)  # closing releases the lock
 
 
+def failed_export_marker(path: Path) -> Path:
+    """Where a failed export of ``path`` is recorded, for the processes that waited on it (:func:`export_failed`)."""
+    return path.with_suffix(".failed")
+
+
+def record_failed_export(path: Path, reason: str) -> None:
+    """Note that exporting ``path`` failed, and why, for the processes waiting on the lock meanwhile."""
+    with contextlib.suppress(OSError):  # a read-only cache: the others try for themselves
+        failed_export_marker(path).write_text(reason)
+
+
+def clear_failed_export(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        failed_export_marker(path).unlink(missing_ok=True)
+
+
+def export_failed_since(path: Path, since: float) -> str | None:
+    """Why exporting ``path`` failed, when it failed after ``since`` (a time.time()): a process that waited on the
+    lock through another's export that hung or failed does not make its own attempt (each prefork process took the
+    full timeout in turn); a process started later tries again, as after a fix."""
+    marker = failed_export_marker(path)
+    try:
+        return marker.read_text() if marker.stat().st_mtime >= since else None
+    except OSError:
+        return None
+
+
 def touch(path: Path) -> None:
     """Mark an export as just used, so pruning keeps it."""
     with contextlib.suppress(OSError):  # a read-only cache still serves

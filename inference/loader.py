@@ -23,9 +23,12 @@ from inference.contract import ONNXRUNTIME, TORCH, Classifier
 from inference.export_cache import (
     EXPORT_KEY_PROPERTY,
     cached_export_path,
+    clear_failed_export,
     default_cache_dir,
     discard,
+    export_failed_since,
     exporting_alone,
+    record_failed_export,
     touch,
 )
 from inference.manifest import ModelLoadError, ModelManifest, manifest_checksum, read_manifest, verify_files
@@ -221,11 +224,20 @@ def _from_export(
     opened = _open_cached(path, directory, manifest, threads=threads, max_batch=max_batch, discard_unusable=False)
     if opened is not None:  # the usual start: no lock, so processes starting together do not wait in line
         return opened
+    waiting_since = time.time()
     with exporting_alone(path):  # the other processes of the machine wait for this one's export, then find it
         opened = _open_cached(path, directory, manifest, threads=threads, max_batch=max_batch, discard_unusable=True)
         if opened is not None:  # made by another process while this one waited
             return opened
-        export_to_cache(directory, path.parent)
+        failed = export_failed_since(path, waiting_since)
+        if failed is not None:
+            raise AccelerationUnavailable(f"another process's export failed while this one waited: {failed}")
+        try:
+            export_to_cache(directory, path.parent)
+        except AccelerationUnavailable as error:
+            record_failed_export(path, str(error))
+            raise
+        clear_failed_export(path)
     if not path.is_file():
         raise AccelerationUnavailable(f"the export process wrote no {path.name} (is {path.parent} writable?)")
     touch(path)

@@ -245,6 +245,46 @@ def test_processes_switching_to_a_new_version_at_once_make_one_export_between_th
     assert all(isinstance(classifier, OnnxClassifier) for classifier in loaded)
 
 
+def test_processes_waiting_on_an_export_that_fails_serve_on_torch_instead_of_each_trying_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export that hangs until its timeout (600 s) or fails made each waiting prefork process try in turn, so
+    the last one served after N times the timeout; a process started later still tries again (after a fix)."""
+    import threading
+
+    from inference.onnx_engine import AccelerationUnavailable
+
+    cache = tmp_path / "cache"
+    model_dir = fine_tuned_version(tmp_path, "mine", seed=1)
+    exports: list[Path] = []
+
+    def export_that_times_out(model_dir: Path, cache_dir: Path) -> None:
+        exports.append(model_dir)
+        threading.Event().wait(0.5)  # the other process is waiting on the lock meanwhile
+        raise AccelerationUnavailable("the export process did not finish: timed out after 600 seconds")
+
+    monkeypatch.setattr("inference.loader.export_to_cache", export_that_times_out)
+    together = threading.Barrier(3)
+    loaded: list[Any] = []
+
+    def switch() -> None:
+        together.wait()
+        loaded.append(load(model_dir, engine="onnxruntime", cache_dir=cache))
+
+    workers = [threading.Thread(target=switch) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+
+    assert len(exports) == 1
+    assert len(loaded) == 3 and not any(isinstance(classifier, OnnxClassifier) for classifier in loaded)
+    assert len(loaded[0].predict(drawn_pictures())) == 4  # eager torch serves
+
+    load(model_dir, engine="onnxruntime", cache_dir=cache)  # a later start
+    assert len(exports) == 2
+
+
 def test_a_file_system_without_flock_still_serves_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Some network mounts refuse ``flock``: the export is made without the lock, as before it, instead of the
     load failing."""
