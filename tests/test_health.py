@@ -57,6 +57,17 @@ def test_healthz_is_503_naming_storage_when_pictures_cannot_be_written(
     assert response.json()["storage"] == "unwritable"
 
 
+def test_a_media_folder_not_made_yet_is_healthy_storage(client: Client, settings, tmp_path: Path) -> None:
+    """A fresh deploy's MEDIA_ROOT does not exist until something is stored: the probe answered 503 "unwritable",
+    so a load balancer never sent the site the upload that would have made it."""
+    settings.MEDIA_ROOT = str(tmp_path / "srv" / "media")
+
+    response = client.get("/healthz?web=1")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["storage"] == "ok" and response.json()["free_space_mb"] > 0
+
+
 def test_healthz_is_503_when_the_media_volume_is_nearly_full(client: Client, settings) -> None:
     settings.HEALTH_MIN_FREE_MB = 10**12  # more than any disk has free
 

@@ -136,7 +136,12 @@ def _check_storage(*, deep: bool) -> tuple[str, int | None]:
     free_mb: int | None = None
     local = isinstance(default_storage, FileSystemStorage)
     if local:
-        root = Path(settings.MEDIA_ROOT)
+        # A new deploy's MEDIA_ROOT may not exist yet (the first upload, or the probe below, makes it): measure the
+        # volume it will be on. Measured on the missing folder, a fresh site failed its load balancer's check and
+        # never got the upload that would have made it.
+        root = Path(settings.MEDIA_ROOT).resolve()
+        while not root.exists() and root != root.parent:
+            root = root.parent
         try:
             usage = shutil.disk_usage(root)
         except OSError:
