@@ -270,3 +270,15 @@ def test_a_real_host_with_debug_on_only_by_default_is_refused_at_start() -> None
     assert refused.returncode != 0 and "Set DEBUG=0 to deploy, or DEBUG=1" in refused.stderr
     assert web_start({"ALLOWED_HOSTS": "phones.example.com", "DEBUG": "1"}).returncode == 0
     assert web_start({}).returncode == 0  # make run: no host set, the development default
+
+
+def test_an_env_copied_from_the_example_with_a_real_host_still_refuses_debug_pages() -> None:
+    """``.env.example`` set ``DEBUG=1`` (as "the default"), so an operator who copied it and set ALLOWED_HOSTS had
+    DEBUG on by their own hand, as far as the start check could tell, and served debug pages."""
+    example = (REPO_ROOT / ".env.example").read_text()
+    copied = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", example, re.MULTILINE))
+    assert len(copied) > 10  # the pattern still reads the example's settings
+
+    refused = web_start({**copied, "ALLOWED_HOSTS": "phones.example.com"})
+
+    assert refused.returncode != 0 and "Set DEBUG=0 to deploy" in refused.stderr
