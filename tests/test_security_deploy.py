@@ -46,7 +46,7 @@ def production_process() -> tuple[subprocess.CompletedProcess[str], dict[str, st
         "call_command('check', deploy=True, fail_level='WARNING'); from django.conf import settings as s;"
         "print('SETTINGS=' + json.dumps({'debug': s.DEBUG, 'key': s.SECRET_KEY, 'hosts': s.ALLOWED_HOSTS,"
         "'session': s.SESSION_COOKIE_SECURE, 'csrf': s.CSRF_COOKIE_SECURE, 'hsts': s.SECURE_HSTS_SECONDS,"
-        "'ssl': s.SECURE_SSL_REDIRECT}))"
+        "'ssl': s.SECURE_SSL_REDIRECT, 'hsts_flags': [s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD]}))"
     )
     keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
     result = subprocess.run(
@@ -79,7 +79,28 @@ def test_production_settings_are_secure_and_read_from_the_environment(production
         "csrf": True,
         "hsts": 31_536_000,
         "ssl": True,
+        "hsts_flags": [True, True],
     }
+
+
+def test_hsts_subdomains_and_preload_are_the_operators_choice() -> None:
+    """Both were fixed on in production: an operator whose other subdomains serve plain HTTP, or who will not
+    commit the domain to browsers' preload lists, could not turn them off."""
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    chosen = {"SECURE_HSTS_INCLUDE_SUBDOMAINS": "0", "SECURE_HSTS_PRELOAD": "0"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from phoneapp import settings as s; print(s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD)",
+        ],
+        cwd=REPO_ROOT,
+        env={**keep, **production_env(), **chosen},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout.split()) == (0, ["False", "False"]), result.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:
