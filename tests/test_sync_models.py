@@ -73,3 +73,55 @@ def test_the_admin_lists_the_active_version_first_then_the_newest_with_v10_above
     assert names[0] == ModelVersion.objects.get(is_active=True).name
     scene = [name for name in names if name.startswith("scene-lite0-v")]
     assert scene == sorted(scene, key=lambda name: -int(name.rsplit("v", 1)[1]))
+
+
+def test_an_empty_models_dir_fails_the_deploy_step_naming_what_to_do(settings, tmp_path: Path) -> None:
+    """``MODELS_DIR`` moved out of the checkout as .env.example suggests, but nothing copied there: the command said
+    "0 model version(s) registered: none." and succeeded, and the site had no model to classify with."""
+    from django.core.management.base import CommandError
+
+    settings.MODELS_DIR = tmp_path / "srv-models"
+    settings.MODELS_DIR.mkdir()
+
+    with pytest.raises(CommandError, match="No model version is active.*copy the release's trained_models/"):
+        sync(settings)
+
+
+def test_the_active_versions_files_gone_from_models_dir_fail_the_deploy_step(settings) -> None:
+    from django.core.management.base import CommandError
+
+    sync(settings)
+    active = ModelVersion.objects.get(is_active=True)
+    shutil.rmtree(Path(settings.MODELS_DIR) / active.name)
+
+    with pytest.raises(CommandError, match=f"The active model version {active.name} cannot be loaded"):
+        sync(settings)
+
+
+def test_activate_model_rolls_back_from_a_shell_and_refuses_a_version_that_cannot_load(settings) -> None:
+    """The admin was the only way to roll back; an operator at a shell had none."""
+    from django.core.management.base import CommandError
+
+    sync(settings)
+    models = Path(settings.MODELS_DIR)
+    shutil.copytree(models / "imagenet-zero-shot", models / "zero-shot-b")
+    manifest = models / "zero-shot-b" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "zero-shot-b"}))
+    sync(settings)
+    out = io.StringIO()
+
+    call_command("activate_model", "zero-shot-b", stdout=out)
+
+    assert ModelVersion.objects.get(is_active=True).name == "zero-shot-b"
+    assert "Activated zero-shot-b" in out.getvalue()
+    listing = io.StringIO()
+    call_command("activate_model", stdout=listing)
+    assert listing.getvalue().splitlines()[0] == "* zero-shot-b"
+
+    manifest.write_text(manifest.read_text().replace("{", '{"edited": true, ', 1))
+    call_command("activate_model", "imagenet-zero-shot", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="Not activated: workers could not load zero-shot-b"):
+        call_command("activate_model", "zero-shot-b", stdout=io.StringIO())
+    assert ModelVersion.objects.get(is_active=True).name == "imagenet-zero-shot"
+    with pytest.raises(CommandError, match="No model version named 'nope'"):
+        call_command("activate_model", "nope")

@@ -1,0 +1,40 @@
+"""``manage.py activate_model NAME``: roll back (or forward) to a registered model version from a shell, as the
+admin's "Activate this version" does; without a name, list the versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from inference.manifest import ModelLoadError
+from phoneapp.models import ModelVersion
+from phoneapp.services.model_versions import model_version_activate, model_version_verify
+
+
+class Command(BaseCommand):
+    help = (
+        "Make the registered model version NAME the active one: workers switch to it before their next prediction. "
+        "Refused, with the active version unchanged, when its files are missing or changed on disk. Without NAME, "
+        "list the registered versions, the active one marked."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", nargs="?", help="a version name, as `activate_model` without it lists them")
+
+    def handle(self, *args: Any, name: str | None, **options: Any) -> None:
+        if name is None:
+            for version in ModelVersion.objects.order_by("-is_active", "-created", "-id"):
+                self.stdout.write(f"{'*' if version.is_active else ' '} {version.name}")
+            return
+        chosen = ModelVersion.objects.filter(name=name).first()
+        if chosen is None:
+            raise CommandError(f"No model version named {name!r}: `manage.py activate_model` lists them.")
+        try:
+            model_version_verify(version=chosen)
+        except ModelLoadError as error:
+            raise CommandError(
+                f"Not activated: workers could not load {name} ({error}). The active model is unchanged."
+            ) from error
+        model_version_activate(version=chosen)
+        self.stdout.write(f"Activated {name}: workers switch to it before their next prediction.")
