@@ -83,7 +83,7 @@ def test_an_empty_models_dir_fails_the_deploy_step_naming_what_to_do(settings, t
     settings.MODELS_DIR = tmp_path / "srv-models"
     settings.MODELS_DIR.mkdir()
 
-    with pytest.raises(CommandError, match="No model version is active.*copy the release's trained_models/"):
+    with pytest.raises(CommandError, match=r"No model version is active.*copy the release's trained_models/"):
         sync(settings)
 
 
