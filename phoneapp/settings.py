@@ -371,6 +371,7 @@ LOGGING = {
     "filters": {
         "client_errors_without_traceback": {"()": "phoneapp.log_format.ClientErrorsWithoutTraceback"},
         "broker_outages_without_traceback": {"()": "phoneapp.log_format.BrokerOutagesWithoutTraceback"},
+        "routine_sweeps_at_debug": {"()": "phoneapp.log_format.RoutineSweepsAtDebug"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -378,7 +379,9 @@ LOGGING = {
         "django": {"level": "INFO"},
         "django.request": {"level": "INFO", "filters": ["client_errors_without_traceback"]},
         "celery": {"level": "INFO"},
-        "celery.beat": {"level": "INFO", "filters": ["broker_outages_without_traceback"]},
+        "celery.beat": {"level": "INFO", "filters": ["broker_outages_without_traceback", "routine_sweeps_at_debug"]},
+        "celery.worker.strategy": {"filters": ["routine_sweeps_at_debug"]},
+        "celery.app.trace": {"filters": ["routine_sweeps_at_debug"]},
         "phoneapp": {"level": LOG_LEVEL, "propagate": True},
         "inference": {"level": LOG_LEVEL, "propagate": True},
     },
