@@ -206,15 +206,33 @@ def test_an_edit_to_a_module_the_graph_is_built_from_makes_a_new_export(
     assert export_key(manifest) != before
 
 
+def loaded_at_once(model_dir: Path, cache: Path, *, processes: int) -> list[Any]:
+    """``processes`` serving processes switching to ``model_dir`` at the same moment, each loading it on ONNX
+    Runtime with ``cache`` (threads stand in for processes: ``flock`` locks belong to each ``open``, so they exclude
+    threads that open the lock file separately just as they exclude processes)."""
+    import threading
+
+    together = threading.Barrier(processes)
+    loaded: list[Any] = []
+
+    def switch() -> None:
+        together.wait()
+        loaded.append(load(model_dir, engine="onnxruntime", cache_dir=cache))
+
+    workers = [threading.Thread(target=switch) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    return loaded
+
+
 def test_processes_switching_to_a_new_version_at_once_make_one_export_between_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each prefork worker process finds no export of a newly active version at the same moment; side by side
     they made one each (22 s of waiting uploads instead of ~11). The cache's lock lets one export and the other
-    find its file. (Threads stand in for processes: ``flock`` locks belong to each ``open``, so they exclude
-    threads that open the lock file separately just as they exclude processes.)"""
-    import threading
-
+    find its file."""
     import inference.loader
 
     cache = tmp_path / "cache"
@@ -227,18 +245,8 @@ def test_processes_switching_to_a_new_version_at_once_make_one_export_between_th
         real_export(model_dir, cache_dir)
 
     monkeypatch.setattr("inference.loader.export_to_cache", counted_export)
-    together = threading.Barrier(2)
-    loaded: list[Any] = []
 
-    def switch() -> None:
-        together.wait()
-        loaded.append(load(model_dir, engine="onnxruntime", cache_dir=cache))
-
-    workers = [threading.Thread(target=switch) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
+    loaded = loaded_at_once(model_dir, cache, processes=2)
 
     assert len(exports) == 1
     assert sorted(classifier.from_cache for classifier in loaded) == [False, True]
@@ -264,18 +272,8 @@ def test_processes_waiting_on_an_export_that_fails_serve_on_torch_instead_of_eac
         raise AccelerationUnavailable("the export process did not finish: timed out after 600 seconds")
 
     monkeypatch.setattr("inference.loader.export_to_cache", export_that_times_out)
-    together = threading.Barrier(3)
-    loaded: list[Any] = []
 
-    def switch() -> None:
-        together.wait()
-        loaded.append(load(model_dir, engine="onnxruntime", cache_dir=cache))
-
-    workers = [threading.Thread(target=switch) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
+    loaded = loaded_at_once(model_dir, cache, processes=3)
 
     assert len(exports) == 1
     assert len(loaded) == 3 and not any(isinstance(classifier, OnnxClassifier) for classifier in loaded)

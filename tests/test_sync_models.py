@@ -22,6 +22,16 @@ def sync(settings) -> str:
     return out.getvalue()
 
 
+def ship_copy(settings, name: str) -> Path:
+    """A copy of the shipped zero-shot version under ``name`` in MODELS_DIR, as a deploy would bring a version;
+    returns its manifest."""
+    models = Path(settings.MODELS_DIR)
+    shutil.copytree(models / "imagenet-zero-shot", models / name)
+    manifest = models / name / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": name}))
+    return manifest
+
+
 def test_a_fresh_database_knows_no_model_until_sync_models_registers_them_and_activates_the_default(
     settings,
 ) -> None:
@@ -50,11 +60,8 @@ def test_running_it_again_changes_nothing_and_keeps_the_version_people_activated
 
 def test_a_deploy_that_ships_a_new_default_activates_it(settings) -> None:
     sync(settings)
-    models = Path(settings.MODELS_DIR)
-    shutil.copytree(models / "imagenet-zero-shot", models / "zero-shot-v9")
-    manifest = models / "zero-shot-v9" / "manifest.json"
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "zero-shot-v9"}))
-    (models / "ACTIVE").write_text("zero-shot-v9\n")
+    ship_copy(settings, "zero-shot-v9")
+    (Path(settings.MODELS_DIR) / "ACTIVE").write_text("zero-shot-v9\n")
 
     sync(settings)
 
@@ -103,10 +110,7 @@ def test_activate_model_rolls_back_from_a_shell_and_refuses_a_version_that_canno
     from django.core.management.base import CommandError
 
     sync(settings)
-    models = Path(settings.MODELS_DIR)
-    shutil.copytree(models / "imagenet-zero-shot", models / "zero-shot-b")
-    manifest = models / "zero-shot-b" / "manifest.json"
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "zero-shot-b"}))
+    manifest = ship_copy(settings, "zero-shot-b")
     sync(settings)
     out = io.StringIO()
 
