@@ -324,7 +324,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Upload pictures and read whether each shows a mobile phone. Authenticate with "
         "`Authorization: Token <key>` (get a key from `POST /api/token/` or the 'Your API token' page) or with a "
-        "logged-in browser session."
+        "signed-in browser session."
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -332,6 +332,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A nullable choice is its enum with "nullable: true" (and null listed), not a oneOf with a NullEnum
+    # ("enum: [null]" without "nullable", which OpenAPI 3.0 does not allow and some code generators refuse).
+    "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
+    # label, final_label and reviewed_label share one enum, named for what it is.
+    "ENUM_NAME_OVERRIDES": {"LabelEnum": "phoneapp.models.Label.choices"},
 }
 
 # --- Security (production mode) -------------------------------------------------------------------------------

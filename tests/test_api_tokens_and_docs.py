@@ -236,6 +236,10 @@ def test_openapi_schema_matches_what_the_api_answers(client: Client, alice_clien
         if value is None and not resolved(upload_schema["properties"][name]).get("nullable")
     ]
     assert not_nullable == []
+    # Every field is always sent, so a generated client must not make one optional (model_version was).
+    assert set(upload_schema["required"]) == set(result)
+    # Nullable enums as OpenAPI 3.0 allows them: no "NullEnum" (enum: [null] without nullable).
+    assert "NullEnum" not in components and components["LabelEnum"]["enum"] == ["phone", "not_phone"]
     assert {"page", "label", "status", "reviewed", "verdict", "q", "from", "to"} <= {
         parameter["name"] for parameter in listing["parameters"]
     }

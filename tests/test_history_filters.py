@@ -141,3 +141,32 @@ def test_csv_rows_carry_the_boxes_as_the_api_gives_them(alice_client: Client, al
 
     assert json.loads(by_name["desk.jpg"]["boxes"]) == boxes
     assert json.loads(by_name["mug.jpg"]["boxes"]) == []
+
+
+def test_the_api_refuses_a_filter_it_cannot_read_instead_of_listing_everything(
+    alice_client: Client, alice: User
+) -> None:
+    """``?from=2026-12-06T00:00:00Z`` (the API's own datetime format) or ``?reviewed=true`` answered the whole
+    list with 200: a script deleting "the reviewed ones" would have deleted every upload."""
+    make_upload(alice, name="one.jpg")
+
+    refused = alice_client.get("/api/uploads/", {"from": "2026-12-06T00:00:00Z", "reviewed": "true"})
+
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "Filters not understood, so nothing was listed: reviewed “true” (use yes, no); from “2026-12-06T00:00:00Z”"
+        " (not a date: use YYYY-MM-DD)."
+    )
+    assert alice_client.get("/api/uploads/", {"from": "2026-12-06", "reviewed": "no"}).status_code == 200
+
+
+def test_the_api_says_the_final_label_its_label_filter_matches(
+    alice_client: Client, alice: User, reviewer: User
+) -> None:
+    """``?label=phone`` matched a reviewed label while each result's ``label`` is the model's: an upload the model
+    called not a phone came back for ``label=phone`` with ``"label": "not_phone"`` and nothing saying why."""
+    make_upload(alice, name="relabelled.jpg", probability=0.1, reviewed="phone", reviewer=reviewer)
+
+    [result] = alice_client.get("/api/uploads/", {"label": "phone"}).json()["results"]
+
+    assert (result["label"], result["reviewed_label"], result["final_label"]) == ("not_phone", "phone", "phone")

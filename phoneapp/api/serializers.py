@@ -14,7 +14,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from phoneapp.models import Upload, UploadStatus
+from phoneapp.models import Label, Upload, UploadStatus
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.services.heatmaps import upload_heatmap_servable
 
@@ -40,11 +40,14 @@ class UploadSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField(help_text="this result in the API")
     # The stubs see Field.label (a field's caption); DRF's serializer metaclass moves declared fields into
     # ``_declared_fields``, so at run time no class attribute ``label`` is shadowed.
-    label = serializers.CharField(  # type: ignore[assignment]
+    label = serializers.ChoiceField(  # type: ignore[assignment]
         source="predicted_label",
-        allow_blank=True,
+        choices=Label.choices,
         allow_null=True,
-        help_text="the model's label (phone / not_phone) once done; null before",
+        help_text="the model's label (phone / not_phone: the side of its threshold) once done; null before",
+    )
+    final_label = serializers.SerializerMethodField(
+        help_text="what the `label` filter matches: the reviewer's label if any, else the model's; null before either"
     )
     verdict = serializers.SerializerMethodField(
         help_text="what to show: phone, not_phone or unsure (probability inside the model's unsure band); "
@@ -54,11 +57,12 @@ class UploadSerializer(serializers.ModelSerializer):
     unsure_band = serializers.SerializerMethodField(
         help_text="[low, high]: probabilities the deciding model version calls unsure (contains the threshold)"
     )
+    # No default: always sent (null before a verdict), so the schema lists it as required.
     model_version = serializers.CharField(
-        source="model_version.name", default=None, allow_null=True, help_text="the version that judged it; null before"
+        source="model_version.name", allow_null=True, help_text="the version that judged it; null before"
     )
-    reviewed_label = serializers.CharField(
-        allow_blank=True, allow_null=True, help_text="a reviewer's label (phone / not_phone); null until reviewed"
+    reviewed_label = serializers.ChoiceField(
+        choices=Label.choices, allow_null=True, help_text="a reviewer's label; null until reviewed"
     )
     unsure = serializers.SerializerMethodField(help_text="verdict == 'unsure' (kept for older clients)")
     boxes = serializers.SerializerMethodField(help_text="where the model found phones, best first; may be empty")
@@ -84,6 +88,7 @@ class UploadSerializer(serializers.ModelSerializer):
             "status",
             "verdict",
             "label",
+            "final_label",
             "probability",
             "threshold",
             "unsure_band",
@@ -129,6 +134,12 @@ class UploadSerializer(serializers.ModelSerializer):
             return None
         rule = upload_decision_rule(upload=upload)
         return [rule.unsure_low, rule.unsure_high]
+
+    @extend_schema_field(serializers.ChoiceField(choices=Label.choices, allow_null=True))
+    def get_final_label(self, upload: Upload) -> str | None:
+        if upload.reviewed_label:
+            return upload.reviewed_label
+        return upload.predicted_label if self._is_done(upload) and upload.predicted_label else None
 
     @extend_schema_field(serializers.BooleanField())
     def get_unsure(self, upload: Upload) -> bool:

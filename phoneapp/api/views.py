@@ -90,15 +90,25 @@ class UploadListCreateApi(APIView):
     @extend_schema(
         operation_id="uploads_list",
         summary="List your uploads",
-        description="Newest first, paginated (`?page=`). A filter with a value it does not know is ignored.",
+        description=(
+            "Newest first, paginated (`?page=`). `from` and `to` are days in the site's time zone (`TIME_ZONE`). A "
+            "filter value it cannot read is refused (400), not ignored: the whole list answered to a mistyped "
+            "filter would be acted on as if it were the filtered one."
+        ),
         parameters=UPLOAD_LIST_PARAMETERS,
         responses={
             200: UploadPageSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="a filter value it cannot read (named in the error)"),
             **SIGNED_IN_ERRORS,
             404: OpenApiResponse(ErrorSerializer, description="no such page"),
         },
     )
     def get(self, request: AuthenticatedRequest) -> Response:
+        unreadable = UploadFilters.unreadable(request.query_params)
+        if unreadable:
+            return Response(
+                {"error": f"Filters not understood, so nothing was listed: {'; '.join(unreadable)}."}, status=400
+            )
         paginator = PageNumberPagination()
         uploads = upload_list(owner=request.user, filters=UploadFilters.from_query(request.query_params))
         page = paginator.paginate_queryset(uploads, request, view=self)

@@ -65,24 +65,32 @@ class UploadFilters:
         )
 
     @staticmethod
-    def notes_on(query: dict[str, str]) -> list[str]:
-        """What the page should say about the filters asked for: values :meth:`from_query` ignored (one it does not
-        know, a date it cannot read) and a "from" after "to" (applied, and nothing can match), so a filter that
-        shows nothing or everything is never silent."""
+    def unreadable(query: dict[str, str]) -> list[str]:
+        """The filter values :meth:`from_query` cannot read and would ignore (one it does not know, a date it cannot
+        read), each with what it takes: the page says they were ignored; the API refuses the request, since a
+        script given the whole list for a filter it got wrong acts on the wrong uploads."""
         allowed = {
             "label": Label.values,
             "status": UploadStatus.values,
             "reviewed": ["yes", "no"],
             "verdict": list(VERDICTS),
         }
-        notes = [
-            f"{key} “{query[key]}” was ignored (use {', '.join(choices)})"
+        problems = [
+            f"{key} “{query[key]}” (use {', '.join(choices)})"
             for key, choices in allowed.items()
             if query.get(key, "") and query[key] not in choices
         ]
         for key in ("from", "to"):
             if query.get(key, "").strip() and _parse_date(query[key]) is None:
-                notes.append(f"{key} “{query[key]}” was ignored (not a date: use YYYY-MM-DD)")
+                problems.append(f"{key} “{query[key]}” (not a date: use YYYY-MM-DD)")
+        return problems
+
+    @staticmethod
+    def notes_on(query: dict[str, str]) -> list[str]:
+        """What the page should say about the filters asked for: values :meth:`from_query` ignored and a "from"
+        after "to" (applied, and nothing can match), so a filter that shows nothing or everything is never
+        silent."""
+        notes = [problem.replace(" (", " was ignored (", 1) for problem in UploadFilters.unreadable(query)]
         day_from, day_to = _parse_date(query.get("from", "")), _parse_date(query.get("to", ""))
         if day_from and day_to and day_from > day_to:
             notes.append(f"from {day_from} is after to {day_to}: no upload can match")
