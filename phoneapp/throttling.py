@@ -2,8 +2,8 @@
 
 It lives outside both edges so that neither imports the other: the API view lists :class:`UploadRateThrottle`
 in ``get_throttles`` (DRF then answers 429 with ``Retry-After``), the web form calls ``allow_request`` itself.
-The bookkeeping is DRF's ``SimpleRateThrottle`` (its cache key, history list and wait formula), with a request
-costing one entry per picture: it is the worker's time we protect.
+The bookkeeping is DRF's ``SimpleRateThrottle`` (its cache key and history list), with a request costing one entry
+per picture (it is the worker's time we protect) and a wait that counts them.
 
 Counters live in Django's default cache. With the default ``LocMemCache`` each process counts on its own, so
 a deployment with several web processes must set ``CACHE_URL`` (Redis, or the database cache) for the limit to
@@ -85,6 +85,21 @@ class UploadRateThrottle(SimpleRateThrottle):
             self.cache.set(self.key, history, self.duration)
         except Exception as error:
             logger.warning("rate limit cache unavailable; refund skipped", extra={"error": error})
+
+    def wait(self) -> float | None:
+        """Seconds until this request's ``cost`` pictures fit: until enough of the oldest counted ones leave the
+        window. DRF's formula spreads the window over single requests still available, which told a 2-picture
+        request to come back in 30 s when the one picture counted left only after 60 (the retry was refused again,
+        with 15). None when the request can never fit (more pictures than the whole budget)."""
+        assert self.num_requests is not None and self.duration is not None
+        if self.cost > self.num_requests:
+            return None
+        must_leave = len(self.history) + self.cost - self.num_requests
+        if must_leave <= 0:
+            return 0.0
+        # history is newest first: the must_leave-th oldest entry is the last that has to go.
+        last_to_leave: float = self.history[-must_leave]
+        return max(0.0, last_to_leave + self.duration - self.now)
 
     def retry_after_seconds(self) -> int:
         """The web form's ``Retry-After``: DRF's wait rounded, at least one second (one when DRF has none)."""

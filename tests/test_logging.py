@@ -117,7 +117,7 @@ def test_the_routine_sweeps_lines_are_debug_unless_the_sweep_sent_something(sett
 
     sweep = "phoneapp.tasks.uploads_requeue_stale_task"
 
-    def record(logger: str, message: str, args: object) -> logging.LogRecord:
+    def record(logger: str, message: str, args: tuple[object, ...] | dict[str, object]) -> logging.LogRecord:
         made = logging.LogRecord(logger, logging.INFO, __file__, 1, message, None, None)
         made.args = args  # as logging keeps a lone dict argument
         return made

@@ -119,24 +119,43 @@ def upload_request(user: User, pictures: int) -> HttpRequest:
 
 def test_the_shared_throttle_refuses_without_spending_and_says_how_long_to_wait(alice: User, bob: User) -> None:
     """:class:`UploadRateThrottle` as the web form calls it (no DRF view): past the budget a request is refused
-    whole, nothing of it is spent, the wait is DRF's (the window's rest over the requests still available), and
-    each user has a budget of their own."""
+    whole, nothing of it is spent, the wait is until the request fits whole, and each user has a budget of their
+    own."""
     spent, refused, one_fits, bob_spent = (UploadRateThrottle() for _ in range(4))
 
     assert spent.allow_request(upload_request(alice, 1), None)
     assert not refused.allow_request(upload_request(alice, 2), None)
-    assert 29 <= (refused.wait() or 0) <= 30  # one picture used, two of the minute's requests still to come
-    assert refused.retry_after_seconds() in (29, 30)
+    # Two pictures fit only once the one counted leaves the minute: DRF's formula said 30 s (a minute over the two
+    # single requests it thought still available), and the retry then was refused again.
+    assert 59 <= (refused.wait() or 0) <= 60
+    assert refused.retry_after_seconds() in (59, 60)
     assert one_fits.allow_request(upload_request(alice, 1), None)
     assert bob_spent.allow_request(upload_request(bob, 2), None)
 
 
-def test_retry_after_is_one_second_when_drf_suggests_no_wait(alice: User, settings) -> None:
-    """Over a budget lowered since the pictures were counted, DRF has no wait to suggest; the page says 1 s."""
+def test_over_a_lowered_budget_the_wait_is_until_enough_pictures_leave_the_window(alice: User, settings) -> None:
+    """Over a budget lowered since the pictures were counted, DRF had no wait to suggest (the page said 1 s): both
+    pictures counted must leave the minute before one more fits."""
     assert UploadRateThrottle().allow_request(upload_request(alice, 2), None)
     settings.UPLOAD_RATE_LIMIT = "1/minute"
     refused = UploadRateThrottle()
 
     assert not refused.allow_request(upload_request(alice, 1), None)
-    assert refused.wait() is None
-    assert refused.retry_after_seconds() == 1
+    assert 59 <= (refused.wait() or 0) <= 60
+
+
+def test_a_request_larger_than_the_whole_budget_has_no_wait_and_the_checks_say_so(alice: User, settings) -> None:
+    """With the limit below UPLOAD_MAX_FILES a full batch can never fit: no wait is promised (Retry-After 1 on
+    the page), and ``manage.py check`` names the setting."""
+    from django.core import checks
+
+    settings.UPLOAD_RATE_LIMIT = "3/minute"
+    settings.UPLOAD_MAX_FILES = 4
+    refused = UploadRateThrottle()
+
+    assert not refused.allow_request(upload_request(alice, 4), None)
+    assert refused.wait() is None and refused.retry_after_seconds() == 1
+    [warning] = [message for message in checks.run_checks() if message.id == "phoneapp.W002"]
+    assert "UPLOAD_RATE_LIMIT (3/minute) is below UPLOAD_MAX_FILES (4)" in warning.msg
+    settings.UPLOAD_MAX_FILES = 3
+    assert not [message for message in checks.run_checks() if message.id == "phoneapp.W002"]
