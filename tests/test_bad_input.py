@@ -224,6 +224,39 @@ def test_every_bad_file_among_several_is_named(door: str, alice_client: Client, 
     assert Upload.objects.count() == 0
 
 
+@pytest.mark.parametrize("order", ["bad first", "too large first"])
+def test_the_api_names_each_refused_part_by_its_place_and_the_status_does_not_depend_on_the_order(
+    order: str, alice_client: Client, settings
+) -> None:
+    """A batch's refusal was one sentence (three parts all named image.jpg could not be told apart) and its status
+    the first refusal's: 400 or 413 for the same two files sent in the other order."""
+    settings.UPLOAD_MAX_BYTES = 50_000
+    bad = uploaded_file("image.jpg", b"not a picture at all")
+    too_large = uploaded_file("image.jpg", noise_png(), "image/png")
+    files = [bad, too_large] if order == "bad first" else [too_large, bad]
+
+    response = alice_client.post("/api/uploads/", {"image": [uploaded_file("image.jpg"), *files]})
+
+    assert response.status_code == 400  # not every refusal is "too large"
+    refused = response.json()["files"]
+    assert [(part["index"], part["name"]) for part in refused] == [(1, "image.jpg"), (2, "image.jpg")]
+    reasons = {part["error"] for part in refused}
+    assert reasons == {
+        "The file is not a picture in a format we can read.",
+        "The file is larger than the 0.05 MB limit.",
+    }
+    assert Upload.objects.count() == 0
+
+
+def test_a_batch_refused_only_for_size_is_413(alice_client: Client, settings) -> None:
+    settings.UPLOAD_MAX_BYTES = 50_000
+    files = [uploaded_file("a.jpg"), uploaded_file("big.png", noise_png(), "image/png")]
+
+    response = alice_client.post("/api/uploads/", {"image": files})
+
+    assert response.status_code == 413 and [part["index"] for part in response.json()["files"]] == [1]
+
+
 @pytest.mark.parametrize("door", DOORS)
 def test_missing_image_field_is_a_400(door: str, alice_client: Client) -> None:
     response = alice_client.post(door, {"picture": uploaded_file()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from rest_framework.authentication import get_authorization_header
@@ -12,7 +13,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from phoneapp.errors import NotFound
 from phoneapp.refused_requests import refused_request
-from phoneapp.services.errors import RETRY_AFTER_SECONDS, DomainError
+from phoneapp.services.errors import RETRY_AFTER_SECONDS, DomainError, InvalidUpload
 
 
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
@@ -25,7 +26,10 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
         status, message = refused
         return Response({"error": message}, status=status)
     if isinstance(error, DomainError):
-        response = Response({"error": error.message}, status=error.status_code)
+        body: dict[str, Any] = {"error": error.message}
+        if isinstance(error, InvalidUpload) and error.refused:
+            body["files"] = [asdict(refused) for refused in error.refused]
+        response = Response(body, status=error.status_code)
         if error.status_code == 503:
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response

@@ -217,3 +217,15 @@ class TokenSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField()
+
+
+class RefusedFileSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="the part's place among the request's 'image' parts, from 0")
+    name = serializers.CharField(help_text="the part's file name")
+    error = serializers.CharField(help_text="why it was refused")
+
+
+class UploadRefusalSerializer(ErrorSerializer):
+    files = RefusedFileSerializer(
+        many=True, required=False, help_text="with several files sent: each one refused (the others were fine)"
+    )

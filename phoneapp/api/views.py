@@ -26,6 +26,7 @@ from phoneapp.api.serializers import (
     TokenSerializer,
     UploadFormSerializer,
     UploadPageSerializer,
+    UploadRefusalSerializer,
     UploadRequestSerializer,
     UploadSerializer,
 )
@@ -121,11 +122,12 @@ class UploadListCreateApi(APIView):
         request={"multipart/form-data": UploadRequestSerializer},
         responses={
             201: UploadSerializer(many=True),
-            400: OpenApiResponse(ErrorSerializer, description="a file was refused; nothing was stored"),
+            400: OpenApiResponse(UploadRefusalSerializer, description="a file was refused; nothing was stored"),
             **SIGNED_IN_ERRORS,
             **CHANGE_ERRORS,
             413: OpenApiResponse(
-                ErrorSerializer, description="a file, or the request, is too large; nothing was stored"
+                UploadRefusalSerializer,
+                description="a file (every one refused), or the request, is too large; nothing was stored",
             ),
             415: NOT_MULTIPART,
             429: OpenApiResponse(ErrorSerializer, description="too many pictures in a short time (see Retry-After)"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class DomainError(Exception):
     """Base class; ``status_code`` is the HTTP status the web layer answers with."""
@@ -14,15 +16,29 @@ class DomainError(Exception):
 
 
 class InvalidUpload(DomainError):
-    """A file in an upload request is not a picture we accept (the whole request is refused)."""
+    """A file in an upload request is not a picture we accept (the whole request is refused).
 
-    def __init__(self, message: str, *, file_name: str = "") -> None:
+    ``reason`` is the message without the file's name; ``refused`` (several files sent) names each file refused
+    by its place in the request, so a client can drop those parts, which share a name as often as not."""
+
+    def __init__(self, message: str, *, file_name: str = "", refused: list[RefusedFile] | None = None) -> None:
         super().__init__(f"{file_name}: {message}" if file_name else message)
         self.file_name = file_name
+        self.reason = message
+        self.refused = refused or []
 
 
 class UploadTooLarge(InvalidUpload):
     status_code = 413
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    """One file refused in a request of several: its place among the request's files (from 0), name and why."""
+
+    index: int
+    name: str
+    error: str
 
 
 class NoActiveModel(DomainError):

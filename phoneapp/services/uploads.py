@@ -17,7 +17,7 @@ from phoneapp.models import Upload, UploadStatus
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.classification import classification_enqueue
 from phoneapp.services.dispatch import broker_configured
-from phoneapp.services.errors import InvalidUpload
+from phoneapp.services.errors import InvalidUpload, RefusedFile, UploadTooLarge
 from phoneapp.services.image_validation import ValidatedImage, validate_image_file
 from phoneapp.services.stored_pictures import stored_file_write
 
@@ -29,22 +29,25 @@ def _validated_all(files: Sequence[UploadedFile]) -> list[tuple[UploadedFile, Va
     every file refused and says the rest were not kept either: a person who chose ten pictures and one text file
     read only about the text file, and took the pictures for saved."""
     validated: list[tuple[UploadedFile, ValidatedImage]] = []
-    refusals: list[InvalidUpload] = []
-    for file in files:
+    refusals: list[tuple[int, UploadedFile, InvalidUpload]] = []
+    for index, file in enumerate(files):
         try:
             validated.append((file, validate_image_file(file)))
         except InvalidUpload as error:
-            refusals.append(error)
+            refusals.append((index, file, error))
     if not refusals:
         return validated
     if len(files) == 1:
-        raise refusals[0]
+        raise refusals[0][2]
     good = len(files) - len(refusals)
     others = "the other picture" if good == 1 else f"the other {good} pictures" if good else "pictures"
     without = "it" if len(refusals) == 1 else "them"
-    reasons = " ".join(refusal.message for refusal in refusals)
-    # The first refusal's kind decides the status (413 for a file too large, else 400).
-    raise type(refusals[0])(f"{reasons} Nothing was uploaded: send {others} again without {without}.")
+    reasons = " ".join(error.message for _, _, error in refusals)
+    refused = [RefusedFile(index=index, name=file.name or "", error=error.reason) for index, file, error in refusals]
+    # 413 only when every refusal is a file too large (the answer was the first refusal's, so it changed with
+    # the order the files were sent in).
+    kind = UploadTooLarge if all(isinstance(error, UploadTooLarge) for _, _, error in refusals) else InvalidUpload
+    raise kind(f"{reasons} Nothing was uploaded: send {others} again without {without}.", refused=refused)
 
 
 def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload]:
