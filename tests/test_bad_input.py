@@ -348,3 +348,17 @@ def test_a_visitor_who_is_not_logged_in_cannot_make_the_server_read_a_large_body
 
     assert response.status_code == 413
     assert parsed == []
+
+
+def test_a_part_without_a_file_name_is_told_apart_from_no_picture(alice_client: Client) -> None:
+    """Django reads a part with no file name as a form field: a real JPEG sent so was answered "No picture was
+    sent"."""
+    from django.test.client import BOUNDARY, encode_multipart
+
+    body = encode_multipart(BOUNDARY, {"image": "\xff\xd8\xff\xe0 not read as a file"})
+
+    response = alice_client.post("/api/uploads/", body, content_type=f"multipart/form-data; boundary={BOUNDARY}")
+
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("The 'image' part came without a file name")
+    assert Upload.objects.count() == 0

@@ -139,7 +139,15 @@ class UploadListCreateApi(APIView):
     def post(self, request: AuthenticatedRequest) -> Response:
         # As they are now: the service reads them back only when it classified them itself (no broker).
         try:
-            uploads = uploads_create(owner=request.user, files=request.FILES.getlist("image"))
+            files = request.FILES.getlist("image")
+            if not files and "image" in request.POST:
+                # A part without a file name is an ordinary form field to Django, so a picture sent that way
+                # (requests with files={"image": (None, data)}) was answered "no picture was sent".
+                raise InvalidUpload(
+                    "The 'image' part came without a file name, so it was read as text, not as a file: send each "
+                    "picture as a file part with a name (curl: -F image=@photo.jpg)."
+                )
+            uploads = uploads_create(owner=request.user, files=files)
         except InvalidUpload:
             if self.upload_throttle is not None:
                 self.upload_throttle.refund()  # a refused request spends none of the budget
