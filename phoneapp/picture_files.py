@@ -10,6 +10,7 @@ from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404
 
 from phoneapp.models import Upload
+from phoneapp.services.errors import ServiceUnavailable
 from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
 from phoneapp.services.thumbnails import upload_display_jpeg, upload_preview_jpeg
 
@@ -23,6 +24,8 @@ def picture_response(field: FieldFile, content_type: str, *, filename: str = "")
         handle = field.open("rb")
     except FileNotFoundError as error:
         raise Http404("The picture file is missing.") from error
+    except OSError as error:  # unreadable storage (permissions, an unmounted volume): a 503, not a 500 page
+        raise ServiceUnavailable("The picture cannot be read from storage right now. Try again shortly.") from error
     return _protected(FileResponse(handle, content_type=content_type, filename=filename))
 
 

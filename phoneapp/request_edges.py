@@ -9,5 +9,6 @@ API_PREFIX = "/api/"
 
 
 def is_api_request(request: HttpRequest) -> bool:
-    """Under ``/api/``, wherever the site is mounted (``path_info`` leaves out a ``SCRIPT_NAME`` prefix)."""
-    return request.path_info.startswith(API_PREFIX)
+    """Under ``/api/``, or ``/api`` itself (a script's base address without its slash got Django's HTML 404),
+    wherever the site is mounted (``path_info`` leaves out a ``SCRIPT_NAME`` prefix)."""
+    return request.path_info.startswith(API_PREFIX) or request.path_info == API_PREFIX.rstrip("/")

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.django_db
         ("get", "/api/uploads/5/image/", "/api/uploads/5/image"),
         ("get", "/api/uploads/abc/", None),
         ("get", "/api/", None),
+        ("get", "/api", None),  # the base address without its slash: Django's HTML 404 page
     ],
 )
 def test_an_address_no_endpoint_answers_is_a_json_404_naming_the_one_meant(
@@ -58,6 +59,28 @@ def test_an_upload_the_api_does_not_have_is_still_its_own_404_for_scripts_and_br
     # The browsable API's own page, not "No such address" (the address exists; the upload does not).
     assert in_a_browser.status_code == 404 and "No such upload." in in_a_browser.content.decode()
     assert in_a_browser["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("path", ["image", "thumbnail"])
+def test_a_picture_storage_cannot_read_is_a_json_503_not_a_500_page(
+    path: str, alice_client: Client, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage that refuses to read (permissions, an unmounted volume) gave the API a 500 HTML page, while a
+    POST meeting the same fault got a JSON 503 with Retry-After."""
+    from django.db.models.fields.files import FieldFile
+
+    from tests.factories import make_upload
+
+    upload = make_upload(alice)
+
+    def unreadable(self: FieldFile, mode: str = "rb") -> FieldFile:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(FieldFile, "open", unreadable)
+    response = alice_client.get(f"/api/uploads/{upload.pk}/{path}")
+
+    assert (response.status_code, response["Retry-After"]) == (503, "30")
+    assert response.json() == {"error": "The picture cannot be read from storage right now. Try again shortly."}
 
 
 def test_the_json_404_of_an_unknown_address_gets_the_security_headers_of_any_answer(alice_client: Client) -> None:
