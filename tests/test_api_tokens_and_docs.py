@@ -31,6 +31,7 @@ PICTURES = ("image", "thumbnail", "heatmap")
 def test_username_and_password_get_a_token_that_works_for_uploads(client: Client, alice: User) -> None:
     response = client.post("/api/token/", {"username": "alice", "password": "alice-password-1"})
     assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"  # a secret, answered to a request not signed in
     key = response.json()["token"]
     listed = client.get("/api/uploads/", headers={"Authorization": f"Token {key}"})
     assert listed.status_code == 200

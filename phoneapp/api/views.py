@@ -264,4 +264,5 @@ class TokenObtainApi(APIView):
         user = authenticate(request._request, **form.validated_data)
         if user is None or not user.is_active:
             raise InvalidCredentials("Unable to log in with the username and password given.")
-        return Response({"token": api_token_regenerate(user=user)})
+        # A secret: no cache may keep it (the request is not signed in, so the site-wide no-store does not apply).
+        return Response({"token": api_token_regenerate(user=user)}, headers={"Cache-Control": "no-store"})
