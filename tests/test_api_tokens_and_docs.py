@@ -245,6 +245,10 @@ def test_openapi_schema_matches_what_the_api_answers(client: Client, alice_clien
         parameter["name"] for parameter in listing["parameters"]
     }
     assert {"201", "400", "401", "413", "429", "503"} <= set(schema["paths"]["/api/uploads/"]["post"]["responses"])
+    # Each operation its own words, in Markdown: GET and DELETE of one upload shared the class docstring, in RST.
+    one = schema["paths"]["/api/uploads/{upload_id}/"]
+    assert one["get"]["description"] != one["delete"]["description"]
+    assert not [path for path, item in schema["paths"].items() for op in item.values() if "``" in op["description"]]
 
 
 def test_every_refusal_the_api_answers_is_in_its_schema(client: Client, alice: User) -> None:

@@ -117,6 +117,7 @@ class UploadSerializer(serializers.ModelSerializer):
     def _is_done(self, upload: Upload) -> bool:
         return upload.status == UploadStatus.DONE and upload.probability is not None
 
+    @extend_schema_field(serializers.URLField())
     def get_url(self, upload: Upload) -> str:
         return self._absolute("api-upload-detail", upload)
 

@@ -161,13 +161,19 @@ class UploadDetailApi(APIView):
 
     description = "One of your uploads (GET); DELETE removes it with its files."
 
-    @extend_schema(summary="One of your uploads", responses={200: UploadSerializer, **SIGNED_IN_ERRORS, 404: NOT_YOURS})
+    @extend_schema(
+        summary="One of your uploads",
+        description="The upload's verdict as the list gives it; poll `url` until `status` is `done` or `failed`.",
+        responses={200: UploadSerializer, **SIGNED_IN_ERRORS, 404: NOT_YOURS},
+    )
     def get(self, request: AuthenticatedRequest, upload_id: int) -> Response:
         upload = upload_get(owner=request.user, upload_id=upload_id)
         return Response(UploadSerializer(upload, context={"request": request}).data)
 
     @extend_schema(
         summary="Delete one of your uploads with its files",
+        description="The row, the picture, its thumbnail and heat map go (files another upload of the same picture "
+        "still shows stay). Someone else's upload: 404, and nothing changes.",
         responses={204: None, **SIGNED_IN_ERRORS, **CHANGE_ERRORS, 404: NOT_YOURS},
     )
     def delete(self, request: AuthenticatedRequest, upload_id: int) -> Response:
@@ -190,7 +196,16 @@ def picture_schema(summary: str) -> Callable[[Callable], Callable]:
     """The schema of a picture endpoint's ``get``: bytes for the owner, JSON errors otherwise."""
     return extend_schema(
         summary=summary,
-        responses={(200, "image/*"): OpenApiTypes.BINARY, **SIGNED_IN_ERRORS, 404: NOT_YOURS},
+        responses={
+            (200, "image/*"): OpenApiTypes.BINARY,
+            **SIGNED_IN_ERRORS,
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description="no such upload of yours, or no such picture yet (a heat map not drawable) or any more "
+                "(its file is missing from storage)",
+            ),
+            503: OpenApiResponse(ErrorSerializer, description="storage cannot be read right now (Retry-After)"),
+        },
         description="Only the upload's owner can fetch it; anyone else gets 404.",
     )
 
