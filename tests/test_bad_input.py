@@ -362,13 +362,3 @@ def test_a_part_without_a_file_name_is_told_apart_from_no_picture(alice_client: 
     assert response.status_code == 400
     assert response.json()["error"].startswith("The 'image' part came without a file name")
     assert Upload.objects.count() == 0
-
-
-def test_a_file_name_too_long_to_keep_whole_keeps_its_extension(alice_client: Client) -> None:
-    """Cut at the column's 255 characters, the name lost its extension: the download saved under it opened as
-    nothing."""
-    name = "holiday-" + "x" * 300 + ".jpg"
-
-    [result] = alice_client.post("/api/uploads/", {"image": uploaded_file(name)}).json()
-
-    assert len(result["original_name"]) == 255 and result["original_name"].endswith("x.jpg")

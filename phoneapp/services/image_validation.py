@@ -51,16 +51,6 @@ HEIF_REENCODE_QUALITY = 92
 SMALLEST_DRAFT = (1, 1)
 
 
-def _fitting_name(name: str, limit: int = 255) -> str:
-    """The name cut to the column's ``limit`` from the end of its stem, keeping the extension (cut at 255 it lost
-    it, and a download saved under it opened as no known kind of file)."""
-    if len(name) <= limit:
-        return name
-    path = PurePosixPath(name)
-    suffix = path.suffix if len(path.suffix) <= 16 else ""
-    return path.stem[: limit - len(suffix)] + suffix
-
-
 @dataclass(frozen=True)
 class ValidatedImage:
     """Facts about an uploaded picture that passed every check."""
@@ -85,7 +75,7 @@ def validate_image_file(file: UploadedFile) -> ValidatedImage:
     here rather than failing later in a worker; a JPEG at 1/8 scale (every coded block is still read, so a cut
     or garbled file fails, but the inverse transforms and colour conversion of full-size pixels are skipped).
     """
-    name = _fitting_name(PurePosixPath(file.name or "upload").name)
+    name = PurePosixPath(file.name or "upload").name[:255]
     size = file.size or 0
     if size == 0:
         raise InvalidUpload("The file is empty.", file_name=name)
