@@ -13,6 +13,7 @@ hold across them; see docs/reliability.md.
 from __future__ import annotations
 
 import logging
+import math
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -21,6 +22,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from phoneapp.auth_backends import client_address
+from phoneapp.services.errors import InvalidUpload
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,12 @@ class UploadRateThrottle(SimpleRateThrottle):
         # Reading the files may refuse the request (too many files): that answer is handler400's, not ours, so
         # the cost is counted outside the guard.
         self.cost = max(1, len(request.FILES.getlist("image")))
+        if self.num_requests is not None and self.cost > self.num_requests:
+            # No wait would let it through: said as bad input (400), not as "try again in 1 second".
+            raise InvalidUpload(
+                f"Too many pictures at once: at most {self.num_requests} a {self.period_name()}; send fewer in one "
+                "upload."
+            )
         try:
             return super().allow_request(request, view)  # type: ignore[arg-type]  # DRF only passes them on
         except Exception as error:
@@ -90,18 +98,21 @@ class UploadRateThrottle(SimpleRateThrottle):
         """Seconds until this request's ``cost`` pictures fit: until enough of the oldest counted ones leave the
         window. DRF's formula spreads the window over single requests still available, which told a 2-picture
         request to come back in 30 s when the one picture counted left only after 60 (the retry was refused again,
-        with 15). None when the request can never fit (more pictures than the whole budget)."""
+        with 15). Asked only of a refused request, which fits the budget (:meth:`allow_request` refuses a larger
+        one as bad input)."""
         assert self.num_requests is not None and self.duration is not None
-        if self.cost > self.num_requests:
-            return None
-        must_leave = len(self.history) + self.cost - self.num_requests
-        if must_leave <= 0:
-            return 0.0
+        must_leave = max(1, len(self.history) + self.cost - self.num_requests)
         # history is newest first: the must_leave-th oldest entry is the last that has to go.
         last_to_leave: float = self.history[-must_leave]
         return max(0.0, last_to_leave + self.duration - self.now)
 
     def retry_after_seconds(self) -> int:
-        """The web form's ``Retry-After``: DRF's wait rounded, at least one second (one when DRF has none)."""
+        """The web form's ``Retry-After``: the wait rounded up, as DRF's answer rounds it (rounded to the nearest
+        second, a retry on time could come before the request fits), at least one second."""
         wait = self.wait()
-        return max(1, round(wait)) if wait is not None else 1
+        return max(1, math.ceil(wait)) if wait is not None else 1
+
+    def period_name(self) -> str:
+        """The rate's period in words ("minute"), for messages."""
+        names = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+        return names.get(self.duration or 0, f"{self.duration} seconds")

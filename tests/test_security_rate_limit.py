@@ -133,6 +133,19 @@ def test_the_shared_throttle_refuses_without_spending_and_says_how_long_to_wait(
     assert bob_spent.allow_request(upload_request(bob, 2), None)
 
 
+def test_the_web_forms_retry_after_is_rounded_up(alice: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rounded to the nearest second, a wait of 49.4 s said 49, and a retry after 49 s was refused again."""
+    clock = [1000.0]
+    monkeypatch.setattr(UploadRateThrottle, "timer", lambda self: clock[0])
+    assert UploadRateThrottle().allow_request(upload_request(alice, 2), None)
+    clock[0] += 10.6
+    refused = UploadRateThrottle()
+
+    assert not refused.allow_request(upload_request(alice, 1), None)
+    assert refused.wait() == pytest.approx(49.4)
+    assert refused.retry_after_seconds() == 50
+
+
 def test_over_a_lowered_budget_the_wait_is_until_enough_pictures_leave_the_window(alice: User, settings) -> None:
     """Over a budget lowered since the pictures were counted, DRF had no wait to suggest (the page said 1 s): both
     pictures counted must leave the minute before one more fits."""
@@ -144,17 +157,25 @@ def test_over_a_lowered_budget_the_wait_is_until_enough_pictures_leave_the_windo
     assert 59 <= (refused.wait() or 0) <= 60
 
 
-def test_a_request_larger_than_the_whole_budget_has_no_wait_and_the_checks_say_so(alice: User, settings) -> None:
-    """With the limit below UPLOAD_MAX_FILES a full batch can never fit: no wait is promised (Retry-After 1 on
-    the page), and ``manage.py check`` names the setting."""
+@pytest.mark.parametrize("door", ["/api/uploads/", "/"])
+def test_a_request_larger_than_the_whole_budget_is_bad_input_and_the_checks_say_so(
+    door: str, alice_client: Client, settings
+) -> None:
+    """With the limit below UPLOAD_MAX_FILES a full batch can never fit: it was answered 429 ("try again in 1
+    seconds" on the page, no Retry-After from the API). It is a 400 saying the limit, and ``manage.py check``
+    names the setting."""
     from django.core import checks
 
     settings.UPLOAD_RATE_LIMIT = "3/minute"
     settings.UPLOAD_MAX_FILES = 4
-    refused = UploadRateThrottle()
 
-    assert not refused.allow_request(upload_request(alice, 4), None)
-    assert refused.wait() is None and refused.retry_after_seconds() == 1
+    refused = alice_client.post(door, {"image": [picture(i) for i in range(4)]})
+
+    assert refused.status_code == 400
+    said = refused.json()["error"] if door.startswith("/api/") else refused.content.decode()
+    assert "Too many pictures at once: at most 3 a minute; send fewer in one upload." in said
+    assert Upload.objects.count() == 0
+    assert alice_client.post(door, {"image": [picture(i) for i in range(3)]}).status_code in (201, 302)
     [warning] = [message for message in checks.run_checks() if message.id == "phoneapp.W002"]
     assert "UPLOAD_RATE_LIMIT (3/minute) is below UPLOAD_MAX_FILES (4)" in warning.msg
     settings.UPLOAD_MAX_FILES = 3

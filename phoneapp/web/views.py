@@ -50,7 +50,12 @@ def upload_page(request: SignedInRequest) -> HttpResponse:
     """The upload form; without JavaScript it posts here and lands back on this page with the new uploads."""
     if request.method == "POST":
         throttle = UploadRateThrottle()
-        if not throttle.allow_request(request, None):
+        try:
+            allowed = throttle.allow_request(request, None)
+        except InvalidUpload as error:  # more pictures than the whole rate limit
+            messages.error(request, error.message)
+            return render(request, "phoneapp/upload.html", {"recent": []}, status=error.status_code)
+        if not allowed:
             return _too_many_requests(request, retry_after=throttle.retry_after_seconds())
         files = request.FILES.getlist("image")
         if not files:  # the service's words name the API's field; the page's say what to do on it
