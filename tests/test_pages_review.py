@@ -337,3 +337,22 @@ def test_a_reviewer_who_cannot_change_ground_truth_is_told_their_decision_leaves
     assert "Its ground truth stays phone: to change it, ask staff who may change uploads." in said
     upload.refresh_from_db()
     assert (upload.reviewed_label, upload.ground_truth_label) == ("not_phone", "phone")
+
+
+def test_a_second_opinion_that_agrees_with_the_ground_truth_is_not_told_it_stays(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """The note compared the ground truth with the stored label, which after a second opinion is still the first
+    reviewer's: a second reviewer agreeing with the ground truth was told "Its ground truth stays phone"."""
+    from phoneapp.models import SecondReview
+    from tests.factories import client_for
+
+    upload = make_upload(alice, probability=0.99)
+    Upload.objects.filter(pk=upload.pk).update(ground_truth_label="phone")
+    client_for(reviewer).post(f"/review/{upload.pk}/decide", {"decision": "not_phone"})
+    assert Upload.objects.get(pk=upload.pk).second_review == SecondReview.WAITING  # against a confident verdict
+
+    decided = client_for(second_reviewer).post(f"/review/{upload.pk}/decide", {"decision": "phone"}, follow=True)
+
+    said = " ".join(decided.content.decode().split())
+    assert "you disagree with rita" in said and "ground truth stays" not in said

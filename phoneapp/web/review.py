@@ -158,8 +158,8 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     except (ReviewNeedsChoice, BadBoxes, ReviewConflict) as error:
         return _refuse(request, upload.pk, error.message, status=error.status_code)
     prior_truth = []
+    label = upload.predicted_label if decision == CONFIRM else decision
     if as_ground_truth:
-        label = upload.predicted_label if decision == CONFIRM else decision
         prior_truth = picture_mark_ground_truth(upload=upload, by=request.user, label=label)
     log = [entry for entry in _log(request) if int(entry["id"]) != upload.pk]
     log.append(
@@ -178,7 +178,8 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
     saved = _saved_message(decided, copies=len(prior), as_ground_truth=as_ground_truth)
-    saved += _ground_truth_kept(decided, may_change=request.user.has_perm(GROUND_TRUTH_PERMISSION))
+    if not as_ground_truth:
+        saved += _ground_truth_kept(decided, label, may_change=request.user.has_perm(GROUND_TRUTH_PERMISSION))
     messages.success(request, f"{saved} Undo last (U) takes it back.")
     if _wants_json(request):
         return JsonResponse(
@@ -239,11 +240,12 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
     return redirect(url)
 
 
-def _ground_truth_kept(decided: Upload, *, may_change: bool) -> str:
-    """A decision against a picture's ground truth leaves the ground truth as it was: said, since the reviewer
-    believed they had relabelled the picture (ground truth scores every model version)."""
+def _ground_truth_kept(decided: Upload, label: str, *, may_change: bool) -> str:
+    """A decision (``label``, this reviewer's: a second opinion is not the stored ``reviewed_label``) against a
+    picture's ground truth leaves the ground truth as it was: said, since the reviewer believed they had relabelled
+    the picture (ground truth scores every model version)."""
     truth = decided.ground_truth_label
-    if not truth or truth == decided.reviewed_label:
+    if not truth or truth == label:
         return ""
     how = "tick Ground truth (G) with your decision" if may_change else "ask staff who may change uploads"
     return f" Its ground truth stays {decided.get_ground_truth_label_display().lower()}: to change it, {how}."
