@@ -57,15 +57,19 @@ def test_healthz_is_503_naming_storage_when_pictures_cannot_be_written(
     assert response.json()["storage"] == "unwritable"
 
 
-def test_a_media_folder_not_made_yet_is_healthy_storage(client: Client, settings, tmp_path: Path) -> None:
-    """A fresh deploy's MEDIA_ROOT does not exist until something is stored: the probe answered 503 "unwritable",
-    so a load balancer never sent the site the upload that would have made it."""
-    settings.MEDIA_ROOT = str(tmp_path / "srv" / "media")
+def test_a_media_folder_that_does_not_exist_is_said_missing_and_not_made(
+    client: Client, settings, tmp_path: Path
+) -> None:
+    """A deploy whose MEDIA_ROOT was never made read "unwritable", which sent its operator looking at permissions.
+    The probe does not make it either: on a volume that is not mounted it would land on the system disk."""
+    media = tmp_path / "srv" / "media"
+    settings.MEDIA_ROOT = str(media)
 
     response = client.get("/healthz?web=1")
 
-    assert response.status_code == 200, response.json()
-    assert response.json()["storage"] == "ok" and response.json()["free_space_mb"] > 0
+    assert response.status_code == 503
+    assert (response.json()["failing"], response.json()["storage"]) == (["storage"], "missing")
+    assert not media.exists()
 
 
 def test_healthz_is_503_when_the_media_volume_is_nearly_full(client: Client, settings) -> None:

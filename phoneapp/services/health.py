@@ -129,19 +129,19 @@ def _check_worker() -> tuple[str, int | None]:
 
 
 def _check_storage(*, deep: bool) -> tuple[str, int | None]:
-    """``unwritable`` when a picture could not be stored now, ``low`` when the media volume has less than
-    ``HEALTH_MIN_FREE_MB`` left; the free space itself in MB (local storage only)."""
+    """``missing`` when the local ``MEDIA_ROOT`` folder does not exist, ``unwritable`` when a picture could not be
+    stored now, ``low`` when the media volume has less than ``HEALTH_MIN_FREE_MB`` left; the free space itself in MB
+    (local storage only)."""
     from django.core.files.storage import FileSystemStorage, default_storage
 
     free_mb: int | None = None
     local = isinstance(default_storage, FileSystemStorage)
     if local:
-        # A new deploy's MEDIA_ROOT may not exist yet (the first upload, or the probe below, makes it): measure the
-        # volume it will be on. Measured on the missing folder, a fresh site failed its load balancer's check and
-        # never got the upload that would have made it.
-        root = Path(settings.MEDIA_ROOT).resolve()
-        while not root.exists() and root != root.parent:
-            root = root.parent
+        root = Path(settings.MEDIA_ROOT)
+        if not root.is_dir():
+            # Said as such (it read "unwritable"), and not made here: a MEDIA_ROOT on a volume that is not mounted
+            # would be made on the system disk, and pictures would fill it unseen. The deploy makes it (README).
+            return "missing", None
         try:
             usage = shutil.disk_usage(root)
         except OSError:
