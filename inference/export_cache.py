@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,30 +154,33 @@ def exporting_alone(path: Path) -> Iterator[None]:
 
 
 def failed_export_marker(path: Path) -> Path:
-    """Where a failed export of ``path`` is recorded, for the processes that waited on it (:func:`export_failed`)."""
+    """Where a failed export of ``path`` is recorded, for the processes that waited on it (:func:`failed_export`)."""
     return path.with_suffix(".failed")
 
 
+def failed_export(path: Path) -> tuple[str, str] | None:
+    """The last recorded failure to export ``path``: (its token, the reason), or None.
+
+    A process notes the token before it waits on the export lock; after the lock, a different token means the
+    export it waited on failed (or hung to its timeout), and it does not make its own attempt: each prefork process
+    took the full timeout in turn. A token, not a time: the cache may be on a file server whose clock is not this
+    machine's. A process started later sees an old token and tries again, as after a fix."""
+    try:
+        token, _, reason = failed_export_marker(path).read_text().partition("\n")
+    except OSError:
+        return None
+    return token, reason
+
+
 def record_failed_export(path: Path, reason: str) -> None:
-    """Note that exporting ``path`` failed, and why, for the processes waiting on the lock meanwhile."""
-    with contextlib.suppress(OSError):  # a read-only cache: the others try for themselves
-        failed_export_marker(path).write_text(reason)
+    """Note that exporting ``path`` failed, and why, under a new token (readable by other users sharing the cache,
+    like the exports)."""
+    write_atomically(failed_export_marker(path), f"{uuid.uuid4().hex}\n{reason}".encode())
 
 
 def clear_failed_export(path: Path) -> None:
     with contextlib.suppress(OSError):
         failed_export_marker(path).unlink(missing_ok=True)
-
-
-def export_failed_since(path: Path, since: float) -> str | None:
-    """Why exporting ``path`` failed, when it failed after ``since`` (a time.time()): a process that waited on the
-    lock through another's export that hung or failed does not make its own attempt (each prefork process took the
-    full timeout in turn); a process started later tries again, as after a fix."""
-    marker = failed_export_marker(path)
-    try:
-        return marker.read_text() if marker.stat().st_mtime >= since else None
-    except OSError:
-        return None
 
 
 def touch(path: Path) -> None:

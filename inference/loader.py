@@ -26,8 +26,8 @@ from inference.export_cache import (
     clear_failed_export,
     default_cache_dir,
     discard,
-    export_failed_since,
     exporting_alone,
+    failed_export,
     record_failed_export,
     touch,
 )
@@ -224,24 +224,27 @@ def _from_export(
     opened = _open_cached(path, directory, manifest, threads=threads, max_batch=max_batch, discard_unusable=False)
     if opened is not None:  # the usual start: no lock, so processes starting together do not wait in line
         return opened
-    waiting_since = time.time()
+    failure_before = failed_export(path)
     with exporting_alone(path):  # the other processes of the machine wait for this one's export, then find it
         opened = _open_cached(path, directory, manifest, threads=threads, max_batch=max_batch, discard_unusable=True)
         if opened is not None:  # made by another process while this one waited
             return opened
-        failed = export_failed_since(path, waiting_since)
-        if failed is not None:
-            raise AccelerationUnavailable(f"another process's export failed while this one waited: {failed}")
+        failure = failed_export(path)
+        if failure is not None and failure != failure_before:
+            raise AccelerationUnavailable(f"another process's export failed while this one waited: {failure[1]}")
+        # Made and opened under the lock: an export that is written but will not open is a failure the waiting
+        # processes must learn of too, or each would discard it and export again in turn.
         try:
             export_to_cache(directory, path.parent)
+            if not path.is_file():
+                raise AccelerationUnavailable(f"the export process wrote no {path.name} (is {path.parent} writable?)")
+            classifier = _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=False)
         except AccelerationUnavailable as error:
             record_failed_export(path, str(error))
             raise
         clear_failed_export(path)
-    if not path.is_file():
-        raise AccelerationUnavailable(f"the export process wrote no {path.name} (is {path.parent} writable?)")
     touch(path)
-    return _open_export(path, directory, manifest, threads=threads, max_batch=max_batch, from_cache=False)
+    return classifier
 
 
 def _open_cached(

@@ -258,19 +258,31 @@ def test_processes_waiting_on_an_export_that_fails_serve_on_torch_instead_of_eac
 ) -> None:
     """An export that hangs until its timeout (600 s) or fails made each waiting prefork process try in turn, so
     the last one served after N times the timeout; a process started later still tries again (after a fix)."""
+    import contextlib
     import threading
 
+    import inference.loader
     from inference.onnx_engine import AccelerationUnavailable
 
     cache = tmp_path / "cache"
     model_dir = fine_tuned_version(tmp_path, "mine", seed=1)
     exports: list[Path] = []
+    at_the_lock = threading.Semaphore(0)
+    real_lock = inference.loader.exporting_alone
+
+    @contextlib.contextmanager
+    def counted_lock(path: Path) -> Any:
+        at_the_lock.release()  # this process has noted the last failure and now waits on the lock
+        with real_lock(path):
+            yield
 
     def export_that_times_out(model_dir: Path, cache_dir: Path) -> None:
         exports.append(model_dir)
-        threading.Event().wait(0.5)  # the other process is waiting on the lock meanwhile
+        for _ in range(3):  # hangs until every process is waiting on it, however slow the machine
+            assert at_the_lock.acquire(timeout=60)
         raise AccelerationUnavailable("the export process did not finish: timed out after 600 seconds")
 
+    monkeypatch.setattr("inference.loader.exporting_alone", counted_lock)
     monkeypatch.setattr("inference.loader.export_to_cache", export_that_times_out)
 
     loaded = loaded_at_once(model_dir, cache, processes=3)
@@ -279,8 +291,33 @@ def test_processes_waiting_on_an_export_that_fails_serve_on_torch_instead_of_eac
     assert len(loaded) == 3 and not any(isinstance(classifier, OnnxClassifier) for classifier in loaded)
     assert len(loaded[0].predict(drawn_pictures())) == 4  # eager torch serves
 
-    load(model_dir, engine="onnxruntime", cache_dir=cache)  # a later start
+    at_the_lock.release(2)  # a later start: alone, it tries again
+    load(model_dir, engine="onnxruntime", cache_dir=cache)
     assert len(exports) == 2
+
+
+def test_an_export_that_is_made_but_will_not_open_is_recorded_for_the_processes_that_waited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only an export that failed was noted: one written but unusable was discarded and exported again by each
+    waiting process in turn."""
+    from inference.export_cache import failed_export
+
+    cache = tmp_path / "cache"
+    model_dir = fine_tuned_version(tmp_path, "mine", seed=1)
+    path = cached_export_path(cache, read_manifest(model_dir))
+
+    def export_writing_garbage(model_dir: Path, cache_dir: Path) -> None:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"not an onnx graph")
+
+    monkeypatch.setattr("inference.loader.export_to_cache", export_writing_garbage)
+
+    classifier = load(model_dir, engine="onnxruntime", cache_dir=cache)
+
+    assert not isinstance(classifier, OnnxClassifier)
+    recorded = failed_export(path)
+    assert recorded is not None and recorded[1]
 
 
 def test_a_file_system_without_flock_still_serves_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
