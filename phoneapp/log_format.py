@@ -80,7 +80,8 @@ ROUTINE_TASKS = frozenset({"phoneapp.tasks.uploads_requeue_stale_task"})
 
 
 class RoutineSweepsAtDebug(logging.Filter):
-    """Celery's INFO lines about the routine sweep become DEBUG (shown only with ``LOG_LEVEL=DEBUG``): beat's
+    """Celery's INFO lines about the routine sweep become DEBUG (shown only when the root logger takes DEBUG: a
+    worker's or beat's ``--loglevel DEBUG``, which Celery sets on the root logger, not ``LOG_LEVEL``): beat's
     "Sending due task", the worker's "received", and its "succeeded" when the sweep found nothing to send. A sweep
     that re-sent uploads keeps its line, with the count."""
 

@@ -141,7 +141,7 @@ def test_the_routine_sweeps_lines_are_debug_unless_the_sweep_sent_something(sett
         assert [routine.filter(line) for line in kept] == [True, True, True]
         assert {line.levelname for line in kept} == {"INFO"}
         root.setLevel(logging.DEBUG)
-        assert all(routine.filter(line) for line in quiet)  # still there with LOG_LEVEL=DEBUG
+        assert all(routine.filter(line) for line in quiet)  # still there with --loglevel DEBUG
     finally:
         root.setLevel(level)
     for logger in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
