@@ -230,7 +230,7 @@ def test_the_api_names_each_refused_part_by_its_place_and_the_status_does_not_de
 ) -> None:
     """A batch's refusal was one sentence (three parts all named image.jpg could not be told apart) and its status
     the first refusal's: 400 or 413 for the same two files sent in the other order."""
-    settings.UPLOAD_MAX_BYTES = 50_000
+    settings.UPLOAD_MAX_BYTES = 256 * 1024
     bad = uploaded_file("image.jpg", b"not a picture at all")
     too_large = uploaded_file("image.jpg", noise_png(), "image/png")
     files = [bad, too_large] if order == "bad first" else [too_large, bad]
@@ -243,7 +243,7 @@ def test_the_api_names_each_refused_part_by_its_place_and_the_status_does_not_de
     reasons = {part["error"] for part in refused}
     assert reasons == {
         "The file is not a picture in a format we can read.",
-        "The file is larger than the 0.05 MB limit.",
+        "The file is larger than the 0.25 MB limit.",
     }
     assert Upload.objects.count() == 0
 

@@ -80,9 +80,9 @@ def validate_image_file(file: UploadedFile) -> ValidatedImage:
     if size == 0:
         raise InvalidUpload("The file is empty.", file_name=name)
     if size > settings.UPLOAD_MAX_BYTES:
-        # Decimal megabytes, as phones and file browsers count them (the default 15 MiB said "15 MB": 15.7).
-        limit_mb = settings.UPLOAD_MAX_BYTES / 1_000_000
-        raise UploadTooLarge(f"The file is larger than the {limit_mb:.3g} MB limit.", file_name=name)
+        # In the megabytes of 1024 x 1024 bytes the upload page, upload.js and the request-size refusal use too.
+        limit_mb = settings.UPLOAD_MAX_BYTES / (1024 * 1024)
+        raise UploadTooLarge(f"The file is larger than the {limit_mb:g} MB limit.", file_name=name)
     data = _read_all(file)
     if _is_heif(data):
         return _validate_heif(data, name=name)
