@@ -13,6 +13,7 @@ from django.http import StreamingHttpResponse
 from django.test import Client
 from django.utils import timezone
 
+from phoneapp.selectors.uploads import UploadFilters
 from tests.factories import make_upload
 
 pytestmark = pytest.mark.django_db
@@ -110,6 +111,8 @@ def test_a_filter_that_does_nothing_says_so(alice_client: Client, history: None)
     notes = page[page.index('id="filters-ignored"') :]
     assert "Verdict “xyz” was ignored (use phone, not_phone, unsure)" in notes
     assert "From “garbage” was ignored (not a date" in notes
+    # A value holding " (" is quoted whole (the note was made by replacing the first " (" of the API's words).
+    assert "label “x (y” was ignored (use phone, not_phone)" in UploadFilters.notes_on({"label": "x (y"})
     assert "Page “999” does not exist: this is page 1 of 1" in notes
 
     backwards = alice_client.get("/history/", {"from": "2026-12-05", "to": "2026-12-01"}).content.decode()

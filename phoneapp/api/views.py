@@ -108,7 +108,8 @@ class UploadListCreateApi(APIView):
         unreadable = UploadFilters.unreadable(request.query_params)
         if unreadable:
             return Response(
-                {"error": f"Filters not understood, so nothing was listed: {'; '.join(unreadable)}."}, status=400
+                {"error": f"Filters not understood, so nothing was listed: {'; '.join(map(str, unreadable))}."},
+                status=400,
             )
         paginator = PageNumberPagination()
         uploads = upload_list(owner=request.user, filters=UploadFilters.from_query(request.query_params))

@@ -30,6 +30,18 @@ def _parse_date(raw: str) -> date | None:
 
 
 @dataclass(frozen=True)
+class UnreadableFilter:
+    """A filter value :class:`UploadFilters` cannot read: its name, the value sent and what it takes instead."""
+
+    key: str
+    value: str
+    takes: str
+
+    def __str__(self) -> str:
+        return f"{self.key} “{self.value}” ({self.takes})"
+
+
+@dataclass(frozen=True)
 class UploadFilters:
     """Filters of the history page, its CSV export and the API; empty values mean "any"."""
 
@@ -49,7 +61,8 @@ class UploadFilters:
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> UploadFilters:
-        """Unknown values are ignored rather than answered with an error: they come from editable URLs."""
+        """Values it cannot read are left out (:meth:`unreadable` names them: the page says they were ignored, the
+        API refuses the request)."""
         label = query.get("label", "")
         status = query.get("status", "")
         reviewed = query.get("reviewed", "")
@@ -65,7 +78,7 @@ class UploadFilters:
         )
 
     @staticmethod
-    def unreadable(query: dict[str, str]) -> list[str]:
+    def unreadable(query: dict[str, str]) -> list[UnreadableFilter]:
         """The filter values :meth:`from_query` cannot read and would ignore (one it does not know, a date it cannot
         read), each with what it takes: the page says they were ignored; the API refuses the request, since a
         script given the whole list for a filter it got wrong acts on the wrong uploads."""
@@ -76,13 +89,13 @@ class UploadFilters:
             "verdict": list(VERDICTS),
         }
         problems = [
-            f"{key} “{query[key]}” (use {', '.join(choices)})"
+            UnreadableFilter(key, query[key], f"use {', '.join(choices)}")
             for key, choices in allowed.items()
             if query.get(key, "") and query[key] not in choices
         ]
         for key in ("from", "to"):
             if query.get(key, "").strip() and _parse_date(query[key]) is None:
-                problems.append(f"{key} “{query[key]}” (not a date: use YYYY-MM-DD)")
+                problems.append(UnreadableFilter(key, query[key], "not a date: use YYYY-MM-DD"))
         return problems
 
     @staticmethod
@@ -90,7 +103,7 @@ class UploadFilters:
         """What the page should say about the filters asked for: values :meth:`from_query` ignored and a "from"
         after "to" (applied, and nothing can match), so a filter that shows nothing or everything is never
         silent."""
-        notes = [problem.replace(" (", " was ignored (", 1) for problem in UploadFilters.unreadable(query)]
+        notes = [f"{bad.key} “{bad.value}” was ignored ({bad.takes})" for bad in UploadFilters.unreadable(query)]
         day_from, day_to = _parse_date(query.get("from", "")), _parse_date(query.get("to", ""))
         if day_from and day_to and day_from > day_to:
             notes.append(f"from {day_from} is after to {day_to}: no upload can match")
