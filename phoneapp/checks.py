@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 # Variable -> what to set instead (the release that dropped it explains why in its commit).
 RETIRED_VARIABLES = {
@@ -35,7 +35,16 @@ def upload_limits_agree(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     larger batch than the whole budget is refused with 429 however long the client waits."""
     from phoneapp.throttling import UploadRateThrottle
 
-    budget, _ = UploadRateThrottle().parse_rate(settings.UPLOAD_RATE_LIMIT)
+    try:
+        budget, _ = UploadRateThrottle().parse_rate(settings.UPLOAD_RATE_LIMIT)
+    except (ValueError, KeyError, IndexError):  # DRF's parsing of "N/period"
+        return [
+            Error(
+                f"UPLOAD_RATE_LIMIT ({settings.UPLOAD_RATE_LIMIT!r}) is not a rate: every upload would fail.",
+                hint="Write it as pictures/period, e.g. 120/minute (second, minute, hour or day).",
+                id="phoneapp.E001",
+            )
+        ]
     if budget is None or budget >= settings.UPLOAD_MAX_FILES:
         return []
     return [

@@ -180,3 +180,14 @@ def test_a_request_larger_than_the_whole_budget_is_bad_input_and_the_checks_say_
     assert "UPLOAD_RATE_LIMIT (3/minute) is below UPLOAD_MAX_FILES (4)" in warning.msg
     settings.UPLOAD_MAX_FILES = 3
     assert not [message for message in checks.run_checks() if message.id == "phoneapp.W002"]
+
+
+@pytest.mark.parametrize("rate", ["120", "120/fortnight", "lots/minute"])
+def test_a_rate_limit_that_is_not_a_rate_is_a_check_error_not_a_traceback(rate: str, settings) -> None:
+    """The check made the throttle, which parses the rate: "120" crashed every manage.py command, migrate too."""
+    from django.core import checks
+
+    settings.UPLOAD_RATE_LIMIT = rate
+
+    [error] = [message for message in checks.run_checks() if message.id == "phoneapp.E001"]
+    assert error.level == checks.ERROR and rate in error.msg
