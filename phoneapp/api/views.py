@@ -41,11 +41,12 @@ from phoneapp.throttling import UploadRateThrottle
 BATCH_RULE = (
     "Send one or more files, each as an `image` part (at most `UPLOAD_MAX_FILES`, 20 by default). **All or "
     "nothing:** every file is checked before anything is stored, so one bad file refuses the whole request "
-    "(400, with the reason naming the file) and stores none of them; send files one per request to have each "
+    "and stores none of them: 400 (413 when every file refused is too large), the reason naming each file, and "
+    "`files` listing them by their place among the parts (from 0); send files one per request to have each "
     "judged on its own. The answer (201) lists one result per file, in the order sent: with the full verdict when "
     "it is already known (no broker configured, or the same picture judged before by the active model), else "
     "`status: pending` -- poll its `url` until `status` is `done` or `failed`. Each picture counts against the "
-    "upload rate limit (429 with `Retry-After` past it)."
+    "upload rate limit (429 with `Retry-After` past it; more pictures than the whole limit: 400)."
 )
 
 # Errors every endpoint for a signed-in caller can answer, and those of the ones that change something.
