@@ -23,7 +23,7 @@ from phoneapp.selectors.model_versions import model_version_latest_score
 from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.classification import uploads_retry_failed
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
-from phoneapp.services.model_versions import model_version_activate, model_version_verify
+from phoneapp.services.model_versions import model_version_activate_if_loadable
 from phoneapp.services.reviews import (
     BadBoxes,
     review_boxes_parse,
@@ -515,7 +515,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         chosen = queryset.get()
         try:
-            model_version_verify(version=chosen)
+            version = model_version_activate_if_loadable(version=chosen)
         except ModelLoadError:
             logger.exception("activation refused: model unavailable", extra={"model_version": chosen.name})
             self.message_user(
@@ -525,7 +525,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 messages.ERROR,
             )
             return
-        version = model_version_activate(version=chosen)
         # Not starting with the name: the admin capitalises the first letter of every message.
         self.message_user(
             request, f"Activated {version.name}: workers switch to it before their next prediction.", messages.SUCCESS

@@ -74,6 +74,14 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
+def model_version_activate_if_loadable(*, version: ModelVersion) -> ModelVersion:
+    """:func:`model_version_activate` once :func:`model_version_verify` passed: a person's rollback (the admin,
+    ``manage.py activate_model``) never points workers at files they could not load. Raises
+    :class:`ModelLoadError`, the active version unchanged."""
+    model_version_verify(version=version)
+    return model_version_activate(version=version)
+
+
 def model_versions_lock() -> int | None:
     """Lock every version row until the current transaction ends; returns the active version's id at that moment
     (callers that decided against an active version check it is still the one)."""

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.manifest import ModelLoadError
 from phoneapp.models import ModelVersion
-from phoneapp.services.model_versions import model_version_activate, model_version_verify
+from phoneapp.services.model_versions import model_version_activate_if_loadable
 
 
 class Command(BaseCommand):
@@ -31,10 +31,9 @@ class Command(BaseCommand):
         if chosen is None:
             raise CommandError(f"No model version named {name!r}: `manage.py activate_model` lists them.")
         try:
-            model_version_verify(version=chosen)
+            model_version_activate_if_loadable(version=chosen)
         except ModelLoadError as error:
             raise CommandError(
                 f"Not activated: workers could not load {name} ({error}). The active model is unchanged."
             ) from error
-        model_version_activate(version=chosen)
         self.stdout.write(f"Activated {name}: workers switch to it before their next prediction.")
