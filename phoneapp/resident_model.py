@@ -137,3 +137,34 @@ def _check_registered(version: ModelVersion, model_dir: Path) -> None:
 
 
 resident_model = ResidentModel()
+
+
+def preload_on_first_request() -> None:
+    """Without a broker the web process classifies itself, and its first upload waited for the model to load
+    (~11 s on 2 cores with the shipped one). Load it in the background when the first request arrives (the page a
+    person picks pictures on), so it is usually ready by the time they send one; the lock in
+    :meth:`ResidentModel.current` makes an upload that comes sooner wait for this load, not start another.
+    Wired by ``wsgi.py``; workers preload in ``celery.py``."""
+    from django.core.signals import request_started
+
+    def start_loading(**_: object) -> None:
+        request_started.disconnect(dispatch_uid=_PRELOAD_UID)
+        threading.Thread(target=_load_quietly, name="model-preload", daemon=True).start()
+
+    request_started.connect(start_loading, weak=False, dispatch_uid=_PRELOAD_UID)
+
+
+_PRELOAD_UID = "phoneapp.resident_model.preload"
+
+
+def _load_quietly() -> None:
+    """The preload: a failure is logged and left for the first upload to meet (and report) again."""
+    from django.db import connection
+
+    try:
+        resident_model.current()
+    except Exception:
+        logger.exception("model could not be preloaded")
+    finally:
+        connection.close()  # this thread's own connection
+

@@ -6,6 +6,9 @@ default (unset): ``make run``'s development default would otherwise serve a real
 show code, settings and every address, because an operator set the host and forgot ``DEBUG=0``. The checks live
 here rather than in the settings because workers and management commands, which serve no HTTP, run with the same
 settings and need no host names.
+
+Without a broker (``make run``'s quick start) this process classifies uploads itself: its first request starts
+loading the model in the background, so the first upload does not wait for it (resident_model.py).
 """
 
 import os
@@ -28,3 +31,10 @@ if settings.DEBUG and "DEBUG" not in os.environ and set(settings.ALLOWED_HOSTS) 
         "purpose."
     )
 application = get_wsgi_application()
+
+from phoneapp.services.dispatch import broker_configured  # noqa: E402  (needs the apps loaded just above)
+
+if not broker_configured():
+    from phoneapp.resident_model import preload_on_first_request  # noqa: E402
+
+    preload_on_first_request()

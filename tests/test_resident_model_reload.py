@@ -108,3 +108,24 @@ def test_a_crash_while_loading_in_a_worker_without_a_model_leaves_the_upload_for
 
     upload = Upload.objects.get(pk=upload.pk)
     assert upload.status == UploadStatus.PENDING  # not stuck in processing until the sweep finds it
+
+
+@pytest.mark.django_db(transaction=True)  # the preload reads the active version on a connection of its own
+def test_without_a_broker_the_first_request_starts_loading_the_model_in_the_background(client: Any) -> None:
+    """The web process classifies itself without a broker, and its first upload waited ~11 s for the model: the
+    first request (the page the pictures are chosen on) now starts the load, once."""
+    import time
+
+    from django.core.signals import request_started
+
+    resident_model.forget()
+    resident_module.preload_on_first_request()
+    assert resident_model._loaded is None
+
+    assert client.get("/accounts/login/").status_code == 200  # a page that does not need the model
+    deadline = time.monotonic() + 120
+    while resident_model._loaded is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert resident_model._loaded is not None  # held before any upload asked for it
+    assert not request_started.disconnect(dispatch_uid=resident_module._PRELOAD_UID)  # one request started it
