@@ -35,6 +35,6 @@ application = get_wsgi_application()
 from phoneapp.services.dispatch import broker_configured  # noqa: E402  (needs the apps loaded just above)
 
 if not broker_configured():
-    from phoneapp.resident_model import preload_on_first_request  # noqa: E402
+    from phoneapp.resident_model import preload_on_first_request
 
     preload_on_first_request()
