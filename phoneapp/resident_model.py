@@ -167,4 +167,3 @@ def _load_quietly() -> None:
         logger.exception("model could not be preloaded")
     finally:
         connection.close()  # this thread's own connection
-
