@@ -255,6 +255,9 @@ def write_json_atomically(path: str | os.PathLike[str], data: Any) -> None:
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
+    # NamedTemporaryFile makes it 0600: a retrained version's manifest was unreadable to workers running as
+    # another user than the retrain (its other files are 0644 too, ml_training/checkpoint.py).
+    os.chmod(handle.name, 0o644)
     os.replace(handle.name, target)
 
 

@@ -360,3 +360,13 @@ def test_another_users_lock_file_is_locked_read_only(tmp_path: Path) -> None:
         with exporting_alone(cache / "model.onnx"):
             pass
     assert opened == [str(cache / EXPORT_LOCK_NAME)]
+
+
+def test_a_written_manifest_is_readable_by_other_users(tmp_path: Path) -> None:
+    """Written through a temporary file (0600), a retrained version's manifest could not be read by workers running
+    as another user than ``manage.py retrain``; its other files are 0644."""
+    import stat
+
+    path = write_manifest(tmp_path, ModelManifest(version="v", kind="imagenet-zero-shot"))
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

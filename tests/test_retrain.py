@@ -624,3 +624,19 @@ def test_a_warm_started_retrain_scores_its_folds_with_fresh_heads_not_the_model_
     assert (roc_auc(np.array(in_sample), targets) or 0) > 0.95  # the memory a warm fold would have
     manifest = json.loads((models_dir / second["version"] / "manifest.json").read_text())
     assert manifest["metrics"]["cross_validation"]["all"]["roc_auc"] < 0.85
+
+
+def test_every_data_dir_given_trains_and_a_missing_training_data_dir_stops_the_run(
+    tmp_path: Path, settings: SettingsFixture
+) -> None:
+    """Only the last of several --data-dir was read, silently; a TRAINING_DATA_DIR that is not there (a volume not
+    mounted under cron) was skipped without a word, so the run trained on far fewer pictures."""
+    first = write_synthetic_folder(tmp_path / "first", per_label=4)
+    second = write_synthetic_folder(tmp_path / "second", per_label=4, seed=1)
+
+    report = run_retrain("--data-dir", str(first), "--data-dir", str(second), "--dry-run")
+
+    assert report["data_summary"]["per_label"] == {"phone": 8, "not_phone": 8}, report["data_summary"]
+    settings.TRAINING_DATA_DIR = str(tmp_path / "not-mounted")
+    with pytest.raises(CommandError, match=r"TRAINING_DATA_DIR .*not-mounted is not a folder"):
+        call_command("retrain", *QUICK, "--data-dir", str(first), stdout=io.StringIO())

@@ -91,7 +91,8 @@ class RetrainError(DomainError):
 
 @dataclass(frozen=True)
 class RetrainRequest:
-    data_dir: Path | None = None
+    # Extra picture folders (``--data-dir``, any number), besides TRAINING_DATA_DIR.
+    data_dirs: tuple[Path, ...] = ()
     epochs: int | None = None
     seed: int = 0
     # Any field of the scene recipe's ViewConfig, TrainSettings or SceneRecipe (e.g. {"image_size": 96}).
@@ -285,7 +286,7 @@ def decide_promotion(
     if active_unscorable:
         return False, (
             f"not promoted: {active_unscorable}. Registered inactive: repair or replace the active version, or "
-            "activate this one yourself (admin, or retrain --activate)."
+            "activate this one yourself (the admin's 'Activate this version', or manage.py activate_model NAME)."
         )
     missing = {label: MIN_GROUND_TRUTH_PER_LABEL - ground_truth_per_label.get(label, 0) for label in LABELS}
     missing = {label: count for label, count in missing.items() if count > 0}
@@ -296,7 +297,7 @@ def decide_promotion(
             f"not promoted: too little ground truth to judge (it has {have}; {needed} needed, at least "
             f"{MIN_GROUND_TRUTH_PER_LABEL} of each label). Registered inactive: mark reviewed uploads as ground truth "
             "(admin action or G in the review queue), or activate it yourself (the admin's 'Activate this version', "
-            "or retrain --activate)."
+            "or manage.py activate_model NAME)."
         )
     if not has_active:
         return True, "promoted: there is no active model to compare with."
@@ -374,13 +375,18 @@ def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[SceneSam
         )
         for upload in training_uploads()
     ]
-    folders = [request.data_dir] if request.data_dir else []
-    base = settings.TRAINING_DATA_DIR
-    if base and Path(base).is_dir() and (not request.data_dir or Path(base).resolve() != request.data_dir.resolve()):
-        folders.append(Path(base))
-    for folder in folders:
+    for folder in request.data_dirs:
         if not folder.is_dir():
             raise RetrainError(f"--data-dir {folder} is not a folder.")
+    base = settings.TRAINING_DATA_DIR
+    if base and not Path(base).is_dir():
+        # Said, not skipped: a volume not mounted under cron would quietly train on far fewer pictures.
+        raise RetrainError(f"TRAINING_DATA_DIR {base} is not a folder (not mounted?); nothing was trained.")
+    # Each folder once, as given (TRAINING_DATA_DIR also passed as --data-dir is not read twice).
+    folders = list(
+        {folder.resolve(): folder for folder in [*request.data_dirs, *([Path(base)] if base else [])]}.values()
+    )
+    for folder in folders:
         try:
             samples.extend(_folder_samples(folder))
         except (FileNotFoundError, KeyError, ValueError) as error:

@@ -26,7 +26,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--data-dir", type=Path, help="extra pictures: phone/ and not_phone/, or manifest.csv")
+        parser.add_argument(
+            "--data-dir",
+            type=Path,
+            action="append",
+            default=[],
+            help="extra pictures: phone/ and not_phone/, or manifest.csv; repeat it for several folders",
+        )
         parser.add_argument(
             "--epochs", type=int, default=None, help="head training epochs (default: the scene recipe's)"
         )
@@ -47,7 +53,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         request = RetrainRequest(
-            data_dir=options["data_dir"],
+            data_dirs=tuple(options["data_dir"]),
             epochs=options["epochs"],
             seed=options["seed"],
             config_overrides=_parse_settings(options["set"]),
