@@ -640,3 +640,29 @@ def test_every_data_dir_given_trains_and_a_missing_training_data_dir_stops_the_r
     settings.TRAINING_DATA_DIR = str(tmp_path / "not-mounted")
     with pytest.raises(CommandError, match=r"TRAINING_DATA_DIR .*not-mounted is not a folder"):
         call_command("retrain", *QUICK, "--data-dir", str(first), stdout=io.StringIO())
+
+
+def test_a_candidate_whose_scores_do_not_separate_the_labels_is_never_promoted_automatically() -> None:
+    """Trained on a few dozen reviews, a candidate's out-of-fold scores told nothing apart: Platt scaling then
+    flattened them (temperature 983,270), every verdict read 60% and the unsure band closed, and nothing said so.
+    Such a calibration is named, the candidate not promoted, and --activate warned."""
+    from ml_training.scene.decision import fit_platt, uninformative_calibration
+
+    targets = np.array([1] * 9 + [0] * 6)
+    # Scores unrelated to the labels (this seed's draw has no chance correlation with them).
+    noise = uninformative_calibration(*fit_platt(np.random.default_rng(3).normal(size=15), targets))
+    scores = np.where(targets == 1, 2.0, -2.0) + np.random.default_rng(0).normal(size=15)
+    separable = uninformative_calibration(*fit_platt(scores, targets))
+    assert noise is not None and "barely separate phones from the rest" in noise
+    assert separable is None
+
+    enough = {"phone": 30, "not_phone": 30}
+    same = paired_test(baseline=[True] * 20, candidate=[True] * 20)
+    promoted, why = decide_promotion(
+        ground_truth_per_label=enough, tests={"ground_truth": same}, has_active=True, force=False, uninformative=noise
+    )
+    assert not promoted and why.startswith("not promoted: its out-of-fold scores barely separate")
+    forced, said = decide_promotion(
+        ground_truth_per_label=enough, tests={}, has_active=True, force=True, uninformative=noise
+    )
+    assert forced and "Warning: its out-of-fold scores barely separate" in said

@@ -27,7 +27,13 @@ from inference.second_opinion import SecondOpinionSpec, settled
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
 from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold, picture_groups
 from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
-from ml_training.scene.decision import calibrate, choose_threshold, fit_platt, unsure_band
+from ml_training.scene.decision import (
+    calibrate,
+    choose_threshold,
+    fit_platt,
+    uninformative_calibration,
+    unsure_band,
+)
 from ml_training.scene.engine import train_heads
 from ml_training.scene.figures import box_hits, figures_by_slice
 from ml_training.scene.model_writer import fold_shift_into_head, write_scene_model
@@ -189,6 +195,9 @@ def train_scene_model(
     targets = np.array([sample.target for sample in samples])
     sources = [sample.source for sample in samples]
     temperature, shift = fit_platt(oof.logits, targets)
+    calibration_warning = uninformative_calibration(temperature, shift)
+    if calibration_warning:
+        logger.warning("calibration: %s", calibration_warning)
     probabilities = calibrate(oof.logits, temperature, shift)
     slices = ["scenes" if is_scene(sample) else "close-ups" for sample in samples]
     threshold = choose_threshold(
@@ -231,7 +240,9 @@ def train_scene_model(
     ).eval()
     network.load_trained_state_dict(final.trained_state_dict())
     fold_shift_into_head(network, shift)
-    metrics = {"cross_validation": figures, "folds": recipe.folds}
+    metrics: dict[str, Any] = {"cross_validation": figures, "folds": recipe.folds}
+    if calibration_warning:
+        metrics["calibration_warning"] = calibration_warning
     write_scene_model(
         out_dir,
         version=version,

@@ -187,6 +187,7 @@ def retrain(
             has_active=active_right is not None,
             force=request.force_activate,
             active_unscorable=unscorable,
+            uninformative=result.metrics.get("calibration_warning"),
         )
         trusted = {"ground_truth": ground_truth, "eval": evaluation}
         candidate_figures = _figures(candidate_right, trusted)
@@ -277,12 +278,20 @@ def decide_promotion(
     has_active: bool,
     force: bool,
     active_unscorable: str | None = None,
+    uninformative: str | None = None,
 ) -> tuple[bool, str]:
     """(promote?, the reason in words) by :data:`PROMOTION_RULE`; ``force`` is ``--activate``;
     ``active_unscorable``: why an active version exists but could not be scored (nothing shows the candidate is
-    not worse than it, so it is not promoted)."""
+    not worse than it, so it is not promoted); ``uninformative``: why the candidate's calibration shows it cannot
+    tell phones apart (its verdicts would all read alike, whatever it scores on a few trusted pictures)."""
     if force:
-        return True, "activated because --activate was given (a person's decision; the rule was not applied)."
+        warning = f" Warning: {uninformative}." if uninformative else ""
+        return True, f"activated because --activate was given (a person's decision; the rule was not applied).{warning}"
+    if uninformative:
+        return False, (
+            f"not promoted: {uninformative}. Registered inactive: activate it yourself only on purpose (the admin's "
+            "'Activate this version', or manage.py activate_model NAME)."
+        )
     if active_unscorable:
         return False, (
             f"not promoted: {active_unscorable}. Registered inactive: repair or replace the active version, or "
