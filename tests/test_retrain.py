@@ -666,3 +666,20 @@ def test_a_candidate_whose_scores_do_not_separate_the_labels_is_never_promoted_a
         ground_truth_per_label=enough, tests={}, has_active=True, force=True, uninformative=noise
     )
     assert forced and "Warning: its out-of-fold scores barely separate" in said
+
+
+def test_a_scene_model_whose_weights_are_gone_is_not_replaced_and_the_retrain_does_not_crash(
+    tmp_path: Path, settings: SettingsFixture
+) -> None:
+    """The warm start read the active scene model's weights unguarded: with weights.pt missing the retrain ended
+    in a traceback and registered nothing, while the docs say the candidate is registered inactive with the
+    reason."""
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+    active = run_retrain("--data-dir", str(data), "--activate")["version"]
+    (Path(settings.MODELS_DIR) / active / "weights.pt").unlink()
+
+    report = run_retrain("--data-dir", str(data))
+
+    assert report["promoted"] is False and f"the active model {active} could not be loaded" in report["decision"]
+    assert model_version_active().name == active
+    assert ModelVersion.objects.get(name=report["version"]).is_active is False

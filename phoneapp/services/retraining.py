@@ -611,7 +611,13 @@ def _warm_start(
 
     from ml_training.scene.model_writer import unfold_shift
 
-    state = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        # Missing or damaged weights: the candidate starts fresh, and scoring the active model then fails too, so
+        # the candidate is registered inactive with that reason (it was a traceback, nothing registered).
+        log(f"active model {active.name}'s weights cannot be read ({error}): the candidate starts fresh")
+        return None, None
     try:
         shift = float(json.loads((model_dir / "training.json").read_text())["calibration"]["shift"])
     except (OSError, KeyError, TypeError, ValueError):
