@@ -375,8 +375,8 @@ def test_a_resized_re_encoded_copy_of_an_eval_picture_never_trains_the_candidate
 def test_a_retrain_started_in_the_same_second_as_another_gets_its_own_version_name(
     tmp_path: Path, settings: SettingsFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another retrain started this second holds the name (its scratch folder) and one finished this second owns
-    it (its folder): this one becomes ``-3`` instead of failing at its final move after training."""
+    """One finished this second owns the name (its folder): this one becomes ``-2`` instead of failing at its final
+    move after training; the scratch folder a killed run left (``.incoming-*``) is removed."""
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
@@ -386,15 +386,35 @@ def test_a_retrain_started_in_the_same_second_as_another_gets_its_own_version_na
     monkeypatch.setattr(retraining, "timezone", SimpleNamespace(now=lambda: moment))  # this module's clock only
     models_dir = Path(settings.MODELS_DIR)
     (models_dir / "retrain-20261206-030000").mkdir()  # finished this second
-    (models_dir / ".incoming-retrain-20261206-030000-2").mkdir()  # still training
+    (models_dir / ".incoming-retrain-20261206-025959" / "uploads").mkdir(parents=True)  # a run killed with -9
     data = write_synthetic_folder(tmp_path / "data", per_label=8)
 
     report = run_retrain("--data-dir", str(data), "--activate")
 
-    assert report["version"] == "retrain-20261206-030000-3"
+    assert report["version"] == "retrain-20261206-030000-2"
     assert (models_dir / report["version"] / "manifest.json").is_file()
     assert model_version_active().name == report["version"]
-    assert not (models_dir / ".incoming-retrain-20261206-030000-3").exists()
+    assert not [path for path in models_dir.iterdir() if path.name.startswith(".incoming-")]
+
+
+def test_a_retrain_started_while_another_runs_does_nothing(tmp_path: Path, settings: SettingsFixture) -> None:
+    """Two runs at once (a cron run while the last still trained) both trained, each twice as slowly, and
+    registered two identical candidates."""
+    import fcntl
+    import os
+
+    from phoneapp.services.retraining import RETRAIN_LOCK_NAME
+
+    models_dir = Path(settings.MODELS_DIR)
+    running = os.open(models_dir / RETRAIN_LOCK_NAME, os.O_RDONLY | os.O_CREAT)  # another process's run
+    fcntl.flock(running, fcntl.LOCK_EX)
+    before = set(ModelVersion.objects.values_list("name", flat=True))
+    try:
+        with pytest.raises(CommandError, match="Another retrain is running"):
+            call_command("retrain", *QUICK, "--data-dir", str(tmp_path), stdout=io.StringIO())
+    finally:
+        os.close(running)
+    assert set(ModelVersion.objects.values_list("name", flat=True)) == before
 
 
 def test_no_reviewed_uploads_and_no_data_dir_is_a_clear_error() -> None:

@@ -144,7 +144,7 @@ def retrain(
     recipe = _recipe(request, network_shape=_network_shape(active_version))
     models_root = Path(settings.MODELS_DIR)
     models_root.mkdir(parents=True, exist_ok=True)
-    with _new_version_scratch(models_root) as (version, scratch_dir):
+    with _retraining_alone(models_root), _new_version_scratch(models_root) as (version, scratch_dir):
         workdir = scratch_dir / "uploads"
         workdir.mkdir()
         offered = _collect_samples(request, workdir=workdir)
@@ -245,11 +245,37 @@ def retrain(
     return report
 
 
+RETRAIN_LOCK_NAME = ".retrain.lock"
+
+
+@contextmanager
+def _retraining_alone(models_root: Path) -> Iterator[None]:
+    """One retrain at a time per ``MODELS_DIR`` (``flock`` on its ``.retrain.lock``; the kernel releases it when a
+    run dies): a cron run that started while the last was still training doubled both runs' time and registered
+    two identical candidates. Holding the lock, it removes the scratch folders of runs that were killed
+    (``.incoming-*``: with S3 storage they hold copies of users' pictures)."""
+    import fcntl
+
+    descriptor = os.open(models_root / RETRAIN_LOCK_NAME, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise RetrainError(
+                f"Another retrain is running on {models_root}; this one did nothing. Run it again when that one ends."
+            ) from error
+        for leftover in models_root.glob(".incoming-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
 @contextmanager
 def _new_version_scratch(models_root: Path) -> Iterator[tuple[str, Path]]:
     """A name for the new version (``retrain-YYYYMMDD-HHMMSS``, with ``-2``, ``-3``... when taken) and a scratch
-    folder reserving it, removed afterwards. The folder is made with one ``mkdir``, which fails when it exists: two
-    retrains started in the same second get different names instead of the second one failing at its final move."""
+    folder reserving it, removed afterwards. A version finished this second keeps its name: this one takes the
+    next."""
     stamp = timezone.now().strftime("retrain-%Y%m%d-%H%M%S")
     for attempt in range(1, 100):
         version = stamp if attempt == 1 else f"{stamp}-{attempt}"
