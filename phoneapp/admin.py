@@ -56,10 +56,21 @@ def _cut(text: str, width_class: str) -> SafeString:
 
 
 class BoxesJSONField(forms.JSONField):
-    """The reviewer's boxes as JSON text; none drawn (null) shows as an empty box, not the word ``null``."""
+    """The reviewer's boxes as JSON text; none drawn (null) shows as an empty box, not the word ``null``. Checked
+    as the form is: a refused box is said beside the field with the text kept (it was said after saving, beside
+    "changed successfully", and the typed text was lost)."""
 
     def prepare_value(self, value: Any) -> Any:
         return "" if value is None else super().prepare_value(value)
+
+    def clean(self, value: Any) -> Any:
+        boxes = super().clean(value)
+        if boxes is None:
+            return None
+        try:
+            return review_boxes_parse(raw=boxes)
+        except BadBoxes as error:
+            raise forms.ValidationError(error.message) from error
 
 
 # The words the admin actions and their messages use for each label ("Marked 3 upload(s) as not phone.").
@@ -261,13 +272,8 @@ class UploadAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Upload, form: Any, change: bool) -> None:
         # Every edit goes through the review services, so it records who and when and is logged, like the queue's.
-        if "reviewed_boxes" in form.changed_data:
-            try:
-                boxes = None if obj.reviewed_boxes is None else review_boxes_parse(raw=obj.reviewed_boxes)
-            except BadBoxes as error:
-                self.message_user(request, f"Boxes not saved: {error.message}", messages.ERROR)
-            else:
-                upload_set_reviewed_boxes(upload=obj, boxes=boxes, reviewer=signed_in_user(request))
+        if "reviewed_boxes" in form.changed_data:  # checked by BoxesJSONField
+            upload_set_reviewed_boxes(upload=obj, boxes=obj.reviewed_boxes, reviewer=signed_in_user(request))
         if "reviewed_label" not in form.changed_data:
             return  # who reviewed it, and when, stay as they were
         this_upload = Upload.objects.filter(pk=obj.pk)

@@ -263,9 +263,14 @@ def test_admin_edits_boxes_as_json_and_refuses_bad_ones(alice: User, reviewer: U
     client.post(url, {"reviewed_label": "phone", "reviewed_boxes": '[{"box": [0.1, 0.2, 0.3, 0.4]}]'})
     upload.refresh_from_db()
     assert upload.reviewed_boxes == [{"box": [0.1, 0.2, 0.3, 0.4]}]
-    client.post(url, {"reviewed_label": "phone", "reviewed_boxes": "[[0.5, 0.2, 0.3, 0.4]]"})
+    refused = client.post(url, {"reviewed_label": "not_phone", "reviewed_boxes": "[[0.5, 0.2, 0.3, 0.4]]"})
     upload.refresh_from_db()
     assert upload.reviewed_boxes == [{"box": [0.1, 0.2, 0.3, 0.4]}]
+    # Said beside the field, the typed text kept, and nothing else on the form saved: it was said after saving,
+    # next to "was changed successfully", and the text was lost.
+    page = refused.content.decode()
+    assert refused.status_code == 200 and "is not inside the picture" in page and "[[0.5, 0.2, 0.3, 0.4]]" in page
+    assert upload.reviewed_label == "phone"
 
 
 def test_a_review_waiting_for_a_second_opinion_is_next_even_when_it_came_while_the_reviewer_worked(
