@@ -303,3 +303,20 @@ def test_a_disagreement_settled_as_ground_truth_is_not_told_to_be_settled(
     [said] = said_to(settling, confident_phone)
     assert said.startswith("Saved as ground truth: desk.jpg is phone; it scores every model version and never trains.")
     assert "settle" not in said
+
+
+def test_ground_truth_settles_a_picture_waiting_for_a_second_reviewer_in_the_counts(
+    alice: User, reviewer: User
+) -> None:
+    """Marked ground truth by staff, a picture still counted as "waiting for a second reviewer" on the dashboard and
+    as held for second review in the retrain report, as if its dispute were open."""
+    from phoneapp.models import SecondReview
+    from phoneapp.selectors.training import review_agreement, uploads_held_for_second_review_count
+
+    upload = make_upload(alice, probability=0.95, reviewed="not_phone", reviewer=reviewer)
+    Upload.objects.filter(pk=upload.pk).update(second_review=SecondReview.WAITING)
+    assert (review_agreement().waiting, uploads_held_for_second_review_count()) == (1, 1)
+
+    Upload.objects.filter(pk=upload.pk).update(ground_truth_label="not_phone")
+
+    assert (review_agreement().waiting, uploads_held_for_second_review_count()) == (0, 0)

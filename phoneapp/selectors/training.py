@@ -56,8 +56,10 @@ def training_uploads() -> list[Upload]:
 
 
 def uploads_held_for_second_review_count() -> int:
-    """Reviewed pictures kept out of training because a second reviewer has not agreed (waiting or disagreed)."""
-    held = Upload.objects.reviewed().held_for_second_review()
+    """Reviewed pictures kept out of training because a second reviewer has not agreed (waiting or disagreed) and
+    staff have not settled (a ground-truth picture is settled: it never trains, and counted here it read as a
+    dispute still open)."""
+    held = Upload.objects.reviewed().held_for_second_review().exclude(sha256__in=_ground_truth_hashes())
     return held.values("sha256").distinct().count()
 
 
@@ -76,7 +78,9 @@ def review_agreement() -> ReviewAgreement:
     """Agreement between first and second reviewers, and between reviewers and ground truth."""
     second = _one_per_picture(Upload.objects.filter(second_review__in=[SecondReview.AGREED, SecondReview.DISAGREED]))
     truth = _one_per_picture(Upload.objects.exclude(ground_truth_label="").reviewed())
-    waiting = Upload.objects.filter(second_review=SecondReview.WAITING).values("sha256").distinct().count()
+    waiting_uploads = Upload.objects.filter(second_review=SecondReview.WAITING)
+    # Ground truth settles a picture: staff decided it, so no second reviewer is awaited.
+    waiting = waiting_uploads.exclude(sha256__in=_ground_truth_hashes()).values("sha256").distinct().count()
     return ReviewAgreement(
         second_reviews=len(second),
         agreed=sum(upload.second_review == SecondReview.AGREED for upload in second),
