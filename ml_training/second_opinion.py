@@ -90,6 +90,7 @@ def member_answers(
     member_dir: Path,
     threshold: float,
     engine: str | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[int, float]:
     """The member's honest probability for every picture it is consulted on (index -> probability): out of fold
     where it trained on the picture, scored here where it never saw it. Raises ``ValueError`` for a picture it
@@ -107,7 +108,7 @@ def member_answers(
     if leaked:
         raise ValueError(f"{member_dir.name} trained on {len(leaked)} of these pictures without out-of-fold scores.")
     if unseen:
-        member = load(member_dir, engine=engine)
+        member = load(member_dir, engine=engine, cache_dir=cache_dir)  # the serving cache a retrain is told of
         for start in range(0, len(unseen), SCORING_BATCH):
             part = unseen[start : start + SCORING_BATCH]
             for index, answer in zip(

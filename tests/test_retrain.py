@@ -703,3 +703,35 @@ def test_a_scene_model_whose_weights_are_gone_is_not_replaced_and_the_retrain_do
     assert report["promoted"] is False and f"the active model {active} could not be loaded" in report["decision"]
     assert model_version_active().name == active
     assert ModelVersion.objects.get(name=report["version"]).is_active is False
+
+
+def test_the_second_opinion_a_retrain_asks_uses_the_serving_cache(
+    tmp_path: Path, settings: SettingsFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retrain loaded the active model's second opinion with the default cache, writing its export under
+    ~/.cache/phonecheck whatever INFERENCE_CACHE_DIR said."""
+    import ml_training.second_opinion
+    from phoneapp.services import retraining
+
+    settings.INFERENCE_CACHE_DIR = str(tmp_path / "cache")
+    v10 = ModelVersion.objects.get(name="scene-lite0-v10")
+    kept = retraining._second_opinion(v10, Path(settings.MODELS_DIR), log=lambda message: None)
+    assert kept is not None and kept.cache_dir == tmp_path / "cache"
+
+    asked: list[Any] = []
+
+    def load(model_dir: Path, **options: Any) -> Any:
+        asked.append(options.get("cache_dir"))
+        raise RuntimeError("enough: the options were seen")
+
+    monkeypatch.setattr(ml_training.second_opinion, "load", load)
+    with pytest.raises(RuntimeError, match="enough"):
+        ml_training.second_opinion.member_answers(
+            [str(tmp_path / "unseen.jpg")],
+            [0.3],  # "not a phone" above consulted_from: the member is asked
+            spec=kept.spec,
+            member_dir=kept.member_dir,
+            threshold=0.5,
+            cache_dir=kept.cache_dir,
+        )
+    assert asked == [tmp_path / "cache"]

@@ -147,6 +147,8 @@ class SecondOpinion:
 
     spec: SecondOpinionSpec
     member_dir: Path
+    # Where its ONNX export is cached (``INFERENCE_CACHE_DIR`` in a retrain); None: the default under ~/.cache.
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ def train_scene_model(
             spec=second_opinion.spec,
             member_dir=second_opinion.member_dir,
             threshold=threshold,
+            cache_dir=second_opinion.cache_dir,
         )
         probabilities = np.array(settled(probabilities.tolist(), member_probabilities, second_opinion.spec))
         logger.info("second opinion of %s asked on %d pictures", second_opinion.spec.model, len(member_probabilities))

@@ -607,7 +607,8 @@ def _second_opinion(active: ModelVersion | None, models_root: Path, log: Log) ->
         log(f"second opinion {spec.model} is missing or changed: the candidate decides alone")
         return None
     log(f"the candidate keeps the second opinion of {spec.model} (at least {spec.at_least})")
-    return SecondOpinion(spec, member_dir)
+    cache = Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else None
+    return SecondOpinion(spec, member_dir, cache_dir=cache)
 
 
 def _warm_start(
