@@ -735,3 +735,18 @@ def test_the_second_opinion_a_retrain_asks_uses_the_serving_cache(
             cache_dir=kept.cache_dir,
         )
     assert asked == [tmp_path / "cache"]
+
+
+def test_a_retrain_interrupted_says_what_was_left_instead_of_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phoneapp.management.commands import retrain as command
+
+    def interrupted(**_: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "retrain", interrupted)
+
+    with pytest.raises(CommandError, match="Interrupted: nothing was registered") as refused:
+        call_command("retrain", stdout=io.StringIO())
+    assert refused.value.returncode == 130

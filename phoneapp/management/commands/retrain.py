@@ -68,6 +68,11 @@ class Command(BaseCommand):
             if as_json:  # a script reading stdout gets the reason too, not an empty answer
                 self.stdout.write(json.dumps({"error": str(error), "promoted": False}, indent=2))
             raise CommandError(str(error)) from error
+        except KeyboardInterrupt:
+            # Ctrl-C mid-training printed torch's whole stack; what matters is what was left behind.
+            raise CommandError(
+                "Interrupted: nothing was registered and the scratch folder was removed.", returncode=130
+            ) from None
         if as_json:
             self.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
             return
