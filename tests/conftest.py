@@ -24,6 +24,18 @@ DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
 
 
 @pytest.fixture(autouse=True)
+def login_window_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The login throttle counts in clock-aligned windows: ten wrong passwords sent across a minute's end were
+    counted in two windows, and the test's eleventh got through (a run at 12:44:59). Tests see one moment, mid-minute;
+    the tests about windows move it themselves."""
+    from types import SimpleNamespace
+
+    from phoneapp.services import login_attempts
+
+    monkeypatch.setattr(login_attempts, "time", SimpleNamespace(time=lambda: 1_700_000_010.0))  # 30 s into a minute
+
+
+@pytest.fixture(autouse=True)
 def isolated_storage(settings: SettingsFixture, tmp_path: Path) -> Iterator[Path]:
     """Uploads and model versions written by a test land in a temporary folder, never in the repo."""
     media = tmp_path / "media"

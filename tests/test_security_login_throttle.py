@@ -132,7 +132,7 @@ def test_guesses_sent_at_once_are_counted_before_their_passwords_are_checked(
     authenticate(request, username="alice", password="guess-0")
 
     assert len(checked) == 10  # LOGIN_FAILURE_LIMIT: the 11th in flight is refused before its hash
-    monkeypatch.undo()
+    monkeypatch.setattr(ModelBackend, "authenticate", real_check)  # only this one: the throttle's clock stays
     assert authenticate(rf.post("/", REMOTE_ADDR=OTHER_ADDRESS), username="alice", password="alice-password-1") is None
 
 
@@ -155,9 +155,10 @@ def test_an_attempt_whose_password_could_not_be_checked_is_not_a_failure(
     def database_down(*args: object, **kwargs: object) -> None:
         raise OperationalError("could not connect to server")
 
+    real_check = ModelBackend.authenticate
     monkeypatch.setattr(ModelBackend, "authenticate", database_down)
     during_the_outage = [try_login("/api/token/", "alice", "alice-password-1") for _ in range(12)]
-    monkeypatch.undo()
+    monkeypatch.setattr(ModelBackend, "authenticate", real_check)  # the database is back; same window
 
     assert during_the_outage == [503] * 12
 
