@@ -187,7 +187,9 @@ class UploadAdmin(admin.ModelAdmin):
         "status",
         "error",
         "attempts",
-        "verdict_detail",
+        # The verdict as the pages show it: the stored predicted_label is only the side of the threshold, so an
+        # unsure verdict read as "Phone" here.
+        "verdict_display",
         "probability",
         "model_version",
         "processed",
@@ -248,12 +250,6 @@ class UploadAdmin(admin.ModelAdmin):
             return "—"
         word = {"phone": "Phone", "not_phone": "Not a phone", "unsure": "Unsure"}.get(upload_verdict(upload=upload))
         return f"{word or '—'} {upload.probability:.0%}"
-
-    @admin.display(description="verdict")
-    def verdict_detail(self, upload: Upload) -> str:
-        """The verdict as the pages show it: the stored ``predicted_label`` is only the side of the threshold, so
-        an unsure verdict read as "Phone" here."""
-        return self.verdict_display(upload)
 
     @admin.display(description="picture")
     def picture_full(self, upload: Upload) -> SafeString:

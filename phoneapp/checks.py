@@ -36,7 +36,7 @@ def upload_limits_agree(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     from phoneapp.throttling import UploadRateThrottle
 
     try:
-        budget, _ = UploadRateThrottle().parse_rate(settings.UPLOAD_RATE_LIMIT)
+        budget = UploadRateThrottle().num_requests  # parsed from the rate as the throttle is made
     except (ValueError, KeyError, IndexError):  # DRF's parsing of "N/period"
         return [
             Error(

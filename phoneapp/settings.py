@@ -42,9 +42,9 @@ if not DEBUG and (
         "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
     )
 
-ALLOWED_HOSTS: list[str] = env.list(
-    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
-)
+# This machine's names: the development default, and what wsgi.py accepts while DEBUG is on only by default.
+LOCAL_HOSTS: list[str] = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=list(LOCAL_HOSTS) if DEBUG else [])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [

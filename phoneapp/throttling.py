@@ -94,7 +94,7 @@ class UploadRateThrottle(SimpleRateThrottle):
         except Exception as error:
             logger.warning("rate limit cache unavailable; refund skipped", extra={"error": error})
 
-    def wait(self) -> float | None:
+    def wait(self) -> float:
         """Seconds until this request's ``cost`` pictures fit: until enough of the oldest counted ones leave the
         window. DRF's formula spreads the window over single requests still available, which told a 2-picture
         request to come back in 30 s when the one picture counted left only after 60 (the retry was refused again,
@@ -109,8 +109,7 @@ class UploadRateThrottle(SimpleRateThrottle):
     def retry_after_seconds(self) -> int:
         """The web form's ``Retry-After``: the wait rounded up, as DRF's answer rounds it (rounded to the nearest
         second, a retry on time could come before the request fits), at least one second."""
-        wait = self.wait()
-        return max(1, math.ceil(wait)) if wait is not None else 1
+        return max(1, math.ceil(self.wait()))
 
     def period_name(self) -> str:
         """The rate's period in words ("minute"), for messages."""

@@ -23,8 +23,7 @@ if not settings.DEBUG and not settings.ALLOWED_HOSTS:
         "ALLOWED_HOSTS must be set when DEBUG=0 (the host names this site answers to, e.g. phones.example.com): "
         "without it every request is refused."
     )
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "testserver"})
-if settings.DEBUG and "DEBUG" not in os.environ and set(settings.ALLOWED_HOSTS) - LOCAL_HOSTS:
+if settings.DEBUG and "DEBUG" not in os.environ and set(settings.ALLOWED_HOSTS) - set(settings.LOCAL_HOSTS):
     raise ImproperlyConfigured(
         "ALLOWED_HOSTS names other hosts than this machine, but DEBUG is not set, so it is on (the development "
         "default: error pages show code and settings). Set DEBUG=0 to deploy, or DEBUG=1 to keep debug pages on "
