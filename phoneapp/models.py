@@ -303,3 +303,25 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class UploadRequest(models.Model):
+    """An API upload request sent with an ``Idempotency-Key`` header, and the uploads it made.
+
+    A client that lost the answer to its request (a timeout, a dropped connection) cannot tell whether the pictures
+    were stored; sending them again with the same key gets the uploads the first request made instead of copies
+    (phoneapp/services/upload_requests.py). Kept for a day; one key per owner at a time."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # sha256 over the pictures' sha256 digests in the order sent: the same key with other pictures is refused.
+    fingerprint = models.CharField(max_length=64)
+    # The uploads made, in the order sent (a list, not a relation: the order is part of the answer).
+    upload_ids = models.JSONField(default=list)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="one_upload_request_per_key")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} {self.key!r} ({len(self.upload_ids)} uploads)"

@@ -289,6 +289,10 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BEAT_SCHEDULE = {
     # Does nothing unless RETENTION_DAYS is set.
     "delete-expired-uploads": {"task": "phoneapp.tasks.uploads_delete_expired_task", "schedule": 3600.0},
+    "forget-expired-idempotency-keys": {
+        "task": "phoneapp.tasks.upload_requests_forget_expired_task",
+        "schedule": 3600.0,
+    },
     "requeue-pending-uploads": {
         "task": "phoneapp.tasks.uploads_requeue_stale_task",
         "schedule": SWEEP_INTERVAL_SECONDS,

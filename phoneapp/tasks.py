@@ -86,6 +86,14 @@ def uploads_delete_expired_task() -> int:
     return uploads_delete_expired()
 
 
+@shared_task(ignore_result=True)
+def upload_requests_forget_expired_task() -> int:
+    """Periodic sweep (celery beat, hourly): API ``Idempotency-Key`` records past their day go."""
+    from phoneapp.services.upload_requests import upload_requests_forget_expired
+
+    return upload_requests_forget_expired()
+
+
 @shared_task(
     ignore_result=True,
     acks_late=True,

@@ -9,6 +9,7 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -20,6 +21,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from phoneapp.api.authentication import AuthenticatedRequest
+from phoneapp.api.idempotency import idempotency_key
 from phoneapp.api.serializers import (
     ErrorSerializer,
     TokenRequestSerializer,
@@ -35,6 +37,7 @@ from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials, InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
+from phoneapp.services.upload_requests import IdempotencyKeyReused, UploadsAnswer, uploads_create_once
 from phoneapp.services.uploads import uploads_create
 from phoneapp.throttling import UploadRateThrottle
 
@@ -122,9 +125,29 @@ class UploadListCreateApi(APIView):
         summary="Upload pictures",
         description=BATCH_RULE,
         request={"multipart/form-data": UploadRequestSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description=(
+                    "Optional; 1 to 255 printable ASCII characters, a new one (a UUID) for each new request. Sent "
+                    "again with the same pictures within 24 hours (a retry after a lost answer), it answers 200 "
+                    "with the uploads the first request made, as they are now, and stores nothing "
+                    "(`Idempotent-Replayed: true`); with other pictures, 422."
+                ),
+            )
+        ],
         responses={
+            200: OpenApiResponse(
+                UploadSerializer(many=True),
+                description="a retry (same Idempotency-Key and pictures): the first request's uploads; nothing stored",
+            ),
             201: UploadSerializer(many=True),
-            400: OpenApiResponse(UploadRefusalSerializer, description="a file was refused; nothing was stored"),
+            400: OpenApiResponse(
+                UploadRefusalSerializer,
+                description="a file was refused, or the Idempotency-Key is malformed; nothing was stored",
+            ),
             **SIGNED_IN_ERRORS,
             **CHANGE_ERRORS,
             413: OpenApiResponse(
@@ -132,6 +155,9 @@ class UploadListCreateApi(APIView):
                 description="a file (every one refused), or the request, is too large; nothing was stored",
             ),
             415: NOT_MULTIPART,
+            422: OpenApiResponse(
+                ErrorSerializer, description="the Idempotency-Key was sent before with other pictures; nothing stored"
+            ),
             429: OpenApiResponse(ErrorSerializer, description="too many pictures in a short time (see Retry-After)"),
             503: OpenApiResponse(
                 ErrorSerializer, description="storage or the database is unavailable; nothing was stored (Retry-After)"
@@ -149,13 +175,23 @@ class UploadListCreateApi(APIView):
                     "The 'image' part came without a file name, so it was read as text, not as a file: send each "
                     "picture as a file part with a name (curl: -F image=@photo.jpg)."
                 )
-            uploads = uploads_create(owner=request.user, files=files)
-        except InvalidUpload:
-            if self.upload_throttle is not None:
-                self.upload_throttle.refund()  # a refused request spends none of the budget
+            key = idempotency_key(request)
+            if key is None:
+                answer = UploadsAnswer(uploads_create(owner=request.user, files=files), replayed=False)
+            else:
+                answer = uploads_create_once(owner=request.user, files=files, key=key)
+        except (InvalidUpload, IdempotencyKeyReused, ParseError):
+            self._refund()  # a refused request spends none of the budget
             raise
-        data = UploadSerializer(uploads, many=True, context={"request": request}).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        data = UploadSerializer(answer.uploads, many=True, context={"request": request}).data
+        if not answer.replayed:
+            return Response(data, status=status.HTTP_201_CREATED)
+        self._refund()  # a retry stores nothing
+        return Response(data, status=status.HTTP_200_OK, headers={"Idempotent-Replayed": "true"})
+
+    def _refund(self) -> None:
+        if self.upload_throttle is not None:
+            self.upload_throttle.refund()
 
 
 class UploadDetailApi(APIView):

@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from phoneapp.models import Upload, UploadStatus
+from phoneapp.models import Upload, UploadRequest, UploadStatus
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.classification import classification_enqueue
 from phoneapp.services.dispatch import broker_configured
@@ -50,7 +50,7 @@ def _validated_all(files: Sequence[UploadedFile]) -> list[tuple[UploadedFile, Va
     raise kind(f"{reasons} Nothing was uploaded: send {others} again without {without}.", refused=refused)
 
 
-def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload]:
+def uploads_create(*, owner: User, files: Sequence[UploadedFile], request: UploadRequest | None = None) -> list[Upload]:
     """Store every file as an upload of ``owner`` and queue the new ones for classification.
 
     All files are validated before anything is written, so one bad file refuses the whole request and leaves
@@ -68,6 +68,10 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
     has barely received them, so no query is spent reading them back), read again without one (they were
     classified in this process while the transaction committed). Thumbnails are the worker's
     (:mod:`phoneapp.services.thumbnails`).
+
+    ``request`` (unsaved: an API request's ``Idempotency-Key``) is stored with the uploads, in the same transaction,
+    naming them; its key already stored for ``owner`` raises :class:`IntegrityError` and stores nothing (see
+    :func:`phoneapp.services.upload_requests.uploads_create_once`).
     """
     if not files:
         raise InvalidUpload("No picture was sent: attach one or more files in the 'image' field.")
@@ -84,6 +88,10 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
         with transaction.atomic():
             # First of the commit callbacks: from here on, the rows are stored and their files belong to them.
             transaction.on_commit(lambda: committed.append(True))
+            if request is not None:
+                # First, before any file is written: a request sent in parallel with the same key waits here
+                # (PostgreSQL) until this one commits, then fails without writing anything.
+                request.save(force_insert=True)
             for file, image in validated:
                 twin = _twin_of(owner=owner, sha256=image.sha256)
                 if twin is None:
@@ -92,6 +100,9 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile]) -> list[Upload
                 else:
                     upload = _store_duplicate(owner=owner, image=image, twin=twin, queued_at=queued_at)
                 uploads.append(upload)
+            if request is not None:
+                request.upload_ids = [upload.pk for upload in uploads]
+                request.save(update_fields=["upload_ids"])
             to_classify = [upload.pk for upload in uploads if upload.status == UploadStatus.PENDING]
             if to_classify:
                 # Sent once this transaction commits.
