@@ -15,9 +15,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import OperationalError, connection
 
-from phoneapp.models import Upload
+from phoneapp.models import Upload, UploadRequest
+from phoneapp.services import upload_requests
 from phoneapp.services import uploads as upload_service
 from phoneapp.services.upload_deletion import upload_delete
+from phoneapp.services.upload_requests import UploadsAnswer, uploads_create_once
 from phoneapp.services.uploads import uploads_create
 from tests.images import picture_bytes, uploaded_file
 from tests.live_services import postgres_require
@@ -93,3 +95,48 @@ def test_deleting_the_first_copy_while_a_duplicate_is_being_stored_keeps_the_sha
     assert stored(duplicate), "the duplicate's row names a picture the deletion removed"
     assert time.monotonic() - started < 20
     assert Path(Upload.image.field.storage.path(duplicate.image.name)).is_file()
+
+
+def test_two_requests_with_one_idempotency_key_at_once_store_one_set_of_uploads(
+    alice: User, monkeypatch: pytest.MonkeyPatch, isolated_storage: Path
+) -> None:
+    """A client's retry racing its first try: both look for the key before either has committed, both go on to
+    store. The second's key row waits at the unique constraint for the first's commit, fails, and the second is
+    answered the first's uploads; nothing of its own stays, in the database or in storage."""
+    postgres_require(connection)
+    data = picture_bytes(color=(40, 200, 90))
+    both_looked = threading.Barrier(2, timeout=10)
+    lookup = upload_requests._earlier_request
+    looks: list[bool] = []
+
+    def look_then_wait_for_the_other(*, owner: User, key: str) -> UploadRequest | None:
+        found = lookup(owner=owner, key=key)
+        looks.append(found is not None)
+        if len(looks) <= 2:
+            both_looked.wait()
+        return found
+
+    monkeypatch.setattr(upload_requests, "_earlier_request", look_then_wait_for_the_other)
+    answers: list[UploadsAnswer] = []
+
+    def send() -> None:
+        try:
+            files = [uploaded_file("desk.jpg", data)]
+            answers.append(uploads_create_once(owner=alice, files=files, key="retry-racing-its-first-try"))
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=send)
+    other.start()
+    send()
+    other.join(timeout=30)
+
+    assert not other.is_alive()
+    assert looks[:2] == [False, False], "both requests must have looked before either stored the key"
+    assert sorted(answer.replayed for answer in answers) == [False, True]
+    assert answers[0].uploads[0].pk == answers[1].uploads[0].pk
+    assert Upload.objects.count() == 1
+    [upload] = Upload.objects.all()
+    its_files = {name for name in (upload.image.name, upload.thumbnail.name, upload.heatmap.name) if name}
+    media = isolated_storage / "media"
+    assert {str(path.relative_to(media)) for path in media.rglob("*") if path.is_file()} == its_files
