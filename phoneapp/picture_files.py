@@ -71,5 +71,7 @@ def _protected(response: FileResponse) -> FileResponse:
     # The bytes are the user's own; never let a browser sniff them into HTML or script.
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
+    # Served only to a signed-in owner or staff member: never kept by a browser or proxy (the security-headers
+    # middleware says the same of every signed-in answer; a picture says it itself too).
+    response["Cache-Control"] = "private, no-store"
     return response
