@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from inference.manifest import ModelLoadError
-from phoneapp.models import ApiToken, Label, ModelVersion, SecondReview, Upload, UploadQuerySet, VersionScore
+from phoneapp.models import ApiToken, Label, ModelVersion, SecondReview, Upload, UploadQuerySet, Verdict, VersionScore
 from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
 from phoneapp.selectors.model_versions import model_version_latest_score
 from phoneapp.services.api_tokens import api_token_prefix
@@ -102,13 +102,13 @@ class ConfidenceFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [
-            ("unsure", "Low confidence (inside its model's unsure band)"),
+            (Verdict.UNSURE, "Low confidence (inside its model's unsure band)"),
             ("confident", "Confident"),
             ("place-unsure", "Phone, but the box is a guess (under 50%)"),
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "unsure":
+        if self.value() == Verdict.UNSURE:
             return _uploads(queryset).unsure()
         if self.value() == "place-unsure":
             return _uploads(queryset).place_unsure()
@@ -248,8 +248,9 @@ class UploadAdmin(admin.ModelAdmin):
         """The word and the number of the pages ("Unsure 81%"), judged by the upload's own model version."""
         if upload.probability is None:
             return "—"
-        word = {"phone": "Phone", "not_phone": "Not a phone", "unsure": "Unsure"}.get(upload_verdict(upload=upload))
-        return f"{word or '—'} {upload.probability:.0%}"
+        verdict = upload_verdict(upload=upload)
+        word = Verdict(verdict).label if verdict in Verdict.values else "—"
+        return f"{word} {upload.probability:.0%}"
 
     @admin.display(description="picture")
     def picture_full(self, upload: Upload) -> SafeString:

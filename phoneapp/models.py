@@ -23,6 +23,16 @@ class Label(models.TextChoices):
     NOT_PHONE = "not_phone", "Not a phone"
 
 
+class Verdict(models.TextChoices):
+    """What the pages, the API and the filters say of a model's answer: its label, or unsure when the probability
+    is inside its model version's unsure band (:class:`phoneapp.selectors.decisions.DecisionRule`). The labels are
+    the words every page shows."""
+
+    PHONE = Label.PHONE.value, Label.PHONE.label
+    NOT_PHONE = Label.NOT_PHONE.value, Label.NOT_PHONE.label
+    UNSURE = "unsure", "Unsure"
+
+
 class UploadStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PROCESSING = "processing", "Processing"
@@ -132,7 +142,7 @@ class UploadQuerySet(models.QuerySet["Upload"]):
         judged = Q(status=UploadStatus.DONE, probability__isnull=False)
         verdict = Case(
             When(~judged, then=F("status")),
-            When(uncertainty__lte=1.0, then=Value("unsure")),
+            When(uncertainty__lte=1.0, then=Value(Verdict.UNSURE)),
             default=F("predicted_label"),
             output_field=models.CharField(),
         )
@@ -142,7 +152,7 @@ class UploadQuerySet(models.QuerySet["Upload"]):
         """Classified uploads inside the unsure band of the version that judged them (the pages' "Unsure")."""
         # The ignore: "verdict" is with_verdict()'s annotation, which the django-stubs plugin cannot follow out of a
         # custom QuerySet method.
-        return self.with_verdict().filter(verdict="unsure")  # type: ignore[misc]
+        return self.with_verdict().filter(verdict=Verdict.UNSURE)  # type: ignore[misc]
 
     def confident(self) -> UploadQuerySet:
         """Classified uploads outside their version's unsure band: the verdict is phone or not a phone."""

@@ -14,7 +14,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from phoneapp.models import Label, Upload, UploadStatus
+from phoneapp.models import Label, Upload, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.services.heatmaps import upload_heatmap_servable
 
@@ -121,7 +121,7 @@ class UploadSerializer(serializers.ModelSerializer):
     def get_url(self, upload: Upload) -> str:
         return self._absolute("api-upload-detail", upload)
 
-    @extend_schema_field(serializers.ChoiceField(choices=["phone", "not_phone", "unsure"], allow_null=True))
+    @extend_schema_field(serializers.ChoiceField(choices=Verdict.values, allow_null=True))
     def get_verdict(self, upload: Upload) -> str | None:
         return upload_verdict(upload=upload) if self._is_done(upload) else None
 
@@ -144,7 +144,7 @@ class UploadSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.BooleanField())
     def get_unsure(self, upload: Upload) -> bool:
-        return self.get_verdict(upload) == "unsure"
+        return self.get_verdict(upload) == Verdict.UNSURE
 
     @extend_schema_field(BoxSerializer(many=True))
     def get_boxes(self, upload: Upload) -> list[dict[str, Any]]:

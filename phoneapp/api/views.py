@@ -32,6 +32,7 @@ from phoneapp.api.serializers import (
     UploadRequestSerializer,
     UploadSerializer,
 )
+from phoneapp.models import Verdict
 from phoneapp.picture_files import heatmap_response, thumbnail_response, upload_image_response
 from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
@@ -68,7 +69,7 @@ UPLOAD_LIST_PARAMETERS = [
     ),
     OpenApiParameter("status", str, enum=["pending", "processing", "done", "failed"]),
     OpenApiParameter("reviewed", str, enum=["yes", "no"]),
-    OpenApiParameter("verdict", str, enum=["phone", "not_phone", "unsure"], description="what the model said"),
+    OpenApiParameter("verdict", str, enum=Verdict.values, description="what the model said"),
     OpenApiParameter("q", str, description="part of the file name, any case"),
     OpenApiParameter("from", OpenApiTypes.DATE, description="uploaded on or after this day (YYYY-MM-DD)"),
     OpenApiParameter("to", OpenApiTypes.DATE, description="uploaded on or before this day (YYYY-MM-DD)"),

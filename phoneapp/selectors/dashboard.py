@@ -12,7 +12,7 @@ from django.db.models import Count, F, IntegerField, Q
 from django.db.models.functions import Cast, Floor, Least, TruncDate
 from django.utils import timezone
 
-from phoneapp.models import Label, ModelVersion, Upload, UploadQuerySet, UploadStatus
+from phoneapp.models import Label, ModelVersion, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.model_versions import model_version_active_or_none
 
 HISTOGRAM_BINS = 20
@@ -66,7 +66,7 @@ class ConfusionMatrix:
     @property
     def table(self) -> list[tuple[str, list[int]]]:
         """The dashboard's "Numbers": per reviewer's label, the counts under phone, unsure and not phone."""
-        verdicts = (Label.PHONE, "unsure", Label.NOT_PHONE)
+        verdicts = (Verdict.PHONE, Verdict.UNSURE, Verdict.NOT_PHONE)
         return [(label.label, [self.count(label, verdict) for verdict in verdicts]) for label in Label]
 
     @property

@@ -34,7 +34,7 @@ from django.db.models.expressions import Combinable
 from django.db.models.functions import Greatest, Least, Ln
 
 from inference.manifest import ModelLoadError, read_manifest
-from phoneapp.models import Label, ModelVersion, Upload, UploadStatus
+from phoneapp.models import Label, ModelVersion, Upload, UploadStatus, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class DecisionRule:
         """``phone``, ``not_phone`` or ``unsure``; ``""`` without a probability (there is no verdict to show)."""
         if probability is None or not predicted_label:
             return ""
-        return "unsure" if self.is_unsure(probability) else predicted_label
+        return Verdict.UNSURE if self.is_unsure(probability) else predicted_label
 
     def uncertainty(self, probability: float) -> float:
         """Distance from the threshold in log-odds, in units of the band's half on that side: 0 at the threshold,

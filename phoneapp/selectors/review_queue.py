@@ -26,7 +26,7 @@ from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, Whe
 from django.utils import timezone
 
 from phoneapp.errors import UploadNotFound
-from phoneapp.models import SecondReview, Upload, UploadQuerySet
+from phoneapp.models import SecondReview, Upload, UploadQuerySet, Verdict
 from phoneapp.selectors.decisions import unsure_place_q
 
 
@@ -62,7 +62,7 @@ def _priority() -> Case:
     of, in its verdict or in where the phone is; 2 for the rest. Needs the ``verdict`` annotation."""
     return Case(
         When(second_review=SecondReview.WAITING, then=Value(0)),
-        When(Q(verdict="unsure") | unsure_place_q(), then=Value(1)),
+        When(Q(verdict=Verdict.UNSURE) | unsure_place_q(), then=Value(1)),
         default=Value(2),
         output_field=IntegerField(),
     )

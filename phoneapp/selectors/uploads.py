@@ -10,9 +10,9 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from phoneapp.errors import UploadNotFound
-from phoneapp.models import Label, Upload, UploadQuerySet, UploadStatus
+from phoneapp.models import Label, Upload, UploadQuerySet, UploadStatus, Verdict
 
-VERDICTS = ("phone", "not_phone", "unsure")
+VERDICTS = tuple(Verdict.values)
 
 
 # Dates from editable URLs are clamped to these, so a filter's day bounds (the day after ``to``, a day start made

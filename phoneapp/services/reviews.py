@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus
+from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
 
@@ -223,7 +223,7 @@ def upload_group_review(
     a decision made on an outdated page never silently replaces someone else's.
     """
     if decision == CONFIRM:
-        if upload_verdict(upload=upload) == "unsure":
+        if upload_verdict(upload=upload) == Verdict.UNSURE:
             raise ReviewNeedsChoice("The model is unsure about this picture: choose phone or not a phone.")
         label = upload.predicted_label
     else:

@@ -13,14 +13,12 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.html import format_html
 
-from phoneapp.models import Upload
+from phoneapp.models import Upload, Verdict
 from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_verdict
 from phoneapp.services.heatmaps import HeatmapOffer, upload_heatmap_offer, upload_heatmap_servable
 from phoneapp.services.stored_pictures import stored_picture_missing
 
 register = template.Library()
-
-VERDICT_WORDS = {"phone": "Phone", "not_phone": "Not a phone", "unsure": "Unsure"}
 
 
 @register.filter
@@ -31,7 +29,8 @@ def verdict_state(upload: Upload) -> str:
 
 @register.filter
 def verdict_word(upload: Upload) -> str:
-    return VERDICT_WORDS.get(upload_verdict(upload=upload), upload.get_status_display())
+    verdict = upload_verdict(upload=upload)
+    return Verdict(verdict).label if verdict in Verdict.values else upload.get_status_display()
 
 
 @register.filter
@@ -101,8 +100,8 @@ def decision_bar(upload: Upload) -> dict[str, float]:
 def verdict_alt(upload: Upload) -> str:
     """Alt text of the picture: what it is and what the model said, for people who cannot see it."""
     state = upload_verdict(upload=upload)
-    if state in VERDICT_WORDS:
-        return f"{upload.original_name}: judged {VERDICT_WORDS[state].lower()}, {phone_percent(upload)}% phone"
+    if state in Verdict.values:
+        return f"{upload.original_name}: judged {Verdict(state).label.lower()}, {phone_percent(upload)}% phone"
     return f"{upload.original_name} ({upload.get_status_display().lower()})"
 
 

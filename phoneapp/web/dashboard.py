@@ -8,7 +8,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from phoneapp import charts
-from phoneapp.models import Label
+from phoneapp.models import Label, Verdict
 from phoneapp.selectors.dashboard import HISTOGRAM_BINS, DashboardData, dashboard_data
 from phoneapp.selectors.decisions import DecisionRule, model_version_decision_rule
 from phoneapp.selectors.training import review_agreement, version_score_history
@@ -67,7 +67,7 @@ def _charts(data: DashboardData) -> dict[str, str]:
         ),
         "confusion": charts.confusion_grid(
             [(Label.PHONE, "Phone"), (Label.NOT_PHONE, "Not a phone")],
-            [(Label.PHONE, "Phone"), ("unsure", "Unsure"), (Label.NOT_PHONE, "Not a phone")],
+            [(verdict, verdict.label) for verdict in (Verdict.PHONE, Verdict.UNSURE, Verdict.NOT_PHONE)],
             data.confusion.counts,
             title="Confusion matrix of reviewed uploads",
             chart_id="chart-confusion",

@@ -22,7 +22,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from phoneapp.models import Label, SecondReview, Upload
+from phoneapp.models import Label, SecondReview, Upload, Verdict
 from phoneapp.selectors.decisions import upload_place_unsure, upload_verdict
 from phoneapp.selectors.review_queue import (
     review_earlier_label,
@@ -123,7 +123,7 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
     context = {
         "upload": upload,
         "place": place,
-        "unsure": upload_verdict(upload=upload) == "unsure",
+        "unsure": upload_verdict(upload=upload) == Verdict.UNSURE,
         # Once a reviewer has drawn the boxes, the model's guess is no longer what the editor shows.
         "unsure_place": upload.reviewed_boxes is None and upload_place_unsure(upload=upload),
         "can_undo": bool(_log(request)),
