@@ -356,3 +356,23 @@ def test_a_second_opinion_that_agrees_with_the_ground_truth_is_not_told_it_stays
 
     said = " ".join(decided.content.decode().split())
     assert "you disagree with rita" in said and "ground truth stays" not in said
+
+
+def test_a_decision_whose_ground_truth_cannot_be_saved_saves_nothing(
+    staff_client: Client, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review and the ground truth of one decision are one change: they were two transactions, and a failure
+    in the second left the review saved, without its ground truth and without the undo entry naming both."""
+    from django.db import DatabaseError
+
+    upload = make_upload(alice, probability=0.5)
+
+    def database_gone(**kwargs: object) -> None:
+        raise DatabaseError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("phoneapp.services.ground_truth.uploads_mark_ground_truth", database_gone)
+    with pytest.raises(DatabaseError):
+        staff_client.post(f"/review/{upload.pk}/decide", {"decision": "phone", "ground_truth": "1"})
+
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.ground_truth_label) == ("", "")

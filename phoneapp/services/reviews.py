@@ -27,6 +27,7 @@ from django.utils import timezone
 from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
+from phoneapp.services.ground_truth import PriorGroundTruth, picture_mark_ground_truth
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,48 @@ def _assign_splits(uploads: UploadQuerySet) -> None:
         Upload.objects.filter(sha256=sha256, review_split="").update(review_split=review_split_of(sha256=sha256))
 
 
+def _decided_label(*, upload: Upload, decision: str) -> str:
+    """The label a decision gives: the model's for ``confirm`` (refused where the model is unsure), else itself."""
+    if decision == CONFIRM:
+        if upload_verdict(upload=upload) == Verdict.UNSURE:
+            raise ReviewNeedsChoice("The model is unsure about this picture: choose phone or not a phone.")
+        label = upload.predicted_label
+    else:
+        label = decision
+    if label not in Label.values:
+        raise ValueError(f"Unknown decision {decision!r}.")
+    return label
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """What one decision in the review queue changed: the label it gave, and what it replaced (for its undo)."""
+
+    label: str
+    prior: list[PriorReview]
+    prior_ground_truth: list[PriorGroundTruth]
+
+
+@transaction.atomic
+def upload_review_decide(
+    *,
+    upload: Upload,
+    decision: str,
+    reviewer: AbstractBaseUser,
+    boxes: Sequence[dict[str, list[float]]] | None = None,
+    seen_state: str | None = None,
+    as_ground_truth: bool = False,
+) -> ReviewDecision:
+    """The review queue's decision: :func:`upload_group_review`, and with ``as_ground_truth`` the same label as the
+    picture's ground truth (:func:`picture_mark_ground_truth`), in one transaction. They were two: a failure in the
+    second left the review saved without its ground truth, and without the undo entry that names both. The caller
+    checks the ground-truth permission."""
+    prior = upload_group_review(upload=upload, decision=decision, reviewer=reviewer, boxes=boxes, seen_state=seen_state)
+    label = _decided_label(upload=upload, decision=decision)
+    prior_ground_truth = picture_mark_ground_truth(upload=upload, by=reviewer, label=label) if as_ground_truth else []
+    return ReviewDecision(label=label, prior=prior, prior_ground_truth=prior_ground_truth)
+
+
 @transaction.atomic
 def upload_group_review(
     *,
@@ -222,14 +265,7 @@ def upload_group_review(
     changed since (two reviewers on the same picture), :class:`ReviewConflict` is raised and nothing is saved, so
     a decision made on an outdated page never silently replaces someone else's.
     """
-    if decision == CONFIRM:
-        if upload_verdict(upload=upload) == Verdict.UNSURE:
-            raise ReviewNeedsChoice("The model is unsure about this picture: choose phone or not a phone.")
-        label = upload.predicted_label
-    else:
-        label = decision
-    if label not in Label.values:
-        raise ValueError(f"Unknown decision {decision!r}.")
+    label = _decided_label(upload=upload, decision=decision)
     current = Upload.objects.select_for_update().get(pk=upload.pk)
     if seen_state is not None and seen_state != upload_review_state(upload=current):
         who = current.second_reviewed_by or current.reviewed_by

@@ -31,7 +31,7 @@ from phoneapp.selectors.review_queue import (
     review_queue_first,
     review_upload_get,
 )
-from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore, picture_mark_ground_truth
+from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore
 from phoneapp.services.review_claims import upload_review_claim
 from phoneapp.services.reviews import (
     CONFIRM,
@@ -40,7 +40,7 @@ from phoneapp.services.reviews import (
     ReviewConflict,
     ReviewNeedsChoice,
     review_boxes_parse,
-    upload_group_review,
+    upload_review_decide,
     upload_review_state,
     uploads_review_restore,
 )
@@ -152,21 +152,22 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
         return _refuse(request, upload.pk, GROUND_TRUTH_REFUSED, status=403)
     try:
         boxes = review_boxes_parse(raw=request.POST["boxes"]) if "boxes" in request.POST else None
-        prior = upload_group_review(
-            upload=upload, decision=decision, reviewer=request.user, boxes=boxes, seen_state=request.POST.get("seen")
+        decision_made = upload_review_decide(
+            upload=upload,
+            decision=decision,
+            reviewer=request.user,
+            boxes=boxes,
+            seen_state=request.POST.get("seen"),
+            as_ground_truth=as_ground_truth,
         )
     except (ReviewNeedsChoice, BadBoxes, ReviewConflict) as error:
         return _refuse(request, upload.pk, error.message, status=error.status_code)
-    prior_truth = []
-    label = upload.predicted_label if decision == CONFIRM else decision
-    if as_ground_truth:
-        prior_truth = picture_mark_ground_truth(upload=upload, by=request.user, label=label)
     log = [entry for entry in _log(request) if int(entry["id"]) != upload.pk]
     log.append(
         {
             "id": upload.pk,
-            "prior": [before.to_dict() for before in prior],
-            "prior_ground_truth": [before.to_dict() for before in prior_truth],
+            "prior": [before.to_dict() for before in decision_made.prior],
+            "prior_ground_truth": [before.to_dict() for before in decision_made.prior_ground_truth],
         }
     )
     request.session[SESSION_LOG] = log[-HISTORY_LENGTH:]
@@ -177,16 +178,19 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     )
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
-    saved = _saved_message(decided, copies=len(prior), as_ground_truth=as_ground_truth)
+    copies = len(decision_made.prior)
+    saved = _saved_message(decided, copies=copies, as_ground_truth=as_ground_truth)
     if not as_ground_truth:
-        saved += _ground_truth_kept(decided, label, may_change=request.user.has_perm(GROUND_TRUTH_PERMISSION))
+        saved += _ground_truth_kept(
+            decided, decision_made.label, may_change=request.user.has_perm(GROUND_TRUTH_PERMISSION)
+        )
     messages.success(request, f"{saved} Undo last (U) takes it back.")
     if _wants_json(request):
         return JsonResponse(
             {
                 "id": decided.pk,
                 "reviewed_label": decided.reviewed_label,
-                "labelled": len(prior),
+                "labelled": copies,
                 "next_id": next_id,
                 "next_url": next_url,
             }
