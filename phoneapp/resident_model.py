@@ -27,11 +27,9 @@ from pathlib import Path
 from django.conf import settings
 
 from inference.contract import Classifier
-from inference.export_cache import default_cache_dir
-from inference.loader import load
 from inference.manifest import ModelLoadError, manifest_checksum, read_manifest
 from phoneapp.models import ModelVersion
-from phoneapp.services.model_versions import model_dir_of, model_version_active
+from phoneapp.services.model_versions import classifier_load, model_dir_of, model_version_active
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +97,7 @@ class ResidentModel:
         started = time.perf_counter()
         model_dir = model_dir_of(version)
         _check_registered(version, model_dir)
-        classifier = load(
-            model_dir,
-            engine=settings.INFERENCE_ENGINE or None,
-            threads=settings.INFERENCE_THREADS,
-            cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
-            models_root=Path(settings.MODELS_DIR),
-        )
+        classifier = classifier_load(model_dir=model_dir)
         _check_registered(version, model_dir)  # the manifest may have been replaced while the model was built
         if classifier.version != version.name:
             raise ModelLoadError(

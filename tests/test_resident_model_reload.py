@@ -21,7 +21,7 @@ from tests.factories import make_upload
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
 
-REAL_LOAD = resident_module.load
+REAL_LOAD = resident_module.classifier_load
 
 
 @pytest.fixture
@@ -36,13 +36,13 @@ def second_version(settings: Any) -> ModelVersion:
 
 
 def loads_failing_for(name: str, error: Exception, calls: list[str]) -> Any:
-    """``load`` as the resident model calls it, raising ``error`` for the model directory ``name``."""
+    """``classifier_load`` as the resident model calls it, raising ``error`` for the model directory ``name``."""
 
-    def load(model_dir: Path, **options: Any) -> Any:
+    def load(*, model_dir: Path, **options: Any) -> Any:
         calls.append(Path(model_dir).name)
         if Path(model_dir).name == name:
             raise error
-        return REAL_LOAD(model_dir, **options)
+        return REAL_LOAD(model_dir=model_dir, **options)
 
     return load
 
@@ -63,7 +63,7 @@ def test_a_version_whose_manifest_is_not_the_registered_one_is_refused_before_an
     manifest = model_dir_of(second_version) / "manifest.json"
     manifest.write_text(manifest.read_text().replace("{", '{"edited after registration": true, ', 1))
     calls: list[str] = []
-    monkeypatch.setattr(resident_module, "load", loads_failing_for("nothing", RuntimeError(), calls))
+    monkeypatch.setattr(resident_module, "classifier_load", loads_failing_for("nothing", RuntimeError(), calls))
 
     assert classified_by(alice) == "imagenet-zero-shot"  # still served by the version it holds
     assert calls == []
@@ -81,7 +81,9 @@ def test_a_new_version_that_crashes_while_loading_leaves_the_worker_on_the_versi
     assert classified_by(alice) == "imagenet-zero-shot"
     model_version_activate(version=second_version)
     calls: list[str] = []
-    monkeypatch.setattr(resident_module, "load", loads_failing_for("zero-shot-b", MemoryError("no room"), calls))
+    monkeypatch.setattr(
+        resident_module, "classifier_load", loads_failing_for("zero-shot-b", MemoryError("no room"), calls)
+    )
 
     with caplog.at_level("ERROR", logger="phoneapp.resident_model"):
         assert classified_by(alice) == "imagenet-zero-shot"
@@ -91,7 +93,7 @@ def test_a_new_version_that_crashes_while_loading_leaves_the_worker_on_the_versi
     assert record.exc_info is not None and record.exc_info[0] is MemoryError
 
     monkeypatch.setattr(resident_module, "RELOAD_RETRY_SECONDS", 0.0)
-    monkeypatch.setattr(resident_module, "load", loads_failing_for("nothing", RuntimeError(), calls))
+    monkeypatch.setattr(resident_module, "classifier_load", loads_failing_for("nothing", RuntimeError(), calls))
     assert classified_by(alice) == "zero-shot-b"  # switches once the new version loads
 
 
@@ -99,7 +101,7 @@ def test_a_crash_while_loading_in_a_worker_without_a_model_leaves_the_upload_for
     alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        resident_module, "load", loads_failing_for("imagenet-zero-shot", RuntimeError("engine crashed"), [])
+        resident_module, "classifier_load", loads_failing_for("imagenet-zero-shot", RuntimeError("engine crashed"), [])
     )
     upload = make_upload(alice, status=UploadStatus.PENDING)
 

@@ -10,7 +10,9 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from inference.loader import read_active_pointer, verify_model_dir
+from inference.contract import Classifier
+from inference.export_cache import default_cache_dir
+from inference.loader import load, read_active_pointer, verify_model_dir
 from inference.manifest import MANIFEST_NAME, ModelLoadError, manifest_checksum, read_manifest
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import model_version_active_or_none
@@ -23,6 +25,20 @@ def model_dir_of(version: ModelVersion) -> Path:
     """Absolute directory of a version; stored paths are relative to ``settings.MODELS_DIR``."""
     path = Path(version.path)
     return path if path.is_absolute() else Path(settings.MODELS_DIR) / path
+
+
+def classifier_load(*, model_dir: Path, engine: str | None = None) -> Classifier:
+    """The model in ``model_dir`` with this deployment's settings: engine (``engine`` overrides
+    ``INFERENCE_ENGINE``; measurements ask for ``torch``), ``INFERENCE_THREADS``, ``INFERENCE_CACHE_DIR`` and
+    ``MODELS_DIR`` (where a second opinion is found). Every process loads through here: the retrain's second
+    opinion once wrote exports to ``~/.cache`` because its own call left the cache setting out."""
+    return load(
+        model_dir,
+        engine=engine or settings.INFERENCE_ENGINE or None,
+        threads=settings.INFERENCE_THREADS,
+        cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
+        models_root=Path(settings.MODELS_DIR),
+    )
 
 
 def model_version_register(

@@ -37,7 +37,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from inference.images import ImageError, open_image
-from inference.loader import load
 from inference.manifest import ModelLoadError, manifest_checksum, read_manifest, sha256_file
 from inference.prediction import NOT_PHONE, PHONE
 from inference.scene_options import SceneNetworkOptions
@@ -57,7 +56,12 @@ from phoneapp.selectors.training import (
 from phoneapp.services.errors import DomainError
 from phoneapp.services.evaluation import files_phone_probabilities, local_picture_path, pictures_decode
 from phoneapp.services.image_validation import SMALLEST_DRAFT
-from phoneapp.services.model_versions import model_dir_of, model_version_register, model_versions_lock
+from phoneapp.services.model_versions import (
+    classifier_load,
+    model_dir_of,
+    model_version_register,
+    model_versions_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -667,7 +671,7 @@ def _progress(factory: ProgressFactory | None, label: str, total: int) -> Callab
 def _right_answers(
     model_dir: Path, pictures: list[TrustedPicture], advance: Callable[[int], None] | None
 ) -> list[bool]:
-    classifier = load(model_dir, engine="torch", models_root=Path(settings.MODELS_DIR))
+    classifier = classifier_load(model_dir=model_dir, engine="torch")
     threshold = classifier.manifest.threshold
     probabilities = files_phone_probabilities(classifier, [picture.path for picture in pictures], advance=advance)
     return [

@@ -10,14 +10,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from inference.loader import load
 from inference.manifest import ModelLoadError
 from ml_training.data import load_samples
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import ModelVersionNotFound, model_version_get
 from phoneapp.services.errors import NoActiveModel
 from phoneapp.services.evaluation import decode_labelled, held_out_upload_samples, measure_classifier
-from phoneapp.services.model_versions import model_dir_of, model_version_active
+from phoneapp.services.model_versions import classifier_load, model_dir_of, model_version_active
 from phoneapp.services.reporting import format_metrics_table
 
 
@@ -52,7 +51,7 @@ class Command(BaseCommand):
                     "No readable labelled pictures: no ground truth or eval-split reviews yet; pass --data-dir."
                 )
             try:
-                classifier = load(model_dir_of(version), engine="torch")
+                classifier = classifier_load(model_dir=model_dir_of(version), engine="torch")
             except ModelLoadError as error:
                 raise CommandError(str(error)) from error
             metrics = measure_classifier(classifier, pictures)
