@@ -215,7 +215,13 @@ class UploadAdmin(admin.ModelAdmin):
     @admin.display(description="picture")
     def thumbnail_tag(self, upload: Upload) -> str:
         url = reverse("upload-thumbnail", args=[upload.pk])
-        return format_html('<img src="{}" alt="" class="admin-thumb" height="40" loading="lazy">', url)
+        # The link to the upload's page: its name is the picture's alt text (it was empty, so the link had none).
+        return format_html(
+            '<img src="{}" alt="Upload {}: {}" class="admin-thumb" height="40" loading="lazy">',
+            url,
+            upload.pk,
+            upload.original_name,
+        )
 
     @admin.display(description="name", ordering="original_name")
     def name_display(self, upload: Upload) -> SafeString:

@@ -146,9 +146,19 @@ def test_a_box_the_model_is_unsure_of_is_dashed_alike_by_the_server_and_by_boxes
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "svg.boxes rect.box"))
     served = browser.execute_script(BOX_STYLES, "svg.boxes rect.box")
     assert served == [
-        {"classes": "box unsure-place", "title": "the phone may be here, 35%", "dashed": True},
-        {"classes": "box", "title": "phone here, 91%", "dashed": False},
+        {
+            "classes": "box unsure-place",
+            "title": "the phone may be in the top left, 20% of the picture wide (35%)",
+            "dashed": True,
+        },
+        {"classes": "box", "title": "phone in the bottom right, 20% of the picture wide (91%)", "dashed": False},
     ]
+    # Where each phone is, for people who cannot see the picture: said by the overlay itself.
+    label = browser.find_element(By.CSS_SELECTOR, "svg.boxes").get_attribute("aria-label")
+    assert label == (
+        "2 phones found by the model: the phone may be in the top left, 20% of the picture wide (35%); "
+        "phone in the bottom right, 20% of the picture wide (91%)"
+    )
     drawn = browser.execute_script(
         "const svg = window.PhoneCheckBoxes.overlay(arguments[0]); svg.id = 'drawn-by-js';"
         "document.querySelector('svg.boxes').parentElement.append(svg);",
@@ -156,6 +166,7 @@ def test_a_box_the_model_is_unsure_of_is_dashed_alike_by_the_server_and_by_boxes
     )
     assert drawn is None
     assert browser.execute_script(BOX_STYLES, "#drawn-by-js rect.box") == served
+    assert browser.find_element(By.ID, "drawn-by-js").get_attribute("aria-label") == label
 
 
 def test_a_heic_picture_chromium_cannot_draw_gets_the_server_thumbnail(

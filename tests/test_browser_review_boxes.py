@@ -190,7 +190,9 @@ def test_the_models_guess_is_drawn_dashed_and_removed_from_the_keyboard(
     browser.get(f"{live_server.url}/review/{upload.pk}/")
     box = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box"))[0]
     assert "unsure-place" in (box.get_attribute("class") or "")
-    assert box.find_element(By.TAG_NAME, "title").get_attribute("textContent") == "the phone may be here, 35%"
+    assert box.find_element(By.TAG_NAME, "title").get_attribute("textContent") == (
+        "the phone may be in the middle left, 30% of the picture wide (35%)"
+    )
 
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys("x")

@@ -7,9 +7,11 @@ judged the upload (:mod:`phoneapp.selectors.decisions`), so the word and the num
 from __future__ import annotations
 
 import json
+import math
 
 from django import template
 from django.conf import settings
+from django.forms import BoundField
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -117,17 +119,44 @@ def box_rects(upload: Upload) -> list[dict[str, object]]:
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
         if x2 > x1 and y2 > y1:
+            sure = score >= SURE_PLACE
             rects.append(
                 {
                     "x": round(x1 * 100, 2),
                     "y": round(y1 * 100, 2),
                     "width": round((x2 - x1) * 100, 2),
                     "height": round((y2 - y1) * 100, 2),
-                    "percent": round(score * 100),
-                    "sure": score >= SURE_PLACE,
+                    "percent": _percent(score),
+                    "sure": sure,
+                    "said": f"{'phone in' if sure else 'the phone may be in'} {box_place_words((x1, y1, x2, y2))}"
+                    f" ({_percent(score)}%)",
                 }
             )
     return rects
+
+
+@register.filter
+def boxes_said(rects: list[dict[str, object]]) -> str:
+    """The overlay's text for people who cannot see it: how many phones and where each is ("2 phones found by the
+    model: phone in the top left, 20% of the picture wide (91%); ..."); boxes.js says the same."""
+    count = len(rects)
+    return f"{count} phone{'s' if count != 1 else ''} found by the model: " + "; ".join(str(r["said"]) for r in rects)
+
+
+def box_place_words(box: tuple[float, float, float, float]) -> str:
+    """Where a box is, in words: which third of the picture its centre is in, and how wide it is ("the top left,
+    20% of the picture wide"). boxes.js (placeWords) words it the same way."""
+    x1, y1, x2, y2 = box
+    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+    row = "top" if centre_y < 1 / 3 else "bottom" if centre_y > 2 / 3 else "middle"
+    column = "left" if centre_x < 1 / 3 else "right" if centre_x > 2 / 3 else "centre"
+    where = "centre" if (row, column) == ("middle", "centre") else f"{row} {column}"
+    return f"the {where}, {max(1, _percent(x2 - x1))}% of the picture wide"
+
+
+def _percent(fraction: float) -> int:
+    """Rounded half up, as JavaScript's Math.round (Python's round() goes to even: 0.125 -> 12, not 13)."""
+    return math.floor(fraction * 100 + 0.5)
 
 
 @register.filter
@@ -156,3 +185,12 @@ def _editor_boxes(boxes: object) -> list[tuple[list[float], float | None]]:
             corners = [round(x1, 4), round(y1, 4), round(x2, 4), round(y2, 4)]
             kept.append((corners, float(score) if isinstance(score, int | float) else None))
     return kept
+
+
+@register.filter
+def marked_invalid(field: BoundField, error_id: str) -> str:
+    """The field's input, marked invalid and tied to the form's error message (``aria-invalid``,
+    ``aria-describedby``) when its form was refused: a screen reader on the field then says why (WCAG 3.3.1)."""
+    if not field.form.errors:
+        return str(field)
+    return field.as_widget(attrs={"aria-invalid": "true", "aria-describedby": error_id})

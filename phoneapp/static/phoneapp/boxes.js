@@ -40,23 +40,45 @@
       .filter(({ box }) => box[2] > box[0] && box[3] > box[1]);
     if (!boxes.length) return null;
     const svg = canvas("boxes");
-    svg.setAttribute("aria-label", boxes.length + " phone" + (boxes.length === 1 ? "" : "s") + " found by the model");
+    const said = boxes.map(({ box, score }) => boxSaid(box, score));
+    svg.setAttribute(
+      "aria-label",
+      boxes.length + " phone" + (boxes.length === 1 ? "" : "s") + " found by the model: " + said.join("; ")
+    );
     boxes.forEach(({ box, score }) => {
       const element = rect(box, score >= SURE_PLACE ? "box" : "box unsure-place");
       element.dataset.score = String(Math.round(score * 100));
-      svg.append(withScoreTitle(element, score));
+      svg.append(withScoreTitle(element, score, box));
     });
     return svg;
   }
 
-  // A model's box says its own score on hover: "phone here, 91%", or under SURE_PLACE "the phone may be here, 35%"
-  // (the template's _boxes.html says the same); the review queue's editor uses it for the model's boxes too.
-  function withScoreTitle(element, score) {
+  // Where a box is, in words, for people who cannot see the picture: the third of the picture its centre is in,
+  // and how wide it is ("the top left, 20% of the picture wide"); box_place_words in phoneapp/templatetags/ui.py
+  // words it the same way.
+  function placeWords(box) {
+    const centreX = (box[0] + box[2]) / 2;
+    const centreY = (box[1] + box[3]) / 2;
+    const row = centreY < 1 / 3 ? "top" : centreY > 2 / 3 ? "bottom" : "middle";
+    const column = centreX < 1 / 3 ? "left" : centreX > 2 / 3 ? "right" : "centre";
+    const where = row === "middle" && column === "centre" ? "centre" : row + " " + column;
+    return "the " + where + ", " + Math.max(1, Math.round((box[2] - box[0]) * 100)) + "% of the picture wide";
+  }
+
+  // A model's box in words with its own score: "phone in the top left, 20% of the picture wide (91%)", or under
+  // SURE_PLACE "the phone may be in ..." (the template's _boxes.html says the same).
+  function boxSaid(box, score) {
+    return (score >= SURE_PLACE ? "phone in " : "the phone may be in ") + placeWords(box) + " (" + Math.round(score * 100) + "%)";
+  }
+
+  // A model's box says where it is and its own score on hover; the review queue's editor uses it for the model's
+  // boxes too.
+  function withScoreTitle(element, score, box) {
     const title = document.createElementNS(SVG_NS, "title");
-    title.textContent = (score >= SURE_PLACE ? "phone here, " : "the phone may be here, ") + Math.round(score * 100) + "%";
+    title.textContent = boxSaid(box, score);
     element.append(title);
     return element;
   }
 
-  window.PhoneCheckBoxes = { clamp, canvas, rect, overlay, withScoreTitle, SURE_PLACE };
+  window.PhoneCheckBoxes = { clamp, canvas, rect, overlay, withScoreTitle, placeWords, SURE_PLACE };
 })();

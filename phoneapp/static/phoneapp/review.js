@@ -1,6 +1,7 @@
 // Keyboard review: P = phone, N = not a phone, C = confirm the model (absent when it is unsure), S = skip,
 // U or Ctrl+Z = undo the last decision, arrow keys = previous (what was decided before) / next, Z = zoom to full
-// resolution (Ctrl + wheel zooms further; the wheel or a finger pans), H = heat map. Each action is posted at once
+// resolution (+ / - or Ctrl + wheel zoom further; the wheel, a finger or the arrow keys on the focused zoomed
+// picture pan), H = heat map. Each action is posted at once
 // (with the CSRF token) and the next picture opened; the buttons do the same without JavaScript as ordinary form
 // posts. Letters act only while single-key shortcuts are on (shortcuts.js).
 // Boxes: drag on the picture (mouse or touch) or press B (arrows move the box, Shift+arrows size it, Enter saves it,
@@ -17,6 +18,8 @@
   const DECISION_KEYS = { p: "phone", n: "not_phone", c: "confirm" };
   const singleKeyShortcutsOn = window.PhoneCheckShortcuts.on; // shortcuts.js, loaded first
   const MAX_ZOOM = 4;
+  const ZOOM_STEP = 1.25;
+  const PAN_KEYS = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"];
 
   function csrfToken() {
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
@@ -39,7 +42,7 @@
     const frame = document.getElementById("zoom-frame");
     const picture = frame && frame.querySelector("img.picture");
     const button = document.getElementById("zoom-button");
-    if (!frame || !picture) return () => {};
+    if (!frame || !picture) return { toggle: () => {}, step: () => {} };
     let scale = 1;
     // Never smaller than the picture fits the frame: "full resolution" of a small picture shrank it.
     function fitted() {
@@ -51,10 +54,32 @@
       // Sizes set through the CSSOM, not a style attribute: allowed by a Content-Security-Policy without inline styles.
       stack.style.width = zoomed ? Math.round(picture.naturalWidth * scale) + "px" : "";
       if (button) button.setAttribute("aria-pressed", String(zoomed));
+      // Zoomed, the frame takes focus, so the keyboard can move around it (arrows) and zoom (+ and -).
+      if (zoomed) {
+        frame.tabIndex = 0;
+        frame.setAttribute("role", "region");
+        frame.setAttribute("aria-label", "Zoomed picture: arrow keys move around it, + and - zoom, Z fits it");
+      } else {
+        frame.removeAttribute("tabindex");
+        frame.removeAttribute("role");
+        frame.removeAttribute("aria-label");
+      }
     }
     function toggle() {
       scale = fitted();
+      const hadFocus = frame.contains(document.activeElement);
       frame.classList.toggle("zoomed");
+      apply();
+      if (frame.classList.contains("zoomed")) frame.focus({ preventScroll: true });
+      else if (hadFocus && button) button.focus({ preventScroll: true });
+    }
+    // + and - (from the keyboard) zoom as Ctrl + wheel does; + on a fitted picture zooms it first.
+    function step(direction) {
+      if (!frame.classList.contains("zoomed")) {
+        if (direction > 0) toggle();
+        return;
+      }
+      scale = Math.min(MAX_ZOOM, Math.max(fitted(), scale * (direction > 0 ? ZOOM_STEP : 1 / ZOOM_STEP)));
       apply();
     }
     // Ctrl + wheel (and a trackpad's pinch, which browsers send as one) zooms; the plain wheel scrolls the zoomed
@@ -62,16 +87,16 @@
     frame.addEventListener("wheel", (event) => {
       if (!frame.classList.contains("zoomed") || !(event.ctrlKey || event.metaKey)) return;
       event.preventDefault();
-      scale = Math.min(MAX_ZOOM, Math.max(fitted(), scale * (event.deltaY < 0 ? 1.25 : 0.8)));
+      scale = Math.min(MAX_ZOOM, Math.max(fitted(), scale * (event.deltaY < 0 ? ZOOM_STEP : 1 / ZOOM_STEP)));
       apply();
     }, { passive: false });
     if (button) button.addEventListener("click", toggle);
     review.dataset.zoomReady = "true";
-    return toggle;
+    return { toggle, step };
   }
 
   // --- Boxes: where the phones are, as fractions of the picture (x1, y1, x2, y2) ---------------------------------
-  const { clamp, canvas, rect, withScoreTitle, SURE_PLACE } = window.PhoneCheckBoxes; // boxes.js, loaded first
+  const { clamp, canvas, rect, withScoreTitle, placeWords, SURE_PLACE } = window.PhoneCheckBoxes; // boxes.js, loaded first
   const STEP = 0.02;
   const MIN_SIDE = 0.01;
 
@@ -106,11 +131,18 @@
         const guess = score !== null && score < SURE_PLACE;
         const element = rect(box, "user-box" + (guess ? " unsure-place" : "") + (index === selected ? " selected" : ""));
         element.dataset.index = String(index);
-        editor.appendChild(score === null ? element : withScoreTitle(element, score));
+        editor.appendChild(score === null ? element : withScoreTitle(element, score, box));
       });
       if (draft) editor.appendChild(rect(normalised(draft), "draft-box"));
-      editor.setAttribute("aria-label", boxes.length + " phone box" + (boxes.length === 1 ? "" : "es"));
-      count.textContent = boxes.length + " box" + (boxes.length === 1 ? "" : "es") + (draft ? " · drawing: Enter saves" : "");
+      const counted = boxes.length + " box" + (boxes.length === 1 ? "" : "es");
+      editor.setAttribute("aria-label", "Phone boxes: " + (boxes.length ? boxes.map(placeWords).join("; ") : "none"));
+      // Said in a live region at each change: where the box being drawn or the selected box is, not only how many.
+      if (draft) {
+        count.textContent = "Drawing a box at " + placeWords(normalised(draft)) +
+          ": arrows move it, Shift+arrows size it, Enter saves it, Esc drops it.";
+      } else {
+        count.textContent = counted + (selected >= 0 ? "; selected: " + placeWords(boxes[selected]) : "");
+      }
       deleteButton.disabled = selected < 0;
     }
 
@@ -263,7 +295,9 @@
       if (undoButton) {
         document.addEventListener("keydown", (event) => {
           const key = event.key.toLowerCase();
-          if ((key === "z" && (event.ctrlKey || event.metaKey)) || (key === "u" && !event.ctrlKey)) {
+          // U alone only while single-key shortcuts are on, as on every review page (WCAG 2.1.4).
+          const plainU = key === "u" && !event.ctrlKey && !event.metaKey && !event.altKey && singleKeyShortcutsOn();
+          if ((key === "z" && (event.ctrlKey || event.metaKey)) || plainU) {
             event.preventDefault();
             undoButton.form.submit();
           }
@@ -343,10 +377,16 @@
       // Letters alone act only while single-key shortcuts are on (Account page; WCAG 2.1.4): a speech-input user
       // saying a word must not decide a picture. Arrows, Enter, Esc, Delete and Ctrl+Z stay.
       if (key.length === 1 && !event.ctrlKey && !event.metaKey && !singleKeyShortcutsOn()) return;
+      // Tab always moves on (a box being drawn stays, to be saved with Enter or dropped with Esc): the box tool
+      // took every key, so the keyboard was trapped on the picture (WCAG 2.1.2).
+      if (key === "Tab") return;
       if (!event.ctrlKey && !event.metaKey && boxKey && boxKey(event, key)) {
         event.preventDefault();
         return;
       }
+      // Arrows, Page Up/Down, Home and End on the focused zoomed picture move around it (the browser scrolls it),
+      // instead of opening the next picture.
+      if (PAN_KEYS.includes(key) && event.target.closest && event.target.closest("#zoom-frame.zoomed")) return;
       if (event.ctrlKey || event.metaKey) {
         if (key === "z" && undoButton && !undoButton.disabled) {
           event.preventDefault();
@@ -365,7 +405,10 @@
         act(review.dataset.undoUrl, {}, undoButton, "Undoing…");
       } else if (key === "z") {
         event.preventDefault();
-        zoom();
+        zoom.toggle();
+      } else if (key === "+" || key === "=" || key === "-") {
+        event.preventDefault();
+        zoom.step(key === "-" ? -1 : 1);
       } else if (key === "ArrowRight" && review.dataset.nextUrl) {
         event.preventDefault();
         window.location.assign(review.dataset.nextUrl);

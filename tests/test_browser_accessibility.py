@@ -1,0 +1,150 @@
+"""The review queue with a keyboard alone, and on a 320 px screen, in a real browser (headless Chromium): zoom and
+move around the picture, leave the box tool with Tab, shortcuts off means off, nothing focused hides under the
+decision bar."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from django.contrib.auth.models import User
+
+from inference.drawing import draw_desk_with_phone
+from phoneapp.models import Upload
+from tests.factories import make_upload
+from tests.test_browser_pages import log_in, wait
+
+if TYPE_CHECKING:
+    from pytest_django.live_server_helper import LiveServer
+    from selenium.webdriver import Chrome
+
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+FOCUSED_ID = "return document.activeElement && document.activeElement.id"
+PICTURE_WIDTH = "return document.querySelector('#zoom-frame img.picture').getBoundingClientRect().width"
+
+
+def press(browser: Chrome, *keys: str) -> None:
+    """Keys to whatever has focus, as a keyboard sends them (not to a chosen element)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    for key in keys:
+        ActionChains(browser).send_keys(key).perform()
+
+
+def test_a_keyboard_user_zooms_moves_around_and_leaves_the_picture(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """Z only fitted the picture (+ did nothing), the zoomed frame could not take focus, arrows opened the next
+    picture instead of moving around it, and while a box was being drawn Tab stayed on the picture."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    upload = make_upload(alice, probability=0.5, name="big.jpg", picture=draw_desk_with_phone(width=1600, height=1200))
+    make_upload(alice, probability=0.6, name="next.jpg")
+    log_in(browser, live_server, reviewer)
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+
+    press(browser, "z")
+    wait(browser, lambda b: b.execute_script(FOCUSED_ID) == "zoom-frame", 5)
+    frame = browser.find_element(By.ID, "zoom-frame")
+    assert frame.get_attribute("role") == "region" and "arrow keys" in (frame.get_attribute("aria-label") or "")
+    full = browser.execute_script(PICTURE_WIDTH)
+    press(browser, "+")
+    wait(browser, lambda b: b.execute_script(PICTURE_WIDTH) > full * 1.2, 5)
+    press(browser, Keys.ARROW_DOWN, Keys.ARROW_RIGHT, Keys.PAGE_DOWN)
+    wait(
+        browser,
+        lambda b: b.execute_script(
+            "const f = document.getElementById('zoom-frame');return f.scrollTop > 0 && f.scrollLeft > 0;"
+        ),
+        5,
+    )
+    assert browser.current_url.endswith(f"/review/{upload.pk}/"), "an arrow opened another picture"
+    press(browser, "-")
+    wait(browser, lambda b: b.execute_script(PICTURE_WIDTH) < full * 1.1, 5)
+
+    press(browser, "b")
+    said = wait(
+        browser,
+        lambda b: (
+            "Drawing a box at the " in b.find_element(By.ID, "box-count").text
+            and b.find_element(By.ID, "box-count").text
+        ),
+        5,
+    )
+    assert "Esc drops it" in said
+    before = browser.execute_script(FOCUSED_ID)
+    press(browser, Keys.TAB)
+    assert browser.execute_script(FOCUSED_ID) != before, "Tab stayed on the picture while drawing"
+
+
+def test_with_single_key_shortcuts_off_u_does_not_undo_on_the_empty_queue(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    upload = make_upload(alice, probability=0.5, name="only.jpg")
+    log_in(browser, live_server, reviewer)
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    press(browser, "p")
+    wait(browser, lambda b: b.find_elements(By.ID, "undo-button") and not b.find_elements(By.ID, "review"))
+    browser.execute_script("window.PhoneCheckShortcuts.set(false)")
+    browser.refresh()
+    wait(browser, lambda b: b.find_elements(By.ID, "undo-button"), 5)
+
+    press(browser, "u")
+    browser.execute_script("return new Promise((done) => setTimeout(done, 500))")
+    assert Upload.objects.get(pk=upload.pk).reviewed_label == "phone"
+    assert not browser.find_elements(By.ID, "review")
+
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()  # not a single key
+    wait(browser, lambda b: b.find_elements(By.ID, "review"))
+    assert Upload.objects.get(pk=upload.pk).reviewed_label == ""
+
+
+def test_on_a_320_px_screen_tab_never_leaves_focus_under_the_decision_bar_and_the_shortcuts_fit(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    upload = make_upload(alice, probability=0.5, name="narrow.jpg")
+    log_in(browser, live_server, reviewer)
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": True}
+    )
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    wait(
+        browser,
+        lambda b: b.execute_script(
+            "return getComputedStyle(document.documentElement).getPropertyValue('--decision-bar-height') !== ''"
+        ),
+        5,
+    )
+
+    hidden = []
+    browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
+    for _ in range(40):
+        press(browser, Keys.TAB)
+        covered = browser.execute_script(
+            "const el = document.activeElement; const bar = document.getElementById('decisions');"
+            "if (!el || el === document.body || bar.contains(el)) return null;"
+            "const r = el.getBoundingClientRect(); const top = bar.getBoundingClientRect().top;"
+            "return r.top >= top - 1 ? (el.id || el.tagName + ':' + el.textContent.trim().slice(0, 30)) : null;"
+        )
+        if covered:
+            hidden.append(covered)
+    assert not hidden, f"focused under the decision bar: {hidden}"
+
+    browser.execute_script("document.querySelector('details.shortcuts').open = true")
+    widths = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], widths
