@@ -3,7 +3,7 @@
 :func:`heatmap_overlay` lays a classifier's evidence map (a small (H, W) grid, positive where the picture pushed the
 verdict towards "phone") over the region the model saw, with the upload's aspect ratio, transparent where there is
 no evidence, so the web page can stack it over the photo and switch it on and off. NumPy and Pillow only: the
-serving worker draws overlays without torch. How the evidence is found is :mod:`inference.heatmap`'s business
+serving worker draws overlays without torch. How the evidence is found is :mod:`inference.torch_evidence`'s business
 (or the exported graph's, see :mod:`inference.onnx_engine`). Knows nothing of Django.
 """
 

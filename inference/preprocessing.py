@@ -6,21 +6,17 @@ preprocessing it was trained with (timm's habit).
 Written with Pillow and NumPy alone, giving the same numbers bit for bit as torchvision's ``resize``,
 ``center_crop``, ``pil_to_tensor`` and ``normalize`` (a test proves it). Serving never imports torch: the worker
 runs exported graphs in ONNX Runtime on NumPy arrays, and ``import torch`` alone costs a process ~500 MB
-(docs/performance.md). The torch-tensor helpers at the end import torch only when called (training, the eager
-fallback).
+(docs/performance.md); the torch paths (training, the eager engine) wrap these arrays with ``torch.from_numpy``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
-
-if TYPE_CHECKING:
-    import torch
 
 # Pillow resampling filters by the names torchvision's InterpolationMode uses (the manifests store these names).
 RESAMPLING = {
@@ -153,13 +149,6 @@ def _normalize_array_in_place(array: np.ndarray, config: PreprocessConfig) -> np
     array -= np.asarray(config.mean, dtype=np.float32)[:channels].reshape(-1, 1, 1)
     array /= np.asarray(config.std, dtype=np.float32)[:channels].reshape(-1, 1, 1)
     return array
-
-
-def image_to_tensor(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
-    """:func:`image_to_array` as a torch tensor (training and the eager fallback)."""
-    import torch  # only the torch paths pay for it; serving stays torch-free
-
-    return torch.from_numpy(image_to_array(image, config))
 
 
 def _resampling(name: str) -> Image.Resampling:

@@ -55,7 +55,7 @@ class TorchClassifier(BaseClassifier):
 
     def explain_without_cells(self, image: Image.Image) -> np.ndarray:
         """Occlusion: grey out patches and measure the drop in log-odds; works for any network (many passes)."""
-        from inference.heatmap import occlusion_evidence
+        from inference.torch_evidence import occlusion_evidence
 
         return occlusion_evidence(self, image).numpy()
 

@@ -15,9 +15,9 @@ from PIL import Image
 
 from inference.backbone import build_efficientnet_lite
 from inference.base import DEFAULT_MAX_BATCH
-from inference.heatmap import grad_cam
 from inference.manifest import ModelManifest
 from inference.torch_engine import TorchClassifier
+from inference.torch_evidence import grad_cam
 
 if TYPE_CHECKING:
     from efficientnet_lite_pytorch import EfficientNet

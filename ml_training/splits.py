@@ -92,17 +92,3 @@ def assign_parts(
             parts[index] = part
             filled[part][targets[index]] += 1
     return parts
-
-
-def grouped_split(
-    samples: Sequence[Sample],
-    images: Sequence[Image.Image],
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    *,
-    seed: int = 0,
-    max_distance: int = DEFAULT_MAX_DISTANCE,
-) -> list[list[int]]:
-    """Indices of ``samples`` for each part (e.g. train, validation, test); near-duplicates share a part."""
-    groups = group_ids(samples, images, max_distance=max_distance)
-    parts = assign_parts(groups, [sample.target for sample in samples], fractions, seed=seed)
-    return [[index for index, part in enumerate(parts) if part == wanted] for wanted in range(len(fractions))]

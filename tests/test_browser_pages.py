@@ -29,7 +29,7 @@ from django.utils import timezone
 from PIL import Image
 
 from inference.drawing import draw_desk_with_phone, draw_red_mug
-from inference.heatmap import heatmap_overlay
+from inference.overlay import heatmap_overlay
 from inference.preprocessing import PreprocessConfig
 from phoneapp.models import Upload, UploadStatus
 from tests import live_services

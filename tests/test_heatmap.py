@@ -11,17 +11,11 @@ import torch
 from PIL import Image
 
 from inference import load
-from inference.heatmap import (
-    OVERLAY_MAX_SIDE,
-    grad_cam,
-    heatmap_overlay,
-    heatmap_png,
-    model_input_box,
-    occlusion_evidence,
-)
 from inference.manifest import ModelManifest
+from inference.overlay import OVERLAY_MAX_SIDE, heatmap_overlay, heatmap_png, model_input_box
 from inference.preprocessing import PreprocessConfig
 from inference.torch_engine import TorchClassifier
+from inference.torch_evidence import grad_cam, occlusion_evidence
 from tests.images import draw_picture
 
 ZERO_SHOT_DIR = Path(__file__).resolve().parent.parent / "trained_models" / "imagenet-zero-shot"

@@ -17,7 +17,7 @@ from inference.drawing import draw_not_phone, draw_scene
 from inference.manifest import read_manifest, sha256_file, write_manifest
 from ml_training.data import Sample, samples_from_pairs
 from ml_training.metrics import binary_metrics, expected_calibration_error, roc_auc
-from ml_training.splits import grouped_split
+from ml_training.splits import assign_parts, group_ids
 
 SHIPPED_FINE_TUNED = Path(__file__).resolve().parent.parent / "trained_models" / "finetuned-lite0-v1"
 
@@ -62,6 +62,14 @@ def _near_duplicate(image: Image.Image, rng: random.Random) -> Image.Image:
     buffer = io.BytesIO()
     copy.save(buffer, "JPEG", quality=70)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def grouped_split(
+    samples: list[Sample], images: list[Image.Image], fractions: tuple[float, ...], seed: int
+) -> list[list[int]]:
+    """Indices of ``samples`` per part, as the cross-validation folds are made (group_ids, then assign_parts)."""
+    parts = assign_parts(group_ids(samples, images), [sample.target for sample in samples], fractions, seed=seed)
+    return [[index for index, part in enumerate(parts) if part == wanted] for wanted in range(len(fractions))]
 
 
 def test_grouped_split_never_puts_near_duplicates_on_both_sides() -> None:

@@ -19,7 +19,7 @@ from inference.drawing import drawn_pictures
 from inference.finetuned_network import WEIGHTS_FILE, FineTunedPhoneNet
 from inference.manifest import ModelManifest, read_manifest, sha256_file, write_manifest
 from inference.onnx_engine import OnnxClassifier
-from inference.preprocessing import PreprocessConfig, image_to_tensor
+from inference.preprocessing import PreprocessConfig, image_to_array
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "trained_models"
 
@@ -133,7 +133,7 @@ def test_preprocessing_gives_torchvisions_numbers_bit_for_bit() -> None:
             expected = functional.normalize(
                 functional.pil_to_tensor(resized).float().div_(255.0), mean=list(config.mean), std=list(config.std)
             )
-            assert torch.equal(image_to_tensor(picture, config), expected), (width, height, config)
+            assert torch.equal(torch.from_numpy(image_to_array(picture, config)), expected), (width, height, config)
 
 
 @pytest.mark.django_db

@@ -6,8 +6,8 @@ Two ways to find the evidence, both on the classifier's own network:
 * :func:`occlusion_evidence` for any PyTorch classifier: grey out one patch at a time
   and measure how much the phone log-odds drop (model-agnostic, about ``grid**2`` forward passes).
 
-A classifier says which one applies through :meth:`evidence_map`; :mod:`inference.overlay` draws
-the map (its names are re-exported here for the callers that explain torch classifiers). Knows nothing of Django.
+A classifier says which one applies through :meth:`evidence_map`; :mod:`inference.overlay` draws the map (without
+torch, in the serving worker). Knows nothing of Django.
 """
 
 from __future__ import annotations
@@ -18,20 +18,10 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from inference.overlay import OVERLAY_MAX_SIDE, heatmap_overlay, heatmap_png, model_input_box, normalize_evidence
+from inference.overlay import model_input_box
 
 if TYPE_CHECKING:
     from inference.torch_engine import TorchClassifier
-
-__all__ = [
-    "OVERLAY_MAX_SIDE",
-    "grad_cam",
-    "heatmap_overlay",
-    "heatmap_png",
-    "model_input_box",
-    "normalize_evidence",
-    "occlusion_evidence",
-]
 
 # Patches greyed out by occlusion: a grid x grid lattice of squares PATCH_FRACTION of the side, overlapping.
 OCCLUSION_GRID = 7
