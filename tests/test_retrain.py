@@ -750,3 +750,20 @@ def test_a_retrain_interrupted_says_what_was_left_instead_of_a_traceback(
     with pytest.raises(CommandError, match="Interrupted: nothing was registered") as refused:
         call_command("retrain", stdout=io.StringIO())
     assert refused.value.returncode == 130
+
+
+def test_the_retrain_reads_a_data_dir_as_training_does_one_source_per_folder_not_per_label(tmp_path: Path) -> None:
+    """The retrain had its own folder reader: a plain phone/ + not_phone/ folder's pictures got the sources
+    ``phone`` and ``not_phone``, so its figures per source were figures per label. A manifest's sources stay,
+    named with their folder."""
+    from phoneapp.services.retraining import _folder_samples
+    from tests.ml_drawing import write_scene_dataset
+
+    plain = write_synthetic_folder(tmp_path / "my-pictures", per_label=2)
+    scenes = write_scene_dataset(tmp_path / "scenes", per_label=2, size=64)
+
+    assert {sample.source for sample in _folder_samples(plain)} == {"my-pictures"}
+    scene_samples = _folder_samples(scenes)
+    assert {sample.source.split(":")[0] for sample in scene_samples} == {"scenes"}
+    assert all(sample.base_source != "scenes" for sample in scene_samples)
+    assert any(sample.has_boxes for sample in scene_samples)

@@ -40,11 +40,9 @@ from inference.images import ImageError, open_image
 from inference.manifest import ModelLoadError, manifest_checksum, read_manifest, sha256_file
 from inference.prediction import NOT_PHONE, PHONE
 from inference.scene_options import SceneNetworkOptions
-from ml_training.data import load_samples
 from ml_training.metrics import SIGNIFICANCE, PairedTest, paired_test
 from ml_training.phash import dhash
-from ml_training.scene.data import SceneSample
-from ml_training.scene.data import read_manifest as read_scene_manifest
+from ml_training.scene.data import SceneSample, load_data_dirs
 from phoneapp.models import ModelVersion, Upload, VersionScore
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.selectors.training import (
@@ -491,12 +489,18 @@ def _without_scoring_pictures(
 
 
 def _folder_samples(folder: Path) -> list[SceneSample]:
-    """A folder's pictures: a ``manifest.csv`` (with phone boxes when it has them) or ``phone/`` + ``not_phone/``."""
-    if (folder / "manifest.csv").is_file():
-        found = read_scene_manifest(folder / "manifest.csv")
-    else:
-        found = [SceneSample(path=s.path, label=s.label, source=s.source, group=s.group) for s in load_samples(folder)]
-    return [dataclasses.replace(sample, source=f"{folder.name}:{sample.source}") for sample in found]
+    """A folder's pictures, read as ``python -m ml_training`` reads them (:func:`load_data_dirs`: a ``manifest.csv``
+    with phone boxes when it has them, or ``phone/`` + ``not_phone/``), each source named with its folder
+    (``phone-scenes:office-cctv``) so the report tells folders apart. The retrain had its own reader, which gave a
+    plain folder's pictures the sources ``phone`` and ``not_phone``: its figures per source were per label."""
+    return [
+        dataclasses.replace(sample, source=_folder_source(folder.name, sample.source))
+        for sample in load_data_dirs([folder])
+    ]
+
+
+def _folder_source(folder_name: str, source: str) -> str:
+    return folder_name if source in ("", folder_name) else f"{folder_name}:{source}"
 
 
 def _trusted(labelled: list[tuple[Upload, str]], workdir: Path) -> list[TrustedPicture]:
