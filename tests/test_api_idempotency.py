@@ -105,15 +105,56 @@ def test_the_sweep_is_on_the_beat_schedule(settings) -> None:
     assert "phoneapp.tasks.upload_requests_forget_expired_task" in tasks
 
 
-def test_a_replay_lists_only_the_uploads_not_deleted_since(alice_client: Client) -> None:
+def test_after_its_uploads_are_deleted_a_key_forgets_its_pictures_and_a_retry_stores_nothing(
+    alice_client: Client,
+) -> None:
+    """The fingerprint is derived from the pictures' bytes: it must not outlive them. A late retry is refused rather
+    than storing again what its owner deleted."""
     first = send(alice_client, pictures(10, 20, 30), key="k")
     ids = [result["id"] for result in first.json()]
     assert alice_client.delete(f"/api/uploads/{ids[1]}/").status_code == 204
 
+    record = UploadRequest.objects.get()
+    assert (record.fingerprint, record.upload_ids) == ("", [])
     retry = send(alice_client, pictures(10, 20, 30), key="k")
 
-    assert retry.status_code == 200
-    assert [result["id"] for result in retry.json()] == [ids[0], ids[2]]
+    assert retry.status_code == 409
+    assert "deleted since" in retry.json()["error"]
+    assert sorted(Upload.objects.values_list("pk", flat=True)) == [ids[0], ids[2]]
+
+
+@pytest.mark.parametrize("door", ["delete all", "retention"])
+def test_deleting_all_pictures_or_retention_leaves_no_fingerprint(
+    alice_client: Client, alice: User, door: str, settings
+) -> None:
+    from django.core.management import call_command
+
+    from phoneapp.services.upload_deletion import uploads_delete_all_of
+
+    kept = send(alice_client, pictures(40), key="untouched")
+    send(alice_client, pictures(10, 20), key="goes")
+    gone = Upload.objects.exclude(pk=kept.json()[0]["id"])
+    if door == "delete all":
+        uploads_delete_all_of(owner=alice, up_to_id=max(gone.values_list("pk", flat=True)))
+    else:
+        settings.RETENTION_DAYS = 1
+        gone.update(created=timezone.now() - timedelta(days=2))
+        call_command("delete_expired_uploads")
+
+    fingerprints = dict(UploadRequest.objects.values_list("key", "fingerprint"))
+    if door == "delete all":
+        assert fingerprints == {"untouched": "", "goes": ""}
+    else:
+        assert fingerprints["goes"] == "" and len(fingerprints["untouched"]) == 64
+
+
+def test_expired_keys_go_at_the_next_keyed_request_without_beat(alice_client: Client, alice: User) -> None:
+    UploadRequest.objects.create(owner=alice, key="old", fingerprint="0" * 64)
+    UploadRequest.objects.update(created=timezone.now() - timedelta(hours=25))
+
+    send(alice_client, pictures(10), key="new")
+
+    assert list(UploadRequest.objects.values_list("key", flat=True)) == ["new"]
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "clé", "tab\there"])
@@ -182,4 +223,4 @@ def test_the_schema_documents_the_header_and_its_answers(alice_client: Client) -
     upload = schema["paths"]["/api/uploads/"]["post"]
 
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in upload["parameters"])
-    assert {"200", "201", "422"} <= set(upload["responses"])
+    assert {"200", "201", "409", "422"} <= set(upload["responses"])

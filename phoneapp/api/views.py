@@ -38,7 +38,12 @@ from phoneapp.selectors.uploads import UploadFilters, upload_get, upload_list
 from phoneapp.services.api_tokens import api_token_regenerate
 from phoneapp.services.errors import InvalidCredentials, InvalidUpload
 from phoneapp.services.upload_deletion import upload_delete
-from phoneapp.services.upload_requests import IdempotencyKeyReused, UploadsAnswer, uploads_create_once
+from phoneapp.services.upload_requests import (
+    IdempotencyKeyReused,
+    IdempotentUploadsDeleted,
+    UploadsAnswer,
+    uploads_create_once,
+)
 from phoneapp.services.uploads import uploads_create
 from phoneapp.throttling import UploadRateThrottle
 
@@ -135,7 +140,7 @@ class UploadListCreateApi(APIView):
                     "Optional; 1 to 255 printable ASCII characters, a new one (a UUID) for each new request. Sent "
                     "again with the same pictures within 24 hours (a retry after a lost answer), it answers 200 "
                     "with the uploads the first request made, as they are now, and stores nothing "
-                    "(`Idempotent-Replayed: true`); with other pictures, 422."
+                    "(`Idempotent-Replayed: true`); with other pictures, 422; after those uploads were deleted, 409."
                 ),
             )
         ],
@@ -154,6 +159,10 @@ class UploadListCreateApi(APIView):
             413: OpenApiResponse(
                 UploadRefusalSerializer,
                 description="a file (every one refused), or the request, is too large; nothing was stored",
+            ),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="the uploads first made with this Idempotency-Key were deleted since; nothing stored",
             ),
             415: NOT_MULTIPART,
             422: OpenApiResponse(
@@ -181,7 +190,7 @@ class UploadListCreateApi(APIView):
                 answer = UploadsAnswer(uploads_create(owner=request.user, files=files), replayed=False)
             else:
                 answer = uploads_create_once(owner=request.user, files=files, key=key)
-        except (InvalidUpload, IdempotencyKeyReused, ParseError):
+        except (InvalidUpload, IdempotencyKeyReused, IdempotentUploadsDeleted, ParseError):
             self._refund()  # a refused request spends none of the budget
             raise
         data = UploadSerializer(answer.uploads, many=True, context={"request": request}).data

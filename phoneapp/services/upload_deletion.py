@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from phoneapp.models import Upload
+from phoneapp.services.upload_requests import upload_requests_forget_uploads
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def uploads_delete(*, uploads: QuerySet[Upload]) -> int:
 
     Files go only after the commit, so a rollback leaves rows and files as they were; a file that cannot be
     removed then is logged and left for ``manage.py clean_orphans``, and never leaves a row without its picture.
-    Reviewed labels go with their rows, so they leave the evaluation and training sets. Returns how many uploads
+    Reviewed labels go with their rows, so they leave the evaluation and training sets; API idempotency keys that
+    made them forget their pictures' fingerprint (:func:`upload_requests_forget_uploads`). Returns how many uploads
     were deleted.
     """
     upload_ids = list(uploads.order_by().values_list("pk", flat=True))
@@ -51,9 +53,10 @@ def uploads_delete(*, uploads: QuerySet[Upload]) -> int:
     for start in range(0, len(upload_ids), BATCH_SIZE):
         batch = upload_ids[start : start + BATCH_SIZE]
         with transaction.atomic():
-            rows = Upload.objects.filter(pk__in=batch).values_list(*FILE_FIELDS)
-            names = {name for row in rows for name in row if name}
+            rows = list(Upload.objects.filter(pk__in=batch).values_list("owner_id", *FILE_FIELDS))
+            names = {name for row in rows for name in row[1:] if name}
             count, _ = Upload.objects.filter(pk__in=batch).delete()
+            upload_requests_forget_uploads(owner_ids={row[0] for row in rows}, upload_ids=batch)
             deleted += count
             transaction.on_commit(partial(_files_delete_unused, names=names))
     if deleted:

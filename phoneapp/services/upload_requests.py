@@ -26,6 +26,8 @@ from phoneapp.services.uploads import uploads_create
 # How long a key is remembered: long enough for any client's retries, short enough that keys need not be unique
 # forever (the draft leaves it to the server; Stripe keeps them 24 hours).
 KEY_KEPT = timedelta(hours=24)
+# The fingerprint of a key whose uploads were deleted (a sha256 is never empty).
+DELETED = ""
 
 
 class IdempotencyKeyReused(DomainError):
@@ -33,6 +35,13 @@ class IdempotencyKeyReused(DomainError):
     hide by answering uploads of pictures this request did not send."""
 
     status_code = 422
+
+
+class IdempotentUploadsDeleted(DomainError):
+    """The request sent first with this key stored pictures that were deleted since: storing them again would bring
+    back what their owner deleted, and replaying would answer uploads that are gone."""
+
+    status_code = 409
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ def uploads_create_once(*, owner: User, files: Sequence[UploadedFile], key: str)
     afresh. Two requests with one key sent at once store one set of uploads: the second waits for the first's
     commit and is answered with its uploads.
     """
+    upload_requests_forget_expired()  # one indexed DELETE: the table holds a day of keys, with or without beat
     fingerprint = _pictures_fingerprint(_file_digest(file) for file in files)
     earlier = _earlier_request(owner=owner, key=key)
     if earlier is None:
@@ -64,6 +74,11 @@ def uploads_create_once(*, owner: User, files: Sequence[UploadedFile], key: str)
             earlier = _earlier_request(owner=owner, key=key)
             if earlier is None:
                 raise
+    if earlier.fingerprint == DELETED:
+        raise IdempotentUploadsDeleted(
+            "The pictures first sent with this Idempotency-Key were deleted since; nothing was stored. Send them "
+            "with a new key to store them again."
+        )
     if earlier.fingerprint != fingerprint:
         raise IdempotencyKeyReused(
             f"This Idempotency-Key was sent at {earlier.created:%Y-%m-%d %H:%M:%S} UTC with other pictures; nothing "
@@ -73,15 +88,28 @@ def uploads_create_once(*, owner: User, files: Sequence[UploadedFile], key: str)
 
 
 def upload_requests_forget_expired() -> int:
-    """Delete keys older than :data:`KEY_KEPT` (the hourly beat sweep); returns how many went. Lookups ignore
-    them anyway: this only keeps the table small."""
+    """Delete keys older than :data:`KEY_KEPT`, freeing them for reuse (at each keyed request, and hourly by beat);
+    returns how many went."""
     deleted, _ = UploadRequest.objects.filter(created__lt=timezone.now() - KEY_KEPT).delete()
     return deleted
 
 
+def upload_requests_forget_uploads(*, owner_ids: Iterable[int], upload_ids: Iterable[int]) -> int:
+    """After uploads are deleted (any door: page, API, admin, "delete all", retention): every key that made one of
+    them forgets its pictures' fingerprint and uploads, in the deleting transaction. The fingerprint is derived from
+    the pictures' bytes, so keeping it would keep a trace of deleted pictures; the key itself stays until it
+    expires, so a late retry is refused (:class:`IdempotentUploadsDeleted`) instead of storing them again. Returns
+    how many keys forgot."""
+    deleted = set(upload_ids)
+    forgotten = [
+        request.pk
+        for request in UploadRequest.objects.filter(owner_id__in=set(owner_ids)).exclude(fingerprint=DELETED)
+        if deleted.intersection(request.upload_ids)
+    ]
+    return UploadRequest.objects.filter(pk__in=forgotten).update(fingerprint=DELETED, upload_ids=[])
+
+
 def _earlier_request(*, owner: User, key: str) -> UploadRequest | None:
-    """The owner's stored request with this key, unless it has expired (then it is deleted, freeing the key)."""
-    UploadRequest.objects.filter(owner=owner, key=key, created__lt=timezone.now() - KEY_KEPT).delete()
     return UploadRequest.objects.filter(owner=owner, key=key).first()
 
 
