@@ -260,7 +260,9 @@ class Upload(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Upload {self.pk} ({self.original_name})"
+        # No file name: the admin's action log keeps this text for good, after the upload and its owner are deleted
+        # (a file name like "bob-holiday.jpg" is the owner's data).
+        return f"Upload {self.pk}"
 
 
 class VersionScore(models.Model):

@@ -203,13 +203,17 @@ def test_two_retrains_are_scored_on_the_same_trusted_pictures_which_never_train(
     versions_admin = staff.get("/admin/phoneapp/modelversion/").content.decode()
     assert re.search(r"<td class=\"field-ground_truth_score\">\d/4 \(\d+\.\d%\)</td>", versions_admin)
 
-    trusted_paths = {str(Path(u.image.path).resolve()) for u in [*truth, *eval_pictures]}
+    # The version's records name each upload by id, never by its file (they outlive the upload's deletion).
+    trusted = {f"upload:{u.pk}" for u in [*truth, *eval_pictures]}
     models_dir = Path(settings.MODELS_DIR)
     for report in (first, second):
         split = json.loads((models_dir / report["version"] / "split.json").read_text())
-        trained = {str(Path(path).resolve()) for path in split["folds"]}
+        trained = set(split["folds"])
         assert len(trained) == report["data_summary"]["pictures"]
-        assert not trained & trusted_paths
+        assert trained <= {f"upload:{u.pk}" for u in reviewed}, trained
+        assert not trained & trusted
+        predictions = (models_dir / report["version"] / "predictions.json").read_text()
+        assert "upload:" in predictions and settings.MEDIA_ROOT not in predictions
 
 
 def test_activate_is_a_persons_decision_even_without_ground_truth(tmp_path: Path) -> None:

@@ -376,3 +376,18 @@ def test_pending_upload_deleted_before_classification_is_skipped_quietly(
         upload_delete(upload=upload)
 
     assert upload_classify(upload_id=upload.pk) is None
+
+
+def test_the_admins_action_log_keeps_no_file_name_of_a_deleted_upload(alice: User) -> None:
+    """The admin's history keeps each object's text after the object is gone: it held the owner's file name."""
+    from django.contrib.admin.models import LogEntry
+
+    from tests.factories import client_for, make_user
+
+    upload = stored_upload(alice, "bob-holiday.jpg")
+    admin_client = client_for(make_user("root", staff=True, superuser=True))
+    answer = admin_client.post(f"/admin/phoneapp/upload/{upload.pk}/delete/", {"post": "yes"})
+
+    assert answer.status_code == 302 and not Upload.objects.filter(pk=upload.pk).exists()
+    [entry] = LogEntry.objects.all()
+    assert entry.object_repr == f"Upload {upload.pk}"

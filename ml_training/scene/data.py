@@ -36,6 +36,14 @@ class SceneSample:
     source: str
     group: str | None = None
     boxes: tuple[BoxCorners, ...] = field(default_factory=tuple)
+    # What a trained version's split.json and predictions.json call the picture instead of its path: a reviewed
+    # upload is ``upload:<id>``, so a model folder (kept, checksummed, for rollback) names no file of a user's
+    # picture and holds no verdict that outlives the upload's deletion under a findable name.
+    recorded_as: str = ""
+
+    @property
+    def recorded_name(self) -> str:
+        return self.recorded_as or self.path
 
     @property
     def target(self) -> int:

@@ -127,7 +127,7 @@ def predictions_file(
     rows = []
     for index, (sample, fold, p) in enumerate(zip(samples, folds, probabilities, strict=True)):
         row = {
-            "path": sample.path,
+            "path": sample.recorded_name,
             "label": sample.label,
             "source": sample.source,
             "scene": is_scene(sample),
@@ -257,7 +257,7 @@ def train_scene_model(
         metrics=metrics,
         extra_files={
             "predictions.json": predictions_file(samples, folds, probabilities, member_probabilities, groups),
-            "split.json": {"folds": {sample.path: fold for sample, fold in zip(samples, folds, strict=True)}},
+            "split.json": {"folds": {sample.recorded_name: fold for sample, fold in zip(samples, folds, strict=True)}},
             "training.json": {
                 "recipe": dataclasses.asdict(recipe),
                 "pictures": len(samples),

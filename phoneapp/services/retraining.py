@@ -409,6 +409,7 @@ def _collect_samples(request: RetrainRequest, *, workdir: Path) -> list[SceneSam
             source="reviewed-upload",
             group=f"sha256:{upload.sha256}",
             boxes=_upload_boxes(upload),
+            recorded_as=f"upload:{upload.pk}",
         )
         for upload in training_uploads()
     ]
