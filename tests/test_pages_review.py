@@ -376,3 +376,20 @@ def test_a_decision_whose_ground_truth_cannot_be_saved_saves_nothing(
 
     upload.refresh_from_db()
     assert (upload.reviewed_label, upload.ground_truth_label) == ("", "")
+
+
+def test_undoing_a_decision_on_a_picture_deleted_since_says_so_and_returns_to_the_queue(
+    staff_client: Client, alice: User
+) -> None:
+    """It said another reviewer had decided since, and pointed at the picture's page, which answered 404."""
+    from phoneapp.services.upload_deletion import upload_delete
+
+    upload = make_upload(alice, probability=0.5)
+    staff_client.post(f"/review/{upload.pk}/decide", {"decision": "phone"})
+    upload_delete(upload=upload)
+
+    answer = staff_client.post("/review/undo", HTTP_ACCEPT="application/json")
+
+    assert answer.json()["url"] == "/review/"
+    page = staff_client.get("/review/").content.decode()
+    assert "Not undone: the picture was deleted since." in page

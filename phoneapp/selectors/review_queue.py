@@ -96,6 +96,11 @@ def review_queue_first(*, skipped: Sequence[int] = (), reviewer_id: int | None =
     return free.exclude(pk__in=list(skipped)).first() or free.first() or queue.first()
 
 
+def review_upload_exists(*, upload_id: int) -> bool:
+    """Whether the upload is still there (an undo may come after its owner deleted it)."""
+    return Upload.objects.filter(pk=upload_id).exists()
+
+
 def review_upload_get(*, upload_id: int) -> Upload:
     """Any classified upload (reviewers see everyone's), with its uncertainty; :class:`UploadNotFound` if missing or
     not done."""

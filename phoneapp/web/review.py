@@ -29,6 +29,7 @@ from phoneapp.selectors.review_queue import (
     review_next_after,
     review_place,
     review_queue_first,
+    review_upload_exists,
     review_upload_get,
 )
 from phoneapp.services.ground_truth import PriorGroundTruth, ground_truth_restore
@@ -233,7 +234,11 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
     if prior_truth:
         ground_truth_restore(prior=prior_truth, by=request.user)
     url = reverse("review-item", args=[int(entry["id"])])
-    if restored:
+    if not review_upload_exists(upload_id=int(entry["id"])):
+        # Its owner deleted it since: there is nothing to put back, and its page would answer 404.
+        url = reverse("review")
+        messages.warning(request, "Not undone: the picture was deleted since.")
+    elif restored:
         messages.success(request, "Undone: the picture is back as it was before your decision.")
     else:  # another reviewer decided on it since (e.g. a second opinion): theirs is not taken back
         messages.warning(
