@@ -20,8 +20,15 @@ from phoneapp.services.health import health_report
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def kept_environment() -> dict[str, str]:
+    """What a child process needs to run, and no settings: not the test run's, and not the checkout's ``.env``
+    (a developer's own, with DEBUG=1, made the start checks tested here pass)."""
     keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    return {**keep, "PHONECHECK_ENV_FILE": ""}
+
+
+def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    keep = kept_environment()
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=REPO_ROOT,
@@ -48,7 +55,7 @@ def production_process() -> tuple[subprocess.CompletedProcess[str], dict[str, st
         "'session': s.SESSION_COOKIE_SECURE, 'csrf': s.CSRF_COOKIE_SECURE, 'hsts': s.SECURE_HSTS_SECONDS,"
         "'ssl': s.SECURE_SSL_REDIRECT, 'hsts_flags': [s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD]}))"
     )
-    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    keep = kept_environment()
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO_ROOT,
@@ -86,7 +93,7 @@ def test_production_settings_are_secure_and_read_from_the_environment(production
 def test_hsts_subdomains_and_preload_are_the_operators_choice() -> None:
     """Both were fixed on in production: an operator whose other subdomains serve plain HTTP, or who will not
     commit the domain to browsers' preload lists, could not turn them off."""
-    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    keep = kept_environment()
     chosen = {"SECURE_HSTS_INCLUDE_SUBDOMAINS": "0", "SECURE_HSTS_PRELOAD": "0"}
     result = subprocess.run(
         [
@@ -126,7 +133,7 @@ def test_production_refuses_to_start_with_a_short_or_default_secret_key(key: str
 
 def web_start(variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Import the web process's entry point (what gunicorn does first) with only these variables set."""
-    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    keep = kept_environment()
     return subprocess.run(
         [sys.executable, "-c", "import phoneapp.wsgi"],
         cwd=REPO_ROOT,
@@ -303,3 +310,13 @@ def test_an_env_copied_from_the_example_with_a_real_host_still_refuses_debug_pag
     refused = web_start({**copied, "ALLOWED_HOSTS": "phones.example.com"})
 
     assert refused.returncode != 0 and "Set DEBUG=0 to deploy" in refused.stderr
+
+
+def test_settings_are_read_from_the_file_phonecheck_env_file_names(tmp_path: Path) -> None:
+    """The tests' child processes read no ``.env`` (PHONECHECK_ENV_FILE empty); a named file is read instead of the
+    checkout's: its DEBUG=1 is the operator's own choice, so the start check lets the real host through."""
+    settings_file = tmp_path / "phonecheck.env"
+    settings_file.write_text("DEBUG=1\n")
+
+    assert web_start({"ALLOWED_HOSTS": "phones.example.com"}).returncode != 0
+    assert web_start({"ALLOWED_HOSTS": "phones.example.com", "PHONECHECK_ENV_FILE": str(settings_file)}).returncode == 0
