@@ -494,7 +494,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="promotion")
     def retrain_decision(self, version: ModelVersion) -> str:
         """The retrain's decision and the rule it applied (empty for shipped versions)."""
-        from phoneapp.services.retraining import PROMOTION_RULE
+        from phoneapp.services.promotion import PROMOTION_RULE
 
         decision = (version.metrics or {}).get("decision") if isinstance(version.metrics, dict) else None
         return f"{decision} Rule: {PROMOTION_RULE}" if decision else "—"

@@ -32,7 +32,7 @@ from ml_training.metrics import paired_test, roc_auc
 from phoneapp.models import ModelVersion, ReviewSplit, Upload, VersionScore
 from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.model_versions import model_version_activate, model_version_active
-from phoneapp.services.retraining import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion
+from phoneapp.services.promotion import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion
 from tests.factories import make_review, make_upload
 from tests.images import encode
 from tests.synthetic import write_synthetic_folder
@@ -760,7 +760,7 @@ def test_the_retrain_reads_a_data_dir_as_training_does_one_source_per_folder_not
     """The retrain had its own folder reader: a plain phone/ + not_phone/ folder's pictures got the sources
     ``phone`` and ``not_phone``, so its figures per source were figures per label. A manifest's sources stay,
     named with their folder."""
-    from phoneapp.services.retraining import _folder_samples
+    from phoneapp.services.training_data import _folder_samples
     from tests.ml_drawing import write_scene_dataset
 
     plain = write_synthetic_folder(tmp_path / "my-pictures", per_label=2)

@@ -76,3 +76,7 @@ class StorageUnavailable(ServiceUnavailable):
         self, message: str = "Pictures cannot be stored right now; nothing was saved. Try again shortly."
     ) -> None:
         super().__init__(message)
+
+
+class RetrainError(DomainError):
+    """The retrain cannot run or did not produce a model; nothing was registered."""

@@ -10,8 +10,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from phoneapp.progress import Progress
+from phoneapp.services.errors import RetrainError
+from phoneapp.services.promotion import PROMOTION_RULE
 from phoneapp.services.reporting import format_trusted_scores
-from phoneapp.services.retraining import PROMOTION_RULE, RetrainError, RetrainRequest, retrain
+from phoneapp.services.retraining import RetrainRequest, retrain
 
 
 class Command(BaseCommand):
