@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 # Attributes every LogRecord has; anything else came from ``extra=`` and belongs to the event.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -115,3 +116,25 @@ def _caused_by_broker_outage(error: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def gunicorn_logging(log_format: str) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict`` (``gunicorn.conf.py``): its own lines (start-up, workers, the access log) in
+    the app's format on stderr. They were gunicorn's plain text among the app's JSON lines under
+    ``LOG_FORMAT=json``, which a log collector reading one JSON object per line cannot parse."""
+    formatter = "json" if log_format == "json" else "plain"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"()": "phoneapp.log_format.PlainFormatter"},
+            "json": {"()": "phoneapp.log_format.JsonFormatter"},
+        },
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "formatter": formatter, "stream": "ext://sys.stderr"}
+        },
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+    }

@@ -14,14 +14,12 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from phoneapp.env_file import settings_file_read
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-# PHONECHECK_ENV_FILE names another file of settings, or none when empty (the tests' own processes: a developer's
-# .env with DEBUG=1 made the start checks they test pass).
-_ENV_FILE = os.environ.get("PHONECHECK_ENV_FILE", str(BASE_DIR / ".env"))
-if _ENV_FILE:
-    environ.Env.read_env(_ENV_FILE, overwrite=False)
+settings_file_read(BASE_DIR)
 
 DEBUG: bool = env.bool("DEBUG", default=True)
 # Idle OpenMP threads (torch) sleep instead of spinning. Read once when torch loads, which is after settings in

@@ -146,3 +146,62 @@ def test_the_routine_sweeps_lines_are_debug_unless_the_sweep_sent_something(sett
         root.setLevel(level)
     for logger in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
         assert "routine_sweeps_at_debug" in settings.LOGGING["loggers"][logger]["filters"]
+
+
+def test_gunicorn_started_as_the_readme_says_logs_json_lines_too(tmp_path) -> None:
+    """Under LOG_FORMAT=json, gunicorn's own lines (start-up, workers, the access log) were plain text among the
+    app's JSON lines, which a collector reading one JSON object per line cannot parse. gunicorn.conf.py, read from
+    the working directory, gives them the app's format."""
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    env = {
+        **keep,
+        "PHONECHECK_ENV_FILE": "",
+        "LOG_FORMAT": "json",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(tmp_path / "media"),
+    }
+    repo = Path(__file__).resolve().parent.parent
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "phoneapp.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--threads",
+        "2",
+        "--access-logfile",
+        "-",
+        "--control-socket",
+        str(tmp_path / "gunicorn.ctl"),
+    ]
+    server = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=5).read()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline and server.poll() is None, "gunicorn did not answer"
+                time.sleep(0.3)
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    loggers = {record["logger"] for record in records}
+    assert {"gunicorn.error", "gunicorn.access"} <= loggers, loggers
+    assert any("/accounts/login/" in record["message"] for record in records if record["logger"] == "gunicorn.access")
