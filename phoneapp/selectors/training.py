@@ -50,6 +50,16 @@ def eval_uploads() -> list[Upload]:
     return _one_per_picture(_reviewed_in(ReviewSplit.EVAL))
 
 
+def trusted_labelled_uploads() -> dict[str, list[tuple[Upload, str]]]:
+    """The pictures every version is scored on and none trains on, each with its trusted label: ``ground_truth``
+    (staff's ``ground_truth_label``) and ``eval`` (the settled ``reviewed_label``). Shared by the retrain's
+    scoring and ``manage.py evaluate``."""
+    return {
+        "ground_truth": [(upload, upload.ground_truth_label) for upload in ground_truth_uploads()],
+        "eval": [(upload, upload.reviewed_label) for upload in eval_uploads()],
+    }
+
+
 def training_uploads() -> list[Upload]:
     """One upload per reviewed train-split picture that is not ground truth and whose label is settled."""
     return _one_per_picture(_reviewed_in(ReviewSplit.TRAIN))

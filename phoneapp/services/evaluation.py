@@ -99,10 +99,10 @@ def held_out_upload_samples(*, workdir: Path) -> list[Sample]:
     the eval split (settled reviewed label). The train split is left out: a retrained version learnt it, so scoring
     it there would flatter it; labels a second reviewer has not agreed are left out as unsettled.
     """
-    from phoneapp.selectors.training import eval_uploads, ground_truth_uploads
+    from phoneapp.selectors.training import trusted_labelled_uploads
 
-    labelled = [(u, u.ground_truth_label) for u in ground_truth_uploads()]
-    labelled += [(u, u.reviewed_label) for u in eval_uploads()]
+    trusted = trusted_labelled_uploads()
+    labelled = trusted["ground_truth"] + trusted["eval"]
     return [
         Sample(
             path=str(local_picture_path(upload, workdir)),

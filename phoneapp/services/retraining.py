@@ -40,10 +40,7 @@ from inference.scene_options import SceneNetworkOptions
 from ml_training.metrics import paired_test
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import model_version_active_or_none
-from phoneapp.selectors.training import (
-    eval_uploads,
-    ground_truth_uploads,
-)
+from phoneapp.selectors.training import trusted_labelled_uploads
 from phoneapp.services.errors import RetrainError
 from phoneapp.services.evaluation import pictures_decode
 from phoneapp.services.model_versions import (
@@ -123,8 +120,9 @@ def retrain(
         workdir.mkdir()
         offered = training_samples_collect(data_dirs=request.data_dirs, workdir=workdir)
         samples, unreadable = pictures_decode(offered, advance=progress_of(progress, "checking pictures", len(offered)))
-        ground_truth = trusted_pictures([(u, u.ground_truth_label) for u in ground_truth_uploads()], workdir)
-        evaluation = trusted_pictures([(u, u.reviewed_label) for u in eval_uploads()], workdir)
+        trusted_uploads = trusted_labelled_uploads()
+        ground_truth = trusted_pictures(trusted_uploads["ground_truth"], workdir)
+        evaluation = trusted_pictures(trusted_uploads["eval"], workdir)
         samples, left_out = training_samples_without_scored(samples, [*ground_truth, *evaluation])
         summary = training_data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
         summary["folder_pictures_also_scored_left_out"] = left_out.folder_pictures
