@@ -19,7 +19,11 @@ from django.utils.safestring import SafeString
 from inference.manifest import ModelLoadError
 from phoneapp.models import ApiToken, Label, ModelVersion, SecondReview, Upload, UploadQuerySet, Verdict, VersionScore
 from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
-from phoneapp.selectors.model_versions import model_version_latest_score
+from phoneapp.selectors.model_versions import (
+    model_version_figure_sets,
+    model_version_headline_figures,
+    model_version_latest_score,
+)
 from phoneapp.services.api_tokens import api_token_prefix
 from phoneapp.services.classification import uploads_retry_failed
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
@@ -467,7 +471,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return version.checksum[:12]
 
     def _metric(self, version: ModelVersion, name: str) -> str:
-        value = headline_figures(version.metrics).get(name)
+        value = model_version_headline_figures(metrics=version.metrics).get(name)
         return f"{value:.3f}" if isinstance(value, int | float) else "—"
 
     @admin.display(description="threshold")
@@ -543,34 +547,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
 FIGURE_COLUMNS = ("count", "accuracy", "precision", "recall", "f1", "roc_auc", "false_positive_rate", "ece")
 
 
-def _figure_sets(metrics: Any, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
-    """Every dict of figures (one with an ``accuracy``) inside a version's metrics, named by its path."""
-    if not isinstance(metrics, dict):
-        return []
-    found: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(metrics.get("accuracy"), int | float):
-        found.append((prefix or "overall", metrics))
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            found.extend(_figure_sets(value, f"{prefix} › {key}" if prefix else key))
-    return found
-
-
-def headline_figures(metrics: Any) -> dict[str, Any]:
-    """The figures the version list shows: cross-validation on the shared set when measured, else the test set's,
-    else whichever set comes first (older manifests keep them at the top)."""
-    sets = dict(_figure_sets(metrics))
-    names = ("overall", "cross_validation › shared_set", "cross_validation › all", "test › shared_set")
-    for name in (*names, "validation › shared_set"):
-        if name in sets:
-            return sets[name]
-    return next(iter(sets.values()), {})
-
-
 def figure_rows(metrics: Any) -> list[dict[str, Any]]:
     """One table row per measured set, each figure formatted, for the version's change page."""
     rows = []
-    for name, figures in _figure_sets(metrics):
+    for name, figures in model_version_figure_sets(metrics=metrics):
         cells = []
         for column in FIGURE_COLUMNS:
             value = figures.get(column)
