@@ -29,13 +29,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from inference.manifest import ModelLoadError, manifest_checksum, read_manifest
+from inference.manifest import ModelLoadError, ModelManifest, manifest_checksum, read_manifest
 from inference.scene_options import SceneNetworkOptions
 from ml_training.metrics import paired_test
 from phoneapp.models import ModelVersion
@@ -68,6 +68,10 @@ from phoneapp.services.training_data import (
     training_samples_without_scored,
     trusted_pictures,
 )
+
+if TYPE_CHECKING:  # the training modules import torch: loaded only when a retrain runs
+    from ml_training.scene.config import SceneRecipe
+    from ml_training.scene.train import SecondOpinion
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +270,7 @@ def _new_version_scratch(models_root: Path) -> Iterator[tuple[str, Path]]:
     raise RetrainError(f"No free version name after {stamp}-99; remove unused model folders.")
 
 
-def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | None = None) -> Any:
+def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | None = None) -> SceneRecipe:
     """The scene recipe with the request's overrides (``--set``, ``--epochs``, ``--seed``); bad ones refused.
 
     ``network_shape``: the active model's (:func:`_network_shape`), so a retrain keeps its tuned trunk blocks and
@@ -285,7 +289,7 @@ def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | No
         raise RetrainError(f"Bad training setting: {error}") from error
 
 
-def _scene_manifest(active: ModelVersion | None) -> Any:
+def _scene_manifest(active: ModelVersion | None) -> ModelManifest | None:
     """The active model's manifest when it is a readable scene model, else None."""
     if active is None:
         return None
@@ -313,7 +317,7 @@ def _network_shape(active: ModelVersion | None) -> dict[str, int | str]:
     return knobs
 
 
-def _second_opinion(active: ModelVersion | None, models_root: Path, log: Log) -> Any:
+def _second_opinion(active: ModelVersion | None, models_root: Path, log: Log) -> SecondOpinion | None:
     """The active scene model's second opinion (inference/second_opinion.py), kept for the candidate: compared
     without it, a candidate would lose the close-ups the member finds and never be promoted. None when the active
     model asks none, or its member is gone or changed (then the active model cannot load either)."""

@@ -153,7 +153,9 @@ def training_samples_without_scored(
         is_upload = sample.source == "reviewed-upload"
         same_bytes = not is_upload and sha256_file(sample.path) in scored_bytes
         found = None if same_bytes or scored_bits is None else _picture_hash(sample.path)
-        looks_same = found is not None and int((scored_bits != found).sum(axis=1).min()) <= NEAR_DUPLICATE_BITS
+        looks_same = False
+        if found is not None and scored_bits is not None:
+            looks_same = int(np.not_equal(scored_bits, found).sum(axis=1).min()) <= NEAR_DUPLICATE_BITS
         if same_bytes or looks_same:
             uploads += is_upload
             folder_pictures += not is_upload
@@ -162,7 +164,7 @@ def training_samples_without_scored(
     return kept, LeftOut(folder_pictures, uploads)
 
 
-def _picture_hash(path: str | Path) -> Any:
+def _picture_hash(path: str | Path) -> np.ndarray | None:
     try:
         with open_image(path, draft_size=HASH_DRAFT) as image:
             return dhash(image)
