@@ -10,9 +10,10 @@ serving worker draws overlays without torch. How the evidence is found is :mod:`
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image
 
 from inference.preprocessing import PreprocessConfig
@@ -31,7 +32,7 @@ class ExplainsVerdicts(Protocol):
 
     manifest: ModelManifest
 
-    def evidence_map(self, image: Image.Image) -> Any: ...
+    def evidence_map(self, image: Image.Image) -> ArrayLike: ...
 
 
 def model_input_box(width: int, height: int, config: PreprocessConfig) -> tuple[int, int, int, int]:
@@ -47,7 +48,7 @@ def model_input_box(width: int, height: int, config: PreprocessConfig) -> tuple[
     return (round(left), round(top), round(left + crop_w), round(top + crop_h))
 
 
-def normalize_evidence(evidence: Any) -> np.ndarray:
+def normalize_evidence(evidence: ArrayLike) -> np.ndarray:
     """Scale a raw map to [0, 1]: negative evidence (pointing at "not a phone") counts as none.
 
     The strongest cell becomes 1, so the overlay shows where the evidence is relative to the rest of the
@@ -74,7 +75,7 @@ def _colorize(values: np.ndarray) -> np.ndarray:
 
 
 def heatmap_overlay(
-    evidence: Any,
+    evidence: ArrayLike,
     *,
     image_size: tuple[int, int],
     config: PreprocessConfig,
@@ -106,7 +107,7 @@ def heatmap_png(classifier: ExplainsVerdicts, image: Image.Image, *, max_side: i
 
 
 def overlay_png(
-    evidence: Any, *, image_size: tuple[int, int], config: PreprocessConfig, max_side: int = OVERLAY_MAX_SIDE
+    evidence: ArrayLike, *, image_size: tuple[int, int], config: PreprocessConfig, max_side: int = OVERLAY_MAX_SIDE
 ) -> bytes:
     """:func:`heatmap_overlay` as PNG bytes, for an evidence map computed earlier (e.g. with the verdict)."""
     overlay = heatmap_overlay(evidence, image_size=image_size, config=config, max_side=max_side)
