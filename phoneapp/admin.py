@@ -259,7 +259,7 @@ class UploadAdmin(admin.ModelAdmin):
         if upload.probability is None:
             return "—"
         verdict = upload_verdict(upload=upload)
-        word = Verdict(verdict).label if verdict in Verdict.values else "—"
+        word = verdict.label if verdict is not None else "—"
         return f"{word} {upload.probability:.0%}"
 
     @admin.display(description="picture")

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from phoneapp.models import Upload, UploadStatus
-from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
+from phoneapp.selectors.decisions import model_version_decision_rule, upload_display_state
 from tests.factories import make_model_version_with_manifest, make_upload
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def test_the_database_verdict_agrees_with_the_page_word_for_every_version_and_st
     # with_verdict() annotates ``verdict``: a column the model's type does not declare
     verdicts = [getattr(row, "verdict") for row in rows]  # noqa: B009
     assert set(verdicts) == {"phone", "not_phone", "unsure", "pending", "processing", "failed"}
-    assert verdicts == [upload_verdict(upload=row) for row in rows]
+    assert verdicts == [upload_display_state(upload=row) for row in rows]
     unsure = {row.pk for row, verdict in zip(rows, verdicts, strict=True) if verdict == "unsure"}
     assert set(Upload.objects.unsure().values_list("pk", flat=True)) == unsure
     confident = {row.pk for row, verdict in zip(rows, verdicts, strict=True) if verdict in ("phone", "not_phone")}

@@ -123,7 +123,7 @@ class UploadSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ChoiceField(choices=Verdict.values, allow_null=True))
     def get_verdict(self, upload: Upload) -> str | None:
-        return upload_verdict(upload=upload) if self._is_done(upload) else None
+        return upload_verdict(upload=upload)
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_threshold(self, upload: Upload) -> float | None:

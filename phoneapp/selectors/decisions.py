@@ -140,14 +140,22 @@ def upload_decision_rule(*, upload: Upload) -> DecisionRule:
     return model_version_decision_rule(version=upload.model_version)
 
 
-def upload_verdict(*, upload: Upload) -> str:
-    """``phone``, ``not_phone``, ``unsure``, or the status (``pending``, ``processing``, ``failed``) while there is no
-    verdict. A done upload always has a probability (a database constraint), so a verdict is never shown without
-    one."""
+def upload_verdict(*, upload: Upload) -> Verdict | None:
+    """Phone, not a phone or unsure, by the rule of the version that judged it; None while there is no verdict
+    (pending, processing, failed). A done upload always has a probability (a database constraint), so a verdict is
+    never shown without one."""
     if upload.status != UploadStatus.DONE or upload.probability is None:
-        return upload.status
+        return None
     rule = upload_decision_rule(upload=upload)
-    return rule.verdict(probability=upload.probability, predicted_label=upload.predicted_label) or upload.status
+    said = rule.verdict(probability=upload.probability, predicted_label=upload.predicted_label)
+    return Verdict(said) if said else None
+
+
+def upload_display_state(*, upload: Upload) -> str:
+    """One word for the pages' styling and upload.js: the verdict (phone, not_phone, unsure) or, while there is
+    none, the status (pending, processing, failed)."""
+    verdict = upload_verdict(upload=upload)
+    return verdict.value if verdict is not None else upload.status
 
 
 # A box whose own score is below this is a guess at the place, "the phone may be here": the pages draw it dashed and

@@ -15,8 +15,8 @@ from django.forms import BoundField
 from django.utils import timezone
 from django.utils.html import format_html
 
-from phoneapp.models import Upload, Verdict
-from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_verdict
+from phoneapp.models import Upload
+from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_display_state, upload_verdict
 from phoneapp.services.heatmaps import HeatmapOffer, upload_heatmap_offer, upload_heatmap_servable
 from phoneapp.services.stored_pictures import stored_picture_missing
 
@@ -26,13 +26,13 @@ register = template.Library()
 @register.filter
 def verdict_state(upload: Upload) -> str:
     """One word for styling and for upload.js: phone, not_phone, unsure, pending, processing or failed."""
-    return upload_verdict(upload=upload)
+    return upload_display_state(upload=upload)
 
 
 @register.filter
 def verdict_word(upload: Upload) -> str:
     verdict = upload_verdict(upload=upload)
-    return Verdict(verdict).label if verdict in Verdict.values else upload.get_status_display()
+    return verdict.label if verdict is not None else upload.get_status_display()
 
 
 @register.filter
@@ -101,9 +101,9 @@ def decision_bar(upload: Upload) -> dict[str, float]:
 @register.filter
 def verdict_alt(upload: Upload) -> str:
     """Alt text of the picture: what it is and what the model said, for people who cannot see it."""
-    state = upload_verdict(upload=upload)
-    if state in Verdict.values:
-        return f"{upload.original_name}: judged {Verdict(state).label.lower()}, {phone_percent(upload)}% phone"
+    verdict = upload_verdict(upload=upload)
+    if verdict is not None:
+        return f"{upload.original_name}: judged {verdict.label.lower()}, {phone_percent(upload)}% phone"
     return f"{upload.original_name} ({upload.get_status_display().lower()})"
 
 

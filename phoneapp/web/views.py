@@ -145,7 +145,7 @@ def history_csv(request: SignedInRequest) -> StreamingHttpResponse:
                     _csv_safe(upload.original_name),
                     timezone.localtime(upload.created).isoformat(timespec="seconds"),
                     upload.status,
-                    upload_verdict(upload=upload) if done else "",
+                    upload_verdict(upload=upload) or "",
                     f"{upload.probability:.4f}" if done else "",
                     f"{upload_decision_rule(upload=upload).threshold:.4f}" if done else "",
                     upload.model_version.name if upload.model_version else "",
