@@ -137,6 +137,14 @@ def compose(
         raise ValueError(f"The member must sit beside the new version: {member_dir.parent} is not {out_dir.parent}.")
     spec = spec_for(member_dir, at_least=spec_at_least, consulted_from=spec_consulted_from)
     rows = json.loads((base_dir / PREDICTIONS).read_text())
+    by_id = [row["path"] for row in rows if str(row["path"]).startswith("upload:")]
+    if by_id:
+        # A retrained version's records name reviewed uploads by id, never by file (phoneapp/services/retraining.py).
+        raise ValueError(
+            f"{base.version} was trained on reviewed uploads, which its records name by id ({by_id[0]}), not by "
+            "file: the member cannot be asked about them afterwards. Retrain instead (a retrain keeps the active "
+            "model's second opinion)."
+        )
     probabilities = [float(row["probability"]) for row in rows]
     answers = member_answers(
         [row["path"] for row in rows],

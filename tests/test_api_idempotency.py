@@ -157,7 +157,7 @@ def test_expired_keys_go_at_the_next_keyed_request_without_beat(alice_client: Cl
     assert list(UploadRequest.objects.values_list("key", flat=True)) == ["new"]
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "clé", "tab\there"])
+@pytest.mark.parametrize("key", ["", "   ", '" "', "x" * 256, "clé", "tab\there"])
 def test_a_malformed_key_is_refused_and_stores_nothing(alice_client: Client, key: str) -> None:
     refused = send(alice_client, pictures(10), key=key)
 
@@ -194,6 +194,18 @@ def test_retries_spend_none_of_the_rate_budget(alice_client: Client, settings) -
     assert send(alice_client, pictures(30)).status_code == 429
 
 
+def test_a_retry_of_a_request_that_spent_the_whole_budget_is_answered_not_refused(
+    alice_client: Client, settings
+) -> None:
+    """The limit was charged before the key was looked at: the retry got 429 though it would store nothing."""
+    settings.UPLOAD_RATE_LIMIT = "2/minute"
+    first = send(alice_client, pictures(10, 20), key="whole-budget")
+    retry = send(alice_client, pictures(10, 20), key="whole-budget")
+
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert send(alice_client, pictures(30)).status_code == 429  # the budget itself is still spent
+
+
 def test_a_retry_racing_its_first_try_is_answered_with_the_first_ones_uploads(
     alice_client: Client, isolated_storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,3 +236,4 @@ def test_the_schema_documents_the_header_and_its_answers(alice_client: Client) -
 
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in upload["parameters"])
     assert {"200", "201", "409", "422"} <= set(upload["responses"])
+    assert "Idempotent-Replayed" in upload["responses"]["200"]["headers"]

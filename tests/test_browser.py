@@ -65,6 +65,10 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
     upload = Upload.objects.get(owner=alice)
     assert upload.status == UploadStatus.DONE
     assert upload.original_name == "kitchen-table.jpg"
+    # Sent with its own Idempotency-Key, so a Retry after a lost answer cannot store it twice.
+    from phoneapp.models import UploadRequest
+
+    assert UploadRequest.objects.get(owner=alice).upload_ids == [upload.pk]
     assert upload.probability is not None and int(match.group(2)) == round(upload.probability * 100)
     assert browser.find_element(By.CSS_SELECTOR, "#results .result a").text == "kitchen-table.jpg"
     # A screen reader hears one line naming the picture and its verdict, not every change of the card (the cards

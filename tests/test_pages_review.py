@@ -393,3 +393,21 @@ def test_undoing_a_decision_on_a_picture_deleted_since_says_so_and_returns_to_th
     assert answer.json()["url"] == "/review/"
     page = staff_client.get("/review/").content.decode()
     assert "Not undone: the picture was deleted since." in page
+
+
+def test_undoing_a_decision_whose_upload_was_deleted_still_undoes_the_other_copies_and_says_so(
+    staff_client: Client, alice: User, bob: User
+) -> None:
+    from phoneapp.services.upload_deletion import upload_delete
+
+    alices = make_upload(alice, probability=0.5, sha256="c" * 64)
+    bobs = make_upload(bob, probability=0.5, sha256="c" * 64)
+    staff_client.post(f"/review/{alices.pk}/decide", {"decision": "phone"})
+    upload_delete(upload=alices)
+
+    staff_client.post("/review/undo")
+
+    bobs.refresh_from_db()
+    assert bobs.reviewed_label == ""
+    page = staff_client.get("/review/", follow=True).content.decode()  # the queue opens Bob's copy
+    assert "Undone on the other uploads of this picture" in page

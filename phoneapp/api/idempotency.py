@@ -20,7 +20,7 @@ def idempotency_key(request: Request) -> str | None:
     key = raw.strip()
     if len(key) >= 2 and key[0] == key[-1] == '"':
         key = key[1:-1]
-    if not 1 <= len(key) <= MAX_LENGTH or not all(" " <= character <= "~" for character in key):
+    if not key.strip() or len(key) > MAX_LENGTH or not all(" " <= character <= "~" for character in key):
         raise ParseError(
             f"The {HEADER} header must be 1 to {MAX_LENGTH} printable ASCII characters (a UUID is a good key); "
             "nothing was stored."

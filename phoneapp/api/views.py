@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -42,6 +43,7 @@ from phoneapp.services.upload_requests import (
     IdempotencyKeyReused,
     IdempotentUploadsDeleted,
     UploadsAnswer,
+    upload_request_known,
     uploads_create_once,
 )
 from phoneapp.services.uploads import uploads_create
@@ -93,10 +95,17 @@ class UploadListCreateApi(APIView):
 
     def get_throttles(self) -> list[BaseThrottle]:
         # Only sending pictures costs work; reading the list is not limited.
-        if self.request.method != "POST":
+        if self.request.method != "POST" or self._retry_of_a_stored_request():
             return []
         self.upload_throttle = UploadRateThrottle()
         return [self.upload_throttle]
+
+    def _retry_of_a_stored_request(self) -> bool:
+        """A retry whose Idempotency-Key is stored stores nothing, so the rate limit does not apply: charged first,
+        a retry of a request that spent the whole budget was refused (429) though its answer was ready."""
+        key = idempotency_key(self.request)  # a malformed key is a 400 here, before anything is charged
+        user = self.request.user  # signed in: permissions are checked before throttles
+        return key is not None and isinstance(user, User) and upload_request_known(owner=user, key=key)
 
     @extend_schema(
         operation_id="uploads_list",
@@ -142,7 +151,14 @@ class UploadListCreateApi(APIView):
                     "with the uploads the first request made, as they are now, and stores nothing "
                     "(`Idempotent-Replayed: true`); with other pictures, 422; after those uploads were deleted, 409."
                 ),
-            )
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed",
+                str,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description="`true`: the answer of an earlier request with the same Idempotency-Key",
+            ),
         ],
         responses={
             200: OpenApiResponse(

@@ -56,11 +56,11 @@ class UploadsAnswer:
 def uploads_create_once(*, owner: User, files: Sequence[UploadedFile], key: str) -> UploadsAnswer:
     """Store ``files`` as :func:`uploads_create` does, once per ``key`` of ``owner``.
 
-    The same key and pictures sent again within :data:`KEY_KEPT` answer the first request's uploads (those not
-    deleted since, as they are now) and store nothing; the same key with other pictures raises
-    :class:`IdempotencyKeyReused`. A request refused (bad file, storage down) stores no key, so its retry is judged
-    afresh. Two requests with one key sent at once store one set of uploads: the second waits for the first's
-    commit and is answered with its uploads.
+    The same key and pictures sent again within :data:`KEY_KEPT` answer the first request's uploads, as they are
+    now, and store nothing; the same key with other pictures raises :class:`IdempotencyKeyReused`, and once any of
+    those uploads was deleted :class:`IdempotentUploadsDeleted`. A request refused (bad file, storage down) stores
+    no key, so its retry is judged afresh. Two requests with one key sent at once store one set of uploads: the
+    second waits for the first's commit and is answered with its uploads.
     """
     upload_requests_forget_expired()  # one indexed DELETE: the table holds a day of keys, with or without beat
     fingerprint = _pictures_fingerprint(_file_digest(file) for file in files)
@@ -85,6 +85,11 @@ def uploads_create_once(*, owner: User, files: Sequence[UploadedFile], key: str)
             "was stored. Send a new key with each new request, and the same key only to retry the same pictures."
         )
     return UploadsAnswer(_uploads_in_order(owner=owner, upload_ids=earlier.upload_ids), replayed=True)
+
+
+def upload_request_known(*, owner: User, key: str) -> bool:
+    """Whether ``owner`` sent a request with ``key`` that is still remembered (the rate limit passes its retries)."""
+    return UploadRequest.objects.filter(owner=owner, key=key, created__gte=timezone.now() - KEY_KEPT).exists()
 
 
 def upload_requests_forget_expired() -> int:

@@ -235,9 +235,14 @@ def review_undo(request: SignedInRequest) -> HttpResponse:
         ground_truth_restore(prior=prior_truth, by=request.user)
     url = reverse("review-item", args=[int(entry["id"])])
     if not review_upload_exists(upload_id=int(entry["id"])):
-        # Its owner deleted it since: there is nothing to put back, and its page would answer 404.
+        # Its owner deleted it since: its page would answer 404. Other owners' uploads of the picture were undone.
         url = reverse("review")
-        messages.warning(request, "Not undone: the picture was deleted since.")
+        if restored:
+            messages.success(
+                request, "Undone on the other uploads of this picture; the one you decided on was deleted since."
+            )
+        else:
+            messages.warning(request, "Not undone: the picture was deleted since.")
     elif restored:
         messages.success(request, "Undone: the picture is back as it was before your decision.")
     else:  # another reviewer decided on it since (e.g. a second opinion): theirs is not taken back

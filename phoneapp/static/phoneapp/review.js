@@ -58,7 +58,12 @@
       if (zoomed) {
         frame.tabIndex = 0;
         frame.setAttribute("role", "region");
-        frame.setAttribute("aria-label", "Zoomed picture: arrow keys move around it, + and - zoom, Z fits it");
+        frame.setAttribute(
+          "aria-label",
+          singleKeyShortcutsOn()
+            ? "Zoomed picture: arrow keys move around it, + and - zoom, Z fits it"
+            : "Zoomed picture: arrow keys move around it, Ctrl and the wheel zoom"
+        );
       } else {
         frame.removeAttribute("tabindex");
         frame.removeAttribute("role");
@@ -240,9 +245,16 @@
     deleteButton.addEventListener("click", deleteSelected);
     render();
 
+    // Keys reach a box being drawn only from the picture, the page itself or the button that started it: once Tab
+    // has moved on, Enter and Space belong to the control with focus (Enter on "Phone" saved the box instead).
+    function keysForDraft(event) {
+      const target = event.target;
+      return target === document.body || target === drawButton || Boolean(target.closest && target.closest("#zoom-frame"));
+    }
+
     // Returns true when the key was the box editor's.
     return function onKey(event, key) {
-      if (draft && !dragStart) {
+      if (draft && !dragStart && keysForDraft(event)) {
         const move = { ArrowLeft: [-STEP, 0], ArrowRight: [STEP, 0], ArrowUp: [0, -STEP], ArrowDown: [0, STEP] }[key];
         if (move) {
           if (event.shiftKey) {

@@ -258,7 +258,7 @@
       const data = JSON.parse(xhr.responseText);
       if (data && data.error) return data.error;
     } catch (ignored) { /* not JSON: fall through */ }
-    if (xhr.status === 0) return "The server could not be reached.";
+    if (xhr.status === 0) return "No answer from the server: the picture may have been saved. Retry does not store it twice.";
     if (serverFailed(xhr)) return "The picture was not saved (HTTP " + xhr.status + ").";
     return "The upload was refused (HTTP " + xhr.status + ").";
   }
@@ -276,7 +276,7 @@
       waiting.push(job);
       next();
     });
-    announce(job.file.name, "server error, not saved; a Retry button is on its card");
+    announce(job.file.name, "server error, maybe not saved; a Retry button is on its card");
     card.verdict.className = "verdict verdict-failed";
     card.verdict.dataset.status = "failed";
     card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Server error — try again" }), retry, " ",
@@ -314,6 +314,7 @@
     xhr.open("POST", "/api/uploads/");
     xhr.setRequestHeader("X-CSRFToken", csrfToken());
     xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("Idempotency-Key", job.key);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) card.progress.value = Math.round((event.loaded / event.total) * 100);
     });
@@ -321,7 +322,8 @@
       running -= 1;
       card.progress.value = 100;
       card.progress.remove();
-      if (xhr.status === 201) {
+      if (xhr.status === 201 || xhr.status === 200) {
+        // 200: a retry of a picture the server had stored; its answer was lost on the way back.
         showCreated(card, JSON.parse(xhr.responseText)[0]);
       } else if (xhr.status === 429) {
         waitForBudget(job, xhr);
@@ -353,9 +355,18 @@
         renderError(card.verdict, "The file is larger than the limit of " + Math.round(maxBytes / 1048576) + " MB.", file.name);
         return;
       }
-      waiting.push({ file, card });
+      waiting.push({ file, card, key: idempotencyKey() });
     });
     next();
+  }
+
+  // One Idempotency-Key per picture, the same on each of its retries: an answer lost on the way back (a dropped
+  // connection) left the picture stored, and Retry stored it a second time. randomUUID needs a secure context (HTTPS
+  // or localhost); getRandomValues works everywhere.
+  function idempotencyKey() {
+    if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
+    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
   }
 
   function pastedFiles(event) {
