@@ -118,6 +118,13 @@ def _caused_by_broker_outage(error: BaseException) -> bool:
     return False
 
 
+# The two line formats by their LOG_FORMAT names, as logging's dictConfig takes them (Django's LOGGING, gunicorn's).
+FORMATTERS = {
+    "plain": {"()": "phoneapp.log_format.PlainFormatter"},
+    "json": {"()": "phoneapp.log_format.JsonFormatter"},
+}
+
+
 def gunicorn_logging(log_format: str) -> dict[str, Any]:
     """gunicorn's ``logconfig_dict`` (``gunicorn.conf.py``): its own lines (start-up, workers, the access log) in
     the app's format on stderr. They were gunicorn's plain text among the app's JSON lines under
@@ -126,10 +133,7 @@ def gunicorn_logging(log_format: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"()": "phoneapp.log_format.PlainFormatter"},
-            "json": {"()": "phoneapp.log_format.JsonFormatter"},
-        },
+        "formatters": FORMATTERS,
         "handlers": {
             "console": {"class": "logging.StreamHandler", "formatter": formatter, "stream": "ext://sys.stderr"}
         },

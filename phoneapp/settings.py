@@ -15,6 +15,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from phoneapp.env_file import settings_file_read
+from phoneapp.log_format import FORMATTERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -375,10 +376,7 @@ LOG_FORMAT: str = env.str("LOG_FORMAT", default="plain")  # "plain" or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"()": "phoneapp.log_format.PlainFormatter"},
-        "json": {"()": "phoneapp.log_format.JsonFormatter"},
-    },
+    "formatters": FORMATTERS,
     "filters": {
         "client_errors_without_traceback": {"()": "phoneapp.log_format.ClientErrorsWithoutTraceback"},
         "broker_outages_without_traceback": {"()": "phoneapp.log_format.BrokerOutagesWithoutTraceback"},
