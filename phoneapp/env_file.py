@@ -13,9 +13,15 @@ import environ
 
 
 def settings_file_read(base_dir: Path) -> None:
-    """Read ``PHONECHECK_ENV_FILE``, else ``base_dir/.env``, into ``os.environ`` without replacing what is set
-    there; an empty ``PHONECHECK_ENV_FILE`` reads none (the tests' own processes: a developer's ``.env`` with
-    DEBUG=1 made the start checks they test pass)."""
-    settings_file = os.environ.get("PHONECHECK_ENV_FILE", str(base_dir / ".env"))
-    if settings_file:
-        environ.Env.read_env(settings_file, overwrite=False)
+    """Read ``PHONECHECK_ENV_FILE``, else ``base_dir/.env`` if there is one, into ``os.environ`` without replacing
+    what is set there; an empty ``PHONECHECK_ENV_FILE`` reads none (the tests' own processes: a developer's ``.env``
+    with DEBUG=1 made the start checks they test pass), and one naming no file stops the start."""
+    named = os.environ.get("PHONECHECK_ENV_FILE")
+    if named == "":
+        return
+    if named is not None and not Path(named).is_file():
+        # Said at start: a mistyped path silently ran on defaults (DEBUG on, SQLite).
+        raise FileNotFoundError(f"PHONECHECK_ENV_FILE names {named}, which is not a file.")
+    settings_file = Path(named) if named is not None else base_dir / ".env"
+    if settings_file.is_file():  # no .env is the usual case: nothing to say about it
+        environ.Env.read_env(str(settings_file), overwrite=False)

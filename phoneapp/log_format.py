@@ -126,8 +126,8 @@ FORMATTERS = {
 
 
 def gunicorn_logging(log_format: str) -> dict[str, Any]:
-    """gunicorn's ``logconfig_dict`` (``gunicorn.conf.py``): its own lines (start-up, workers, the access log) in
-    the app's format on stderr. They were gunicorn's plain text among the app's JSON lines under
+    """gunicorn's ``logconfig_dict`` (``gunicorn.conf.py``): its own lines in the app's format, start-up and workers
+    on stderr, the access log on stdout as before. They were gunicorn's plain text among the app's JSON lines under
     ``LOG_FORMAT=json``, which a log collector reading one JSON object per line cannot parse."""
     formatter = "json" if log_format == "json" else "plain"
     return {
@@ -135,10 +135,12 @@ def gunicorn_logging(log_format: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": FORMATTERS,
         "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": formatter, "stream": "ext://sys.stderr"}
+            "console": {"class": "logging.StreamHandler", "formatter": formatter, "stream": "ext://sys.stderr"},
+            # Where --access-logfile - has always written it: collectors read the access log from stdout.
+            "access": {"class": "logging.StreamHandler", "formatter": formatter, "stream": "ext://sys.stdout"},
         },
         "loggers": {
             "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
-            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
         },
     }

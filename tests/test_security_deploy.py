@@ -320,3 +320,5 @@ def test_settings_are_read_from_the_file_phonecheck_env_file_names(tmp_path: Pat
 
     assert web_start({"ALLOWED_HOSTS": "phones.example.com"}).returncode != 0
     assert web_start({"ALLOWED_HOSTS": "phones.example.com", "PHONECHECK_ENV_FILE": str(settings_file)}).returncode == 0
+    mistyped = web_start({"PHONECHECK_ENV_FILE": str(tmp_path / "phonechek.env")})  # ran on defaults, unsaid
+    assert mistyped.returncode != 0 and "PHONECHECK_ENV_FILE names" in mistyped.stderr
