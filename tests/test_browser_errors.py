@@ -79,9 +79,9 @@ def test_upload_card_offers_a_retry_after_a_server_error_and_the_retry_gets_a_ve
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    from phoneapp.api import views
+    from phoneapp.services import upload_requests
 
-    real_create = views.uploads_create
+    real_create = upload_requests.uploads_create  # the page sends each picture with an Idempotency-Key
     calls = []
 
     def fails_once(**kwargs: Any) -> list[Upload]:
@@ -90,7 +90,7 @@ def test_upload_card_offers_a_retry_after_a_server_error_and_the_retry_gets_a_ve
             raise RuntimeError("a deliberate server failure on the first try")
         return real_create(**kwargs)
 
-    monkeypatch.setattr(views, "uploads_create", fails_once)
+    monkeypatch.setattr(upload_requests, "uploads_create", fails_once)
     monkeypatch.setattr("phoneapp.services.classification.heatmap_enqueue", lambda **_: None)
     picture = tmp_path / "desk.jpg"
     picture.write_bytes(picture_bytes("JPEG", width=320, height=240))
@@ -110,6 +110,7 @@ def test_upload_card_offers_a_retry_after_a_server_error_and_the_retry_gets_a_ve
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done]"), VERDICT_TIMEOUT)
     assert Upload.objects.count() == 1
     assert not browser.find_elements(By.CSS_SELECTOR, "#results button.retry")
+    assert calls[0]["request"].key == calls[1]["request"].key  # the retry is the same request to the server
 
 
 def test_refused_file_keeps_the_servers_reason_and_offers_no_retry(
