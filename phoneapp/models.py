@@ -5,7 +5,9 @@ Models hold data, constraints and small derived properties; the work happens in 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -337,3 +339,8 @@ class UploadRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner} {self.key!r} ({len(self.upload_ids)} uploads)"
+
+    @staticmethod
+    def fingerprint_of(digests: Iterable[str]) -> str:
+        """The fingerprint of pictures whose sha256 digests (of the bytes sent) are ``digests``, in the order sent."""
+        return hashlib.sha256("\n".join(digests).encode()).hexdigest()

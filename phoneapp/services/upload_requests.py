@@ -63,10 +63,11 @@ def uploads_create_once(*, owner: User, files: Sequence[UploadedFile], key: str)
     second waits for the first's commit and is answered with its uploads.
     """
     upload_requests_forget_expired()  # one indexed DELETE: the table holds a day of keys, with or without beat
-    fingerprint = _pictures_fingerprint(_file_digest(file) for file in files)
     earlier = _earlier_request(owner=owner, key=key)
     if earlier is None:
-        request = UploadRequest(owner=owner, key=key, fingerprint=fingerprint)
+        # The usual case, a first try: uploads_create fingerprints the pictures from the digests its validation
+        # computes anyway (hashing every file here as well doubled that work on each upload the page sends).
+        request = UploadRequest(owner=owner, key=key)
         try:
             return UploadsAnswer(uploads_create(owner=owner, files=files, request=request), replayed=False)
         except IntegrityError:
@@ -79,7 +80,7 @@ def uploads_create_once(*, owner: User, files: Sequence[UploadedFile], key: str)
             "The pictures first sent with this Idempotency-Key were deleted since; nothing was stored. Send them "
             "with a new key to store them again."
         )
-    if earlier.fingerprint != fingerprint:
+    if earlier.fingerprint != UploadRequest.fingerprint_of(_file_digest(file) for file in files):
         raise IdempotencyKeyReused(
             f"This Idempotency-Key was sent at {earlier.created:%Y-%m-%d %H:%M:%S} UTC with other pictures; nothing "
             "was stored. Send a new key with each new request, and the same key only to retry the same pictures."
@@ -131,7 +132,3 @@ def _file_digest(file: UploadedFile) -> str:
         digest.update(chunk)
     file.seek(0)
     return digest.hexdigest()
-
-
-def _pictures_fingerprint(digests: Iterable[str]) -> str:
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()

@@ -70,7 +70,8 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile], request: Uploa
     (:mod:`phoneapp.services.thumbnails`).
 
     ``request`` (unsaved: an API request's ``Idempotency-Key``) is stored with the uploads, in the same transaction,
-    naming them; its key already stored for ``owner`` raises :class:`IntegrityError` and stores nothing (see
+    with the pictures' fingerprint (from the digests validation computed) and naming them; its key already stored
+    for ``owner`` raises :class:`IntegrityError` and stores nothing (see
     :func:`phoneapp.services.upload_requests.uploads_create_once`).
     """
     if not files:
@@ -91,6 +92,7 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile], request: Uploa
             if request is not None:
                 # First, before any file is written: a request sent in parallel with the same key waits here
                 # (PostgreSQL) until this one commits, then fails without writing anything.
+                request.fingerprint = UploadRequest.fingerprint_of(image.sha256 for _, image in validated)
                 request.save(force_insert=True)
             for file, image in validated:
                 twin = _twin_of(owner=owner, sha256=image.sha256)
