@@ -119,17 +119,17 @@ def box_rects(upload: Upload) -> list[dict[str, object]]:
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
         if x2 > x1 and y2 > y1:
-            sure = score >= SURE_PLACE
+            sure, percent = score >= SURE_PLACE, _percent(score)
             rects.append(
                 {
                     "x": round(x1 * 100, 2),
                     "y": round(y1 * 100, 2),
                     "width": round((x2 - x1) * 100, 2),
                     "height": round((y2 - y1) * 100, 2),
-                    "percent": _percent(score),
+                    "percent": percent,
                     "sure": sure,
                     "said": f"{'phone in' if sure else 'the phone may be in'} {box_place_words((x1, y1, x2, y2))}"
-                    f" ({_percent(score)}%)",
+                    f" ({percent}%)",
                 }
             )
     return rects

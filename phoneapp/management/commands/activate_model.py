@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.manifest import ModelLoadError
 from phoneapp.models import ModelVersion
+from phoneapp.selectors.model_versions import ModelVersionNotFound, model_version_get
 from phoneapp.services.model_versions import model_version_activate_if_loadable
 
 
@@ -27,9 +28,10 @@ class Command(BaseCommand):
             for version in ModelVersion.objects.order_by("-is_active", "-created", "-id"):
                 self.stdout.write(f"{'*' if version.is_active else ' '} {version.name}")
             return
-        chosen = ModelVersion.objects.filter(name=name).first()
-        if chosen is None:
-            raise CommandError(f"No model version named {name!r}: `manage.py activate_model` lists them.")
+        try:
+            chosen = model_version_get(name=name)
+        except ModelVersionNotFound as error:
+            raise CommandError(f"No model version named {name!r}: `manage.py activate_model` lists them.") from error
         try:
             model_version_activate_if_loadable(version=chosen)
         except ModelLoadError as error:
