@@ -235,8 +235,8 @@ def upload_review_decide(
     picture's ground truth (:func:`picture_mark_ground_truth`), in one transaction. They were two: a failure in the
     second left the review saved without its ground truth, and without the undo entry that names both. The caller
     checks the ground-truth permission."""
-    prior = upload_group_review(upload=upload, decision=decision, reviewer=reviewer, boxes=boxes, seen_state=seen_state)
-    label = _decided_label(upload=upload, decision=decision)
+    label = _decided_label(upload=upload, decision=decision)  # once: confirm became the model's label here
+    prior = upload_group_review(upload=upload, decision=label, reviewer=reviewer, boxes=boxes, seen_state=seen_state)
     prior_ground_truth = picture_mark_ground_truth(upload=upload, by=reviewer, label=label) if as_ground_truth else []
     return ReviewDecision(label=label, prior=prior, prior_ground_truth=prior_ground_truth)
 
