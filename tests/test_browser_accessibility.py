@@ -65,6 +65,12 @@ def test_a_keyboard_user_zooms_moves_around_and_leaves_the_picture(
     assert browser.current_url.endswith(f"/review/{upload.pk}/"), "an arrow opened another picture"
     press(browser, "-")
     wait(browser, lambda b: b.execute_script(PICTURE_WIDTH) < full * 1.1, 5)
+    browser.execute_script(  # Ctrl + wheel zooms by the same step
+        "document.getElementById('zoom-frame').dispatchEvent(new WheelEvent('wheel', {deltaY: -120, ctrlKey: true,"
+        " bubbles: true, cancelable: true}));"
+    )
+    wait(browser, lambda b: b.execute_script(PICTURE_WIDTH) > full * 1.2, 5)
+    press(browser, "-")
 
     press(browser, "b")
     said = wait(

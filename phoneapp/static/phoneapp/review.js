@@ -92,8 +92,7 @@
     frame.addEventListener("wheel", (event) => {
       if (!frame.classList.contains("zoomed") || !(event.ctrlKey || event.metaKey)) return;
       event.preventDefault();
-      scale = Math.min(MAX_ZOOM, Math.max(fitted(), scale * (event.deltaY < 0 ? ZOOM_STEP : 1 / ZOOM_STEP)));
-      apply();
+      step(event.deltaY < 0 ? 1 : -1);
     }, { passive: false });
     if (button) button.addEventListener("click", toggle);
     review.dataset.zoomReady = "true";
