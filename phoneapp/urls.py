@@ -13,6 +13,7 @@ urlpatterns = [
     path("account/", account.account_page, name="account"),
     path("account/password/", account.AccountPasswordChangeView.as_view(), name="account-password"),
     path("account/delete-pictures/", account.account_delete_pictures, name="account-delete-pictures"),
+    path("account/delete/", account.account_delete_page, name="account-delete"),
     path("account/api-token/", views.api_token_page, name="api-token-page"),
     path("uploads/<int:upload_id>/", views.upload_detail_page, name="upload-detail"),
     path("uploads/<int:upload_id>/delete", views.upload_delete_page, name="upload-delete"),

@@ -1,5 +1,5 @@
 """In a real browser: a person changes their password from the Account page and signs in with the new one, then
-deletes every picture they sent.
+deletes every picture they sent, then their account.
 
 Headless Debian Chromium against pytest-django's live server.
 """
@@ -43,7 +43,7 @@ def test_a_person_changes_their_password_and_signs_in_with_the_new_one(
     assert "alice" in wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".who")).text
 
 
-def test_a_person_deletes_all_their_pictures_after_confirming(
+def test_a_person_deletes_all_their_pictures_then_their_account(
     live_server: LiveServer, browser: Chrome, alice: User, bob: User
 ) -> None:
     from selenium.webdriver.common.by import By
@@ -60,3 +60,11 @@ def test_a_person_deletes_all_their_pictures_after_confirming(
     assert browser.find_element(By.ID, "no-pictures")
     assert not Upload.objects.filter(owner=alice).exists()
     assert Upload.objects.filter(pk=theirs.pk).exists()
+
+    browser.find_element(By.ID, "delete-account").click()
+    wait(browser, lambda b: b.find_element(By.ID, "account-delete-password")).send_keys("alice-password-1")
+    browser.find_element(By.ID, "confirm-account-delete").click()
+
+    said = wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".messages")).text
+    assert "Your account is deleted, with 0 pictures" in said and browser.find_element(By.ID, "id_username")
+    assert not User.objects.filter(username="alice").exists() and User.objects.filter(pk=bob.pk).exists()

@@ -1,4 +1,5 @@
-"""The signed-in person's own account: its page, changing the password, and deleting every picture they sent.
+"""The signed-in person's own account: its page, changing the password, deleting every picture they sent, and
+deleting the account itself.
 
 Django's own password-change view does the checking (the old password, the validators in
 ``AUTH_PASSWORD_VALIDATORS``) and keeps this session signed in; other sessions of the account are signed out, as
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LogoutView, PasswordChangeView
 from django.http import HttpRequest, HttpResponse
@@ -20,10 +22,12 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.auth_backends import client_address
 from phoneapp.selectors.uploads import uploads_summary
+from phoneapp.services.accounts import AccountNotSelfDeletable, account_delete, account_self_deletable
 from phoneapp.services.api_tokens import api_token_get
 from phoneapp.services.login_attempts import LoginAttempt, login_attempt_give_back, login_attempt_reserve
 from phoneapp.services.upload_deletion import uploads_delete_all_of
 from phoneapp.signed_in import SignedInRequest
+from phoneapp.web.password_confirm import password_refusal
 
 
 @login_required
@@ -100,6 +104,29 @@ def account_delete_pictures(request: SignedInRequest) -> HttpResponse:
         )
         return redirect("account")
     return render(request, "phoneapp/account_delete_pictures.html", {"summary": uploads_summary(owner=request.user)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_delete_page(request: SignedInRequest) -> HttpResponse:
+    """``GET``: what deleting the account takes with it, and the password to confirm; ``POST``: delete it, sign
+    this browser out and land on the sign-in page. Staff accounts are refused (an administrator deletes them)."""
+    context = {"summary": uploads_summary(owner=request.user), "deletable": account_self_deletable(user=request.user)}
+    if request.method == "GET":
+        return render(request, "phoneapp/account_delete.html", context)
+    refusal = password_refusal(request, to_do="delete your account")
+    if refusal:
+        messages.error(request, refusal)
+        return render(request, "phoneapp/account_delete.html", context, status=400)
+    try:
+        pictures = account_delete(user=request.user)
+    except AccountNotSelfDeletable as error:
+        messages.error(request, error.message)
+        return render(request, "phoneapp/account_delete.html", context, status=error.status_code)
+    logout(request)
+    gone = f"{pictures} picture{pluralize(pictures)}"
+    messages.success(request, f"Your account is deleted, with {gone} and its API token.")
+    return redirect("login")
 
 
 class SignOutView(LogoutView):

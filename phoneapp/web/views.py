@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -23,7 +22,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from phoneapp.auth_backends import REFUSED_ATTRIBUTE
 from phoneapp.models import UploadStatus
 from phoneapp.picture_files import display_response, heatmap_response, thumbnail_response
 from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
@@ -42,6 +40,7 @@ from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 from phoneapp.signed_in import SignedInRequest
 from phoneapp.throttling import UploadRateThrottle
+from phoneapp.web.password_confirm import password_refusal
 
 
 @login_required
@@ -180,7 +179,7 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
     if request.method == "POST":
         action = request.POST.get("action", "")
         if action == "regenerate":
-            refusal = _password_refusal(request)
+            refusal = password_refusal(request, to_do="create a token")
             if refusal:
                 messages.error(request, refusal)
                 return redirect("api-token-page")
@@ -200,21 +199,6 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
         "api_root": request.build_absolute_uri("/api/"),
     }
     return render(request, "phoneapp/api_token.html", context)
-
-
-def _password_refusal(request: SignedInRequest) -> str:
-    """Why the posted ``password`` does not confirm the signed-in user ("" when it does); a wrong one counts as a
-    failed login (the login throttle, through ``authenticate``)."""
-    password = request.POST.get("password", "")
-    if not password:
-        return "Enter your password to create a token: nothing was changed."
-    confirmed = authenticate(request, username=request.user.get_username(), password=password)
-    wait = getattr(request, REFUSED_ATTRIBUTE, None)
-    if wait is not None:
-        return f"Too many wrong passwords; try again in {wait} seconds. Nothing was changed."
-    if confirmed is None or confirmed.pk != request.user.pk:
-        return "That is not your password: nothing was changed."
-    return ""
 
 
 @login_required

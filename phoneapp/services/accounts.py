@@ -1,0 +1,40 @@
+"""Deleting one's own account: the person, their pictures, their API token and their idempotency keys.
+
+Staff accounts are not deleted this way: their reviews and ground-truth labels are the training data, and a
+site's last administrator must not be able to lock everyone out with one form. An administrator deletes them
+in the admin (the same cascade, through the same upload deletion).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from phoneapp.models import Upload
+from phoneapp.services.errors import DomainError
+
+
+class AccountNotSelfDeletable(DomainError):
+    status_code = 403
+
+
+def account_self_deletable(*, user: User) -> bool:
+    """Whether ``user`` may delete their own account from the account page (not staff, not superusers)."""
+    return not (user.is_staff or user.is_superuser)
+
+
+def account_delete(*, user: User) -> int:
+    """Delete ``user`` and everything that is theirs; returns how many pictures went with the account.
+
+    The user's pictures go through the one upload deletion (``phoneapp/receivers.py``), so their files are removed
+    once the account's deletion commits and stay if it rolls back. Raises :class:`AccountNotSelfDeletable` for
+    staff and superusers.
+    """
+    if not account_self_deletable(user=user):
+        raise AccountNotSelfDeletable(
+            "Staff accounts are deleted by an administrator, in the admin: nothing was changed."
+        )
+    with transaction.atomic():
+        pictures = Upload.objects.filter(owner=user).count()
+        user.delete()
+    return pictures

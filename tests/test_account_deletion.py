@@ -1,0 +1,105 @@
+"""Deleting one's own account from the account page: with the password, everything of theirs goes, nobody else's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from phoneapp.models import ApiToken, Upload
+from phoneapp.services.api_tokens import api_token_regenerate
+from tests.factories import client_for, make_upload, make_user
+
+if TYPE_CHECKING:
+    from pytest_django import DjangoCaptureOnCommitCallbacks
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_in(user: User) -> Client:
+    """A client signed in through the login form, as a browser is (so the password is ``<name>-password-1``)."""
+    client = Client()
+    assert client.post("/accounts/login/", {"username": user.username, "password": f"{user.username}-password-1"})
+    return client
+
+
+def test_the_confirmation_page_says_what_goes_and_deletes_nothing(alice: User) -> None:
+    make_upload(alice, probability=0.9)
+    make_upload(alice, probability=0.2)
+    client = client_for(alice)
+    assert 'href="/account/delete/"' in client.get("/account/").content.decode()
+
+    page = client.get("/account/delete/").content.decode()
+
+    assert "all <strong>2</strong> pictures" in page and "your API token" in page
+    assert 'name="password"' in page and 'id="confirm-account-delete"' in page
+    assert User.objects.filter(pk=alice.pk).exists() and Upload.objects.filter(owner=alice).count() == 2
+
+
+def test_deleting_the_account_takes_its_pictures_files_and_token_and_signs_out(
+    alice: User, bob: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    mine = [make_upload(alice, probability=p) for p in (0.9, 0.2)]
+    files = [Path(upload.image.path) for upload in mine]
+    theirs = make_upload(bob, probability=0.9)
+    api_token_regenerate(user=alice)
+    client, elsewhere = signed_in(alice), signed_in(alice)
+
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the deletion is committed
+        response = client.post("/account/delete/", {"password": "alice-password-1"}, follow=True)
+
+    assert response.redirect_chain[-1][0].startswith("/accounts/login/")
+    assert "Your account is deleted, with 2 pictures and its API token." in response.content.decode()
+    assert not User.objects.filter(username="alice").exists()
+    assert not Upload.objects.filter(pk__in=[u.pk for u in mine]).exists() and not any(p.exists() for p in files)
+    assert not ApiToken.objects.filter(user_id=alice.pk).exists()
+    assert Upload.objects.filter(pk=theirs.pk).exists() and Path(theirs.image.path).exists()
+    for browser in (client, elsewhere):  # this browser and any other one signed in as alice
+        assert browser.get("/history/").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [("", "Enter your password to delete your account"), ("not-it", "That is not your password")],
+)
+def test_without_the_right_password_nothing_is_deleted(alice: User, password: str, message: str) -> None:
+    make_upload(alice, probability=0.9)
+    response = client_for(alice).post("/account/delete/", {"password": password})
+    assert response.status_code == 400 and message in response.content.decode()
+    assert User.objects.filter(pk=alice.pk).exists() and Upload.objects.filter(owner=alice).count() == 1
+
+
+def test_guessing_the_password_there_is_throttled_like_a_login(alice: User, settings) -> None:
+    """A stolen session must not be a way to guess the password without limit."""
+    settings.LOGIN_FAILURE_LIMIT = "2/minute"
+    client = client_for(alice)
+    for n in range(2):
+        client.post("/account/delete/", {"password": f"guess-{n}"})
+    refused = client.post("/account/delete/", {"password": "alice-password-1"})
+    assert "Too many wrong passwords" in refused.content.decode()
+    assert User.objects.filter(pk=alice.pk).exists()
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+def test_staff_accounts_are_deleted_by_an_administrator_not_here(superuser: bool) -> None:
+    staff = make_user("rita", staff=True, superuser=superuser)
+    client = client_for(staff)
+    page = client.get("/account/delete/").content.decode()
+    assert 'id="account-delete-staff"' in page and 'name="password"' not in page
+
+    refused = client.post("/account/delete/", {"password": "rita-password-1"})
+
+    assert refused.status_code == 403 and "deleted by an administrator" in refused.content.decode()
+    assert User.objects.filter(pk=staff.pk).exists()
+
+
+def test_deleting_the_account_needs_a_csrf_token_and_a_signed_in_person(alice: User) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert client.post("/account/delete/", {"password": "alice-password-1"}).status_code == 403
+    anonymous = Client().post("/account/delete/", {"password": "alice-password-1"})
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
+    assert User.objects.filter(pk=alice.pk).exists()
