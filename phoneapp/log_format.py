@@ -61,6 +61,16 @@ class ClientErrorsWithoutTraceback(logging.Filter):
         return True
 
 
+class UnhealthyProbesNotLogged(logging.Filter):
+    """Drop Django's "Service Unavailable: /healthz" ERROR: a 503 there is the answer a probe asks for, sent every
+    few seconds while a part is down, and the health check already logs each part's failure when it starts and when
+    it ends (``phoneapp/services/health.py``). Any other status of the probe, a 500 included, is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = getattr(getattr(record, "request", None), "path", None)
+        return not (getattr(record, "status_code", None) == 503 and path == "/healthz")
+
+
 class BrokerOutagesWithoutTraceback(logging.Filter):
     """Celery beat logs each scheduled task it cannot send with the stack and the exception's whole chain: ~10 KB
     every ``SWEEP_INTERVAL_SECONDS`` while Redis is down (an outage the app rides out by design). Such a record keeps

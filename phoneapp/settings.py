@@ -379,6 +379,7 @@ LOGGING = {
     "formatters": FORMATTERS,
     "filters": {
         "client_errors_without_traceback": {"()": "phoneapp.log_format.ClientErrorsWithoutTraceback"},
+        "unhealthy_probes_not_logged": {"()": "phoneapp.log_format.UnhealthyProbesNotLogged"},
         "broker_outages_without_traceback": {"()": "phoneapp.log_format.BrokerOutagesWithoutTraceback"},
         "routine_sweeps_at_debug": {"()": "phoneapp.log_format.RoutineSweepsAtDebug"},
     },
@@ -386,7 +387,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": "INFO"},
-        "django.request": {"level": "INFO", "filters": ["client_errors_without_traceback"]},
+        "django.request": {
+            "level": "INFO",
+            "filters": ["client_errors_without_traceback", "unhealthy_probes_not_logged"],
+        },
         "celery": {"level": "INFO"},
         "celery.beat": {"level": "INFO", "filters": ["broker_outages_without_traceback", "routine_sweeps_at_debug"]},
         "celery.worker.strategy": {"filters": ["routine_sweeps_at_debug"]},

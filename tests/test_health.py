@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 
@@ -130,3 +131,45 @@ def test_without_a_broker_the_web_probe_checks_the_model_the_web_process_classif
     response = client.get("/healthz?web=1")
 
     assert (response.status_code, response.json()["failing"]) == (503, ["model"])
+
+
+class UnreachableDatabase:
+    """A connection whose every query fails, as when PostgreSQL is down."""
+
+    def cursor(self) -> None:
+        raise OSError("connection refused")
+
+
+def test_an_outage_is_logged_when_it_starts_and_when_it_ends_not_at_every_probe(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.db import connection
+
+    from phoneapp.services import health
+
+    monkeypatch.setattr(health, "_failures_logged", set())
+    caplog.set_level(logging.DEBUG, logger="phoneapp.services.health")
+    for _ in range(3):  # a load balancer's probes during the outage
+        assert health.health_report(connection=UnreachableDatabase(), web_only=True).database == "down"  # type: ignore[arg-type]
+    health.health_report(connection=connection, web_only=True)
+    health.health_report(connection=connection, web_only=True)
+
+    said = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records if "database" in r.message]
+    assert said == [
+        ("ERROR", "health check: database down", True),
+        ("DEBUG", "health check: database still down", False),
+        ("DEBUG", "health check: database still down", False),
+        ("INFO", "health check: database ok again", False),
+    ]
+
+
+def test_django_does_not_log_an_error_for_each_unhealthy_probe(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 503 is the answer the probe asks for; the health check's own lines say what failed."""
+    monkeypatch.setattr("phoneapp.services.health._check_database", lambda connection: "down")
+
+    assert client.get("/healthz").status_code == 503
+    assert client.get("/nowhere-at-all").status_code == 404
+
+    assert [r.getMessage() for r in caplog.records if r.name == "django.request"] == ["Not Found: /nowhere-at-all"]

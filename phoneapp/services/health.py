@@ -22,6 +22,28 @@ from phoneapp.services.worker_presence import queue_depth, workers_alive
 
 logger = logging.getLogger(__name__)
 
+# The parts whose failure this process has logged and whose recovery it has not. A load balancer probes every few
+# seconds: an outage is logged with its traceback when this process first sees it and once more when it ends, not
+# with a traceback per probe (the probes in between log at DEBUG).
+_failures_logged: set[str] = set()
+
+
+def _failure_log(part: str, state: str, **extra: str) -> None:
+    """Log ``part``'s failure (called from its ``except`` block, so the traceback is the cause): an ERROR with the
+    traceback the first time, DEBUG while it lasts."""
+    if part in _failures_logged:
+        logger.debug("health check: %s still %s", part, state, extra=extra)
+        return
+    _failures_logged.add(part)
+    logger.exception("health check: %s %s", part, state, extra=extra)
+
+
+def _recovery_log(part: str) -> None:
+    """Log that ``part`` works again, once, if its failure was logged."""
+    if part in _failures_logged:
+        _failures_logged.discard(part)
+        logger.info("health check: %s ok again", part)
+
 
 @dataclass(frozen=True)
 class HealthReport:
@@ -153,8 +175,9 @@ def _check_storage(*, deep: bool) -> tuple[str, int | None]:
             name = default_storage.save(f"healthz/{uuid.uuid4().hex}.probe", ContentFile(b"ok"))
             default_storage.delete(name)
         except Exception:
-            logger.exception("health check: storage unwritable")
+            _failure_log("storage", "unwritable")
             return "unwritable", free_mb
+        _recovery_log("storage")
     if free_mb is not None and free_mb < settings.HEALTH_MIN_FREE_MB:
         return "low", free_mb
     return "ok", free_mb
@@ -165,8 +188,9 @@ def _check_database(connection: BaseDatabaseWrapper) -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception:
-        logger.exception("health check: database down")
+        _failure_log("database", "down")
         return "down"
+    _recovery_log("database")
     return "ok"
 
 
@@ -179,8 +203,9 @@ def _check_broker() -> str:
         with app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
     except Exception:
-        logger.exception("health check: broker down")
+        _failure_log("broker", "down")
         return "down"
+    _recovery_log("broker")
     return "ok"
 
 
@@ -197,8 +222,9 @@ def _check_model() -> tuple[str, str | None]:
             model_version_verify(version=version)
             _verified_stamps[version.pk] = stamp
     except (ModelLoadError, OSError):
-        logger.exception("health check: model unavailable", extra={"model_version": version.name})
+        _failure_log("model", "unavailable", model_version=version.name)
         return "unavailable", version.name
+    _recovery_log("model")
     return "ok", version.name
 
 
