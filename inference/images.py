@@ -35,6 +35,16 @@ class ImageError(ValueError):
     """The input is not a picture we accept; the message is safe to show to the person who sent it."""
 
 
+class UnsupportedFormat(ImageError):
+    """A picture Pillow reads, in a format this package does not take (``format``: Pillow's name, e.g. ``ICO``).
+
+    Callers that take more formats than this package decodes (the web app converts HEIC) word their own list."""
+
+    def __init__(self, image_format: str | None) -> None:
+        super().__init__(f"Unsupported picture format {image_format!r}; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
+        self.format = image_format
+
+
 def open_quietly(source: ImageSource) -> Image.Image:
     """``Image.open`` without Pillow's decompression-bomb *warning* (from ~89 megapixels; its error from ~179 stays).
 
@@ -80,7 +90,7 @@ def open_image(
         # Pillow refuses over ~179 megapixels here; the checks below, anything over the limit.
         image = open_quietly(file)
         if image.format not in ACCEPTED_FORMATS:
-            raise ImageError(f"Unsupported picture format {image.format!r}; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
+            raise UnsupportedFormat(image.format)
         width, height = image.size
         if image.format in DRAFTABLE_FORMATS:
             requested = _draft_request(image.size, draft_size, max_pixels)

@@ -86,7 +86,7 @@ BAD_FILES: dict[str, tuple[str, bytes, str, str]] = {
         "icon.png",
         encode(draw_picture(width=32, height=32), "ICO"),
         "image/png",
-        "format",
+        "send jpeg, png, webp, gif, bmp, tiff or heic",  # HEIC too: this app converts it
     ),
 }
 

@@ -295,3 +295,73 @@ def test_a_tiff_whose_next_page_pointer_is_garbage_is_still_accepted(alice_clien
     assert response.status_code == 201, response.content
     with Image.open(io.BytesIO(stored_bytes(Upload.objects.get(owner=alice)))) as picture:
         assert picture.size == (64, 48)
+
+
+@pytest.mark.parametrize("image_format", ["BMP", "TIFF"])
+def test_bytes_appended_after_a_bmp_or_tiff_are_not_stored(image_format: str) -> None:
+    """Their headers say where the pixels are, not where the file ends: a ZIP appended to one was stored whole."""
+    sent = encode(draw_picture(width=64, height=48), image_format) + b"PK\x03\x04SECRET-APPENDED"
+
+    stored = metadata_stripped(sent, image_format=image_format)
+
+    assert b"SECRET-APPENDED" not in stored
+    with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
+        assert picture.format == image_format
+        assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+
+
+XMP_ORIENTATION_6 = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG"])
+def test_a_picture_turned_only_by_its_xmp_is_stored_upright_as_recorded(
+    image_format: str, alice_client: Client, alice: User
+) -> None:
+    """Pillow turns a picture by XMP's tiff:Orientation when EXIF has none; the upload recorded it turned, then
+    stripping dropped the XMP, so the stored picture, its thumbnail and the model's view were sideways."""
+    extra: dict[str, object] = (
+        {"xmp": XMP_ORIENTATION_6} if image_format == "JPEG" else {"pnginfo": png_with_xmp(XMP_ORIENTATION_6)}
+    )
+    sent = encode(draw_picture(width=150, height=200), image_format, **extra)
+    with Image.open(io.BytesIO(sent)) as original:  # the test's own check: Pillow reads the turn from XMP
+        assert original.size == (150, 200) and original.getexif().get(ORIENTATION) == 6
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file(f"turned.{image_format.lower()}", sent)})
+
+    assert response.status_code == 201, response.content
+    upload = Upload.objects.get(owner=alice)
+    with Image.open(io.BytesIO(stored_bytes(upload))) as picture:
+        assert b"tiff:Orientation" not in stored_bytes(upload)
+        assert picture.getexif().get(ORIENTATION, 1) == 1 and picture.size == (200, 150)
+    assert (upload.width, upload.height) == (200, 150)
+
+
+def png_with_xmp(xmp: bytes) -> PngImagePlugin.PngInfo:
+    """PNG keeps XMP in an iTXt chunk under this keyword."""
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    return info
+
+
+@pytest.mark.django_db
+def test_a_turned_tiff_is_recorded_at_the_size_it_is_shown(alice_client: Client, alice: User) -> None:
+    """Pillow already reports a TIFF with orientation 5-8 upright; the upload turned it a second time, so pages
+    sized the picture and its heat map the wrong way round."""
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    turned = ImageFileDirectory_v2()
+    turned[ORIENTATION] = 6
+    buffer = io.BytesIO()
+    draw_picture(width=150, height=200).save(buffer, "TIFF", tiffinfo=turned)
+
+    response = alice_client.post("/api/uploads/", {"image": uploaded_file("turned.tif", buffer.getvalue())})
+
+    assert response.status_code == 201, response.content
+    upload = Upload.objects.get(owner=alice)
+    assert (upload.width, upload.height) == (200, 150)
+    with Image.open(io.BytesIO(stored_bytes(upload))) as picture:
+        assert picture.size == (200, 150)

@@ -22,9 +22,9 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from PIL import ImageOps
+from PIL import ImageOps, TiffImagePlugin
 
-from inference.images import ImageError, open_image, open_quietly
+from inference.images import ImageError, UnsupportedFormat, open_image, open_quietly
 from phoneapp.services.errors import InvalidUpload, UploadTooLarge
 from phoneapp.services.picture_metadata import metadata_stripped
 
@@ -112,6 +112,9 @@ def _validate_decodable(data: bytes, header: _Header | None, *, name: str) -> Va
         if header is None:  # decodable, yet its header could not be read on its own: refuse rather than guess
             raise ImageError("The file is not a picture in a format we can read.")
         stored_extension, content_type = _FORMAT_TYPES[header.format]
+    except UnsupportedFormat as error:  # worded with HEIC too, which this app converts itself
+        message = f"Unsupported picture format {error.format!r}; send {ACCEPTED_DESCRIPTION} pictures."
+        raise InvalidUpload(message, file_name=name) from error
     except ImageError as error:
         raise InvalidUpload(str(error), file_name=name) from error
     except Exception as error:  # any decoder failure on hostile input is the client's problem, not a 500
@@ -197,7 +200,9 @@ def _read_header(data: bytes) -> _Header | None:
     try:
         with open_quietly(data) as probe:
             width, height = probe.size
-            turned = probe.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+            # Pillow's TIFF reader already reports (and loads) a TIFF upright; other formats report the stored size.
+            upright_already = isinstance(probe, TiffImagePlugin.TiffImageFile)
+            turned = not upright_already and probe.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
             return _Header(
                 format=probe.format or "",
                 upright_size=(height, width) if turned else (width, height),

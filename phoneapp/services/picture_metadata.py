@@ -8,12 +8,14 @@ byte for byte, README "Privacy").
 The pixels are never touched where the format allows it: JPEG, PNG and WebP are rewritten container by container,
 dropping metadata segments/chunks and keeping the compressed picture data as it was -- no re-encoding, no loss.
 The EXIF orientation is the one tag kept (in a minimal EXIF block of its own), so a sideways-stored phone photo
-still shows upright everywhere. TIFF keeps its metadata in the same directory as its pixel layout, so a TIFF
-carrying any tag beyond its pixel layout, or more than one page, is re-encoded losslessly, turned upright (its
-first page: the one classified and shown); a JPEG/PNG/WebP whose container cannot be
-walked (damaged but still decodable) is re-encoded upright the same way. GIF is walked block by block too: its
-comments and application blocks (XMP lives in one) go, the looping block of animations stays. BMP carries no
-metadata and is stored as uploaded; HEIC is already re-encoded without metadata at upload.
+still shows upright everywhere; a picture whose orientation lived only where stripping removes it (XMP's
+``tiff:Orientation``) is re-encoded upright instead. GIF is walked block by block too: its comments and
+application blocks (XMP lives in one) go, the looping block of animations stays. TIFF and BMP are always
+re-encoded losslessly from their pixels, turned upright (a TIFF's first page: the one classified and shown): a
+TIFF keeps its metadata in the same directory as its pixel layout and can point anywhere in the file, and either
+format can carry anything appended after the picture, which only a rewrite leaves out. A JPEG/PNG/WebP whose
+container cannot be walked (damaged but still decodable) is re-encoded upright the same way. HEIC is already
+re-encoded without metadata at upload.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 import struct
 import zlib
 
-from PIL import Image, ImageOps, TiffImagePlugin
+from PIL import Image, ImageOps
 
 from inference.images import open_quietly
 
@@ -47,14 +49,6 @@ _PNG_DROPPED_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # GIF application blocks that only say how an animation loops; every other one (XMP among them) is dropped.
 _GIF_KEPT_APPLICATIONS = frozenset({b"NETSCAPE2.0", b"ANIMEXTS1.0"})
-# TIFF tags that only describe the pixels (size, layout, compression, colour, resolution, orientation, the ICC
-# profile): a TIFF with any other tag -- GPS or Exif directories, XMP, IPTC, names, authors, free text, private
-# tags -- is re-encoded. A list of what is allowed, not of what is personal: free-text tags are many (document
-# and page names, Windows' XP* tags, ...) and private ones have no names at all.
-_TIFF_LAYOUT_TAGS = frozenset(
-    {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 274, 277, 278, 279, 280, 281, 282, 283, 284, 290, 291, 296}
-    | {317, 318, 319, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 529, 530, 531, 532, 34675}
-)
 
 
 class _Unwalkable(ValueError):
@@ -75,13 +69,24 @@ def metadata_stripped(data: bytes, *, image_format: str) -> bytes:
             stripped = _webp_stripped(data)
         elif image_format == "GIF":
             stripped = _gif_stripped(data)
-        elif image_format == "TIFF":
-            return _reencoded(data, image_format) if _tiff_has_personal_tags(data) else data
+        elif image_format in ("TIFF", "BMP"):
+            return _reencoded(data, image_format)
         else:
             return data
     except (_Unwalkable, IndexError, struct.error):
         return _reencoded(data, image_format)
-    return data if stripped == data else stripped
+    if stripped == data:
+        return data
+    if _orientation(stripped) != _orientation(data):  # it was in XMP, which went: turn the pixels instead
+        return _reencoded(data, image_format)
+    return stripped
+
+
+def _orientation(data: bytes) -> int:
+    """The orientation Pillow reads from the header: EXIF's, else XMP's ``tiff:Orientation`` (1: as stored)."""
+    with open_quietly(data) as image:
+        orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    return orientation if orientation in range(1, 9) else 1
 
 
 def _minimal_exif(payload: bytes) -> bytes | None:
@@ -261,18 +266,6 @@ def _gif_sub_blocks_end(data: bytes, pos: int) -> int:
     return pos + 1
 
 
-def _tiff_has_personal_tags(data: bytes) -> bool:
-    """Whether the TIFF has more than one page (another page can be any picture) or a tag beyond its pixel layout."""
-    with open_quietly(data) as image:
-        if not isinstance(image, TiffImagePlugin.TiffImageFile):
-            return True
-        try:
-            pages = image.n_frames  # walks the chain of directories
-        except Exception:  # a garbled next-directory pointer (some scanners write one): the first page is fine
-            return True
-        return pages > 1 or bool(set(image.tag_v2.keys()) - _TIFF_LAYOUT_TAGS)
-
-
 def _reencoded(data: bytes, image_format: str) -> bytes:
     """Decode in full, turn upright, and save again without any metadata (lossless except for JPEG)."""
     with open_quietly(data) as image:
@@ -290,6 +283,8 @@ def _reencoded(data: bytes, image_format: str) -> bytes:
         clean.save(buffer, "GIF")
     elif image_format == "TIFF":
         clean.save(buffer, "TIFF", compression="tiff_lzw", **colours)
+    elif image_format == "BMP":
+        clean.save(buffer, "BMP")
     else:
         clean.save(
             buffer,
