@@ -99,7 +99,7 @@ def test_phone_key_decision_is_saved_and_answers_with_the_next_picture(
     assert first.reviewed_at is not None
     # The next picture, opened by review.js, says what was saved; undoing says so too.
     assert (
-        "Saved: picture.jpg is not a phone. Undo last (U) takes it back."
+        "Saved: picture.jpg is not a phone. Undo last takes it back."
         in staff_client.get(f"/review/{second.pk}/").content.decode()
     )
     staff_client.post("/review/undo", headers={"Accept": "application/json"})

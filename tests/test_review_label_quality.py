@@ -256,6 +256,24 @@ def test_a_decision_made_on_a_page_another_reviewer_has_since_decided_is_refused
     assert (upload.reviewed_label, upload.reviewed_by) == ("phone", reviewer)
 
 
+def test_a_reviewer_who_decided_in_another_tab_is_told_so_not_named(alice: User, reviewer: User) -> None:
+    """Two tabs of one reviewer: the older one's refusal named the reader as if someone else had decided."""
+    import re
+
+    upload = make_upload(alice, probability=0.5)
+    client = client_for(reviewer)
+    page = client.get(f"/review/{upload.pk}/").content.decode()
+    seen = re.search(r'name="seen" id="seen-field" value="([^"]*)"', page)
+    assert seen
+
+    assert decide(client, upload, "phone", seen=seen[1]).status_code == 200
+    late = decide(client, upload, "not_phone", seen=seen[1])
+
+    assert late.status_code == 409
+    error = late.json()["error"]
+    assert error.startswith("You decided on this picture elsewhere") and reviewer.get_username() not in error
+
+
 def test_admin_edits_boxes_as_json_and_refuses_bad_ones(alice: User, reviewer: User) -> None:
     upload = make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer)
     url = f"/admin/phoneapp/upload/{upload.pk}/change/"

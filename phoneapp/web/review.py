@@ -185,7 +185,7 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
         saved += _ground_truth_kept(
             decided, decision_made.label, may_change=request.user.has_perm(GROUND_TRUTH_PERMISSION)
         )
-    messages.success(request, f"{saved} Undo last (U) takes it back.")
+    messages.success(request, f"{saved} Undo last takes it back.")
     if _wants_json(request):
         return JsonResponse(
             {
