@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import pytest
 from django.contrib.auth.models import User
@@ -365,3 +367,45 @@ def test_a_turned_tiff_is_recorded_at_the_size_it_is_shown(alice_client: Client,
     assert (upload.width, upload.height) == (200, 150)
     with Image.open(io.BytesIO(stored_bytes(upload))) as picture:
         assert picture.size == (200, 150)
+
+
+def srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_a_colour_profile_is_kept_and_anything_else_in_its_place_is_not(image_format: str) -> None:
+    """Any bytes labelled as a colour profile were stored (5 MB of them in one test upload): only a real one is."""
+    picture = draw_picture(width=64, height=48)
+    profile = srgb_profile()
+    fake = b"SECRET-NOT-A-PROFILE" * 20
+    lossless = {"lossless": True} if image_format == "WEBP" else {}
+    with_profile = encode(picture, image_format, icc_profile=profile, **lossless)
+    with_fake = encode(picture, image_format, icc_profile=fake, **lossless)
+    with Image.open(io.BytesIO(with_fake)) as sent:  # the test's own check: the fake is where a profile goes
+        assert sent.info.get("icc_profile") == fake
+
+    with Image.open(io.BytesIO(metadata_stripped(with_profile, image_format=image_format))) as kept:
+        assert kept.info.get("icc_profile") == profile
+    stored = metadata_stripped(with_fake, image_format=image_format)
+    with Image.open(io.BytesIO(stored)) as dropped:
+        assert not dropped.info.get("icc_profile") and b"SECRET" not in stored
+        dropped.load()
+
+
+def test_private_png_and_webp_chunks_are_not_stored() -> None:
+    """An application's own chunk can hold anything; only the chunks that make or describe the picture are kept."""
+    png = encode(draw_picture(width=64, height=48), "PNG")
+    private = struct.pack(">I", 14) + b"prVt" + b"SECRET-PRIVATE" + struct.pack(">I", zlib.crc32(b"prVtSECRET-PRIVATE"))
+    sent_png = png[:33] + private + png[33:]  # after IHDR
+    webp = encode(draw_picture(width=64, height=48), "WEBP", lossless=True)
+    chunk = b"prVt" + struct.pack("<I", 14) + b"SECRET-PRIVATE"
+    sent_webp = b"RIFF" + struct.pack("<I", len(webp) - 8 + len(chunk)) + webp[8:] + chunk
+
+    for sent, image_format in ((sent_png, "PNG"), (sent_webp, "WEBP")):
+        stored = metadata_stripped(sent, image_format=image_format)
+        assert b"SECRET-PRIVATE" in sent and b"SECRET-PRIVATE" not in stored, image_format
+        with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
+            assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None

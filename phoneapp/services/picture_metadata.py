@@ -6,16 +6,17 @@ its owner and to staff reviewers, so by default none of it is kept (``KEEP_PICTU
 byte for byte, README "Privacy").
 
 The pixels are never touched where the format allows it: JPEG, PNG and WebP are rewritten container by container,
-dropping metadata segments/chunks and keeping the compressed picture data as it was -- no re-encoding, no loss.
-The EXIF orientation is the one tag kept (in a minimal EXIF block of its own), so a sideways-stored phone photo
-still shows upright everywhere; a picture whose orientation lived only where stripping removes it (XMP's
-``tiff:Orientation``) is re-encoded upright instead. GIF is walked block by block too: its comments and
-application blocks (XMP lives in one) go, the looping block of animations stays. TIFF and BMP are always
-re-encoded losslessly from their pixels, turned upright (a TIFF's first page: the one classified and shown): a
-TIFF keeps its metadata in the same directory as its pixel layout and can point anywhere in the file, and either
-format can carry anything appended after the picture, which only a rewrite leaves out. A JPEG/PNG/WebP whose
-container cannot be walked (damaged but still decodable) is re-encoded upright the same way. HEIC is already
-re-encoded without metadata at upload.
+keeping only the segments/chunks that make or describe the picture (lists of what is kept, not of what is
+personal: private chunks can hold anything) and the compressed picture data as it was -- no re-encoding, no loss.
+A colour profile is kept when its ICC header checks out. The EXIF orientation is the one tag kept (in a minimal
+EXIF block of its own), so a sideways-stored phone photo still shows upright everywhere; a picture whose
+orientation lived only where stripping removes it (XMP's ``tiff:Orientation``) is re-encoded upright instead.
+GIF is walked block by block too: its comments and application blocks (XMP lives in one) go, the looping block
+of animations stays. TIFF and BMP are always re-encoded losslessly from their pixels, turned upright (a TIFF's
+first page: the one classified and shown): a TIFF keeps its metadata in the same directory as its pixel layout
+and can point anywhere in the file, and either format can carry anything appended after the picture, which only
+a rewrite leaves out. A JPEG/PNG/WebP whose container cannot be walked (damaged but still decodable) is
+re-encoded upright the same way. HEIC is already re-encoded without metadata at upload.
 """
 
 from __future__ import annotations
@@ -44,8 +45,20 @@ _JFIF = b"JFIF\x00"
 _JFIF_HEADER_LENGTH = 14
 _ADOBE = b"Adobe"
 _ADOBE_HEADER_LENGTH = 12
-# PNG: free text (tEXt, zTXt, iTXt) and the time of the last edit; eXIf is rewritten like JPEG's EXIF.
-_PNG_DROPPED_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+# PNG chunks kept: the picture, its palette and transparency, what its colours and pixel size mean, and APNG's
+# animation; eXIf is rewritten like JPEG's EXIF. A list of what is allowed: free text (tEXt, zTXt, iTXt), the time
+# of the last edit and any private chunk (an application's own, which can hold anything) go.
+_PNG_KEPT_CHUNKS = frozenset(
+    {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"cICP", b"mDCv", b"cLLI"}
+    | {b"sBIT", b"bKGD", b"pHYs", b"acTL", b"fcTL", b"fdAT"}
+)
+# WebP chunks kept: the picture (lossy, lossless, alpha), the extended header, animation frames and the colour
+# profile; EXIF is rewritten to its orientation; XMP and unknown chunks go.
+_WEBP_KEPT_CHUNKS = frozenset({b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP"})
+# A colour profile (ICC.1 header): its first 4 bytes are its length, bytes 36-39 the signature "acsp". Anything
+# else stored where a profile goes is not one, and is dropped. A PNG's profile is decompressed up to this size.
+_ICC_SIGNATURE = b"acsp"
+_ICC_MAX_BYTES = 16 * 1024 * 1024
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # GIF application blocks that only say how an animation loops; every other one (XMP among them) is dropped.
 _GIF_KEPT_APPLICATIONS = frozenset({b"NETSCAPE2.0", b"ANIMEXTS1.0"})
@@ -114,6 +127,7 @@ def _jpeg_stripped(data: bytes) -> bytes:
     if data[:2] != b"\xff\xd8":
         raise _Unwalkable("no JPEG start marker")
     out = [b"\xff\xd8"]
+    profile_parts: list[tuple[int, bytes]] = []  # where each ICC segment went in ``out``, and its payload
     pos = 2
     while True:
         if data[pos] != 0xFF:
@@ -124,6 +138,9 @@ def _jpeg_stripped(data: bytes) -> bytes:
         pos += 1
         if marker == 0xD9:
             out.append(b"\xff\xd9")
+            if profile_parts and not _jpeg_profile_valid([part for _, part in profile_parts]):
+                for index, _ in profile_parts:
+                    out[index] = b""
             return b"".join(out)
         if marker in _STANDALONE_MARKERS:
             out.append(bytes((0xFF, marker)))
@@ -147,6 +164,7 @@ def _jpeg_stripped(data: bytes) -> bytes:
                 out.append(b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body)
         elif marker == 0xE2:
             if payload.startswith(_JPEG_KEPT_APP2):
+                profile_parts.append((len(out), payload))
                 out.append(segment)
         elif marker == 0xE0:
             if payload.startswith(_JFIF):
@@ -158,6 +176,32 @@ def _jpeg_stripped(data: bytes) -> bytes:
         elif marker < 0xE0 or marker == 0xFF:
             out.append(segment)  # every non-APP segment: tables, frames, restart intervals
         # Everything else is dropped: JFXX, APP1 XMP, APP3-APP13 (IPTC, Photoshop, maker data), APP15, COM.
+
+
+def _is_colour_profile(profile: bytes) -> bool:
+    """Whether ``profile`` has an ICC profile's header: its declared length and signature."""
+    return len(profile) >= 128 and profile[36:40] == _ICC_SIGNATURE and int.from_bytes(profile[:4]) == len(profile)
+
+
+def _jpeg_profile_valid(payloads: list[bytes]) -> bool:
+    """Whether a JPEG's ICC segments (``ICC_PROFILE\\0``, sequence number, count, part) make one colour profile."""
+    header = len(_JPEG_KEPT_APP2)
+    parts = sorted((payload[header], payload[header + 2 :]) for payload in payloads if len(payload) > header + 2)
+    if len(parts) != len(payloads) or [number for number, _ in parts] != list(range(1, len(parts) + 1)):
+        return False
+    return _is_colour_profile(b"".join(part for _, part in parts))
+
+
+def _png_profile_valid(payload: bytes) -> bool:
+    """Whether an ``iCCP`` chunk (name, NUL, method 0, zlib data) holds a colour profile."""
+    name_end = payload.find(b"\x00")
+    if not 0 < name_end < 80 or payload[name_end + 1 : name_end + 2] != b"\x00":
+        return False
+    try:
+        profile = zlib.decompressobj().decompress(payload[name_end + 2 :], _ICC_MAX_BYTES)
+    except zlib.error:
+        return False
+    return _is_colour_profile(profile)
 
 
 def _jfif_header_only(segment: bytes, payload: bytes) -> bytes:
@@ -189,7 +233,10 @@ def _png_stripped(data: bytes) -> bytes:
             kept = _minimal_exif(data[pos + 8 : pos + 8 + length])
             if kept is not None:
                 out.append(_png_chunk(b"eXIf", kept))
-        elif kind not in _PNG_DROPPED_CHUNKS:
+        elif kind == b"iCCP":
+            if _png_profile_valid(data[pos + 8 : pos + 8 + length]):
+                out.append(data[pos:end])
+        elif kind in _PNG_KEPT_CHUNKS:
             out.append(data[pos:end])
         pos = end
         if kind == b"IEND":
@@ -217,13 +264,15 @@ def _webp_stripped(data: bytes) -> bytes:
             if minimal is not None:
                 kept.append((kind, minimal))
                 has_exif = True
-        elif kind != b"XMP ":
+        elif kind in _WEBP_KEPT_CHUNKS and (kind != b"ICCP" or _is_colour_profile(payload)):
             kept.append((kind, payload))
     body = bytearray(b"WEBP")
     for kind, payload in kept:
         if kind == b"VP8X":  # the extended header announces which metadata chunks follow
             flags = (payload[0] & ~0x0C) | (0x08 if has_exif else 0)
             payload = bytes((flags,)) + payload[1:]
+        if kind == b"VP8X" and not any(kind == b"ICCP" for kind, _ in kept):  # a profile dropped: not announced
+            payload = bytes((payload[0] & ~0x20,)) + payload[1:]
         body += kind + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) & 1 else b"")
     return b"RIFF" + struct.pack("<I", len(body)) + bytes(body)
 
@@ -273,7 +322,8 @@ def _reencoded(data: bytes, image_format: str) -> bytes:
         upright = ImageOps.exif_transpose(image)
         # The colour profile says what the pixel values mean (not who took the picture): kept, or wide-gamut
         # pictures would change colour.
-        colours = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
+        profile = image.info.get("icc_profile")
+        colours = {"icc_profile": profile} if profile and _is_colour_profile(profile) else {}
     clean = upright.copy()
     clean.info = {}
     buffer = io.BytesIO()
