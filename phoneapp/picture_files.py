@@ -54,7 +54,10 @@ def thumbnail_response(upload: Upload) -> FileResponse:
     itself (answers to logged-in users are never cached, so the thumbnail replaces it as soon as it exists), or for
     a picture browsers cannot draw (TIFF) a thumbnail drawn now."""
     if upload.thumbnail:
-        return picture_response(upload.thumbnail, "image/jpeg")
+        try:
+            return picture_response(upload.thumbnail, "image/jpeg")
+        except Http404:  # lost from storage (a restore without it): stood in for as before it was drawn
+            pass
     drawn_now = upload_preview_jpeg(upload=upload)
     if drawn_now is not None:
         return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))

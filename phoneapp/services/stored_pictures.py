@@ -4,10 +4,12 @@ or S3 alike)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.files.base import File
+from django.core.files.storage import FileSystemStorage
 from django.db.models.fields.files import FieldFile
 from PIL import Image
 
@@ -47,6 +49,11 @@ def stored_file_write(*, field_file: FieldFile, filename: str, content: File) ->
     # upload_to gives a fresh random name, so a file already under it cannot exist: if it does now, it is ours.
     name = field.generate_filename(field_file.instance, filename)
     storage = field_file.storage
+    if isinstance(storage, FileSystemStorage) and not Path(storage.location).is_dir():
+        # Saving would make the folder (Django does), and on a volume that is not mounted, or a restore not put
+        # back yet, pictures would land on the system disk unseen; /healthz says "missing" for the same reason.
+        logger.error("storage folder missing", extra={"file_name": name, "media_root": storage.location})
+        raise StorageUnavailable()
     try:
         stored_name = storage.save(name, content, max_length=field.max_length)
     except Exception as error:

@@ -36,7 +36,7 @@ class Command(BaseCommand):
         except ModelLoadError as error:
             raise CommandError(
                 f"The active model version {active.name} cannot be loaded from MODELS_DIR ({settings.MODELS_DIR}): "
-                f"{error} Copy the release's trained_models/ into it, or activate another version "
-                "(`manage.py activate_model`)."
+                f"{error} Copy the release's trained_models/ into it (after a restore: the backup's copy, which "
+                "has the retrained versions too), or activate another version (`manage.py activate_model`)."
             ) from error
         self.stdout.write(f"Active: {active.name}.")
