@@ -48,11 +48,13 @@ def test_upload_form_without_javascript_shows_the_verdicts(alice_client: Client)
     assert "% phone" in page
 
 
-def test_upload_form_reports_a_bad_file(alice_client: Client) -> None:
+def test_upload_form_reports_a_bad_file_and_still_lists_the_earlier_pictures(alice_client: Client) -> None:
+    upload_via_form(alice_client, "earlier.jpg")
     response = alice_client.post("/", {"image": uploaded_file("notes.jpg", b"plain text")})
     assert response.status_code == 400
     assert "notes.jpg: The file is not a picture" in response.content.decode()
-    assert Upload.objects.count() == 0
+    assert "earlier.jpg" in response.content.decode()  # the refused form is no reason to hide them
+    assert Upload.objects.count() == 1
 
 
 def test_history_shows_thumbnails_verdicts_and_only_my_uploads(alice_client: Client, bob_client: Client) -> None:

@@ -52,21 +52,18 @@ def upload_page(request: SignedInRequest) -> HttpResponse:
         try:
             allowed = throttle.allow_request(request, None)
         except InvalidUpload as error:  # more pictures than the whole rate limit
-            messages.error(request, error.message)
-            return render(request, "phoneapp/upload.html", {"recent": []}, status=error.status_code)
+            return _upload_refused(request, error.message, status=error.status_code)
         if not allowed:
             return _too_many_requests(request, retry_after=throttle.retry_after_seconds())
         files = request.FILES.getlist("image")
         if not files:  # the service's words name the API's field; the page's say what to do on it
             throttle.refund()
-            messages.error(request, "No picture was sent: choose one or more pictures, then press Upload.")
-            return render(request, "phoneapp/upload.html", {"recent": []}, status=400)
+            return _upload_refused(request, "No picture was sent: choose one or more pictures, then press Upload.")
         try:
             uploads = uploads_create(owner=request.user, files=files)
         except InvalidUpload as error:
             throttle.refund()
-            messages.error(request, error.message)
-            return render(request, "phoneapp/upload.html", {"recent": []}, status=error.status_code)
+            return _upload_refused(request, error.message, status=error.status_code)
         ids = ",".join(str(upload.pk) for upload in uploads)
         return redirect(f"{reverse('upload')}?batch={ids}")
     batch_ids = _parse_ids(request.GET.get("batch", ""))
@@ -79,6 +76,14 @@ def upload_page(request: SignedInRequest) -> HttpResponse:
 
 
 RECENT_ON_UPLOAD_PAGE = 12
+
+
+def _upload_refused(request: SignedInRequest, message: str, *, status: int = 400) -> HttpResponse:
+    """The upload page again, saying why nothing was uploaded, with the latest uploads still listed (without
+    JavaScript the refused form lands here: an empty list read as if earlier pictures were gone)."""
+    messages.error(request, message)
+    recent = uploads_recent(owner=request.user, limit=RECENT_ON_UPLOAD_PAGE)
+    return render(request, "phoneapp/upload.html", {"recent": recent}, status=status)
 
 
 @login_required
