@@ -124,6 +124,14 @@ def test_form_post_without_javascript_moves_to_the_next_picture(staff_client: Cl
     assert "Saved: first.jpg is phone." in response.content.decode()
 
 
+def test_skipping_without_javascript_says_so_and_moves_on(staff_client: Client, alice: User) -> None:
+    first = make_upload(alice, probability=0.5, name="first.jpg")
+    second = make_upload(alice, probability=0.7)
+    response = staff_client.post(f"/review/{first.pk}/skip", follow=True)
+    assert response.redirect_chain == [(f"/review/{second.pk}/", 302)]
+    assert "Skipped first.jpg: it comes back after the rest of the queue." in response.content.decode()
+
+
 def test_deciding_on_a_skipped_picture_returns_to_the_one_skipped_first(staff_client: Client, alice: User) -> None:
     first = make_upload(alice, probability=0.5)
     last = make_upload(alice, probability=0.99)

@@ -212,6 +212,7 @@ def review_skip(request: SignedInRequest, upload_id: int) -> HttpResponse:
     next_url = reverse("review-item", args=[next_id]) if next_id and next_id != upload.pk else reverse("review")
     if _wants_json(request):
         return JsonResponse({"id": upload.pk, "next_id": next_id, "next_url": next_url})
+    messages.info(request, f"Skipped {upload.original_name}: it comes back after the rest of the queue.")
     return redirect(next_url)
 
 
