@@ -45,6 +45,7 @@ def test_review_page_without_javascript_hides_keys_and_says_boxes_need_it(
     decide = browser.find_element(By.CSS_SELECTOR, "button.decide-phone")
     assert decide.is_displayed() and decide.text.strip() == "Phone"  # the P hint is hidden
     assert not browser.find_element(By.CSS_SELECTOR, "details.shortcuts").is_displayed()
+    assert browser.find_element(By.ID, "full-size-link").is_displayed()  # zooming needs a script
 
     decide.click()
     said = browser.find_element(By.CSS_SELECTOR, ".messages").text
