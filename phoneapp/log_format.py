@@ -67,7 +67,7 @@ class UnhealthyProbesNotLogged(logging.Filter):
     it ends (``phoneapp/services/health.py``). Any other status of the probe, a 500 included, is kept."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        path = getattr(getattr(record, "request", None), "path", None)
+        path = getattr(getattr(record, "request", None), "path_info", None)
         return not (getattr(record, "status_code", None) == 503 and path == "/healthz")
 
 

@@ -163,6 +163,28 @@ def test_an_outage_is_logged_when_it_starts_and_when_it_ends_not_at_every_probe(
     ]
 
 
+def test_a_failure_without_an_exception_is_logged_once_too(
+    client: Client,
+    isolated_storage: Path,
+    settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A missing media folder, no live worker, low space: Django's 503 line was their only trace, and it is gone."""
+    from phoneapp.services import health
+
+    monkeypatch.setattr(health, "_failures_logged", set())
+    settings.MEDIA_ROOT = str(isolated_storage.parent / "not-mounted")
+    caplog.set_level(logging.DEBUG, logger="phoneapp.services.health")
+    for _ in range(3):
+        assert client.get("/healthz?web=1").status_code == 503
+    settings.MEDIA_ROOT = str(isolated_storage)
+    assert client.get("/healthz?web=1").status_code == 200
+
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "storage" in r.getMessage()]
+    assert said == [("ERROR", "health check: storage missing"), ("INFO", "health check: storage ok again")]
+
+
 def test_django_does_not_log_an_error_for_each_unhealthy_probe(
     client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -23,14 +23,17 @@ from phoneapp.services.worker_presence import queue_depth, workers_alive
 logger = logging.getLogger(__name__)
 
 # The parts whose failure this process has logged and whose recovery it has not. A load balancer probes every few
-# seconds: an outage is logged with its traceback when this process first sees it and once more when it ends, not
-# with a traceback per probe (the probes in between log at DEBUG).
+# seconds: an outage is logged (ERROR, with its traceback where an exception caused it) when this process first
+# sees it and once more when it ends (INFO), not once per probe (the probes in between log at DEBUG). Django's own
+# "Service Unavailable: /healthz" line is dropped for the same reason (log_format.UnhealthyProbesNotLogged).
 _failures_logged: set[str] = set()
+# States that say nothing about a part's health: it was not looked at in this probe.
+_NOT_LOOKED_AT = frozenset({"not checked", "unknown"})
 
 
-def _failure_log(part: str, state: str, **extra: str) -> None:
-    """Log ``part``'s failure (called from its ``except`` block, so the traceback is the cause): an ERROR with the
-    traceback the first time, DEBUG while it lasts."""
+def _cause_log(part: str, state: str, **extra: str) -> None:
+    """From a check's ``except`` block: log the exception behind ``part``'s failure the first time (ERROR with the
+    traceback), DEBUG while it lasts; :func:`_outages_log` then knows it is said."""
     if part in _failures_logged:
         logger.debug("health check: %s still %s", part, state, extra=extra)
         return
@@ -38,11 +41,24 @@ def _failure_log(part: str, state: str, **extra: str) -> None:
     logger.exception("health check: %s %s", part, state, extra=extra)
 
 
-def _recovery_log(part: str) -> None:
-    """Log that ``part`` works again, once, if its failure was logged."""
-    if part in _failures_logged:
-        _failures_logged.discard(part)
-        logger.info("health check: %s ok again", part)
+def _outages_log(report: HealthReport) -> None:
+    """Log each failing part once when it starts (an ERROR; those without an exception, such as a missing media
+    folder or no live worker, are said here) and once when a probe finds it working again."""
+    states = {
+        "database": report.database,
+        "broker": report.broker,
+        "model": report.model,
+        "worker": report.worker,
+        "storage": report.storage,
+    }
+    failing = set(report.failing)
+    for part, state in states.items():
+        if part in failing and part not in _failures_logged:
+            _failures_logged.add(part)
+            logger.error("health check: %s %s", part, state)
+        elif part not in failing and part in _failures_logged and state not in _NOT_LOOKED_AT:
+            _failures_logged.discard(part)
+            logger.info("health check: %s ok again", part)
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,15 @@ def health_report(*, connection: BaseDatabaseWrapper, deep: bool = False, web_on
     ``web_only``: can this web process take uploads (the database and storage, and the model when there is no
     broker, since the web process then classifies; the rest "not checked")? What a load balancer should poll:
     with the broker or every worker down, uploads are still taken and wait as pending, so taking the web processes
-    out of service then would refuse them for nothing."""
+    out of service then would refuse them for nothing.
+
+    Each failing part is logged when this process first finds it and when it works again (:func:`_outages_log`)."""
+    report = _report(connection=connection, deep=deep, web_only=web_only)
+    _outages_log(report)
+    return report
+
+
+def _report(*, connection: BaseDatabaseWrapper, deep: bool, web_only: bool) -> HealthReport:
     database = _check_database(connection)
     if web_only:
         storage, free_mb = _check_storage(deep=deep)
@@ -175,9 +199,8 @@ def _check_storage(*, deep: bool) -> tuple[str, int | None]:
             name = default_storage.save(f"healthz/{uuid.uuid4().hex}.probe", ContentFile(b"ok"))
             default_storage.delete(name)
         except Exception:
-            _failure_log("storage", "unwritable")
+            _cause_log("storage", "unwritable")
             return "unwritable", free_mb
-        _recovery_log("storage")
     if free_mb is not None and free_mb < settings.HEALTH_MIN_FREE_MB:
         return "low", free_mb
     return "ok", free_mb
@@ -188,9 +211,8 @@ def _check_database(connection: BaseDatabaseWrapper) -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception:
-        _failure_log("database", "down")
+        _cause_log("database", "down")
         return "down"
-    _recovery_log("database")
     return "ok"
 
 
@@ -203,9 +225,8 @@ def _check_broker() -> str:
         with app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
     except Exception:
-        _failure_log("broker", "down")
+        _cause_log("broker", "down")
         return "down"
-    _recovery_log("broker")
     return "ok"
 
 
@@ -222,9 +243,8 @@ def _check_model() -> tuple[str, str | None]:
             model_version_verify(version=version)
             _verified_stamps[version.pk] = stamp
     except (ModelLoadError, OSError):
-        _failure_log("model", "unavailable", model_version=version.name)
+        _cause_log("model", "unavailable", model_version=version.name)
         return "unavailable", version.name
-    _recovery_log("model")
     return "ok", version.name
 
 
