@@ -30,6 +30,9 @@ ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"
 
 ImageSource = str | os.PathLike[str] | bytes | BinaryIO
 
+# EXIF's Orientation tag: how the stored pixels are turned or flipped for showing (1-8; 1 = as stored).
+ORIENTATION_TAG = 0x0112
+
 
 class ImageError(ValueError):
     """The input is not a picture we accept; the message is safe to show to the person who sent it."""
@@ -119,8 +122,33 @@ def open_image(
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError("The picture is damaged or incomplete and cannot be read.") from error
     # In place: without it Pillow returns a full copy of every picture that needs no rotation (most of them).
-    ImageOps.exif_transpose(image, in_place=True)
+    if exif_orientation(image) != 1:
+        ImageOps.exif_transpose(image, in_place=True)
     return _to_rgb(image)
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The orientation the picture's own EXIF block (a TIFF's own tag) gives, 1 when it gives none.
+
+    Pillow's ``getexif()`` also takes XMP's ``tiff:Orientation`` when EXIF has no orientation; browsers ignore
+    XMP and stored copies drop it, so this project turns pictures by EXIF alone, everywhere: the size recorded at
+    upload, the pixels the model sees and the picture the pages show then agree. A TIFF is turned by Pillow as it
+    loads (its size is reported turned from the start), so it reads 1 once loaded.
+    """
+    exif = image.getexif()  # a PNG's EXIF block may follow its pixels: this reads it either way
+    if image.format == "TIFF":
+        orientation = exif.get(ORIENTATION_TAG, 1)
+    else:
+        raw = image.info.get("exif")
+        if not raw:
+            return 1
+        own = Image.Exif()
+        try:
+            own.load(raw)
+            orientation = own.get(ORIENTATION_TAG, 1)
+        except Exception:  # an unreadable EXIF block turns nothing
+            return 1
+    return orientation if orientation in range(1, 9) else 1
 
 
 def _draft_request(

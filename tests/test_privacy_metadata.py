@@ -320,26 +320,32 @@ XMP_ORIENTATION_6 = (
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("image_format", ["JPEG", "PNG"])
-def test_a_picture_turned_only_by_its_xmp_is_stored_upright_as_recorded(
+def test_a_picture_turned_only_by_its_xmp_is_kept_as_browsers_show_it(
     image_format: str, alice_client: Client, alice: User
 ) -> None:
-    """Pillow turns a picture by XMP's tiff:Orientation when EXIF has none; the upload recorded it turned, then
-    stripping dropped the XMP, so the stored picture, its thumbnail and the model's view were sideways."""
+    """Pillow turns a picture by XMP's tiff:Orientation when EXIF has none, browsers do not: the upload recorded it
+    turned, then stripping dropped the XMP, so the stored picture, its thumbnail and the model's view disagreed with
+    the recorded size. Turned by EXIF alone, everything agrees with what a browser shows, and nothing is re-encoded."""
+    from inference.images import open_image
+
     extra: dict[str, object] = (
         {"xmp": XMP_ORIENTATION_6} if image_format == "JPEG" else {"pnginfo": png_with_xmp(XMP_ORIENTATION_6)}
     )
     sent = encode(draw_picture(width=150, height=200), image_format, **extra)
-    with Image.open(io.BytesIO(sent)) as original:  # the test's own check: Pillow reads the turn from XMP
+    with Image.open(io.BytesIO(sent)) as original:  # the test's own check: Pillow would turn it by its XMP
         assert original.size == (150, 200) and original.getexif().get(ORIENTATION) == 6
+    assert open_image(sent).size == (150, 200)  # the model's view, even of a copy that keeps its XMP
 
     response = alice_client.post("/api/uploads/", {"image": uploaded_file(f"turned.{image_format.lower()}", sent)})
 
     assert response.status_code == 201, response.content
     upload = Upload.objects.get(owner=alice)
-    with Image.open(io.BytesIO(stored_bytes(upload))) as picture:
-        assert b"tiff:Orientation" not in stored_bytes(upload)
-        assert picture.getexif().get(ORIENTATION, 1) == 1 and picture.size == (200, 150)
-    assert (upload.width, upload.height) == (200, 150)
+    stored = stored_bytes(upload)
+    assert b"tiff:Orientation" not in stored
+    with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
+        assert picture.size == (150, 200)
+        assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+    assert (upload.width, upload.height) == (150, 200)
 
 
 def png_with_xmp(xmp: bytes) -> PngImagePlugin.PngInfo:
@@ -409,3 +415,79 @@ def test_private_png_and_webp_chunks_are_not_stored() -> None:
         assert b"SECRET-PRIVATE" in sent and b"SECRET-PRIVATE" not in stored, image_format
         with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
             assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+
+
+def bmp_with_alpha(width: int = 4, height: int = 2) -> bytes:
+    """A 32-bit BMP with an alpha mask (BITMAPV4HEADER, BI_BITFIELDS): half its pixels transparent. Pillow reads
+    such files as RGBA but cannot write them."""
+    pixels = b"".join(bytes((0, 0, 255, 0 if x < width // 2 else 255)) for _ in range(height) for x in range(width))
+    header_size, offset = 108, 14 + 108
+    info = struct.pack("<IiiHHIIiiII", header_size, width, height, 1, 32, 3, len(pixels), 2835, 2835, 0, 0)
+    masks = struct.pack("<IIII", 0x00FF0000, 0x0000FF00, 0x000000FF, 0xFF000000)
+    info += masks + b"sRGB" + bytes(header_size - len(info) - len(masks) - 4)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + pixels
+
+
+def test_a_bmp_keeps_its_transparency_and_loses_what_was_appended() -> None:
+    """Rewriting BMPs from their pixels dropped their alpha (Pillow writes no alpha to BMP): they are cut at the
+    size their header declares instead."""
+    sent = bmp_with_alpha() + b"PK\x03\x04SECRET-APPENDED"
+    with Image.open(io.BytesIO(sent)) as original:  # the test's own check: read with its transparency
+        assert original.mode == "RGBA" and original.getchannel("A").getextrema() == (0, 255)
+
+    stored = metadata_stripped(sent, image_format="BMP")
+
+    assert stored == bmp_with_alpha()
+    with Image.open(io.BytesIO(stored)) as picture:
+        assert picture.mode == "RGBA" and picture.getchannel("A").getextrema() == (0, 255)
+
+
+def test_gif_plain_text_and_unknown_extensions_are_not_stored() -> None:
+    """Only comments and application blocks were dropped: a plain-text block or one with an unknown label kept
+    whatever it held."""
+    gif = encode(draw_picture(width=32, height=24), "GIF")
+    plain_text = b"\x21\x01\x0c" + bytes(12) + b"\x0eSECRET-PLAINTX\x00"
+    unknown = b"\x21\x99\x0eSECRET-UNKNOWN\x00"
+    sent = gif[:-1] + plain_text + unknown + gif[-1:]  # before the trailer
+    with Image.open(io.BytesIO(sent)) as original:  # the test's own check: still a picture
+        original.load()
+
+    stored = metadata_stripped(sent, image_format="GIF")
+
+    assert b"SECRET" not in stored
+    with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
+        assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+
+
+def test_a_private_chunk_inside_an_animated_webp_frame_is_not_stored() -> None:
+    frames = [draw_picture(width=32, height=24, color=(200, 20 * i, 20)) for i in range(2)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], lossless=True, duration=100)
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"ANMF")
+    length = int.from_bytes(data[at + 4 : at + 8], "little")
+    private = b"prVt" + struct.pack("<I", 14) + b"SECRET-IN-ANMF"
+    end = at + 8 + length + (length & 1)
+    data[at + 4 : at + 8] = struct.pack("<I", length + (length & 1) + len(private))
+    data[end:end] = (b"\x00" if length & 1 else b"") + private
+    data[4:8] = struct.pack("<I", len(data) - 8)
+    sent = bytes(data)
+    with Image.open(io.BytesIO(sent)) as original:  # the test's own check: still an animation of two frames
+        assert getattr(original, "n_frames", 1) == 2
+
+    stored = metadata_stripped(sent, image_format="WEBP")
+
+    assert b"SECRET-IN-ANMF" not in stored
+    with Image.open(io.BytesIO(stored)) as picture:
+        assert getattr(picture, "n_frames", 1) == 2
+
+
+def test_a_colour_profile_with_bytes_its_tags_do_not_account_for_is_not_stored() -> None:
+    """A real profile's header and signature with anything appended (its length field set to match) passed."""
+    profile = bytearray(srgb_profile() + b"SECRET-RIDING-ALONG" * 10)
+    profile[:4] = len(profile).to_bytes(4, "big")
+    sent = encode(draw_picture(width=64, height=48), "JPEG", icc_profile=bytes(profile))
+
+    stored = metadata_stripped(sent, image_format="JPEG")
+
+    assert b"SECRET" not in stored

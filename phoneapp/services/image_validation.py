@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from PIL import ImageOps, TiffImagePlugin
 
-from inference.images import ImageError, UnsupportedFormat, open_image, open_quietly
+from inference.images import ImageError, UnsupportedFormat, exif_orientation, open_image, open_quietly
 from phoneapp.services.errors import InvalidUpload, UploadTooLarge
 from phoneapp.services.picture_metadata import metadata_stripped
 
@@ -45,7 +45,6 @@ _FORMAT_TYPES: dict[str, tuple[str, str]] = {
     "TIFF": (".tif", "image/tiff"),
 }
 
-ORIENTATION_TAG = 0x0112
 HEIF_REENCODE_QUALITY = 92
 # Asking Pillow's JPEG draft for a 1x1 picture gives its smallest scale, 1/8 of each side.
 SMALLEST_DRAFT = (1, 1)
@@ -202,7 +201,7 @@ def _read_header(data: bytes) -> _Header | None:
             width, height = probe.size
             # Pillow's TIFF reader already reports (and loads) a TIFF upright; other formats report the stored size.
             upright_already = isinstance(probe, TiffImagePlugin.TiffImageFile)
-            turned = not upright_already and probe.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+            turned = not upright_already and exif_orientation(probe) in (5, 6, 7, 8)
             return _Header(
                 format=probe.format or "",
                 upright_size=(height, width) if turned else (width, height),

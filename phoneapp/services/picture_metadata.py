@@ -8,14 +8,14 @@ byte for byte, README "Privacy").
 The pixels are never touched where the format allows it: JPEG, PNG and WebP are rewritten container by container,
 keeping only the segments/chunks that make or describe the picture (lists of what is kept, not of what is
 personal: private chunks can hold anything) and the compressed picture data as it was -- no re-encoding, no loss.
-A colour profile is kept when its ICC header checks out. The EXIF orientation is the one tag kept (in a minimal
-EXIF block of its own), so a sideways-stored phone photo still shows upright everywhere; a picture whose
-orientation lived only where stripping removes it (XMP's ``tiff:Orientation``) is re-encoded upright instead.
-GIF is walked block by block too: its comments and application blocks (XMP lives in one) go, the looping block
-of animations stays. TIFF and BMP are always re-encoded losslessly from their pixels, turned upright (a TIFF's
-first page: the one classified and shown): a TIFF keeps its metadata in the same directory as its pixel layout
-and can point anywhere in the file, and either format can carry anything appended after the picture, which only
-a rewrite leaves out. A JPEG/PNG/WebP whose container cannot be walked (damaged but still decodable) is
+A colour profile is kept when its ICC header and tag table account for all its bytes. The EXIF orientation is the
+one tag kept (in a minimal EXIF block of its own), so a sideways-stored phone photo still shows upright everywhere
+(XMP's ``tiff:Orientation`` turns nothing here, as in browsers: ``inference.images.exif_orientation``). GIF is
+walked block by block too: frames, their timing and the looping block stay, every other extension goes. A BMP is
+cut at the file size its header declares (anything appended after goes; its pixels, alpha included, stay). A TIFF
+is always re-encoded losslessly from its pixels, turned upright (its first page: the one classified and shown):
+it keeps its metadata in the same directory as its pixel layout and can point anywhere in the file, so only a
+rewrite leaves nothing behind. A JPEG/PNG/WebP/BMP whose container cannot be walked (damaged but still decodable) is
 re-encoded upright the same way. HEIC is already re-encoded without metadata at upload.
 """
 
@@ -28,9 +28,8 @@ import zlib
 
 from PIL import Image, ImageOps
 
-from inference.images import open_quietly
+from inference.images import ORIENTATION_TAG, exif_orientation, open_quietly
 
-ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
 # JPEG markers that stand alone (no length): TEM and the restart markers.
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
@@ -53,14 +52,20 @@ _PNG_KEPT_CHUNKS = frozenset(
     | {b"sBIT", b"bKGD", b"pHYs", b"acTL", b"fcTL", b"fdAT"}
 )
 # WebP chunks kept: the picture (lossy, lossless, alpha), the extended header, animation frames and the colour
-# profile; EXIF is rewritten to its orientation; XMP and unknown chunks go.
+# profile; EXIF is rewritten to its orientation; XMP and unknown chunks go, inside animation frames too.
 _WEBP_KEPT_CHUNKS = frozenset({b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP"})
+_WEBP_FRAME_CHUNKS = frozenset({b"VP8 ", b"VP8L", b"ALPH"})
+# An animation frame (ANMF) starts with 16 bytes of position, size, duration and flags, then its own chunks.
+_WEBP_FRAME_HEADER = 16
 # A colour profile (ICC.1 header): its first 4 bytes are its length, bytes 36-39 the signature "acsp". Anything
 # else stored where a profile goes is not one, and is dropped. A PNG's profile is decompressed up to this size.
 _ICC_SIGNATURE = b"acsp"
+_ICC_TAGS_AT = 132  # the 128-byte header, then the tag count; the tag table's 12-byte entries follow
 _ICC_MAX_BYTES = 16 * 1024 * 1024
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# GIF application blocks that only say how an animation loops; every other one (XMP among them) is dropped.
+# GIF extensions kept: the graphic control block (a frame's delay and transparency) and the application blocks that
+# only say how an animation loops; every other extension (comments, plain text, XMP, unknown labels) is dropped.
+_GIF_GRAPHIC_CONTROL = 0xF9
 _GIF_KEPT_APPLICATIONS = frozenset({b"NETSCAPE2.0", b"ANIMEXTS1.0"})
 
 
@@ -82,24 +87,15 @@ def metadata_stripped(data: bytes, *, image_format: str) -> bytes:
             stripped = _webp_stripped(data)
         elif image_format == "GIF":
             stripped = _gif_stripped(data)
-        elif image_format in ("TIFF", "BMP"):
+        elif image_format == "BMP":
+            stripped = _bmp_stripped(data)
+        elif image_format == "TIFF":
             return _reencoded(data, image_format)
         else:
             return data
     except (_Unwalkable, IndexError, struct.error):
         return _reencoded(data, image_format)
-    if stripped == data:
-        return data
-    if _orientation(stripped) != _orientation(data):  # it was in XMP, which went: turn the pixels instead
-        return _reencoded(data, image_format)
-    return stripped
-
-
-def _orientation(data: bytes) -> int:
-    """The orientation Pillow reads from the header: EXIF's, else XMP's ``tiff:Orientation`` (1: as stored)."""
-    with open_quietly(data) as image:
-        orientation = image.getexif().get(ORIENTATION_TAG, 1)
-    return orientation if orientation in range(1, 9) else 1
+    return data if stripped == data else stripped
 
 
 def _minimal_exif(payload: bytes) -> bytes | None:
@@ -179,8 +175,23 @@ def _jpeg_stripped(data: bytes) -> bytes:
 
 
 def _is_colour_profile(profile: bytes) -> bool:
-    """Whether ``profile`` has an ICC profile's header: its declared length and signature."""
-    return len(profile) >= 128 and profile[36:40] == _ICC_SIGNATURE and int.from_bytes(profile[:4]) == len(profile)
+    """Whether ``profile`` is laid out as an ICC profile: its header's length and signature, and a tag table whose
+    tags account for every byte after it (up to the 4-byte alignment between them), so nothing rides along."""
+    if len(profile) < _ICC_TAGS_AT or profile[36:40] != _ICC_SIGNATURE or int.from_bytes(profile[:4]) != len(profile):
+        return False
+    table_end = _ICC_TAGS_AT + 12 * int.from_bytes(profile[128:_ICC_TAGS_AT])
+    if table_end > len(profile):
+        return False
+    entries = range(_ICC_TAGS_AT, table_end, 12)
+    spans = sorted(
+        (int.from_bytes(profile[at + 4 : at + 8]), int.from_bytes(profile[at + 8 : at + 12])) for at in entries
+    )
+    covered = table_end
+    for offset, size in spans:
+        if offset > covered + 3:  # bytes between tags that no tag accounts for
+            return False
+        covered = max(covered, offset + size)
+    return len(profile) - covered <= 3
 
 
 def _jpeg_profile_valid(payloads: list[bytes]) -> bool:
@@ -246,16 +257,8 @@ def _png_stripped(data: bytes) -> bytes:
 def _webp_stripped(data: bytes) -> bytes:
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         raise _Unwalkable("no WebP header")
-    chunks: list[tuple[bytes, bytes]] = []
-    pos = 12
     end_of_riff = min(len(data), 8 + struct.unpack("<I", data[4:8])[0])
-    while pos + 8 <= end_of_riff:
-        kind = data[pos : pos + 4]
-        (length,) = struct.unpack("<I", data[pos + 4 : pos + 8])
-        if pos + 8 + length > len(data):
-            raise _Unwalkable("chunk runs past the end")
-        chunks.append((kind, data[pos + 8 : pos + 8 + length]))
-        pos += 8 + length + (length & 1)
+    chunks = _webp_chunks(data, 12, end_of_riff)
     kept: list[tuple[bytes, bytes]] = []
     has_exif = False
     for kind, payload in chunks:
@@ -264,6 +267,8 @@ def _webp_stripped(data: bytes) -> bytes:
             if minimal is not None:
                 kept.append((kind, minimal))
                 has_exif = True
+        elif kind == b"ANMF":
+            kept.append((kind, _webp_frame_stripped(payload)))
         elif kind in _WEBP_KEPT_CHUNKS and (kind != b"ICCP" or _is_colour_profile(payload)):
             kept.append((kind, payload))
     body = bytearray(b"WEBP")
@@ -273,12 +278,38 @@ def _webp_stripped(data: bytes) -> bytes:
             payload = bytes((flags,)) + payload[1:]
         if kind == b"VP8X" and not any(kind == b"ICCP" for kind, _ in kept):  # a profile dropped: not announced
             payload = bytes((payload[0] & ~0x20,)) + payload[1:]
-        body += kind + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) & 1 else b"")
+        body += _webp_chunk(kind, payload)
     return b"RIFF" + struct.pack("<I", len(body)) + bytes(body)
 
 
+def _webp_chunks(data: bytes, start: int, end: int) -> list[tuple[bytes, bytes]]:
+    """The (kind, payload) chunks of a RIFF body between ``start`` and ``end``."""
+    chunks: list[tuple[bytes, bytes]] = []
+    pos = start
+    while pos + 8 <= end:
+        kind = data[pos : pos + 4]
+        (length,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        if pos + 8 + length > len(data):
+            raise _Unwalkable("chunk runs past the end")
+        chunks.append((kind, data[pos + 8 : pos + 8 + length]))
+        pos += 8 + length + (length & 1)
+    return chunks
+
+
+def _webp_chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) & 1 else b"")
+
+
+def _webp_frame_stripped(frame: bytes) -> bytes:
+    """An animation frame with only its picture's chunks (an application can put its own in a frame too)."""
+    header = frame[:_WEBP_FRAME_HEADER]
+    chunks = _webp_chunks(frame, _WEBP_FRAME_HEADER, len(frame))
+    return header + b"".join(_webp_chunk(kind, payload) for kind, payload in chunks if kind in _WEBP_FRAME_CHUNKS)
+
+
 def _gif_stripped(data: bytes) -> bytes:
-    """The GIF without comment and non-looping application extensions; every frame's bytes as they were."""
+    """The GIF with its frames and their timing (graphic control) and looping blocks only; every frame's bytes as
+    they were."""
     if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
         raise _Unwalkable("no GIF header")
     pos = 13 + _gif_colour_table_size(data[10])
@@ -297,11 +328,28 @@ def _gif_stripped(data: bytes) -> bytes:
             start, label = pos, data[pos + 1]
             pos = _gif_sub_blocks_end(data, pos + 2)
             application = data[start + 3 : start + 14] if label == 0xFF and data[start + 2] == 11 else None
-            if label == 0xFE or (label == 0xFF and application not in _GIF_KEPT_APPLICATIONS):
-                continue  # a comment, or an application block such as XMP
-            kept += data[start:pos]
+            if label == _GIF_GRAPHIC_CONTROL or (label == 0xFF and application in _GIF_KEPT_APPLICATIONS):
+                kept += data[start:pos]
+            # Anything else goes: comments, plain text, application blocks such as XMP, labels no standard names.
         else:
             raise _Unwalkable(f"unknown GIF block 0x{introducer:02x}")
+
+
+def _bmp_stripped(data: bytes) -> bytes:
+    """The BMP up to the file size its header declares (its pixels, colour table and any profile are inside it):
+    whatever was appended after goes, the pixels stay as they were (alpha included, which Pillow cannot write)."""
+    if data[:2] != b"BM" or len(data) < 14:
+        raise _Unwalkable("no BMP header")
+    declared, pixels_at = int.from_bytes(data[2:6], "little"), int.from_bytes(data[10:14], "little")
+    if not 14 < pixels_at < declared <= len(data):
+        raise _Unwalkable("no usable file size in the header")
+    cut = data[:declared]
+    try:
+        with open_quietly(cut) as image:
+            image.load()
+    except Exception as error:  # the declared size was wrong (some writers): rewrite from the pixels instead
+        raise _Unwalkable("the declared size cuts the picture") from error
+    return cut
 
 
 def _gif_colour_table_size(packed: int) -> int:
@@ -316,23 +364,24 @@ def _gif_sub_blocks_end(data: bytes, pos: int) -> int:
 
 
 def _reencoded(data: bytes, image_format: str) -> bytes:
-    """Decode in full, turn upright, and save again without any metadata (lossless except for JPEG)."""
+    """Decode in full, turn upright, and save again without any metadata (lossless except for JPEG, from the
+    pixels Pillow decodes: a TIFF of 16 bits a colour channel is stored at 8, as the model sees it)."""
     with open_quietly(data) as image:
         image.load()
-        upright = ImageOps.exif_transpose(image)
+        clean = ImageOps.exif_transpose(image) if exif_orientation(image) != 1 else image.copy()
         # The colour profile says what the pixel values mean (not who took the picture): kept, or wide-gamut
-        # pictures would change colour.
+        # pictures would change colour; so does a palette's transparent entry.
         profile = image.info.get("icc_profile")
         colours = {"icc_profile": profile} if profile and _is_colour_profile(profile) else {}
-    clean = upright.copy()
-    clean.info = {}
+        transparency = image.info.get("transparency")
+    clean.info = {} if transparency is None else {"transparency": transparency}
     buffer = io.BytesIO()
     if image_format in ("JPEG", "MPO"):
         clean.convert("RGB").save(buffer, "JPEG", quality=92, **colours)
     elif image_format == "GIF":
         clean.save(buffer, "GIF")
     elif image_format == "TIFF":
-        clean.save(buffer, "TIFF", compression="tiff_lzw", **colours)
+        clean.save(buffer, "TIFF", compression="tiff_adobe_deflate", **colours)
     elif image_format == "BMP":
         clean.save(buffer, "BMP")
     else:
