@@ -9,10 +9,11 @@ from pathlib import PurePosixPath
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404
 
+from inference.images import ImageError
 from phoneapp.models import Upload
 from phoneapp.services.errors import ServiceUnavailable
 from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
-from phoneapp.services.thumbnails import upload_display_jpeg, upload_preview_jpeg
+from phoneapp.services.thumbnails import upload_display_jpeg, upload_preview_jpeg, upload_thumbnail_redraw
 
 
 def picture_response(field: FieldFile, content_type: str, *, filename: str = "") -> FileResponse:
@@ -56,12 +57,21 @@ def thumbnail_response(upload: Upload) -> FileResponse:
     if upload.thumbnail:
         try:
             return picture_response(upload.thumbnail, "image/jpeg")
-        except Http404:  # lost from storage (a restore without it): stood in for as before it was drawn
-            pass
+        except Http404:  # lost from storage (a restore without it): drawn again from the picture, and stored
+            return _protected(FileResponse(io.BytesIO(_thumbnail_redrawn(upload)), content_type="image/jpeg"))
     drawn_now = upload_preview_jpeg(upload=upload)
     if drawn_now is not None:
         return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
     return picture_response(upload.image, upload.content_type)
+
+
+def _thumbnail_redrawn(upload: Upload) -> bytes:
+    try:
+        return upload_thumbnail_redraw(upload=upload)
+    except (FileNotFoundError, ImageError) as error:  # the picture is gone too, or no longer reads
+        raise Http404("The picture file is missing.") from error
+    except OSError as error:
+        raise ServiceUnavailable("The picture cannot be read from storage right now. Try again shortly.") from error
 
 
 def heatmap_response(upload: Upload) -> FileResponse:

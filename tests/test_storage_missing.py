@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from django.test import Client
 
 from phoneapp.models import Upload
 from tests.factories import make_upload
-from tests.images import picture_bytes, uploaded_file
+from tests.images import draw_picture, picture_bytes, uploaded_file
 
 pytestmark = pytest.mark.django_db
 
@@ -31,13 +32,28 @@ def test_an_upload_to_a_missing_media_folder_is_refused_not_made_on_the_system_d
     assert alice_client.get("/healthz").json()["storage"] == "missing"
 
 
-def test_a_thumbnail_lost_from_storage_is_stood_in_for_by_the_picture(alice: User, alice_client: Client) -> None:
-    """After a restore without it the history drew a broken image: nothing lists a lost thumbnail or redraws it."""
-    upload = make_upload(alice, probability=0.9)
-    assert upload.thumbnail
-    Path(upload.thumbnail.path).unlink()
+def test_a_thumbnail_lost_from_storage_is_drawn_again_and_stored(alice: User, alice_client: Client) -> None:
+    """After a restore without it the history drew a broken image (then the whole picture, a few MB a card, for
+    good): nothing lists a lost thumbnail, so asking for it redraws it, once."""
+    from PIL import Image
+
+    upload = make_upload(alice, probability=0.9, picture=draw_picture(width=640, height=480))
+    lost = Path(upload.thumbnail.path)
+    lost.unlink()
 
     response = alice_client.get(f"/uploads/{upload.pk}/thumbnail")
 
     assert response.status_code == 200 and isinstance(response, StreamingHttpResponse)
-    assert b"".join(response.streaming_content) == Path(upload.image.path).read_bytes()
+    drawn = b"".join(response.streaming_content)
+    assert Image.open(io.BytesIO(drawn)).size == (320, 240)
+    upload.refresh_from_db()
+    assert upload.thumbnail.name and Path(upload.thumbnail.path).read_bytes() == drawn  # stored for next time
+    assert alice_client.get(f"/uploads/{upload.pk}/thumbnail").status_code == 200
+
+
+def test_a_lost_thumbnail_of_a_lost_picture_is_a_404(alice: User, alice_client: Client) -> None:
+    upload = make_upload(alice, probability=0.9)
+    Path(upload.thumbnail.path).unlink()
+    Path(upload.image.path).unlink()
+
+    assert alice_client.get(f"/uploads/{upload.pk}/thumbnail").status_code == 404

@@ -7,11 +7,16 @@ in the admin (the same cascade, through the same upload deletion).
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from phoneapp.models import Upload
+from phoneapp.models import ApiToken, Upload
 from phoneapp.services.errors import DomainError
+
+logger = logging.getLogger(__name__)
 
 
 class AccountNotSelfDeletable(DomainError):
@@ -23,8 +28,16 @@ def account_self_deletable(*, user: User) -> bool:
     return not (user.is_staff or user.is_superuser)
 
 
-def account_delete(*, user: User) -> int:
-    """Delete ``user`` and everything that is theirs; returns how many pictures went with the account.
+@dataclass(frozen=True)
+class DeletedAccount:
+    """What went with an account, for the message its owner reads last."""
+
+    pictures: int
+    had_api_token: bool
+
+
+def account_delete(*, user: User) -> DeletedAccount:
+    """Delete ``user`` and everything that is theirs; says how many pictures went and whether an API token did.
 
     The user's pictures go through the one upload deletion (``phoneapp/receivers.py``), so their files are removed
     once the account's deletion commits and stay if it rolls back. Raises :class:`AccountNotSelfDeletable` for
@@ -34,7 +47,12 @@ def account_delete(*, user: User) -> int:
         raise AccountNotSelfDeletable(
             "Staff accounts are deleted by an administrator, in the admin: nothing was changed."
         )
+    user_id = user.pk
     with transaction.atomic():
-        pictures = Upload.objects.filter(owner=user).count()
+        deleted = DeletedAccount(
+            pictures=Upload.objects.filter(owner=user).count(),
+            had_api_token=ApiToken.objects.filter(user=user).exists(),
+        )
         user.delete()
-    return pictures
+    logger.info("account deleted by its owner", extra={"user_id": user_id, "uploads": deleted.pictures})
+    return deleted

@@ -270,12 +270,14 @@ def upload_group_review(
     if seen_state is not None and seen_state != upload_review_state(upload=current):
         who = current.second_reviewed_by or current.reviewed_by
         # The reviewer themselves, from another tab or an older copy of the page, is told so, not named.
-        decider = (
-            "You" if who is not None and who.pk == reviewer.pk else who.get_username() if who else "Another reviewer"
-        )
-        where = "elsewhere (another tab or window)" if decider == "You" else "while you had it open"
+        if who is not None and who.pk == reviewer.pk:
+            decided = "You decided on this picture elsewhere (another tab or window)"
+        else:
+            decided = (
+                f"{who.get_username() if who else 'Another reviewer'} decided on this picture while you had it open"
+            )
         raise ReviewConflict(
-            f"{decider} decided on this picture {where}"
+            f"{decided}"
             f" (it is now {current.get_reviewed_label_display().lower() or 'unreviewed'}); nothing was saved. Reload"
             " it to decide again."
         )

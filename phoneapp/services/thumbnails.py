@@ -76,6 +76,31 @@ def upload_thumbnail_store(*, upload: Upload, picture: Image.Image) -> str | Non
         return None
 
 
+def upload_thumbnail_redraw(*, upload: Upload) -> bytes:
+    """Draw the thumbnail of an upload whose thumbnail file was lost from storage (a restore without it, a lost
+    volume), store it and point every row that named the lost file at it; returns its bytes.
+
+    Without it the pages fell back to the whole picture, a few MB per history card for good. The picture is
+    decoded at thumbnail scale (a JPEG's draft), once: later requests get the stored file. Two requests at once
+    may both draw; the first to point the rows at its file wins and the other's file is removed. A storage that
+    refuses the write still gets this request its thumbnail (not stored; the next request tries again).
+    Raises :class:`inference.images.ImageError` or :class:`OSError` when the picture itself cannot be read.
+    """
+    lost = upload.thumbnail.name
+    with upload.image.open("rb") as handle:
+        drawn = thumbnail_jpeg(open_image(handle, max_pixels=settings.UPLOAD_MAX_PIXELS, draft_size=THUMBNAIL_SIZE))
+    try:
+        name = stored_file_write(field_file=upload.thumbnail, filename="thumbnail.jpg", content=ContentFile(drawn))
+    except StorageUnavailable:
+        logger.warning("lost thumbnail redrawn but not stored", extra={"upload_id": upload.pk})
+        return drawn
+    if Upload.objects.filter(thumbnail=lost).update(thumbnail=name):
+        logger.info("lost thumbnail redrawn", extra={"upload_id": upload.pk})
+    else:
+        thumbnail_discard(name)
+    return drawn
+
+
 def thumbnail_discard(name: str) -> None:
     """Remove a thumbnail file no row names (its verdict lost a race with another run's)."""
     try:

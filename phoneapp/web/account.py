@@ -119,13 +119,14 @@ def account_delete_page(request: SignedInRequest) -> HttpResponse:
         messages.error(request, refusal)
         return render(request, "phoneapp/account_delete.html", context, status=400)
     try:
-        pictures = account_delete(user=request.user)
+        deleted = account_delete(user=request.user)
     except AccountNotSelfDeletable as error:
         messages.error(request, error.message)
         return render(request, "phoneapp/account_delete.html", context, status=error.status_code)
     logout(request)
-    gone = f"{pictures} picture{pluralize(pictures)}"
-    messages.success(request, f"Your account is deleted, with {gone} and its API token.")
+    gone = f"{deleted.pictures} picture{pluralize(deleted.pictures)}"
+    token = " and its API token" if deleted.had_api_token else ""
+    messages.success(request, f"Your account is deleted, with {gone}{token}.")
     return redirect("login")
 
 
