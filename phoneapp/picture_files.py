@@ -76,8 +76,12 @@ def _thumbnail_redrawn(upload: Upload) -> bytes:
 
 def heatmap_response(upload: Upload) -> FileResponse:
     """The upload's "where is the phone" overlay (transparent PNG), drawn now and stored if its verdict's evidence
-    was kept and nobody asked for it before (:func:`phoneapp.services.heatmaps.upload_heatmap_draw_on_request`)."""
-    return picture_response(upload_heatmap_draw_on_request(upload=upload).heatmap, "image/png")
+    was kept and nobody asked for it before (:func:`phoneapp.services.heatmaps.upload_heatmap_draw_on_request`).
+    A 404 says there is none to draw ("No picture." read as if the picture itself were gone)."""
+    drawn = upload_heatmap_draw_on_request(upload=upload)
+    if not drawn.heatmap.name:
+        raise Http404("No heat map for this upload: it has no verdict yet, or its model's files are not here.")
+    return picture_response(drawn.heatmap, "image/png")
 
 
 def _protected(response: FileResponse) -> FileResponse:

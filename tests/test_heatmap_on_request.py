@@ -189,7 +189,8 @@ def test_a_heat_map_whose_model_folder_was_removed_is_offered_only_if_it_was_dra
     # What a link would have answered, in every web process alike: this one read the manifest before the folder
     # went (drawing the other upload), one started since could not have.
     assert alice_client.get(f"/uploads/{undrawn.pk}/heatmap").status_code == 404
-    assert api.get(f"/api/uploads/{undrawn.pk}/heatmap").status_code == 404
+    refused = api.get(f"/api/uploads/{undrawn.pk}/heatmap")
+    assert refused.status_code == 404 and "its model's files are not here" in refused.json()["error"]
 
     # The one drawn before the folder went is still there to serve, and still offered.
     assert alice_client.get(f"/uploads/{drawn.pk}/heatmap").status_code == 200
