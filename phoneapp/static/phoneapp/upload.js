@@ -19,7 +19,11 @@
   root.classList.remove("no-js");
   root.classList.add("js");
 
+  // Read when each request is sent, from the cookie first: signing in again in another tab changes the token, and
+  // the one this page was drawn with is then refused.
   function csrfToken() {
+    const cookie = document.cookie.split("; ").find((part) => part.startsWith("csrftoken="));
+    if (cookie) return decodeURIComponent(cookie.slice("csrftoken=".length));
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
   }
@@ -148,8 +152,33 @@
   function renderStopped(element, word, message) {
     element.className = "verdict verdict-stopped";
     element.dataset.status = "stopped";
+    const signedOut = word === "Signed out";
     element.replaceChildren(el("span", { class: "verdict-word", text: word }), " ",
-      el("small", { class: "verdict-meta", text: message }));
+      signedOut ? signInLink(message) : el("small", { class: "verdict-meta", text: message }));
+  }
+
+  // Opens in a new tab, so this page (and any picture still waiting on it) stays; its requests read the new token.
+  function signInLink(text) {
+    return el("a", { href: "/accounts/login/?next=/account/", target: "_blank", rel: "noopener", class: "sign-in-again", text: text });
+  }
+
+  // The timer of each verdict's next check, so a check can be brought forward (the connection is back, the page
+  // is shown again) without starting a second chain of checks.
+  const pollTimers = new Map();
+
+  function pollLater(element, delay) {
+    pollTimers.set(element, setTimeout(() => {
+      pollTimers.delete(element);
+      poll(element, delay);
+    }, delay));
+  }
+
+  function pollPendingNow() {
+    Array.from(pollTimers.keys()).forEach((element) => {
+      clearTimeout(pollTimers.get(element));
+      pollTimers.delete(element);
+      poll(element);
+    });
   }
 
   function poll(element, delay) {
@@ -160,16 +189,14 @@
       .then((upload) => {
         renderVerdict(element, upload);
         renderBoxes(element, upload);
-        const next = Math.min(wait * 1.5, POLL_MAX_MS);
-        if (needsPolling(upload)) setTimeout(() => poll(element, next), next);
+        if (needsPolling(upload)) pollLater(element, Math.min(wait * 1.5, POLL_MAX_MS));
       })
       .catch((status) => {
         if (POLL_STOPS[status]) {
           renderStopped(element, ...POLL_STOPS[status]);
           return;
         }
-        const next = Math.min(wait * 2, POLL_ERROR_MAX_MS);
-        setTimeout(() => poll(element, next), next);
+        pollLater(element, Math.min(wait * 2, POLL_ERROR_MAX_MS));
       });
   }
 
@@ -187,6 +214,112 @@
   // --- Upload queue: one request per file, so each has its own progress bar and verdict ----------------------
   const waiting = [];
   let running = 0;
+
+  // --- A connection that comes and goes (a phone on a train) ---------------------------------------------------
+  // A picture whose request got no answer, or a 503 (the server's database or storage away for now), waits in
+  // `stalled` and is sent again by itself with the same Idempotency-Key (a picture the server had stored is answered 200 with its upload, never stored twice): at once
+  // when the browser says it is back online, otherwise after RESEND_MS, doubling up to RESEND_MAX_MS. A request
+  // that stops moving (no upload progress for STALL_MS, or no answer ANSWER_WAIT_MS after its last byte) is given
+  // up and waits the same way. While the browser is offline nothing new is started: waiting pictures say so.
+  const RESEND_MS = 5000;
+  const RESEND_MAX_MS = 60000;
+  const STALL_MS = 45000;
+  const ANSWER_WAIT_MS = 120000;
+  const WATCHDOG_MS = 5000;
+  const OFFLINE_NOTE = "Offline: sent when the connection is back.";
+  const stalled = [];
+  let resendDelay = RESEND_MS;
+  let resendTimer = null;
+
+  function offline() {
+    return navigator.onLine === false;
+  }
+
+  function connectionLost(job) {
+    waitToResend(job, "Connection lost — sent again by itself",
+      "No answer from the server: the picture may have been saved. Sending it again does not store it twice.");
+  }
+
+  // 503: the server says it cannot take pictures right now (its database or storage is away); nothing was saved.
+  function serverUnavailable(job, xhr) {
+    const seconds = Number(xhr.getResponseHeader("Retry-After"));
+    if (seconds > 0) resendDelay = Math.max(resendDelay, Math.min(seconds * 1000, RESEND_MAX_MS));
+    waitToResend(job, "Server busy — sent again by itself", errorMessage(xhr));
+  }
+
+  function waitToResend(job, word, note) {
+    stalled.push(job);
+    const { card } = job;
+    const now = el("button", { type: "button", class: "small retry", text: "Send now" });
+    now.addEventListener("click", () => resendNow(job));
+    announce(job.file.name, word.toLowerCase());
+    card.verdict.className = "verdict verdict-failed";
+    card.verdict.dataset.status = "failed";
+    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: word }), now, " ",
+      el("small", { class: "verdict-meta", text: note }));
+    scheduleResend();
+  }
+
+  function scheduleResend() {
+    if (resendTimer !== null || !stalled.length) return;
+    resendTimer = setTimeout(() => {
+      resendTimer = null;
+      resendStalled();
+      resendDelay = Math.min(resendDelay * 2, RESEND_MAX_MS);
+    }, resendDelay);
+  }
+
+  function resendStalled() {
+    stalled.splice(0).forEach((job) => {
+      showWaiting(job.card, offline() ? OFFLINE_NOTE : "");
+      waiting.push(job);
+    });
+    next();
+  }
+
+  function resendNow(job) {
+    const at = stalled.indexOf(job);
+    if (at >= 0) stalled.splice(at, 1);
+    showWaiting(job.card, offline() ? OFFLINE_NOTE : "");
+    waiting.push(job);
+    next();
+  }
+
+  function backOnline() {
+    resendDelay = RESEND_MS;
+    clearTimeout(resendTimer);
+    resendTimer = null;
+    waiting.forEach((job) => showWaiting(job.card));
+    resendStalled();
+    pollPendingNow();
+  }
+
+  function setUpConnectionWatch() {
+    window.addEventListener("online", backOnline);
+    window.addEventListener("offline", () => waiting.forEach((job) => showWaiting(job.card, OFFLINE_NOTE)));
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") pollPendingNow();
+    });
+    // Leaving the page drops every picture not sent yet: the browser asks first.
+    window.addEventListener("beforeunload", (event) => {
+      if (!running && !waiting.length && !stalled.length) return;
+      event.preventDefault();
+      event.returnValue = "";
+    });
+  }
+
+  // Signed out meanwhile (another tab, an expired session): the picture keeps its key and waits for Retry, with a
+  // way to sign in again that leaves this page open.
+  function signedOut(job) {
+    const { card } = job;
+    const retry = el("button", { type: "button", class: "small retry", text: "Retry" });
+    retry.addEventListener("click", () => resendNow(job));
+    announce(job.file.name, "not sent: you are signed out; sign in again, then press Retry");
+    card.verdict.className = "verdict verdict-failed";
+    card.verdict.dataset.status = "failed";
+    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Signed out — not sent" }), retry, " ",
+      signInLink("Sign in again (new tab), then press Retry."));
+  }
 
   // As the server's pages show sizes after a reload (Django's filesizeformat): "0 bytes", "38.7 KB", "1.5 MB".
   function formatSize(bytes) {
@@ -258,14 +391,14 @@
       const data = JSON.parse(xhr.responseText);
       if (data && data.error) return data.error;
     } catch (ignored) { /* not JSON: fall through */ }
-    if (xhr.status === 0) return "No answer from the server: the picture may have been saved. Retry does not store it twice.";
     if (serverFailed(xhr)) return "The picture was not saved (HTTP " + xhr.status + ").";
     return "The upload was refused (HTTP " + xhr.status + ").";
   }
 
-  // 5xx and no answer at all are the server's trouble, worth another try; a 4xx is a refusal with its reason.
+  // A 5xx is the server's trouble, worth another try; a 4xx is a refusal with its reason (no answer at all:
+  // connectionLost; a 503, the server saying it is away for now: serverUnavailable, which tries again by itself).
   function serverFailed(xhr) {
-    return xhr.status === 0 || xhr.status >= 500;
+    return xhr.status >= 500;
   }
 
   function renderRetry(job, message) {
@@ -315,18 +448,36 @@
     xhr.setRequestHeader("X-CSRFToken", csrfToken());
     xhr.setRequestHeader("Accept", "application/json");
     xhr.setRequestHeader("Idempotency-Key", job.key);
+    let lastMoved = Date.now();
+    let allSent = false;
     xhr.upload.addEventListener("progress", (event) => {
+      lastMoved = Date.now();
       if (event.lengthComputable) card.progress.value = Math.round((event.loaded / event.total) * 100);
     });
+    xhr.upload.addEventListener("load", () => {
+      allSent = true;
+      lastMoved = Date.now();
+    });
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastMoved > (allSent ? ANSWER_WAIT_MS : STALL_MS)) xhr.abort(); // a line gone silent
+    }, WATCHDOG_MS);
     xhr.addEventListener("loadend", () => {
+      clearInterval(watchdog);
       running -= 1;
       card.progress.value = 100;
       card.progress.remove();
       if (xhr.status === 201 || xhr.status === 200) {
         // 200: a retry of a picture the server had stored; its answer was lost on the way back.
+        resendDelay = RESEND_MS;
         showCreated(card, JSON.parse(xhr.responseText)[0]);
       } else if (xhr.status === 429) {
         waitForBudget(job, xhr);
+      } else if (xhr.status === 0) {
+        connectionLost(job);
+      } else if (xhr.status === 503) {
+        serverUnavailable(job, xhr);
+      } else if (xhr.status === 401 || xhr.status === 403) {
+        signedOut(job);
       } else if (serverFailed(xhr)) {
         renderRetry(job, errorMessage(xhr));
       } else {
@@ -338,6 +489,7 @@
   }
 
   function next() {
+    if (offline()) return; // the "online" event starts them again
     const form = document.getElementById("upload-form");
     const parallel = Number((form && form.dataset.parallel) || PARALLEL_UPLOADS);
     while (running < parallel && waiting.length) upload(waiting.shift());
@@ -355,6 +507,7 @@
         renderError(card.verdict, "The file is larger than the limit of " + Math.round(maxBytes / 1048576) + " MB.", file.name);
         return;
       }
+      if (offline()) showWaiting(card, OFFLINE_NOTE);
       waiting.push({ file, card, key: idempotencyKey() });
     });
     next();
@@ -478,6 +631,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     setUpForm();
+    setUpConnectionWatch();
     setUpHeatmapKey();
     setUpShortcutsSwitch();
     foldFiltersOnPhones();
