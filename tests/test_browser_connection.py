@@ -36,6 +36,9 @@ def go_offline(browser: Chrome, offline: bool) -> None:
 def choose_and_upload(browser: Chrome, picture: Path) -> None:
     from selenium.webdriver.common.by import By
 
+    # The first resend waits 1.5 s here instead of the page's 5 s (upload.js, firstResendMs): long enough for the
+    # waits below (polling every 0.5 s) to see the card say it will resend.
+    browser.execute_script("document.getElementById('upload-form').dataset.resendMs = '1500';")
     browser.find_element(By.ID, "id_image").send_keys(str(picture))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
 

@@ -222,13 +222,18 @@
   // that stops moving (no upload progress for STALL_MS, or no answer ANSWER_WAIT_MS after its last byte) is given
   // up and waits the same way. While the browser is offline nothing new is started: waiting pictures say so.
   const RESEND_MS = 5000;
+  // The first wait, from the form's data-resend-ms when set (the browser tests shorten it), else RESEND_MS.
+  function firstResendMs() {
+    const form = document.getElementById("upload-form");
+    return Number((form && form.dataset.resendMs) || RESEND_MS);
+  }
   const RESEND_MAX_MS = 60000;
   const STALL_MS = 45000;
   const ANSWER_WAIT_MS = 120000;
   const WATCHDOG_MS = 5000;
   const OFFLINE_NOTE = "Offline: sent when the connection is back.";
   const stalled = [];
-  let resendDelay = RESEND_MS;
+  let resendDelay = null; // null: the first wait (firstResendMs) comes next
   let resendTimer = null;
 
   function offline() {
@@ -243,7 +248,7 @@
   // 503: the server says it cannot take pictures right now (its database or storage is away); nothing was saved.
   function serverUnavailable(job, xhr) {
     const seconds = Number(xhr.getResponseHeader("Retry-After"));
-    if (seconds > 0) resendDelay = Math.max(resendDelay, Math.min(seconds * 1000, RESEND_MAX_MS));
+    if (seconds > 0) resendDelay = Math.max(resendDelay ?? firstResendMs(), Math.min(seconds * 1000, RESEND_MAX_MS));
     waitToResend(job, "Server busy — sent again by itself", errorMessage(xhr));
   }
 
@@ -262,11 +267,12 @@
 
   function scheduleResend() {
     if (resendTimer !== null || !stalled.length) return;
+    const delay = resendDelay ?? firstResendMs();
     resendTimer = setTimeout(() => {
       resendTimer = null;
+      resendDelay = Math.min(delay * 2, RESEND_MAX_MS);
       resendStalled();
-      resendDelay = Math.min(resendDelay * 2, RESEND_MAX_MS);
-    }, resendDelay);
+    }, delay);
   }
 
   function resendStalled() {
@@ -286,7 +292,7 @@
   }
 
   function backOnline() {
-    resendDelay = RESEND_MS;
+    resendDelay = null;
     clearTimeout(resendTimer);
     resendTimer = null;
     waiting.forEach((job) => showWaiting(job.card));
@@ -468,7 +474,7 @@
       card.progress.remove();
       if (xhr.status === 201 || xhr.status === 200) {
         // 200: a retry of a picture the server had stored; its answer was lost on the way back.
-        resendDelay = RESEND_MS;
+        resendDelay = null;
         showCreated(card, JSON.parse(xhr.responseText)[0]);
       } else if (xhr.status === 429) {
         waitForBudget(job, xhr);
