@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from phoneapp.models import Upload, UploadStatus
 from tests.factories import make_upload
-from tests.test_browser_pages import open_logged_in
+from tests.test_browser_pages import open_logged_in, wait
 
 if TYPE_CHECKING:
     from pytest_django.live_server_helper import LiveServer
@@ -48,7 +48,7 @@ def test_review_page_without_javascript_hides_keys_and_says_boxes_need_it(
     assert browser.find_element(By.ID, "full-size-link").is_displayed()  # zooming needs a script
 
     decide.click()
-    said = browser.find_element(By.CSS_SELECTOR, ".messages").text
+    said = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".messages"))[0].text  # the next page
     assert "Undo last takes it back" in said and "(U)" not in said
 
 
