@@ -128,26 +128,27 @@ def open_image(
 
 
 def exif_orientation(image: Image.Image) -> int:
-    """The orientation the picture's own EXIF block (a TIFF's own tag) gives, 1 when it gives none.
+    """The turn still to apply to what Pillow gives of ``image``: the orientation its own EXIF block gives, 1 when
+    it gives none.
 
     Pillow's ``getexif()`` also takes XMP's ``tiff:Orientation`` when EXIF has no orientation; browsers ignore
     XMP and stored copies drop it, so this project turns pictures by EXIF alone, everywhere: the size recorded at
-    upload, the pixels the model sees and the picture the pages show then agree. A TIFF is turned by Pillow as it
-    loads (its size is reported turned from the start), so it reads 1 once loaded.
+    upload, the pixels the model sees and the picture the pages show then agree. Pillow turns a TIFF itself (its
+    size is reported turned from the start, its pixels turned as they load): 1.
     """
-    exif = image.getexif()  # a PNG's EXIF block may follow its pixels: this reads it either way
     if image.format == "TIFF":
-        orientation = exif.get(ORIENTATION_TAG, 1)
-    else:
-        raw = image.info.get("exif")
-        if not raw:
-            return 1
-        own = Image.Exif()
-        try:
-            own.load(raw)
-            orientation = own.get(ORIENTATION_TAG, 1)
-        except Exception:  # an unreadable EXIF block turns nothing
-            return 1
+        return 1
+    if image.format == "PNG":
+        image.getexif()  # a PNG's EXIF block may follow its pixels: this reads it into ``info`` either way
+    raw = image.info.get("exif")  # JPEG and WebP read theirs when opened
+    if not raw:
+        return 1
+    own = Image.Exif()
+    try:
+        own.load(raw)
+        orientation = own.get(ORIENTATION_TAG, 1)
+    except Exception:  # an unreadable EXIF block turns nothing
+        return 1
     return orientation if orientation in range(1, 9) else 1
 
 

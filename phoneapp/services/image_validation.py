@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from PIL import ImageOps, TiffImagePlugin
+from PIL import ImageOps
 
 from inference.images import ImageError, UnsupportedFormat, exif_orientation, open_image, open_quietly
 from phoneapp.services.errors import InvalidUpload, UploadTooLarge
@@ -199,9 +199,7 @@ def _read_header(data: bytes) -> _Header | None:
     try:
         with open_quietly(data) as probe:
             width, height = probe.size
-            # Pillow's TIFF reader already reports (and loads) a TIFF upright; other formats report the stored size.
-            upright_already = isinstance(probe, TiffImagePlugin.TiffImageFile)
-            turned = not upright_already and exif_orientation(probe) in (5, 6, 7, 8)
+            turned = exif_orientation(probe) in (5, 6, 7, 8)  # a TIFF's size is reported turned already
             return _Header(
                 format=probe.format or "",
                 upright_size=(height, width) if turned else (width, height),
