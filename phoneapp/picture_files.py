@@ -4,6 +4,8 @@ the other)."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 from django.db.models.fields.files import FieldFile
@@ -21,13 +23,21 @@ def picture_response(field: FieldFile, content_type: str, *, filename: str = "")
     ``filename``: what a saved copy is called (``Content-Disposition``), else the stored file's own name."""
     if not field.name:
         raise Http404("No picture.")
-    try:
+    with _storage_read():
         handle = field.open("rb")
+    return _protected(FileResponse(handle, content_type=content_type, filename=filename))
+
+
+@contextmanager
+def _storage_read() -> Iterator[None]:
+    """A file gone from storage answers 404; unreadable storage (permissions, an unmounted volume) a 503, not a
+    500 page."""
+    try:
+        yield
     except FileNotFoundError as error:
         raise Http404("The picture file is missing.") from error
-    except OSError as error:  # unreadable storage (permissions, an unmounted volume): a 503, not a 500 page
+    except OSError as error:
         raise ServiceUnavailable("The picture cannot be read from storage right now. Try again shortly.") from error
-    return _protected(FileResponse(handle, content_type=content_type, filename=filename))
 
 
 def upload_image_response(upload: Upload) -> FileResponse:
@@ -66,12 +76,11 @@ def thumbnail_response(upload: Upload) -> FileResponse:
 
 
 def _thumbnail_redrawn(upload: Upload) -> bytes:
-    try:
-        return upload_thumbnail_redraw(upload=upload)
-    except (FileNotFoundError, ImageError) as error:  # the picture is gone too, or no longer reads
-        raise Http404("The picture file is missing.") from error
-    except OSError as error:
-        raise ServiceUnavailable("The picture cannot be read from storage right now. Try again shortly.") from error
+    with _storage_read():  # the picture is gone too, or storage cannot be read
+        try:
+            return upload_thumbnail_redraw(upload=upload)
+        except ImageError as error:  # the stored picture no longer reads
+            raise Http404("The picture file is missing.") from error
 
 
 def heatmap_response(upload: Upload) -> FileResponse:
