@@ -103,12 +103,12 @@
       element.append(
         el("span", { class: "verdict-word", text: VERDICT_WORDS[upload.verdict] + " — " + percent + "% phone" }),
         bar(upload, percent),
-        el("small", { class: "verdict-meta", text: "model " + (upload.model_version || "unknown") }),
+        verdictNote("model " + (upload.model_version || "unknown")),
       );
       announceOnce(element, upload.original_name, VERDICT_WORDS[upload.verdict] + ", " + percent + "% phone");
     } else if (upload.status === "failed") {
       element.append(el("span", { class: "verdict-word", text: "Failed" }), " ",
-        el("small", { class: "verdict-meta", text: upload.error || "unknown error" }));
+        verdictNote(upload.error || "unknown error"));
       announceOnce(element, upload.original_name, "failed: " + (upload.error || "unknown error"));
     } else {
       const name = state.charAt(0).toUpperCase() + state.slice(1);
@@ -118,17 +118,25 @@
       if (!element.dataset.firstSeen) element.dataset.firstSeen = String(Date.now());
       const waited = Date.now() - Number(element.dataset.firstSeen);
       if (upload.status === "pending" && (element.dataset.pendingLong === "1" || waited > PENDING_NOTE_AFTER_MS)) {
-        element.append(" ", el("small", { class: "verdict-meta", text: PENDING_NOTE }));
+        element.append(" ", verdictNote(PENDING_NOTE));
       }
     }
   }
 
   function renderError(element, message, name) {
     announce(name, "not uploaded: " + message);
+    renderFailed(element, "Not uploaded", " ", verdictNote(message));
+  }
+
+  // A card whose picture is not stored (yet): its word, then what can be done and why (a button, a note, a link).
+  function renderFailed(element, word, ...parts) {
     element.className = "verdict verdict-failed";
     element.dataset.status = "failed";
-    element.replaceChildren(el("span", { class: "verdict-word", text: "Not uploaded" }), " ",
-      el("small", { class: "verdict-meta", text: message }));
+    element.replaceChildren(el("span", { class: "verdict-word", text: word }), ...parts);
+  }
+
+  function verdictNote(text) {
+    return el("small", { class: "verdict-meta", text: text });
   }
 
   // The model's boxes over the picture of the card (or detail page) holding this verdict, once it is known.
@@ -142,19 +150,19 @@
     if (overlay) stack.append(overlay);
   }
 
-  // Answers after which asking again cannot help: the upload is gone, or this browser is no longer signed in.
+  // Answers after which asking again cannot help: the upload is gone, or this browser is no longer signed in
+  // (what to do then is a link to sign in again).
+  const SIGNED_OUT = ["Signed out", () => signInLink("Sign in again to see the verdict.")];
   const POLL_STOPS = {
-    404: ["Deleted", "This upload no longer exists."],
-    401: ["Signed out", "Sign in again to see the verdict."],
-    403: ["Signed out", "Sign in again to see the verdict."],
+    404: ["Deleted", () => verdictNote("This upload no longer exists.")],
+    401: SIGNED_OUT,
+    403: SIGNED_OUT,
   };
 
-  function renderStopped(element, word, message) {
+  function renderStopped(element, word, explanation) {
     element.className = "verdict verdict-stopped";
     element.dataset.status = "stopped";
-    const signedOut = word === "Signed out";
-    element.replaceChildren(el("span", { class: "verdict-word", text: word }), " ",
-      signedOut ? signInLink(message) : el("small", { class: "verdict-meta", text: message }));
+    element.replaceChildren(el("span", { class: "verdict-word", text: word }), " ", explanation());
   }
 
   // Opens in a new tab, so this page (and any picture still waiting on it) stays; its requests read the new token.
@@ -217,16 +225,12 @@
 
   // --- A connection that comes and goes (a phone on a train) ---------------------------------------------------
   // A picture whose request got no answer, or a 503 (the server's database or storage away for now), waits in
-  // `stalled` and is sent again by itself with the same Idempotency-Key (a picture the server had stored is answered 200 with its upload, never stored twice): at once
-  // when the browser says it is back online, otherwise after RESEND_MS, doubling up to RESEND_MAX_MS. A request
-  // that stops moving (no upload progress for STALL_MS, or no answer ANSWER_WAIT_MS after its last byte) is given
-  // up and waits the same way. While the browser is offline nothing new is started: waiting pictures say so.
+  // `stalled` and is sent again by itself with the same Idempotency-Key (a picture the server had stored is
+  // answered 200 with its upload, never stored twice): at once when the browser says it is back online, otherwise
+  // after RESEND_MS, doubling up to RESEND_MAX_MS. A request that stops moving (no upload progress for STALL_MS,
+  // or no answer ANSWER_WAIT_MS after its last byte) is given up and waits the same way. While the browser is
+  // offline nothing new is started: waiting pictures say so.
   const RESEND_MS = 5000;
-  // The first wait, from the form's data-resend-ms when set (the browser tests shorten it), else RESEND_MS.
-  function firstResendMs() {
-    const form = document.getElementById("upload-form");
-    return Number((form && form.dataset.resendMs) || RESEND_MS);
-  }
   const RESEND_MAX_MS = 60000;
   const STALL_MS = 45000;
   const ANSWER_WAIT_MS = 120000;
@@ -236,8 +240,21 @@
   let resendDelay = null; // null: the first wait (firstResendMs) comes next
   let resendTimer = null;
 
+  // The first wait, from the form's data-resend-ms when set (the browser tests shorten it), else RESEND_MS.
+  function firstResendMs() {
+    const form = document.getElementById("upload-form");
+    return Number((form && form.dataset.resendMs) || RESEND_MS);
+  }
+
   function offline() {
     return navigator.onLine === false;
+  }
+
+  // A button that puts the picture back in the queue at once, with its key.
+  function sendAgainButton(job, text) {
+    const button = el("button", { type: "button", class: "small retry", text: text });
+    button.addEventListener("click", () => resendNow(job));
+    return button;
   }
 
   function connectionLost(job) {
@@ -254,14 +271,8 @@
 
   function waitToResend(job, word, note) {
     stalled.push(job);
-    const { card } = job;
-    const now = el("button", { type: "button", class: "small retry", text: "Send now" });
-    now.addEventListener("click", () => resendNow(job));
     announce(job.file.name, word.toLowerCase());
-    card.verdict.className = "verdict verdict-failed";
-    card.verdict.dataset.status = "failed";
-    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: word }), now, " ",
-      el("small", { class: "verdict-meta", text: note }));
+    renderFailed(job.card.verdict, word, sendAgainButton(job, "Send now"), " ", verdictNote(note));
     scheduleResend();
   }
 
@@ -275,19 +286,20 @@
     }, delay);
   }
 
+  function requeue(job) {
+    showWaiting(job.card, offline() ? OFFLINE_NOTE : "");
+    waiting.push(job);
+  }
+
   function resendStalled() {
-    stalled.splice(0).forEach((job) => {
-      showWaiting(job.card, offline() ? OFFLINE_NOTE : "");
-      waiting.push(job);
-    });
+    stalled.splice(0).forEach(requeue);
     next();
   }
 
   function resendNow(job) {
     const at = stalled.indexOf(job);
     if (at >= 0) stalled.splice(at, 1);
-    showWaiting(job.card, offline() ? OFFLINE_NOTE : "");
-    waiting.push(job);
+    requeue(job);
     next();
   }
 
@@ -317,13 +329,8 @@
   // Signed out meanwhile (another tab, an expired session): the picture keeps its key and waits for Retry, with a
   // way to sign in again that leaves this page open.
   function signedOut(job) {
-    const { card } = job;
-    const retry = el("button", { type: "button", class: "small retry", text: "Retry" });
-    retry.addEventListener("click", () => resendNow(job));
     announce(job.file.name, "not sent: you are signed out; sign in again, then press Retry");
-    card.verdict.className = "verdict verdict-failed";
-    card.verdict.dataset.status = "failed";
-    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Signed out — not sent" }), retry, " ",
+    renderFailed(job.card.verdict, "Signed out — not sent", sendAgainButton(job, "Retry"), " ",
       signInLink("Sign in again (new tab), then press Retry."));
   }
 
@@ -408,18 +415,8 @@
   }
 
   function renderRetry(job, message) {
-    const { card } = job;
-    const retry = el("button", { type: "button", class: "small retry", text: "Retry" });
-    retry.addEventListener("click", () => {
-      showWaiting(card);
-      waiting.push(job);
-      next();
-    });
     announce(job.file.name, "server error, maybe not saved; a Retry button is on its card");
-    card.verdict.className = "verdict verdict-failed";
-    card.verdict.dataset.status = "failed";
-    card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Server error — try again" }), retry, " ",
-      el("small", { class: "verdict-meta", text: message }));
+    renderFailed(job.card.verdict, "Server error — try again", sendAgainButton(job, "Retry"), " ", verdictNote(message));
   }
 
   // A card back in the queue: its progress bar reset and "Waiting to upload…" (with why, when there is a reason).
@@ -429,7 +426,7 @@
     card.verdict.className = "verdict verdict-uploading";
     card.verdict.dataset.status = "uploading";
     card.verdict.replaceChildren(el("span", { class: "verdict-word", text: "Waiting to upload…" }));
-    if (note) card.verdict.append(" ", el("small", { class: "verdict-meta", text: note }));
+    if (note) card.verdict.append(" ", verdictNote(note));
   }
 
   // Past the upload rate limit: the picture waits its turn (the server's Retry-After) and is sent again by itself,
