@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from inference.drawing import draw_desk_with_phone
 from phoneapp.models import Upload
 from tests.factories import make_upload
-from tests.test_browser_pages import log_in, wait
+from tests.test_browser_pages import log_in, open_logged_in, wait
 
 if TYPE_CHECKING:
     from pytest_django.live_server_helper import LiveServer
@@ -43,8 +43,7 @@ def test_a_keyboard_user_zooms_moves_around_and_leaves_the_picture(
 
     upload = make_upload(alice, probability=0.5, name="big.jpg", picture=draw_desk_with_phone(width=1600, height=1200))
     make_upload(alice, probability=0.6, name="next.jpg")
-    log_in(browser, live_server, reviewer)
-    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    open_logged_in(browser, live_server, reviewer, f"/review/{upload.pk}/")
     wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
 
     press(browser, "z")
@@ -99,8 +98,7 @@ def test_with_single_key_shortcuts_off_u_does_not_undo_on_the_empty_queue(
     from selenium.webdriver.common.keys import Keys
 
     upload = make_upload(alice, probability=0.5, name="only.jpg")
-    log_in(browser, live_server, reviewer)
-    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    open_logged_in(browser, live_server, reviewer, f"/review/{upload.pk}/")
     press(browser, "p")
     wait(browser, lambda b: b.find_elements(By.ID, "undo-button") and not b.find_elements(By.ID, "review"))
     browser.execute_script("window.PhoneCheckShortcuts.set(false)")

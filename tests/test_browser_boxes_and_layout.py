@@ -321,8 +321,7 @@ def test_a_day_with_uploads_has_only_its_own_label_under_its_bar(
     now = timezone.now()
     for days_ago in (0, 0, 7, 14):
         make_upload(alice, created=now - timedelta(days=days_ago))
-    log_in(browser, live_server, reviewer)
-    browser.get(f"{live_server.url}/dashboard/")
+    open_logged_in(browser, live_server, reviewer, "/dashboard/")
     wait(browser, lambda b: b.find_elements(By.ID, "chart-per-day"), 10)
     geometry = browser.execute_script(CHART_GEOMETRY, "chart-per-day")
     busy = [bar for bar in geometry["bars"] if bar["count"]]

@@ -197,8 +197,7 @@ def test_token_page_gives_a_key_that_works_from_curl(live_server: LiveServer, br
     from selenium.webdriver.common.by import By
 
     make_upload(alice, probability=0.97, name="from-curl.jpg")
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/account/api-token/")
+    open_logged_in(browser, live_server, alice, "/account/api-token/")
     browser.find_element(By.ID, "token-password").send_keys("alice-password-1")
     browser.find_element(By.ID, "regenerate-token").click()
     key = wait(browser, lambda b: b.find_element(By.ID, "api-token").get_attribute("value"), 10)
@@ -329,8 +328,7 @@ def test_history_csv_exports_the_filtered_rows(live_server: LiveServer, browser:
     make_upload(alice, probability=0.97, name="desk-phone.jpg")
     make_upload(alice, probability=0.5, name="desk-blur.jpg")
     make_upload(alice, probability=0.02, name="mug.jpg")
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/history/")
+    open_logged_in(browser, live_server, alice, "/history/")
     browser.find_element(By.NAME, "q").send_keys("desk")
     browser.find_element(By.CSS_SELECTOR, ".filters button[type=submit]").click()
     wait(browser, lambda b: "q=desk" in b.current_url, 10)

@@ -327,8 +327,7 @@ def test_dashboard_draws_its_charts_on_desktop_and_phone(
             created=now - timedelta(days=(index * 5) % 23),
         )
     make_upload(alice, status=UploadStatus.PENDING)
-    log_in(browser, live_server, reviewer)
-    browser.get(f"{live_server.url}/dashboard/")
+    open_logged_in(browser, live_server, reviewer, "/dashboard/")
     charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
     assert [chart.get_attribute("id") for chart in charts] == [
         "chart-per-day",

@@ -20,7 +20,7 @@ from inference.drawing import draw_desk_with_phone
 from phoneapp.models import Upload
 from phoneapp.services.reviews import review_split_of
 from tests.factories import make_upload
-from tests.test_browser_pages import DESKTOP, PHONE, SCREENSHOT_FLAGS, log_in, screenshot, wait
+from tests.test_browser_pages import DESKTOP, PHONE, SCREENSHOT_FLAGS, log_in, open_logged_in, screenshot, wait
 from tests.test_retrain import QUICK, reviewed_uploads
 
 if TYPE_CHECKING:
@@ -58,8 +58,7 @@ def test_reviewer_draws_boxes_with_mouse_and_keyboard_and_a_retrain_trains_on_th
         boxes=[{"box": [0.05, 0.05, 0.2, 0.2], "score": 0.3}],  # a sure phone, its box a guess in the wrong place
     )
     following = make_upload(alice, probability=0.9, name="next.jpg")
-    log_in(browser, live_server, reviewer)
-    browser.get(f"{live_server.url}/review/{target.pk}/")
+    open_logged_in(browser, live_server, reviewer, f"/review/{target.pk}/")
     editor = wait(browser, lambda b: b.find_element(By.ID, "box-editor"), 10)
     assert len(editor.find_elements(By.CSS_SELECTOR, "rect.user-box")) == 1  # the model's box, editable
     assert "not sure where" in browser.find_element(By.ID, "unsure-place-note").text  # asks for a box
@@ -186,8 +185,7 @@ def test_the_models_guess_is_drawn_dashed_and_removed_from_the_keyboard(
 
     guessed = {"box": [0.1, 0.2, 0.4, 0.6], "score": 0.35}
     upload = make_upload(alice, probability=0.97, name="guess.jpg", boxes=[guessed])
-    log_in(browser, live_server, reviewer)
-    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    open_logged_in(browser, live_server, reviewer, f"/review/{upload.pk}/")
     box = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box"))[0]
     assert "unsure-place" in (box.get_attribute("class") or "")
     assert box.find_element(By.TAG_NAME, "title").get_attribute("textContent") == (
@@ -259,8 +257,7 @@ def test_letter_shortcuts_can_be_switched_off_on_the_account_page(
     from selenium.webdriver.common.by import By
 
     upload = make_upload(alice, probability=0.5, name="keys.jpg")
-    log_in(browser, live_server, reviewer)
-    browser.get(f"{live_server.url}/account/")
+    open_logged_in(browser, live_server, reviewer, "/account/")
     switch = wait(browser, lambda b: b.find_element(By.ID, "single-key-shortcuts"), 5)
     assert switch.is_selected()
     switch.click()
