@@ -4,9 +4,10 @@ the other)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404
@@ -16,6 +17,8 @@ from phoneapp.models import Upload
 from phoneapp.services.errors import ServiceUnavailable
 from phoneapp.services.heatmaps import upload_heatmap_draw_on_request
 from phoneapp.services.thumbnails import upload_display_jpeg, upload_preview_jpeg, upload_thumbnail_redraw
+
+Drawn = TypeVar("Drawn", bytes, bytes | None)
 
 
 def picture_response(field: FieldFile, content_type: str, *, filename: str = "") -> FileResponse:
@@ -48,7 +51,7 @@ def upload_image_response(upload: Upload) -> FileResponse:
 def display_response(upload: Upload) -> FileResponse:
     """The picture as the pages show it: as stored when browsers draw its format, else a JPEG drawn now (TIFF).
     The API's ``image`` serves the stored file whatever its format (a download, not a display)."""
-    drawn_now = upload_display_jpeg(upload=upload)
+    drawn_now = _drawn_from_stored(upload_display_jpeg, upload)
     if drawn_now is not None:
         shown = FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg", filename=_sent_name(upload, "shown.jpg"))
         return _protected(shown)
@@ -68,19 +71,22 @@ def thumbnail_response(upload: Upload) -> FileResponse:
         try:
             return picture_response(upload.thumbnail, "image/jpeg")
         except Http404:  # lost from storage (a restore without it): drawn again from the picture, and stored
-            return _protected(FileResponse(io.BytesIO(_thumbnail_redrawn(upload)), content_type="image/jpeg"))
-    drawn_now = upload_preview_jpeg(upload=upload)
+            redrawn = _drawn_from_stored(upload_thumbnail_redraw, upload)
+            return _protected(FileResponse(io.BytesIO(redrawn), content_type="image/jpeg"))
+    drawn_now = _drawn_from_stored(upload_preview_jpeg, upload)
     if drawn_now is not None:
         return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
     return picture_response(upload.image, upload.content_type)
 
 
-def _thumbnail_redrawn(upload: Upload) -> bytes:
-    with _storage_read():  # the picture is gone too, or storage cannot be read
+def _drawn_from_stored(draw: Callable[..., Drawn], upload: Upload) -> Drawn:
+    """What ``draw`` draws from the stored picture (a rendition, a thumbnail), its storage errors answered like
+    every stored picture's: the picture gone or no longer readable as a picture 404, storage unreadable 503."""
+    with _storage_read():
         try:
-            return upload_thumbnail_redraw(upload=upload)
-        except ImageError as error:  # the stored picture no longer reads
-            raise Http404("The picture file is missing.") from error
+            return draw(upload=upload)
+        except ImageError as error:
+            raise Http404("The picture file is missing or damaged.") from error
 
 
 def heatmap_response(upload: Upload) -> FileResponse:

@@ -57,3 +57,23 @@ def test_a_lost_thumbnail_of_a_lost_picture_is_a_404(alice: User, alice_client: 
     Path(upload.image.path).unlink()
 
     assert alice_client.get(f"/uploads/{upload.pk}/thumbnail").status_code == 404
+
+
+@pytest.mark.parametrize("asked", ["image", "thumbnail"])
+def test_a_lost_tiff_is_a_404_where_its_jpeg_would_be_drawn(alice: User, alice_client: Client, asked: str) -> None:
+    """Pages show a TIFF as a JPEG drawn on request (browsers cannot draw TIFF); its file gone answered 500."""
+    upload = make_upload(
+        alice, status="pending", probability=None, data=picture_bytes("TIFF"), content_type="image/tiff"
+    )
+    Upload.objects.filter(pk=upload.pk).update(thumbnail="")  # pending: its thumbnail is drawn on request too
+    Path(upload.image.path).unlink()
+
+    response = alice_client.get(f"/uploads/{upload.pk}/{asked}")
+
+    assert response.status_code == 404
+
+
+def test_a_stored_tiff_that_no_longer_reads_is_a_404_not_a_500(alice: User, alice_client: Client) -> None:
+    upload = make_upload(alice, data=b"II*\x00 damaged on disk", content_type="image/tiff")
+
+    assert alice_client.get(f"/uploads/{upload.pk}/image").status_code == 404
