@@ -96,6 +96,15 @@ def test_staff_accounts_are_deleted_by_an_administrator_not_here(superuser: bool
     assert User.objects.filter(pk=staff.pk).exists()
 
 
+def test_a_staff_members_password_is_not_tried_for_a_deletion_they_cannot_make(settings) -> None:
+    """Refused before the password is checked: a wrong one counted as a failed login, for nothing."""
+    settings.LOGIN_FAILURE_LIMIT = "1/minute"
+    staff = make_user("rita", staff=True)
+    client_for(staff).post("/account/delete/", {"password": "a-wrong-guess"})
+
+    assert Client().post("/accounts/login/", {"username": "rita", "password": "rita-password-1"}).status_code == 302
+
+
 def test_deleting_the_account_needs_a_csrf_token_and_a_signed_in_person(alice: User) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)

@@ -28,6 +28,15 @@ def account_self_deletable(*, user: User) -> bool:
     return not (user.is_staff or user.is_superuser)
 
 
+def account_self_deletable_require(*, user: User) -> None:
+    """Raise :class:`AccountNotSelfDeletable` for staff and superusers: checked before their password is (a wrong
+    one would count as a failed login for a deletion that cannot happen anyway)."""
+    if not account_self_deletable(user=user):
+        raise AccountNotSelfDeletable(
+            "Staff accounts are deleted by an administrator, in the admin: nothing was changed."
+        )
+
+
 @dataclass(frozen=True)
 class DeletedAccount:
     """What went with an account, for the message its owner reads last."""
@@ -43,10 +52,7 @@ def account_delete(*, user: User) -> DeletedAccount:
     once the account's deletion commits and stay if it rolls back. Raises :class:`AccountNotSelfDeletable` for
     staff and superusers.
     """
-    if not account_self_deletable(user=user):
-        raise AccountNotSelfDeletable(
-            "Staff accounts are deleted by an administrator, in the admin: nothing was changed."
-        )
+    account_self_deletable_require(user=user)
     user_id = user.pk
     with transaction.atomic():
         deleted = DeletedAccount(

@@ -22,7 +22,12 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.auth_backends import client_address
 from phoneapp.selectors.uploads import uploads_summary
-from phoneapp.services.accounts import AccountNotSelfDeletable, account_delete, account_self_deletable
+from phoneapp.services.accounts import (
+    AccountNotSelfDeletable,
+    account_delete,
+    account_self_deletable,
+    account_self_deletable_require,
+)
 from phoneapp.services.api_tokens import api_token_get
 from phoneapp.services.login_attempts import LoginAttempt, login_attempt_give_back, login_attempt_reserve
 from phoneapp.services.upload_deletion import uploads_delete_all_of
@@ -114,11 +119,12 @@ def account_delete_page(request: SignedInRequest) -> HttpResponse:
     context = {"summary": uploads_summary(owner=request.user), "deletable": account_self_deletable(user=request.user)}
     if request.method == "GET":
         return render(request, "phoneapp/account_delete.html", context)
-    refusal = password_refusal(request, to_do="delete your account")
-    if refusal:
-        messages.error(request, refusal)
-        return render(request, "phoneapp/account_delete.html", context, status=400)
     try:
+        account_self_deletable_require(user=request.user)
+        refusal = password_refusal(request, to_do="delete your account")
+        if refusal:
+            messages.error(request, refusal)
+            return render(request, "phoneapp/account_delete.html", context, status=400)
         deleted = account_delete(user=request.user)
     except AccountNotSelfDeletable as error:
         messages.error(request, error.message)
