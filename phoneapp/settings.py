@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "phoneapp.api.addresses.ApiCommonMiddleware",
+    # A form Django refuses to read (too many files) is answered with a page saying why, under DEBUG too.
+    "phoneapp.web.errors.RefusedFormMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

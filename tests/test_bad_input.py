@@ -194,6 +194,24 @@ def test_far_too_many_files_get_json_from_the_api_even_in_debug_mode(
     assert Upload.objects.count() == 0
 
 
+@pytest.mark.parametrize("debug", [True, False])
+def test_far_too_many_files_from_the_web_form_get_a_page_saying_so(
+    alice_client: Client, isolated_storage: Path, settings, debug: bool
+) -> None:
+    """The form without its script sends every chosen file at once; under DEBUG (the quick start) Django's debug
+    page answered it, without it a line of plain text."""
+    settings.DEBUG = debug
+    settings.UPLOAD_MAX_FILES = 2
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+
+    response = alice_client.post("/", {"image": [uploaded_file(f"p{i}.jpg") for i in range(6)]})
+
+    assert response.status_code == 400 and response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    assert '<p id="refused-reason">Too many files: at most 2 per upload.</p>' in page and 'href="/"' in page
+    assert Upload.objects.count() == 0
+
+
 @pytest.mark.parametrize("door", DOORS)
 def test_one_bad_file_among_good_ones_refuses_all(door: str, alice_client: Client, isolated_storage: Path) -> None:
     files = [uploaded_file("good.jpg"), uploaded_file("bad.jpg", b"not a picture at all")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.handlers.exception import response_for_exception
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -16,11 +17,40 @@ from phoneapp.request_edges import is_api_request
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """``handler400``: a readable reason (JSON under ``/api/``), never Django's bare "Bad Request" page."""
-    status, message = refused_request(exception) or (400, "The request could not be understood.")
+    """``handler400``: a readable reason (JSON under ``/api/``), never Django's bare "Bad Request" page. A form
+    Django refused to read (too many files) gets a page with the way back; anything else (a host not allowed) plain
+    words, as nothing about the request can be trusted to draw a page with."""
+    refused = refused_request(exception)
+    status, message = refused or (400, "The request could not be understood.")
     if is_api_request(request):
         return JsonResponse({"error": message}, status=status)
+    if refused is not None:
+        return render(request, "400.html", {"status": status, "message": message}, status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+class RefusedFormMiddleware:
+    """Reads a page's form before the CSRF check does, so that a form Django refuses to read (more files than
+    ``UPLOAD_MAX_FILES``: the no-script upload form takes any number) is answered by :func:`bad_request`'s page
+    under ``DEBUG`` too, where Django showed its debug page instead (the quick start runs with ``DEBUG``). The API
+    answers these in its own exception handler. Listed just before ``CsrfViewMiddleware``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, *args: object) -> HttpResponse | None:
+        if request.method != "POST" or is_api_request(request):
+            return None
+        try:
+            request.POST  # noqa: B018 (read for its exceptions; Django keeps what it read for the views)
+        except (SuspiciousOperation, BadRequest) as error:
+            if refused_request(error) is None:
+                raise
+            return bad_request(request, error)
+        return None
 
 
 class NotFoundMiddleware:
