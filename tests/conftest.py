@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,16 +36,64 @@ def login_window_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(login_attempts, "time", SimpleNamespace(time=lambda: 1_700_000_010.0))  # 30 s into a minute
 
 
+class SharedModelsCopy:
+    """One copy of the shipped ``trained_models/`` per test run, which each test's models folder hard-links.
+
+    Copying 39 MB for each of ~1,000 tests cost ~50 ms a test (~50 s and 39 GB of writes a run); a folder of links
+    costs 2 ms. A link shares the file itself, so a test that rewrites a model file in place (``write_text`` on a
+    manifest) would change every later test's copy: such tests are marked ``writes_model_files`` and get a real
+    copy, and :meth:`check_unchanged` fails any unmarked test that did it (and puts the copy right again).
+    Replacing, renaming or deleting a file, or adding one, only changes the test's own folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._copy_from_repo()
+
+    def _copy_from_repo(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.copytree(SHIPPED_MODELS, self.folder, ignore=shutil.ignore_patterns("*.md", "*.svg", "*.png", "reports"))
+        self._state = self._files_state()
+
+    def _files_state(self) -> dict[str, tuple[int, int]]:
+        return {
+            str(path.relative_to(self.folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(self.folder.rglob("*"))
+            if path.is_file()
+        }
+
+    def place(self, target: Path, *, writable: bool) -> None:
+        """The shipped models at ``target``: files linked, or copied for a test that rewrites them in place."""
+        shutil.copytree(self.folder, target, copy_function=shutil.copy2 if writable else os.link)
+
+    def check_unchanged(self, test_name: str) -> None:
+        if self._files_state() == self._state:
+            return
+        self._copy_from_repo()
+        pytest.fail(
+            f"{test_name} rewrote a model file in place, which every test's models folder shares through a hard "
+            "link: mark it @pytest.mark.writes_model_files (tests/conftest.py, SharedModelsCopy)."
+        )
+
+
+@pytest.fixture(scope="session")
+def shared_models_copy(tmp_path_factory: pytest.TempPathFactory) -> SharedModelsCopy:
+    return SharedModelsCopy(tmp_path_factory.mktemp("shipped") / "trained_models")
+
+
 @pytest.fixture(autouse=True)
-def isolated_storage(settings: SettingsFixture, tmp_path: Path) -> Iterator[Path]:
+def isolated_storage(
+    settings: SettingsFixture, tmp_path: Path, shared_models_copy: SharedModelsCopy, request: pytest.FixtureRequest
+) -> Iterator[Path]:
     """Uploads and model versions written by a test land in a temporary folder, never in the repo."""
     media = tmp_path / "media"
     models = tmp_path / "trained_models"
     media.mkdir()
-    shutil.copytree(SHIPPED_MODELS, models, ignore=shutil.ignore_patterns("*.md", "*.svg", "*.png", "reports"))
+    writable = request.node.get_closest_marker("writes_model_files") is not None
+    shared_models_copy.place(models, writable=writable)
     # Tests pin the zero-shot model as the default whatever trained_models/ACTIVE ships: it loads fastest, its
     # outputs do not change when a better model is trained, and the fault tests hide its files by name. The
     # shipped default itself is tested in test_inference_core.py.
+    (models / "ACTIVE").unlink()  # a link to the shared copy's: written in place, it would change that one
     (models / "ACTIVE").write_text(f"{TEST_DEFAULT_MODEL}\n")
     settings.MEDIA_ROOT = str(media)
     settings.MODELS_DIR = models
@@ -63,6 +112,8 @@ def isolated_storage(settings: SettingsFixture, tmp_path: Path) -> Iterator[Path
     from phoneapp.resident_model import resident_model
 
     resident_model.forget()
+    if not writable:
+        shared_models_copy.check_unchanged(request.node.nodeid)
 
 
 @pytest.fixture

@@ -156,6 +156,7 @@ def test_activate_action_refuses_more_than_one_version(staff_client: Client) -> 
     assert model_version_active() == before
 
 
+@pytest.mark.writes_model_files  # rewrites a weights or manifest file in place
 def test_activate_action_refuses_a_version_workers_could_not_load(staff_client: Client, settings) -> None:
     """Its files changed on disk: activating it would fail every upload after the retries; nothing changes."""
     from phoneapp.services.model_versions import model_dir_of, model_versions_sync_from_disk

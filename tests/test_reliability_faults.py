@@ -50,6 +50,7 @@ def test_missing_model_file_fails_the_upload_with_a_readable_reason(alice: User,
     assert str(settings.MODELS_DIR) not in upload.error and "manifest" not in upload.error  # no internals
 
 
+@pytest.mark.writes_model_files  # rewrites a weights or manifest file in place
 def test_corrupt_model_file_fails_the_upload_with_a_readable_reason(alice: User, settings) -> None:
     register_model(alice)
     from phoneapp.resident_model import resident_model

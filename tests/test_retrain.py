@@ -224,6 +224,7 @@ def test_activate_is_a_persons_decision_even_without_ground_truth(tmp_path: Path
     assert model_version_active().name == report["version"]
 
 
+@pytest.mark.writes_model_files  # rewrites a weights or manifest file in place
 def test_an_active_model_that_cannot_be_loaded_to_compare_with_is_not_replaced_automatically(
     alice: User, reviewer: User, settings: SettingsFixture
 ) -> None:

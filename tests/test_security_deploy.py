@@ -190,6 +190,7 @@ def test_healthz_answers_plain_http_probes_while_pages_redirect_to_https(setting
 
 @pytest.mark.usefixtures("deployed_models")
 @pytest.mark.django_db
+@pytest.mark.writes_model_files  # rewrites a weights or manifest file in place
 def test_healthz_is_503_for_a_corrupt_model_without_saying_where(client: Client, settings) -> None:
     client.get("/healthz")  # registers the shipped model
     manifest = Path(settings.MODELS_DIR) / "imagenet-zero-shot" / "manifest.json"
