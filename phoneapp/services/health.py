@@ -44,15 +44,8 @@ def _cause_log(part: str, state: str, **extra: str) -> None:
 def _outages_log(report: HealthReport) -> None:
     """Log each failing part once when it starts (an ERROR; those without an exception, such as a missing media
     folder or no live worker, are said here) and once when a probe finds it working again."""
-    states = {
-        "database": report.database,
-        "broker": report.broker,
-        "model": report.model,
-        "worker": report.worker,
-        "storage": report.storage,
-    }
     failing = set(report.failing)
-    for part, state in states.items():
+    for part, state in report.parts.items():
         if part in failing and part not in _failures_logged:
             _failures_logged.add(part)
             logger.error("health check: %s %s", part, state)
@@ -75,6 +68,17 @@ class HealthReport:
     storage: str = "not checked"
     free_space_mb: int | None = None
     queue_depth: dict[str, int] | None = None
+
+    @property
+    def parts(self) -> dict[str, str]:
+        """Each part's state word by the part's name (the names ``failing`` lists)."""
+        return {
+            "database": self.database,
+            "broker": self.broker,
+            "model": self.model,
+            "worker": self.worker,
+            "storage": self.storage,
+        }
 
     @property
     def failing(self) -> list[str]:
@@ -100,13 +104,9 @@ class HealthReport:
         report: dict[str, object] = {
             "status": "ok" if self.healthy else "unavailable",
             "failing": self.failing,
-            "database": self.database,
-            "broker": self.broker,
-            "model": self.model,
+            **self.parts,
             "model_version": self.model_version,
-            "worker": self.worker,
             "workers_alive": self.workers_alive,
-            "storage": self.storage,
             "free_space_mb": self.free_space_mb,
         }
         if self.queue_depth is not None:
