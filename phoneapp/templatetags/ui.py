@@ -24,6 +24,14 @@ register = template.Library()
 
 
 @register.filter
+def menu_section(path: str) -> str:
+    """The main menu's entry a page belongs to, by the first part of its address within the site (``path_info``,
+    so a site served under a prefix too): "account" for /account/api-token/, "review" for /review/12/, "upload" for
+    the home page. The menu marks that entry as the current page."""
+    return path.strip("/").partition("/")[0] or "upload"
+
+
+@register.filter
 def verdict_state(upload: Upload) -> str:
     """One word for styling and for upload.js: phone, not_phone, unsure, pending, processing or failed."""
     return upload_display_state(upload=upload)
