@@ -53,7 +53,11 @@ def uploads_delete(*, uploads: QuerySet[Upload]) -> int:
     for start in range(0, len(upload_ids), BATCH_SIZE):
         batch = upload_ids[start : start + BATCH_SIZE]
         with transaction.atomic():
-            rows = list(Upload.objects.filter(pk__in=batch).values_list("owner_id", *FILE_FIELDS))
+            # Locked as read: a thumbnail or heat map named on a row between this read and the delete (a worker's
+            # verdict, a heat map drawn on request) would be left on disk by a deletion that never saw its name.
+            # Locked, such a write waits for the deletion to commit, finds no row and removes its file itself.
+            locked = Upload.objects.select_for_update().filter(pk__in=batch).order_by("pk")
+            rows = list(locked.values_list("owner_id", *FILE_FIELDS))
             names = {name for row in rows for name in row[1:] if name}
             count, _ = Upload.objects.filter(pk__in=batch).delete()
             upload_requests_forget_uploads(owner_ids={row[0] for row in rows}, upload_ids=batch)
