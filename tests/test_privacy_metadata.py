@@ -491,3 +491,77 @@ def test_a_colour_profile_with_bytes_its_tags_do_not_account_for_is_not_stored()
     stored = metadata_stripped(sent, image_format="JPEG")
 
     assert b"SECRET" not in stored
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _before(data: bytes, marker: bytes, inserted: bytes, *, back: int = 0) -> bytes:
+    at = data.index(marker) - back
+    return data[:at] + inserted + data[at:]
+
+
+def _hidden_in_kept_blocks(case: str) -> tuple[bytes, str]:
+    """A picture that hides SECRET in a block the stripping keeps (helper-59's cases), and its format."""
+    secret = b"SECRET-IN-A-KEPT-BLOCK"
+    picture = draw_picture(width=64, height=48)
+    png, jpeg, gif = encode(picture, "PNG"), encode(picture, "JPEG"), encode(picture, "GIF")
+    segment = struct.pack(">H", len(secret) + 2) + secret
+    if case == "png gAMA too long":
+        return _before(png, b"IDAT", _png_chunk(b"gAMA", struct.pack(">I", 45455) + secret), back=4), "PNG"
+    if case == "png pHYs too long":
+        return _before(png, b"IDAT", _png_chunk(b"pHYs", struct.pack(">IIB", 2835, 2835, 1) + secret), back=4), "PNG"
+    if case == "png IDAT after the picture data":
+        return _before(png, b"IEND", _png_chunk(b"IDAT", secret), back=4), "PNG"
+    if case == "jpeg DNL":
+        return _before(jpeg, b"\xff\xda", b"\xff\xdc" + segment), "JPEG"
+    if case in ("gif graphic control sub-block", "gif looping sub-block"):
+        header = (
+            b"\x21\xf9\x04\x00\x0a\x00\x00"
+            if case.endswith("control sub-block")
+            else b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00"
+        )
+        return _before(gif, b"\x2c", header + bytes((len(secret),)) + secret + b"\x00"), "GIF"
+    if case == "bmp gap before the pixels":
+        bmp = encode(picture, "BMP")
+        pixels_at = int.from_bytes(bmp[10:14], "little")
+        sent = bytearray(bmp[:pixels_at] + secret + bmp[pixels_at:])
+        sent[2:6], sent[10:14] = len(sent).to_bytes(4, "little"), (pixels_at + len(secret)).to_bytes(4, "little")
+        return bytes(sent), "BMP"
+    assert case == "webp animation header too long"
+    frames = [picture, draw_picture(width=64, height=48, color=(20, 200, 20))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], lossless=True, duration=100)
+    webp = buffer.getvalue()
+    at = webp.index(b"ANIM")
+    grown = b"ANIM" + struct.pack("<I", 6 + len(secret)) + webp[at + 8 : at + 14] + secret
+    animated = webp[:at] + grown + webp[at + 14 :]
+    return b"RIFF" + struct.pack("<I", len(animated) - 8) + animated[8:], "WEBP"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "png gAMA too long",
+        "png pHYs too long",
+        "png IDAT after the picture data",
+        "jpeg DNL",
+        "gif graphic control sub-block",
+        "gif looping sub-block",
+        "bmp gap before the pixels",
+        "webp animation header too long",
+    ],
+)
+def test_bytes_hidden_in_the_blocks_that_are_kept_are_not_stored(case: str) -> None:
+    """The kept blocks were kept whole whatever their length: anything could ride in them (a ZIP, in helper-59's
+    test). Each is cut to what its format defines; the picture is the same."""
+    sent, image_format = _hidden_in_kept_blocks(case)
+    with Image.open(io.BytesIO(sent)) as original:  # the test's own check: the sent file is still a picture
+        original.load()
+
+    stored = metadata_stripped(sent, image_format=image_format)
+
+    assert b"SECRET-IN-A-KEPT-BLOCK" in sent and b"SECRET-IN-A-KEPT-BLOCK" not in stored
+    with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
+        assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None

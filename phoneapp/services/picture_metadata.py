@@ -17,6 +17,11 @@ is always re-encoded losslessly from its pixels, turned upright (its first page:
 it keeps its metadata in the same directory as its pixel layout and can point anywhere in the file, so only a
 rewrite leaves nothing behind. A JPEG/PNG/WebP/BMP whose container cannot be walked (damaged but still decodable) is
 re-encoded upright the same way. HEIC is already re-encoded without metadata at upload.
+
+A kept block carries only what its format defines: fixed-size PNG and WebP chunks and JPEG tables, frames and
+scan headers are cut to their size, IDAT data past the end of the picture's zlib stream, GIF sub-blocks after the
+kept ones and a BMP's unused bytes (zeroed) go. Left as sent, as only re-encoding would reach them: bytes inside
+the compressed picture data itself and the text of a real colour profile's tags.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ from inference.images import ORIENTATION_TAG, exif_orientation, open_quietly
 _EXIF_HEADER = b"Exif\x00\x00"
 # JPEG markers that stand alone (no length): TEM and the restart markers.
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
+# The JPEG segments (other than APPn, handled one by one) that make the picture: frames (SOF0-15 but for DHT, JPG
+# and DAC), Huffman and arithmetic-coding tables, quantisation tables, the restart interval and scans. Others (DNL,
+# DHP, EXP, JPGn, reserved markers) are dropped: no decoder here needs them, and they can carry anything.
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_KEPT_MARKERS = _JPEG_FRAME_MARKERS | {0xC4, 0xCC, 0xDA, 0xDB, 0xDD}
 # Where the entropy-coded data after a start-of-scan ends: the first 0xFF not followed by a stuffed 0x00 or a
 # restart marker. A C-level search: walking a 15 MB scan byte by byte in Python cost ~1 s.
 _END_OF_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7]")
@@ -55,6 +65,9 @@ _PNG_KEPT_CHUNKS = frozenset(
 # profile; EXIF is rewritten to its orientation; XMP and unknown chunks go, inside animation frames too.
 _WEBP_KEPT_CHUNKS = frozenset({b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP"})
 _WEBP_FRAME_CHUNKS = frozenset({b"VP8 ", b"VP8L", b"ALPH"})
+# The kept WebP chunks of a fixed size: the extended header and the animation's colour and loop count. Longer ones
+# are cut to it.
+_WEBP_CHUNK_SIZES = {b"VP8X": 10, b"ANIM": 6}
 # An animation frame (ANMF) starts with 16 bytes of position, size, duration and flags, then its own chunks.
 _WEBP_FRAME_HEADER = 16
 # A colour profile (ICC.1 header): its first 4 bytes are its length, bytes 36-39 the signature "acsp". Anything
@@ -63,6 +76,31 @@ _ICC_SIGNATURE = b"acsp"
 _ICC_TAGS_AT = 132  # the 128-byte header, then the tag count; the tag table's 12-byte entries follow
 _ICC_MAX_BYTES = 16 * 1024 * 1024
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The standard size of the kept PNG chunks whose size is fixed: a longer one is cut to it (the extra bytes say
+# nothing about the picture and could be anything).
+_PNG_CHUNK_SIZES = {
+    b"IHDR": 13,
+    b"gAMA": 4,
+    b"cHRM": 32,
+    b"sRGB": 1,
+    b"pHYs": 9,
+    b"cICP": 4,
+    b"mDCv": 24,
+    b"cLLI": 8,
+    b"acTL": 8,
+    b"fcTL": 26,
+    b"IEND": 0,
+}
+# The chunks whose size depends on the colour type (IHDR's byte 9: 0 grey, 2 RGB, 3 palette, 4 grey + alpha,
+# 6 RGB + alpha): transparency, background colour and significant bits.
+_PNG_COLOUR_CHUNK_SIZES = {
+    b"tRNS": {0: 2, 2: 6, 3: 256},
+    b"bKGD": {0: 2, 2: 6, 3: 1, 4: 2, 6: 6},
+    b"sBIT": {0: 1, 2: 3, 3: 3, 4: 2, 6: 4},
+}
+# How much of a PNG's compressed picture data (IDAT) is inflated at a time while looking for the end of its zlib
+# stream (anything in IDAT chunks after that end is not part of the picture).
+_INFLATE_STEP = 1 << 20
 # GIF extensions kept: the graphic control block (a frame's delay and transparency) and the application blocks that
 # only say how an animation loops; every other extension (comments, plain text, XMP, unknown labels) is dropped.
 _GIF_GRAPHIC_CONTROL = 0xF9
@@ -151,7 +189,8 @@ def _jpeg_stripped(data: bytes) -> bytes:
             found = _END_OF_SCAN.search(data, pos)
             if found is None:
                 raise _Unwalkable("scan without an end")
-            out.append(segment + data[pos : found.start()])
+            used = _jpeg_segment_used(marker, payload)
+            out.append(b"\xff\xda" + _sized(payload[:used]) + data[pos : found.start()])
             pos = found.start()
         elif marker == 0xE1 and payload.startswith(_EXIF_HEADER):
             kept = _minimal_exif(payload)
@@ -169,9 +208,38 @@ def _jpeg_stripped(data: bytes) -> bytes:
             if payload.startswith(_ADOBE) and len(payload) >= _ADOBE_HEADER_LENGTH:
                 header = payload[:_ADOBE_HEADER_LENGTH]
                 out.append(b"\xff\xee" + struct.pack(">H", len(header) + 2) + header)
-        elif marker < 0xE0 or marker == 0xFF:
-            out.append(segment)  # every non-APP segment: tables, frames, restart intervals
-        # Everything else is dropped: JFXX, APP1 XMP, APP3-APP13 (IPTC, Photoshop, maker data), APP15, COM.
+        elif marker in _JPEG_KEPT_MARKERS:
+            used = _jpeg_segment_used(marker, payload)
+            out.append(segment if used == len(payload) else b"\xff" + bytes((marker,)) + _sized(payload[:used]))
+        # Everything else is dropped: JFXX, APP1 XMP, APP3-APP13 (IPTC, Photoshop, maker data), APP15, COM, DNL.
+
+
+def _sized(payload: bytes) -> bytes:
+    """A JPEG segment's length field and payload."""
+    return struct.pack(">H", len(payload) + 2) + payload
+
+
+def _jpeg_segment_used(marker: int, payload: bytes) -> int:
+    """How many of a kept segment's payload bytes its tables or fields take: the rest is cut (a decoder never
+    reads it, so it could hold anything)."""
+    if marker in _JPEG_FRAME_MARKERS:  # precision, height, width, component count, 3 bytes a component
+        return min(len(payload), 6 + 3 * payload[5])
+    if marker == 0xDA:  # component count, 2 bytes a component, spectral selection and approximation
+        return min(len(payload), 4 + 2 * payload[0])
+    if marker == 0xDD:  # the restart interval
+        return min(len(payload), 2)
+    pos = 0
+    while pos < len(payload):
+        if marker == 0xDB:  # quantisation tables: precision/id, then 64 values of 1 or 2 bytes
+            size = 1 + 64 * (1 + (payload[pos] >> 4))
+        elif marker == 0xC4:  # Huffman tables: class/id, 16 counts, then that many symbols
+            size = 17 + sum(payload[pos + 1 : pos + 17])
+        else:  # DAC: arithmetic-coding conditioning, 2 bytes a table
+            size = 2
+        if pos + size > len(payload):
+            break
+        pos += size
+    return pos
 
 
 def _is_colour_profile(profile: bytes) -> bool:
@@ -234,24 +302,53 @@ def _png_stripped(data: bytes) -> bytes:
         raise _Unwalkable("no PNG signature")
     out = [_PNG_SIGNATURE]
     pos = len(_PNG_SIGNATURE)
+    colour_type = data[pos + 17] if len(data) > pos + 17 else 0  # IHDR comes first
+    picture_data: list[bytes] = []  # the IDAT chunks' payloads, written where the first one was
+    picture_at = 0
     while True:
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
         end = pos + 12 + length
         if end > len(data):
             raise _Unwalkable("chunk runs past the end")
+        payload = data[pos + 8 : pos + 8 + length]
         if kind == b"eXIf":
-            kept = _minimal_exif(data[pos + 8 : pos + 8 + length])
+            kept = _minimal_exif(payload)
             if kept is not None:
                 out.append(_png_chunk(b"eXIf", kept))
         elif kind == b"iCCP":
-            if _png_profile_valid(data[pos + 8 : pos + 8 + length]):
+            if _png_profile_valid(payload):
                 out.append(data[pos:end])
+        elif kind == b"IDAT":
+            if not picture_data:
+                picture_at = len(out)
+                out.append(b"")  # filled in at IEND
+            picture_data.append(payload)
         elif kind in _PNG_KEPT_CHUNKS:
-            out.append(data[pos:end])
+            size = _PNG_CHUNK_SIZES.get(kind) or _PNG_COLOUR_CHUNK_SIZES.get(kind, {}).get(colour_type, length)
+            out.append(data[pos:end] if length <= size else _png_chunk(kind, payload[:size]))
         pos = end
         if kind == b"IEND":
+            if picture_data:
+                out[picture_at] = _png_picture_data(picture_data)
             return b"".join(out)
+
+
+def _png_picture_data(payloads: list[bytes]) -> bytes:
+    """The IDAT chunks as sent when they hold exactly one zlib stream, else one IDAT cut at the stream's end (more
+    IDAT data after it is no part of the picture: decoders stop there)."""
+    stream = b"".join(payloads)
+    inflater = zlib.decompressobj()
+    pending = stream
+    try:
+        while pending and not inflater.eof:
+            inflater.decompress(pending, _INFLATE_STEP)
+            pending = inflater.unconsumed_tail
+    except zlib.error as error:
+        raise _Unwalkable("the picture data is not a zlib stream") from error
+    if not inflater.unused_data:
+        return b"".join(_png_chunk(b"IDAT", payload) for payload in payloads)
+    return _png_chunk(b"IDAT", stream[: len(stream) - len(inflater.unused_data)])
 
 
 def _webp_stripped(data: bytes) -> bytes:
@@ -270,7 +367,7 @@ def _webp_stripped(data: bytes) -> bytes:
         elif kind == b"ANMF":
             kept.append((kind, _webp_frame_stripped(payload)))
         elif kind in _WEBP_KEPT_CHUNKS and (kind != b"ICCP" or _is_colour_profile(payload)):
-            kept.append((kind, payload))
+            kept.append((kind, payload[: _WEBP_CHUNK_SIZES.get(kind, len(payload))]))
     body = bytearray(b"WEBP")
     for kind, payload in kept:
         if kind == b"VP8X":  # the extended header announces which metadata chunks follow
@@ -328,9 +425,12 @@ def _gif_stripped(data: bytes) -> bytes:
             start, label = pos, data[pos + 1]
             pos = _gif_sub_blocks_end(data, pos + 2)
             application = data[start + 3 : start + 14] if label == 0xFF and data[start + 2] == 11 else None
-            if label == _GIF_GRAPHIC_CONTROL or (label == 0xFF and application in _GIF_KEPT_APPLICATIONS):
-                kept += data[start:pos]
-            # Anything else goes: comments, plain text, application blocks such as XMP, labels no standard names.
+            if label == _GIF_GRAPHIC_CONTROL and data[start + 2] == 4:  # delay, disposal and transparency
+                kept += data[start : start + 7] + b"\x00"
+            elif label == 0xFF and application in _GIF_KEPT_APPLICATIONS and data[start + 14] == 3:
+                kept += data[start : start + 18] + b"\x00"  # the header, then only the loop count's sub-block
+            # Anything else goes: comments, plain text, application blocks such as XMP, labels no standard names,
+            # and sub-blocks after the ones kept (no decoder reads them).
         else:
             raise _Unwalkable(f"unknown GIF block 0x{introducer:02x}")
 
@@ -343,13 +443,43 @@ def _bmp_stripped(data: bytes) -> bytes:
     declared, pixels_at = int.from_bytes(data[2:6], "little"), int.from_bytes(data[10:14], "little")
     if not 14 < pixels_at < declared <= len(data):
         raise _Unwalkable("no usable file size in the header")
-    cut = data[:declared]
+    cut = _bmp_unused_zeroed(data[:declared], pixels_at)
     try:
         with open_quietly(cut) as image:
             image.load()
     except Exception as error:  # the declared size was wrong (some writers): rewrite from the pixels instead
         raise _Unwalkable("the declared size cuts the picture") from error
     return cut
+
+
+def _bmp_unused_zeroed(data: bytes, pixels_at: int) -> bytes:
+    """The BMP with zeros in the bytes no decoder reads: between its headers (with masks and colour table) and its
+    pixels, and after the pixels of an uncompressed one, but for an embedded colour profile's bytes."""
+    header_size = int.from_bytes(data[14:18], "little")
+    core = header_size == 12  # the old OS/2 header: 16-bit sizes, 3-byte colour table entries
+    bits = int.from_bytes(data[24:26] if core else data[28:30], "little")
+    compression = 0 if core else int.from_bytes(data[30:34], "little")
+    colours = 0 if core else int.from_bytes(data[46:50], "little")
+    colours = colours or (2**bits if bits <= 8 else 0)
+    masks = {3: 12, 6: 16}.get(compression, 0) if header_size == 40 else 0
+    headers_end = 14 + header_size + masks + colours * (3 if core else 4)
+    unused = [(headers_end, pixels_at)]
+    if compression in (0, 3, 6):  # uncompressed: rows of whole 4-byte words
+        width = int.from_bytes(data[18:20] if core else data[18:22], "little", signed=not core)
+        height = int.from_bytes(data[20:22] if core else data[22:26], "little", signed=not core)
+        unused.append((pixels_at + (abs(width) * bits + 31) // 32 * 4 * abs(height), len(data)))
+    profile = range(0)
+    if header_size >= 124 and data[70:74] == b"DEBM":  # bV5CSType "MBED": a profile at an offset from the header
+        profile_at = 14 + int.from_bytes(data[126:130], "little")
+        profile = range(profile_at, profile_at + int.from_bytes(data[130:134], "little"))
+    zeroed = bytearray(data)
+    for start, end in unused:
+        around_profile = [(start, min(end, profile.start)), (max(start, profile.stop), end)] if profile else []
+        for first, last in around_profile or [(start, end)]:
+            first, last = max(first, 0), min(last, len(data))
+            if first < last:
+                zeroed[first:last] = bytes(last - first)
+    return bytes(zeroed)
 
 
 def _gif_colour_table_size(packed: int) -> int:
