@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,3 +113,30 @@ def test_deleting_the_account_needs_a_csrf_token_and_a_signed_in_person(alice: U
     anonymous = Client().post("/account/delete/", {"password": "alice-password-1"})
     assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
     assert User.objects.filter(pk=alice.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_sent_while_its_account_is_deleted_is_refused_and_keeps_nothing(
+    alice: User, monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    """The account deleted in another tab while a picture was on its way: the commit's owner check failed and the
+    API answered 500 (helper-59). Now a 403 that says so; no row, no file."""
+    from django.core.files.uploadedfile import UploadedFile
+
+    from phoneapp.services import uploads
+    from phoneapp.services.image_validation import ValidatedImage
+    from tests.images import uploaded_file
+
+    validated_all = uploads._validated_all
+
+    def validated_then_account_deleted(files: Sequence[UploadedFile]) -> list[tuple[UploadedFile, ValidatedImage]]:
+        checked = validated_all(files)
+        User.objects.filter(pk=alice.pk).delete()
+        return checked
+
+    monkeypatch.setattr(uploads, "_validated_all", validated_then_account_deleted)
+    response = client_for(alice).post("/api/uploads/", {"image": uploaded_file("a.jpg")})
+
+    assert response.status_code == 403 and "deleted while the pictures were sent" in response.json()["error"]
+    assert not Upload.objects.exists()
+    assert [path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file()] == []

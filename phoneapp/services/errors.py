@@ -41,6 +41,13 @@ class RefusedFile:
     error: str
 
 
+class OwnerGone(DomainError):
+    """The account an upload was being stored for was deleted meanwhile (its owner, in another tab): nothing of
+    the upload is kept."""
+
+    status_code = 403
+
+
 class NoActiveModel(DomainError):
     """No model version is registered and active, so nothing can be classified."""
 

@@ -10,14 +10,14 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from phoneapp.models import Upload, UploadRequest, UploadStatus
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.classification import classification_enqueue
 from phoneapp.services.dispatch import broker_configured
-from phoneapp.services.errors import InvalidUpload, RefusedFile, UploadTooLarge
+from phoneapp.services.errors import InvalidUpload, OwnerGone, RefusedFile, UploadTooLarge
 from phoneapp.services.image_validation import ValidatedImage, validate_image_file
 from phoneapp.services.stored_pictures import stored_file_write
 
@@ -109,13 +109,16 @@ def uploads_create(*, owner: User, files: Sequence[UploadedFile], request: Uploa
             if to_classify:
                 # Sent once this transaction commits.
                 classification_enqueue(upload_ids=to_classify, marked_queued=queued_at is not None)
-    except Exception:
+    except Exception as error:
         # Unless the commit happened (the rows are stored, whatever failed after it), the rows rolled back: remove
         # the files this call wrote too, so storage never holds a file without a row. Files shared with an earlier
         # upload belong to that upload and stay.
         if not committed:
             for upload in written:
                 _delete_files(upload)
+        if isinstance(error, IntegrityError) and not User.objects.filter(pk=owner.pk).exists():
+            # The account was deleted while its upload was sent (the rows' owner is checked at the commit).
+            raise OwnerGone("This account was deleted while the pictures were sent: nothing was uploaded.") from error
         raise
     if not broker_configured():
         uploads = _read_back(uploads)
