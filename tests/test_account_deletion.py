@@ -81,6 +81,7 @@ def test_guessing_the_password_there_is_throttled_like_a_login(alice: User, sett
         client.post("/account/delete/", {"password": f"guess-{n}"})
     refused = client.post("/account/delete/", {"password": "alice-password-1"})
     assert "Too many wrong passwords" in refused.content.decode()
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0  # as the sign-in page answers
     assert User.objects.filter(pk=alice.pk).exists()
 
 

@@ -32,7 +32,7 @@ from phoneapp.services.api_tokens import api_token_get
 from phoneapp.services.login_attempts import LoginAttempt, login_attempt_give_back, login_attempt_reserve
 from phoneapp.services.upload_deletion import uploads_delete_all_of
 from phoneapp.signed_in import SignedInRequest
-from phoneapp.web.password_confirm import password_refusal
+from phoneapp.web.password_confirm import password_refusal, password_wait
 
 
 @login_required
@@ -124,7 +124,11 @@ def account_delete_page(request: SignedInRequest) -> HttpResponse:
         refusal = password_refusal(request, to_do="delete your account")
         if refusal:
             messages.error(request, refusal)
-            return render(request, "phoneapp/account_delete.html", context, status=400)
+            wait = password_wait(request)
+            refused = render(request, "phoneapp/account_delete.html", context, status=400 if wait is None else 429)
+            if wait is not None:
+                refused["Retry-After"] = str(wait)
+            return refused
         deleted = account_delete(user=request.user)
     except AccountNotSelfDeletable as error:
         messages.error(request, error.message)

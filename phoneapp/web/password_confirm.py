@@ -20,9 +20,15 @@ def password_refusal(request: SignedInRequest, *, to_do: str) -> str:
     if not password:
         return f"Enter your password to {to_do}: nothing was changed."
     confirmed = authenticate(request, username=request.user.get_username(), password=password)
-    wait = getattr(request, REFUSED_ATTRIBUTE, None)
+    wait = password_wait(request)
     if wait is not None:
         return f"Too many wrong passwords; try again in {wait} seconds. Nothing was changed."
     if confirmed is None or confirmed.pk != request.user.pk:
         return "That is not your password: nothing was changed."
     return ""
+
+
+def password_wait(request: SignedInRequest) -> int | None:
+    """Seconds until the login throttle lets this person try a password again, when it just refused one (a
+    page answers 429 with ``Retry-After``, as the sign-in page does)."""
+    return getattr(request, REFUSED_ATTRIBUTE, None)
