@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.http import StreamingHttpResponse
 from django.test import Client
-from PIL import Image, ImageChops, PngImagePlugin
+from PIL import Image, ImageChops, ImageSequence, PngImagePlugin
 
 from phoneapp.models import Upload
 from phoneapp.services.picture_metadata import metadata_stripped
@@ -514,6 +514,25 @@ def _hidden_in_kept_blocks(case: str) -> tuple[bytes, str]:
         return _before(png, b"IDAT", _png_chunk(b"pHYs", struct.pack(">IIB", 2835, 2835, 1) + secret), back=4), "PNG"
     if case == "png IDAT after the picture data":
         return _before(png, b"IEND", _png_chunk(b"IDAT", secret), back=4), "PNG"
+    if case == "png IEND with a payload":
+        return png[:-12] + _png_chunk(b"IEND", secret), "PNG"
+    if case == "png tRNS of a picture with alpha":
+        rgba = encode(picture.convert("RGBA"), "PNG")
+        return _before(rgba, b"IDAT", _png_chunk(b"tRNS", secret), back=4), "PNG"
+    if case == "png suggested palette of a truecolour picture":
+        return _before(png, b"IDAT", _png_chunk(b"PLTE", secret + b"\x00\x00"), back=4), "PNG"
+    if case == "png colour profile's zlib stream":
+        profile = b"sRGB\x00\x00" + zlib.compress(srgb_profile()) + secret
+        return _before(png, b"IDAT", _png_chunk(b"iCCP", profile), back=4), "PNG"
+    if case == "png animation frame after its zlib stream":
+        buffer = io.BytesIO()
+        frames = [picture, draw_picture(width=64, height=48, color=(20, 200, 20))]
+        frames[0].save(buffer, "PNG", save_all=True, append_images=frames[1:], duration=100)
+        apng = buffer.getvalue()
+        at = apng.index(b"fdAT") - 4
+        length = int.from_bytes(apng[at : at + 4], "big")
+        grown = _png_chunk(b"fdAT", apng[at + 8 : at + 8 + length] + secret)
+        return apng[:at] + grown + apng[at + 12 + length :], "PNG"
     if case == "jpeg DNL":
         return _before(jpeg, b"\xff\xda", b"\xff\xdc" + segment), "JPEG"
     if case in ("gif graphic control sub-block", "gif looping sub-block"):
@@ -546,6 +565,11 @@ def _hidden_in_kept_blocks(case: str) -> tuple[bytes, str]:
         "png gAMA too long",
         "png pHYs too long",
         "png IDAT after the picture data",
+        "png IEND with a payload",
+        "png tRNS of a picture with alpha",
+        "png suggested palette of a truecolour picture",
+        "png colour profile's zlib stream",
+        "png animation frame after its zlib stream",
         "jpeg DNL",
         "gif graphic control sub-block",
         "gif looping sub-block",
@@ -564,4 +588,8 @@ def test_bytes_hidden_in_the_blocks_that_are_kept_are_not_stored(case: str) -> N
 
     assert b"SECRET-IN-A-KEPT-BLOCK" in sent and b"SECRET-IN-A-KEPT-BLOCK" not in stored
     with Image.open(io.BytesIO(stored)) as picture, Image.open(io.BytesIO(sent)) as original:
-        assert ImageChops.difference(picture.convert("RGB"), original.convert("RGB")).getbbox() is None
+        frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(picture)]
+        original_frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(original)]
+        assert len(frames) == len(original_frames)
+        for frame, original_frame in zip(frames, original_frames, strict=True):
+            assert ImageChops.difference(frame, original_frame).getbbox() is None

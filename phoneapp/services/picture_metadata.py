@@ -30,6 +30,7 @@ import io
 import re
 import struct
 import zlib
+from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
@@ -92,9 +93,9 @@ _PNG_CHUNK_SIZES = {
     b"IEND": 0,
 }
 # The chunks whose size depends on the colour type (IHDR's byte 9: 0 grey, 2 RGB, 3 palette, 4 grey + alpha,
-# 6 RGB + alpha): transparency, background colour and significant bits.
+# 6 RGB + alpha): transparency, background colour and significant bits. A colour type not listed: the chunk goes.
 _PNG_COLOUR_CHUNK_SIZES = {
-    b"tRNS": {0: 2, 2: 6, 3: 256},
+    b"tRNS": {0: 2, 2: 6, 3: 256},  # pictures with alpha have no tRNS
     b"bKGD": {0: 2, 2: 6, 3: 1, 4: 2, 6: 6},
     b"sBIT": {0: 1, 2: 3, 3: 3, 4: 2, 6: 4},
 }
@@ -271,16 +272,20 @@ def _jpeg_profile_valid(payloads: list[bytes]) -> bool:
     return _is_colour_profile(b"".join(part for _, part in parts))
 
 
-def _png_profile_valid(payload: bytes) -> bool:
-    """Whether an ``iCCP`` chunk (name, NUL, method 0, zlib data) holds a colour profile."""
+def _png_profile_cut(payload: bytes) -> bytes | None:
+    """An ``iCCP`` chunk's payload (name, NUL, method 0, zlib data) up to the end of its zlib stream when that
+    holds a colour profile, else ``None`` (the chunk is dropped)."""
     name_end = payload.find(b"\x00")
     if not 0 < name_end < 80 or payload[name_end + 1 : name_end + 2] != b"\x00":
-        return False
+        return None
+    inflater = zlib.decompressobj()
     try:
-        profile = zlib.decompressobj().decompress(payload[name_end + 2 :], _ICC_MAX_BYTES)
+        profile = inflater.decompress(payload[name_end + 2 :], _ICC_MAX_BYTES)
     except zlib.error:
-        return False
-    return _is_colour_profile(profile)
+        return None
+    if not inflater.eof or not _is_colour_profile(profile):
+        return None
+    return payload[: len(payload) - len(inflater.unused_data)]
 
 
 def _jfif_header_only(segment: bytes, payload: bytes) -> bytes:
@@ -303,8 +308,7 @@ def _png_stripped(data: bytes) -> bytes:
     out = [_PNG_SIGNATURE]
     pos = len(_PNG_SIGNATURE)
     colour_type = data[pos + 17] if len(data) > pos + 17 else 0  # IHDR comes first
-    picture_data: list[bytes] = []  # the IDAT chunks' payloads, written where the first one was
-    picture_at = 0
+    run: list[_PictureDataChunk] = []  # consecutive IDAT (or one frame's fdAT) chunks: one zlib stream
     while True:
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
@@ -312,32 +316,66 @@ def _png_stripped(data: bytes) -> bytes:
         if end > len(data):
             raise _Unwalkable("chunk runs past the end")
         payload = data[pos + 8 : pos + 8 + length]
+        if run and kind != run[-1].kind:
+            _png_run_cut(out, run)
+            run = []
         if kind == b"eXIf":
             kept = _minimal_exif(payload)
             if kept is not None:
                 out.append(_png_chunk(b"eXIf", kept))
         elif kind == b"iCCP":
-            if _png_profile_valid(payload):
-                out.append(data[pos:end])
-        elif kind == b"IDAT":
-            if not picture_data:
-                picture_at = len(out)
-                out.append(b"")  # filled in at IEND
-            picture_data.append(payload)
+            profile = _png_profile_cut(payload)
+            if profile is not None:
+                out.append(data[pos:end] if profile == payload else _png_chunk(kind, profile))
+        elif kind in (b"IDAT", b"fdAT"):
+            prefix = payload[:4] if kind == b"fdAT" else b""  # an fdAT chunk's sequence number
+            run.append(_PictureDataChunk(len(out), kind, prefix, payload[len(prefix) :]))
+            out.append(data[pos:end])
         elif kind in _PNG_KEPT_CHUNKS:
-            size = _PNG_CHUNK_SIZES.get(kind) or _PNG_COLOUR_CHUNK_SIZES.get(kind, {}).get(colour_type, length)
-            out.append(data[pos:end] if length <= size else _png_chunk(kind, payload[:size]))
+            size = _png_chunk_size(kind, colour_type, length)
+            if size is not None:
+                out.append(data[pos:end] if length <= size else _png_chunk(kind, payload[:size]))
         pos = end
         if kind == b"IEND":
-            if picture_data:
-                out[picture_at] = _png_picture_data(picture_data)
             return b"".join(out)
 
 
-def _png_picture_data(payloads: list[bytes]) -> bytes:
-    """The IDAT chunks as sent when they hold exactly one zlib stream, else one IDAT cut at the stream's end (more
-    IDAT data after it is no part of the picture: decoders stop there)."""
-    stream = b"".join(payloads)
+@dataclass(frozen=True)
+class _PictureDataChunk:
+    """An IDAT or fdAT chunk: where it went in the output, its kind, sequence number (fdAT) and compressed data."""
+
+    place: int
+    kind: bytes
+    prefix: bytes
+    data: bytes
+
+
+def _png_chunk_size(kind: bytes, colour_type: int, length: int) -> int | None:
+    """How many bytes of a kept chunk's payload its format defines for this colour type; ``None`` when the chunk
+    means nothing for it (transparency of a picture with alpha, a truecolour picture's "suggested" palette) and
+    goes."""
+    if kind == b"PLTE":
+        return min(length, 768) if colour_type == 3 else None
+    if kind in _PNG_CHUNK_SIZES:
+        return _PNG_CHUNK_SIZES[kind]
+    if kind in _PNG_COLOUR_CHUNK_SIZES:
+        return _PNG_COLOUR_CHUNK_SIZES[kind].get(colour_type)
+    return length
+
+
+def _png_run_cut(out: list[bytes], run: list[_PictureDataChunk]) -> None:
+    """Cut a run of picture data chunks at the end of the zlib stream they hold together: data after it is no part
+    of the picture (decoders stop there). A chunk wholly past the end goes (an fdAT keeps its sequence number)."""
+    left = _zlib_stream_length(b"".join(chunk.data for chunk in run))
+    for chunk in run:
+        kept = chunk.data[:left]
+        left -= len(kept)
+        if len(kept) < len(chunk.data):
+            out[chunk.place] = _png_chunk(chunk.kind, chunk.prefix + kept) if kept or chunk.prefix else b""
+
+
+def _zlib_stream_length(stream: bytes) -> int:
+    """How many bytes of ``stream`` its zlib stream takes, inflated a step at a time (the output is not kept)."""
     inflater = zlib.decompressobj()
     pending = stream
     try:
@@ -346,9 +384,9 @@ def _png_picture_data(payloads: list[bytes]) -> bytes:
             pending = inflater.unconsumed_tail
     except zlib.error as error:
         raise _Unwalkable("the picture data is not a zlib stream") from error
-    if not inflater.unused_data:
-        return b"".join(_png_chunk(b"IDAT", payload) for payload in payloads)
-    return _png_chunk(b"IDAT", stream[: len(stream) - len(inflater.unused_data)])
+    if not inflater.eof:
+        raise _Unwalkable("the picture data ends before its zlib stream does")
+    return len(stream) - len(inflater.unused_data)
 
 
 def _webp_stripped(data: bytes) -> bytes:
@@ -474,12 +512,15 @@ def _bmp_unused_zeroed(data: bytes, pixels_at: int) -> bytes:
         profile = range(profile_at, profile_at + int.from_bytes(data[130:134], "little"))
     zeroed = bytearray(data)
     for start, end in unused:
-        around_profile = [(start, min(end, profile.start)), (max(start, profile.stop), end)] if profile else []
-        for first, last in around_profile or [(start, end)]:
-            first, last = max(first, 0), min(last, len(data))
-            if first < last:
-                zeroed[first:last] = bytes(last - first)
+        _zero_except(zeroed, range(max(start, 0), min(end, len(data))), kept=profile)
     return bytes(zeroed)
+
+
+def _zero_except(data: bytearray, span: range, *, kept: range) -> None:
+    """Zero the bytes of ``span`` in ``data``, but for those in ``kept`` (on either side of it, if inside)."""
+    for part in (range(span.start, min(span.stop, kept.start)), range(max(span.start, kept.stop), span.stop)):
+        if part:
+            data[part.start : part.stop] = bytes(len(part))
 
 
 def _gif_colour_table_size(packed: int) -> int:
