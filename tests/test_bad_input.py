@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -194,6 +195,39 @@ def test_far_too_many_files_get_json_from_the_api_even_in_debug_mode(
     assert Upload.objects.count() == 0
 
 
+def test_a_form_whose_sender_went_away_mid_body_is_refused_not_a_server_error(client: Client) -> None:
+    """Reading the form before the CSRF check must not turn a dropped connection into a 500 and an ERROR line:
+    the CSRF check refuses such a form (403), as it did before the form was read earlier."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import RequestFactory
+
+    class GoneAway(io.BytesIO):
+        def read(self, *args: object) -> bytes:
+            raise OSError("connection reset by peer")
+
+        readline = read
+
+    client.get("/accounts/login/")  # the CSRF cookie, as a browser has it
+    cookie = client.cookies["csrftoken"].value
+    environ = (
+        RequestFactory()
+        .generic("POST", "/accounts/login/", b"x" * 1000, content_type="multipart/form-data; boundary=x")
+        .environ
+    )
+    environ.update({"wsgi.input": GoneAway(), "HTTP_COOKIE": f"csrftoken={cookie}"})
+    statuses: list[str] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], object]:
+        statuses.append(status)
+        return lambda body: None
+
+    WSGIHandler()(environ, start_response)
+
+    assert statuses == ["403 Forbidden"]
+
+
 @pytest.mark.parametrize("debug", [True, False])
 def test_far_too_many_files_from_the_web_form_get_a_page_saying_so(
     alice_client: Client, isolated_storage: Path, settings, debug: bool
@@ -204,11 +238,13 @@ def test_far_too_many_files_from_the_web_form_get_a_page_saying_so(
     settings.UPLOAD_MAX_FILES = 2
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
 
+    alice_client.get("/")  # as a browser has: the page's CSRF cookie
     response = alice_client.post("/", {"image": [uploaded_file(f"p{i}.jpg") for i in range(6)]})
 
     assert response.status_code == 400 and response["Content-Type"].startswith("text/html")
     page = response.content.decode()
-    assert '<p id="refused-reason">Too many files: at most 2 per upload.</p>' in page and 'href="/"' in page
+    assert '<p id="refused-reason">Too many files: at most 2 per upload.</p>' in page
+    assert '<a href="/">Upload page</a>' in page
     assert Upload.objects.count() == 0
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.handlers.exception import response_for_exception
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -30,10 +31,14 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 
 class RefusedFormMiddleware:
-    """Reads a page's form before the CSRF check does, so that a form Django refuses to read (more files than
-    ``UPLOAD_MAX_FILES``: the no-script upload form takes any number) is answered by :func:`bad_request`'s page
-    under ``DEBUG`` too, where Django showed its debug page instead (the quick start runs with ``DEBUG``). The API
-    answers these in its own exception handler. Listed just before ``CsrfViewMiddleware``."""
+    """Reads a page's form just before the CSRF check would, so that a form Django refuses to read (more files
+    than ``UPLOAD_MAX_FILES``: the no-script upload form takes any number) is answered by :func:`bad_request`'s
+    page under ``DEBUG`` too, where Django showed its debug page instead (the quick start runs with ``DEBUG``).
+    Listed just before ``CsrfViewMiddleware``.
+
+    It reads only what that check reads next anyway: a form posted with the CSRF cookie (without one the check
+    refuses it unread, and so nothing here parses a stranger's body); the API answers its own refusals. A body
+    that cannot be read (the client went away) is left to the CSRF check, which answers it as it always did."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -42,10 +47,12 @@ class RefusedFormMiddleware:
         return self.get_response(request)
 
     def process_view(self, request: HttpRequest, *args: object) -> HttpResponse | None:
-        if request.method != "POST" or is_api_request(request):
+        if request.method != "POST" or is_api_request(request) or settings.CSRF_COOKIE_NAME not in request.COOKIES:
             return None
         try:
             request.POST  # noqa: B018 (read for its exceptions; Django keeps what it read for the views)
+        except UnreadablePostError:
+            return None
         except (SuspiciousOperation, BadRequest) as error:
             if refused_request(error) is None:
                 raise
