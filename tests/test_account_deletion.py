@@ -117,8 +117,9 @@ def test_deleting_the_account_needs_a_csrf_token_and_a_signed_in_person(alice: U
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("door", ["api", "page"])
 def test_an_upload_sent_while_its_account_is_deleted_is_refused_and_keeps_nothing(
-    alice: User, monkeypatch: pytest.MonkeyPatch, settings
+    alice: User, monkeypatch: pytest.MonkeyPatch, settings, door: str
 ) -> None:
     """The account deleted in another tab while a picture was on its way: the commit's owner check failed and the
     API answered 500 (helper-59). Now a 403 that says so; no row, no file."""
@@ -136,8 +137,13 @@ def test_an_upload_sent_while_its_account_is_deleted_is_refused_and_keeps_nothin
         return checked
 
     monkeypatch.setattr(uploads, "_validated_all", validated_then_account_deleted)
-    response = client_for(alice).post("/api/uploads/", {"image": uploaded_file("a.jpg")})
+    if door == "api":
+        response = client_for(alice).post("/api/uploads/", {"image": uploaded_file("a.jpg")})
+        assert response.status_code == 403 and "deleted while the pictures were sent" in response.json()["error"]
+    else:  # the page signs the browser out and says why on the sign-in page
+        response = client_for(alice).post("/", {"image": uploaded_file("a.jpg")}, follow=True)
+        assert response.redirect_chain[-1][0] == "/accounts/login/"
+        assert "deleted while the pictures were sent" in response.content.decode()
 
-    assert response.status_code == 403 and "deleted while the pictures were sent" in response.json()["error"]
     assert not Upload.objects.exists()
     assert [path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file()] == []

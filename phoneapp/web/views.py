@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -35,7 +36,7 @@ from phoneapp.selectors.uploads import (
 )
 from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.classification import upload_retry_failed
-from phoneapp.services.errors import InvalidUpload
+from phoneapp.services.errors import InvalidUpload, OwnerGone
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 from phoneapp.signed_in import SignedInRequest
@@ -64,6 +65,10 @@ def upload_page(request: SignedInRequest) -> HttpResponse:
         except InvalidUpload as error:
             throttle.refund()
             return _upload_refused(request, error.message, status=error.status_code)
+        except OwnerGone as error:  # deleted from another tab while the pictures were on their way
+            logout(request)
+            messages.error(request, error.message)
+            return redirect("login")
         ids = ",".join(str(upload.pk) for upload in uploads)
         return redirect(f"{reverse('upload')}?batch={ids}")
     batch_ids = _parse_ids(request.GET.get("batch", ""))
