@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -65,6 +66,17 @@ class SharedModelsCopy:
         """The shipped models at ``target``: files linked, or copied for a test that rewrites them in place."""
         shutil.copytree(self.folder, target, copy_function=shutil.copy2 if writable else os.link)
 
+    def check_same_as_shipped(self) -> None:
+        """At the end of the run, byte for byte: a rewrite that kept a file's size and put its time back (``os.utime``)
+        passes :meth:`check_unchanged`, and would have changed what every later test read."""
+        changed = [
+            name
+            for name in self._state
+            if hashlib.sha256((self.folder / name).read_bytes()).digest()
+            != hashlib.sha256((SHIPPED_MODELS / name).read_bytes()).digest()
+        ]
+        assert not changed, f"tests rewrote shared model files in place, unnoticed until the end: {changed}"
+
     def check_unchanged(self, test_name: str) -> None:
         if self._files_state() == self._state:
             return
@@ -76,8 +88,10 @@ class SharedModelsCopy:
 
 
 @pytest.fixture(scope="session")
-def shared_models_copy(tmp_path_factory: pytest.TempPathFactory) -> SharedModelsCopy:
-    return SharedModelsCopy(tmp_path_factory.mktemp("shipped") / "trained_models")
+def shared_models_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedModelsCopy]:
+    shared = SharedModelsCopy(tmp_path_factory.mktemp("shipped") / "trained_models")
+    yield shared
+    shared.check_same_as_shipped()
 
 
 @pytest.fixture(autouse=True)
