@@ -129,3 +129,28 @@ def test_activate_model_rolls_back_from_a_shell_and_refuses_a_version_that_canno
     assert ModelVersion.objects.get(is_active=True).name == "imagenet-zero-shot"
     with pytest.raises(CommandError, match="No model version named 'nope'"):
         call_command("activate_model", "nope")
+
+
+def test_activate_model_prepares_the_fast_export_before_workers_switch(settings, tmp_path: Path) -> None:
+    """Activated unprepared, every worker process converted the model to ONNX itself on its next prediction and
+    classification stopped meanwhile (~16 s for a scene model, the soak test). The command converts it first, into
+    the cache the workers on this machine read."""
+    from phoneapp.services import model_versions
+
+    settings.INFERENCE_CACHE_DIR = str(tmp_path / "cache")
+    sync(settings)
+    ship_copy(settings, "zero-shot-b")
+    sync(settings)
+    activated_with_cache: list[list[str]] = []
+    activate = model_versions.model_version_activate
+
+    def activate_and_look(*, version: ModelVersion) -> ModelVersion:
+        activated_with_cache.append(sorted(path.suffix for path in (tmp_path / "cache").glob("*")))
+        return activate(version=version)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model_versions, "model_version_activate", activate_and_look)
+        call_command("activate_model", "zero-shot-b", stdout=io.StringIO())
+
+    assert ".onnx" in activated_with_cache[0]  # in the cache before the version became active
+    assert ModelVersion.objects.get(is_active=True).name == "zero-shot-b"

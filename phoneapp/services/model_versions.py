@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,29 @@ def classifier_load(*, model_dir: Path, engine: str | None = None) -> Classifier
         threads=settings.INFERENCE_THREADS,
         cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
         models_root=Path(settings.MODELS_DIR),
+    )
+
+
+def model_serving_prepare(*, model_dir: Path) -> None:
+    """Load the model in ``model_dir`` as workers will, so that its checked ONNX export is in this machine's cache
+    (``INFERENCE_CACHE_DIR``) before workers are pointed at it. Otherwise each worker process converts it on its
+    next prediction and classification stops meanwhile: ~16 s for a scene model on a 2-core machine (soak test,
+    session 41). Called by ``manage.py activate_model`` and the retrain before they activate; workers on another
+    machine, with their own cache, still convert on first use. A failure is logged, not raised: the export only
+    saves time, and a worker that cannot export serves with torch."""
+    started = time.perf_counter()
+    try:
+        classifier = classifier_load(model_dir=model_dir)
+    except Exception:
+        logger.warning("could not prepare the model for serving", exc_info=True, extra={"model_dir": str(model_dir)})
+        return
+    logger.info(
+        "model prepared for serving",
+        extra={
+            "model_dir": str(model_dir),
+            "engine": classifier.engine,
+            "prepare_ms": round((time.perf_counter() - started) * 1000),
+        },
     )
 
 

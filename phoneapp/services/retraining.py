@@ -45,6 +45,7 @@ from phoneapp.services.errors import RetrainError
 from phoneapp.services.evaluation import pictures_decode
 from phoneapp.services.model_versions import (
     model_dir_of,
+    model_serving_prepare,
     model_version_register,
     model_versions_lock,
 )
@@ -189,6 +190,8 @@ def retrain(
         final_dir = models_root / version
         # One rename makes the whole directory appear at once: no worker can see a half-written version.
         os.replace(candidate_dir, final_dir)
+        if promoted:  # before the activation, outside its lock: the export takes seconds
+            model_serving_prepare(model_dir=final_dir)
     metrics = {
         **result.metrics,
         "ground_truth": candidate_figures["ground_truth"],

@@ -10,12 +10,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from inference.manifest import ModelLoadError
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import ModelVersionNotFound, model_version_get
-from phoneapp.services.model_versions import model_version_activate_if_loadable
+from phoneapp.services.model_versions import (
+    model_dir_of,
+    model_serving_prepare,
+    model_version_activate_if_loadable,
+    model_version_verify,
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Make the registered model version NAME the active one: workers switch to it before their next prediction. "
+        "Make the registered model version NAME the active one: workers switch to it before their next prediction "
+        "(its fast ONNX export is prepared first, in this machine's cache, so that they switch without a pause). "
         "Refused, with the active version unchanged, when its files are missing or changed on disk. Without NAME, "
         "list the registered versions, the active one marked."
     )
@@ -33,6 +39,9 @@ class Command(BaseCommand):
         except ModelVersionNotFound as error:
             raise CommandError(f"No model version named {name!r}: `manage.py activate_model` lists them.") from error
         try:
+            model_version_verify(version=chosen)
+            self.stdout.write(f"Preparing {name} for serving (its ONNX export, once per machine)...")
+            model_serving_prepare(model_dir=model_dir_of(chosen))
             model_version_activate_if_loadable(version=chosen)
         except ModelLoadError as error:
             raise CommandError(
