@@ -26,6 +26,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from inference.allocator import release_freed_memory
 from inference.contract import Classifier
 from inference.manifest import ModelLoadError, manifest_checksum, read_manifest
 from phoneapp.models import ModelVersion
@@ -82,7 +83,10 @@ class ResidentModel:
                     extra={"model_version": active.name, "serving": loaded.version.name},
                 )
                 return loaded
+            switched = self._loaded is not None
             self._loaded, self._failed = loaded, None
+            if switched:  # the previous model is dropped now: its memory goes back to the system
+                release_freed_memory()
             return loaded
 
     def forget(self) -> None:

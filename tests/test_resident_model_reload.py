@@ -131,3 +131,21 @@ def test_without_a_broker_the_first_request_starts_loading_the_model_in_the_back
 
     assert resident_model._loaded is not None  # held before any upload asked for it
     assert not request_started.disconnect(dispatch_uid=resident_module._PRELOAD_UID)  # one request started it
+
+
+def test_a_switch_drops_the_previous_model_and_hands_its_memory_back(
+    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """glibc kept a dropped model's memory: a worker grew ~40 MB at each of its first switches (soak test)."""
+    import weakref
+
+    released: list[bool] = []
+    monkeypatch.setattr(resident_module, "release_freed_memory", lambda: released.append(True))
+    assert classified_by(alice) == "imagenet-zero-shot"
+    first = weakref.ref(resident_model.current().classifier)
+    assert released == []  # the first load drops nothing
+
+    model_version_activate(version=second_version)
+    assert classified_by(alice) == "zero-shot-b"
+
+    assert released == [True] and first() is None
