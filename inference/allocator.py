@@ -47,8 +47,8 @@ def ensure_allocator_settings(argv: Sequence[str] | None = None) -> None:
 def release_freed_memory() -> None:
     """Hand the heap memory freed so far back to the kernel (glibc's ``malloc_trim``), once a loaded model was
     dropped: glibc keeps it otherwise, and a worker process grew by ~40 MB at each of its first model switches
-    (soak test, session 41; alternating two scene models eight times in one process: 176 -> 274 MB without, a flat
-    158-161 MB with). Does nothing where the C library is not glibc."""
+    (figures: ``python -m benchmarks.model_switch_memory``, docs/performance.md "Memory"). Does nothing where the C
+    library is not glibc."""
     import ctypes
     import gc
 
