@@ -191,13 +191,13 @@ def _jpeg_stripped(data: bytes) -> bytes:
             if found is None:
                 raise _Unwalkable("scan without an end")
             used = _jpeg_segment_used(marker, payload)
-            out.append(b"\xff\xda" + _sized(payload[:used]) + data[pos : found.start()])
+            out.append(_jpeg_segment(marker, payload[:used]) + data[pos : found.start()])
             pos = found.start()
         elif marker == 0xE1 and payload.startswith(_EXIF_HEADER):
             kept = _minimal_exif(payload)
             if kept is not None:
                 body = _EXIF_HEADER + kept
-                out.append(b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body)
+                out.append(_jpeg_segment(0xE1, body))
         elif marker == 0xE2:
             if payload.startswith(_JPEG_KEPT_APP2):
                 profile_parts.append((len(out), payload))
@@ -208,16 +208,16 @@ def _jpeg_stripped(data: bytes) -> bytes:
         elif marker == 0xEE:
             if payload.startswith(_ADOBE) and len(payload) >= _ADOBE_HEADER_LENGTH:
                 header = payload[:_ADOBE_HEADER_LENGTH]
-                out.append(b"\xff\xee" + struct.pack(">H", len(header) + 2) + header)
+                out.append(_jpeg_segment(0xEE, header))
         elif marker in _JPEG_KEPT_MARKERS:
             used = _jpeg_segment_used(marker, payload)
-            out.append(segment if used == len(payload) else b"\xff" + bytes((marker,)) + _sized(payload[:used]))
+            out.append(segment if used == len(payload) else _jpeg_segment(marker, payload[:used]))
         # Everything else is dropped: JFXX, APP1 XMP, APP3-APP13 (IPTC, Photoshop, maker data), APP15, COM, DNL.
 
 
-def _sized(payload: bytes) -> bytes:
-    """A JPEG segment's length field and payload."""
-    return struct.pack(">H", len(payload) + 2) + payload
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    """A JPEG segment: its marker, length field and payload."""
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
 
 
 def _jpeg_segment_used(marker: int, payload: bytes) -> int:
@@ -295,7 +295,7 @@ def _jfif_header_only(segment: bytes, payload: bytes) -> bytes:
     if len(payload) < _JFIF_HEADER_LENGTH:
         raise _Unwalkable("JFIF header cut short")
     header = payload[: _JFIF_HEADER_LENGTH - 2] + b"\x00\x00"
-    return b"\xff\xe0" + struct.pack(">H", len(header) + 2) + header
+    return _jpeg_segment(0xE0, header)
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
