@@ -39,10 +39,10 @@ class Command(BaseCommand):
         except ModelVersionNotFound as error:
             raise CommandError(f"No model version named {name!r}: `manage.py activate_model` lists them.") from error
         try:
-            model_version_verify(version=chosen)
+            model_version_verify(version=chosen)  # a version that cannot load is refused before seconds of export
             self.stdout.write(f"Preparing {name} for serving (its ONNX export, once per machine)...")
             model_serving_prepare(model_dir=model_dir_of(chosen))
-            model_version_activate_if_loadable(version=chosen)
+            model_version_activate_if_loadable(version=chosen)  # checked again: the files may change during the export
         except ModelLoadError as error:
             raise CommandError(
                 f"Not activated: workers could not load {name} ({error}). The active model is unchanged."
