@@ -8,6 +8,9 @@ INSTALLED := $(VENV)/.installed
 # Tests run on PostgreSQL when one answers here (pytest-django creates and drops test_<name>), else on SQLite.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/phonecheck
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); the tests that share the test Redis database stay in one of them. 0: one process.
+TEST_PROCESSES ?= 2
+XDIST_ARGS := $(if $(filter 0,$(TEST_PROCESSES)),,-n $(TEST_PROCESSES) --dist loadgroup)
 ADDRESS ?= 127.0.0.1:8000
 # In CI a missing PostgreSQL is an error, not a reason to fall back to SQLite.
 services_required := $(filter 1 true TRUE True yes,$(CI) $(REQUIRE_SERVICES))
@@ -40,10 +43,10 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	@if [ -n "$(services_required)" ] || $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 1)' 2>/dev/null; then \
 		echo "==> tests on PostgreSQL: $(TEST_DATABASE_URL) (test database test_$(notdir $(TEST_DATABASE_URL)))"; \
-		PHONECHECK_ENV_FILE= DATABASE_URL='$(TEST_DATABASE_URL)' $(VENV)/bin/pytest $(PYTEST_ARGS); \
+		PHONECHECK_ENV_FILE= DATABASE_URL='$(TEST_DATABASE_URL)' $(VENV)/bin/pytest $(XDIST_ARGS) $(PYTEST_ARGS); \
 	else \
 		echo "==> PostgreSQL does not answer on 127.0.0.1:5432: tests on SQLite; the worker integration test skips"; \
-		PHONECHECK_ENV_FILE= $(VENV)/bin/pytest $(PYTEST_ARGS); \
+		PHONECHECK_ENV_FILE= $(VENV)/bin/pytest $(XDIST_ARGS) $(PYTEST_ARGS); \
 	fi
 
 lint: $(INSTALLED)

@@ -23,6 +23,38 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"
 TEST_DEFAULT_MODEL = "imagenet-zero-shot"
 DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
+# The pytest-xdist group of the tests that use the test Redis database (pytest_collection_modifyitems).
+REDIS_GROUP = "redis"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the tests that use the test Redis
+    database run in one process, one after another: each flushes that database and starts celery workers that
+    consume its queues, so two at once would flush or take each other's tasks. Every other test runs wherever a
+    process is free."""
+    for item in items:
+        if item.get_closest_marker("integration") or "redis_broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(REDIS_GROUP))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """pytest-xdist groups by a suffix it adds to each grouped test's id; pytest 9.2 moved the id where xdist 3.8
+    does not write, and the groups silently fell apart (two processes flushed each other's Redis database). Refuse to
+    run when that happens again, rather than fail at random further on."""
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    ungrouped = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and not item.nodeid.endswith(f"@{REDIS_GROUP}")
+    ]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist did not group {len(ungrouped)} Redis tests (first: {ungrouped[0]}): the installed pytest "
+            "and pytest-xdist do not work together; see requirements-dev.txt"
+        )
 
 
 @pytest.fixture(autouse=True)
