@@ -42,7 +42,7 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	@if [ -n "$(services_required)" ] || $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 1)' 2>/dev/null; then \
-		echo "==> tests on PostgreSQL: $(TEST_DATABASE_URL) (test database test_$(notdir $(TEST_DATABASE_URL)))"; \
+		echo "==> tests on PostgreSQL: $(TEST_DATABASE_URL) (test database test_$(notdir $(TEST_DATABASE_URL))$(if $(XDIST_ARGS),_gwN: one per test process))"; \
 		PHONECHECK_ENV_FILE= DATABASE_URL='$(TEST_DATABASE_URL)' $(VENV)/bin/pytest $(XDIST_ARGS) $(PYTEST_ARGS); \
 	else \
 		echo "==> PostgreSQL does not answer on 127.0.0.1:5432: tests on SQLite; the worker integration test skips"; \

@@ -519,9 +519,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def roc_auc(self, version: ModelVersion) -> str:
         return self._metric(version, "roc_auc")
 
-    @admin.action(
-        permissions=["change"], description="Activate this version (workers switch before their next prediction)"
-    )
+    @admin.action(permissions=["change"], description="Activate this version (workers switch to it within seconds)")
     def activate_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
@@ -540,7 +538,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         # Not starting with the name: the admin capitalises the first letter of every message.
         self.message_user(
-            request, f"Activated {version.name}: workers switch to it before their next prediction.", messages.SUCCESS
+            request,
+            f"Activated {version.name}: workers switch to it within seconds, classifying with the version they hold "
+            "until it is ready on their machine.",
+            messages.SUCCESS,
         )
 
 

@@ -12,6 +12,12 @@ while it is built) does not stop a process that already holds a model: it keeps 
 load (at each window's end), and those that kept meeting the failure ended ``failed`` after their retries. Only a
 process with no model at all raises, always :class:`ModelLoadError` (the classification task retries, then gives up).
 
+A newly active version that must first be converted to ONNX on this machine (seconds of CPU: ~16 s for a scene
+model on 2 cores) is loaded in a background thread while the process keeps classifying with the version it has;
+it takes over when ready. Converting in line stopped classification for those seconds in every worker process
+(soak test, session 41). A version whose export is already cached, the usual case after ``manage.py
+activate_model`` or a retrain, loads in line in well under a second, so the next upload already gets it.
+
 The registered checksum and version name are checked on the manifest before anything is built: loading verifies
 every weight file and may start the export child, all for a version that would then be refused.
 """
@@ -30,7 +36,12 @@ from inference.allocator import release_freed_memory
 from inference.contract import Classifier
 from inference.manifest import ModelLoadError, manifest_checksum, read_manifest
 from phoneapp.models import ModelVersion
-from phoneapp.services.model_versions import classifier_load, model_dir_of, model_version_active
+from phoneapp.services.model_versions import (
+    classifier_export_missing,
+    classifier_load,
+    model_dir_of,
+    model_version_active,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +65,10 @@ class ResidentModel:
         # (pk, checksum) of an active version that failed to load while another was held, and when it failed.
         self._failed: tuple[int, str] | None = None
         self._failed_at = 0.0
+        # (pk, checksum) of the active version being loaded in the background, while the held one serves.
+        self._switching: tuple[int, str] | None = None
+        # Bumped by forget(): a background load started before it must not install its model after it.
+        self._generation = 0
 
     def current(self) -> LoadedModel:
         """The active version's classifier, loading or switching it if the active version changed."""
@@ -69,25 +84,67 @@ class ResidentModel:
                 return loaded
             if loaded is not None and self._failed == wanted and now - self._failed_at < RELOAD_RETRY_SECONDS:
                 return loaded
+            if loaded is not None and self._switching == wanted:
+                return loaded
+            if loaded is not None and classifier_export_missing(model_dir=model_dir_of(active)):
+                self._switch_in_background(active, serving=loaded)
+                return loaded
             try:
-                loaded = self._load(active)
+                new = self._load(active)
             except Exception as error:  # a damaged version, or a fault in building it: the same for the uploads
                 if loaded is None:
                     if isinstance(error, ModelLoadError):
                         raise
                     logger.exception("model version could not be loaded", extra={"model_version": active.name})
                     raise ModelLoadError(f"Model {active.name} could not be loaded: {error}") from error
-                self._failed, self._failed_at = wanted, now
-                logger.exception(
-                    "active model version could not be loaded; still serving the previous one",
-                    extra={"model_version": active.name, "serving": loaded.version.name},
-                )
+                self._load_failed(active, serving=loaded)
                 return loaded
-            switched = self._loaded is not None
-            self._loaded, self._failed = loaded, None
-            if switched:  # the previous model is dropped now: its memory goes back to the system
-                release_freed_memory()
-            return loaded
+            self._install(new)
+            return new
+
+    def _install(self, new: LoadedModel) -> None:
+        """Serve ``new`` from now on (the caller holds the lock); the previous model's memory goes back to the
+        system."""
+        switched = self._loaded is not None
+        self._loaded, self._failed = new, None
+        if switched:
+            release_freed_memory()
+
+    def _load_failed(self, version: ModelVersion, *, serving: LoadedModel) -> None:
+        """Keep serving ``serving`` and try ``version`` again after ``RELOAD_RETRY_SECONDS`` (the caller holds the
+        lock, from within an ``except`` block: the traceback is logged)."""
+        self._failed, self._failed_at = (version.pk, version.checksum), time.monotonic()
+        logger.exception(
+            "active model version could not be loaded; still serving the previous one",
+            extra={"model_version": version.name, "serving": serving.version.name},
+        )
+
+    def _switch_in_background(self, version: ModelVersion, *, serving: LoadedModel) -> None:
+        """Load ``version`` in a thread while ``serving`` keeps classifying (the caller holds the lock)."""
+        self._switching = (version.pk, version.checksum)
+        logger.info(
+            "newly active model version is being prepared in the background; still serving the previous one",
+            extra={"model_version": version.name, "serving": serving.version.name},
+        )
+        threading.Thread(
+            target=self._load_in_background, args=(version, self._generation), name="model-switch", daemon=True
+        ).start()
+
+    def _load_in_background(self, version: ModelVersion, generation: int) -> None:
+        try:
+            new = self._load(version)
+        except Exception:
+            with self._lock:
+                self._switching = None
+                if generation == self._generation and self._loaded is not None:
+                    self._load_failed(version, serving=self._loaded)
+            return
+        with self._lock:
+            self._switching = None
+            if generation != self._generation:
+                return  # forgotten meanwhile
+            self._install(new)
+            self._checked_at = 0.0  # the active version may have changed again while this one loaded
 
     def forget(self) -> None:
         """Drop the loaded model (tests; or to free memory)."""
@@ -95,6 +152,8 @@ class ResidentModel:
             self._loaded = None
             self._checked_at = 0.0
             self._failed = None
+            self._switching = None
+            self._generation += 1
 
     @staticmethod
     def _load(version: ModelVersion) -> LoadedModel:

@@ -16,7 +16,9 @@ from PIL import Image
 
 from inference import Classifier, load, resolve_model_dir
 from inference.drawing import drawn_pictures
+from inference.export_cache import cached_export_path
 from inference.finetuned_network import WEIGHTS_FILE, FineTunedPhoneNet
+from inference.loader import export_missing
 from inference.manifest import ModelManifest, read_manifest, sha256_file, write_manifest
 from inference.onnx_engine import OnnxClassifier
 from inference.preprocessing import PreprocessConfig, image_to_array
@@ -175,3 +177,21 @@ def _decoded(classifier: Classifier, sources: list[bytes]) -> list[Image.Image]:
     from inference.images import open_image
 
     return [open_image(data, draft_size=classifier.manifest.preprocessing.draft_size) for data in sources]
+
+
+def test_export_missing_says_whether_a_load_would_convert_the_model_or_its_second_opinion(tmp_path: Path) -> None:
+    """What a resident model asks before switching: a version to convert first loads in the background."""
+    model_dir = SHIPPED_MODELS / "scene-lite0-v10"  # read only: its manifest names a second opinion
+    manifest = read_manifest(model_dir)
+    assert manifest.second_opinion is not None
+    member = read_manifest(SHIPPED_MODELS / manifest.second_opinion.model)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    assert export_missing(model_dir, engine="onnxruntime", cache_dir=cache)
+    assert not export_missing(model_dir, engine="torch", cache_dir=cache)  # eager torch converts nothing
+    cached_export_path(cache, manifest).touch()
+    assert export_missing(model_dir, engine="onnxruntime", cache_dir=cache)  # the second opinion's is missing
+    cached_export_path(cache, member).touch()
+    assert not export_missing(model_dir, engine="onnxruntime", cache_dir=cache)
+    assert not export_missing(tmp_path / "no-such-model", engine="onnxruntime", cache_dir=cache)  # load says why

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,18 @@ from phoneapp.services.classification import upload_classify
 from phoneapp.services.errors import ClassificationUnavailable
 from phoneapp.services.model_versions import model_dir_of, model_version_activate, model_version_register
 from tests.factories import make_upload
+from tests.live_services import wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
 
 REAL_LOAD = resident_module.classifier_load
+
+
+@pytest.fixture(autouse=True)
+def exports_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switches load in line, as they do when the new version's ONNX export is cached: whether the copy's export is
+    in this machine's cache depends on earlier runs. The background switch's tests say otherwise."""
+    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: False)
 
 
 @pytest.fixture
@@ -149,3 +158,77 @@ def test_a_switch_drops_the_previous_model_and_hands_its_memory_back(
     assert classified_by(alice) == "zero-shot-b"
 
     assert released == [True] and first() is None
+
+
+def loads_waiting_for(release: threading.Event, calls: list[str]) -> Any:
+    """``classifier_load`` taking as long as an export would: until ``release`` is set (at most 60 s)."""
+
+    def load(*, model_dir: Path, **options: Any) -> Any:
+        calls.append(Path(model_dir).name)
+        release.wait(timeout=60)
+        return REAL_LOAD(model_dir=model_dir, **options)
+
+    return load
+
+
+def switched_to(name: str) -> str | None:
+    loaded = resident_model._loaded
+    return name if loaded is not None and loaded.version.name == name else None
+
+
+def test_a_version_to_convert_first_loads_in_the_background_while_the_held_one_classifies(
+    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Converting in line stopped every worker process ~16 s at a switch (soak test): uploads now keep getting
+    verdicts from the version held, and the new one takes over once it is loaded."""
+    assert classified_by(alice) == "imagenet-zero-shot"
+    model_version_activate(version=second_version)
+    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
+    release, calls = threading.Event(), list[str]()
+    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(release, calls))
+
+    assert [classified_by(alice) for _ in range(3)] == ["imagenet-zero-shot"] * 3  # not waiting for the load
+    assert calls == ["zero-shot-b"]  # one background load, not one per upload
+
+    release.set()
+    wait_until(lambda: switched_to("zero-shot-b"), timeout=60, what="the switch to zero-shot-b")
+    assert classified_by(alice) == "zero-shot-b"
+    assert calls == ["zero-shot-b"]
+
+
+def test_a_background_load_that_fails_keeps_the_held_version_and_is_retried_later(
+    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert classified_by(alice) == "imagenet-zero-shot"
+    model_version_activate(version=second_version)
+    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
+    calls: list[str] = []
+    monkeypatch.setattr(resident_module, "classifier_load", loads_failing_for("zero-shot-b", MemoryError(), calls))
+
+    with caplog.at_level("ERROR", logger="phoneapp.resident_model"):
+        assert classified_by(alice) == "imagenet-zero-shot"
+        wait_until(lambda: resident_model._failed, timeout=60, what="the background load to fail")
+    [record] = [record for record in caplog.records if "still serving the previous one" in record.getMessage()]
+    assert record.exc_info is not None and record.exc_info[0] is MemoryError
+
+    assert classified_by(alice) == "imagenet-zero-shot"
+    assert calls == ["zero-shot-b"]  # not tried again before RELOAD_RETRY_SECONDS
+
+
+def test_a_background_load_finishing_after_the_model_was_forgotten_installs_nothing(
+    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test forgets the model at its end: a load still running then must not hand the next test a model."""
+    assert classified_by(alice) == "imagenet-zero-shot"
+    model_version_activate(version=second_version)
+    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
+    release, calls = threading.Event(), list[str]()
+    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(release, calls))
+    assert classified_by(alice) == "imagenet-zero-shot"
+    [thread] = [thread for thread in threading.enumerate() if thread.name == "model-switch"]
+
+    resident_model.forget()
+    release.set()
+    thread.join(timeout=60)
+
+    assert not thread.is_alive() and resident_model._loaded is None

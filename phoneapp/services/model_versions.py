@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 
 from inference.contract import Classifier
 from inference.export_cache import default_cache_dir
-from inference.loader import load, read_active_pointer, verify_model_dir
+from inference.loader import export_missing, load, read_active_pointer, verify_model_dir
 from inference.manifest import MANIFEST_NAME, ModelLoadError, manifest_checksum, read_manifest
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import model_version_active_or_none
@@ -37,18 +37,33 @@ def classifier_load(*, model_dir: Path, engine: str | None = None) -> Classifier
         model_dir,
         engine=engine or settings.INFERENCE_ENGINE or None,
         threads=settings.INFERENCE_THREADS,
-        cache_dir=Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir(),
+        cache_dir=_inference_cache_dir(),
         models_root=Path(settings.MODELS_DIR),
     )
 
 
+def classifier_export_missing(*, model_dir: Path) -> bool:
+    """Would :func:`classifier_load` first have to convert the model in ``model_dir`` to ONNX (seconds of CPU)?"""
+    return export_missing(
+        model_dir,
+        engine=settings.INFERENCE_ENGINE or None,
+        cache_dir=_inference_cache_dir(),
+        models_root=Path(settings.MODELS_DIR),
+    )
+
+
+def _inference_cache_dir() -> Path:
+    return Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else default_cache_dir()
+
+
 def model_serving_prepare(*, model_dir: Path) -> None:
     """Load the model in ``model_dir`` as workers will, so that its checked ONNX export is in this machine's cache
-    (``INFERENCE_CACHE_DIR``) before workers are pointed at it. Otherwise each worker process converts it on its
-    next prediction and classification stops meanwhile: ~16 s for a scene model on a 2-core machine (soak test,
-    session 41). Called by ``manage.py activate_model`` and the retrain before they activate; workers on another
-    machine, with their own cache, still convert on first use. A failure is logged, not raised: the export only
-    saves time, and a worker that cannot export serves with torch."""
+    (``INFERENCE_CACHE_DIR``) before workers are pointed at it, and they take it at their next prediction.
+    Otherwise each worker process converts it in the background (~16 s for a scene model on a busy 2-core machine)
+    and serves the previous version meanwhile (``phoneapp/resident_model.py``). Called by ``manage.py
+    activate_model`` and the retrain before they activate; workers on another machine, with their own cache, still
+    convert it themselves. A failure is logged, not raised: the export only saves time, and a worker that cannot
+    export serves with torch."""
     started = time.perf_counter()
     try:
         classifier = classifier_load(model_dir=model_dir)
@@ -101,7 +116,8 @@ def model_version_verify(*, version: ModelVersion) -> None:
 
 @transaction.atomic
 def model_version_activate(*, version: ModelVersion) -> ModelVersion:
-    """Make ``version`` the only active model; workers switch to it before their next prediction.
+    """Make ``version`` the only active model; workers switch to it at their next prediction (in the background
+    where it must first be converted on their machine: phoneapp/resident_model.py).
 
     Every version row is locked first (a few rows): two activations at once then take turns instead of both
     switching and one failing on the one-active-version constraint (``select_for_update().update()`` locks
