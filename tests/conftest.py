@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+
+from inference.export_cache import CACHE_DIR_ENV
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
@@ -23,13 +26,33 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"
 TEST_DEFAULT_MODEL = "imagenet-zero-shot"
 DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "phone-images"
+# Where pytest_configure put this run's ONNX export cache.
+EXPORT_CACHE_KEY = pytest.StashKey[str]()
 # The pytest-xdist group of the tests that use the test Redis database (pytest_collection_modifyitems).
 REDIS_GROUP = "redis"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's ONNX exports go to a folder of its own, shared by its test processes and the celery workers they
+    start (they inherit the environment), and removed at the end: the tests wrote them to the developer's
+    ``~/.cache/phonecheck``, and whether a version's export was already there changed what a test exercised."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist process: the environment came from the main one
+        return
+    folder = tempfile.mkdtemp(prefix="phonecheck-test-exports-")
+    config.stash[EXPORT_CACHE_KEY] = folder
+    os.environ[CACHE_DIR_ENV] = folder  # inference outside Django
+    os.environ["INFERENCE_CACHE_DIR"] = folder  # the settings of the celery workers tests start
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(EXPORT_CACHE_KEY, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the tests that use the test Redis
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the tests that use the test Redis
     database run in one process, one after another: each flushes that database and starts celery workers that
     consume its queues, so two at once would flush or take each other's tasks. Every other test runs wherever a
     process is free."""
@@ -142,6 +165,7 @@ def isolated_storage(
     settings.MEDIA_ROOT = str(media)
     settings.MODELS_DIR = models
     settings.ACTIVE_MODEL_CHECK_SECONDS = 0
+    settings.INFERENCE_CACHE_DIR = os.environ.get(CACHE_DIR_ENV, "")  # the run's own (pytest_configure)
     settings.CELERY_BROKER_URL = ""
     # PBKDF2's deliberate slowness costs over a second per test user on this box; tests need no real hashing.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -158,6 +182,15 @@ def isolated_storage(
     resident_model.forget()
     if not writable:
         shared_models_copy.check_unchanged(request.node.nodeid)
+
+
+@pytest.fixture(autouse=True)
+def switches_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newly active version is loaded at the next prediction, as when its ONNX export is cached. Each run's export
+    cache starts empty (pytest_configure), and whether a test's version was exported yet would depend on which tests
+    ran before: where it was not, the process would keep the version it holds while it converts the new one in the
+    background (phoneapp/resident_model.py), which the tests of that switch ask for themselves."""
+    monkeypatch.setattr("phoneapp.resident_model.classifier_export_missing", lambda **_: False)
 
 
 @pytest.fixture

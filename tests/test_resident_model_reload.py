@@ -26,13 +26,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
 REAL_LOAD = resident_module.classifier_load
 
 
-@pytest.fixture(autouse=True)
-def exports_ready(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Switches load in line, as they do when the new version's ONNX export is cached: whether the copy's export is
-    in this machine's cache depends on earlier runs. The background switch's tests say otherwise."""
-    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: False)
-
-
 @pytest.fixture
 def second_version(settings: Any) -> ModelVersion:
     """A registered, not yet active, copy of the test model named ``zero-shot-b``."""
