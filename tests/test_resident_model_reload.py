@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,19 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
 REAL_LOAD = resident_module.classifier_load
 
 
-@pytest.fixture
-def second_version(settings: Any) -> ModelVersion:
-    """A registered, not yet active, copy of the test model named ``zero-shot-b``."""
+def model_copy(settings: Any, name: str) -> ModelVersion:
+    """A registered, not yet active, copy of the test model named ``name``."""
     models = Path(settings.MODELS_DIR)
-    copy = models / "zero-shot-b"
+    copy = models / name
     shutil.copytree(models / "imagenet-zero-shot", copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    (copy / "manifest.json").write_text(json.dumps({**manifest, "version": "zero-shot-b"}))
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "version": name}))
     return model_version_register(model_dir=copy)
+
+
+@pytest.fixture
+def second_version(settings: Any) -> ModelVersion:
+    return model_copy(settings, "zero-shot-b")
 
 
 def loads_failing_for(name: str, error: Exception, calls: list[str]) -> Any:
@@ -153,15 +158,25 @@ def test_a_switch_drops_the_previous_model_and_hands_its_memory_back(
     assert released == [True] and first() is None
 
 
-def loads_waiting_for(release: threading.Event, calls: list[str]) -> Any:
-    """``classifier_load`` taking as long as an export would: until ``release`` is set (at most 60 s)."""
+def loads_waiting_for(release: threading.Event | dict[str, threading.Event], calls: list[str]) -> Any:
+    """``classifier_load`` taking as long as an export would: until ``release`` (or the model's own event in it) is
+    set, at most 60 s."""
 
     def load(*, model_dir: Path, **options: Any) -> Any:
-        calls.append(Path(model_dir).name)
-        release.wait(timeout=60)
+        name = Path(model_dir).name
+        calls.append(name)
+        (release[name] if isinstance(release, dict) else release).wait(timeout=60)
         return REAL_LOAD(model_dir=model_dir, **options)
 
     return load
+
+
+def started_switch(action: Callable[[], bool]) -> threading.Thread:
+    """The background load thread that ``action`` (which must return True) started."""
+    earlier = set(threading.enumerate())  # an earlier test's switch thread may still be on its way out
+    assert action()
+    [thread] = [thread for thread in threading.enumerate() if thread.name == "model-switch" and thread not in earlier]
+    return thread
 
 
 def switched_to(name: str) -> str | None:
@@ -217,12 +232,57 @@ def test_a_background_load_finishing_after_the_model_was_forgotten_installs_noth
     monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
     release, calls = threading.Event(), list[str]()
     monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(release, calls))
-    earlier = set(threading.enumerate())  # an earlier test's switch thread may still be on its way out
-    assert classified_by(alice) == "imagenet-zero-shot"
-    [thread] = [thread for thread in threading.enumerate() if thread.name == "model-switch" and thread not in earlier]
+    thread = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
 
     resident_model.forget()
     release.set()
     thread.join(timeout=60)
 
     assert not thread.is_alive() and resident_model._loaded is None
+
+
+def test_a_version_activated_while_another_loads_in_the_background_is_the_one_installed(
+    alice: User, second_version: ModelVersion, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two activations seconds apart (live check): the first one's load, ending while the second's still ran, gave
+    verdicts for ~5 s after the second was activated, and cleared the mark of the second's load, which started again."""
+    third_version = model_copy(settings, "zero-shot-c")
+    assert classified_by(alice) == "imagenet-zero-shot"
+    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
+    releases, calls = {"zero-shot-b": threading.Event(), "zero-shot-c": threading.Event()}, list[str]()
+    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(releases, calls))
+
+    model_version_activate(version=second_version)
+    load_of_b = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
+    model_version_activate(version=third_version)
+    load_of_c = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
+
+    releases["zero-shot-b"].set()
+    load_of_b.join(timeout=60)
+    assert not load_of_b.is_alive() and load_of_c.is_alive()
+    assert [classified_by(alice) for _ in range(2)] == ["imagenet-zero-shot"] * 2  # not b: no longer active
+
+    releases["zero-shot-c"].set()
+    wait_until(lambda: switched_to("zero-shot-c"), timeout=60, what="the switch to zero-shot-c")
+    assert classified_by(alice) == "zero-shot-c"
+    assert calls == ["zero-shot-b", "zero-shot-c"]  # each loaded once
+
+
+def test_a_quick_rollback_drops_the_version_still_loading(
+    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = ModelVersion.objects.get(name="imagenet-zero-shot")
+    assert classified_by(alice) == "imagenet-zero-shot"
+    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
+    release, calls = threading.Event(), list[str]()
+    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(release, calls))
+
+    model_version_activate(version=second_version)
+    thread = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
+    model_version_activate(version=first)  # rolled back before b was ready
+    assert classified_by(alice) == "imagenet-zero-shot"
+    release.set()
+    thread.join(timeout=60)
+
+    assert classified_by(alice) == "imagenet-zero-shot"
+    assert switched_to("imagenet-zero-shot") and calls == ["zero-shot-b"]
