@@ -49,10 +49,22 @@ logger = logging.getLogger(__name__)
 RELOAD_RETRY_SECONDS = 30.0
 
 
+# A model version as the database states it: its primary key and its manifest's checksum.
+VersionKey = tuple[int, str]
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     version: ModelVersion
     classifier: Classifier
+
+    @property
+    def key(self) -> VersionKey:
+        return key_of(self.version)
+
+
+def key_of(version: ModelVersion) -> VersionKey:
+    return (version.pk, version.checksum)
 
 
 class ResidentModel:
@@ -62,14 +74,14 @@ class ResidentModel:
         self._lock = threading.Lock()
         self._loaded: LoadedModel | None = None
         self._checked_at = 0.0
-        # (pk, checksum) of an active version that failed to load while another was held, and when it failed.
-        self._failed: tuple[int, str] | None = None
+        # An active version that failed to load while another was held, and when it failed.
+        self._failed: VersionKey | None = None
         self._failed_at = 0.0
-        # (pk, checksum) of the active version as last read, and of the one being loaded in the background while
-        # the held one serves (the latest started: an earlier load may still run).
-        self._wanted: tuple[int, str] | None = None
-        self._switching: tuple[int, str] | None = None
-        # Bumped by forget(): a background load started before it must not install its model after it.
+        # Versions being loaded in the background while the held one serves, and the last such load that finished:
+        # only current(), which has just read the active version, installs it (or drops it, if that is another).
+        self._loading: set[VersionKey] = set()
+        self._ready: LoadedModel | None = None
+        # Bumped by forget(): a background load started before it hands nothing over after it.
         self._generation = 0
 
     def current(self) -> LoadedModel:
@@ -81,15 +93,22 @@ class ResidentModel:
                 return loaded
             active = model_version_active()
             self._checked_at = now
-            wanted = self._wanted = (active.pk, active.checksum)
-            if loaded is not None and (loaded.version.pk, loaded.version.checksum) == wanted:
+            wanted = key_of(active)
+            ready, self._ready = self._ready, None
+            if ready is not None:
+                if ready.key == wanted and (loaded is None or loaded.key != wanted):
+                    self._install(ready)
+                    return ready
+                self._drop(ready, active=active)
+                del ready
+            if loaded is not None and loaded.key == wanted:
                 return loaded
             if loaded is not None and self._failed == wanted and now - self._failed_at < RELOAD_RETRY_SECONDS:
                 return loaded
-            if loaded is not None and self._switching == wanted:
+            if loaded is not None and wanted in self._loading:
                 return loaded
             if loaded is not None and classifier_export_missing(model_dir=model_dir_of(active)):
-                self._switch_in_background(active, serving=loaded)
+                self._load_in_background(active, serving=loaded)
                 return loaded
             try:
                 new = self._load(active)
@@ -99,7 +118,7 @@ class ResidentModel:
                         raise
                     logger.exception("model version could not be loaded", extra={"model_version": active.name})
                     raise ModelLoadError(f"Model {active.name} could not be loaded: {error}") from error
-                self._load_failed(active, serving=loaded)
+                self._note_load_failure(active, serving=loaded)
                 return loaded
             self._install(new)
             return new
@@ -112,61 +131,55 @@ class ResidentModel:
         if switched:
             release_freed_memory()
 
-    def _load_failed(self, version: ModelVersion, *, serving: LoadedModel) -> None:
+    @staticmethod
+    def _drop(ready: LoadedModel, *, active: ModelVersion) -> None:
+        """A background load that is not installed: another version was activated (or the held one again) while
+        it ran, or the same version was loaded in line meanwhile. The caller holds the last reference."""
+        if ready.key != key_of(active):
+            logger.info(
+                "model version loaded in the background is no longer active; dropped",
+                extra={"model_version": ready.version.name, "active": active.name},
+            )
+        release_freed_memory()
+
+    def _note_load_failure(self, version: ModelVersion, *, serving: LoadedModel) -> None:
         """Keep serving ``serving`` and try ``version`` again after ``RELOAD_RETRY_SECONDS`` (the caller holds the
         lock, from within an ``except`` block: the traceback is logged)."""
-        self._failed, self._failed_at = (version.pk, version.checksum), time.monotonic()
         logger.exception(
             "active model version could not be loaded; still serving the previous one",
             extra={"model_version": version.name, "serving": serving.version.name},
         )
+        self._failed, self._failed_at = key_of(version), time.monotonic()
 
-    def _switch_in_background(self, version: ModelVersion, *, serving: LoadedModel) -> None:
+    def _load_in_background(self, version: ModelVersion, *, serving: LoadedModel) -> None:
         """Load ``version`` in a thread while ``serving`` keeps classifying (the caller holds the lock)."""
-        self._switching = (version.pk, version.checksum)
+        self._loading.add(key_of(version))
         logger.info(
             "newly active model version is being prepared in the background; still serving the previous one",
             extra={"model_version": version.name, "serving": serving.version.name},
         )
         threading.Thread(
-            target=self._load_in_background, args=(version, self._generation), name="model-switch", daemon=True
+            target=self._background_load, args=(version, self._generation), name="model-switch", daemon=True
         ).start()
 
-    def _load_in_background(self, version: ModelVersion, generation: int) -> None:
-        """Install ``version`` once loaded if it is still the one wanted: another may have been activated (or the
-        held one again, a quick rollback) while it loaded, and a version no longer active must not give verdicts.
-        A live check activating two versions 2.5 s apart saw 18 uploads judged by the first otherwise."""
-        key = (version.pk, version.checksum)
+    def _background_load(self, version: ModelVersion, generation: int) -> None:
+        """Hand the loaded version to :meth:`current`, which installs it if it is still the active one: another may
+        have been activated (or the held one again, a quick rollback) while it loaded, and a version no longer
+        active must give no verdict (a live check activating two versions 2.5 s apart saw 18 uploads judged by the
+        first when the load installed itself)."""
+        new: LoadedModel | None = None
         try:
             new = self._load(version)
         except Exception:
             with self._lock:
-                self._switch_done(key)
-                if self._still_wanted(key, generation) and self._loaded is not None:
-                    self._load_failed(version, serving=self._loaded)
-            return
-        with self._lock:
-            self._switch_done(key)
-            wanted = self._still_wanted(key, generation)
-            if wanted:
-                self._install(new)
-                self._checked_at = 0.0  # read the active version again at the next prediction
-        if not wanted:
-            logger.info(
-                "model version loaded in the background is no longer active; dropped",
-                extra={"model_version": version.name},
-            )
-            del new
-            release_freed_memory()
-
-    def _switch_done(self, key: tuple[int, str]) -> None:
-        """The background load of ``key`` ended (the caller holds the lock); a later one may still run."""
-        if self._switching == key:
-            self._switching = None
-
-    def _still_wanted(self, key: tuple[int, str], generation: int) -> bool:
-        """Not forgotten since the load started, and still the active version as last read."""
-        return generation == self._generation and self._wanted == key
+                if generation == self._generation and self._loaded is not None:
+                    self._note_load_failure(version, serving=self._loaded)
+        finally:  # whatever happened: a version left marked as loading would never be switched to in this process
+            with self._lock:
+                self._loading.discard(key_of(version))
+                if new is not None and generation == self._generation:
+                    self._ready = new
+                    self._checked_at = 0.0  # read the active version at the next prediction, and install it then
 
     def forget(self) -> None:
         """Drop the loaded model (tests; or to free memory)."""
@@ -174,8 +187,8 @@ class ResidentModel:
             self._loaded = None
             self._checked_at = 0.0
             self._failed = None
-            self._wanted = None
-            self._switching = None
+            self._loading.clear()
+            self._ready = None
             self._generation += 1
 
     @staticmethod

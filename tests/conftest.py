@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,10 +75,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if item.get_closest_marker("xdist_group") and not item.nodeid.endswith(f"@{REDIS_GROUP}")
     ]
     if ungrouped:
-        raise pytest.UsageError(
+        message = (
             f"pytest-xdist did not group {len(ungrouped)} Redis tests (first: {ungrouped[0]}): the installed pytest "
             "and pytest-xdist do not work together; see requirements-dev.txt"
         )
+        print(message, file=sys.stderr)  # raised in an xdist process, the error itself shows as an INTERNALERROR
+        raise pytest.UsageError(message)
 
 
 @pytest.fixture(autouse=True)

@@ -158,14 +158,35 @@ def test_a_switch_drops_the_previous_model_and_hands_its_memory_back(
     assert released == [True] and first() is None
 
 
-def loads_waiting_for(release: threading.Event | dict[str, threading.Event], calls: list[str]) -> Any:
-    """``classifier_load`` taking as long as an export would: until ``release`` (or the model's own event in it) is
-    set, at most 60 s."""
+# The events the background loads of a test wait on: all set at its end, so a test that fails early leaves no load
+# to run on into later tests.
+_RELEASES: list[threading.Event] = []
+
+
+@pytest.fixture(autouse=True)
+def background_loads_released() -> Any:
+    earlier = set(threading.enumerate())
+    yield
+    for event in _RELEASES:
+        event.set()
+    _RELEASES.clear()
+    for thread in set(threading.enumerate()) - earlier:
+        if thread.name == "model-switch":
+            thread.join(timeout=60)
+
+
+def loads_waiting(calls: list[str], **releases: threading.Event) -> Any:
+    """``classifier_load`` taking as long as an export would: the first load of a model named in ``releases``
+    (dashes as underscores) ends once its event is set, at most 60 s; other loads at once."""
+    _RELEASES.extend(releases.values())
+    waiting = dict(releases)
 
     def load(*, model_dir: Path, **options: Any) -> Any:
         name = Path(model_dir).name
         calls.append(name)
-        (release[name] if isinstance(release, dict) else release).wait(timeout=60)
+        event = waiting.pop(name.replace("-", "_"), None)
+        if event is not None:
+            event.wait(timeout=60)
         return REAL_LOAD(model_dir=model_dir, **options)
 
     return load
@@ -179,11 +200,18 @@ def started_switch(action: Callable[[], bool]) -> threading.Thread:
     return thread
 
 
-def switched_to(name: str) -> str | None:
-    loaded = resident_model._loaded
-    return name if loaded is not None and loaded.version.name == name else None
+def finished(thread: threading.Thread) -> None:
+    thread.join(timeout=60)
+    assert not thread.is_alive()
 
 
+@pytest.fixture
+def exports_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every version must be converted before it loads: switches go through the background."""
+    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
+
+
+@pytest.mark.usefixtures("exports_missing")
 def test_a_version_to_convert_first_loads_in_the_background_while_the_held_one_classifies(
     alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,31 +219,30 @@ def test_a_version_to_convert_first_loads_in_the_background_while_the_held_one_c
     verdicts from the version held, and the new one takes over once it is loaded."""
     assert classified_by(alice) == "imagenet-zero-shot"
     model_version_activate(version=second_version)
-    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
     release, calls = threading.Event(), list[str]()
-    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(release, calls))
+    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting(calls, zero_shot_b=release))
 
-    assert [classified_by(alice) for _ in range(3)] == ["imagenet-zero-shot"] * 3  # not waiting for the load
-    assert calls == ["zero-shot-b"]  # one background load, not one per upload
+    load = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")  # not waiting for the load
+    assert [classified_by(alice) for _ in range(2)] == ["imagenet-zero-shot"] * 2
 
     release.set()
-    wait_until(lambda: switched_to("zero-shot-b"), timeout=60, what="the switch to zero-shot-b")
+    finished(load)
     assert classified_by(alice) == "zero-shot-b"
-    assert calls == ["zero-shot-b"]
+    assert calls == ["zero-shot-b"]  # one background load, not one per upload
 
 
+@pytest.mark.usefixtures("exports_missing")
 def test_a_background_load_that_fails_keeps_the_held_version_and_is_retried_later(
     alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert classified_by(alice) == "imagenet-zero-shot"
     model_version_activate(version=second_version)
-    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
     calls: list[str] = []
     monkeypatch.setattr(resident_module, "classifier_load", loads_failing_for("zero-shot-b", MemoryError(), calls))
 
     with caplog.at_level("ERROR", logger="phoneapp.resident_model"):
         assert classified_by(alice) == "imagenet-zero-shot"
-        wait_until(lambda: resident_model._failed, timeout=60, what="the background load to fail")
+        wait_until(lambda: resident_model._failed, timeout=60, what="the background load to fail")  # logged first
     [record] = [record for record in caplog.records if "still serving the previous one" in record.getMessage()]
     assert record.exc_info is not None and record.exc_info[0] is MemoryError
 
@@ -223,24 +250,27 @@ def test_a_background_load_that_fails_keeps_the_held_version_and_is_retried_late
     assert calls == ["zero-shot-b"]  # not tried again before RELOAD_RETRY_SECONDS
 
 
-def test_a_background_load_finishing_after_the_model_was_forgotten_installs_nothing(
+@pytest.mark.usefixtures("exports_missing")
+def test_a_background_load_finishing_after_the_model_was_forgotten_hands_nothing_over(
     alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each test forgets the model at its end: a load still running then must not hand the next test a model."""
+    """Each test forgets the model at its end: a load still running then must not hand its model to the next test,
+    even one whose active version has the same key (the next test's database may reuse it)."""
     assert classified_by(alice) == "imagenet-zero-shot"
     model_version_activate(version=second_version)
-    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
     release, calls = threading.Event(), list[str]()
-    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(release, calls))
-    thread = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
+    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting(calls, zero_shot_b=release))
+    load = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
 
     resident_model.forget()
     release.set()
-    thread.join(timeout=60)
+    finished(load)
 
-    assert not thread.is_alive() and resident_model._loaded is None
+    assert classified_by(alice) == "zero-shot-b"
+    assert calls == ["zero-shot-b", "zero-shot-b"]  # loaded afresh: the forgotten load's model was not taken
 
 
+@pytest.mark.usefixtures("exports_missing")
 def test_a_version_activated_while_another_loads_in_the_background_is_the_one_installed(
     alice: User, second_version: ModelVersion, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,41 +278,60 @@ def test_a_version_activated_while_another_loads_in_the_background_is_the_one_in
     verdicts for ~5 s after the second was activated, and cleared the mark of the second's load, which started again."""
     third_version = model_copy(settings, "zero-shot-c")
     assert classified_by(alice) == "imagenet-zero-shot"
-    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
-    releases, calls = {"zero-shot-b": threading.Event(), "zero-shot-c": threading.Event()}, list[str]()
-    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(releases, calls))
+    releases, calls = {"zero_shot_b": threading.Event(), "zero_shot_c": threading.Event()}, list[str]()
+    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting(calls, **releases))
 
     model_version_activate(version=second_version)
     load_of_b = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
     model_version_activate(version=third_version)
     load_of_c = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
 
-    releases["zero-shot-b"].set()
-    load_of_b.join(timeout=60)
-    assert not load_of_b.is_alive() and load_of_c.is_alive()
+    releases["zero_shot_b"].set()
+    finished(load_of_b)
     assert [classified_by(alice) for _ in range(2)] == ["imagenet-zero-shot"] * 2  # not b: no longer active
 
-    releases["zero-shot-c"].set()
-    wait_until(lambda: switched_to("zero-shot-c"), timeout=60, what="the switch to zero-shot-c")
+    releases["zero_shot_c"].set()
+    finished(load_of_c)
     assert classified_by(alice) == "zero-shot-c"
     assert calls == ["zero-shot-b", "zero-shot-c"]  # each loaded once
 
 
+@pytest.mark.usefixtures("exports_missing")
+@pytest.mark.parametrize("upload_between", [True, False], ids=["an upload between", "no upload between"])
 def test_a_quick_rollback_drops_the_version_still_loading(
-    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+    alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch, upload_between: bool
 ) -> None:
+    """Rolled back while the new version still loads: it never gives a verdict, whether or not an upload came
+    between the rollback and the end of its load (review: with none, it was installed, and served while the version
+    rolled back to was converted again)."""
     first = ModelVersion.objects.get(name="imagenet-zero-shot")
     assert classified_by(alice) == "imagenet-zero-shot"
-    monkeypatch.setattr(resident_module, "classifier_export_missing", lambda **_: True)
     release, calls = threading.Event(), list[str]()
-    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting_for(release, calls))
+    monkeypatch.setattr(resident_module, "classifier_load", loads_waiting(calls, zero_shot_b=release))
 
     model_version_activate(version=second_version)
-    thread = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
+    load = started_switch(lambda: classified_by(alice) == "imagenet-zero-shot")
     model_version_activate(version=first)  # rolled back before b was ready
-    assert classified_by(alice) == "imagenet-zero-shot"
+    if upload_between:
+        assert classified_by(alice) == "imagenet-zero-shot"
     release.set()
-    thread.join(timeout=60)
+    finished(load)
 
-    assert classified_by(alice) == "imagenet-zero-shot"
-    assert switched_to("imagenet-zero-shot") and calls == ["zero-shot-b"]
+    assert [classified_by(alice) for _ in range(2)] == ["imagenet-zero-shot"] * 2
+    assert calls == ["zero-shot-b"]  # and the version held was not loaded again
+
+
+def test_the_export_check_reads_the_deployments_cache_setting(settings: Any, tmp_path: Path) -> None:
+    """``classifier_export_missing`` as the resident model calls it (the suite's switches_in_line replaces it)."""
+    from inference.export_cache import cached_export_path
+    from inference.manifest import read_manifest
+    from phoneapp.services.model_versions import classifier_export_missing
+
+    settings.INFERENCE_CACHE_DIR = str(tmp_path / "cache")
+    settings.INFERENCE_ENGINE = "onnxruntime"
+    model_dir = Path(settings.MODELS_DIR) / "imagenet-zero-shot"
+    assert classifier_export_missing(model_dir=model_dir)
+
+    (tmp_path / "cache").mkdir()
+    cached_export_path(tmp_path / "cache", read_manifest(model_dir)).touch()
+    assert not classifier_export_missing(model_dir=model_dir)
