@@ -97,10 +97,12 @@ class ResidentModel:
             ready, self._ready = self._ready, None
             if ready is not None:
                 if ready.key == wanted and (loaded is None or loaded.key != wanted):
+                    del loaded  # this frame's reference to the previous model, gone before its memory is handed back
                     self._install(ready)
                     return ready
-                self._drop(ready, active=active)
+                self._note_dropped(ready, active=active)
                 del ready
+                release_freed_memory()
             if loaded is not None and loaded.key == wanted:
                 return loaded
             if loaded is not None and self._failed == wanted and now - self._failed_at < RELOAD_RETRY_SECONDS:
@@ -120,27 +122,27 @@ class ResidentModel:
                     raise ModelLoadError(f"Model {active.name} could not be loaded: {error}") from error
                 self._note_load_failure(active, serving=loaded)
                 return loaded
+            del loaded  # this frame's reference to the previous model, gone before its memory is handed back
             self._install(new)
             return new
 
     def _install(self, new: LoadedModel) -> None:
-        """Serve ``new`` from now on (the caller holds the lock); the previous model's memory goes back to the
-        system."""
+        """Serve ``new`` from now on (the caller holds the lock, and no reference to the previous model): the
+        previous model's memory goes back to the system."""
         switched = self._loaded is not None
         self._loaded, self._failed = new, None
         if switched:
             release_freed_memory()
 
     @staticmethod
-    def _drop(ready: LoadedModel, *, active: ModelVersion) -> None:
-        """A background load that is not installed: another version was activated (or the held one again) while
-        it ran, or the same version was loaded in line meanwhile. The caller holds the last reference."""
+    def _note_dropped(ready: LoadedModel, *, active: ModelVersion) -> None:
+        """Say why a background load is not installed, when it is not merely a duplicate: another version was
+        activated (or the held one again) while it ran. The same version loaded in line meanwhile is not news."""
         if ready.key != key_of(active):
             logger.info(
                 "model version loaded in the background is no longer active; dropped",
                 extra={"model_version": ready.version.name, "active": active.name},
             )
-        release_freed_memory()
 
     def _note_load_failure(self, version: ModelVersion, *, serving: LoadedModel) -> None:
         """Keep serving ``serving`` and try ``version`` again after ``RELOAD_RETRY_SECONDS`` (the caller holds the
