@@ -132,9 +132,9 @@ def test_activate_model_rolls_back_from_a_shell_and_refuses_a_version_that_canno
 
 
 def test_activate_model_prepares_the_fast_export_before_workers_switch(settings, tmp_path: Path) -> None:
-    """Activated unprepared, every worker process converted the model to ONNX itself on its next prediction and
-    classification stopped meanwhile (~16 s for a scene model, the soak test). The command converts it first, into
-    the cache the workers on this machine read."""
+    """Activated unprepared, every worker process converts the model to ONNX itself (in the background since the
+    soak test saw classification stop ~16 s meanwhile) and serves the previous version until then. The command
+    converts it first, into the cache the workers on this machine read, so they take it at their next prediction."""
     from phoneapp.services import model_versions
 
     settings.INFERENCE_CACHE_DIR = str(tmp_path / "cache")
