@@ -60,7 +60,7 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
 
     assert verdict.get_attribute("data-status") == "done", verdict.text
     assert browser.execute_script("return window.phoneCheckTestMarker") == "same page"
-    match = re.match(r"(Phone|Not a phone|Unsure) — (\d+)% phone", verdict.text)
+    match = re.match(r"(Phone|Not a phone|Unsure) — (\d+)% chance of a phone", verdict.text)
     assert match, verdict.text
     upload = Upload.objects.get(owner=alice)
     assert upload.status == UploadStatus.DONE
@@ -74,5 +74,5 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
     # A screen reader hears one line naming the picture and its verdict, not every change of the card (the cards
     # were the live region: ~6 announcements a picture, none saying which).
     announced = (browser.find_element(By.ID, "upload-announcer").get_attribute("textContent") or "").strip()
-    assert announced == f"kitchen-table.jpg: {match.group(1)}, {match.group(2)}% phone."
+    assert announced == f"kitchen-table.jpg: {match.group(1)}, {match.group(2)}% chance of a phone."
     assert browser.find_element(By.ID, "results").get_attribute("aria-live") is None

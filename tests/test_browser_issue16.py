@@ -70,12 +70,12 @@ def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_p
 
     upload = Upload.objects.get(owner=alice)
     final = browser.find_element(By.CSS_SELECTOR, "#results .verdict .verdict-word").text
-    assert upload.probability is not None and f"— {round(upload.probability * 100)}% phone" in final
+    assert upload.probability is not None and f"— {round(upload.probability * 100)}% chance of a phone" in final
     texts = browser.execute_script("return window.verdictTexts")
     assert not any("NaN" in text or "model unknown" in text for text in texts), texts
     # Before the final verdict only progress words were shown, never a verdict.
-    before = [text for text in texts if "% phone" not in text]
-    assert texts.index(next(text for text in texts if "% phone" in text)) == len(before)
+    before = [text for text in texts if "% chance of a phone" not in text]
+    assert texts.index(next(text for text in texts if "% chance of a phone" in text)) == len(before)
     assert all(
         text.rstrip("…").split("\n")[0] in {"Waiting to upload", "Uploading", "Pending", "Processing"}
         for text in before
@@ -127,10 +127,10 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
         model_version=make_model_version_with_manifest("strict", threshold=0.93),
     )
     wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
-    assert browser.find_element(By.CSS_SELECTOR, f"{card} .verdict-word").text == "Unsure — 85% phone"
+    assert browser.find_element(By.CSS_SELECTOR, f"{card} .verdict-word").text == "Unsure — 85% chance of a phone"
     for page in (f"/uploads/{waiting.pk}/", "/history/"):
         browser.get(f"{live_server.url}{page}")
-        assert browser.find_element(By.CSS_SELECTOR, ".verdict .verdict-word").text == "Unsure — 85% phone"
+        assert browser.find_element(By.CSS_SELECTOR, ".verdict .verdict-word").text == "Unsure — 85% chance of a phone"
     # The bar marks the threshold at 93%.
     assert browser.find_element(By.CSS_SELECTOR, ".verdict .bar-threshold").get_attribute("x") == "93.0"
 

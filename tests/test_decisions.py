@@ -22,9 +22,9 @@ pytestmark = pytest.mark.django_db
 
 def shown_verdict(client: Client, upload_id: int) -> str:
     page = client.get(f"/uploads/{upload_id}/").content.decode()
-    match = re.search(r'<span class="verdict-word">([^<]+)</span>', page)
+    match = re.search(r'<span class="verdict-word">((?:[^<]|<span[^>]*>[^<]*</span>)*)</span>', page)
     assert match, page
-    return match.group(1)
+    return re.sub(r"<[^>]+>", "", match.group(1))  # the word and its chance, as a reader sees them
 
 
 def test_probability_between_the_old_band_and_the_threshold_reads_unsure_not_a_confident_no(
@@ -32,7 +32,7 @@ def test_probability_between_the_old_band_and_the_threshold_reads_unsure_not_a_c
 ) -> None:
     make_model_version_with_manifest("strict", threshold=0.93)
     upload = make_upload(alice, probability=0.85, threshold=0.93, version="strict")
-    assert shown_verdict(alice_client, upload.pk) == "Unsure — 85% phone"
+    assert shown_verdict(alice_client, upload.pk) == "Unsure — 85% chance of a phone"
     api = alice_client.get(f"/api/uploads/{upload.pk}/").json()
     assert (api["verdict"], api["threshold"]) == ("unsure", 0.93)
     assert api["unsure_band"][0] < 0.85 < api["unsure_band"][1]
@@ -44,8 +44,8 @@ def test_a_picture_scored_at_the_threshold_is_never_shown_as_not_a_phone(alice: 
     clear = make_upload(alice, probability=0.995, threshold=0.93, version="strict")
     low = make_upload(alice, probability=0.4, threshold=0.93, version="strict")
     assert shown_verdict(alice_client, at_threshold.pk).startswith("Unsure")
-    assert shown_verdict(alice_client, clear.pk) == "Phone — 100% phone"
-    assert shown_verdict(alice_client, low.pk) == "Not a phone — 40% phone"
+    assert shown_verdict(alice_client, clear.pk) == "Phone — 100% chance of a phone"
+    assert shown_verdict(alice_client, low.pk) == "Not a phone — 40% chance of a phone"
 
 
 def test_manifest_unsure_band_is_used_as_written(alice: User, alice_client: Client) -> None:
@@ -78,12 +78,12 @@ def test_each_upload_is_judged_by_the_version_that_produced_it(alice: User, alic
     by_strict = make_upload(alice, probability=0.85, threshold=0.93, version="strict")
     by_lenient = make_upload(alice, probability=0.85, threshold=0.5, version="lenient")
     assert shown_verdict(alice_client, by_strict.pk).startswith("Unsure")
-    assert shown_verdict(alice_client, by_lenient.pk) == "Phone — 85% phone"
+    assert shown_verdict(alice_client, by_lenient.pk) == "Phone — 85% chance of a phone"
 
 
 def test_missing_manifest_falls_back_to_the_default_threshold_without_error(alice: User, alice_client: Client) -> None:
     upload = make_upload(alice, probability=0.99, version="folder-removed")
-    assert shown_verdict(alice_client, upload.pk) == "Phone — 99% phone"
+    assert shown_verdict(alice_client, upload.pk) == "Phone — 99% chance of a phone"
 
 
 def test_review_queue_puts_the_band_first_closest_to_the_threshold(alice: User, reviewer: User) -> None:

@@ -88,6 +88,38 @@ def test_the_write_probe_leaves_nothing_behind(client: Client, isolated_storage:
     assert [path for path in (isolated_storage / "media").rglob("*") if path.is_file()] == []
 
 
+def test_a_flood_of_probes_writes_one_probe_file_per_interval_and_a_failed_write_is_tried_again(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/healthz`` is public: each request wrote (and on S3 would have paid for) a file. A good write is trusted
+    for a few seconds; a failed one is not, so the probe sees a volume come back at once."""
+    from phoneapp.services import health
+
+    writes: list[str] = []
+    real_save = FileSystemStorage._save  # type: ignore[attr-defined]  # private, as the other storage tests patch it
+    fail = False
+
+    def counted_save(self: FileSystemStorage, name: str, content: object) -> str:
+        writes.append(name)
+        if fail:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_save(self, name, content)
+
+    now = [1000.0]
+    monkeypatch.setattr(FileSystemStorage, "_save", counted_save)
+    monkeypatch.setattr(health, "_clock", lambda: now[0])
+
+    assert [client.get("/healthz?web=1").status_code for _ in range(5)] == [200] * 5
+    assert len(writes) == 1
+    now[0] += health.WRITE_PROBE_INTERVAL_SECONDS
+    fail = True
+    assert [client.get("/healthz?web=1").json()["storage"] for _ in range(2)] == ["unwritable"] * 2
+    assert len(writes) == 3
+    fail = False
+    assert client.get("/healthz?web=1").status_code == 200
+    assert len(writes) == 4
+
+
 def test_the_web_probe_stays_200_while_no_worker_is_alive_and_names_what_it_did_not_check(
     client: Client, redis_broker: str
 ) -> None:

@@ -177,7 +177,7 @@ def test_review_page_shows_picture_verdict_keys_and_position(staff_client: Clien
     upload = make_upload(alice, probability=0.55, name="desk.jpg")
     page = staff_client.get(f"/review/{upload.pk}/").content.decode()
     assert f'src="/uploads/{upload.pk}/image"' in page
-    assert "Unsure" in page and "55% phone" in page
+    assert "Unsure" in page and "55% chance of a phone" in page
     assert "1 of 2 left" in page
     for key in ("P", "N", "S", "Z"):
         assert f'aria-keyshortcuts="{key}"' in page

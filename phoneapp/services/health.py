@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +117,9 @@ class HealthReport:
 
 def health_report(*, connection: BaseDatabaseWrapper, deep: bool = False, web_only: bool = False) -> HealthReport:
     """Can this deployment take and classify uploads? The quick form checks the database, the broker, the model's
-    files, the workers' heartbeats and local storage by metadata; ``deep`` also writes and deletes a probe file
-    through the storage API (S3 included) and reads the queue depth.
+    files, the workers' heartbeats and local storage (its folder, free space and a probe file written and deleted);
+    ``deep`` also writes the probe file through any other storage API (S3) and reads the queue depth. A successful
+    write is trusted for :data:`WRITE_PROBE_INTERVAL_SECONDS`.
 
     ``web_only``: can this web process take uploads (the database and storage, and the model when there is no
     broker, since the web process then classifies; the rest "not checked")? What a load balancer should poll:
@@ -193,7 +195,7 @@ def _check_storage(*, deep: bool) -> tuple[str, int | None]:
         except OSError:
             return "unwritable", None
         free_mb = usage.free // (1024 * 1024)
-    if local or deep:
+    if (local or deep) and not _written_lately(default_storage):
         # A real write: os.access says nothing about a read-only mount, a full disk, or root's rights.
         try:
             name = default_storage.save(f"healthz/{uuid.uuid4().hex}.probe", ContentFile(b"ok"))
@@ -201,9 +203,30 @@ def _check_storage(*, deep: bool) -> tuple[str, int | None]:
         except Exception:
             _cause_log("storage", "unwritable")
             return "unwritable", free_mb
+        _storage_written_at[_storage_key(default_storage)] = _clock()
     if free_mb is not None and free_mb < settings.HEALTH_MIN_FREE_MB:
         return "low", free_mb
     return "ok", free_mb
+
+
+# ``/healthz`` is public: without a limit, anyone could make each web process write (and, on S3, pay for) a file
+# per request. A successful write is trusted for this long per storage; a failed one is tried again at every probe,
+# so a recovery is seen at once, and a volume that turns read-only is seen within this many seconds.
+WRITE_PROBE_INTERVAL_SECONDS = 5.0
+# When each storage (by :func:`_storage_key`) last took a probe file in this process, on the monotonic clock.
+_storage_written_at: dict[str, float] = {}
+_clock = time.monotonic
+
+
+def _storage_key(storage: object) -> str:
+    """A storage by its class and its folder or bucket: settings that move ``MEDIA_ROOT`` get a probe of their own."""
+    where = getattr(storage, "location", None) or getattr(storage, "bucket_name", None) or ""
+    return f"{storage.__class__.__qualname__}:{where}"
+
+
+def _written_lately(storage: object) -> bool:
+    written_at = _storage_written_at.get(_storage_key(storage))
+    return written_at is not None and _clock() - written_at < WRITE_PROBE_INTERVAL_SECONDS
 
 
 def _check_database(connection: BaseDatabaseWrapper) -> str:

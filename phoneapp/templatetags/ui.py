@@ -1,4 +1,4 @@
-"""Template helpers: a verdict as words and a probability bar ("Phone — 97% phone"), and the form's limits.
+"""Template helpers: a verdict as words and a probability bar ("Phone — 97% chance of a phone"), and the form's limits.
 
 The verdict word, the bar's unsure band and its threshold mark all come from the rule of the model version that
 judged the upload (:mod:`phoneapp.selectors.decisions`), so the word and the number cannot contradict each other.
@@ -111,7 +111,7 @@ def verdict_alt(upload: Upload) -> str:
     """Alt text of the picture: what it is and what the model said, for people who cannot see it."""
     verdict = upload_verdict(upload=upload)
     if verdict is not None:
-        return f"{upload.original_name}: judged {verdict.label.lower()}, {phone_percent(upload)}% phone"
+        return f"{upload.original_name}: judged {verdict.label.lower()}, {phone_percent(upload)}% chance of a phone"
     return f"{upload.original_name} ({upload.get_status_display().lower()})"
 
 

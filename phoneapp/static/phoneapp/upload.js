@@ -42,6 +42,9 @@
   // The API says what to show (verdict: phone / not_phone / unsure, judged by the deciding model version's own
   // threshold and unsure band); this page never decides a verdict itself, and never shows one without a number.
   const VERDICT_WORDS = { phone: "Phone", not_phone: "Not a phone", unsure: "Unsure" };
+  // After the verdict word, as _verdict.html says it: "Not a phone — 3% chance of a phone" (the part after the
+  // word in normal weight).
+  const CHANCE = "% chance of a phone";
   const SVG = "http://www.w3.org/2000/svg";
 
   function hasVerdict(upload) {
@@ -101,11 +104,12 @@
     if (hasVerdict(upload)) {
       const percent = Math.round(upload.probability * 100);
       element.append(
-        el("span", { class: "verdict-word", text: VERDICT_WORDS[upload.verdict] + " — " + percent + "% phone" }),
+        el("span", { class: "verdict-word" }, [VERDICT_WORDS[upload.verdict] + " ",
+          el("span", { class: "verdict-chance", text: "— " + percent + CHANCE })]),
         bar(upload, percent),
         verdictNote("model " + (upload.model_version || "unknown")),
       );
-      announceOnce(element, upload.original_name, VERDICT_WORDS[upload.verdict] + ", " + percent + "% phone");
+      announceOnce(element, upload.original_name, VERDICT_WORDS[upload.verdict] + ", " + percent + CHANCE);
     } else if (upload.status === "failed") {
       element.append(el("span", { class: "verdict-word", text: "Failed" }), " ",
         verdictNote(upload.error || "unknown error"));
