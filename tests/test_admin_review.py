@@ -379,3 +379,59 @@ def test_upload_change_page_shows_an_unsure_verdict_as_unsure_and_no_boxes_as_em
 
     assert "Unsure 52%" in page
     assert re.search(r'id="id_reviewed_boxes">\s*</textarea>', page)  # empty, not "null"
+
+
+def test_clearing_a_review_waiting_for_a_second_reviewer_clears_it_on_every_copy_of_the_picture(
+    staff_client: Client, alice: User, bob: User, second_reviewer: User
+) -> None:
+    """Cleared, the first review left its second review "waiting": the picture came first in the queue as a second
+    opinion on nothing ("a reviewer said" an empty label), and the other copies of the picture kept their label."""
+    confident = make_upload(alice, name="confident.jpg", predicted_label="phone", probability=0.99, sha256="ab" * 32)
+    copy = make_upload(bob, name="same-picture.jpg", predicted_label="phone", probability=0.99, sha256="ab" * 32)
+    staff_client.post(f"{CHANGELIST}{confident.pk}/change/", {"reviewed_label": "not_phone", "reviewed_boxes": ""})
+    copy.refresh_from_db()
+    assert (copy.reviewed_label, copy.second_review) == ("not_phone", SecondReview.WAITING)
+
+    staff_client.post(f"{CHANGELIST}{confident.pk}/change/", {"reviewed_label": "", "reviewed_boxes": ""})
+
+    for upload in (confident, copy):
+        upload.refresh_from_db()
+        assert (upload.reviewed_label, upload.reviewed_by, upload.second_review, upload.second_label) == (
+            "",
+            None,
+            SecondReview.NOT_NEEDED,
+            "",
+        )
+    page = Client()
+    page.force_login(second_reviewer)
+    shown = page.get(f"/review/{confident.pk}/")
+    assert shown.status_code == 200
+    assert "Second opinion" not in shown.content.decode()
+
+
+def test_a_migration_takes_the_second_review_off_reviews_cleared_before_it_did() -> None:
+    """Uploads left "waiting" by an earlier clearing become plain unreviewed uploads; a real wait is kept."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("phoneapp.migrations.0010_clear_second_reviews_of_cleared_reviews")
+    owner = make_user("olga")
+    stranded = make_upload(owner, name="stranded.jpg", predicted_label="phone", probability=0.99)
+    waiting = make_upload(owner, name="waiting.jpg", predicted_label="phone", probability=0.99, reviewed="not_phone")
+    Upload.objects.filter(pk__in=[stranded.pk, waiting.pk]).update(second_review=SecondReview.WAITING)
+
+    # The function changes rows only: its schema editor is never entered (SQLite's refuses inside a test's transaction).
+    migration.second_reviews_of_cleared_reviews_clear(apps, connection.schema_editor())
+
+    stranded.refresh_from_db()
+    waiting.refresh_from_db()
+    assert stranded.second_review == SecondReview.NOT_NEEDED
+    assert (waiting.reviewed_label, waiting.second_review) == ("not_phone", SecondReview.WAITING)
+
+
+def test_every_model_change_has_its_migration() -> None:
+    from django.core.management import call_command
+
+    call_command("makemigrations", "phoneapp", "--check", "--dry-run", verbosity=0)

@@ -147,9 +147,20 @@ def uploads_set_reviewed_label(*, uploads: UploadQuerySet, label: str, reviewer:
 
 
 def uploads_clear_review(*, uploads: UploadQuerySet, reviewer: AbstractBaseUser) -> int:
-    """Take the reviewed label off these uploads (back to the review queue); returns how many were updated. The
-    picture keeps its split: it was fixed at its first review and must not move between train and eval."""
-    updated = uploads.update(reviewed_label="", reviewed_by=None, reviewed_at=None)
+    """Take the review off these uploads and every other upload of the same pictures (one picture, one label, as
+    :func:`upload_group_review` decides it), second opinion included: the pictures go back to the review queue as
+    unreviewed. A second review left "waiting" without the label it was waiting on put the picture first in the
+    queue as a second opinion on nothing, and counted it as held. Returns how many uploads were updated. The pictures
+    keep their split: it was fixed at their first review and must not move between train and eval."""
+    pictures = uploads.values("sha256")
+    updated = Upload.objects.filter(Q(pk__in=uploads.values("pk")) | Q(sha256__in=pictures)).update(
+        reviewed_label="",
+        reviewed_by=None,
+        reviewed_at=None,
+        second_review=SecondReview.NOT_NEEDED,
+        second_label="",
+        second_reviewed_by=None,
+    )
     logger.info("reviews cleared", extra={"count": updated, "reviewer_id": reviewer.pk})
     return updated
 

@@ -15,7 +15,7 @@ from django.forms import BoundField
 from django.utils import timezone
 from django.utils.html import format_html
 
-from phoneapp.models import Upload
+from phoneapp.models import Upload, UploadStatus
 from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_display_state, upload_verdict
 from phoneapp.services.heatmaps import HeatmapOffer, upload_heatmap_offer, upload_heatmap_servable
 from phoneapp.services.stored_pictures import stored_picture_missing
@@ -66,7 +66,7 @@ PENDING_NOTE = "Saved. The classifier is busy or paused; the verdict appears her
 @register.filter
 def pending_note(upload: Upload) -> str:
     """What a verdict waiting longer than :data:`PENDING_NOTE_AFTER_SECONDS` adds to "Pending…" (else nothing)."""
-    if upload.status != "pending" or upload.created is None:
+    if upload.status != UploadStatus.PENDING or upload.created is None:
         return ""
     waited = (timezone.now() - upload.created).total_seconds()
     return PENDING_NOTE if waited > PENDING_NOTE_AFTER_SECONDS else ""

@@ -128,7 +128,11 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
         # Once a reviewer has drawn the boxes, the model's guess is no longer what the editor shows.
         "unsure_place": upload.reviewed_boxes is None and upload_place_unsure(upload=upload),
         "can_undo": bool(_log(request)),
-        "second_opinion": upload.second_review == "waiting" and upload.reviewed_by_id != request.user.pk,
+        "second_opinion": (
+            upload.second_review == SecondReview.WAITING
+            and bool(upload.reviewed_label)
+            and upload.reviewed_by_id != request.user.pk
+        ),
         "boxes_json": upload.reviewed_boxes if upload.reviewed_boxes is not None else upload.predicted_boxes,
         "review_state": upload_review_state(upload=upload),
         "open_with": open_with,

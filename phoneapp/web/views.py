@@ -147,7 +147,7 @@ def history_csv(request: SignedInRequest) -> StreamingHttpResponse:
     def rows() -> Iterator[str]:
         yield UTF8_BYTE_ORDER_MARK + writer.writerow(CSV_COLUMNS)
         for upload in uploads.iterator(chunk_size=500):
-            done = upload.probability is not None and upload.status == "done"
+            done = upload.probability is not None and upload.status == UploadStatus.DONE
             yield writer.writerow(
                 [
                     upload.pk,
