@@ -224,11 +224,13 @@ INFERENCE_THREADS: int = env.int("INFERENCE_THREADS", default=2)
 # Empty: $PHONECHECK_CACHE_DIR, else ~/.cache/phonecheck (per machine; entries are keyed by weights and code).
 INFERENCE_CACHE_DIR: str = env.str("INFERENCE_CACHE_DIR", default="")
 # Labelled pictures the shipped model was trained on (folders phone/ and not_phone/, or a manifest.csv); the
-# retrain command adds them to the reviewed uploads when the folder exists. Never copied into the repository.
+# retrain command adds them to the reviewed uploads (a folder that is not there stops the run, nothing trained).
+# Never copied into the repository.
 TRAINING_DATA_DIR: str = env.str("TRAINING_DATA_DIR", default="")
 # A worker re-reads which model version is active at most this often (seconds); 0 = before every prediction.
 ACTIVE_MODEL_CHECK_SECONDS: float = env.float("ACTIVE_MODEL_CHECK_SECONDS", default=2.0)
-# An upload stuck in "processing" longer than this is handed back to the queue (its worker died).
+# An upload "processing" longer than this is handed back to the queue where no worker heartbeat tells whether its
+# worker is alive (see ORPHAN_AFTER_SECONDS); an upload sent longer ago than this and still waiting is sent again.
 PROCESSING_TIMEOUT_SECONDS: int = env.int("PROCESSING_TIMEOUT_SECONDS", default=300)
 # With a Redis broker, workers write heartbeats listing the uploads they classify: an upload "processing" for
 # longer than this that no live worker lists is handed back at the next sweep (a killed worker's uploads are

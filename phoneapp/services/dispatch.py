@@ -83,5 +83,6 @@ def _dispatch(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], on_sent
 
 
 def broker_unreachable_forget() -> None:
-    """Try every broker again at the next send (tests; or after an operator fixed the broker)."""
+    """Try every broker again at the next send: every sweep does (the sweep is how work gets back to a broker that
+    was down), and so do tests."""
     _unreachable_until.clear()

@@ -1,5 +1,5 @@
-"""The signed-in person's own account: its page, changing the password, deleting every picture they sent, and
-deleting the account itself.
+"""The signed-in person's own account: its page, changing the password, their API token, deleting every picture they
+sent, and deleting the account itself.
 
 Django's own password-change view does the checking (the old password, the validators in
 ``AUTH_PASSWORD_VALIDATORS``) and keeps this session signed in; other sessions of the account are signed out, as
@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse_lazy
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.auth_backends import client_address
@@ -28,7 +29,7 @@ from phoneapp.services.accounts import (
     account_self_deletable,
     account_self_deletable_require,
 )
-from phoneapp.services.api_tokens import api_token_get
+from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.login_attempts import LoginAttempt, login_attempt_give_back, login_attempt_reserve
 from phoneapp.services.upload_deletion import uploads_delete_all_of
 from phoneapp.signed_in import SignedInRequest
@@ -147,3 +148,37 @@ class SignOutView(LogoutView):
         response = super().post(request, *args, **kwargs)
         messages.info(request, "You are signed out.")
         return response
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def api_token_page(request: SignedInRequest) -> HttpResponse:
+    """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it.
+
+    Creating a key asks for the password (as ``POST /api/token/`` does): a key outlives a password change, so a
+    session someone else got hold of must not be a way to mint one. Revoking needs no password."""
+    new_key = ""
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        if action == "regenerate":
+            refusal = password_refusal(request, to_do="create a token")
+            if refusal:
+                messages.error(request, refusal)
+                return redirect("api-token-page")
+            new_key = api_token_regenerate(user=request.user)
+        elif action == "revoke":
+            revoked = api_token_revoke(user=request.user)
+            messages.success(request, "Your API token was revoked." if revoked else "You had no API token.")
+            return redirect("api-token-page")
+        else:
+            messages.error(request, "Unknown action: use regenerate or revoke.")
+            return redirect("api-token-page")
+    token = api_token_get(user=request.user)
+    context = {
+        "token": token,
+        "prefix": api_token_prefix(token) if token else "",
+        "new_key": new_key,
+        "api_root": request.build_absolute_uri("/api/"),
+    }
+    return render(request, "phoneapp/api_token.html", context)

@@ -20,7 +20,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from phoneapp.models import UploadStatus
@@ -34,14 +33,12 @@ from phoneapp.selectors.uploads import (
     uploads_get_many,
     uploads_recent,
 )
-from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
 from phoneapp.services.classification import upload_retry_failed
 from phoneapp.services.errors import InvalidUpload, OwnerGone
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.services.uploads import uploads_create
 from phoneapp.signed_in import SignedInRequest
 from phoneapp.throttling import UploadRateThrottle
-from phoneapp.web.password_confirm import password_refusal
 
 
 @login_required
@@ -175,40 +172,6 @@ def history_csv(request: SignedInRequest) -> StreamingHttpResponse:
 def _csv_safe(text: str) -> str:
     """A file name that a spreadsheet would run as a formula ("=HYPERLINK(...)") is prefixed with a quote."""
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-@login_required
-@never_cache
-@require_http_methods(["GET", "POST"])
-def api_token_page(request: SignedInRequest) -> HttpResponse:
-    """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it.
-
-    Creating a key asks for the password (as ``POST /api/token/`` does): a key outlives a password change, so a
-    session someone else got hold of must not be a way to mint one. Revoking needs no password."""
-    new_key = ""
-    if request.method == "POST":
-        action = request.POST.get("action", "")
-        if action == "regenerate":
-            refusal = password_refusal(request, to_do="create a token")
-            if refusal:
-                messages.error(request, refusal)
-                return redirect("api-token-page")
-            new_key = api_token_regenerate(user=request.user)
-        elif action == "revoke":
-            revoked = api_token_revoke(user=request.user)
-            messages.success(request, "Your API token was revoked." if revoked else "You had no API token.")
-            return redirect("api-token-page")
-        else:
-            messages.error(request, "Unknown action: use regenerate or revoke.")
-            return redirect("api-token-page")
-    token = api_token_get(user=request.user)
-    context = {
-        "token": token,
-        "prefix": api_token_prefix(token) if token else "",
-        "new_key": new_key,
-        "api_root": request.build_absolute_uri("/api/"),
-    }
-    return render(request, "phoneapp/api_token.html", context)
 
 
 @login_required

@@ -15,7 +15,8 @@ from phoneapp.services.classification import uploads_requeue_stale, uploads_retr
 class Command(BaseCommand):
     help = (
         "Queue again every upload left pending because the broker was down when it was sent, or stuck in "
-        "processing past PROCESSING_TIMEOUT_SECONDS (its worker died). With --all, also the pending uploads that "
+        "processing because its worker died (no live worker lists it after ORPHAN_AFTER_SECONDS; without worker "
+        "heartbeats, after PROCESSING_TIMEOUT_SECONDS). With --all, also the pending uploads that "
         "did reach the broker (after a Redis restart that lost its queue); with --failed, also the uploads that "
         "gave up (the model was unavailable, a worker died on them), once the cause is mended. Safe to run at any "
         "time: classification is idempotent. Without a broker configured the uploads are classified here."

@@ -1,5 +1,5 @@
 // Whether letter shortcuts are on, per browser: H on a picture's page, P, N, C, S, U, Z, B, X, G in the review
-// queue. The Account page's switch (upload.js) turns them off (WCAG 2.1.4: a speech-input user's words must not
+// queue. The Account page's switch (account.js) turns them off (WCAG 2.1.4: a speech-input user's words must not
 // decide a picture); review.js and upload.js ask here before acting on a letter.
 (function () {
   "use strict";

@@ -600,7 +600,7 @@
     });
   }
 
-  // --- History filters, the shortcut switch, the heat map toggle ------------------------------------------------
+  // --- History filters, the heat map key ---------------------------------------------------------------------
   // History on a phone: seven filters filled the first screen before any picture. Folded while none is set (the
   // summary says how many are); open without JavaScript and on wider screens.
   function foldFiltersOnPhones() {
@@ -610,19 +610,6 @@
 
   // Letter shortcuts can be switched off on the Account page, per browser (shortcuts.js, loaded first).
   const shortcuts = window.PhoneCheckShortcuts;
-
-  function setUpShortcutsSwitch() {
-    const box = document.getElementById("single-key-shortcuts");
-    if (!box) return;
-    box.checked = shortcuts.on();
-    box.addEventListener("change", () => {
-      try {
-        shortcuts.set(box.checked);
-      } catch (error) {
-        box.checked = true; // cannot be remembered in this browser
-      }
-    });
-  }
 
   // H on any page with the picture overlay.
   function setUpHeatmapKey() {
@@ -640,7 +627,6 @@
     setUpForm();
     setUpConnectionWatch();
     setUpHeatmapKey();
-    setUpShortcutsSwitch();
     foldFiltersOnPhones();
     watchPending(document);
   });
