@@ -105,7 +105,7 @@ REGENERATE = {"action": "regenerate", "password": "alice-password-1"}
 def test_token_page_shows_the_key_once_then_only_its_prefix(alice_client: Client, alice: User) -> None:
     page = alice_client.get("/account/api-token/").content.decode()
     assert "You have no API token yet" in page
-    created = alice_client.post("/account/api-token/", REGENERATE).content.decode()
+    created = alice_client.post("/account/api-token/", REGENERATE, follow=True).content.decode()
     [key] = re.findall(r'id="api-token" [^>]*value="([0-9a-f]{40})"', created)
     assert ApiToken.objects.get(user=alice).digest == hashlib.sha256(key.encode()).hexdigest()
     assert "shown only this once" in created
@@ -114,8 +114,32 @@ def test_token_page_shows_the_key_once_then_only_its_prefix(alice_client: Client
 
 
 def new_key_from_the_page(page_client: Client) -> str:
-    page = page_client.post("/account/api-token/", REGENERATE).content.decode()
+    page = page_client.post("/account/api-token/", REGENERATE, follow=True).content.decode()
     return re.findall(r'id="api-token" [^>]*value="([0-9a-f]{40})"', page)[0]
+
+
+def test_reloading_the_page_that_shows_a_new_key_keeps_that_key(alice_client: Client, alice: User) -> None:
+    """The page with the new key was the POST's own answer: a reload sent the form (and password) again and
+    replaced the key just copied. Now the POST redirects, and a reload only reads."""
+    made = alice_client.post("/account/api-token/", REGENERATE)
+    assert (made.status_code, made["Location"]) == (302, "/account/api-token/")
+    digest = ApiToken.objects.get(user=alice).digest
+
+    shown = alice_client.get("/account/api-token/").content.decode()
+    reloaded = alice_client.get("/account/api-token/").content.decode()
+
+    [key] = re.findall(r'id="api-token" [^>]*value="([0-9a-f]{40})"', shown)
+    assert hashlib.sha256(key.encode()).hexdigest() == digest == ApiToken.objects.get(user=alice).digest
+    assert key not in reloaded and key[:6] in reloaded
+
+
+def test_a_new_key_revoked_before_its_page_was_shown_is_not_shown(alice_client: Client, alice: User) -> None:
+    alice_client.post("/account/api-token/", REGENERATE)
+    alice_client.post("/account/api-token/", {"action": "revoke"})  # another tab, before the redirect was followed
+
+    page = alice_client.get("/account/api-token/").content.decode()
+
+    assert 'id="api-token"' not in page and "You have no API token yet" in page
 
 
 def test_regenerating_stops_the_old_key_and_revoking_stops_all(

@@ -208,6 +208,9 @@ def test_token_page_gives_a_key_that_works_from_curl(live_server: LiveServer, br
     field = browser.find_element(By.ID, "api-token")
     assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", field)
     browser.set_window_size(DESKTOP, 900)
+    # A reload reads the page again: it no longer sends the form, which made a new key and stopped this one.
+    browser.refresh()
+    assert key not in browser.page_source and key[:6] in browser.find_element(By.ID, "token-prefix").text
     answer = subprocess.run(
         ["curl", "-s", "-H", f"Authorization: Token {key}", f"{live_server.url}/api/uploads/"],
         capture_output=True,

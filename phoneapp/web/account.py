@@ -29,7 +29,13 @@ from phoneapp.services.accounts import (
     account_self_deletable,
     account_self_deletable_require,
 )
-from phoneapp.services.api_tokens import api_token_get, api_token_prefix, api_token_regenerate, api_token_revoke
+from phoneapp.services.api_tokens import (
+    api_token_digest,
+    api_token_get,
+    api_token_prefix,
+    api_token_regenerate,
+    api_token_revoke,
+)
 from phoneapp.services.login_attempts import LoginAttempt, login_attempt_give_back, login_attempt_reserve
 from phoneapp.services.upload_deletion import uploads_delete_all_of
 from phoneapp.signed_in import SignedInRequest
@@ -150,15 +156,21 @@ class SignOutView(LogoutView):
         return response
 
 
+# The key just made, between the POST that made it and the page that shows it (once).
+SESSION_NEW_API_KEY = "api_token_new_key"
+
+
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
 def api_token_page(request: SignedInRequest) -> HttpResponse:
-    """ "Your API token": create or regenerate (the key is shown in full on that answer only) or revoke it.
+    """ "Your API token": create or regenerate (the key is shown in full on the page that follows only) or revoke it.
 
     Creating a key asks for the password (as ``POST /api/token/`` does): a key outlives a password change, so a
-    session someone else got hold of must not be a way to mint one. Revoking needs no password."""
-    new_key = ""
+    session someone else got hold of must not be a way to mint one. Revoking needs no password.
+
+    A new key is handed to the page through the session and shown by the ``GET`` that follows (Post/Redirect/Get):
+    answered by the ``POST`` itself, a reload sent the form again, which replaced the key just copied."""
     if request.method == "POST":
         action = request.POST.get("action", "")
         if action == "regenerate":
@@ -166,15 +178,20 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
             if refusal:
                 messages.error(request, refusal)
                 return redirect("api-token-page")
-            new_key = api_token_regenerate(user=request.user)
-        elif action == "revoke":
+            request.session[SESSION_NEW_API_KEY] = api_token_regenerate(user=request.user)
+            return redirect("api-token-page")
+        if action == "revoke":
             revoked = api_token_revoke(user=request.user)
             messages.success(request, "Your API token was revoked." if revoked else "You had no API token.")
             return redirect("api-token-page")
-        else:
-            messages.error(request, "Unknown action: use regenerate or revoke.")
-            return redirect("api-token-page")
+        messages.error(request, "Unknown action: use regenerate or revoke.")
+        return redirect("api-token-page")
     token = api_token_get(user=request.user)
+    # Shown once: the first page after the key was made takes it out of the session; not if another tab has
+    # revoked or replaced it since.
+    new_key = str(request.session.pop(SESSION_NEW_API_KEY, ""))
+    if token is None or token.digest != api_token_digest(new_key):
+        new_key = ""
     context = {
         "token": token,
         "prefix": api_token_prefix(token) if token else "",
