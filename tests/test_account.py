@@ -157,6 +157,23 @@ def test_guessing_the_old_password_is_throttled_like_a_login(alice: User, settin
     assert alice.check_password("alice-password-1")
 
 
+def test_the_admins_password_form_leads_staff_to_the_throttled_one(reviewer: User, settings) -> None:
+    """Django's admin has a password form of its own that checks the old password without the login throttle: a
+    borrowed staff session guessed there 15 times, then changed the password (found by a security audit)."""
+    settings.LOGIN_FAILURE_LIMIT = "3/minute"
+    client = client_for(reviewer)
+    assert 'href="/admin/password_change/"' in client.get("/admin/").content.decode()  # the admin's own link
+    for n in range(5):
+        guess = client.post(
+            "/admin/password_change/",
+            {"old_password": f"guess-{n}", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+        )
+        assert (guess.status_code, guess["Location"]) == (302, "/account/password/")
+    reviewer.refresh_from_db()
+    assert reviewer.check_password("rita-password-1")
+    assert client.get("/admin/password_change/", follow=True).redirect_chain == [("/account/password/", 302)]
+
+
 def missing_described_ids(page: str) -> set[str]:
     """Ids named by ``aria-describedby`` that no element on the page has: a screen reader then reads nothing."""
     named = {name for value in re.findall(r'aria-describedby="([^"]*)"', page) for name in value.split()}
