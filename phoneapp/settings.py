@@ -66,8 +66,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Bodies longer than REQUEST_MAX_BYTES are refused (413) before anything reads them, logged in or not.
-    "phoneapp.web.request_size.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "phoneapp.api.addresses.ApiCommonMiddleware",
@@ -75,6 +73,10 @@ MIDDLEWARE = [
     "phoneapp.web.errors.RefusedFormMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Bodies longer than FORM_MAX_BYTES (REQUEST_MAX_BYTES for a signed-in person's pictures) are refused (413)
+    # before anything reads them: middleware only reads a body in process_view (the CSRF check), after every
+    # __call__ here, so this one can know who is signed in (the session and the user are read from cookies).
+    "phoneapp.web.request_size.RequestSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # CSP on pages, no-store for logged-in users; outages (database, broker, storage) answer 503 + Retry-After.
@@ -194,6 +196,9 @@ UPLOAD_RATE_LIMIT: str = env.str("UPLOAD_RATE_LIMIT", default="120/minute")
 REQUEST_MAX_BYTES: int = env.int("REQUEST_MAX_BYTES", default=max(UPLOAD_MAX_FILES, 1) * UPLOAD_MAX_BYTES + 1024 * 1024)
 # Django refuses form fields (not files) larger than this in total, and more files than this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The longest body of any other request (sign-in, reviews, the admin, ...; an upload sent by someone not signed in):
+# REQUEST_MAX_BYTES is for a signed-in person's pictures only, not for anyone to make the server take in and spool.
+FORM_MAX_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1
 # Each model version's threshold and unsure band come from its manifest (phoneapp/selectors/decisions.py); set

@@ -3,9 +3,11 @@
 Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` does not count file parts: each file streams to a temporary file, and the
 per-file limit (``UPLOAD_MAX_BYTES``) is only checked by the upload service, after the whole body is on disk. And
 the body is read before any view runs, even for a visitor who is not logged in (the CSRF check reads the form's
-token). So the body's declared length is checked first, against what the largest acceptable upload can need:
-``UPLOAD_MAX_FILES`` pictures of ``UPLOAD_MAX_BYTES`` each, plus room for the form's own fields
-(``REQUEST_MAX_BYTES``). A body without a declared length is never read by Django, so this bound holds for every
+token). So the body's declared length is checked first. Only a signed-in person sending pictures (the upload form
+``POST /``, or ``POST /api/uploads/``, whose token DRF checks before it reads the body) may send what the largest
+acceptable upload can need: ``UPLOAD_MAX_FILES`` pictures of ``UPLOAD_MAX_BYTES`` each, plus room for the form's
+own fields (``REQUEST_MAX_BYTES``); every other request, and pictures sent by someone not signed in, at most
+``FORM_MAX_BYTES``. A body without a declared length is never read by Django, so these bounds hold for every
 request; a proxy limit in front (docs/reliability.md) is still worth having.
 """
 
@@ -14,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 
 from phoneapp.request_edges import is_api_request
 
@@ -36,16 +41,33 @@ def declared_length(request: HttpRequest) -> int:
         return 0
 
 
+def _picture_paths() -> tuple[str, str]:
+    return reverse("upload"), reverse("api-uploads")
+
+
 class RequestSizeLimitMiddleware:
-    """413 for a body longer than ``REQUEST_MAX_BYTES``: JSON ``{"error": ...}`` under ``/api/``, text otherwise."""
+    """413 for a body longer than its limit (see the module): JSON ``{"error": ...}`` under ``/api/``, text
+    otherwise. Pictures sent to the upload form by someone not signed in are sent to sign in, as the view would,
+    without the body being read."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if declared_length(request) <= settings.REQUEST_MAX_BYTES:
+        length = declared_length(request)
+        if request.path_info in _picture_paths():
+            if length > settings.REQUEST_MAX_BYTES:
+                message = request_too_large_message()
+            elif length <= settings.FORM_MAX_BYTES or is_api_request(request) or _signed_in(request):
+                return self.get_response(request)
+            else:
+                return redirect_to_login(request.get_full_path())
+        elif length <= settings.FORM_MAX_BYTES:
             return self.get_response(request)
-        message = request_too_large_message()
+        else:
+            message = (
+                f"The request is too large: this address takes at most {settings.FORM_MAX_BYTES / 1024**2:.3g} MB."
+            )
         if is_api_request(request):
             response: HttpResponse = JsonResponse({"error": message}, status=413)
         else:
@@ -55,3 +77,12 @@ class RequestSizeLimitMiddleware:
         # request on the connection (gunicorn and the development server both do): the body is never parsed or
         # stored, but it is received; a proxy limit in front (nginx client_max_body_size) spares even that.
         return response
+
+
+def _signed_in(request: HttpRequest) -> bool:
+    """Whether the session names a person. With the database down, the request goes on to get the outage's 503
+    (phoneapp/web/outages.py) rather than a 500 from here."""
+    try:
+        return bool(request.user.is_authenticated)
+    except DatabaseError:
+        return True
