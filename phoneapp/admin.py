@@ -265,8 +265,7 @@ class UploadAdmin(admin.ModelAdmin):
     @admin.display(description="picture")
     def picture_full(self, upload: Upload) -> SafeString:
         """The whole picture with the model's boxes and heat map, and a link to decide on it in the review queue."""
-        context = {"upload": upload, "verdict": upload_verdict(upload=upload)}
-        return render_to_string("admin/phoneapp/upload_picture.html", context)
+        return render_to_string("admin/phoneapp/upload_picture.html", {"upload": upload})
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "reviewed_boxes":

@@ -30,14 +30,25 @@ def signed_in(user: User) -> Client:
 def test_the_confirmation_page_says_what_goes_and_deletes_nothing(alice: User) -> None:
     make_upload(alice, probability=0.9)
     make_upload(alice, probability=0.2)
+    api_token_regenerate(user=alice)
     client = client_for(alice)
     assert 'href="/account/delete/"' in client.get("/account/").content.decode()
 
     page = client.get("/account/delete/").content.decode()
 
-    assert "all <strong>2</strong> pictures" in page and "your API token" in page
+    assert "all <strong>2</strong> pictures" in page and "and your API token." in page
     assert 'name="password"' in page and 'id="confirm-account-delete"' in page
     assert User.objects.filter(pk=alice.pk).exists() and Upload.objects.filter(owner=alice).count() == 2
+
+
+def test_an_account_with_nothing_stored_is_not_said_to_take_0_pictures(alice: User) -> None:
+    client = client_for(alice)
+
+    page = " ".join(client.get("/account/delete/").content.decode().split())
+    deleted = client.post("/account/delete/", {"password": "alice-password-1"}, follow=True).content.decode()
+
+    assert "will be gone for good. It cannot be undone" in page and "API token" not in page
+    assert "Your account is deleted." in deleted and "0 pictures" not in deleted
 
 
 def test_deleting_the_account_takes_its_pictures_files_and_token_and_signs_out(

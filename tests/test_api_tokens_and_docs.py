@@ -218,6 +218,8 @@ def test_a_browser_gets_the_browsable_api(alice_client: Client) -> None:
     assert 'name="viewport"' in page
     assert "<style" not in page
     assert "Your uploads, newest first" in page and "``" not in page
+    # Titled for people, not after the view's class ("Upload List Create Api").
+    assert "<h1>Your uploads</h1>" in page and "Upload List Create Api" not in page
 
 
 def test_openapi_schema_documents_uploads_tokens_and_the_batch_rule(client: Client) -> None:

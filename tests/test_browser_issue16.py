@@ -128,9 +128,14 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
     )
     wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
     assert browser.find_element(By.CSS_SELECTOR, f"{card} .verdict-word").text == "Unsure — 85% chance of a phone"
+    # The bar says on hover what its band and mark mean, in the same words on the live card and the pages.
+    legend = "return arguments[0].querySelector('svg.bar title').textContent"
+    live_legend = browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, card))
+    assert live_legend.startswith("Phone above ") and "not a phone below" in live_legend
     for page in (f"/uploads/{waiting.pk}/", "/history/"):
         browser.get(f"{live_server.url}{page}")
         assert browser.find_element(By.CSS_SELECTOR, ".verdict .verdict-word").text == "Unsure — 85% chance of a phone"
+        assert browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, ".verdict")) == live_legend
     # The bar marks the threshold at 93%.
     assert browser.find_element(By.CSS_SELECTOR, ".verdict .bar-threshold").get_attribute("x") == "93.0"
 

@@ -36,6 +36,9 @@ def test_probability_between_the_old_band_and_the_threshold_reads_unsure_not_a_c
     api = alice_client.get(f"/api/uploads/{upload.pk}/").json()
     assert (api["verdict"], api["threshold"]) == ("unsure", 0.93)
     assert api["unsure_band"][0] < 0.85 < api["unsure_band"][1]
+    # The bar's band and threshold mark, put in words on hover (log-odds ±1 around 0.93: 83%-97%).
+    page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    assert "<title>Phone above 97%, not a phone below 83%, unsure in between (the shaded band)</title>" in page
 
 
 def test_a_picture_scored_at_the_threshold_is_never_shown_as_not_a_phone(alice: User, alice_client: Client) -> None:

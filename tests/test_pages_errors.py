@@ -50,6 +50,21 @@ def test_a_staff_reviewer_without_admin_permissions_is_not_offered_the_admin_nor
     assert 'href="/admin/"' in client.get("/history/").content.decode()
 
 
+@pytest.mark.parametrize("path", ["/admin/phoneapp/upload/add/", "/admin/phoneapp/modelversion/add/"])
+def test_an_administrator_refused_a_page_the_admin_does_not_offer_is_told_so_not_sent_for_a_permission(
+    path: str, reviewer: User
+) -> None:
+    """A superuser has every permission: "ask an administrator to grant it" sent the administrator looking for one."""
+    client = Client()
+    client.force_login(reviewer)
+
+    refused = client.get(path)
+
+    said = " ".join(refused.content.decode().split())
+    assert refused.status_code == 403
+    assert "this page does something the admin does not offer" in said and "ask an administrator" not in said
+
+
 @pytest.mark.parametrize("path", ["/review/", "/dashboard/"])
 def test_anonymous_visitor_is_sent_to_the_login_page_of_the_app(path: str, client: Client) -> None:
     response = client.get(path)

@@ -176,3 +176,20 @@ def test_the_pages_say_sign_in_and_sign_out_as_their_messages_do(alice_client: C
     pages = [alice_client.get("/").content.decode(), client.get("/accounts/login/").content.decode()]
     assert "Sign out" in pages[0] and "<h1>Sign in</h1>" in pages[1]
     assert not [page for page in pages if "Log in" in page or "Log out" in page]
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_a_deleted_or_someone_elses_picture_gets_the_sites_404_page_under_debug_too(
+    debug: bool, alice_client: Client, bob: User, settings
+) -> None:
+    """The quick start runs with DEBUG on: a picture opened after it was deleted showed Django's unstyled debug
+    page (its styles refused by the site's CSP) listing the URL patterns, with no way back into the app."""
+    from tests.factories import make_upload
+
+    settings.DEBUG = debug
+    theirs = make_upload(bob)
+    for address in (f"/uploads/{theirs.pk}/", f"/uploads/{theirs.pk + 1000}/", f"/uploads/{theirs.pk}/image"):
+        response = alice_client.get(address)
+        page = response.content.decode()
+        assert response.status_code == 404, address
+        assert "Nothing here" in page and 'href="/history/"' in page and "URLconf" not in page, address

@@ -87,7 +87,9 @@ class UploadListCreateApi(APIView):
     """``GET``: the caller's uploads, newest first, paginated. ``POST``: upload one or many pictures."""
 
     parser_classes = [MultiPartParser, FormParser]
-    # What the browsable API shows (the schema has its own words and request body, in extend_schema below).
+    # What the browsable API shows (the schema has its own words and request body, in extend_schema below); DRF
+    # made the title from the class name ("Upload List Create Api").
+    name = "Your uploads"
     description = "Your uploads, newest first (GET). Send pictures with the form below or as 'image' parts (POST)."
     serializer_class = UploadFormSerializer
 
@@ -223,6 +225,7 @@ class UploadListCreateApi(APIView):
 class UploadDetailApi(APIView):
     """``GET``: one of the caller's uploads; ``DELETE``: delete it with its files (204). Someone else's: 404."""
 
+    name = "One of your uploads"
     description = "One of your uploads (GET); DELETE removes it with its files."
 
     @extend_schema(
@@ -321,6 +324,7 @@ class TokenObtainApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    name = "Get an API token"
     description = "POST your user name and password to get a new API token; your previous one stops working."
     serializer_class = TokenRequestSerializer  # the browsable API's form
 

@@ -99,11 +99,26 @@ def upload_limits() -> dict[str, int]:
 
 
 @register.simple_tag
-def decision_bar(upload: Upload) -> dict[str, float]:
-    """The bar's geometry in percent: the unsure band of the upload's model version and its threshold."""
+def decision_bar(upload: Upload) -> dict[str, object]:
+    """The bar's geometry in percent (the unsure band of the upload's model version and its threshold), and its
+    legend, shown on hover: the band and the threshold meant nothing to a reader without it. upload.js says the same
+    (barLegend)."""
     rule = upload_decision_rule(upload=upload)
     low, high = rule.unsure_low * 100, rule.unsure_high * 100
-    return {"low": round(low, 1), "width": round(high - low, 1), "threshold": round(rule.threshold * 100, 1)}
+    return {
+        "low": round(low, 1),
+        "width": round(high - low, 1),
+        "threshold": round(rule.threshold * 100, 1),
+        "legend": (
+            f"Phone above {_half_up(high)}%, not a phone below {_half_up(low)}%, unsure in between (the shaded band)"
+        ),
+    }
+
+
+def _half_up(percent: float) -> int:
+    """Rounded as JavaScript's Math.round rounds (Python's round() rounds halves to even): the page drawn by the
+    server and the card drawn by upload.js say the same numbers."""
+    return math.floor(percent + 0.5)
 
 
 @register.filter

@@ -123,7 +123,11 @@ def account_delete_pictures(request: SignedInRequest) -> HttpResponse:
 def account_delete_page(request: SignedInRequest) -> HttpResponse:
     """``GET``: what deleting the account takes with it, and the password to confirm; ``POST``: delete it, sign
     this browser out and land on the sign-in page. Staff accounts are refused (an administrator deletes them)."""
-    context = {"summary": uploads_summary(owner=request.user), "deletable": account_self_deletable(user=request.user)}
+    context = {
+        "summary": uploads_summary(owner=request.user),
+        "has_api_token": api_token_get(user=request.user) is not None,
+        "deletable": account_self_deletable(user=request.user),
+    }
     if request.method == "GET":
         return render(request, "phoneapp/account_delete.html", context)
     try:
@@ -141,9 +145,11 @@ def account_delete_page(request: SignedInRequest) -> HttpResponse:
         messages.error(request, error.message)
         return render(request, "phoneapp/account_delete.html", context, status=error.status_code)
     logout(request)
-    gone = f"{deleted.pictures} picture{pluralize(deleted.pictures)}"
-    token = " and its API token" if deleted.had_api_token else ""
-    messages.success(request, f"Your account is deleted, with {gone}{token}.")
+    went = [f"{deleted.pictures} picture{pluralize(deleted.pictures)}"] if deleted.pictures else []
+    went += ["its API token"] if deleted.had_api_token else []
+    messages.success(
+        request, f"Your account is deleted, with {' and '.join(went)}." if went else "Your account is deleted."
+    )
     return redirect("login")
 
 

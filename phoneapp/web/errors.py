@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
-from django.core.handlers.exception import response_for_exception
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.defaults import page_not_found
 
 from phoneapp.errors import NotFound
 from phoneapp.refused_requests import refused_request
@@ -61,8 +61,11 @@ class RefusedFormMiddleware:
 
 
 class NotFoundMiddleware:
-    """A selector's :class:`NotFound` raised by a page view is answered as Django answers ``Http404`` (the 404
-    page, ``handler404``), so selectors stay free of HTTP. API views map it themselves (``phoneapp/api/errors.py``)."""
+    """A selector's :class:`NotFound` or an ``Http404`` raised by a page view is answered with the site's 404 page
+    (``404.html``, what ``handler404`` renders), so selectors stay free of HTTP. Under ``DEBUG`` too, as the quick
+    start runs: a picture opened after it was deleted showed Django's unstyled debug page listing the URL patterns,
+    a dead end. API views map them themselves (``phoneapp/api/errors.py``, DRF); an address that matches no URL
+    still gets Django's debug page under ``DEBUG``."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -71,9 +74,11 @@ class NotFoundMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, NotFound):
+        if isinstance(exception, NotFound):
+            exception = Http404(exception.message)
+        if not isinstance(exception, Http404):
             return None
-        return response_for_exception(request, Http404(exception.message))
+        return page_not_found(request, exception)
 
 
 class MethodNotAllowedPageMiddleware:

@@ -72,9 +72,18 @@
     const band = upload.unsure_band || [upload.threshold, upload.threshold];
     const low = Math.round(band[0] * 1000) / 10;
     const high = Math.round(band[1] * 1000) / 10;
-    svg.append(svgRect("bar-track", 0, 0, 100, 10), svgRect("bar-band", low, 0, Math.round((high - low) * 10) / 10, 10),
+    const legend = document.createElementNS(SVG, "title");
+    legend.textContent = barLegend(low, high);
+    svg.append(legend, svgRect("bar-track", 0, 0, 100, 10),
+      svgRect("bar-band", low, 0, Math.round((high - low) * 10) / 10, 10),
       svgRect("bar-fill", 0, 2, percent, 6), svgRect("bar-threshold", Math.round(upload.threshold * 1000) / 10, 0, 0.8, 10));
     return svg;
+  }
+
+  // Shown on hover, as templatetags/ui.py's decision_bar words it.
+  function barLegend(low, high) {
+    return "Phone above " + Math.round(high) + "%, not a phone below " + Math.round(low) +
+      "%, unsure in between (the shaded band)";
   }
 
   // What a screen reader hears: one line per picture when its verdict (or refusal) is in, with its name. The
