@@ -385,3 +385,18 @@ def test_creating_a_key_on_the_page_asks_for_the_password(alice_client: Client, 
 
     key = new_key_from_the_page(alice_client)
     assert ApiToken.objects.get(user=alice).digest == hashlib.sha256(key.encode()).hexdigest()
+
+
+def test_revoking_on_the_page_is_asked_once_more_before_it_is_done(alice_client: Client, alice: User) -> None:
+    """One click on "Revoke token" stopped every script using the key, beside the password box that guards only
+    the creation of a key (found by a browser walkthrough)."""
+    key = new_key_from_the_page(alice_client)
+    page = alice_client.get("/account/api-token/").content.decode()
+    assert 'href="?confirm=revoke"' in page and 'value="revoke"' not in page  # a link to the question, no form
+
+    asked = alice_client.get("/account/api-token/?confirm=revoke").content.decode()
+    assert "Revoke your token?" in asked and key[:6] in asked and 'id="confirm-revoke"' in asked
+    assert ApiToken.objects.filter(user=alice).exists()
+
+    alice_client.post("/account/api-token/", {"action": "revoke"})
+    assert not ApiToken.objects.filter(user=alice).exists()

@@ -228,6 +228,13 @@ def test_token_page_gives_a_key_that_works_from_curl(live_server: LiveServer, br
     # Leaving the page: the key is not shown again.
     browser.get(f"{live_server.url}/account/api-token/")
     assert key not in browser.page_source and key[:6] in browser.find_element(By.ID, "token-prefix").text
+    # Revoking asks once more, then stops the key.
+    browser.find_element(By.ID, "revoke-token").click()
+    wait(browser, lambda b: b.find_element(By.ID, "confirm-revoke"), 10).click()
+    assert (
+        "Your API token was revoked." in wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".messages"), 10).text
+    )
+    assert browser.find_element(By.ID, "no-token")
 
 
 def test_swagger_ui_renders_from_local_files_only(live_server: LiveServer, browser: Chrome, alice: User) -> None:

@@ -202,6 +202,8 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
         "token": token,
         "prefix": api_token_prefix(token) if token else "",
         "new_key": new_key,
+        # Revoking stops every script using the key at once: asked once more, on this page, before it is done.
+        "confirm_revoke": request.GET.get("confirm") == "revoke",
         "api_root": request.build_absolute_uri("/api/"),
     }
     return render(request, "phoneapp/api_token.html", context)
