@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from inference.manifest import ModelLoadError, ModelManifest, manifest_checksum, read_manifest
 from inference.scene_options import SceneNetworkOptions
-from ml_training.metrics import paired_test
+from ml_training.metrics import PairedTest, paired_test
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.selectors.training import trusted_labelled_uploads
@@ -63,6 +63,7 @@ from phoneapp.services.promotion import (
     version_scores_store,
 )
 from phoneapp.services.training_data import (
+    TrustedPicture,
     training_data_check_enough,
     training_data_summary,
     training_samples_collect,
@@ -72,6 +73,7 @@ from phoneapp.services.training_data import (
 
 if TYPE_CHECKING:  # the training modules import torch: loaded only when a retrain runs
     from ml_training.scene.config import SceneRecipe
+    from ml_training.scene.data import SceneSample
     from ml_training.scene.train import SecondOpinion
 
 logger = logging.getLogger(__name__)
@@ -114,114 +116,279 @@ def retrain(
 ) -> RetrainReport:
     """Run one retrain as described in the module docstring; raises :class:`RetrainError` when it cannot, having
     registered nothing. A dry run trains and scores but registers and stores nothing."""
-    from ml_training.scene.train import train_scene_model
+    # First: on a machine without torch the retrain fails here, before it takes the lock or copies a picture.
+    import ml_training.scene.train  # noqa: F401
 
     active_version = model_version_active_or_none()
     recipe = _recipe(request, network_shape=_network_shape(active_version))
     models_root = Path(settings.MODELS_DIR)
     models_root.mkdir(parents=True, exist_ok=True)
     with _retraining_alone(models_root), _new_version_scratch(models_root) as (version, scratch_dir):
-        workdir = scratch_dir / "uploads"
-        workdir.mkdir()
-        offered = training_samples_collect(data_dirs=request.data_dirs, workdir=workdir)
-        samples, unreadable = pictures_decode(offered, advance=progress_of(progress, "checking pictures", len(offered)))
-        trusted_uploads = trusted_labelled_uploads()
-        ground_truth = trusted_pictures(trusted_uploads["ground_truth"], workdir)
-        evaluation = trusted_pictures(trusted_uploads["eval"], workdir)
-        samples, left_out = training_samples_without_scored(samples, [*ground_truth, *evaluation])
-        summary = training_data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
-        summary["folder_pictures_also_scored_left_out"] = left_out.folder_pictures
-        summary["uploads_like_scored_left_out"] = left_out.uploads
-        training_data_check_enough(summary)
-        log(f"training data: {json.dumps(summary, sort_keys=True)}")
-        initial_head, warm_start = _warm_start(active_version, recipe.settings.trainable_blocks, log)
+        data = _training_set(request=request, scratch_dir=scratch_dir, progress=progress, log=log)
         candidate_dir = scratch_dir / version
-        try:
-            result = train_scene_model(
-                samples,
-                candidate_dir,
-                version=version,
-                recipe=recipe,
-                initial_head=initial_head,
-                second_opinion=_second_opinion(active_version, models_root, log),
-            )
-        except (ValueError, RuntimeError) as error:
-            raise RetrainError(f"Training failed: {error}") from error
-        candidate_right = model_dir_score(candidate_dir, ground_truth, evaluation, progress, "scoring candidate")
-        try:
-            active_right = active_version_score(active_version, ground_truth, evaluation, progress, log)
-            unscorable = None
-        except ActiveUnscorable as error:
-            active_right, unscorable = None, str(error)
-        tests = {
-            name: paired_test(baseline=active_right[name], candidate=candidate_right[name])
-            for name in ("ground_truth", "eval")
-            if active_right is not None
-        }
-        promoted, decision = decide_promotion(
-            ground_truth_per_label=summary["ground_truth"]["per_label"],
-            tests=tests,
-            has_active=active_right is not None,
-            force=request.force_activate,
-            active_unscorable=unscorable,
-            uninformative=result.metrics.get("calibration_warning"),
-        )
-        trusted = {"ground_truth": ground_truth, "eval": evaluation}
-        candidate_figures = score_figures(candidate_right, trusted)
-        active_figures = score_figures(active_right, trusted) if active_right is not None else None
-        report = RetrainReport(
+        candidate = _train_candidate(
+            data=data,
+            candidate_dir=candidate_dir,
             version=version,
-            rule=PROMOTION_RULE,
-            data_summary=summary,
-            candidate={"model_version": version, **candidate_figures},
-            # Active figures exist only when there is an active version (``active_version_score``).
-            active={"model_version": active_version.name, **active_figures}
-            if active_figures and active_version
-            else None,
-            paired_tests={name: test.to_dict() for name, test in tests.items()},
-            promoted=promoted and not request.dry_run,
-            decision=dry_run_decision(decision) if request.dry_run else decision,
-            registered=not request.dry_run,
-            warm_start=warm_start,
-            training_metrics=result.metrics,
+            recipe=recipe,
+            active=active_version,
+            models_root=models_root,
+            log=log,
+        )
+        scores = _score_both(candidate_dir=candidate_dir, active=active_version, data=data, progress=progress, log=log)
+        promoted, decision = _decide(request=request, data=data, candidate=candidate, scores=scores)
+        figures = _figures(scores=scores, data=data)
+        report = _report(
+            version=version,
+            request=request,
+            data=data,
+            candidate=candidate,
+            scores=scores,
+            figures=figures,
+            active=active_version,
+            promoted=promoted,
+            decision=decision,
         )
         if request.dry_run:
             return report
         final_dir = models_root / version
-        # One rename makes the whole directory appear at once: no worker can see a half-written version.
-        os.replace(candidate_dir, final_dir)
-        if promoted:  # before the activation, outside its lock: the export takes seconds
-            model_serving_prepare(model_dir=final_dir)
+        _move_into_place(candidate_dir=candidate_dir, final_dir=final_dir, prepare_serving=promoted)
+    _register(
+        final_dir=final_dir,
+        report=report,
+        data=data,
+        candidate=candidate,
+        figures=figures,
+        active=active_version,
+        force_activate=request.force_activate,
+    )
+    log(f"registered {version} ({'active' if report.promoted else 'not active'})")
+    return report
+
+
+@dataclass(frozen=True)
+class _TrainingSet:
+    """What one retrain trains and scores on: the training samples, the trusted pictures both models are scored on
+    (never among the samples), and the summary that is logged and registered with the version."""
+
+    samples: list[SceneSample]
+    ground_truth: list[TrustedPicture]
+    evaluation: list[TrustedPicture]
+    summary: dict[str, Any]
+
+    def trusted(self) -> dict[str, list[TrustedPicture]]:
+        return {"ground_truth": self.ground_truth, "eval": self.evaluation}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """What training the candidate gave besides its folder: its training metrics, and the version it continued
+    from (None: it started fresh)."""
+
+    metrics: dict[str, Any]
+    warm_start: str | None
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Per trusted picture, whether each model was right (``active`` None when there is no active version or it
+    could not be loaded: ``active_unscorable`` says why), and the paired tests between them."""
+
+    candidate: dict[str, list[bool]]
+    active: dict[str, list[bool]] | None
+    active_unscorable: str | None
+    tests: dict[str, PairedTest]
+
+
+@dataclass(frozen=True)
+class _Figures:
+    """Both models' score figures per picture set and slice (:func:`score_figures`); ``active`` None when it was
+    not scored."""
+
+    candidate: dict[str, Any]
+    active: dict[str, Any] | None
+
+
+def _training_set(
+    *, request: RetrainRequest, scratch_dir: Path, progress: ProgressFactory | None, log: Log
+) -> _TrainingSet:
+    """Step 1: the pictures to train on and the trusted ones to score on, with scored pictures (and their near
+    copies) taken out of training. Raises :class:`RetrainError` when there are too few to train or to decide."""
+    workdir = scratch_dir / "uploads"
+    workdir.mkdir()
+    offered = training_samples_collect(data_dirs=request.data_dirs, workdir=workdir)
+    samples, unreadable = pictures_decode(offered, advance=progress_of(progress, "checking pictures", len(offered)))
+    trusted_uploads = trusted_labelled_uploads()
+    ground_truth = trusted_pictures(trusted_uploads["ground_truth"], workdir)
+    evaluation = trusted_pictures(trusted_uploads["eval"], workdir)
+    samples, left_out = training_samples_without_scored(samples, [*ground_truth, *evaluation])
+    summary = training_data_summary(offered, samples, unreadable, ground_truth=ground_truth, evaluation=evaluation)
+    summary["folder_pictures_also_scored_left_out"] = left_out.folder_pictures
+    summary["uploads_like_scored_left_out"] = left_out.uploads
+    training_data_check_enough(summary)
+    log(f"training data: {json.dumps(summary, sort_keys=True)}")
+    return _TrainingSet(samples=samples, ground_truth=ground_truth, evaluation=evaluation, summary=summary)
+
+
+def _train_candidate(
+    *,
+    data: _TrainingSet,
+    candidate_dir: Path,
+    version: str,
+    recipe: SceneRecipe,
+    active: ModelVersion | None,
+    models_root: Path,
+    log: Log,
+) -> _Candidate:
+    """Step 2: train the candidate into ``candidate_dir``, warm-started from the active scene model and keeping its
+    second opinion when it has them. A training that fails is a :class:`RetrainError`, nothing registered."""
+    from ml_training.scene.train import train_scene_model
+
+    initial_head, warm_start = _warm_start(active, recipe.settings.trainable_blocks, log)
+    try:
+        result = train_scene_model(
+            data.samples,
+            candidate_dir,
+            version=version,
+            recipe=recipe,
+            initial_head=initial_head,
+            second_opinion=_second_opinion(active, models_root, log),
+        )
+    except (ValueError, RuntimeError) as error:
+        raise RetrainError(f"Training failed: {error}") from error
+    return _Candidate(metrics=result.metrics, warm_start=warm_start)
+
+
+def _score_both(
+    *,
+    candidate_dir: Path,
+    active: ModelVersion | None,
+    data: _TrainingSet,
+    progress: ProgressFactory | None,
+    log: Log,
+) -> _Scores:
+    """Step 3, measuring: the candidate and the active model on the same trusted pictures, and the paired tests
+    between them. An active model that cannot be loaded is recorded as unscorable, not raised: the candidate is
+    then registered inactive with that reason."""
+    candidate_right = model_dir_score(candidate_dir, data.ground_truth, data.evaluation, progress, "scoring candidate")
+    try:
+        active_right = active_version_score(active, data.ground_truth, data.evaluation, progress, log)
+        unscorable = None
+    except ActiveUnscorable as error:
+        active_right, unscorable = None, str(error)
+    tests = {
+        name: paired_test(baseline=active_right[name], candidate=candidate_right[name])
+        for name in ("ground_truth", "eval")
+        if active_right is not None
+    }
+    return _Scores(candidate=candidate_right, active=active_right, active_unscorable=unscorable, tests=tests)
+
+
+def _decide(*, request: RetrainRequest, data: _TrainingSet, candidate: _Candidate, scores: _Scores) -> tuple[bool, str]:
+    """Step 3, deciding: :data:`PROMOTION_RULE` on the scores (:func:`decide_promotion`): whether to activate the
+    candidate, and the reason."""
+    return decide_promotion(
+        ground_truth_per_label=data.summary["ground_truth"]["per_label"],
+        tests=scores.tests,
+        has_active=scores.active is not None,
+        force=request.force_activate,
+        active_unscorable=scores.active_unscorable,
+        uninformative=candidate.metrics.get("calibration_warning"),
+    )
+
+
+def _figures(*, scores: _Scores, data: _TrainingSet) -> _Figures:
+    """The figures the report shows and the dashboard stores, for each model that was scored."""
+    trusted = data.trusted()
+    return _Figures(
+        candidate=score_figures(scores.candidate, trusted),
+        active=score_figures(scores.active, trusted) if scores.active is not None else None,
+    )
+
+
+def _report(
+    *,
+    version: str,
+    request: RetrainRequest,
+    data: _TrainingSet,
+    candidate: _Candidate,
+    scores: _Scores,
+    figures: _Figures,
+    active: ModelVersion | None,
+    promoted: bool,
+    decision: str,
+) -> RetrainReport:
+    """The run's report; for a dry run, one that says nothing was registered or promoted."""
+    return RetrainReport(
+        version=version,
+        rule=PROMOTION_RULE,
+        data_summary=data.summary,
+        candidate={"model_version": version, **figures.candidate},
+        # Active figures exist only when there is an active version (``active_version_score``).
+        active={"model_version": active.name, **figures.active} if figures.active and active else None,
+        paired_tests={name: test.to_dict() for name, test in scores.tests.items()},
+        promoted=promoted and not request.dry_run,
+        decision=dry_run_decision(decision) if request.dry_run else decision,
+        registered=not request.dry_run,
+        warm_start=candidate.warm_start,
+        training_metrics=candidate.metrics,
+    )
+
+
+def _move_into_place(*, candidate_dir: Path, final_dir: Path, prepare_serving: bool) -> None:
+    """Step 4, the files: the candidate's folder becomes the version's, ready to serve when it is to be activated."""
+    # One rename makes the whole directory appear at once: no worker can see a half-written version.
+    os.replace(candidate_dir, final_dir)
+    if prepare_serving:  # before the activation, outside its lock: the export takes seconds
+        model_serving_prepare(model_dir=final_dir)
+
+
+def _register(
+    *,
+    final_dir: Path,
+    report: RetrainReport,
+    data: _TrainingSet,
+    candidate: _Candidate,
+    figures: _Figures,
+    active: ModelVersion | None,
+    force_activate: bool,
+) -> None:
+    """Step 4, the database, in one transaction: register the version, active when the report promotes it and the
+    comparison still holds (:func:`_still_comparable`; else ``report`` is changed to say why not), and store both
+    versions' scores."""
     metrics = {
-        **result.metrics,
-        "ground_truth": candidate_figures["ground_truth"],
-        "eval": candidate_figures["eval"],
-        "active_on_same_pictures": active_figures,
+        **candidate.metrics,
+        "ground_truth": figures.candidate["ground_truth"],
+        "eval": figures.candidate["eval"],
+        "active_on_same_pictures": figures.active,
         "paired_tests": report.paired_tests,
         "decision": report.decision,
-        "warm_start": warm_start,
+        "warm_start": candidate.warm_start,
     }
+    trusted = data.trusted()
     with transaction.atomic():
-        # The decision compared the candidate with the version active when the retrain started; if someone
-        # activated another since (a rollback, another retrain), it is not the comparison that was made.
         active_now = model_versions_lock()
-        active_then = active_version.pk if active_version is not None else None
-        if promoted and not request.force_activate and active_now != active_then:
-            promoted = False
+        if report.promoted and not force_activate and not _still_comparable(active_then=active, active_now=active_now):
             report.promoted = False
             report.decision = (
                 "not promoted: the active model version changed while this retrain ran, so it was compared with a "
-                f"version that is no longer active; run the retrain again to compare with the current one. ({decision})"
+                f"version that is no longer active; run the retrain again to compare with the current one. "
+                f"({report.decision})"
             )
             metrics["decision"] = report.decision
         registered = model_version_register(
-            model_dir=final_dir, metrics=metrics, data_summary=summary, activate=promoted
+            model_dir=final_dir, metrics=metrics, data_summary=data.summary, activate=report.promoted
         )
-        version_scores_store(registered, candidate_figures, trusted)
-        if active_version is not None and active_figures is not None:
-            version_scores_store(active_version, active_figures, trusted)
-    log(f"registered {version} ({'active' if promoted else 'not active'})")
-    return report
+        version_scores_store(registered, figures.candidate, trusted)
+        if active is not None and figures.active is not None:
+            version_scores_store(active, figures.active, trusted)
+
+
+def _still_comparable(*, active_then: ModelVersion | None, active_now: int | None) -> bool:
+    """Whether the version active now (its id, read under :func:`model_versions_lock`) is the one the candidate was
+    compared with, active when the retrain started. If someone activated another since (a rollback, another
+    retrain), the decision was not about it."""
+    return active_now == (active_then.pk if active_then is not None else None)
 
 
 RETRAIN_LOCK_NAME = ".retrain.lock"
