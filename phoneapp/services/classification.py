@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -16,7 +17,7 @@ from django.utils import timezone
 from inference.images import ImageError
 from inference.manifest import ModelLoadError
 from phoneapp.models import Upload, UploadStatus
-from phoneapp.resident_model import resident_model
+from phoneapp.resident_model import LoadedModel, resident_model
 from phoneapp.services.dispatch import broker_unreachable_forget, enqueue
 from phoneapp.services.errors import ClassificationUnavailable, NoActiveModel
 from phoneapp.services.heatmaps import evidence_pack, heatmap_enqueue
@@ -29,6 +30,12 @@ from phoneapp.services.worker_presence import (
     uploads_held_by_dead_workers,
 )
 from phoneapp.tasks import upload_classify_task
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from inference.prediction import Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +91,9 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
     classified elsewhere). Raises :class:`ClassificationUnavailable` when the model cannot be loaded, leaving the
     upload for a retry.
     """
-    upload = _claim(upload_id, status=UploadStatus.PENDING)
+    upload = _claim_for_this_run(upload_id, takeover=takeover, worker=worker)
     if upload is None:
-        # A processing upload is claimed at the attempt it was found at, so a run claiming it in between wins.
-        processing = Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING)
-        if not takeover:
-            processing = processing.filter(_orphaned(worker=worker))
-        attempts = processing.values_list("attempts", flat=True).first()
-        upload = None if attempts is None else _claim(upload_id, status=UploadStatus.PROCESSING, attempts=attempts)
-        if upload is None:
-            return None
+        return None
     try:
         loaded = resident_model.current()
     except (ModelLoadError, NoActiveModel) as error:
@@ -119,6 +119,47 @@ def upload_classify(*, upload_id: int, takeover: bool = False, worker: str | Non
     prediction, evidence = loaded.classifier.predict_and_explain(picture)
     elapsed_ms = (time.perf_counter() - started) * 1000
     inference_cpu_ms = (time.process_time() - cpu_started) * 1000
+    return _verdict_store(
+        upload_id=upload_id,
+        upload=upload,
+        loaded=loaded,
+        picture=picture,
+        prediction=prediction,
+        evidence=evidence,
+        elapsed_ms=elapsed_ms,
+        inference_cpu_ms=inference_cpu_ms,
+    )
+
+
+def _claim_for_this_run(upload_id: int, *, takeover: bool, worker: str | None) -> Upload | None:
+    """Claim the upload for this run (see :func:`upload_classify`): a pending one always; one still ``processing``
+    only when this run takes over (``takeover``) or its worker is gone (:func:`_orphaned`). ``None``: nothing to
+    claim (done, failed, deleted, or classified by another live worker)."""
+    upload = _claim(upload_id, status=UploadStatus.PENDING)
+    if upload is not None:
+        return upload
+    # A processing upload is claimed at the attempt it was found at, so a run claiming it in between wins.
+    processing = Upload.objects.filter(pk=upload_id, status=UploadStatus.PROCESSING)
+    if not takeover:
+        processing = processing.filter(_orphaned(worker=worker))
+    attempts = processing.values_list("attempts", flat=True).first()
+    return None if attempts is None else _claim(upload_id, status=UploadStatus.PROCESSING, attempts=attempts)
+
+
+def _verdict_store(
+    *,
+    upload_id: int,
+    upload: Upload,
+    loaded: LoadedModel,
+    picture: Image.Image,
+    prediction: Prediction,
+    evidence: np.ndarray | None,
+    elapsed_ms: float,
+    inference_cpu_ms: float,
+) -> Upload | None:
+    """Write the verdict with its thumbnail and evidence in one update, unless a concurrent run stored its verdict
+    first: then this run's thumbnail is removed and that verdict's row returned. A model whose verdict came without
+    evidence gets its heat map queued."""
     # Written with the verdict: a done upload has its thumbnail, which a duplicate sent later shares.
     thumbnail = upload_thumbnail_store(upload=upload, picture=picture)
     verdict = {
