@@ -278,20 +278,8 @@ def upload_group_review(
     """
     label = _decided_label(upload=upload, decision=decision)
     current = Upload.objects.select_for_update().get(pk=upload.pk)
-    if seen_state is not None and seen_state != upload_review_state(upload=current):
-        who = current.second_reviewed_by or current.reviewed_by
-        # The reviewer themselves, from another tab or an older copy of the page, is told so, not named.
-        if who is not None and who.pk == reviewer.pk:
-            decided = "You decided on this picture elsewhere (another tab or window)"
-        else:
-            decided = (
-                f"{who.get_username() if who else 'Another reviewer'} decided on this picture while you had it open"
-            )
-        raise ReviewConflict(
-            f"{decided}"
-            f" (it is now {current.get_reviewed_label_display().lower() or 'unreviewed'}); nothing was saved. Reload"
-            " it to decide again."
-        )
+    if seen_state is not None:
+        _refuse_if_changed_since_seen(current=current, seen_state=seen_state, reviewer=reviewer)
     second_opinion = (
         current.second_review == SecondReview.WAITING
         and current.reviewed_label
@@ -307,17 +295,7 @@ def upload_group_review(
         group = Upload.objects.filter(
             Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE)
         ).select_for_update()
-    columns = ("pk", "reviewed_label", "reviewed_by_id", "reviewed_at", *_EXTRA_FIELDS)
-    prior = [
-        PriorReview(
-            upload_id=row["pk"],
-            label=row["reviewed_label"],
-            reviewer_id=row["reviewed_by_id"],
-            reviewed_at=row["reviewed_at"].isoformat() if row["reviewed_at"] else None,
-            extra={name: row[name] for name in _EXTRA_FIELDS},
-        )
-        for row in group.values(*columns)
-    ]
+    prior = _priors(group)
     ids = [p.upload_id for p in prior]
     changes: dict[str, Any] = {}
     if boxes is not None:
@@ -341,6 +319,39 @@ def upload_group_review(
     Upload.objects.filter(pk__in=ids).update(**changes)
     uploads_set_reviewed_label(uploads=Upload.objects.filter(pk__in=ids), label=label, reviewer=reviewer)
     return prior
+
+
+def _refuse_if_changed_since_seen(*, current: Upload, seen_state: str, reviewer: AbstractBaseUser) -> None:
+    """Raise :class:`ReviewConflict` when the picture's review (``current``, locked) is no longer the one the
+    reviewer's page showed (``seen_state``): a decision made on an outdated page must not replace another."""
+    if seen_state == upload_review_state(upload=current):
+        return
+    who = current.second_reviewed_by or current.reviewed_by
+    # The reviewer themselves, from another tab or an older copy of the page, is told so, not named.
+    if who is not None and who.pk == reviewer.pk:
+        decided = "You decided on this picture elsewhere (another tab or window)"
+    else:
+        decided = f"{who.get_username() if who else 'Another reviewer'} decided on this picture while you had it open"
+    raise ReviewConflict(
+        f"{decided}"
+        f" (it is now {current.get_reviewed_label_display().lower() or 'unreviewed'}); nothing was saved. Reload"
+        " it to decide again."
+    )
+
+
+def _priors(group: UploadQuerySet) -> list[PriorReview]:
+    """What each upload of ``group`` holds before the decision, for its undo (:func:`uploads_review_restore`)."""
+    columns = ("pk", "reviewed_label", "reviewed_by_id", "reviewed_at", *_EXTRA_FIELDS)
+    return [
+        PriorReview(
+            upload_id=row["pk"],
+            label=row["reviewed_label"],
+            reviewer_id=row["reviewed_by_id"],
+            reviewed_at=row["reviewed_at"].isoformat() if row["reviewed_at"] else None,
+            extra={name: row[name] for name in _EXTRA_FIELDS},
+        )
+        for row in group.values(*columns)
+    ]
 
 
 def uploads_review(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBaseUser) -> set[int]:
