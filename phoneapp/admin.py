@@ -525,7 +525,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         chosen = queryset.get()
         try:
-            version = model_version_activate_if_loadable(version=chosen)
+            # No export here: it takes seconds of CPU, too long for a web request; workers convert it themselves.
+            version = model_version_activate_if_loadable(version=chosen, prepare_export=False)
         except ModelLoadError:
             logger.exception("activation refused: model unavailable", extra={"model_version": chosen.name})
             self.message_user(

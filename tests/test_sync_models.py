@@ -154,3 +154,38 @@ def test_activate_model_prepares_the_fast_export_before_workers_switch(settings,
 
     assert ".onnx" in activated_with_cache[0]  # in the cache before the version became active
     assert ModelVersion.objects.get(is_active=True).name == "zero-shot-b"
+
+
+def test_activating_without_the_export_switches_at_once_and_leaves_the_cache_empty(settings, tmp_path: Path) -> None:
+    """The admin's activation is a web request: it must not spend seconds converting the model to ONNX."""
+    from phoneapp.services.model_versions import model_version_activate_if_loadable
+
+    settings.INFERENCE_CACHE_DIR = str(tmp_path / "cache")
+    sync(settings)
+    ship_copy(settings, "zero-shot-b")
+    sync(settings)
+    chosen = ModelVersion.objects.get(name="zero-shot-b")
+    announced: list[str] = []
+
+    model_version_activate_if_loadable(
+        version=chosen, prepare_export=False, on_export_start=lambda: announced.append("export")
+    )
+
+    assert ModelVersion.objects.get(is_active=True).name == "zero-shot-b"
+    assert announced == []
+    assert not list((tmp_path / "cache").glob("*.onnx"))
+
+
+def test_the_version_list_puts_the_active_one_first_then_the_newest(settings) -> None:
+    from phoneapp.selectors.model_versions import model_version_list
+
+    sync(settings)
+    ship_copy(settings, "zero-shot-b")
+    sync(settings)
+    newest = ModelVersion.objects.get(name="zero-shot-b")
+
+    listed = model_version_list()
+
+    assert listed[0] == ModelVersion.objects.get(is_active=True)
+    assert listed[1] == newest
+    assert len(listed) == ModelVersion.objects.count()

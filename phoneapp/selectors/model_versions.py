@@ -32,6 +32,12 @@ def model_version_names() -> list[str]:
     return list(ModelVersion.objects.values_list("name", flat=True))
 
 
+def model_version_list() -> list[ModelVersion]:
+    """Every registered version, the active one first, then newest first (an operator choosing one to roll back
+    to reads the current one, then the most recent)."""
+    return list(ModelVersion.objects.order_by("-is_active", "-created", "-id"))
+
+
 def model_version_latest_score(*, version: ModelVersion, picture_set: str) -> VersionScore | None:
     """The version's latest score on ``picture_set`` (ground truth or eval), over all its pictures."""
     return version.scores.filter(picture_set=picture_set, slice="all").order_by("-created").first()

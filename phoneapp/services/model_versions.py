@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +131,23 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def model_version_activate_if_loadable(*, version: ModelVersion) -> ModelVersion:
-    """:func:`model_version_activate` once :func:`model_version_verify` passed: a person's rollback (the admin,
-    ``manage.py activate_model``) never points workers at files they could not load. Raises
-    :class:`ModelLoadError`, the active version unchanged."""
+def model_version_activate_if_loadable(
+    *, version: ModelVersion, prepare_export: bool, on_export_start: Callable[[], None] | None = None
+) -> ModelVersion:
+    """A person's activation (the admin's "Activate this version", ``manage.py activate_model``), one flow for both:
+    :func:`model_version_activate` once :func:`model_version_verify` passed, so workers are never pointed at files
+    they could not load. Raises :class:`ModelLoadError`, the active version unchanged.
+
+    With ``prepare_export`` the version's ONNX export is first made in this machine's cache
+    (:func:`model_serving_prepare`, seconds of CPU: for a shell, not a web request), after the files are verified
+    (a version that cannot load is refused before the export) and before they are verified again (they may change
+    during it). ``on_export_start`` is called just before the export, so a shell can say why it waits."""
     model_version_verify(version=version)
+    if prepare_export:
+        if on_export_start is not None:
+            on_export_start()
+        model_serving_prepare(model_dir=model_dir_of(version))
+        model_version_verify(version=version)
     return model_version_activate(version=version)
 
 

@@ -8,14 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.manifest import ModelLoadError
-from phoneapp.models import ModelVersion
-from phoneapp.selectors.model_versions import ModelVersionNotFound, model_version_get
-from phoneapp.services.model_versions import (
-    model_dir_of,
-    model_serving_prepare,
-    model_version_activate_if_loadable,
-    model_version_verify,
-)
+from phoneapp.selectors.model_versions import ModelVersionNotFound, model_version_get, model_version_list
+from phoneapp.services.model_versions import model_version_activate_if_loadable
 
 
 class Command(BaseCommand):
@@ -31,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, name: str | None, **options: Any) -> None:
         if name is None:
-            for version in ModelVersion.objects.order_by("-is_active", "-created", "-id"):
+            for version in model_version_list():
                 self.stdout.write(f"{'*' if version.is_active else ' '} {version.name}")
             return
         try:
@@ -39,10 +33,13 @@ class Command(BaseCommand):
         except ModelVersionNotFound as error:
             raise CommandError(f"No model version named {name!r}: `manage.py activate_model` lists them.") from error
         try:
-            model_version_verify(version=chosen)  # a version that cannot load is refused before seconds of export
-            self.stdout.write(f"Preparing {name} for serving (its ONNX export, once per machine)...")
-            model_serving_prepare(model_dir=model_dir_of(chosen))
-            model_version_activate_if_loadable(version=chosen)  # checked again: the files may change during the export
+            model_version_activate_if_loadable(
+                version=chosen,
+                prepare_export=True,  # a shell can wait; workers on this machine then switch without a pause
+                on_export_start=lambda: self.stdout.write(
+                    f"Preparing {name} for serving (its ONNX export, once per machine)..."
+                ),
+            )
         except ModelLoadError as error:
             raise CommandError(
                 f"Not activated: workers could not load {name} ({error}). The active model is unchanged."
