@@ -772,3 +772,25 @@ def test_the_retrain_reads_a_data_dir_as_training_does_one_source_per_folder_not
     assert {sample.source.split(":")[0] for sample in scene_samples} == {"scenes"}
     assert all(sample.base_source != "scenes" for sample in scene_samples)
     assert any(sample.has_boxes for sample in scene_samples)
+
+
+def test_evaluating_a_version_gives_its_figures_and_says_which_pictures_they_are_on(tmp_path: Path) -> None:
+    from phoneapp.services.evaluation import model_version_evaluate
+
+    data = write_synthetic_folder(tmp_path / "data", per_label=3)
+    (data / "phone" / "broken.jpg").write_bytes(b"not a picture")
+
+    metrics = model_version_evaluate(version=ModelVersion.objects.get(name="imagenet-zero-shot"), data_dir=data)
+
+    assert metrics["model_version"] == "imagenet-zero-shot"
+    assert metrics["count"] == 6
+    assert metrics["unreadable_skipped"] == 1
+    assert metrics["data"] == str(data)
+
+
+def test_evaluating_a_version_with_no_reviewed_pictures_is_refused_before_loading_it() -> None:
+    from phoneapp.services.errors import NothingToEvaluate
+    from phoneapp.services.evaluation import model_version_evaluate
+
+    with pytest.raises(NothingToEvaluate, match="No readable labelled pictures"):
+        model_version_evaluate(version=model_version_active())

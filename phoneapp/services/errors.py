@@ -87,3 +87,12 @@ class StorageUnavailable(ServiceUnavailable):
 
 class RetrainError(DomainError):
     """The retrain cannot run or did not produce a model; nothing was registered."""
+
+
+class EvaluationRefused(DomainError):
+    """A model version cannot be measured: no readable labelled pictures, a data folder that cannot be read, or the
+    version's files cannot be loaded. Nothing was measured."""
+
+
+class NothingToEvaluate(EvaluationRefused):
+    """Not one readable labelled picture to measure a version on (the caller says where more can come from)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,13 @@ import numpy as np
 
 from inference.contract import Classifier
 from inference.images import ImageError, open_image
+from inference.manifest import ModelLoadError
 from inference.runtime import predict_files
-from ml_training.data import Sample
+from ml_training.data import Sample, load_samples
 from ml_training.metrics import binary_metrics
-from phoneapp.models import Upload
+from phoneapp.models import ModelVersion, Upload
+from phoneapp.services.errors import EvaluationRefused, NothingToEvaluate
+from phoneapp.services.model_versions import classifier_load, model_dir_of
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +96,34 @@ def measure_classifier(
     targets = np.array([sample.target for sample in pictures.samples], dtype=np.int64)
     metrics = binary_metrics(np.array(probabilities, dtype=np.float64), targets, classifier.manifest.threshold)
     return {"model_version": classifier.version, **metrics.to_dict()}
+
+
+def model_version_evaluate(*, version: ModelVersion, data_dir: Path | None = None) -> dict[str, Any]:
+    """``version``'s figures (:func:`measure_classifier`, with eager torch: the reference engine) on the labelled
+    pictures of ``data_dir`` (phone/ and not_phone/ folders, or a manifest.csv), or without it on the reviewed
+    uploads no version trained on (:func:`held_out_upload_samples`). The figures also say which pictures they are
+    (``data``) and how many could not be read (``unreadable_skipped``): a bad picture is counted, not silently
+    dropped. Raises :class:`EvaluationRefused`, nothing measured, when the data folder cannot be read or the version
+    cannot be loaded, and its :class:`NothingToEvaluate` when not one labelled picture is readable."""
+    with tempfile.TemporaryDirectory() as workdir:  # pictures copied out of a storage without local paths (S3)
+        if data_dir:
+            try:
+                samples = load_samples(data_dir)
+            except (FileNotFoundError, KeyError, ValueError) as error:
+                raise EvaluationRefused(f"{data_dir}: {error}") from error
+        else:
+            samples = held_out_upload_samples(workdir=Path(workdir))
+        pictures = decode_labelled(samples)
+        if not pictures.samples:
+            raise NothingToEvaluate("No readable labelled pictures: no ground truth or eval-split reviews yet")
+        try:
+            classifier = classifier_load(model_dir=model_dir_of(version), engine="torch")
+        except ModelLoadError as error:
+            raise EvaluationRefused(str(error)) from error
+        metrics = measure_classifier(classifier, pictures)
+    metrics["unreadable_skipped"] = len(pictures.unreadable)
+    metrics["data"] = str(data_dir) if data_dir else "ground truth and eval-split uploads"
+    return metrics
 
 
 def held_out_upload_samples(*, workdir: Path) -> list[Sample]:

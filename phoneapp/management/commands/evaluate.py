@@ -4,19 +4,16 @@ the eval split), or on a folder of labelled pictures."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from inference.manifest import ModelLoadError
-from ml_training.data import load_samples
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import ModelVersionNotFound, model_version_get
-from phoneapp.services.errors import NoActiveModel
-from phoneapp.services.evaluation import decode_labelled, held_out_upload_samples, measure_classifier
-from phoneapp.services.model_versions import classifier_load, model_dir_of, model_version_active
+from phoneapp.services.errors import EvaluationRefused, NoActiveModel, NothingToEvaluate
+from phoneapp.services.evaluation import model_version_evaluate
+from phoneapp.services.model_versions import model_version_active
 from phoneapp.services.reporting import format_metrics_table
 
 
@@ -37,26 +34,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         version = self._version(options["model_version"])
-        with tempfile.TemporaryDirectory() as workdir:
-            if options["data_dir"]:
-                try:
-                    samples = load_samples(options["data_dir"])
-                except (FileNotFoundError, KeyError, ValueError) as error:
-                    raise CommandError(f"{options['data_dir']}: {error}") from error
-            else:
-                samples = held_out_upload_samples(workdir=Path(workdir))
-            pictures = decode_labelled(samples)
-            if not pictures.samples:
-                raise CommandError(
-                    "No readable labelled pictures: no ground truth or eval-split reviews yet; pass --data-dir."
-                )
-            try:
-                classifier = classifier_load(model_dir=model_dir_of(version), engine="torch")
-            except ModelLoadError as error:
-                raise CommandError(str(error)) from error
-            metrics = measure_classifier(classifier, pictures)
-        metrics["unreadable_skipped"] = len(pictures.unreadable)
-        metrics["data"] = str(options["data_dir"]) if options["data_dir"] else "ground truth and eval-split uploads"
+        try:
+            metrics = model_version_evaluate(version=version, data_dir=options["data_dir"])
+        except NothingToEvaluate as error:
+            raise CommandError(f"{error.message}; pass --data-dir.") from error
+        except EvaluationRefused as error:
+            raise CommandError(error.message) from error
         if options["json"]:
             self.stdout.write(json.dumps(metrics, indent=2, sort_keys=True))
         else:
