@@ -149,3 +149,15 @@ def test_the_database_verdict_agrees_with_the_page_word_for_every_version_and_st
     assert set(Upload.objects.unsure().values_list("pk", flat=True)) == unsure
     confident = {row.pk for row, verdict in zip(rows, verdicts, strict=True) if verdict in ("phone", "not_phone")}
     assert set(Upload.objects.confident().values_list("pk", flat=True)) == confident
+
+
+def test_only_a_classified_upload_with_a_probability_has_a_verdict(alice: User) -> None:
+    from phoneapp.selectors.decisions import upload_has_verdict, upload_verdict
+
+    judged = make_upload(alice, probability=0.9)
+    waiting = make_upload(alice, status=UploadStatus.PENDING)
+    failed = make_upload(alice, status=UploadStatus.FAILED)
+
+    assert upload_has_verdict(upload=judged) and upload_verdict(upload=judged) is not None
+    for upload in (waiting, failed):
+        assert not upload_has_verdict(upload=upload) and upload_verdict(upload=upload) is None

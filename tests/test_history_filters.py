@@ -173,3 +173,21 @@ def test_the_api_says_the_final_label_its_label_filter_matches(
     [result] = alice_client.get("/api/uploads/", {"label": "phone"}).json()["results"]
 
     assert (result["label"], result["reviewed_label"], result["final_label"]) == ("not_phone", "phone", "phone")
+
+
+def test_export_rows_give_figures_only_where_there_is_a_verdict(alice: User, bob: User) -> None:
+    from phoneapp.models import UploadStatus
+    from phoneapp.selectors.uploads import UPLOAD_EXPORT_COLUMNS, uploads_export_rows
+
+    make_upload(alice, name="judged.jpg", probability=0.97, boxes=[{"box": [0.1, 0.1, 0.5, 0.5], "score": 0.9}])
+    make_upload(alice, name="waiting.jpg", status=UploadStatus.PENDING)
+    make_upload(bob, name="bobs.jpg")
+
+    exported = [dict(zip(UPLOAD_EXPORT_COLUMNS, cells, strict=True)) for cells in uploads_export_rows(owner=alice)]
+    rows = {row["original_name"]: row for row in exported}
+
+    assert set(rows) == {"judged.jpg", "waiting.jpg"}
+    assert rows["judged.jpg"]["probability"] == "0.9700" and rows["judged.jpg"]["threshold"]
+    assert rows["judged.jpg"]["boxes"] == '[{"box": [0.1, 0.1, 0.5, 0.5], "score": 0.9}]'
+    waiting = rows["waiting.jpg"]
+    assert (waiting["verdict"], waiting["probability"], waiting["threshold"], waiting["boxes"]) == ("", "", "", "")

@@ -14,8 +14,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from phoneapp.models import Label, Upload, UploadStatus, Verdict
-from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
+from phoneapp.models import Label, Upload, Verdict
+from phoneapp.selectors.decisions import upload_decision_rule, upload_has_verdict, upload_verdict
 from phoneapp.services.heatmaps import upload_heatmap_servable
 
 
@@ -114,9 +114,6 @@ class UploadSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
 
-    def _is_done(self, upload: Upload) -> bool:
-        return upload.status == UploadStatus.DONE and upload.probability is not None
-
     @extend_schema_field(serializers.URLField())
     def get_url(self, upload: Upload) -> str:
         return self._absolute("api-upload-detail", upload)
@@ -127,11 +124,11 @@ class UploadSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_threshold(self, upload: Upload) -> float | None:
-        return upload_decision_rule(upload=upload).threshold if self._is_done(upload) else None
+        return upload_decision_rule(upload=upload).threshold if upload_has_verdict(upload=upload) else None
 
     @extend_schema_field(serializers.ListField(child=serializers.FloatField(), allow_null=True))
     def get_unsure_band(self, upload: Upload) -> list[float] | None:
-        if not self._is_done(upload):
+        if not upload_has_verdict(upload=upload):
             return None
         rule = upload_decision_rule(upload=upload)
         return [rule.unsure_low, rule.unsure_high]
@@ -140,7 +137,7 @@ class UploadSerializer(serializers.ModelSerializer):
     def get_final_label(self, upload: Upload) -> str | None:
         if upload.reviewed_label:
             return upload.reviewed_label
-        return upload.predicted_label if self._is_done(upload) and upload.predicted_label else None
+        return upload.predicted_label if upload_has_verdict(upload=upload) and upload.predicted_label else None
 
     @extend_schema_field(serializers.BooleanField())
     def get_unsure(self, upload: Upload) -> bool:
@@ -148,7 +145,7 @@ class UploadSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(BoxSerializer(many=True))
     def get_boxes(self, upload: Upload) -> list[dict[str, Any]]:
-        return list(upload.predicted_boxes or []) if self._is_done(upload) else []
+        return list(upload.predicted_boxes or []) if upload_has_verdict(upload=upload) else []
 
     @extend_schema_field(ReviewedBoxSerializer(many=True, allow_null=True))
     def get_reviewed_boxes(self, upload: Upload) -> list[dict[str, Any]] | None:

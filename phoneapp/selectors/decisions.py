@@ -140,11 +140,18 @@ def upload_decision_rule(*, upload: Upload) -> DecisionRule:
     return model_version_decision_rule(version=upload.model_version)
 
 
+def upload_has_verdict(*, upload: Upload) -> bool:
+    """Whether ``upload`` was classified and has the probability its verdict, threshold, unsure band and boxes
+    are judged from: what the API, the CSV export and :func:`upload_verdict` all ask before showing any of them
+    (each once wrote the rule itself). ``UploadQuerySet.with_verdict`` is the same rule in SQL."""
+    return upload.status == UploadStatus.DONE and upload.probability is not None
+
+
 def upload_verdict(*, upload: Upload) -> Verdict | None:
     """Phone, not a phone or unsure, by the rule of the version that judged it; None while there is no verdict
     (pending, processing, failed). A done upload always has a probability (a database constraint), so a verdict is
     never shown without one."""
-    if upload.status != UploadStatus.DONE or upload.probability is None:
+    if not upload_has_verdict(upload=upload):
         return None
     rule = upload_decision_rule(upload=upload)
     said = rule.verdict(probability=upload.probability, predicted_label=upload.predicted_label)

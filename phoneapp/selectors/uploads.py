@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -11,6 +13,7 @@ from django.utils import timezone
 
 from phoneapp.errors import UploadNotFound
 from phoneapp.models import Label, Upload, UploadQuerySet, UploadStatus, Verdict
+from phoneapp.selectors.decisions import upload_decision_rule, upload_has_verdict, upload_verdict
 
 VERDICTS = tuple(Verdict.values)
 
@@ -134,6 +137,60 @@ def upload_list(*, owner: User, filters: UploadFilters | None = None) -> UploadQ
     if filters.date_to:
         queryset = queryset.filter(created__lt=_day_start(filters.date_to + timedelta(days=1)))
     return queryset.order_by("-created", "-id")
+
+
+# The columns of the history's export, in the order of :func:`uploads_export_rows`' cells.
+UPLOAD_EXPORT_COLUMNS = [
+    "id",
+    "original_name",
+    "created",
+    "status",
+    "verdict",
+    "probability",
+    "threshold",
+    "model_version",
+    "reviewed_label",
+    "width",
+    "height",
+    "size_bytes",
+    "boxes",  # where the phones are, as the API gives them: [{"box": [x1, y1, x2, y2], "score": s}, ...]
+]
+
+ExportCell = str | int | None
+
+
+def uploads_export_rows(*, owner: User, filters: UploadFilters | None = None) -> Iterator[list[ExportCell]]:
+    """The owner's uploads that :func:`upload_list` finds, one row of :data:`UPLOAD_EXPORT_COLUMNS` each, for a
+    spreadsheet: read 500 rows at a time, so a long history costs no memory; the verdict's figures (probability,
+    threshold, boxes) only where there is a verdict (:func:`upload_has_verdict`), judged by the upload's own
+    version. The uploads are chosen now; the rows are read as the caller iterates."""
+    uploads = upload_list(owner=owner, filters=filters)
+
+    def rows() -> Iterator[list[ExportCell]]:
+        for upload in uploads.iterator(chunk_size=500):
+            judged = upload_has_verdict(upload=upload)
+            yield [
+                upload.pk,
+                _spreadsheet_safe(upload.original_name),
+                timezone.localtime(upload.created).isoformat(timespec="seconds"),
+                upload.status,
+                upload_verdict(upload=upload) or "",
+                f"{upload.probability:.4f}" if judged else "",
+                f"{upload_decision_rule(upload=upload).threshold:.4f}" if judged else "",
+                upload.model_version.name if upload.model_version else "",
+                upload.reviewed_label,
+                upload.width,
+                upload.height,
+                upload.size_bytes,
+                json.dumps(upload.predicted_boxes or []) if judged else "",
+            ]
+
+    return rows()
+
+
+def _spreadsheet_safe(text: str) -> str:
+    """A file name that a spreadsheet would run as a formula ("=HYPERLINK(...)") is prefixed with a quote."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _day_start(day: date) -> datetime:

@@ -7,7 +7,6 @@ picture's URL is useless to anyone but its owner (and staff reviewers).
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -24,12 +23,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from phoneapp.models import UploadStatus
 from phoneapp.picture_files import display_response, heatmap_response, thumbnail_response
-from phoneapp.selectors.decisions import upload_decision_rule, upload_verdict
 from phoneapp.selectors.uploads import (
+    UPLOAD_EXPORT_COLUMNS,
     UploadFilters,
     upload_get,
     upload_get_for_viewer,
     upload_list,
+    uploads_export_rows,
     uploads_get_many,
     uploads_recent,
 )
@@ -109,21 +109,6 @@ def history_page(request: SignedInRequest) -> HttpResponse:
     return render(request, "phoneapp/history.html", context)
 
 
-CSV_COLUMNS = [
-    "id",
-    "original_name",
-    "created",
-    "status",
-    "verdict",
-    "probability",
-    "threshold",
-    "model_version",
-    "reviewed_label",
-    "width",
-    "height",
-    "size_bytes",
-    "boxes",  # where the phones are, as the API gives them: [{"box": [x1, y1, x2, y2], "score": s}, ...]
-]
 # Excel on Windows reads a CSV without this mark in the machine's code page: "Café.jpg" came out garbled.
 UTF8_BYTE_ORDER_MARK = "\ufeff"
 
@@ -137,41 +122,18 @@ class _Echo:
 @require_GET
 def history_csv(request: SignedInRequest) -> StreamingHttpResponse:
     """The history's filtered rows (every page of them) as CSV, streamed so a long history costs no memory."""
-    filters = UploadFilters.from_query(request.GET)
-    uploads = upload_list(owner=request.user, filters=filters)
+    rows = uploads_export_rows(owner=request.user, filters=UploadFilters.from_query(request.GET))
     writer = csv.writer(_Echo())
 
-    def rows() -> Iterator[str]:
-        yield UTF8_BYTE_ORDER_MARK + writer.writerow(CSV_COLUMNS)
-        for upload in uploads.iterator(chunk_size=500):
-            done = upload.probability is not None and upload.status == UploadStatus.DONE
-            yield writer.writerow(
-                [
-                    upload.pk,
-                    _csv_safe(upload.original_name),
-                    timezone.localtime(upload.created).isoformat(timespec="seconds"),
-                    upload.status,
-                    upload_verdict(upload=upload) or "",
-                    f"{upload.probability:.4f}" if done else "",
-                    f"{upload_decision_rule(upload=upload).threshold:.4f}" if done else "",
-                    upload.model_version.name if upload.model_version else "",
-                    upload.reviewed_label,
-                    upload.width,
-                    upload.height,
-                    upload.size_bytes,
-                    json.dumps(upload.predicted_boxes or []) if done else "",
-                ]
-            )
+    def lines() -> Iterator[str]:
+        yield UTF8_BYTE_ORDER_MARK + writer.writerow(UPLOAD_EXPORT_COLUMNS)
+        for row in rows:
+            yield writer.writerow(row)
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     stamp = timezone.localdate().isoformat()
     response["Content-Disposition"] = f'attachment; filename="phone-check-uploads-{stamp}.csv"'
     return response
-
-
-def _csv_safe(text: str) -> str:
-    """A file name that a spreadsheet would run as a formula ("=HYPERLINK(...)") is prefixed with a quote."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @login_required
