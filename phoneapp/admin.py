@@ -319,18 +319,17 @@ class UploadAdmin(admin.ModelAdmin):
     def _mark(self, request: HttpRequest, queryset: UploadQuerySet, *, label: Label) -> None:
         """One reviewed label on every selected upload (and, as in the queue, the other uploads of the same
         pictures), and the counts in the words the action's name uses."""
-        selected = set(queryset.values_list("pk", flat=True))
-        labelled = uploads_review(uploads=queryset, label=label, reviewer=signed_in_user(request))
-        copies = len(labelled - selected)
+        outcome = uploads_review(uploads=queryset, label=label, reviewer=signed_in_user(request))
+        copies = outcome.copies
         also = (
-            f" ({copies} other upload{pluralize(copies)} of the same picture{pluralize(len(selected))})"
+            f" ({copies} other upload{pluralize(copies)} of the same picture{pluralize(outcome.selected)})"
             if copies
             else ""
         )
-        waiting = Upload.objects.filter(pk__in=labelled, second_review=SecondReview.WAITING).count()
+        waiting = outcome.waiting
         # Against a confident verdict a label waits for a second reviewer (phoneapp/services/reviews.py): say so.
         note = f"; {waiting} against a confident verdict wait for a second reviewer before training" if waiting else ""
-        count = len(labelled)
+        count = len(outcome.labelled)
         self.message_user(
             request, f"Marked {count} upload{pluralize(count)} as {_LABEL_WORDS[label]}{also}{note}.", messages.SUCCESS
         )
@@ -340,8 +339,8 @@ class UploadAdmin(admin.ModelAdmin):
         description="Ground truth: confirm the reviewed label (scores every version, never trains)",
     )
     def confirm_as_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
-        count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request))
-        skipped = _uploads(queryset).unreviewed().count() + _uploads(queryset).held_for_second_review().count()
+        outcome = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request))
+        count, skipped = outcome.marked, outcome.left_alone
         note = (
             f"; {skipped} upload(s) left alone (unreviewed, or waiting for or disputed by a second reviewer: "
             "use 'Ground truth: phone' or 'Ground truth: not phone' for those)"
@@ -364,7 +363,7 @@ class UploadAdmin(admin.ModelAdmin):
 
     def _ground_truth(self, request: HttpRequest, queryset: UploadQuerySet, *, label: Label) -> None:
         """Every selected upload becomes ground truth with ``label``; the message counts them."""
-        count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request), label=label)
+        count = uploads_mark_ground_truth(uploads=queryset, by=signed_in_user(request), label=label).marked
         self.message_user(
             request,
             f"{count} picture{pluralize(count)} {pluralize(count, 'is,are')} now ground truth: {_LABEL_WORDS[label]}.",

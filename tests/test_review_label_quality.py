@@ -338,3 +338,37 @@ def test_ground_truth_settles_a_picture_waiting_for_a_second_reviewer_in_the_cou
     Upload.objects.filter(pk=upload.pk).update(ground_truth_label="not_phone")
 
     assert (review_agreement().waiting, uploads_held_for_second_review_count()) == (0, 0)
+
+
+def test_a_bulk_relabelling_counts_the_copies_it_labelled_and_the_labels_left_waiting(
+    alice: User, reviewer: User
+) -> None:
+    from phoneapp.services.reviews import uploads_review
+
+    confident = make_upload(alice, predicted_label="phone", probability=0.99, sha256="cd" * 32)
+    make_upload(alice, predicted_label="phone", probability=0.99, sha256="cd" * 32)  # the same picture, sent again
+    unsure = make_upload(alice, predicted_label="phone", probability=0.55)
+
+    outcome = uploads_review(
+        uploads=Upload.objects.filter(pk__in=[confident.pk, unsure.pk]), label="not_phone", reviewer=reviewer
+    )
+
+    assert (len(outcome.labelled), outcome.selected, outcome.copies, outcome.waiting) == (3, 2, 1, 2)
+
+
+def test_confirming_ground_truth_counts_the_pictures_marked_and_the_uploads_left_alone(
+    alice: User, reviewer: User
+) -> None:
+    from phoneapp.services.ground_truth import uploads_mark_ground_truth
+
+    settled = make_upload(alice, probability=0.2, reviewed="not_phone", reviewer=reviewer)
+    waiting = make_upload(alice, probability=0.9, reviewed="not_phone", reviewer=reviewer)
+    unreviewed = make_upload(alice, probability=0.9)
+    Upload.objects.filter(pk=waiting.pk).update(second_review=SecondReview.WAITING)
+    chosen = Upload.objects.filter(pk__in=[settled.pk, waiting.pk, unreviewed.pk])
+
+    confirmed = uploads_mark_ground_truth(uploads=chosen, by=reviewer)
+    named = uploads_mark_ground_truth(uploads=chosen, by=reviewer, label="phone")
+
+    assert (confirmed.marked, confirmed.left_alone) == (1, 2)
+    assert (named.marked, named.left_alone) == (3, 0)

@@ -23,27 +23,37 @@ from phoneapp.models import Label, Upload, UploadQuerySet
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class GroundTruthOutcome:
+    """What marking ground truth did: the pictures it marked, and the selected uploads it left for a person."""
+
+    marked: int  # pictures (every upload of each) now ground truth
+    left_alone: int  # uploads without a settled label to confirm (only when no label was named): staff name one
+
+
 @transaction.atomic
-def uploads_mark_ground_truth(*, uploads: UploadQuerySet, by: AbstractBaseUser, label: str | None = None) -> int:
+def uploads_mark_ground_truth(
+    *, uploads: UploadQuerySet, by: AbstractBaseUser, label: str | None = None
+) -> GroundTruthOutcome:
     """Make ``label`` (or, when None, each upload's reviewed label) the ground truth of these pictures and of
-    every other upload of them. Uploads without a settled label to confirm are left alone: none yet, or a first
-    review still waiting for, or disputed by, a second reviewer (staff name the label for those). Returns the
-    pictures marked."""
+    every other upload of them. Uploads without a settled label to confirm are left alone, and counted: none yet,
+    or a first review still waiting for, or disputed by, a second reviewer (staff name the label for those)."""
     if label is not None and label not in Label.values:
         raise ValueError(f"Unknown label {label!r}.")
     marked = 0
+    left_alone = 0
     now = timezone.now()
     if label is None:
-        uploads = uploads.label_settled()
+        confirmable = uploads.label_settled().reviewed()
+        left_alone = uploads.count() - confirmable.count()
+        uploads = confirmable
     rows = uploads.values_list("sha256", "reviewed_label")
     for sha256, reviewed_label in {(sha, reviewed) for sha, reviewed in rows}:
         truth = label or reviewed_label
-        if not truth:
-            continue
         Upload.objects.filter(sha256=sha256).update(ground_truth_label=truth, ground_truth_by=by, ground_truth_at=now)
         marked += 1
     logger.info("ground truth marked", extra={"count": marked, "label": label, "by_id": by.pk})
-    return marked
+    return GroundTruthOutcome(marked=marked, left_alone=left_alone)
 
 
 def uploads_unmark_ground_truth(*, uploads: QuerySet[Upload]) -> int:

@@ -354,19 +354,37 @@ def _priors(group: UploadQuerySet) -> list[PriorReview]:
     ]
 
 
-def uploads_review(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBaseUser) -> set[int]:
+@dataclass(frozen=True)
+class ReviewOutcome:
+    """What a bulk relabelling did, in the counts its caller reports."""
+
+    labelled: frozenset[int]  # ids of every upload labelled: the selected ones and the other uploads of their pictures
+    selected: int  # uploads asked for
+    waiting: int  # labelled uploads whose label contradicts a confident verdict: they wait for a second reviewer
+
+    @property
+    def copies(self) -> int:
+        """Uploads labelled besides the selected ones: other uploads of the same pictures."""
+        return len(self.labelled) - self.selected
+
+
+def uploads_review(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBaseUser) -> ReviewOutcome:
     """Decide ``label`` for each of ``uploads`` as the review queue would (:func:`upload_group_review`: the
     second-review rule, second opinions, unreviewed copies of the same picture); the admin's relabelling goes
-    through here so it cannot train on a contradicted confident verdict without a second reviewer. Returns the
-    ids of every upload labelled: the selected ones and the other uploads of the same pictures."""
+    through here so it cannot train on a contradicted confident verdict without a second reviewer. The outcome
+    counts every upload labelled (the selected ones and the other uploads of the same pictures) and those left
+    waiting for a second reviewer."""
     if label not in Label.values:
         raise ValueError(f"Unknown label {label!r}.")
+    selected: set[int] = set()
     labelled: set[int] = set()
     for upload in uploads.order_by("pk"):
+        selected.add(upload.pk)
         labelled.update(
             prior.upload_id for prior in upload_group_review(upload=upload, decision=label, reviewer=reviewer)
         )
-    return labelled
+    waiting = Upload.objects.filter(pk__in=labelled, second_review=SecondReview.WAITING).count()
+    return ReviewOutcome(labelled=frozenset(labelled), selected=len(selected), waiting=waiting)
 
 
 def uploads_review_restore(*, prior: list[PriorReview], reviewer: AbstractBaseUser) -> int:
