@@ -59,6 +59,13 @@ def make_model_version_with_manifest(
     return version
 
 
+def chance_shown(probability: float) -> str:
+    """How the pages say a probability of "phone" ("97%", "over 99%", "under 1%"): for tests that compare a page with
+    the stored verdict; test_decisions pins the rule itself."""
+    percent = int(probability * 100 + 0.5)
+    return "over 99%" if percent >= 100 else "under 1%" if percent <= 0 else f"{percent}%"
+
+
 def make_upload(
     owner: User,
     *,

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 
 from phoneapp.models import Upload, UploadStatus
 from tests import live_services
+from tests.factories import chance_shown
 from tests.images import draw_picture
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
 
     assert verdict.get_attribute("data-status") == "done", verdict.text
     assert browser.execute_script("return window.phoneCheckTestMarker") == "same page"
-    match = re.match(r"(Phone|Not a phone|Unsure) — (\d+)% chance of a phone", verdict.text)
+    match = re.match(r"(Phone|Not a phone|Unsure) — ((?:over |under )?\d+%) chance of a phone", verdict.text)
     assert match, verdict.text
     upload = Upload.objects.get(owner=alice)
     assert upload.status == UploadStatus.DONE
@@ -69,10 +70,10 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
     from phoneapp.models import UploadRequest
 
     assert UploadRequest.objects.get(owner=alice).upload_ids == [upload.pk]
-    assert upload.probability is not None and int(match.group(2)) == round(upload.probability * 100)
+    assert upload.probability is not None and match.group(2) == chance_shown(upload.probability)
     assert browser.find_element(By.CSS_SELECTOR, "#results .result a").text == "kitchen-table.jpg"
     # A screen reader hears one line naming the picture and its verdict, not every change of the card (the cards
     # were the live region: ~6 announcements a picture, none saying which).
     announced = (browser.find_element(By.ID, "upload-announcer").get_attribute("textContent") or "").strip()
-    assert announced == f"kitchen-table.jpg: {match.group(1)}, {match.group(2)}% chance of a phone."
+    assert announced == f"kitchen-table.jpg: {match.group(1)}, {match.group(2)} chance of a phone."
     assert browser.find_element(By.ID, "results").get_attribute("aria-live") is None

@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 
 from inference.drawing import draw_desk_with_phone, draw_red_mug
 from phoneapp.models import Upload, UploadStatus
-from tests.factories import make_model_version_with_manifest, make_upload
+from tests.factories import chance_shown, make_model_version_with_manifest, make_upload
 from tests.test_browser_pages import (
     DESKTOP,
     PHONE,
@@ -70,12 +70,12 @@ def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_p
 
     upload = Upload.objects.get(owner=alice)
     final = browser.find_element(By.CSS_SELECTOR, "#results .verdict .verdict-word").text
-    assert upload.probability is not None and f"— {round(upload.probability * 100)}% chance of a phone" in final
+    assert upload.probability is not None and f"— {chance_shown(upload.probability)} chance of a phone" in final
     texts = browser.execute_script("return window.verdictTexts")
     assert not any("NaN" in text or "model unknown" in text for text in texts), texts
     # Before the final verdict only progress words were shown, never a verdict.
-    before = [text for text in texts if "% chance of a phone" not in text]
-    assert texts.index(next(text for text in texts if "% chance of a phone" in text)) == len(before)
+    before = [text for text in texts if " chance of a phone" not in text]
+    assert texts.index(next(text for text in texts if " chance of a phone" in text)) == len(before)
     assert all(
         text.rstrip("…").split("\n")[0] in {"Waiting to upload", "Uploading", "Pending", "Processing"}
         for text in before

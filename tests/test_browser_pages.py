@@ -33,7 +33,7 @@ from inference.overlay import heatmap_overlay
 from inference.preprocessing import PreprocessConfig
 from phoneapp.models import Upload, UploadStatus
 from tests import live_services
-from tests.factories import make_upload
+from tests.factories import chance_shown, make_upload
 
 if TYPE_CHECKING:
     from pytest_django.live_server_helper import LiveServer
@@ -48,7 +48,7 @@ DESKTOP, PHONE = 1000, 390
 SCREENSHOT_FLAGS = ("--hide-scrollbars", f"--window-size={DESKTOP},900")
 # The first upload loads the model in the live server's thread; generous for a busy 2-core machine.
 VERDICT_TIMEOUT = 120
-VERDICT_TEXT = re.compile(r"^(Phone|Not a phone|Unsure) — \d+% chance of a phone")
+VERDICT_TEXT = re.compile(r"^(Phone|Not a phone|Unsure) — (over |under )?\d+% chance of a phone")
 
 
 @pytest.fixture
@@ -210,7 +210,7 @@ def test_dropped_and_pasted_pictures_show_previews_progress_and_verdicts_in_plac
         upload = uploads[card["name"]]
         assert upload.status == UploadStatus.DONE
         assert upload.probability is not None and upload.model_version is not None
-        assert f"{round(upload.probability * 100)}% chance of a phone" in card["verdict"]
+        assert f"{chance_shown(upload.probability)} chance of a phone" in card["verdict"]
         assert card["meta"] == f"model {upload.model_version.name}"
     screenshot(browser, "upload", width=DESKTOP)
     screenshot(browser, "upload-phone", width=PHONE)

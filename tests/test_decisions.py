@@ -47,8 +47,22 @@ def test_a_picture_scored_at_the_threshold_is_never_shown_as_not_a_phone(alice: 
     clear = make_upload(alice, probability=0.995, threshold=0.93, version="strict")
     low = make_upload(alice, probability=0.4, threshold=0.93, version="strict")
     assert shown_verdict(alice_client, at_threshold.pk).startswith("Unsure")
-    assert shown_verdict(alice_client, clear.pk) == "Phone — 100% chance of a phone"
+    assert shown_verdict(alice_client, clear.pk) == "Phone — over 99% chance of a phone"
     assert shown_verdict(alice_client, low.pk) == "Not a phone — 40% chance of a phone"
+
+
+def test_the_ends_of_the_scale_are_not_said_as_certainties(alice: User, alice_client: Client) -> None:
+    """0.996 was shown as "100% chance of a phone": no model is certain, and the number is meant to be a chance."""
+    for probability, said in (
+        (0.996, "Phone — over 99% chance of a phone"),
+        (0.994, "Phone — 99% chance of a phone"),
+        (1.0, "Phone — over 99% chance of a phone"),
+        (0.006, "Not a phone — 1% chance of a phone"),
+        (0.004, "Not a phone — under 1% chance of a phone"),
+        (0.0, "Not a phone — under 1% chance of a phone"),
+    ):
+        upload = make_upload(alice, probability=probability, threshold=0.5)
+        assert shown_verdict(alice_client, upload.pk) == said, probability
 
 
 def test_manifest_unsure_band_is_used_as_written(alice: User, alice_client: Client) -> None:

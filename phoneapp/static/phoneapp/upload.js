@@ -43,8 +43,12 @@
   // threshold and unsure band); this page never decides a verdict itself, and never shows one without a number.
   const VERDICT_WORDS = { phone: "Phone", not_phone: "Not a phone", unsure: "Unsure" };
   // After the verdict word, as _verdict.html says it: "Not a phone — 3% chance of a phone" (the part after the
-  // word in normal weight).
-  const CHANCE = "% chance of a phone";
+  // word in normal weight), "over 99%" and "under 1%" at the ends (templatetags/ui.py, phone_chance).
+  function chanceText(percent) {
+    if (percent >= 100) return "over 99% chance of a phone";
+    if (percent <= 0) return "under 1% chance of a phone";
+    return percent + "% chance of a phone";
+  }
   const SVG = "http://www.w3.org/2000/svg";
 
   function hasVerdict(upload) {
@@ -114,11 +118,11 @@
       const percent = Math.round(upload.probability * 100);
       element.append(
         el("span", { class: "verdict-word" }, [VERDICT_WORDS[upload.verdict] + " ",
-          el("span", { class: "verdict-chance", text: "— " + percent + CHANCE })]),
+          el("span", { class: "verdict-chance", text: "— " + chanceText(percent) })]),
         bar(upload, percent),
         verdictNote("model " + (upload.model_version || "unknown")),
       );
-      announceOnce(element, upload.original_name, VERDICT_WORDS[upload.verdict] + ", " + percent + CHANCE);
+      announceOnce(element, upload.original_name, VERDICT_WORDS[upload.verdict] + ", " + chanceText(percent));
     } else if (upload.status === "failed") {
       element.append(el("span", { class: "verdict-word", text: "Failed" }), " ",
         verdictNote(upload.error || "unknown error"));
