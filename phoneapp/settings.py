@@ -196,8 +196,9 @@ UPLOAD_RATE_LIMIT: str = env.str("UPLOAD_RATE_LIMIT", default="120/minute")
 REQUEST_MAX_BYTES: int = env.int("REQUEST_MAX_BYTES", default=max(UPLOAD_MAX_FILES, 1) * UPLOAD_MAX_BYTES + 1024 * 1024)
 # Django refuses form fields (not files) larger than this in total, and more files than this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-# The longest body of any other request (sign-in, reviews, the admin, ...; an upload sent by someone not signed in):
-# REQUEST_MAX_BYTES is for a signed-in person's pictures only, not for anyone to make the server take in and spool.
+# The longest body of any other request (sign-in, reviews, the admin, ...; an upload sent to the form by someone not
+# signed in): REQUEST_MAX_BYTES is for pictures from a known caller, not for anyone to make the server take in and
+# spool (phoneapp/web/request_size.py).
 FORM_MAX_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = max(UPLOAD_MAX_FILES, 1) + 1

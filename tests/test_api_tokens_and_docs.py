@@ -133,6 +133,28 @@ def test_reloading_the_page_that_shows_a_new_key_keeps_that_key(alice_client: Cl
     assert key not in reloaded and key[:6] in reloaded
 
 
+def test_a_new_key_on_its_way_to_the_page_is_stored_nowhere_on_the_server(alice_client: Client, alice: User) -> None:
+    """Only a digest of a key is kept. Passed through the session, a key whose redirect was not followed (a tab
+    closed) stayed in the session table for weeks (found by a review of the change)."""
+    from django.contrib.sessions.models import Session
+
+    made = alice_client.post("/account/api-token/", REGENERATE)  # the redirect is not followed
+
+    cookie = made.cookies["phonecheck_new_api_key"]
+    assert (cookie["path"], cookie["max-age"], cookie["httponly"], cookie["samesite"]) == (
+        "/account/api-token/",
+        60,
+        True,
+        "Strict",
+    )
+    stored = " ".join(str(session.get_decoded()) for session in Session.objects.all())
+    page = alice_client.get("/account/api-token/")
+    [key] = re.findall(r'id="api-token" [^>]*value="([0-9a-f]{40})"', page.content.decode())
+    assert ApiToken.objects.get(user=alice).digest == hashlib.sha256(key.encode()).hexdigest()
+    assert key not in stored
+    assert page.cookies["phonecheck_new_api_key"].value == ""  # shown once: the page deletes it
+
+
 def test_a_new_key_revoked_before_its_page_was_shown_is_not_shown(alice_client: Client, alice: User) -> None:
     alice_client.post("/account/api-token/", REGENERATE)
     alice_client.post("/account/api-token/", {"action": "revoke"})  # another tab, before the redirect was followed

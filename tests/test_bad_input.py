@@ -410,6 +410,68 @@ def test_a_visitor_who_is_not_logged_in_cannot_make_the_server_read_a_large_body
     assert parsed == []
 
 
+def test_with_the_database_down_a_visitors_large_body_is_answered_503_unread(
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Who sends it cannot be told without the database: taken as signed in, a visitor's 300 MB was parsed (found
+    by a review of the change)."""
+    from django.db import DatabaseError
+    from django.http import multipartparser
+
+    parsed: list[object] = []
+    monkeypatch.setattr(multipartparser.MultiPartParser, "parse", lambda self: parsed.append(self))
+
+    def database_down(request: object) -> object:
+        raise DatabaseError("connection refused")
+
+    monkeypatch.setattr("django.contrib.auth.middleware.get_user", database_down)
+    settings.FORM_MAX_BYTES = 100_000
+    visitor = Client(enforce_csrf_checks=True)
+    visitor.cookies["csrftoken"] = "x" * 32
+
+    response = visitor.post("/", {"image": uploaded_file("big.bin", b"\0" * 200_000, "image/png")})
+
+    assert (response.status_code, parsed) == (503, [])
+
+
+def test_a_visitors_large_body_to_the_api_is_refused_before_it_is_read(
+    client: Client, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API keeps the large limit for everyone: DRF answers 401 before it reads the body of a caller it does not
+    know."""
+    from django.http import multipartparser
+
+    parsed: list[object] = []
+    monkeypatch.setattr(multipartparser.MultiPartParser, "parse", lambda self: parsed.append(self))
+    settings.FORM_MAX_BYTES = 100_000
+
+    response = client.post("/api/uploads/", {"image": uploaded_file("big.png", noise_png(), "image/png")})
+
+    assert (response.status_code, parsed) == (401, [])
+
+
+def test_a_site_mounted_under_a_prefix_keeps_the_upload_limit_for_its_upload_form(
+    alice_client: Client, settings
+) -> None:
+    """reverse() names the upload form with the prefix the site is mounted under; the limit compared it with the
+    path inside the site, so every upload over 6 MiB from the page was refused there."""
+    from django.urls import set_script_prefix
+
+    settings.FORM_MAX_BYTES = 50_000
+    set_script_prefix(
+        "/phone/"
+    )  # as Django's WSGI handler does for a request under SCRIPT_NAME (the test client does not)
+    try:
+        response = alice_client.post(
+            "/", {"image": uploaded_file("big.png", noise_png(), "image/png")}, SCRIPT_NAME="/phone"
+        )
+    finally:
+        set_script_prefix("/")
+
+    assert response.status_code == 302, response.content[:300]
+    assert Upload.objects.count() == 1
+
+
 def test_a_signed_in_persons_forms_other_than_uploads_take_the_small_limit(
     alice_client: Client, settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

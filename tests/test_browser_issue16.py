@@ -113,7 +113,8 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    make_model_version_with_manifest("strict", threshold=0.93)
+    band = [0.8449, 0.9449]
+    make_model_version_with_manifest("strict", threshold=0.93, unsure_band=band)
     waiting = make_upload(alice, status=UploadStatus.PENDING, name="borderline.jpg", picture=draw_desk_with_phone())
     log_in(browser, live_server, alice)
     # The upload page lists it pending and polls; the verdict is then written as a worker would write it.
@@ -124,14 +125,15 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
         status=UploadStatus.DONE,
         probability=0.85,
         predicted_label="not_phone",
-        model_version=make_model_version_with_manifest("strict", threshold=0.93),
+        model_version=make_model_version_with_manifest("strict", threshold=0.93, unsure_band=band),
     )
     wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
     assert browser.find_element(By.CSS_SELECTOR, f"{card} .verdict-word").text == "Unsure — 85% chance of a phone"
     # The bar says on hover what its band and mark mean, in the same words on the live card and the pages.
     legend = "return arguments[0].querySelector('svg.bar title').textContent"
     live_legend = browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, card))
-    assert live_legend.startswith("Phone above ") and "not a phone below" in live_legend
+    # 84.49% is "84" from the server; upload.js rounded the bar's 84.5 again and said "85".
+    assert live_legend == "Phone above 94%, not a phone below 84%, unsure in between (the shaded band)"
     for page in (f"/uploads/{waiting.pk}/", "/history/"):
         browser.get(f"{live_server.url}{page}")
         assert browser.find_element(By.CSS_SELECTOR, ".verdict .verdict-word").text == "Unsure — 85% chance of a phone"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
@@ -17,7 +18,7 @@ from django.contrib.auth.views import LogoutView, PasswordChangeView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -162,8 +163,13 @@ class SignOutView(LogoutView):
         return response
 
 
-# The key just made, between the POST that made it and the page that shows it (once).
-SESSION_NEW_API_KEY = "api_token_new_key"
+# The key just made travels from the POST that made it to the page that shows it (once) in a signed cookie that
+# lasts a minute and is sent to that page only, never stored on the server: only a digest of a key is kept
+# (phoneapp/services/api_tokens.py), and a session row would have held it in the database for weeks whenever the
+# redirect was not followed.
+NEW_KEY_COOKIE = "phonecheck_new_api_key"
+NEW_KEY_COOKIE_SALT = "phoneapp.web.account.new-api-key"
+NEW_KEY_COOKIE_SECONDS = 60
 
 
 @login_required
@@ -175,8 +181,9 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
     Creating a key asks for the password (as ``POST /api/token/`` does): a key outlives a password change, so a
     session someone else got hold of must not be a way to mint one. Revoking needs no password.
 
-    A new key is handed to the page through the session and shown by the ``GET`` that follows (Post/Redirect/Get):
-    answered by the ``POST`` itself, a reload sent the form again, which replaced the key just copied."""
+    A new key is handed to the page in a short-lived cookie (:data:`NEW_KEY_COOKIE`) and shown by the ``GET`` that
+    follows (Post/Redirect/Get): answered by the ``POST`` itself, a reload sent the form again, which replaced the
+    key just copied."""
     if request.method == "POST":
         action = request.POST.get("action", "")
         if action == "regenerate":
@@ -184,8 +191,18 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
             if refusal:
                 messages.error(request, refusal)
                 return redirect("api-token-page")
-            request.session[SESSION_NEW_API_KEY] = api_token_regenerate(user=request.user)
-            return redirect("api-token-page")
+            made = redirect("api-token-page")
+            made.set_signed_cookie(
+                NEW_KEY_COOKIE,
+                api_token_regenerate(user=request.user),
+                salt=NEW_KEY_COOKIE_SALT,
+                max_age=NEW_KEY_COOKIE_SECONDS,
+                path=reverse("api-token-page"),
+                secure=settings.SESSION_COOKIE_SECURE,
+                httponly=True,
+                samesite="Strict",
+            )
+            return made
         if action == "revoke":
             revoked = api_token_revoke(user=request.user)
             messages.success(request, "Your API token was revoked." if revoked else "You had no API token.")
@@ -193,9 +210,12 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
         messages.error(request, "Unknown action: use regenerate or revoke.")
         return redirect("api-token-page")
     token = api_token_get(user=request.user)
-    # Shown once: the first page after the key was made takes it out of the session; not if another tab has
-    # revoked or replaced it since.
-    new_key = str(request.session.pop(SESSION_NEW_API_KEY, ""))
+    # Shown once: the first page after the key was made deletes its cookie; not shown if another tab has revoked or
+    # replaced the key since.
+    new_key = (
+        request.get_signed_cookie(NEW_KEY_COOKIE, default="", salt=NEW_KEY_COOKIE_SALT, max_age=NEW_KEY_COOKIE_SECONDS)
+        or ""
+    )
     if token is None or token.digest != api_token_digest(new_key):
         new_key = ""
     context = {
@@ -206,4 +226,7 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
         "confirm_revoke": request.GET.get("confirm") == "revoke",
         "api_root": request.build_absolute_uri("/api/"),
     }
-    return render(request, "phoneapp/api_token.html", context)
+    page = render(request, "phoneapp/api_token.html", context)
+    if NEW_KEY_COOKIE in request.COOKIES:
+        page.delete_cookie(NEW_KEY_COOKIE, path=reverse("api-token-page"), samesite="Strict")
+    return page

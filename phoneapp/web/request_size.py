@@ -6,9 +6,10 @@ the body is read before any view runs, even for a visitor who is not logged in (
 token). So the body's declared length is checked first. Only a signed-in person sending pictures (the upload form
 ``POST /``, or ``POST /api/uploads/``, whose token DRF checks before it reads the body) may send what the largest
 acceptable upload can need: ``UPLOAD_MAX_FILES`` pictures of ``UPLOAD_MAX_BYTES`` each, plus room for the form's
-own fields (``REQUEST_MAX_BYTES``); every other request, and pictures sent by someone not signed in, at most
-``FORM_MAX_BYTES``. A body without a declared length is never read by Django, so these bounds hold for every
-request; a proxy limit in front (docs/reliability.md) is still worth having.
+own fields (``REQUEST_MAX_BYTES``); every other request, and pictures sent to the form by someone not signed in,
+at most ``FORM_MAX_BYTES`` (the API reads no body before DRF knows the caller, so its limit holds for everyone). A
+body without a declared length is never read by Django, so these bounds hold for every request; a proxy limit in
+front (docs/reliability.md) is still worth having.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
 from phoneapp.request_edges import is_api_request
+from phoneapp.web.outages import outage_response
 
 
 def request_too_large_message() -> str:
@@ -55,13 +57,20 @@ class RequestSizeLimitMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         length = declared_length(request)
-        if request.path_info in _picture_paths():
+        # request.path, like reverse(), includes the prefix the site is mounted under (path_info does not).
+        if request.path in _picture_paths():
             if length > settings.REQUEST_MAX_BYTES:
                 message = request_too_large_message()
-            elif length <= settings.FORM_MAX_BYTES or is_api_request(request) or _signed_in(request):
+            elif length <= settings.FORM_MAX_BYTES or is_api_request(request):
+                # The API: DRF checks the token, or answers 401, before it reads the body.
                 return self.get_response(request)
             else:
-                return redirect_to_login(request.get_full_path())
+                try:
+                    signed_in = request.user.is_authenticated
+                except DatabaseError as error:
+                    # Who it is cannot be told: the body stays unread (a visitor's 300 MB would be parsed).
+                    return outage_response(request, error)
+                return self.get_response(request) if signed_in else redirect_to_login(request.get_full_path())
         elif length <= settings.FORM_MAX_BYTES:
             return self.get_response(request)
         else:
@@ -77,12 +86,3 @@ class RequestSizeLimitMiddleware:
         # request on the connection (gunicorn and the development server both do): the body is never parsed or
         # stored, but it is received; a proxy limit in front (nginx client_max_body_size) spares even that.
         return response
-
-
-def _signed_in(request: HttpRequest) -> bool:
-    """Whether the session names a person. With the database down, the request goes on to get the outage's 503
-    (phoneapp/web/outages.py) rather than a 500 from here."""
-    try:
-        return bool(request.user.is_authenticated)
-    except DatabaseError:
-        return True

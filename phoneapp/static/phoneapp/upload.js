@@ -77,7 +77,8 @@
     const low = Math.round(band[0] * 1000) / 10;
     const high = Math.round(band[1] * 1000) / 10;
     const legend = document.createElementNS(SVG, "title");
-    legend.textContent = barLegend(low, high);
+    // Rounded once, from the band itself, as the server does (the bar's 0.1 steps rounded again gave 85 for 84.49).
+    legend.textContent = barLegend(band[0] * 100, band[1] * 100);
     svg.append(legend, svgRect("bar-track", 0, 0, 100, 10),
       svgRect("bar-band", low, 0, Math.round((high - low) * 10) / 10, 10),
       svgRect("bar-fill", 0, 2, percent, 6), svgRect("bar-threshold", Math.round(upload.threshold * 1000) / 10, 0, 0.8, 10));
