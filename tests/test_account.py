@@ -174,6 +174,25 @@ def test_the_admins_password_form_leads_staff_to_the_throttled_one(reviewer: Use
     assert client.get("/admin/password_change/", follow=True).redirect_chain == [("/account/password/", 302)]
 
 
+def test_an_administrator_changes_their_own_password_where_the_old_one_is_asked(reviewer: User, bob: User) -> None:
+    """The admin's form for a user's password sets a new one without the old one: from a borrowed administrator's
+    session, one's own account could be taken over there. Other people's passwords are still set there."""
+    client = client_for(reviewer)
+
+    own = client.get(f"/admin/auth/user/{reviewer.pk}/password/")
+    someone_elses = client.get(f"/admin/auth/user/{bob.pk}/password/")
+    taken_over = client.post(
+        f"/admin/auth/user/{reviewer.pk}/password/",
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+    )
+
+    assert (own.status_code, own["Location"]) == (302, "/account/password/")
+    assert someone_elses.status_code == 200 and 'name="password1"' in someone_elses.content.decode()
+    assert taken_over.status_code == 302
+    reviewer.refresh_from_db()
+    assert reviewer.check_password("rita-password-1")
+
+
 def missing_described_ids(page: str) -> set[str]:
     """Ids named by ``aria-describedby`` that no element on the page has: a screen reader then reads nothing."""
     named = {name for value in re.findall(r'aria-describedby="([^"]*)"', page) for name in value.split()}
