@@ -68,3 +68,29 @@ def test_a_person_deletes_all_their_pictures_then_their_account(
     said = wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".messages")).text
     assert "Your account is deleted." in said and browser.find_element(By.ID, "id_username")
     assert not User.objects.filter(username="alice").exists() and User.objects.filter(pk=bob.pk).exists()
+
+
+def test_the_confirmation_pages_fit_a_phone(live_server: LiveServer, browser: Chrome, alice: User) -> None:
+    """The account deletion's password, button and "Keep it" sat in one row that would not wrap: 527 px wide on a
+    390 px phone, the button off the screen (found in a browser walkthrough)."""
+    from phoneapp.services.api_tokens import api_token_regenerate
+    from tests.test_browser_pages import PHONE
+
+    upload = make_upload(alice, probability=0.9)
+    api_token_regenerate(user=alice)
+    open_logged_in(browser, live_server, alice, "/account/")
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": PHONE, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    )
+    try:
+        for page in (
+            "/account/delete/",
+            "/account/delete-pictures/",
+            "/account/api-token/?confirm=revoke",
+            f"/uploads/{upload.pk}/delete",
+        ):
+            browser.get(f"{live_server.url}{page}")
+            width = browser.execute_script("return document.documentElement.scrollWidth")
+            assert width <= PHONE, (page, width)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -113,7 +113,8 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    band = [0.8449, 0.9449]
+    # 94.49% is "94" from the server, and 0.3265 a band edge Python's round() and JavaScript's Math.round took apart.
+    band = [0.3265, 0.9449]
     make_model_version_with_manifest("strict", threshold=0.93, unsure_band=band)
     waiting = make_upload(alice, status=UploadStatus.PENDING, name="borderline.jpg", picture=draw_desk_with_phone())
     log_in(browser, live_server, alice)
@@ -132,12 +133,17 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
     # The bar says on hover what its band and mark mean, in the same words on the live card and the pages.
     legend = "return arguments[0].querySelector('svg.bar title').textContent"
     live_legend = browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, card))
-    # 84.49% is "84" from the server; upload.js rounded the bar's 84.5 again and said "85".
-    assert live_legend == "Phone above 94%, not a phone below 84%, unsure in between (the shaded band)"
+    # upload.js rounded the bar's 94.5 again and said "95".
+    assert live_legend == "Phone above 94%, not a phone below 33%, unsure in between (the shaded band)"
+    band_x = "return arguments[0].querySelector('svg.bar .bar-band').getAttribute('x')"
+    live_band_x = browser.execute_script(band_x, browser.find_element(By.CSS_SELECTOR, card))
     for page in (f"/uploads/{waiting.pk}/", "/history/"):
         browser.get(f"{live_server.url}{page}")
         assert browser.find_element(By.CSS_SELECTOR, ".verdict .verdict-word").text == "Unsure — 85% chance of a phone"
         assert browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, ".verdict")) == live_legend
+        assert float(browser.execute_script(band_x, browser.find_element(By.CSS_SELECTOR, ".verdict"))) == float(
+            live_band_x
+        )
     # The bar marks the threshold at 93%.
     assert browser.find_element(By.CSS_SELECTOR, ".verdict .bar-threshold").get_attribute("x") == "93.0"
 

@@ -115,16 +115,18 @@ def upload_limits() -> dict[str, int]:
 @register.simple_tag
 def decision_bar(upload: Upload) -> dict[str, object]:
     """The bar's geometry in percent (the unsure band of the upload's model version and its threshold), and its
-    legend, shown on hover: the band and the threshold meant nothing to a reader without it. upload.js says the same
-    (barLegend)."""
+    legend, shown on hover: the band and the threshold meant nothing to a reader without it. upload.js draws the
+    same bar (bar, barLegend) with the same arithmetic, so a card drawn live and the page after a reload agree to
+    the tenth of a percent (Python's round() took 32.65 to 32.6, JavaScript to 32.7)."""
     rule = upload_decision_rule(upload=upload)
-    low, high = rule.unsure_low * 100, rule.unsure_high * 100
+    low, high = _half_up(rule.unsure_low * 1000) / 10, _half_up(rule.unsure_high * 1000) / 10
     return {
-        "low": round(low, 1),
-        "width": round(high - low, 1),
-        "threshold": round(rule.threshold * 100, 1),
+        "low": low,
+        "width": _half_up((high - low) * 10) / 10,
+        "threshold": _half_up(rule.threshold * 1000) / 10,
         "legend": (
-            f"Phone above {_half_up(high)}%, not a phone below {_half_up(low)}%, unsure in between (the shaded band)"
+            f"Phone above {_half_up(rule.unsure_high * 100)}%, not a phone below {_half_up(rule.unsure_low * 100)}%, "
+            "unsure in between (the shaded band)"
         ),
     }
 
