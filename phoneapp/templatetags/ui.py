@@ -95,15 +95,12 @@ def phone_percent(upload: Upload) -> int:
 
 @register.filter
 def phone_chance(upload: Upload) -> str:
-    """The probability of "phone" as the verdict says it: "97%", and "over 99%" / "under 1%" at the ends, where
-    "100%" claimed a certainty no model has (a probability of 0.996 rounds to it). upload.js says the same
-    (chanceText)."""
+    """The probability of "phone" as the verdict says it: "97% chance of a phone", and "over 99%" / "under 1%" at
+    the ends, where "100%" claimed a certainty no model has (a probability of 0.996 rounds to it). upload.js says
+    the same (chanceText)."""
     percent = phone_percent(upload)
-    if percent >= 100:
-        return "over 99%"
-    if percent <= 0:
-        return "under 1%"
-    return f"{percent}%"
+    said = "over 99%" if percent >= 100 else "under 1%" if percent <= 0 else f"{percent}%"
+    return f"{said} chance of a phone"
 
 
 @register.simple_tag
@@ -142,7 +139,7 @@ def verdict_alt(upload: Upload) -> str:
     """Alt text of the picture: what it is and what the model said, for people who cannot see it."""
     verdict = upload_verdict(upload=upload)
     if verdict is not None:
-        return f"{upload.original_name}: judged {verdict.label.lower()}, {phone_chance(upload)} chance of a phone"
+        return f"{upload.original_name}: judged {verdict.label.lower()}, {phone_chance(upload)}"
     return f"{upload.original_name} ({upload.get_status_display().lower()})"
 
 

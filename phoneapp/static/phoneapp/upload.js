@@ -45,9 +45,8 @@
   // After the verdict word, as _verdict.html says it: "Not a phone — 3% chance of a phone" (the part after the
   // word in normal weight), "over 99%" and "under 1%" at the ends (templatetags/ui.py, phone_chance).
   function chanceText(percent) {
-    if (percent >= 100) return "over 99% chance of a phone";
-    if (percent <= 0) return "under 1% chance of a phone";
-    return percent + "% chance of a phone";
+    const said = percent >= 100 ? "over 99%" : percent <= 0 ? "under 1%" : percent + "%";
+    return said + " chance of a phone";
   }
   const SVG = "http://www.w3.org/2000/svg";
 
