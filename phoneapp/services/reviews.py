@@ -153,7 +153,9 @@ def uploads_clear_review(*, uploads: UploadQuerySet, reviewer: AbstractBaseUser)
     queue as a second opinion on nothing, and counted it as held. Returns how many uploads were updated. The pictures
     keep their split: it was fixed at their first review and must not move between train and eval."""
     pictures = uploads.values("sha256")
-    updated = Upload.objects.filter(Q(pk__in=uploads.values("pk")) | Q(sha256__in=pictures)).update(
+    # The copies as upload_group_review finds them: the classified uploads of the same pictures.
+    copies = Q(sha256__in=pictures, status=UploadStatus.DONE)
+    updated = Upload.objects.filter(Q(pk__in=uploads.values("pk")) | copies).update(
         reviewed_label="",
         reviewed_by=None,
         reviewed_at=None,
