@@ -57,6 +57,8 @@ class RequestSizeLimitMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         length = declared_length(request)
+        if length <= min(settings.FORM_MAX_BYTES, settings.REQUEST_MAX_BYTES):
+            return self.get_response(request)  # within every limit: most requests, without looking at the address
         # request.path, like reverse(), includes the prefix the site is mounted under (path_info does not).
         if request.path in _picture_paths():
             if length > settings.REQUEST_MAX_BYTES:
