@@ -31,6 +31,7 @@ from tests.test_browser_pages import (
 )
 
 if TYPE_CHECKING:
+    from pytest_django.fixtures import SettingsWrapper
     from pytest_django.live_server_helper import LiveServer
     from selenium.webdriver import Chrome
 
@@ -80,6 +81,32 @@ def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_p
         text.rstrip("…").split("\n")[0] in {"Waiting to upload", "Uploading", "Pending", "Processing"}
         for text in before
     ), before
+
+
+def test_a_live_card_says_the_stored_size_and_date_as_the_page_does_after_a_reload(
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path, settings: SettingsWrapper
+) -> None:
+    """The file chosen carries a location and camera data the server removes: the card shows what was kept, and
+    the date in the server's time zone (one with a half-hour offset, so a date taken as UTC would read otherwise)."""
+    from selenium.webdriver.common.by import By
+
+    from tests.test_privacy_metadata import jpeg_with_gps
+
+    settings.TIME_ZONE = "Asia/Kolkata"
+    path = tmp_path / "street.jpg"
+    path.write_bytes(jpeg_with_gps(width=400, height=300))
+    open_logged_in(browser, live_server, alice)
+    browser.find_element(By.ID, "id_image").send_keys(str(path))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done]"), VERDICT_TIMEOUT)
+    live = browser.find_element(By.CSS_SELECTOR, "#results .result-size").text
+
+    upload = Upload.objects.get(owner=alice)
+    assert upload.size_bytes < path.stat().st_size  # the metadata was removed: the sizes differ
+    browser.refresh()
+    reloaded = wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, f"[data-upload-id='{upload.pk}'] .result-size"))
+    assert live == reloaded.text
+    assert " · " in live  # size and date, as the page writes them
 
 
 def test_a_card_pending_for_long_keeps_saying_why_it_waits_as_it_polls(

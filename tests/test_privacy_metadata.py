@@ -85,6 +85,7 @@ def test_uploaded_jpeg_with_gps_is_stored_without_location_camera_or_text(
     assert served.status_code == 200
     assert isinstance(served, StreamingHttpResponse) and b"".join(served.streaming_content) == stored
     assert upload.size_bytes == len(stored)
+    assert response.json()[0]["size_bytes"] == len(stored) < len(sent)  # the API says what is kept, not what was sent
 
 
 @pytest.mark.django_db

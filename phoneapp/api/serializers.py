@@ -69,6 +69,9 @@ class UploadSerializer(serializers.ModelSerializer):
     reviewed_boxes = serializers.SerializerMethodField(
         help_text="where a reviewer says the phones are ([x1, y1, x2, y2] fractions); null when no reviewer drew any"
     )
+    size_bytes = serializers.IntegerField(
+        help_text="bytes stored: the picture as kept, after its location, camera and text metadata were removed"
+    )
     image = serializers.SerializerMethodField(help_text="the picture; only its owner can fetch it")
     thumbnail = serializers.SerializerMethodField(
         help_text="a small JPEG of the picture (the picture itself until the worker has drawn it); only its owner "
@@ -98,6 +101,7 @@ class UploadSerializer(serializers.ModelSerializer):
             "original_name",
             "width",
             "height",
+            "size_bytes",
             "error",
             "reviewed_label",
             "unsure",

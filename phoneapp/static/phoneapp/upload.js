@@ -396,7 +396,7 @@
       [el("span", { class: "verdict-word", text: "Waiting to upload…" })]);
     const item = el("li", { class: "result" }, [thumb, el("div", { class: "result-body" }, [name, size, progress, verdict])]);
     list.insertBefore(item, before || null);
-    return { item, thumb, name, progress, verdict, preview };
+    return { item, thumb, name, size, progress, verdict, preview };
   }
 
   function linkCard(card, created) {
@@ -407,9 +407,17 @@
     card.verdict.dataset.verdictFor = created.id;
   }
 
+  // Once stored, the card says what the page says after a reload: the size kept (metadata removed) and the date.
+  // The API writes "created" in the server's time zone (Django's TIME_ZONE), as the page's "Y-m-d H:i" does.
+  function showStored(card, created) {
+    card.size.textContent = formatSize(created.size_bytes) + " · " + created.created.slice(0, 10) + " " +
+      created.created.slice(11, 16);
+  }
+
   // The 201 carries the full verdict when it is already known; otherwise the card says "Pending…" and polls.
   function showCreated(card, created) {
     linkCard(card, created);
+    showStored(card, created);
     useServerThumbnail(card, created);
     renderVerdict(card.verdict, created);
     renderBoxes(card.verdict, created);
