@@ -31,7 +31,7 @@ from tests.test_browser_pages import (
 )
 
 if TYPE_CHECKING:
-    from pytest_django.fixtures import SettingsWrapper
+    from pytest_django.fixtures import Settings as SettingsFixture
     from pytest_django.live_server_helper import LiveServer
     from selenium.webdriver import Chrome
 
@@ -84,7 +84,7 @@ def test_upload_shows_no_verdict_before_the_real_one_and_it_matches_the_stored_p
 
 
 def test_a_live_card_says_the_stored_size_and_date_as_the_page_does_after_a_reload(
-    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path, settings: SettingsWrapper
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path, settings: SettingsFixture
 ) -> None:
     """The file chosen carries a location and camera data the server removes: the card shows what was kept, and
     the date in the server's time zone (one with a half-hour offset, so a date taken as UTC would read otherwise)."""
