@@ -61,7 +61,7 @@ screenshots: $(INSTALLED)
 	PHONECHECK_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(VENV)/bin/pytest tests/test_browser_pages.py -m browser -p no:cacheprovider
 
 worker: $(INSTALLED)
-	INFERENCE_THREADS=$${INFERENCE_THREADS:-1} $(VENV)/bin/celery -A phoneapp worker -Q classify,heatmaps --pool prefork --concurrency 2 --without-gossip --without-mingle --without-heartbeat --loglevel INFO
+	$(VENV)/bin/celery -A phoneapp worker -Q classify,heatmaps --pool prefork --concurrency 2 --without-gossip --without-mingle --without-heartbeat --loglevel INFO
 
 beat: $(INSTALLED)
 	$(VENV)/bin/celery -A phoneapp beat --loglevel INFO --schedule $(VENV)/celerybeat-schedule

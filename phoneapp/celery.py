@@ -14,13 +14,37 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_prerun, task_received, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    task_prerun,
+    task_received,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoneapp.settings")
 
 app = Celery("phoneapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _share_the_cores_among_processes(sender: Any = None, **_: object) -> None:
+    """Before the pool forks: how many processes will hold the model, so that each takes its share of the cores
+    (``phoneapp/serving_threads.py``). The solo and threads pools run tasks in this one process; a concurrency
+    Celery resolves later ("auto", one process per core) is taken as one process per core."""
+    from phoneapp.serving_threads import available_cores, worker_processes_set
+
+    pool = str(getattr(sender, "pool_cls", ""))  # a name ("prefork", "solo") or a class
+    concurrency = getattr(sender, "concurrency", None)
+    if "solo" in pool or "thread" in pool:
+        worker_processes_set(1)
+    elif isinstance(concurrency, int) and concurrency > 0:
+        worker_processes_set(concurrency)
+    else:
+        worker_processes_set(available_cores())
 
 
 @worker_process_init.connect

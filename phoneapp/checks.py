@@ -14,8 +14,9 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 # Variable -> what to set instead (the release that dropped it explains why in its commit).
 RETIRED_VARIABLES = {
-    "TORCH_THREADS": "INFERENCE_THREADS sets a serving process's threads; PHONECHECK_TORCH_THREADS those of "
-    "models loaded outside serving (python -m inference, evaluation); training takes --threads",
+    "TORCH_THREADS": "INFERENCE_THREADS sets the threads of every process that loads the model in the app "
+    "(workers, evaluation, the retrain's scoring); PHONECHECK_TORCH_THREADS those of python -m inference; training "
+    "takes --threads",
 }
 
 

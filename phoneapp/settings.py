@@ -221,13 +221,15 @@ MODELS_DIR: Path = env.path("MODELS_DIR", default=BASE_DIR / "trained_models")
 # the model manifest's `options.engine`, else ONNX Runtime when installed. A fast path that fails its check against
 # torch at load time falls back to torch by itself. Exported graphs are cached in INFERENCE_CACHE_DIR.
 INFERENCE_ENGINE: str = env.str("INFERENCE_ENGINE", default="")
-# Two threads give one picture the lowest latency on an idle 2-core box (model stage 5.5 ms, 9.2 ms with one; Run E,
-# docs/experiments.md "Performance runs"). The Procfile's worker runs two processes of one thread each instead,
-# which carries more uploads per second (58.8 against 48.4 for one 2-thread process).
-# Also the eager-torch fallback's threads. Models loaded outside serving (``python -m inference``, evaluation,
-# retrain's scoring) take $PHONECHECK_TORCH_THREADS (inference/runtime.py); training takes ``--threads``.
-INFERENCE_THREADS: int = env.int("INFERENCE_THREADS", default=2)
-# Empty: $PHONECHECK_CACHE_DIR, else ~/.cache/phonecheck (per machine; entries are keyed by weights and code).
+# Engine threads of each process that loads the model (ONNX Runtime's, or the eager-torch fallback's). 0: this
+# process's share of its cores (phoneapp/serving_threads.py): a worker's cores divided among its processes (the
+# Procfile's two processes on a 2-core box: one thread each, which carried more uploads per second than one process
+# of two threads, 58.8 against 48.4; Run E, docs/experiments.md), every other process (a web process classifying
+# without a broker, evaluation, the retrain's scoring) all of them. ``python -m inference`` takes
+# $PHONECHECK_TORCH_THREADS (inference/runtime.py); training takes ``--threads``.
+INFERENCE_THREADS: int = env.int("INFERENCE_THREADS", default=0)
+# Empty: $PHONECHECK_CACHE_DIR, else $XDG_CACHE_HOME/phonecheck, else ~/.cache/phonecheck (per machine; entries
+# are keyed by weights and code).
 INFERENCE_CACHE_DIR: str = env.str("INFERENCE_CACHE_DIR", default="")
 # Labelled pictures the shipped model was trained on (folders phone/ and not_phone/, or a manifest.csv); the
 # retrain command adds them to the reviewed uploads (a folder that is not there stops the run, nothing trained).

@@ -49,7 +49,8 @@ def production_env(
     settings,
 ) -> dict[str, str]:
     """The workers' environment as in production, Redis started and the web side sending to it. Production's
-    visibility timeout: a killed worker's messages must not simply come back by themselves."""
+    visibility timeout: a killed worker's messages must not simply come back by themselves. No
+    ``INFERENCE_THREADS``, as the Procfile sets none."""
     settings.CELERY_BROKER_URL = redis_server.url
     # The shipped model, as in production: the zero-shot one's recomputed heat maps made up 85% of the drain after
     # an outage, which then measured the machine's load more than the recovery.
@@ -57,11 +58,11 @@ def production_env(
     redis_server.start()
     # Heartbeats every 0.1 s: a picture is classified in well under the default 2 s beat, and the kill test must
     # see which worker holds one.
+    as_in_production = {name: value for name, value in worker_env.items() if name != "INFERENCE_THREADS"}
     return {
-        **worker_env,
+        **as_in_production,
         "CELERY_VISIBILITY_TIMEOUT": "600",
         "SWEEP_INTERVAL_SECONDS": "5",
-        "INFERENCE_THREADS": "1",
         "WORKER_HEARTBEAT_SECONDS": "0.1",
     }
 
@@ -119,6 +120,26 @@ def wait_all_finished(upload_ids: list[int], *, timeout: float, workers: list[li
 
 def last_verdict_at(upload_ids: list[int]) -> datetime:
     return Upload.objects.filter(pk__in=upload_ids).aggregate(last=Max("processed"))["last"]
+
+
+def test_the_procfiles_worker_shares_the_cores_among_its_processes(
+    production_env: dict[str, str],
+    redis_server: ThrowawayRedis,  # noqa: F811
+    isolated_storage: Path,
+    alice_client: Client,
+) -> None:
+    """Two processes with the model on this machine's cores: each takes its half (at least one thread), not all
+    of them each, without INFERENCE_THREADS in the environment (the Procfile set it there, hiding ``.env``'s)."""
+    cores = len(os.sched_getaffinity(0))
+    with (
+        live_services.celery_app_sending_to(redis_server.url) as app,
+        production_stack(production_env, isolated_storage, app) as [worker],
+    ):
+        response = alice_client.post("/api/uploads/", {"image": uploaded_file("one.jpg", picture_bytes())})
+        wait_all_finished([response.json()[0]["id"]], timeout=60, workers=[worker])
+        threads = re.findall(r"fast inference path ready .*\bthreads=(\d+)", worker.log())
+    assert threads, worker.log_tail(40)
+    assert set(threads) == {str(max(1, cores // 2))}, worker.log_tail(40)
 
 
 def test_redis_stopped_10_s_under_load_every_upload_is_done_and_the_worker_lives_on(

@@ -19,6 +19,7 @@ from inference.manifest import MANIFEST_NAME, ModelLoadError, manifest_checksum,
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.errors import NoActiveModel
+from phoneapp.serving_threads import serving_threads_default
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,14 @@ def model_dir_of(version: ModelVersion) -> Path:
 
 def classifier_load(*, model_dir: Path, engine: str | None = None) -> Classifier:
     """The model in ``model_dir`` with this deployment's settings: engine (``engine`` overrides
-    ``INFERENCE_ENGINE``; measurements ask for ``torch``), ``INFERENCE_THREADS``, ``INFERENCE_CACHE_DIR`` and
+    ``INFERENCE_ENGINE``; measurements ask for ``torch``), ``INFERENCE_THREADS`` (unset: this process's share of
+    the cores, ``phoneapp/serving_threads.py``), ``INFERENCE_CACHE_DIR`` and
     ``MODELS_DIR`` (where a second opinion is found). Every process loads through here: the retrain's second
     opinion once wrote exports to ``~/.cache`` because its own call left the cache setting out."""
     return load(
         model_dir,
         engine=engine or settings.INFERENCE_ENGINE or None,
-        threads=settings.INFERENCE_THREADS,
+        threads=settings.INFERENCE_THREADS or serving_threads_default(),
         cache_dir=_inference_cache_dir(),
         models_root=Path(settings.MODELS_DIR),
     )

@@ -28,7 +28,9 @@ class Command(BaseCommand):
             type=float,
             default=0.0,
             metavar="SECONDS",
-            help="Only pending uploads created at least this long ago (default 0: all of them).",
+            help="Leave alone uploads never sent to the broker and never tried that were created less than this long "
+            "ago (default 0: none is left); uploads tried before, held by a stopped worker, or sent longer ago than "
+            "PROCESSING_TIMEOUT_SECONDS are sent whatever their age.",
         )
         parser.add_argument(
             "--all",
