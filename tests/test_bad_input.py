@@ -311,6 +311,28 @@ def test_a_batch_refused_only_for_size_is_413(alice_client: Client, settings) ->
     assert response.status_code == 413 and [part["index"] for part in response.json()["files"]] == [1]
 
 
+@pytest.mark.parametrize(
+    ("content", "status", "reason"),
+    [
+        (b"not a picture at all", 400, "The file is not a picture in a format we can read."),
+        (None, 413, "The file is larger than the 0.25 MB limit."),
+    ],
+)
+def test_one_file_refused_is_listed_in_files_as_in_a_batch(
+    content: bytes | None, status: int, reason: str, alice_client: Client, settings
+) -> None:
+    """A request of one file answered only ``error``: a client reading ``files`` had to treat it apart."""
+    settings.UPLOAD_MAX_BYTES = 256 * 1024
+    file = uploaded_file("holiday.jpg", content) if content else uploaded_file("holiday.png", noise_png(), "image/png")
+
+    response = alice_client.post("/api/uploads/", {"image": file})
+
+    assert response.status_code == status
+    assert response.json()["files"] == [{"index": 0, "name": file.name, "error": reason}]
+    assert response.json()["error"] == f"{file.name}: {reason}"
+    assert Upload.objects.count() == 0
+
+
 @pytest.mark.parametrize("door", DOORS)
 def test_missing_image_field_is_a_400(door: str, alice_client: Client) -> None:
     response = alice_client.post(door, {"picture": uploaded_file()})

@@ -163,6 +163,46 @@ def test_the_api_refuses_a_filter_it_cannot_read_instead_of_listing_everything(
     assert alice_client.get("/api/uploads/", {"from": "2026-12-06", "reviewed": "no"}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        (
+            "verdic=phone",
+            "verdic (no such parameter; the list takes page, label, status, reviewed, verdict, q, from, to)",
+        ),
+        ("verdict=bogus&verdict=phone", "verdict given 2 times (give it once)"),
+        ("status=done&status=failed", "status given 2 times (give it once)"),
+        ("page=last", "page “last” (a whole number from 1)"),
+        ("page=0", "page “0” (a whole number from 1)"),
+        ("page=1.0", "page “1.0” (a whole number from 1)"),
+    ],
+)
+def test_the_api_refuses_a_query_it_would_misread_instead_of_listing_everything(
+    query: str, named: str, alice_client: Client, alice: User
+) -> None:
+    """A misspelt name, a parameter given twice (the last value won, even past a bad first one) or a page that is
+    not a number answered 200 with the whole list, which a script would take for the part it asked for."""
+    make_upload(alice, name="one.jpg", probability=0.02)
+
+    refused = alice_client.get(f"/api/uploads/?{query}")
+
+    assert refused.status_code == 400
+    assert refused.json()["error"] == f"Filters not understood, so nothing was listed: {named}."
+
+
+def test_the_api_list_takes_its_documented_parameters_and_drfs_format(alice_client: Client, alice: User) -> None:
+    from phoneapp.api.list_query import LIST_PARAMETERS
+
+    schema = alice_client.get("/api/schema/", {"format": "json"}).json()
+    documented = {parameter["name"] for parameter in schema["paths"]["/api/uploads/"]["get"]["parameters"]}
+    assert documented == LIST_PARAMETERS - {"format"}
+    make_upload(alice, name="one.jpg", probability=0.97)
+    query = {"page": "1", "label": "phone", "status": "done", "reviewed": "no", "verdict": "phone", "q": "one"}
+    listed = alice_client.get("/api/uploads/", {**query, "from": "2000-01-01", "to": "2999-12-31", "format": "json"})
+    assert listed.status_code == 200 and [row["original_name"] for row in listed.json()["results"]] == ["one.jpg"]
+    assert alice_client.get("/api/uploads/", {"page": "2"}).status_code == 404  # past the last page
+
+
 def test_the_api_says_the_final_label_its_label_filter_matches(
     alice_client: Client, alice: User, reviewer: User
 ) -> None:

@@ -229,5 +229,8 @@ class RefusedFileSerializer(serializers.Serializer):
 
 class UploadRefusalSerializer(ErrorSerializer):
     files = RefusedFileSerializer(
-        many=True, required=False, help_text="with several files sent: each one refused (the others were fine)"
+        many=True,
+        required=False,
+        help_text="each file refused, by its place among the parts (the others were fine); absent when the request "
+        "itself was refused (no file, too many files, a malformed Idempotency-Key)",
     )

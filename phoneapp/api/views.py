@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from phoneapp.api.authentication import AuthenticatedRequest
 from phoneapp.api.idempotency import idempotency_key
+from phoneapp.api.list_query import upload_list_query_problems
 from phoneapp.api.serializers import (
     ErrorSerializer,
     TokenRequestSerializer,
@@ -70,7 +71,7 @@ NOT_MULTIPART = OpenApiResponse(ErrorSerializer, description="the body is not mu
 
 # The list's query parameters, as UploadFilters.from_query reads them.
 UPLOAD_LIST_PARAMETERS = [
-    OpenApiParameter("page", int, description="page number, from 1"),
+    OpenApiParameter("page", int, description="page number, from 1 (past the last page: 404)"),
     OpenApiParameter(
         "label", str, enum=["phone", "not_phone"], description="final label: the reviewer's if any, else the model's"
     ),
@@ -113,24 +114,27 @@ class UploadListCreateApi(APIView):
         operation_id="uploads_list",
         summary="List your uploads",
         description=(
-            "Newest first, paginated (`?page=`). `from` and `to` are days in the site's time zone (`TIME_ZONE`). A "
-            "filter value it cannot read is refused (400), not ignored: the whole list answered to a mistyped "
-            "filter would be acted on as if it were the filtered one."
+            "Newest first, paginated (`?page=`). `from` and `to` are days in the site's time zone (`TIME_ZONE`). "
+            "A parameter the list does not take, one given twice, a page that is not a whole number from 1 or a "
+            "filter value it cannot read is refused (400, each named), not ignored: the whole list answered to a "
+            "mistyped filter would be acted on as if it were the filtered one."
         ),
         parameters=UPLOAD_LIST_PARAMETERS,
         responses={
             200: UploadPageSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="a filter value it cannot read (named in the error)"),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="a parameter it does not take, given twice, or a value it cannot read (each named)",
+            ),
             **SIGNED_IN_ERRORS,
             404: OpenApiResponse(ErrorSerializer, description="no such page"),
         },
     )
     def get(self, request: AuthenticatedRequest) -> Response:
-        unreadable = UploadFilters.unreadable(request.query_params)
-        if unreadable:
+        problems = upload_list_query_problems(request.query_params)
+        if problems:
             return Response(
-                {"error": f"Filters not understood, so nothing was listed: {'; '.join(map(str, unreadable))}."},
-                status=400,
+                {"error": f"Filters not understood, so nothing was listed: {'; '.join(problems)}."}, status=400
             )
         paginator = PageNumberPagination()
         uploads = upload_list(owner=request.user, filters=UploadFilters.from_query(request.query_params))

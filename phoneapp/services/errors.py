@@ -18,8 +18,9 @@ class DomainError(Exception):
 class InvalidUpload(DomainError):
     """A file in an upload request is not a picture we accept (the whole request is refused).
 
-    ``reason`` is the message without the file's name; ``refused`` (several files sent) names each file refused
-    by its place in the request, so a client can drop those parts, which share a name as often as not."""
+    ``reason`` is the message without the file's name; ``refused`` names each file refused by its place in the
+    request, so a client can drop those parts, which share a name as often as not (empty when the request itself
+    was refused: no file, too many files)."""
 
     def __init__(self, message: str, *, file_name: str = "", refused: list[RefusedFile] | None = None) -> None:
         super().__init__(f"{file_name}: {message}" if file_name else message)

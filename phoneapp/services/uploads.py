@@ -37,13 +37,15 @@ def _validated_all(files: Sequence[UploadedFile]) -> list[tuple[UploadedFile, Va
             refusals.append((index, file, error))
     if not refusals:
         return validated
+    # Listed for one file too: a client reading ``files`` need not treat a request of one file apart.
+    refused = [RefusedFile(index=index, name=file.name or "", error=error.reason) for index, file, error in refusals]
     if len(files) == 1:
-        raise refusals[0][2]
+        [(_, _, only)] = refusals
+        raise type(only)(only.reason, file_name=only.file_name, refused=refused) from only
     good = len(files) - len(refusals)
     others = "the other picture" if good == 1 else f"the other {good} pictures" if good else "pictures"
     without = "it" if len(refusals) == 1 else "them"
     reasons = " ".join(error.message for _, _, error in refusals)
-    refused = [RefusedFile(index=index, name=file.name or "", error=error.reason) for index, file, error in refusals]
     # 413 only when every refusal is a file too large (the answer was the first refusal's, so it changed with
     # the order the files were sent in).
     kind = UploadTooLarge if all(isinstance(error, UploadTooLarge) for _, _, error in refusals) else InvalidUpload
