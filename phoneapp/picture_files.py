@@ -58,25 +58,32 @@ def display_response(upload: Upload) -> FileResponse:
     return upload_image_response(upload)
 
 
-def _sent_name(upload: Upload, stored_as: str) -> str:
-    """The name the picture was sent with, ending as what is served ends (a HEIC sent as IMG_1.heic is a JPEG)."""
-    return PurePosixPath(upload.original_name or "picture").stem + PurePosixPath(stored_as).suffix
+def _sent_name(upload: Upload, stored_as: str, *, rendition: str = "") -> str:
+    """The name the picture was sent with, ending as what is served ends (a HEIC sent as IMG_1.heic is a JPEG);
+    a rendition's name says which it is (``IMG_1-thumbnail.jpg``), where the stored file's own was random hex."""
+    stem = PurePosixPath(upload.original_name or "picture").stem
+    return (
+        f"{stem}-{rendition}{PurePosixPath(stored_as).suffix}" if rendition else stem + PurePosixPath(stored_as).suffix
+    )
 
 
 def thumbnail_response(upload: Upload) -> FileResponse:
     """The upload's thumbnail; until the worker has drawn it (:mod:`phoneapp.services.thumbnails`), the picture
     itself (answers to logged-in users are never cached, so the thumbnail replaces it as soon as it exists), or for
     a picture browsers cannot draw (TIFF) a thumbnail drawn now."""
+    jpeg_name = _sent_name(upload, "thumbnail.jpg", rendition="thumbnail")
     if upload.thumbnail:
         try:
-            return picture_response(upload.thumbnail, "image/jpeg")
+            return picture_response(upload.thumbnail, "image/jpeg", filename=jpeg_name)
         except Http404:  # lost from storage (a restore without it): drawn again from the picture, and stored
             redrawn = _drawn_from_stored(upload_thumbnail_redraw, upload)
-            return _protected(FileResponse(io.BytesIO(redrawn), content_type="image/jpeg"))
+            return _protected(FileResponse(io.BytesIO(redrawn), content_type="image/jpeg", filename=jpeg_name))
     drawn_now = _drawn_from_stored(upload_preview_jpeg, upload)
     if drawn_now is not None:
-        return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg"))
-    return picture_response(upload.image, upload.content_type)
+        return _protected(FileResponse(io.BytesIO(drawn_now), content_type="image/jpeg", filename=jpeg_name))
+    return picture_response(
+        upload.image, upload.content_type, filename=_sent_name(upload, upload.image.name, rendition="thumbnail")
+    )
 
 
 def _drawn_from_stored(draw: Callable[..., Drawn], upload: Upload) -> Drawn:
@@ -96,7 +103,7 @@ def heatmap_response(upload: Upload) -> FileResponse:
     drawn = upload_heatmap_draw_on_request(upload=upload)
     if not drawn.heatmap.name:
         raise Http404("No heat map for this upload: it has no verdict yet, or its model's files are not here.")
-    return picture_response(drawn.heatmap, "image/png")
+    return picture_response(drawn.heatmap, "image/png", filename=_sent_name(upload, "heatmap.png", rendition="heatmap"))
 
 
 def _protected(response: FileResponse) -> FileResponse:

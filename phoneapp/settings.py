@@ -343,7 +343,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Upload pictures and read whether each shows a mobile phone. Authenticate with "
         "`Authorization: Token <key>` (get a key from `POST /api/token/` or the 'Your API token' page) or with a "
-        "signed-in browser session."
+        'signed-in browser session. Errors are JSON, `{"error": "..."}`. Besides the answers each operation '
+        "lists, any may answer 405 (a method it does not take) and 406 (an `Accept` header asking for other than "
+        "JSON; the picture endpoints answer their bytes whatever it asks)."
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

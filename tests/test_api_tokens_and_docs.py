@@ -287,6 +287,8 @@ def test_openapi_schema_matches_what_the_api_answers(client: Client, alice_clien
     assert not_nullable == []
     # Every field is always sent, so a generated client must not make one optional (model_version was).
     assert set(upload_schema["required"]) == set(result)
+    # And none is written by the client: label, model_version, reviewed_label and size_bytes were not read-only.
+    assert [name for name, field in upload_schema["properties"].items() if not field.get("readOnly")] == []
     # Nullable enums as OpenAPI 3.0 allows them: no "NullEnum" (enum: [null] without nullable).
     assert "NullEnum" not in components and components["LabelEnum"]["enum"] == ["phone", "not_phone"]
     assert {"page", "label", "status", "reviewed", "verdict", "q", "from", "to"} <= {

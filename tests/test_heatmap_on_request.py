@@ -133,6 +133,22 @@ def test_the_api_draws_it_on_its_first_request_too(alice: User) -> None:
         assert stored.read() == _expected_png(upload)
 
 
+def test_saved_renditions_are_named_after_the_picture_not_the_stored_file(alice: User) -> None:
+    """The thumbnail and the heat map were saved under their stored files' random hex names (``88019314….jpg``)."""
+    upload = _upload_with_evidence(alice)
+    Upload.objects.filter(pk=upload.pk).update(original_name="kitchen table.jpeg")
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}")
+
+    dispositions = {
+        what: api.get(f"/api/uploads/{upload.pk}/{what}")["Content-Disposition"] for what in ("thumbnail", "heatmap")
+    }
+
+    assert dispositions == {
+        "thumbnail": 'inline; filename="kitchen table-thumbnail.jpg"',
+        "heatmap": 'inline; filename="kitchen table-heatmap.png"',
+    }
+
+
 def test_another_user_gets_404_and_nothing_is_drawn_for_them(alice: User, bob: User, bob_client: Client) -> None:
     upload = _upload_with_evidence(alice)
     bob_api = Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=bob)}")

@@ -44,6 +44,7 @@ class UploadSerializer(serializers.ModelSerializer):
         source="predicted_label",
         choices=Label.choices,
         allow_null=True,
+        read_only=True,
         help_text="the model's label (phone / not_phone: the side of its threshold) once done; null before",
     )
     final_label = serializers.SerializerMethodField(
@@ -59,10 +60,13 @@ class UploadSerializer(serializers.ModelSerializer):
     )
     # No default: always sent (null before a verdict), so the schema lists it as required.
     model_version = serializers.CharField(
-        source="model_version.name", allow_null=True, help_text="the version that judged it; null before"
+        source="model_version.name",
+        allow_null=True,
+        read_only=True,
+        help_text="the version that judged it; null before",
     )
     reviewed_label = serializers.ChoiceField(
-        choices=Label.choices, allow_null=True, help_text="a reviewer's label; null until reviewed"
+        choices=Label.choices, allow_null=True, read_only=True, help_text="a reviewer's label; null until reviewed"
     )
     unsure = serializers.SerializerMethodField(help_text="verdict == 'unsure' (kept for older clients)")
     boxes = serializers.SerializerMethodField(help_text="where the model found phones, best first; may be empty")
@@ -70,7 +74,8 @@ class UploadSerializer(serializers.ModelSerializer):
         help_text="where a reviewer says the phones are ([x1, y1, x2, y2] fractions); null when no reviewer drew any"
     )
     size_bytes = serializers.IntegerField(
-        help_text="bytes stored: the picture as kept, after its location, camera and text metadata were removed"
+        read_only=True,
+        help_text="bytes stored: the picture as kept, after its location, camera and text metadata were removed",
     )
     image = serializers.SerializerMethodField(help_text="the picture; only its owner can fetch it")
     thumbnail = serializers.SerializerMethodField(
@@ -78,7 +83,8 @@ class UploadSerializer(serializers.ModelSerializer):
         "can fetch it"
     )
     heatmap = serializers.SerializerMethodField(
-        help_text="transparent PNG of where the phone is, once it can be drawn (on first request for most models); "
+        help_text="transparent PNG of where the phone is, at most 160 px on its longer side (scale it to the "
+        "picture's width and height to lay it over), once it can be drawn (on first request for most models); "
         "null while it cannot be served (not drawn yet, being drawn again after its stored file was lost, or its "
         "model version was removed); only its owner can fetch it"
     )

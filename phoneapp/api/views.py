@@ -87,7 +87,9 @@ UPLOAD_LIST_PARAMETERS = [
 class UploadListCreateApi(APIView):
     """``GET``: the caller's uploads, newest first, paginated. ``POST``: upload one or many pictures."""
 
-    parser_classes = [MultiPartParser, FormParser]
+    # Pictures come only as multipart parts: a urlencoded body cannot carry a file, and answered 400 "the 'image'
+    # part came without a file name" where the schema promises 415 for a body that is not multipart.
+    parser_classes = [MultiPartParser]
     # What the browsable API shows (the schema has its own words and request body, in extend_schema below); DRF
     # made the title from the class name ("Upload List Create Api").
     name = "Your uploads"
@@ -263,21 +265,18 @@ class AnyContentNegotiation(DefaultContentNegotiation):
         return first, first.media_type
 
 
-def picture_schema(summary: str) -> Callable[[Callable], Callable]:
-    """The schema of a picture endpoint's ``get``: bytes for the owner, JSON errors otherwise."""
+def picture_schema(summary: str, *, what: str, missing: str) -> Callable[[Callable], Callable]:
+    """The schema of a picture endpoint's ``get``: bytes for the owner, JSON errors otherwise. ``what`` says what
+    the bytes are, ``missing`` when there are none (its 404 beside "no such upload of yours")."""
     return extend_schema(
         summary=summary,
         responses={
             (200, "image/*"): OpenApiTypes.BINARY,
             **SIGNED_IN_ERRORS,
-            404: OpenApiResponse(
-                ErrorSerializer,
-                description="no such upload of yours, or no such picture yet (a heat map not drawable) or any more "
-                "(its file is missing from storage)",
-            ),
+            404: OpenApiResponse(ErrorSerializer, description=f"no such upload of yours, or {missing}"),
             503: OpenApiResponse(ErrorSerializer, description="storage cannot be read right now (Retry-After)"),
         },
-        description="Only the upload's owner can fetch it; anyone else gets 404.",
+        description=f"{what} Only the upload's owner can fetch it; anyone else gets 404.",
     )
 
 
@@ -291,7 +290,11 @@ class _UploadPictureApi(APIView):
 class UploadImageApi(_UploadPictureApi):
     """The picture as uploaded (HEIC is stored as JPEG)."""
 
-    @picture_schema("The picture as uploaded")
+    @picture_schema(
+        "The picture as uploaded",
+        what="The stored file (without its location, camera and text metadata), named as it was sent.",
+        missing="its file is missing from storage",
+    )
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         return upload_image_response(upload_get(owner=request.user, upload_id=upload_id))
 
@@ -299,7 +302,11 @@ class UploadImageApi(_UploadPictureApi):
 class UploadThumbnailApi(_UploadPictureApi):
     """A small JPEG of the picture; the picture itself until the worker has drawn it."""
 
-    @picture_schema("A small JPEG of the picture")
+    @picture_schema(
+        "A small JPEG of the picture",
+        what="At most 320 px on its longer side, named `<name>-thumbnail.jpg`; the picture itself until drawn.",
+        missing="its picture is missing from storage",
+    )
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         return thumbnail_response(upload_get(owner=request.user, upload_id=upload_id))
 
@@ -308,7 +315,12 @@ class UploadHeatmapApi(_UploadPictureApi):
     """Where the phone is, as a transparent PNG; drawn on the first request when the verdict's evidence was
     stored."""
 
-    @picture_schema("Where the phone is, as a transparent PNG")
+    @picture_schema(
+        "Where the phone is, as a transparent PNG",
+        what="Smaller than the picture (at most 160 px on its longer side, the picture's proportions): scale it "
+        "to the picture's width and height to lay it over. Named `<name>-heatmap.png`.",
+        missing="no heat map to draw (no verdict yet, or its model version's files are gone)",
+    )
     def get(self, request: AuthenticatedRequest, upload_id: int) -> FileResponse:
         upload = upload_get(owner=request.user, upload_id=upload_id)
         return heatmap_response(upload)
@@ -338,7 +350,9 @@ class TokenObtainApi(APIView):
         request=TokenRequestSerializer,
         responses={
             200: TokenSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="wrong credentials"),
+            400: OpenApiResponse(
+                ErrorSerializer, description="wrong or missing credentials, or a body it cannot parse"
+            ),
             415: OpenApiResponse(ErrorSerializer, description="the body is not JSON or form data"),
             429: OpenApiResponse(ErrorSerializer, description="too many failed logins for this account or address"),
         },
