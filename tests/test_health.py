@@ -8,39 +8,103 @@ import os
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.files.storage import FileSystemStorage
 from django.test import Client
 
 from phoneapp.services import worker_presence
+from phoneapp.services.api_tokens import api_token_regenerate
+from tests.factories import client_for
 
 # /healthz reports "no active version" until `manage.py sync_models` ran, as it does at every deploy.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("deployed_models")]
 
 
-def test_healthz_names_every_part_when_all_is_well(client: Client) -> None:
-    body = client.get("/healthz").json()
+@pytest.fixture
+def staff_client(second_reviewer: User) -> Client:
+    """A staff member's session: the one that sees the figures."""
+    return client_for(second_reviewer)
+
+
+def test_healthz_names_every_part_when_all_is_well(staff_client: Client) -> None:
+    body = staff_client.get("/healthz").json()
 
     assert body["status"] == "ok" and body["failing"] == []
     assert (body["worker"], body["storage"]) == ("not configured", "ok")  # no broker: classified in-process
     assert body["free_space_mb"] > 0
 
 
-def test_healthz_is_503_naming_the_worker_when_no_worker_is_alive(client: Client, redis_broker: str) -> None:
-    response = client.get("/healthz")
+def test_healthz_is_503_naming_the_worker_when_no_worker_is_alive(staff_client: Client, redis_broker: str) -> None:
+    response = staff_client.get("/healthz")
 
     assert response.status_code == 503
     assert response.json()["failing"] == ["worker"]
     assert (response.json()["broker"], response.json()["worker"], response.json()["workers_alive"]) == ("ok", "down", 0)
 
 
-def test_healthz_is_200_while_a_worker_heartbeat_is_fresh(client: Client, redis_broker: str) -> None:
+def test_healthz_is_200_while_a_worker_heartbeat_is_fresh(staff_client: Client, redis_broker: str) -> None:
     worker_presence.worker_heartbeat_write(hostname="worker-a", upload_ids=[])
 
-    response = client.get("/healthz?deep=1")
+    response = staff_client.get("/healthz?deep=1")
 
     assert response.status_code == 200, response.json()
     assert response.json()["workers_alive"] == 1
     assert response.json()["queue_depth"] == {"classify": 0, "heatmaps": 0}
+
+
+FIGURES = {"model_version", "workers_alive", "free_space_mb", "queue_depth"}
+
+
+def test_only_staff_see_the_figures_anyone_else_the_state_words(
+    client: Client, alice: User, second_reviewer: User, redis_broker: str
+) -> None:
+    """Anyone could read the free space, the number of workers and the queue's length: the probe is public."""
+    worker_presence.worker_heartbeat_write(hostname="worker-a", upload_ids=[])
+    staff_key = api_token_regenerate(user=second_reviewer)
+    askers = {
+        "visitor": client,
+        "user": client_for(alice),
+        "user's key": Client(HTTP_AUTHORIZATION=f"Token {api_token_regenerate(user=alice)}"),
+        "wrong key": Client(HTTP_AUTHORIZATION="Token not-a-key"),
+        "staff": client_for(second_reviewer),
+        "staff's key": Client(HTTP_AUTHORIZATION=f"Token {staff_key}"),
+    }
+
+    shown = {who: askers[who].get("/healthz?deep=1").json() for who in askers}
+
+    assert {who: sorted(FIGURES & set(body)) for who, body in shown.items()} == {
+        "visitor": [],
+        "user": [],
+        "user's key": [],
+        "wrong key": [],
+        "staff": sorted(FIGURES),
+        "staff's key": sorted(FIGURES),
+    }
+    assert {who: (body["status"], body["worker"]) for who, body in shown.items()} == dict.fromkeys(shown, ("ok", "ok"))
+
+
+def test_with_the_database_down_a_staff_session_or_key_gets_the_words_not_an_error(
+    second_reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Who asks is looked up in the database (the session, the key): down, that lookup must not turn the probe
+    into a 500 page."""
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    staff = client_for(second_reviewer)
+    staff.defaults["HTTP_AUTHORIZATION"] = f"Token {api_token_regenerate(user=second_reviewer)}"
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(SessionStore, "load", down)
+    monkeypatch.setattr("phoneapp.web.health.api_token_authenticate", down)
+    monkeypatch.setattr("phoneapp.services.health._check_database", lambda connection: "down")
+
+    response = staff.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["database"] and not FIGURES & set(response.json())
 
 
 def test_healthz_is_503_naming_storage_when_pictures_cannot_be_written(

@@ -101,11 +101,17 @@ class HealthReport:
     def healthy(self) -> bool:
         return not self.failing
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, *, figures: bool) -> dict[str, object]:
+        """The state words; with ``figures`` also the active version, live workers, free space and (deep probe)
+        queue depth, which the edge shows to staff only."""
         report: dict[str, object] = {
             "status": "ok" if self.healthy else "unavailable",
             "failing": self.failing,
             **self.parts,
+        }
+        if not figures:
+            return report
+        report |= {
             "model_version": self.model_version,
             "workers_alive": self.workers_alive,
             "free_space_mb": self.free_space_mb,
