@@ -138,6 +138,36 @@ def test_correct_labels_on_a_slice_the_active_model_misses_are_promoted_by_the_p
     assert report["warm_start"] is None  # the zero-shot model is not a scene model: the head started fresh
 
 
+def test_a_candidate_as_good_on_ground_truth_but_significantly_worse_on_eval_is_not_promoted(
+    alice: User, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only ground truth was compared: a candidate that lost every eval picture the active model got right went live."""
+    from phoneapp.services import retraining
+
+    rng = random.Random(12)
+    ground_truth(alice, reviewer, MIN_GROUND_TRUTH_PER_LABEL, rng)
+    reviewed_uploads(alice, reviewer, 36, rng)
+
+    def all_right(model_dir: Path, truth: list, evaluation: list, *_: Any) -> dict[str, list[bool]]:
+        return {"ground_truth": [True] * len(truth), "eval": [True] * len(evaluation)}
+
+    def wrong_on_eval(model_dir: Path, truth: list, evaluation: list, *_: Any) -> dict[str, list[bool]]:
+        return {"ground_truth": [True] * len(truth), "eval": [False] * len(evaluation)}
+
+    monkeypatch.setattr(retraining, "active_version_score", all_right)
+    monkeypatch.setattr(retraining, "model_dir_score", wrong_on_eval)
+
+    report = run_retrain()
+
+    assert report["data_summary"]["eval"]["pictures"] >= 5, "too few eval pictures for a significant test"
+    assert report["promoted"] is False, report["decision"]
+    assert set(report["paired_tests"]) == {"ground_truth", "eval"}
+    assert report["paired_tests"]["ground_truth"]["candidate_worse"] is False
+    assert report["paired_tests"]["eval"]["candidate_worse"] is True
+    assert "on eval it is significantly worse" in report["decision"]
+    assert model_version_active().name == "imagenet-zero-shot"
+
+
 def test_a_candidate_compared_with_a_version_no_longer_active_is_not_promoted(
     alice: User, reviewer: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -275,6 +305,29 @@ def test_the_rule_refuses_a_candidate_right_on_fewer_pictures_or_significantly_w
         ground_truth_per_label={"phone": 30, "not_phone": 3}, tests={}, has_active=True, force=False
     )
     assert not promoted and "7 more not_phone" in why
+
+
+def test_one_ground_truth_picture_short_of_the_minimum_is_refused_naming_it_and_the_minimum_itself_is_enough() -> None:
+    """Only a label with two or more pictures missing was refused: 9 phones passed as 10 would."""
+    equal = paired_test(baseline=[True] * 19, candidate=[True] * 19)
+    promoted, why = decide_promotion(
+        ground_truth_per_label={"phone": 9, "not_phone": 10},
+        tests={"ground_truth": equal},
+        has_active=True,
+        force=False,
+    )
+    assert not promoted
+    assert why.startswith("not promoted: too little ground truth to judge (it has 10 not_phone, 9 phone; ")
+    assert "; 1 more phone needed, at least 10 of each label)" in why
+
+    equal = paired_test(baseline=[True] * 20, candidate=[True] * 20)
+    promoted, why = decide_promotion(
+        ground_truth_per_label={"phone": 10, "not_phone": 10},
+        tests={"ground_truth": equal},
+        has_active=True,
+        force=False,
+    )
+    assert promoted, why
 
 
 def test_dry_run_trains_and_reports_but_registers_nothing(tmp_path: Path, settings: SettingsFixture) -> None:

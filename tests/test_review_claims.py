@@ -85,6 +85,8 @@ def test_a_claim_past_its_time_or_given_up_hands_the_picture_out_again(
 
     Upload.objects.filter(pk=most_unsure.pk).update(review_claimed_until=timezone.now() - timedelta(seconds=1))
     assert open_queue(second) == most_unsure.pk  # the first reviewer walked away
+    # And it is now the second reviewer's: the lapsed claim was taken over, not merely looked past.
+    assert Upload.objects.get(pk=most_unsure.pk).review_claimed_by == second_reviewer
 
     # Opening another picture gives the earlier claim up at once: the first reviewer gets it back when it is free.
     assert first.get(f"/review/{other.pk}/").status_code == 200

@@ -11,9 +11,10 @@ from django.test import Client
 
 from phoneapp.models import ReviewSplit, SecondReview, Upload
 from phoneapp.selectors.training import training_uploads
+from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.reviews import review_split_of
 from tests.conftest import client_for
-from tests.factories import make_upload
+from tests.factories import make_review, make_upload, make_user
 
 if TYPE_CHECKING:
     # What the test client returns (a stubs-only name: the response with .json() and .templates added).
@@ -231,6 +232,62 @@ def test_undo_of_a_first_review_leaves_a_second_opinion_given_since_in_place(
     assert said_to(first, confident_phone)[-1].startswith("Not undone: another reviewer has decided on this picture")
     assert confident_phone.second_review == SecondReview.AGREED
     assert confident_phone.second_reviewed_by == second_reviewer
+
+
+def test_the_same_reviewer_deciding_twice_is_no_second_opinion_and_the_picture_still_waits(
+    alice: User, reviewer: User
+) -> None:
+    """A reviewer who pressed the key again on their own waiting picture counted as their own second opinion."""
+    confident_phone = make_upload(alice, probability=0.99)
+    client = client_for(reviewer)
+    assert decide(client, confident_phone, "not_phone").status_code == 200
+    assert decide(client, confident_phone, "not_phone").status_code == 200
+
+    confident_phone.refresh_from_db()
+    assert confident_phone.second_review == SecondReview.WAITING
+    assert confident_phone.second_reviewed_by is None and confident_phone.second_label == ""
+    assert confident_phone not in training_uploads()
+
+
+def test_undo_leaves_a_later_reviewers_decision_alone(alice: User, reviewer: User, second_reviewer: User) -> None:
+    """A's undo after B had decided again put back the label from before A, erasing B's decision."""
+    unsure = make_upload(alice, probability=0.5)
+    first = client_for(reviewer)
+    decide(first, unsure, "phone")
+    decide(client_for(second_reviewer), unsure, "not_phone")
+
+    undone = first.post("/review/undo", HTTP_ACCEPT="application/json").json()
+
+    unsure.refresh_from_db()
+    assert (unsure.reviewed_label, unsure.reviewed_by) == ("not_phone", second_reviewer)
+    assert undone["restored"] == 0
+
+
+def test_undo_of_a_ground_truth_leaves_a_later_reviewers_ground_truth_alone(alice: User, reviewer: User) -> None:
+    """A's undo after B had set the picture's ground truth again put back what it was before A, erasing B's."""
+    later = make_user("gina", staff=True, superuser=True)  # ground truth takes the admin's permission
+    unsure = make_upload(alice, probability=0.5)
+    first = client_for(reviewer)
+    assert decide(first, unsure, "phone", ground_truth="1").status_code == 200
+    assert decide(client_for(later), unsure, "not_phone", ground_truth="1").status_code == 200
+
+    first.post("/review/undo", HTTP_ACCEPT="application/json")
+
+    unsure.refresh_from_db()
+    assert (unsure.ground_truth_label, unsure.ground_truth_by) == ("not_phone", later)
+    assert unsure.ground_truth_at is not None
+
+
+def test_a_train_split_picture_marked_ground_truth_never_trains(alice: User, reviewer: User) -> None:
+    """Ground truth scores every version: a reviewed train-split picture marked as ground truth still trained."""
+    train_sha256 = next(f"{n:064x}" for n in range(100) if review_split_of(sha256=f"{n:064x}") == ReviewSplit.TRAIN)
+    reviewed = make_review(make_upload(alice, probability=0.5, sha256=train_sha256), label="phone", reviewer=reviewer)
+    assert reviewed.review_split == ReviewSplit.TRAIN
+    assert reviewed in training_uploads()
+
+    uploads_mark_ground_truth(uploads=Upload.objects.filter(pk=reviewed.pk), by=reviewer)
+
+    assert reviewed not in training_uploads()
 
 
 def test_a_decision_made_on_a_page_another_reviewer_has_since_decided_is_refused(
