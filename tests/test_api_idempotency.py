@@ -21,6 +21,7 @@ from tests.images import picture_bytes, uploaded_file
 if TYPE_CHECKING:
     # What the test client returns (a stubs-only name: the response with .json() added).
     from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+    from pytest_django.fixtures import Settings as SettingsFixture
 
 pytestmark = pytest.mark.django_db
 
@@ -204,6 +205,21 @@ def test_a_retry_of_a_request_that_spent_the_whole_budget_is_answered_not_refuse
 
     assert (first.status_code, retry.status_code) == (201, 200)
     assert send(alice_client, pictures(30)).status_code == 429  # the budget itself is still spent
+
+
+def test_someone_elses_key_does_not_pass_the_rate_limit(
+    alice_client: Client, bob_client: Client, settings: SettingsFixture
+) -> None:
+    """Any key someone had sent counted as a retry: Bob, out of budget, kept uploading under Alice's key."""
+    settings.UPLOAD_RATE_LIMIT = "2/minute"
+    assert send(alice_client, pictures(10), key="alices-key").status_code == 201
+    assert send(bob_client, pictures(20)).status_code == 201
+    assert send(bob_client, pictures(30)).status_code == 201
+
+    borrowed = send(bob_client, pictures(40), key="alices-key")
+
+    assert borrowed.status_code == 429
+    assert Upload.objects.count() == 3
 
 
 def test_a_retry_racing_its_first_try_is_answered_with_the_first_ones_uploads(

@@ -60,6 +60,25 @@ def test_using_a_token_notes_when_it_was_last_used(client: Client, alice: User) 
     assert first is not None and timezone.now() - first < timedelta(minutes=1)
 
 
+def test_a_token_used_again_within_a_minute_is_not_written_again(client: Client, alice: User) -> None:
+    """Every API request wrote the token's row: a script's requests queued on one row lock for nothing."""
+    from django.test.utils import CaptureQueriesContext
+
+    key = api_token_regenerate(user=alice)
+    headers = {"Authorization": f"Token {key}"}
+
+    def token_writes(queries: CaptureQueriesContext) -> list[str]:
+        return [query["sql"] for query in queries if query["sql"].startswith('UPDATE "phoneapp_apitoken"')]
+
+    with CaptureQueriesContext(connection) as first:
+        assert client.get("/api/uploads/", headers=headers).status_code == 200
+    with CaptureQueriesContext(connection) as second:
+        assert client.get("/api/uploads/", headers=headers).status_code == 200
+
+    assert len(token_writes(first)) == 1
+    assert token_writes(second) == []
+
+
 def test_an_inactive_users_token_is_refused(client: Client, alice: User) -> None:
     key = api_token_regenerate(user=alice)
     User.objects.filter(pk=alice.pk).update(is_active=False)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import pytest
 from django.test import Client
 
 from phoneapp.log_format import JsonFormatter, PlainFormatter
+from phoneapp.models import Upload
+from tests.images import uploaded_file
+
+if TYPE_CHECKING:
+    from pytest_django import DjangoCaptureOnCommitCallbacks
 
 
 def make_record() -> logging.LogRecord:
@@ -48,6 +55,34 @@ def test_a_refused_request_is_one_warning_line_without_a_traceback(
         assert alice_client.get("/review/").status_code == 403
     [record] = [record for record in caplog.records if record.name == "django.request"]
     assert record.levelno == logging.WARNING and record.exc_info is None
+
+
+@pytest.mark.django_db
+def test_an_uploaded_files_name_reaches_no_log_line(
+    alice_client: Client,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+    heatmaps_off: None,
+) -> None:
+    """A file's name can say whose or what the picture is: logged with the upload, it outlived the upload's deletion."""
+    name = "alice-secret-holiday"
+    with ExitStack() as stack:
+        for logger in ("", "phoneapp", "inference", "django", "celery"):
+            stack.enter_context(caplog.at_level(logging.DEBUG, logger=logger))
+        with django_capture_on_commit_callbacks(execute=True):  # classified in this process, once committed
+            response = alice_client.post("/api/uploads/", {"image": [uploaded_file(f"{name}.jpg")]})
+    assert response.status_code == 201
+    assert Upload.objects.get().status == "done"
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert "upload stored" in messages and "upload classified" in messages
+    leaked = [
+        (record.getMessage(), field)
+        for record in caplog.records
+        for field, value in record.__dict__.items()
+        if name in str(value)
+    ]
+    assert not leaked
 
 
 def test_server_errors_keep_their_traceback() -> None:

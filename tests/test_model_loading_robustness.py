@@ -26,6 +26,7 @@ from inference.loader import load, verify_model_dir
 from inference.manifest import MANIFEST_NAME, ModelLoadError, ModelManifest, read_manifest, sha256_file, write_manifest
 from inference.onnx_engine import OnnxClassifier
 from inference.preprocessing import PreprocessConfig
+from inference.torch_engine import TorchClassifier
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "trained_models"
@@ -177,6 +178,29 @@ def test_an_export_that_stays_unusable_costs_one_new_export_then_torch_serves(
 
     assert not isinstance(classifier, OnnxClassifier)
     assert exports == [model_dir]
+    assert len(classifier.predict(drawn_pictures())) == 4
+
+
+def test_an_export_that_disagrees_with_torch_is_not_served_and_the_log_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A graph whose outputs differ from the PyTorch model's was cached and served: other verdicts than measured."""
+    import logging
+
+    cache = tmp_path / "cache"
+    model_dir = fine_tuned_version(tmp_path, "mine", seed=1)
+    # Any difference at all is too much: the check fails (torch is imported here, so the export runs in this process).
+    monkeypatch.setattr("inference.export.AGREEMENT_TOLERANCE", -1.0)
+
+    with caplog.at_level(logging.WARNING, logger="inference.loader"):
+        classifier = load(model_dir, engine="onnxruntime", cache_dir=cache)
+
+    assert isinstance(classifier, TorchClassifier), type(classifier)
+    assert not cached_export_path(cache, read_manifest(model_dir)).is_file()
+    [warning] = [
+        record for record in caplog.records if record.getMessage().startswith("fast inference path unavailable")
+    ]
+    assert "exported graph disagrees with torch" in warning.__dict__["error"]
     assert len(classifier.predict(drawn_pictures())) == 4
 
 

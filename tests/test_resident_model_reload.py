@@ -150,6 +150,21 @@ def test_without_a_broker_the_first_request_starts_loading_the_model_in_the_back
     assert not request_started.disconnect(dispatch_uid=resident_module._PRELOAD_UID)  # one request started it
 
 
+def test_a_worker_reads_the_active_version_at_most_once_a_check_interval(settings: Any) -> None:
+    """Every classification asked the database which version is active: a query per picture, for nothing."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.ACTIVE_MODEL_CHECK_SECONDS = 60
+    held = resident_model.current()
+
+    with CaptureQueriesContext(connection) as queries:
+        again = resident_model.current()
+
+    assert again is held
+    assert len(queries) == 0, [query["sql"] for query in queries]
+
+
 def test_a_switch_drops_the_previous_model_and_hands_its_memory_back(
     alice: User, second_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
