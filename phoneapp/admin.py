@@ -81,6 +81,12 @@ class BoxesJSONField(forms.JSONField):
 
 
 # The words the admin actions and their messages use for each label ("Marked 3 upload(s) as not phone.").
+# Two reviewers disagree on these pictures: relabelling one would settle the dispute unseen (services/reviews.py).
+_DISPUTED_LEFT_ALONE = (
+    "{count} left as they were: two reviewers disagree on {them}. Settle a disputed picture with "
+    "'Ground truth: phone' or 'Ground truth: not phone'."
+)
+
 _LABEL_WORDS = {Label.PHONE: "phone", Label.NOT_PHONE: "not phone"}
 
 
@@ -241,12 +247,14 @@ class UploadAdmin(admin.ModelAdmin):
     @admin.display(description="review", ordering="reviewed_label")
     def review_display(self, upload: Upload) -> str:
         """The reviewed label, and whether it waits for (or was disputed by) a second reviewer: such a label trains
-        nothing yet, which the bare label hid."""
+        nothing yet, which the bare label hid; a ground truth, which settles it, beside it."""
+        truth = f"ground truth: {upload.get_ground_truth_label_display()}" if upload.ground_truth_label else ""
         if not upload.reviewed_label:
-            return "—"
+            return truth.capitalize() if truth else "—"
         unsettled = {SecondReview.WAITING: "waiting for a second reviewer", SecondReview.DISAGREED: "disputed"}
-        state = unsettled.get(SecondReview(upload.second_review))
-        return f"{upload.get_reviewed_label_display()} ({state})" if state else upload.get_reviewed_label_display()
+        notes = [note for note in (unsettled.get(SecondReview(upload.second_review)), truth) if note]
+        label = upload.get_reviewed_label_display()
+        return f"{label} ({'; '.join(notes)})" if notes else label
 
     @admin.display(description="model version", ordering="model_version__name")
     def version_display(self, upload: Upload) -> SafeString | str:
@@ -287,7 +295,11 @@ class UploadAdmin(admin.ModelAdmin):
             return  # who reviewed it, and when, stay as they were
         this_upload = Upload.objects.filter(pk=obj.pk)
         if obj.reviewed_label:
-            uploads_review(uploads=this_upload, label=obj.reviewed_label, reviewer=signed_in_user(request))
+            outcome = uploads_review(uploads=this_upload, label=obj.reviewed_label, reviewer=signed_in_user(request))
+            if outcome.disputed:
+                self.message_user(
+                    request, _DISPUTED_LEFT_ALONE.format(count="Its label was", them="it"), messages.WARNING
+                )
         else:
             uploads_clear_review(uploads=this_upload, reviewer=signed_in_user(request))
 
@@ -336,6 +348,9 @@ class UploadAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Marked {count} upload{pluralize(count)} as {_LABEL_WORDS[label]}{also}{note}.", messages.SUCCESS
         )
+        if outcome.disputed:
+            left = f"{outcome.disputed} upload{pluralize(outcome.disputed)}' labels were"
+            self.message_user(request, _DISPUTED_LEFT_ALONE.format(count=left, them="them"), messages.WARNING)
 
     @admin.action(
         permissions=["change"],

@@ -429,3 +429,149 @@ def test_confirming_ground_truth_counts_the_pictures_marked_and_the_uploads_left
 
     assert (confirmed.marked, confirmed.left_alone) == (1, 2)
     assert (named.marked, named.left_alone) == (3, 0)
+
+
+def _disputed(alice: User, first: User, second: User, *, name: str = "shoe.jpg") -> Upload:
+    """A picture the model called not a phone with confidence, which ``first`` said is a phone and ``second``
+    not: disputed."""
+    shoe = make_upload(alice, probability=0.01, name=name)
+    decide(client_for(first), shoe, "phone")
+    decide(client_for(second), shoe, "not_phone")
+    shoe.refresh_from_db()
+    assert shoe.second_review == SecondReview.DISAGREED
+    return shoe
+
+
+def test_neither_side_of_a_dispute_settles_it_with_a_plain_decision(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """The reviewer who disagreed opened the picture again (the page said only "Reviewed as phone by rita"),
+    pressed N, and the dispute was gone: the picture trained on one reviewer's word."""
+    shoe = _disputed(alice, second_reviewer, reviewer)
+    for side in (reviewer, second_reviewer):
+        page = client_for(side).get(f"/review/{shoe.pk}/").content.decode()
+        assert "Disputed: sam said phone, rita not a phone." in page
+
+        refused = decide(client_for(side), shoe, "not_phone")
+
+        assert refused.status_code == 409
+        assert refused.json()["error"].startswith("sam said phone, rita not a phone: a disputed picture is settled")
+    shoe.refresh_from_db()
+    assert (shoe.reviewed_label, shoe.second_review) == ("phone", SecondReview.DISAGREED)
+    assert shoe not in training_uploads()
+
+
+def test_staff_settle_a_dispute_as_ground_truth_and_the_owner_then_sees_that_answer(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """Settled as ground truth "not a phone", the owner's final answer stayed the disputed "phone" (API, history
+    filter and the picture's page)."""
+    shoe = _disputed(alice, second_reviewer, make_user("tom", staff=True))
+    owner = client_for(alice)
+    # While disputed, the model's answer stands for the owner.
+    assert owner.get(f"/api/uploads/{shoe.pk}/").json()["final_label"] == "not_phone"
+    assert (
+        "disputed by a second reviewer; until staff settle it the model"
+        in owner.get(f"/uploads/{shoe.pk}/").content.decode()
+    )
+
+    assert decide(client_for(reviewer), shoe, "not_phone", ground_truth="1").status_code == 200
+
+    shoe.refresh_from_db()
+    assert (shoe.ground_truth_label, shoe.second_review) == ("not_phone", SecondReview.NOT_NEEDED)
+    assert owner.get(f"/api/uploads/{shoe.pk}/").json()["final_label"] == "not_phone"
+    listed = owner.get("/api/uploads/", {"label": "phone"}).json()["results"]
+    assert listed == []
+    assert "Not a phone, confirmed by staff" in owner.get(f"/uploads/{shoe.pk}/").content.decode()
+
+
+def test_the_final_answer_is_ground_truth_then_a_settled_review_then_the_models(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    from phoneapp.selectors.decisions import upload_final_label
+
+    model_only = make_upload(alice, probability=0.01, name="model.jpg")
+    settled = make_upload(alice, probability=0.5, name="settled.jpg", reviewed="phone", reviewer=reviewer)
+    waiting = make_upload(alice, probability=0.01, name="waiting.jpg")
+    decide(client_for(reviewer), waiting, "phone")
+    disputed = _disputed(alice, reviewer, second_reviewer, name="disputed.jpg")
+    truth = make_upload(alice, probability=0.99, name="truth.jpg", reviewed="phone", reviewer=reviewer)
+    Upload.objects.filter(pk=truth.pk).update(ground_truth_label="not_phone")
+    pending = make_upload(alice, probability=None, status="pending", version=None, name="pending.jpg")
+
+    expected = {
+        "model.jpg": "not_phone",
+        "settled.jpg": "phone",
+        "waiting.jpg": "not_phone",  # the reviewer's "phone" waits for a second reviewer
+        "disputed.jpg": "not_phone",
+        "truth.jpg": "not_phone",
+        "pending.jpg": None,
+    }
+    uploads = Upload.objects.filter(owner=alice)
+    assert {upload.original_name: upload_final_label(upload=upload) for upload in uploads} == expected
+    owner = client_for(alice)
+    for label in ("phone", "not_phone"):
+        listed = {row["original_name"] for row in owner.get("/api/uploads/", {"label": label}).json()["results"]}
+        assert listed == {name for name, final in expected.items() if final == label}, label
+    assert {model_only.pk, settled.pk, waiting.pk, disputed.pk, truth.pk, pending.pk} == set(
+        uploads.values_list("pk", flat=True)
+    )
+
+
+def test_the_admin_leaves_a_disputed_picture_alone_and_says_how_to_settle_it(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    shoe = _disputed(alice, second_reviewer, make_user("tom", staff=True))
+    admin = client_for(reviewer)
+
+    response = admin.post(
+        "/admin/phoneapp/upload/",
+        {"action": "mark_as_not_phone", "_selected_action": [shoe.pk]},
+        follow=True,
+    )
+
+    said = [str(message) for message in response.context["messages"]]
+    assert any(
+        "left as they were: two reviewers disagree on" in text and "Ground truth: not phone" in text for text in said
+    ), said
+    shoe.refresh_from_db()
+    assert (shoe.reviewed_label, shoe.second_review) == ("phone", SecondReview.DISAGREED)
+
+
+def test_the_dashboard_counts_disputes_left_for_staff(alice: User, reviewer: User, second_reviewer: User) -> None:
+    """It said "Waiting for a second reviewer: 0" while two pictures waited for staff to settle them."""
+    shoe = _disputed(alice, second_reviewer, make_user("tom", staff=True))
+    _disputed(alice, second_reviewer, make_user("una", staff=True), name="wallet.jpg")
+
+    def disputed_cell() -> str:
+        page = client_for(reviewer).get("/dashboard/").content.decode()
+        return page.split('id="disputed">', 1)[1].split("</td>", 1)[0]
+
+    assert ">2</a>" in disputed_cell()
+    Upload.objects.filter(pk=shoe.pk).update(ground_truth_label="not_phone")
+    assert ">1</a>" in disputed_cell()
+
+
+def test_the_first_reviewer_reopening_a_waiting_label_is_told_it_waits(alice: User, reviewer: User) -> None:
+    shoe = make_upload(alice, probability=0.01)
+    decide(client_for(reviewer), shoe, "phone")
+
+    page = client_for(reviewer).get(f"/review/{shoe.pk}/").content.decode()
+
+    assert "You said <strong>phone</strong>, against the model's confident verdict: it trains nothing" in page
+
+
+def test_clearing_a_review_takes_the_reviewers_boxes_too(alice: User, reviewer: User) -> None:
+    """Left behind, the queue showed them on the "unreviewed" picture as if they were the model's, and confirming
+    the model saved them onto every copy."""
+    from phoneapp.services.reviews import uploads_clear_review
+
+    phone = make_upload(alice, probability=0.95, boxes=[{"box": [0.1, 0.1, 0.3, 0.4], "score": 0.9}])
+    decide(client_for(reviewer), phone, "phone", boxes='[{"box": [0.5, 0.5, 0.7, 0.9]}]')
+    phone.refresh_from_db()
+    assert phone.reviewed_boxes == [{"box": [0.5, 0.5, 0.7, 0.9]}]
+
+    uploads_clear_review(uploads=Upload.objects.filter(pk=phone.pk), reviewer=reviewer)
+
+    phone.refresh_from_db()
+    assert (phone.reviewed_label, phone.reviewed_boxes) == ("", None)

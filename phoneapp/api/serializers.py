@@ -15,7 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from phoneapp.models import Label, Upload, Verdict
-from phoneapp.selectors.decisions import upload_decision_rule, upload_has_verdict, upload_verdict
+from phoneapp.selectors.decisions import upload_decision_rule, upload_final_label, upload_has_verdict, upload_verdict
 from phoneapp.services.heatmaps import upload_heatmap_servable
 
 
@@ -48,7 +48,9 @@ class UploadSerializer(serializers.ModelSerializer):
         help_text="the model's label (phone / not_phone: the side of its threshold) once done; null before",
     )
     final_label = serializers.SerializerMethodField(
-        help_text="what the `label` filter matches: the reviewer's label if any, else the model's; null before either"
+        help_text="the answer that stands, and what the `label` filter matches: the ground truth if staff set one, "
+        "else a reviewer's label once settled (not waiting for, or disputed by, a second reviewer), else the model's; "
+        "null before any"
     )
     verdict = serializers.SerializerMethodField(
         help_text="what to show: phone, not_phone or unsure (probability inside the model's unsure band); "
@@ -145,9 +147,7 @@ class UploadSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ChoiceField(choices=Label.choices, allow_null=True))
     def get_final_label(self, upload: Upload) -> str | None:
-        if upload.reviewed_label:
-            return upload.reviewed_label
-        return upload.predicted_label if upload_has_verdict(upload=upload) and upload.predicted_label else None
+        return upload_final_label(upload=upload)
 
     @extend_schema_field(serializers.BooleanField())
     def get_unsure(self, upload: Upload) -> bool:

@@ -73,7 +73,10 @@ NOT_MULTIPART = OpenApiResponse(ErrorSerializer, description="the body is not mu
 UPLOAD_LIST_PARAMETERS = [
     OpenApiParameter("page", int, description="page number, from 1 (past the last page: 404)"),
     OpenApiParameter(
-        "label", str, enum=["phone", "not_phone"], description="final label: the reviewer's if any, else the model's"
+        "label",
+        str,
+        enum=["phone", "not_phone"],
+        description="final label: the ground truth, else a settled review, else the model's",
     ),
     OpenApiParameter("status", str, enum=["pending", "processing", "done", "failed"]),
     OpenApiParameter("reviewed", str, enum=["yes", "no"]),

@@ -34,7 +34,7 @@ from django.db.models.expressions import Combinable
 from django.db.models.functions import Greatest, Least, Ln
 
 from inference.manifest import ModelLoadError, read_manifest
-from phoneapp.models import Label, ModelVersion, Upload, UploadStatus, Verdict
+from phoneapp.models import UNSETTLED_REVIEWS, Label, ModelVersion, Upload, UploadStatus, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,19 @@ def upload_has_verdict(*, upload: Upload) -> bool:
     are judged from: what the API, the CSV export and :func:`upload_verdict` all ask before showing any of them
     (each once wrote the rule itself). ``UploadQuerySet.with_verdict`` is the same rule in SQL."""
     return upload.status == UploadStatus.DONE and upload.probability is not None
+
+
+def upload_final_label(*, upload: Upload) -> str | None:
+    """The answer that stands for the picture: its ground truth (staff settled it), else a reviewer's label once it
+    is settled (no second review needed, or a second reviewer agreed), else the model's label; None before any.
+    A first review that contradicts a confident verdict is not the answer until a second reviewer agrees: shown as
+    final, a label two reviewers disputed stayed the owner's answer after staff settled it the other way.
+    ``selectors.uploads`` filters by the same rule in SQL (``label=`` of the history and the API)."""
+    if upload.ground_truth_label:
+        return upload.ground_truth_label
+    if upload.reviewed_label and upload.second_review not in UNSETTLED_REVIEWS:
+        return upload.reviewed_label
+    return upload.predicted_label if upload_has_verdict(upload=upload) and upload.predicted_label else None
 
 
 def upload_verdict(*, upload: Upload) -> Verdict | None:

@@ -80,6 +80,7 @@ class ReviewAgreement:
     second_reviews: int
     agreed: int
     waiting: int
+    disputed: int  # pictures two reviewers disagree on and staff have not settled as ground truth yet
     ground_truth_reviewed: int  # ground-truth pictures that also have a reviewer's label
     agreed_with_ground_truth: int
 
@@ -91,10 +92,13 @@ def review_agreement() -> ReviewAgreement:
     waiting_uploads = Upload.objects.filter(second_review=SecondReview.WAITING)
     # Ground truth settles a picture: staff decided it, so no second reviewer is awaited.
     waiting = waiting_uploads.exclude(sha256__in=_ground_truth_hashes()).values("sha256").distinct().count()
+    disputed_uploads = Upload.objects.filter(second_review=SecondReview.DISAGREED)
+    disputed = disputed_uploads.exclude(sha256__in=_ground_truth_hashes()).values("sha256").distinct().count()
     return ReviewAgreement(
         second_reviews=len(second),
         agreed=sum(upload.second_review == SecondReview.AGREED for upload in second),
         waiting=waiting,
+        disputed=disputed,
         ground_truth_reviewed=len(truth),
         agreed_with_ground_truth=sum(upload.reviewed_label == upload.ground_truth_label for upload in truth),
     )

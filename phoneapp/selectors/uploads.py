@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from phoneapp.errors import UploadNotFound
-from phoneapp.models import Label, Upload, UploadQuerySet, UploadStatus, Verdict
+from phoneapp.models import UNSETTLED_REVIEWS, Label, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_decision_rule, upload_has_verdict, upload_verdict
 
 VERDICTS = tuple(Verdict.values)
@@ -48,7 +48,7 @@ class UnreadableFilter:
 class UploadFilters:
     """Filters of the history page, its CSV export and the API; empty values mean "any"."""
 
-    label: str = ""  # phone / not_phone (the final label: reviewer's if any, else model's)
+    label: str = ""  # phone / not_phone (the final label: ground truth, else a settled review, else the model's)
     status: str = ""  # pending / processing / done / failed
     reviewed: str = ""  # yes / no
     verdict: str = ""  # phone / not_phone / unsure: what the model said, as the pages show it
@@ -198,9 +198,15 @@ def _day_start(day: date) -> datetime:
 
 
 def _with_final_label(queryset: UploadQuerySet, label: str) -> UploadQuerySet:
-    reviewed_as = queryset.filter(reviewed_label=label)
-    predicted_as = queryset.unreviewed().filter(predicted_label=label)
-    return reviewed_as | predicted_as
+    """:func:`phoneapp.selectors.decisions.upload_final_label` in SQL: ground truth, else a settled review, else
+    the model's label."""
+    no_truth = Q(ground_truth_label="")
+    settled_review = ~Q(reviewed_label="") & ~Q(second_review__in=UNSETTLED_REVIEWS)
+    return queryset.filter(
+        Q(ground_truth_label=label)
+        | (no_truth & settled_review & Q(reviewed_label=label))
+        | (no_truth & ~settled_review & Q(status=UploadStatus.DONE, probability__isnull=False, predicted_label=label))
+    )
 
 
 def upload_get(*, owner: User, upload_id: int) -> Upload:

@@ -47,6 +47,23 @@ class ReviewConflict(DomainError):
     status_code = 409
 
 
+class ReviewDisputed(DomainError):
+    """Two reviewers disagree on the picture: a plain decision would settle the dispute by one of them (or by
+    whoever came third), unseen; it is settled as ground truth instead. Nothing was saved."""
+
+    status_code = 409
+
+
+def dispute_words(upload: Upload) -> str:
+    """``rita said phone, sam not a phone``: the two sides of a disputed picture, for the pages and messages."""
+    first = upload.reviewed_by.get_username() if upload.reviewed_by else "the first reviewer"
+    second = upload.second_reviewed_by.get_username() if upload.second_reviewed_by else "a second reviewer"
+    return (
+        f"{first} said {Label(upload.reviewed_label).label.lower()}, "
+        f"{second} {Label(upload.second_label).label.lower() if upload.second_label else 'the opposite'}"
+    )
+
+
 def upload_review_state(*, upload: Upload) -> str:
     """A token of the upload's review as a page shows it (label, who, when, second review): the page posts it back
     with a decision, and a different one means someone decided meanwhile (see :func:`upload_group_review`)."""
@@ -151,7 +168,8 @@ def uploads_clear_review(*, uploads: UploadQuerySet, reviewer: AbstractBaseUser)
     :func:`upload_group_review` decides it), second opinion included: the pictures go back to the review queue as
     unreviewed. A second review left "waiting" without the label it was waiting on put the picture first in the
     queue as a second opinion on nothing, and counted it as held. Returns how many uploads were updated. The pictures
-    keep their split: it was fixed at their first review and must not move between train and eval."""
+    keep their split: it was fixed at their first review and must not move between train and eval. The reviewer's
+    boxes go too."""
     pictures = uploads.values("sha256")
     # The copies as upload_group_review finds them: the classified uploads of the same pictures.
     copies = Q(sha256__in=pictures, status=UploadStatus.DONE)
@@ -159,6 +177,9 @@ def uploads_clear_review(*, uploads: UploadQuerySet, reviewer: AbstractBaseUser)
         reviewed_label="",
         reviewed_by=None,
         reviewed_at=None,
+        # The reviewer's boxes go with the review: kept, the queue showed them on the "unreviewed" picture as if
+        # they were the model's, and "confirm the model" saved them onto every copy.
+        reviewed_boxes=None,
         second_review=SecondReview.NOT_NEEDED,
         second_label="",
         second_reviewed_by=None,
@@ -249,7 +270,14 @@ def upload_review_decide(
     second left the review saved without its ground truth, and without the undo entry that names both. The caller
     checks the ground-truth permission."""
     label = _decided_label(upload=upload, decision=decision)  # once: confirm became the model's label here
-    prior = upload_group_review(upload=upload, decision=label, reviewer=reviewer, boxes=boxes, seen_state=seen_state)
+    prior = upload_group_review(
+        upload=upload,
+        decision=label,
+        reviewer=reviewer,
+        boxes=boxes,
+        seen_state=seen_state,
+        as_ground_truth=as_ground_truth,
+    )
     prior_ground_truth = picture_mark_ground_truth(upload=upload, by=reviewer, label=label) if as_ground_truth else []
     return ReviewDecision(label=label, prior=prior, prior_ground_truth=prior_ground_truth)
 
@@ -262,6 +290,7 @@ def upload_group_review(
     reviewer: AbstractBaseUser,
     boxes: Sequence[dict[str, list[float]]] | None = None,
     seen_state: str | None = None,
+    as_ground_truth: bool = False,
 ) -> list[PriorReview]:
     """Decide on ``upload`` and every other classified upload of the same picture (same sha256).
 
@@ -272,7 +301,10 @@ def upload_group_review(
     A first review that contradicts a confident verdict is stored as *waiting* for a second reviewer. When a
     different reviewer then decides on a waiting picture, their label is recorded as the second opinion (the first
     label stays): ``agreed`` makes the picture usable for training, ``disagreed`` keeps it out until staff settle
-    it (e.g. as ground truth). Returns what the labelled uploads held before, for :func:`uploads_review_restore`.
+    it as ground truth: a plain decision on a disputed picture raises :class:`ReviewDisputed` (one of the two
+    deciding again settled it their way, unseen). ``as_ground_truth``: the decision is made the picture's ground
+    truth with it (:func:`upload_review_decide`), which settles a dispute and waits for nobody. Returns what the
+    labelled uploads held before, for :func:`uploads_review_restore`.
 
     ``seen_state`` is :func:`upload_review_state` as the reviewer's page showed it; when the picture's review has
     changed since (two reviewers on the same picture), :class:`ReviewConflict` is raised and nothing is saved, so
@@ -282,6 +314,12 @@ def upload_group_review(
     current = Upload.objects.select_for_update().get(pk=upload.pk)
     if seen_state is not None:
         _refuse_if_changed_since_seen(current=current, seen_state=seen_state, reviewer=reviewer)
+    if current.second_review == SecondReview.DISAGREED and not as_ground_truth:
+        raise ReviewDisputed(
+            f"{dispute_words(current)}: a disputed picture is settled as ground truth (the ground-truth switch, G, "
+            "with your decision, or the admin's ground-truth actions), by staff who may change uploads. Nothing was "
+            "saved."
+        )
     second_opinion = (
         current.second_review == SecondReview.WAITING
         and current.reviewed_label
@@ -312,7 +350,7 @@ def upload_group_review(
         Upload.objects.filter(pk__in=ids).update(**changes)
         logger.info("second review", extra={"count": len(ids), "agreed": agreed, "reviewer_id": reviewer.pk})
         return prior
-    waiting = _contradicts_confident_verdict(current, label)
+    waiting = not as_ground_truth and _contradicts_confident_verdict(current, label)
     changes.update(
         second_review=SecondReview.WAITING if waiting else SecondReview.NOT_NEEDED,
         second_label="",
@@ -363,30 +401,36 @@ class ReviewOutcome:
     labelled: frozenset[int]  # ids of every upload labelled: the selected ones and the other uploads of their pictures
     selected: int  # uploads asked for
     waiting: int  # labelled uploads whose label contradicts a confident verdict: they wait for a second reviewer
+    disputed: int = 0  # selected uploads left alone: two reviewers disagree on them (settled as ground truth)
 
     @property
     def copies(self) -> int:
-        """Uploads labelled besides the selected ones: other uploads of the same pictures."""
-        return len(self.labelled) - self.selected
+        """Uploads labelled besides the selected ones (those left alone as disputed not among them): other uploads
+        of the same pictures."""
+        return len(self.labelled) - (self.selected - self.disputed)
 
 
 def uploads_review(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBaseUser) -> ReviewOutcome:
     """Decide ``label`` for each of ``uploads`` as the review queue would (:func:`upload_group_review`: the
     second-review rule, second opinions, unreviewed copies of the same picture); the admin's relabelling goes
     through here so it cannot train on a contradicted confident verdict without a second reviewer. The outcome
-    counts every upload labelled (the selected ones and the other uploads of the same pictures) and those left
-    waiting for a second reviewer."""
+    counts every upload labelled (the selected ones and the other uploads of the same pictures), those left
+    waiting for a second reviewer, and the disputed ones it left alone (:class:`ReviewDisputed`)."""
     if label not in Label.values:
         raise ValueError(f"Unknown label {label!r}.")
     selected: set[int] = set()
     labelled: set[int] = set()
+    disputed = 0
     for upload in uploads.order_by("pk"):
         selected.add(upload.pk)
-        labelled.update(
-            prior.upload_id for prior in upload_group_review(upload=upload, decision=label, reviewer=reviewer)
-        )
+        try:
+            decided = upload_group_review(upload=upload, decision=label, reviewer=reviewer)
+        except ReviewDisputed:
+            disputed += 1
+            continue
+        labelled.update(prior.upload_id for prior in decided)
     waiting = Upload.objects.filter(pk__in=labelled, second_review=SecondReview.WAITING).count()
-    return ReviewOutcome(labelled=frozenset(labelled), selected=len(selected), waiting=waiting)
+    return ReviewOutcome(labelled=frozenset(labelled), selected=len(selected), waiting=waiting, disputed=disputed)
 
 
 def uploads_review_restore(*, prior: list[PriorReview], reviewer: AbstractBaseUser) -> int:

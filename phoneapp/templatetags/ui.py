@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 
 from django import template
 from django.conf import settings
 from django.forms import BoundField
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
-from phoneapp.models import Upload, UploadStatus
+from phoneapp.models import SecondReview, Upload, UploadStatus
 from phoneapp.selectors.decisions import SURE_PLACE, upload_decision_rule, upload_display_state, upload_verdict
 from phoneapp.services.heatmaps import HeatmapOffer, upload_heatmap_offer, upload_heatmap_servable
 from phoneapp.services.stored_pictures import stored_picture_missing
@@ -101,6 +103,27 @@ def phone_chance(upload: Upload) -> str:
     percent = phone_percent(upload)
     said = "over 99%" if percent >= 100 else "under 1%" if percent <= 0 else f"{percent}%"
     return f"{said} chance of a phone"
+
+
+@register.filter
+def review_summary(upload: Upload) -> str:
+    """What reviewers made of the picture, as its owner reads it: the ground truth staff set, or a reviewer's label
+    with whether it stands yet. "Phone (2026-12-07)" alone read as the final answer while a second reviewer
+    disputed it, and after staff settled it the other way."""
+    if upload.ground_truth_label:
+        return f"{upload.get_ground_truth_label_display()}, confirmed by staff ({_day(upload.ground_truth_at)})"
+    if not upload.reviewed_label:
+        return "not reviewed yet"
+    said = f"{upload.get_reviewed_label_display()} ({_day(upload.reviewed_at)})"
+    if upload.second_review == SecondReview.WAITING:
+        return f"{said}, waiting for a second reviewer; until then the model's answer stands"
+    if upload.second_review == SecondReview.DISAGREED:
+        return f"{said}, disputed by a second reviewer; until staff settle it the model's answer stands"
+    return said
+
+
+def _day(moment: datetime | None) -> str:
+    return date_format(timezone.localtime(moment), "Y-m-d") if moment else "—"
 
 
 @register.simple_tag

@@ -39,7 +39,9 @@ from phoneapp.services.reviews import (
     BadBoxes,
     PriorReview,
     ReviewConflict,
+    ReviewDisputed,
     ReviewNeedsChoice,
+    dispute_words,
     review_boxes_parse,
     upload_review_decide,
     upload_review_state,
@@ -133,6 +135,8 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
             and bool(upload.reviewed_label)
             and upload.reviewed_by_id != request.user.pk
         ),
+        # Each side of a dispute, and settled as ground truth only: a plain decision is refused on it.
+        "dispute": dispute_words(upload) if upload.second_review == SecondReview.DISAGREED else "",
         "boxes_json": upload.reviewed_boxes if upload.reviewed_boxes is not None else upload.predicted_boxes,
         "review_state": upload_review_state(upload=upload),
         "open_with": open_with,
@@ -165,7 +169,7 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
             seen_state=request.POST.get("seen"),
             as_ground_truth=as_ground_truth,
         )
-    except (ReviewNeedsChoice, BadBoxes, ReviewConflict) as error:
+    except (ReviewNeedsChoice, BadBoxes, ReviewConflict, ReviewDisputed) as error:
         return _refuse(request, upload.pk, error.message, status=error.status_code)
     log = [entry for entry in _log(request) if int(entry["id"]) != upload.pk]
     log.append(
