@@ -25,7 +25,7 @@ from inference.images import open_image
 from inference.scene_network import ScenePhoneNet
 from inference.second_opinion import SecondOpinionSpec, settled
 from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe, recipe_from_args
-from ml_training.scene.crossval import assign_folds, is_scene, out_of_fold, picture_groups
+from ml_training.scene.crossval import OutOfFold, assign_folds, is_scene, out_of_fold, picture_groups
 from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
 from ml_training.scene.decision import (
     calibrate,
@@ -37,7 +37,7 @@ from ml_training.scene.decision import (
 from ml_training.scene.engine import train_heads
 from ml_training.scene.figures import box_hits, figures_by_slice
 from ml_training.scene.model_writer import fold_shift_into_head, write_scene_model
-from ml_training.scene.views import build_bank
+from ml_training.scene.views import FeatureBank, build_bank
 from ml_training.second_opinion import member_answers, spec_for
 
 logger = logging.getLogger("ml_training.scene")
@@ -180,20 +180,80 @@ def train_scene_model(
     if problem:
         raise ValueError(problem)
     started = time.time()
+    views = _views(samples=samples, recipe=recipe, cache_dir=cache_dir, started=started)
+    scores = _calibrated_out_of_fold(samples=samples, views=views, recipe=recipe)
+    probabilities, member_probabilities = _with_second_opinion(
+        samples=samples, scores=scores, second_opinion=second_opinion
+    )
+    band = unsure_band(probabilities, scores.targets, scores.threshold)
+    figures = _figures(samples=samples, scores=scores, probabilities=probabilities, recipe=recipe)
+    network = _shipped_network(
+        samples=samples, bank=views.bank, recipe=recipe, initial_head=initial_head, shift=scores.shift
+    )
+    metrics = _write(
+        out_dir=out_dir,
+        version=version,
+        recipe=recipe,
+        samples=samples,
+        views=views,
+        scores=scores,
+        probabilities=probabilities,
+        member_probabilities=member_probabilities,
+        band=band,
+        figures=figures,
+        network=network,
+        warm_start=initial_head is not None,
+        second_opinion=second_opinion,
+        started=started,
+    )
+    return SceneTrainResult(model_dir=out_dir, metrics=metrics)
+
+
+@dataclass(frozen=True)
+class _Views:
+    """The pictures' near-copy groups and folds, and every rendered view's frozen-trunk features: what each later
+    step trains, scores or records by."""
+
+    groups: list[int]
+    folds: list[int]
+    bank: FeatureBank
+
+
+@dataclass(frozen=True)
+class _CalibratedScores:
+    """The out-of-fold scores and what was fitted on them: the calibration (``warning`` when it is uninformative),
+    the calibrated probabilities (before any second opinion) and the threshold."""
+
+    out_of_fold: OutOfFold
+    targets: np.ndarray
+    temperature: float
+    shift: float
+    warning: str | None
+    probabilities: np.ndarray
+    threshold: float
+
+
+def _views(*, samples: Sequence[SceneSample], recipe: SceneRecipe, cache_dir: Path | None, started: float) -> _Views:
+    """Step 1: decode every picture once, fold by group and cache the frozen trunk's features of every rendered
+    view, so the fold heads and the shipped head(s) all train on the same views without rendering them again."""
     logger.info("configuration:\n  %s", "\n  ".join(describe(recipe)))
     images = [open_image(sample.path) for sample in samples]
     groups = picture_groups(samples, images)
     folds = assign_folds(samples, images, recipe.folds, seed=recipe.settings.seed, groups=groups)
-    tuned = recipe.settings.trainable_blocks
-    trunk = ScenePhoneNet(trainable_blocks=tuned).eval()
+    trunk = ScenePhoneNet(trainable_blocks=recipe.settings.trainable_blocks).eval()
     bank = build_bank(samples, images, folds, recipe.views, network=trunk, cache_dir=cache_dir)
     del images
     logger.info("views ready after %.0f s: %d", time.time() - started, len(bank.targets))
+    return _Views(groups=groups, folds=folds, bank=bank)
 
+
+def _calibrated_out_of_fold(*, samples: Sequence[SceneSample], views: _Views, recipe: SceneRecipe) -> _CalibratedScores:
+    """Step 2: score every picture by a head that never saw it, and fit the calibration and the threshold on those
+    scores, so they hold for pictures the shipped model has not seen."""
     # Every fold starts from a fresh head, even on a warm start: the starting model trained on these pictures (the
     # shared folders, earlier train-split uploads), so a fold warm-started from it has already seen the pictures it
     # is scored on, and the calibration, threshold and figures below would be its memory, not out of fold.
-    oof = out_of_fold(bank, samples, folds, recipe.settings)
+    oof = out_of_fold(views.bank, samples, views.folds, recipe.settings)
     targets = np.array([sample.target for sample in samples])
     sources = [sample.source for sample in samples]
     temperature, shift = fit_platt(oof.logits, targets)
@@ -205,6 +265,23 @@ def train_scene_model(
     threshold = choose_threshold(
         probabilities, targets, sources, slices, max_false_positive_rate=recipe.max_false_positive_rate
     )
+    return _CalibratedScores(
+        out_of_fold=oof,
+        targets=targets,
+        temperature=temperature,
+        shift=shift,
+        warning=calibration_warning,
+        probabilities=probabilities,
+        threshold=threshold,
+    )
+
+
+def _with_second_opinion(
+    *, samples: Sequence[SceneSample], scores: _CalibratedScores, second_opinion: SecondOpinion | None
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Step 3: the pair's probabilities and the member's answers by picture index (unchanged and empty without a
+    second opinion), so the band, the figures and the predictions are those of what will be served."""
+    probabilities = scores.probabilities
     member_probabilities: dict[int, float] = {}
     if second_opinion is not None:
         member_probabilities = member_answers(
@@ -212,58 +289,100 @@ def train_scene_model(
             probabilities.tolist(),
             spec=second_opinion.spec,
             member_dir=second_opinion.member_dir,
-            threshold=threshold,
+            threshold=scores.threshold,
             cache_dir=second_opinion.cache_dir,
         )
         probabilities = np.array(settled(probabilities.tolist(), member_probabilities, second_opinion.spec))
         logger.info("second opinion of %s asked on %d pictures", second_opinion.spec.model, len(member_probabilities))
-    band = unsure_band(probabilities, targets, threshold)
-    figures: dict[str, Any] = figures_by_slice(samples, probabilities, threshold)
+    return probabilities, member_probabilities
+
+
+def _figures(
+    *, samples: Sequence[SceneSample], scores: _CalibratedScores, probabilities: np.ndarray, recipe: SceneRecipe
+) -> dict[str, Any]:
+    """Step 4: the out-of-fold figures per slice and source and the boxes' hits, logged and kept in the metrics,
+    so a version says how well it did on pictures it had not seen."""
+    figures: dict[str, Any] = figures_by_slice(samples, probabilities, scores.threshold)
     figures["boxes"] = box_hits(
         samples,
-        oof.cells,
-        oof.boxes,
+        scores.out_of_fold.cells,
+        scores.out_of_fold.boxes,
         probabilities=probabilities,
-        temperature=temperature,
-        shift=shift,
-        threshold=threshold,
+        temperature=scores.temperature,
+        shift=scores.shift,
+        threshold=scores.threshold,
         pooling=recipe.settings.picture_pooling,
     )
     for name, values in figures.items():
         logger.info("%-28s %s", name, json.dumps(values))
+    return figures
 
+
+def _shipped_network(
+    *,
+    samples: Sequence[SceneSample],
+    bank: FeatureBank,
+    recipe: SceneRecipe,
+    initial_head: dict[str, torch.Tensor] | None,
+    shift: float,
+) -> ScenePhoneNet:
+    """Step 5: the head(s) trained on every picture, in the network that is exported, with the calibration's shift
+    folded in so serving needs only the temperature."""
     logger.info("training the shipped head(s) on all %d pictures", len(samples))
     scene = {index for index, sample in enumerate(samples) if is_scene(sample)}
     final = train_heads(bank, list(range(len(samples))), scene, recipe.settings, initial_head=initial_head)
     network = ScenePhoneNet(
-        trainable_blocks=tuned,
+        trainable_blocks=recipe.settings.trainable_blocks,
         global_context=bool(recipe.settings.global_context),
         picture_pooling=recipe.settings.picture_pooling,
         heads=recipe.settings.heads,
     ).eval()
     network.load_trained_state_dict(final.trained_state_dict())
     fold_shift_into_head(network, shift)
+    return network
+
+
+def _write(
+    *,
+    out_dir: Path,
+    version: str,
+    recipe: SceneRecipe,
+    samples: Sequence[SceneSample],
+    views: _Views,
+    scores: _CalibratedScores,
+    probabilities: np.ndarray,
+    member_probabilities: dict[int, float],
+    band: tuple[float, float],
+    figures: dict[str, Any],
+    network: ScenePhoneNet,
+    warm_start: bool,
+    second_opinion: SecondOpinion | None,
+    started: float,
+) -> dict[str, Any]:
+    """Step 6: write the version with its predictions, folds and recipe beside it, so it can be served, compared
+    and retrained from; returns its metrics."""
     metrics: dict[str, Any] = {"cross_validation": figures, "folds": recipe.folds}
-    if calibration_warning:
-        metrics["calibration_warning"] = calibration_warning
+    if scores.warning:
+        metrics["calibration_warning"] = scores.warning
+    folds = views.folds
     write_scene_model(
         out_dir,
         version=version,
         network=network,
         preprocessing=recipe.views.preprocess(),
-        temperature=temperature,
-        threshold=threshold,
+        temperature=scores.temperature,
+        threshold=scores.threshold,
         band=band,
         metrics=metrics,
         extra_files={
-            "predictions.json": predictions_file(samples, folds, probabilities, member_probabilities, groups),
+            "predictions.json": predictions_file(samples, folds, probabilities, member_probabilities, views.groups),
             "split.json": {"folds": {sample.recorded_name: fold for sample, fold in zip(samples, folds, strict=True)}},
             "training.json": {
                 "recipe": dataclasses.asdict(recipe),
                 "pictures": len(samples),
                 "boxed_pictures": sum(sample.has_boxes for sample in samples),
-                "warm_start": initial_head is not None,
-                "calibration": {"temperature": temperature, "shift": shift},
+                "warm_start": warm_start,
+                "calibration": {"temperature": scores.temperature, "shift": scores.shift},
                 "seconds": round(time.time() - started),
             },
         },
@@ -271,7 +390,7 @@ def train_scene_model(
         second_opinion=None if second_opinion is None else second_opinion.spec,
     )
     logger.info("wrote %s in %.0f s", out_dir, time.time() - started)
-    return SceneTrainResult(model_dir=out_dir, metrics=metrics)
+    return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
