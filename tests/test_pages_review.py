@@ -243,11 +243,12 @@ def test_skip_moves_on_and_leaves_the_picture_for_the_end(staff_client: Client, 
     assert answer["next_id"] == second.pk
     assert staff_client.get("/review/")["Location"] == f"/review/{second.pk}/"
     # Its place says what the reviewer sees: first of the two (it said "2 of 2", counting the skipped one ahead),
-    # and "Next" walks the same order: on to the skipped one, and from it nowhere (it used to skip back).
+    # and "Next" walks the same order: on to the skipped one, and from it to the first one not skipped that is left
+    # (it led nowhere: a reviewer who went back to a skipped picture was stuck with pictures left to review).
     place = staff_client.get(f"/review/{second.pk}/").context["place"]
     assert (place.position, place.remaining, place.next_id) == (1, 2, first.pk)
     place = staff_client.get(f"/review/{first.pk}/").context["place"]
-    assert (place.position, place.next_id) == (2, None)  # skipped: behind the rest
+    assert (place.position, place.next_id) == (2, second.pk)  # skipped: behind the rest, then what is left
     first.refresh_from_db()
     assert first.reviewed_label == ""
     # Once the rest is decided, the skipped picture comes back.

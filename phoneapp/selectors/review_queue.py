@@ -183,10 +183,12 @@ def review_place(
 def _following(queue: UploadQuerySet, upload: Upload, skipped: Sequence[int], reviewer_id: int | None) -> int | None:
     """ "Next": the picture after ``upload`` in the order :func:`_position` counts (the queue's, with what this
     reviewer skipped behind the rest), passing over pictures another reviewer has open as the queue does after a
-    decision; when only such pictures follow, still the first of them (its page says who has it open)."""
+    decision; when only such pictures follow, still the first of them (its page says who has it open). From the
+    last skipped picture, the first picture not skipped that is still in the queue: a reviewer who went back (←)
+    to a picture they had skipped found "Next" greyed out while pictures they had not skipped were unreviewed."""
     skipped_ids = list(skipped)
     if upload.pk in skipped_ids:
-        candidates = [queue.filter(pk__in=skipped_ids).filter(_after(upload))]
+        candidates = [queue.filter(pk__in=skipped_ids).filter(_after(upload)), queue.exclude(pk__in=skipped_ids)]
     else:
         candidates = [queue.filter(_after(upload)).exclude(pk__in=skipped_ids), queue.filter(pk__in=skipped_ids)]
     for rest in candidates:
