@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import User
 from django.db.models import F, QuerySet
@@ -14,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -23,6 +25,7 @@ from inference.manifest import ModelLoadError
 from phoneapp.models import ApiToken, Label, ModelVersion, SecondReview, Upload, UploadQuerySet, Verdict, VersionScore
 from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
 from phoneapp.selectors.model_versions import (
+    model_version_compare_with_active,
     model_version_figure_sets,
     model_version_headline_figures,
     model_version_latest_score,
@@ -536,11 +539,24 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return self._metric(version, "roc_auc")
 
     @admin.action(permissions=["change"], description="Activate this version (workers switch to it within seconds)")
-    def activate_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+    def activate_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> TemplateResponse | None:
+        """Asks first, on a page saying what is known of the version against the active one on the same pictures
+        (delete_selected's pattern: the page posts the action back with ``post=yes``): a candidate right on 7 of
+        10 ground-truth pictures against the active model's 10 was activated in one click, with no warning."""
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
-            return
+            return None
         chosen = queryset.get()
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"Activate {chosen.name}?",
+                "opts": self.model._meta,
+                "media": self.media,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "comparison": model_version_compare_with_active(version=chosen),
+            }
+            return TemplateResponse(request, "admin/phoneapp/modelversion/activate_confirmation.html", context)
         try:
             # No export here: it takes seconds of CPU, too long for a web request; workers convert it themselves.
             version = model_version_activate_if_loadable(version=chosen, prepare_export=False)
@@ -552,7 +568,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 "disk, so workers could not load it. The active model is unchanged; details are in the log.",
                 messages.ERROR,
             )
-            return
+            return None
         # Not starting with the name: the admin capitalises the first letter of every message.
         self.message_user(
             request,
@@ -560,6 +576,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "until it is ready on their machine.",
             messages.SUCCESS,
         )
+        return None
 
 
 FIGURE_COLUMNS = ("count", "accuracy", "precision", "recall", "f1", "roc_auc", "false_positive_rate", "ece")

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from phoneapp.models import ModelVersion, SecondReview, Upload, UploadStatus
+from phoneapp.models import ModelVersion, SecondReview, Upload, UploadStatus, VersionScore
 from phoneapp.selectors.review_queue import review_queue_first
 from phoneapp.services.model_versions import model_version_active
 from tests.factories import make_upload, make_user
@@ -139,7 +139,9 @@ def test_activate_action_rolls_back_to_an_older_version(staff_client: Client) ->
     inactive = next(version for version in versions if not version.is_active)
 
     response = staff_client.post(
-        "/admin/phoneapp/modelversion/", {"action": "activate_version", "_selected_action": [inactive.pk]}, follow=True
+        "/admin/phoneapp/modelversion/",
+        {"action": "activate_version", "_selected_action": [inactive.pk], "post": "yes"},
+        follow=True,
     )
 
     assert response.redirect_chain[-1][1] == 302
@@ -170,12 +172,84 @@ def test_activate_action_refuses_a_version_workers_could_not_load(staff_client: 
 
     response = staff_client.post(
         "/admin/phoneapp/modelversion/",
-        {"action": "activate_version", "_selected_action": [broken.pk]},
+        {"action": "activate_version", "_selected_action": [broken.pk], "post": "yes"},
         follow=True,
     )
 
     assert model_version_active() == before
     assert f"Not activated: the files of {broken.name}" in response.content.decode()
+
+
+def _scored(version: ModelVersion, picture_set: str, correct: int, count: int, digest: str) -> None:
+    VersionScore.objects.create(
+        version=version,
+        picture_set=picture_set,
+        count=count,
+        correct=correct,
+        accuracy=correct / count,
+        pictures_digest=digest,
+    )
+
+
+def test_activating_a_version_worse_on_the_same_pictures_asks_first_saying_by_how_much(staff_client: Client) -> None:
+    """A retrain candidate right on 7 of 10 ground-truth pictures against the active model's 10 of 10 was activated
+    in one click: the action now shows both versions' scores on the same pictures and the retrain's decision, and
+    activates only once confirmed."""
+    from phoneapp.services.model_versions import model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+    active = model_version_active()
+    candidate = ModelVersion.objects.filter(is_active=False).order_by("name").first()
+    assert candidate is not None
+    decision = "not promoted: too little ground truth to judge (it has 5 not_phone, 5 phone; ...)."
+    ModelVersion.objects.filter(pk=candidate.pk).update(metrics={"decision": decision})
+    _scored(candidate, "ground_truth", 7, 10, "a" * 64)
+    _scored(active, "ground_truth", 10, 10, "a" * 64)
+    _scored(candidate, "eval", 3, 4, "b" * 64)
+    _scored(active, "eval", 4, 4, "b" * 64)
+    _scored(active, "eval", 1, 4, "c" * 64)  # other pictures: not compared
+
+    asked = staff_client.post(
+        "/admin/phoneapp/modelversion/", {"action": "activate_version", "_selected_action": [candidate.pk]}
+    )
+
+    page = " ".join(asked.content.decode().split())
+    assert asked.status_code == 200 and model_version_active() == active
+    assert f"{candidate.name} is right on fewer of the same pictures than the active version, {active.name}." in page
+    assert (
+        f"Ground truth: {candidate.name} right on 7 of 10 pictures, the active version {active.name} on 10 of 10."
+    ) in page
+    assert f"Eval split: {candidate.name} right on 3 of 4 pictures, the active version {active.name} on 4 of 4." in page
+    assert f"The retrain that registered it decided: {decision}" in page
+    assert 'name="post" value="yes"' in page
+
+    staff_client.post(
+        "/admin/phoneapp/modelversion/",
+        {"action": "activate_version", "_selected_action": [candidate.pk], "post": "yes"},
+    )
+    assert model_version_active() == candidate
+
+
+def test_activating_a_version_never_scored_with_the_active_one_says_nothing_comparable_is_known(
+    staff_client: Client,
+) -> None:
+    from phoneapp.services.model_versions import model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+    active = model_version_active()
+    other = ModelVersion.objects.filter(is_active=False).order_by("name").first()
+    assert other is not None
+    _scored(other, "ground_truth", 10, 10, "a" * 64)
+    _scored(active, "ground_truth", 9, 12, "d" * 64)  # other pictures
+
+    asked = staff_client.post(
+        "/admin/phoneapp/modelversion/", {"action": "activate_version", "_selected_action": [other.pk]}
+    )
+
+    page = " ".join(asked.content.decode().split())
+    assert f"Nothing comparable is known: {other.name} and the active version, {active.name}, were never scored" in page
+    assert "right on fewer" not in page
+    assert model_version_active() == active
 
 
 def test_staff_with_view_permission_only_cannot_run_actions(alice: User) -> None:

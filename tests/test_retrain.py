@@ -32,7 +32,7 @@ from ml_training.metrics import paired_test, roc_auc
 from phoneapp.models import ModelVersion, ReviewSplit, Upload, VersionScore
 from phoneapp.services.ground_truth import uploads_mark_ground_truth
 from phoneapp.services.model_versions import model_version_activate, model_version_active
-from phoneapp.services.promotion import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion
+from phoneapp.services.promotion import MIN_GROUND_TRUTH_PER_LABEL, decide_promotion, dry_run_decision
 from tests.factories import make_review, make_upload
 from tests.images import encode
 from tests.synthetic import write_synthetic_folder
@@ -328,6 +328,30 @@ def test_one_ground_truth_picture_short_of_the_minimum_is_refused_naming_it_and_
         force=False,
     )
     assert promoted, why
+
+
+def test_a_candidate_worse_on_too_little_ground_truth_is_called_worse_before_manual_activation_is_suggested() -> None:
+    """Right on 7 of 10 ground-truth pictures against the active model's 10 (3 of 4 eval against 4), the decision
+    said only "too little ground truth ... or activate it yourself", which read as nothing known against it."""
+    ground_truth = paired_test(baseline=[True] * 10, candidate=[False] * 3 + [True] * 7)
+    evaluation = paired_test(baseline=[True] * 4, candidate=[False] + [True] * 3)
+
+    promoted, why = decide_promotion(
+        ground_truth_per_label={"phone": 5, "not_phone": 5},
+        tests={"ground_truth": ground_truth, "eval": evaluation},
+        has_active=True,
+        force=False,
+    )
+
+    assert not promoted
+    worse = (
+        "On the pictures it was scored on it is worse than the active model: right on 3 fewer of the 10 ground_truth "
+        "pictures and 1 fewer of the 4 eval pictures."
+    )
+    assert worse in why and why.index(worse) < why.index("activate it yourself only on purpose")
+    assert "or activate it yourself" not in why
+    # A dry run says it too: it is part of what the rule found, not of the registering.
+    assert worse in dry_run_decision(why)
 
 
 def test_dry_run_trains_and_reports_but_registers_nothing(tmp_path: Path, settings: SettingsFixture) -> None:

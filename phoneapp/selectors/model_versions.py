@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from phoneapp.errors import NotFound
@@ -65,3 +66,65 @@ def model_version_headline_figures(*, metrics: Any) -> dict[str, Any]:
         if name in sets:
             return sets[name]
     return next(iter(sets.values()), {})
+
+
+@dataclass(frozen=True)
+class SameSetScores:
+    """Two versions' scores on the same pictures of one trusted set (the same ``pictures_digest``)."""
+
+    picture_set: VersionScore.Set
+    correct: int
+    active_correct: int
+    count: int
+
+    @property
+    def fewer_right(self) -> bool:
+        return self.correct < self.active_correct
+
+
+@dataclass(frozen=True)
+class ActivationComparison:
+    """What is known of a version against the active one before a person activates it: their scores on the same
+    pictures (``sets``, empty when they were never scored on the same pictures) and the retrain's decision about it
+    (None for a version no retrain registered)."""
+
+    version: ModelVersion
+    active: ModelVersion | None
+    sets: list[SameSetScores]
+    retrain_decision: str | None
+
+    @property
+    def worse(self) -> bool:
+        """Right on fewer of the same pictures than the active version in some set."""
+        return any(scores.fewer_right for scores in self.sets)
+
+
+def model_version_compare_with_active(*, version: ModelVersion) -> ActivationComparison:
+    """``version`` against the version active now, on the same pictures: per trusted set, the newest of its scores
+    (slice "all") that the active version also has on the same pictures. A retrain stores both versions' scores, so
+    a candidate is comparable with the version it was measured against while that one is still active; against
+    another, only if they were once scored on the same pictures."""
+    active = model_version_active_or_none()
+    sets: list[SameSetScores] = []
+    if active is not None and active.pk != version.pk:
+        for picture_set in VersionScore.Set:
+            for score in version.scores.filter(picture_set=picture_set, slice="all").order_by("-created", "-pk"):
+                active_score = (
+                    active.scores.filter(picture_set=picture_set, slice="all", pictures_digest=score.pictures_digest)
+                    .order_by("-created", "-pk")
+                    .first()
+                )
+                if active_score is not None:
+                    sets.append(
+                        SameSetScores(
+                            picture_set=picture_set,
+                            correct=score.correct,
+                            active_correct=active_score.correct,
+                            count=score.count,
+                        )
+                    )
+                    break
+    decision = version.metrics.get("decision") if isinstance(version.metrics, dict) else None
+    return ActivationComparison(
+        version=version, active=active, sets=sets, retrain_decision=decision if isinstance(decision, str) else None
+    )

@@ -64,10 +64,13 @@ def decide_promotion(
     if force:
         warning = f" Warning: {uninformative}." if uninformative else ""
         return True, f"activated because --activate was given (a person's decision; the rule was not applied).{warning}"
+    # Said before any suggestion to activate it by hand: a candidate right on 7 of 10 ground-truth pictures against
+    # the active model's 10 was refused only for "too little ground truth", which read as "nothing known against it".
+    worse_said = _worse_as_measured(tests)
     if uninformative:
         return False, (
-            f"not promoted: {uninformative}. Registered inactive: activate it yourself only on purpose (the admin's "
-            "'Activate this version', or manage.py activate_model NAME)."
+            f"not promoted: {uninformative}.{worse_said} Registered inactive: activate it yourself only on purpose "
+            "(the admin's 'Activate this version', or manage.py activate_model NAME)."
         )
     if active_unscorable:
         return False, (
@@ -79,21 +82,18 @@ def decide_promotion(
     if missing:
         needed = " and ".join(f"{count} more {label}" for label, count in missing.items())
         have = ", ".join(f"{ground_truth_per_label.get(label, 0)} {label}" for label in LABELS)
+        suggestion = "; activate it yourself only on purpose" if worse_said else ", or activate it yourself"
         return False, (
             f"not promoted: too little ground truth to judge (it has {have}; {needed} needed, at least "
-            f"{MIN_GROUND_TRUTH_PER_LABEL} of each label). Registered inactive: mark reviewed uploads as ground truth "
-            "(admin action or G in the review queue), or activate it yourself (the admin's 'Activate this version', "
-            "or manage.py activate_model NAME)."
+            f"{MIN_GROUND_TRUTH_PER_LABEL} of each label).{worse_said} Registered inactive: mark reviewed uploads as "
+            f"ground truth (admin action or G in the review queue){suggestion} (the admin's 'Activate this "
+            "version', or manage.py activate_model NAME)."
         )
     if not has_active:
         return True, "promoted: there is no active model to compare with."
     # Right on fewer pictures is worse as measured, even when too few pictures disagree for the test to be
     # significant: with 20 ground-truth pictures, 8 against 2 is p = 0.055, and repeated retrains could slide.
-    worse = [
-        name
-        for name, test in tests.items()
-        if test.candidate_worse or test.only_candidate_right < test.only_baseline_right
-    ]
+    worse = [name for name, test in tests.items() if test.candidate_worse or _right_on_fewer(test)]
     details = "; ".join(
         f"{name}: candidate alone right on {test.only_candidate_right}, active alone on {test.only_baseline_right}, "
         f"p(candidate worse) = {test.p_candidate_worse:.4f}"
@@ -110,6 +110,25 @@ def decide_promotion(
         )
         return False, f"not promoted: {reasons} ({details})."
     return True, f"promoted: not worse than the active model on ground truth or eval ({details})."
+
+
+def _right_on_fewer(test: PairedTest) -> bool:
+    """Right on fewer of the pictures than the active model: worse as measured, significant or not."""
+    return test.only_candidate_right < test.only_baseline_right
+
+
+def _worse_as_measured(tests: dict[str, PairedTest]) -> str:
+    """A sentence saying on which sets the candidate was right on fewer pictures than the active model, and by how
+    many (" On the pictures it was scored on it is worse than the active model: right on 3 fewer of the 10
+    ground_truth pictures."); empty when it was not, or nothing was compared."""
+    fewer = [
+        f"{test.only_baseline_right - test.only_candidate_right} fewer of the {test.pictures} {name} pictures"
+        for name, test in tests.items()
+        if _right_on_fewer(test)
+    ]
+    if not fewer:
+        return ""
+    return f" On the pictures it was scored on it is worse than the active model: right on {' and '.join(fewer)}."
 
 
 def dry_run_decision(decision: str) -> str:
