@@ -44,6 +44,7 @@ from phoneapp.services.reviews import (
 )
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
 from phoneapp.signed_in import signed_in_user
+from phoneapp.templatetags.ui import phone_chance_percent
 
 logger = logging.getLogger(__name__)
 
@@ -269,12 +270,13 @@ class UploadAdmin(admin.ModelAdmin):
 
     @admin.display(description="verdict", ordering="probability")
     def verdict_display(self, upload: Upload) -> str:
-        """The word and the number of the pages ("Unsure 81%"), judged by the upload's own model version."""
+        """The word and the chance the pages say ("Unsure — 81%", "Phone — over 99%": "100%" claimed a certainty
+        the pages never do), judged by the upload's own model version."""
         if upload.probability is None:
             return "—"
         verdict = upload_verdict(upload=upload)
         word = verdict.label if verdict is not None else "—"
-        return f"{word} {upload.probability:.0%}"
+        return f"{word} — {phone_chance_percent(upload)}"
 
     @admin.display(description="picture")
     def picture_full(self, upload: Upload) -> SafeString:
@@ -346,7 +348,12 @@ class UploadAdmin(admin.ModelAdmin):
         )
         waiting = outcome.waiting
         # Against a confident verdict a label waits for a second reviewer (phoneapp/services/reviews.py): say so.
-        note = f"; {waiting} against a confident verdict wait for a second reviewer before training" if waiting else ""
+        note = (
+            f"; {waiting} against a confident verdict {pluralize(waiting, 'waits,wait')} for a second reviewer "
+            "before training"
+            if waiting
+            else ""
+        )
         count = len(outcome.labelled)
         self.message_user(
             request, f"Marked {count} upload{pluralize(count)} as {_LABEL_WORDS[label]}{also}{note}.", messages.SUCCESS

@@ -385,13 +385,44 @@ def test_relabelling_a_confident_verdict_in_the_admin_waits_for_a_second_reviewe
     )
     # Said, not left for the reviewer to find out in the queue.
     said = " ".join(marked.content.decode().split())
-    assert "Marked 2 uploads as not phone; 1 against a confident verdict wait for a second reviewer" in said
+    assert "Marked 2 uploads as not phone; 1 against a confident verdict waits for a second reviewer" in said
     staff_client.post(f"{CHANGELIST}{confident.pk}/change/", {"reviewed_label": "not_phone", "reviewed_boxes": ""})
 
     confident.refresh_from_db()
     unsure.refresh_from_db()
     assert (confident.reviewed_label, confident.second_review) == ("not_phone", SecondReview.WAITING)
     assert (unsure.reviewed_label, unsure.second_review) == ("not_phone", SecondReview.NOT_NEEDED)
+
+
+def test_the_admin_says_one_label_waits_and_two_labels_wait_for_a_second_reviewer(
+    staff_client: Client, alice: User
+) -> None:
+    one = make_upload(alice, name="one.jpg", probability=0.99)
+    two = [make_upload(alice, name=f"two-{index}.jpg", probability=0.99) for index in range(2)]
+
+    said_one = staff_client.post(CHANGELIST, {"action": "mark_as_not_phone", "_selected_action": [one.pk]}, follow=True)
+    said_two = staff_client.post(
+        CHANGELIST, {"action": "mark_as_not_phone", "_selected_action": [upload.pk for upload in two]}, follow=True
+    )
+
+    assert "; 1 against a confident verdict waits for a second reviewer" in said_one.content.decode()
+    assert "; 2 against a confident verdict wait for a second reviewer" in said_two.content.decode()
+
+
+def test_the_upload_list_says_the_chance_of_a_phone_as_the_pages_do_never_100_or_0_percent(
+    staff_client: Client, alice: User
+) -> None:
+    """It said "Phone 100%" and "Not a phone 0%", a certainty the pages never claim ("over 99%", "under 1%")."""
+    make_upload(alice, name="sure.jpg", probability=0.997)
+    make_upload(alice, name="none.jpg", probability=0.003)
+    make_upload(alice, name="middle.jpg", probability=0.52)
+
+    page = staff_client.get(CHANGELIST).content.decode()
+
+    assert '<td class="field-verdict_display">Phone — over 99%</td>' in page
+    assert '<td class="field-verdict_display">Not a phone — under 1%</td>' in page
+    assert '<td class="field-verdict_display">Unsure — 52%</td>' in page
+    assert "100%" not in page and " 0%" not in page
 
 
 def test_saving_an_upload_without_changing_its_label_keeps_who_reviewed_it(staff_client: Client, alice: User) -> None:
@@ -451,7 +482,7 @@ def test_upload_change_page_shows_an_unsure_verdict_as_unsure_and_no_boxes_as_em
 
     page = staff_client.get(f"{CHANGELIST}{upload.pk}/change/").content.decode()
 
-    assert "Unsure 52%" in page
+    assert "Unsure — 52%" in page
     assert re.search(r'id="id_reviewed_boxes">\s*</textarea>', page)  # empty, not "null"
 
 

@@ -121,7 +121,7 @@ def test_form_post_without_javascript_moves_to_the_next_picture(staff_client: Cl
     second = make_upload(alice, probability=0.7)
     response = staff_client.post(f"/review/{first.pk}/decide", {"decision": "phone"}, follow=True)
     assert response.redirect_chain == [(f"/review/{second.pk}/", 302)]
-    assert "Saved: first.jpg is phone." in response.content.decode()
+    assert "Saved: first.jpg is a phone." in response.content.decode()
 
 
 def test_skipping_without_javascript_says_so_and_moves_on(staff_client: Client, alice: User) -> None:

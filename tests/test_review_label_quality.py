@@ -376,7 +376,9 @@ def test_a_disagreement_settled_as_ground_truth_is_not_told_to_be_settled(
     decide(settling, confident_phone, "phone", ground_truth="1")
 
     [said] = said_to(settling, confident_phone)
-    assert said.startswith("Saved as ground truth: desk.jpg is phone; it scores every model version and never trains.")
+    assert said.startswith(
+        "Saved as ground truth: desk.jpg is a phone; it scores every model version and never trains."
+    )
     assert "settle" not in said
 
 

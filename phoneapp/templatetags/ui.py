@@ -95,14 +95,19 @@ def phone_percent(upload: Upload) -> int:
     return _half_up((upload.probability or 0) * 100)
 
 
+def phone_chance_percent(upload: Upload) -> str:
+    """The probability of "phone" in whole percent as the pages say it: "97%", and "over 99%" / "under 1%" at the
+    ends, where "100%" claimed a certainty no model has (a probability of 0.996 rounds to it). The admin's upload
+    list says it so too."""
+    percent = phone_percent(upload)
+    return "over 99%" if percent >= 100 else "under 1%" if percent <= 0 else f"{percent}%"
+
+
 @register.filter
 def phone_chance(upload: Upload) -> str:
-    """The probability of "phone" as the verdict says it: "97% chance of a phone", and "over 99%" / "under 1%" at
-    the ends, where "100%" claimed a certainty no model has (a probability of 0.996 rounds to it). upload.js says
-    the same (chanceText)."""
-    percent = phone_percent(upload)
-    said = "over 99%" if percent >= 100 else "under 1%" if percent <= 0 else f"{percent}%"
-    return f"{said} chance of a phone"
+    """The probability of "phone" as the verdict says it: "97% chance of a phone" (:func:`phone_chance_percent`).
+    upload.js says the same (chanceText)."""
+    return f"{phone_chance_percent(upload)} chance of a phone"
 
 
 @register.filter

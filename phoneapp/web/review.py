@@ -274,15 +274,19 @@ def _ground_truth_kept(decided: Upload, label: str, *, may_change: bool) -> str:
     return f" Its ground truth stays {decided.get_ground_truth_label_display().lower()}: to change it, {how}."
 
 
+# What a picture is, in a sentence ("x.jpg is a phone"): the labels' display names lower-cased said "is phone".
+_IS_WORDS = {Label.PHONE: "a phone", Label.NOT_PHONE: "not a phone"}
+
+
 def _saved_message(decided: Upload, *, copies: int, as_ground_truth: bool = False) -> str:
     """What a decision did, in the words of the state it left: a second opinion that disagreed leaves the first
     reviewer's label in place (it said "is phone" to someone who had just said "not a phone"); a decision made
     ground truth is settled (it was told to have staff settle it, by the staff member who just had)."""
     name = decided.original_name
     also = f" (and {copies - 1} more upload{pluralize(copies - 1)} of the same picture)" if copies > 1 else ""
-    label = decided.get_reviewed_label_display().lower()
+    label = _IS_WORDS[Label(decided.reviewed_label)]
     if as_ground_truth and decided.ground_truth_label:
-        truth = decided.get_ground_truth_label_display().lower()
+        truth = _IS_WORDS[Label(decided.ground_truth_label)]
         return f"Saved as ground truth: {name} is {truth}{also}; it scores every model version and never trains."
     if decided.second_review == SecondReview.DISAGREED:
         first = decided.reviewed_by.get_username() if decided.reviewed_by else "the first reviewer"
