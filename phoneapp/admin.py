@@ -153,14 +153,16 @@ class DisagreementFilter(admin.SimpleListFilter):
 @admin.register(Upload)
 class UploadAdmin(admin.ModelAdmin):
     # Eight narrow columns: the list fits a 1366 px window beside the filters without scrolling sideways (long
-    # names, owners and version names are cut with an ellipsis, whole in their tooltip; see admin.css).
+    # names, owners and version names are cut with an ellipsis, whole in their tooltip; see admin.css). What a
+    # reviewer opens it for comes first: on a 390 px phone the verdict and review began off-screen, behind the
+    # owner and status, in a list that scrolls sideways.
     list_display = [
         "thumbnail_tag",
         "name_display",
-        "owner_display",
-        "status",
         "verdict_display",
         "review_display",
+        "status",
+        "owner_display",
         "version_display",
         "created_display",
     ]
@@ -269,14 +271,19 @@ class UploadAdmin(admin.ModelAdmin):
         return timezone.localtime(upload.created).strftime("%Y-%m-%d %H:%M")
 
     @admin.display(description="verdict", ordering="probability")
-    def verdict_display(self, upload: Upload) -> str:
+    def verdict_display(self, upload: Upload) -> SafeString | str:
         """The word and the chance the pages say ("Unsure — 81%", "Phone — over 99%": "100%" claimed a certainty
-        the pages never do), judged by the upload's own model version."""
+        the pages never do), judged by the upload's own model version; on a phone it may take two lines, broken
+        between the word and the chance only (admin.css)."""
         if upload.probability is None:
             return "—"
         verdict = upload_verdict(upload=upload)
         word = verdict.label if verdict is not None else "—"
-        return f"{word} — {phone_chance_percent(upload)}"
+        return format_html(
+            '<span class="verdict-part">{}</span> <span class="verdict-part">— {}</span>',
+            word,
+            phone_chance_percent(upload),
+        )
 
     @admin.display(description="picture")
     def picture_full(self, upload: Upload) -> SafeString:

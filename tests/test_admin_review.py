@@ -7,6 +7,7 @@ import re
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils.html import strip_tags
 
 from phoneapp.models import ModelVersion, SecondReview, Upload, UploadStatus, VersionScore
 from phoneapp.selectors.review_queue import review_queue_first
@@ -419,10 +420,8 @@ def test_the_upload_list_says_the_chance_of_a_phone_as_the_pages_do_never_100_or
 
     page = staff_client.get(CHANGELIST).content.decode()
 
-    assert '<td class="field-verdict_display">Phone — over 99%</td>' in page
-    assert '<td class="field-verdict_display">Not a phone — under 1%</td>' in page
-    assert '<td class="field-verdict_display">Unsure — 52%</td>' in page
-    assert "100%" not in page and " 0%" not in page
+    said = {strip_tags(cell) for cell in re.findall(r'<td class="field-verdict_display">(.*?)</td>', page)}
+    assert said == {"Phone — over 99%", "Not a phone — under 1%", "Unsure — 52%"}
 
 
 def test_saving_an_upload_without_changing_its_label_keeps_who_reviewed_it(staff_client: Client, alice: User) -> None:
@@ -482,7 +481,7 @@ def test_upload_change_page_shows_an_unsure_verdict_as_unsure_and_no_boxes_as_em
 
     page = staff_client.get(f"{CHANGELIST}{upload.pk}/change/").content.decode()
 
-    assert "Unsure — 52%" in page
+    assert "Unsure — 52%" in strip_tags(page)
     assert re.search(r'id="id_reviewed_boxes">\s*</textarea>', page)  # empty, not "null"
 
 

@@ -227,6 +227,41 @@ def test_the_admin_upload_list_fits_a_1366_px_window(
     screenshot(browser, "admin-uploads", width=1366)
 
 
+def test_on_a_phone_the_admin_upload_list_shows_the_verdict_and_review_without_scrolling_sideways(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """At 390 px the list scrolled sideways and the Verdict and Review columns, what a reviewer opens it for,
+    began off-screen behind the owner and status."""
+    from selenium.webdriver.common.by import By
+
+    for index in range(3):
+        make_upload(
+            alice,
+            probability=[0.97, 0.5, 0.003][index],
+            name=f"IMG_20261130_18451{index}_HDR_portrait_mode_front_camera_burst_{index:03d}.jpeg",
+            version="finetuned-lite2-scenes-v3-calibrated",
+            reviewed="phone" if index == 0 else "",
+            reviewer=reviewer,
+        )
+    log_in(browser, live_server, reviewer)
+    phone = {"width": PHONE, "height": 800, "deviceScaleFactor": 1, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", phone)
+    try:
+        browser.get(f"{live_server.url}/admin/phoneapp/upload/")
+        wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 3, 10)
+        edges = browser.execute_script(
+            "const edge = (name) => document.querySelector(`#result_list th.column-${name}`)"
+            ".getBoundingClientRect();"
+            "return {inner: window.innerWidth, verdict: edge('verdict_display').left,"
+            " review: edge('review_display').left};"
+        )
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert edges["inner"] == PHONE, edges
+    # Their first words on screen, not just their borders.
+    assert 0 <= edges["verdict"] < edges["review"] < edges["inner"] - 60, edges
+
+
 def assert_admin_list_fits(browser: Chrome, url: str, *, width: int, rows: int) -> None:
     """At a window ``width`` px wide, the admin list at ``url`` (of ``rows`` rows) shows every column: the page
     does not scroll sideways, nor does the list inside it."""
