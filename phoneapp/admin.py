@@ -561,14 +561,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return None
         chosen = queryset.get()
-        if request.POST.get("post") != "yes":
+        comparison = model_version_compare_with_active(version=chosen)
+        # The page compared against the version active when it was shown (``active_seen``): if another became
+        # active since, the comparison is asked for again rather than confirmed against a version no longer active.
+        active_now = str(comparison.active.pk) if comparison.active else "none"
+        confirmed = request.POST.get("post") == "yes"
+        if not confirmed or request.POST.get("active_seen") != active_now:
             context = {
                 **self.admin_site.each_context(request),
                 "title": f"Activate {chosen.name}?",
                 "opts": self.model._meta,
                 "media": self.media,
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-                "comparison": model_version_compare_with_active(version=chosen),
+                "comparison": comparison,
+                "active_seen": active_now,
+                "active_changed": confirmed,
             }
             return TemplateResponse(request, "admin/phoneapp/modelversion/activate_confirmation.html", context)
         try:

@@ -131,6 +131,11 @@ def test_model_version_admin_shows_metrics_read_only(staff_client: Client) -> No
     assert 'name="metrics"' not in change  # shown, not editable
 
 
+def _active_seen() -> dict[str, str]:
+    """What the confirmation page sends back: the version active when it was shown."""
+    return {"active_seen": str(model_version_active().pk)}
+
+
 def test_activate_action_rolls_back_to_an_older_version(staff_client: Client) -> None:
     from phoneapp.services.model_versions import model_versions_sync_from_disk
 
@@ -141,7 +146,7 @@ def test_activate_action_rolls_back_to_an_older_version(staff_client: Client) ->
 
     response = staff_client.post(
         "/admin/phoneapp/modelversion/",
-        {"action": "activate_version", "_selected_action": [inactive.pk], "post": "yes"},
+        {"action": "activate_version", "_selected_action": [inactive.pk], "post": "yes", **_active_seen()},
         follow=True,
     )
 
@@ -173,7 +178,7 @@ def test_activate_action_refuses_a_version_workers_could_not_load(staff_client: 
 
     response = staff_client.post(
         "/admin/phoneapp/modelversion/",
-        {"action": "activate_version", "_selected_action": [broken.pk], "post": "yes"},
+        {"action": "activate_version", "_selected_action": [broken.pk], "post": "yes", **_active_seen()},
         follow=True,
     )
 
@@ -226,9 +231,28 @@ def test_activating_a_version_worse_on_the_same_pictures_asks_first_saying_by_ho
 
     staff_client.post(
         "/admin/phoneapp/modelversion/",
-        {"action": "activate_version", "_selected_action": [candidate.pk], "post": "yes"},
+        {"action": "activate_version", "_selected_action": [candidate.pk], "post": "yes", **_active_seen()},
     )
     assert model_version_active() == candidate
+
+
+def test_a_confirmation_given_against_a_version_no_longer_active_asks_again(staff_client: Client) -> None:
+    """The page compared the candidate with the version active when it was shown; another activated meanwhile,
+    "Yes" activated the candidate over a version it was never compared with."""
+    from phoneapp.services.model_versions import model_version_activate, model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+    shown_against = _active_seen()
+    candidate, other = ModelVersion.objects.filter(is_active=False).order_by("name")[:2]
+    model_version_activate(version=other)
+
+    answer = staff_client.post(
+        "/admin/phoneapp/modelversion/",
+        {"action": "activate_version", "_selected_action": [candidate.pk], "post": "yes", **shown_against},
+    )
+
+    assert answer.status_code == 200 and model_version_active() == other
+    assert "The active version changed since the page you confirmed was shown" in answer.content.decode()
 
 
 def test_activating_a_version_never_scored_with_the_active_one_says_nothing_comparable_is_known(
