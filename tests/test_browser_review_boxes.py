@@ -194,7 +194,9 @@ def test_the_models_guess_is_drawn_dashed_and_removed_from_the_keyboard(
 
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys("x")
-    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box.selected"), 5)
+    [selected] = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box.selected"), 5)
+    # Selected, it is drawn solid: it was red and dashed, and dashes mean "the model's guess" everywhere else.
+    assert browser.execute_script("return getComputedStyle(arguments[0]).strokeDasharray", selected) == "none"
     body.send_keys("x")
     wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, "#box-editor rect.user-box"), 5)
     body.send_keys("p")
