@@ -1,4 +1,5 @@
-"""Authentication backends: Django's model backend behind the login throttle (phoneapp/services/login_attempts.py)."""
+"""Authentication backends: Django's model backend behind the login throttle (phoneapp/services/login_attempts.py),
+and API keys (``Authorization: Token <key>``) for DRF and for ``/healthz``'s staff figures."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
 
+from phoneapp.models import ApiToken
+from phoneapp.services.api_tokens import api_token_authenticate
 from phoneapp.services.login_attempts import login_attempt_give_back, login_attempt_reserve
 
 logger = logging.getLogger("phoneapp.services.login_attempts")  # where failed logins were always logged
@@ -70,3 +75,21 @@ def _log_failed_login(sender: object, credentials: dict[str, Any], request: Any 
     if request is not None and getattr(request, REFUSED_ATTRIBUTE, None) is not None:
         return
     logger.warning("login failed", extra={"address": client_address(request)})
+
+
+class HashedTokenAuthentication(TokenAuthentication):
+    """``Authorization: Token <key>`` against the hashed keys of :class:`phoneapp.models.ApiToken`.
+
+    A subclass of DRF's ``TokenAuthentication``: the same header parsing, keyword and errors, so a missing or bad
+    key still answers 401 with ``WWW-Authenticate: Token``; only the lookup differs (by the key's SHA-256 digest).
+    Here, not in ``phoneapp/api``, because ``/healthz`` (a page view) reads the same header the same way."""
+
+    keyword = "Token"
+    model = ApiToken
+
+    def authenticate_credentials(self, key: str) -> tuple[object, None]:
+        user = api_token_authenticate(key=key)
+        if user is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        # The token object is not handed on: nothing downstream needs it, and it holds no key anyway.
+        return user, None

@@ -321,7 +321,7 @@ REST_FRAMEWORK = {
     # Token first: an unauthenticated request gets 401 with "WWW-Authenticate: Token" (DRF answers 403 when the
     # first class is session authentication, which has no such header).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "phoneapp.api.authentication.HashedTokenAuthentication",
+        "phoneapp.auth_backends.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

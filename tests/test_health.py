@@ -98,7 +98,7 @@ def test_with_the_database_down_a_staff_session_or_key_gets_the_words_not_an_err
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(SessionStore, "load", down)
-    monkeypatch.setattr("phoneapp.web.health.api_token_authenticate", down)
+    monkeypatch.setattr("phoneapp.auth_backends.api_token_authenticate", down)
     monkeypatch.setattr("phoneapp.services.health._check_database", lambda connection: "down")
 
     response = staff.get("/healthz")
