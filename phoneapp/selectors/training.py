@@ -89,19 +89,21 @@ def review_agreement() -> ReviewAgreement:
     """Agreement between first and second reviewers, and between reviewers and ground truth."""
     second = _one_per_picture(Upload.objects.filter(second_review__in=[SecondReview.AGREED, SecondReview.DISAGREED]))
     truth = _one_per_picture(Upload.objects.exclude(ground_truth_label="").reviewed())
-    waiting_uploads = Upload.objects.filter(second_review=SecondReview.WAITING)
-    # Ground truth settles a picture: staff decided it, so no second reviewer is awaited.
-    waiting = waiting_uploads.exclude(sha256__in=_ground_truth_hashes()).values("sha256").distinct().count()
-    disputed_uploads = Upload.objects.filter(second_review=SecondReview.DISAGREED)
-    disputed = disputed_uploads.exclude(sha256__in=_ground_truth_hashes()).values("sha256").distinct().count()
     return ReviewAgreement(
         second_reviews=len(second),
         agreed=sum(upload.second_review == SecondReview.AGREED for upload in second),
-        waiting=waiting,
-        disputed=disputed,
+        waiting=_open_pictures(SecondReview.WAITING),
+        disputed=_open_pictures(SecondReview.DISAGREED),
         ground_truth_reviewed=len(truth),
         agreed_with_ground_truth=sum(upload.reviewed_label == upload.ground_truth_label for upload in truth),
     )
+
+
+def _open_pictures(state: SecondReview) -> int:
+    """Pictures whose second review is in ``state`` and not settled: ground truth settles a picture (staff decided
+    it, so no second reviewer, and no one else, is awaited)."""
+    in_state = Upload.objects.filter(second_review=state).exclude(sha256__in=_ground_truth_hashes())
+    return in_state.values("sha256").distinct().count()
 
 
 @dataclass(frozen=True)
