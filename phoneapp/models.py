@@ -96,6 +96,9 @@ class ModelVersion(models.Model):
 
 # Second-review states whose first label is not settled (see UploadQuerySet.held_for_second_review).
 UNSETTLED_REVIEWS = (SecondReview.WAITING, SecondReview.DISAGREED)
+# Classified, with the probability a verdict is judged from: :func:`phoneapp.selectors.decisions.upload_has_verdict`
+# in SQL.
+HAS_VERDICT = Q(status=UploadStatus.DONE, probability__isnull=False)
 
 
 class UploadQuerySet(models.QuerySet["Upload"]):
@@ -141,9 +144,8 @@ class UploadQuerySet(models.QuerySet["Upload"]):
     def with_verdict(self) -> UploadQuerySet:
         """Annotated ``verdict``, the word the pages show (:func:`phoneapp.selectors.decisions.upload_verdict`
         in SQL): ``phone``, ``not_phone`` or ``unsure`` for classified uploads, else the status."""
-        judged = Q(status=UploadStatus.DONE, probability__isnull=False)
         verdict = Case(
-            When(~judged, then=F("status")),
+            When(~HAS_VERDICT, then=F("status")),
             When(uncertainty__lte=1.0, then=Value(Verdict.UNSURE)),
             default=F("predicted_label"),
             output_field=models.CharField(),

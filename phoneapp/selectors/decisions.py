@@ -143,7 +143,7 @@ def upload_decision_rule(*, upload: Upload) -> DecisionRule:
 def upload_has_verdict(*, upload: Upload) -> bool:
     """Whether ``upload`` was classified and has the probability its verdict, threshold, unsure band and boxes
     are judged from: what the API, the CSV export and :func:`upload_verdict` all ask before showing any of them
-    (each once wrote the rule itself). ``UploadQuerySet.with_verdict`` is the same rule in SQL."""
+    (each once wrote the rule itself). ``models.HAS_VERDICT`` is the same rule in SQL."""
     return upload.status == UploadStatus.DONE and upload.probability is not None
 
 

@@ -12,7 +12,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from phoneapp.errors import UploadNotFound
-from phoneapp.models import UNSETTLED_REVIEWS, Label, Upload, UploadQuerySet, UploadStatus, Verdict
+from phoneapp.models import HAS_VERDICT, UNSETTLED_REVIEWS, Label, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_decision_rule, upload_has_verdict, upload_verdict
 
 VERDICTS = tuple(Verdict.values)
@@ -205,7 +205,7 @@ def _with_final_label(queryset: UploadQuerySet, label: str) -> UploadQuerySet:
     return queryset.filter(
         Q(ground_truth_label=label)
         | (no_truth & settled_review & Q(reviewed_label=label))
-        | (no_truth & ~settled_review & Q(status=UploadStatus.DONE, probability__isnull=False, predicted_label=label))
+        | (no_truth & ~settled_review & HAS_VERDICT & Q(predicted_label=label))
     )
 
 
