@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.manifest import read_manifest
+from ml_training.data import is_close_up_source
 from ml_training.metrics import PairedTest, paired_test
 from ml_training.scene.crossval import SCENE_SOURCES
 
@@ -128,7 +129,10 @@ def absolute_picture_path(path: str) -> str:
 
 def slices_of(verdict: Verdict) -> Iterable[str]:
     yield "all"
-    yield "scenes" if verdict.scene else "close-ups and look-alikes"
+    if verdict.scene:
+        yield "scenes"
+    elif is_close_up_source(verdict.source):
+        yield "close-ups and look-alikes"
     yield f"{verdict.source}: {verdict.label}"
 
 

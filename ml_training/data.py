@@ -17,6 +17,18 @@ LABELS = (NOT_PHONE, PHONE)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 
+# The source of an owner's reviewed upload in a retrain or an evaluation. A reviewer says whether it shows a phone,
+# not whether it is a scene or a close-up, so without boxes its kind is unknown: it counts under its own source and
+# in "all", never as a close-up (a retrain's "close-ups" once counted CCTV frames uploaded and reviewed).
+REVIEWED_UPLOAD_SOURCE = "reviewed-upload"
+
+
+def is_close_up_source(source: str) -> bool:
+    """Whether an unboxed picture of ``source`` is a close-up or look-alike in the figures: every shared folder's
+    source that is not a scene source, but not an owner's upload (:data:`REVIEWED_UPLOAD_SOURCE`)."""
+    return source != REVIEWED_UPLOAD_SOURCE
+
+
 @dataclass(frozen=True)
 class Sample:
     """One labelled picture.

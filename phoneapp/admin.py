@@ -462,6 +462,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "accuracy",
         "f1",
         "roc_auc",
+        "measured_on",
         "threshold",
         "checksum_short",
     ]
@@ -504,7 +505,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return version.checksum[:12]
 
     def _metric(self, version: ModelVersion, name: str) -> str:
-        value = model_version_headline_figures(metrics=version.metrics).get(name)
+        _, figures = model_version_headline_figures(metrics=version.metrics)
+        value = figures.get(name)
         return f"{value:.3f}" if isinstance(value, int | float) else "—"
 
     @admin.display(description="threshold")
@@ -551,6 +553,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="ROC-AUC")
     def roc_auc(self, version: ModelVersion) -> str:
         return self._metric(version, "roc_auc")
+
+    @admin.display(description="pictures")
+    def measured_on(self, version: ModelVersion) -> str:
+        """How many pictures, of which set, the accuracy, F1 and ROC-AUC beside it come from: a retrain
+        cross-validated on 15 reviewed uploads showed its accuracy beside a shipped model's 2,595-picture one with
+        nothing to tell them apart."""
+        name, figures = model_version_headline_figures(metrics=version.metrics)
+        count = figures.get("count")
+        if not isinstance(count, int):
+            return "—"
+        kind = {"cross_validation": "CV", "test": "test set", "validation": "validation set"}
+        return f"{count:,} ({kind.get(name.split(' › ')[0], name)})"
 
     @admin.action(permissions=["change"], description="Activate this version (workers switch to it within seconds)")
     def activate_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> TemplateResponse | None:

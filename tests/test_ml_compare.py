@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ml_training.__main__ import main as ml_training_main
@@ -213,6 +214,32 @@ def test_a_picture_training_called_a_scene_counts_as_one_whatever_its_source(tmp
 
     assert counts["scenes"].pictures.pictures == 1
     assert counts["close-ups and look-alikes"].pictures.pictures == 1
+
+
+def test_an_owners_reviewed_upload_without_boxes_is_no_close_up(tmp_path: Path) -> None:
+    """A reviewer labels an upload phone or not, not scene or close-up: a retrain's CCTV frames uploaded and reviewed
+    once counted as "close-ups". They count in "all" and under their own source only, here and in the figures."""
+    from ml_training.scene.figures import figures_by_column
+
+    probabilities = {"phone/reviewed-upload/a": 0.9, "phone/sam-dev007/b": 0.9}
+    baseline = write_version(tmp_path, "old", threshold=0.5, probabilities=probabilities)
+    candidate = write_version(tmp_path, "new", threshold=0.5, probabilities=probabilities)
+
+    counts = {c.group: c for c in compare(baseline, candidate)}
+
+    assert counts["all"].pictures.pictures == 2
+    assert counts["close-ups and look-alikes"].pictures.pictures == 1
+    assert counts["reviewed-upload: phone"].pictures.pictures == 1
+    figures = figures_by_column(
+        targets=[1, 0, 1],
+        scenes=[False, False, False],
+        sources=["reviewed-upload", "reviewed-upload", "sam-dev007"],
+        probabilities=np.array([0.9, 0.2, 0.9]),
+        threshold=0.5,
+    )
+    assert figures["all"]["count"] == 3
+    assert figures["close-ups"]["count"] == 1
+    assert figures["source:reviewed-upload"]["count"] == 2
 
 
 def test_disagreements_are_counted_pairwise_and_need_the_same_pictures() -> None:

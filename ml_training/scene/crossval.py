@@ -24,6 +24,7 @@ SCENE_SOURCES = frozenset({"office-cctv", "webcam-held", "phone-usage-video"})
 
 
 def is_scene(sample: SceneSample) -> bool:
+    """Boxed, or from a source of scenes: trained as a scene (drawn twice an epoch) and reported as one."""
     return sample.has_boxes or sample.base_source in SCENE_SOURCES
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from inference.boxes import Box, decode_boxes
+from ml_training.data import is_close_up_source
 from ml_training.metrics import binary_metrics, expected_calibration_error
 from ml_training.scene.crossval import is_scene
 from ml_training.scene.data import BoxCorners, SceneSample
@@ -109,7 +110,7 @@ def figures_by_column(
     labels = np.asarray(targets)
     slices: dict[str, np.ndarray] = {"all": np.ones(len(labels), bool)}
     slices["scenes"] = np.asarray(scenes, bool)
-    slices["close-ups"] = ~slices["scenes"]
+    slices["close-ups"] = ~slices["scenes"] & np.array([is_close_up_source(source) for source in sources], bool)
     for source in sorted(set(sources)):
         slices[f"source:{source}"] = np.array([name == source for name in sources])
     return {

@@ -57,15 +57,16 @@ def model_version_figure_sets(*, metrics: Any, prefix: str = "") -> list[tuple[s
     return found
 
 
-def model_version_headline_figures(*, metrics: Any) -> dict[str, Any]:
-    """The figures the version list shows: cross-validation on the shared set when measured, else the test set's,
-    else whichever set comes first (older manifests keep them at the top)."""
+def model_version_headline_figures(*, metrics: Any) -> tuple[str, dict[str, Any]]:
+    """The figures the version list shows and the set they were measured on: cross-validation on the shared set
+    when measured, else the test set's, else whichever set comes first (older manifests keep them at the top).
+    ("", {}) for a version with no figures."""
     sets = dict(model_version_figure_sets(metrics=metrics))
     names = ("overall", "cross_validation › shared_set", "cross_validation › all", "test › shared_set")
     for name in (*names, "validation › shared_set"):
         if name in sets:
-            return sets[name]
-    return next(iter(sets.values()), {})
+            return name, sets[name]
+    return next(iter(sets.items()), ("", {}))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from inference.contract import Classifier
 from inference.images import ImageError, open_image
 from inference.manifest import ModelLoadError
 from inference.runtime import predict_files
-from ml_training.data import Sample, load_samples
+from ml_training.data import REVIEWED_UPLOAD_SOURCE, Sample, load_samples
 from ml_training.metrics import binary_metrics
 from phoneapp.models import ModelVersion, Upload
 from phoneapp.services.errors import EvaluationRefused, NothingToEvaluate
@@ -140,7 +140,7 @@ def held_out_upload_samples(*, workdir: Path) -> list[Sample]:
             path=str(local_picture_path(upload, workdir)),
             label=label,
             group=f"sha256:{upload.sha256}",
-            source="reviewed-upload",
+            source=REVIEWED_UPLOAD_SOURCE,
         )
         for upload, label in labelled
     ]

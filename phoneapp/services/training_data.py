@@ -22,6 +22,7 @@ from django.conf import settings
 from inference.images import ImageError, open_image
 from inference.manifest import sha256_file
 from inference.prediction import NOT_PHONE, PHONE
+from ml_training.data import REVIEWED_UPLOAD_SOURCE
 from ml_training.phash import dhash
 from ml_training.scene.data import SceneSample, load_data_dirs
 from phoneapp.models import Upload
@@ -86,7 +87,7 @@ def training_samples_collect(*, data_dirs: Sequence[Path], workdir: Path) -> lis
         SceneSample(
             path=str(local_picture_path(upload, workdir)),
             label=upload.reviewed_label,
-            source="reviewed-upload",
+            source=REVIEWED_UPLOAD_SOURCE,
             group=f"sha256:{upload.sha256}",
             boxes=_upload_boxes(upload),
             recorded_as=f"upload:{upload.pk}",
@@ -150,7 +151,7 @@ def training_samples_without_scored(
     scored_bits = np.stack(scored_hashes) if scored_hashes else None
     kept, folder_pictures, uploads = [], 0, 0
     for sample in samples:
-        is_upload = sample.source == "reviewed-upload"
+        is_upload = sample.source == REVIEWED_UPLOAD_SOURCE
         same_bytes = not is_upload and sha256_file(sample.path) in scored_bytes
         found = None if same_bytes or scored_bits is None else _picture_hash(sample.path)
         looks_same = False
@@ -201,7 +202,7 @@ def training_data_summary(
     by_label = Counter(sample.label for sample in samples)
     by_source: dict[str, Counter[str]] = {}
     for sample in samples:
-        source = sample.source.split(":", 1)[0] if sample.source != "reviewed-upload" else sample.source
+        source = sample.source.split(":", 1)[0] if sample.source != REVIEWED_UPLOAD_SOURCE else sample.source
         by_source.setdefault(source, Counter())[sample.label] += 1
     return {
         "pictures": len(samples),
