@@ -318,7 +318,13 @@ class ApiToken(models.Model):
         ordering = ["-created"]
 
     def __str__(self) -> str:
-        return f"{self.prefix}… ({self.user})"
+        return self.text_of(prefix=self.prefix, user_id=self.user_id)
+
+    @staticmethod
+    def text_of(*, prefix: str, user_id: int) -> str:
+        """A token's text, by its user's id, not username: the admin's action log keeps it for good, after the
+        token and its user are deleted (phoneapp/services/admin_log.py)."""
+        return f"{prefix}… (user {user_id})"
 
 
 class UploadRequest(models.Model):

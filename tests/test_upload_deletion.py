@@ -393,6 +393,52 @@ def test_the_admins_action_log_keeps_no_file_name_of_a_deleted_upload(alice: Use
     assert entry.object_repr == f"Upload {upload.pk}"
 
 
+@pytest.mark.parametrize("door", ["admin", "own account page"])
+def test_the_admins_action_log_keeps_no_username_of_a_deleted_account(
+    door: str, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    """The log kept "alice" (the text of every entry about her account and her API tokens) after she was deleted,
+    from the admin and from her own account page alike; what was done, and when, stays."""
+    from django.contrib.admin.models import ADDITION, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from phoneapp.models import ApiToken
+    from phoneapp.services.api_tokens import api_token_regenerate
+    from tests.factories import client_for, make_user
+
+    alice = make_user("alice", password="alice-password-1")
+    admin_client = client_for(make_user("root", staff=True, superuser=True))
+    joined = {"date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+    changed = admin_client.post(
+        f"/admin/auth/user/{alice.pk}/change/",
+        {"username": "alice", "email": "alice@example.com", "is_active": "on", **joined}
+        | {f"initial-{name}": value for name, value in joined.items()},
+    )
+    api_token_regenerate(user=alice)
+    revoked = admin_client.post(f"/admin/phoneapp/apitoken/{alice.api_token.pk}/delete/", {"post": "yes"})
+    # An entry written before tokens stopped naming their user in their text.
+    LogEntry.objects.create(
+        user=User.objects.get(username="root"),
+        content_type=ContentType.objects.get_for_model(ApiToken),
+        object_id="999",
+        object_repr="abcd1234… (alice)",
+        action_flag=ADDITION,
+    )
+    assert changed.status_code == revoked.status_code == 302
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if door == "admin":
+            answer = admin_client.post(f"/admin/auth/user/{alice.pk}/delete/", {"post": "yes"})
+        else:
+            answer = client_for(alice).post("/account/delete/", {"password": "alice-password-1"})
+
+    assert answer.status_code == 302 and not User.objects.filter(username="alice").exists()
+    texts = sorted(LogEntry.objects.values_list("object_repr", flat=True))
+    assert not [text for text in texts if "alice" in text], texts
+    assert f"User {alice.pk}" in texts and f"abcd1234… (user {alice.pk})" in texts
+    assert len(texts) == (4 if door == "admin" else 3)  # changed, token revoked, the old entry (, deleted)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_heat_map_stored_while_its_upload_is_deleted_does_not_outlive_it(
     alice: User, monkeypatch: pytest.MonkeyPatch, settings: SettingsFixture
