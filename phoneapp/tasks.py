@@ -94,6 +94,40 @@ def upload_requests_forget_expired_task() -> int:
     return upload_requests_forget_expired()
 
 
+# A deleted upload's file the storage would not remove (an S3 error or throttling, a network share away for a moment)
+# is tried again for ~37 minutes: waits of 30, 60, 120, 240, then 300 s. No wait is longer than the broker's
+# visibility timeout (600 s): Redis hands a message whose countdown outlasts it to a second worker meanwhile.
+FILE_DELETE_RETRY_POLICY: dict[str, Any] = {
+    "retry_backoff": 30,
+    "retry_backoff_max": 300,
+    "retry_jitter": False,
+    "max_retries": 10,
+}
+
+
+def _file_deletion_given_up(
+    task: Any, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
+) -> None:
+    """``on_failure`` of :func:`stored_files_delete_task`: the operator is told which files are still stored."""
+    from phoneapp.services.upload_deletion import stored_files_deletion_given_up
+
+    stored_files_deletion_given_up(names=kwargs.get("names") or (args[0] if args else []))
+
+
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(DatabaseError, StorageUnavailable),
+    on_failure=_file_deletion_given_up,
+    **FILE_DELETE_RETRY_POLICY,
+)
+def stored_files_delete_task(names: list[str]) -> int:
+    """Remove deleted uploads' files the storage refused to remove at the deletion, unless an upload names them."""
+    from phoneapp.services.upload_deletion import stored_files_delete_unused
+
+    return stored_files_delete_unused(names=names)
+
+
 @shared_task(
     ignore_result=True,
     acks_late=True,

@@ -100,7 +100,9 @@ def test_tasks_reach_their_services_only_from_inside_the_task() -> None:
     assert services_at_load <= {"phoneapp.services.errors", "phoneapp.services"}, services_at_load
 
 
-@pytest.mark.parametrize("service", ["phoneapp.services.classification", "phoneapp.services.heatmaps"])
+@pytest.mark.parametrize(
+    "service", ["phoneapp.services.classification", "phoneapp.services.heatmaps", "phoneapp.services.upload_deletion"]
+)
 def test_services_that_dispatch_import_their_tasks_at_load_time(service: str) -> None:
     graph = _import_graph()
     assert {"phoneapp.tasks", "phoneapp.services.dispatch"} <= graph[service]

@@ -393,6 +393,67 @@ def test_the_admins_action_log_keeps_no_file_name_of_a_deleted_upload(alice: Use
     assert entry.object_repr == f"Upload {upload.pk}"
 
 
+def storage_refusing(monkeypatch: pytest.MonkeyPatch, name: str, times: int) -> list[str]:
+    """The upload storage refuses to delete ``name`` its first ``times`` tries (as an S3 error would); returns the
+    names it was asked to delete, in order."""
+    from phoneapp.services.upload_deletion import upload_storage
+
+    storage = upload_storage()
+    delete = storage.delete
+    asked: list[str] = []
+
+    def refusing_delete(asked_name: str) -> None:
+        asked.append(asked_name)
+        if asked_name == name and asked.count(name) <= times:
+            raise OSError("503 Slow Down")
+        delete(asked_name)
+
+    monkeypatch.setattr(storage, "delete", refusing_delete)
+    return asked
+
+
+def test_a_picture_the_storage_refused_to_delete_is_tried_again_and_goes(
+    alice: User, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    """One storage error at the deletion (an S3 5xx, throttling) left the owner's deleted picture stored for good,
+    logged once; it is tried again (by a task: on a worker with waits in between, here in-process)."""
+    upload = stored_upload(alice)
+    asked = storage_refusing(monkeypatch, upload.image.name, times=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        upload_delete(upload=upload)
+
+    assert asked.count(upload.image.name) == 2
+    assert not any(default_storage.exists(name) for name in file_names(upload))
+
+
+def test_a_file_still_refused_after_every_try_is_reported_for_clean_orphans(
+    alice: User, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The task tries again through its whole budget (run as a worker would, every retry), then says which files of
+    deleted uploads are still stored and how to remove them; a file an upload names again is never removed."""
+    from phoneapp.tasks import FILE_DELETE_RETRY_POLICY, stored_files_delete_task
+    from tests.factories import make_upload
+
+    upload = stored_upload(alice)
+    kept = make_upload(alice)
+    Upload.objects.filter(pk=upload.pk).delete()  # the row is gone, its files were not removed
+    tries = FILE_DELETE_RETRY_POLICY["max_retries"] + 1
+    asked = storage_refusing(monkeypatch, upload.image.name, times=tries)
+
+    stored_files_delete_task.apply(kwargs={"names": [*file_names(upload), kept.image.name]})
+
+    assert asked.count(upload.image.name) == tries and kept.image.name not in asked
+    assert default_storage.exists(upload.image.name) and default_storage.exists(kept.image.name)
+    [given_up] = [record for record in caplog.records if "still stored after every try" in record.getMessage()]
+    assert given_up.levelname == "ERROR" and "clean_orphans --delete" in given_up.getMessage()
+    assert given_up.file_names == [upload.image.name]  # type: ignore[attr-defined]
+
+    monkeypatch.undo()  # the storage works again
+    stored_files_delete_task.apply(kwargs={"names": file_names(upload)})
+    assert not any(default_storage.exists(name) for name in file_names(upload))
+
+
 @pytest.mark.parametrize("door", ["admin", "own account page"])
 def test_the_admins_action_log_keeps_no_username_of_a_deleted_account(
     door: str, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks

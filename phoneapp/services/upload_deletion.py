@@ -19,7 +19,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from phoneapp.models import Upload
+from phoneapp.services.dispatch import enqueue
+from phoneapp.services.errors import StorageUnavailable
 from phoneapp.services.upload_requests import upload_requests_forget_uploads
+from phoneapp.tasks import stored_files_delete_task
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +45,10 @@ def upload_delete(*, upload: Upload) -> None:
 def uploads_delete(*, uploads: QuerySet[Upload]) -> int:
     """Delete these uploads; once each deletion is committed, remove their files that no remaining upload uses.
 
-    Files go only after the commit, so a rollback leaves rows and files as they were; a file that cannot be
-    removed then is logged and left for ``manage.py clean_orphans``, and never leaves a row without its picture.
+    Files go only after the commit, so a rollback leaves rows and files as they were, and never leaves a row
+    without its picture. A file the storage refuses to remove then is logged and tried again by a task for ~37
+    minutes (:func:`stored_files_delete_unused`); one still there after that is logged as an error for
+    ``manage.py clean_orphans --delete``.
     Reviewed labels go with their rows, so they leave the evaluation and training sets; API idempotency keys that
     made them forget their pictures' fingerprint (:func:`upload_requests_forget_uploads`). Returns how many uploads
     were deleted.
@@ -113,7 +118,40 @@ def stored_files_delete(*, names: Sequence[str]) -> list[str]:
     return failed
 
 
+def stored_files_delete_unused(*, names: Sequence[str]) -> int:
+    """Remove those of ``names`` that no upload names (the ``stored_files_delete_task``'s work: files of deleted
+    uploads the storage refused to remove at the deletion). Returns how many were removed; raises
+    :class:`StorageUnavailable` when some still cannot be, for the task to try again later."""
+    unused = sorted(set(names) - file_names_in_use(names))
+    failed = stored_files_delete(names=unused)
+    if failed:
+        raise StorageUnavailable(f"{len(failed)} files of deleted uploads could not be removed from storage.")
+    return len(unused)
+
+
+def stored_files_deletion_given_up(*, names: Sequence[str]) -> None:
+    """Say which deleted uploads' files are still stored after every try: pictures their owners deleted, which only
+    an operator can remove now."""
+    still_stored = [name for name in sorted(set(names) - file_names_in_use(names)) if _maybe_stored(name)]
+    if still_stored:
+        logger.error(
+            "files of deleted uploads are still stored after every try; remove them with "
+            "'manage.py clean_orphans --delete'",
+            extra={"count": len(still_stored), "file_names": still_stored},
+        )
+
+
+def _maybe_stored(name: str) -> bool:
+    try:
+        return bool(upload_storage().exists(name))
+    except Exception:  # a storage that cannot say: counted as still there, so an operator looks
+        return True
+
+
 def _files_delete_unused(*, names: set[str]) -> None:
     # Checked after the commit, not before: a duplicate of this picture uploaded meanwhile keeps the file.
     unused = sorted(names - file_names_in_use(names))
-    stored_files_delete(names=unused)
+    failed = stored_files_delete(names=unused)
+    if failed:
+        # A deletion the owner was told is done must not end at a passing storage error (an S3 5xx, throttling).
+        enqueue(stored_files_delete_task, kwargs={"names": failed})
