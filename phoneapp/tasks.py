@@ -109,7 +109,7 @@ def _file_deletion_given_up(
     task: Any, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
 ) -> None:
     """``on_failure`` of :func:`stored_files_delete_task`: the operator is told which files are still stored."""
-    from phoneapp.services.upload_deletion import stored_files_deletion_given_up
+    from phoneapp.services.stored_files import stored_files_deletion_given_up
 
     stored_files_deletion_given_up(names=kwargs.get("names") or (args[0] if args else []))
 
@@ -123,7 +123,7 @@ def _file_deletion_given_up(
 )
 def stored_files_delete_task(names: list[str]) -> int:
     """Remove deleted uploads' files the storage refused to remove at the deletion, unless an upload names them."""
-    from phoneapp.services.upload_deletion import stored_files_delete_unused
+    from phoneapp.services.stored_files import stored_files_delete_unused
 
     return stored_files_delete_unused(names=names)
 

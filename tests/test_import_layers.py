@@ -101,7 +101,7 @@ def test_tasks_reach_their_services_only_from_inside_the_task() -> None:
 
 
 @pytest.mark.parametrize(
-    "service", ["phoneapp.services.classification", "phoneapp.services.heatmaps", "phoneapp.services.upload_deletion"]
+    "service", ["phoneapp.services.classification", "phoneapp.services.heatmaps", "phoneapp.services.stored_files"]
 )
 def test_services_that_dispatch_import_their_tasks_at_load_time(service: str) -> None:
     graph = _import_graph()

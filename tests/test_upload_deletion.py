@@ -394,9 +394,9 @@ def test_the_admins_action_log_keeps_no_file_name_of_a_deleted_upload(alice: Use
 
 
 def storage_refusing(monkeypatch: pytest.MonkeyPatch, name: str, times: int) -> list[str]:
-    """The upload storage refuses to delete ``name`` its first ``times`` tries (as an S3 error would); returns the
-    names it was asked to delete, in order."""
-    from phoneapp.services.upload_deletion import upload_storage
+    """The upload storage refuses to delete ``name`` (or the first name it is asked for under the folder ``name``
+    ends with ``/``) its first ``times`` tries, as an S3 error would; returns the names it was asked to delete."""
+    from phoneapp.services.stored_files import upload_storage
 
     storage = upload_storage()
     delete = storage.delete
@@ -404,8 +404,10 @@ def storage_refusing(monkeypatch: pytest.MonkeyPatch, name: str, times: int) -> 
 
     def refusing_delete(asked_name: str) -> None:
         asked.append(asked_name)
-        if asked_name == name and asked.count(name) <= times:
-            raise OSError("503 Slow Down")
+        if asked_name == name or (name.endswith("/") and asked_name.startswith(name)):
+            name_refused = asked_name if name.endswith("/") else name
+            if asked.count(name_refused) <= times:
+                raise OSError("503 Slow Down")
         delete(asked_name)
 
     monkeypatch.setattr(storage, "delete", refusing_delete)
@@ -425,6 +427,35 @@ def test_a_picture_the_storage_refused_to_delete_is_tried_again_and_goes(
 
     assert asked.count(upload.image.name) == 2
     assert not any(default_storage.exists(name) for name in file_names(upload))
+
+
+def test_a_thumbnail_drawn_for_an_upload_deleted_meanwhile_goes_though_the_storage_refused_once(
+    alice: User, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    """A worker that drew the thumbnail of an upload its owner deleted meanwhile finds no row to write it to and
+    removes it; the storage refusing that once left the deleted picture's thumbnail stored for good. Nothing of the
+    upload comes back: no row, no file."""
+    from phoneapp.services import classification
+
+    [upload] = uploads_create(owner=alice, files=[uploaded_file("holiday.jpg")])
+    read_picture = classification.stored_picture_for
+
+    def read_then_deleted_by_its_owner(*args: object, **kwargs: object) -> object:
+        picture = read_picture(*args, **kwargs)  # type: ignore[arg-type]
+        upload_delete(upload=Upload.objects.get(pk=upload.pk))
+        return picture
+
+    monkeypatch.setattr(classification, "stored_picture_for", read_then_deleted_by_its_owner)
+    asked = storage_refusing(monkeypatch, "thumbnails/", times=1)
+
+    # The worker runs outside a transaction: what it and the deletion leave for after the commit runs at once.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert classification.upload_classify(upload_id=upload.pk) is None
+
+    [thumbnail] = {name for name in asked if name.startswith("thumbnails/")}
+    assert asked.count(thumbnail) == 2
+    assert not Upload.objects.filter(pk=upload.pk).exists()
+    assert not default_storage.exists(thumbnail) and not default_storage.exists(upload.image.name)
 
 
 def test_a_file_still_refused_after_every_try_is_reported_for_clean_orphans(

@@ -33,6 +33,7 @@ from phoneapp.resident_model import resident_model
 from phoneapp.selectors.model_versions import model_version_active_or_none
 from phoneapp.services.dispatch import enqueue
 from phoneapp.services.model_versions import model_dir_of, model_version_active
+from phoneapp.services.stored_files import stored_files_discard
 from phoneapp.services.stored_pictures import stored_file_write, stored_picture_for
 from phoneapp.tasks import upload_heatmap_compute_task
 
@@ -304,7 +305,7 @@ def _heatmap_store(upload: Upload, png: bytes) -> bool:
         upload.heatmap.storage.delete(upload.heatmap.name)
         raise
     if not written:  # a concurrent run stored one first (or the upload is gone); keep theirs
-        upload.heatmap.storage.delete(upload.heatmap.name)
+        stored_files_discard(names=[upload.heatmap.name])
         upload.heatmap.name = Upload.objects.filter(pk=upload.pk).values_list("heatmap", flat=True).first() or ""
     return bool(written)
 

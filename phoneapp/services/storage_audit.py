@@ -17,7 +17,8 @@ from django.core.files.storage import Storage
 from django.utils import timezone
 
 from phoneapp.models import Upload
-from phoneapp.services.upload_deletion import file_names_in_use, stored_files_delete, upload_storage, uploads_delete
+from phoneapp.services.stored_files import file_names_in_use, stored_files_delete, upload_storage
+from phoneapp.services.upload_deletion import uploads_delete
 
 # The folders upload files are written under (models.upload_image_path, thumbnail_path, heatmap_path).
 UPLOAD_FOLDERS = ("uploads", "thumbnails", "heatmaps")

@@ -21,6 +21,7 @@ from PIL import Image
 from inference.images import open_image
 from phoneapp.models import Upload
 from phoneapp.services.errors import StorageUnavailable
+from phoneapp.services.stored_files import stored_files_discard
 from phoneapp.services.stored_pictures import stored_file_write
 
 logger = logging.getLogger(__name__)
@@ -102,11 +103,9 @@ def upload_thumbnail_redraw(*, upload: Upload) -> bytes:
 
 
 def thumbnail_discard(name: str) -> None:
-    """Remove a thumbnail file no row names (its verdict lost a race with another run's)."""
-    try:
-        Upload.thumbnail.field.storage.delete(name)
-    except Exception:
-        logger.exception("could not remove an unused thumbnail", extra={"file_name": name})
+    """Remove a thumbnail file no row names (its verdict lost a race with another run's, or its upload was deleted
+    while the worker drew it); tried again later if the storage refuses now."""
+    stored_files_discard(names=[name])
 
 
 def upload_preview_jpeg(*, upload: Upload) -> bytes | None:

@@ -7,34 +7,23 @@ heat map: ``phoneapp/services/uploads.py``) stay until the last upload using the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from phoneapp.models import Upload
-from phoneapp.services.dispatch import enqueue
-from phoneapp.services.errors import StorageUnavailable
+from phoneapp.services.stored_files import FILE_FIELDS, file_names_in_use, stored_files_discard
 from phoneapp.services.upload_requests import upload_requests_forget_uploads
-from phoneapp.tasks import stored_files_delete_task
 
 logger = logging.getLogger(__name__)
 
-# Every field of an upload that names a file in storage.
-FILE_FIELDS = ("image", "thumbnail", "heatmap")
 # Rows deleted per transaction: keeps each write short (SQLite has one writer at a time) and the IN lists small.
 BATCH_SIZE = 500
-
-
-def upload_storage() -> Storage:
-    """The storage every upload file lives in (local disk, S3, ...): always reached through its API."""
-    return Upload._meta.get_field("image").storage
 
 
 def upload_delete(*, upload: Upload) -> None:
@@ -47,8 +36,8 @@ def uploads_delete(*, uploads: QuerySet[Upload]) -> int:
 
     Files go only after the commit, so a rollback leaves rows and files as they were, and never leaves a row
     without its picture. A file the storage refuses to remove then is logged and tried again by a task for ~37
-    minutes (:func:`stored_files_delete_unused`); one still there after that is logged as an error for
-    ``manage.py clean_orphans --delete``.
+    minutes (:func:`phoneapp.services.stored_files.stored_files_discard`); one still there after that is logged
+    as an error for ``manage.py clean_orphans --delete``.
     Reviewed labels go with their rows, so they leave the evaluation and training sets; API idempotency keys that
     made them forget their pictures' fingerprint (:func:`upload_requests_forget_uploads`). Returns how many uploads
     were deleted.
@@ -94,64 +83,6 @@ def uploads_delete_expired(*, now: datetime | None = None) -> int:
     return deleted
 
 
-def file_names_in_use(names: Iterable[str]) -> set[str]:
-    """Which of ``names`` an upload row still names (as its picture, thumbnail or heat map)."""
-    names = list(names)
-    in_use: set[str] = set()
-    for start in range(0, len(names), BATCH_SIZE):
-        batch = names[start : start + BATCH_SIZE]
-        for field in FILE_FIELDS:
-            in_use.update(Upload.objects.filter(**{f"{field}__in": batch}).values_list(field, flat=True))
-    return in_use
-
-
-def stored_files_delete(*, names: Sequence[str]) -> list[str]:
-    """Remove these files from storage; returns the ones that could not be removed (logged, left in place)."""
-    storage = upload_storage()
-    failed = []
-    for name in names:
-        try:
-            storage.delete(name)
-        except Exception:
-            logger.exception("stored file could not be deleted", extra={"file_name": name})
-            failed.append(name)
-    return failed
-
-
-def stored_files_delete_unused(*, names: Sequence[str]) -> int:
-    """Remove those of ``names`` that no upload names (the ``stored_files_delete_task``'s work: files of deleted
-    uploads the storage refused to remove at the deletion). Returns how many were removed; raises
-    :class:`StorageUnavailable` when some still cannot be, for the task to try again later."""
-    unused = sorted(set(names) - file_names_in_use(names))
-    failed = stored_files_delete(names=unused)
-    if failed:
-        raise StorageUnavailable(f"{len(failed)} files of deleted uploads could not be removed from storage.")
-    return len(unused)
-
-
-def stored_files_deletion_given_up(*, names: Sequence[str]) -> None:
-    """Say which deleted uploads' files are still stored after every try: pictures their owners deleted, which only
-    an operator can remove now."""
-    still_stored = [name for name in sorted(set(names) - file_names_in_use(names)) if _maybe_stored(name)]
-    if still_stored:
-        logger.error(
-            "files of deleted uploads are still stored after every try; remove them with "
-            "'manage.py clean_orphans --delete'",
-            extra={"count": len(still_stored), "file_names": still_stored},
-        )
-
-
-def _maybe_stored(name: str) -> bool:
-    try:
-        return bool(upload_storage().exists(name))
-    except Exception:  # a storage that cannot say: counted as still there, so an operator looks
-        return True
-
-
 def _files_delete_unused(*, names: set[str]) -> None:
     # Checked after the commit, not before: a duplicate of this picture uploaded meanwhile keeps the file.
-    unused = sorted(names - file_names_in_use(names))
-    failed = stored_files_delete(names=unused)
-    if failed:
-        # A deletion the owner was told is done must not end at a passing storage error (an S3 5xx, throttling).
-        enqueue(stored_files_delete_task, kwargs={"names": failed})
+    stored_files_discard(names=sorted(names - file_names_in_use(names)))
