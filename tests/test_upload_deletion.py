@@ -485,7 +485,7 @@ def test_a_file_still_refused_after_every_try_is_reported_for_clean_orphans(
     assert not any(default_storage.exists(name) for name in file_names(upload))
 
 
-@pytest.mark.parametrize("door", ["admin", "own account page"])
+@pytest.mark.parametrize("door", ["admin", "admin's delete selected", "own account page"])
 def test_the_admins_action_log_keeps_no_username_of_a_deleted_account(
     door: str, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
@@ -521,6 +521,9 @@ def test_the_admins_action_log_keeps_no_username_of_a_deleted_account(
     with django_capture_on_commit_callbacks(execute=True):
         if door == "admin":
             answer = admin_client.post(f"/admin/auth/user/{alice.pk}/delete/", {"post": "yes"})
+        elif door == "admin's delete selected":
+            selected = {"action": "delete_selected", "_selected_action": [alice.pk], "post": "yes"}
+            answer = admin_client.post("/admin/auth/user/", selected)
         else:
             answer = client_for(alice).post("/account/delete/", {"password": "alice-password-1"})
 
@@ -528,7 +531,7 @@ def test_the_admins_action_log_keeps_no_username_of_a_deleted_account(
     texts = sorted(LogEntry.objects.values_list("object_repr", flat=True))
     assert not [text for text in texts if "alice" in text], texts
     assert f"User {alice.pk}" in texts and f"abcd1234… (user {alice.pk})" in texts
-    assert len(texts) == (4 if door == "admin" else 3)  # changed, token revoked, the old entry (, deleted)
+    assert len(texts) == (3 if door == "own account page" else 4)  # changed, token revoked, the old one (, deleted)
 
 
 @pytest.mark.django_db(transaction=True)
