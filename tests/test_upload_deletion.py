@@ -338,6 +338,36 @@ def test_clean_orphans_refuses_to_delete_when_most_uploads_look_missing(
     assert not default_storage.exists(orphan)
 
 
+def test_clean_orphans_removes_the_picture_copies_a_killed_retrain_left_but_not_a_running_ones(
+    settings: SettingsFixture,
+) -> None:
+    """With S3 storage a retrain copies the pictures it reads into its scratch folder; one killed (OOM, -9) left
+    them, deleted pictures included, until some later retrain started. ``clean_orphans`` lists and removes them,
+    except while a retrain runs (holding its lock): one of them is its own."""
+    import fcntl
+
+    from phoneapp.services.retraining import RETRAIN_LOCK_NAME
+
+    models_dir = Path(settings.MODELS_DIR)
+    scratch = models_dir / ".incoming-retrain-20261206-025959"
+    (scratch / "uploads").mkdir(parents=True)
+    (scratch / "uploads" / "upload-7.jpg").write_bytes(picture_bytes())
+
+    dry_run = io.StringIO()
+    call_command("clean_orphans", "--min-age", "0", stdout=dry_run)
+    assert f"retrain scratch folder (a killed retrain's, or a running one's): {scratch}" in dry_run.getvalue()
+    assert "1 retrain scratch folder(s). Dry run" in dry_run.getvalue() and scratch.exists()
+
+    with open(models_dir / RETRAIN_LOCK_NAME, "w") as lock:  # a retrain running now
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        refused = io.StringIO()
+        call_command("clean_orphans", "--min-age", "0", "--delete", stdout=io.StringIO(), stderr=refused)
+    assert "A retrain is running" in refused.getvalue() and scratch.exists()
+
+    call_command("clean_orphans", "--min-age", "0", "--delete", stdout=io.StringIO())
+    assert not scratch.exists()
+
+
 def test_deleting_a_user_deletes_their_uploads_files_and_no_one_elses(
     alice: User, bob: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:

@@ -417,6 +417,23 @@ def _retraining_alone(models_root: Path) -> Iterator[None]:
         os.close(descriptor)  # closing releases the lock
 
 
+def retrain_scratch_leftovers(*, models_root: Path) -> list[Path]:
+    """The retrain scratch folders (``.incoming-*``) under ``models_root``: a running retrain's own, or ones killed
+    runs left. With S3 storage they hold copies of the pictures a run read, pictures deleted since included."""
+    return sorted(models_root.glob(".incoming-*"))
+
+
+def retrain_scratch_leftovers_remove(*, models_root: Path) -> list[Path]:
+    """Remove the scratch folders killed retrains left, as the next retrain would when it starts (``manage.py
+    clean_orphans --delete``: a retrain may not run again for weeks, and their copies of users' pictures must not
+    wait for it). Returns the folders removed. Raises :class:`RetrainError`, removing nothing, while a retrain is
+    running: one of them is its own."""
+    leftovers = retrain_scratch_leftovers(models_root=models_root)
+    with _retraining_alone(models_root):  # removes them, holding the lock a running retrain holds
+        pass
+    return [path for path in leftovers if not path.exists()]
+
+
 @contextmanager
 def _new_version_scratch(models_root: Path) -> Iterator[tuple[str, Path]]:
     """A name for the new version (``retrain-YYYYMMDD-HHMMSS``, with ``-2``, ``-3``... when taken) and a scratch
