@@ -285,3 +285,20 @@ def test_selectors_answer_someone_elses_upload_exactly_like_a_missing_one(bob: U
     assert someone_elses.value.message == missing.value.message
     with pytest.raises(UploadNotFound):
         upload_get_for_viewer(viewer=bob, upload_id=alices_upload.pk)
+
+
+# Methods no form sends: a caller probing an address with them must get a refusal, never a server error (an
+# OPTIONS on the Swagger page answered 500: DRF's OPTIONS metadata has no template there, and each one logged an
+# ERROR with a traceback, which anyone could do at will).
+PROBING_METHODS = ("options", "head", "put", "patch", "delete", "trace")
+
+
+@pytest.mark.parametrize("method", PROBING_METHODS)
+@pytest.mark.parametrize("route", sorted(set(plain_routes()) | set(ROUTES)))
+def test_no_address_answers_an_unusual_method_with_a_server_error(
+    route: str, method: str, alices_upload: Upload, client: Client, alice_client: Client
+) -> None:
+    path = route.format(id=alices_upload.pk)
+    for caller in (client, alice_client):
+        response = caller.generic(method.upper(), path)
+        assert response.status_code < 500, (method, path, response.status_code)

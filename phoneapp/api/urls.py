@@ -1,7 +1,7 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView
 
-from phoneapp.api.redoc import RedocPage
+from phoneapp.api.doc_pages import RedocPage, SwaggerPage
 from phoneapp.api.views import (
     TokenObtainApi,
     UploadDetailApi,
@@ -21,6 +21,6 @@ urlpatterns = [
     # It takes a password: past the login limit it answers 429 with Retry-After before any password is hashed.
     path("token/", login_throttled(TokenObtainApi.as_view()), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs/", SwaggerPage.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", RedocPage.as_view(url_name="api-schema"), name="api-redoc"),
 ]

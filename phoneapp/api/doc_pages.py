@@ -1,4 +1,9 @@
-"""The ReDoc page of the API: drf-spectacular's view, with the one Content-Security-Policy exception ReDoc needs.
+"""The API's documentation pages, Swagger UI and ReDoc: drf-spectacular's views, answering ``GET`` (and ``HEAD``)
+only, and ReDoc's with the one Content-Security-Policy exception it needs.
+
+Both are HTML pages drawn from a template, not API endpoints: DRF's ``OPTIONS`` answer (its metadata, drawn with
+the page's renderer) found no template on Swagger's and answered 500, logging an ERROR with a traceback that any
+anonymous caller could repeat at will. So the other methods are refused with 405 like on any page.
 
 ReDoc styles itself by injecting ``<style>`` elements (styled-components), which the site's policy
 (``CONTENT_SECURITY_POLICY``: ``style-src 'self'``) refuses, so under it the page showed only "Something went
@@ -12,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularRedocView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -22,7 +27,20 @@ REDOC_CONTENT_SECURITY_POLICY = (
 )
 
 
+# Lower case, as Django's View.http_method_names: "options" left out on purpose (see the module's docstring).
+PAGE_METHODS = ["get", "head"]
+
+
+class SwaggerPage(SpectacularSwaggerSplitView):
+    """Swagger UI at ``/api/docs/``: drf-spectacular's page, ``GET`` and ``HEAD`` only."""
+
+    http_method_names = PAGE_METHODS
+
+
 class RedocPage(SpectacularRedocView):
+    """ReDoc at ``/api/redoc/``, ``GET`` and ``HEAD`` only, under :data:`REDOC_CONTENT_SECURITY_POLICY`."""
+
+    http_method_names = PAGE_METHODS
     template_name = "phoneapp/api/redoc.html"
 
     @extend_schema(exclude=True)  # as drf-spectacular's own: the page is not part of the API
