@@ -231,3 +231,15 @@ def test_export_rows_give_figures_only_where_there_is_a_verdict(alice: User, bob
     assert rows["judged.jpg"]["boxes"] == '[{"box": [0.1, 0.1, 0.5, 0.5], "score": 0.9}]'
     waiting = rows["waiting.jpg"]
     assert (waiting["verdict"], waiting["probability"], waiting["threshold"], waiting["boxes"]) == ("", "", "", "")
+
+
+@pytest.mark.parametrize("query", ["q=desk%00", "q=%00"])
+def test_a_name_search_with_a_nul_finds_nothing_instead_of_failing(
+    alice_client: Client, history: None, query: str
+) -> None:
+    # PostgreSQL refuses text holding NUL (psycopg's DataError, a 500): no stored name can hold one, so nothing
+    # matches. Found by the audit; on SQLite the query ran, so this fails without the fix on PostgreSQL only.
+    assert listed(alice_client, query) == set()
+    assert csv_rows(alice_client, query) == []
+    listed_by_api = alice_client.get(f"/api/uploads/?{query}")
+    assert listed_by_api.status_code == 200 and listed_by_api.json()["results"] == []

@@ -113,6 +113,9 @@ class UploadFilters:
         return notes
 
 
+NUL = "\x00"
+
+
 def upload_list(*, owner: User, filters: UploadFilters | None = None) -> UploadQuerySet:
     """The owner's uploads, newest first."""
     queryset = Upload.objects.owned_by(owner).select_related("model_version")
@@ -130,7 +133,11 @@ def upload_list(*, owner: User, filters: UploadFilters | None = None) -> UploadQ
         # The ignore: "verdict" is with_verdict()'s annotation, which the django-stubs plugin cannot follow out of a
         # custom QuerySet method.
         queryset = queryset.with_verdict().filter(verdict=filters.verdict)  # type: ignore[misc]
-    if filters.name:
+    if NUL in filters.name:
+        # No stored name holds NUL (PostgreSQL text cannot, and Django drops unprintable characters from the names
+        # of uploaded files), so nothing matches; asked of PostgreSQL, the search was a 500 (psycopg's DataError).
+        queryset = queryset.none()
+    elif filters.name:
         queryset = queryset.filter(original_name__icontains=filters.name)
     if filters.date_from:
         queryset = queryset.filter(created__gte=_day_start(filters.date_from))
