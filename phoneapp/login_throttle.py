@@ -8,7 +8,6 @@ The backend (phoneapp/auth_backends.py) enforces the same limit on any door this
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -21,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.shortcuts import render
 
 from phoneapp.auth_backends import client_address
+from phoneapp.client_json import client_json_loads
 from phoneapp.refused_requests import refused_request
 from phoneapp.request_edges import is_api_request
 from phoneapp.services.login_attempts import login_attempt_wait
@@ -63,7 +63,7 @@ def _posted_username(request: HttpRequest) -> str | None:
     field = get_user_model().USERNAME_FIELD
     if request.content_type == "application/json":
         try:
-            body = json.loads(request.body or b"{}")
+            body = client_json_loads(request.body or b"{}")
         except ValueError:
             return None
         value = body.get(field) if isinstance(body, dict) else None

@@ -325,6 +325,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's three, its JSON parser refusing JSON nested too deeply with 400 rather than a 500 (phoneapp/client_json.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "phoneapp.api.parsers.DepthSafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": HISTORY_PAGE_SIZE,
     # JSON for programs; a browser asking for HTML gets DRF's browsable API.

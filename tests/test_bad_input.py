@@ -541,3 +541,33 @@ def test_a_part_without_a_file_name_is_told_apart_from_no_picture(alice_client: 
     assert response.status_code == 400
     assert response.json()["error"].startswith("The 'image' part came without a file name")
     assert Upload.objects.count() == 0
+
+
+# 100,000 brackets: 200 kB, well under every request size limit, yet deeper than Python's parser recurses.
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "body", [DEEP_JSON, '{"username": ' + DEEP_JSON + ', "password": "x"}'], ids=["whole body", "user name"]
+)
+def test_json_nested_too_deeply_gets_a_400_from_the_token_endpoint_not_a_server_error(
+    client: Client, body: str
+) -> None:
+    # It was a 500 with an ERROR traceback for anyone, not signed in: RecursionError is no ValueError.
+    response = client.post("/api/token/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]
+
+
+def test_review_boxes_nested_too_deeply_are_refused_and_nothing_is_saved(alice: User, reviewer: User) -> None:
+    from tests.factories import make_upload
+
+    upload = make_upload(alice, probability=0.6)
+    staff = Client()
+    staff.force_login(reviewer)
+    data = {"decision": "phone", "boxes": DEEP_JSON}
+    response = staff.post(f"/review/{upload.pk}/decide", data, headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]
+    upload.refresh_from_db()
+    assert upload.reviewed_label == "" and upload.reviewed_boxes is None

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from phoneapp.client_json import client_json_loads
 from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
@@ -96,7 +97,7 @@ def review_boxes_parse(*, raw: Any) -> list[dict[str, list[float]]]:
     ``{"box": ...}`` objects; raises :class:`BadBoxes` naming the problem."""
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw) if raw.strip() else []
+            raw = client_json_loads(raw) if raw.strip() else []
         except ValueError as error:  # JSONDecodeError, or a number too long to convert
             reason = error.msg if isinstance(error, json.JSONDecodeError) else "a number is too long"
             raise BadBoxes(f"Boxes must be JSON: {reason}.") from error
