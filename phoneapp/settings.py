@@ -308,6 +308,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "phoneapp.tasks.upload_requests_forget_expired_task",
         "schedule": 3600.0,
     },
+    # Sessions past their end (signed out, or of a deleted account) leave the database; `clearsessions` by hand.
+    "clear-expired-sessions": {"task": "phoneapp.tasks.sessions_clear_expired_task", "schedule": 86400.0},
     "requeue-pending-uploads": {
         "task": "phoneapp.tasks.uploads_requeue_stale_task",
         "schedule": SWEEP_INTERVAL_SECONDS,

@@ -128,6 +128,14 @@ def stored_files_delete_task(names: list[str]) -> int:
     return stored_files_delete_unused(names=names)
 
 
+@shared_task(ignore_result=True)
+def sessions_clear_expired_task() -> None:
+    """Periodic sweep (celery beat, daily): sign-in sessions past their expiry date are deleted, not only refused."""
+    from phoneapp.services.sessions import sessions_clear_expired
+
+    sessions_clear_expired()
+
+
 @shared_task(
     ignore_result=True,
     acks_late=True,
