@@ -60,6 +60,23 @@ def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def many_parts(image_format: str, parts: int = 10_001) -> bytes:
+    """A small picture padded with ``parts`` empty metadata parts (JPEG APP1 segments, PNG text chunks, GIF
+    comment blocks): a valid file, which Pillow walks one part at a time in Python (1.2 million took seconds)."""
+    picture = picture_bytes(image_format, width=16, height=16)
+    if image_format == "JPEG":
+        return picture[:2] + b"\xff\xe1\x00\x06abcd" * parts + picture[2:]
+    if image_format == "PNG":
+        return picture[:33] + _png_chunk(b"tEXt", b"k\x00v") * parts + picture[33:]
+    flags = picture[10]  # GIF: comments after the global colour table, before the image descriptor
+    start = 13 + (3 << ((flags & 0x07) + 1) if flags & 0x80 else 0)
+    return picture[:start] + b"\x21\xfe" + b"\x03abc" * parts + b"\x00" + picture[start:]
+
+
 BAD_FILES: dict[str, tuple[str, bytes, str, str]] = {
     # case: (file name, bytes, client content type, words the message must contain)
     "text file": ("notes.txt", b"just some words\n", "text/plain", "not accepted"),
@@ -83,6 +100,9 @@ BAD_FILES: dict[str, tuple[str, bytes, str, str]] = {
     "truncated png": ("cut.png", picture_bytes("PNG", width=640, height=480)[:2000], "image/png", "damaged"),
     "zero bytes": ("empty.jpg", b"", "image/jpeg", "empty"),
     "decompression bomb 20000x20000 png": ("bomb.png", png_bomb(), "image/png", "pixels"),
+    "jpeg of 10,001 empty segments": ("parts.jpg", many_parts("JPEG"), "image/jpeg", "segments"),
+    "png of 10,001 text chunks": ("parts.png", many_parts("PNG"), "image/png", "segments"),
+    "gif of 10,001 comment blocks": ("parts.gif", many_parts("GIF"), "image/gif", "segments"),
     "icon format (decodable, not accepted)": (
         "icon.png",
         encode(draw_picture(width=32, height=32), "ICO"),
