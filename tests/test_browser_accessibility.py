@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from inference.drawing import draw_desk_with_phone
 from phoneapp.models import Upload
 from tests.factories import make_upload
-from tests.test_browser_pages import log_in, open_logged_in, wait
+from tests.test_browser_pages import log_in, open_logged_in, overlay_for, wait
 
 if TYPE_CHECKING:
     from pytest_django.live_server_helper import LiveServer
@@ -89,6 +89,43 @@ def test_a_keyboard_user_zooms_moves_around_and_leaves_the_picture(
     press(browser, Keys.ENTER)
     wait(browser, lambda b: not b.current_url.endswith(f"/review/{upload.pk}/"), 10)
     assert Upload.objects.get(pk=upload.pk).reviewed_label == "phone"
+
+
+def test_the_heat_map_switch_stays_in_view_while_a_zoomed_picture_is_scrolled_to_its_far_corner(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """Zoomed, the switch sat above the picture inside the scrolling frame: scrolled down or right it left the
+    frame, and a reviewer had to scroll back to the top left to reach it (its caption was cut off on the left)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, probability=0.5, name="big.jpg", picture=draw_desk_with_phone(width=1600, height=1200))
+    overlay_for(upload, (0.5, 0.5))
+    open_logged_in(browser, live_server, reviewer, f"/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    press(browser, "z", "+")
+    wait(browser, lambda b: "zoomed" in (b.find_element(By.ID, "zoom-frame").get_attribute("class") or ""), 5)
+    browser.execute_script(
+        "const f = document.getElementById('zoom-frame'); f.scrollTop = f.scrollHeight; f.scrollLeft = f.scrollWidth;"
+    )
+    wait(browser, lambda b: b.execute_script("return document.getElementById('zoom-frame').scrollLeft > 0"), 5)
+
+    # Inside the frame's visible part, and on top there (not under the picture or its boxes).
+    outside = browser.execute_script(
+        "const f = document.getElementById('zoom-frame').getBoundingClientRect();"
+        "return ['label[for=show-heatmap]', '.evidence figcaption'].filter((selector) => {"
+        "  const r = document.querySelector(selector).getBoundingClientRect();"
+        "  const top = document.elementFromPoint(r.left + 5, r.top + r.height / 2);"
+        "  return r.left < f.left || r.right > f.right || r.top < f.top || r.bottom > f.bottom"
+        "    || !document.querySelector(selector).contains(top);"
+        "});"
+    )
+    assert not outside, f"out of view in the scrolled zoomed frame: {outside}"
+    label = browser.find_element(By.CSS_SELECTOR, "label[for=show-heatmap]")
+    ActionChains(browser).move_to_element(label).click().perform()
+    overlay = browser.find_element(By.CSS_SELECTOR, ".picture-stack .heatmap")
+    wait(browser, lambda b: overlay.value_of_css_property("opacity") == "1", 5)
+    assert browser.execute_script("return document.getElementById('zoom-frame').scrollLeft > 0"), "scrolled back"
 
 
 def test_with_single_key_shortcuts_off_u_does_not_undo_on_the_empty_queue(
