@@ -45,3 +45,31 @@ def test_static_files_load_nothing_from_elsewhere() -> None:
         text = path.read_text().replace("http://www.w3.org/2000/svg", "")
         assert "http://" not in text and "https://" not in text, path.name
         assert not EXTERNAL.findall(text), path.name
+
+
+JS_CLASS_SCRIPT = re.compile(r"<head>.*<script src=\"[^\"]*/phoneapp/js-class\.js\"></script>.*</head>", re.S)
+
+
+def test_every_page_loads_the_one_script_that_marks_it_scripted_in_its_head(alice: User, reviewer: User) -> None:
+    """The ``js`` class was set by account.js, review.js and upload.js each, so pages loading none of them (the
+    dashboard, the error pages, sign-in) kept ``no-js`` in a browser running scripts."""
+    upload = make_upload(alice, probability=0.5)
+    staff = Client()
+    staff.force_login(reviewer)
+    owner = Client()
+    owner.force_login(alice)
+    pages = {
+        "upload": owner.get("/"),
+        "history": owner.get("/history/"),
+        "detail": owner.get(f"/uploads/{upload.pk}/"),
+        "account": owner.get("/account/"),
+        "password": owner.get("/account/password/"),
+        "review": staff.get(f"/review/{upload.pk}/"),
+        "dashboard": staff.get("/dashboard/"),
+        "login": Client().get("/accounts/login/"),
+        "not found": owner.get("/no-such-page/"),
+    }
+    for name, response in pages.items():
+        assert JS_CLASS_SCRIPT.search(response.content.decode()), name
+    setters = [path.name for path in STATIC_DIR.glob("*.js") if "no-js" in path.read_text()]
+    assert setters == ["js-class.js"]

@@ -3,10 +3,6 @@
 (function () {
   "use strict";
 
-  const root = document.documentElement;
-  root.classList.remove("no-js");
-  root.classList.add("js");
-
   document.addEventListener("DOMContentLoaded", () => {
     const box = document.getElementById("single-key-shortcuts");
     if (!box) return;

@@ -12,9 +12,6 @@
   "use strict";
 
   const root = document.documentElement;
-  root.classList.remove("no-js");
-  root.classList.add("js");
-
   const DECISION_KEYS = { p: "phone", n: "not_phone", c: "confirm" };
   const singleKeyShortcutsOn = window.PhoneCheckShortcuts.on; // shortcuts.js, loaded first
   const MAX_ZOOM = 4;

@@ -15,9 +15,6 @@
   const PENDING_NOTE_AFTER_MS = Number(document.body.dataset.pendingNoteAfterMs || 30000);
   const PENDING_NOTE = document.body.dataset.pendingNote || "Saved; waiting for the classifier.";
   const NOTHING_CHOSEN = "No picture chosen yet: choose one or more pictures, then press Upload.";
-  const root = document.documentElement;
-  root.classList.remove("no-js");
-  root.classList.add("js");
 
   // Read when each request is sent, from the cookie first: signing in again in another tab changes the token, and
   // the one this page was drawn with is then refused.
