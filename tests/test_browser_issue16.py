@@ -410,6 +410,35 @@ def test_upload_pressed_with_nothing_chosen_says_so_in_words(
     assert not Upload.objects.exists()
 
 
+def test_upload_looks_ready_only_once_pictures_are_chosen_and_pressed_before_leads_to_the_chooser(
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
+) -> None:
+    """Upload was offered enabled and in full colour before anything was chosen: pressed, it only then said to
+    choose, and left the keyboard on the button."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    phone_path, mug_path = save_pictures(tmp_path)
+    open_logged_in(browser, live_server, alice)
+    button = browser.find_element(By.ID, "upload-button")
+    wait(browser, lambda b: button.get_attribute("aria-disabled") == "true", 5)
+    assert float(button.value_of_css_property("opacity")) < 1  # looks not ready yet
+    assert button.text == "Upload"
+
+    button.send_keys(Keys.ENTER)  # still reachable and pressable: it says what to do and goes to the chooser
+    said = wait(browser, lambda b: b.find_element(By.ID, "chosen-summary").text, 5)
+    assert said == "No picture chosen yet: choose one or more pictures, then press Upload."
+    assert browser.execute_script("return document.activeElement.id") == "id_image"
+
+    browser.find_element(By.ID, "id_image").send_keys(f"{phone_path}\n{mug_path}")
+    wait(browser, lambda b: button.get_attribute("aria-disabled") is None, 5)
+    assert button.text == "Upload 2 pictures" and float(button.value_of_css_property("opacity")) == 1
+    button.click()
+    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results .result")) == 2, 10)
+    wait(browser, lambda b: button.get_attribute("aria-disabled") == "true" and button.text == "Upload", 5)
+    wait(browser, lambda b: Upload.objects.filter(owner=alice).count() == 2, VERDICT_TIMEOUT)
+
+
 def test_on_a_phone_the_history_filters_fold_while_none_is_set(
     live_server: LiveServer, browser: Chrome, alice: User
 ) -> None:

@@ -67,3 +67,19 @@ def test_a_waiting_picture_says_to_reload_without_javascript(
     browser.get(f"{live_server.url}/")  # nothing can be dropped or pasted without a script
     title = browser.find_element(By.CSS_SELECTOR, ".drop-title").text
     assert "Drop" not in title and "Pictures to check" in title
+
+
+def test_without_javascript_upload_pressed_with_nothing_chosen_says_what_to_do(
+    live_server: LiveServer, browser: Chrome, alice: User
+) -> None:
+    """With scripts, Upload waits for pictures (aria-disabled); without them it is the form's plain button, and the
+    server's refusal says what to do."""
+    from selenium.webdriver.common.by import By
+
+    open_logged_in(browser, live_server, alice)
+    button = browser.find_element(By.ID, "upload-button")
+    assert button.get_attribute("aria-disabled") is None and button.text == "Upload"
+    button.click()
+    said = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".messages"))[0].text
+    assert said == "No picture was sent: choose one or more pictures, then press Upload."
+    assert not Upload.objects.exists()

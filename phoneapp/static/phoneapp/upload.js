@@ -559,12 +559,24 @@
       });
   }
 
+  // Upload looks ready only once there is something to send, and says how much ("Upload 3 pictures"): offered
+  // as ready before anything was chosen, it was pressed first and only then said to choose. Marked with
+  // aria-disabled rather than disabled, so it keeps its place in the Tab order and pressing it still says what to do.
+  function showUploadReady(count) {
+    const button = document.getElementById("upload-button");
+    if (!button) return;
+    button.textContent = count ? "Upload " + count + (count === 1 ? " picture" : " pictures") : "Upload";
+    if (count) button.removeAttribute("aria-disabled");
+    else button.setAttribute("aria-disabled", "true");
+  }
+
   function showChosen(files) {
     const list = document.getElementById("chosen");
     const summary = document.getElementById("chosen-summary");
     if (!list || !summary) return;
     list.replaceChildren();
     const chosen = Array.from(files);
+    showUploadReady(chosen.length);
     const total = chosen.reduce((sum, file) => sum + file.size, 0);
     summary.textContent = chosen.length
       ? chosen.length + (chosen.length === 1 ? " picture" : " pictures") + " chosen, " + formatSize(total) + ": press Upload to send."
@@ -584,12 +596,15 @@
     // Chosen files go when the form is submitted (as without JavaScript); dropped and pasted ones at once.
     // Until then the chosen files are listed with previews, names and sizes.
     input.addEventListener("change", () => showChosen(input.files));
+    showChosen(input.files); // a reload may keep the files chosen before it
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       if (!input.files.length) {
         // Said in words, where "press Upload" is said: the input is hidden, so a browser's "required" bubble
-        // pointed at nothing (and marked the control invalid before anything was done).
+        // pointed at nothing (and marked the control invalid before anything was done). Focus goes to the file
+        // chooser, so Enter or Space there is the next step.
         document.getElementById("chosen-summary").textContent = NOTHING_CHOSEN;
+        input.focus();
         return;
       }
       enqueue(input.files, form);
