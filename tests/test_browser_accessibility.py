@@ -128,6 +128,33 @@ def test_the_heat_map_switch_stays_in_view_while_a_zoomed_picture_is_scrolled_to
     assert browser.execute_script("return document.getElementById('zoom-frame').scrollLeft > 0"), "scrolled back"
 
 
+def test_b_pressed_after_leaving_the_zoomed_picture_draws_a_box_the_arrows_move_and_enter_saves(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """Z twice left focus on the Zoom button; B then started a box that the arrows did not move, and Enter pressed
+    Zoom instead of saving it, so every later key was taken by a box the reviewer could not place."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    upload = make_upload(alice, probability=0.5, name="plain.jpg")
+    open_logged_in(browser, live_server, reviewer, f"/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    press(browser, "z", "z")
+    wait(browser, lambda b: b.execute_script(FOCUSED_ID) == "zoom-button", 5)
+
+    press(browser, "b")
+    started = browser.find_element(By.ID, "box-count").text
+    assert started.startswith("Drawing a box at the centre"), started
+    press(browser, *[Keys.ARROW_LEFT] * 10)
+    assert browser.find_element(By.ID, "box-count").text != started, "the arrows did not move the box"
+    press(browser, Keys.ENTER)
+    assert browser.find_element(By.ID, "box-count").text.startswith("1 box; selected: ")
+    assert "zoomed" not in (browser.find_element(By.ID, "zoom-frame").get_attribute("class") or "")
+    press(browser, "p")  # decision keys act again, and the box goes with the decision
+    wait(browser, lambda b: Upload.objects.get(pk=upload.pk).reviewed_label == "phone", 10)
+    assert Upload.objects.get(pk=upload.pk).reviewed_boxes
+
+
 def test_with_single_key_shortcuts_off_u_does_not_undo_on_the_empty_queue(
     live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
 ) -> None:

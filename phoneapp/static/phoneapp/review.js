@@ -277,6 +277,9 @@
       }
       if (key === "b") {
         startKeyboardDraft();
+        // B pressed on another control (Zoom, just used to leave the zoomed picture) started a box no key could
+        // move or save, and Enter pressed that control: the keys reach the box from the Draw button.
+        if (!keysForDraft({ target: document.activeElement || document.body })) drawButton.focus({ preventScroll: true });
         return true;
       }
       if (key === "x" || key === "Delete" || key === "Backspace") return selectOrDelete();
