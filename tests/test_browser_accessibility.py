@@ -155,6 +155,32 @@ def test_b_pressed_after_leaving_the_zoomed_picture_draws_a_box_the_arrows_move_
     assert Upload.objects.get(pk=upload.pk).reviewed_boxes
 
 
+def test_on_a_phone_the_zoomed_picture_fits_above_the_decision_bar(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """The zoomed frame was 80% of the screen's height, so with the decision bar fixed over the screen's bottom
+    its lower part (and the part of the picture scrolled there) was under the bar however the page was scrolled."""
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, probability=0.5, name="big.jpg", picture=draw_desk_with_phone(width=1600, height=1200))
+    log_in(browser, live_server, reviewer)
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 560, "deviceScaleFactor": 1, "mobile": True}
+    )
+    browser.get(f"{live_server.url}/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    press(browser, "z")
+    wait(browser, lambda b: b.execute_script(FOCUSED_ID) == "zoom-frame", 5)
+    browser.execute_script("return new Promise((done) => requestAnimationFrame(() => setTimeout(done, 100)))")
+
+    frame, bar = browser.execute_script(
+        "return [document.getElementById('zoom-frame').getBoundingClientRect().toJSON(),"
+        " document.getElementById('decisions').getBoundingClientRect().toJSON()];"
+    )
+    assert frame["top"] >= 0 and frame["bottom"] <= bar["top"] + 1, (frame, bar)
+    assert frame["height"] >= 200, frame  # still a useful size
+
+
 def test_with_single_key_shortcuts_off_u_does_not_undo_on_the_empty_queue(
     live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
 ) -> None:

@@ -72,7 +72,11 @@
       const hadFocus = frame.contains(document.activeElement);
       frame.classList.toggle("zoomed");
       apply();
-      if (frame.classList.contains("zoomed")) frame.focus({ preventScroll: true });
+      // Zoomed, the whole frame is brought into view (on a phone, above the decision bar: html's scroll-padding).
+      if (frame.classList.contains("zoomed")) {
+        frame.focus({ preventScroll: true });
+        frame.scrollIntoView({ block: "nearest" });
+      }
       else if (hadFocus && button) button.focus({ preventScroll: true });
     }
     // + and - (from the keyboard) zoom as Ctrl + wheel does; + on a fitted picture zooms it first.
