@@ -212,6 +212,23 @@ def test_with_single_key_shortcuts_off_u_does_not_undo_on_the_empty_queue(
     assert Upload.objects.get(pk=upload.pk).reviewed_label == ""
 
 
+def test_left_arrow_on_the_empty_queue_goes_back_to_the_last_decision(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """← walks back on every picture of the queue, and the empty queue shows "← Back to your last decision", but
+    the key did nothing there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    upload = make_upload(alice, probability=0.5, name="only.jpg")
+    open_logged_in(browser, live_server, reviewer, f"/review/{upload.pk}/")
+    press(browser, "p")
+    wait(browser, lambda b: b.find_elements(By.ID, "undo-button") and not b.find_elements(By.ID, "review"))
+    press(browser, Keys.ARROW_LEFT)
+    wait(browser, lambda b: b.current_url.endswith(f"/review/{upload.pk}/"), 5)
+    assert Upload.objects.get(pk=upload.pk).reviewed_label == "phone"  # only went back, decided nothing
+
+
 def test_on_a_320_px_screen_tab_never_leaves_focus_under_the_decision_bar_and_the_shortcuts_fit(
     live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
 ) -> None:

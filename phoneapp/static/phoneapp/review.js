@@ -306,9 +306,16 @@
     const review = document.getElementById("review");
     const undoButton = document.getElementById("undo-button");
     if (!review) {
-      // The empty queue still offers undo (U / Ctrl+Z) of the last decision.
+      // The empty queue still offers undo (U / Ctrl+Z) of the last decision, and ← back to it, as on every picture
+      // of the queue (a reviewer who pressed ← after the last decision got nothing).
       if (undoButton) {
+        const back = document.getElementById("back-to-last");
         document.addEventListener("keydown", (event) => {
+          if (event.key === "ArrowLeft" && back && !event.altKey && !event.ctrlKey && !event.metaKey) {
+            event.preventDefault();
+            window.location.assign(back.href);
+            return;
+          }
           const key = event.key.toLowerCase();
           // U alone only while single-key shortcuts are on, as on every review page (WCAG 2.1.4).
           const plainU = key === "u" && !event.ctrlKey && !event.metaKey && !event.altKey && singleKeyShortcutsOn();
