@@ -462,10 +462,10 @@ def test_a_retrain_started_in_the_same_second_as_another_gets_its_own_version_na
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from phoneapp.services import retraining
+    from phoneapp.services import retrain_folders
 
     moment = datetime(2026, 12, 6, 3, 0, 0, tzinfo=UTC)
-    monkeypatch.setattr(retraining, "timezone", SimpleNamespace(now=lambda: moment))  # this module's clock only
+    monkeypatch.setattr(retrain_folders, "timezone", SimpleNamespace(now=lambda: moment))  # this module's clock only
     models_dir = Path(settings.MODELS_DIR)
     (models_dir / "retrain-20261206-030000").mkdir()  # finished this second
     (models_dir / ".incoming-retrain-20261206-025959" / "uploads").mkdir(parents=True)  # a run killed with -9
@@ -485,7 +485,7 @@ def test_a_retrain_started_while_another_runs_does_nothing(tmp_path: Path, setti
     import fcntl
     import os
 
-    from phoneapp.services.retraining import RETRAIN_LOCK_NAME
+    from phoneapp.services.retrain_folders import RETRAIN_LOCK_NAME
 
     models_dir = Path(settings.MODELS_DIR)
     running = os.open(models_dir / RETRAIN_LOCK_NAME, os.O_RDONLY | os.O_CREAT)  # another process's run

@@ -346,7 +346,7 @@ def test_clean_orphans_removes_the_picture_copies_a_killed_retrain_left_but_not_
     except while a retrain runs (holding its lock): one of them is its own."""
     import fcntl
 
-    from phoneapp.services.retraining import RETRAIN_LOCK_NAME
+    from phoneapp.services.retrain_folders import RETRAIN_LOCK_NAME
 
     models_dir = Path(settings.MODELS_DIR)
     scratch = models_dir / ".incoming-retrain-20261206-025959"

@@ -24,16 +24,12 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from inference.manifest import ModelLoadError, ModelManifest, manifest_checksum, read_manifest
 from inference.scene_options import SceneNetworkOptions
@@ -62,6 +58,7 @@ from phoneapp.services.promotion import (
     score_figures,
     version_scores_store,
 )
+from phoneapp.services.retrain_folders import new_version_scratch, retraining_alone
 from phoneapp.services.training_data import (
     TrustedPicture,
     training_data_check_enough,
@@ -123,7 +120,7 @@ def retrain(
     recipe = _recipe(request, network_shape=_network_shape(active_version))
     models_root = Path(settings.MODELS_DIR)
     models_root.mkdir(parents=True, exist_ok=True)
-    with _retraining_alone(models_root), _new_version_scratch(models_root) as (version, scratch_dir):
+    with retraining_alone(models_root), new_version_scratch(models_root) as (version, scratch_dir):
         data = _training_set(request=request, scratch_dir=scratch_dir, progress=progress, log=log)
         candidate_dir = scratch_dir / version
         candidate = _train_candidate(
@@ -389,72 +386,6 @@ def _still_comparable(*, active_then: ModelVersion | None, active_now: int | Non
     compared with, active when the retrain started. If someone activated another since (a rollback, another
     retrain), the decision was not about it."""
     return active_now == (active_then.pk if active_then is not None else None)
-
-
-RETRAIN_LOCK_NAME = ".retrain.lock"
-
-
-@contextmanager
-def _retraining_alone(models_root: Path) -> Iterator[None]:
-    """One retrain at a time per ``MODELS_DIR`` (``flock`` on its ``.retrain.lock``; the kernel releases it when a
-    run dies): a cron run that started while the last was still training doubled both runs' time and registered
-    two identical candidates. Holding the lock, it removes the scratch folders of runs that were killed
-    (``.incoming-*``: with S3 storage they hold copies of users' pictures)."""
-    import fcntl
-
-    descriptor = os.open(models_root / RETRAIN_LOCK_NAME, os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            raise RetrainError(
-                f"Another retrain is running on {models_root}; this one did nothing. Run it again when that one ends."
-            ) from error
-        for leftover in models_root.glob(".incoming-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
-
-
-def retrain_scratch_leftovers(*, models_root: Path) -> list[Path]:
-    """The retrain scratch folders (``.incoming-*``) under ``models_root``: a running retrain's own, or ones killed
-    runs left. With S3 storage they hold copies of the pictures a run read, pictures deleted since included."""
-    return sorted(models_root.glob(".incoming-*"))
-
-
-def retrain_scratch_leftovers_remove(*, models_root: Path) -> list[Path]:
-    """Remove the scratch folders killed retrains left, as the next retrain would when it starts (``manage.py
-    clean_orphans --delete``: a retrain may not run again for weeks, and their copies of users' pictures must not
-    wait for it). Returns the folders removed. Raises :class:`RetrainError`, removing nothing, while a retrain is
-    running: one of them is its own."""
-    leftovers = retrain_scratch_leftovers(models_root=models_root)
-    with _retraining_alone(models_root):  # removes them, holding the lock a running retrain holds
-        pass
-    return [path for path in leftovers if not path.exists()]
-
-
-@contextmanager
-def _new_version_scratch(models_root: Path) -> Iterator[tuple[str, Path]]:
-    """A name for the new version (``retrain-YYYYMMDD-HHMMSS``, with ``-2``, ``-3``... when taken) and a scratch
-    folder reserving it, removed afterwards. A version finished this second keeps its name: this one takes the
-    next."""
-    stamp = timezone.now().strftime("retrain-%Y%m%d-%H%M%S")
-    for attempt in range(1, 100):
-        version = stamp if attempt == 1 else f"{stamp}-{attempt}"
-        if (models_root / version).exists() or ModelVersion.objects.filter(name=version).exists():
-            continue
-        scratch = models_root / f".incoming-{version}"
-        try:
-            scratch.mkdir()
-        except FileExistsError:
-            continue
-        try:
-            yield version, scratch
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return
-    raise RetrainError(f"No free version name after {stamp}-99; remove unused model folders.")
 
 
 def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | None = None) -> SceneRecipe:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from phoneapp.services.errors import RetrainError
-from phoneapp.services.retraining import retrain_scratch_leftovers, retrain_scratch_leftovers_remove
+from phoneapp.services.retrain_folders import retrain_scratch_leftovers, retrain_scratch_leftovers_remove
 from phoneapp.services.storage_audit import StorageLooksUnmounted, storage_audit, storage_clean
 
 
