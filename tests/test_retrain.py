@@ -793,11 +793,11 @@ def test_the_second_opinion_a_retrain_asks_uses_the_serving_cache(
     """The retrain loaded the active model's second opinion with the default cache, writing its export under
     ~/.cache/phonecheck whatever INFERENCE_CACHE_DIR said."""
     import ml_training.second_opinion
-    from phoneapp.services import retraining
+    from phoneapp.services import retrain_warm_start
 
     settings.INFERENCE_CACHE_DIR = str(tmp_path / "cache")
     v10 = ModelVersion.objects.get(name="scene-lite0-v10")
-    kept = retraining._second_opinion(v10, Path(settings.MODELS_DIR), log=lambda message: None)
+    kept = retrain_warm_start.active_second_opinion(v10, Path(settings.MODELS_DIR), log=lambda message: None)
     assert kept is not None and kept.cache_dir == tmp_path / "cache"
 
     asked: list[Any] = []

@@ -10,12 +10,14 @@ Used by ``manage.py retrain``. Steps:
    warm-started from the active model's head (and tuned trunk blocks) when the active model is a scene model,
    with the same network shape (tuned trunk blocks, global-context layer, picture pooling, heads) unless ``--set
    trainable_blocks=N``, ``--set global_context=1``, ``--set picture_pooling=max`` or ``--set heads=1`` says
-   otherwise;
+   otherwise (what it continues from: :mod:`phoneapp.services.retrain_warm_start`);
 3. score the candidate and the active model on the same trusted pictures -- the ground-truth set and the eval
    split -- per picture, and apply :data:`~phoneapp.services.promotion.PROMOTION_RULE`
    (:mod:`phoneapp.services.promotion`);
 4. register the candidate (moved into place with one atomic rename), activate it if the rule allows, and store
    both versions' scores (``VersionScore``) so the dashboard compares versions on the same pictures.
+
+One run at a time, in a scratch folder under ``MODELS_DIR``: :mod:`phoneapp.services.retrain_folders`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import transaction
 
-from inference.manifest import ModelLoadError, ModelManifest, manifest_checksum, read_manifest
-from inference.scene_options import SceneNetworkOptions
 from ml_training.metrics import PairedTest, paired_test
 from phoneapp.models import ModelVersion
 from phoneapp.selectors.model_versions import model_version_active_or_none
@@ -40,7 +40,6 @@ from phoneapp.selectors.training import trusted_labelled_uploads
 from phoneapp.services.errors import RetrainError
 from phoneapp.services.evaluation import pictures_decode
 from phoneapp.services.model_versions import (
-    model_dir_of,
     model_serving_prepare,
     model_version_register,
     model_versions_lock,
@@ -59,6 +58,7 @@ from phoneapp.services.promotion import (
     version_scores_store,
 )
 from phoneapp.services.retrain_folders import new_version_scratch, retraining_alone
+from phoneapp.services.retrain_warm_start import active_network_shape, active_second_opinion, active_warm_start
 from phoneapp.services.training_data import (
     TrustedPicture,
     training_data_check_enough,
@@ -71,11 +71,8 @@ from phoneapp.services.training_data import (
 if TYPE_CHECKING:  # the training modules import torch: loaded only when a retrain runs
     from ml_training.scene.config import SceneRecipe
     from ml_training.scene.data import SceneSample
-    from ml_training.scene.train import SecondOpinion
 
 logger = logging.getLogger(__name__)
-
-SCENE_KIND = "scene-detector"
 
 
 @dataclass(frozen=True)
@@ -117,7 +114,7 @@ def retrain(
     import ml_training.scene.train  # noqa: F401
 
     active_version = model_version_active_or_none()
-    recipe = _recipe(request, network_shape=_network_shape(active_version))
+    recipe = _recipe(request, network_shape=active_network_shape(active_version))
     models_root = Path(settings.MODELS_DIR)
     models_root.mkdir(parents=True, exist_ok=True)
     with retraining_alone(models_root), new_version_scratch(models_root) as (version, scratch_dir):
@@ -241,7 +238,7 @@ def _train_candidate(
     second opinion when it has them. A training that fails is a :class:`RetrainError`, nothing registered."""
     from ml_training.scene.train import train_scene_model
 
-    initial_head, warm_start = _warm_start(active, recipe.settings.trainable_blocks, log)
+    initial_head, warm_start = active_warm_start(active, recipe.settings.trainable_blocks, log)
     try:
         result = train_scene_model(
             data.samples,
@@ -249,7 +246,7 @@ def _train_candidate(
             version=version,
             recipe=recipe,
             initial_head=initial_head,
-            second_opinion=_second_opinion(active, models_root, log),
+            second_opinion=active_second_opinion(active, models_root, log),
         )
     except (ValueError, RuntimeError) as error:
         raise RetrainError(f"Training failed: {error}") from error
@@ -391,8 +388,8 @@ def _still_comparable(*, active_then: ModelVersion | None, active_now: int | Non
 def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | None = None) -> SceneRecipe:
     """The scene recipe with the request's overrides (``--set``, ``--epochs``, ``--seed``); bad ones refused.
 
-    ``network_shape``: the active model's (:func:`_network_shape`), so a retrain keeps its tuned trunk blocks and
-    head layers unless told otherwise.
+    ``network_shape``: the active model's (:func:`~phoneapp.services.retrain_warm_start.active_network_shape`), so
+    a retrain keeps its tuned trunk blocks and head layers unless told otherwise.
     """
     from ml_training.scene.config import recipe_from_flat
 
@@ -405,103 +402,3 @@ def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | No
         return recipe_from_flat(values)
     except (TypeError, ValueError) as error:
         raise RetrainError(f"Bad training setting: {error}") from error
-
-
-def _scene_manifest(active: ModelVersion | None) -> ModelManifest | None:
-    """The active model's manifest when it is a readable scene model, else None."""
-    if active is None:
-        return None
-    try:
-        manifest = read_manifest(model_dir_of(active))
-    except ModelLoadError:
-        return None
-    return manifest if manifest.kind == SCENE_KIND else None
-
-
-def _network_shape(active: ModelVersion | None) -> dict[str, int | str]:
-    """The active scene model's network options as recipe knobs: how many trunk blocks it tuned and whether its
-    head has the global-context layer (both 0 for head-only models and other kinds), and how it pools its cells and
-    how many heads it averages (a scene model's own, "max" pooling and one head for those written before these were
-    options; the recipe's defaults otherwise)."""
-    manifest = _scene_manifest(active)
-    shape = SceneNetworkOptions.from_manifest_options(manifest.options if manifest is not None else {})
-    knobs: dict[str, int | str] = {
-        "trainable_blocks": shape.trainable_blocks,
-        "global_context": int(shape.global_context),
-    }
-    if manifest is not None:
-        knobs["picture_pooling"] = shape.picture_pooling
-        knobs["heads"] = shape.heads
-    return knobs
-
-
-def _second_opinion(active: ModelVersion | None, models_root: Path, log: Log) -> SecondOpinion | None:
-    """The active scene model's second opinion (inference/second_opinion.py), kept for the candidate: compared
-    without it, a candidate would lose the close-ups the member finds and never be promoted. None when the active
-    model asks none, or its member is gone or changed (then the active model cannot load either)."""
-    from ml_training.scene.train import SecondOpinion
-
-    manifest = _scene_manifest(active)
-    spec = manifest.second_opinion if manifest is not None else None
-    if spec is None:
-        return None
-    member_dir = models_root / spec.model
-    try:
-        unchanged = manifest_checksum(member_dir) == spec.manifest_sha256
-    except OSError:
-        unchanged = False
-    if not unchanged:
-        log(f"second opinion {spec.model} is missing or changed: the candidate decides alone")
-        return None
-    log(f"the candidate keeps the second opinion of {spec.model} (at least {spec.at_least})")
-    cache = Path(settings.INFERENCE_CACHE_DIR) if settings.INFERENCE_CACHE_DIR else None
-    return SecondOpinion(spec, member_dir, cache_dir=cache)
-
-
-def _warm_start(
-    active: ModelVersion | None, trainable_blocks: int, log: Log
-) -> tuple[dict[str, Any] | None, str | None]:
-    """The active scene model's trained weights (head, and tuned trunk blocks if any), to continue from; (None,
-    None) when the active model is another kind (the candidate's head then starts fresh).
-
-    When the active model tunes another number of trunk blocks than the candidate (``trainable_blocks``), only its
-    head is reused (:func:`ml_training.scene.engine.warm_start_state`); the log says so.
-
-    The shipped ``weights.pt`` has the calibration shift folded into each head's objectness bias
-    (model_writer.py); it is added back here so training continues from the raw heads, and the candidate is
-    re-calibrated by its own cross-validation.
-    """
-    if active is None:
-        return None, None
-    model_dir = model_dir_of(active)
-    try:
-        manifest = read_manifest(model_dir)
-    except ModelLoadError:
-        return None, None
-    if manifest.kind != SCENE_KIND:
-        log(f"active model {active.name} is a {manifest.kind}, not a scene model: the candidate starts fresh")
-        return None, None
-    import torch
-
-    from ml_training.scene.model_writer import unfold_shift
-
-    try:
-        state = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as error:
-        # Missing or damaged weights: the candidate starts fresh, and scoring the active model then fails too, so
-        # the candidate is registered inactive with that reason (it was a traceback, nothing registered).
-        log(f"active model {active.name}'s weights cannot be read ({error}): the candidate starts fresh")
-        return None, None
-    try:
-        shift = float(json.loads((model_dir / "training.json").read_text())["calibration"]["shift"])
-    except (OSError, KeyError, TypeError, ValueError):
-        shift = 0.0
-    state = unfold_shift(state, shift)
-    log(f"warm start from {active.name} (calibration shift {shift:+.4f} unfolded)")
-    tuned = SceneNetworkOptions.from_manifest_options(manifest.options).trainable_blocks
-    if tuned != trainable_blocks:
-        log(
-            f"{active.name} tunes {tuned} trunk block(s), the candidate {trainable_blocks}: only its head is reused; "
-            "the candidate's tuned blocks start from their ImageNet weights"
-        )
-    return state, active.name
