@@ -315,51 +315,87 @@ def upload_group_review(
     current = Upload.objects.select_for_update().get(pk=upload.pk)
     if seen_state is not None:
         _refuse_if_changed_since_seen(current=current, seen_state=seen_state, reviewer=reviewer)
-    if current.second_review == SecondReview.DISAGREED and not as_ground_truth:
+    if not as_ground_truth:
+        _refuse_if_disputed(current=current)
+    second_opinion = _is_second_opinion(current=current, reviewer=reviewer)
+    prior = _priors(_copies_decided_together(upload=upload, second_opinion=second_opinion))
+    ids = [p.upload_id for p in prior]
+    # The reviewer's boxes stored with the label: a picture without a phone has none.
+    box_changes: dict[str, Any] = {}
+    if boxes is not None:
+        box_changes["reviewed_boxes"] = list(boxes) if label == Label.PHONE else []
+    if second_opinion:
+        _record_second_opinion(
+            ids=ids, box_changes=box_changes, label=label, first_label=current.reviewed_label, reviewer=reviewer
+        )
+    else:
+        waiting = not as_ground_truth and _contradicts_confident_verdict(current, label)
+        _record_review(ids=ids, box_changes=box_changes, label=label, waiting=waiting, reviewer=reviewer)
+    return prior
+
+
+def _refuse_if_disputed(*, current: Upload) -> None:
+    """Raise :class:`ReviewDisputed` when two reviewers disagree on the picture (``current``, locked): only a
+    ground-truth decision settles it."""
+    if current.second_review == SecondReview.DISAGREED:
         raise ReviewDisputed(
             f"{dispute_words(current)}: a disputed picture is settled as ground truth (the ground-truth switch, G, "
             "with your decision, or the admin's ground-truth actions), by staff who may change uploads. Nothing was "
             "saved."
         )
-    second_opinion = (
+
+
+def _is_second_opinion(*, current: Upload, reviewer: AbstractBaseUser) -> bool:
+    """Whether ``reviewer``'s decision is the second opinion the picture waits for: a first review is there, and it
+    is someone else's."""
+    return bool(
         current.second_review == SecondReview.WAITING
         and current.reviewed_label
         and current.reviewed_by_id != reviewer.pk
     )
+
+
+def _copies_decided_together(*, upload: Upload, second_opinion: bool) -> UploadQuerySet:
+    """``upload`` and the other classified uploads of the same picture that the decision labels, locked: for a
+    second opinion, the copies waiting for it; else every copy."""
     if second_opinion:
-        group = Upload.objects.filter(
+        return Upload.objects.filter(
             Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE, second_review=SecondReview.WAITING)
         ).select_for_update()
-    else:
-        # Every copy of the picture, reviewed or not: one picture has one label (deciding again on one copy, in the
-        # queue or the admin, used to relabel that copy alone and leave the others as they were).
-        group = Upload.objects.filter(
-            Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE)
-        ).select_for_update()
-    prior = _priors(group)
-    ids = [p.upload_id for p in prior]
-    changes: dict[str, Any] = {}
-    if boxes is not None:
-        changes["reviewed_boxes"] = list(boxes) if label == Label.PHONE else []
-    if second_opinion:
-        agreed = label == current.reviewed_label
-        changes.update(
-            second_label=label,
-            second_reviewed_by=reviewer,
-            second_review=SecondReview.AGREED if agreed else SecondReview.DISAGREED,
-        )
-        Upload.objects.filter(pk__in=ids).update(**changes)
-        logger.info("second review", extra={"count": len(ids), "agreed": agreed, "reviewer_id": reviewer.pk})
-        return prior
-    waiting = not as_ground_truth and _contradicts_confident_verdict(current, label)
-    changes.update(
+    # Every copy of the picture, reviewed or not: one picture has one label (deciding again on one copy, in the
+    # queue or the admin, used to relabel that copy alone and leave the others as they were).
+    return Upload.objects.filter(
+        Q(pk=upload.pk) | Q(sha256=upload.sha256, status=UploadStatus.DONE)
+    ).select_for_update()
+
+
+def _record_second_opinion(
+    *, ids: list[int], box_changes: dict[str, Any], label: str, first_label: str, reviewer: AbstractBaseUser
+) -> None:
+    """Store ``label`` as the second opinion on uploads ``ids`` (their first label stays): agreeing makes them
+    usable for training, disagreeing keeps them out until staff settle them as ground truth."""
+    agreed = label == first_label
+    Upload.objects.filter(pk__in=ids).update(
+        **box_changes,
+        second_label=label,
+        second_reviewed_by=reviewer,
+        second_review=SecondReview.AGREED if agreed else SecondReview.DISAGREED,
+    )
+    logger.info("second review", extra={"count": len(ids), "agreed": agreed, "reviewer_id": reviewer.pk})
+
+
+def _record_review(
+    *, ids: list[int], box_changes: dict[str, Any], label: str, waiting: bool, reviewer: AbstractBaseUser
+) -> None:
+    """Store ``label`` as the review of uploads ``ids``, any earlier second review replaced: ``waiting`` for a
+    second reviewer when it contradicts a confident verdict."""
+    Upload.objects.filter(pk__in=ids).update(
+        **box_changes,
         second_review=SecondReview.WAITING if waiting else SecondReview.NOT_NEEDED,
         second_label="",
         second_reviewed_by=None,
     )
-    Upload.objects.filter(pk__in=ids).update(**changes)
     uploads_set_reviewed_label(uploads=Upload.objects.filter(pk__in=ids), label=label, reviewer=reviewer)
-    return prior
 
 
 def _refuse_if_changed_since_seen(*, current: Upload, seen_state: str, reviewer: AbstractBaseUser) -> None:
