@@ -241,6 +241,50 @@ def test_previous_goes_back_to_the_picture_just_decided(staff_client: Client, al
     assert f'href="/review/{first.pk}/" rel="prev"' in page.content.decode()
 
 
+def previous_of(client: Client, upload_id: int) -> int | None:
+    """Where ← leads from the picture's page."""
+    return client.get(f"/review/{upload_id}/").context["place"].previous_id
+
+
+def test_previous_after_a_skip_goes_to_the_picture_just_decided_not_the_skipped_one(
+    staff_client: Client, alice: User
+) -> None:
+    """← is where the reviewer has been: the queue's order put the skipped picture before the one a decision handed
+    out, and ← went there, past the picture just decided (a keyboard walkthrough: S, →, P, ←)."""
+    first, second, third = (make_upload(alice, probability=p).pk for p in (0.5, 0.55, 0.6))
+    skip = staff_client.post(f"/review/{first}/skip", headers={"Accept": "application/json"}).json()
+    assert skip["next_id"] == second and previous_of(staff_client, second) == first  # back to what was skipped
+    assert staff_client.get(f"/review/{second}/").context["place"].next_id == third  # → passes over the second
+    assert decide(staff_client, third, "phone")["next_id"] == second
+    assert previous_of(staff_client, second) == third  # it said the skipped first
+    # Deciding on the picture a skip handed out: ← from the next one is that decision too.
+    assert decide(staff_client, second, "phone")["next_id"] == first
+    assert previous_of(staff_client, first) == second
+
+
+def test_previous_after_passing_over_and_deciding_goes_to_the_decision(staff_client: Client, alice: User) -> None:
+    """→ past the first picture, a decision on the second: ← from the third is the second, just decided (it said
+    the first, passed over before the decision)."""
+    first, second, third = (make_upload(alice, probability=p).pk for p in (0.5, 0.55, 0.6))
+    assert staff_client.get(f"/review/{first}/").context["place"].next_id == second
+    assert decide(staff_client, second, "phone")["next_id"] == third
+    assert previous_of(staff_client, third) == second
+
+
+def test_previous_takes_back_next_around_skipped_pictures(staff_client: Client, alice: User) -> None:
+    """ "Next" hands out skipped pictures after the rest; ← from the first skipped one is the last picture not
+    skipped (it had none: a skipped picture came first in the queue's own order), and ← from a picture not skipped
+    never goes to a skipped one that "Next" hands out later."""
+    first, second, third = (make_upload(alice, probability=p).pk for p in (0.5, 0.55, 0.6))
+    staff_client.post(f"/review/{first}/skip", headers={"Accept": "application/json"})
+    walked = [second]
+    while len(walked) < 4:
+        walked.append(staff_client.get(f"/review/{walked[-1]}/").context["place"].next_id)
+    assert walked == [second, third, first, second]  # → order: skipped last, then round to the first not skipped
+    assert previous_of(staff_client, first) == third
+    assert previous_of(staff_client, third) == second
+
+
 def test_undo_restores_the_last_decision_and_returns_to_its_picture(
     staff_client: Client, alice: User, reviewer: User
 ) -> None:

@@ -143,34 +143,45 @@ def _after(upload: Upload) -> Q:
 
 
 def review_place(
-    *, upload: Upload, history: Sequence[int] = (), skipped: Sequence[int] = (), reviewer_id: int | None = None
+    *,
+    upload: Upload,
+    history: Sequence[int] = (),
+    skipped: Sequence[int] = (),
+    reviewer_id: int | None = None,
+    arrived_from: int | None = None,
 ) -> ReviewPlace:
     """The queue's neighbours of ``upload`` (annotated by :func:`review_upload_get`) and the count left.
 
     "Next" is :func:`_following`. ``skipped``: what this reviewer skipped in this session, handed out after the
     rest, and counted so in the position. ``history`` is the ids this reviewer decided in this session, oldest
-    first. "Previous" walks back through it: from a decided picture to the one decided before it; from an
-    undecided one to the unreviewed picture before it in the queue (one passed over with "next") that no other
-    reviewer has open, else to the last one decided -- so a reviewer can always go back to what they just did.
+    first. "Previous" is where the reviewer has been, not where the queue's order puts the picture: from a decided
+    picture, the one decided before it; from an undecided one, the picture whose decision or skip handed it out
+    (``arrived_from``: by the queue's order alone, ← after S, → and P led past the picture just decided to the
+    skipped one); else, for a picture reached with "Next", :func:`_preceding`; else the last one decided, so a
+    reviewer can always go back to what they just did.
     """
     queue = review_queue(reviewer_id=reviewer_id).exclude(pk=upload.pk)
     following = _following(queue, upload, skipped, reviewer_id)
     remaining = review_queue(reviewer_id=reviewer_id).count()
     in_queue = review_upload_in_queue(upload=upload, reviewer_id=reviewer_id)
     position = _position(queue, upload, skipped) if in_queue else 0
+    previous_id: int | None
     if upload.pk in history:
         earlier = list(history[: history.index(upload.pk)])
         previous_id = earlier[-1] if earlier else None
+    elif (
+        arrived_from is not None
+        and arrived_from != upload.pk
+        and Upload.objects.done().filter(pk=arrived_from).exists()  # not deleted since: ← would answer 404
+    ):
+        previous_id = arrived_from
+    elif not in_queue:
+        previous_id = history[-1] if history else None
     else:
-        passed_over = (
-            queue.exclude(_after(upload)).order_by("-priority", "-uncertainty", "-id").values_list("pk", flat=True)
-            if in_queue
-            else queue.none().values_list("pk", flat=True)
-        )
         # As "next" does: a picture another reviewer has open meanwhile is passed over, unless nothing else is left.
-        previous_id = passed_over.exclude(_open_with_another_q(reviewer_id)).first()
+        previous_id = _preceding(queue.exclude(_open_with_another_q(reviewer_id)), upload, skipped)
         if previous_id is None:
-            previous_id = history[-1] if history else passed_over.first()
+            previous_id = history[-1] if history else _preceding(queue, upload, skipped)
     return ReviewPlace(
         previous_id=previous_id,
         next_id=following,
@@ -178,6 +189,19 @@ def review_place(
         remaining=remaining,
         duplicates=review_duplicates(upload=upload).count(),
     )
+
+
+def _preceding(queue: UploadQuerySet, upload: Upload, skipped: Sequence[int]) -> int | None:
+    """ "Previous" for a picture reached with "Next": the one before ``upload`` in the order "Next" walks (the
+    queue's, skipped pictures behind the rest), so ← takes back → -- in the queue's own order a skipped picture
+    still came before the rest, and ← from a later picture went to it. Nothing comes before the first picture not
+    skipped: going round to the last skipped one would make ← walk in circles."""
+    skipped_ids = list(skipped)
+    before = queue.exclude(_after(upload)).order_by("-priority", "-uncertainty", "-id").values_list("pk", flat=True)
+    if upload.pk not in skipped_ids:
+        return before.exclude(pk__in=skipped_ids).first()
+    not_skipped = queue.exclude(pk__in=skipped_ids).order_by("-priority", "-uncertainty", "-id")
+    return before.filter(pk__in=skipped_ids).first() or not_skipped.values_list("pk", flat=True).first()
 
 
 def _following(queue: UploadQuerySet, upload: Upload, skipped: Sequence[int], reviewer_id: int | None) -> int | None:

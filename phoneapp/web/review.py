@@ -8,7 +8,8 @@ posted with the decision as ``boxes`` (JSON). With JavaScript a decision is post
 naming the next picture.
 
 The reviewer's session remembers what they decided (for "← Previous" and undo, up to ``HISTORY_LENGTH``
-decisions) and what they skipped (left to the end of the queue).
+decisions), what they skipped (left to the end of the queue) and which picture's decision or skip handed out each
+picture ("← Previous" from it goes back there).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ HISTORY_LENGTH = 200
 # [{"id": shown upload, "prior": [PriorReview dicts], "prior_ground_truth": [PriorGroundTruth dicts]}], oldest first
 SESSION_LOG = "review_log"
 SESSION_SKIPPED = "review_skipped"
+# {shown upload id (str): the upload whose decision or skip handed it out}: where ← leads from an undecided picture
+SESSION_ARRIVED_FROM = "review_arrived_from"
 
 
 def _log(request: HttpRequest) -> list[dict]:
@@ -73,6 +76,21 @@ def _history(request: HttpRequest) -> list[int]:
 
 def _skipped(request: HttpRequest) -> list[int]:
     return [int(pk) for pk in request.session.get(SESSION_SKIPPED, [])]
+
+
+def _arrived_from(request: HttpRequest, upload_id: int) -> int | None:
+    came_from = request.session.get(SESSION_ARRIVED_FROM, {}).get(str(upload_id))
+    return int(came_from) if came_from is not None else None
+
+
+def _remember_arrival(request: HttpRequest, *, shown: int | None, came_from: int) -> None:
+    """Note that ``came_from``'s decision or skip handed out ``shown``: ← on ``shown`` goes back there, to where the
+    reviewer was, not to what the queue's order puts before it (a picture skipped or passed over earlier)."""
+    if shown is None or shown == came_from:
+        return
+    arrivals = {key: value for key, value in request.session.get(SESSION_ARRIVED_FROM, {}).items() if key != str(shown)}
+    arrivals[str(shown)] = came_from
+    request.session[SESSION_ARRIVED_FROM] = dict(list(arrivals.items())[-HISTORY_LENGTH:])
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -121,7 +139,11 @@ def review_item(request: SignedInRequest, upload_id: int) -> HttpResponse:
     # Opening a picture claims it, so the queue hands other reviewers other pictures meanwhile.
     open_with = upload_review_claim(upload_id=upload.pk, reviewer=request.user)
     place = review_place(
-        upload=upload, history=_history(request), skipped=_skipped(request), reviewer_id=request.user.pk
+        upload=upload,
+        history=_history(request),
+        skipped=_skipped(request),
+        reviewer_id=request.user.pk,
+        arrived_from=_arrived_from(request, upload.pk),
     )
     context = {
         "upload": upload,
@@ -185,6 +207,7 @@ def review_decide(request: SignedInRequest, upload_id: int) -> HttpResponse:
     next_id = _chosen_and_claimed(
         request, lambda: review_next_after(upload=upload, skipped=_skipped(request), reviewer_id=request.user.pk)
     )
+    _remember_arrival(request, shown=next_id, came_from=upload.pk)
     next_url = reverse("review-item", args=[next_id]) if next_id else reverse("review")
     # Said on the next page either way: review.js opens it after the JSON answer, as the form's redirect does.
     copies = len(decision_made.prior)
@@ -217,6 +240,7 @@ def review_skip(request: SignedInRequest, upload_id: int) -> HttpResponse:
     next_id = _chosen_and_claimed(
         request, lambda: review_next_after(upload=upload, skipped=skipped, reviewer_id=request.user.pk)
     )
+    _remember_arrival(request, shown=next_id, came_from=upload.pk)
     next_url = reverse("review-item", args=[next_id]) if next_id and next_id != upload.pk else reverse("review")
     if _wants_json(request):
         return JsonResponse({"id": upload.pk, "next_id": next_id, "next_url": next_url})

@@ -1,5 +1,5 @@
 // Keyboard review: P = phone, N = not a phone, C = confirm the model (absent when it is unsure), S = skip,
-// U or Ctrl+Z = undo the last decision, arrow keys = previous (what was decided before) / next, Z = zoom to full
+// U or Ctrl+Z = undo the last decision, arrow keys = back (where the reviewer came from) / next, Z = zoom to full
 // resolution (+ / - or Ctrl + wheel zoom further; the wheel, a finger or the arrow keys on the focused zoomed
 // picture pan), H = heat map. Each action is posted at once
 // (with the CSRF token) and the next picture opened; the buttons do the same without JavaScript as ordinary form
