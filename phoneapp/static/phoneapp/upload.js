@@ -583,9 +583,17 @@
       : "";
     chosen.forEach((file) => {
       const thumb = el("span", { class: "chosen-thumb" }, [localPreview(file), el("span", { class: "no-preview-text", text: "no preview" })]);
-      list.append(el("li", { class: "chosen-file" }, [thumb, el("span", { class: "name", text: file.name }),
+      list.append(el("li", { class: "chosen-file" }, [thumb, chosenName(file.name),
         el("small", { class: "muted", text: formatSize(file.size) })]));
     });
+  }
+
+  // A chosen file's name on one line under its preview, a long one cut at its start ("…a8f3b2c4d1c5.jpg"): the end
+  // tells pictures from one camera apart and holds the extension. Wrapped in the preview's narrow column, a long name
+  // broke anywhere, even inside ".jpg". The line runs right to left so the ellipsis goes first; the name itself is
+  // isolated (bdi) to keep its own direction. The whole name is in the title, and read out in full.
+  function chosenName(name) {
+    return el("span", { class: "name", title: name }, [el("bdi", { text: name })]);
   }
 
   function setUpForm() {
