@@ -577,3 +577,22 @@ def test_clearing_a_review_takes_the_reviewers_boxes_too(alice: User, reviewer: 
 
     phone.refresh_from_db()
     assert (phone.reviewed_label, phone.reviewed_boxes) == ("", None)
+
+
+def test_agreement_with_ground_truth_leaves_out_reviews_made_ground_truth_by_their_reviewer(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """A decision made ground truth in the queue (G) is a review and the ground truth at once: counted, the
+    dashboard's "Reviewers agree with ground truth" read 30 of 30 (100%) after a first retrain's set-up, however
+    the reviewers labelled. Only a review checked by someone else's ground truth says how good reviewers are."""
+    from phoneapp.selectors.training import review_agreement
+
+    own = make_upload(alice, probability=0.5, name="own.jpg")
+    decide(client_for(reviewer), own, "phone", ground_truth="1")
+    checked = make_upload(alice, probability=0.5, name="checked.jpg")
+    decide(client_for(second_reviewer), checked, "phone")
+    uploads_mark_ground_truth(uploads=Upload.objects.filter(pk=checked.pk), label="not_phone", by=reviewer)
+
+    agreement = review_agreement()
+
+    assert (agreement.agreed_with_ground_truth, agreement.ground_truth_reviewed) == (0, 1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from phoneapp.models import ReviewSplit, SecondReview, Upload
 
@@ -81,14 +81,21 @@ class ReviewAgreement:
     agreed: int
     waiting: int
     disputed: int  # pictures two reviewers disagree on and staff have not settled as ground truth yet
-    ground_truth_reviewed: int  # ground-truth pictures that also have a reviewer's label
+    # Ground-truth pictures that also have a label from a reviewer other than whoever set the ground truth.
+    ground_truth_reviewed: int
     agreed_with_ground_truth: int
 
 
 def review_agreement() -> ReviewAgreement:
-    """Agreement between first and second reviewers, and between reviewers and ground truth."""
+    """Agreement between first and second reviewers, and between reviewers and ground truth.
+
+    A review made by whoever set the picture's ground truth is left out of the latter: a decision made ground truth
+    in the queue (G) is both at once, so it agreed by construction and the figure read 100% whatever the
+    reviewers' quality."""
     second = _one_per_picture(Upload.objects.filter(second_review__in=[SecondReview.AGREED, SecondReview.DISAGREED]))
-    truth = _one_per_picture(Upload.objects.exclude(ground_truth_label="").reviewed())
+    truth = _one_per_picture(
+        Upload.objects.exclude(ground_truth_label="").reviewed().exclude(reviewed_by=F("ground_truth_by"))
+    )
     return ReviewAgreement(
         second_reviews=len(second),
         agreed=sum(upload.second_review == SecondReview.AGREED for upload in second),
