@@ -515,11 +515,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="verdict rule")
     def decision(self, version: ModelVersion) -> str:
+        """The rule the pages apply (:meth:`DecisionRule.verdict`): "phone" only above the unsure band, which holds
+        the threshold. It read "phone when P(phone) ≥ 0.581; unsure between 0.581 and 1.000" for a retrain whose
+        band ends at 0.9995: every picture from 58% to 99.95% is shown Unsure, and its top was rounded to 1."""
         rule = model_version_decision_rule(version=version)
         source = {"manifest": "from the manifest", "derived": "derived from the threshold", "setting": "UNSURE_BAND"}
         return (
-            f"phone when P(phone) ≥ {rule.threshold:.3f}; unsure between {rule.unsure_low:.3f} and "
-            f"{rule.unsure_high:.3f} ({source.get(rule.source, rule.source)})"
+            f"phone above {rule.unsure_high:.4f}, not a phone below {rule.unsure_low:.4f}, unsure from "
+            f"{rule.unsure_low:.4f} to {rule.unsure_high:.4f} (threshold {rule.threshold:.4f}; band "
+            f"{source.get(rule.source, rule.source)})"
         )
 
     @admin.display(description="ground truth (latest)")

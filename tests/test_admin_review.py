@@ -12,7 +12,7 @@ from django.utils.html import strip_tags
 from phoneapp.models import ModelVersion, SecondReview, Upload, UploadStatus, VersionScore
 from phoneapp.selectors.review_queue import review_queue_first
 from phoneapp.services.model_versions import model_version_active
-from tests.factories import make_upload, make_user
+from tests.factories import make_model_version_with_manifest, make_upload, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -129,6 +129,18 @@ def test_model_version_admin_shows_metrics_read_only(staff_client: Client) -> No
     assert "0.987" in listing
     change = staff_client.get(f"/admin/phoneapp/modelversion/{version.pk}/change/").content.decode()
     assert 'name="metrics"' not in change  # shown, not editable
+
+
+def test_a_version_page_states_the_verdict_rule_the_pages_apply(staff_client: Client) -> None:
+    """Our first retrain's candidate (threshold 0.5814, band to 0.9995) read "phone when P(phone) ≥ 0.581; unsure
+    between 0.581 and 1.000": the pages call everything from 58% to 99.95% Unsure, and the band's top was rounded
+    to 1, as if the version could never say "phone"."""
+    version = make_model_version_with_manifest("retrain-first", threshold=0.5814, unsure_band=[0.5814, 0.9995])
+
+    page = strip_tags(staff_client.get(f"/admin/phoneapp/modelversion/{version.pk}/change/").content.decode())
+
+    assert "phone above 0.9995, not a phone below 0.5814, unsure from 0.5814 to 0.9995" in page
+    assert "1.000" not in page
 
 
 def _active_seen() -> dict[str, str]:
