@@ -175,6 +175,31 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
     assert browser.find_element(By.CSS_SELECTOR, ".verdict .bar-threshold").get_attribute("x") == "93.0"
 
 
+def test_a_live_card_says_a_band_ending_near_certainty_as_the_page_does(
+    live_server: LiveServer, browser: Chrome, alice: User
+) -> None:
+    """upload.js said "Phone above 100%" for our first retrain's band (to 0.9995), as the server did."""
+    from selenium.webdriver.common.by import By
+
+    band = [0.5814, 0.9995]
+    waiting = make_upload(alice, status=UploadStatus.PENDING, name="retrained.jpg", picture=draw_desk_with_phone())
+    log_in(browser, live_server, alice)
+    browser.get(f"{live_server.url}/")
+    card = f"#results .verdict[data-verdict-for='{waiting.pk}']"
+    Upload.objects.filter(pk=waiting.pk).update(
+        status=UploadStatus.DONE,
+        probability=0.5813,
+        predicted_label="not_phone",
+        model_version=make_model_version_with_manifest("retrain-first", threshold=0.5814, unsure_band=band),
+    )
+    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
+
+    legend = "return arguments[0].querySelector('svg.bar title').textContent"
+    live_legend = browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, card))
+
+    assert live_legend == "Phone above 99.95%, not a phone below 58%, unsure in between (the shaded band)"
+
+
 def test_review_undo_and_duplicates_in_the_browser(
     live_server: LiveServer, browser: Chrome, alice: User, bob: User, reviewer: User
 ) -> None:

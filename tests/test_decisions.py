@@ -41,6 +41,17 @@ def test_probability_between_the_old_band_and_the_threshold_reads_unsure_not_a_c
     assert "<title>Phone above 97%, not a phone below 83%, unsure in between (the shaded band)</title>" in page
 
 
+def test_a_band_ending_near_certainty_is_not_said_to_end_at_100_percent(alice: User, alice_client: Client) -> None:
+    """Our first retrain's candidate (band 0.5814-0.9995) had its uploads' bars say "Phone above 100%": a version
+    that could never say phone, where it does above 99.95%."""
+    make_model_version_with_manifest("retrain-first", threshold=0.5814, unsure_band=[0.5814, 0.9995])
+    upload = make_upload(alice, probability=0.5813, threshold=0.5814, version="retrain-first")
+
+    page = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+
+    assert "<title>Phone above 99.95%, not a phone below 58%, unsure in between (the shaded band)</title>" in page
+
+
 def test_a_picture_scored_at_the_threshold_is_never_shown_as_not_a_phone(alice: User, alice_client: Client) -> None:
     make_model_version_with_manifest("strict", threshold=0.93)
     at_threshold = make_upload(alice, probability=0.93, threshold=0.93, version="strict")

@@ -150,10 +150,22 @@ def decision_bar(upload: Upload) -> dict[str, object]:
         "width": _half_up((high - low) * 10) / 10,
         "threshold": _half_up(rule.threshold * 1000) / 10,
         "legend": (
-            f"Phone above {_half_up(rule.unsure_high * 100)}%, not a phone below {_half_up(rule.unsure_low * 100)}%, "
-            "unsure in between (the shaded band)"
+            f"Phone above {_band_edge_percent(rule.unsure_high)}%, not a phone below "
+            f"{_band_edge_percent(rule.unsure_low)}%, unsure in between (the shaded band)"
         ),
     }
+
+
+def _band_edge_percent(fraction: float) -> str:
+    """A band edge in whole percent, with a decimal or two only where whole percent says 0 or 100: a retrain's band
+    ending at 0.9995 read "Phone above 100%", a version that could never say phone. upload.js's bandEdgePercent
+    says the same."""
+    for places in (0, 1, 2):
+        scale = 10**places
+        scaled = _half_up(fraction * 100 * scale)
+        if 0 < scaled < 100 * scale:
+            return f"{scaled / scale:.{places}f}"
+    return f"{_half_up(fraction * 10000) / 100:.2f}"
 
 
 def _half_up(percent: float) -> int:

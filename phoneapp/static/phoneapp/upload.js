@@ -74,7 +74,7 @@
     const high = Math.round(band[1] * 1000) / 10;
     const legend = document.createElementNS(SVG, "title");
     // Rounded once, from the band itself, as the server does (the bar's 0.1 steps rounded again gave 85 for 84.49).
-    legend.textContent = barLegend(band[0] * 100, band[1] * 100);
+    legend.textContent = barLegend(band[0], band[1]);
     svg.append(legend, svgRect("bar-track", 0, 0, 100, 10),
       svgRect("bar-band", low, 0, Math.round((high - low) * 10) / 10, 10),
       svgRect("bar-fill", 0, 2, percent, 6), svgRect("bar-threshold", Math.round(upload.threshold * 1000) / 10, 0, 0.8, 10));
@@ -83,8 +83,19 @@
 
   // Shown on hover, as templatetags/ui.py's decision_bar words it.
   function barLegend(low, high) {
-    return "Phone above " + Math.round(high) + "%, not a phone below " + Math.round(low) +
+    return "Phone above " + bandEdgePercent(high) + "%, not a phone below " + bandEdgePercent(low) +
       "%, unsure in between (the shaded band)";
+  }
+
+  // A band edge in whole percent, with a decimal or two only where that says 0 or 100 ("Phone above 100%" for a
+  // band ending at 0.9995); as templatetags/ui.py's _band_edge_percent.
+  function bandEdgePercent(fraction) {
+    for (const places of [0, 1, 2]) {
+      const scale = 10 ** places;
+      const scaled = Math.round(fraction * 100 * scale);
+      if (scaled > 0 && scaled < 100 * scale) return (scaled / scale).toFixed(places);
+    }
+    return (Math.round(fraction * 10000) / 100).toFixed(2);
   }
 
   // What a screen reader hears: one line per picture when its verdict (or refusal) is in, with its name. The
