@@ -155,6 +155,32 @@ def test_activate_model_rolls_back_from_a_shell_and_refuses_a_version_that_canno
         call_command("activate_model", "nope")
 
 
+def test_activate_model_warns_when_the_version_is_worse_on_the_same_pictures(settings) -> None:
+    """Our first retrain's refused candidate (20 of 30 ground-truth pictures against the active version's 29) was
+    activated from a shell with only "Activated": the admin shows the scores and the retrain's decision first."""
+    from phoneapp.models import VersionScore
+
+    sync(settings)
+    ship_copy(settings, "zero-shot-b")
+    sync(settings)
+    active = ModelVersion.objects.get(is_active=True)
+    candidate = ModelVersion.objects.get(name="zero-shot-b")
+    ModelVersion.objects.filter(pk=candidate.pk).update(metrics={"decision": "not promoted: worse on ground truth."})
+    for version, correct in ((candidate, 20), (active, 29)):
+        VersionScore.objects.create(
+            version=version, picture_set="ground_truth", count=30, correct=correct, accuracy=correct / 30,
+            pictures_digest="d" * 64,
+        )  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("activate_model", "zero-shot-b", stdout=out, stderr=err)
+
+    assert "Activated zero-shot-b" in out.getvalue()
+    assert f"Ground truth: zero-shot-b 20 of 30, {active.name} 29 of 30" in err.getvalue()
+    assert "decided: not promoted: worse on ground truth." in err.getvalue()
+    assert f"To go back: manage.py activate_model {active.name}" in err.getvalue()
+
+
 def test_activate_model_prepares_the_fast_export_before_workers_switch(settings, tmp_path: Path) -> None:
     """Activated unprepared, every worker process converts the model to ONNX itself (in the background since the
     soak test saw classification stop ~16 s meanwhile) and serves the previous version until then. The command
