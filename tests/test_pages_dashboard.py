@@ -95,6 +95,24 @@ def test_an_unsure_verdict_has_its_own_column_not_the_side_of_the_threshold_it_f
     assert '<th scope="row">Not a phone</th><td>0</td><td>1</td><td>0</td>' in numbers
 
 
+def test_reviewed_accuracy_counts_an_unsure_verdict_as_unsure_not_as_the_side_it_fell_on(
+    staff_client: Client, alice: User, reviewer: User, settings: SettingsFixture
+) -> None:
+    """Our first retrain's dashboard said scene-lite0-v10 was right on 79 of 80 reviewed pictures (99%) beside a
+    confusion matrix in which 9 of them were unsure: the accuracy read the label behind the unsure verdict."""
+    settings.UNSURE_BAND = (0.3, 0.7)
+    # Unsure, on the phone side of the threshold: the reviewer says phone, but the pages said "Unsure".
+    make_upload(alice, probability=0.6, reviewed="phone", reviewer=reviewer, version="model-a")
+    make_upload(alice, probability=0.9, reviewed="phone", reviewer=reviewer, version="model-a")
+
+    [row] = reviewed_accuracy_by_model()
+
+    assert (row.reviewed, row.correct) == (2, 1)
+    assert row.unsure == 1
+    chart = staff_client.get("/dashboard/").content.decode().split('id="chart-accuracy"', 1)[1].split("</svg>")[0]
+    assert "model-a (1 unsure)" in chart and "50% of 2" in chart
+
+
 def test_a_picture_sent_many_times_is_one_review_and_unsettled_labels_are_not_yet_truth(
     alice: User, reviewer: User
 ) -> None:

@@ -61,7 +61,7 @@ def _charts(data: DashboardData) -> dict[str, str]:
             chart_id="chart-split",
         ),
         "accuracy": charts.percent_bars(
-            [(row.model_version, row.accuracy, f"{row.accuracy:.0%} of {row.reviewed}") for row in data.accuracy],
+            [(row.label, row.accuracy, f"{row.accuracy:.0%} of {row.reviewed}") for row in data.accuracy],
             title="Reviewed accuracy per model version",
             chart_id="chart-accuracy",
         ),
