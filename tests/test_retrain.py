@@ -770,6 +770,22 @@ def test_a_candidate_whose_scores_do_not_separate_the_labels_is_never_promoted_a
     assert forced and "Warning: its out-of-fold scores barely separate" in said
 
 
+def test_a_candidate_activated_by_hand_keeps_saying_it_was_worse_as_measured() -> None:
+    """Our first retrain with --activate recorded "activated because --activate was given" and nothing else: the
+    version's admin page and activation page then hid that it was right on 9 fewer of 30 ground-truth pictures."""
+    worse = paired_test(baseline=[True] * 30, candidate=[True] * 21 + [False] * 9)
+
+    forced, said = decide_promotion(
+        ground_truth_per_label={"phone": 15, "not_phone": 15},
+        tests={"ground_truth": worse},
+        has_active=True,
+        force=True,
+    )
+
+    assert forced and said.startswith("activated because --activate was given")
+    assert "it is worse than the active model: right on 9 fewer of the 30 ground_truth pictures." in said
+
+
 def test_a_scene_model_whose_weights_are_gone_is_not_replaced_and_the_retrain_does_not_crash(
     tmp_path: Path, settings: SettingsFixture
 ) -> None:
