@@ -43,8 +43,12 @@ from inference.manifest import ModelLoadError, read_manifest, verify_files
 from inference.onnx_engine import AccelerationUnavailable, new_session, onnxruntime_available
 from inference.torch_engine import TorchClassifier, build_torch_classifier
 
-# The exported graph must give the PyTorch outputs to within this (observed: ~1e-5).
+# The exported graph must give the PyTorch outputs to within this (observed: ~1e-5), beyond float32's rounding at
+# the scale of each output (AGREEMENT_RELATIVE_TOLERANCE of its largest value): a retrain whose calibration barely
+# told the labels apart gave cell log-odds of ~3e7, where float32 alone differs by tens, so its export always failed
+# the check and workers served it on eager torch, trying the export again at every load.
 AGREEMENT_TOLERANCE = 1e-3
+AGREEMENT_RELATIVE_TOLERANCE = 1e-5
 
 
 def export_checked(classifier: TorchClassifier, *, cache_dir: Path | None) -> tuple[bytes | Path, bool]:
@@ -69,7 +73,8 @@ def export_checked(classifier: TorchClassifier, *, cache_dir: Path | None) -> tu
     difference = max(_difference(a, e) for a, e in zip(actual, expected, strict=True))
     if not difference <= AGREEMENT_TOLERANCE:
         raise AccelerationUnavailable(
-            f"exported graph disagrees with torch by {difference:.2e} (tolerance {AGREEMENT_TOLERANCE})"
+            f"exported graph disagrees with torch by {difference:.2e} beyond float32 rounding (tolerance "
+            f"{AGREEMENT_TOLERANCE})"
         )
     if path is None:
         return model, False
@@ -91,7 +96,14 @@ def stamped(graph: bytes, *, key: str) -> bytes:
 
 
 def _difference(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.abs(actual - expected).max()) if actual.shape == expected.shape else float("inf")
+    """The largest difference between the two beyond ``AGREEMENT_RELATIVE_TOLERANCE`` of the output's scale (its
+    largest expected value): a sum of large terms that nearly cancel is rounded at the terms' scale, not its own."""
+    if actual.shape != expected.shape:
+        return float("inf")
+    if not expected.size:
+        return 0.0
+    scale = float(np.abs(expected).max())
+    return float(np.abs(actual - expected).max()) - AGREEMENT_RELATIVE_TOLERANCE * scale
 
 
 def _manifest_on_disk(classifier: TorchClassifier) -> bool:

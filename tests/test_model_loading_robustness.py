@@ -85,13 +85,15 @@ def test_a_manifest_that_is_not_a_json_object_is_refused_with_a_reason(tmp_path:
         read_manifest(tmp_path)
 
 
-def fine_tuned_version(root: Path, name: str, *, seed: int, image_size: int = 224) -> Path:
+def fine_tuned_version(
+    root: Path, name: str, *, seed: int, image_size: int = 224, head_weight_std: float = 0.05
+) -> Path:
     """A fine-tuned model version with its own random head, as training would write it."""
     torch.manual_seed(seed)
     directory = root / name
     directory.mkdir()
     network = FineTunedPhoneNet(freeze_blocks=12)
-    torch.nn.init.normal_(network.head.cell_logits.weight, std=0.05)
+    torch.nn.init.normal_(network.head.cell_logits.weight, std=head_weight_std)
     torch.save(network.trained_state_dict(), directory / WEIGHTS_FILE)
     manifest = ModelManifest(
         version=name,
@@ -202,6 +204,18 @@ def test_an_export_that_disagrees_with_torch_is_not_served_and_the_log_says_why(
     ]
     assert "exported graph disagrees with torch" in warning.__dict__["error"]
     assert len(classifier.predict(drawn_pictures())) == 4
+
+
+def test_an_export_of_a_model_with_huge_log_odds_agrees_within_float32_rounding_and_is_served(tmp_path: Path) -> None:
+    """A retrain whose calibration barely told the labels apart gave log-odds of ~3e7: float32 alone made the graph
+    differ from torch by more than the absolute tolerance, so the export always failed and torch served it."""
+    cache = tmp_path / "cache"
+    model_dir = fine_tuned_version(tmp_path, "flat", seed=1, head_weight_std=1e6)
+
+    classifier = load(model_dir, engine="onnxruntime", cache_dir=cache)
+
+    assert isinstance(classifier, OnnxClassifier), type(classifier)
+    assert cached_export_path(cache, read_manifest(model_dir)).is_file()
 
 
 @pytest.mark.parametrize(
