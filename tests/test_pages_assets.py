@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,28 +12,39 @@ from django.test import Client
 
 from tests.factories import make_upload
 
+if TYPE_CHECKING:
+    # What the test client returns (a stubs-only name).
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 pytestmark = pytest.mark.django_db
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "phoneapp" / "static" / "phoneapp"
 EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["'](?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""", re.I)
 
 
-def test_pages_reference_nothing_outside_the_site(alice: User, reviewer: User) -> None:
+def site_pages(alice: User, reviewer: User) -> dict[str, TestResponse]:
+    """Every kind of page, as its reader gets it: the owner's, staff's, a visitor's, and the not-found page."""
     upload = make_upload(alice, probability=0.5)
     staff = Client()
     staff.force_login(reviewer)
     owner = Client()
     owner.force_login(alice)
-    pages = {
+    return {
         "upload": owner.get("/"),
         "history": owner.get("/history/"),
         "detail": owner.get(f"/uploads/{upload.pk}/"),
+        "account": owner.get("/account/"),
+        "password": owner.get("/account/password/"),
         "review": staff.get(f"/review/{upload.pk}/"),
         "dashboard": staff.get("/dashboard/"),
         "login": Client().get("/accounts/login/"),
+        "not found": owner.get("/no-such-page/"),
     }
-    for name, response in pages.items():
-        assert response.status_code == 200, name
+
+
+def test_pages_reference_nothing_outside_the_site(alice: User, reviewer: User) -> None:
+    for name, response in site_pages(alice, reviewer).items():
+        assert response.status_code == (404 if name == "not found" else 200), name
         assert not EXTERNAL.findall(response.content.decode()), name
 
 
@@ -53,23 +65,7 @@ JS_CLASS_SCRIPT = re.compile(r"<head>.*<script src=\"[^\"]*/phoneapp/js-class\.j
 def test_every_page_loads_the_one_script_that_marks_it_scripted_in_its_head(alice: User, reviewer: User) -> None:
     """The ``js`` class was set by account.js, review.js and upload.js each, so pages loading none of them (the
     dashboard, the error pages, sign-in) kept ``no-js`` in a browser running scripts."""
-    upload = make_upload(alice, probability=0.5)
-    staff = Client()
-    staff.force_login(reviewer)
-    owner = Client()
-    owner.force_login(alice)
-    pages = {
-        "upload": owner.get("/"),
-        "history": owner.get("/history/"),
-        "detail": owner.get(f"/uploads/{upload.pk}/"),
-        "account": owner.get("/account/"),
-        "password": owner.get("/account/password/"),
-        "review": staff.get(f"/review/{upload.pk}/"),
-        "dashboard": staff.get("/dashboard/"),
-        "login": Client().get("/accounts/login/"),
-        "not found": owner.get("/no-such-page/"),
-    }
-    for name, response in pages.items():
+    for name, response in site_pages(alice, reviewer).items():
         assert JS_CLASS_SCRIPT.search(response.content.decode()), name
     setters = [path.name for path in STATIC_DIR.glob("*.js") if "no-js" in path.read_text()]
     assert setters == ["js-class.js"]
