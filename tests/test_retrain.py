@@ -770,6 +770,25 @@ def test_a_candidate_whose_scores_do_not_separate_the_labels_is_never_promoted_a
     assert forced and "Warning: its out-of-fold scores barely separate" in said
 
 
+def test_a_retrains_calibration_warning_names_the_folders_it_can_add(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our first retrain (43 reviewed pictures) calibrated flat and was told only to add reviewed pictures, which
+    come slowly; the retrain's own --data-dir and TRAINING_DATA_DIR are what help. ``python -m ml_training train``
+    keeps advice in its own words (it has --data-dir, and no reviews)."""
+    from ml_training.scene import decision
+
+    monkeypatch.setattr(decision, "UNINFORMATIVE_TEMPERATURE", 0.0)  # any calibration counts as flat here
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+
+    report = run_retrain("--data-dir", str(data), "--dry-run")
+
+    warning = report["training_metrics"]["calibration_warning"]
+    assert "--data-dir" in warning and "TRAINING_DATA_DIR" in warning and "reviewed pictures" in warning
+    assert "TRAINING_DATA_DIR" in report["decision"]
+    assert "TRAINING_DATA_DIR" not in (decision.uninformative_calibration(10.0, 0.0) or "")
+
+
 def test_a_candidate_activated_by_hand_keeps_saying_it_was_worse_as_measured() -> None:
     """Our first retrain with --activate recorded "activated because --activate was given" and nothing else: the
     version's admin page and activation page then hid that it was right on 9 fewer of 30 ground-truth pictures."""

@@ -48,15 +48,20 @@ def fit_platt(logits: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
 # dozen reviews gave T = 983,270, every verdict reading 60%, and no unsure band left.
 UNINFORMATIVE_TEMPERATURE = 5.0
 
+# What to do about it, in the words of ``python -m ml_training train``, which trains on folders only; the retrain
+# passes its own (reviewed uploads, ``--data-dir`` and ``TRAINING_DATA_DIR``), since that is where it is read.
+MORE_PICTURES = "train on more labelled pictures (add --data-dir folders)"
 
-def uninformative_calibration(temperature: float, shift: float) -> str | None:
-    """Why a fitted calibration shows the model cannot tell phones apart on its pictures, or None when it can."""
+
+def uninformative_calibration(temperature: float, shift: float, *, remedy: str = MORE_PICTURES) -> str | None:
+    """Why a fitted calibration shows the model cannot tell phones apart on its pictures, and ``remedy``, what
+    the command that trained it can do about it; None when it can tell them apart."""
     if temperature <= UNINFORMATIVE_TEMPERATURE:
         return None
     return (
         f"its out-of-fold scores barely separate phones from the rest (calibration temperature {temperature:.3g}, "
         f"shift {shift:.3g}; shipped models: about 1), so its verdicts would all read close to one probability; "
-        "train on more reviewed pictures (or add --data-dir folders)"
+        f"{remedy}"
     )
 
 

@@ -28,6 +28,7 @@ from ml_training.scene.config import SceneRecipe, add_recipe_arguments, describe
 from ml_training.scene.crossval import OutOfFold, assign_folds, is_scene, out_of_fold, picture_groups
 from ml_training.scene.data import SceneSample, has_pictures_listed, load_data_dirs, read_box_table, with_box_table
 from ml_training.scene.decision import (
+    MORE_PICTURES,
     calibrate,
     choose_threshold,
     fit_platt,
@@ -166,6 +167,7 @@ def train_scene_model(
     cache_dir: Path | None = None,
     initial_head: dict[str, torch.Tensor] | None = None,
     second_opinion: SecondOpinion | None = None,
+    calibration_remedy: str = MORE_PICTURES,
 ) -> SceneTrainResult:
     """Cross-validate, calibrate, train on everything and write a loadable model version to ``out_dir``.
 
@@ -175,13 +177,15 @@ def train_scene_model(
     ``second_opinion``: a whole-picture model the version asks where it says "not a phone"
     (``inference/second_opinion.py``); the figures, the unsure band and the boxes' verdicts are then the pair's,
     with the member's out-of-fold probabilities (``ml_training.second_opinion.member_answers``).
+    ``calibration_remedy``: what the warning of an uninformative calibration tells the caller's user to do (the
+    retrain's user has other ways to add pictures than this module's command).
     """
     problem = samples_problem(samples)
     if problem:
         raise ValueError(problem)
     started = time.time()
     views = _views(samples=samples, recipe=recipe, cache_dir=cache_dir, started=started)
-    scores = _calibrated_out_of_fold(samples=samples, views=views, recipe=recipe)
+    scores = _calibrated_out_of_fold(samples=samples, views=views, recipe=recipe, remedy=calibration_remedy)
     probabilities, member_probabilities = _with_second_opinion(
         samples=samples, scores=scores, second_opinion=second_opinion
     )
@@ -247,7 +251,9 @@ def _views(*, samples: Sequence[SceneSample], recipe: SceneRecipe, cache_dir: Pa
     return _Views(groups=groups, folds=folds, bank=bank)
 
 
-def _calibrated_out_of_fold(*, samples: Sequence[SceneSample], views: _Views, recipe: SceneRecipe) -> _CalibratedScores:
+def _calibrated_out_of_fold(
+    *, samples: Sequence[SceneSample], views: _Views, recipe: SceneRecipe, remedy: str
+) -> _CalibratedScores:
     """Step 2: score every picture by a head that never saw it, and fit the calibration and the threshold on those
     scores, so they hold for pictures the shipped model has not seen."""
     # Every fold starts from a fresh head, even on a warm start: the starting model trained on these pictures (the
@@ -257,7 +263,7 @@ def _calibrated_out_of_fold(*, samples: Sequence[SceneSample], views: _Views, re
     targets = np.array([sample.target for sample in samples])
     sources = [sample.source for sample in samples]
     temperature, shift = fit_platt(oof.logits, targets)
-    calibration_warning = uninformative_calibration(temperature, shift)
+    calibration_warning = uninformative_calibration(temperature, shift, remedy=remedy)
     if calibration_warning:
         logger.warning("calibration: %s", calibration_warning)
     probabilities = calibrate(oof.logits, temperature, shift)

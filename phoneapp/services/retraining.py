@@ -74,6 +74,12 @@ if TYPE_CHECKING:  # the training modules import torch: loaded only when a retra
 
 logger = logging.getLogger(__name__)
 
+# What the calibration warning tells a retrain's user to do. Reviews come slowly; the folders are what helped: our
+# first retrain, on 43 reviewed pictures, calibrated flat and was refused (docs/retraining.md).
+MORE_PICTURES = (
+    "train on more reviewed pictures, or add labelled folders with --data-dir (repeatable) or TRAINING_DATA_DIR"
+)
+
 
 @dataclass(frozen=True)
 class RetrainRequest:
@@ -247,6 +253,7 @@ def _train_candidate(
             recipe=recipe,
             initial_head=initial_head,
             second_opinion=active_second_opinion(active, models_root, log),
+            calibration_remedy=MORE_PICTURES,
         )
     except (ValueError, RuntimeError) as error:
         raise RetrainError(f"Training failed: {error}") from error
