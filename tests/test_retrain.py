@@ -789,6 +789,25 @@ def test_a_retrains_calibration_warning_names_the_folders_it_can_add(
     assert "TRAINING_DATA_DIR" not in (decision.uninformative_calibration(10.0, 0.0) or "")
 
 
+def test_the_text_report_gives_the_paired_tests_in_the_decisions_words(
+    alice: User, reviewer: User, tmp_path: Path
+) -> None:
+    """Without --json our first retrain printed both models' scores but no p value: refused for too little ground
+    truth, its decision quoted none, and only the JSON's ``paired_tests`` had them."""
+    ground_truth(alice, reviewer, 2, random.Random(5))
+    data = write_synthetic_folder(tmp_path / "data", per_label=8)
+    out = io.StringIO()
+
+    call_command("retrain", *QUICK, "--data-dir", str(data), "--dry-run", stdout=out, stderr=io.StringIO())
+
+    text = out.getvalue()
+    assert "too little ground truth" in text and "p(candidate worse)" not in text.split("not promoted")[-1]
+    line = re.search(
+        r"ground_truth: candidate alone right on (\d+), active alone on (\d+), p\(candidate worse\) = ", text
+    )
+    assert line is not None, text
+
+
 def test_a_candidate_activated_by_hand_keeps_saying_it_was_worse_as_measured() -> None:
     """Our first retrain with --activate recorded "activated because --activate was given" and nothing else: the
     version's admin page and activation page then hid that it was right on 9 fewer of 30 ground-truth pictures."""

@@ -99,11 +99,7 @@ def decide_promotion(
     # Right on fewer pictures is worse as measured, even when too few pictures disagree for the test to be
     # significant: with 20 ground-truth pictures, 8 against 2 is p = 0.055, and repeated retrains could slide.
     worse = [name for name, test in tests.items() if test.candidate_worse or _right_on_fewer(test)]
-    details = "; ".join(
-        f"{name}: candidate alone right on {test.only_candidate_right}, active alone on {test.only_baseline_right}, "
-        f"p(candidate worse) = {test.p_candidate_worse:.4f}"
-        for name, test in tests.items()
-    )
+    details = "; ".join(paired_test_words(name, test) for name, test in tests.items())
     if worse:
         reasons = "; ".join(
             f"on {name} it is right on fewer pictures ({test.only_candidate_right} only it gets right, "
@@ -115,6 +111,32 @@ def decide_promotion(
         )
         return False, f"not promoted: {reasons} ({details})."
     return True, f"promoted: not worse than the active model on ground truth or eval ({details})."
+
+
+def paired_test_words(name: str, test: PairedTest) -> str:
+    """One set's paired test as the decision words it ("eval: candidate alone right on 2, active alone on 8,
+    p(candidate worse) = 0.0547"): the text report prints these too, so the two read alike."""
+    return (
+        f"{name}: candidate alone right on {test.only_candidate_right}, active alone on {test.only_baseline_right}, "
+        f"p(candidate worse) = {test.p_candidate_worse:.4f}"
+    )
+
+
+def paired_tests_lines(paired_tests: dict[str, dict[str, Any]]) -> list[str]:
+    """The report's ``paired_tests`` (:meth:`PairedTest.to_dict`) in the decision's words, for the retrain's text
+    report: without ``--json`` its p values were shown nowhere unless the decision happened to quote them (it does
+    not when it refuses for too little ground truth or a flat calibration). Empty when nothing was compared."""
+    if not paired_tests:
+        return []
+    lines = ["paired tests (McNemar, one-sided, on the pictures where exactly one model is right):"]
+    for name, entry in paired_tests.items():
+        test = PairedTest(
+            pictures=entry["pictures"],
+            only_baseline_right=entry["active_only_right"],
+            only_candidate_right=entry["candidate_only_right"],
+        )
+        lines.append(f"  {paired_test_words(name, test)}")
+    return lines
 
 
 def _right_on_fewer(test: PairedTest) -> bool:

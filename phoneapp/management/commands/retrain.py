@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from phoneapp.progress import Progress
 from phoneapp.services.errors import RetrainError
-from phoneapp.services.promotion import PROMOTION_RULE
+from phoneapp.services.promotion import PROMOTION_RULE, paired_tests_lines
 from phoneapp.services.reporting import format_trusted_scores
 from phoneapp.services.retraining import RetrainRequest, retrain
 
@@ -79,6 +79,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
             return
         self.stdout.write(format_trusted_scores(report.candidate, report.active))
+        for line in paired_tests_lines(report.paired_tests):
+            self.stdout.write(line)
         self.stdout.write(
             f"training data: {report.data_summary['pictures']} pictures, "
             f"{report.data_summary['boxed_pictures']} with reviewers' boxes"
