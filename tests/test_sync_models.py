@@ -206,6 +206,24 @@ def test_activate_model_prepares_the_fast_export_before_workers_switch(settings,
     assert ModelVersion.objects.get(is_active=True).name == "zero-shot-b"
 
 
+def test_activate_model_says_it_makes_the_export_only_when_it_does(settings, tmp_path: Path) -> None:
+    """It said "Preparing ... (its ONNX export, once per machine)" on every activation, the export already cached
+    or not: an operator rolling back and forth read that seconds of work were done again."""
+    settings.INFERENCE_CACHE_DIR = str(tmp_path / "cache")
+    sync(settings)
+    active = ModelVersion.objects.get(is_active=True).name
+    ship_copy(settings, "zero-shot-b")
+    sync(settings)
+    first, again = io.StringIO(), io.StringIO()
+
+    call_command("activate_model", "zero-shot-b", stdout=first)
+    call_command("activate_model", active, stdout=io.StringIO())
+    call_command("activate_model", "zero-shot-b", stdout=again)
+
+    assert "making its ONNX export" in first.getvalue()
+    assert "ONNX export" not in again.getvalue() and "Activated zero-shot-b" in again.getvalue()
+
+
 def test_activating_without_the_export_switches_at_once_and_leaves_the_cache_empty(settings, tmp_path: Path) -> None:
     """The admin's activation is a web request: it must not spend seconds converting the model to ONNX."""
     from phoneapp.services.model_versions import model_version_activate_if_loadable

@@ -143,10 +143,12 @@ def model_version_activate_if_loadable(
     With ``prepare_export`` the version's ONNX export is first made in this machine's cache
     (:func:`model_serving_prepare`, seconds of CPU: for a shell, not a web request), after the files are verified
     (a version that cannot load is refused before the export) and before they are verified again (they may change
-    during it). ``on_export_start`` is called just before the export, so a shell can say why it waits."""
+    during it). ``on_export_start`` is called just before an export is made, so a shell can say why it waits; not
+    when this machine's cache already has it (or the engine needs none), when the load takes a moment: a shell
+    said "Preparing ... ONNX export" on every activation, though the export is made once per machine."""
     model_version_verify(version=version)
     if prepare_export:
-        if on_export_start is not None:
+        if on_export_start is not None and classifier_export_missing(model_dir=model_dir_of(version)):
             on_export_start()
         model_serving_prepare(model_dir=model_dir_of(version))
         model_version_verify(version=version)

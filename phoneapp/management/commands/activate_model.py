@@ -21,7 +21,8 @@ from phoneapp.services.model_versions import model_version_activate_if_loadable
 class Command(BaseCommand):
     help = (
         "Make the registered model version NAME the active one: workers switch to it before their next prediction "
-        "(its fast ONNX export is prepared first, in this machine's cache, so that they switch without a pause). "
+        "(its fast ONNX export is made first, into this machine's cache unless it is there already, so that they "
+        "switch without a pause). "
         "Refused, with the active version unchanged, when its files are missing or changed on disk. Without NAME, "
         "list the registered versions, the active one marked."
     )
@@ -44,7 +45,7 @@ class Command(BaseCommand):
                 version=chosen,
                 prepare_export=True,  # a shell can wait; workers on this machine then switch without a pause
                 on_export_start=lambda: self.stdout.write(
-                    f"Preparing {name} for serving (its ONNX export, once per machine)..."
+                    f"Preparing {name} for serving: making its ONNX export, once per machine (seconds)..."
                 ),
             )
         except ModelLoadError as error:
