@@ -586,6 +586,12 @@ def test_evaluate_command_scores_only_reviewed_uploads_no_version_trained_on(ali
     metrics = json.loads(out.getvalue())
     assert metrics["count"] == len(held_out) + len(truth)
     assert metrics["data"] == "ground truth and eval-split uploads"
+    # Also apart, as the retrain reports them (and its rule judges them): pooled, a loss on one set was hidden.
+    assert metrics["per_set"]["ground_truth"]["count"] == len(truth)
+    assert metrics["per_set"]["eval"]["count"] == len(held_out)
+    text = io.StringIO()
+    call_command("evaluate", stdout=text)
+    assert "ground truth:" in text.getvalue() and "eval split:" in text.getvalue()
 
 
 def test_evaluate_unknown_version_is_a_clear_error() -> None:

@@ -89,13 +89,36 @@ def files_phone_probabilities(
 
 
 def measure_classifier(
-    classifier: Classifier, pictures: LabelledPictures, *, advance: ProgressCallback | None = None
+    classifier: Classifier,
+    pictures: LabelledPictures,
+    *,
+    advance: ProgressCallback | None = None,
+    parts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1, ROC-AUC, ECE and confusion matrix at the model's own threshold."""
-    probabilities = files_phone_probabilities(classifier, [sample.path for sample in pictures.samples], advance=advance)
+    """Accuracy, precision, recall, F1, ROC-AUC, ECE and confusion matrix at the model's own threshold.
+
+    ``parts``: the samples are consecutive picture sets of these sizes, in this order (ground truth, then the eval
+    split); their figures are added apart under ``per_set``, from the same verdicts, without scoring twice."""
+    probabilities = np.array(
+        files_phone_probabilities(classifier, [sample.path for sample in pictures.samples], advance=advance),
+        dtype=np.float64,
+    )
     targets = np.array([sample.target for sample in pictures.samples], dtype=np.int64)
-    metrics = binary_metrics(np.array(probabilities, dtype=np.float64), targets, classifier.manifest.threshold)
-    return {"model_version": classifier.version, **metrics.to_dict()}
+    threshold = classifier.manifest.threshold
+    metrics: dict[str, Any] = {
+        "model_version": classifier.version,
+        **binary_metrics(probabilities, targets, threshold).to_dict(),
+    }
+    if parts is not None:
+        metrics["per_set"] = {}
+        start = 0
+        for name, size in parts.items():
+            chosen = slice(start, start + size)
+            start += size
+            metrics["per_set"][name] = (
+                binary_metrics(probabilities[chosen], targets[chosen], threshold).to_dict() if size else {"count": 0}
+            )
+    return metrics
 
 
 def model_version_evaluate(*, version: ModelVersion, data_dir: Path | None = None) -> dict[str, Any]:
@@ -103,24 +126,34 @@ def model_version_evaluate(*, version: ModelVersion, data_dir: Path | None = Non
     pictures of ``data_dir`` (phone/ and not_phone/ folders, or a manifest.csv), or without it on the reviewed
     uploads no version trained on (:func:`held_out_upload_samples`). The figures also say which pictures they are
     (``data``) and how many could not be read (``unreadable_skipped``): a bad picture is counted, not silently
-    dropped. Raises :class:`EvaluationRefused`, nothing measured, when the data folder cannot be read or the version
-    cannot be loaded, and its :class:`NothingToEvaluate` when not one labelled picture is readable."""
+    dropped. On the uploads, ``per_set`` adds ground truth's and the eval split's figures apart. Raises
+    :class:`EvaluationRefused`, nothing measured, when the data folder cannot be read or the version cannot be
+    loaded, and its :class:`NothingToEvaluate` when not one labelled picture is readable."""
     with tempfile.TemporaryDirectory() as workdir:  # pictures copied out of a storage without local paths (S3)
         if data_dir:
             try:
-                samples = load_samples(data_dir)
+                pictures = decode_labelled(load_samples(data_dir))
             except (FileNotFoundError, KeyError, ValueError) as error:
                 raise EvaluationRefused(f"{data_dir}: {error}") from error
+            parts = None
         else:
-            samples = held_out_upload_samples(workdir=Path(workdir))
-        pictures = decode_labelled(samples)
+            # Each set apart as well as pooled: the retrain and its rule judge ground truth and the eval split
+            # separately, and a pooled figure hid which one a version lost on.
+            decoded = {
+                name: decode_labelled(samples) for name, samples in held_out_upload_sets(workdir=Path(workdir)).items()
+            }
+            pictures = LabelledPictures(
+                samples=[sample for each in decoded.values() for sample in each.samples],
+                unreadable=[path for each in decoded.values() for path in each.unreadable],
+            )
+            parts = {name: len(each.samples) for name, each in decoded.items()}
         if not pictures.samples:
             raise NothingToEvaluate("No readable labelled pictures: no ground truth or eval-split reviews yet")
         try:
             classifier = classifier_load(model_dir=model_dir_of(version), engine="torch")
         except ModelLoadError as error:
             raise EvaluationRefused(str(error)) from error
-        metrics = measure_classifier(classifier, pictures)
+        metrics = measure_classifier(classifier, pictures, parts=parts)
     metrics["unreadable_skipped"] = len(pictures.unreadable)
     metrics["data"] = str(data_dir) if data_dir else "ground truth and eval-split uploads"
     return metrics
@@ -131,19 +164,26 @@ def held_out_upload_samples(*, workdir: Path) -> list[Sample]:
     the eval split (settled reviewed label). The train split is left out: a retrained version learnt it, so scoring
     it there would flatter it; labels a second reviewer has not agreed are left out as unsettled.
     """
+    return [sample for samples in held_out_upload_sets(workdir=workdir).values() for sample in samples]
+
+
+def held_out_upload_sets(*, workdir: Path) -> dict[str, list[Sample]]:
+    """:func:`held_out_upload_samples` per set, ``ground_truth`` then ``eval``, as the retrain reports them."""
     from phoneapp.selectors.training import trusted_labelled_uploads
 
     trusted = trusted_labelled_uploads()
-    labelled = trusted["ground_truth"] + trusted["eval"]
-    return [
-        Sample(
-            path=str(local_picture_path(upload, workdir)),
-            label=label,
-            group=f"sha256:{upload.sha256}",
-            source=REVIEWED_UPLOAD_SOURCE,
-        )
-        for upload, label in labelled
-    ]
+    return {
+        name: [
+            Sample(
+                path=str(local_picture_path(upload, workdir)),
+                label=label,
+                group=f"sha256:{upload.sha256}",
+                source=REVIEWED_UPLOAD_SOURCE,
+            )
+            for upload, label in trusted[name]
+        ]
+        for name in ("ground_truth", "eval")
+    }
 
 
 def local_picture_path(upload: Upload, workdir: Path) -> Path:

@@ -47,3 +47,21 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     lines += [f"{row:<12} {_cell(metrics.get(row))}" for row in ROWS]
     lines.append(f"{'confusion':<12} {_confusion(metrics)}")
     return "\n".join(lines)
+
+
+SET_TITLES = {"ground_truth": "ground truth", "eval": "eval split"}
+
+
+def format_evaluation(metrics: dict[str, Any]) -> str:
+    """``manage.py evaluate``'s text: the pooled table, then one per picture set when it has them (``per_set``),
+    as the retrain reports ground truth and the eval split apart."""
+    blocks = [format_metrics_table(metrics)]
+    for name, figures in (metrics.get("per_set") or {}).items():
+        title = SET_TITLES.get(name, name)
+        if not figures.get("count"):
+            blocks.append(f"{title}: no pictures")
+            continue
+        rows = [f"{title}:"] + [f"  {row:<10} {_cell(figures.get(row))}" for row in ROWS]
+        rows.append(f"  {'confusion':<10} {_confusion(figures)}")
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)

@@ -14,13 +14,13 @@ from phoneapp.selectors.model_versions import ModelVersionNotFound, model_versio
 from phoneapp.services.errors import EvaluationRefused, NoActiveModel, NothingToEvaluate
 from phoneapp.services.evaluation import model_version_evaluate
 from phoneapp.services.model_versions import model_version_active
-from phoneapp.services.reporting import format_metrics_table
+from phoneapp.services.reporting import format_evaluation
 
 
 class Command(BaseCommand):
     help = (
         "Measure a model version (default: the active one) on the reviewed uploads no version trained on (ground truth "
-        "and the eval split), or on --data-dir."
+        "and the eval split: pooled, then each apart, as the retrain reports them), or on --data-dir."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(metrics, indent=2, sort_keys=True))
         else:
-            self.stdout.write(format_metrics_table(metrics))
+            self.stdout.write(format_evaluation(metrics))
 
     def _version(self, name: str | None) -> ModelVersion:
         if name is None:
