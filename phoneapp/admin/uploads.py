@@ -1,39 +1,25 @@
-"""Review tools in the Django admin: filters that find what needs a look, and bulk review actions."""
+"""Uploads in the Django admin: the list a reviewer works through, the change page, and the bulk review actions."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.models import User
-from django.db.models import F, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from inference.manifest import ModelLoadError
-from phoneapp.models import ApiToken, Label, ModelVersion, SecondReview, Upload, UploadQuerySet, Verdict, VersionScore
-from phoneapp.selectors.decisions import model_version_decision_rule, upload_verdict
-from phoneapp.selectors.model_versions import (
-    model_version_compare_with_active,
-    model_version_figure_sets,
-    model_version_headline_figures,
-    model_version_latest_score,
-)
-from phoneapp.services.api_tokens import api_token_prefix
+from phoneapp.admin.upload_filters import ConfidenceFilter, DisagreementFilter, ReviewedFilter
+from phoneapp.models import Label, SecondReview, Upload, UploadQuerySet
+from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.classification import uploads_retry_failed
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
-from phoneapp.services.model_versions import model_version_activate_if_loadable
 from phoneapp.services.reviews import (
     BadBoxes,
     review_boxes_parse,
@@ -45,20 +31,6 @@ from phoneapp.services.reviews import (
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete
 from phoneapp.signed_in import signed_in_user
 from phoneapp.templatetags.ui import phone_chance_percent
-
-logger = logging.getLogger(__name__)
-
-# The admin has no navigation sidebar: at 1366 px it took the room the upload list needs beside its filters (the
-# breadcrumbs and the admin's index still lead everywhere).
-admin.site.enable_nav_sidebar = False
-
-
-def _uploads(queryset: QuerySet[Any]) -> UploadQuerySet:
-    """A list filter's queryset: the changelist's, from ``Upload.objects`` (``UploadQuerySet.as_manager()``), so
-    it speaks the upload vocabulary; Django's hook only promises a ``QuerySet``."""
-    if not isinstance(queryset, UploadQuerySet):
-        raise TypeError(f"expected the uploads' queryset, got {type(queryset).__name__}")
-    return queryset
 
 
 def _cut(text: str, width_class: str) -> SafeString:
@@ -84,70 +56,14 @@ class BoxesJSONField(forms.JSONField):
             raise forms.ValidationError(error.message) from error
 
 
-# The words the admin actions and their messages use for each label ("Marked 3 upload(s) as not phone.").
 # Two reviewers disagree on these pictures: relabelling one would settle the dispute unseen (services/reviews.py).
 _DISPUTED_LEFT_ALONE = (
     "{count} left as they were: two reviewers disagree on {them}. Settle a disputed picture with "
     "'Ground truth: phone' or 'Ground truth: not phone'."
 )
 
+# The words the admin actions and their messages use for each label ("Marked 3 upload(s) as not phone.").
 _LABEL_WORDS = {Label.PHONE: "phone", Label.NOT_PHONE: "not phone"}
-
-
-class ReviewedFilter(admin.SimpleListFilter):
-    title = "review"
-    parameter_name = "reviewed"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("no", "Not yet reviewed"), ("yes", "Reviewed")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "no":
-            return _uploads(queryset).unreviewed()
-        if self.value() == "yes":
-            return _uploads(queryset).reviewed()
-        return queryset
-
-
-class ConfidenceFilter(admin.SimpleListFilter):
-    """Unsure = inside the unsure band of the model version that judged the upload (the pages' "Unsure"); a guessed
-    place = a confident phone verdict whose best box scores under 50% (drawn dashed; the review queue's next
-    priority after the unsure band)."""
-
-    title = "confidence"
-    parameter_name = "confidence"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [
-            (Verdict.UNSURE, "Low confidence (inside its model's unsure band)"),
-            ("confident", "Confident"),
-            ("place-unsure", "Phone, but the box is a guess (under 50%)"),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == Verdict.UNSURE:
-            return _uploads(queryset).unsure()
-        if self.value() == "place-unsure":
-            return _uploads(queryset).place_unsure()
-        if self.value() == "confident":
-            return _uploads(queryset).confident()
-        return queryset
-
-
-class DisagreementFilter(admin.SimpleListFilter):
-    title = "model vs reviewer"
-    parameter_name = "agreement"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("disagree", "Model disagreed with reviewer"), ("agree", "Model agreed with reviewer")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        reviewed = _uploads(queryset).reviewed().exclude(predicted_label="")
-        if self.value() == "disagree":
-            return reviewed.exclude(reviewed_label=F("predicted_label"))
-        if self.value() == "agree":
-            return reviewed.filter(reviewed_label=F("predicted_label"))
-        return queryset
 
 
 @admin.register(Upload)
@@ -418,260 +334,3 @@ class UploadAdmin(admin.ModelAdmin):
     def remove_from_ground_truth(self, request: HttpRequest, queryset: UploadQuerySet) -> None:
         count = uploads_unmark_ground_truth(uploads=queryset)
         self.message_user(request, f"{count} upload{pluralize(count)} removed from ground truth.", messages.SUCCESS)
-
-
-# Shown and read-only alike (one tuple: both admin options accept it, so the type checker does too).
-_SCORE_FIELDS = (
-    "created",
-    "picture_set",
-    "slice",
-    "correct",
-    "count",
-    "accuracy",
-    "false_positives",
-    "false_negatives",
-)
-
-
-class VersionScoreInline(admin.TabularInline):
-    """Each retrain's scores of this version on the trusted pictures (same digest = same pictures)."""
-
-    model = VersionScore
-    fields = _SCORE_FIELDS
-    readonly_fields = _SCORE_FIELDS
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-def _latest_score(version: ModelVersion, picture_set: str) -> str:
-    score = model_version_latest_score(version=version, picture_set=picture_set)
-    return f"{score.correct}/{score.count} ({score.accuracy:.1%})" if score else "—"
-
-
-@admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = [
-        "name",
-        "is_active",
-        "created",
-        "ground_truth_score",
-        "eval_score",
-        "accuracy",
-        "f1",
-        "roc_auc",
-        "measured_on",
-        "threshold",
-        "checksum_short",
-    ]
-    # No filter sidebar: it took 300 px, which cut the threshold and checksum off at 1280 px, to filter a list of a
-    # few versions by "active", which is always the first row: the active version first, then the newest.
-    ordering = ["-is_active", "-created", "-id"]
-    readonly_fields = [
-        "name",
-        "path",
-        "checksum",
-        "created",
-        "is_active",
-        "decision",
-        "retrain_decision",
-        "figures",
-        "metrics",
-    ]
-    inlines = [VersionScoreInline]
-    exclude = ["data_summary"]
-    actions = ["activate_version"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # versions are registered by `manage.py retrain` or shipped in trained_models/
-
-    def has_delete_permission(self, request: HttpRequest, obj: ModelVersion | None = None) -> bool:
-        # A row mirrors a folder in MODELS_DIR: deleted here, the next sync registered it again (and a deleted
-        # active version quietly gave way to trained_models/ACTIVE, undoing a rollback). Retire a version by
-        # removing its folder; activate another with the action.
-        return False
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        # Every field is read-only: no Save buttons that save nothing.
-        no_saving = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
-        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **no_saving})
-
-    @admin.display(description="checksum")
-    def checksum_short(self, version: ModelVersion) -> str:
-        return version.checksum[:12]
-
-    def _metric(self, version: ModelVersion, name: str) -> str:
-        _, figures = model_version_headline_figures(metrics=version.metrics)
-        value = figures.get(name)
-        return f"{value:.3f}" if isinstance(value, int | float) else "—"
-
-    @admin.display(description="threshold")
-    def threshold(self, version: ModelVersion) -> str:
-        return f"{model_version_decision_rule(version=version).threshold:.3f}"
-
-    @admin.display(description="verdict rule")
-    def decision(self, version: ModelVersion) -> str:
-        """The rule the pages apply (:meth:`DecisionRule.verdict`): "phone" only above the unsure band, which holds
-        the threshold. It read "phone when P(phone) ≥ 0.581; unsure between 0.581 and 1.000" for a retrain whose
-        band ends at 0.9995: every picture from 58% to 99.95% is shown Unsure, and its top was rounded to 1."""
-        rule = model_version_decision_rule(version=version)
-        source = {"manifest": "from the manifest", "derived": "derived from the threshold", "setting": "UNSURE_BAND"}
-        return (
-            f"phone above {rule.unsure_high:.4f}, not a phone below {rule.unsure_low:.4f}, unsure from "
-            f"{rule.unsure_low:.4f} to {rule.unsure_high:.4f} (threshold {rule.threshold:.4f}; band "
-            f"{source.get(rule.source, rule.source)})"
-        )
-
-    @admin.display(description="ground truth (latest)")
-    def ground_truth_score(self, version: ModelVersion) -> str:
-        return _latest_score(version, VersionScore.Set.GROUND_TRUTH)
-
-    @admin.display(description="eval split (latest)")
-    def eval_score(self, version: ModelVersion) -> str:
-        return _latest_score(version, VersionScore.Set.EVAL)
-
-    @admin.display(description="promotion")
-    def retrain_decision(self, version: ModelVersion) -> str:
-        """The retrain's decision and the rule it applied (empty for shipped versions)."""
-        from phoneapp.services.promotion import PROMOTION_RULE
-
-        decision = (version.metrics or {}).get("decision") if isinstance(version.metrics, dict) else None
-        return f"{decision} Rule: {PROMOTION_RULE}" if decision else "—"
-
-    @admin.display(description="figures")
-    def figures(self, version: ModelVersion) -> SafeString:
-        return render_to_string("admin/phoneapp/model_figures.html", {"rows": figure_rows(version.metrics)})
-
-    @admin.display(description="accuracy")
-    def accuracy(self, version: ModelVersion) -> str:
-        return self._metric(version, "accuracy")
-
-    @admin.display(description="F1")
-    def f1(self, version: ModelVersion) -> str:
-        return self._metric(version, "f1")
-
-    @admin.display(description="ROC-AUC")
-    def roc_auc(self, version: ModelVersion) -> str:
-        return self._metric(version, "roc_auc")
-
-    @admin.display(description="pictures")
-    def measured_on(self, version: ModelVersion) -> str:
-        """How many pictures, of which set, the accuracy, F1 and ROC-AUC beside it come from: a retrain
-        cross-validated on 15 reviewed uploads showed its accuracy beside a shipped model's 2,595-picture one with
-        nothing to tell them apart."""
-        name, figures = model_version_headline_figures(metrics=version.metrics)
-        count = figures.get("count")
-        if not isinstance(count, int):
-            return "—"
-        kind = {"cross_validation": "CV", "test": "test set", "validation": "validation set"}
-        return f"{count:,} ({kind.get(name.split(' › ')[0], name)})"
-
-    @admin.action(permissions=["change"], description="Activate this version (workers switch to it within seconds)")
-    def activate_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> TemplateResponse | None:
-        """Asks first, on a page saying what is known of the version against the active one on the same pictures
-        (delete_selected's pattern: the page posts the action back with ``post=yes``): a candidate right on 7 of
-        10 ground-truth pictures against the active model's 10 was activated in one click, with no warning."""
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
-            return None
-        chosen = queryset.get()
-        comparison = model_version_compare_with_active(version=chosen)
-        # The page compared against the version active when it was shown (``active_seen``): if another became
-        # active since, the comparison is asked for again rather than confirmed against a version no longer active.
-        active_now = str(comparison.active.pk) if comparison.active else "none"
-        confirmed = request.POST.get("post") == "yes"
-        if not confirmed or request.POST.get("active_seen") != active_now:
-            context = {
-                **self.admin_site.each_context(request),
-                "title": f"Activate {chosen.name}?",
-                "opts": self.model._meta,
-                "media": self.media,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-                "comparison": comparison,
-                "active_seen": active_now,
-                "active_changed": confirmed,
-            }
-            return TemplateResponse(request, "admin/phoneapp/modelversion/activate_confirmation.html", context)
-        try:
-            # No export here: it takes seconds of CPU, too long for a web request; workers convert it themselves.
-            version = model_version_activate_if_loadable(version=chosen, prepare_export=False)
-        except ModelLoadError:
-            logger.exception("activation refused: model unavailable", extra={"model_version": chosen.name})
-            self.message_user(
-                request,
-                f"Not activated: the files of {chosen.name} (or of its second opinion) are missing or changed on "
-                "disk, so workers could not load it. The active model is unchanged; details are in the log.",
-                messages.ERROR,
-            )
-            return None
-        # Not starting with the name: the admin capitalises the first letter of every message.
-        self.message_user(
-            request,
-            f"Activated {version.name}: workers switch to it within seconds, classifying with the version they hold "
-            "until it is ready on their machine.",
-            messages.SUCCESS,
-        )
-        return None
-
-
-FIGURE_COLUMNS = ("count", "accuracy", "precision", "recall", "f1", "roc_auc", "false_positive_rate", "ece")
-
-
-def figure_rows(metrics: Any) -> list[dict[str, Any]]:
-    """One table row per measured set, each figure formatted, for the version's change page."""
-    rows = []
-    for name, figures in model_version_figure_sets(metrics=metrics):
-        cells = []
-        for column in FIGURE_COLUMNS:
-            value = figures.get(column)
-            cells.append(str(value) if column == "count" and value is not None else _format_figure(value))
-        rows.append({"name": name, "cells": cells})
-    return rows
-
-
-def _format_figure(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) else "—"
-
-
-# API tokens: the admin lists who has one, its first characters and when it was made and last used; the key
-# itself is not stored (only its SHA-256), so no page can show it. Deleting one here revokes it.
-_TOKEN_FIELDS = ("user", "key_prefix", "created", "last_used")
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["key_prefix", "user", "created", "last_used"]
-    fields = _TOKEN_FIELDS
-    readonly_fields = _TOKEN_FIELDS
-    search_fields = ["user__username"]
-    list_select_related = ["user"]
-    ordering = ["-created"]
-
-    @admin.display(description="key")
-    def key_prefix(self, token: ApiToken) -> str:
-        return api_token_prefix(token)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # people make their own on "Your API token"; a key made here could never be shown to them
-
-    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
-        return False
-
-
-class UserAdmin(DjangoUserAdmin):
-    """Django's, except for one's own password: its form there sets a new one without the old one and without the
-    login throttle, so a borrowed administrator's session could take the account over. It leads to the account's
-    own page, where the old password is asked and counted like a sign-in (as ``/admin/password_change/`` does)."""
-
-    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
-        if str(request.user.pk) == str(id):
-            return redirect("account-password")
-        return super().user_change_password(request, id, form_url)
-
-
-admin.site.unregister(User)
-admin.site.register(User, UserAdmin)
