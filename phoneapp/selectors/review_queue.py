@@ -197,10 +197,11 @@ def _preceding(queue: UploadQuerySet, upload: Upload, skipped: Sequence[int]) ->
     still came before the rest, and ← from a later picture went to it. Nothing comes before the first picture not
     skipped: going round to the last skipped one would make ← walk in circles."""
     skipped_ids = list(skipped)
-    before = queue.exclude(_after(upload)).order_by("-priority", "-uncertainty", "-id").values_list("pk", flat=True)
+    # ``queue`` is in the queue's order (:func:`review_queue`): reversed, its first is the nearest before.
+    before = queue.exclude(_after(upload)).reverse().values_list("pk", flat=True)
     if upload.pk not in skipped_ids:
         return before.exclude(pk__in=skipped_ids).first()
-    not_skipped = queue.exclude(pk__in=skipped_ids).order_by("-priority", "-uncertainty", "-id")
+    not_skipped = queue.exclude(pk__in=skipped_ids).reverse()
     return before.filter(pk__in=skipped_ids).first() or not_skipped.values_list("pk", flat=True).first()
 
 
