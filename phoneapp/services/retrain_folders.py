@@ -19,6 +19,8 @@ from phoneapp.models import ModelVersion
 from phoneapp.services.errors import RetrainError
 
 RETRAIN_LOCK_NAME = ".retrain.lock"
+# A run's scratch folder is this prefix and the version it reserves.
+SCRATCH_PREFIX = ".incoming-"
 
 
 @contextmanager
@@ -37,7 +39,7 @@ def retraining_alone(models_root: Path) -> Iterator[None]:
             raise RetrainError(
                 f"Another retrain is running on {models_root}; this one did nothing. Run it again when that one ends."
             ) from error
-        for leftover in models_root.glob(".incoming-*"):
+        for leftover in retrain_scratch_leftovers(models_root=models_root):
             shutil.rmtree(leftover, ignore_errors=True)
         yield
     finally:
@@ -47,7 +49,7 @@ def retraining_alone(models_root: Path) -> Iterator[None]:
 def retrain_scratch_leftovers(*, models_root: Path) -> list[Path]:
     """The retrain scratch folders (``.incoming-*``) under ``models_root``: a running retrain's own, or ones killed
     runs left. With S3 storage they hold copies of the pictures a run read, pictures deleted since included."""
-    return sorted(models_root.glob(".incoming-*"))
+    return sorted(models_root.glob(f"{SCRATCH_PREFIX}*"))
 
 
 def retrain_scratch_leftovers_remove(*, models_root: Path) -> list[Path]:
@@ -71,7 +73,7 @@ def new_version_scratch(models_root: Path) -> Iterator[tuple[str, Path]]:
         version = stamp if attempt == 1 else f"{stamp}-{attempt}"
         if (models_root / version).exists() or ModelVersion.objects.filter(name=version).exists():
             continue
-        scratch = models_root / f".incoming-{version}"
+        scratch = models_root / f"{SCRATCH_PREFIX}{version}"
         try:
             scratch.mkdir()
         except FileExistsError:
