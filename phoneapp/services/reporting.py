@@ -43,10 +43,14 @@ def _score(row: dict[str, Any] | None) -> str:
 
 def format_metrics_table(metrics: dict[str, Any]) -> str:
     """One model's metrics as a two-column table."""
-    lines = [f"{'model':<12} {metrics.get('model_version', '')}"]
-    lines += [f"{row:<12} {_cell(metrics.get(row))}" for row in ROWS]
-    lines.append(f"{'confusion':<12} {_confusion(metrics)}")
-    return "\n".join(lines)
+    return "\n".join([f"{'model':<12} {metrics.get('model_version', '')}", *_metric_rows(metrics, indent="")])
+
+
+def _metric_rows(metrics: dict[str, Any], *, indent: str) -> list[str]:
+    """The table's rows (:data:`ROWS`, then the confusion matrix), names in a column 12 wide with ``indent``."""
+    width = 12 - len(indent)
+    rows = [f"{indent}{row:<{width}} {_cell(metrics.get(row))}" for row in ROWS]
+    return [*rows, f"{indent}{'confusion':<{width}} {_confusion(metrics)}"]
 
 
 SET_TITLES = {"ground_truth": "ground truth", "eval": "eval split"}
@@ -61,7 +65,5 @@ def format_evaluation(metrics: dict[str, Any]) -> str:
         if not figures.get("count"):
             blocks.append(f"{title}: no pictures")
             continue
-        rows = [f"{title}:"] + [f"  {row:<10} {_cell(figures.get(row))}" for row in ROWS]
-        rows.append(f"  {'confusion':<10} {_confusion(figures)}")
-        blocks.append("\n".join(rows))
+        blocks.append("\n".join([f"{title}:", *_metric_rows(figures, indent="  ")]))
     return "\n\n".join(blocks)
