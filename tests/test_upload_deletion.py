@@ -24,7 +24,7 @@ from django.test import Client
 from django.utils import timezone
 
 from phoneapp.models import ReviewSplit, Upload, UploadStatus
-from phoneapp.services.evaluation import held_out_upload_samples
+from phoneapp.services.evaluation import held_out_upload_sets
 from phoneapp.services.upload_deletion import upload_delete, uploads_delete_expired
 from phoneapp.services.uploads import uploads_create
 from tests.images import picture_bytes, uploaded_file
@@ -220,12 +220,12 @@ def test_a_deleted_reviewed_upload_leaves_the_training_and_evaluation_set(
     Upload.objects.filter(pk=upload.pk).update(
         reviewed_label="phone", reviewed_by=reviewer, reviewed_at=timezone.now(), review_split=ReviewSplit.EVAL
     )
-    assert len(held_out_upload_samples(workdir=tmp_path)) == 1
+    assert len(held_out_upload_sets(workdir=tmp_path)["eval"]) == 1
 
     with django_capture_on_commit_callbacks(execute=True):
         upload_delete(upload=upload)
 
-    assert held_out_upload_samples(workdir=tmp_path) == []
+    assert held_out_upload_sets(workdir=tmp_path) == {"ground_truth": [], "eval": []}
 
 
 # --- Retention -----------------------------------------------------------------------------------------------

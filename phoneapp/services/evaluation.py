@@ -124,7 +124,7 @@ def measure_classifier(
 def model_version_evaluate(*, version: ModelVersion, data_dir: Path | None = None) -> dict[str, Any]:
     """``version``'s figures (:func:`measure_classifier`, with eager torch: the reference engine) on the labelled
     pictures of ``data_dir`` (phone/ and not_phone/ folders, or a manifest.csv), or without it on the reviewed
-    uploads no version trained on (:func:`held_out_upload_samples`). The figures also say which pictures they are
+    uploads no version trained on (:func:`held_out_upload_sets`). The figures also say which pictures they are
     (``data``) and how many could not be read (``unreadable_skipped``): a bad picture is counted, not silently
     dropped. On the uploads, ``per_set`` adds ground truth's and the eval split's figures apart. Raises
     :class:`EvaluationRefused`, nothing measured, when the data folder cannot be read or the version cannot be
@@ -159,16 +159,11 @@ def model_version_evaluate(*, version: ModelVersion, data_dir: Path | None = Non
     return metrics
 
 
-def held_out_upload_samples(*, workdir: Path) -> list[Sample]:
-    """The reviewed uploads no model version trained on, one per picture: ground truth (staff-confirmed label) and
-    the eval split (settled reviewed label). The train split is left out: a retrained version learnt it, so scoring
-    it there would flatter it; labels a second reviewer has not agreed are left out as unsettled.
-    """
-    return [sample for samples in held_out_upload_sets(workdir=workdir).values() for sample in samples]
-
-
 def held_out_upload_sets(*, workdir: Path) -> dict[str, list[Sample]]:
-    """:func:`held_out_upload_samples` per set, ``ground_truth`` then ``eval``, as the retrain reports them."""
+    """The reviewed uploads no model version trained on, one per picture, per set as the retrain reports them:
+    ``ground_truth`` (staff-confirmed label), then ``eval`` (the eval split's settled reviewed label). The train
+    split is left out: a retrained version learnt it, so scoring it there would flatter it; labels a second
+    reviewer has not agreed are left out as unsettled."""
     from phoneapp.selectors.training import trusted_labelled_uploads
 
     trusted = trusted_labelled_uploads()
