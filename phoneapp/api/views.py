@@ -13,7 +13,7 @@ from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -24,7 +24,6 @@ from rest_framework.views import APIView
 from phoneapp.api.authentication import AuthenticatedRequest
 from phoneapp.api.idempotency import idempotency_key
 from phoneapp.api.list_query import upload_list_query_problems
-from phoneapp.api.parsers import DepthSafeJSONParser
 from phoneapp.api.serializers import (
     ErrorSerializer,
     TokenRequestSerializer,
@@ -343,7 +342,7 @@ class TokenObtainApi(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    parser_classes = [DepthSafeJSONParser, FormParser, MultiPartParser]
+    # Parsers: the API's default (REST_FRAMEWORK's DEFAULT_PARSER_CLASSES), JSON, form data or multipart.
     name = "Get an API token"
     description = "POST your user name and password to get a new API token; your previous one stops working."
     serializer_class = TokenRequestSerializer  # the browsable API's form
