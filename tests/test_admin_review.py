@@ -6,7 +6,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.utils.html import strip_tags
 
 from phoneapp.models import ModelVersion, SecondReview, Upload, UploadStatus, VersionScore
@@ -575,3 +575,37 @@ def test_every_model_change_has_its_migration() -> None:
     from django.core.management import call_command
 
     call_command("makemigrations", "phoneapp", "--check", "--dry-run", verbosity=0)
+
+
+def _searchable_admins() -> list[str]:
+    """The label of every model whose admin has a search box (uploads, API tokens, users, groups, any added later)."""
+    from django.contrib import admin
+
+    return sorted(model._meta.label for model, model_admin in admin.site._registry.items() if model_admin.search_fields)
+
+
+@pytest.mark.parametrize("label", _searchable_admins())
+@pytest.mark.parametrize("term", ["beach\x00", "\x00"], ids=["name-then-nul", "only-nul"])
+def test_every_admin_search_with_a_nul_finds_nothing_instead_of_failing(
+    rf: RequestFactory, reviewer: User, alice: User, label: str, term: str
+) -> None:
+    # PostgreSQL refuses text holding NUL (psycopg's DataError, a 500) and no stored text holds one, so nothing
+    # matches, as in the history's and the API's name searches. On SQLite the query ran: this fails without the fix
+    # on PostgreSQL only.
+    from django.apps import apps
+    from django.contrib import admin
+
+    make_upload(alice, name="beach.jpg")
+    model = apps.get_model(label)
+    request = rf.get("/admin/")
+    request.user = reviewer
+    found, _ = admin.site._registry[model].get_search_results(request, model._default_manager.all(), term)
+    assert list(found) == []
+
+
+def test_the_admin_autocomplete_with_a_nul_finds_nothing_instead_of_failing(staff_client: Client, alice: User) -> None:
+    # The change list's search box refuses a NUL itself ("Null characters are not allowed."); the autocomplete
+    # endpoint passed it to the database, a 500 on PostgreSQL.
+    response = staff_client.get("/admin/autocomplete/?app_label=phoneapp&model_name=upload&field_name=owner&term=%00")
+    assert response.status_code == 200
+    assert response.json()["results"] == []

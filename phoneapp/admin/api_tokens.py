@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from phoneapp.admin.search import NulFindsNothingSearch
 from phoneapp.models import ApiToken
 from phoneapp.services.api_tokens import api_token_prefix
 
@@ -14,7 +15,7 @@ _TOKEN_FIELDS = ("user", "key_prefix", "created", "last_used")
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(NulFindsNothingSearch):
     list_display = ["key_prefix", "user", "created", "last_used"]
     fields = _TOKEN_FIELDS
     readonly_fields = _TOKEN_FIELDS

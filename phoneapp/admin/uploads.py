@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from phoneapp.admin.search import NulFindsNothingSearch
 from phoneapp.admin.upload_filters import ConfidenceFilter, DisagreementFilter, ReviewedFilter
 from phoneapp.models import Label, SecondReview, Upload, UploadQuerySet
 from phoneapp.selectors.decisions import upload_verdict
@@ -67,7 +68,7 @@ _LABEL_WORDS = {Label.PHONE: "phone", Label.NOT_PHONE: "not phone"}
 
 
 @admin.register(Upload)
-class UploadAdmin(admin.ModelAdmin):
+class UploadAdmin(NulFindsNothingSearch):
     # Eight narrow columns: the list fits a 1366 px window beside the filters without scrolling sideways (long
     # names, owners and version names are cut with an ellipsis, whole in their tooltip; see admin.css). What a
     # reviewer opens it for comes first: on a 390 px phone the verdict and review began off-screen, behind the
