@@ -336,3 +336,36 @@ def test_a_verdict_with_evidence_stores_it_in_the_same_update_and_sends_no_heat_
     assert _body(response) == expected
     assert Upload.objects.get(pk=upload.pk).heatmap
     assert second_passes == []  # drawn from the verdict's own evidence: no decode, no second model pass
+
+
+def test_a_lost_heat_map_is_warned_of_once_a_day_and_its_cache_key_expires(
+    alice: User, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, settings: SettingsFixture
+) -> None:
+    """Pages and the API ask on every view, so the warning is remembered as given in the cache; the key expires
+    (it was set with no timeout: one key per lost file, kept for good in a shared Redis, even after the upload was
+    deleted), and a loss that lasts is said again the next day."""
+    import time
+
+    from django.core.cache import cache
+    from django.core.cache.backends import locmem
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # its clock below
+    lost = make_upload(alice, version="an-older-model")  # evidence of a version whose manifest is gone
+    Upload.objects.filter(pk=lost.pk).update(evidence=evidence_pack(_centre_evidence()))
+    lost.refresh_from_db()
+    lost.heatmap.save("heatmap.png", io.BytesIO(b"\x89PNG lost"), save=True)
+    lost.heatmap.storage.delete(lost.heatmap.name)
+    cache.clear()
+    caplog.set_level(logging.WARNING, logger=heatmaps.__name__)
+
+    def warnings() -> int:
+        return sum(1 for record in caplog.records if record.name == heatmaps.__name__ and "missing" in record.message)
+
+    for _ in range(3):
+        assert heatmaps.upload_heatmap_offer(upload=lost) is heatmaps.HeatmapOffer.MODEL_REMOVED
+    assert warnings() == 1
+
+    a_day_later = time.time() + 24 * 60 * 60 + 1
+    monkeypatch.setattr(locmem, "time", type("Clock", (), {"time": staticmethod(lambda: a_day_later)}))
+    heatmaps.upload_heatmap_offer(upload=lost)
+    assert warnings() == 2

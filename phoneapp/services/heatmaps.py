@@ -186,14 +186,22 @@ def _heatmap_send_again(upload: Upload) -> None:
     upload.heatmap.name = Upload.objects.filter(pk=upload.pk).values_list("heatmap", flat=True).first() or ""
 
 
+# How long a lost overlay's warning is remembered as given (:func:`_heatmap_loss_logged`): a day, so a loss that
+# lasts is said again daily rather than once per cache lifetime, and a shared cache (Redis) does not keep a key per
+# lost file for good. Without an expiry the key stayed after its upload was deleted and a new name was lost, until
+# someone flushed the cache.
+HEATMAP_LOSS_WARNING_SECONDS = 24 * 60 * 60
+
+
 def _heatmap_loss_logged(upload: Upload, message: str) -> None:
     """Log ``message`` the first time ``upload``'s recorded overlay is found missing with nothing to draw it again
-    (the row keeps its name: it says the overlay existed and was lost). Pages and the API ask on every view, so
-    "first" is remembered in the cache (shared with Redis, per process with the local-memory default); a cache
-    that does not answer costs a repeated warning, never the page."""
+    (the row keeps its name: it says the overlay existed and was lost), and again a day later if it still is.
+    Pages and the API ask on every view, so "first" is remembered in the cache (shared with Redis, per process
+    with the local-memory default) for :data:`HEATMAP_LOSS_WARNING_SECONDS`; a cache that does not answer costs a
+    repeated warning, never the page."""
     key = f"heatmap-file-missing:{upload.pk}:{upload.heatmap.name}"
     try:
-        first = cache.add(key, True, timeout=None)
+        first = cache.add(key, True, timeout=HEATMAP_LOSS_WARNING_SECONDS)
     except Exception:  # the cache backend is down; the warning matters more than its repetition
         first = True
     if first:
