@@ -559,6 +559,20 @@ def test_unknown_training_setting_is_refused() -> None:
         call_command("retrain", "--set", "learning_speed=11", stdout=io.StringIO())
 
 
+def test_an_unknown_setting_lists_only_the_names_set_takes() -> None:
+    # The list named seed, which --set refuses ("Set the seed with --seed"): it named a setting that cannot be set.
+    from ml_training.scene.config import flat_names
+
+    with pytest.raises(CommandError, match="Unknown training setting") as refused:
+        call_command("retrain", "--set", "learning_speed=11", stdout=io.StringIO())
+    listed = str(refused.value).rsplit(": ", 1)[1].rstrip(".").split(", ")  # the list ends the message
+    assert "seed" not in listed
+    assert set(listed) == set(flat_names()) - {"seed"}
+    assert "--seed" in str(refused.value)
+    with pytest.raises(CommandError, match="Set the seed with --seed"):
+        call_command("retrain", "--set", "seed=3", stdout=io.StringIO())
+
+
 def test_help_states_the_promotion_rule() -> None:
     from phoneapp.management.commands.retrain import Command
 

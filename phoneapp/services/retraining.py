@@ -392,6 +392,28 @@ def _still_comparable(*, active_then: ModelVersion | None, active_now: int | Non
     return active_now == (active_then.pk if active_then is not None else None)
 
 
+def _settable_names() -> list[str]:
+    """The recipe's names ``--set`` takes: all but ``seed``, which ``--seed`` sets (one value for both of the
+    recipe's seeds, recorded with the version), so a ``--set seed=...`` is refused rather than overridden."""
+    from ml_training.scene.config import flat_names
+
+    return [name for name in flat_names() if name != "seed"]
+
+
+def _refuse_unsettable(overrides: dict[str, Any]) -> None:
+    """Refuse ``--set`` names that set nothing, listing those it takes: the recipe's own refusal listed every
+    knob, ``seed`` too, which ``--set`` refuses."""
+    if "seed" in overrides:
+        raise RetrainError("Set the seed with --seed, not --set seed=...")
+    names = _settable_names()
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise RetrainError(
+            f"Bad training setting: Unknown training setting(s) {', '.join(unknown)}; --seed sets the seed, "
+            f"--set one of: {', '.join(names)}."
+        )
+
+
 def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | None = None) -> SceneRecipe:
     """The scene recipe with the request's overrides (``--set``, ``--epochs``, ``--seed``); bad ones refused.
 
@@ -400,8 +422,7 @@ def _recipe(request: RetrainRequest, *, network_shape: dict[str, int | str] | No
     """
     from ml_training.scene.config import recipe_from_flat
 
-    if "seed" in request.config_overrides:
-        raise RetrainError("Set the seed with --seed, not --set seed=...")
+    _refuse_unsettable(request.config_overrides)
     values: dict[str, Any] = {**(network_shape or {}), **request.config_overrides, "seed": request.seed}
     if request.epochs is not None:
         values["epochs"] = request.epochs
