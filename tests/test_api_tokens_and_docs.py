@@ -443,3 +443,22 @@ def test_revoking_on_the_page_is_asked_once_more_before_it_is_done(alice_client:
 
     alice_client.post("/account/api-token/", {"action": "revoke"})
     assert not ApiToken.objects.filter(user=alice).exists()
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "trace"])
+def test_the_schema_refuses_other_methods_in_json_like_the_rest_of_the_api(client: Client, method: str) -> None:
+    # The schema view drew its 405 with the schema's renderer: `error: Method "POST" not allowed.` in YAML.
+    response = client.generic(method.upper(), "/api/schema/")
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"error": f'Method "{method.upper()}" not allowed.'}
+
+
+def test_the_schema_answers_options_in_json_and_is_itself_still_yaml_or_json(client: Client) -> None:
+    options = client.options("/api/schema/")
+    assert options.status_code == 200 and options["Content-Type"] == "application/json"
+    assert options.json()["name"] == "OpenAPI schema"  # it was drf-spectacular's "Spectacular Api", in YAML
+    assert client.get("/api/schema/")["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert client.head("/api/schema/")["Content-Type"].startswith("application/vnd.oai.openapi")
+    as_json = client.get("/api/schema/", headers={"Accept": "application/json"})
+    assert as_json["Content-Type"] == "application/json" and as_json.json()["openapi"].startswith("3.")

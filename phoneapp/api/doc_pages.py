@@ -1,5 +1,10 @@
-"""The API's documentation pages, Swagger UI and ReDoc: drf-spectacular's views, answering ``GET`` (and ``HEAD``)
-only, and ReDoc's with the one Content-Security-Policy exception it needs.
+"""The API's documentation: its OpenAPI schema, answering anything but the schema itself as the rest of the API
+does (JSON), and its pages, Swagger UI and ReDoc: drf-spectacular's views, answering ``GET`` (and ``HEAD``) only,
+and ReDoc's with the one Content-Security-Policy exception it needs.
+
+The schema view renders with the schema's renderers (YAML first, as drf-spectacular's), so a 405 for a ``POST``
+was ``error: Method "POST" not allowed.`` in YAML, and ``OPTIONS`` its metadata in YAML, where every other API
+address answers JSON.
 
 Both are HTML pages drawn from a template, not API endpoints: DRF's ``OPTIONS`` answer (its metadata, drawn with
 the page's renderer) found no template on Swagger's and answered 500, logging an ERROR with a traceback that any
@@ -17,7 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,6 +35,25 @@ REDOC_CONTENT_SECURITY_POLICY = (
 
 # Lower case, as Django's View.http_method_names: "options" left out on purpose (see the module's docstring).
 PAGE_METHODS = ["get", "head"]
+
+
+class SchemaApi(SpectacularAPIView):
+    """This API's OpenAPI 3 schema, in YAML, or in JSON when asked for (Accept: application/json, or ?format=json)."""
+
+    # The docstring above is what OPTIONS shows callers, as the other API views' do. Any answer but the schema (an
+    # error, OPTIONS) is JSON like the rest of the API's (see the module's docstring).
+    name = "OpenAPI schema"
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        if not _is_the_schema(request, response):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+def _is_the_schema(request: Request, response: Response) -> bool:
+    """Whether ``response`` is the schema, the one answer drawn with the schema's own renderers."""
+    return request.method in ("GET", "HEAD") and response.status_code < 400
 
 
 class SwaggerPage(SpectacularSwaggerSplitView):

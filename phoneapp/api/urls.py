@@ -1,7 +1,6 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
 
-from phoneapp.api.doc_pages import RedocPage, SwaggerPage
+from phoneapp.api.doc_pages import RedocPage, SchemaApi, SwaggerPage
 from phoneapp.api.views import (
     TokenObtainApi,
     UploadDetailApi,
@@ -20,7 +19,7 @@ urlpatterns = [
     path("uploads/<int:upload_id>/heatmap", UploadHeatmapApi.as_view(), name="api-upload-heatmap"),
     # It takes a password: past the login limit it answers 429 with Retry-After before any password is hashed.
     path("token/", login_throttled(TokenObtainApi.as_view()), name="api-token"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", SchemaApi.as_view(), name="api-schema"),
     path("docs/", SwaggerPage.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", RedocPage.as_view(url_name="api-schema"), name="api-redoc"),
 ]
