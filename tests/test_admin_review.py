@@ -609,3 +609,35 @@ def test_the_admin_autocomplete_with_a_nul_finds_nothing_instead_of_failing(staf
     response = staff_client.get("/admin/autocomplete/?app_label=phoneapp&model_name=upload&field_name=owner&term=%00")
     assert response.status_code == 200
     assert response.json()["results"] == []
+
+
+def test_comparing_with_the_active_version_takes_the_same_queries_however_many_scores_there_are() -> None:
+    """It asked the database once per score of the version until one matched the active version's pictures:
+    each retrain against another active version adds a score that does not, and each one a query."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from phoneapp.selectors.model_versions import model_version_compare_with_active
+    from phoneapp.services.model_versions import model_versions_sync_from_disk
+
+    model_versions_sync_from_disk()
+    active = model_version_active()
+    candidate = ModelVersion.objects.filter(is_active=False).order_by("name").first()
+    assert candidate is not None
+    _scored(candidate, "ground_truth", 7, 10, "a" * 64)  # the oldest, on the active version's pictures
+    _scored(active, "ground_truth", 9, 10, "a" * 64)
+    _scored(active, "ground_truth", 10, 10, "a" * 64)  # the active version's newest on them: the one compared
+
+    def compared() -> tuple[int, list[tuple[str, int, int]]]:
+        with CaptureQueriesContext(connection) as queries:
+            sets = model_version_compare_with_active(version=candidate).sets
+        return len(queries), [(scores.picture_set, scores.correct, scores.active_correct) for scores in sets]
+
+    few_queries, few = compared()
+    for index in range(10):  # newer scores on pictures the active version was never scored on
+        _scored(candidate, "ground_truth", 1, 10, f"{index:064d}")
+        _scored(candidate, "eval", 1, 10, f"{index:064d}")
+    many_queries, many = compared()
+
+    assert few == many == [("ground_truth", 7, 10)]
+    assert (few_queries, many_queries) == (3, 3)  # the active version, then its scores and the candidate's

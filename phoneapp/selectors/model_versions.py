@@ -104,28 +104,55 @@ def model_version_compare_with_active(*, version: ModelVersion) -> ActivationCom
     """``version`` against the version active now, on the same pictures: per trusted set, the newest of its scores
     (slice "all") that the active version also has on the same pictures. A retrain stores both versions' scores, so
     a candidate is comparable with the version it was measured against while that one is still active; against
-    another, only if they were once scored on the same pictures."""
+    another, only if they were once scored on the same pictures.
+
+    Three queries however many scores there are (the active version, then each version's scores once): it asked
+    for the active version's score once per score of ``version`` until one matched, and every retrain measured
+    against another active version adds one that does not."""
     active = model_version_active_or_none()
     sets: list[SameSetScores] = []
     if active is not None and active.pk != version.pk:
+        active_newest = _newest_score_per_pictures(active)
+        scores = _scores_newest_first(version)
         for picture_set in VersionScore.Set:
-            for score in version.scores.filter(picture_set=picture_set, slice="all").order_by("-created", "-pk"):
-                active_score = (
-                    active.scores.filter(picture_set=picture_set, slice="all", pictures_digest=score.pictures_digest)
-                    .order_by("-created", "-pk")
-                    .first()
-                )
-                if active_score is not None:
-                    sets.append(
-                        SameSetScores(
-                            picture_set=picture_set,
-                            correct=score.correct,
-                            active_correct=active_score.correct,
-                            count=score.count,
-                        )
+            compared = _newest_comparable(scores, picture_set, active_newest)
+            if compared is not None:
+                score, active_score = compared
+                sets.append(
+                    SameSetScores(
+                        picture_set=picture_set,
+                        correct=score.correct,
+                        active_correct=active_score.correct,
+                        count=score.count,
                     )
-                    break
+                )
     decision = version.metrics.get("decision") if isinstance(version.metrics, dict) else None
     return ActivationComparison(
         version=version, active=active, sets=sets, retrain_decision=decision if isinstance(decision, str) else None
     )
+
+
+def _scores_newest_first(version: ModelVersion) -> list[VersionScore]:
+    """Every score of ``version`` over all its pictures (slice "all"), newest first, in one query."""
+    return list(version.scores.filter(slice="all").order_by("-created", "-pk"))
+
+
+def _newest_score_per_pictures(version: ModelVersion) -> dict[tuple[str, str], VersionScore]:
+    """``version``'s newest score (slice "all") per trusted set and pictures (``pictures_digest``)."""
+    newest: dict[tuple[str, str], VersionScore] = {}
+    for score in _scores_newest_first(version):
+        newest.setdefault((score.picture_set, score.pictures_digest), score)
+    return newest
+
+
+def _newest_comparable(
+    scores: list[VersionScore], picture_set: str, active_newest: dict[tuple[str, str], VersionScore]
+) -> tuple[VersionScore, VersionScore] | None:
+    """The newest of ``scores`` (a version's, newest first) on ``picture_set`` whose pictures the active version
+    was also scored on, with the active version's newest score on them; None when they never shared pictures."""
+    for score in scores:
+        if score.picture_set == picture_set:
+            active_score = active_newest.get((picture_set, score.pictures_digest))
+            if active_score is not None:
+                return score, active_score
+    return None
