@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from phoneapp.models import ReviewSplit, SecondReview, Upload
 from phoneapp.selectors.training import training_uploads
@@ -19,6 +20,7 @@ from tests.factories import make_review, make_upload, make_user
 if TYPE_CHECKING:
     # What the test client returns (a stubs-only name: the response with .json() and .templates added).
     from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+    from pytest_django import DjangoAssertNumQueries
 
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +107,41 @@ def test_the_split_is_fixed_at_review_time_by_the_picture_and_duplicates_share_i
     assert splits == {review_split_of(sha256="c" * 64)}
     eval_share = sum(review_split_of(sha256=f"{index:064x}") == ReviewSplit.EVAL for index in range(2000)) / 2000
     assert 0.17 < eval_share < 0.23
+
+
+def test_the_upgrade_gives_pictures_reviewed_before_splits_theirs_in_a_few_statements(
+    alice: User, reviewer: User, django_assert_max_num_queries: DjangoAssertNumQueries
+) -> None:
+    """Migration 0005 splits the pictures reviewed before splits existed as a review now does, duplicates alike, in
+    batches: a statement per picture made it take 66 s for 100,000 reviewed pictures on PostgreSQL (14 s batched)."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module(
+        "phoneapp.migrations.0005_review_split_ground_truth_second_review_boxes_version_scores"
+    )
+    reviewed_at = timezone.now()
+    pictures = [f"{index:064x}" for index in range(1200)]
+    row = {"owner": alice, "size_bytes": 1, "width": 1, "height": 1, "content_type": "image/jpeg", "image": "x.jpg"}
+    Upload.objects.bulk_create(
+        [
+            Upload(sha256=sha256, reviewed_label="phone", reviewed_by=reviewer, reviewed_at=reviewed_at, **row)
+            for sha256 in pictures
+        ]
+        + [Upload(sha256=pictures[0], **row), Upload(sha256="f" * 64, **row)]  # a copy not reviewed; a picture not
+    )
+
+    with django_assert_max_num_queries(6):
+        migration.assign_review_splits(apps, connection.schema_editor())
+
+    splits = dict(Upload.objects.exclude(sha256="f" * 64).values_list("sha256", "review_split").distinct())
+    assert splits == {sha256: review_split_of(sha256=sha256) for sha256 in pictures}
+    assert set(Upload.objects.filter(sha256=pictures[0]).values_list("review_split", flat=True)) == {
+        splits[pictures[0]]
+    }
+    assert Upload.objects.get(sha256="f" * 64).review_split == ""
 
 
 def test_boxes_posted_with_a_decision_are_stored_and_returned_by_the_api(alice: User, reviewer: User) -> None:
