@@ -216,11 +216,11 @@ class Upload(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews"
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
-    # Where the reviewer says the phones are ([[x1, y1, x2, y2], ...], normalised like predicted_boxes); null when
-    # the reviewer did not draw or correct boxes (a phone is then trained through its best cell).
+    # Where the reviewer says the phones are ([{"box": [x1, y1, x2, y2]}, ...], normalised like predicted_boxes); null
+    # when the reviewer did not draw or correct boxes (a phone is then trained through its best cell).
     reviewed_boxes = models.JSONField(null=True, blank=True)
     # Set once, at the first review, from a stable hash of the picture (sha256): duplicates land together, and
-    # eval pictures never train (phoneapp/services/review_splits.py).
+    # eval pictures never train (review_split_of in phoneapp/services/reviews.py).
     review_split = models.CharField(max_length=5, choices=ReviewSplit.choices, blank=True)
     second_review = models.CharField(max_length=10, choices=SecondReview.choices, blank=True)
     second_label = models.CharField(max_length=10, choices=Label.choices, blank=True)
