@@ -1,6 +1,6 @@
 """The review queue with a keyboard alone, and on a 320 px screen, in a real browser (headless Chromium): zoom and
 move around the picture, leave the box tool with Tab, shortcuts off means off, nothing focused hides under the
-decision bar."""
+decision bar; and a verdict arriving on a detail page is said aloud."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from inference.drawing import draw_desk_with_phone
-from phoneapp.models import Upload
+from phoneapp.models import Upload, UploadStatus
 from tests.factories import make_upload
 from tests.test_browser_pages import log_in, open_logged_in, overlay_for, wait
 
@@ -269,3 +269,25 @@ def test_on_a_320_px_screen_tab_never_leaves_focus_under_the_decision_bar_and_th
         "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert widths[0] <= widths[1], widths
+
+
+def test_a_verdict_arriving_on_the_detail_page_is_announced_and_given_to_the_pictures_alt_text(
+    live_server: LiveServer, browser: Chrome, alice: User
+) -> None:
+    """After "Try again" (or a link followed from a pending card) the detail page waits for the verdict: it arrived
+    on screen in silence, and the picture's alt text kept saying "(pending)"."""
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, name="desk.jpg", picture=draw_desk_with_phone())
+    verdict = Upload.objects.filter(pk=upload.pk).values("probability", "predicted_label", "model_version").get()
+    Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.PENDING)
+    open_logged_in(browser, live_server, alice, f"/uploads/{upload.pk}/")
+    picture = browser.find_element(By.CSS_SELECTOR, "img.picture")
+    assert picture.get_attribute("alt") == "desk.jpg (pending)"
+
+    Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.DONE, **verdict)  # as a worker writes it
+    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".verdict").get_attribute("data-status") == "done", 30)
+    announcers = browser.find_elements(By.CSS_SELECTOR, "[role=status]")
+    said = " ".join(element.get_attribute("textContent") or "" for element in announcers)
+    assert "desk.jpg: Phone, 90% chance of a phone." in said, said
+    assert picture.get_attribute("alt") == "desk.jpg: judged phone, 90% chance of a phone"

@@ -98,9 +98,10 @@
     return (Math.round(fraction * 10000) / 100).toFixed(2);
   }
 
-  // What a screen reader hears: one line per picture when its verdict (or refusal) is in, with its name. The
-  // cards themselves are not a live region: their every change (progress, "Uploading…", the bar, the boxes' titles)
-  // was announced, ~6 announcements a picture, none of them saying which picture.
+  // What a screen reader hears: one line per picture when its verdict (or refusal) is in, with its name, on each
+  // page that waits for verdicts (upload, history and detail: a "Try again" there came to nothing said). The cards
+  // themselves are not a live region: their every change (progress, "Uploading…", the bar, the boxes' titles) was
+  // announced, ~6 announcements a picture, none of them saying which picture.
   const ANNOUNCED_LINES = 20;
 
   function announce(name, text) {
@@ -116,7 +117,20 @@
     announce(name, text);
   }
 
+  // The picture of a detail page says its verdict in its alt text, as _picture.html's (templatetags/ui.py,
+  // verdict_alt): drawn while pending, it kept saying "(pending)" after the verdict had arrived.
+  function renderPictureAlt(element, upload) {
+    const holder = element.closest("[data-upload-id]");
+    const picture = holder && holder.querySelector("img.picture");
+    if (!picture) return;
+    picture.alt = hasVerdict(upload)
+      ? upload.original_name + ": judged " + VERDICT_WORDS[upload.verdict].toLowerCase() + ", " +
+        chanceText(Math.round(upload.probability * 100))
+      : upload.original_name + " (" + upload.status + ")";
+  }
+
   function renderVerdict(element, upload) {
+    renderPictureAlt(element, upload);
     const state = verdictState(upload);
     element.className = "verdict verdict-" + state;
     // "done" only once the verdict is really there: tests and styles key on it.
