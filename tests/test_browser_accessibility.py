@@ -291,3 +291,32 @@ def test_a_verdict_arriving_on_the_detail_page_is_announced_and_given_to_the_pic
     said = " ".join(element.get_attribute("textContent") or "" for element in announcers)
     assert "desk.jpg: Phone, 90% chance of a phone." in said, said
     assert picture.get_attribute("alt") == "desk.jpg: judged phone, 90% chance of a phone"
+
+
+def test_a_desktop_window_zoomed_to_400_percent_shows_the_review_picture_and_verdict_not_only_the_decision_bar(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """At 400% a 1280 x 900 window is 320 x 225 CSS px: the decision bar, fixed to the bottom as on a phone, was
+    231 px tall there, so it covered the whole screen and no scrolling brought the picture or its verdict out."""
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, probability=0.9, name="zoomed.jpg", picture=draw_desk_with_phone())
+    log_in(browser, live_server, reviewer)
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 320, "height": 225, "deviceScaleFactor": 4, "mobile": False}
+    )
+    try:
+        browser.get(f"{live_server.url}/review/{upload.pk}/")
+        wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+        seen: dict[str, bool] = {}
+        for name, selector in (("picture", "#zoom-frame img.picture"), ("verdict", ".review-panel .verdict-word")):
+            seen[name] = browser.execute_script(
+                "const el = document.querySelector(arguments[0]); el.scrollIntoView({block: 'center'});"
+                "const r = el.getBoundingClientRect();"
+                "const hit = document.elementFromPoint(r.left + r.width / 2, r.top + Math.min(r.height / 2, 8));"
+                "return Boolean(hit) && !document.getElementById('decisions').contains(hit);",
+                selector,
+            )
+        assert seen == {"picture": True, "verdict": True}, seen
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
