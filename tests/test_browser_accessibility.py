@@ -320,3 +320,23 @@ def test_a_desktop_window_zoomed_to_400_percent_shows_the_review_picture_and_ver
         assert seen == {"picture": True, "verdict": True}, seen
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_delete_box_pressed_from_the_keyboard_leaves_focus_on_the_box_tools_not_the_page(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """Delete box is disabled once its box is gone, and a disabled button drops focus to <body>: a screen reader
+    lost its place, and the next key went to the page instead of the tools."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    upload = make_upload(alice, probability=0.9, name="boxed.jpg", boxes=[{"box": [0.1, 0.1, 0.3, 0.4], "score": 0.8}])
+    open_logged_in(browser, live_server, reviewer, f"/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    press(browser, "x")  # selects the model's box
+    delete = browser.find_element(By.ID, "delete-box-button")
+    wait(browser, lambda b: delete.is_enabled(), 5)
+    delete.send_keys(Keys.ENTER)
+
+    wait(browser, lambda b: b.find_element(By.ID, "box-count").text == "0 boxes", 5)
+    assert browser.execute_script(FOCUSED_ID) == "draw-box-button"

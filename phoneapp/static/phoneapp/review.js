@@ -183,11 +183,15 @@
 
     function deleteSelected() {
       if (selected < 0) return false;
+      // Delete box is disabled once nothing is selected, and a disabled button drops focus to the page's body: a
+      // keyboard or screen-reader user who pressed it was left nowhere. Focus goes to Draw a box, beside it.
+      const hadFocus = document.activeElement === deleteButton;
       boxes.splice(selected, 1);
       scores.splice(selected, 1);
       selected = -1;
       touched();
       render();
+      if (hadFocus) drawButton.focus({ preventScroll: true });
       return true;
     }
 
