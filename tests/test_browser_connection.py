@@ -159,3 +159,34 @@ def test_a_picture_the_server_could_not_take_for_now_is_sent_again_by_itself(
     assert "Server busy — sent again by itself" in busy.text and "nothing was saved" in busy.text
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done]"), VERDICT_TIMEOUT)
     assert Upload.objects.count() == 1 and len(calls) == 2
+
+
+def test_retry_is_named_with_its_picture_and_pressed_from_the_keyboard_leaves_focus_on_its_card(
+    live_server: LiveServer, browser: Chrome, alice: User, tmp_path: Path
+) -> None:
+    """Tabbing through a failed batch said "Retry", "Retry", …; and the Retry pressed went away with focus on it, so
+    focus fell to <body> and a screen reader lost its place in the list."""
+    from django.conf import settings
+    from django.test import Client
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    picture = tmp_path / "platform.jpg"
+    picture.write_bytes(picture_bytes("JPEG", width=320, height=240))
+    open_logged_in(browser, live_server, alice)
+    browser.delete_cookie(settings.SESSION_COOKIE_NAME)
+    choose_and_upload(browser, picture)
+    card = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .result"))[0]
+    retry = wait(browser, lambda b: card.find_elements(By.CSS_SELECTOR, "button.retry"))[0]
+    assert retry.accessible_name == "Retry platform.jpg"
+
+    signed_in_again = Client()
+    signed_in_again.force_login(alice)
+    browser.add_cookie(
+        {"name": settings.SESSION_COOKIE_NAME, "value": signed_in_again.cookies[settings.SESSION_COOKIE_NAME].value}
+    )
+    retry.send_keys(Keys.ENTER)
+
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#results .verdict[data-status=done]"), VERDICT_TIMEOUT)
+    focused_in_card = "return document.activeElement.closest('.result') === arguments[0]"
+    assert browser.execute_script(focused_in_card, card)

@@ -289,10 +289,20 @@
     return navigator.onLine === false;
   }
 
-  // A button that puts the picture back in the queue at once, with its key.
+  // A button that puts the picture back in the queue at once, with its key. Named with its picture: tabbing through
+  // a failed batch said "Retry", "Retry", "Retry". Pressed, it goes (the card says "Waiting to upload…"), so focus
+  // moves to its card: it fell to the page's body, and a screen reader lost its place.
   function sendAgainButton(job, text) {
-    const button = el("button", { type: "button", class: "small retry", text: text });
-    button.addEventListener("click", () => resendNow(job));
+    const button = el("button",
+      { type: "button", class: "small retry", text: text, "aria-label": text + " " + job.file.name });
+    button.addEventListener("click", () => {
+      const hadFocus = document.activeElement === button;
+      resendNow(job);
+      if (hadFocus) {
+        job.card.item.tabIndex = -1;
+        job.card.item.focus({ preventScroll: true });
+      }
+    });
     return button;
   }
 
