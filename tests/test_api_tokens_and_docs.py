@@ -359,6 +359,12 @@ def test_api_docs_load_their_scripts_from_this_site_only(client: Client, page: s
     assert "googleapis" not in html  # fonts from another host: refused by the CSP, and a call to Google
 
 
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_api_docs_say_their_language_for_screen_readers(client: Client, page: str) -> None:
+    """Swagger's <html> had no lang: a screen reader set to another language read the page in that voice."""
+    assert '<html lang="en">' in client.get(page).content.decode()
+
+
 def test_result_carries_picture_urls_that_only_the_owner_can_fetch(
     alice_client: Client, bob_client: Client, client: Client, alice: User
 ) -> None:

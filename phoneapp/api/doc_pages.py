@@ -57,9 +57,11 @@ def _is_the_schema(request: Request, response: Response) -> bool:
 
 
 class SwaggerPage(SpectacularSwaggerSplitView):
-    """Swagger UI at ``/api/docs/``: drf-spectacular's page, ``GET`` and ``HEAD`` only."""
+    """Swagger UI at ``/api/docs/``: drf-spectacular's page, ``GET`` and ``HEAD`` only, in a template that says its
+    language (drf-spectacular's ``<html>`` has none, so a screen reader used its own default's voice)."""
 
     http_method_names = PAGE_METHODS
+    template_name = "phoneapp/api/swagger.html"
 
 
 class RedocPage(SpectacularRedocView):
