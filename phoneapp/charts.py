@@ -2,7 +2,9 @@
 
 Each function returns a complete ``<svg>`` element as a string (every text escaped here), scaled by its
 ``viewBox`` so it fills its container on a desktop and on a phone. Charts carry ``role="img"`` and a title;
-the page puts the same numbers in a table next to each chart for screen readers and for copying.
+the page puts the same numbers in a table next to each chart for screen readers and for copying. An empty chart
+says so in its title too: ``role="img"`` hides the words drawn inside it ("Nothing reviewed yet"), and the page
+has no table for it, so a screen reader heard only the chart's name.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ def stacked_bar(segments: Sequence[Segment], *, title: str, chart_id: str) -> st
     body: list[str] = []
     x = 0.0
     if total <= 0:
+        title = f"{title}: no uploads yet"
         body.append(f'<rect x="0" y="8" width="{WIDTH}" height="32" fill="{GRID}" rx="4"/>')
         body.append(f'<text x="{WIDTH / 2}" y="29" text-anchor="middle" fill="{MUTED}">No uploads yet</text>')
     for segment in segments:
@@ -165,6 +168,7 @@ def percent_bars(rows: Sequence[tuple[str, float, str]], *, title: str, chart_id
     plot_w = WIDTH - caption_w
     body: list[str] = []
     if not rows:
+        title = f"{title}: nothing reviewed yet"
         body.append(f'<text x="{WIDTH / 2}" y="22" text-anchor="middle" fill="{MUTED}">Nothing reviewed yet</text>')
     for index, (label, fraction, caption) in enumerate(rows):
         y = 4 + index * row_h
@@ -193,6 +197,8 @@ def confusion_grid(
     cell_h = 64
     height = head_h + len(rows) * cell_h + 4
     total = sum(counts.values())
+    if not total:
+        title = f"{title}: nothing reviewed yet"
     body = [
         f'<text x="{label_w + (WIDTH - label_w) / 2:.1f}" y="14" text-anchor="middle" fill="{MUTED}" '
         'font-size="12">model said</text>',

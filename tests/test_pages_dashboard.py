@@ -156,6 +156,17 @@ def test_dashboard_draws_every_chart_as_inline_svg(staff_client: Client, alice: 
     assert "<script" not in page.split("<main", 1)[1].split("</main>", 1)[0]
 
 
+def test_an_empty_chart_says_so_in_its_name_which_is_all_a_screen_reader_hears_of_it(staff_client: Client) -> None:
+    """role="img" hides the words drawn inside a chart ("Nothing reviewed yet"), and the page shows no table of
+    numbers for an empty accuracy chart or confusion matrix: a screen reader heard only "Reviewed accuracy per model
+    version, image"."""
+    page = staff_client.get("/dashboard/").content.decode()
+    titles = dict(re.findall(r'<title id="(chart-[a-z-]+)-title">([^<]*)</title>', page))
+    assert titles["chart-accuracy"] == "Reviewed accuracy per model version: nothing reviewed yet"
+    assert titles["chart-confusion"] == "Confusion matrix of reviewed uploads: nothing reviewed yet"
+    assert titles["chart-split"] == "Verdict split of all uploads: no uploads yet"
+
+
 def test_dashboard_filters_the_confusion_matrix_by_model_version(
     staff_client: Client, alice: User, reviewer: User
 ) -> None:
