@@ -1,6 +1,7 @@
 """The review queue with a keyboard alone, and on a 320 px screen, in a real browser (headless Chromium): zoom and
 move around the picture, leave the box tool with Tab, shortcuts off means off, nothing focused hides under the
-decision bar; and a verdict arriving on a detail page is said aloud."""
+decision bar, nor under the whole screen at 400% zoom; focus kept after Delete box; a verdict arriving on a detail
+page said aloud; the heat-map switch drawn in a high-contrast theme."""
 
 from __future__ import annotations
 
@@ -340,3 +341,36 @@ def test_delete_box_pressed_from_the_keyboard_leaves_focus_on_the_box_tools_not_
 
     wait(browser, lambda b: b.find_element(By.ID, "box-count").text == "0 boxes", 5)
     assert browser.execute_script(FOCUSED_ID) == "draw-box-button"
+
+
+def test_in_a_high_contrast_theme_the_heat_map_switch_is_drawn_and_shows_on_and_off(
+    live_server: LiveServer, browser: Chrome, alice: User
+) -> None:
+    """Forced colours (Windows' high-contrast themes) drop backgrounds and shadows, which is all the switch was drawn
+    with (the real checkbox is invisible): its label read as plain text, the same on as off."""
+    import io
+
+    from PIL import Image, ImageChops
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, probability=0.9, name="contrast.jpg", picture=draw_desk_with_phone())
+    overlay_for(upload, (0.5, 0.5))
+    open_logged_in(browser, live_server, alice)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "forced-colors", "value": "active"}]})
+    try:
+        browser.get(f"{live_server.url}/uploads/{upload.pk}/")
+        label = browser.find_element(By.CSS_SELECTOR, "label[for=show-heatmap]")
+
+        def switch() -> Image.Image:
+            shot = Image.open(io.BytesIO(label.screenshot_as_png)).convert("RGB")
+            return shot.crop((0, 0, min(shot.width, 36), shot.height))  # the drawn switch (2.4rem), left of the words
+
+        off = switch()
+        label.click()
+        wait(browser, lambda b: b.find_element(By.ID, "show-heatmap").is_selected(), 5)
+        on = switch()
+        blank = Image.new("RGB", off.size, off.getpixel((0, 0)))
+        assert ImageChops.difference(off, blank).getbbox() is not None, "the switch is not drawn at all"
+        assert ImageChops.difference(off, on).getbbox() is not None, "on and off look the same"
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
