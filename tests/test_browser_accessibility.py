@@ -147,7 +147,7 @@ def test_b_pressed_after_leaving_the_zoomed_picture_draws_a_box_the_arrows_move_
     started = browser.find_element(By.ID, "box-count").text
     assert started.startswith("Drawing a box at the centre"), started
     press(browser, *[Keys.ARROW_LEFT] * 10)
-    assert browser.find_element(By.ID, "box-count").text != started, "the arrows did not move the box"
+    assert "the middle left" in browser.find_element(By.ID, "box-count").text, "the arrows did not move the box"
     press(browser, Keys.ENTER)
     assert browser.find_element(By.ID, "box-count").text.startswith("1 box; selected: ")
     assert "zoomed" not in (browser.find_element(By.ID, "zoom-frame").get_attribute("class") or "")
@@ -374,3 +374,21 @@ def test_in_a_high_contrast_theme_the_heat_map_switch_is_drawn_and_shows_on_and_
         assert ImageChops.difference(off, on).getbbox() is not None, "on and off look the same"
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+def test_moving_a_box_being_drawn_says_only_where_it_is_now_the_keys_once(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """Each arrow press said the box's place and then all the keys again ("arrows move it, Shift+arrows size it,
+    Enter saves it, Esc drops it"): a screen reader queued ~20 words per step."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    upload = make_upload(alice, probability=0.5, name="plain.jpg")
+    open_logged_in(browser, live_server, reviewer, f"/review/{upload.pk}/")
+    wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-zoom-ready") == "true", 5)
+    press(browser, "b")
+    assert "Enter saves it" in browser.find_element(By.ID, "box-count").text
+    press(browser, *[Keys.ARROW_UP] * 10)
+    said = browser.find_element(By.ID, "box-count").text
+    assert said == "Drawing a box at the top centre, 20% of the picture wide.", said

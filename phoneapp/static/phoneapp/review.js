@@ -124,6 +124,7 @@
     let selected = -1;
     let draft = null; // [x1, y1, x2, y2] while drawing
     let dragStart = null;
+    let draftKeysSaid = false; // the keys for the box being drawn were said (render)
     const editor = canvas("box-editor");
     editor.id = "box-editor";
     stack.appendChild(editor);
@@ -142,10 +143,14 @@
       const counted = boxes.length + " box" + (boxes.length === 1 ? "" : "es");
       editor.setAttribute("aria-label", "Phone boxes: " + (boxes.length ? boxes.map(placeWords).join("; ") : "none"));
       // Said in a live region at each change: where the box being drawn or the selected box is, not only how many.
+      // The keys are said once, when a box is started: said again at each arrow press, a screen reader read ~20 words
+      // per step before the next place.
       if (draft) {
         count.textContent = "Drawing a box at " + placeWords(normalised(draft)) +
-          ": arrows move it, Shift+arrows size it, Enter saves it, Esc drops it.";
+          (draftKeysSaid ? "." : ": arrows move it, Shift+arrows size it, Enter saves it, Esc drops it.");
+        draftKeysSaid = true;
       } else {
+        draftKeysSaid = false;
         count.textContent = counted + (selected >= 0 ? "; selected: " + placeWords(boxes[selected]) : "");
       }
       deleteButton.disabled = selected < 0;
