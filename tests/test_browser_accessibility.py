@@ -392,3 +392,17 @@ def test_moving_a_box_being_drawn_says_only_where_it_is_now_the_keys_once(
     press(browser, *[Keys.ARROW_UP] * 10)
     said = browser.find_element(By.ID, "box-count").text
     assert said == "Drawing a box at the top centre, 20% of the picture wide.", said
+
+
+def test_the_admin_pictures_link_to_the_review_queue_is_underlined_not_told_by_colour_alone(
+    live_server: LiveServer, browser: Chrome, alice: User, reviewer: User
+) -> None:
+    """ "Decide on it in the review queue" sat in the picture's caption in the admin's link blue, 2.6:1 against the
+    caption's grey and not underlined: without seeing colour, nothing showed it was a link."""
+    from selenium.webdriver.common.by import By
+
+    upload = make_upload(alice, probability=0.9, name="admin.jpg")
+    open_logged_in(browser, live_server, reviewer, f"/admin/phoneapp/upload/{upload.pk}/change/")
+    link = browser.find_element(By.CSS_SELECTOR, ".admin-picture figcaption a")
+    assert link.text == "Decide on it in the review queue"
+    assert "underline" in link.value_of_css_property("text-decoration-line")
