@@ -312,7 +312,7 @@ def upload_group_review(
     a decision made on an outdated page never silently replaces someone else's.
     """
     label = _decided_label(upload=upload, decision=decision)
-    current = Upload.objects.select_for_update().get(pk=upload.pk)
+    current = _picture_lock(upload=upload)
     if seen_state is not None:
         _refuse_if_changed_since_seen(current=current, seen_state=seen_state, reviewer=reviewer)
     if not as_ground_truth:
@@ -332,6 +332,17 @@ def upload_group_review(
         waiting = not as_ground_truth and _contradicts_confident_verdict(current, label)
         _record_review(ids=ids, box_changes=box_changes, label=label, waiting=waiting, reviewer=reviewer)
     return prior
+
+
+def _picture_lock(*, upload: Upload) -> Upload:
+    """Lock every upload of ``upload``'s picture (same sha256) in id order, and return ``upload``'s row as it is now.
+
+    All of them, first, in one order: each decision used to lock its own upload, then the other copies. Two reviewers
+    deciding at once on two uploads of one picture (each shown their own copy) then each held the row the other
+    waited for, and PostgreSQL broke the deadlock by failing one of them, answered as an outage (503)."""
+    same_picture = Upload.objects.filter(Q(pk=upload.pk) | Q(sha256=upload.sha256))
+    list(same_picture.select_for_update().order_by("pk").values_list("pk", flat=True))
+    return Upload.objects.get(pk=upload.pk)
 
 
 def _refuse_if_disputed(*, current: Upload) -> None:

@@ -1,0 +1,78 @@
+"""Two reviewers (or a reviewer and an owner) acting on the same picture at the same moment.
+
+Real commits and two connections (transactional tests) on PostgreSQL, where row locks are taken and waited for as
+in production (SQLite has one writer at a time, so these races cannot happen there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+
+from phoneapp.models import Upload
+from phoneapp.services import reviews
+from phoneapp.services.reviews import ReviewConflict, upload_review_decide, upload_review_state
+from tests.factories import make_upload
+from tests.live_services import postgres_require
+
+
+def at_once(*calls: Callable[[], object]) -> list[object]:
+    """Run ``calls`` in threads of their own (each with its own connection); what each returned or raised."""
+    outcomes: list[object] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], object]) -> None:
+        try:
+            outcomes[index] = call()
+        except Exception as error:
+            outcomes[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_reviewers_deciding_two_uploads_of_one_picture_at_once_are_answered_a_conflict_not_a_deadlock(
+    alice: User, bob: User, reviewer: User, second_reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alice and Bob sent the same picture; two reviewers, each shown one of the uploads, decide at the same moment
+    with different labels. One decision is saved on both uploads, the other is refused as a conflict (409). Each
+    used to lock its own upload and then wait for the other's: PostgreSQL broke the deadlock by failing one
+    decision with an OperationalError, which the site answers as an outage (503)."""
+    postgres_require(connection)
+    both_looked = threading.Barrier(2, timeout=1.5)
+    is_second_opinion = reviews._is_second_opinion
+
+    def meet_the_other_reviewer_first(**kwargs: Any) -> bool:
+        # Both have locked what they lock before looking at the picture's review (or one waits for the other's).
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other waits for this one's lock
+            both_looked.wait()
+        return is_second_opinion(**kwargs)
+
+    monkeypatch.setattr(reviews, "_is_second_opinion", meet_the_other_reviewer_first)
+    alices = make_upload(alice, probability=0.5, sha256="c" * 64)
+    bobs = make_upload(bob, probability=0.5, sha256="c" * 64)
+    alices_seen, bobs_seen = upload_review_state(upload=alices), upload_review_state(upload=bobs)
+
+    outcomes = at_once(
+        lambda: upload_review_decide(upload=alices, decision="phone", reviewer=reviewer, seen_state=alices_seen),
+        lambda: upload_review_decide(upload=bobs, decision="not_phone", reviewer=second_reviewer, seen_state=bobs_seen),
+    )
+
+    errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert [type(error) for error in errors] == [ReviewConflict], errors
+    [saved] = [outcome for outcome in outcomes if isinstance(outcome, reviews.ReviewDecision)]
+    labels = set(Upload.objects.filter(sha256="c" * 64).values_list("reviewed_label", flat=True))
+    assert labels == {saved.label}
