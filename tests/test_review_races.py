@@ -18,7 +18,9 @@ from django.db import connection
 from phoneapp.models import Upload
 from phoneapp.services import reviews
 from phoneapp.services.reviews import ReviewConflict, upload_review_decide, upload_review_state
-from tests.factories import make_upload
+from phoneapp.services.upload_deletion import upload_delete
+from phoneapp.web import review as review_views
+from tests.factories import client_for, make_upload
 from tests.live_services import postgres_require
 
 
@@ -76,3 +78,29 @@ def test_two_reviewers_deciding_two_uploads_of_one_picture_at_once_are_answered_
     [saved] = [outcome for outcome in outcomes if isinstance(outcome, reviews.ReviewDecision)]
     labels = set(Upload.objects.filter(sha256="c" * 64).values_list("reviewed_label", flat=True))
     assert labels == {saved.label}
+
+
+@pytest.mark.django_db
+def test_a_decision_on_a_picture_its_owner_deletes_meanwhile_is_answered_not_found_not_a_server_error(
+    alice: User, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner deletes the upload between the decision's read of it and its lock (or while the deletion holds the
+    row): the decision saves nothing and answers 404, as one sent a moment later does; it was an unhandled
+    ``Upload.DoesNotExist``, a 500."""
+    upload = make_upload(alice, probability=0.9)
+    read_upload = review_views.review_upload_get
+
+    def read_then_deleted_by_its_owner(*, upload_id: int) -> Upload:
+        found = read_upload(upload_id=upload_id)
+        if Upload.objects.filter(pk=upload_id).exists():
+            upload_delete(upload=found)
+        return found
+
+    monkeypatch.setattr(review_views, "review_upload_get", read_then_deleted_by_its_owner)
+    client = client_for(reviewer)
+    client.raise_request_exception = False
+
+    answer = client.post(f"/review/{upload.pk}/decide", {"decision": "phone"})
+
+    assert answer.status_code == 404
+    assert not Upload.objects.filter(pk=upload.pk).exists()

@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from phoneapp.client_json import client_json_loads
+from phoneapp.errors import UploadNotFound
 from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
@@ -221,6 +222,8 @@ def uploads_confirm_predictions(*, uploads: UploadQuerySet, reviewer: AbstractBa
             upload_group_review(upload=upload, decision=CONFIRM, reviewer=reviewer)
         except ReviewNeedsChoice:
             unsure += 1
+        except UploadNotFound:
+            continue  # deleted meanwhile by its owner (or retention): nothing to confirm
         else:
             confirmed += 1
     outcome = ConfirmOutcome(confirmed=confirmed, unsure=unsure, not_open=uploads.count() - confirmed - unsure)
@@ -339,10 +342,16 @@ def _picture_lock(*, upload: Upload) -> Upload:
 
     All of them, first, in one order: each decision used to lock its own upload, then the other copies. Two reviewers
     deciding at once on two uploads of one picture (each shown their own copy) then each held the row the other
-    waited for, and PostgreSQL broke the deadlock by failing one of them, answered as an outage (503)."""
+    waited for, and PostgreSQL broke the deadlock by failing one of them, answered as an outage (503).
+
+    Raises :class:`UploadNotFound` when ``upload`` was deleted since the caller read it (its owner deleting it as
+    the reviewer decides): nothing is saved, and the page answers 404 as it does to a decision sent just after."""
     same_picture = Upload.objects.filter(Q(pk=upload.pk) | Q(sha256=upload.sha256))
     list(same_picture.select_for_update().order_by("pk").values_list("pk", flat=True))
-    return Upload.objects.get(pk=upload.pk)
+    current = Upload.objects.filter(pk=upload.pk).first()
+    if current is None:
+        raise UploadNotFound("This picture was deleted while you had it open; nothing was saved.")
+    return current
 
 
 def _refuse_if_disputed(*, current: Upload) -> None:
@@ -475,6 +484,9 @@ def uploads_review(*, uploads: UploadQuerySet, label: str, reviewer: AbstractBas
             decided = upload_group_review(upload=upload, decision=label, reviewer=reviewer)
         except ReviewDisputed:
             disputed += 1
+            continue
+        except UploadNotFound:
+            selected.discard(upload.pk)  # deleted meanwhile by its owner (or retention): nothing to label
             continue
         labelled.update(prior.upload_id for prior in decided)
     waiting = Upload.objects.filter(pk__in=labelled, second_review=SecondReview.WAITING).count()
