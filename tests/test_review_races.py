@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,13 @@ from django.db import connection
 
 from phoneapp.models import Upload
 from phoneapp.services import reviews
-from phoneapp.services.reviews import ReviewConflict, upload_review_decide, upload_review_state
+from phoneapp.services.ground_truth import ground_truth_restore
+from phoneapp.services.reviews import (
+    ReviewConflict,
+    upload_review_decide,
+    upload_review_state,
+    uploads_review_restore,
+)
 from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.web import review as review_views
 from tests.factories import client_for, make_upload
@@ -104,3 +111,56 @@ def test_a_decision_on_a_picture_its_owner_deletes_meanwhile_is_answered_not_fou
 
     assert answer.status_code == 404
     assert not Upload.objects.filter(pk=upload.pk).exists()
+
+
+def another_connection_waits_for_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return bool(waiting)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("undone", ["review", "ground truth"])
+def test_an_undo_and_another_reviewers_decision_on_the_same_picture_at_once_both_go_through(
+    undone: str, alice: User, bob: User, reviewer: User, second_reviewer: User
+) -> None:
+    """A reviewer takes back a decision on a picture sent three times (the review, or the ground truth set with it)
+    while another reviewer decides on it. The undo updated the uploads one by one, newest first; the decision locks
+    them oldest first: each held a row the other waited for, and PostgreSQL failed one (a 503). The undo now locks
+    them in the decision's order first, so one waits for the other. Made to happen every time: the undo stops after
+    its first statement until the decision waits for a row it holds."""
+    postgres_require(connection)
+    uploads = [make_upload(owner, probability=0.5, sha256="d" * 64) for owner in (alice, bob, alice)]
+    decided = upload_review_decide(upload=uploads[0], decision="phone", reviewer=reviewer, as_ground_truth=True)
+    undo_holds_a_row = threading.Event()
+    statements: list[str] = []
+
+    def stop_after_the_first_lock(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+        result = execute(sql, *args)
+        if "UPDATE" in sql:  # an UPDATE, or a SELECT ... FOR UPDATE: not the transaction's SAVEPOINT
+            statements.append(sql)
+        if len(statements) == 1 and not undo_holds_a_row.is_set():
+            undo_holds_a_row.set()
+            deadline = time.monotonic() + 5
+            while not another_connection_waits_for_a_lock() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return result
+
+    def undo() -> int:
+        with connection.execute_wrapper(stop_after_the_first_lock):
+            if undone == "review":
+                return uploads_review_restore(prior=decided.prior, reviewer=reviewer)
+            return ground_truth_restore(prior=decided.prior_ground_truth, by=reviewer)
+
+    def decide_once_the_undo_started() -> object:
+        undo_holds_a_row.wait(timeout=5)
+        return upload_review_decide(upload=uploads[1], decision="not_phone", reviewer=second_reviewer)
+
+    outcomes = at_once(undo, decide_once_the_undo_started)
+
+    assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
+    assert outcomes[0] == 3

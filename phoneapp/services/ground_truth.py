@@ -105,6 +105,9 @@ def ground_truth_restore(*, prior: Sequence[PriorGroundTruth], by: AbstractBaseU
     """Undo :func:`picture_mark_ground_truth`: put back each upload's ground truth as it was. Only uploads whose
     ground truth ``by`` set are touched, so an undo never erases someone else's later decision. Returns how many."""
     restored = 0
+    # In id order first, as a decision locks a picture's uploads: row by row in the order recorded (newest first),
+    # this undo and a decision on the same picture at once could each hold a row the other waited for (a deadlock).
+    uploads_lock(ids=[before.upload_id for before in prior])
     for before in prior:
         restored += Upload.objects.filter(pk=before.upload_id, ground_truth_by_id=by.pk).update(
             ground_truth_label=before.label,
@@ -113,6 +116,13 @@ def ground_truth_restore(*, prior: Sequence[PriorGroundTruth], by: AbstractBaseU
         )
     logger.info("ground truth undone", extra={"count": restored, "by_id": by.pk})
     return restored
+
+
+def uploads_lock(*, ids: Sequence[int]) -> None:
+    """Lock uploads ``ids`` until the current transaction ends, in id order: the order in which a review decision
+    locks a picture's uploads (:mod:`phoneapp.services.reviews`), so two writers of the same picture take turns
+    instead of each holding a row the other waits for."""
+    list(Upload.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -29,7 +29,7 @@ from phoneapp.errors import UploadNotFound
 from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
-from phoneapp.services.ground_truth import PriorGroundTruth, picture_mark_ground_truth
+from phoneapp.services.ground_truth import PriorGroundTruth, picture_mark_ground_truth, uploads_lock
 
 logger = logging.getLogger(__name__)
 
@@ -498,6 +498,10 @@ def uploads_review_restore(*, prior: list[PriorReview], reviewer: AbstractBaseUs
     an undo never erases a later decision by someone else. Returns how many were restored."""
     restored = 0
     with transaction.atomic():
+        # Every row first, in id order as a decision locks them (:func:`_picture_lock`): updated one by one in the
+        # order they were recorded (newest first), an undo and another reviewer's decision on the same picture at
+        # once each held a row the other waited for, and PostgreSQL failed one of them (a 503).
+        uploads_lock(ids=[before.upload_id for before in prior])
         for before in prior:
             reviewed_at = datetime.fromisoformat(before.reviewed_at) if before.reviewed_at else None
             extra = {name: value for name, value in before.extra.items() if name in _EXTRA_FIELDS}
