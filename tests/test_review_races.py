@@ -7,6 +7,8 @@ in production (SQLite has one writer at a time, so these races cannot happen the
 from __future__ import annotations
 
 import contextlib
+import html
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -164,3 +166,30 @@ def test_an_undo_and_another_reviewers_decision_on_the_same_picture_at_once_both
 
     assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
     assert outcomes[0] == 3
+
+
+@pytest.mark.django_db
+def test_an_admin_form_opened_before_another_reviewers_decision_does_not_overwrite_it(
+    alice: User, reviewer: User, second_reviewer: User
+) -> None:
+    """Rita opens a picture in the admin to draw its boxes; meanwhile Sam decides "not a phone" in the review queue.
+    Rita's form still says "phone" and is sent with it: the admin read that as a relabelling and put "phone" back
+    over Sam's decision, unseen (the queue refuses such a stale decision with a 409). The form is shown again,
+    saying who decided meanwhile, and nothing is saved."""
+    upload = make_upload(alice, probability=0.55, reviewed="phone", reviewer=reviewer)
+    staff = client_for(reviewer)
+    form_page = staff.get(f"/admin/phoneapp/upload/{upload.pk}/change/").content.decode()
+    form = dict(re.findall(r'<input type="hidden" name="(review_seen)" value="([^"]*)"', form_page))
+    upload_review_decide(
+        upload=upload, decision="not_phone", reviewer=second_reviewer, seen_state=upload_review_state(upload=upload)
+    )
+
+    answer = staff.post(
+        f"/admin/phoneapp/upload/{upload.pk}/change/",
+        {**form, "reviewed_label": "phone", "reviewed_boxes": '[{"box": [0.1, 0.1, 0.5, 0.5]}]'},
+    )
+
+    upload.refresh_from_db()
+    assert (upload.reviewed_label, upload.reviewed_by, upload.reviewed_boxes) == ("not_phone", second_reviewer, None)
+    assert answer.status_code == 200
+    assert "sam decided on this picture while you had it open" in html.unescape(answer.content.decode())

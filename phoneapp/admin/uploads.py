@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import pluralize
@@ -23,7 +24,10 @@ from phoneapp.services.classification import uploads_retry_failed
 from phoneapp.services.ground_truth import uploads_mark_ground_truth, uploads_unmark_ground_truth
 from phoneapp.services.reviews import (
     BadBoxes,
+    ReviewConflict,
     review_boxes_parse,
+    upload_review_seen_require,
+    upload_review_state,
     upload_set_reviewed_boxes,
     uploads_clear_review,
     uploads_confirm_predictions,
@@ -57,6 +61,44 @@ class BoxesJSONField(forms.JSONField):
             raise forms.ValidationError(error.message) from error
 
 
+class _SeenReviewField(forms.CharField):
+    """The review as the form showed it; what it was is no change of the upload (nor of the admin's log)."""
+
+    widget = forms.HiddenInput
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return False
+
+
+class UploadAdminForm(forms.ModelForm):
+    """The upload's change form, with the review it showed (``review_seen``, :func:`upload_review_state`): a label
+    or boxes sent from a form opened before another reviewer decided are refused on the form, as the review queue
+    refuses a decision made on an outdated page. Sent anyway, a label left as the form showed it read as a
+    relabelling and silently put the old label back over the other reviewer's decision."""
+
+    review_seen = _SeenReviewField(required=False)
+    reviewer: AbstractBaseUser | None = None  # the signed-in staff member, set per request by UploadAdmin.get_form
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["review_seen"].initial = upload_review_state(upload=self.instance)
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        seen = self.data.get("review_seen")
+        changes_review = {"reviewed_label", "reviewed_boxes"} & set(self.changed_data)
+        if seen is None or not changes_review or self.reviewer is None or self.instance.pk is None:
+            return cleaned  # a form sent without it (a script's): judged as before
+        try:
+            # Locked until the admin's transaction ends (it wraps the whole change), so no decision slips in before
+            # save_model.
+            upload_review_seen_require(upload=self.instance, seen_state=seen, reviewer=self.reviewer)
+        except ReviewConflict as error:
+            raise forms.ValidationError(error.message) from error
+        return cleaned
+
+
 # Two reviewers disagree on these pictures: relabelling one would settle the dispute unseen (services/reviews.py).
 _DISPUTED_LEFT_ALONE = (
     "{count} left as they were: two reviewers disagree on {them}. Settle a disputed picture with "
@@ -69,6 +111,7 @@ _LABEL_WORDS = {Label.PHONE: "phone", Label.NOT_PHONE: "not phone"}
 
 @admin.register(Upload)
 class UploadAdmin(NulFindsNothingSearch):
+    form = UploadAdminForm
     # Eight narrow columns: the list fits a 1366 px window beside the filters without scrolling sideways (long
     # names, owners and version names are cut with an ellipsis, whole in their tooltip; see admin.css). What a
     # reviewer opens it for comes first: on a 390 px phone the verdict and review began off-screen, behind the
@@ -140,7 +183,7 @@ class UploadAdmin(NulFindsNothingSearch):
         "ground_truth_by",
         "ground_truth_at",
     ]
-    fields = [*readonly_fields[:13], "reviewed_label", "reviewed_boxes", *readonly_fields[13:]]
+    fields = [*readonly_fields[:13], "reviewed_label", "reviewed_boxes", "review_seen", *readonly_fields[13:]]
 
     class Media:
         css = {"all": ["phoneapp/admin.css"]}
@@ -215,6 +258,12 @@ class UploadAdmin(NulFindsNothingSearch):
                 "drawn. To draw with the mouse or keyboard, open the picture in the review queue (link above)."
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        if issubclass(form, UploadAdminForm):  # a class made for this request (modelform_factory)
+            form.reviewer = signed_in_user(request)
+        return form
 
     def save_model(self, request: HttpRequest, obj: Upload, form: Any, change: bool) -> None:
         # Every edit goes through the review services, so it records who and when and is logged, like the queue's.

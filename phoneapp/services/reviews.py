@@ -354,6 +354,16 @@ def _picture_lock(*, upload: Upload) -> Upload:
     return current
 
 
+def upload_review_seen_require(*, upload: Upload, seen_state: str, reviewer: AbstractBaseUser) -> Upload:
+    """For a change of the review made outside the queue (the admin's form), inside the caller's transaction: lock
+    the picture's uploads as a decision does, and raise :class:`ReviewConflict` when its review is no longer the one
+    ``seen_state`` (:func:`upload_review_state`) names, as the queue refuses a decision made on an outdated page.
+    Returns the upload as it is now, locked until the transaction ends."""
+    current = _picture_lock(upload=upload)
+    _refuse_if_changed_since_seen(current=current, seen_state=seen_state, reviewer=reviewer)
+    return current
+
+
 def _refuse_if_disputed(*, current: Upload) -> None:
     """Raise :class:`ReviewDisputed` when two reviewers disagree on the picture (``current``, locked): only a
     ground-truth decision settles it."""
