@@ -182,12 +182,20 @@ def held_out_upload_sets(*, workdir: Path) -> dict[str, list[Sample]]:
 
 
 def local_picture_path(upload: Upload, workdir: Path) -> Path:
-    """A local file for the upload's picture: the storage's own path when it has one, else a copy (e.g. S3)."""
+    """A local file for the upload's picture: the storage's own path when it has one, else a copy (e.g. S3).
+
+    A picture gone from storage (its owner deleted it after it was listed: a retrain copies pictures for minutes)
+    gives the path of a missing file, as a storage with paths does, which the reading skips as unreadable; the
+    storage's ``FileNotFoundError`` stopped the whole retrain."""
     storage = upload.image.storage
     try:
         return Path(storage.path(upload.image.name))
     except NotImplementedError:
         target = workdir / f"upload-{upload.pk}{Path(upload.image.name).suffix}"
-        with storage.open(upload.image.name, "rb") as source, target.open("wb") as destination:
-            shutil.copyfileobj(source, destination)
+        try:
+            with storage.open(upload.image.name, "rb") as source, target.open("wb") as destination:
+                shutil.copyfileobj(source, destination)
+        except FileNotFoundError:
+            target.unlink(missing_ok=True)
+            logger.warning("picture gone from storage since it was listed", extra={"upload_id": upload.pk})
         return target
