@@ -43,6 +43,10 @@ def uploads_mark_ground_truth(
     marked = 0
     left_alone = 0
     now = timezone.now()
+    # Every upload of these pictures first, in id order: updated picture by picture in the order of a Python set
+    # (which differs between selections and between web processes), two staff marking overlapping selections at
+    # once each held a picture the other waited for, and PostgreSQL failed one of them (an error page).
+    pictures_lock(uploads=uploads)
     if label is None:
         confirmable = uploads.label_settled().reviewed()
         left_alone = uploads.count() - confirmable.count()
@@ -56,8 +60,10 @@ def uploads_mark_ground_truth(
     return GroundTruthOutcome(marked=marked, left_alone=left_alone)
 
 
+@transaction.atomic
 def uploads_unmark_ground_truth(*, uploads: QuerySet[Upload]) -> int:
     """Take these pictures (every upload of them) out of the ground-truth set; returns the uploads changed."""
+    pictures_lock(uploads=uploads)  # in id order, as marking does: one UPDATE locks rows in the order it finds them
     hashes = set(uploads.values_list("sha256", flat=True))
     return Upload.objects.filter(sha256__in=hashes).update(
         ground_truth_label="", ground_truth_by=None, ground_truth_at=None
@@ -91,7 +97,7 @@ class PriorGroundTruth:
 def picture_mark_ground_truth(*, upload: Upload, by: AbstractBaseUser, label: str) -> list[PriorGroundTruth]:
     """Make ``label`` the ground truth of ``upload``'s picture (every upload of it); returns what each held before,
     for :func:`ground_truth_restore`."""
-    rows = Upload.objects.select_for_update().filter(sha256=upload.sha256)
+    rows = Upload.objects.select_for_update().filter(sha256=upload.sha256).order_by("pk")
     prior = [
         PriorGroundTruth(row["pk"], row["ground_truth_label"], row["ground_truth_by_id"], _iso(row["ground_truth_at"]))
         for row in rows.values("pk", "ground_truth_label", "ground_truth_by_id", "ground_truth_at")
@@ -123,6 +129,13 @@ def uploads_lock(*, ids: Sequence[int]) -> None:
     locks a picture's uploads (:mod:`phoneapp.services.reviews`), so two writers of the same picture take turns
     instead of each holding a row the other waits for."""
     list(Upload.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+
+
+def pictures_lock(*, uploads: QuerySet[Upload]) -> None:
+    """Lock every upload of the pictures (same sha256) among ``uploads`` until the current transaction ends, in one
+    statement and in id order, as :func:`uploads_lock` does."""
+    same_pictures = Upload.objects.filter(sha256__in=uploads.values("sha256"))
+    list(same_pictures.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 def _iso(moment: datetime | None) -> str | None:
