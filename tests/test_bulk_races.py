@@ -21,8 +21,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
+from phoneapp.errors import UploadNotFound
 from phoneapp.models import Label, Upload
+from phoneapp.services import upload_deletion
+from phoneapp.services.accounts import DeletedAccount, account_delete
 from phoneapp.services.ground_truth import GroundTruthOutcome, uploads_mark_ground_truth
+from phoneapp.services.reviews import upload_review_decide
 from tests.factories import make_upload
 from tests.live_services import postgres_require
 from tests.test_review_races import another_connection_waits_for_a_lock, at_once
@@ -34,7 +38,7 @@ def stop_after_the_first_lock(locked: threading.Event) -> Callable[..., Any]:
 
     def wrapper(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
         result = execute(sql, *args)
-        if "UPDATE" in sql and not locked.is_set():  # an UPDATE, a DELETE's SELECT ... FOR UPDATE
+        if "UPDATE" in sql and not locked.is_set():  # an UPDATE, or a SELECT ... FOR UPDATE
             locked.set()
             deadline = time.monotonic() + 5
             while not another_connection_waits_for_a_lock() and time.monotonic() < deadline:
@@ -103,3 +107,36 @@ def test_two_staff_marking_overlapping_selections_as_ground_truth_at_once_take_t
     assert outcomes == [GroundTruthOutcome(marked=2, left_alone=0), GroundTruthOutcome(marked=8, left_alone=0)]
     truths = set(Upload.objects.filter(sha256__in=[first, second]).values_list("ground_truth_label", flat=True))
     assert truths == {Label.NOT_PHONE}  # Sam's, saved after Rita's
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_an_account_while_a_reviewer_decides_on_two_of_its_uploads_takes_turns_instead_of_deadlocking(
+    alice: User, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alice deletes her account (over 500 pictures, deleted in batches, one transaction) while a reviewer decides
+    on a picture she sent twice. The batches were cut from her uploads in the order the database found them, which
+    is not id order once rows have been updated (a verdict, a review), and each batch's locks are held until the
+    account is gone: the deletion held the newer copy and waited for the older one, which the decision (locking a
+    picture's uploads in id order) held while waiting for the newer. PostgreSQL failed one of them. The batches now
+    go in id order, so the decision waits, then finds the picture deleted (a 404, as a moment later)."""
+    postgres_require(connection)
+    monkeypatch.setattr(upload_deletion, "BATCH_SIZE", 1)  # two batches of one, as 501 uploads make two
+    older = make_upload(alice, probability=0.9, sha256="e" * 64)
+    newer = make_upload(alice, probability=0.9, sha256="e" * 64)
+    Upload.objects.filter(pk=older.pk).update(error="")  # its row version is now stored after the newer one's
+    assert list(Upload.objects.filter(owner=alice).order_by().values_list("pk", flat=True)) == [newer.pk, older.pk]
+    deletion_holds_an_upload = threading.Event()
+
+    def delete_the_account() -> object:
+        with connection.execute_wrapper(stop_after_the_first_lock(deletion_holds_an_upload)):
+            return account_delete(user=User.objects.get(pk=alice.pk))
+
+    def decide_once_the_deletion_started() -> object:
+        deletion_holds_an_upload.wait(timeout=5)
+        return upload_review_decide(upload=older, decision="phone", reviewer=reviewer)
+
+    outcomes = at_once(delete_the_account, decide_once_the_deletion_started)
+
+    assert outcomes[0] == DeletedAccount(pictures=2, had_api_token=False), outcomes
+    assert isinstance(outcomes[1], UploadNotFound), outcomes
+    assert not Upload.objects.filter(sha256="e" * 64).exists()
