@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,6 +96,36 @@ def test_guessing_the_password_there_is_throttled_like_a_login(alice: User, sett
     assert "Too many wrong passwords" in refused.content.decode()
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0  # as the sign-in page answers
     assert User.objects.filter(pk=alice.pk).exists()
+
+
+def password_field_invalid_because(page: str) -> str:
+    """What a screen reader says the page's password field is wrong about: the text of the elements its
+    ``aria-describedby`` names, when it is marked ``aria-invalid`` ("" when it is not marked)."""
+    [field] = re.findall(r'<input[^>]*\bname="password"[^>]*>', page)
+    attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', field))
+    if attributes.get("aria-invalid") != "true":
+        return ""
+    said = []
+    for described_by in attributes.get("aria-describedby", "").split():
+        [text] = re.findall(rf'<(\w+)[^>]*\bid="{re.escape(described_by)}"[^>]*>(.*?)</\1>', page, flags=re.S)
+        said.append(html.unescape(re.sub(r"<[^>]+>", "", text[1])).strip())
+    return " ".join(said)
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [("", "Enter your password to delete your account"), ("not-it", "That is not your password")],
+)
+def test_a_refused_password_marks_its_field_invalid_and_names_why(alice: User, password: str, message: str) -> None:
+    """The refusal was a message above the page, and the password field looked valid to a screen reader (WCAG
+    3.3.1): it is now the field's error, marked as Django marks a form field's errors."""
+    client = client_for(alice)
+    assert password_field_invalid_because(client.get("/account/delete/").content.decode()) == ""
+
+    refused = client.post("/account/delete/", {"password": password}).content.decode()
+
+    assert message in password_field_invalid_because(refused)
+    assert refused.count(message) == 1  # said once, with the field: not in a message above the page as well
 
 
 @pytest.mark.parametrize("superuser", [False, True])

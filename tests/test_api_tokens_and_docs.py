@@ -22,6 +22,7 @@ from phoneapp.models import ApiToken, Upload
 from phoneapp.services.api_tokens import api_token_regenerate
 from tests.factories import make_upload
 from tests.images import uploaded_file
+from tests.test_account_deletion import password_field_invalid_because
 
 pytestmark = pytest.mark.django_db
 
@@ -434,6 +435,20 @@ def test_creating_a_key_on_the_page_asks_for_the_password(alice_client: Client, 
 
     key = new_key_from_the_page(alice_client)
     assert ApiToken.objects.get(user=alice).digest == hashlib.sha256(key.encode()).hexdigest()
+
+
+def test_a_refused_password_on_the_token_page_marks_its_field_invalid_and_names_why(alice_client: Client) -> None:
+    """The refusal was a message above the page the POST redirected to, and the password field looked valid to a
+    screen reader (WCAG 3.3.1): the page is answered again, the refusal the field's error, as Django marks one."""
+    assert password_field_invalid_because(alice_client.get("/account/api-token/").content.decode()) == ""
+    for sent, said in (
+        ({"action": "regenerate"}, "Enter your password to create a token"),
+        ({"action": "regenerate", "password": "not-hers"}, "That is not your password"),
+    ):
+        refused = alice_client.post("/account/api-token/", sent, follow=True)
+        page = refused.content.decode()
+        assert said in password_field_invalid_because(page) and page.count(said) == 1
+        assert refused.status_code == 400 and not ApiToken.objects.exists()
 
 
 def test_revoking_on_the_page_is_asked_once_more_before_it_is_done(alice_client: Client, alice: User) -> None:

@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from phoneapp.auth_backends import client_address
+from phoneapp.models import ApiToken
 from phoneapp.selectors.uploads import uploads_summary
 from phoneapp.services.accounts import (
     AccountNotSelfDeletable,
@@ -40,7 +41,7 @@ from phoneapp.services.api_tokens import (
 from phoneapp.services.login_attempts import LoginAttempt, login_attempt_give_back, login_attempt_reserve
 from phoneapp.services.upload_deletion import uploads_delete_all_of
 from phoneapp.signed_in import SignedInRequest
-from phoneapp.web.password_confirm import password_refusal, password_wait
+from phoneapp.web.password_confirm import PasswordConfirmForm, password_wait
 
 
 @login_required
@@ -124,23 +125,24 @@ def account_delete_pictures(request: SignedInRequest) -> HttpResponse:
 def account_delete_page(request: SignedInRequest) -> HttpResponse:
     """``GET``: what deleting the account takes with it, and the password to confirm; ``POST``: delete it, sign
     this browser out and land on the sign-in page. Staff accounts are refused (an administrator deletes them)."""
+    form = PasswordConfirmForm(
+        request.POST if request.method == "POST" else None,
+        request=request,
+        to_do="delete your account",
+        auto_id="account-delete-%s",
+    )
     context = {
         "summary": uploads_summary(owner=request.user),
         "has_api_token": api_token_get(user=request.user) is not None,
         "deletable": account_self_deletable(user=request.user),
+        "form": form,
     }
     if request.method == "GET":
         return render(request, "phoneapp/account_delete.html", context)
     try:
         account_self_deletable_require(user=request.user)
-        refusal = password_refusal(request, to_do="delete your account")
-        if refusal:
-            messages.error(request, refusal)
-            wait = password_wait(request)
-            refused = render(request, "phoneapp/account_delete.html", context, status=400 if wait is None else 429)
-            if wait is not None:
-                refused["Retry-After"] = str(wait)
-            return refused
+        if not form.is_valid():  # the password field says why, and is marked invalid
+            return _password_refused(request, "phoneapp/account_delete.html", context)
         deleted = account_delete(user=request.user)
     except AccountNotSelfDeletable as error:
         messages.error(request, error.message)
@@ -152,6 +154,16 @@ def account_delete_page(request: SignedInRequest) -> HttpResponse:
         request, f"Your account is deleted, with {' and '.join(went)}." if went else "Your account is deleted."
     )
     return redirect("login")
+
+
+def _password_refused(request: SignedInRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """The page again, its password field showing why it was refused: 400, or 429 with ``Retry-After`` when the
+    login throttle refused it (as the sign-in page answers)."""
+    wait = password_wait(request)
+    refused = render(request, template, context, status=400 if wait is None else 429)
+    if wait is not None:
+        refused["Retry-After"] = str(wait)
+    return refused
 
 
 class SignOutView(LogoutView):
@@ -183,14 +195,17 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
 
     A new key is handed to the page in a short-lived cookie (:data:`NEW_KEY_COOKIE`) and shown by the ``GET`` that
     follows (Post/Redirect/Get): answered by the ``POST`` itself, a reload sent the form again, which replaced the
-    key just copied."""
+    key just copied. A refused password is answered with the page, the field showing why (not a redirect, which
+    can only carry a message above the page)."""
+    form = PasswordConfirmForm(
+        request.POST if request.method == "POST" else None, request=request, to_do="create a token", auto_id="token-%s"
+    )
     if request.method == "POST":
         action = request.POST.get("action", "")
         if action == "regenerate":
-            refusal = password_refusal(request, to_do="create a token")
-            if refusal:
-                messages.error(request, refusal)
-                return redirect("api-token-page")
+            if not form.is_valid():
+                context = _api_token_context(request, form=form, token=api_token_get(user=request.user))
+                return _password_refused(request, "phoneapp/api_token.html", context)
             made = redirect("api-token-page")
             made.set_signed_cookie(
                 NEW_KEY_COOKIE,
@@ -218,15 +233,23 @@ def api_token_page(request: SignedInRequest) -> HttpResponse:
     )
     if token is None or token.digest != api_token_digest(new_key):
         new_key = ""
-    context = {
+    page = render(
+        request, "phoneapp/api_token.html", _api_token_context(request, form=form, token=token, new_key=new_key)
+    )
+    if NEW_KEY_COOKIE in request.COOKIES:
+        page.delete_cookie(NEW_KEY_COOKIE, path=reverse("api-token-page"), samesite="Strict")
+    return page
+
+
+def _api_token_context(
+    request: SignedInRequest, *, form: PasswordConfirmForm, token: ApiToken | None, new_key: str = ""
+) -> dict[str, Any]:
+    return {
         "token": token,
         "prefix": api_token_prefix(token) if token else "",
         "new_key": new_key,
         # Revoking stops every script using the key at once: asked once more, on this page, before it is done.
         "confirm_revoke": request.GET.get("confirm") == "revoke",
         "api_root": request.build_absolute_uri("/api/"),
+        "form": form,
     }
-    page = render(request, "phoneapp/api_token.html", context)
-    if NEW_KEY_COOKIE in request.COOKIES:
-        page.delete_cookie(NEW_KEY_COOKIE, path=reverse("api-token-page"), samesite="Strict")
-    return page
