@@ -19,13 +19,17 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, transaction
 
 from phoneapp.errors import UploadNotFound
-from phoneapp.models import Label, Upload
+from phoneapp.models import Label, Upload, UploadStatus
 from phoneapp.services import upload_deletion
 from phoneapp.services.accounts import DeletedAccount, account_delete
-from phoneapp.services.ground_truth import GroundTruthOutcome, uploads_mark_ground_truth
+from phoneapp.services.ground_truth import (
+    GroundTruthOutcome,
+    uploads_mark_ground_truth,
+    uploads_unmark_ground_truth,
+)
 from phoneapp.services.reviews import upload_review_decide
 from tests.factories import make_upload
 from tests.live_services import postgres_require
@@ -107,6 +111,69 @@ def test_two_staff_marking_overlapping_selections_as_ground_truth_at_once_take_t
     assert outcomes == [GroundTruthOutcome(marked=2, left_alone=0), GroundTruthOutcome(marked=8, left_alone=0)]
     truths = set(Upload.objects.filter(sha256__in=[first, second]).values_list("ground_truth_label", flat=True))
     assert truths == {Label.NOT_PHONE}  # Sam's, saved after Rita's
+
+
+def connections_waiting_for_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return int(waiting)
+
+
+def until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_removing_a_picture_from_ground_truth_while_a_reviewer_decides_on_it_takes_turns_instead_of_deadlocking(
+    alice: User, bob: User, reviewer: User, second_reviewer: User
+) -> None:
+    """Rita removes a picture sent twice from ground truth in the admin while Sam decides on it in the queue. The
+    removal was one UPDATE, which locks the rows in the order it finds them (not id order once a row was updated);
+    the decision locks them in id order: each could hold a row the other waited for, and PostgreSQL failed one.
+    The removal now locks the picture's uploads in id order first, as marking does. Made to happen every time: a
+    third transaction holds the older upload until the decision waits for it, then the removal."""
+    postgres_require(connection)
+    older = make_upload(alice, probability=0.9, sha256="f" * 64)
+    newer = make_upload(bob, probability=0.9, sha256="f" * 64)
+    uploads_mark_ground_truth(uploads=Upload.objects.filter(pk=older.pk), by=reviewer, label=Label.PHONE)
+    # Classified again (an indexed column changed, so the row moved in the sha256 index too): stored after the newer.
+    for status in (UploadStatus.PENDING, UploadStatus.DONE):
+        Upload.objects.filter(pk=older.pk).update(status=status)
+    assert list(Upload.objects.filter(sha256__in=["f" * 64]).order_by().values_list("pk", flat=True)) == [
+        newer.pk,
+        older.pk,
+    ]
+    holding = threading.Event()
+
+    def hold_the_older_upload_until_both_wait() -> object:
+        with transaction.atomic():
+            list(Upload.objects.select_for_update().filter(pk=older.pk))
+            holding.set()
+            until(lambda: connections_waiting_for_a_lock() >= 2)
+        return None
+
+    def decide() -> object:
+        holding.wait(timeout=5)
+        return upload_review_decide(upload=newer, decision="not_phone", reviewer=second_reviewer)
+
+    def remove_once_the_decision_waits() -> object:
+        holding.wait(timeout=5)
+        until(lambda: connections_waiting_for_a_lock() >= 1)
+        return uploads_unmark_ground_truth(uploads=Upload.objects.filter(pk=older.pk))
+
+    outcomes = at_once(hold_the_older_upload_until_both_wait, decide, remove_once_the_decision_waits)
+
+    assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
+    assert outcomes[2] == 2
+    assert set(Upload.objects.filter(sha256="f" * 64).values_list("ground_truth_label", "reviewed_label")) == {
+        ("", Label.NOT_PHONE)
+    }
 
 
 @pytest.mark.django_db(transaction=True)
