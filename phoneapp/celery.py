@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import (
+    beat_init,
     task_prerun,
     task_received,
     worker_init,
@@ -77,6 +78,37 @@ def _check_database_connections(task: object = None, **_: object) -> None:
 def _sweep_pending_at_worker_start(sender: object = None, **_: object) -> None:
     """Uploads saved while no worker (or no broker) was up are sent again as soon as a worker is ready."""
     app.send_task("phoneapp.tasks.uploads_requeue_stale_task")
+
+
+# Beat's schedule entries at least this long apart are housekeeping (retention, idempotency keys, sessions), sent
+# once more whenever beat starts; the sweep (every SWEEP_INTERVAL_SECONDS) needs no such help.
+HOUSEKEEPING_MIN_SECONDS = 60.0
+
+
+def housekeeping_task_names() -> list[str]:
+    """The tasks of beat's schedule that run hourly or less often."""
+    from django.conf import settings
+
+    return [
+        str(entry["task"])
+        for entry in settings.CELERY_BEAT_SCHEDULE.values()
+        if not (isinstance(entry["schedule"], int | float) and entry["schedule"] < HOUSEKEEPING_MIN_SECONDS)
+    ]
+
+
+@beat_init.connect
+def _housekeeping_at_beat_start(sender: object = None, **_: object) -> None:
+    """Send the hourly and daily housekeeping once when beat starts. Celery runs a task new to beat's schedule file
+    one full interval after the start, never at it: a beat restarted more often than once a day with a fresh file
+    (the Procfile's in the working directory, new at each deploy or daily restart of a Procfile platform) never
+    cleared a single expired session, and one restarted more often than hourly never ran the retention sweep. The
+    tasks are idempotent DELETEs of what has expired, so an extra run at each start costs one query each."""
+    log = logging.getLogger(__name__)
+    for name in housekeeping_task_names():
+        try:
+            app.send_task(name)
+        except Exception as error:  # the next scheduled run does it; beat itself must start
+            log.warning("housekeeping not sent at beat start", extra={"task": name, "error": error})
 
 
 @worker_ready.connect

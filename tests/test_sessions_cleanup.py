@@ -44,3 +44,25 @@ def test_a_deleted_accounts_other_sessions_are_gone_once_expired_not_kept_for_go
 def test_the_session_sweep_is_on_the_beat_schedule(settings: SettingsFixture) -> None:
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "phoneapp.tasks.sessions_clear_expired_task" in tasks
+
+
+def test_housekeeping_runs_when_beat_starts_not_one_whole_interval_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery runs a task new to beat's schedule file one interval after the start: a beat restarted daily with a
+    fresh file (the Procfile keeps it in the working directory) never cleared a session (soak test, helper-93)."""
+    from celery import beat
+    from celery.signals import beat_init
+
+    from phoneapp.celery import app
+
+    sent: list[str] = []
+    monkeypatch.setattr(app, "send_task", lambda name, *args, **kwargs: sent.append(name))
+    scheduler = beat.Scheduler(app, lazy=False)  # no schedule file yet: a new working directory
+    beat_init.send(sender=scheduler)
+    due_at_start = [entry.task for entry in scheduler.schedule.values() if entry.is_due().is_due]
+
+    assert {
+        "phoneapp.tasks.sessions_clear_expired_task",
+        "phoneapp.tasks.upload_requests_forget_expired_task",
+        "phoneapp.tasks.uploads_delete_expired_task",
+    } <= set(sent + due_at_start)
+    assert "phoneapp.tasks.uploads_requeue_stale_task" not in sent  # every 10 s anyway
