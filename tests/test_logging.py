@@ -243,3 +243,28 @@ def test_gunicorn_started_as_the_readme_says_logs_json_lines_too(tmp_path) -> No
     assert {record["logger"] for record in access} == {"gunicorn.access"}, access
     assert any("/accounts/login/" in record["message"] for record in access)
     assert "gunicorn.error" in {record["logger"] for record in records(err)}
+
+
+def test_celerys_task_lines_in_plain_text_say_their_fields_once() -> None:
+    """Celery logs "received" and "succeeded" with the dict of the message's fields, and the same dict again as
+    ``extra={"data": ...}``: printed twice, it was 39% of a worker's log in the soak test (helper-93)."""
+    from celery.app import trace
+
+    context: dict[str, object] = {"id": "t-1", "name": "phoneapp.tasks.upload_classify_task", "args": "(7,)"}
+    context |= {"kwargs": "{}", "runtime": 0.05, "return_value": "'done'"}
+    records: list[logging.LogRecord] = []
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Kept()
+    trace.logger.addHandler(handler)
+    try:
+        trace.info(trace.LOG_SUCCESS, context)
+    finally:
+        trace.logger.removeHandler(handler)
+
+    line = PlainFormatter().format(records[0])
+    assert line.endswith("Task phoneapp.tasks.upload_classify_task[t-1] succeeded in 0.05s: 'done'")
+    assert json.loads(JsonFormatter().format(records[0]))["data"]["args"] == "(7,)"  # JSON keeps the fields
