@@ -13,9 +13,6 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -33,23 +30,7 @@ from phoneapp.services.ground_truth import (
 from phoneapp.services.reviews import upload_review_decide
 from tests.factories import make_upload
 from tests.live_services import postgres_require
-from tests.test_review_races import another_connection_waits_for_a_lock, at_once
-
-
-def stop_after_the_first_lock(locked: threading.Event) -> Callable[..., Any]:
-    """An ``execute_wrapper`` that, after the connection's first statement taking row locks, sets ``locked`` and
-    waits (up to 5 s) until another connection waits for a lock: the moment the other writer is stuck behind it."""
-
-    def wrapper(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
-        result = execute(sql, *args)
-        if "UPDATE" in sql and not locked.is_set():  # an UPDATE, or a SELECT ... FOR UPDATE
-            locked.set()
-            deadline = time.monotonic() + 5
-            while not another_connection_waits_for_a_lock() and time.monotonic() < deadline:
-                time.sleep(0.02)
-        return result
-
-    return wrapper
+from tests.races import at_once, connections_waiting_for_a_lock, stop_after_the_first_lock, until
 
 
 def iterated(shas: list[str], *, shuffle: random.Random) -> list[str]:
@@ -111,22 +92,6 @@ def test_two_staff_marking_overlapping_selections_as_ground_truth_at_once_take_t
     assert outcomes == [GroundTruthOutcome(marked=2, left_alone=0), GroundTruthOutcome(marked=8, left_alone=0)]
     truths = set(Upload.objects.filter(sha256__in=[first, second]).values_list("ground_truth_label", flat=True))
     assert truths == {Label.NOT_PHONE}  # Sam's, saved after Rita's
-
-
-def connections_waiting_for_a_lock() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        (waiting,) = cursor.fetchone()
-    return int(waiting)
-
-
-def until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 @pytest.mark.django_db(transaction=True)

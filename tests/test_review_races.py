@@ -10,8 +10,6 @@ import contextlib
 import html
 import re
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,27 +29,7 @@ from phoneapp.services.upload_deletion import upload_delete
 from phoneapp.web import review as review_views
 from tests.factories import client_for, make_upload
 from tests.live_services import postgres_require
-
-
-def at_once(*calls: Callable[[], object]) -> list[object]:
-    """Run ``calls`` in threads of their own (each with its own connection); what each returned or raised."""
-    outcomes: list[object] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], object]) -> None:
-        try:
-            outcomes[index] = call()
-        except Exception as error:
-            outcomes[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
-    return outcomes
+from tests.races import at_once, stop_after_the_first_lock
 
 
 @pytest.mark.django_db(transaction=True)
@@ -115,16 +93,6 @@ def test_a_decision_on_a_picture_its_owner_deletes_meanwhile_is_answered_not_fou
     assert not Upload.objects.filter(pk=upload.pk).exists()
 
 
-def another_connection_waits_for_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        (waiting,) = cursor.fetchone()
-    return bool(waiting)
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("undone", ["review", "ground truth"])
 def test_an_undo_and_another_reviewers_decision_on_the_same_picture_at_once_both_go_through(
@@ -139,21 +107,9 @@ def test_an_undo_and_another_reviewers_decision_on_the_same_picture_at_once_both
     uploads = [make_upload(owner, probability=0.5, sha256="d" * 64) for owner in (alice, bob, alice)]
     decided = upload_review_decide(upload=uploads[0], decision="phone", reviewer=reviewer, as_ground_truth=True)
     undo_holds_a_row = threading.Event()
-    statements: list[str] = []
-
-    def stop_after_the_first_lock(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
-        result = execute(sql, *args)
-        if "UPDATE" in sql:  # an UPDATE, or a SELECT ... FOR UPDATE: not the transaction's SAVEPOINT
-            statements.append(sql)
-        if len(statements) == 1 and not undo_holds_a_row.is_set():
-            undo_holds_a_row.set()
-            deadline = time.monotonic() + 5
-            while not another_connection_waits_for_a_lock() and time.monotonic() < deadline:
-                time.sleep(0.02)
-        return result
 
     def undo() -> int:
-        with connection.execute_wrapper(stop_after_the_first_lock):
+        with connection.execute_wrapper(stop_after_the_first_lock(undo_holds_a_row)):
             if undone == "review":
                 return uploads_review_restore(prior=decided.prior, reviewer=reviewer)
             return ground_truth_restore(prior=decided.prior_ground_truth, by=reviewer)
