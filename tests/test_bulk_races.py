@@ -3,7 +3,7 @@ uploads at the same moment.
 
 Real commits and two connections (transactional tests) on PostgreSQL, where row locks are taken and waited for as
 in production (SQLite has one writer at a time, so these races cannot happen there). Every writer of several
-uploads locks them in one order, by id (as a review decision does: ``phoneapp.services.reviews._picture_lock``),
+uploads locks them in one order, by id (``phoneapp.services.upload_locks``, as a review decision does),
 so two writers take turns instead of each holding a row the other waits for, which PostgreSQL ends by failing one
 of them (an error page).
 """

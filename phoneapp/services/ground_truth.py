@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from phoneapp.models import Label, Upload, UploadQuerySet
+from phoneapp.services.upload_locks import pictures_lock, uploads_lock
 
 logger = logging.getLogger(__name__)
 
@@ -122,20 +123,6 @@ def ground_truth_restore(*, prior: Sequence[PriorGroundTruth], by: AbstractBaseU
         )
     logger.info("ground truth undone", extra={"count": restored, "by_id": by.pk})
     return restored
-
-
-def uploads_lock(*, ids: Sequence[int]) -> None:
-    """Lock uploads ``ids`` until the current transaction ends, in id order: the order in which a review decision
-    locks a picture's uploads (:mod:`phoneapp.services.reviews`), so two writers of the same picture take turns
-    instead of each holding a row the other waits for."""
-    list(Upload.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
-
-
-def pictures_lock(*, uploads: QuerySet[Upload]) -> None:
-    """Lock every upload of the pictures (same sha256) among ``uploads`` until the current transaction ends, in one
-    statement and in id order, as :func:`uploads_lock` does."""
-    same_pictures = Upload.objects.filter(sha256__in=uploads.values("sha256"))
-    list(same_pictures.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -29,7 +29,8 @@ from phoneapp.errors import UploadNotFound
 from phoneapp.models import Label, ReviewSplit, SecondReview, Upload, UploadQuerySet, UploadStatus, Verdict
 from phoneapp.selectors.decisions import upload_verdict
 from phoneapp.services.errors import DomainError
-from phoneapp.services.ground_truth import PriorGroundTruth, picture_mark_ground_truth, uploads_lock
+from phoneapp.services.ground_truth import PriorGroundTruth, picture_mark_ground_truth
+from phoneapp.services.upload_locks import pictures_lock, uploads_lock
 
 logger = logging.getLogger(__name__)
 
@@ -338,7 +339,8 @@ def upload_group_review(
 
 
 def _picture_lock(*, upload: Upload) -> Upload:
-    """Lock every upload of ``upload``'s picture (same sha256) in id order, and return ``upload``'s row as it is now.
+    """Lock every upload of ``upload``'s picture (same sha256) in id order (:mod:`phoneapp.services.upload_locks`),
+    and return ``upload``'s row as it is now.
 
     All of them, first, in one order: each decision used to lock its own upload, then the other copies. Two reviewers
     deciding at once on two uploads of one picture (each shown their own copy) then each held the row the other
@@ -346,8 +348,7 @@ def _picture_lock(*, upload: Upload) -> Upload:
 
     Raises :class:`UploadNotFound` when ``upload`` was deleted since the caller read it (its owner deleting it as
     the reviewer decides): nothing is saved, and the page answers 404 as it does to a decision sent just after."""
-    same_picture = Upload.objects.filter(Q(pk=upload.pk) | Q(sha256=upload.sha256))
-    list(same_picture.select_for_update().order_by("pk").values_list("pk", flat=True))
+    pictures_lock(uploads=Upload.objects.filter(pk=upload.pk))
     current = Upload.objects.filter(pk=upload.pk).first()
     if current is None:
         raise UploadNotFound("This picture was deleted while you had it open; nothing was saved.")

@@ -42,10 +42,10 @@ def uploads_delete(*, uploads: QuerySet[Upload]) -> int:
     made them forget their pictures' fingerprint (:func:`upload_requests_forget_uploads`). Returns how many uploads
     were deleted.
     """
-    # In id order, the order in which every writer of several uploads locks them (a review decision, an undo, the
-    # ground-truth actions): a caller's transaction around the batches (an account's deletion) holds each batch's
-    # locks until it ends, and batches cut in the order the database found the rows (not id order once rows were
-    # updated) held a newer copy of a picture while waiting for an older one a decision held: a deadlock.
+    # In id order, the order in which every writer of several uploads locks them (services/upload_locks.py): a
+    # caller's transaction around the batches (an account's deletion) holds each batch's locks until it ends, and
+    # batches cut in the order the database found the rows (not id order once rows were updated) held a newer copy
+    # of a picture while waiting for an older one a decision held: a deadlock.
     upload_ids = list(uploads.order_by("pk").values_list("pk", flat=True))
     deleted = 0
     for start in range(0, len(upload_ids), BATCH_SIZE):
