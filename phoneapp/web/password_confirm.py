@@ -18,22 +18,6 @@ from phoneapp.auth_backends import REFUSED_ATTRIBUTE
 from phoneapp.signed_in import SignedInRequest
 
 
-def password_refusal(request: SignedInRequest, *, to_do: str) -> str:
-    """Why the posted ``password`` does not confirm the signed-in user ("" when it does).
-
-    ``to_do`` finishes "Enter your password to ...", the message for an empty field."""
-    password = request.POST.get("password", "")
-    if not password:
-        return f"Enter your password to {to_do}: nothing was changed."
-    confirmed = authenticate(request, username=request.user.get_username(), password=password)
-    wait = password_wait(request)
-    if wait is not None:
-        return f"Too many wrong passwords; try again in {wait} seconds. Nothing was changed."
-    if confirmed is None or confirmed.pk != request.user.pk:
-        return "That is not your password: nothing was changed."
-    return ""
-
-
 def password_wait(request: SignedInRequest) -> int | None:
     """Seconds until the login throttle lets this person try a password again, when it just refused one (a
     page answers 429 with ``Retry-After``, as the sign-in page does)."""
@@ -42,7 +26,7 @@ def password_wait(request: SignedInRequest) -> int | None:
 
 class PasswordConfirmForm(forms.Form):
     """The signed-in person's password, asked again to ``to_do`` (finishing "Enter your password to ..."); a wrong
-    one, an empty one or one the login throttle refused is the field's error (:func:`password_refusal`).
+    one, an empty one or one the login throttle refused is the field's error.
 
     ``auto_id`` names the field's id (e.g. ``"token-%s"``: ``token-password``), its error paragraph's being that id
     followed by ``_error`` (what Django's widget names in ``aria-describedby``)."""
@@ -57,10 +41,13 @@ class PasswordConfirmForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.request = request
         self.fields["password"].error_messages["required"] = f"Enter your password to {to_do}: nothing was changed."
-        self.to_do = to_do
 
     def clean_password(self) -> str:
-        refusal = password_refusal(self.request, to_do=self.to_do)
-        if refusal:
-            raise forms.ValidationError(refusal)
-        return str(self.cleaned_data["password"])
+        password = str(self.cleaned_data["password"])
+        confirmed = authenticate(self.request, username=self.request.user.get_username(), password=password)
+        wait = password_wait(self.request)
+        if wait is not None:
+            raise forms.ValidationError(f"Too many wrong passwords; try again in {wait} seconds. Nothing was changed.")
+        if confirmed is None or confirmed.pk != self.request.user.pk:
+            raise forms.ValidationError("That is not your password: nothing was changed.")
+        return password
