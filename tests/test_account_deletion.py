@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +13,7 @@ from django.test import Client
 from phoneapp.models import ApiToken, Upload
 from phoneapp.services.api_tokens import api_token_regenerate
 from tests.factories import client_for, make_upload, make_user
+from tests.form_errors import password_field_invalid_because
 
 if TYPE_CHECKING:
     from pytest_django import DjangoCaptureOnCommitCallbacks
@@ -96,20 +95,6 @@ def test_guessing_the_password_there_is_throttled_like_a_login(alice: User, sett
     assert "Too many wrong passwords" in refused.content.decode()
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0  # as the sign-in page answers
     assert User.objects.filter(pk=alice.pk).exists()
-
-
-def password_field_invalid_because(page: str) -> str:
-    """What a screen reader says the page's password field is wrong about: the text of the elements its
-    ``aria-describedby`` names, when it is marked ``aria-invalid`` ("" when it is not marked)."""
-    [field] = re.findall(r'<input[^>]*\bname="password"[^>]*>', page)
-    attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', field))
-    if attributes.get("aria-invalid") != "true":
-        return ""
-    said = []
-    for described_by in attributes.get("aria-describedby", "").split():
-        [text] = re.findall(rf'<(\w+)[^>]*\bid="{re.escape(described_by)}"[^>]*>(.*?)</\1>', page, flags=re.S)
-        said.append(html.unescape(re.sub(r"<[^>]+>", "", text[1])).strip())
-    return " ".join(said)
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,8 @@ from django.utils import timezone
 from phoneapp.models import ApiToken, Upload
 from phoneapp.services.api_tokens import api_token_regenerate
 from tests.factories import make_upload
+from tests.form_errors import password_field_invalid_because
 from tests.images import uploaded_file
-from tests.test_account_deletion import password_field_invalid_because
 
 pytestmark = pytest.mark.django_db
 
