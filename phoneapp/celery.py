@@ -86,7 +86,8 @@ HOUSEKEEPING_MIN_SECONDS = 60.0
 
 
 def housekeeping_task_names() -> list[str]:
-    """The tasks of beat's schedule that run hourly or less often."""
+    """The tasks of beat's schedule that run at most once a minute (:data:`HOUSEKEEPING_MIN_SECONDS`; a crontab
+    schedule counts as such): today the hourly and daily housekeeping, not the sweep."""
     from django.conf import settings
 
     return [
