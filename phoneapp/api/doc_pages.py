@@ -6,7 +6,7 @@ The schema view renders with the schema's renderers (YAML first, as drf-spectacu
 was ``error: Method "POST" not allowed.`` in YAML, and ``OPTIONS`` its metadata in YAML, where every other API
 address answers JSON.
 
-Both are HTML pages drawn from a template, not API endpoints: DRF's ``OPTIONS`` answer (its metadata, drawn with
+The two pages are HTML drawn from a template, not API endpoints: DRF's ``OPTIONS`` answer (its metadata, drawn with
 the page's renderer) found no template on Swagger's and answered 500, logging an ERROR with a traceback that any
 anonymous caller could repeat at will. So the other methods are refused with 405 like on any page.
 
