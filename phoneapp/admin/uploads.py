@@ -89,7 +89,7 @@ class UploadAdminForm(forms.ModelForm):
         seen = self.data.get("review_seen")
         changes_review = {"reviewed_label", "reviewed_boxes"} & set(self.changed_data)
         if seen is None or not changes_review or self.reviewer is None or self.instance.pk is None:
-            return cleaned  # a form sent without it (a script's): judged as before
+            return cleaned  # nothing to compare: no review changed, or a form sent without review_seen (a script's)
         try:
             # Locked until the admin's transaction ends (it wraps the whole change), so no decision slips in before
             # save_model.
