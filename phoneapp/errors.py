@@ -1,8 +1,9 @@
-"""Errors of the read side: what a selector raises when the caller asked for a row it cannot have.
+"""Errors of rows the caller cannot have: what a selector raises when asked for one, and what a service raises when
+the row it was handed went away meanwhile (a review decision on an upload its owner deleted as the reviewer decided).
 
-Selectors know nothing of HTTP; the edges answer these with 404 (pages: ``phoneapp.web.errors.NotFoundMiddleware``,
-API: ``phoneapp.api.errors.exception_handler``). Someone else's upload raises the same error as a missing one, so
-an answer never tells whether an id exists.
+Selectors and services know nothing of HTTP; the edges answer these with 404 (pages:
+``phoneapp.web.errors.NotFoundMiddleware``, API: ``phoneapp.api.errors.exception_handler``). Someone else's upload
+raises the same error as a missing one, so an answer never tells whether an id exists.
 """
 
 from __future__ import annotations
