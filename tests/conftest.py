@@ -66,18 +66,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """pytest-xdist groups by a suffix it adds to each grouped test's id; pytest 9.2 moved the id where xdist 3.8
     does not write, and the groups silently fell apart (two processes flushed each other's Redis database). Refuse to
-    run when that happens again, rather than fail at random further on."""
+    run when that happens again, rather than fail at random further on.
+
+    Besides the Redis group, a module whose module-scoped fixture is costly (a model trained or a process started
+    once for the module) puts its tests in a group of their own (``pytestmark = pytest.mark.xdist_group(...)``):
+    spread over both processes, each built the fixture (a scene model trained twice). A test in two groups would
+    be put in a third, joined one, outside the Redis group: refused too."""
     if not session.config.getoption("loadgroup", default=False):
         return
-    ungrouped = [
-        item.nodeid
-        for item in session.items
-        if item.get_closest_marker("xdist_group") and not item.nodeid.endswith(f"@{REDIS_GROUP}")
-    ]
+    ungrouped = []
+    for item in session.items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name")) for mark in item.iter_markers("xdist_group")
+        }
+        if names and (len(names) > 1 or not item.nodeid.endswith(f"@{names.pop()}")):
+            ungrouped.append(item.nodeid)
     if ungrouped:
         message = (
-            f"pytest-xdist did not group {len(ungrouped)} Redis tests (first: {ungrouped[0]}): the installed pytest "
-            "and pytest-xdist do not work together; see requirements-dev.txt"
+            f"pytest-xdist did not group {len(ungrouped)} tests as marked (first: {ungrouped[0]}): a test in two "
+            "groups, or the installed pytest and pytest-xdist do not work together; see requirements-dev.txt"
         )
         print(message, file=sys.stderr)  # raised in an xdist process, the error itself shows as an INTERNALERROR
         raise pytest.UsageError(message)

@@ -24,6 +24,8 @@ from inference.onnx_engine import OnnxClassifier
 from inference.preprocessing import PreprocessConfig, image_to_array
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "trained_models"
+# One export cache per test process (export_cache), each export seconds: the tests stay in one (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("performance_fast_path")
 
 
 @pytest.fixture(scope="module")

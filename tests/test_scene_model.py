@@ -35,6 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZE = 224
 # Enough for the drawn phones to be found (8 of 8 at 20 epochs, 2026-12-06); fewer keeps the module's setup short.
 EPOCHS = 24
+# The module's models are trained once per test process: the tests stay in one (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("scene_model")
 
 
 def train_drawn_model(root: Path, name: str, *extra: str, epochs: int = EPOCHS) -> Path:

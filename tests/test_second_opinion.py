@@ -36,6 +36,8 @@ from tests.test_scene_model import train_drawn_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ZERO_SHOT = REPO_ROOT / "trained_models" / "imagenet-zero-shot"
+# models_root trains a scene model once per test process: the tests stay in one (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("second_opinion")
 
 
 class StubMember:

@@ -18,6 +18,8 @@ from django.test import Client
 from phoneapp.services.health import health_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# production_process starts Django once per test process: the tests stay in one (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("security_deploy")
 
 
 def kept_environment() -> dict[str, str]:
