@@ -17,6 +17,7 @@ from phoneapp.models import Upload, UploadStatus
 from tests import live_services
 from tests.factories import chance_shown
 from tests.images import draw_picture
+from tests.test_browser_pages import BROWSER_POLL_SECONDS
 
 if TYPE_CHECKING:
     from pytest_django.live_server_helper import LiveServer
@@ -43,7 +44,9 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
     browser.find_element(By.ID, "id_username").send_keys("alice")
     browser.find_element(By.ID, "id_password").send_keys("alice-password-1")
     browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "upload-form")))
+    WebDriverWait(browser, 30, poll_frequency=BROWSER_POLL_SECONDS).until(
+        expected_conditions.presence_of_element_located((By.ID, "upload-form"))
+    )
     # A marker that a page load would wipe out: proves the verdict arrives without a reload.
     browser.execute_script("window.phoneCheckTestMarker = 'same page';")
 
@@ -52,7 +55,7 @@ def test_uploaded_picture_gets_its_verdict_on_the_page_without_reload(
 
     finished = "#results [data-verdict-for][data-status=done], #results [data-verdict-for][data-status=failed]"
     try:
-        verdict = WebDriverWait(browser, VERDICT_TIMEOUT).until(
+        verdict = WebDriverWait(browser, VERDICT_TIMEOUT, poll_frequency=BROWSER_POLL_SECONDS).until(
             expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, finished))
         )
     finally:
