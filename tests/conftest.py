@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -20,6 +21,8 @@ from inference.export_cache import CACHE_DIR_ENV
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsFixture
     from selenium.webdriver import Chrome
+
+    from tests.live_services import ChromiumContexts
 
 from tests.factories import client_for, make_user
 
@@ -229,16 +232,38 @@ def browser_flags() -> tuple[str, ...]:
     return ()
 
 
+@pytest.fixture(scope="session")
+def chromium_browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tuple[str, ...], ChromiumContexts]]:
+    """This test process's headless Chromiums, one per set of flags, started when first asked for."""
+    browsers: dict[tuple[str, ...], ChromiumContexts] = {}
+    yield browsers
+    for started in browsers.values():
+        started.quit()
+
+
 @pytest.fixture
-def browser(tmp_path: Path, browser_flags: tuple[str, ...]) -> Iterator[Chrome]:
-    """Headless Chromium with a fresh profile through Debian's chromedriver (nothing downloaded), quit after."""
+def browser(
+    chromium_browsers: dict[tuple[str, ...], ChromiumContexts],
+    tmp_path_factory: pytest.TempPathFactory,
+    browser_flags: tuple[str, ...],
+) -> Iterator[Chrome]:
+    """Headless Chromium through Debian's chromedriver (nothing downloaded), in a window of a fresh browser context:
+    nothing (cookies, storage, cache, permissions, emulation, console messages) comes from another test. Chromium
+    itself is shared by the process's tests with the same flags (live_services.ChromiumContexts); a new one is
+    started if it has gone."""
     from tests import live_services
 
-    driver = live_services.chromium_start(profile_dir=tmp_path / "chromium-profile", extra_flags=browser_flags)
-    try:
+    started = chromium_browsers.get(browser_flags)
+    if started is not None and not started.usable():
+        with contextlib.suppress(Exception):  # what is left of it
+            started.quit()
+        started = None
+    if started is None:
+        profile = tmp_path_factory.mktemp("chromium-profile")
+        started = live_services.ChromiumContexts(profile_dir=profile, extra_flags=browser_flags)
+        chromium_browsers[browser_flags] = started
+    with started.fresh_window() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
