@@ -266,11 +266,13 @@ class CeleryWorker:
         def answered() -> bool | None:
             if self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.log_tail()}")
-            replies = app.control.ping(destination=[self.node_name], timeout=1.0)
+            # limit=1: back as soon as the one worker asked answers; without it every ping, answered or not, took
+            # the whole second. An unanswered ping already waited that second: look again at once.
+            replies = app.control.ping(destination=[self.node_name], timeout=1.0, limit=1)
             return True if replies else None
 
         try:
-            wait_until(answered, timeout=timeout, interval=0.5, what=f"celery worker {self.node_name}")
+            wait_until(answered, timeout=timeout, interval=0.05, what=f"celery worker {self.node_name}")
         except TimeoutError as error:
             raise TimeoutError(f"{error}; its log:\n{self.log_tail()}") from error
 
