@@ -264,6 +264,8 @@ def browser(
         chromium_browsers[browser_flags] = started
     with started.fresh_window() as driver:
         yield driver
+    # The window's connections are closed with its context; what the page left running ends before the test does.
+    live_services.live_server_requests_finish()
 
 
 @pytest.fixture

@@ -200,6 +200,22 @@ class ChromiumContexts:
             self.driver.quit()
 
 
+def live_server_requests_finish(*, timeout: float = 30) -> None:
+    """Wait until pytest-django's live server (one per test process) has no request in hand.
+
+    A request a test's page left running (an upload the browser sent as the test ended) otherwise went on after
+    the test, with its settings restored and its rows flushed: seen once, an upload of the test before classified
+    by the shipped model of the repo's ``trained_models`` into the next test's database, whose own uploads then got
+    that model's verdicts instead of the test default's."""
+    import threading
+
+    def all_answered() -> bool | None:
+        running = [thread for thread in threading.enumerate() if thread.name.endswith("(process_request_thread)")]
+        return True if not any(thread.is_alive() for thread in running) else None
+
+    wait_until(all_answered, timeout=timeout, interval=0.05, what="the live server's requests to be answered")
+
+
 def wait_until(probe: Callable[[], T | None], *, timeout: float, interval: float = 0.2, what: str) -> T:
     """Call ``probe`` until it returns something other than ``None``; raise ``TimeoutError`` after ``timeout``."""
     deadline = time.monotonic() + timeout
