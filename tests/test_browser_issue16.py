@@ -16,7 +16,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from inference.drawing import draw_desk_with_phone, draw_red_mug
-from phoneapp.models import Upload, UploadStatus
+from phoneapp.models import ModelVersion, Upload, UploadStatus
 from tests.factories import chance_shown, make_model_version_with_manifest, make_upload
 from tests.test_browser_pages import (
     DESKTOP,
@@ -135,6 +135,30 @@ def test_a_card_pending_for_long_keeps_saying_why_it_waits_as_it_polls(
     assert verdict_text(just_sent) == "Pending…"
 
 
+# What a verdict bar says on hover of its band and mark (its SVG title), read from the element passed.
+BAR_LEGEND = "return arguments[0].querySelector('svg.bar title').textContent"
+
+
+def judged_while_the_upload_page_waits(
+    browser: Chrome, live_server: LiveServer, owner: User, *, name: str, probability: float, version: ModelVersion
+) -> tuple[Upload, str]:
+    """A pending upload of ``owner``'s on the upload page, which lists it pending and polls; its verdict (not a
+    phone at ``probability``, by ``version``) is then written as a worker would write it. Returns the upload and
+    its card's selector once the card shows the verdict."""
+    from selenium.webdriver.common.by import By
+
+    waiting = make_upload(owner, status=UploadStatus.PENDING, name=name, picture=draw_desk_with_phone())
+    log_in(browser, live_server, owner)
+    browser.get(f"{live_server.url}/")
+    card = f"#results .verdict[data-verdict-for='{waiting.pk}']"
+    assert browser.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "pending"
+    Upload.objects.filter(pk=waiting.pk).update(
+        status=UploadStatus.DONE, probability=probability, predicted_label="not_phone", model_version=version
+    )
+    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
+    return waiting, card
+
+
 def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_page(
     live_server: LiveServer, browser: Chrome, alice: User
 ) -> None:
@@ -142,24 +166,13 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
 
     # 94.49% is "94" from the server, and 0.3265 a band edge Python's round() and JavaScript's Math.round took apart.
     band = [0.3265, 0.9449]
-    make_model_version_with_manifest("strict", threshold=0.93, unsure_band=band)
-    waiting = make_upload(alice, status=UploadStatus.PENDING, name="borderline.jpg", picture=draw_desk_with_phone())
-    log_in(browser, live_server, alice)
-    # The upload page lists it pending and polls; the verdict is then written as a worker would write it.
-    browser.get(f"{live_server.url}/")
-    card = f"#results .verdict[data-verdict-for='{waiting.pk}']"
-    assert browser.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "pending"
-    Upload.objects.filter(pk=waiting.pk).update(
-        status=UploadStatus.DONE,
-        probability=0.85,
-        predicted_label="not_phone",
-        model_version=make_model_version_with_manifest("strict", threshold=0.93, unsure_band=band),
+    strict = make_model_version_with_manifest("strict", threshold=0.93, unsure_band=band)
+    waiting, card = judged_while_the_upload_page_waits(
+        browser, live_server, alice, name="borderline.jpg", probability=0.85, version=strict
     )
-    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
     assert browser.find_element(By.CSS_SELECTOR, f"{card} .verdict-word").text == "Unsure — 85% chance of a phone"
     # The bar says on hover what its band and mark mean, in the same words on the live card and the pages.
-    legend = "return arguments[0].querySelector('svg.bar title').textContent"
-    live_legend = browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, card))
+    live_legend = browser.execute_script(BAR_LEGEND, browser.find_element(By.CSS_SELECTOR, card))
     # upload.js rounded the bar's 94.5 again and said "95".
     assert live_legend == "Phone above 94%, not a phone below 33%, unsure in between (the shaded band)"
     band_x = "return arguments[0].querySelector('svg.bar .bar-band').getAttribute('x')"
@@ -167,7 +180,7 @@ def test_probability_between_the_band_and_the_threshold_reads_unsure_on_every_pa
     for page in (f"/uploads/{waiting.pk}/", "/history/"):
         browser.get(f"{live_server.url}{page}")
         assert browser.find_element(By.CSS_SELECTOR, ".verdict .verdict-word").text == "Unsure — 85% chance of a phone"
-        assert browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, ".verdict")) == live_legend
+        assert browser.execute_script(BAR_LEGEND, browser.find_element(By.CSS_SELECTOR, ".verdict")) == live_legend
         assert float(browser.execute_script(band_x, browser.find_element(By.CSS_SELECTOR, ".verdict"))) == float(
             live_band_x
         )
@@ -182,20 +195,12 @@ def test_a_live_card_says_a_band_ending_near_certainty_as_the_page_does(
     from selenium.webdriver.common.by import By
 
     band = [0.5814, 0.9995]
-    waiting = make_upload(alice, status=UploadStatus.PENDING, name="retrained.jpg", picture=draw_desk_with_phone())
-    log_in(browser, live_server, alice)
-    browser.get(f"{live_server.url}/")
-    card = f"#results .verdict[data-verdict-for='{waiting.pk}']"
-    Upload.objects.filter(pk=waiting.pk).update(
-        status=UploadStatus.DONE,
-        probability=0.5813,
-        predicted_label="not_phone",
-        model_version=make_model_version_with_manifest("retrain-first", threshold=0.5814, unsure_band=band),
+    first_retrain = make_model_version_with_manifest("retrain-first", threshold=0.5814, unsure_band=band)
+    _, card = judged_while_the_upload_page_waits(
+        browser, live_server, alice, name="retrained.jpg", probability=0.5813, version=first_retrain
     )
-    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, card).get_attribute("data-status") == "done", 30)
 
-    legend = "return arguments[0].querySelector('svg.bar title').textContent"
-    live_legend = browser.execute_script(legend, browser.find_element(By.CSS_SELECTOR, card))
+    live_legend = browser.execute_script(BAR_LEGEND, browser.find_element(By.CSS_SELECTOR, card))
 
     assert live_legend == "Phone above 99.95%, not a phone below 58%, unsure in between (the shaded band)"
 
